@@ -1,0 +1,123 @@
+/* The backend seam: one struct of function pointers per device (CPU today, CUDA next).
+ * Kernels know nothing of models: every op takes raw device pointers and dimensions,
+ * outputs first, then inputs, then dimensions (llm.c order). Tensors are row-major.
+ *
+ * Conventions, for every op below:
+ *  - "writes" means the output is overwritten; "accumulates" means +=.
+ *  - Activation gradients are written unless the op says otherwise; parameter gradients
+ *    (embedding table, norm weights) always accumulate, so grads are zeroed once per step.
+ *  - Shapes use B batch, T time, C channels, NH query heads, NKV key/value heads,
+ *    HD head size, V vocabulary, N rows (any flattening of leading dims).
+ *  - The residual add's backward is the identity fan-out: the model realises it by having
+ *    rmsnorm_backward accumulate into the residual-stream gradient; residual_backward is
+ *    the explicit form for callers that keep separate buffers. */
+#ifndef LORASC_BACKEND_H
+#define LORASC_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/real.h"
+
+typedef enum RopeStyle {
+    ROPE_INTERLEAVED = 0, /* Meta / llama2.c: rotate pairs (2i, 2i+1) */
+    ROPE_HALF = 1,        /* Hugging Face: rotate pairs (i, i + HD/2) */
+} RopeStyle;
+
+typedef struct Backend Backend;
+
+struct Backend {
+    const char *name; /* "cpu", "cuda" */
+    void *ctx;        /* backend-private state (BLAS handles, streams, scratch) */
+
+    /* ---- memory ---- */
+    void *(*alloc)(Backend *be, size_t bytes);      /* zero-filled, 64-byte aligned; NULL on failure */
+    void (*free)(Backend *be, void *ptr);
+    void (*to_device)(Backend *be, void *dst, const void *src_host, size_t bytes);
+    void (*to_host)(Backend *be, void *dst_host, const void *src, size_t bytes);
+    void (*copy)(Backend *be, void *dst, const void *src, size_t bytes); /* device to device */
+    void (*zero)(Backend *be, void *dst, size_t bytes);
+    void (*sync)(Backend *be);
+
+    /* ---- dense linear algebra ----
+     * c[M,N] = alpha * op(a)[M,K] . op(b)[K,N] + beta * c, op(x) = x^T when trans_x.
+     * a is stored [M,K] (or [K,M] if trans_a), b is stored [K,N] (or [N,K] if trans_b).
+     * A linear layer y = x W^T with W [out,in] is matmul(y, x, W, BT, out, in, 0, 1, 1, 0). */
+    void (*matmul)(Backend *be, Real *c, const Real *a, const Real *b, int M, int N, int K,
+                   int trans_a, int trans_b, Real alpha, Real beta);
+
+    /* ---- embedding ----
+     * out[N,C] = table[tokens[n], :]; backward accumulates dtable[V,C] += scatter(dout). */
+    void (*embedding_forward)(Backend *be, Real *out, const int32_t *tokens, const Real *table,
+                              int N, int C);
+    void (*embedding_backward)(Backend *be, Real *dtable, const Real *dout, const int32_t *tokens,
+                               int N, int C);
+
+    /* ---- RMSNorm: out = x / sqrt(mean(x^2) + eps) * weight ----
+     * forward writes out[N,C] and rstd[N] (saved for backward).
+     * backward accumulates dx[N,C] += ... and, when dweight != NULL, dweight[C] += ... */
+    void (*rmsnorm_forward)(Backend *be, Real *out, Real *rstd, const Real *x, const Real *weight,
+                            int N, int C, float eps);
+    void (*rmsnorm_backward)(Backend *be, Real *dx, Real *dweight, const Real *dout, const Real *x,
+                             const Real *weight, const Real *rstd, int N, int C);
+
+    /* ---- rotary position embedding, in place on x[B,T,NH,HD] ----
+     * cos/sin tables are [T_max, HD/2] (row t is position pos0 + t). Forward rotates by +theta;
+     * backward rotates the gradient by -theta (the transpose of an orthogonal rotation). */
+    void (*rope_forward)(Backend *be, Real *x, const Real *cos_tab, const Real *sin_tab,
+                         int B, int T, int NH, int HD, int pos0, RopeStyle style);
+    void (*rope_backward)(Backend *be, Real *dx, const Real *cos_tab, const Real *sin_tab,
+                          int B, int T, int NH, int HD, int pos0, RopeStyle style);
+
+    /* ---- causal self-attention with grouped-query heads ----
+     * q[B,T,NH,HD], k,v[B,T,NKV,HD] (NH % NKV == 0; query head h reads kv head h/(NH/NKV)).
+     * forward writes out[B,T,NH,HD] and att[B,NH,T,T] (softmax probabilities, zero above the
+     * diagonal; scale 1/sqrt(HD)). backward writes dq, dk, dv and uses datt[B,NH,T,T] as scratch. */
+    void (*attention_forward)(Backend *be, Real *out, Real *att, const Real *q, const Real *k,
+                              const Real *v, int B, int T, int NH, int NKV, int HD);
+    void (*attention_backward)(Backend *be, Real *dq, Real *dk, Real *dv, Real *datt,
+                               const Real *dout, const Real *q, const Real *k, const Real *v,
+                               const Real *att, int B, int T, int NH, int NKV, int HD);
+
+    /* ---- SwiGLU: out = silu(gate) * up, elementwise over n ----
+     * backward writes dgate and dup. */
+    void (*swiglu_forward)(Backend *be, Real *out, const Real *gate, const Real *up, size_t n);
+    void (*swiglu_backward)(Backend *be, Real *dgate, Real *dup, const Real *dout, const Real *gate,
+                            const Real *up, size_t n);
+
+    /* ---- residual add: out = a + b (out may alias a or b); backward accumulates
+     * da += dout and db += dout (either may be NULL). ---- */
+    void (*residual_forward)(Backend *be, Real *out, const Real *a, const Real *b, size_t n);
+    void (*residual_backward)(Backend *be, Real *da, Real *db, const Real *dout, size_t n);
+
+    /* ---- softmax cross-entropy over logits[N,V] ----
+     * forward writes losses[N] = logsumexp(logits) - logits[target] and lse[N];
+     * rows with target < 0 get loss 0 (ignored).
+     * backward writes dlogits[N,V] = (softmax - onehot(target)) * dloss[n]; dlogits may alias
+     * logits (in place); rows with target < 0 or dloss[n] == 0 get zeros. The per-token loss
+     * mask and the mean over unmasked tokens live in dloss (mask[n] / count). */
+    void (*cross_entropy_forward)(Backend *be, Real *losses, Real *lse, const Real *logits,
+                                  const int32_t *targets, int N, int V);
+    void (*cross_entropy_backward)(Backend *be, Real *dlogits, const Real *logits, const Real *lse,
+                                   const int32_t *targets, const Real *dloss, int N, int V);
+
+    /* ---- optimizer and reductions ----
+     * AdamW with decoupled weight decay on n parameters:
+     *   g' = g * grad_scale; m = b1 m + (1-b1) g'; v = b2 v + (1-b2) g'^2;
+     *   p -= lr * (m / bc1 / (sqrt(v / bc2) + eps) + wd * p), bc_i = 1 - b_i^step (given). */
+    void (*adamw_update)(Backend *be, Real *p, const Real *g, Real *m, Real *v, size_t n, float lr,
+                         float beta1, float beta2, float eps, float weight_decay, float grad_scale,
+                         float bias_correction1, float bias_correction2);
+    /* Returns sum(x^2) accumulated in double (deterministic for a fixed thread count). */
+    double (*sum_squares)(Backend *be, const Real *x, size_t n);
+    /* x *= s */
+    void (*scale)(Backend *be, Real *x, size_t n, float s);
+    /* y += s * x */
+    void (*axpy)(Backend *be, Real *y, const Real *x, size_t n, float s);
+};
+
+/* The CPU backend (kernels/cpu). threads <= 0 keeps the OpenMP/OpenBLAS default. */
+Backend *backend_cpu_create(int threads);
+void backend_cpu_destroy(Backend *be);
+
+#endif

@@ -1,0 +1,94 @@
+/* The CPU backend: host memory is device memory, so the memory functions are malloc and
+ * memcpy; the ops live one family per file (matmul.c, attention.c, ...) and are plugged into
+ * the Backend struct here. Threads: OpenMP for our loops, OpenBLAS's own pthreads for GEMM. */
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "kernels/cpu/cpu_ops.h"
+
+/* ---- memory ---- */
+
+void *cpu_alloc(Backend *be, size_t bytes) {
+    (void)be;
+    size_t rounded = (bytes + 63) / 64 * 64; /* aligned_alloc wants a multiple of the alignment */
+    if (rounded == 0) rounded = 64;
+    if (rounded < bytes) return NULL; /* overflow */
+    void *p = aligned_alloc(64, rounded);
+    if (p) memset(p, 0, rounded);
+    return p;
+}
+
+void cpu_free(Backend *be, void *ptr) {
+    (void)be;
+    free(ptr);
+}
+
+void cpu_to_device(Backend *be, void *dst, const void *src_host, size_t bytes) {
+    (void)be;
+    if (bytes) memcpy(dst, src_host, bytes);
+}
+
+void cpu_to_host(Backend *be, void *dst_host, const void *src, size_t bytes) {
+    (void)be;
+    if (bytes) memcpy(dst_host, src, bytes);
+}
+
+void cpu_copy(Backend *be, void *dst, const void *src, size_t bytes) {
+    (void)be;
+    if (bytes && dst != src) memmove(dst, src, bytes);
+}
+
+void cpu_zero(Backend *be, void *dst, size_t bytes) {
+    (void)be;
+    if (bytes) memset(dst, 0, bytes);
+}
+
+void cpu_sync(Backend *be) { (void)be; } /* every CPU op has finished when it returns */
+
+/* ---- create / destroy ---- */
+
+Backend *backend_cpu_create(int threads) {
+    Backend *be = calloc(1, sizeof *be);
+    if (!be) return NULL;
+    if (threads > 0) {
+        omp_set_num_threads(threads);
+        openblas_set_num_threads(threads);
+    }
+    be->name = "cpu";
+    be->ctx = NULL;
+
+    be->alloc = cpu_alloc;
+    be->free = cpu_free;
+    be->to_device = cpu_to_device;
+    be->to_host = cpu_to_host;
+    be->copy = cpu_copy;
+    be->zero = cpu_zero;
+    be->sync = cpu_sync;
+
+    be->matmul = cpu_matmul;
+    be->embedding_forward = cpu_embedding_forward;
+    be->embedding_backward = cpu_embedding_backward;
+    be->rmsnorm_forward = cpu_rmsnorm_forward;
+    be->rmsnorm_backward = cpu_rmsnorm_backward;
+    be->rope_forward = cpu_rope_forward;
+    be->rope_backward = cpu_rope_backward;
+    be->attention_forward = cpu_attention_forward;
+    be->attention_backward = cpu_attention_backward;
+    be->swiglu_forward = cpu_swiglu_forward;
+    be->swiglu_backward = cpu_swiglu_backward;
+    be->residual_forward = cpu_residual_forward;
+    be->residual_backward = cpu_residual_backward;
+    be->cross_entropy_forward = cpu_cross_entropy_forward;
+    be->cross_entropy_backward = cpu_cross_entropy_backward;
+
+    be->adamw_update = cpu_adamw_update;
+    be->sum_squares = cpu_sum_squares;
+    be->scale = cpu_scale;
+    be->axpy = cpu_axpy;
+    return be;
+}
+
+void backend_cpu_destroy(Backend *be) { free(be); }

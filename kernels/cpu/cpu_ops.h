@@ -1,0 +1,116 @@
+/* Private header of the CPU backend: the cpu_* ops that backend_cpu.c puts in the Backend
+ * struct (same signatures and semantics as kernels/backend.h), plus the small inline math
+ * helpers the op files share. Not part of the public interface: include kernels/backend.h. */
+#ifndef LORASC_CPU_OPS_H
+#define LORASC_CPU_OPS_H
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "kernels/backend.h"
+
+/* ---- shared helpers ---- */
+
+/* Loops over fewer elements than this run on one thread: waking the pool costs more. */
+#define CPU_PARALLEL_MIN 16384
+
+/* e^x in float without a libm call, so loops over it vectorise (glibc's expf does not without
+ * -ffast-math). Cephes expf: x = k ln2 + r with |r| <= ln2/2 (Cody-Waite split of ln2), e^r by
+ * a degree-7 minimax polynomial, 2^k built in the exponent bits as 2^(k/2) * 2^(k - k/2) so
+ * results that end in the subnormal range stay right. Within 2 ulp of e^x; +inf above
+ * ln(FLT_MAX), 0 below -104, NaN in gives NaN out. Checked against exp() in test_ops.c. */
+static inline float cpu_expf(float x) {
+    const float hi = 88.72283935546875f, lo = -104.0f;
+    float xc = x < hi ? x : hi; /* a NaN lands on hi here and is put back at the end */
+    xc = xc > lo ? xc : lo;
+    float k = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round to nearest */
+    float r = xc - k * 0.693359375f;
+    r = r - k * -2.12194440e-4f;
+    float p = (((((1.9875691500e-4f * r + 1.3981999507e-3f) * r + 8.3334519073e-3f) * r +
+                 4.1665795894e-2f) * r + 1.6666665459e-1f) * r + 5.0000001201e-1f) * (r * r) +
+              r + 1.0f;
+    int32_t ki = (int32_t)k;
+    int32_t k1 = ki / 2, k2 = ki - k1;
+    uint32_t b1 = (uint32_t)(k1 + 127) << 23, b2 = (uint32_t)(k2 + 127) << 23;
+    float s1, s2;
+    memcpy(&s1, &b1, sizeof s1);
+    memcpy(&s2, &b2, sizeof s2);
+    float y = p * s1 * s2;
+    y = x > hi ? INFINITY : y;
+    return x != x ? x : y;
+}
+
+/* e^x in Real: the vectorisable cpu_expf in float builds, libm's exp in double builds (the
+ * double build exists for finite-difference checks, where accuracy is all that matters). */
+static inline Real cpu_exp(Real x) {
+#ifdef LORASC_REAL_DOUBLE
+    return exp(x);
+#else
+    return cpu_expf(x);
+#endif
+}
+
+/* ---- memory and setup (backend_cpu.c) ---- */
+void *cpu_alloc(Backend *be, size_t bytes);
+void cpu_free(Backend *be, void *ptr);
+void cpu_to_device(Backend *be, void *dst, const void *src_host, size_t bytes);
+void cpu_to_host(Backend *be, void *dst_host, const void *src, size_t bytes);
+void cpu_copy(Backend *be, void *dst, const void *src, size_t bytes);
+void cpu_zero(Backend *be, void *dst, size_t bytes);
+void cpu_sync(Backend *be);
+
+/* ---- matmul.c ---- */
+void cpu_matmul(Backend *be, Real *c, const Real *a, const Real *b, int M, int N, int K,
+                int trans_a, int trans_b, Real alpha, Real beta);
+
+/* ---- embedding.c ---- */
+void cpu_embedding_forward(Backend *be, Real *out, const int32_t *tokens, const Real *table, int N,
+                           int C);
+void cpu_embedding_backward(Backend *be, Real *dtable, const Real *dout, const int32_t *tokens,
+                            int N, int C);
+
+/* ---- rmsnorm.c ---- */
+void cpu_rmsnorm_forward(Backend *be, Real *out, Real *rstd, const Real *x, const Real *weight,
+                         int N, int C, float eps);
+void cpu_rmsnorm_backward(Backend *be, Real *dx, Real *dweight, const Real *dout, const Real *x,
+                          const Real *weight, const Real *rstd, int N, int C);
+
+/* ---- rope.c ---- */
+void cpu_rope_forward(Backend *be, Real *x, const Real *cos_tab, const Real *sin_tab, int B, int T,
+                      int NH, int HD, int pos0, RopeStyle style);
+void cpu_rope_backward(Backend *be, Real *dx, const Real *cos_tab, const Real *sin_tab, int B,
+                       int T, int NH, int HD, int pos0, RopeStyle style);
+
+/* ---- attention.c ---- */
+void cpu_attention_forward(Backend *be, Real *out, Real *att, const Real *q, const Real *k,
+                           const Real *v, int B, int T, int NH, int NKV, int HD);
+void cpu_attention_backward(Backend *be, Real *dq, Real *dk, Real *dv, Real *datt,
+                            const Real *dout, const Real *q, const Real *k, const Real *v,
+                            const Real *att, int B, int T, int NH, int NKV, int HD);
+
+/* ---- swiglu.c ---- */
+void cpu_swiglu_forward(Backend *be, Real *out, const Real *gate, const Real *up, size_t n);
+void cpu_swiglu_backward(Backend *be, Real *dgate, Real *dup, const Real *dout, const Real *gate,
+                         const Real *up, size_t n);
+
+/* ---- residual.c ---- */
+void cpu_residual_forward(Backend *be, Real *out, const Real *a, const Real *b, size_t n);
+void cpu_residual_backward(Backend *be, Real *da, Real *db, const Real *dout, size_t n);
+
+/* ---- cross_entropy.c ---- */
+void cpu_cross_entropy_forward(Backend *be, Real *losses, Real *lse, const Real *logits,
+                               const int32_t *targets, int N, int V);
+void cpu_cross_entropy_backward(Backend *be, Real *dlogits, const Real *logits, const Real *lse,
+                                const int32_t *targets, const Real *dloss, int N, int V);
+
+/* ---- optim.c ---- */
+void cpu_adamw_update(Backend *be, Real *p, const Real *g, Real *m, Real *v, size_t n, float lr,
+                      float beta1, float beta2, float eps, float weight_decay, float grad_scale,
+                      float bias_correction1, float bias_correction2);
+double cpu_sum_squares(Backend *be, const Real *x, size_t n);
+void cpu_scale(Backend *be, Real *x, size_t n, float s);
+void cpu_axpy(Backend *be, Real *y, const Real *x, size_t n, float s);
+
+#endif

@@ -1,0 +1,59 @@
+/* Softmax cross-entropy on the CPU over logits[N,V], one row per iteration. The forward reads
+ * a row twice (max, then the exp-sum, the second pass from cache: a 32000-float row is 125 KiB)
+ * and keeps only lse; the backward recomputes softmax from lse in one read-write pass, which
+ * is what lets it run in place (dlogits == logits). Sums of exponentials are taken in double. */
+#include "core/error.h"
+#include "kernels/cpu/cpu_ops.h"
+
+/* d[i] = softmax_i * dl for one row. Two versions so that both vectorise without a runtime
+ * alias check falling back to scalar code: in place, and into a separate buffer. */
+static void ce_softmax_scaled_inplace(Real *d, Real lse, Real dl, int V) {
+    for (int i = 0; i < V; i++) d[i] = cpu_exp(d[i] - lse) * dl;
+}
+
+static void ce_softmax_scaled(Real *restrict d, const Real *restrict x, Real lse, Real dl, int V) {
+    for (int i = 0; i < V; i++) d[i] = cpu_exp(x[i] - lse) * dl;
+}
+
+void cpu_cross_entropy_forward(Backend *be, Real *losses, Real *lse, const Real *logits,
+                               const int32_t *targets, int N, int V) {
+    (void)be;
+#pragma omp parallel for schedule(static) if ((size_t)N * V >= CPU_PARALLEL_MIN)
+    for (int n = 0; n < N; n++) {
+        const Real *x = logits + (size_t)n * V;
+        Real mx = x[0];
+#pragma omp simd reduction(max : mx)
+        for (int i = 0; i < V; i++) mx = x[i] > mx ? x[i] : mx;
+        double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
+        for (int i = 0; i < V; i++) sum += (double)cpu_exp(x[i] - mx);
+        double l = (double)mx + log(sum);
+        lse[n] = (Real)l;
+        int tgt = targets[n];
+        LSC_ASSERT(tgt < V);
+        losses[n] = tgt < 0 ? 0 : (Real)(l - (double)x[tgt]);
+    }
+}
+
+/* loss = lse - x_t, and dlse/dx_i = softmax_i, so dx_i = (softmax_i - [i == t]) * dloss. */
+void cpu_cross_entropy_backward(Backend *be, Real *dlogits, const Real *logits, const Real *lse,
+                                const int32_t *targets, const Real *dloss, int N, int V) {
+    (void)be;
+#pragma omp parallel for schedule(static) if ((size_t)N * V >= CPU_PARALLEL_MIN)
+    for (int n = 0; n < N; n++) {
+        const Real *x = logits + (size_t)n * V; /* may be the same memory as d */
+        Real *d = dlogits + (size_t)n * V;
+        int tgt = targets[n];
+        Real dl = dloss[n];
+        if (tgt < 0 || dl == 0) {
+            memset(d, 0, (size_t)V * sizeof(Real));
+            continue;
+        }
+        LSC_ASSERT(tgt < V);
+        if (d == x)
+            ce_softmax_scaled_inplace(d, lse[n], dl, V);
+        else
+            ce_softmax_scaled(d, x, lse[n], dl, V);
+        d[tgt] -= dl;
+    }
+}
