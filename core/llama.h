@@ -49,7 +49,8 @@ enum {
 };
 
 typedef struct LlamaWeights {
-    Real *tensors[LLAMA_NUM_PARAM_TENSORS]; /* pointers into one block, NULL if size 0 */
+    Real *tensors[LLAMA_NUM_PARAM_TENSORS]; /* pointers into one block; WCLS aliases the
+                                             * token embedding when tied */
 } LlamaWeights;
 
 const char *llama_param_name(int tensor);

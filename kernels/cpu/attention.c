@@ -1,114 +1,237 @@
-/* Causal self-attention on the CPU with grouped-query heads: one (batch, head) per task,
- * plain loops that touch only the lower triangle (s <= t) of each T x T score matrix.
+/* Causal self-attention on the CPU with grouped-query heads. One (batch, head) per task in
+ * the forward, one (batch, kv head) per task in the backward (so a group's query heads add
+ * into dk/dv without races). Only the lower triangle (s <= t) of each T x T matrix is computed.
  * att[B,NH,T,T] keeps the probabilities (exact zeros above the diagonal) for the backward.
- * Not a flash kernel: the T x T matrices are materialised, as the Backend interface asks. */
+ * Not a flash kernel: the T x T matrices are materialised, as the Backend interface asks.
+ *
+ * The products run through two register-tiled loops on packed, zero-padded copies of a head
+ * (ATT_R rows x ATT_W columns of accumulators; the compiler turns the ATT_W loop into vector
+ * registers). Plain triple loops are 3-4x slower here; sgemm on full T x T blocks wastes half
+ * its work on the masked triangle and spends the rest waking OpenBLAS's pool once per head. */
+#include <stdlib.h>
+
+#include "core/error.h"
 #include "kernels/cpu/cpu_ops.h"
 
-static inline Real att_dot(const Real *a, const Real *b, int n) {
-    Real s = 0;
-#pragma omp simd reduction(+ : s)
-    for (int i = 0; i < n; i++) s += a[i] * b[i];
-    return s;
+enum {
+    ATT_R = 4,  /* rows of a register tile (query rows, or key rows for dk/dv) */
+    ATT_W = 16, /* columns of a register tile: one 64-byte vector of floats */
+};
+
+static inline int att_round_up(int x) { return (x + ATT_W - 1) / ATT_W * ATT_W; }
+
+/* c[r][j] = sum_{d < HD} x[r][d] * yt[d][j] for r < ATT_R, j < n (n a multiple of ATT_W).
+ * Rows x[r] are separate pointers; yt is [HD][ldy] (the other operand, packed transposed). */
+static void att_tile_dots(Real *c, int ldc, const Real *const x[ATT_R], const Real *yt, int ldy,
+                          int HD, int n) {
+    const Real *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3];
+    for (int j0 = 0; j0 < n; j0 += ATT_W) {
+        Real a0[ATT_W], a1[ATT_W], a2[ATT_W], a3[ATT_W];
+        for (int j = 0; j < ATT_W; j++) a0[j] = a1[j] = a2[j] = a3[j] = 0;
+        for (int d = 0; d < HD; d++) {
+            const Real *y = yt + (size_t)d * ldy + j0;
+            const Real s0 = x0[d], s1 = x1[d], s2 = x2[d], s3 = x3[d];
+#pragma omp simd
+            for (int j = 0; j < ATT_W; j++) {
+                a0[j] += s0 * y[j];
+                a1[j] += s1 * y[j];
+                a2[j] += s2 * y[j];
+                a3[j] += s3 * y[j];
+            }
+        }
+        for (int j = 0; j < ATT_W; j++) {
+            c[j0 + j] = a0[j];
+            c[ldc + j0 + j] = a1[j];
+            c[2 * ldc + j0 + j] = a2[j];
+            c[3 * ldc + j0 + j] = a3[j];
+        }
+    }
+}
+
+/* c[r][j] += sum_{lo <= s < hi} m[r][s * ms] * y[s][j] for r < ATT_R, j < n (a multiple of
+ * ATT_W). m[r] are row pointers with element stride ms, so the same loop takes P (ms = 1) or
+ * a column of P^T (ms = T); y is [.][ldy], packed and zero-padded to n columns. */
+static void att_tile_mix(Real *c, int ldc, const Real *const m[ATT_R], size_t ms, int lo, int hi,
+                         const Real *y, int ldy, int n) {
+    const Real *m0 = m[0], *m1 = m[1], *m2 = m[2], *m3 = m[3];
+    for (int j0 = 0; j0 < n; j0 += ATT_W) {
+        Real a0[ATT_W], a1[ATT_W], a2[ATT_W], a3[ATT_W];
+        for (int j = 0; j < ATT_W; j++) a0[j] = a1[j] = a2[j] = a3[j] = 0;
+        for (int s = lo; s < hi; s++) {
+            const Real *ys = y + (size_t)s * ldy + j0;
+            const size_t o = (size_t)s * ms;
+            const Real s0 = m0[o], s1 = m1[o], s2 = m2[o], s3 = m3[o];
+#pragma omp simd
+            for (int j = 0; j < ATT_W; j++) {
+                a0[j] += s0 * ys[j];
+                a1[j] += s1 * ys[j];
+                a2[j] += s2 * ys[j];
+                a3[j] += s3 * ys[j];
+            }
+        }
+        for (int j = 0; j < ATT_W; j++) {
+            c[j0 + j] += a0[j];
+            c[ldc + j0 + j] += a1[j];
+            c[2 * ldc + j0 + j] += a2[j];
+            c[3 * ldc + j0 + j] += a3[j];
+        }
+    }
+}
+
+/* dst[d][s] = src[s][d] for s < T, d < HD, into [HD][Tp]; columns T..Tp-1 are zero. */
+static void att_pack_transposed(Real *dst, const Real *src, size_t stride, int T, int HD, int Tp) {
+    for (int d = 0; d < HD; d++) {
+        Real *row = dst + (size_t)d * Tp;
+        for (int s = 0; s < T; s++) row[s] = src[(size_t)s * stride + d];
+        for (int s = T; s < Tp; s++) row[s] = 0;
+    }
+}
+
+/* dst[s][d] = src[s][d] for s < T, d < HD, into [Tp][HDp]; the padding is zero. */
+static void att_pack_rows(Real *dst, const Real *src, size_t stride, int T, int HD, int Tp,
+                          int HDp) {
+    memset(dst, 0, (size_t)Tp * HDp * sizeof(Real));
+    for (int s = 0; s < T; s++) memcpy(dst + (size_t)s * HDp, src + (size_t)s * stride,
+                                       (size_t)HD * sizeof(Real));
 }
 
 void cpu_attention_forward(Backend *be, Real *out, Real *att, const Real *q, const Real *k,
                            const Real *v, int B, int T, int NH, int NKV, int HD) {
     (void)be;
-    const int rep = NH / NKV;
+    const int rep = NH / NKV, Tp = att_round_up(T), HDp = att_round_up(HD);
     const Real scale = (Real)(1.0 / sqrt((double)HD));
     const size_t qs = (size_t)NH * HD, ks = (size_t)NKV * HD; /* row strides over t */
-#pragma omp parallel for schedule(static) if ((size_t)B * NH * T * T * HD >= CPU_PARALLEL_MIN)
-    for (int bh = 0; bh < B * NH; bh++) {
-        const int b = bh / NH, h = bh % NH, kh = h / rep;
-        const Real *qh = q + (size_t)b * T * qs + (size_t)h * HD;
-        const Real *kb = k + (size_t)b * T * ks + (size_t)kh * HD;
-        const Real *vb = v + (size_t)b * T * ks + (size_t)kh * HD;
-        Real *oh = out + (size_t)b * T * qs + (size_t)h * HD;
-        for (int t = 0; t < T; t++) {
-            const Real *qt = qh + t * qs;
-            Real *row = att + ((size_t)bh * T + t) * T;
-            /* scores and their max */
-            Real mx = -INFINITY;
-            for (int s = 0; s <= t; s++) {
-                Real x = att_dot(qt, kb + s * ks, HD) * scale;
-                row[s] = x;
-                mx = x > mx ? x : mx;
-            }
-            /* softmax over s <= t, sum in double; the masked tail is exactly zero */
-            double sum = 0.0;
+#pragma omp parallel if ((size_t)B * NH * T * T * HD >= CPU_PARALLEL_MIN)
+    {
+        /* per thread: kt [HD][Tp], vp [Tp][HDp], sc [ATT_R][Tp], oacc [ATT_R][HDp] */
+        Real *kt = malloc(((size_t)HD * Tp + (size_t)Tp * HDp + ATT_R * ((size_t)Tp + HDp)) *
+                          sizeof(Real));
+        LSC_ASSERT(kt != NULL);
+        Real *vp = kt + (size_t)HD * Tp, *sc = vp + (size_t)Tp * HDp, *oacc = sc + ATT_R * Tp;
+#pragma omp for schedule(static)
+        for (int bh = 0; bh < B * NH; bh++) {
+            const int b = bh / NH, h = bh % NH, kh = h / rep;
+            const Real *qh = q + (size_t)b * T * qs + (size_t)h * HD;
+            Real *oh = out + (size_t)b * T * qs + (size_t)h * HD;
+            att_pack_transposed(kt, k + (size_t)b * T * ks + (size_t)kh * HD, ks, T, HD, Tp);
+            att_pack_rows(vp, v + (size_t)b * T * ks + (size_t)kh * HD, ks, T, HD, Tp, HDp);
+            for (int t0 = 0; t0 < T; t0 += ATT_R) {
+                const int nr = T - t0 < ATT_R ? T - t0 : ATT_R, n = t0 + nr, np = att_round_up(n);
+                const Real *qrows[ATT_R], *prows[ATT_R];
+                for (int r = 0; r < ATT_R; r++) {
+                    qrows[r] = qh + (size_t)(r < nr ? t0 + r : t0) * qs; /* spare rows repeat */
+                    prows[r] = sc + (size_t)r * Tp;
+                }
+                /* scores of rows t0..t0+nr-1 against keys 0..n-1 */
+                att_tile_dots(sc, Tp, qrows, kt, Tp, HD, np);
+                for (int r = 0; r < nr; r++) {
+                    const int t = t0 + r;
+                    Real *srow = sc + (size_t)r * Tp, *arow = att + ((size_t)bh * T + t) * T;
+                    Real mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+                    for (int s = 0; s <= t; s++) mx = srow[s] > mx ? srow[s] : mx;
+                    double sum = 0.0;
 #pragma omp simd reduction(+ : sum)
-            for (int s = 0; s <= t; s++) {
-                Real e = cpu_exp(row[s] - mx);
-                row[s] = e;
-                sum += (double)e;
-            }
-            const Real inv = (Real)(1.0 / sum);
-            for (int s = 0; s <= t; s++) row[s] *= inv;
-            for (int s = t + 1; s < T; s++) row[s] = 0;
-            /* out_t = sum_s p_s v_s */
-            Real *ot = oh + t * qs;
-            for (int d = 0; d < HD; d++) ot[d] = 0;
-            for (int s = 0; s <= t; s++) {
-                const Real p = row[s], *vs = vb + s * ks;
-#pragma omp simd
-                for (int d = 0; d < HD; d++) ot[d] += p * vs[d];
+                    for (int s = 0; s <= t; s++) {
+                        Real e = cpu_exp((srow[s] - mx) * scale);
+                        srow[s] = e;
+                        sum += (double)e;
+                    }
+                    const Real inv = (Real)(1.0 / sum);
+                    for (int s = 0; s <= t; s++) arow[s] = srow[s] = srow[s] * inv;
+                    for (int s = t + 1; s < T; s++) arow[s] = 0;
+                    for (int s = t + 1; s < np; s++) srow[s] = 0;
+                }
+                /* out_t = sum_{s <= t} p_ts v_s */
+                memset(oacc, 0, (size_t)ATT_R * HDp * sizeof(Real));
+                att_tile_mix(oacc, HDp, prows, 1, 0, n, vp, HDp, HDp);
+                for (int r = 0; r < nr; r++)
+                    memcpy(oh + (size_t)(t0 + r) * qs, oacc + (size_t)r * HDp,
+                           (size_t)HD * sizeof(Real));
             }
         }
+        free(kt);
     }
 }
 
 /* With P = softmax(S), S = scale Q K^T, O = P V:
  *   dV = P^T dO; dP = dO V^T; dS = P * (dP - rowsum(dP * P)); dQ = scale dS K; dK = scale dS^T Q.
- * One task per (batch, kv head) so the query heads of a group add into dk/dv without races. */
+ * datt holds scale * dS; a head's is complete before dK and dV read it by columns. */
 void cpu_attention_backward(Backend *be, Real *dq, Real *dk, Real *dv, Real *datt,
                             const Real *dout, const Real *q, const Real *k, const Real *v,
                             const Real *att, int B, int T, int NH, int NKV, int HD) {
     (void)be;
-    const int rep = NH / NKV;
+    const int rep = NH / NKV, Tp = att_round_up(T), HDp = att_round_up(HD);
     const Real scale = (Real)(1.0 / sqrt((double)HD));
     const size_t qs = (size_t)NH * HD, ks = (size_t)NKV * HD;
-#pragma omp parallel for schedule(static) if ((size_t)B * NH * T * T * HD >= CPU_PARALLEL_MIN)
-    for (int bk = 0; bk < B * NKV; bk++) {
-        const int b = bk / NKV, kh = bk % NKV;
-        const Real *kb = k + (size_t)b * T * ks + (size_t)kh * HD;
-        const Real *vb = v + (size_t)b * T * ks + (size_t)kh * HD;
-        Real *dkb = dk + (size_t)b * T * ks + (size_t)kh * HD;
-        Real *dvb = dv + (size_t)b * T * ks + (size_t)kh * HD;
-        for (int t = 0; t < T; t++) {
-            memset(dkb + t * ks, 0, (size_t)HD * sizeof(Real));
-            memset(dvb + t * ks, 0, (size_t)HD * sizeof(Real));
-        }
-        for (int h = kh * rep; h < (kh + 1) * rep; h++) {
-            const size_t bh = (size_t)b * NH + h;
-            const size_t hoff = (size_t)b * T * qs + (size_t)h * HD;
-            for (int t = 0; t < T; t++) {
-                const Real *arow = att + (bh * T + t) * T;
-                Real *drow = datt + (bh * T + t) * T;
-                const Real *qt = q + hoff + t * qs, *got = dout + hoff + t * qs;
-                Real *dqt = dq + hoff + t * qs;
-                /* dP[t,s] = dO_t . V_s, and the row sum of dP * P */
-                double rs = 0.0;
-                for (int s = 0; s <= t; s++) {
-                    Real x = att_dot(got, vb + s * ks, HD);
-                    drow[s] = x;
-                    rs += (double)x * arow[s];
-                }
-                const Real rsr = (Real)rs;
-                /* dS, pre-multiplied by scale (it is only ever used scaled) */
-                for (int s = 0; s <= t; s++) drow[s] = arow[s] * (drow[s] - rsr) * scale;
-                for (int d = 0; d < HD; d++) dqt[d] = 0;
-                for (int s = 0; s <= t; s++) {
-                    const Real c = drow[s], a = arow[s];
-                    const Real *kss = kb + s * ks;
-                    Real *dks = dkb + s * ks, *dvs = dvb + s * ks;
-#pragma omp simd
-                    for (int d = 0; d < HD; d++) {
-                        dqt[d] += c * kss[d];
-                        dks[d] += c * qt[d];
-                        dvs[d] += a * got[d];
+    const size_t tile = (size_t)Tp * HDp; /* one packed [Tp][HDp] head */
+#pragma omp parallel if ((size_t)B * NH * T * T * HD >= CPU_PARALLEL_MIN)
+    {
+        /* per thread: vt [HD][Tp]; kp, qp, gp (dout), dkacc, dvacc [Tp][HDp];
+         * sc [ATT_R][Tp] (dP rows); dqacc [ATT_R][HDp] */
+        Real *vt = malloc(((size_t)HD * Tp + 5 * tile + ATT_R * ((size_t)Tp + HDp)) *
+                          sizeof(Real));
+        LSC_ASSERT(vt != NULL);
+        Real *kp = vt + (size_t)HD * Tp, *qp = kp + tile, *gp = qp + tile, *dkacc = gp + tile,
+             *dvacc = dkacc + tile, *sc = dvacc + tile, *dqacc = sc + (size_t)ATT_R * Tp;
+#pragma omp for schedule(static)
+        for (int bk = 0; bk < B * NKV; bk++) {
+            const int b = bk / NKV, kh = bk % NKV;
+            const size_t koff = (size_t)b * T * ks + (size_t)kh * HD;
+            att_pack_transposed(vt, v + koff, ks, T, HD, Tp);
+            att_pack_rows(kp, k + koff, ks, T, HD, Tp, HDp);
+            memset(dkacc, 0, 2 * tile * sizeof(Real)); /* dkacc and dvacc */
+            for (int h = kh * rep; h < (kh + 1) * rep; h++) {
+                const size_t bh = (size_t)b * NH + h, hoff = (size_t)b * T * qs + (size_t)h * HD;
+                const Real *ah = att + bh * T * T;
+                Real *dh = datt + bh * T * T;
+                att_pack_rows(qp, q + hoff, qs, T, HD, Tp, HDp);
+                att_pack_rows(gp, dout + hoff, qs, T, HD, Tp, HDp);
+                /* dS by row tiles, and dQ = dS K as each tile is done */
+                for (int t0 = 0; t0 < T; t0 += ATT_R) {
+                    const int nr = T - t0 < ATT_R ? T - t0 : ATT_R, n = t0 + nr;
+                    const Real *grows[ATT_R], *drows[ATT_R];
+                    for (int r = 0; r < ATT_R; r++) {
+                        const int t = r < nr ? t0 + r : t0; /* spare rows repeat row t0 */
+                        grows[r] = gp + (size_t)t * HDp;
+                        drows[r] = dh + (size_t)t * T;
                     }
+                    att_tile_dots(sc, Tp, grows, vt, Tp, HD, att_round_up(n)); /* dP */
+                    for (int r = 0; r < nr; r++) {
+                        const int t = t0 + r;
+                        const Real *arow = ah + (size_t)t * T, *prow = sc + (size_t)r * Tp;
+                        Real *drow = dh + (size_t)t * T;
+                        double rs = 0.0;
+#pragma omp simd reduction(+ : rs)
+                        for (int s = 0; s <= t; s++) rs += (double)prow[s] * arow[s];
+                        const Real rsr = (Real)rs;
+                        for (int s = 0; s <= t; s++) drow[s] = arow[s] * (prow[s] - rsr) * scale;
+                        for (int s = t + 1; s < T; s++) drow[s] = 0;
+                    }
+                    memset(dqacc, 0, (size_t)ATT_R * HDp * sizeof(Real));
+                    att_tile_mix(dqacc, HDp, drows, 1, 0, n, kp, HDp, HDp);
+                    for (int r = 0; r < nr; r++)
+                        memcpy(dq + hoff + (size_t)(t0 + r) * qs, dqacc + (size_t)r * HDp,
+                               (size_t)HD * sizeof(Real));
+                }
+                /* dK rows s0.. = columns s0.. of dS against Q; dV the same with P against dO.
+                 * Column s is zero above row s, so the sums start at t = s0. */
+                for (int s0 = 0; s0 < T; s0 += ATT_R) {
+                    const Real *dcols[ATT_R], *acols[ATT_R];
+                    for (int r = 0; r < ATT_R; r++) {
+                        const int s = s0 + r < T ? s0 + r : s0;
+                        dcols[r] = dh + s;
+                        acols[r] = ah + s;
+                    }
+                    att_tile_mix(dkacc + (size_t)s0 * HDp, HDp, dcols, T, s0, T, qp, HDp, HDp);
+                    att_tile_mix(dvacc + (size_t)s0 * HDp, HDp, acols, T, s0, T, gp, HDp, HDp);
                 }
             }
+            for (int s = 0; s < T; s++) {
+                memcpy(dk + koff + (size_t)s * ks, dkacc + (size_t)s * HDp, (size_t)HD * sizeof(Real));
+                memcpy(dv + koff + (size_t)s * ks, dvacc + (size_t)s * HDp, (size_t)HD * sizeof(Real));
+            }
         }
+        free(vt);
     }
 }

@@ -5,6 +5,8 @@
 #include "core/error.h"
 #include "kernels/cpu/cpu_ops.h"
 
+enum { CE_CHUNK = 2048 }; /* logits per chunk of the forward's online logsumexp (8 KiB) */
+
 /* d[i] = softmax_i * dl for one row. Two versions so that both vectorise without a runtime
  * alias check falling back to scalar code: in place, and into a separate buffer. */
 static void ce_softmax_scaled_inplace(Real *d, Real lse, Real dl, int V) {
@@ -21,12 +23,23 @@ void cpu_cross_entropy_forward(Backend *be, Real *losses, Real *lse, const Real 
 #pragma omp parallel for schedule(static) if ((size_t)N * V >= CPU_PARALLEL_MIN)
     for (int n = 0; n < N; n++) {
         const Real *x = logits + (size_t)n * V;
-        Real mx = x[0];
-#pragma omp simd reduction(max : mx)
-        for (int i = 0; i < V; i++) mx = x[i] > mx ? x[i] : mx;
-        double sum = 0.0;
-#pragma omp simd reduction(+ : sum)
-        for (int i = 0; i < V; i++) sum += (double)cpu_exp(x[i] - mx);
+        /* online logsumexp over L1-sized chunks: the row streams from memory once */
+        double mx = -INFINITY, sum = 0.0;
+        for (int c0 = 0; c0 < V; c0 += CE_CHUNK) {
+            const int c1 = c0 + CE_CHUNK < V ? c0 + CE_CHUNK : V;
+            Real cm = x[c0];
+#pragma omp simd reduction(max : cm)
+            for (int i = c0; i < c1; i++) cm = x[i] > cm ? x[i] : cm;
+            if (cm > mx) { /* rescale the running sum to the new max */
+                sum *= exp(mx - cm);
+                mx = cm;
+            }
+            const Real m = (Real)mx;
+            double cs = 0.0;
+#pragma omp simd reduction(+ : cs)
+            for (int i = c0; i < c1; i++) cs += (double)cpu_exp(x[i] - m);
+            sum += cs;
+        }
         double l = (double)mx + log(sum);
         lse[n] = (Real)l;
         int tgt = targets[n];

@@ -9,9 +9,10 @@ y = x W^T, no biases) written out with everything the C engine must reproduce:
                           LoRA r=4 alpha=8 on q k v o gate up down
   llama_half_untied       C=24 H=40 L=2 NH=6 NKV=3 V=29, untied classifier,
                           ROPE_HALF, theta 500, B=2 T=6, LoRA r=2 alpha=4 on q v
-                          (theta 500 and norm eps 1e-3 make both visible in float32:
-                          mean(x^2) of the embeddings is ~0.04, so eps 1e-3 moves the
-                          norm by ~1%, which catches an ignored or misplaced eps)
+                          (theta 500 and norm eps 1e-3 make both visible: mean(x^2) of
+                          the embeddings is ~0.04, so an ignored or misplaced eps, or
+                          theta 10000, moves logits by 0.05 to 0.15, thousands of times
+                          the test's tolerance)
 
 For each: the weights, the adapters (B initialised NON-zero, else dA would be 0), tokens and
 targets (a few masked with -1), then

@@ -1,0 +1,632 @@
+/* CPU benchmark of LoRA fine-tuning (q and v adapted, r = 8, alpha = 16, AdamW on the
+ * adapters, base frozen) on the stories15M and stories110M shapes: tokens/s, GFLOP/s at 4N
+ * FLOPs per token, and the fraction of this machine's sgemm peak measured in the same run.
+ * A second pass wraps the Backend's function pointers in timing shims (nothing in core/ or
+ * kernels/ changes) to say where the step's time goes: per op, per phase, per GEMM shape.
+ * Not a test: it checks nothing and exits 0 unless something fails. The PyTorch reference
+ * is tests/bench/bench_torch.py; tests/bench/run_bench.sh runs both and compares. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cblas.h>
+
+#include "core/error.h"
+#include "core/llama.h"
+#include "core/lora.h"
+#include "core/optim.h"
+#include "core/philox.h"
+
+/* ------------------------------------------------------------------------------------------
+ * shapes and options */
+
+typedef struct BenchShape {
+    const char *name;
+    LlamaConfig config;
+    int B, T;
+    int warmup, steps; /* defaults; --steps overrides steps */
+} BenchShape;
+
+static const BenchShape shapes[] = {
+    {"small", {.dim = 288, .hidden_dim = 768, .n_layers = 6, .n_heads = 6, .n_kv_heads = 6,
+               .vocab_size = 32000, .seq_len = 256, .rope_theta = 10000.0f, .norm_eps = 1e-5f,
+               .tied_embeddings = 1, .rope_style = ROPE_INTERLEAVED},
+     4, 256, 2, 6},
+    {"large", {.dim = 768, .hidden_dim = 2048, .n_layers = 12, .n_heads = 12, .n_kv_heads = 12,
+               .vocab_size = 32000, .seq_len = 256, .rope_theta = 10000.0f, .norm_eps = 1e-5f,
+               .tied_embeddings = 1, .rope_style = ROPE_INTERLEAVED},
+     2, 256, 1, 4},
+};
+#define N_SHAPES ((int)(sizeof shapes / sizeof shapes[0]))
+
+enum { LORA_RANK = 8 };
+static const float LORA_ALPHA = 16.0f, LEARNING_RATE = 1e-3f;
+
+typedef struct Options {
+    int shape_mask; /* bit i: shapes[i] */
+    int steps;      /* 0: the shape's default */
+    int threads;
+    int profile_steps;
+    const char *json;
+} Options;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * sgemm peak: best of several C = A B on square matrices, same thread count as the model */
+
+static void fill_uniform(float *x, size_t n, uint64_t stream) {
+    philox_uniform(x, n, 1234, stream, -1.0, 1.0);
+}
+
+/* Best GFLOP/s of `reps` runs of one sgemm with op(a) [M,K], op(b) [K,N] (row-major),
+ * after one untimed run. */
+static double sgemm_gflops(int M, int N, int K, int ta, int tb, int reps) {
+    float *a = malloc((size_t)M * K * sizeof(float)), *b = malloc((size_t)K * N * sizeof(float));
+    float *c = malloc((size_t)M * N * sizeof(float));
+    LSC_ASSERT(a && b && c);
+    fill_uniform(a, (size_t)M * K, 1);
+    fill_uniform(b, (size_t)K * N, 2);
+    memset(c, 0, (size_t)M * N * sizeof(float));
+    double best = 1e30;
+    for (int r = 0; r <= reps; r++) {
+        const double t0 = now_s();
+        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                    M, N, K, 1.0f, a, ta ? M : K, b, tb ? K : N, 0.0f, c, N);
+        const double dt = now_s() - t0;
+        if (r > 0 && dt < best) best = dt;
+    }
+    free(a);
+    free(b);
+    free(c);
+    return 2.0 * M * N * K / best * 1e-9;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * timing shims: every Backend op is replaced by a wrapper that calls the original and adds
+ * its wall time to (phase, category); matmuls are also tallied per (M, N, K, trans) shape. */
+
+enum { PH_FORWARD, PH_BACKWARD, PH_OPTIMIZER, N_PHASES };
+static const char *const phase_names[N_PHASES] = {"forward", "backward", "optimizer"};
+
+enum {
+    CAT_MM_BASE, CAT_MM_CLS, CAT_MM_LORA, CAT_ATTENTION, CAT_CE, CAT_RMSNORM, CAT_ROPE,
+    CAT_SWIGLU, CAT_RESIDUAL, CAT_EMBED, CAT_MEMORY, CAT_ADAMW, CAT_UNTRACKED, N_CATS
+};
+static const char *const cat_names[N_CATS] = {
+    "matmul base (frozen W)", "matmul classifier", "matmul lora (r=8)", "attention",
+    "cross_entropy", "rmsnorm", "rope", "swiglu", "residual", "embedding",
+    "copy/zero/transfer", "adamw+norm", "untracked (core/)",
+};
+static const char *const cat_keys[N_CATS] = {
+    "matmul_base", "matmul_classifier", "matmul_lora", "attention", "cross_entropy", "rmsnorm",
+    "rope", "swiglu", "residual", "embedding", "memory", "adamw", "untracked",
+};
+
+typedef struct MatmulShape {
+    int M, N, K, ta, tb, cat;
+    long calls;
+    double seconds;
+    double isolated_gflops;
+} MatmulShape;
+
+#define MAX_MM_SHAPES 128
+
+static struct {
+    Backend orig;
+    int phase;
+    int vocab;
+    double seconds[N_PHASES][N_CATS];
+    MatmulShape mm[MAX_MM_SHAPES];
+    int n_mm;
+} prof;
+
+#define SHIM_TIME(cat, call)                                \
+    do {                                                    \
+        const double t0_ = now_s();                         \
+        call;                                               \
+        prof.seconds[prof.phase][cat] += now_s() - t0_;     \
+    } while (0)
+
+static int matmul_category(int M, int N, int K) {
+    if (M == LORA_RANK || N == LORA_RANK || K == LORA_RANK) return CAT_MM_LORA;
+    if (M == prof.vocab || N == prof.vocab || K == prof.vocab) return CAT_MM_CLS;
+    return CAT_MM_BASE;
+}
+
+static void shim_matmul(Backend *be, Real *c, const Real *a, const Real *b, int M, int N, int K,
+                        int ta, int tb, Real alpha, Real beta) {
+    const double t0 = now_s();
+    prof.orig.matmul(be, c, a, b, M, N, K, ta, tb, alpha, beta);
+    const double dt = now_s() - t0;
+    const int cat = matmul_category(M, N, K);
+    prof.seconds[prof.phase][cat] += dt;
+    int i = 0;
+    while (i < prof.n_mm && !(prof.mm[i].M == M && prof.mm[i].N == N && prof.mm[i].K == K &&
+                              prof.mm[i].ta == ta && prof.mm[i].tb == tb))
+        i++;
+    if (i == prof.n_mm) {
+        if (i == MAX_MM_SHAPES) return;
+        prof.mm[prof.n_mm++] = (MatmulShape){M, N, K, ta, tb, cat, 0, 0.0, 0.0};
+    }
+    prof.mm[i].calls++;
+    prof.mm[i].seconds += dt;
+}
+
+static void shim_to_device(Backend *be, void *d, const void *s, size_t n) {
+    SHIM_TIME(CAT_MEMORY, prof.orig.to_device(be, d, s, n));
+}
+static void shim_to_host(Backend *be, void *d, const void *s, size_t n) {
+    SHIM_TIME(CAT_MEMORY, prof.orig.to_host(be, d, s, n));
+}
+static void shim_copy(Backend *be, void *d, const void *s, size_t n) {
+    SHIM_TIME(CAT_MEMORY, prof.orig.copy(be, d, s, n));
+}
+static void shim_zero(Backend *be, void *d, size_t n) {
+    SHIM_TIME(CAT_MEMORY, prof.orig.zero(be, d, n));
+}
+static void shim_embedding_forward(Backend *be, Real *out, const int32_t *tok, const Real *tab,
+                                   int N, int C) {
+    SHIM_TIME(CAT_EMBED, prof.orig.embedding_forward(be, out, tok, tab, N, C));
+}
+static void shim_embedding_backward(Backend *be, Real *dtab, const Real *dout, const int32_t *tok,
+                                    int N, int C) {
+    SHIM_TIME(CAT_EMBED, prof.orig.embedding_backward(be, dtab, dout, tok, N, C));
+}
+static void shim_rmsnorm_forward(Backend *be, Real *out, Real *rstd, const Real *x, const Real *w,
+                                 int N, int C, float eps) {
+    SHIM_TIME(CAT_RMSNORM, prof.orig.rmsnorm_forward(be, out, rstd, x, w, N, C, eps));
+}
+static void shim_rmsnorm_backward(Backend *be, Real *dx, Real *dw, const Real *dout, const Real *x,
+                                  const Real *w, const Real *rstd, int N, int C) {
+    SHIM_TIME(CAT_RMSNORM, prof.orig.rmsnorm_backward(be, dx, dw, dout, x, w, rstd, N, C));
+}
+static void shim_rope_forward(Backend *be, Real *x, const Real *c, const Real *s, int B, int T,
+                              int NH, int HD, int pos0, RopeStyle st) {
+    SHIM_TIME(CAT_ROPE, prof.orig.rope_forward(be, x, c, s, B, T, NH, HD, pos0, st));
+}
+static void shim_rope_backward(Backend *be, Real *dx, const Real *c, const Real *s, int B, int T,
+                               int NH, int HD, int pos0, RopeStyle st) {
+    SHIM_TIME(CAT_ROPE, prof.orig.rope_backward(be, dx, c, s, B, T, NH, HD, pos0, st));
+}
+static void shim_attention_forward(Backend *be, Real *out, Real *att, const Real *q, const Real *k,
+                                   const Real *v, int B, int T, int NH, int NKV, int HD) {
+    SHIM_TIME(CAT_ATTENTION, prof.orig.attention_forward(be, out, att, q, k, v, B, T, NH, NKV, HD));
+}
+static void shim_attention_backward(Backend *be, Real *dq, Real *dk, Real *dv, Real *datt,
+                                    const Real *dout, const Real *q, const Real *k, const Real *v,
+                                    const Real *att, int B, int T, int NH, int NKV, int HD) {
+    SHIM_TIME(CAT_ATTENTION, prof.orig.attention_backward(be, dq, dk, dv, datt, dout, q, k, v, att,
+                                                          B, T, NH, NKV, HD));
+}
+static void shim_swiglu_forward(Backend *be, Real *out, const Real *g, const Real *u, size_t n) {
+    SHIM_TIME(CAT_SWIGLU, prof.orig.swiglu_forward(be, out, g, u, n));
+}
+static void shim_swiglu_backward(Backend *be, Real *dg, Real *du, const Real *dout, const Real *g,
+                                 const Real *u, size_t n) {
+    SHIM_TIME(CAT_SWIGLU, prof.orig.swiglu_backward(be, dg, du, dout, g, u, n));
+}
+static void shim_residual_forward(Backend *be, Real *out, const Real *a, const Real *b, size_t n) {
+    SHIM_TIME(CAT_RESIDUAL, prof.orig.residual_forward(be, out, a, b, n));
+}
+static void shim_residual_backward(Backend *be, Real *da, Real *db, const Real *dout, size_t n) {
+    SHIM_TIME(CAT_RESIDUAL, prof.orig.residual_backward(be, da, db, dout, n));
+}
+static void shim_ce_forward(Backend *be, Real *losses, Real *lse, const Real *logits,
+                            const int32_t *tg, int N, int V) {
+    SHIM_TIME(CAT_CE, prof.orig.cross_entropy_forward(be, losses, lse, logits, tg, N, V));
+}
+static void shim_ce_backward(Backend *be, Real *dl, const Real *logits, const Real *lse,
+                             const int32_t *tg, const Real *dloss, int N, int V) {
+    SHIM_TIME(CAT_CE, prof.orig.cross_entropy_backward(be, dl, logits, lse, tg, dloss, N, V));
+}
+static void shim_adamw_update(Backend *be, Real *p, const Real *g, Real *m, Real *v, size_t n,
+                              float lr, float b1, float b2, float eps, float wd, float gs,
+                              float bc1, float bc2) {
+    SHIM_TIME(CAT_ADAMW, prof.orig.adamw_update(be, p, g, m, v, n, lr, b1, b2, eps, wd, gs, bc1, bc2));
+}
+static double shim_sum_squares(Backend *be, const Real *x, size_t n) {
+    double r;
+    SHIM_TIME(CAT_ADAMW, r = prof.orig.sum_squares(be, x, n));
+    return r;
+}
+static void shim_scale(Backend *be, Real *x, size_t n, float s) {
+    SHIM_TIME(CAT_ADAMW, prof.orig.scale(be, x, n, s));
+}
+static void shim_axpy(Backend *be, Real *y, const Real *x, size_t n, float s) {
+    SHIM_TIME(CAT_ADAMW, prof.orig.axpy(be, y, x, n, s));
+}
+
+static void shims_install(Backend *be, int vocab) {
+    memset(&prof, 0, sizeof prof);
+    prof.orig = *be;
+    prof.vocab = vocab;
+    be->to_device = shim_to_device;
+    be->to_host = shim_to_host;
+    be->copy = shim_copy;
+    be->zero = shim_zero;
+    be->matmul = shim_matmul;
+    be->embedding_forward = shim_embedding_forward;
+    be->embedding_backward = shim_embedding_backward;
+    be->rmsnorm_forward = shim_rmsnorm_forward;
+    be->rmsnorm_backward = shim_rmsnorm_backward;
+    be->rope_forward = shim_rope_forward;
+    be->rope_backward = shim_rope_backward;
+    be->attention_forward = shim_attention_forward;
+    be->attention_backward = shim_attention_backward;
+    be->swiglu_forward = shim_swiglu_forward;
+    be->swiglu_backward = shim_swiglu_backward;
+    be->residual_forward = shim_residual_forward;
+    be->residual_backward = shim_residual_backward;
+    be->cross_entropy_forward = shim_ce_forward;
+    be->cross_entropy_backward = shim_ce_backward;
+    be->adamw_update = shim_adamw_update;
+    be->sum_squares = shim_sum_squares;
+    be->scale = shim_scale;
+    be->axpy = shim_axpy;
+}
+
+static void shims_remove(Backend *be) { *be = prof.orig; }
+
+/* ------------------------------------------------------------------------------------------
+ * one shape: build, time, profile */
+
+typedef struct ShapeResult {
+    const BenchShape *shape;
+    size_t n_params, n_lora;
+    double flops_per_token; /* 4N */
+    double step_median, step_min, step_max;
+    int steps;
+    double tokens_per_s, gflops, pct_peak;
+    double phase_seconds[N_PHASES]; /* mean over profiled steps */
+    double cat_seconds[N_PHASES][N_CATS];
+    double profiled_step;
+    double mm_flops_per_step;
+    MatmulShape mm[MAX_MM_SHAPES];
+    int n_mm;
+    double loss_first, loss_last;
+} ShapeResult;
+
+typedef struct Trainer {
+    Llama model;
+    LoraAdapters lora;
+    AdamW opt;
+    int32_t *tokens, *targets;
+    int B, T;
+} Trainer;
+
+static int trainer_build(Trainer *tr, Backend *be, const BenchShape *s) {
+    memset(tr, 0, sizeof *tr);
+    if (llama_create(&tr->model, be, &s->config) != LSC_OK) return LSC_ERR;
+    llama_init_random(&tr->model, 42);
+    int in[LORA_NUM_TARGETS], out[LORA_NUM_TARGETS];
+    llama_lora_shapes(&s->config, in, out);
+    const LoraConfig lc = {.rank = LORA_RANK, .alpha = LORA_ALPHA, .targets = LORA_DEFAULT_TARGETS};
+    if (lora_create(&tr->lora, be, &lc, s->config.n_layers, in, out, 7) != LSC_OK) return LSC_ERR;
+    llama_attach_lora(&tr->model, &tr->lora);
+    AdamWConfig ac = adamw_default_config(); /* wd 0, clip 1.0: bench_torch.py does the same */
+    const ParamGroup group = {.p = tr->lora.params, .g = tr->lora.grads, .n = tr->lora.num_params,
+                              .lr_scale = 1.0f, .weight_decay = 0.0f};
+    if (adamw_create(&tr->opt, be, &ac, &group, 1) != LSC_OK) return LSC_ERR;
+    tr->B = s->B;
+    tr->T = s->T;
+    const size_t n = (size_t)s->B * (size_t)s->T;
+    tr->tokens = malloc(n * sizeof(int32_t));
+    tr->targets = malloc(n * sizeof(int32_t));
+    if (!tr->tokens || !tr->targets) return error_set("Out of memory for a batch of %zu tokens.", n);
+    const uint32_t V = (uint32_t)s->config.vocab_size;
+    for (size_t i = 0; i < n; i++) {
+        tr->tokens[i] = (int32_t)(philox_u32(5, 1, i) % V);
+        tr->targets[i] = (int32_t)(philox_u32(5, 2, i) % V);
+    }
+    return LSC_OK;
+}
+
+static void trainer_free(Trainer *tr) {
+    adamw_free(&tr->opt);
+    lora_free(&tr->lora);
+    llama_free(&tr->model);
+    free(tr->tokens);
+    free(tr->targets);
+}
+
+/* One training step; with `phases` != NULL, the wall time of each phase is added to it. */
+static int trainer_step(Trainer *tr, double *phases) {
+    double t0 = now_s(), t1, t2;
+    prof.phase = PH_FORWARD;
+    if (llama_forward(&tr->model, tr->tokens, tr->targets, tr->B, tr->T) != LSC_OK) return LSC_ERR;
+    t1 = now_s();
+    prof.phase = PH_BACKWARD;
+    if (llama_backward(&tr->model) != LSC_OK) return LSC_ERR;
+    t2 = now_s();
+    prof.phase = PH_OPTIMIZER;
+    adamw_step(&tr->opt, LEARNING_RATE);
+    llama_zero_grad(&tr->model);
+    if (phases) {
+        phases[PH_FORWARD] += t1 - t0;
+        phases[PH_BACKWARD] += t2 - t1;
+        phases[PH_OPTIMIZER] += now_s() - t2;
+    }
+    return LSC_OK;
+}
+
+static int bench_shape(Backend *be, const BenchShape *s, const Options *o, double peak,
+                       ShapeResult *res) {
+    int rc = LSC_OK;
+    double *times = NULL;
+    Trainer tr;
+    memset(res, 0, sizeof *res);
+    res->shape = s;
+    if (trainer_build(&tr, be, s) != LSC_OK) {
+        rc = LSC_ERR;
+        goto done;
+    }
+    res->n_params = tr.model.num_params; /* tied: the embedding is counted once */
+    res->n_lora = tr.lora.num_params;
+    res->flops_per_token = 4.0 * (double)res->n_params;
+    const int steps = o->steps > 0 ? o->steps : s->steps;
+    const double tokens = (double)s->B * s->T;
+    times = malloc((size_t)steps * sizeof *times);
+    LSC_ASSERT(times != NULL);
+
+    for (int i = 0; i < s->warmup; i++) {
+        if ((rc = trainer_step(&tr, NULL)) != LSC_OK) goto done;
+        if (i == 0) res->loss_first = tr.model.mean_loss;
+    }
+    for (int i = 0; i < steps; i++) {
+        const double t0 = now_s();
+        if ((rc = trainer_step(&tr, NULL)) != LSC_OK) goto done;
+        times[i] = now_s() - t0;
+    }
+    res->loss_last = tr.model.mean_loss;
+    res->steps = steps;
+    res->step_median = median(times, steps); /* sorts times */
+    res->step_min = times[0];
+    res->step_max = times[steps - 1];
+    res->tokens_per_s = tokens / res->step_median;
+    res->gflops = res->tokens_per_s * res->flops_per_token * 1e-9;
+    res->pct_peak = 100.0 * res->gflops / peak;
+
+    /* profiled pass: same steps with the shims in */
+    if (o->profile_steps > 0) {
+        shims_install(be, s->config.vocab_size);
+        double phases[N_PHASES] = {0};
+        for (int i = 0; i < o->profile_steps && rc == LSC_OK; i++) rc = trainer_step(&tr, phases);
+        shims_remove(be);
+        if (rc != LSC_OK) goto done;
+        const double np = o->profile_steps;
+        for (int p = 0; p < N_PHASES; p++) {
+            double tracked = 0.0;
+            for (int c = 0; c < N_CATS; c++) {
+                res->cat_seconds[p][c] = prof.seconds[p][c] / np;
+                tracked += res->cat_seconds[p][c];
+            }
+            res->phase_seconds[p] = phases[p] / np;
+            res->cat_seconds[p][CAT_UNTRACKED] = res->phase_seconds[p] - tracked;
+            res->profiled_step += res->phase_seconds[p];
+        }
+        res->n_mm = prof.n_mm;
+        for (int i = 0; i < prof.n_mm; i++) {
+            res->mm[i] = prof.mm[i];
+            res->mm[i].calls = (long)(prof.mm[i].calls / o->profile_steps);
+            res->mm[i].seconds /= np;
+            res->mm_flops_per_step += 2.0 * res->mm[i].M * res->mm[i].N * res->mm[i].K * res->mm[i].calls;
+        }
+        /* the same shapes in isolation (hot cache, no neighbours), to separate shape
+         * efficiency from in-situ effects; skip the tiny LoRA ones */
+        for (int i = 0; i < res->n_mm; i++) {
+            MatmulShape *m = &res->mm[i];
+            m->isolated_gflops = m->cat == CAT_MM_LORA
+                                     ? 0.0
+                                     : sgemm_gflops(m->M, m->N, m->K, m->ta, m->tb, 2);
+        }
+    }
+done:
+    if (rc != LSC_OK) fprintf(stderr, "bench_llama: shape %s: %s\n", s->name, error_last());
+    free(times);
+    trainer_free(&tr);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * report */
+
+static void print_result(const ShapeResult *r, double peak) {
+    const BenchShape *s = r->shape;
+    const LlamaConfig *c = &s->config;
+    printf("\n== %s: dim %d, layers %d, heads %d, hidden %d, vocab %d, B %d x T %d ==\n", s->name,
+           c->dim, c->n_layers, c->n_heads, c->hidden_dim, c->vocab_size, s->B, s->T);
+    printf("params N = %zu (embedding counted once), LoRA params = %zu, 4N = %.1f MFLOP/token\n",
+           r->n_params, r->n_lora, r->flops_per_token * 1e-6);
+    printf("loss %.4f (first warm-up step) -> %.4f (last timed step)\n", r->loss_first, r->loss_last);
+    printf("step: median %.1f ms, min %.1f ms, max %.1f ms over %d timed steps\n",
+           1e3 * r->step_median, 1e3 * r->step_min, 1e3 * r->step_max, r->steps);
+    printf("lorasc: %.1f tokens/s (median step), %.1f GFLOP/s at 4N, %.1f%% of sgemm peak %.1f\n",
+           r->tokens_per_s, r->gflops, r->pct_peak, peak);
+    if (r->profiled_step <= 0) return;
+
+    printf("\nbreakdown (ms per step, shims in; profiled step %.1f ms vs clean median %.1f ms):\n",
+           1e3 * r->profiled_step, 1e3 * r->step_median);
+    printf("  %-24s %9s %9s %9s %9s %6s\n", "op", "forward", "backward", "optim", "total", "%");
+    for (int ct = 0; ct < N_CATS; ct++) {
+        double tot = 0.0;
+        for (int p = 0; p < N_PHASES; p++) tot += r->cat_seconds[p][ct];
+        if (fabs(tot) < 5e-5) continue;
+        printf("  %-24s %9.1f %9.1f %9.1f %9.1f %6.1f\n", cat_names[ct], 1e3 * r->cat_seconds[0][ct],
+               1e3 * r->cat_seconds[1][ct], 1e3 * r->cat_seconds[2][ct], 1e3 * tot,
+               100.0 * tot / r->profiled_step);
+    }
+    printf("  %-24s %9.1f %9.1f %9.1f %9.1f %6.1f\n", "phase total", 1e3 * r->phase_seconds[0],
+           1e3 * r->phase_seconds[1], 1e3 * r->phase_seconds[2], 1e3 * r->profiled_step, 100.0);
+
+    double mm_s = 0.0;
+    for (int i = 0; i < r->n_mm; i++) mm_s += r->mm[i].seconds;
+    const double tokens = (double)s->B * s->T;
+    printf("\nmatmul FLOPs per step %.2f GFLOP (4N x tokens = %.2f), %.1f GFLOP/s inside matmul "
+           "(%.1f%% of peak); matmul is %.1f%% of the step\n",
+           r->mm_flops_per_step * 1e-9, r->flops_per_token * tokens * 1e-9,
+           r->mm_flops_per_step / mm_s * 1e-9, 100.0 * r->mm_flops_per_step / mm_s * 1e-9 / peak,
+           100.0 * mm_s / r->profiled_step);
+    printf("GEMM shapes (row-major C[M,N] = op(A)[M,K] op(B)[K,N]), by time:\n");
+    printf("  %6s %6s %6s %3s %3s %6s %9s %9s %7s %9s  %s\n", "M", "N", "K", "tA", "tB", "calls",
+           "ms/step", "GFLOP/s", "%peak", "isolated", "kind");
+    int order[MAX_MM_SHAPES];
+    for (int i = 0; i < r->n_mm; i++) order[i] = i;
+    for (int i = 1; i < r->n_mm; i++) /* insertion sort by time, descending */
+        for (int j = i; j > 0 && r->mm[order[j]].seconds > r->mm[order[j - 1]].seconds; j--) {
+            const int t = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = t;
+        }
+    for (int k = 0; k < r->n_mm; k++) {
+        const MatmulShape *m = &r->mm[order[k]];
+        const double gf = 2.0 * m->M * m->N * m->K * m->calls / m->seconds * 1e-9;
+        printf("  %6d %6d %6d %3d %3d %6ld %9.2f %9.1f %6.1f%% %9.1f  %s\n", m->M, m->N, m->K, m->ta,
+               m->tb, m->calls, 1e3 * m->seconds, gf, 100.0 * gf / peak, m->isolated_gflops,
+               cat_keys[m->cat]);
+    }
+}
+
+static int write_json(const char *path, const ShapeResult *res, int n, double peak, int threads) {
+    FILE *f = fopen(path, "w");
+    if (!f) return error_set("Cannot open %s for writing the benchmark results.", path);
+    fprintf(f, "{\n  \"engine\": \"lorasc\",\n  \"threads\": %d,\n  \"sgemm_peak_gflops\": %.3f,\n"
+               "  \"timing\": \"median of timed steps after warm-up\",\n  \"shapes\": [\n",
+            threads, peak);
+    for (int i = 0; i < n; i++) {
+        const ShapeResult *r = &res[i];
+        const BenchShape *s = r->shape;
+        fprintf(f, "    {\"name\": \"%s\", \"dim\": %d, \"n_layers\": %d, \"n_heads\": %d, "
+                   "\"hidden_dim\": %d, \"vocab_size\": %d, \"B\": %d, \"T\": %d,\n",
+                s->name, s->config.dim, s->config.n_layers, s->config.n_heads, s->config.hidden_dim,
+                s->config.vocab_size, s->B, s->T);
+        fprintf(f, "     \"n_params\": %zu, \"n_lora_params\": %zu, \"flops_per_token\": %.0f, "
+                   "\"steps\": %d, \"warmup\": %d,\n",
+                r->n_params, r->n_lora, r->flops_per_token, r->steps, s->warmup);
+        fprintf(f, "     \"step_ms_median\": %.3f, \"step_ms_min\": %.3f, \"step_ms_max\": %.3f, "
+                   "\"tokens_per_s\": %.2f, \"gflops\": %.3f, \"pct_sgemm_peak\": %.2f,\n",
+                1e3 * r->step_median, 1e3 * r->step_min, 1e3 * r->step_max, r->tokens_per_s,
+                r->gflops, r->pct_peak);
+        fprintf(f, "     \"loss_first\": %.5f, \"loss_last\": %.5f,\n", r->loss_first, r->loss_last);
+        fprintf(f, "     \"profile_ms\": {");
+        for (int p = 0; p < N_PHASES; p++) {
+            fprintf(f, "%s\"%s\": {\"total\": %.3f", p ? ", " : "", phase_names[p],
+                    1e3 * r->phase_seconds[p]);
+            for (int ct = 0; ct < N_CATS; ct++)
+                fprintf(f, ", \"%s\": %.3f", cat_keys[ct], 1e3 * r->cat_seconds[p][ct]);
+            fprintf(f, "}");
+        }
+        fprintf(f, "},\n     \"matmul_shapes\": [");
+        for (int k = 0; k < r->n_mm; k++) {
+            const MatmulShape *m = &r->mm[k];
+            fprintf(f, "%s\n       {\"M\": %d, \"N\": %d, \"K\": %d, \"ta\": %d, \"tb\": %d, "
+                       "\"kind\": \"%s\", \"calls\": %ld, \"ms\": %.3f, \"gflops\": %.2f, "
+                       "\"isolated_gflops\": %.2f}",
+                    k ? "," : "", m->M, m->N, m->K, m->ta, m->tb, cat_keys[m->cat], m->calls,
+                    1e3 * m->seconds, 2.0 * m->M * m->N * m->K * m->calls / m->seconds * 1e-9,
+                    m->isolated_gflops);
+        }
+        fprintf(f, "]}%s\n", i + 1 < n ? "," : "");
+    }
+    fprintf(f, "  ]\n}\n");
+    const int bad = ferror(f);
+    if (fclose(f) != 0 || bad) return error_set("Error writing %s.", path);
+    return LSC_OK;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * main */
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: bench_llama [--shape small|large|all] [--steps N] [--threads N] "
+               "[--profile-steps N] [--json PATH]\n"
+               "  LoRA (q,v; r=8) fine-tuning tokens/s on the stories15M / stories110M shapes,\n"
+               "  GFLOP/s at 4N FLOPs/token and %% of the sgemm peak measured in the same run.\n"
+               "  --profile-steps 0 skips the per-op breakdown (default 1).\n");
+}
+
+static int parse_options(int argc, char **argv, Options *o) {
+    *o = (Options){.shape_mask = 3, .steps = 0, .threads = 2, .profile_steps = 1, .json = NULL};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const int has_value = i + 1 < argc;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            exit(0);
+        } else if (strcmp(a, "--shape") == 0 && has_value) {
+            const char *v = argv[++i];
+            if (strcmp(v, "all") == 0) o->shape_mask = 3;
+            else if (strcmp(v, "small") == 0) o->shape_mask = 1;
+            else if (strcmp(v, "large") == 0) o->shape_mask = 2;
+            else return error_set("--shape takes small, large or all, got '%s'.", v);
+        } else if (strcmp(a, "--steps") == 0 && has_value) {
+            o->steps = atoi(argv[++i]);
+            if (o->steps <= 0) return error_set("--steps takes a positive integer, got '%s'.", argv[i]);
+        } else if (strcmp(a, "--threads") == 0 && has_value) {
+            o->threads = atoi(argv[++i]);
+            if (o->threads <= 0) return error_set("--threads takes a positive integer, got '%s'.", argv[i]);
+        } else if (strcmp(a, "--profile-steps") == 0 && has_value) {
+            o->profile_steps = atoi(argv[++i]);
+            if (o->profile_steps < 0) return error_set("--profile-steps takes an integer >= 0, got '%s'.", argv[i]);
+        } else if (strcmp(a, "--json") == 0 && has_value) {
+            o->json = argv[++i];
+        } else {
+            return error_set("Unknown or incomplete option '%s' (see --help).", a);
+        }
+    }
+    return LSC_OK;
+}
+
+int main(int argc, char **argv) {
+    Options o;
+    if (parse_options(argc, argv, &o) != LSC_OK) {
+        fprintf(stderr, "bench_llama: %s\n", error_last());
+        usage(stderr);
+        return 2;
+    }
+    Backend *be = backend_cpu_create(o.threads);
+    if (!be) {
+        fprintf(stderr, "bench_llama: cannot create the CPU backend\n");
+        return 1;
+    }
+    int rc = 0;
+    ShapeResult *res = calloc(N_SHAPES, sizeof *res);
+    LSC_ASSERT(res != NULL);
+    printf("lorasc bench_llama: %d threads, OpenBLAS %s\n", o.threads, openblas_get_config());
+    const double peak = sgemm_gflops(2048, 2048, 2048, 0, 0, 5);
+    printf("sgemm peak (2048^3, best of 5): %.1f GFLOP/s\n", peak);
+
+    int n = 0;
+    for (int i = 0; i < N_SHAPES; i++) {
+        if (!(o.shape_mask & (1 << i))) continue;
+        if (bench_shape(be, &shapes[i], &o, peak, &res[n]) != LSC_OK) {
+            rc = 1;
+            break;
+        }
+        print_result(&res[n], peak);
+        n++;
+    }
+    if (rc == 0 && o.json && write_json(o.json, res, n, peak, o.threads) != LSC_OK) {
+        fprintf(stderr, "bench_llama: %s\n", error_last());
+        rc = 1;
+    }
+    free(res);
+    backend_cpu_destroy(be);
+    return rc;
+}

@@ -1,0 +1,132 @@
+/* LoRA adapters: PEFT initialisation, merge exactness (a merged model's logits equal
+ * base + adapter to fp32 tolerance), unmerge restoring the base, and argument errors. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "check.h"
+#include "core/error.h"
+#include "core/llama.h"
+#include "model_fixture.h"
+
+enum { B = 2, T = 6 };
+
+static LlamaConfig mid_config(void) {
+    return (LlamaConfig){.dim = 32, .hidden_dim = 48, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2,
+                         .vocab_size = 40, .seq_len = 16, .rope_theta = 10000.0f, .norm_eps = 1e-5f,
+                         .tied_embeddings = 0, .rope_style = ROPE_INTERLEAVED};
+}
+
+static void test_peft_init(void **state) {
+    (void)state;
+    Backend *be = backend_cpu_create(1);
+    LlamaConfig c = mid_config();
+    int in[LORA_NUM_TARGETS], out[LORA_NUM_TARGETS];
+    llama_lora_shapes(&c, in, out);
+    LoraConfig lc = {.rank = 4, .alpha = 8, .targets = LORA_DEFAULT_TARGETS | LORA_BIT(LORA_DOWN)};
+    LoraAdapters lora;
+    assert_int_equal(lora_create(&lora, be, &lc, c.n_layers, in, out, 1), LSC_OK);
+    assert_float_equal(lora.scaling, 2.0, 0);
+    for (int l = 0; l < c.n_layers; l++)
+        for (int t = 0; t < LORA_NUM_TARGETS; t++) {
+            if (!lora_enabled(&lora, t)) continue;
+            const Real *a = lora_a(&lora, l, t), *b = lora_b(&lora, l, t);
+            const double bound = 1.0 / sqrt(in[t]);
+            double maxabs = 0;
+            for (int i = 0; i < lc.rank * in[t]; i++) maxabs = fmax(maxabs, fabs(a[i]));
+            assert_true(maxabs < bound && maxabs > 0.8 * bound); /* fills the kaiming range */
+            for (int i = 0; i < out[t] * lc.rank; i++) assert_true(b[i] == 0);
+        }
+    /* a fresh adapter (B = 0) leaves the model's output unchanged */
+    Llama m;
+    assert_int_equal(llama_create(&m, be, &c), LSC_OK);
+    fixture_randomize(&m, 3, 0.3);
+    int32_t tokens[B * T], targets[B * T];
+    fixture_batch(tokens, targets, B, T, c.vocab_size, 1);
+    assert_int_equal(llama_forward(&m, tokens, targets, B, T), LSC_OK);
+    const double base_loss = m.mean_loss;
+    llama_attach_lora(&m, &lora);
+    assert_int_equal(llama_forward(&m, tokens, targets, B, T), LSC_OK);
+    assert_true(m.mean_loss == base_loss);
+    lora_free(&lora);
+    llama_free(&m);
+    backend_cpu_destroy(be);
+}
+
+static void test_merge_exactness(void **state) {
+    (void)state;
+    Backend *be = backend_cpu_create(2);
+    LlamaConfig c = mid_config();
+    Llama m;
+    assert_int_equal(llama_create(&m, be, &c), LSC_OK);
+    fixture_randomize(&m, 5, 0.3);
+    int in[LORA_NUM_TARGETS], out[LORA_NUM_TARGETS];
+    llama_lora_shapes(&c, in, out);
+    LoraConfig lc = {.rank = 4, .alpha = 16, .targets = (1u << LORA_NUM_TARGETS) - 1};
+    LoraAdapters lora;
+    assert_int_equal(lora_create(&lora, be, &lc, c.n_layers, in, out, 2), LSC_OK);
+    fixture_randomize_lora(&lora, 8, 0.3);
+    llama_attach_lora(&m, &lora);
+
+    int32_t tokens[B * T], targets[B * T];
+    fixture_batch(tokens, targets, B, T, c.vocab_size, 2);
+    const size_t nlogits = (size_t)B * T * c.vocab_size;
+    Real *base = malloc(m.num_params * sizeof(Real));
+    memcpy(base, m.params, m.num_params * sizeof(Real));
+    float *unmerged = malloc(nlogits * sizeof(float));
+    assert_int_equal(llama_forward(&m, tokens, targets, B, T), LSC_OK);
+    for (size_t i = 0; i < nlogits; i++) unmerged[i] = m.acts.logits[i];
+    const double loss_unmerged = m.mean_loss;
+
+    llama_merge_lora(&m, +1.0f);
+    assert_true(lora.merged);
+    assert_int_equal(llama_forward(&m, tokens, targets, B, T), LSC_OK);
+    assert_int_equal(check_close_real("merged logits", m.acts.logits, unmerged, nlogits, 1e-5, 1e-4), 0);
+    assert_float_equal(m.mean_loss, loss_unmerged, 1e-5);
+
+    llama_merge_lora(&m, -1.0f);
+    assert_false(lora.merged);
+    size_t bad = 0;
+    for (size_t i = 0; i < m.num_params; i++) bad += fabs(m.params[i] - base[i]) > 1e-6;
+    assert_int_equal(bad, 0);
+    assert_int_equal(llama_forward(&m, tokens, targets, B, T), LSC_OK);
+    assert_int_equal(check_close_real("unmerged logits", m.acts.logits, unmerged, nlogits, 1e-5, 1e-4), 0);
+
+    free(base);
+    free(unmerged);
+    lora_free(&lora);
+    llama_free(&m);
+    backend_cpu_destroy(be);
+}
+
+static void test_bad_arguments(void **state) {
+    (void)state;
+    Backend *be = backend_cpu_create(1);
+    int in[LORA_NUM_TARGETS] = {8, 8, 8, 8, 8, 8, 8}, out[LORA_NUM_TARGETS] = {8, 8, 8, 8, 8, 8, 8};
+    LoraAdapters lora;
+    LoraConfig lc = {.rank = 0, .alpha = 8, .targets = LORA_DEFAULT_TARGETS};
+    assert_int_equal(lora_create(&lora, be, &lc, 1, in, out, 0), LSC_ERR);
+    assert_non_null(strstr(error_last(), "rank"));
+    lc.rank = 2;
+    lc.targets = 0;
+    assert_int_equal(lora_create(&lora, be, &lc, 1, in, out, 0), LSC_ERR);
+    assert_non_null(strstr(error_last(), "targets"));
+    assert_int_equal(lora_target_parse("gate_proj"), LORA_GATE);
+    assert_int_equal(lora_target_parse("v"), LORA_V);
+    assert_int_equal(lora_target_parse("qproj"), -1);
+    backend_cpu_destroy(be);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_peft_init),
+        cmocka_unit_test(test_merge_exactness),
+        cmocka_unit_test(test_bad_arguments),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
