@@ -169,44 +169,46 @@ static void reader_close(CkptReader *r) {
     memset(r, 0, sizeof *r);
 }
 
+/* Reads the header and the section table (names, dtypes, offsets), checking that every
+ * payload lies inside the file. Every error message is formed before anything is freed. */
 static int reader_open(CkptReader *r, const char *path) {
     memset(r, 0, sizeof *r);
     r->path = path;
     r->f = fopen(path, "rb");
     if (!r->f) return error_set("Cannot open checkpoint %s: %s.", path, strerror(errno));
+    int rc = LSC_OK;
     struct stat st;
-    if (fstat(fileno(r->f), &st) != 0) {
-        reader_close(r);
-        return error_set("Cannot stat checkpoint %s: %s.", path, strerror(errno));
-    }
-    const uint64_t size = (uint64_t)st.st_size;
     char magic[8];
     uint32_t version = 0, n = 0;
+    if (fstat(fileno(r->f), &st) != 0) {
+        rc = error_set("Cannot stat checkpoint %s: %s.", path, strerror(errno));
+        goto fail;
+    }
+    const uint64_t size = (uint64_t)st.st_size;
     if (fread(magic, 1, 8, r->f) != 8 || memcmp(magic, CKPT_MAGIC, 8) != 0) {
-        reader_close(r);
-        return error_set("%s is not a lorasc checkpoint (bad magic number); expected a file "
-                         "written by checkpoint_save (llama2.c .bin files load with llama2c_load).",
-                         path);
+        rc = error_set("%s is not a lorasc checkpoint (bad magic number); expected a file written "
+                       "by checkpoint_save (llama2.c .bin files load with llama2c_load).", path);
+        goto fail;
     }
     if (fread(&version, 4, 1, r->f) != 1 || fread(&n, 4, 1, r->f) != 1) {
-        reader_close(r);
-        return error_set("%s is truncated: the header ends early.", path);
+        rc = error_set("%s is truncated: the header ends early.", path);
+        goto fail;
     }
     if (version == 0 || version > CHECKPOINT_VERSION) {
-        reader_close(r);
-        return error_set("%s has checkpoint version %u; this lorasc reads versions 1 to %d "
-                         "(update lorasc to read it).", path, version, CHECKPOINT_VERSION);
+        rc = error_set("%s has checkpoint version %u; this lorasc reads versions 1 to %d (update "
+                       "lorasc to read it).", path, version, CHECKPOINT_VERSION);
+        goto fail;
     }
     const uint64_t header = SECTION_NAME_LEN + 4 + 4 + 8;
     if (n == 0 || (uint64_t)n * header > size) {
-        reader_close(r);
-        return error_set("%s is corrupt: it claims %u sections, which cannot fit in %llu bytes.",
-                         path, n, (unsigned long long)size);
+        rc = error_set("%s is corrupt: it claims %u sections, which cannot fit in %llu bytes.", path,
+                       n, (unsigned long long)size);
+        goto fail;
     }
     r->sections = calloc(n, sizeof *r->sections);
     if (!r->sections) {
-        reader_close(r);
-        return error_set("Out of memory reading %s.", path);
+        rc = error_set("Out of memory reading %s.", path);
+        goto fail;
     }
     r->n = n;
     for (uint32_t i = 0; i < n; i++) {
@@ -214,29 +216,31 @@ static int reader_open(CkptReader *r, const char *path) {
         if (fread(s->name, 1, SECTION_NAME_LEN, r->f) != SECTION_NAME_LEN ||
             fread(&s->dtype, 4, 1, r->f) != 1 || fread(&s->crc, 4, 1, r->f) != 1 ||
             fread(&s->count, 8, 1, r->f) != 1) {
-            reader_close(r);
-            return error_set("%s is truncated: section %u of %u has no complete header.", path,
-                             i + 1, n);
+            rc = error_set("%s is truncated: section %u of %u has no complete header.", path, i + 1, n);
+            goto fail;
         }
         s->name[SECTION_NAME_LEN] = '\0';
         if (s->dtype > DTYPE_I64) {
-            reader_close(r);
-            return error_set("%s is corrupt: section '%s' has unknown dtype %u.", path, s->name, s->dtype);
+            rc = error_set("%s is corrupt: section '%s' has unknown dtype %u.", path, s->name, s->dtype);
+            goto fail;
         }
         s->offset = ftell(r->f);
         const uint64_t bytes = s->count * dtype_size(s->dtype);
         if (s->count > size || (uint64_t)s->offset + bytes > size) {
-            reader_close(r);
-            return error_set("%s is truncated: section '%s' needs %llu bytes at offset %ld but the "
-                             "file has %llu bytes.", path, s->name, (unsigned long long)bytes,
-                             s->offset, (unsigned long long)size);
+            rc = error_set("%s is truncated: section '%s' needs %llu bytes at offset %ld but the file "
+                           "has %llu bytes.", path, s->name, (unsigned long long)bytes, s->offset,
+                           (unsigned long long)size);
+            goto fail;
         }
         if (fseek(r->f, (long)bytes, SEEK_CUR) != 0) {
-            reader_close(r);
-            return error_set("Cannot seek in %s: %s.", path, strerror(errno));
+            rc = error_set("Cannot seek in %s: %s.", path, strerror(errno));
+            goto fail;
         }
     }
     return LSC_OK;
+fail:
+    reader_close(r);
+    return rc;
 }
 
 static const Section *reader_find(const CkptReader *r, const char *name) {

@@ -102,9 +102,13 @@ struct Backend {
                                    const int32_t *targets, const Real *dloss, int N, int V);
 
     /* ---- optimizer and reductions ----
-     * AdamW with decoupled weight decay on n parameters:
-     *   g' = g * grad_scale; m = b1 m + (1-b1) g'; v = b2 v + (1-b2) g'^2;
-     *   p -= lr * (m / bc1 / (sqrt(v / bc2) + eps) + wd * p), bc_i = 1 - b_i^step (given). */
+     * AdamW with decoupled weight decay on n parameters, in torch.optim.AdamW's order of
+     * operations (each step rounded to Real; scalars computed in double, then rounded):
+     *   g' = g * grad_scale;
+     *   p = p * (1 - lr*wd);                                  (decay first, as torch does)
+     *   m = m + (1-b1) * (g' - m)      [torch's lerp; g' - (g' - m) * (1 - (1-b1)) if 1-b1 >= 0.5];
+     *   v = v * b2 + (1-b2) * g' * g';
+     *   p = p + (-lr/bc1) * m / (sqrt(v) / sqrt(bc2) + eps),  bc_i = 1 - b_i^step (given). */
     void (*adamw_update)(Backend *be, Real *p, const Real *g, Real *m, Real *v, size_t n, float lr,
                          float beta1, float beta2, float eps, float weight_decay, float grad_scale,
                          float bias_correction1, float bias_correction2);

@@ -6,8 +6,9 @@
  *
  * The products run through two register-tiled loops on packed, zero-padded copies of a head
  * (ATT_R rows x ATT_W columns of accumulators; the compiler turns the ATT_W loop into vector
- * registers). Plain triple loops are 3-4x slower here; sgemm on full T x T blocks wastes half
- * its work on the masked triangle and spends the rest waking OpenBLAS's pool once per head. */
+ * registers). Measured at B=4, NH=6, T=256, HD=48 on 2 cores: 3x faster than dot-product
+ * loops, and 2.5-4x faster than per-head sgemm on full T x T blocks (which computes the masked
+ * half too and wakes OpenBLAS's thread pool a few times per head). */
 #include <stdlib.h>
 
 #include "core/error.h"

@@ -1,7 +1,7 @@
-/* Softmax cross-entropy on the CPU over logits[N,V], one row per iteration. The forward reads
- * a row twice (max, then the exp-sum, the second pass from cache: a 32000-float row is 125 KiB)
- * and keeps only lse; the backward recomputes softmax from lse in one read-write pass, which
- * is what lets it run in place (dlogits == logits). Sums of exponentials are taken in double. */
+/* Softmax cross-entropy on the CPU over logits[N,V], one row per iteration. The forward is
+ * an online logsumexp over L1-sized chunks, so a row streams from memory once, and keeps only
+ * lse; the backward recomputes softmax from lse in one read-write pass, which is what lets it
+ * run in place (dlogits == logits). Sums of exponentials are taken in double. */
 #include "core/error.h"
 #include "kernels/cpu/cpu_ops.h"
 

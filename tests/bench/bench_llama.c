@@ -98,6 +98,30 @@ static double sgemm_gflops(int M, int N, int K, int ta, int tb, int reps) {
     return 2.0 * M * N * K / best * 1e-9;
 }
 
+/* Fraction of all CPUs busy over `seconds` (from /proc/stat), or -1 where unknown. Another
+ * process on the cores invalidates every timing, so the report states it. */
+static int read_cpu_ticks(unsigned long long *busy, unsigned long long *total) {
+    FILE *f = fopen("/proc/stat", "r");
+    unsigned long long v[8] = {0};
+    const int n = f ? fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
+                             &v[3], &v[4], &v[5], &v[6], &v[7])
+                    : 0;
+    if (f) fclose(f);
+    if (n != 8) return 0;
+    *busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7]; /* all but idle and iowait */
+    *total = *busy + v[3] + v[4];
+    return 1;
+}
+
+static double machine_busy_fraction(double seconds) {
+    unsigned long long b0, t0, b1, t1;
+    if (!read_cpu_ticks(&b0, &t0)) return -1.0;
+    const struct timespec ts = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
+    nanosleep(&ts, NULL);
+    if (!read_cpu_ticks(&b1, &t1) || t1 <= t0) return -1.0;
+    return (double)(b1 - b0) / (double)(t1 - t0);
+}
+
 /* ------------------------------------------------------------------------------------------
  * timing shims: every Backend op is replaced by a wrapper that calls the original and adds
  * its wall time to (phase, category); matmuls are also tallied per (M, N, K, trans) shape. */
@@ -503,12 +527,20 @@ static void print_result(const ShapeResult *r, double peak) {
     }
 }
 
-static int write_json(const char *path, const ShapeResult *res, int n, double peak, int threads) {
+typedef struct RunInfo {
+    int threads;
+    double busy_before;            /* fraction of the CPUs busy just before the run */
+    double peak_start, peak_end;   /* sgemm 2048^3 GFLOP/s at the start and the end */
+    double peak;                   /* = peak_start: what "% of peak" is measured against */
+} RunInfo;
+
+static int write_json(const char *path, const ShapeResult *res, int n, const RunInfo *ri) {
     FILE *f = fopen(path, "w");
     if (!f) return error_set("Cannot open %s for writing the benchmark results.", path);
     fprintf(f, "{\n  \"engine\": \"lorasc\",\n  \"threads\": %d,\n  \"sgemm_peak_gflops\": %.3f,\n"
+               "  \"sgemm_peak_start\": %.3f,\n  \"sgemm_peak_end\": %.3f,\n  \"busy_before\": %.3f,\n"
                "  \"timing\": \"median of timed steps after warm-up\",\n  \"shapes\": [\n",
-            threads, peak);
+            ri->threads, ri->peak, ri->peak_start, ri->peak_end, ri->busy_before);
     for (int i = 0; i < n; i++) {
         const ShapeResult *r = &res[i];
         const BenchShape *s = r->shape;
@@ -608,8 +640,14 @@ int main(int argc, char **argv) {
     int rc = 0;
     ShapeResult *res = calloc(N_SHAPES, sizeof *res);
     LSC_ASSERT(res != NULL);
-    printf("lorasc bench_llama: %d threads, OpenBLAS %s\n", o.threads, openblas_get_config());
-    const double peak = sgemm_gflops(2048, 2048, 2048, 0, 0, 5);
+    RunInfo ri = {.threads = o.threads};
+    printf("lorasc bench_llama: %d threads, %s\n", o.threads, openblas_get_config());
+    ri.busy_before = machine_busy_fraction(0.5);
+    printf("CPUs busy in the half second before the run: %.0f%%%s\n", 100.0 * ri.busy_before,
+           ri.busy_before > 0.15 ? " (WARNING: other processes are running; timings are unreliable)"
+                                 : "");
+    ri.peak_start = sgemm_gflops(2048, 2048, 2048, 0, 0, 5);
+    const double peak = ri.peak = ri.peak_start;
     printf("sgemm peak (2048^3, best of 5): %.1f GFLOP/s\n", peak);
 
     int n = 0;
@@ -622,7 +660,15 @@ int main(int argc, char **argv) {
         print_result(&res[n], peak);
         n++;
     }
-    if (rc == 0 && o.json && write_json(o.json, res, n, peak, o.threads) != LSC_OK) {
+    if (rc == 0) {
+        /* a peak that moved during the run means something else ran on the cores */
+        ri.peak_end = sgemm_gflops(2048, 2048, 2048, 0, 0, 5);
+        printf("\nsgemm peak at the end: %.1f GFLOP/s (start %.1f)%s\n", ri.peak_end, ri.peak_start,
+               fabs(ri.peak_end - ri.peak_start) > 0.1 * ri.peak_start
+                   ? ": WARNING, more than 10% apart; the machine was not quiet"
+                   : "");
+    }
+    if (rc == 0 && o.json && write_json(o.json, res, n, &ri) != LSC_OK) {
         fprintf(stderr, "bench_llama: %s\n", error_last());
         rc = 1;
     }
