@@ -128,10 +128,10 @@ int llama_create(Llama *m, Backend *be, const LlamaConfig *c) {
 void llama_free(Llama *m) {
     Backend *be = m->be;
     if (be) {
-        void *blocks[] = {m->params, m->grads, m->rope_cos, m->rope_sin, m->act_block, m->tokens,
-                          m->targets};
+        void *blocks[] = {m->params, m->grads, m->rope_cos, m->rope_sin, m->tokens, m->targets};
         for (size_t i = 0; i < sizeof blocks / sizeof blocks[0]; i++)
             if (blocks[i]) be->free(be, blocks[i]);
+        arena_free(&m->acts_arena);
     }
     memset(m, 0, sizeof *m);
 }
@@ -165,15 +165,15 @@ int llama_enable_full_grads(Llama *m) {
 }
 
 /* ------------------------------------------------------------------------------------------
- * activations: one block carved for (B, T); re-carved when the shape changes and grown only
- * when the new shape needs more room. */
+ * activations: carved from an arena for (B, T); re-carved when the shape changes, the block
+ * grown only when the new shape needs more room. */
 
 typedef struct ActSlot {
     Real **ptr;
     size_t n;
 } ActSlot;
 
-static size_t layout_acts(Llama *m, int B, int T, Real *block) {
+static void carve_acts(Llama *m, int B, int T, Arena *arena) {
     const LlamaConfig *c = &m->config;
     const size_t L = (size_t)c->n_layers, C = (size_t)c->dim, H = (size_t)c->hidden_dim;
     const size_t BT = (size_t)B * (size_t)T, V = (size_t)c->vocab_size;
@@ -193,36 +193,28 @@ static size_t layout_acts(Llama *m, int B, int T, Real *block) {
         {&a->dv, BT * kvdim},          {&a->datt, attn},           {&a->datty, BT * qdim},
         {&a->dgate, BT * H},           {&a->dup, BT * H},          {&a->dswi, BT * H},
     };
-    size_t total = 0;
-    for (size_t i = 0; i < sizeof slots / sizeof slots[0]; i++) {
-        if (block) *slots[i].ptr = block + total;
-        total += (slots[i].n + 15) & ~(size_t)15; /* keep every tensor 64-byte aligned */
-    }
-    return total;
+    arena_reset(arena);
+    for (size_t i = 0; i < sizeof slots / sizeof slots[0]; i++) *slots[i].ptr = arena_alloc(arena, slots[i].n);
 }
 
 static int llama_reserve(Llama *m, int B, int T) {
-    if (m->B == B && m->T == T && m->act_block) return LSC_OK;
+    if (m->B == B && m->T == T && m->acts_arena.base) return LSC_OK;
     Backend *be = m->be;
-    const size_t need = layout_acts(m, B, T, NULL);
+    Arena measure = arena_measure();
+    carve_acts(m, B, T, &measure);
     const size_t rows = (size_t)B * (size_t)T;
-    if (need > m->act_capacity) {
-        if (m->act_block) be->free(be, m->act_block);
-        m->act_block = be->alloc(be, need * sizeof(Real));
-        m->act_capacity = m->act_block ? need : 0;
-    }
+    m->B = m->T = 0;
+    if (arena_reserve(&m->acts_arena, be, measure.used) != LSC_OK) return LSC_ERR;
     if (rows > m->row_capacity) {
         if (m->tokens) be->free(be, m->tokens);
         if (m->targets) be->free(be, m->targets);
         m->tokens = be->alloc(be, rows * sizeof(int32_t));
         m->targets = be->alloc(be, rows * sizeof(int32_t));
         m->row_capacity = (m->tokens && m->targets) ? rows : 0;
+        if (!m->row_capacity)
+            return error_set("Out of memory allocating token buffers for %d x %d tokens.", B, T);
     }
-    if (!m->act_capacity || !m->row_capacity) {
-        m->B = m->T = 0;
-        return error_set("Out of memory allocating activations for a batch of %d x %d tokens.", B, T);
-    }
-    layout_acts(m, B, T, m->act_block);
+    carve_acts(m, B, T, &m->acts_arena);
     m->B = B;
     m->T = T;
     return LSC_OK;
@@ -415,7 +407,7 @@ static Real *grad_slice(Llama *m, int tensor, int l) {
 int llama_backward(Llama *m) {
     const LlamaConfig *c = &m->config;
     Backend *be = m->be;
-    if (!m->act_block || m->n_loss_tokens == 0)
+    if (!m->acts_arena.base || m->n_loss_tokens == 0)
         return error_set("llama_backward needs a forward with at least one unmasked target first.");
     if (!m->grads && (!m->lora || m->lora->merged))
         return error_set("Nothing to train: enable full gradients or attach an unmerged LoRA adapter.");

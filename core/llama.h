@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/arena.h"
 #include "core/lora.h"
 #include "kernels/backend.h"
 
@@ -100,8 +101,7 @@ typedef struct Llama {
     LoraAdapters *lora;           /* attached adapters (not owned), or NULL */
     Real *rope_cos, *rope_sin;    /* [seq_len, HD/2] */
     LlamaActs acts;
-    Real *act_block;
-    size_t act_capacity;          /* Reals in act_block */
+    Arena acts_arena;             /* owns the activation memory */
     int32_t *tokens, *targets;    /* device copies [BT] */
     size_t row_capacity;          /* entries in tokens/targets */
     int B, T;                     /* current activation capacity */

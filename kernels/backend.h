@@ -106,7 +106,8 @@ struct Backend {
      * operations (each step rounded to Real; scalars computed in double, then rounded):
      *   g' = g * grad_scale;
      *   p = p * (1 - lr*wd);                                  (decay first, as torch does)
-     *   m = m + (1-b1) * (g' - m)      [torch's lerp; g' - (g' - m) * (1 - (1-b1)) if 1-b1 >= 0.5];
+     *   m = fma(1-b1, g' - m, m)            (torch's vectorised lerp_; when 1-b1 >= 0.5 it is
+     *                                         fma((1-b1) - 1, g' - m, g') instead);
      *   v = v * b2 + (1-b2) * g' * g';
      *   p = p + (-lr/bc1) * m / (sqrt(v) / sqrt(bc2) + eps),  bc_i = 1 - b_i^step (given). */
     void (*adamw_update)(Backend *be, Real *p, const Real *g, Real *m, Real *v, size_t n, float lr,

@@ -159,8 +159,11 @@ static void test_matmul(void **state) {
                 for (int i = 0; i < M; i++)
                     for (int j = 0; j < N; j++) {
                         double s = 0;
-                        for (int p = 0; p < K; p++)
-                            s += (ta ? a[p * M + i] : a[i * K + p]) * (tb ? b[j * K + p] : b[p * N + j]);
+                        for (int p = 0; p < K; p++) {
+                            double aip = ta ? a[p * M + i] : a[i * K + p];
+                            double bpj = tb ? b[j * K + p] : b[p * N + j];
+                            s += aip * bpj;
+                        }
                         ref[i * N + j] = alpha * s + beta * c[i * N + j];
                     }
                 if (!with_beta) /* beta = 0 writes: whatever c held is ignored */
@@ -373,7 +376,9 @@ static void check_attention(int B, int T, int NH, int NKV, int HD) {
     const size_t nq = (size_t)B * T * NH * HD, nk = (size_t)B * T * NKV * HD;
     const size_t na = (size_t)B * NH * T * T;
     char what[96];
-#define WHAT(s) (snprintf(what, sizeof what, "attention B%d T%d NH%d NKV%d HD%d %s", B, T, NH, NKV, HD, s), what)
+#define WHAT(s)                                                                                \
+    (snprintf(what, sizeof what, "attention B%d T%d NH%d NKV%d HD%d %s", B, T, NH, NKV, HD, s), \
+     what)
     Real *q = rand_nonzero(nq, 50), *k = rand_nonzero(nk, 51), *v = rand_nonzero(nk, 52);
     Real *r = rand_nonzero(nq, 53), *out = vec(nq), *att = vec(na);
     Real *ref = vec(nq), *ref_att = vec(na);
@@ -561,7 +566,7 @@ static void test_adamw(void **state) {
         for (size_t i = 0; i < n; i++) {
             double gi = g[i] * (double)gs;
             rp[i] *= 1 - (double)lr * wd;
-            rm[i] += (1 - (double)b1) * (gi - rm[i]);
+            rm[i] = fma(1 - (double)b1, gi - rm[i], rm[i]);
             rv[i] = rv[i] * b2 + (1 - (double)b2) * gi * gi;
             rp[i] -= (double)lr / bc1 * rm[i] / (sqrt(rv[i]) / sqrt((double)bc2) + eps);
         }

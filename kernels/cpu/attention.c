@@ -25,27 +25,20 @@ static inline int att_round_up(int x) { return (x + ATT_W - 1) / ATT_W * ATT_W; 
  * Rows x[r] are separate pointers; yt is [HD][ldy] (the other operand, packed transposed). */
 static void att_tile_dots(Real *c, int ldc, const Real *const x[ATT_R], const Real *yt, int ldy,
                           int HD, int n) {
-    const Real *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3];
     for (int j0 = 0; j0 < n; j0 += ATT_W) {
-        Real a0[ATT_W], a1[ATT_W], a2[ATT_W], a3[ATT_W];
-        for (int j = 0; j < ATT_W; j++) a0[j] = a1[j] = a2[j] = a3[j] = 0;
+        Real acc[ATT_R][ATT_W];
+        for (int r = 0; r < ATT_R; r++)
+            for (int j = 0; j < ATT_W; j++) acc[r][j] = 0;
         for (int d = 0; d < HD; d++) {
             const Real *y = yt + (size_t)d * ldy + j0;
-            const Real s0 = x0[d], s1 = x1[d], s2 = x2[d], s3 = x3[d];
+            for (int r = 0; r < ATT_R; r++) {
+                const Real xr = x[r][d];
 #pragma omp simd
-            for (int j = 0; j < ATT_W; j++) {
-                a0[j] += s0 * y[j];
-                a1[j] += s1 * y[j];
-                a2[j] += s2 * y[j];
-                a3[j] += s3 * y[j];
+                for (int j = 0; j < ATT_W; j++) acc[r][j] += xr * y[j];
             }
         }
-        for (int j = 0; j < ATT_W; j++) {
-            c[j0 + j] = a0[j];
-            c[ldc + j0 + j] = a1[j];
-            c[2 * ldc + j0 + j] = a2[j];
-            c[3 * ldc + j0 + j] = a3[j];
-        }
+        for (int r = 0; r < ATT_R; r++)
+            for (int j = 0; j < ATT_W; j++) c[(size_t)r * ldc + j0 + j] = acc[r][j];
     }
 }
 
@@ -54,28 +47,20 @@ static void att_tile_dots(Real *c, int ldc, const Real *const x[ATT_R], const Re
  * a column of P^T (ms = T); y is [.][ldy], packed and zero-padded to n columns. */
 static void att_tile_mix(Real *c, int ldc, const Real *const m[ATT_R], size_t ms, int lo, int hi,
                          const Real *y, int ldy, int n) {
-    const Real *m0 = m[0], *m1 = m[1], *m2 = m[2], *m3 = m[3];
     for (int j0 = 0; j0 < n; j0 += ATT_W) {
-        Real a0[ATT_W], a1[ATT_W], a2[ATT_W], a3[ATT_W];
-        for (int j = 0; j < ATT_W; j++) a0[j] = a1[j] = a2[j] = a3[j] = 0;
+        Real acc[ATT_R][ATT_W];
+        for (int r = 0; r < ATT_R; r++)
+            for (int j = 0; j < ATT_W; j++) acc[r][j] = 0;
         for (int s = lo; s < hi; s++) {
             const Real *ys = y + (size_t)s * ldy + j0;
-            const size_t o = (size_t)s * ms;
-            const Real s0 = m0[o], s1 = m1[o], s2 = m2[o], s3 = m3[o];
+            for (int r = 0; r < ATT_R; r++) {
+                const Real mr = m[r][(size_t)s * ms];
 #pragma omp simd
-            for (int j = 0; j < ATT_W; j++) {
-                a0[j] += s0 * ys[j];
-                a1[j] += s1 * ys[j];
-                a2[j] += s2 * ys[j];
-                a3[j] += s3 * ys[j];
+                for (int j = 0; j < ATT_W; j++) acc[r][j] += mr * ys[j];
             }
         }
-        for (int j = 0; j < ATT_W; j++) {
-            c[j0 + j] += a0[j];
-            c[ldc + j0 + j] += a1[j];
-            c[2 * ldc + j0 + j] += a2[j];
-            c[3 * ldc + j0 + j] += a3[j];
-        }
+        for (int r = 0; r < ATT_R; r++)
+            for (int j = 0; j < ATT_W; j++) c[(size_t)r * ldc + j0 + j] += acc[r][j];
     }
 }
 
@@ -228,9 +213,10 @@ void cpu_attention_backward(Backend *be, Real *dq, Real *dk, Real *dv, Real *dat
                     att_tile_mix(dvacc + (size_t)s0 * HDp, HDp, acols, T, s0, T, gp, HDp, HDp);
                 }
             }
+            const size_t row_bytes = (size_t)HD * sizeof(Real);
             for (int s = 0; s < T; s++) {
-                memcpy(dk + koff + (size_t)s * ks, dkacc + (size_t)s * HDp, (size_t)HD * sizeof(Real));
-                memcpy(dv + koff + (size_t)s * ks, dvacc + (size_t)s * HDp, (size_t)HD * sizeof(Real));
+                memcpy(dk + koff + (size_t)s * ks, dkacc + (size_t)s * HDp, row_bytes);
+                memcpy(dv + koff + (size_t)s * ks, dvacc + (size_t)s * HDp, row_bytes);
             }
         }
         free(vt);

@@ -21,6 +21,6 @@ void cpu_matmul(Backend *be, Real *c, const Real *a, const Real *b, int M, int N
     }
     int lda = trans_a ? M : K; /* a is stored [K,M] when transposed, else [M,K] */
     int ldb = trans_b ? K : N; /* b is stored [N,K] when transposed, else [K,N] */
-    CPU_GEMM(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
-             M, N, K, alpha, a, lda, b, ldb, beta, c, N);
+    CPU_GEMM(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+             trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha, a, lda, b, ldb, beta, c, N);
 }

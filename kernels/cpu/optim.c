@@ -5,20 +5,22 @@
 
 #ifdef LORASC_REAL_DOUBLE
 #define REAL_SQRT sqrt
+#define REAL_FMA fma
 #else
 #define REAL_SQRT sqrtf
+#define REAL_FMA fmaf
 #endif
 
 /* torch's single-tensor AdamW, step by step (scalars rounded to Real as torch does):
  *   p *= 1 - lr*wd;  m = lerp(m, g, 1 - b1);  v = v*b2 + (1 - b2)*g*g;
  *   p += -(lr/bc1) * m / (sqrt(v) / sqrt(bc2) + eps).
- * lerp(a, b, w) is a + w*(b - a) for w < 0.5 and b - (b - a)*(1 - w) otherwise (ATen). */
+ * ATen's vectorised lerp(a, b, w) is fma(w, b - a, a) for w < 0.5, else fma(w - 1, b - a, b). */
 void cpu_adamw_update(Backend *be, Real *p, const Real *g, Real *m, Real *v, size_t n, float lr,
                       float beta1, float beta2, float eps, float weight_decay, float grad_scale,
                       float bias_correction1, float bias_correction2) {
     (void)be;
     const Real decay = (Real)(1.0 - (double)lr * weight_decay);
-    const Real w1 = (Real)(1.0 - (double)beta1), w1c = 1 - w1;
+    const Real w1 = (Real)(1.0 - (double)beta1);
     const Real b2 = beta2, w2 = (Real)(1.0 - (double)beta2);
     const Real neg_step = (Real)(-((double)lr / bias_correction1));
     const Real bc2_sqrt = (Real)sqrt((double)bias_correction2);
@@ -27,7 +29,7 @@ void cpu_adamw_update(Backend *be, Real *p, const Real *g, Real *m, Real *v, siz
 #pragma omp parallel for simd schedule(static) if (n >= CPU_PARALLEL_MIN)
     for (size_t i = 0; i < n; i++) {
         Real gi = g[i] * gs;
-        Real mi = small_w1 ? m[i] + w1 * (gi - m[i]) : gi - (gi - m[i]) * w1c;
+        Real mi = small_w1 ? REAL_FMA(w1, gi - m[i], m[i]) : REAL_FMA(w1 - 1, gi - m[i], gi);
         Real vi = v[i] * b2 + w2 * gi * gi;
         Real denom = REAL_SQRT(vi) / bc2_sqrt + e;
         m[i] = mi;

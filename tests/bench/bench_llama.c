@@ -632,6 +632,8 @@ int main(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
+    RunInfo ri = {.threads = o.threads};
+    ri.busy_before = machine_busy_fraction(0.5); /* before our own thread pools start */
     Backend *be = backend_cpu_create(o.threads);
     if (!be) {
         fprintf(stderr, "bench_llama: cannot create the CPU backend\n");
@@ -640,9 +642,7 @@ int main(int argc, char **argv) {
     int rc = 0;
     ShapeResult *res = calloc(N_SHAPES, sizeof *res);
     LSC_ASSERT(res != NULL);
-    RunInfo ri = {.threads = o.threads};
     printf("lorasc bench_llama: %d threads, %s\n", o.threads, openblas_get_config());
-    ri.busy_before = machine_busy_fraction(0.5);
     printf("CPUs busy in the half second before the run: %.0f%%%s\n", 100.0 * ri.busy_before,
            ri.busy_before > 0.15 ? " (WARNING: other processes are running; timings are unreliable)"
                                  : "");

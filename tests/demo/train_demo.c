@@ -169,6 +169,7 @@ static int run(void) {
 }
 
 int main(void) {
+    setvbuf(stdout, NULL, _IOLBF, 0); /* progress lines show up even through a pipe */
     if (run() != LSC_OK) {
         fprintf(stderr, "train_demo: %s\n", error_last());
         return 1;
