@@ -121,7 +121,8 @@ struct Backend {
     void (*axpy)(Backend *be, Real *y, const Real *x, size_t n, float s);
 };
 
-/* The CPU backend (kernels/cpu). threads <= 0 keeps the OpenMP/OpenBLAS default. */
+/* The CPU backend (kernels/cpu). threads <= 0 keeps the OpenMP default; GEMM runs on the
+ * same OpenMP threads (one slab per thread), so there is one thread pool. */
 Backend *backend_cpu_create(int threads);
 void backend_cpu_destroy(Backend *be);
 

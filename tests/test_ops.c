@@ -29,8 +29,6 @@
 
 static Backend *be;
 
-static int omp_threads_now(void) { return omp_get_max_threads(); }
-
 /* ---- bookkeeping: every comparison goes through expect_close ---- */
 
 static size_t n_checks, n_elems;
@@ -147,9 +145,8 @@ static void test_memory(void **state) {
 
 /* ---- matmul ---- */
 
-static void test_matmul(void **state) {
-    (void)state;
-    const int M = 5, N = 7, K = 3;
+/* All four transpose combinations, with and without beta, against a naive triple loop. */
+static void check_matmul(int M, int N, int K) {
     for (int ta = 0; ta < 2; ta++)
         for (int tb = 0; tb < 2; tb++)
             for (int with_beta = 0; with_beta < 2; with_beta++) {
@@ -170,10 +167,19 @@ static void test_matmul(void **state) {
                     for (int i = 0; i < M * N; i++) c[i] = NAN;
                 be->matmul(be, c, a, b, M, N, K, ta, tb, alpha, beta);
                 char what[64];
-                snprintf(what, sizeof what, "matmul ta=%d tb=%d beta=%g", ta, tb, (double)beta);
-                expect_close(what, c, ref, (size_t)M * N, 1e-14, 1e-12);
+                snprintf(what, sizeof what, "matmul %dx%dx%d ta=%d tb=%d beta=%g", M, N, K, ta,
+                         tb, (double)beta);
+                expect_close(what, c, ref, (size_t)M * N, 1e-13, 1e-12);
                 free(a), free(b), free(c), free(ref);
             }
+}
+
+static void test_matmul(void **state) {
+    (void)state;
+    check_matmul(5, 7, 3);
+    check_matmul(100, 60, 50); /* threaded: slabs of rows */
+    check_matmul(40, 90, 80);  /* threaded: slabs of columns */
+    check_matmul(333, 37, 29); /* rows not a multiple of the slab alignment */
     /* the documented linear layer: y[N,out] = x[N,in] W^T, W [out,in] */
     const int rows = 4, in = 6, out = 3;
     Real *x = rand_nonzero((size_t)rows * in, 13), *w = rand_nonzero((size_t)out * in, 14);
@@ -648,7 +654,7 @@ static void run_ops_at_size(Real *outs[8], size_t sizes[8]) {
     Real *sg = rand_vec(40000, 127, -5, 5), *su = rand_nonzero(40000, 128);
     be->swiglu_backward(be, outs[7], outs[7] + 40000, su, sg, su, 40000);
     /* the parallel rmsnorm and cross-entropy against naive loops too */
-    if (omp_threads_now() > 1) {
+    if (omp_get_max_threads() > 1) {
         Real *ref = vec(N * C), *refw = vec(C);
         for (int n = 0; n < N; n++) {
             double r = 1 / sqrt(dot(x + n * C, x + n * C, C) / C + 1e-5), wgx = 0;
@@ -682,6 +688,9 @@ static void test_threads_agree(void **state) {
     run_ops_at_size(one, sizes);
     backend_cpu_destroy(be);
     be = backend_cpu_create(2);
+    /* creating the backend must leave OpenMP with the threads asked for (with OpenBLAS's
+     * OpenMP build, openblas_set_num_threads is omp_set_num_threads) */
+    assert_int_equal(omp_get_max_threads(), 2);
     run_ops_at_size(two, sizes);
     backend_cpu_destroy(be);
     be = saved;

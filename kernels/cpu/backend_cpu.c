@@ -1,6 +1,6 @@
 /* The CPU backend: host memory is device memory, so the memory functions are malloc and
  * memcpy; the ops live one family per file (matmul.c, attention.c, ...) and are plugged into
- * the Backend struct here. Threads: OpenMP for our loops, OpenBLAS's own pthreads for GEMM. */
+ * the Backend struct here. Threads: one OpenMP pool for everything, GEMM included. */
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,13 +50,15 @@ void cpu_sync(Backend *be) { (void)be; } /* every CPU op has finished when it re
 
 /* ---- create / destroy ---- */
 
+/* threads > 0 sets the OpenMP pool size. One pool must own the cores (see matmul.c): the
+ * pthreads build of OpenBLAS is made single-threaded and called from our OpenMP threads; the
+ * OpenMP build already shares libgomp's pool (and its set_num_threads is omp_set_num_threads,
+ * so calling it with 1 would make every kernel single-threaded). */
 Backend *backend_cpu_create(int threads) {
     Backend *be = calloc(1, sizeof *be);
     if (!be) return NULL;
-    if (threads > 0) {
-        omp_set_num_threads(threads);
-        openblas_set_num_threads(threads);
-    }
+    if (threads > 0) omp_set_num_threads(threads);
+    if (openblas_get_parallel() == OPENBLAS_THREAD) openblas_set_num_threads(1);
     be->name = "cpu";
     be->ctx = NULL;
 

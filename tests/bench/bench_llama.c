@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include <cblas.h>
+#include <omp.h>
 
 #include "core/error.h"
 #include "core/llama.h"
@@ -49,6 +50,7 @@ typedef struct Options {
     int steps;      /* 0: the shape's default */
     int threads;
     int profile_steps;
+    int omp_matmul; /* --matmul omp */
     const char *json;
 } Options;
 
@@ -69,6 +71,44 @@ static double median(double *v, int n) {
 }
 
 /* ------------------------------------------------------------------------------------------
+ * --matmul omp: an experiment, not the engine. The CPU backend runs two thread pools, OpenMP
+ * for its loops and OpenBLAS's pthreads for GEMM, and on a machine with as many cores as
+ * threads each pool's spin-waiting workers steal the cores the other pool needs next. This
+ * variant keeps one pool: OpenBLAS single-threaded, each OpenMP thread multiplies a slice of
+ * C (rows of M, or columns of N when M is the smaller), small products on one thread. */
+
+static void omp_matmul(Backend *be, Real *c, const Real *a, const Real *b, int M, int N, int K,
+                       int ta, int tb, Real alpha, Real beta) {
+    (void)be;
+    const int lda = ta ? M : K, ldb = tb ? K : N;
+    const CBLAS_TRANSPOSE opa = ta ? CblasTrans : CblasNoTrans, opb = tb ? CblasTrans : CblasNoTrans;
+    const double flops = 2.0 * M * N * K;
+    const int nt = flops < 4e6 ? 1 : omp_get_max_threads();
+    if (nt == 1) {
+        cblas_sgemm(CblasRowMajor, opa, opb, M, N, K, alpha, a, lda, b, ldb, beta, c, N);
+        return;
+    }
+    const int split_m = M >= N;
+    const int len = split_m ? M : N;
+#pragma omp parallel num_threads(nt)
+    {
+        const int t = omp_get_thread_num(), n = omp_get_num_threads();
+        /* slice boundaries on multiples of 16 so every slice stays vector-aligned */
+        const int chunk = ((len + n - 1) / n + 15) / 16 * 16;
+        const int lo = t * chunk, hi = lo + chunk < len ? lo + chunk : len;
+        if (lo < hi) {
+            if (split_m)
+                cblas_sgemm(CblasRowMajor, opa, opb, hi - lo, N, K, alpha,
+                            ta ? a + lo : a + (size_t)lo * K, lda, b, ldb, beta,
+                            c + (size_t)lo * N, N);
+            else
+                cblas_sgemm(CblasRowMajor, opa, opb, M, hi - lo, K, alpha, a, lda,
+                            tb ? b + (size_t)lo * K : b + lo, ldb, beta, c + lo, N);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------
  * sgemm peak: best of several C = A B on square matrices, same thread count as the model */
 
 static void fill_uniform(float *x, size_t n, uint64_t stream) {
@@ -76,8 +116,8 @@ static void fill_uniform(float *x, size_t n, uint64_t stream) {
 }
 
 /* Best GFLOP/s of `reps` runs of one sgemm with op(a) [M,K], op(b) [K,N] (row-major),
- * after one untimed run. */
-static double sgemm_gflops(int M, int N, int K, int ta, int tb, int reps) {
+ * after one untimed run; through omp_matmul when `omp`, else OpenBLAS on its own threads. */
+static double sgemm_gflops(int M, int N, int K, int ta, int tb, int reps, int omp) {
     float *a = malloc((size_t)M * K * sizeof(float)), *b = malloc((size_t)K * N * sizeof(float));
     float *c = malloc((size_t)M * N * sizeof(float));
     LSC_ASSERT(a && b && c);
@@ -87,8 +127,12 @@ static double sgemm_gflops(int M, int N, int K, int ta, int tb, int reps) {
     double best = 1e30;
     for (int r = 0; r <= reps; r++) {
         const double t0 = now_s();
-        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                    M, N, K, 1.0f, a, ta ? M : K, b, tb ? K : N, 0.0f, c, N);
+        if (omp)
+            omp_matmul(NULL, c, a, b, M, N, K, ta, tb, 1.0f, 0.0f);
+        else
+            cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
+                        tb ? CblasTrans : CblasNoTrans, M, N, K, 1.0f, a, ta ? M : K, b,
+                        tb ? K : N, 0.0f, c, N);
         const double dt = now_s() - t0;
         if (r > 0 && dt < best) best = dt;
     }
@@ -98,8 +142,9 @@ static double sgemm_gflops(int M, int N, int K, int ta, int tb, int reps) {
     return 2.0 * M * N * K / best * 1e-9;
 }
 
-/* Fraction of all CPUs busy over `seconds` (from /proc/stat), or -1 where unknown. Another
- * process on the cores invalidates every timing, so the report states it. */
+/* Fraction of all CPUs kept busy by other processes over `seconds` (from /proc/stat, less
+ * this process's own ticks: OpenBLAS starts spinning workers at load), or -1 where unknown.
+ * Another process on the cores invalidates every timing, so the report states it. */
 static int read_cpu_ticks(unsigned long long *busy, unsigned long long *total) {
     FILE *f = fopen("/proc/stat", "r");
     unsigned long long v[8] = {0};
@@ -110,6 +155,15 @@ static int read_cpu_ticks(unsigned long long *busy, unsigned long long *total) {
     if (n != 8) return 0;
     *busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7]; /* all but idle and iowait */
     *total = *busy + v[3] + v[4];
+    /* our own utime + stime: fields 14 and 15 of /proc/self/stat, after the ")" of comm */
+    char line[1024];
+    f = fopen("/proc/self/stat", "r");
+    const char *p = f && fgets(line, sizeof line, f) ? strrchr(line, ')') : NULL;
+    if (f) fclose(f);
+    unsigned long long ut = 0, st = 0;
+    if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+        return 0;
+    *busy -= ut + st < *busy ? ut + st : *busy;
     return 1;
 }
 
@@ -119,7 +173,7 @@ static double machine_busy_fraction(double seconds) {
     const struct timespec ts = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
     nanosleep(&ts, NULL);
     if (!read_cpu_ticks(&b1, &t1) || t1 <= t0) return -1.0;
-    return (double)(b1 - b0) / (double)(t1 - t0);
+    return b1 > b0 ? (double)(b1 - b0) / (double)(t1 - t0) : 0.0;
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -458,7 +512,7 @@ static int bench_shape(Backend *be, const BenchShape *s, const Options *o, doubl
             MatmulShape *m = &res->mm[i];
             m->isolated_gflops = m->cat == CAT_MM_LORA
                                      ? 0.0
-                                     : sgemm_gflops(m->M, m->N, m->K, m->ta, m->tb, 2);
+                                     : sgemm_gflops(m->M, m->N, m->K, m->ta, m->tb, 2, o->omp_matmul);
         }
     }
 done:
@@ -587,14 +641,17 @@ static int write_json(const char *path, const ShapeResult *res, int n, const Run
 
 static void usage(FILE *f) {
     fprintf(f, "usage: bench_llama [--shape small|large|all] [--steps N] [--threads N] "
-               "[--profile-steps N] [--json PATH]\n"
+               "[--profile-steps N] [--matmul blas|omp] [--json PATH]\n"
                "  LoRA (q,v; r=8) fine-tuning tokens/s on the stories15M / stories110M shapes,\n"
                "  GFLOP/s at 4N FLOPs/token and %% of the sgemm peak measured in the same run.\n"
-               "  --profile-steps 0 skips the per-op breakdown (default 1).\n");
+               "  --profile-steps 0 skips the per-op breakdown (default 1).\n"
+               "  --matmul omp (experiment) replaces the backend's matmul by OpenMP-sliced\n"
+               "  single-threaded OpenBLAS calls, so that one thread pool runs everything.\n");
 }
 
 static int parse_options(int argc, char **argv, Options *o) {
-    *o = (Options){.shape_mask = 3, .steps = 0, .threads = 2, .profile_steps = 1, .json = NULL};
+    *o = (Options){.shape_mask = 3, .steps = 0, .threads = 2, .profile_steps = 1, .omp_matmul = 0,
+                   .json = NULL};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const int has_value = i + 1 < argc;
@@ -616,6 +673,11 @@ static int parse_options(int argc, char **argv, Options *o) {
         } else if (strcmp(a, "--profile-steps") == 0 && has_value) {
             o->profile_steps = atoi(argv[++i]);
             if (o->profile_steps < 0) return error_set("--profile-steps takes an integer >= 0, got '%s'.", argv[i]);
+        } else if (strcmp(a, "--matmul") == 0 && has_value) {
+            const char *v = argv[++i];
+            if (strcmp(v, "blas") == 0) o->omp_matmul = 0;
+            else if (strcmp(v, "omp") == 0) o->omp_matmul = 1;
+            else return error_set("--matmul takes blas or omp, got '%s'.", v);
         } else if (strcmp(a, "--json") == 0 && has_value) {
             o->json = argv[++i];
         } else {
@@ -642,11 +704,16 @@ int main(int argc, char **argv) {
     int rc = 0;
     ShapeResult *res = calloc(N_SHAPES, sizeof *res);
     LSC_ASSERT(res != NULL);
-    printf("lorasc bench_llama: %d threads, %s\n", o.threads, openblas_get_config());
+    ri.peak_start = sgemm_gflops(2048, 2048, 2048, 0, 0, 5, 0); /* OpenBLAS, `threads` threads */
+    if (o.omp_matmul) {
+        openblas_set_num_threads(1);
+        be->matmul = omp_matmul;
+    }
+    printf("lorasc bench_llama: %d threads, %s, matmul %s\n", o.threads, openblas_get_config(),
+           o.omp_matmul ? "omp-sliced single-threaded OpenBLAS (experiment)" : "backend");
     printf("CPUs busy in the half second before the run: %.0f%%%s\n", 100.0 * ri.busy_before,
            ri.busy_before > 0.15 ? " (WARNING: other processes are running; timings are unreliable)"
                                  : "");
-    ri.peak_start = sgemm_gflops(2048, 2048, 2048, 0, 0, 5);
     const double peak = ri.peak = ri.peak_start;
     printf("sgemm peak (2048^3, best of 5): %.1f GFLOP/s\n", peak);
 
@@ -662,7 +729,8 @@ int main(int argc, char **argv) {
     }
     if (rc == 0) {
         /* a peak that moved during the run means something else ran on the cores */
-        ri.peak_end = sgemm_gflops(2048, 2048, 2048, 0, 0, 5);
+        if (o.omp_matmul) openblas_set_num_threads(o.threads);
+        ri.peak_end = sgemm_gflops(2048, 2048, 2048, 0, 0, 5, 0);
         printf("\nsgemm peak at the end: %.1f GFLOP/s (start %.1f)%s\n", ri.peak_end, ri.peak_start,
                fabs(ri.peak_end - ri.peak_start) > 0.1 * ri.peak_start
                    ? ": WARNING, more than 10% apart; the machine was not quiet"
