@@ -2,6 +2,7 @@
 #include "core/optim.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
@@ -14,14 +15,15 @@ AdamWConfig adamw_default_config(void) {
 int adamw_create(AdamW *opt, Backend *be, const AdamWConfig *config, const ParamGroup *groups,
                  int n_groups) {
     memset(opt, 0, sizeof *opt);
-    if (n_groups <= 0 || n_groups > ADAMW_MAX_GROUPS)
-        return error_set("AdamW takes 1 to %d parameter groups, got %d.", ADAMW_MAX_GROUPS, n_groups);
+    if (n_groups <= 0) return error_set("AdamW needs at least one parameter group, got %d.", n_groups);
     if (!(config->beta1 >= 0.0f && config->beta1 < 1.0f) || !(config->beta2 >= 0.0f && config->beta2 < 1.0f))
         return error_set("AdamW betas must lie in [0, 1), got %g and %g.", (double)config->beta1,
                          (double)config->beta2);
     if (!(config->eps > 0.0f)) return error_set("AdamW eps must be positive, got %g.", (double)config->eps);
     opt->config = *config;
     opt->be = be;
+    opt->groups = malloc((size_t)n_groups * sizeof *groups);
+    if (!opt->groups) return error_set("Out of memory allocating %d AdamW groups.", n_groups);
     opt->n_groups = n_groups;
     for (int i = 0; i < n_groups; i++) {
         opt->groups[i] = groups[i];
@@ -37,6 +39,7 @@ int adamw_create(AdamW *opt, Backend *be, const AdamWConfig *config, const Param
 }
 
 void adamw_free(AdamW *opt) {
+    free(opt->groups);
     if (opt->be) {
         if (opt->m) opt->be->free(opt->be, opt->m);
         if (opt->v) opt->be->free(opt->be, opt->v);

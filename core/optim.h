@@ -26,12 +26,10 @@ typedef struct ParamGroup {
     float weight_decay;
 } ParamGroup;
 
-#define ADAMW_MAX_GROUPS 16
-
 typedef struct AdamW {
     AdamWConfig config;
     Backend *be;
-    ParamGroup groups[ADAMW_MAX_GROUPS];
+    ParamGroup *groups;   /* copied from the caller; one per contiguous range */
     int n_groups;
     Real *m, *v;      /* moments, one block each, groups laid end to end */
     size_t n_total;

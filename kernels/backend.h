@@ -101,6 +101,19 @@ struct Backend {
     void (*cross_entropy_backward)(Backend *be, Real *dlogits, const Real *logits, const Real *lse,
                                    const int32_t *targets, const Real *dloss, int N, int V);
 
+    /* ---- per-row and per-column ops on a matrix x[N,C] ----
+     * (DoRA splits a weight into a per-row magnitude and a direction with these.)
+     * row_norm writes norm[N] = sqrt(sum_c x[n,c]^2), accumulated in double;
+     * col_dot writes out[C] = sum_n a[n,c] * b[n,c], accumulated in double;
+     * scale_rows writes out[n,c] = s[n] * x[n,c]; scale_cols writes out[n,c] = x[n,c] * s[c]
+     * (out may alias x); divide writes out[i] = a[i] / b[i] for i < n (out may alias a or b).
+     * Each output element is computed by one thread in a fixed order (deterministic). */
+    void (*row_norm)(Backend *be, Real *norm, const Real *x, int N, int C);
+    void (*col_dot)(Backend *be, Real *out, const Real *a, const Real *b, int N, int C);
+    void (*scale_rows)(Backend *be, Real *out, const Real *x, const Real *s, int N, int C);
+    void (*scale_cols)(Backend *be, Real *out, const Real *x, const Real *s, int N, int C);
+    void (*divide)(Backend *be, Real *out, const Real *a, const Real *b, size_t n);
+
     /* ---- optimizer and reductions ----
      * AdamW with decoupled weight decay on n parameters, in torch.optim.AdamW's order of
      * operations (each step rounded to Real; scalars computed in double, then rounded):
@@ -119,6 +132,11 @@ struct Backend {
     void (*scale)(Backend *be, Real *x, size_t n, float s);
     /* y += s * x */
     void (*axpy)(Backend *be, Real *y, const Real *x, size_t n, float s);
+    /* w[i] += scale * (u_i - 1/2), u_i = philox_unit_float(word i of Philox (seed, stream)):
+     * uniform noise in [-scale/2, scale/2), bit-identical on every backend (the LoRASC
+     * cascading noise; kernels/philox_block.h has the generator). */
+    void (*add_uniform_noise)(Backend *be, Real *w, size_t n, uint64_t seed, uint64_t stream,
+                              float scale);
 };
 
 /* The CPU backend (kernels/cpu). threads <= 0 keeps the OpenMP default; GEMM runs on the

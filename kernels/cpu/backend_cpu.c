@@ -83,6 +83,11 @@ Backend *backend_cpu_create(int threads) {
     be->swiglu_backward = cpu_swiglu_backward;
     be->residual_forward = cpu_residual_forward;
     be->residual_backward = cpu_residual_backward;
+    be->row_norm = cpu_row_norm;
+    be->col_dot = cpu_col_dot;
+    be->scale_rows = cpu_scale_rows;
+    be->scale_cols = cpu_scale_cols;
+    be->divide = cpu_divide;
     be->cross_entropy_forward = cpu_cross_entropy_forward;
     be->cross_entropy_backward = cpu_cross_entropy_backward;
 
@@ -90,6 +95,7 @@ Backend *backend_cpu_create(int threads) {
     be->sum_squares = cpu_sum_squares;
     be->scale = cpu_scale;
     be->axpy = cpu_axpy;
+    be->add_uniform_noise = cpu_add_uniform_noise;
     return be;
 }
 

@@ -99,6 +99,13 @@ void cpu_swiglu_backward(Backend *be, Real *dgate, Real *dup, const Real *dout, 
 void cpu_residual_forward(Backend *be, Real *out, const Real *a, const Real *b, size_t n);
 void cpu_residual_backward(Backend *be, Real *da, Real *db, const Real *dout, size_t n);
 
+/* ---- rowcol.c ---- */
+void cpu_row_norm(Backend *be, Real *norm, const Real *x, int N, int C);
+void cpu_col_dot(Backend *be, Real *out, const Real *a, const Real *b, int N, int C);
+void cpu_scale_rows(Backend *be, Real *out, const Real *x, const Real *s, int N, int C);
+void cpu_scale_cols(Backend *be, Real *out, const Real *x, const Real *s, int N, int C);
+void cpu_divide(Backend *be, Real *out, const Real *a, const Real *b, size_t n);
+
 /* ---- cross_entropy.c ---- */
 void cpu_cross_entropy_forward(Backend *be, Real *losses, Real *lse, const Real *logits,
                                const int32_t *targets, int N, int V);
@@ -112,5 +119,7 @@ void cpu_adamw_update(Backend *be, Real *p, const Real *g, Real *m, Real *v, siz
 double cpu_sum_squares(Backend *be, const Real *x, size_t n);
 void cpu_scale(Backend *be, Real *x, size_t n, float s);
 void cpu_axpy(Backend *be, Real *y, const Real *x, size_t n, float s);
+void cpu_add_uniform_noise(Backend *be, Real *w, size_t n, uint64_t seed, uint64_t stream,
+                           float scale);
 
 #endif

@@ -12,7 +12,6 @@
 #include <time.h>
 
 #include <cblas.h>
-#include <omp.h>
 
 #include "core/error.h"
 #include "core/llama.h"
@@ -50,7 +49,6 @@ typedef struct Options {
     int steps;      /* 0: the shape's default */
     int threads;
     int profile_steps;
-    int omp_matmul; /* --matmul omp */
     const char *json;
 } Options;
 
@@ -71,53 +69,16 @@ static double median(double *v, int n) {
 }
 
 /* ------------------------------------------------------------------------------------------
- * --matmul omp: an experiment, not the engine. The CPU backend runs two thread pools, OpenMP
- * for its loops and OpenBLAS's pthreads for GEMM, and on a machine with as many cores as
- * threads each pool's spin-waiting workers steal the cores the other pool needs next. This
- * variant keeps one pool: OpenBLAS single-threaded, each OpenMP thread multiplies a slice of
- * C (rows of M, or columns of N when M is the smaller), small products on one thread. */
-
-static void omp_matmul(Backend *be, Real *c, const Real *a, const Real *b, int M, int N, int K,
-                       int ta, int tb, Real alpha, Real beta) {
-    (void)be;
-    const int lda = ta ? M : K, ldb = tb ? K : N;
-    const CBLAS_TRANSPOSE opa = ta ? CblasTrans : CblasNoTrans, opb = tb ? CblasTrans : CblasNoTrans;
-    const double flops = 2.0 * M * N * K;
-    const int nt = flops < 4e6 ? 1 : omp_get_max_threads();
-    if (nt == 1) {
-        cblas_sgemm(CblasRowMajor, opa, opb, M, N, K, alpha, a, lda, b, ldb, beta, c, N);
-        return;
-    }
-    const int split_m = M >= N;
-    const int len = split_m ? M : N;
-#pragma omp parallel num_threads(nt)
-    {
-        const int t = omp_get_thread_num(), n = omp_get_num_threads();
-        /* slice boundaries on multiples of 16 so every slice stays vector-aligned */
-        const int chunk = ((len + n - 1) / n + 15) / 16 * 16;
-        const int lo = t * chunk, hi = lo + chunk < len ? lo + chunk : len;
-        if (lo < hi) {
-            if (split_m)
-                cblas_sgemm(CblasRowMajor, opa, opb, hi - lo, N, K, alpha,
-                            ta ? a + lo : a + (size_t)lo * K, lda, b, ldb, beta,
-                            c + (size_t)lo * N, N);
-            else
-                cblas_sgemm(CblasRowMajor, opa, opb, M, hi - lo, K, alpha, a, lda,
-                            tb ? b + (size_t)lo * K : b + lo, ldb, beta, c + lo, N);
-        }
-    }
-}
-
-/* ------------------------------------------------------------------------------------------
  * sgemm peak: best of several C = A B on square matrices, same thread count as the model */
 
 static void fill_uniform(float *x, size_t n, uint64_t stream) {
     philox_uniform(x, n, 1234, stream, -1.0, 1.0);
 }
 
-/* Best GFLOP/s of `reps` runs of one sgemm with op(a) [M,K], op(b) [K,N] (row-major),
- * after one untimed run; through omp_matmul when `omp`, else OpenBLAS on its own threads. */
-static double sgemm_gflops(int M, int N, int K, int ta, int tb, int reps, int omp) {
+/* Best GFLOP/s of `reps` runs of one sgemm with op(a) [M,K], op(b) [K,N] (row-major), after
+ * one untimed run: through the backend's matmul when `be` is given, else straight to
+ * OpenBLAS (on whatever threads it has been given). */
+static double sgemm_gflops(Backend *be, int M, int N, int K, int ta, int tb, int reps) {
     float *a = malloc((size_t)M * K * sizeof(float)), *b = malloc((size_t)K * N * sizeof(float));
     float *c = malloc((size_t)M * N * sizeof(float));
     LSC_ASSERT(a && b && c);
@@ -127,8 +88,8 @@ static double sgemm_gflops(int M, int N, int K, int ta, int tb, int reps, int om
     double best = 1e30;
     for (int r = 0; r <= reps; r++) {
         const double t0 = now_s();
-        if (omp)
-            omp_matmul(NULL, c, a, b, M, N, K, ta, tb, 1.0f, 0.0f);
+        if (be)
+            be->matmul(be, c, a, b, M, N, K, ta, tb, 1.0f, 0.0f);
         else
             cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
                         tb ? CblasTrans : CblasNoTrans, M, N, K, 1.0f, a, ta ? M : K, b,
@@ -167,13 +128,40 @@ static int read_cpu_ticks(unsigned long long *busy, unsigned long long *total) {
     return 1;
 }
 
+typedef struct BusyMark {
+    unsigned long long busy, total;
+    int ok;
+} BusyMark;
+
+static BusyMark busy_mark(void) {
+    BusyMark m = {0, 0, 0};
+    m.ok = read_cpu_ticks(&m.busy, &m.total);
+    return m;
+}
+
+/* Fraction of the CPUs that other processes kept busy since `m`. */
+static double busy_since(BusyMark m) {
+    BusyMark n = busy_mark();
+    if (!m.ok || !n.ok || n.total <= m.total) return -1.0;
+    return n.busy > m.busy ? (double)(n.busy - m.busy) / (double)(n.total - m.total) : 0.0;
+}
+
 static double machine_busy_fraction(double seconds) {
-    unsigned long long b0, t0, b1, t1;
-    if (!read_cpu_ticks(&b0, &t0)) return -1.0;
+    const BusyMark m = busy_mark();
     const struct timespec ts = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
     nanosleep(&ts, NULL);
-    if (!read_cpu_ticks(&b1, &t1) || t1 <= t0) return -1.0;
-    return b1 > b0 ? (double)(b1 - b0) / (double)(t1 - t0) : 0.0;
+    return busy_since(m);
+}
+
+/* The machine's sgemm peak at `threads` threads, with OpenBLAS doing its own threading (its
+ * pthreads pool, or libgomp's in the OpenMP build); the thread count the backend gave
+ * OpenBLAS is put back afterwards. */
+static double sgemm_peak(int threads) {
+    const int prev = openblas_get_num_threads();
+    openblas_set_num_threads(threads);
+    const double gflops = sgemm_gflops(NULL, 2048, 2048, 2048, 0, 0, 5);
+    openblas_set_num_threads(prev);
+    return gflops;
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -512,7 +500,7 @@ static int bench_shape(Backend *be, const BenchShape *s, const Options *o, doubl
             MatmulShape *m = &res->mm[i];
             m->isolated_gflops = m->cat == CAT_MM_LORA
                                      ? 0.0
-                                     : sgemm_gflops(m->M, m->N, m->K, m->ta, m->tb, 2, o->omp_matmul);
+                                     : sgemm_gflops(be, m->M, m->N, m->K, m->ta, m->tb, 2);
         }
     }
 done:
@@ -584,6 +572,7 @@ static void print_result(const ShapeResult *r, double peak) {
 typedef struct RunInfo {
     int threads;
     double busy_before;            /* fraction of the CPUs busy just before the run */
+    double busy_during;            /* ... kept busy by other processes during the run */
     double peak_start, peak_end;   /* sgemm 2048^3 GFLOP/s at the start and the end */
     double peak;                   /* = peak_start: what "% of peak" is measured against */
 } RunInfo;
@@ -593,8 +582,9 @@ static int write_json(const char *path, const ShapeResult *res, int n, const Run
     if (!f) return error_set("Cannot open %s for writing the benchmark results.", path);
     fprintf(f, "{\n  \"engine\": \"lorasc\",\n  \"threads\": %d,\n  \"sgemm_peak_gflops\": %.3f,\n"
                "  \"sgemm_peak_start\": %.3f,\n  \"sgemm_peak_end\": %.3f,\n  \"busy_before\": %.3f,\n"
+               "  \"busy_during\": %.3f,\n"
                "  \"timing\": \"median of timed steps after warm-up\",\n  \"shapes\": [\n",
-            ri->threads, ri->peak, ri->peak_start, ri->peak_end, ri->busy_before);
+            ri->threads, ri->peak, ri->peak_start, ri->peak_end, ri->busy_before, ri->busy_during);
     for (int i = 0; i < n; i++) {
         const ShapeResult *r = &res[i];
         const BenchShape *s = r->shape;
@@ -641,16 +631,14 @@ static int write_json(const char *path, const ShapeResult *res, int n, const Run
 
 static void usage(FILE *f) {
     fprintf(f, "usage: bench_llama [--shape small|large|all] [--steps N] [--threads N] "
-               "[--profile-steps N] [--matmul blas|omp] [--json PATH]\n"
+               "[--profile-steps N] [--json PATH]\n"
                "  LoRA (q,v; r=8) fine-tuning tokens/s on the stories15M / stories110M shapes,\n"
                "  GFLOP/s at 4N FLOPs/token and %% of the sgemm peak measured in the same run.\n"
-               "  --profile-steps 0 skips the per-op breakdown (default 1).\n"
-               "  --matmul omp (experiment) replaces the backend's matmul by OpenMP-sliced\n"
-               "  single-threaded OpenBLAS calls, so that one thread pool runs everything.\n");
+               "  --profile-steps 0 skips the per-op breakdown (default 1).\n");
 }
 
 static int parse_options(int argc, char **argv, Options *o) {
-    *o = (Options){.shape_mask = 3, .steps = 0, .threads = 2, .profile_steps = 1, .omp_matmul = 0,
+    *o = (Options){.shape_mask = 3, .steps = 0, .threads = 2, .profile_steps = 1,
                    .json = NULL};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -673,11 +661,6 @@ static int parse_options(int argc, char **argv, Options *o) {
         } else if (strcmp(a, "--profile-steps") == 0 && has_value) {
             o->profile_steps = atoi(argv[++i]);
             if (o->profile_steps < 0) return error_set("--profile-steps takes an integer >= 0, got '%s'.", argv[i]);
-        } else if (strcmp(a, "--matmul") == 0 && has_value) {
-            const char *v = argv[++i];
-            if (strcmp(v, "blas") == 0) o->omp_matmul = 0;
-            else if (strcmp(v, "omp") == 0) o->omp_matmul = 1;
-            else return error_set("--matmul takes blas or omp, got '%s'.", v);
         } else if (strcmp(a, "--json") == 0 && has_value) {
             o->json = argv[++i];
         } else {
@@ -696,6 +679,7 @@ int main(int argc, char **argv) {
     }
     RunInfo ri = {.threads = o.threads};
     ri.busy_before = machine_busy_fraction(0.5); /* before our own thread pools start */
+    const BusyMark run_start = busy_mark();
     Backend *be = backend_cpu_create(o.threads);
     if (!be) {
         fprintf(stderr, "bench_llama: cannot create the CPU backend\n");
@@ -704,16 +688,14 @@ int main(int argc, char **argv) {
     int rc = 0;
     ShapeResult *res = calloc(N_SHAPES, sizeof *res);
     LSC_ASSERT(res != NULL);
-    ri.peak_start = sgemm_gflops(2048, 2048, 2048, 0, 0, 5, 0); /* OpenBLAS, `threads` threads */
-    if (o.omp_matmul) {
-        openblas_set_num_threads(1);
-        be->matmul = omp_matmul;
-    }
-    printf("lorasc bench_llama: %d threads, %s, matmul %s\n", o.threads, openblas_get_config(),
-           o.omp_matmul ? "omp-sliced single-threaded OpenBLAS (experiment)" : "backend");
+    static const char *const blas_threading[] = {"sequential", "pthreads", "OpenMP"};
+    const int par = openblas_get_parallel();
+    printf("lorasc bench_llama: %d threads; %s (%s build)\n", o.threads, openblas_get_config(),
+           par >= 0 && par <= 2 ? blas_threading[par] : "?");
     printf("CPUs busy in the half second before the run: %.0f%%%s\n", 100.0 * ri.busy_before,
            ri.busy_before > 0.15 ? " (WARNING: other processes are running; timings are unreliable)"
                                  : "");
+    ri.peak_start = sgemm_peak(o.threads);
     const double peak = ri.peak = ri.peak_start;
     printf("sgemm peak (2048^3, best of 5): %.1f GFLOP/s\n", peak);
 
@@ -729,12 +711,15 @@ int main(int argc, char **argv) {
     }
     if (rc == 0) {
         /* a peak that moved during the run means something else ran on the cores */
-        if (o.omp_matmul) openblas_set_num_threads(o.threads);
-        ri.peak_end = sgemm_gflops(2048, 2048, 2048, 0, 0, 5, 0);
+        ri.peak_end = sgemm_peak(o.threads);
+        ri.busy_during = busy_since(run_start);
         printf("\nsgemm peak at the end: %.1f GFLOP/s (start %.1f)%s\n", ri.peak_end, ri.peak_start,
                fabs(ri.peak_end - ri.peak_start) > 0.1 * ri.peak_start
                    ? ": WARNING, more than 10% apart; the machine was not quiet"
                    : "");
+        printf("other processes kept %.0f%% of the CPUs busy during the run%s\n",
+               100.0 * ri.busy_during,
+               ri.busy_during > 0.05 ? " (WARNING: timings are unreliable)" : "");
     }
     if (rc == 0 && o.json && write_json(o.json, res, n, &ri) != LSC_OK) {
         fprintf(stderr, "bench_llama: %s\n", error_last());

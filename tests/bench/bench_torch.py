@@ -9,6 +9,7 @@ Run with Debian's interpreter: /usr/bin/python3 tests/bench/bench_torch.py --sha
 import argparse
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -101,6 +102,27 @@ class LoraLlama(torch.nn.Module):
         return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
 
 
+def cpu_ticks():
+    """(busy ticks of all CPUs less this process's own, total ticks) from /proc/stat, or None:
+    other processes on the cores invalidate the timings, so the report says how busy they were."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:9]]
+        with open("/proc/self/stat") as f:
+            own = f.read().rsplit(")", 1)[1].split()
+        busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7] - (int(own[11]) + int(own[12]))
+        return busy, busy + (int(own[11]) + int(own[12])) + v[3] + v[4]
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def busy_since(mark):
+    now = cpu_ticks()
+    if not mark or not now or now[1] <= mark[1]:
+        return -1.0
+    return max(0, now[0] - mark[0]) / (now[1] - mark[1])
+
+
 def n_params(cfg):
     C, H, L, V = cfg["dim"], cfg["hidden"], cfg["n_layers"], cfg["vocab"]
     return V * C + L * (4 * C * C + 3 * C * H + 2 * C) + C  # tied embedding counted once
@@ -152,14 +174,22 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
+    mark = cpu_ticks()
     torch.set_num_threads(args.threads)
-    print(f"bench_torch: torch {torch.__version__}, {torch.get_num_threads()} threads")
+    env = {k: os.environ.get(k, "unset") for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS",
+                                                   "OPENBLAS_NUM_THREADS")}
+    print(f"bench_torch: torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          + " ".join(f"{k}={v}" for k, v in env.items()))
     names = ["small", "large"] if args.shape == "all" else [args.shape]
     results = [bench_shape(n, SHAPES[n], args.steps or SHAPES[n]["steps"]) for n in names]
+    busy = busy_since(mark)
+    print(f"other processes kept {100 * busy:.0f}% of the CPUs busy during the run"
+          + (" (WARNING: timings are unreliable)" if busy > 0.05 else ""))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(engine="torch", torch_version=torch.__version__, threads=args.threads,
-                           timing="median of timed steps after warm-up", shapes=results), f, indent=2)
+                           env=env, busy_during=busy, timing="median of timed steps after warm-up",
+                           shapes=results), f, indent=2)
     return 0
 
 
