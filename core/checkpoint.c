@@ -358,6 +358,7 @@ int checkpoint_load_state(const char *path, Llama *model, LoraAdapters *lora, Ad
                            "adapter being restored has rank %d on targets 0x%x over %d layers.",
                            path, have[0], (unsigned)have[1], have[2], want[0], (unsigned)want[1], want[2]);
         if (rc == LSC_OK) rc = reader_read_reals(&r, lora->be, "lora.params", lora->params, lora->num_params);
+        if (rc == LSC_OK) lora->magnitudes_set = 1; /* DoRA's m came from the file */
     }
     if (rc == LSC_OK && opt) {
         int64_t opt_step = 0;

@@ -188,7 +188,8 @@ static void carve_acts(Llama *m, int B, int T, Arena *arena) {
         {&a->xn_ffn, L * BT * C},      {&a->rstd_ffn, L * BT},     {&a->gate, L * BT * H},
         {&a->up, L * BT * H},          {&a->swi, L * BT * H},      {&a->xn_final, BT * C},
         {&a->rstd_final, BT},          {&a->logits, BT * V},       {&a->losses, BT},
-        {&a->lse, BT},                 {&a->dloss, BT},            {&a->dresid, BT * C},
+        {&a->lse, BT},                 {&a->dloss, BT},            {&a->proj, BT * C},
+        {&a->dresid, BT * C},
         {&a->dxn, BT * C},             {&a->dq, BT * qdim},        {&a->dk, BT * kvdim},
         {&a->dv, BT * kvdim},          {&a->datt, attn},           {&a->datty, BT * qdim},
         {&a->dgate, BT * H},           {&a->dup, BT * H},          {&a->dswi, BT * H},
@@ -254,6 +255,15 @@ void llama_lora_shapes(const LlamaConfig *c, int in_dim[LORA_NUM_TARGETS],
     memcpy(out_dim, outs, sizeof outs);
 }
 
+/* LoraWeightFn over this model: the base weight of (layer, target). */
+static const Real *lora_base_weight(void *model, int layer, int target) {
+    return llama_target_weight(model, target, layer);
+}
+
+void llama_init_lora_magnitudes(Llama *m) {
+    if (m->lora) lora_init_magnitudes(m->lora, lora_base_weight, m);
+}
+
 void llama_attach_lora(Llama *m, LoraAdapters *lora) {
     if (lora) {
         int in[LORA_NUM_TARGETS], out[LORA_NUM_TARGETS];
@@ -263,6 +273,7 @@ void llama_attach_lora(Llama *m, LoraAdapters *lora) {
             LSC_ASSERT(!lora_enabled(lora, t) || (lora->in_dim[t] == in[t] && lora->out_dim[t] == out[t]));
     }
     m->lora = lora;
+    if (lora && lora->config.use_dora && !lora->magnitudes_set) llama_init_lora_magnitudes(m);
 }
 
 void llama_merge_lora(Llama *m, float sign) {
@@ -275,14 +286,51 @@ void llama_merge_lora(Llama *m, float sign) {
     lora->merged = sign > 0;
 }
 
-/* Applies the attached adapter of (layer, target) to y, if any. */
+/* 1 when (target) has an active (attached, unmerged) DoRA magnitude. */
+static int dora_active(const Llama *m, int target) {
+    return m->lora && !m->lora->merged && lora_has_magnitude(m->lora, target);
+}
+
+/* Applies the attached adapter of (layer, target) to the projection y = x W^T, if any: the
+ * LoRA branch, then DoRA's output scaling (which needs y to hold the projection alone). */
 static void adapter_forward(Llama *m, Real *y, const Real *x, int l, int target, int rows) {
-    if (m->lora) lora_forward(m->lora, y, x, l, target, rows);
+    if (!m->lora) return;
+    lora_forward(m->lora, y, x, l, target, rows);
+    lora_magnitude_forward(m->lora, y, llama_target_weight(m, target, l), l, target, rows);
+}
+
+/* The backward of DoRA's output scaling for (layer, target): accumulates dm and returns the
+ * gradient of the unscaled projection, written to dproj (may alias dy); dy itself without
+ * DoRA. Its result is what the frozen matmul and adapter_backward of this slot take. */
+static const Real *magnitude_backward(Llama *m, Real *dproj, const Real *dy, int l, int target,
+                                      int rows) {
+    if (!dora_active(m, target)) return dy;
+    return lora_magnitude_backward(m->lora, dproj, dy, l, target, rows);
 }
 
 static void adapter_backward(Llama *m, Real *dx, const Real *dy, const Real *x, int l, int target,
                              int rows) {
     if (m->lora && !m->lora->merged) lora_backward(m->lora, dx, dy, x, l, target, rows);
+}
+
+/* out[rows,C] = resid + x W^T with the adapter of (l, target) on the projection (o, down).
+ * The residual add is fused into the GEMM (out = resid; out += x W^T, the LoRA branch adding
+ * into out too), except under DoRA, whose scaling must reach the projection alone: then the
+ * projection goes to the proj scratch and residual_forward adds it. */
+static void residual_projection(Llama *m, Real *out, const Real *resid, const Real *x, int l,
+                                int target, int rows, int in) {
+    Backend *be = m->be;
+    const int C = m->config.dim;
+    const Real *w = llama_target_weight(m, target, l);
+    if (!dora_active(m, target)) {
+        be->copy(be, out, resid, (size_t)rows * C * sizeof(Real));
+        linear(be, out, x, w, rows, in, C, 1);
+        adapter_forward(m, out, x, l, target, rows);
+        return;
+    }
+    linear(be, m->acts.proj, x, w, rows, in, C, 0);
+    adapter_forward(m, m->acts.proj, x, l, target, rows);
+    be->residual_forward(be, out, resid, m->acts.proj, (size_t)rows * C);
 }
 
 static int check_tokens(const Llama *m, const int32_t *tokens, const int32_t *targets, int n) {
@@ -341,10 +389,7 @@ int llama_forward(Llama *m, const int32_t *tokens, const int32_t *targets, int B
         be->rope_forward(be, q, m->rope_cos, m->rope_sin, B, T, NH, HD, 0, c->rope_style);
         be->rope_forward(be, k, m->rope_cos, m->rope_sin, B, T, NKV, HD, 0, c->rope_style);
         be->attention_forward(be, atty, att, q, k, v, B, T, NH, NKV, HD);
-        /* the residual add is fused into the output projection: mid = x, then mid += atty Wo^T */
-        be->copy(be, mid, x, BTC * sizeof(Real));
-        linear(be, mid, atty, llama_target_weight(m, LORA_O, l), BT, qdim, C, 1);
-        adapter_forward(m, mid, atty, l, LORA_O, BT);
+        residual_projection(m, mid, x, atty, l, LORA_O, BT, qdim);
 
         /* feed-forward block: out = mid + (silu(xn2 W1^T) * (xn2 W3^T)) W2^T */
         be->rmsnorm_forward(be, xn2, rstd2, mid, layer_slice(w[LLAMA_RMS_FFN], C, l), BT, C, c->norm_eps);
@@ -353,9 +398,7 @@ int llama_forward(Llama *m, const int32_t *tokens, const int32_t *targets, int B
         linear(be, up, xn2, llama_target_weight(m, LORA_UP, l), BT, C, H, 0);
         adapter_forward(m, up, xn2, l, LORA_UP, BT);
         be->swiglu_forward(be, swi, gate, up, BTH);
-        be->copy(be, out, mid, BTC * sizeof(Real));
-        linear(be, out, swi, llama_target_weight(m, LORA_DOWN, l), BT, H, C, 1);
-        adapter_forward(m, out, swi, l, LORA_DOWN, BT);
+        residual_projection(m, out, mid, swi, l, LORA_DOWN, BT, H);
     }
 
     be->rmsnorm_forward(be, a->xn_final, a->rstd_final, a->resid + (size_t)L * BTC,
@@ -440,42 +483,50 @@ int llama_backward(Llama *m) {
         const Real *gate = a->gate + l * BTH, *up = a->up + l * BTH, *swi = a->swi + l * BTH;
         Real *dresid = a->dresid; /* d(out) on entry; d(mid), then d(x) as we go */
 
-        /* out = mid + swi W2^T: d(mid) += d(out) (kept in dresid), dswi = d(out) W2 */
-        be->matmul(be, a->dswi, dresid, llama_target_weight(m, LORA_DOWN, l), BT, H, C, 0, 0, 1, 0);
-        weight_grad(m, grad_slice(m, LLAMA_W2, l), dresid, swi, BT, H, C);
-        adapter_backward(m, a->dswi, dresid, swi, l, LORA_DOWN, BT);
+        /* out = mid + proj, proj = swi W2^T (DoRA-scaled): d(mid) += d(out) (kept in dresid),
+         * dswi = dproj W2 with dproj = d(out), or d(out) (.) m/n under DoRA (in a->proj) */
+        const Real *dproj = magnitude_backward(m, a->proj, dresid, l, LORA_DOWN, BT);
+        be->matmul(be, a->dswi, dproj, llama_target_weight(m, LORA_DOWN, l), BT, H, C, 0, 0, 1, 0);
+        weight_grad(m, grad_slice(m, LLAMA_W2, l), dproj, swi, BT, H, C);
+        adapter_backward(m, a->dswi, dproj, swi, l, LORA_DOWN, BT);
         /* swi = silu(gate) * up */
         be->swiglu_backward(be, a->dgate, a->dup, a->dswi, gate, up, BTH);
-        /* gate = xn2 W1^T, up = xn2 W3^T: dxn2 = dgate W1 + dup W3 */
-        be->matmul(be, a->dxn, a->dgate, llama_target_weight(m, LORA_GATE, l), BT, C, H, 0, 0, 1, 0);
-        be->matmul(be, a->dxn, a->dup, llama_target_weight(m, LORA_UP, l), BT, C, H, 0, 0, 1, 1);
-        weight_grad(m, grad_slice(m, LLAMA_W1, l), a->dgate, xn2, BT, C, H);
-        weight_grad(m, grad_slice(m, LLAMA_W3, l), a->dup, xn2, BT, C, H);
-        adapter_backward(m, a->dxn, a->dgate, xn2, l, LORA_GATE, BT);
-        adapter_backward(m, a->dxn, a->dup, xn2, l, LORA_UP, BT);
+        /* gate = xn2 W1^T, up = xn2 W3^T (DoRA scaling undone in place): dxn2 = dgate W1 + dup W3 */
+        const Real *dgate = magnitude_backward(m, a->dgate, a->dgate, l, LORA_GATE, BT);
+        const Real *dup = magnitude_backward(m, a->dup, a->dup, l, LORA_UP, BT);
+        be->matmul(be, a->dxn, dgate, llama_target_weight(m, LORA_GATE, l), BT, C, H, 0, 0, 1, 0);
+        be->matmul(be, a->dxn, dup, llama_target_weight(m, LORA_UP, l), BT, C, H, 0, 0, 1, 1);
+        weight_grad(m, grad_slice(m, LLAMA_W1, l), dgate, xn2, BT, C, H);
+        weight_grad(m, grad_slice(m, LLAMA_W3, l), dup, xn2, BT, C, H);
+        adapter_backward(m, a->dxn, dgate, xn2, l, LORA_GATE, BT);
+        adapter_backward(m, a->dxn, dup, xn2, l, LORA_UP, BT);
         /* xn2 = rmsnorm(mid): accumulates into d(mid) */
         be->rmsnorm_backward(be, dresid, grad_slice(m, LLAMA_RMS_FFN, l), a->dxn, mid,
                              layer_slice(w[LLAMA_RMS_FFN], C, l), rstd2, BT, C);
 
-        /* mid = x + atty Wo^T: d(x) += d(mid), datty = d(mid) Wo */
-        be->matmul(be, a->datty, dresid, llama_target_weight(m, LORA_O, l), BT, qdim, C, 0, 0, 1, 0);
-        weight_grad(m, grad_slice(m, LLAMA_WO, l), dresid, atty, BT, qdim, C);
-        adapter_backward(m, a->datty, dresid, atty, l, LORA_O, BT);
+        /* mid = x + proj, proj = atty Wo^T (DoRA-scaled): d(x) += d(mid), datty = dproj Wo */
+        dproj = magnitude_backward(m, a->proj, dresid, l, LORA_O, BT);
+        be->matmul(be, a->datty, dproj, llama_target_weight(m, LORA_O, l), BT, qdim, C, 0, 0, 1, 0);
+        weight_grad(m, grad_slice(m, LLAMA_WO, l), dproj, atty, BT, qdim, C);
+        adapter_backward(m, a->datty, dproj, atty, l, LORA_O, BT);
         be->attention_backward(be, a->dq, a->dk, a->dv, a->datt, a->datty, q, k, v, att, B, T, NH,
                                NKV, HD);
         /* q, k were rotated in place: rotate their gradients back */
         be->rope_backward(be, a->dq, m->rope_cos, m->rope_sin, B, T, NH, HD, 0, c->rope_style);
         be->rope_backward(be, a->dk, m->rope_cos, m->rope_sin, B, T, NKV, HD, 0, c->rope_style);
-        /* q,k,v = xn W^T: dxn = dq Wq + dk Wk + dv Wv */
-        be->matmul(be, a->dxn, a->dq, llama_target_weight(m, LORA_Q, l), BT, C, qdim, 0, 0, 1, 0);
-        be->matmul(be, a->dxn, a->dk, llama_target_weight(m, LORA_K, l), BT, C, kvdim, 0, 0, 1, 1);
-        be->matmul(be, a->dxn, a->dv, llama_target_weight(m, LORA_V, l), BT, C, kvdim, 0, 0, 1, 1);
-        weight_grad(m, grad_slice(m, LLAMA_WQ, l), a->dq, xn, BT, C, qdim);
-        weight_grad(m, grad_slice(m, LLAMA_WK, l), a->dk, xn, BT, C, kvdim);
-        weight_grad(m, grad_slice(m, LLAMA_WV, l), a->dv, xn, BT, C, kvdim);
-        adapter_backward(m, a->dxn, a->dq, xn, l, LORA_Q, BT);
-        adapter_backward(m, a->dxn, a->dk, xn, l, LORA_K, BT);
-        adapter_backward(m, a->dxn, a->dv, xn, l, LORA_V, BT);
+        /* q,k,v = xn W^T (DoRA scaling undone in place): dxn = dq Wq + dk Wk + dv Wv */
+        const Real *dq = magnitude_backward(m, a->dq, a->dq, l, LORA_Q, BT);
+        const Real *dk = magnitude_backward(m, a->dk, a->dk, l, LORA_K, BT);
+        const Real *dv = magnitude_backward(m, a->dv, a->dv, l, LORA_V, BT);
+        be->matmul(be, a->dxn, dq, llama_target_weight(m, LORA_Q, l), BT, C, qdim, 0, 0, 1, 0);
+        be->matmul(be, a->dxn, dk, llama_target_weight(m, LORA_K, l), BT, C, kvdim, 0, 0, 1, 1);
+        be->matmul(be, a->dxn, dv, llama_target_weight(m, LORA_V, l), BT, C, kvdim, 0, 0, 1, 1);
+        weight_grad(m, grad_slice(m, LLAMA_WQ, l), dq, xn, BT, C, qdim);
+        weight_grad(m, grad_slice(m, LLAMA_WK, l), dk, xn, BT, C, kvdim);
+        weight_grad(m, grad_slice(m, LLAMA_WV, l), dv, xn, BT, C, kvdim);
+        adapter_backward(m, a->dxn, dq, xn, l, LORA_Q, BT);
+        adapter_backward(m, a->dxn, dk, xn, l, LORA_K, BT);
+        adapter_backward(m, a->dxn, dv, xn, l, LORA_V, BT);
         /* xn = rmsnorm(x): accumulates into d(x) */
         be->rmsnorm_backward(be, dresid, grad_slice(m, LLAMA_RMS_ATT, l), a->dxn, x,
                              layer_slice(w[LLAMA_RMS_ATT], C, l), rstd, BT, C);

@@ -80,6 +80,8 @@ typedef struct LlamaActs {
     Real *losses;    /* [BT] per-token loss (0 where masked) */
     Real *lse;       /* [BT] */
     Real *dloss;     /* [BT] mask / count */
+    Real *proj;      /* [BT, C] scratch: an o/down projection that DoRA scales, before the
+                      * residual add (forward); its gradient (backward) */
     /* backward scratch */
     Real *dresid;    /* [BT, C] */
     Real *dxn;       /* [BT, C] */
@@ -119,14 +121,20 @@ void llama_init_random(Llama *m, uint64_t seed);
 /* Allocates the gradient block: after this, backward computes gradients of every weight. */
 int llama_enable_full_grads(Llama *m);
 /* Attaches adapters (must have been created from llama_lora_shapes of this model); NULL detaches.
- * With adapters attached and no full grads, the base is frozen. */
+ * With adapters attached and no full grads, the base is frozen. A DoRA adapter whose
+ * magnitudes were never set (lora->magnitudes_set == 0) gets them from this model's weights
+ * (llama_init_lora_magnitudes). */
 void llama_attach_lora(Llama *m, LoraAdapters *lora);
+/* DoRA: m = ||W + s B A||_row for every slot of the attached adapter, from this model's
+ * weights (PEFT's initialisation; = ||W||_row while B = 0, leaving the model unchanged). */
+void llama_init_lora_magnitudes(Llama *m);
 /* The (in, out) dimensions of each LoRA target for this model. */
 void llama_lora_shapes(const LlamaConfig *c, int in_dim[LORA_NUM_TARGETS],
                        int out_dim[LORA_NUM_TARGETS]);
 /* The base weight [L, out, in] that target t adapts (layer l's slice is at l*out*in). */
 Real *llama_target_weight(Llama *m, int target, int layer);
-/* Merge s*B*A of every adapter into the base (sign +1) or take it out again (sign -1). */
+/* Merge every adapter into the base (sign +1) or take it out again (sign -1): s*B*A for LoRA,
+ * the rule in core/lora.h for DoRA. */
 void llama_merge_lora(Llama *m, float sign);
 
 /* Forward on tokens[B*T] (host memory). targets[B*T] may be NULL (inference only);

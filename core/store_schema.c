@@ -83,12 +83,16 @@ void store_time_iso(char out[32], double delta_s) {
     time_t sec = (time_t)t;
     if ((double)sec > t) sec--; /* floor for negative fractions */
     int ms = (int)((t - (double)sec) * 1000.0);
-    if (ms > 999) ms = 999;
+    ms = ms < 0 ? 0 : ms > 999 ? 999 : ms;
     struct tm tm;
     gmtime_r(&sec, &tm);
-    char base[24];
-    strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out, 32, "%s.%03dZ", base, ms);
+    const size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm); /* 19 characters */
+    out[n] = '.';
+    out[n + 1] = (char)('0' + ms / 100);
+    out[n + 2] = (char)('0' + ms / 10 % 10);
+    out[n + 3] = (char)('0' + ms % 10);
+    out[n + 4] = 'Z';
+    out[n + 5] = '\0';
 }
 
 /* The file's version: 0 for an empty database, -1 (error set) for a file that is not an
@@ -99,9 +103,11 @@ static int read_version(sqlite3 *db, const char *path, int *version) {
     int src = sqlite3_prepare_v2(db,
                                  "SELECT name FROM sqlite_schema WHERE type = 'table' "
                                  "AND name NOT LIKE 'sqlite_%'", -1, &st, NULL);
-    while (src == SQLITE_OK && (src = sqlite3_step(st)) == SQLITE_ROW) {
-        n_tables++;
-        if (strcmp((const char *)sqlite3_column_text(st, 0), "schema_version") == 0) has_version = 1;
+    if (src == SQLITE_OK) {
+        while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+            n_tables++;
+            if (strcmp((const char *)sqlite3_column_text(st, 0), "schema_version") == 0) has_version = 1;
+        }
     }
     if (src == SQLITE_NOTADB) {
         rc = error_set("%s is not an SQLite database (%s); pass the path of a lorasc run database, "
