@@ -209,10 +209,21 @@ int store_open(Store *s, const char *path) {
     if (rc != LSC_OK) goto fail;
     /* WAL: readers never block the writer and a killed writer leaves the file intact.
      * synchronous=NORMAL is safe in WAL against process crashes (a power loss may drop the
-     * last commits, never corrupt). */
+     * last commits, never corrupt). Switching a new file to WAL needs an exclusive lock and
+     * SQLite does not wait for it, so processes opening a new file together retry here. */
     char *msg = NULL;
-    if (sqlite3_exec(s->db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; "
-                            "PRAGMA foreign_keys = ON;", NULL, NULL, &msg) != SQLITE_OK) {
+    int src;
+    for (int waited_ms = 0;; waited_ms += 20) {
+        src = sqlite3_exec(s->db, "PRAGMA journal_mode = WAL", NULL, NULL, &msg);
+        if ((src != SQLITE_BUSY && src != SQLITE_LOCKED) || waited_ms >= 30000) break;
+        sqlite3_free(msg);
+        msg = NULL;
+        sqlite3_sleep(20);
+    }
+    if (src == SQLITE_OK)
+        src = sqlite3_exec(s->db, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;", NULL,
+                           NULL, &msg);
+    if (src != SQLITE_OK) {
         rc = error_set("Cannot set up run database %s: %s.", path, msg ? msg : sqlite3_errmsg(s->db));
         sqlite3_free(msg);
         goto fail;
@@ -281,7 +292,7 @@ int store_meta_set(Store *s, const StoreRunMeta *meta) {
         free(*fields[i]);
         *fields[i] = copy[i];
     }
-    s->git_dirty = meta->git_dirty == 0 || meta->git_dirty == 1 ? meta->git_dirty : -1;
+    s->git_dirty = meta->git_commit ? meta->git_dirty != 0 : -1;
     if (meta->host) snprintf(s->host, sizeof s->host, "%s", meta->host);
     else set_default_host(s);
     return LSC_OK;
@@ -723,10 +734,52 @@ int store_status(Store *s, int64_t experiment_id, StoreCounts *out) {
     return rc;
 }
 
+/* A run's evals for store_runs_query, copied out of the statement (whose text pointers die
+ * at the next step) into one reusable string pool. */
+typedef struct EvalScratch {
+    StoreEval *evals;
+    long cap;
+    size_t *offsets; /* two per eval: split and metric, into pool */
+    long cap_offsets;
+    char *pool;
+    long len, cap_pool;
+} EvalScratch;
+
+static int pool_add(EvalScratch *x, const char *text, size_t *offset) {
+    const long n = (long)strlen(text ? text : "") + 1;
+    if (grow((void **)&x->pool, &x->cap_pool, x->len + n, 1) != LSC_OK) return LSC_ERR;
+    memcpy(x->pool + x->len, text ? text : "", (size_t)n);
+    *offset = (size_t)x->len;
+    x->len += n;
+    return LSC_OK;
+}
+
+static int read_evals(Store *s, int64_t run_id, EvalScratch *x, int *n_evals) {
+    int rc = LSC_OK, src, n = 0;
+    x->len = 0;
+    sqlite3_stmt *e = stmt(s, ST_QUERY_EVALS);
+    sqlite3_bind_int64(e, 1, run_id);
+    while (rc == LSC_OK && (src = sqlite3_step(e)) == SQLITE_ROW) {
+        rc = grow((void **)&x->evals, &x->cap, n + 1, sizeof *x->evals);
+        if (rc == LSC_OK) rc = grow((void **)&x->offsets, &x->cap_offsets, 2 * (n + 1), sizeof *x->offsets);
+        if (rc == LSC_OK) rc = pool_add(x, col_text(e, 0), &x->offsets[2 * n]);
+        if (rc == LSC_OK) rc = pool_add(x, col_text(e, 1), &x->offsets[2 * n + 1]);
+        if (rc == LSC_OK) x->evals[n++].value = col_real_or_nan(e, 2);
+        src = SQLITE_DONE;
+    }
+    if (rc == LSC_OK && src != SQLITE_DONE) rc = db_error(s, "read a run's evals");
+    sqlite3_reset(e);
+    for (int i = 0; rc == LSC_OK && i < n; i++) { /* the pool may have moved: point in now */
+        x->evals[i].split = x->pool + x->offsets[2 * i];
+        x->evals[i].metric = x->pool + x->offsets[2 * i + 1];
+    }
+    *n_evals = n;
+    return rc;
+}
+
 int store_runs_query(Store *s, int64_t experiment_id, unsigned status_mask, StoreRunFn fn,
                      void *ud) {
-    StoreEval *evals = NULL;
-    long cap = 0;
+    EvalScratch scratch = {0};
     int rc = run_stmt(s, stmt(s, ST_BEGIN), "start a read");
     if (rc != LSC_OK) return rc;
     sqlite3_stmt *q = stmt(s, ST_QUERY_RUNS);
@@ -759,24 +812,16 @@ int store_runs_query(Store *s, int64_t experiment_id, unsigned status_mask, Stor
         r.lib_versions = col_text(q, 20);
         r.stale = r.status == STORE_RUNNING &&
                   running_is_stale(s, r.host, r.pid, r.heartbeat_at, r.started_at);
-        sqlite3_stmt *e = stmt(s, ST_QUERY_EVALS);
-        sqlite3_bind_int64(e, 1, r.id);
-        while ((src = sqlite3_step(e)) == SQLITE_ROW) {
-            if (grow((void **)&evals, &cap, r.n_evals + 1, sizeof *evals) != LSC_OK) {
-                rc = LSC_ERR;
-                break;
-            }
-            evals[r.n_evals++] = (StoreEval){col_text(e, 0), col_text(e, 1), col_real_or_nan(e, 2)};
-        }
-        if (rc == LSC_OK && src != SQLITE_DONE) rc = db_error(s, "read a run's evals");
-        r.evals = evals;
+        rc = read_evals(s, r.id, &scratch, &r.n_evals);
+        r.evals = scratch.evals;
         if (rc == LSC_OK) rc = fn(ud, &r);
-        sqlite3_reset(e);
         src = SQLITE_DONE;
     }
     if (rc == LSC_OK && src != SQLITE_DONE) rc = db_error(s, "read runs");
     sqlite3_reset(q);
-    free(evals);
+    free(scratch.evals);
+    free(scratch.offsets);
+    free(scratch.pool);
     if (rc == LSC_OK) rc = commit(s, "end a read");
     else rollback(s);
     return rc;

@@ -46,8 +46,8 @@ typedef enum StoreRunStatus {
 typedef struct StoreRunMeta {
     const char *host;          /* NULL: gethostname() (set it only to simulate another host) */
     const char *device;        /* e.g. "cpu (2 threads)", "NVIDIA H100 80GB HBM3" */
-    const char *git_commit;    /* full hash of HEAD */
-    int git_dirty;             /* 1: uncommitted changes, 0: clean, -1: unknown */
+    const char *git_commit;    /* full hash of HEAD; NULL: not a git checkout / unknown */
+    int git_dirty;             /* 1: uncommitted changes, 0: clean (ignored if no git_commit) */
     const char *build_options; /* free text, JSON recommended: {"buildtype":"release",...} */
     const char *lib_versions;  /* JSON recommended: {"sqlite":"3.40.1","lua":"5.4.4",...} */
 } StoreRunMeta;
