@@ -189,10 +189,10 @@ static void carve_acts(Llama *m, int B, int T, Arena *arena) {
         {&a->up, L * BT * H},          {&a->swi, L * BT * H},      {&a->xn_final, BT * C},
         {&a->rstd_final, BT},          {&a->logits, BT * V},       {&a->losses, BT},
         {&a->lse, BT},                 {&a->dloss, BT},            {&a->proj, BT * C},
-        {&a->dresid, BT * C},
-        {&a->dxn, BT * C},             {&a->dq, BT * qdim},        {&a->dk, BT * kvdim},
-        {&a->dv, BT * kvdim},          {&a->datt, attn},           {&a->datty, BT * qdim},
-        {&a->dgate, BT * H},           {&a->dup, BT * H},          {&a->dswi, BT * H},
+        {&a->dresid, BT * C},          {&a->dxn, BT * C},          {&a->dq, BT * qdim},
+        {&a->dk, BT * kvdim},          {&a->dv, BT * kvdim},       {&a->datt, attn},
+        {&a->datty, BT * qdim},        {&a->dgate, BT * H},        {&a->dup, BT * H},
+        {&a->dswi, BT * H},
     };
     arena_reset(arena);
     for (size_t i = 0; i < sizeof slots / sizeof slots[0]; i++) *slots[i].ptr = arena_alloc(arena, slots[i].n);

@@ -5,10 +5,13 @@
  * (bound 1/sqrt(in)), B = 0, so a fresh adapter leaves the model unchanged.
  * DoRA (config.use_dora) adds a trainable magnitude m [out] per adapted weight:
  *     y = (m / n) (.) (x W^T + s (x A^T) B^T),   n = ||W + s B A||_row
- * where ||.||_row is the L2 norm of each output row (over in) and (.) scales output column o
- * by m[o] / n[o]. As in PEFT, n is detached: a constant in backward, so no gradient flows
- * through it (to A, B or W). m starts as PEFT's, ||W + s B A||_row (= ||W||_row while B = 0,
- * so a fresh DoRA adapter leaves the model unchanged too); see lora_init_magnitudes.
+ * where ||.||_row is the L2 norm of each output row (over in; the paper's "column norm" of
+ * W^T [in,out]) and (.) scales output column o of y by m[o] / n[o]. As in PEFT, n is
+ * detached: a constant in backward, so no gradient flows through it (to A, B or W); dm, dA,
+ * dB and dx flow through the scaled output. m starts as PEFT's, ||W + s B A||_row
+ * (= ||W||_row while B = 0, so a fresh DoRA adapter leaves the model unchanged too); see
+ * lora_init_magnitudes. Weight decay, when an optimizer applies it to the block, reaches m
+ * too (as with PEFT under a plain torch AdamW).
  * Merge (DoRA): W <- (m / n) (.) (W + s B A), row by row, after which ||W||_row = m: a fresh
  * adapter (B = 0) keeping the same m reproduces the merged layer, which lets a cascade train m
  * continuously across experts while each expert carries a new direction. Unmerge divides by

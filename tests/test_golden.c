@@ -1,6 +1,8 @@
 /* PyTorch parity: the C engine against golden files from tests/reference/make_golden.py.
  * For each scenario: base-model logits, loss and the gradient of every weight (full mode);
  * LoRA-model logits, loss and every adapter gradient; a 10-step AdamW loss trajectory.
+ * The DoRA scenario does the same with PEFT's DoRA layers (gradients of A, B and m), and
+ * checks the magnitudes llama_attach_lora initialises against PEFT's initialisation.
  * Not here: kernel-level checks (tests/test_kernels.c) and finite differences (gradcheck). */
 #include <math.h>
 #include <setjmp.h>
@@ -57,6 +59,7 @@ enum { CFGF_THETA, CFGF_EPS, CFGF_ALPHA, CFGF_LR, CFGF_WD, CFGF_CLIP, CFGF_BETA1
 
 typedef struct Fixture {
     const char *scenario;
+    int dora;                       /* the scenario's adapters are DoRA (records lora.<t>.m...) */
     Golden g;
     int golden_loaded;
     Backend *be;
@@ -246,10 +249,29 @@ static int setup(void **state) {
     return rc;
 }
 
-/* Creates the scenario's adapters from the golden A and B and attaches them. */
-static void attach_lora(Fixture *f) {
+/* Slot-by-slot upload of a golden [L, n] record into per-layer device vectors. */
+static void upload_layers(Fixture *f, Real *(*dst)(const LoraAdapters *, int, int), int t,
+                          const float *src, size_t n) {
+    for (int l = 0; l < f->c.n_layers; l++) upload(f->be, dst(&f->lora, l, t), src + (size_t)l * n, n);
+}
+
+/* Gathers per-layer device vectors dst(lora, l, t) [n] into one malloc'd host [L, n] array. */
+static Real *download_layers(Fixture *f, Real *(*src)(const LoraAdapters *, int, int), int t,
+                             size_t n) {
+    Real *host = malloc((size_t)f->c.n_layers * n * sizeof *host);
+    assert_non_null(host);
+    for (int l = 0; l < f->c.n_layers; l++)
+        f->be->to_host(f->be, host + (size_t)l * n, src(&f->lora, l, t), n * sizeof *host);
+    return host;
+}
+
+/* Creates the scenario's adapters from the golden A and B and attaches them. DoRA: attaching
+ * initialises m (PEFT's ||W + sBA||_row), checked against lora.<t>.m_init when check_init,
+ * then m is overwritten with the scenario's perturbed lora.<t>.m. */
+static void attach_lora(Fixture *f, int check_init) {
     const int32_t *k = f->cfg;
-    LoraConfig lc = {.rank = k[CFG_RANK], .alpha = f->cfgf[CFGF_ALPHA], .targets = (unsigned)k[CFG_TARGETS]};
+    LoraConfig lc = {.rank = k[CFG_RANK], .alpha = f->cfgf[CFGF_ALPHA], .targets = (unsigned)k[CFG_TARGETS],
+                     .use_dora = f->dora};
     int in[LORA_NUM_TARGETS], out[LORA_NUM_TARGETS];
     llama_lora_shapes(&f->c, in, out);
     int rc = lora_create(&f->lora, f->be, &lc, f->c.n_layers, in, out, 1);
@@ -272,6 +294,21 @@ static void attach_lora(Fixture *f) {
         }
     }
     llama_attach_lora(&f->m, &f->lora);
+    if (!f->dora) return;
+    REQUIRE(f, f->lora.magnitudes_set, "llama_attach_lora did not initialise the DoRA magnitudes");
+    for (int t = 0; t < LORA_NUM_TARGETS; t++) {
+        if (!lora_enabled(&f->lora, t)) continue;
+        char name[64];
+        if (check_init) {
+            snprintf(name, sizeof name, "lora.%s.m_init", TARGET_NAMES[t]);
+            const float *ref = need_f32(f, name, GOLDEN_SHAPE(L, out[t]));
+            Real *got = download_layers(f, lora_magnitude, t, (size_t)out[t]);
+            compare(f, name, got, ref, (size_t)L * out[t], GRAD_ATOL, GRAD_RTOL);
+            free(got);
+        }
+        snprintf(name, sizeof name, "lora.%s.m", TARGET_NAMES[t]);
+        upload_layers(f, lora_magnitude, t, need_f32(f, name, GOLDEN_SHAPE(L, out[t])), (size_t)out[t]);
+    }
 }
 
 static int count_unmasked(const Fixture *f) {
@@ -334,7 +371,7 @@ static void test_full_grads(void **state) {
 /* LoRA model, base frozen: logits, loss, the gradient of every A and B. */
 static void test_lora_grads(void **state) {
     Fixture *f = *state;
-    attach_lora(f);
+    attach_lora(f, 1);
     llama_zero_grad(&f->m);
     forward_and_check(f, "logits", "loss");
     int rc = llama_backward(&f->m);
@@ -359,6 +396,12 @@ static void test_lora_grads(void **state) {
         for (int l = 0; l < L; l++) f->be->to_host(f->be, gb + l * nb, lora_db(&f->lora, l, t), nb * sizeof *gb);
         compare(f, name, gb, rb, (size_t)L * nb, GRAD_ATOL, GRAD_RTOL);
         free(gb);
+        if (!f->dora) continue;
+        snprintf(name, sizeof name, "lora_grad.%s.m", TARGET_NAMES[t]);
+        const float *rm = need_f32(f, name, GOLDEN_SHAPE(L, out));
+        Real *gm = download_layers(f, lora_dmagnitude, t, (size_t)out);
+        compare(f, name, gm, rm, (size_t)L * out, GRAD_ATOL, GRAD_RTOL);
+        free(gm);
     }
     finish(f);
 }
@@ -366,7 +409,7 @@ static void test_lora_grads(void **state) {
 /* Ten AdamW steps (clipped, decoupled weight decay) on the adapters, same batch each step. */
 static void test_lora_adamw(void **state) {
     Fixture *f = *state;
-    attach_lora(f);
+    attach_lora(f, 0);
     int steps = f->cfg[CFG_STEPS];
     const float *ref_loss = need_f32(f, "adamw_losses", GOLDEN_SHAPE(steps + 1));
     const float *ref_norm = need_f32(f, "adamw_grad_norms", GOLDEN_SHAPE(steps));
@@ -408,6 +451,7 @@ static void test_lora_adamw(void **state) {
 
 static Fixture tied = {.scenario = "llama_interleaved_tied"};
 static Fixture untied = {.scenario = "llama_half_untied"};
+static Fixture dora = {.scenario = "llama_dora", .dora = 1};
 
 #define GOLDEN_TEST(fn, fx) \
     {#fn "/" #fx, fn, setup, teardown, &fx}
@@ -420,6 +464,9 @@ int main(void) {
         GOLDEN_TEST(test_full_grads, untied),
         GOLDEN_TEST(test_lora_grads, untied),
         GOLDEN_TEST(test_lora_adamw, untied),
+        GOLDEN_TEST(test_full_grads, dora),
+        GOLDEN_TEST(test_lora_grads, dora),
+        GOLDEN_TEST(test_lora_adamw, dora),
     };
     return cmocka_run_group_tests_name("golden", tests, NULL, NULL);
 }

@@ -1,5 +1,7 @@
-/* LoRA adapters: PEFT initialisation, merge exactness (a merged model's logits equal
- * base + adapter to fp32 tolerance), unmerge restoring the base, and argument errors. */
+/* LoRA and DoRA adapters: PEFT initialisation, merge exactness (a merged model's logits equal
+ * base + adapter to fp32 tolerance), unmerge restoring the base, DoRA's merge rule (merged
+ * rows have norm m, so a fresh adapter with the same m continues the merged model), and
+ * argument errors. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -104,6 +106,145 @@ static void test_merge_exactness(void **state) {
     backend_cpu_destroy(be);
 }
 
+/* Host row norms of W [out,in] in double. */
+static void host_row_norms(const Real *w, int out, int in, double *norm) {
+    for (int o = 0; o < out; o++) {
+        double s = 0;
+        for (int i = 0; i < in; i++) s += (double)w[(size_t)o * in + i] * w[(size_t)o * in + i];
+        norm[o] = sqrt(s);
+    }
+}
+
+/* A fresh DoRA adapter: m = ||W||_row (set by llama_attach_lora), and the model is unchanged. */
+static void test_dora_init(void **state) {
+    (void)state;
+    Backend *be = backend_cpu_create(1);
+    LlamaConfig c = mid_config();
+    Llama m;
+    assert_int_equal(llama_create(&m, be, &c), LSC_OK);
+    fixture_randomize(&m, 3, 0.3);
+    int32_t tokens[B * T], targets[B * T];
+    fixture_batch(tokens, targets, B, T, c.vocab_size, 1);
+    const size_t nlogits = (size_t)B * T * c.vocab_size;
+    float *base = malloc(nlogits * sizeof(float));
+    assert_int_equal(llama_forward(&m, tokens, targets, B, T), LSC_OK);
+    for (size_t i = 0; i < nlogits; i++) base[i] = m.acts.logits[i];
+    const double base_loss = m.mean_loss;
+
+    int in[LORA_NUM_TARGETS], out[LORA_NUM_TARGETS];
+    llama_lora_shapes(&c, in, out);
+    LoraConfig lc = {.rank = 4, .alpha = 8, .targets = (1u << LORA_NUM_TARGETS) - 1, .use_dora = 1};
+    LoraAdapters lora;
+    assert_int_equal(lora_create(&lora, be, &lc, c.n_layers, in, out, 1), LSC_OK);
+    assert_false(lora.magnitudes_set);
+    llama_attach_lora(&m, &lora);
+    assert_true(lora.magnitudes_set);
+    size_t bad = 0;
+    for (int l = 0; l < c.n_layers; l++)
+        for (int t = 0; t < LORA_NUM_TARGETS; t++) {
+            double *ref = malloc((size_t)out[t] * sizeof(double)), *got = malloc((size_t)out[t] * sizeof(double));
+            host_row_norms(llama_target_weight(&m, t, l), out[t], in[t], ref);
+            for (int o = 0; o < out[t]; o++) got[o] = lora_magnitude(&lora, l, t)[o];
+            bad += check_close_f64("m = ||W||_row", got, ref, (size_t)out[t], 0, 1e-6);
+            free(ref), free(got);
+        }
+    assert_int_equal(bad, 0);
+    assert_int_equal(llama_forward(&m, tokens, targets, B, T), LSC_OK);
+    /* m / n is exactly 1 (the same norm computed twice); o and down take the unfused
+     * residual path, which may round differently from the fused GEMM */
+    assert_int_equal(check_close_real("fresh DoRA logits", m.acts.logits, base, nlogits, 1e-6, 1e-6), 0);
+    assert_float_equal(m.mean_loss, base_loss, 1e-6);
+    /* lora_init re-draws A and B but keeps m */
+    Real keep = lora_magnitude(&lora, 1, LORA_DOWN)[3];
+    lora_init(&lora, 77);
+    assert_true(lora_magnitude(&lora, 1, LORA_DOWN)[3] == keep);
+    free(base);
+    lora_free(&lora);
+    llama_free(&m);
+    backend_cpu_destroy(be);
+}
+
+/* DoRA merge: merged logits equal unmerged ones; every merged row has norm m; a fresh adapter
+ * (B = 0) carrying the same m reproduces the merged model; unmerge restores W. */
+static void test_dora_merge_exactness(void **state) {
+    (void)state;
+    Backend *be = backend_cpu_create(2);
+    LlamaConfig c = mid_config();
+    Llama m;
+    assert_int_equal(llama_create(&m, be, &c), LSC_OK);
+    fixture_randomize(&m, 5, 0.3);
+    int in[LORA_NUM_TARGETS], out[LORA_NUM_TARGETS];
+    llama_lora_shapes(&c, in, out);
+    LoraConfig lc = {.rank = 4, .alpha = 16, .targets = (1u << LORA_NUM_TARGETS) - 1, .use_dora = 1};
+    LoraAdapters lora;
+    assert_int_equal(lora_create(&lora, be, &lc, c.n_layers, in, out, 2), LSC_OK);
+    fixture_randomize_lora(&lora, 8, 0.3); /* A, B (and m, reset by attach below) */
+    llama_attach_lora(&m, &lora);
+    for (int l = 0; l < c.n_layers; l++) /* m != ||W + sBA||: the scaling is not 1 */
+        for (int t = 0; t < LORA_NUM_TARGETS; t++)
+            for (int o = 0; o < out[t]; o++) lora_magnitude(&lora, l, t)[o] *= (Real)(0.8 + 0.013 * (o % 31));
+
+    int32_t tokens[B * T], targets[B * T];
+    fixture_batch(tokens, targets, B, T, c.vocab_size, 2);
+    const size_t nlogits = (size_t)B * T * c.vocab_size;
+    Real *base = malloc(m.num_params * sizeof(Real));
+    memcpy(base, m.params, m.num_params * sizeof(Real));
+    float *unmerged = malloc(nlogits * sizeof(float)), *merged = malloc(nlogits * sizeof(float));
+    assert_int_equal(llama_forward(&m, tokens, targets, B, T), LSC_OK);
+    for (size_t i = 0; i < nlogits; i++) unmerged[i] = m.acts.logits[i];
+    const double loss_unmerged = m.mean_loss;
+
+    llama_merge_lora(&m, +1.0f);
+    assert_true(lora.merged);
+    assert_int_equal(llama_forward(&m, tokens, targets, B, T), LSC_OK);
+    assert_int_equal(check_close_real("DoRA merged logits", m.acts.logits, unmerged, nlogits, 1e-5, 1e-4), 0);
+    assert_float_equal(m.mean_loss, loss_unmerged, 1e-5);
+    for (size_t i = 0; i < nlogits; i++) merged[i] = m.acts.logits[i];
+    size_t bad = 0;
+    for (int l = 0; l < c.n_layers; l++)
+        for (int t = 0; t < LORA_NUM_TARGETS; t++) {
+            double *norm = malloc((size_t)out[t] * sizeof(double)), *mag = malloc((size_t)out[t] * sizeof(double));
+            host_row_norms(llama_target_weight(&m, t, l), out[t], in[t], norm);
+            for (int o = 0; o < out[t]; o++) mag[o] = lora_magnitude(&lora, l, t)[o];
+            bad += check_close_f64("merged ||W||_row = m", norm, mag, (size_t)out[t], 0, 1e-6);
+            free(norm), free(mag);
+        }
+    assert_int_equal(bad, 0);
+
+    /* the cascade's next expert: B = 0, same m, on the merged base */
+    LoraAdapters fresh;
+    assert_int_equal(lora_create(&fresh, be, &lc, c.n_layers, in, out, 9), LSC_OK);
+    for (int l = 0; l < c.n_layers; l++)
+        for (int t = 0; t < LORA_NUM_TARGETS; t++)
+            memcpy(lora_magnitude(&fresh, l, t), lora_magnitude(&lora, l, t), (size_t)out[t] * sizeof(Real));
+    fresh.magnitudes_set = 1; /* m written by hand: attach must not re-initialise it */
+    llama_attach_lora(&m, &fresh);
+    assert_int_equal(llama_forward(&m, tokens, targets, B, T), LSC_OK);
+    assert_int_equal(check_close_real("fresh adapter on merged base", m.acts.logits, merged, nlogits, 1e-5, 1e-5), 0);
+    lora_free(&fresh);
+
+    llama_attach_lora(&m, &lora);
+    llama_merge_lora(&m, -1.0f);
+    assert_false(lora.merged);
+    bad = 0;
+    double worst = 0;
+    for (size_t i = 0; i < m.num_params; i++) {
+        worst = fmax(worst, fabs(m.params[i] - base[i]));
+        bad += fabs(m.params[i] - base[i]) > 1e-6;
+    }
+    printf("DoRA unmerge: max |W - W_before| = %.3g\n", worst);
+    assert_int_equal(bad, 0);
+    assert_int_equal(llama_forward(&m, tokens, targets, B, T), LSC_OK);
+    assert_int_equal(check_close_real("DoRA unmerged logits", m.acts.logits, unmerged, nlogits, 1e-5, 1e-4), 0);
+
+    free(base);
+    free(unmerged);
+    free(merged);
+    lora_free(&lora);
+    llama_free(&m);
+    backend_cpu_destroy(be);
+}
+
 static void test_bad_arguments(void **state) {
     (void)state;
     Backend *be = backend_cpu_create(1);
@@ -116,6 +257,10 @@ static void test_bad_arguments(void **state) {
     lc.targets = 0;
     assert_int_equal(lora_create(&lora, be, &lc, 1, in, out, 0), LSC_ERR);
     assert_non_null(strstr(error_last(), "targets"));
+    lc.targets = LORA_DEFAULT_TARGETS;
+    lc.use_dora = 2;
+    assert_int_equal(lora_create(&lora, be, &lc, 1, in, out, 0), LSC_ERR);
+    assert_non_null(strstr(error_last(), "use_dora"));
     assert_int_equal(lora_target_parse("gate_proj"), LORA_GATE);
     assert_int_equal(lora_target_parse("v"), LORA_V);
     assert_int_equal(lora_target_parse("qproj"), -1);
@@ -126,6 +271,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_peft_init),
         cmocka_unit_test(test_merge_exactness),
+        cmocka_unit_test(test_dora_init),
+        cmocka_unit_test(test_dora_merge_exactness),
         cmocka_unit_test(test_bad_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -13,12 +13,22 @@ y = x W^T, no biases) written out with everything the C engine must reproduce:
                           the embeddings is ~0.04, so an ignored or misplaced eps, or
                           theta 10000, moves logits by 0.05 to 0.15, thousands of times
                           the test's tolerance)
+  llama_dora              C=16 H=24 L=2 NH=4 NKV=2 V=23, untied, ROPE_HALF, theta 10000,
+                          B=2 T=5, DoRA r=2 alpha=6 on q k v o gate up down: every adapted
+                          layer is PEFT's DoraLinearLayer, written out literally in linear():
+                            weight_norm = ||W + s * (B @ A).detach()||_row, .detach()ed
+                            y = x W^T + (m / weight_norm - 1) * x W^T
+                                      + (m / weight_norm) * s * (x A^T) B^T
+                          m_init = ||W + s B A||_row (PEFT's initialisation, with this
+                          scenario's non-zero B); the m used everywhere below is m_init times
+                          a random factor in [0.7, 1.3), so m / weight_norm is not 1
 
 For each: the weights, the adapters (B initialised NON-zero, else dA would be 0), tokens and
 targets (a few masked with -1), then
   - base model (no LoRA): logits, mean loss, and the gradient of every weight tensor
     (full training; a tied classifier's gradient is folded into token_embedding);
-  - LoRA model (base frozen): logits, mean loss, the gradient of every A and B;
+  - LoRA model (base frozen): logits, mean loss, the gradient of every A and B (and m for
+    DoRA);
   - 10 steps of torch.optim.AdamW (betas 0.9/0.999, eps 1e-8, weight decay 0.01, constant
     lr 1e-2, clip_grad_norm_ 1.0 before each step) on the adapters, same batch every step:
     the loss before each update plus the loss after the last (11 numbers), and the
@@ -48,12 +58,14 @@ Records:
     wcls [V,C] (untied only)
     lora.<t>.A [L,r,in], lora.<t>.B [L,out,r]   for each enabled target t in
                                                 q k v o gate up down
+    lora.<t>.m_init [L,out], lora.<t>.m [L,out] DoRA scenarios only
     tokens i32 [B,T], targets i32 [B,T] (-1 = masked)
     base_logits [B*T,V], base_loss [1]             model without LoRA
     full_grad.<weight name>  same shape as the weight (every weight tensor, no LoRA)
     logits [B*T,V], loss [1]                       model with LoRA
     lora_grad.<t>.A [L,r,in], lora_grad.<t>.B [L,out,r]
-    adamw_losses [11], adamw_grad_norms [10]
+    lora_grad.<t>.m [L,out]                        DoRA scenarios only
+    adamw_losses [11], adamw_grad_norms [10]       (DoRA: AdamW over A, B and m)
 """
 
 import argparse
@@ -85,6 +97,11 @@ SCENARIOS = [
          tied=0, rope=ROPE_HALF, B=2, T=6,
          rank=2, alpha=4.0, targets=["q", "v"],
          masked=[(0, 4), (1, 1)]),
+    dict(name="llama_dora", seed=2468,
+         C=16, H=24, L=2, NH=4, NKV=2, V=23, seq_len=8, theta=10000.0, eps=1e-5,
+         tied=0, rope=ROPE_HALF, B=2, T=5,
+         rank=2, alpha=6.0, targets=["q", "k", "v", "o", "gate", "up", "down"],
+         masked=[(0, 3), (1, 1)], dora=True),
 ]
 ADAMW = dict(lr=1e-2, weight_decay=0.01, grad_clip=1.0, beta1=0.9, beta2=0.999, eps=1e-8, steps=10)
 
@@ -110,11 +127,23 @@ def rope(x, theta, style):
 
 
 def linear(x, w, lora, scaling):
+    """lora: None, (A, B) for LoRA, or (A, B, m) for DoRA."""
     y = x @ w.t()
-    if lora is not None:
+    if lora is None:
+        return y
+    if len(lora) == 2:
         a, b = lora
-        y = y + scaling * ((x @ a.t()) @ b.t())
-    return y
+        return y + scaling * ((x @ a.t()) @ b.t())
+    # DoRA as peft/tuners/lora/dora.py (DoraLinearLayer.forward) computes it, with
+    # base_result = x W^T (no bias, no dropout), added to the base layer's output:
+    a, b, m = lora
+    lora_weight = b @ a
+    weight_norm = torch.linalg.norm(w + scaling * lora_weight.detach(), dim=1)  # get_weight_norm
+    weight_norm = weight_norm.detach()  # "see section 4.3 of DoRA: detach the norm"
+    mag_norm_scale = (m / weight_norm).view(1, -1)
+    lora_result = (x @ a.t()) @ b.t()
+    result_dora = (mag_norm_scale - 1) * (x @ w.t()) + mag_norm_scale * lora_result * scaling
+    return y + result_dora
 
 
 def forward(sc, w, lora, tokens, targets):
@@ -124,7 +153,7 @@ def forward(sc, w, lora, tokens, targets):
     HD = C // NH
     s = sc["alpha"] / sc["rank"]
 
-    def ad(t, l):
+    def ad(t, l):  # (A, B) or (A, B, m) of layer l, or None
         return lora[t][l] if lora is not None and t in lora else None
 
     h = w["token_embedding"][tokens]  # [B,T,C]
@@ -197,12 +226,22 @@ def make_inputs(sc):
     targets = torch.randint(0, V, (B, T), generator=g)
     for bi, ti in sc["masked"]:
         targets[bi, ti] = -1
-    return w, lora, tokens, targets
+    m_init = {}
+    if sc.get("dora"):  # drawn last: the other scenarios' inputs do not move
+        s = sc["alpha"] / sc["rank"]
+        for t in sc["targets"]:
+            a, b = lora[t]
+            m0 = torch.linalg.norm(w[TARGET_WEIGHT[t]] + s * (b @ a), dim=2)  # [L, out]
+            factor = 0.7 + 0.6 * torch.rand(m0.shape, generator=g, dtype=torch.float64)
+            m_init[t] = m0
+            lora[t] = (a, b, f32_rounded(m0 * factor))
+    return w, lora, m_init, tokens, targets
 
 
 def per_layer(lora_stacked, L):
-    """{t: (A [L,..], B [L,..])} -> {t: [(A_l, B_l)] per layer}, keeping autograd links."""
-    return {t: [(a[l], b[l]) for l in range(L)] for t, (a, b) in lora_stacked.items()}
+    """{t: (A [L,..], B [L,..][, m [L,..]])} -> {t: [(A_l, B_l[, m_l])] per layer}, keeping
+    autograd links."""
+    return {t: [tuple(p[l] for p in ps) for l in range(L)] for t, ps in lora_stacked.items()}
 
 
 # ---------------------------------------------------------------- file
@@ -235,7 +274,7 @@ def i32(t):
 
 def build(sc):
     torch.manual_seed(0)  # nothing below draws from the global generator; belt and braces
-    w, lora, tokens, targets = make_inputs(sc)
+    w, lora, m_init, tokens, targets = make_inputs(sc)
     L = sc["L"]
     recs = []
     mask = sum(1 << TARGETS.index(t) for t in sc["targets"])
@@ -252,6 +291,9 @@ def build(sc):
         if t in lora:
             recs.append((f"lora.{t}.A", f32(lora[t][0])))
             recs.append((f"lora.{t}.B", f32(lora[t][1])))
+            if t in m_init:
+                recs.append((f"lora.{t}.m_init", f32(m_init[t])))
+                recs.append((f"lora.{t}.m", f32(lora[t][2])))
     recs.append(("tokens", i32(tokens)))
     recs.append(("targets", i32(targets)))
 
@@ -266,20 +308,20 @@ def build(sc):
             recs.append((f"full_grad.{name}", f32(wg[name].grad)))
     info = f"base loss {loss.item():.6f}"
 
-    # LoRA model, base frozen.
-    lg = {t: (a.clone().requires_grad_(True), b.clone().requires_grad_(True)) for t, (a, b) in lora.items()}
+    # LoRA (or DoRA) model, base frozen.
+    lg = {t: tuple(p.clone().requires_grad_(True) for p in ps) for t, ps in lora.items()}
     logits, loss = forward(sc, w, per_layer(lg, L), tokens, targets)
     loss.backward()
     recs.append(("logits", f32(logits)))
     recs.append(("loss", f32(loss.reshape(1))))
     for t in TARGETS:
         if t in lg:
-            recs.append((f"lora_grad.{t}.A", f32(lg[t][0].grad)))
-            recs.append((f"lora_grad.{t}.B", f32(lg[t][1].grad)))
-    info += f", lora loss {loss.item():.6f}"
+            for name, p in zip("ABm", lg[t]):
+                recs.append((f"lora_grad.{t}.{name}", f32(p.grad)))
+    info += f", {'dora' if m_init else 'lora'} loss {loss.item():.6f}"
 
     # AdamW trajectory on the adapters, same batch every step.
-    lt = {t: (a.clone().requires_grad_(True), b.clone().requires_grad_(True)) for t, (a, b) in lora.items()}
+    lt = {t: tuple(p.clone().requires_grad_(True) for p in ps) for t, ps in lora.items()}
     params = [p for t in TARGETS if t in lt for p in lt[t]]
     opt = torch.optim.AdamW(params, lr=ADAMW["lr"], betas=(ADAMW["beta1"], ADAMW["beta2"]),
                             eps=ADAMW["eps"], weight_decay=ADAMW["weight_decay"])
