@@ -126,8 +126,12 @@ int cascade_create(Cascade *c, Llama *model, LoraAdapters *fast, AdamW *opt,
         if (in[t] > widest) widest = in[t];
         if (out[t] > widest) widest = out[t];
     }
+    if (fast->config.use_dora && k->merge && k->slow_merge == SLOW_MERGE_REPLACE)
+        return error_set("slow_merge = replace is not defined for DoRA (a DoRA merge rescales whole "
+                         "rows); use the cumulative merge.");
     if (lora_create(&c->slow, be, &fast->config, fast->n_layers, in, out, seed) != LSC_OK) return LSC_ERR;
     be->copy(be, c->slow.params, fast->params, fast->num_params * sizeof(Real)); /* slow = fast at t = 1 */
+    c->slow.magnitudes_set = fast->magnitudes_set;
     const size_t r = (size_t)fast->config.rank;
     c->ones = be->alloc(be, (size_t)widest * sizeof(Real));
     c->scratch = be->alloc(be, (2 * r * r + 2 * r) * sizeof(Real));
@@ -204,7 +208,9 @@ static double merge_slow(Cascade *c, float sign) {
     return sq_total;
 }
 
-/* slow <- alpha slow + (1 - alpha) fast, on A and B of every slot. */
+/* slow <- alpha slow + (1 - alpha) fast, on A and B of every slot. DoRA's magnitude is not
+ * averaged: it is trained continuously across experts, so the slow adapter takes the fast
+ * one's current m, and the merge rescales each row of W to it. */
 static void update_slow(Cascade *c) {
     Backend *be = c->slow.be;
     const float alpha = c->config.alpha;
@@ -215,6 +221,9 @@ static void update_slow(Cascade *c) {
             const size_t na = r * (size_t)c->slow.in_dim[t], nb = (size_t)c->slow.out_dim[t] * r;
             Real *sa = lora_a(&c->slow, l, t), *sb = lora_b(&c->slow, l, t);
             const Real *fa = lora_a(c->fast, l, t), *fb = lora_b(c->fast, l, t);
+            if (lora_has_magnitude(&c->slow, t))
+                be->copy(be, lora_magnitude(&c->slow, l, t), lora_magnitude(c->fast, l, t),
+                         (size_t)c->slow.out_dim[t] * sizeof(Real));
             if (alpha == 0.0f) {
                 be->copy(be, sa, fa, na * sizeof(Real));
                 be->copy(be, sb, fb, nb * sizeof(Real));

@@ -27,6 +27,10 @@
  * The std and the merged-update norm are computed from r x r Gram matrices
  * (||BA||_F^2 = sum((B^T B) .* (A A^T))) and column/row sums, never materialising B*A.
  *
+ * DoRA under the cascade: the magnitude m is trained continuously (never averaged, never
+ * re-initialised); each merge folds the slow direction into W and rescales every row to the
+ * current m (see lora.h), so the next expert starts from the merged layer exactly.
+ *
  * Baselines as configurations: LoRA = one expert, alpha = lambda = 0; "+Cascade" = one
  * expert per epoch, alpha = lambda = 0; "++Slow LoRA" adds alpha; "+++Noise" adds lambda;
  * COLA = 2 experts, alpha = lambda = 0, one global schedule; ReLoRA = an expert every N

@@ -122,6 +122,10 @@ int checkpoint_save(const char *path, const Llama *model, const LoraAdapters *lo
         lora_config_ints(lora, ci);
         write_section(&w, "lora.config.i32", DTYPE_I32, ci, 17);
         write_section(&w, "lora.config.f32", DTYPE_F32, &lora->config.alpha, 1);
+        if (lora->config.use_dora) {
+            const int32_t dora = 1;
+            write_section(&w, "lora.dora", DTYPE_I32, &dora, 1);
+        }
         write_reals(&w, lora->be, "lora.params", lora->params, lora->num_params);
     }
     if (opt) {
@@ -287,6 +291,17 @@ cleanup:
     return rc;
 }
 
+/* DoRA adapters carry a "lora.dora" section (added after version 1's first release: files
+ * without it hold plain LoRA). */
+static int read_dora_flag(CkptReader *r, int *use_dora) {
+    int32_t flag = 0;
+    *use_dora = 0;
+    if (!reader_find(r, "lora.dora")) return LSC_OK;
+    if (reader_read(r, "lora.dora", DTYPE_I32, &flag, 1) != LSC_OK) return LSC_ERR;
+    *use_dora = flag != 0;
+    return LSC_OK;
+}
+
 static int read_model_config(CkptReader *r, LlamaConfig *c) {
     int32_t ci[9];
     float cf[2];
@@ -352,7 +367,12 @@ int checkpoint_load_state(const char *path, Llama *model, LoraAdapters *lora, Ad
     if (rc == LSC_OK && lora) {
         int32_t have[17], want[17];
         lora_config_ints(lora, want);
+        int dora = 0;
         rc = reader_read(&r, "lora.config.i32", DTYPE_I32, have, 17);
+        if (rc == LSC_OK) rc = read_dora_flag(&r, &dora);
+        if (rc == LSC_OK && dora != lora->config.use_dora)
+            rc = error_set("%s holds %s adapters; the adapter being restored is %s.", path,
+                           dora ? "DoRA" : "LoRA", lora->config.use_dora ? "DoRA" : "LoRA");
         if (rc == LSC_OK && memcmp(have, want, sizeof have) != 0)
             rc = error_set("%s holds LoRA adapters of rank %d on targets 0x%x over %d layers; the "
                            "adapter being restored has rank %d on targets 0x%x over %d layers.",
@@ -384,10 +404,13 @@ int checkpoint_load_lora(const char *path, LoraAdapters *lora, Backend *be, cons
     float alpha;
     int rc = reader_read(&r, "lora.config.i32", DTYPE_I32, ci, 17);
     if (rc == LSC_OK) rc = reader_read(&r, "lora.config.f32", DTYPE_F32, &alpha, 1);
+    int dora = 0;
+    if (rc == LSC_OK) rc = read_dora_flag(&r, &dora);
     if (rc == LSC_OK) {
         int in[LORA_NUM_TARGETS], out[LORA_NUM_TARGETS];
         llama_lora_shapes(c, in, out);
-        const LoraConfig lc = {.rank = ci[0], .alpha = alpha, .targets = (unsigned)ci[1]};
+        const LoraConfig lc = {.rank = ci[0], .alpha = alpha, .targets = (unsigned)ci[1],
+                               .use_dora = dora};
         if (ci[2] != c->n_layers)
             rc = error_set("%s holds adapters for %d layers; the model has %d.", path, ci[2], c->n_layers);
         if (rc == LSC_OK) rc = lora_create(lora, be, &lc, c->n_layers, in, out, 0);
@@ -398,6 +421,7 @@ int checkpoint_load_lora(const char *path, LoraAdapters *lora, Backend *be, cons
                 rc = error_set("%s holds adapters whose matrix shapes do not match this model.", path);
             else
                 rc = reader_read_reals(&r, be, "lora.params", lora->params, lora->num_params);
+            if (rc == LSC_OK) lora->magnitudes_set = 1; /* DoRA's m came from the file */
             if (rc != LSC_OK) lora_free(lora);
         }
     }

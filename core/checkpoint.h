@@ -8,7 +8,9 @@
  * seq_len, tied_embeddings, rope_style}, "llama.config.f32" {rope_theta, norm_eps},
  * "llama.<tensor>" per weight; "lora.config.i32" {rank, targets, n_layers, in[7], out[7]},
  * "lora.config.f32" {alpha}, "lora.params"; "adamw.m", "adamw.v", "adamw.step" (i64);
- * "train.step" (i64). A reader finds sections by name, so later versions can add sections.
+ * "train.step" (i64); "lora.dora" (i32 {1}) for DoRA adapters, whose "lora.params" then
+ * also hold the magnitudes (see lora.h). A reader finds sections by name, so later
+ * versions can add sections.
  * Values are stored as f32 whatever Real is. */
 #ifndef LORASC_CHECKPOINT_H
 #define LORASC_CHECKPOINT_H

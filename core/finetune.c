@@ -16,7 +16,7 @@ int finetune_lora_groups(LoraAdapters *lora, float weight_decay, float lora_plus
         return 1;
     }
     int n = 0;
-    *groups = malloc(2 * (size_t)lora->n_layers * LORA_NUM_TARGETS * sizeof **groups);
+    *groups = malloc(3 * (size_t)lora->n_layers * LORA_NUM_TARGETS * sizeof **groups);
     if (!*groups) return error_set("Out of memory allocating optimiser groups.");
     const size_t r = (size_t)lora->config.rank;
     for (int l = 0; l < lora->n_layers; l++)
@@ -28,6 +28,11 @@ int finetune_lora_groups(LoraAdapters *lora, float weight_decay, float lora_plus
             (*groups)[n++] = (ParamGroup){.p = lora_b(lora, l, t), .g = lora_db(lora, l, t),
                                           .n = (size_t)lora->out_dim[t] * r,
                                           .lr_scale = lora_plus_ratio, .weight_decay = weight_decay};
+            if (lora_has_magnitude(lora, t)) /* DoRA's m trains at the base rate */
+                (*groups)[n++] = (ParamGroup){.p = lora_magnitude(lora, l, t),
+                                              .g = lora_dmagnitude(lora, l, t),
+                                              .n = (size_t)lora->out_dim[t], .lr_scale = 1.0f,
+                                              .weight_decay = weight_decay};
         }
     return n;
 }

@@ -187,6 +187,83 @@ static void test_algorithm1_plain_cascade(void **state) {
 }
 
 /* ------------------------------------------------------------------------------------------
+ * DoRA under the cascade: m is trained continuously and every merge rescales W's rows to it */
+
+typedef struct DoraCheck {
+    Llama *model;
+    LoraAdapters *fast;
+    size_t bad;
+    int events;
+} DoraCheck;
+
+static int dora_batch(void *ctx, long step, int32_t *tokens, int32_t *targets) {
+    const DoraCheck *d = ctx;
+    fixture_batch(tokens, targets, B, T, d->model->config.vocab_size, 300 + (uint64_t)step);
+    return LSC_OK;
+}
+
+static void dora_event(void *ctx, const CascadeEvent *ev) {
+    (void)ev;
+    DoraCheck *d = ctx;
+    d->events++;
+    for (int l = 0; l < d->model->config.n_layers; l++)
+        for (int t = 0; t < LORA_NUM_TARGETS; t++) {
+            if (!lora_has_magnitude(d->fast, t)) continue;
+            const int in = d->fast->in_dim[t], out = d->fast->out_dim[t];
+            const Real *w = llama_target_weight(d->model, t, l), *m = lora_magnitude(d->fast, l, t);
+            double norms[64], want[64];
+            for (int o = 0; o < out; o++) {
+                double sq = 0;
+                for (int i = 0; i < in; i++) sq += (double)w[o * in + i] * w[o * in + i];
+                norms[o] = sqrt(sq);
+                want[o] = m[o];
+            }
+            d->bad += check_close_f64("||W||_row vs m", norms, want, (size_t)out, 1e-12, 1e-10);
+            /* the fresh expert is B = 0, so the layer is exactly the merged base */
+            const Real *b = lora_b(d->fast, l, t);
+            for (int i = 0; i < out * d->fast->config.rank; i++) d->bad += b[i] != 0;
+        }
+}
+
+static void test_dora_cascade(void **state) {
+    (void)state;
+    Backend *be = backend_cpu_create(1);
+    LlamaConfig c = fixture_tiny_config(ROPE_HALF, 1);
+    Llama m;
+    assert_int_equal(llama_create(&m, be, &c), LSC_OK);
+    fixture_randomize(&m, 51, 0.5);
+    int in[LORA_NUM_TARGETS], out[LORA_NUM_TARGETS];
+    llama_lora_shapes(&c, in, out);
+    const LoraConfig lc = {.rank = 2, .alpha = 4, .targets = LORA_DEFAULT_TARGETS | LORA_BIT(LORA_O),
+                           .use_dora = 1};
+    LoraAdapters fast;
+    FinetuneConfig cfg = {.total_steps = 9, .batch = B, .seq = T, .lora_plus_ratio = 16,
+                          .schedule = {.kind = SCHEDULE_CONSTANT, .peak_lr = 2e-2f},
+                          .adamw = adamw_default_config(), .seed = 8};
+    assert_int_equal(cascade_preset("lorasc", &cfg.cascade), LSC_OK);
+    cfg.cascade.alpha = 0.5f;
+    cfg.cascade.noise = 0.0f; /* noise would move the row norms off m on purpose */
+    cfg.cascade.n_experts = 3;
+    assert_int_equal(lora_create(&fast, be, &lc, c.n_layers, in, out, cfg.seed), LSC_OK);
+    Real m0[64];
+    DoraCheck d = {.model = &m, .fast = &fast};
+    const FinetuneCallbacks cb = {.batch = dora_batch, .on_event = dora_event, .ctx = &d};
+    llama_attach_lora(&m, &fast); /* initialises m = ||W||_row */
+    memcpy(m0, lora_magnitude(&fast, 0, LORA_Q), (size_t)out[LORA_Q] * sizeof(Real));
+    if (finetune_run(&m, &fast, &cfg, &cb) != LSC_OK) fail_msg("%s", error_last());
+    assert_int_equal(d.events, 3);
+    assert_int_equal(d.bad, 0);
+    /* m trained (LoRA+ gave it a group of its own) */
+    assert_true(memcmp(m0, lora_magnitude(&fast, 0, LORA_Q), (size_t)out[LORA_Q] * sizeof(Real)) != 0);
+    cfg.cascade.slow_merge = SLOW_MERGE_REPLACE;
+    assert_int_equal(finetune_run(&m, &fast, &cfg, &cb), LSC_ERR);
+    assert_non_null(strstr(error_last(), "not defined for DoRA"));
+    lora_free(&fast);
+    llama_free(&m);
+    backend_cpu_destroy(be);
+}
+
+/* ------------------------------------------------------------------------------------------
  * one expert, alpha = lambda = 0: plain LoRA */
 
 typedef struct LossLog {
@@ -444,6 +521,7 @@ int main(void) {
         cmocka_unit_test(test_algorithm1_lorasc),
         cmocka_unit_test(test_algorithm1_plain_cascade),
         cmocka_unit_test(test_one_expert_is_lora),
+        cmocka_unit_test(test_dora_cascade),
         cmocka_unit_test(test_table4_boundaries),
         cmocka_unit_test(test_noise_statistics),
         cmocka_unit_test(test_product_stats),

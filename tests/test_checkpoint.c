@@ -89,6 +89,23 @@ static void test_roundtrip_lora(void **state) {
     lc.rank = 3;
     assert_int_equal(lora_create(&wrong, be, &lc, c.n_layers, in, out, 1), LSC_OK);
     expect_error(checkpoint_load_state(path, NULL, &wrong, NULL, NULL), "rank 2");
+    /* DoRA adapters round-trip as DoRA (magnitudes included) and refuse a LoRA adapter */
+    LoraConfig dc = {.rank = 2, .alpha = 5, .targets = LORA_DEFAULT_TARGETS, .use_dora = 1};
+    LoraAdapters dora, dora_back, plain;
+    assert_int_equal(lora_create(&dora, be, &dc, c.n_layers, in, out, 1), LSC_OK);
+    fixture_randomize_lora(&dora, 4, 0.5); /* A, B and m */
+    dora.magnitudes_set = 1;
+    assert_int_equal(checkpoint_save(path, NULL, &dora, NULL, 0), LSC_OK);
+    if (checkpoint_load_lora(path, &dora_back, be, &c) != LSC_OK) fail_msg("%s", error_last());
+    assert_int_equal(dora_back.config.use_dora, 1);
+    assert_int_equal(dora_back.magnitudes_set, 1);
+    assert_memory_equal(dora.params, dora_back.params, dora.num_params * sizeof(Real));
+    dc.use_dora = 0;
+    assert_int_equal(lora_create(&plain, be, &dc, c.n_layers, in, out, 1), LSC_OK);
+    expect_error(checkpoint_load_state(path, NULL, &plain, NULL, NULL), "holds DoRA adapters");
+    lora_free(&dora);
+    lora_free(&dora_back);
+    lora_free(&plain);
     /* a model section that is not there */
     Llama m;
     build_model(&m, be, 1);

@@ -103,13 +103,14 @@ static double train_set_loss(Llama *m, Task *task) {
 
 /* Fine-tunes a copy of the pretrained model with `method`; returns the training-set loss
  * before and after (after = the merged model the cascade leaves). */
-static void finetune_method(const char *method, float lora_plus_ratio, double *first, double *last) {
+static void finetune_method(const char *method, float lora_plus_ratio, int use_dora, double *first,
+                            double *last) {
     Llama m;
     assert_int_equal(llama_create(&m, be, &pretrained.config), LSC_OK);
     be->copy(be, m.params, pretrained.params, m.num_params * sizeof(Real));
     int in[LORA_NUM_TARGETS], out[LORA_NUM_TARGETS];
     llama_lora_shapes(&m.config, in, out);
-    const LoraConfig lc = {.rank = 8, .alpha = 16, .targets = LORA_DEFAULT_TARGETS};
+    const LoraConfig lc = {.rank = 8, .alpha = 16, .targets = LORA_DEFAULT_TARGETS, .use_dora = use_dora};
     LoraAdapters fast;
     assert_int_equal(lora_create(&fast, be, &lc, m.config.n_layers, in, out, 7), LSC_OK);
     FinetuneConfig cfg = {.total_steps = FINETUNE_STEPS, .batch = B, .seq = T,
@@ -125,7 +126,8 @@ static void finetune_method(const char *method, float lora_plus_ratio, double *f
     if (finetune_run(&m, &fast, &cfg, &cb) != LSC_OK) fail_msg("%s: %s", method, error_last());
     llama_attach_lora(&m, NULL); /* the learned update now lives in the base weights */
     *last = train_set_loss(&m, &task);
-    printf("%-8s%s loss %.4f -> %.4f\n", method, lora_plus_ratio != 1 ? "+" : " ", *first, *last);
+    printf("%-8s%s%s loss %.4f -> %.4f\n", method, lora_plus_ratio != 1 ? "+" : " ",
+           use_dora ? " (DoRA)" : "       ", *first, *last);
     free(task.text.bytes);
     lora_free(&fast);
     llama_free(&m);
@@ -136,11 +138,15 @@ static void test_every_method_learns(void **state) {
     const char *methods[] = {"lora", "cascade", "lorasc", "cola", "relora"};
     for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
         double first, last;
-        finetune_method(methods[i], 1.0f, &first, &last);
+        finetune_method(methods[i], 1.0f, 0, &first, &last);
         assert_true(last < first - 0.02);
     }
     double first, last;
-    finetune_method("lora", 16.0f, &first, &last); /* LoRA+ */
+    finetune_method("lora", 16.0f, 0, &first, &last); /* LoRA+ */
+    assert_true(last < first - 0.02);
+    finetune_method("lora", 1.0f, 1, &first, &last); /* DoRA */
+    assert_true(last < first - 0.02);
+    finetune_method("lorasc", 1.0f, 1, &first, &last); /* LoRASC wrapping DoRA */
     assert_true(last < first - 0.02);
 }
 
