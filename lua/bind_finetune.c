@@ -1,0 +1,285 @@
+/* lorasc.core.finetune: a fine-tuning run (core/finetune.h) and a full-training run
+ * (pretraining) as userdata. One Lua call, f:step(data), draws the batch, runs a whole
+ * optimiser step and the expert boundary, so the binding costs nothing next to the step.
+ * The model userdata is kept alive in the user value while the run holds it. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/finetune.h"
+#include "lua/bind.h"
+
+typedef struct LFinetune {
+    Finetune ft;
+    LoraAdapters lora;
+    int32_t *tokens, *targets;
+    uint64_t data_seed;
+    Llama *model;
+    int lora_live, ft_live;
+} LFinetune;
+
+typedef struct LTrainer {
+    Llama *model;
+    AdamW opt;
+    Schedule schedule;
+    long total_steps, step;
+    int B, T;
+    uint64_t data_seed;
+    int32_t *tokens, *targets;
+    int opt_live;
+} LTrainer;
+
+static unsigned parse_targets(lua_State *L, int t) {
+    lua_getfield(L, t, "targets");
+    unsigned mask = LORA_DEFAULT_TARGETS;
+    if (!lua_isnil(L, -1)) {
+        luaL_checktype(L, -1, LUA_TTABLE);
+        mask = 0;
+        const lua_Integer n = luaL_len(L, -1);
+        for (lua_Integer i = 1; i <= n; i++) {
+            lua_geti(L, -1, i);
+            const char *name = lua_tostring(L, -1);
+            const int tg = name ? lora_target_parse(name) : -1;
+            if (tg < 0)
+                luaL_error(L, "unknown LoRA target '%s'; valid targets: q, k, v, o, gate, up, down",
+                           name ? name : "?");
+            mask |= LORA_BIT(tg);
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+    return mask;
+}
+
+static Schedule parse_schedule(lua_State *L, int t) {
+    Schedule s = {0};
+    const char *kind = bind_opt_str(L, t, "schedule", "linear");
+    const int k = schedule_kind_parse(kind);
+    if (k < 0) luaL_error(L, "unknown schedule '%s'; valid: constant, linear, cosine", kind);
+    s.kind = (ScheduleKind)k;
+    s.peak_lr = (float)bind_opt_num(L, t, "lr", 1e-3);
+    s.warmup_steps = (long)bind_opt_int(L, t, "warmup", 0);
+    s.min_lr_ratio = (float)bind_opt_num(L, t, "min_lr_ratio", 0.0);
+    return s;
+}
+
+static void fill_batch(lua_State *L, const LTextData *d, uint64_t seed, long step, int B, int T,
+                       int32_t *tokens, int32_t *targets) {
+    if (textdata_batch(&d->d, TEXT_TRAIN, seed, step, B, T, tokens, targets) != LSC_OK)
+        bind_error(L);
+}
+
+/* finetune.new(model, cfg): cfg = {method=, rank=, lora_alpha=, targets={...}, total_steps=,
+ * batch=, seq=, lr=, schedule=, warmup=, min_lr_ratio=, weight_decay=, grad_clip=, ratio=,
+ * alpha=, noise=, n_experts=, steps_per_expert=, rewarmup_steps=, slow_merge=, noise_std=,
+ * seed=, data_seed=} */
+static int l_new(lua_State *L) {
+    LModel *m = bind_check_model(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    FinetuneConfig cfg = {0};
+    const char *method = bind_opt_str(L, 2, "method", "lora");
+    if (cascade_preset(method, &cfg.cascade) != LSC_OK) return bind_error(L);
+    cfg.total_steps = (long)bind_opt_int(L, 2, "total_steps", 100);
+    cfg.batch = (int)bind_opt_int(L, 2, "batch", 8);
+    cfg.seq = (int)bind_opt_int(L, 2, "seq", 64);
+    if (cfg.total_steps <= 0 || cfg.batch <= 0 || cfg.seq <= 0 || cfg.seq > m->m.config.seq_len)
+        return luaL_error(L, "total_steps and batch must be > 0 and seq in [1, %d] (the model's "
+                          "seq_len)", m->m.config.seq_len);
+    cfg.schedule = parse_schedule(L, 2);
+    cfg.adamw = adamw_default_config();
+    cfg.adamw.grad_clip = (float)bind_opt_num(L, 2, "grad_clip", cfg.adamw.grad_clip);
+    cfg.weight_decay = (float)bind_opt_num(L, 2, "weight_decay", 0.0);
+    cfg.lora_plus_ratio = (float)bind_opt_num(L, 2, "ratio", 1.0);
+    cfg.cascade.alpha = (float)bind_opt_num(L, 2, "alpha", cfg.cascade.alpha);
+    cfg.cascade.noise = (float)bind_opt_num(L, 2, "noise", cfg.cascade.noise);
+    cfg.cascade.n_experts = (int)bind_opt_int(L, 2, "n_experts", cfg.cascade.n_experts);
+    cfg.cascade.steps_per_expert = (long)bind_opt_int(L, 2, "steps_per_expert",
+                                                      cfg.cascade.steps_per_expert);
+    cfg.cascade.rewarmup_steps = (long)bind_opt_int(L, 2, "rewarmup_steps",
+                                                    cfg.cascade.rewarmup_steps);
+    const char *sm = bind_opt_str(L, 2, "slow_merge", NULL);
+    if (sm) cfg.cascade.slow_merge = strcmp(sm, "replace") == 0 ? SLOW_MERGE_REPLACE : SLOW_MERGE_CUMULATIVE;
+    const char *ns = bind_opt_str(L, 2, "noise_std", NULL);
+    if (ns) cfg.cascade.noise_std = strcmp(ns, "unscaled") == 0 ? NOISE_STD_UNSCALED : NOISE_STD_SCALED;
+    cfg.seed = (uint64_t)bind_opt_int(L, 2, "seed", 1);
+    LoraConfig lc = {.rank = (int)bind_opt_int(L, 2, "rank", 8),
+                     .alpha = (float)bind_opt_num(L, 2, "lora_alpha", 16.0),
+                     .targets = parse_targets(L, 2),
+                     .use_dora = 0};
+    if (lc.rank <= 0) return luaL_error(L, "rank must be > 0, got %d", lc.rank);
+    const uint64_t data_seed = (uint64_t)bind_opt_int(L, 2, "data_seed", (lua_Integer)cfg.seed);
+
+    LFinetune *f = lua_newuserdatauv(L, sizeof *f, 1);
+    memset(f, 0, sizeof *f);
+    luaL_setmetatable(L, BIND_FINETUNE);
+    lua_pushvalue(L, 1);
+    lua_setiuservalue(L, -2, 1); /* keep the model alive */
+    f->data_seed = data_seed;
+    f->tokens = malloc(sizeof(int32_t) * (size_t)cfg.batch * (size_t)cfg.seq);
+    f->targets = malloc(sizeof(int32_t) * (size_t)cfg.batch * (size_t)cfg.seq);
+    if (!f->tokens || !f->targets) return luaL_error(L, "out of memory");
+    int in[LORA_NUM_TARGETS], out[LORA_NUM_TARGETS];
+    llama_lora_shapes(&m->m.config, in, out);
+    if (lora_create(&f->lora, m->m.be, &lc, m->m.config.n_layers, in, out, cfg.seed) != LSC_OK)
+        return bind_error(L);
+    f->lora_live = 1;
+    f->model = &m->m;
+    if (finetune_begin(&f->ft, &m->m, &f->lora, &cfg) != LSC_OK) return bind_error(L);
+    f->ft_live = 1;
+    return 1;
+}
+
+static LFinetune *check_ft(lua_State *L) {
+    LFinetune *f = luaL_checkudata(L, 1, BIND_FINETUNE);
+    if (!f->ft_live) luaL_argerror(L, 1, "fine-tuning run is closed");
+    return f;
+}
+
+/* f:step(data) -> loss, grad_norm, lr, event (a table at an expert boundary, else nil) */
+static int f_step(lua_State *L) {
+    LFinetune *f = check_ft(L);
+    LTextData *d = bind_check_textdata(L, 2);
+    if (finetune_done(&f->ft)) return luaL_error(L, "the fine-tuning run has no steps left");
+    const int B = f->ft.config.batch, T = f->ft.config.seq;
+    fill_batch(L, d, f->data_seed, f->ft.step, B, T, f->tokens, f->targets);
+    StepResult r;
+    float lr;
+    if (finetune_step(&f->ft, f->tokens, f->targets, &r, &lr) != LSC_OK) return bind_error(L);
+    CascadeEvent ev;
+    const int boundary = finetune_after_step(&f->ft, &ev);
+    if (boundary < 0) return bind_error(L);
+    lua_pushnumber(L, r.loss);
+    lua_pushnumber(L, r.grad_norm);
+    lua_pushnumber(L, lr);
+    if (boundary == 1) {
+        lua_createtable(L, 0, 6);
+        lua_pushinteger(L, ev.expert), lua_setfield(L, -2, "expert");
+        lua_pushinteger(L, ev.step), lua_setfield(L, -2, "step");
+        lua_pushnumber(L, ev.merged_norm), lua_setfield(L, -2, "merged_norm");
+        lua_pushnumber(L, ev.noise_std_mean), lua_setfield(L, -2, "noise_std_mean");
+        lua_pushnumber(L, ev.noise_std_max), lua_setfield(L, -2, "noise_std_max");
+        lua_pushnumber(L, ev.boundary_seconds), lua_setfield(L, -2, "boundary_seconds");
+    } else {
+        lua_pushnil(L);
+    }
+    return 4;
+}
+
+static int f_info(lua_State *L) {
+    LFinetune *f = check_ft(L);
+    lua_pushinteger(L, f->ft.step);
+    lua_pushinteger(L, f->ft.config.total_steps);
+    lua_pushboolean(L, finetune_done(&f->ft));
+    lua_pushinteger(L, f->ft.cascade.n_experts);
+    return 4;
+}
+
+/* Ends the run and detaches the adapter: the model then holds the merged result. */
+static int f_close(lua_State *L) {
+    LFinetune *f = luaL_checkudata(L, 1, BIND_FINETUNE);
+    if (f->ft_live) finetune_end(&f->ft);
+    if (f->model && f->model->lora == &f->lora) llama_attach_lora(f->model, NULL);
+    f->model = NULL;
+    if (f->lora_live) lora_free(&f->lora);
+    f->ft_live = f->lora_live = 0;
+    free(f->tokens);
+    free(f->targets);
+    f->tokens = f->targets = NULL;
+    return 0;
+}
+
+static int f_tostring(lua_State *L) {
+    LFinetune *f = luaL_checkudata(L, 1, BIND_FINETUNE);
+    if (!f->ft_live)
+        lua_pushstring(L, "finetune (closed)");
+    else
+        lua_pushfstring(L, "finetune (step %d of %d, %d experts)", (int)f->ft.step,
+                        (int)f->ft.config.total_steps, f->ft.cascade.n_experts);
+    return 1;
+}
+
+/* finetune.trainer(model, {total_steps=, batch=, seq=, lr=, schedule=, warmup=,
+ * weight_decay=, grad_clip=, data_seed=}): full training of every weight (pretraining). */
+static int l_trainer(lua_State *L) {
+    LModel *m = bind_check_model(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    LTrainer *t = lua_newuserdatauv(L, sizeof *t, 1);
+    memset(t, 0, sizeof *t);
+    luaL_setmetatable(L, BIND_TRAINER);
+    lua_pushvalue(L, 1);
+    lua_setiuservalue(L, -2, 1);
+    t->model = &m->m;
+    t->total_steps = (long)bind_opt_int(L, 2, "total_steps", 100);
+    t->B = (int)bind_opt_int(L, 2, "batch", 8);
+    t->T = (int)bind_opt_int(L, 2, "seq", m->m.config.seq_len);
+    if (t->total_steps <= 0 || t->B <= 0 || t->T <= 0 || t->T > m->m.config.seq_len)
+        return luaL_error(L, "pretraining: steps and batch must be > 0 and seq in [1, %d]",
+                          m->m.config.seq_len);
+    t->schedule = parse_schedule(L, 2);
+    t->data_seed = (uint64_t)bind_opt_int(L, 2, "data_seed", 1);
+    t->tokens = malloc(sizeof(int32_t) * (size_t)t->B * (size_t)t->T);
+    t->targets = malloc(sizeof(int32_t) * (size_t)t->B * (size_t)t->T);
+    if (!t->tokens || !t->targets) return luaL_error(L, "out of memory");
+    if (!m->m.grads && llama_enable_full_grads(&m->m) != LSC_OK) return bind_error(L);
+    AdamWConfig oc = adamw_default_config();
+    oc.grad_clip = (float)bind_opt_num(L, 2, "grad_clip", oc.grad_clip);
+    ParamGroup g;
+    train_param_groups(&m->m, (float)bind_opt_num(L, 2, "weight_decay", 0.0), &g);
+    if (adamw_create(&t->opt, m->m.be, &oc, &g, 1) != LSC_OK) return bind_error(L);
+    t->opt_live = 1;
+    return 1;
+}
+
+static LTrainer *check_trainer(lua_State *L) {
+    LTrainer *t = luaL_checkudata(L, 1, BIND_TRAINER);
+    if (!t->opt_live) luaL_argerror(L, 1, "trainer is closed");
+    return t;
+}
+
+/* t:step(data) -> loss, grad_norm, lr */
+static int t_step(lua_State *L) {
+    LTrainer *t = check_trainer(L);
+    LTextData *d = bind_check_textdata(L, 2);
+    fill_batch(L, d, t->data_seed, t->step, t->B, t->T, t->tokens, t->targets);
+    const float lr = schedule_lr(&t->schedule, t->step, t->total_steps);
+    StepResult r;
+    if (train_step(t->model, &t->opt, t->tokens, t->targets, t->B, t->T, lr, &r) != LSC_OK)
+        return bind_error(L);
+    t->step++;
+    lua_pushnumber(L, r.loss);
+    lua_pushnumber(L, r.grad_norm);
+    lua_pushnumber(L, lr);
+    return 3;
+}
+
+static int t_close(lua_State *L) {
+    LTrainer *t = luaL_checkudata(L, 1, BIND_TRAINER);
+    if (t->opt_live) adamw_free(&t->opt);
+    t->opt_live = 0;
+    free(t->tokens);
+    free(t->targets);
+    t->tokens = t->targets = NULL;
+    return 0;
+}
+
+static int t_tostring(lua_State *L) {
+    LTrainer *t = luaL_checkudata(L, 1, BIND_TRAINER);
+    lua_pushfstring(L, "trainer (step %d of %d)", (int)t->step, (int)t->total_steps);
+    return 1;
+}
+
+int luaopen_lorasc_core_finetune(lua_State *L) {
+    static const luaL_Reg fmethods[] = {{"step", f_step}, {"info", f_info}, {"close", f_close},
+                                        {NULL, NULL}};
+    static const luaL_Reg fmeta[] = {{"__gc", f_close}, {"__close", f_close},
+                                     {"__tostring", f_tostring}, {NULL, NULL}};
+    bind_new_class(L, BIND_FINETUNE, fmethods, fmeta);
+    static const luaL_Reg tmethods[] = {{"step", t_step}, {"close", t_close}, {NULL, NULL}};
+    static const luaL_Reg tmeta[] = {{"__gc", t_close}, {"__close", t_close},
+                                     {"__tostring", t_tostring}, {NULL, NULL}};
+    bind_new_class(L, BIND_TRAINER, tmethods, tmeta);
+    static const luaL_Reg fns[] = {{"new", l_new}, {"trainer", l_trainer}, {NULL, NULL}};
+    luaL_newlib(L, fns);
+    return 1;
+}

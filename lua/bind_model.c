@@ -1,0 +1,131 @@
+/* lorasc.core.model: Llama models as userdata (create from a config, load a lorasc or
+ * llama2.c checkpoint, clone, save). The userdata is created empty before the model is
+ * allocated, so an error mid-way leaves nothing to leak. */
+#include <string.h>
+
+#include "core/checkpoint.h"
+#include "core/error.h"
+#include "lua/bind.h"
+
+LModel *bind_check_model(lua_State *L, int idx) {
+    LModel *m = luaL_checkudata(L, idx, BIND_MODEL);
+    if (!m->live) luaL_argerror(L, idx, "model is closed");
+    return m;
+}
+
+static LModel *new_model(lua_State *L) {
+    LModel *m = lua_newuserdatauv(L, sizeof *m, 0);
+    memset(m, 0, sizeof *m);
+    luaL_setmetatable(L, BIND_MODEL);
+    return m;
+}
+
+/* model.new{dim=, hidden_dim=, n_layers=, n_heads=, n_kv_heads=, vocab_size=256, seq_len=,
+ *           rope_theta=10000, norm_eps=1e-5, tied=true, seed=} */
+static int l_new(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    LlamaConfig c = {0};
+    c.dim = (int)bind_opt_int(L, 1, "dim", 64);
+    c.n_layers = (int)bind_opt_int(L, 1, "n_layers", 2);
+    c.n_heads = (int)bind_opt_int(L, 1, "n_heads", 4);
+    c.n_kv_heads = (int)bind_opt_int(L, 1, "n_kv_heads", c.n_heads);
+    c.hidden_dim = (int)bind_opt_int(L, 1, "hidden_dim", 4 * c.dim);
+    c.vocab_size = (int)bind_opt_int(L, 1, "vocab_size", 256);
+    c.seq_len = (int)bind_opt_int(L, 1, "seq_len", 64);
+    c.rope_theta = (float)bind_opt_num(L, 1, "rope_theta", 10000.0);
+    c.norm_eps = (float)bind_opt_num(L, 1, "norm_eps", 1e-5);
+    lua_getfield(L, 1, "tied");
+    c.tied_embeddings = lua_isnil(L, -1) ? 1 : lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    c.rope_style = ROPE_INTERLEAVED;
+    const uint64_t seed = (uint64_t)bind_opt_int(L, 1, "seed", 1);
+    if (llama_config_validate(&c) != LSC_OK) return bind_error(L);
+    Backend *be = bind_backend(L);
+    LModel *m = new_model(L);
+    if (llama_create(&m->m, be, &c) != LSC_OK) return bind_error(L);
+    m->live = 1;
+    llama_init_random(&m->m, seed);
+    return 1;
+}
+
+/* model.load(path [, "lorasc"|"llama2c"]) */
+static int l_load(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    static const char *const formats[] = {"lorasc", "llama2c", NULL};
+    const int fmt = luaL_checkoption(L, 2, "lorasc", formats);
+    Backend *be = bind_backend(L);
+    LModel *m = new_model(L);
+    const int rc = fmt == 0 ? checkpoint_load_model(path, &m->m, be) : llama2c_load(path, &m->m, be);
+    if (rc != LSC_OK) return bind_error(L);
+    m->live = 1;
+    return 1;
+}
+
+static int m_clone(lua_State *L) {
+    LModel *src = bind_check_model(L, 1);
+    LModel *m = new_model(L);
+    if (llama_create(&m->m, src->m.be, &src->m.config) != LSC_OK) return bind_error(L);
+    m->live = 1;
+    src->m.be->copy(src->m.be, m->m.params, src->m.params, src->m.num_params * sizeof(Real));
+    return 1;
+}
+
+static int m_save(lua_State *L) {
+    LModel *m = bind_check_model(L, 1);
+    if (checkpoint_save(luaL_checkstring(L, 2), &m->m, NULL, NULL, 0) != LSC_OK)
+        return bind_error(L);
+    return 0;
+}
+
+static int m_config(lua_State *L) {
+    const LlamaConfig *c = &bind_check_model(L, 1)->m.config;
+    lua_createtable(L, 0, 10);
+#define SETI(k, v) (lua_pushinteger(L, (v)), lua_setfield(L, -2, k))
+    SETI("dim", c->dim);
+    SETI("hidden_dim", c->hidden_dim);
+    SETI("n_layers", c->n_layers);
+    SETI("n_heads", c->n_heads);
+    SETI("n_kv_heads", c->n_kv_heads);
+    SETI("vocab_size", c->vocab_size);
+    SETI("seq_len", c->seq_len);
+#undef SETI
+    lua_pushboolean(L, c->tied_embeddings);
+    lua_setfield(L, -2, "tied");
+    return 1;
+}
+
+static int m_num_params(lua_State *L) {
+    lua_pushinteger(L, (lua_Integer)bind_check_model(L, 1)->m.num_params);
+    return 1;
+}
+
+static int m_close(lua_State *L) {
+    LModel *m = luaL_checkudata(L, 1, BIND_MODEL);
+    if (m->live) llama_free(&m->m);
+    m->live = 0;
+    return 0;
+}
+
+static int m_tostring(lua_State *L) {
+    LModel *m = luaL_checkudata(L, 1, BIND_MODEL);
+    if (!m->live) {
+        lua_pushstring(L, "llama (closed)");
+        return 1;
+    }
+    const LlamaConfig *c = &m->m.config;
+    lua_pushfstring(L, "llama (dim %d, layers %d, heads %d/%d, vocab %d, %d params)", c->dim,
+                    c->n_layers, c->n_heads, c->n_kv_heads, c->vocab_size, (int)m->m.num_params);
+    return 1;
+}
+
+int luaopen_lorasc_core_model(lua_State *L) {
+    static const luaL_Reg methods[] = {{"clone", m_clone}, {"save", m_save}, {"config", m_config},
+                                       {"num_params", m_num_params}, {"close", m_close},
+                                       {NULL, NULL}};
+    static const luaL_Reg meta[] = {{"__gc", m_close}, {"__close", m_close},
+                                    {"__tostring", m_tostring}, {NULL, NULL}};
+    bind_new_class(L, BIND_MODEL, methods, meta);
+    static const luaL_Reg fns[] = {{"new", l_new}, {"load", l_load}, {NULL, NULL}};
+    luaL_newlib(L, fns);
+    return 1;
+}

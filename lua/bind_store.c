@@ -1,0 +1,308 @@
+/* lorasc.core.store: the SQLite run store (core/store.h) as userdata. Thin: every method is
+ * one store_* call; the grid, hashing and report arithmetic are Lua's. */
+#include <math.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/store.h"
+#include "lua/bind.h"
+
+typedef struct LStore {
+    Store s;
+    int live;
+} LStore;
+
+static LStore *check_store(lua_State *L) {
+    LStore *s = luaL_checkudata(L, 1, BIND_STORE);
+    if (!s->live) luaL_argerror(L, 1, "store is closed");
+    return s;
+}
+
+static int l_open(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    LStore *s = lua_newuserdatauv(L, sizeof *s, 0);
+    memset(s, 0, sizeof *s);
+    luaL_setmetatable(L, BIND_STORE);
+    if (store_open(&s->s, path) != LSC_OK) return bind_error(L);
+    s->live = 1;
+    return 1;
+}
+
+static int s_close(lua_State *L) {
+    LStore *s = luaL_checkudata(L, 1, BIND_STORE);
+    int rc = LSC_OK;
+    if (s->live) rc = store_close(&s->s);
+    s->live = 0;
+    (void)rc; /* from __gc / __close an error cannot be raised; s:close() reports it */
+    return 0;
+}
+
+static int s_close_method(lua_State *L) {
+    LStore *s = luaL_checkudata(L, 1, BIND_STORE);
+    int rc = LSC_OK;
+    if (s->live) rc = store_close(&s->s);
+    s->live = 0;
+    if (rc != LSC_OK) return bind_error(L);
+    return 0;
+}
+
+static int s_tostring(lua_State *L) {
+    LStore *s = luaL_checkudata(L, 1, BIND_STORE);
+    lua_pushstring(L, s->live ? "run store" : "run store (closed)");
+    return 1;
+}
+
+#define CHECK(call) \
+    do { if ((call) != LSC_OK) return bind_error(L); } while (0)
+
+/* s:meta_set{device=, git_commit=, git_dirty=, build_options=, lib_versions=, host=} */
+static int s_meta_set(lua_State *L) {
+    LStore *s = check_store(L);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    StoreRunMeta m = {0};
+    m.host = bind_opt_str(L, 2, "host", NULL);
+    m.device = bind_opt_str(L, 2, "device", NULL);
+    m.git_commit = bind_opt_str(L, 2, "git_commit", NULL);
+    m.git_dirty = (int)bind_opt_int(L, 2, "git_dirty", 0);
+    m.build_options = bind_opt_str(L, 2, "build_options", NULL);
+    m.lib_versions = bind_opt_str(L, 2, "lib_versions", NULL);
+    CHECK(store_meta_set(&s->s, &m));
+    return 0;
+}
+
+static int s_experiment_upsert(lua_State *L) {
+    LStore *s = check_store(L);
+    int64_t id;
+    CHECK(store_experiment_upsert(&s->s, luaL_checkstring(L, 2), luaL_optstring(L, 3, NULL),
+                                  luaL_optstring(L, 4, NULL), &id));
+    lua_pushinteger(L, (lua_Integer)id);
+    return 1;
+}
+
+static int s_experiment_find(lua_State *L) {
+    LStore *s = check_store(L);
+    int64_t id;
+    CHECK(store_experiment_find(&s->s, luaL_checkstring(L, 2), &id));
+    if (id == 0) lua_pushnil(L); else lua_pushinteger(L, (lua_Integer)id);
+    return 1;
+}
+
+/* s:run_add(experiment_id, hash, json, seed) -> run_id */
+static int s_run_add(lua_State *L) {
+    LStore *s = check_store(L);
+    int64_t id;
+    CHECK(store_run_add(&s->s, luaL_checkinteger(L, 2), luaL_checkstring(L, 3),
+                        luaL_checkstring(L, 4), luaL_checkinteger(L, 5), &id));
+    lua_pushinteger(L, (lua_Integer)id);
+    return 1;
+}
+
+/* s:run_claim(experiment_id, hash, json, seed, rerun_failed) -> {run_id, claimed, prior,
+ * was_stale, attempt} */
+static int s_run_claim(lua_State *L) {
+    LStore *s = check_store(L);
+    StoreClaim c;
+    CHECK(store_run_claim(&s->s, luaL_checkinteger(L, 2), luaL_checkstring(L, 3),
+                          luaL_checkstring(L, 4), luaL_checkinteger(L, 5),
+                          lua_toboolean(L, 6) ? STORE_RERUN_FAILED : 0u, &c));
+    lua_createtable(L, 0, 5);
+    lua_pushinteger(L, (lua_Integer)c.run_id), lua_setfield(L, -2, "run_id");
+    lua_pushboolean(L, c.claimed), lua_setfield(L, -2, "claimed");
+    lua_pushstring(L, store_status_name(c.prior)), lua_setfield(L, -2, "prior");
+    lua_pushboolean(L, c.was_stale), lua_setfield(L, -2, "was_stale");
+    lua_pushinteger(L, c.attempt), lua_setfield(L, -2, "attempt");
+    return 1;
+}
+
+static int s_heartbeat(lua_State *L) {
+    LStore *s = check_store(L);
+    CHECK(store_run_heartbeat(&s->s, luaL_checkinteger(L, 2)));
+    return 0;
+}
+
+/* s:run_finish(run_id, "done"|"failed"|"interrupted", error, wall_time_s) */
+static int s_run_finish(lua_State *L) {
+    LStore *s = check_store(L);
+    static const char *const st[] = {"done", "failed", "interrupted", NULL};
+    static const StoreRunStatus codes[] = {STORE_DONE, STORE_FAILED, STORE_INTERRUPTED};
+    const int k = luaL_checkoption(L, 3, NULL, st);
+    CHECK(store_run_finish(&s->s, luaL_checkinteger(L, 2), codes[k], luaL_optstring(L, 4, NULL),
+                           luaL_optnumber(L, 5, NAN)));
+    return 0;
+}
+
+static int s_metric(lua_State *L) {
+    LStore *s = check_store(L);
+    CHECK(store_metric_add(&s->s, luaL_checkinteger(L, 2), luaL_checkinteger(L, 3),
+                           luaL_checkstring(L, 4), luaL_checknumber(L, 5)));
+    return 0;
+}
+
+static int s_eval(lua_State *L) {
+    LStore *s = check_store(L);
+    CHECK(store_eval_add(&s->s, luaL_checkinteger(L, 2), luaL_checkstring(L, 3),
+                         luaL_checkstring(L, 4), luaL_checknumber(L, 5)));
+    return 0;
+}
+
+static int s_artifact(lua_State *L) {
+    LStore *s = check_store(L);
+    CHECK(store_artifact_add(&s->s, luaL_checkinteger(L, 2), luaL_checkstring(L, 3),
+                             luaL_checkstring(L, 4)));
+    return 0;
+}
+
+static int s_flush(lua_State *L) {
+    CHECK(store_flush(&check_store(L)->s));
+    return 0;
+}
+
+static void push_counts(lua_State *L, const StoreCounts *c) {
+    lua_createtable(L, 0, STORE_NUM_STATUS + 2);
+    for (int i = 0; i < STORE_NUM_STATUS; i++) {
+        lua_pushinteger(L, c->n[i]);
+        lua_setfield(L, -2, store_status_name((StoreRunStatus)i));
+    }
+    lua_pushinteger(L, c->stale), lua_setfield(L, -2, "stale");
+    lua_pushinteger(L, c->total), lua_setfield(L, -2, "total");
+}
+
+static int s_status(lua_State *L) {
+    LStore *s = check_store(L);
+    StoreCounts c;
+    CHECK(store_status(&s->s, luaL_optinteger(L, 2, 0), &c));
+    push_counts(L, &c);
+    return 1;
+}
+
+static void set_str(lua_State *L, const char *k, const char *v) {
+    if (v) lua_pushstring(L, v), lua_setfield(L, -2, k);
+}
+
+static int push_run(void *ud, const StoreRun *r) {
+    lua_State *L = ud;
+    lua_createtable(L, 0, 24);
+    lua_pushinteger(L, (lua_Integer)r->id), lua_setfield(L, -2, "id");
+    lua_pushinteger(L, (lua_Integer)r->experiment_id), lua_setfield(L, -2, "experiment_id");
+    lua_pushinteger(L, (lua_Integer)r->seed), lua_setfield(L, -2, "seed");
+    set_str(L, "experiment", r->experiment);
+    set_str(L, "config_hash", r->config_hash);
+    set_str(L, "config", r->config);
+    set_str(L, "status", store_status_name(r->status));
+    lua_pushboolean(L, r->stale), lua_setfield(L, -2, "stale");
+    lua_pushinteger(L, r->attempts), lua_setfield(L, -2, "attempts");
+    set_str(L, "error", r->error);
+    set_str(L, "created_at", r->created_at);
+    set_str(L, "started_at", r->started_at);
+    set_str(L, "finished_at", r->finished_at);
+    set_str(L, "heartbeat_at", r->heartbeat_at);
+    if (!isnan(r->wall_time_s)) lua_pushnumber(L, r->wall_time_s), lua_setfield(L, -2, "wall_time_s");
+    set_str(L, "host", r->host);
+    set_str(L, "device", r->device);
+    set_str(L, "git_commit", r->git_commit);
+    set_str(L, "build_options", r->build_options);
+    set_str(L, "lib_versions", r->lib_versions);
+    lua_pushinteger(L, r->pid), lua_setfield(L, -2, "pid");
+    lua_pushinteger(L, r->git_dirty), lua_setfield(L, -2, "git_dirty");
+    lua_createtable(L, 0, 3); /* evals[split][metric] = value */
+    for (int i = 0; i < r->n_evals; i++) {
+        const StoreEval *e = &r->evals[i];
+        if (lua_getfield(L, -1, e->split) != LUA_TTABLE) {
+            lua_pop(L, 1);
+            lua_newtable(L);
+            lua_pushvalue(L, -1);
+            lua_setfield(L, -3, e->split);
+        }
+        lua_pushnumber(L, e->value);
+        lua_setfield(L, -2, e->metric);
+        lua_pop(L, 1);
+    }
+    lua_setfield(L, -2, "evals");
+    lua_rawseti(L, -2, (lua_Integer)luaL_len(L, -2) + 1);
+    return LSC_OK;
+}
+
+/* s:runs(experiment_id or 0 [, {status names}]) -> array of run tables */
+static int s_runs(lua_State *L) {
+    LStore *s = check_store(L);
+    const lua_Integer exp = luaL_optinteger(L, 2, 0);
+    unsigned mask = STORE_MASK_ALL;
+    if (lua_istable(L, 3)) {
+        mask = 0;
+        for (lua_Integer i = 1; i <= luaL_len(L, 3); i++) {
+            lua_geti(L, 3, i);
+            const int st = store_status_parse(luaL_checkstring(L, -1));
+            if (st < 0) return luaL_error(L, "unknown run status '%s'", lua_tostring(L, -1));
+            mask |= STORE_MASK(st);
+            lua_pop(L, 1);
+        }
+    }
+    lua_newtable(L);
+    CHECK(store_runs_query(&s->s, exp, mask, push_run, L));
+    return 1;
+}
+
+static int s_merge(lua_State *L) {
+    LStore *s = check_store(L);
+    StoreMergeStats st = {0};
+    CHECK(store_merge(&s->s, luaL_checkstring(L, 2), &st));
+    lua_createtable(L, 0, 4);
+    lua_pushinteger(L, st.experiments_added), lua_setfield(L, -2, "experiments_added");
+    lua_pushinteger(L, st.runs_added), lua_setfield(L, -2, "runs_added");
+    lua_pushinteger(L, st.runs_replaced), lua_setfield(L, -2, "runs_replaced");
+    lua_pushinteger(L, st.runs_skipped), lua_setfield(L, -2, "runs_skipped");
+    return 1;
+}
+
+/* s:metrics(run_id) -> {name = {count=, last=, min=}} (for `lorasc show`) */
+static int s_metrics(lua_State *L);
+
+static int l_sqlite_version(lua_State *L) {
+    lua_pushstring(L, store_sqlite_version());
+    return 1;
+}
+
+int luaopen_lorasc_core_store(lua_State *L) {
+    static const luaL_Reg methods[] = {
+        {"meta_set", s_meta_set},   {"experiment_upsert", s_experiment_upsert},
+        {"experiment_find", s_experiment_find}, {"run_add", s_run_add},
+        {"run_claim", s_run_claim}, {"heartbeat", s_heartbeat}, {"run_finish", s_run_finish},
+        {"metric", s_metric},       {"eval", s_eval},       {"artifact", s_artifact},
+        {"flush", s_flush},         {"status", s_status},   {"runs", s_runs},
+        {"merge", s_merge},         {"metrics", s_metrics}, {"close", s_close_method},
+        {NULL, NULL}};
+    static const luaL_Reg meta[] = {{"__gc", s_close}, {"__close", s_close},
+                                    {"__tostring", s_tostring}, {NULL, NULL}};
+    bind_new_class(L, BIND_STORE, methods, meta);
+    static const luaL_Reg fns[] = {{"open", l_open}, {"sqlite_version", l_sqlite_version},
+                                   {NULL, NULL}};
+    luaL_newlib(L, fns);
+    return 1;
+}
+
+#include <sqlite3.h>
+
+static int s_metrics(lua_State *L) {
+    LStore *s = check_store(L);
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->s.db,
+                           "SELECT name, count(*), min(value), max(value), "
+                           "(SELECT value FROM metrics m2 WHERE m2.run_id = m.run_id AND "
+                           "m2.name = m.name ORDER BY step DESC LIMIT 1) "
+                           "FROM metrics m WHERE run_id = ? GROUP BY name ORDER BY name",
+                           -1, &st, NULL) != SQLITE_OK)
+        return luaL_error(L, "metrics query: %s", sqlite3_errmsg(s->s.db));
+    sqlite3_bind_int64(st, 1, luaL_checkinteger(L, 2));
+    lua_newtable(L);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        lua_createtable(L, 0, 4);
+        lua_pushstring(L, (const char *)sqlite3_column_text(st, 0)), lua_setfield(L, -2, "name");
+        lua_pushinteger(L, sqlite3_column_int64(st, 1)), lua_setfield(L, -2, "count");
+        lua_pushnumber(L, sqlite3_column_double(st, 2)), lua_setfield(L, -2, "min");
+        lua_pushnumber(L, sqlite3_column_double(st, 3)), lua_setfield(L, -2, "max");
+        lua_pushnumber(L, sqlite3_column_double(st, 4)), lua_setfield(L, -2, "last");
+        lua_rawseti(L, -2, (lua_Integer)luaL_len(L, -2) + 1);
+    }
+    sqlite3_finalize(st);
+    return 1;
+}

@@ -1,0 +1,323 @@
+-- The `lorasc` command line: subcommands run, status, report (= table), show, merge, with
+-- --help on each. Option parsing and dispatch only; the work is in dsl, runner and report.
+local dsl = require "lorasc.dsl"
+local runner = require "lorasc.runner"
+local report = require "lorasc.report"
+local sys = require "lorasc.core.sys"
+local store_mod = require "lorasc.core.store"
+
+local M = {}
+
+local function fail(msg) error("lorasc: " .. msg, 0) end
+
+local USAGE = [[
+usage: lorasc COMMAND [OPTIONS] [ARGS]
+
+Commands:
+  run FILE           expand FILE's experiments (grid x tasks x seeds), skip runs already
+                     done, run the rest, log everything to the database
+  status FILE        counts of done / failed / pending / running runs, and which
+  report FILE        the tables: hyper-parameters chosen on validation, test mean ± std
+  table FILE         same as report
+  show RUN_ID        one run: config, status, evals, metrics
+  merge OUT IN...    merge run databases (e.g. one per shard) into OUT
+
+Common options:
+  --db PATH          run database (default results/lorasc.db; its directory is created)
+  --threads N        CPU threads (default: OpenMP's)
+  --device cpu|cuda  compute device (default cpu)
+  -h, --help         help; `lorasc COMMAND --help` for one command
+]]
+
+local HELP = {
+  run = [[
+usage: lorasc run FILE [--db PATH] [--dry-run] [--shard i/N] [--rerun-failed]
+                       [--device cpu|cuda] [--threads N] [--experiment NAME] [--verbose]
+
+Expands every experiment in FILE into runs (grid x tasks x seeds; each run's identity is
+the SHA-256 of its canonical config JSON, seed included), registers them as pending, then
+claims and runs each one not done yet. A run killed mid-way (its process gone) is run
+again; a failing run is recorded as failed with its message and the sweep goes on.
+Base models with llama{ pretrain = {...} } are pretrained once and cached under
+<db directory>/cache/ (not a run of the grid).
+
+  --dry-run        list the runs and their config hashes; train nothing, write nothing
+  --shard i/N      run only runs i, i+N, i+2N, ... (1 <= i <= N) of the expansion
+  --rerun-failed   also run again the runs that failed before
+  --experiment X   only the experiment named X
+Exit status: 0 if every run is done, 1 if any failed (or on an error).]],
+  status = [[
+usage: lorasc status FILE [--db PATH] [--experiment NAME]
+
+Counts the runs of FILE's experiments per status (done, failed, pending, running,
+interrupted; running rows whose process is gone are flagged stale) and lists the runs
+that are not done, with the error message of failed ones.]],
+  report = [[
+usage: lorasc report FILE [--db PATH] [--format markdown|latex|csv] [--paper CSV]
+                          [--experiment NAME]
+
+For each (row, column) cell (default: method x task; set with report "name" { rows =,
+cols =, metric =, select =, scale =, digits = } in FILE), chooses the hyper-parameters
+with the best mean validation score over seeds (select, default val.score) and prints
+the test metric (metric, default test.score) as mean ± sample std (n) over those seeds.
+  --paper CSV   published numbers (header: row,col,value; value on the printed scale),
+                printed beside each cell with the delta]],
+  show = [[
+usage: lorasc show RUN_ID [--db PATH]
+
+Prints one run: experiment, status, attempts, host, timings, canonical config, evals and
+a summary of its logged metrics.]],
+  merge = [[
+usage: lorasc merge OUT.db IN.db... 
+
+Merges run databases (e.g. one per shard of a cluster sweep) into OUT.db (created if
+absent): experiments matched by name, runs by config hash; a done run wins over others.]],
+}
+HELP.table = HELP.report
+
+local FLAGS = { ["--dry-run"] = "dry_run", ["--rerun-failed"] = "rerun_failed", ["--verbose"] = "verbose",
+                ["-h"] = "help", ["--help"] = "help" }
+local VALUED = { ["--db"] = "db", ["--shard"] = "shard", ["--device"] = "device", ["--threads"] = "threads",
+                 ["--format"] = "format", ["--paper"] = "paper", ["--experiment"] = "experiment" }
+
+local function parse(args)
+  local opts, pos = { db = "results/lorasc.db", device = "cpu", format = "markdown" }, {}
+  local i = 1
+  while i <= #args do
+    local a = args[i]
+    local key, value = a:match("^(%-%-[%w-]+)=(.*)$")
+    key = key or a
+    if FLAGS[key] then
+      opts[FLAGS[key]] = true
+    elseif VALUED[key] then
+      if not value then
+        i = i + 1
+        value = args[i]
+        if value == nil then fail("option " .. key .. " needs a value (see lorasc --help)") end
+      end
+      opts[VALUED[key]] = value
+    elseif a:sub(1, 1) == "-" and a ~= "-" then
+      fail("unknown option '" .. a .. "'; valid options: --db, --dry-run, --shard, --rerun-failed, --device, --threads, --format, --paper, --experiment, --verbose, --help")
+    else
+      pos[#pos + 1] = a
+    end
+    i = i + 1
+  end
+  if opts.device ~= "cpu" then
+    if opts.device == "cuda" then
+      fail("--device cuda: the CUDA backend is not built yet (this lorasc has the CPU backend only); use --device cpu")
+    end
+    fail("unknown device '" .. opts.device .. "'; valid devices: cpu, cuda")
+  end
+  if opts.threads then
+    local n = math.tointeger(tonumber(opts.threads))
+    if not n or n <= 0 then fail("--threads must be a positive integer, got '" .. opts.threads .. "'") end
+    opts.threads = n
+    sys.set_threads(n)
+  end
+  if opts.shard then
+    local a, b = opts.shard:match("^(%d+)/(%d+)$")
+    a, b = tonumber(a), tonumber(b)
+    if not a or b < 1 or a < 1 or a > b then fail("--shard must be i/N with 1 <= i <= N, got '" .. opts.shard .. "'") end
+    opts.shard_i, opts.shard_n = math.tointeger(a), math.tointeger(b)
+  end
+  if opts.format ~= "markdown" and opts.format ~= "latex" and opts.format ~= "csv" then
+    fail("unknown format '" .. opts.format .. "'; valid formats: markdown, latex, csv")
+  end
+  return opts, pos
+end
+
+local function dirname(path) return path:match("^(.*)/[^/]*$") or "." end
+
+local function open_store(opts, create)
+  if not create and not sys.exists(opts.db) then return nil end
+  sys.mkdir(dirname(opts.db))
+  return store_mod.open(opts.db)
+end
+
+-- Loads FILE and expands its experiments (all validation happens here, before any write).
+local function load_experiments(file, opts)
+  if not file then fail("missing experiment FILE (see lorasc --help)") end
+  local reg, source = dsl.load_file(file)
+  local list = {}
+  for _, name in ipairs(reg.order) do
+    if not opts.experiment or opts.experiment == name then
+      list[#list + 1] = { name = name, runs = dsl.expand_experiment(reg.experiments[name]) }
+    end
+  end
+  if #list == 0 then fail("no experiment named '" .. tostring(opts.experiment) .. "' in " .. file) end
+  return list, reg, source
+end
+
+local function shard(runs, opts)
+  if not opts.shard_n then return runs end
+  local out = {}
+  for i, r in ipairs(runs) do
+    if (i - 1) % opts.shard_n == opts.shard_i - 1 then out[#out + 1] = r end
+  end
+  return out
+end
+
+local function git_info()
+  local root = LORASC_SOURCE_ROOT or "."
+  local p = io.popen("git -C '" .. root .. "' rev-parse HEAD 2>/dev/null")
+  local commit = p and p:read("l")
+  if p then p:close() end
+  if not commit or #commit < 40 then return nil, 0 end
+  p = io.popen("git -C '" .. root .. "' status --porcelain --untracked-files=no 2>/dev/null")
+  local dirty = p and p:read("a") or ""
+  if p then p:close() end
+  return commit, #dirty > 0 and 1 or 0
+end
+
+local COMMANDS = {}
+
+function COMMANDS.run(opts, pos)
+  local list, _, source = load_experiments(pos[1], opts)
+  if opts.dry_run then
+    for _, e in ipairs(list) do
+      local runs = shard(e.runs, opts)
+      print(string.format("experiment %s: %d runs%s", e.name, #runs, opts.shard and (" (shard " .. opts.shard .. ")") or ""))
+      local keys = dsl.varying_keys(e.runs)
+      for _, r in ipairs(runs) do
+        print(string.format("  %s  %-12s %-10s seed %-3d %s", r.hash:sub(1, 16), r.task, r.label, r.seed, dsl.describe(r, keys)))
+      end
+    end
+    return 0
+  end
+  local store <close> = open_store(opts, true)
+  local commit, dirty = git_info()
+  store:meta_set { device = string.format("cpu (%s threads)", opts.threads or "default"),
+                   git_commit = commit, git_dirty = dirty,
+                   build_options = string.format('{"version":"%s","cuda":false}', LORASC_VERSION),
+                   lib_versions = string.format('{"lua":"%s","sqlite":"%s"}', _VERSION:gsub("Lua ", ""), store_mod.sqlite_version()) }
+  local failed, ran, skipped = 0, 0, 0
+  for _, e in ipairs(list) do
+    local exp_id = store:experiment_upsert(e.name, pos[1], source)
+    local f, r, s = runner.run(store, exp_id, shard(e.runs, opts), opts)
+    failed, ran, skipped = failed + f, ran + r, skipped + s
+  end
+  store:close()
+  print(string.format("lorasc run: %d run(s) ran, %d failed, %d skipped (done already or held by another process)", ran, failed, skipped))
+  return failed > 0 and 1 or 0
+end
+
+function COMMANDS.status(opts, pos)
+  local list = load_experiments(pos[1], opts)
+  local store <close> = open_store(opts, false)
+  for _, e in ipairs(list) do
+    local by_hash = {}
+    local id = store and store:experiment_find(e.name)
+    if id then
+      for _, r in ipairs(store:runs(id)) do by_hash[r.config_hash] = r end
+    end
+    local counts = { done = 0, failed = 0, pending = 0, running = 0, interrupted = 0 }
+    local stale = 0
+    local keys = dsl.varying_keys(e.runs)
+    local lines = {}
+    for _, r in ipairs(e.runs) do
+      local db = by_hash[r.hash]
+      local st = db and db.status or "pending"
+      counts[st] = counts[st] + 1
+      if db and db.stale then stale = stale + 1 end
+      if st ~= "done" then
+        lines[#lines + 1] = string.format("  %-11s %s %-12s %-10s seed %-3d %s%s%s", st .. (db and db.stale and "*" or ""),
+          r.hash:sub(1, 12), r.task, r.label, r.seed, dsl.describe(r, keys),
+          db and (" (run " .. db.id .. ")") or "", db and db.error and (": " .. db.error) or "")
+      end
+    end
+    print(string.format("experiment %s: %d runs: %d done, %d failed, %d pending, %d running, %d interrupted%s",
+      e.name, #e.runs, counts.done, counts.failed, counts.pending, counts.running, counts.interrupted,
+      stale > 0 and string.format(" (%d running look stale: their process is gone; the next run re-claims them)", stale) or ""))
+    for _, l in ipairs(lines) do print(l) end
+  end
+  return 0
+end
+
+function COMMANDS.report(opts, pos)
+  local list, reg = load_experiments(pos[1], opts)
+  local store <close> = open_store(opts, false)
+  local paper = opts.paper and report.read_paper(opts.paper)
+  local out = {}
+  for _, e in ipairs(list) do
+    local db_runs = {}
+    local id = store and store:experiment_find(e.name)
+    if id then db_runs = store:runs(id, { "done" }) end
+    local spec = reg.reports[e.name] and reg.reports[e.name].spec or {}
+    local t = report.compute(e.runs, db_runs, spec)
+    out[#out + 1] = report.render(t, { format = opts.format, paper = paper, title = spec.title or e.name,
+                                       scale = spec.scale, digits = spec.digits })
+  end
+  print(table.concat(out, "\n\n"))
+  return 0
+end
+COMMANDS.table = COMMANDS.report
+
+function COMMANDS.show(opts, pos)
+  local id = math.tointeger(tonumber(pos[1] or ""))
+  if not id then fail("show needs a run id (an integer), e.g. lorasc show 12") end
+  local store <close> = open_store(opts, false)
+  if not store then fail("no database at " .. opts.db) end
+  for _, r in ipairs(store:runs(0)) do
+    if r.id == id then
+      print(string.format("run %d of experiment %s: %s%s (attempt %d)", r.id, r.experiment, r.status, r.stale and " (stale)" or "", r.attempts))
+      for _, k in ipairs { "config_hash", "seed", "error", "created_at", "started_at", "finished_at", "heartbeat_at",
+                           "wall_time_s", "host", "pid", "device", "git_commit", "git_dirty", "build_options", "lib_versions" } do
+        if r[k] ~= nil then print(string.format("  %-13s %s", k, tostring(r[k]))) end
+      end
+      print("  config        " .. tostring(r.config))
+      for _, split in ipairs { "train", "val", "test" } do
+        for metric, v in pairs(r.evals[split] or {}) do print(string.format("  eval %-5s %-7s %.6g", split, metric, v)) end
+      end
+      for _, m in ipairs(store:metrics(id)) do
+        print(string.format("  metric %-24s n %-5d last %-10.6g min %-10.6g max %.6g", m.name, m.count, m.last, m.min, m.max))
+      end
+      return 0
+    end
+  end
+  fail("no run with id " .. id .. " in " .. opts.db)
+end
+
+function COMMANDS.merge(opts, pos)
+  if #pos < 2 then fail("merge needs OUT.db and at least one IN.db (see lorasc merge --help)") end
+  for i = 2, #pos do
+    if not sys.exists(pos[i]) then fail("merge: input database '" .. pos[i] .. "' does not exist") end
+  end
+  sys.mkdir(dirname(pos[1]))
+  local store <close> = store_mod.open(pos[1])
+  for i = 2, #pos do
+    local st = store:merge(pos[i])
+    print(string.format("%s: %d experiments added, %d runs added, %d replaced, %d kept", pos[i],
+      st.experiments_added, st.runs_added, st.runs_replaced, st.runs_skipped))
+  end
+  store:close()
+  return 0
+end
+
+-- Developer tool (the Lua-level tests): run a Lua file with the harness's modules.
+function COMMANDS.lua(_, pos, args)
+  if not pos[1] then fail("lua needs a FILE") end
+  local chunk, err = loadfile(pos[1])
+  if not chunk then fail(err) end
+  local script_args = {}
+  for i = 3, #args do script_args[#script_args + 1] = args[i] end
+  return chunk(table.unpack(script_args)) or 0
+end
+
+function M.main(args)
+  local cmd = args[1]
+  if cmd == nil or cmd == "-h" or cmd == "--help" or cmd == "help" then
+    io.write(USAGE)
+    return cmd == nil and 2 or 0
+  end
+  if cmd == "--version" then print("lorasc " .. LORASC_VERSION); return 0 end
+  if not COMMANDS[cmd] then fail("unknown command '" .. cmd .. "'; valid commands: run, status, report, table, show, merge") end
+  if cmd == "lua" then return COMMANDS.lua({}, { args[2] }, args) end
+  local rest = {}
+  for i = 2, #args do rest[#rest + 1] = args[i] end
+  local opts, pos = parse(rest)
+  if opts.help then print(HELP[cmd]); return 0 end
+  return COMMANDS[cmd](opts, pos, args)
+end
+
+return M

@@ -1,0 +1,444 @@
+-- The experiment DSL: constructors an experiment file calls (experiment, grid, llama, lora,
+-- lorasc, cascade, cola, relora, loraplus, report), their validation, and the expansion of
+-- an experiment into runs (grid x tasks x seeds), each with its canonical config JSON and
+-- hash. Nothing here touches the database or trains: every error is raised before that.
+local json = require "lorasc.json"
+local sys = require "lorasc.core.sys"
+local data = require "lorasc.core.data"
+
+local M = {}
+
+local GRID = {}   -- metatable tagging grid{} values
+local function fail(msg) error("lorasc: " .. msg, 0) end
+
+-- "file:line" of the experiment file's call to a constructor.
+local function where(level)
+  local info = debug.getinfo(level + 1, "Sl")
+  if not info then return "?" end
+  local src = info.source:sub(1, 1) == "@" and info.source:sub(2) or info.short_src
+  return src .. ":" .. (info.currentline or 0)
+end
+
+local function sorted_keys(t)
+  local ks = {}
+  for k in pairs(t) do ks[#ks + 1] = k end
+  table.sort(ks, function(a, b)
+    if type(a) == type(b) and type(a) ~= "table" then return a < b end
+    return type(a) < type(b)
+  end)
+  return ks
+end
+
+-- Unknown keys are errors that name the key, where, and the valid keys.
+local function check_keys(t, valid, what, loc)
+  if type(t) ~= "table" then fail(string.format("%s: %s must be a table", loc, what)) end
+  local set = {}
+  for _, k in ipairs(valid) do set[k] = true end
+  for _, k in ipairs(sorted_keys(t)) do
+    if type(k) ~= "string" or not set[k] then
+      local v = {}
+      for _, x in ipairs(valid) do v[#v + 1] = x end
+      table.sort(v)
+      fail(string.format("%s: unknown key '%s' in %s; valid keys: %s", loc, tostring(k), what,
+                         table.concat(v, ", ")))
+    end
+  end
+end
+
+local function copy(t)
+  if type(t) ~= "table" then return t end
+  local c = {}
+  for k, v in pairs(t) do c[k] = copy(v) end
+  return setmetatable(c, getmetatable(t))
+end
+
+-- grid { v1, v2, ... }: the values one hyper-parameter takes.
+function M.grid(values)
+  if type(values) ~= "table" or #values == 0 then
+    fail(where(2) .. ": grid needs a non-empty list of values, e.g. grid { 1e-4, 1e-3 }")
+  end
+  return setmetatable({ values = values, where = where(2) }, GRID)
+end
+local function is_grid(v) return getmetatable(v) == GRID end
+
+-- Model -----------------------------------------------------------------------------------
+local LLAMA_KEYS = { "dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "seq_len",
+                     "vocab_size", "rope_theta", "norm_eps", "tied", "seed", "pretrain",
+                     "checkpoint", "format" }
+local PRETRAIN_KEYS = { "corpus", "steps", "batch", "seq", "lr", "warmup", "schedule",
+                        "weight_decay", "seed" }
+
+function M.llama(t)
+  local loc = where(2)
+  check_keys(t, LLAMA_KEYS, "llama{}", loc)
+  if t.pretrain ~= nil then check_keys(t.pretrain, PRETRAIN_KEYS, "llama{ pretrain = {} }", loc) end
+  if t.checkpoint and t.pretrain then fail(loc .. ": llama{} takes checkpoint or pretrain, not both") end
+  return { kind = "model", arch = "llama", spec = t, where = loc }
+end
+
+-- Methods ---------------------------------------------------------------------------------
+local COMMON = { "rank", "lora_alpha", "targets", "ratio", "lora_plus_ratio", "label" }
+local METHODS = {
+  lora = { keys = {}, defaults = {} },
+  loraplus = { keys = {}, defaults = { ratio = 16 }, engine = "lora", label = "lora+" },
+  cascade = { keys = { "experts" }, defaults = { experts = "epochs" }, label = "+cascade" },
+  lorasc = { keys = { "alpha", "noise", "experts", "every", "slow_merge", "noise_std" },
+             defaults = { alpha = 0.8, noise = 1.0, experts = "epochs" } },
+  cola = { keys = { "experts" }, defaults = { experts = 2 } },
+  relora = { keys = { "every", "rewarmup" }, defaults = { every = 100, rewarmup = 10 } },
+}
+M.METHODS = METHODS
+
+local function method_ctor(name)
+  return function(t)
+    t = t or {}
+    local loc = where(2)
+    local valid = {}
+    for _, k in ipairs(COMMON) do valid[#valid + 1] = k end
+    for _, k in ipairs(METHODS[name].keys) do valid[#valid + 1] = k end
+    check_keys(t, valid, name .. "{}", loc)
+    if t.ratio ~= nil and t.lora_plus_ratio ~= nil then
+      fail(loc .. ": give ratio or lora_plus_ratio, not both")
+    end
+    return { kind = "method", name = name, spec = t, where = loc }
+  end
+end
+for name in pairs(METHODS) do M[name] = method_ctor(name) end
+
+-- Experiments and reports -----------------------------------------------------------------
+local EXP_KEYS = { "model", "tasks", "task", "split", "train", "method", "seeds", "select",
+                   "eval", "log_every" }
+local TRAIN_KEYS = { "epochs", "steps", "batch", "seq", "lr", "schedule", "warmup",
+                     "weight_decay", "grad_clip", "min_lr_ratio" }
+local SPLIT_KEYS = { "train", "val" }
+local EVAL_KEYS = { "batch", "max_windows" }
+local REPORT_KEYS = { "rows", "cols", "metric", "select", "scale", "digits", "title" }
+
+function M.new_registry()
+  local reg = { experiments = {}, reports = {}, order = {} }
+  function reg.experiment(name)
+    local loc = where(2)
+    if type(name) ~= "string" or name == "" then fail(loc .. ": experiment needs a name: experiment \"name\" { ... }") end
+    return function(t)
+      loc = where(2)
+      check_keys(t, EXP_KEYS, "experiment \"" .. name .. "\"", loc)
+      if reg.experiments[name] then fail(loc .. ": experiment '" .. name .. "' is defined twice") end
+      if t.train then check_keys(t.train, TRAIN_KEYS, "train", loc) end
+      if t.split then check_keys(t.split, SPLIT_KEYS, "split", loc) end
+      if t.eval then check_keys(t.eval, EVAL_KEYS, "eval", loc) end
+      reg.experiments[name] = { name = name, spec = t, where = loc }
+      reg.order[#reg.order + 1] = name
+    end
+  end
+  function reg.report(name)
+    return function(t)
+      local loc = where(2)
+      check_keys(t, REPORT_KEYS, "report \"" .. tostring(name) .. "\"", loc)
+      reg.reports[name] = { name = name, spec = t, where = loc }
+    end
+  end
+  return reg
+end
+
+-- Loads an experiment file in a sandbox holding the DSL; returns the registry and source.
+function M.load_file(path)
+  local f, err = io.open(path, "rb")
+  if not f then fail("cannot read experiment file '" .. path .. "': " .. tostring(err)) end
+  local source = f:read("a")
+  f:close()
+  local reg = M.new_registry()
+  local env = {
+    experiment = reg.experiment, report = reg.report, grid = M.grid, llama = M.llama,
+    math = math, string = string, table = table, ipairs = ipairs, pairs = pairs,
+    tostring = tostring, tonumber = tonumber, print = print, os = { getenv = os.getenv },
+  }
+  for name in pairs(METHODS) do env[name] = M[name] end
+  local chunk, perr = load(source, "@" .. path, "t", env)
+  if not chunk then fail(perr) end
+  local ok, rerr = pcall(chunk)
+  if not ok then
+    if type(rerr) == "string" and rerr:sub(1, 8) ~= "lorasc: " then rerr = "lorasc: " .. rerr end
+    error(rerr, 0)
+  end
+  if #reg.order == 0 then fail(path .. ": no experiment defined (experiment \"name\" { ... })") end
+  return reg, source
+end
+
+-- Expansion -------------------------------------------------------------------------------
+-- Every concrete value a (possibly grid-holding) value takes, in a fixed order.
+local function expand(v)
+  if is_grid(v) then
+    local out = {}
+    for _, x in ipairs(v.values) do
+      for _, y in ipairs(expand(x)) do out[#out + 1] = y end
+    end
+    return out
+  end
+  if type(v) ~= "table" then return { v } end
+  local out = { {} }
+  for _, k in ipairs(sorted_keys(v)) do
+    local options = expand(v[k])
+    local next_out = {}
+    for _, partial in ipairs(out) do
+      for _, o in ipairs(options) do
+        local c = {}
+        for kk, vv in pairs(partial) do c[kk] = vv end
+        c[k] = o
+        next_out[#next_out + 1] = c
+      end
+    end
+    out = next_out
+  end
+  for i, o in ipairs(out) do out[i] = setmetatable(o, getmetatable(v)) end
+  return out
+end
+M.expand = expand
+
+local function num(v, what, loc, cond, msg)
+  if type(v) ~= "number" then fail(string.format("%s: %s must be a number, got %s", loc, what, tostring(v))) end
+  if cond and not cond(v) then fail(string.format("%s: %s = %s is invalid: %s", loc, what, json.number(v), msg)) end
+  return v
+end
+local function int(v, what, loc, cond, msg)
+  num(v, what, loc, cond, msg)
+  if math.tointeger(v) == nil then fail(string.format("%s: %s must be an integer, got %s", loc, what, tostring(v))) end
+  return math.tointeger(v)
+end
+local function pos(x) return x > 0 end
+local function nonneg(x) return x >= 0 end
+
+local function check_task(task, loc)
+  if type(task) ~= "string" then fail(loc .. ": a task must be a string such as \"text:apache\"") end
+  local files, err = data.resolve(task)
+  if not files then fail(loc .. ": " .. err) end
+  for file in files:gmatch("[^:]+") do
+    if not sys.exists(file) then fail(string.format("%s: task '%s' needs file '%s', which does not exist", loc, task, file)) end
+  end
+  return task
+end
+
+-- The canonical model config (every field explicit) and its cache key.
+local function canon_model(m, loc)
+  if type(m) ~= "table" or m.kind ~= "model" then fail(loc .. ": model must be llama { ... }") end
+  local s, mloc = m.spec, m.where
+  if s.checkpoint then
+    if type(s.checkpoint) ~= "string" then fail(mloc .. ": checkpoint must be a path") end
+    local format = s.format or (s.checkpoint:match("%.bin$") and "llama2c" or "lorasc")
+    if format ~= "lorasc" and format ~= "llama2c" then
+      fail(mloc .. ": format must be \"lorasc\" or \"llama2c\", got '" .. tostring(format) .. "'")
+    end
+    for _, k in ipairs { "dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "seq_len" } do
+      if s[k] ~= nil then fail(mloc .. ": '" .. k .. "' comes from the checkpoint; remove it") end
+    end
+    return { arch = "llama", checkpoint = s.checkpoint, format = format }
+  end
+  if not s.pretrain then fail(mloc .. ": llama{} needs checkpoint = \"path\" or pretrain = { corpus = ..., steps = ... }") end
+  local dim = int(s.dim or 64, "dim", mloc, pos, "must be > 0")
+  local heads = int(s.n_heads or 4, "n_heads", mloc, pos, "must be > 0")
+  local c = {
+    arch = "llama", dim = dim,
+    hidden_dim = int(s.hidden_dim or 4 * dim, "hidden_dim", mloc, pos, "must be > 0"),
+    n_layers = int(s.n_layers or 2, "n_layers", mloc, pos, "must be > 0"),
+    n_heads = heads,
+    n_kv_heads = int(s.n_kv_heads or heads, "n_kv_heads", mloc, pos, "must be > 0"),
+    seq_len = int(s.seq_len or 64, "seq_len", mloc, pos, "must be > 0"),
+    vocab_size = int(s.vocab_size or 256, "vocab_size", mloc, function(x) return x >= 256 end, "byte-level tasks need >= 256"),
+    rope_theta = num(s.rope_theta or 10000, "rope_theta", mloc, pos, "must be > 0"),
+    norm_eps = num(s.norm_eps or 1e-5, "norm_eps", mloc, pos, "must be > 0"),
+    tied = s.tied == nil and true or not not s.tied,
+    seed = int(s.seed or 1, "seed", mloc),
+  }
+  if dim % heads ~= 0 then fail(mloc .. ": dim must be a multiple of n_heads") end
+  if heads % c.n_kv_heads ~= 0 then fail(mloc .. ": n_heads must be a multiple of n_kv_heads") end
+  local p = s.pretrain
+  c.pretrain = {
+    corpus = check_task(p.corpus or "text:gnu", mloc),
+    steps = int(p.steps or 200, "pretrain.steps", mloc, pos, "must be > 0"),
+    batch = int(p.batch or 8, "pretrain.batch", mloc, pos, "must be > 0"),
+    seq = int(p.seq or c.seq_len, "pretrain.seq", mloc, function(x) return x > 0 and x <= c.seq_len end, "must be in [1, seq_len]"),
+    lr = num(p.lr or 3e-3, "pretrain.lr", mloc, pos, "must be > 0"),
+    warmup = int(p.warmup or 0, "pretrain.warmup", mloc, nonneg, "must be >= 0"),
+    schedule = p.schedule or "cosine",
+    weight_decay = num(p.weight_decay or 0, "pretrain.weight_decay", mloc, nonneg, "must be >= 0"),
+    seed = int(p.seed or 1, "pretrain.seed", mloc),
+  }
+  return c
+end
+
+local SCHEDULES = { constant = true, linear = true, cosine = true }
+
+local function canon_train(t, loc)
+  t = t or {}
+  if t.epochs ~= nil and t.steps ~= nil then fail(loc .. ": train takes epochs or steps, not both") end
+  local c = {
+    batch = int(t.batch or 8, "train.batch", loc, pos, "must be > 0"),
+    seq = int(t.seq or 64, "train.seq", loc, pos, "must be > 0"),
+    lr = num(t.lr or 1e-3, "train.lr", loc, pos, "must be > 0"),
+    schedule = t.schedule or "linear",
+    warmup = int(t.warmup or 0, "train.warmup", loc, nonneg, "must be >= 0"),
+    weight_decay = num(t.weight_decay or 0, "train.weight_decay", loc, nonneg, "must be >= 0"),
+    grad_clip = num(t.grad_clip or 1.0, "train.grad_clip", loc),
+    min_lr_ratio = num(t.min_lr_ratio or 0, "train.min_lr_ratio", loc, function(x) return x >= 0 and x <= 1 end, "must be in [0, 1]"),
+  }
+  if not SCHEDULES[c.schedule] then
+    fail(string.format("%s: unknown schedule '%s'; valid: constant, cosine, linear", loc, tostring(c.schedule)))
+  end
+  if t.steps ~= nil then
+    c.steps = int(t.steps, "train.steps", loc, pos, "must be > 0")
+  else
+    c.epochs = int(t.epochs or 1, "train.epochs", loc, pos, "epochs must be > 0")
+  end
+  return c
+end
+
+local TARGET_NAMES = { q = true, k = true, v = true, o = true, gate = true, up = true, down = true }
+
+local function canon_method(m, train, loc)
+  if type(m) ~= "table" or m.kind ~= "method" then
+    fail(loc .. ": method must be lora{}, loraplus{}, lorasc{}, cascade{}, cola{} or relora{} (or a list of them)")
+  end
+  local def, s, mloc = METHODS[m.name], m.spec, m.where
+  local function get(k) if s[k] ~= nil then return s[k] end return def.defaults[k] end
+  local c = {
+    name = def.engine or m.name,
+    rank = int(s.rank or 8, "rank", mloc, pos, "rank must be > 0"),
+    lora_alpha = num(s.lora_alpha or 16, "lora_alpha", mloc, pos, "must be > 0"),
+    ratio = num(s.ratio or s.lora_plus_ratio or def.defaults.ratio or 1, "ratio", mloc, pos, "the LoRA+ ratio must be > 0"),
+  }
+  local targets = s.targets or { "q", "v" }
+  if type(targets) ~= "table" then fail(mloc .. ": targets must be a list such as { \"q\", \"v\" }") end
+  local tset = {}
+  for _, tg in ipairs(targets) do
+    local short = type(tg) == "string" and tg:gsub("_proj$", "") or tg
+    if not TARGET_NAMES[short] then
+      fail(string.format("%s: unknown target '%s'; valid targets: down, gate, k, o, q, up, v", mloc, tostring(tg)))
+    end
+    tset[short] = true
+  end
+  c.targets = sorted_keys(tset)
+  if m.name == "cascade" or m.name == "lorasc" or m.name == "cola" then
+    local e = get("experts")
+    if m.name == "lorasc" and s.every ~= nil then
+      if s.experts ~= nil then fail(mloc .. ": give experts or every, not both") end
+      c.every = int(s.every, "every", mloc, pos, "must be > 0")
+    elseif e == "epochs" then
+      if not train.epochs then fail(mloc .. ": experts defaults to one per epoch; set experts = N when train uses steps") end
+      c.experts = train.epochs
+    else
+      c.experts = int(e, "experts", mloc, pos, "experts must be > 0")
+    end
+  end
+  if m.name == "lorasc" then
+    c.alpha = num(get("alpha"), "alpha", mloc, function(x) return x >= 0 and x <= 1 end, "alpha (slow-fast retention) must be in [0, 1]")
+    c.noise = num(get("noise"), "noise", mloc, nonneg, "lambda (noise) must be >= 0")
+    c.slow_merge = s.slow_merge or "cumulative"
+    c.noise_std = s.noise_std or "scaled"
+    if c.slow_merge ~= "cumulative" and c.slow_merge ~= "replace" then fail(mloc .. ": slow_merge must be \"cumulative\" or \"replace\"") end
+    if c.noise_std ~= "scaled" and c.noise_std ~= "unscaled" then fail(mloc .. ": noise_std must be \"scaled\" or \"unscaled\"") end
+  end
+  if m.name == "relora" then
+    c.every = int(get("every"), "every", mloc, pos, "must be > 0")
+    c.rewarmup = int(get("rewarmup"), "rewarmup", mloc, nonneg, "must be >= 0")
+  end
+  local label = s.label or def.label or m.name
+  if def.label == nil and c.ratio ~= 1 and s.label == nil then label = label .. "+" end
+  return c, label
+end
+
+-- A method list { lora{}, lorasc{} } is a grid over methods.
+local function methods_of(v)
+  if type(v) == "table" and v.kind == nil and not is_grid(v) and #v > 0 then
+    return M.grid(v)
+  end
+  return v
+end
+
+-- Expands one experiment into its runs: { config = table, json = string, hash = hex,
+-- seed = int, task = string, label = string, model_hash = hex }.
+function M.expand_experiment(e)
+  local s, loc = e.spec, e.where
+  local tasks = s.tasks or s.task
+  if tasks == nil then fail(loc .. ": experiment '" .. e.name .. "' needs tasks = { \"text:apache\", ... }") end
+  if type(tasks) == "string" then tasks = { tasks } end
+  local seeds = s.seeds or { 1 }
+  if type(seeds) ~= "table" or #seeds == 0 then fail(loc .. ": seeds must be a non-empty list of integers") end
+  for i, x in ipairs(seeds) do seeds[i] = int(x, "seeds[" .. i .. "]", loc) end
+  for _, t in ipairs(tasks) do check_task(t, loc) end
+  if s.model == nil then fail(loc .. ": experiment '" .. e.name .. "' needs model = llama { ... }") end
+  if s.method == nil then fail(loc .. ": experiment '" .. e.name .. "' needs method = lora { ... } (or a list of methods)") end
+  local select = s.select or "val.score"
+  if type(select) ~= "string" or not select:match("^%w+%.%w+$") then fail(loc .. ": select must look like \"val.score\"") end
+  local split = s.split or {}
+  local train_frac = num(split.train or 0.8, "split.train", loc, function(x) return x > 0 and x < 1 end, "must be in (0, 1)")
+  local val_frac = num(split.val or 0.1, "split.val", loc, function(x) return x > 0 and train_frac + x < 1 end, "must be > 0 with train + val < 1")
+  local ev = s.eval or {}
+  local eval = { batch = int(ev.batch or 16, "eval.batch", loc, pos, "must be > 0"),
+                 max_windows = int(ev.max_windows or 0, "eval.max_windows", loc, nonneg, "must be >= 0") }
+  local log_every = int(s.log_every or 10, "log_every", loc, pos, "must be > 0")
+
+  local space = { model = s.model, train = s.train or {}, method = methods_of(s.method) }
+  local points = expand(space)
+  local runs, seen = {}, {}
+  for _, task in ipairs(tasks) do
+    for _, p in ipairs(points) do
+      local model = canon_model(p.model, loc)
+      local train = canon_train(p.train, loc)
+      local method, label = canon_method(p.method, train, loc)
+      if train.seq > (model.seq_len or math.huge) then
+        fail(string.format("%s: train.seq %d exceeds the model's seq_len %d", loc, train.seq, model.seq_len))
+      end
+      for _, seed in ipairs(seeds) do
+        local config = { task = task, seed = seed, model = model, train = train, method = method,
+                         split = { train = train_frac, val = val_frac }, eval = eval }
+        local text = json.encode(config)
+        local hash = sys.sha256(text)
+        if not seen[hash] then
+          seen[hash] = true
+          runs[#runs + 1] = { config = config, json = text, hash = hash, seed = seed, task = task,
+                              label = label, model_hash = sys.sha256(json.encode(model)),
+                              log_every = log_every, select = select }
+        end
+      end
+    end
+  end
+  return runs
+end
+
+-- Hyper-parameters that differ between runs (for labels): "method.rank=8 train.lr=0.001".
+local function flatten(t, prefix, out)
+  for k, v in pairs(t) do
+    local key = prefix and (prefix .. "." .. k) or k
+    if type(v) == "table" and not (#v > 0) then flatten(v, key, out)
+    elseif type(v) == "table" then out[key] = json.encode(v)
+    else out[key] = type(v) == "number" and json.number(v) or tostring(v) end
+  end
+  return out
+end
+M.flatten = flatten
+
+function M.varying_keys(runs)
+  local values = {}
+  for _, r in ipairs(runs) do
+    for k, v in pairs(flatten(r.config, nil, {})) do
+      values[k] = values[k] or {}
+      values[k][v] = true
+    end
+  end
+  local keys = {}
+  for k, vs in pairs(values) do
+    local n = 0
+    for _ in pairs(vs) do n = n + 1 end
+    if n > 1 and k ~= "seed" and k ~= "task" then keys[#keys + 1] = k end
+  end
+  table.sort(keys)
+  return keys
+end
+
+function M.describe(run, keys)
+  local flat = flatten(run.config, nil, {})
+  local parts = {}
+  for _, k in ipairs(keys) do parts[#parts + 1] = k .. "=" .. tostring(flat[k]) end
+  return table.concat(parts, " ")
+end
+
+return M

@@ -1,0 +1,185 @@
+-- `lorasc run`: register an experiment's runs, claim each in turn (the store skips done ones
+-- and re-claims stale ones), train, log, evaluate, finish. A failing run is marked failed
+-- and the sweep goes on. The pretrained base model is a cached checkpoint, not a run: it is
+-- keyed by the hash of its config (which every run's config contains), built by the first
+-- run that needs it and reused by every later run, process and shard.
+local sys = require "lorasc.core.sys"
+local model_mod = require "lorasc.core.model"
+local finetune = require "lorasc.core.finetune"
+local data = require "lorasc.core.data"
+local progress = require "lorasc.progress"
+
+local M = {}
+
+local function dirname(path)
+  return path:match("^(.*)/[^/]*$") or "."
+end
+
+-- Base models and datasets are cached in the process: loading them once per sweep.
+local bases, datasets = {}, {}
+
+local function get_data(task, train_frac, val_frac, min_split)
+  local key = table.concat({ task, train_frac, val_frac }, "|")
+  if not datasets[key] then datasets[key] = data.load(task, train_frac, val_frac, min_split) end
+  return datasets[key]
+end
+
+local function pretrain(mc, path, report)
+  local p = mc.pretrain
+  local m = model_mod.new { dim = mc.dim, hidden_dim = mc.hidden_dim, n_layers = mc.n_layers,
+                            n_heads = mc.n_heads, n_kv_heads = mc.n_kv_heads, seq_len = mc.seq_len,
+                            vocab_size = mc.vocab_size, rope_theta = mc.rope_theta,
+                            norm_eps = mc.norm_eps, tied = mc.tied, seed = mc.seed }
+  local corpus = get_data(p.corpus, 0.98, 0.01, p.seq + 1)
+  local t = finetune.trainer(m, { total_steps = p.steps, batch = p.batch, seq = p.seq, lr = p.lr,
+                                  warmup = p.warmup, schedule = p.schedule,
+                                  weight_decay = p.weight_decay, data_seed = p.seed })
+  report(string.format("pretraining the base model (%s, %d steps on %s) -> %s", tostring(m), p.steps, p.corpus, path))
+  local t0, loss = sys.now(), 0
+  for step = 1, p.steps do
+    loss = t:step(corpus)
+    if step % math.max(1, p.steps // 5) == 0 then
+      report(string.format("  pretrain step %d/%d loss %.4f (%.1fs)", step, p.steps, loss, sys.now() - t0))
+    end
+  end
+  t:close()
+  -- Concurrent processes may pretrain the same base: each writes its own file, then renames
+  -- it into place atomically (identical contents: pretraining is deterministic).
+  local tmp = path .. "." .. sys.getpid()
+  m:save(tmp)
+  local ok, err = os.rename(tmp, path)
+  if not ok then error("cannot move the pretrained checkpoint into place: " .. tostring(err), 0) end
+  m:close()
+  return sys.now() - t0, loss
+end
+
+-- The base model of a run (a Model userdata shared by every run: clone before training).
+local function get_base(run, cache_dir, report)
+  local mc = run.config.model
+  if bases[run.model_hash] then return bases[run.model_hash] end
+  local m
+  if mc.checkpoint then
+    local path = mc.checkpoint
+    if not sys.exists(path) and path:sub(1, 1) ~= "/" then
+      local in_data = sys.datadir_path(path)
+      if sys.exists(in_data) then path = in_data end
+    end
+    if not sys.exists(path) then
+      error(string.format("checkpoint '%s' not found (looked in the working directory and in the data directory %s)",
+                          mc.checkpoint, sys.datadir_path("")), 0)
+    end
+    m = model_mod.load(path, mc.format)
+  else
+    sys.mkdir(cache_dir)
+    local path = string.format("%s/base-%s.ckpt", cache_dir, run.model_hash:sub(1, 16))
+    if not sys.exists(path) then
+      local seconds, loss = pretrain(mc, path, report)
+      run.pretrain_seconds, run.pretrain_loss = seconds, loss
+    end
+    m = model_mod.load(path, "lorasc")
+  end
+  if m:config().vocab_size < 256 then error("the base model's vocabulary (" .. m:config().vocab_size .. ") is smaller than 256 bytes", 0) end
+  bases[run.model_hash] = m
+  return m
+end
+
+local function train_one(store, run, run_id, prog, index, opts)
+  local c = run.config
+  local tr, mc = c.train, c.method
+  local cache_dir = dirname(opts.db) .. "/cache"
+  local base = get_base(run, cache_dir, function(msg) prog:message(msg) end)
+  if run.pretrain_seconds then
+    store:metric(run_id, 0, "base.pretrain_seconds", run.pretrain_seconds)
+    store:metric(run_id, 0, "base.pretrain_loss", run.pretrain_loss)
+  end
+  local seq = tr.seq
+  local d = get_data(c.task, c.split.train, c.split.val, seq + 1)
+  local spe = d:steps_per_epoch(tr.batch, seq)
+  local total = tr.steps or tr.epochs * spe
+  local n_experts = mc.experts or 0
+  if mc.name == "lora" then n_experts = 1 end
+  if n_experts > total then
+    error(string.format("%d experts do not fit in %d steps (%d per epoch)", n_experts, total, spe), 0)
+  end
+  local m <close> = base:clone()
+  local f <close> = finetune.new(m, {
+    method = mc.name, rank = mc.rank, lora_alpha = mc.lora_alpha, targets = mc.targets,
+    ratio = mc.ratio, alpha = mc.alpha, noise = mc.noise, n_experts = n_experts,
+    steps_per_expert = mc.every or 0, rewarmup_steps = mc.rewarmup,
+    slow_merge = mc.slow_merge, noise_std = mc.noise_std,
+    total_steps = total, batch = tr.batch, seq = seq, lr = tr.lr, schedule = tr.schedule,
+    warmup = tr.warmup, min_lr_ratio = tr.min_lr_ratio, weight_decay = tr.weight_decay,
+    grad_clip = tr.grad_clip, seed = c.seed, data_seed = c.seed })
+  prog:run_start(index, string.format("%s %s seed %d", c.task, run.label, c.seed), total, spe)
+  local delay = tonumber(os.getenv("LORASC_TEST_STEP_DELAY") or "")
+  local last_flush = sys.now()
+  for step = 1, total do
+    local loss, gnorm, lr, ev = f:step(d)
+    if loss ~= loss then error(string.format("the training loss is NaN at step %d", step), 0) end
+    if step % run.log_every == 0 or step == 1 or step == total then
+      store:metric(run_id, step, "train.loss", loss)
+      store:metric(run_id, step, "lr", lr)
+      store:metric(run_id, step, "grad_norm", gnorm)
+    end
+    if ev then
+      store:metric(run_id, ev.step, "expert.end", ev.expert)
+      store:metric(run_id, ev.step, "expert.merged_norm", ev.merged_norm)
+      store:metric(run_id, ev.step, "expert.noise_std_mean", ev.noise_std_mean)
+      store:metric(run_id, ev.step, "expert.boundary_seconds", ev.boundary_seconds)
+    end
+    prog:step(step, loss)
+    if delay then sys.sleep(delay) end
+    if sys.now() - last_flush > 10 then -- a flush also refreshes the heartbeat
+      store:flush()
+      last_flush = sys.now()
+    end
+  end
+  f:close() -- the cascade's last merge leaves the learned update in m's weights
+  local scores = {}
+  for _, split in ipairs { "val", "test" } do
+    local loss, acc = d:evaluate(m, split, c.eval.batch, seq, c.eval.max_windows)
+    store:eval(run_id, split, "score", acc)
+    store:eval(run_id, split, "loss", loss)
+    scores[split] = acc
+  end
+  return scores
+end
+
+-- Runs the given runs (already expanded and filtered to this shard). Returns the number of
+-- failed runs.
+function M.run(store, exp_id, runs, opts)
+  for _, r in ipairs(runs) do store:run_add(exp_id, r.hash, r.json, r.seed) end
+  local prog = progress.new(#runs)
+  local failed, ran, skipped = 0, 0, 0
+  for i, r in ipairs(runs) do
+    local claim = store:run_claim(exp_id, r.hash, r.json, r.seed, opts.rerun_failed)
+    if not claim.claimed then
+      skipped = skipped + 1
+      if opts.verbose then prog:message(string.format("[%d/%d] skip %s (%s)", i, #runs, r.hash:sub(1, 12), claim.prior)) end
+    else
+      if claim.was_stale then prog:message(string.format("[%d/%d] run %d was interrupted (its process is gone): running it again", i, #runs, claim.run_id)) end
+      local t0 = sys.now()
+      local ok, res = xpcall(train_one, function(e)
+        local msg = type(e) == "string" and e or tostring(e)
+        if os.getenv("LORASC_DEBUG") then msg = debug.traceback(msg, 2) end
+        return msg
+      end, store, r, claim.run_id, prog, i, opts)
+      local wall = sys.now() - t0
+      ran = ran + 1
+      if ok then
+        store:run_finish(claim.run_id, "done", nil, wall)
+        prog:run_end(string.format("run %d done in %s: val %.4f test %.4f (%s)", claim.run_id,
+          progress.fmt_time(wall), res.val, res.test, r.hash:sub(1, 12)))
+      else
+        failed = failed + 1
+        local fok, ferr = pcall(store.run_finish, store, claim.run_id, "failed", res, wall)
+        if not fok then prog:message("cannot record the failure: " .. tostring(ferr)) end
+        prog:run_end(string.format("run %d FAILED: %s", claim.run_id, res))
+      end
+    end
+    collectgarbage()
+  end
+  return failed, ran, skipped
+end
+
+return M

@@ -1,0 +1,106 @@
+#!/bin/sh
+# Process-level tests of `lorasc`: hashes stable across processes, bad input writes nothing,
+# SIGKILL mid-run then resume, two processes on one database, merge, report, options.
+# usage: test_cli.sh LORASC SOURCE_ROOT
+set -u
+LORASC=$(realpath "$1")
+SRC=$(realpath "$2")
+TINY=$SRC/tests/lua/tiny.lua
+W=$(mktemp -d)
+trap 'rm -rf "$W"' EXIT
+cd "$W" || exit 1
+export LORASC_PROGRESS=plain
+command -v sqlite3 >/dev/null || { echo "sqlite3 command not found: skipped"; exit 77; }
+FAILS=0
+fail() { echo "FAIL: $*" >&2; FAILS=$((FAILS + 1)); }
+q() { sqlite3 "$1" "$2"; }
+
+# 1. Same experiment -> same hashes in two processes, and the expected number of runs.
+"$LORASC" run "$TINY" --dry-run --db a/x.db > h1.txt || fail "dry-run"
+"$LORASC" run "$TINY" --dry-run --db b/x.db > h2.txt || fail "dry-run 2"
+cmp -s h1.txt h2.txt || fail "hashes differ between processes"
+[ "$(grep -c 'seed' h1.txt)" = 4 ] || fail "expected 4 runs in the dry run: $(cat h1.txt)"
+[ ! -e a/x.db ] || fail "--dry-run created the database"
+"$LORASC" run "$TINY" --dry-run --shard 2/2 > s2.txt || fail "dry-run shard"
+[ "$(grep -c 'seed' s2.txt)" = 2 ] || fail "shard 2/2 should hold 2 runs"
+
+# 2. Bad input: message, non-zero exit, nothing written.
+sed 's/steps = 8/stesp = 8/' "$TINY" > bad1.lua
+sed 's/rank = 2 }, lorasc/rank = 0 }, lorasc/' "$TINY" > bad2.lua
+sed 's/"text:apache"/"text:nope"/' "$TINY" > bad3.lua
+sed 's/experts = 2/experts = 2, alpha = 2/' "$TINY" > bad4.lua
+for case in "bad1.lua:unknown key 'stesp' in train" "bad2.lua:rank must be > 0" \
+            "bad3.lua:unknown task 'text:nope'" "bad4.lua:must be in [0, 1]"; do
+  f=${case%%:*}; msg=${case#*:}
+  if "$LORASC" run "$f" --db bad/x.db > out.txt 2>&1; then fail "$f: exit status 0"; fi
+  grep -qF "$msg" out.txt || fail "$f: expected '$msg', got: $(cat out.txt)"
+  grep -q "traceback" out.txt && fail "$f: a user error printed a traceback"
+done
+[ ! -e bad ] || fail "bad input wrote to the database directory"
+"$LORASC" run "$TINY" --device cuda > out.txt 2>&1 && fail "--device cuda succeeded"
+grep -q "CUDA backend is not built" out.txt || fail "--device cuda message: $(cat out.txt)"
+"$LORASC" run "$TINY" --frobnicate > out.txt 2>&1 && fail "unknown option accepted"
+grep -q "unknown option '--frobnicate'" out.txt || fail "unknown option message"
+for cmd in run status report table show merge; do
+  "$LORASC" $cmd --help | grep -q "usage: lorasc" || fail "$cmd --help"
+done
+
+# 3. Resume: SIGKILL a real run mid-sweep, then run again.
+LORASC_TEST_STEP_DELAY=0.15 "$LORASC" run "$TINY" --db r/x.db > r1.log 2>&1 &
+PID=$!
+i=0
+while [ $i -lt 300 ]; do
+  if [ -e r/x.db ] && [ "$(q r/x.db "SELECT count(*) FROM runs WHERE status='done'" 2>/dev/null)" = 1 ] \
+     && [ "$(q r/x.db "SELECT count(*) FROM runs WHERE status='running'" 2>/dev/null)" = 1 ]; then break; fi
+  sleep 0.1; i=$((i + 1))
+done
+sleep 0.3
+kill -9 $PID; wait $PID 2>/dev/null
+[ "$(q r/x.db "SELECT count(*) FROM runs WHERE status='running'")" = 1 ] || fail "no running row after SIGKILL: $(cat r1.log)"
+"$LORASC" status "$TINY" --db r/x.db > st.txt || fail "status"
+grep -q "1 done" st.txt || fail "status after kill: $(cat st.txt)"
+grep -q "1 running" st.txt || fail "status after kill (running): $(cat st.txt)"
+grep -q "stale" st.txt || fail "status should flag the killed run as stale: $(cat st.txt)"
+"$LORASC" run "$TINY" --db r/x.db > r2.log 2>&1 || fail "resume run failed: $(cat r2.log)"
+grep -q "was interrupted" r2.log || fail "resume did not report the interrupted run"
+grep -q "3 run(s) ran, 0 failed, 1 skipped" r2.log || fail "resume should run 3 and skip 1: $(tail -1 r2.log)"
+[ "$(q r/x.db "SELECT count(*) FROM runs WHERE status='done'")" = 4 ] || fail "not all done after resume"
+[ "$(q r/x.db "SELECT count(*) FROM runs")" = 4 ] || fail "duplicated runs after resume"
+[ "$(q r/x.db "SELECT group_concat(attempts, ',') FROM runs ORDER BY id")" = "1,2,1,1" ] || fail "attempts: $(q r/x.db 'SELECT id, attempts FROM runs')"
+[ "$(q r/x.db "SELECT count(*) FROM evals WHERE split='test' AND metric='score'")" = 4 ] || fail "one test score per run"
+"$LORASC" run "$TINY" --db r/x.db > r3.log 2>&1 || fail "third run"
+grep -q "0 run(s) ran, 0 failed, 4 skipped" r3.log || fail "done runs were not skipped: $(tail -1 r3.log)"
+
+# 4. Two processes on one database at once: every run done exactly once.
+"$LORASC" run "$TINY" --db c/x.db > c0.log 2>&1 || fail "cache warm-up"  # pretrains the base
+rm -f c/x.db c/x.db-wal c/x.db-shm
+LORASC_TEST_STEP_DELAY=0.02 "$LORASC" run "$TINY" --db c/x.db > c1.log 2>&1 &
+P1=$!
+LORASC_TEST_STEP_DELAY=0.02 "$LORASC" run "$TINY" --db c/x.db > c2.log 2>&1 &
+P2=$!
+wait $P1 || fail "process 1 failed: $(cat c1.log)"
+wait $P2 || fail "process 2 failed: $(cat c2.log)"
+[ "$(q c/x.db "SELECT count(*) FROM runs WHERE status='done' AND attempts=1")" = 4 ] || fail "concurrent: $(q c/x.db 'SELECT id, status, attempts FROM runs')"
+n1=$(sed -n 's/.*: \([0-9]*\) run(s) ran.*/\1/p' c1.log); n2=$(sed -n 's/.*: \([0-9]*\) run(s) ran.*/\1/p' c2.log)
+[ $((n1 + n2)) = 4 ] || fail "concurrent processes ran $n1 + $n2 runs, expected 4 in all"
+
+# 5. Merge and report.
+"$LORASC" merge m/out.db r/x.db c/x.db > merge.txt || fail "merge"
+[ "$(q m/out.db "SELECT count(*) FROM runs WHERE status='done'")" = 4 ] || fail "merge: runs"
+"$LORASC" report "$TINY" --db m/out.db > rep.md || fail "report"
+grep -q '| lora | ' rep.md && grep -q '| lorasc | ' rep.md || fail "report rows: $(cat rep.md)"
+grep -q '(2) |' rep.md || fail "report n: $(cat rep.md)"
+"$LORASC" report "$TINY" --db m/out.db --format csv | grep -q '^lora,text:apache,' || fail "csv report"
+"$LORASC" table "$TINY" --db m/out.db --format latex | grep -q 'begin{tabular}' || fail "latex report"
+"$LORASC" show 1 --db m/out.db | grep -q 'eval test  score' || fail "show"
+
+# 6. A failing run is marked failed, the sweep goes on, exit status 1.
+sed 's|"text:apache"|"text:apache", "text:'"$W"'/short.txt"|' "$TINY" > failing.lua
+echo "too short" > short.txt
+"$LORASC" run failing.lua --db f/x.db > f.log 2>&1 && fail "a failed run gave exit status 0"
+[ "$(q f/x.db "SELECT count(*) FROM runs WHERE status='failed'")" = 4 ] || fail "failed runs: $(q f/x.db 'SELECT status, error FROM runs')"
+[ "$(q f/x.db "SELECT count(*) FROM runs WHERE status='done'")" = 4 ] || fail "the sweep did not go on"
+q f/x.db "SELECT error FROM runs WHERE status='failed' LIMIT 1" | grep -q "split has" || fail "failure message"
+
+if [ $FAILS -gt 0 ]; then echo "$FAILS failure(s)" >&2; exit 1; fi
+echo "test_cli: all passed"

@@ -1,0 +1,142 @@
+-- Lua-level tests of the DSL, hashing and report arithmetic (run by `lorasc lua`).
+local dsl = require "lorasc.dsl"
+local json = require "lorasc.json"
+local report = require "lorasc.report"
+
+local failures = 0
+local function check(cond, what)
+  if not cond then
+    failures = failures + 1
+    io.stderr:write("FAIL: ", what, "\n")
+  end
+end
+local function eq(a, b, what) check(a == b, string.format("%s: got %s, expected %s", what, tostring(a), tostring(b))) end
+local function near(a, b, what) check(math.abs(a - b) <= 1e-12 + 1e-9 * math.abs(b), string.format("%s: got %.17g, expected %.17g", what, a, b)) end
+
+local tmp = os.tmpname()
+local function load_text(text)
+  local f = assert(io.open(tmp, "w"))
+  f:write(text)
+  f:close()
+  return pcall(dsl.load_file, tmp)
+end
+local function expand_text(text)
+  local ok, reg = load_text(text)
+  if not ok then return false, reg end
+  return pcall(dsl.expand_experiment, reg.experiments[reg.order[1]])
+end
+
+-- Canonical JSON ------------------------------------------------------------------------
+eq(json.encode { b = 1, a = { 0.1, 1e-3, 8.0, true, "x\"y" } }, '{"a":[0.1,0.001,8,true,"x\\"y"],"b":1}', "canonical json")
+eq(json.number(1 / 3), "0.3333333333333333", "shortest round-trip")
+eq(json.number(3e-4), "0.0003", "3e-4")
+eq(json.number(1e-5), "1e-05", "1e-5")
+
+-- Expansion and a fixed hash (a change of canonicalisation changes it: update on purpose) -
+local base = [[
+experiment "e" {
+  model = llama { dim = 16, n_layers = 1, n_heads = 2, seq_len = 32, pretrain = { corpus = "text:gpl3", steps = 4 } },
+  tasks = { "text:apache", "text:gpl2" },
+  train = { epochs = 2, batch = 4, seq = 32, lr = grid { 1e-3, 3e-3 } },
+  method = { lora { rank = grid { 4, 8 } }, lorasc { rank = 4 } },
+  seeds = { 1, 2, 3 },
+}
+]]
+local ok, runs = expand_text(base)
+check(ok, "expansion: " .. tostring(runs))
+if ok then
+  eq(#runs, 2 * 2 * 3 * 3, "grid x tasks x seeds")
+  local seen = {}
+  for _, r in ipairs(runs) do
+    check(not seen[r.hash], "hashes unique")
+    seen[r.hash] = true
+    check(r.json:find('"seed":' .. r.seed, 1, true) ~= nil, "seed inside the config")
+  end
+  eq(runs[1].json, '{"eval":{"batch":16,"max_windows":0},"method":{"lora_alpha":16,"name":"lora","rank":4,"ratio":1,"targets":["q","v"]},"model":{"arch":"llama","dim":16,"hidden_dim":64,"n_heads":2,"n_kv_heads":2,"n_layers":1,"norm_eps":1e-05,"pretrain":{"batch":8,"corpus":"text:gpl3","lr":0.003,"schedule":"cosine","seed":1,"seq":32,"steps":4,"warmup":0,"weight_decay":0},"rope_theta":10000,"seed":1,"seq_len":32,"tied":true,"vocab_size":256},"seed":1,"split":{"train":0.8,"val":0.1},"task":"text:apache","train":{"batch":4,"epochs":2,"grad_clip":1,"lr":0.001,"min_lr_ratio":0,"schedule":"linear","seq":32,"warmup":0,"weight_decay":0}}', "canonical config of run 1")
+  eq(runs[1].hash, "6e186f4e9d11b543f477f4fb0f22923dc1435aa0f41411fec65fcf89acb3aa61", "fixed hash of run 1")
+  -- lorasc's experts default to one per epoch
+  local last = runs[#runs]
+  eq(last.config.method.experts, 2, "lorasc experts = epochs")
+  eq(last.label, "lorasc", "label")
+end
+-- the same values written differently hash the same
+local ok2, runs2 = expand_text((base:gsub("1e%-3", "0.001"):gsub("rank = grid { 4, 8 }", "rank = grid { 4.0, 8 }")))
+check(ok2 and runs2[1].hash == runs[1].hash, "1e-3 == 0.001 and 4.0 == 4 hash the same")
+
+-- Bad input: each gives its message ------------------------------------------------------
+local bad = {
+  { base:gsub("epochs = 2", "epoch = 2"), { "unknown key 'epoch' in train", ":1:", "valid keys: batch, epochs" } },
+  { base:gsub("lorasc { rank = 4 }", "lorasc { rank = 4, alpah = 0.5 }"), { "unknown key 'alpah' in lorasc{}", ":5:", "alpha" } },
+  { base:gsub("lorasc { rank = 4 }", "lorasc { rank = 4, alpha = 1.5 }"), { "alpha", "must be in [0, 1]", ":5:" } },
+  { base:gsub("lorasc { rank = 4 }", "lorasc { rank = 4, noise = -1 }"), { "noise", "must be >= 0" } },
+  { base:gsub("rank = grid { 4, 8 }", "rank = grid { 0, 8 }"), { "rank = 0 is invalid", "rank must be > 0" } },
+  { base:gsub("epochs = 2", "epochs = 0"), { "train.epochs = 0 is invalid" } },
+  { base:gsub('"text:gpl2"', '"sst9"'), { "unknown task 'sst9'", "valid tasks: text:apache" } },
+  { base:gsub('"text:gpl2"', '"text:/nonexistent/file.txt"'), { "/nonexistent/file.txt", "does not exist" } },
+  { base:gsub("lorasc { rank = 4 }", "dora { rank = 4 }"), { "dora" } },
+  { base:gsub("seeds", "sedes"), { "unknown key 'sedes' in experiment \"e\"", "valid keys:" } },
+  { base:gsub("n_layers = 1", "n_layer = 1"), { "unknown key 'n_layer' in llama{}", ":2:" } },
+}
+for i, case in ipairs(bad) do
+  local okb, err = expand_text(case[1])
+  check(not okb, "bad case " .. i .. " must fail")
+  if not okb then
+    check(tostring(err):sub(1, 8) == "lorasc: ", "bad case " .. i .. " is a user error: " .. tostring(err))
+    for _, needle in ipairs(case[2]) do
+      check(tostring(err):find(needle, 1, true) ~= nil, "bad case " .. i .. ": '" .. needle .. "' in: " .. tostring(err))
+    end
+  end
+end
+
+-- Report arithmetic against hand-computed values -----------------------------------------
+-- Two lr values x 3 seeds for lora; lr 1e-3 has the better mean val (0.5 vs 0.4), so its
+-- test scores {0.60, 0.62, 0.67} are reported: mean 0.63, sample std sqrt(0.0013) = 0.036056.
+local ok3, rruns = expand_text([[
+experiment "r" {
+  model = llama { dim = 16, n_layers = 1, n_heads = 2, seq_len = 32, pretrain = { steps = 4 } },
+  tasks = { "text:apache" },
+  train = { steps = 4, batch = 2, seq = 32, lr = grid { 1e-3, 1e-2 } },
+  method = lora { rank = 2 },
+  seeds = { 1, 2, 3 },
+}
+]])
+check(ok3, "report expansion: " .. tostring(rruns))
+if ok3 then
+  local vals = { [0.001] = { { 0.4, 0.60 }, { 0.5, 0.62 }, { 0.6, 0.67 } },
+                 [0.01] = { { 0.45, 0.9 }, { 0.35, 0.9 }, { 0.4, 0.9 } } }
+  local db = {}
+  for _, r in ipairs(rruns) do
+    local v = vals[r.config.train.lr][r.seed]
+    db[#db + 1] = { status = "done", config_hash = r.hash, evals = { val = { score = v[1] }, test = { score = v[2] } } }
+  end
+  local t = report.compute(rruns, db, {})
+  local c = t.cells["lora\0text:apache"]
+  check(c ~= nil, "report cell")
+  if c then
+    near(c.mean, 0.63, "test mean")
+    near(c.std, math.sqrt(((0.6 - 0.63) ^ 2 + (0.62 - 0.63) ^ 2 + (0.67 - 0.63) ^ 2) / 2), "sample std")
+    near(c.std, 0.036055512754639, "sample std value")
+    eq(c.n, 3, "n")
+    near(c.select_mean, 0.5, "selected val mean")
+    eq(c.selected, "train.lr=0.001", "selected hyper-parameters")
+  end
+  local md = report.render(t, { format = "markdown", title = "r" })
+  check(md:find("| lora | 63.00 ± 3.61 (3) |", 1, true) ~= nil, "markdown cell: " .. md)
+  local csv = report.render(t, { format = "csv", paper = { ["lora\0text:apache"] = 61.5 } })
+  check(csv:find("lora,text:apache,63,3.605551275463", 1, true) ~= nil, "csv row: " .. csv)
+  check(csv:find(",61.5,1.5", 1, true) ~= nil, "csv paper delta: " .. csv)
+  local tex = report.render(t, { format = "latex", paper = { ["lora\0text:apache"] = 61.5 } })
+  check(tex:find("63.00 $\\pm$ 3.61 (3) / 61.50 ($\\Delta$ +1.50)", 1, true) ~= nil, "latex cell: " .. tex)
+  -- a failed or missing seed: n drops
+  db[1].status = "failed"
+  local c2 = report.compute(rruns, db, {}).cells["lora\0text:apache"]
+  eq(c2.n, 2, "n without the failed run")
+end
+
+os.remove(tmp)
+if failures > 0 then
+  io.stderr:write(failures, " failure(s)\n")
+  return 1
+end
+print("test_dsl: all passed")
+return 0
