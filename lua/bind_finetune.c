@@ -70,7 +70,7 @@ static void fill_batch(lua_State *L, const LTextData *d, uint64_t seed, long ste
         bind_error(L);
 }
 
-/* finetune.new(model, cfg): cfg = {method=, rank=, lora_alpha=, targets={...}, total_steps=,
+/* finetune.new(model, cfg): cfg = {method=, rank=, lora_alpha=, targets={...}, dora=0|1, total_steps=,
  * batch=, seq=, lr=, schedule=, warmup=, min_lr_ratio=, weight_decay=, grad_clip=, ratio=,
  * alpha=, noise=, n_experts=, steps_per_expert=, rewarmup_steps=, slow_merge=, noise_std=,
  * seed=, data_seed=} */
@@ -106,7 +106,7 @@ static int l_new(lua_State *L) {
     LoraConfig lc = {.rank = (int)bind_opt_int(L, 2, "rank", 8),
                      .alpha = (float)bind_opt_num(L, 2, "lora_alpha", 16.0),
                      .targets = parse_targets(L, 2),
-                     .use_dora = 0};
+                     .use_dora = bind_opt_int(L, 2, "dora", 0) != 0};
     if (lc.rank <= 0) return luaL_error(L, "rank must be > 0, got %d", lc.rank);
     const uint64_t data_seed = (uint64_t)bind_opt_int(L, 2, "data_seed", (lua_Integer)cfg.seed);
 

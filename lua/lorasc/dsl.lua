@@ -77,7 +77,7 @@ function M.llama(t)
 end
 
 -- Methods ---------------------------------------------------------------------------------
-local COMMON = { "rank", "lora_alpha", "targets", "ratio", "lora_plus_ratio", "label" }
+local COMMON = { "rank", "lora_alpha", "targets", "ratio", "lora_plus_ratio", "dora", "label" }
 local METHODS = {
   lora = { keys = {}, defaults = {} },
   loraplus = { keys = {}, defaults = { ratio = 16 }, engine = "lora", label = "lora+" },
@@ -316,6 +316,8 @@ local function canon_method(m, train, loc)
     tset[short] = true
   end
   c.targets = sorted_keys(tset)
+  if s.dora ~= nil and type(s.dora) ~= "boolean" then fail(mloc .. ": dora must be true or false") end
+  if s.dora then c.dora = true end -- only when on, so plain-LoRA configs keep their hashes
   if m.name == "cascade" or m.name == "lorasc" or m.name == "cola" then
     local e = get("experts")
     if m.name == "lorasc" and s.every ~= nil then
@@ -342,6 +344,7 @@ local function canon_method(m, train, loc)
   end
   local label = s.label or def.label or m.name
   if def.label == nil and c.ratio ~= 1 and s.label == nil then label = label .. "+" end
+  if c.dora and s.label == nil then label = label .. " (DoRA)" end
   return c, label
 end
 

@@ -104,7 +104,7 @@ local function train_one(store, run, run_id, prog, index, opts)
   local m <close> = base:clone()
   local f <close> = finetune.new(m, {
     method = mc.name, rank = mc.rank, lora_alpha = mc.lora_alpha, targets = mc.targets,
-    ratio = mc.ratio, alpha = mc.alpha, noise = mc.noise, n_experts = n_experts,
+    ratio = mc.ratio, dora = mc.dora and 1 or 0, alpha = mc.alpha, noise = mc.noise, n_experts = n_experts,
     steps_per_expert = mc.every or 0, rewarmup_steps = mc.rewarmup,
     slow_merge = mc.slow_merge, noise_std = mc.noise_std,
     total_steps = total, batch = tr.batch, seq = seq, lr = tr.lr, schedule = tr.schedule,

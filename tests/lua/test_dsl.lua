@@ -59,6 +59,15 @@ if ok then
   eq(last.config.method.experts, 2, "lorasc experts = epochs")
   eq(last.label, "lorasc", "label")
 end
+-- DoRA is a method field: on, it changes the hash and the row label; off, it is not in the config
+local okd, druns = expand_text((base:gsub("lorasc { rank = 4 }", "lorasc { rank = 4, dora = true }")))
+check(okd, "dora expansion")
+if okd then
+  check(druns[#druns].config.method.dora == true, "dora in the config")
+  check(druns[#druns].label == "lorasc (DoRA)", "dora label: " .. tostring(druns[#druns].label))
+  check(druns[#druns].hash ~= runs[#runs].hash, "dora changes the hash")
+  check(runs[#runs].config.method.dora == nil, "no dora key when off")
+end
 -- the same values written differently hash the same
 local ok2, runs2 = expand_text((base:gsub("1e%-3", "0.001"):gsub("rank = grid { 4, 8 }", "rank = grid { 4.0, 8 }")))
 check(ok2 and runs2[1].hash == runs[1].hash, "1e-3 == 0.001 and 4.0 == 4 hash the same")
@@ -76,6 +85,7 @@ local bad = {
   { base:gsub("lorasc { rank = 4 }", "dora { rank = 4 }"), { "dora" } },
   { base:gsub("seeds", "sedes"), { "unknown key 'sedes' in experiment \"e\"", "valid keys:" } },
   { base:gsub("n_layers = 1", "n_layer = 1"), { "unknown key 'n_layer' in llama{}", ":2:" } },
+  { base:gsub("lorasc { rank = 4 }", 'lorasc { rank = 4, dora = "yes" }'), { "dora must be true or false", ":5:" } },
 }
 for i, case in ipairs(bad) do
   local okb, err = expand_text(case[1])
