@@ -107,7 +107,7 @@ for name in pairs(METHODS) do M[name] = method_ctor(name) end
 
 -- Experiments and reports -----------------------------------------------------------------
 local EXP_KEYS = { "model", "tasks", "task", "split", "train", "method", "seeds", "select",
-                   "eval", "log_every" }
+                   "eval", "log_every", "save" }
 local TRAIN_KEYS = { "epochs", "steps", "batch", "seq", "lr", "schedule", "warmup",
                      "weight_decay", "grad_clip", "min_lr_ratio" }
 local SPLIT_KEYS = { "train", "val" }
@@ -378,6 +378,7 @@ function M.expand_experiment(e)
   local eval = { batch = int(ev.batch or 16, "eval.batch", loc, pos, "must be > 0"),
                  max_windows = int(ev.max_windows or 0, "eval.max_windows", loc, nonneg, "must be >= 0") }
   local log_every = int(s.log_every or 10, "log_every", loc, pos, "must be > 0")
+  if s.save ~= nil and type(s.save) ~= "boolean" then fail(loc .. ": save must be true or false") end
 
   local space = { model = s.model, train = s.train or {}, method = methods_of(s.method) }
   local points = expand(space)
@@ -399,7 +400,7 @@ function M.expand_experiment(e)
           seen[hash] = true
           runs[#runs + 1] = { config = config, json = text, hash = hash, seed = seed, task = task,
                               label = label, model_hash = sys.sha256(json.encode(model)),
-                              log_every = log_every, select = select }
+                              log_every = log_every, select = select, save = s.save == true }
         end
       end
     end

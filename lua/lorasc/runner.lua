@@ -142,6 +142,13 @@ local function train_one(store, run, run_id, prog, index, opts)
     store:eval(run_id, split, "loss", loss)
     scores[split] = acc
   end
+  if run.save then -- the trained model (the learned update merged in), hashed into artifacts
+    local dir = dirname(opts.db) .. "/runs"
+    sys.mkdir(dir)
+    local path = string.format("%s/%s.lsc", dir, run.hash:sub(1, 16))
+    m:save(path)
+    store:artifact(run_id, path, "model")
+  end
   return scores
 end
 

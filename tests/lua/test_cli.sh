@@ -102,5 +102,12 @@ echo "too short" > short.txt
 [ "$(q f/x.db "SELECT count(*) FROM runs WHERE status='done'")" = 4 ] || fail "the sweep did not go on"
 q f/x.db "SELECT error FROM runs WHERE status='failed' LIMIT 1" | grep -q "split has" || fail "failure message"
 
+# 7. save = true: each run's trained model is saved and hashed into artifacts.
+sed 's/^}/  save = true,\n}/' "$TINY" > saving.lua
+"$LORASC" run saving.lua --db s/x.db > s.log 2>&1 || fail "save run: $(cat s.log)"
+[ "$(q s/x.db "SELECT count(*) FROM artifacts WHERE kind='model'")" = 4 ] || fail "artifacts: $(q s/x.db 'SELECT * FROM artifacts')"
+p=$(q s/x.db "SELECT path FROM artifacts LIMIT 1"); h=$(q s/x.db "SELECT sha256 FROM artifacts LIMIT 1")
+[ "$(sha256sum "$p" | cut -d' ' -f1)" = "$h" ] || fail "artifact sha256 does not match $p"
+
 if [ $FAILS -gt 0 ]; then echo "$FAILS failure(s)" >&2; exit 1; fi
 echo "test_cli: all passed"
