@@ -24,6 +24,13 @@ typedef enum RopeStyle {
     ROPE_HALF = 1,        /* Hugging Face: rotate pairs (i, i + HD/2) */
 } RopeStyle;
 
+/* GELU variants (ViT MLPs). */
+typedef enum GeluKind {
+    GELU_ERF = 0,   /* exact: x Phi(x) (HF ViT "gelu", torch default) */
+    GELU_TANH = 1,  /* tanh approximation ("gelu_new", "gelu_pytorch_tanh") */
+    GELU_QUICK = 2, /* x sigmoid(1.702 x) (CLIP "quick_gelu") */
+} GeluKind;
+
 typedef struct Backend Backend;
 
 struct Backend {
@@ -137,6 +144,37 @@ struct Backend {
      * cascading noise; kernels/philox_block.h has the generator). */
     void (*add_uniform_noise)(Backend *be, Real *w, size_t n, uint64_t seed, uint64_t stream,
                               float scale);
+
+    /* ---- vision (ViT) ---- */
+    /* LayerNorm: out = (x - mean) / sqrt(var + eps) * weight + bias over rows of x[N,C]
+     * (biased variance). forward writes out, mean[N], rstd[N]; backward accumulates dx and,
+     * when not NULL, dweight[C] and dbias[C]. */
+    void (*layernorm_forward)(Backend *be, Real *out, Real *mean, Real *rstd, const Real *x,
+                              const Real *weight, const Real *bias, int N, int C, float eps);
+    void (*layernorm_backward)(Backend *be, Real *dx, Real *dweight, Real *dbias,
+                               const Real *dout, const Real *x, const Real *weight,
+                               const Real *mean, const Real *rstd, int N, int C);
+    /* GELU elementwise over n (GeluKind): forward writes out; backward writes dx
+     * (may alias dout). */
+    void (*gelu_forward)(Backend *be, Real *out, const Real *x, size_t n, GeluKind kind);
+    void (*gelu_backward)(Backend *be, Real *dx, const Real *dout, const Real *x, size_t n,
+                          GeluKind kind);
+    /* Non-causal self-attention: as attention_forward/backward with every query row seeing
+     * every key (att has no zeros). */
+    void (*attention_full_forward)(Backend *be, Real *out, Real *att, const Real *q,
+                                   const Real *k, const Real *v, int B, int T, int NH, int NKV,
+                                   int HD);
+    void (*attention_full_backward)(Backend *be, Real *dq, Real *dk, Real *dv, Real *datt,
+                                    const Real *dout, const Real *q, const Real *k,
+                                    const Real *v, const Real *att, int B, int T, int NH,
+                                    int NKV, int HD);
+    /* img[B,C,H,W] -> out[B, (H/P)(W/P), C*P*P] (writes): patch p = py*(W/P) + px, column
+     * c*P*P + i*P + j, i.e. torch's Conv2d(kernel = stride = P) as a matmul with its weight
+     * [D,C,P,P] viewed as [D, C*P*P]. H and W must be multiples of P. */
+    void (*patchify)(Backend *be, Real *out, const Real *img, int B, int C, int H, int W, int P);
+    /* y[N,C] += bias[C] on every row; backward accumulates dbias[c] += sum_n dy[n,c]. */
+    void (*bias_forward)(Backend *be, Real *y, const Real *bias, int N, int C);
+    void (*bias_backward)(Backend *be, Real *dbias, const Real *dy, int N, int C);
 };
 
 /* The CPU backend (kernels/cpu). threads <= 0 keeps the OpenMP default; GEMM runs on the

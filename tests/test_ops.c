@@ -817,6 +817,256 @@ static void test_expf(void **state) {
     free(got), free(ref);
 }
 
+/* ---- ViT ops: layernorm, gelu, non-causal attention, patchify, bias ---- */
+
+typedef struct {
+    Real *x, *w, *b, *out, *mean, *rstd, *r;
+    int N, C;
+    float eps;
+} LnCtx;
+
+static double ln_loss(void *p) {
+    LnCtx *c = p;
+    be->layernorm_forward(be, c->out, c->mean, c->rstd, c->x, c->w, c->b, c->N, c->C, c->eps);
+    return dot(c->r, c->out, (size_t)c->N * c->C);
+}
+
+static void test_layernorm(void **state) {
+    (void)state;
+    const int N = 5, C = 7;
+    const size_t nc = (size_t)N * C;
+    Real *x = rand_nonzero(nc, 300), *w = rand_vec(C, 301, 0.5, 1.5), *b = rand_nonzero(C, 302);
+    Real *r = rand_nonzero(nc, 303), *out = vec(nc), *mean = vec(N), *rstd = vec(N);
+    for (size_t i = 0; i < (size_t)C; i++) x[i] += 3; /* a row far from zero mean */
+    LnCtx c = {x, w, b, out, mean, rstd, r, N, C, 1e-3f};
+    ln_loss(&c);
+    Real *ref = vec(nc), *ref_m = vec(N), *ref_r = vec(N);
+    for (int n = 0; n < N; n++) {
+        double mu = 0, var = 0;
+        for (int j = 0; j < C; j++) mu += x[n * C + j] / C;
+        for (int j = 0; j < C; j++) var += (x[n * C + j] - mu) * (x[n * C + j] - mu) / C;
+        ref_m[n] = mu, ref_r[n] = 1 / sqrt(var + (double)1e-3f);
+        for (int j = 0; j < C; j++) ref[n * C + j] = (x[n * C + j] - mu) * ref_r[n] * w[j] + b[j];
+    }
+    expect_close("layernorm mean", mean, ref_m, N, 1e-15, 1e-13);
+    expect_close("layernorm rstd", rstd, ref_r, N, 1e-15, 1e-13);
+    expect_close("layernorm forward", out, ref, nc, 1e-14, 1e-13);
+    /* backward accumulates into dx, dweight and dbias: start from zero, then check += */
+    Real *dx = vec(nc), *dw = vec(C), *db = vec(C);
+    be->layernorm_backward(be, dx, dw, db, r, x, w, mean, rstd, N, C);
+    expect_grad("layernorm dx", x, nc, dx, ln_loss, &c);
+    expect_grad("layernorm dweight", w, C, dw, ln_loss, &c);
+    expect_grad("layernorm dbias", b, C, db, ln_loss, &c);
+    Real *dx2 = copy_vec(dx, nc), *dw2 = copy_vec(dw, C), *db2 = copy_vec(db, C);
+    be->layernorm_backward(be, dx2, dw2, db2, r, x, w, mean, rstd, N, C);
+    for (size_t i = 0; i < nc; i++) ref[i] = 2 * dx[i];
+    expect_close("layernorm dx accumulates", dx2, ref, nc, 1e-14, 1e-13);
+    for (int i = 0; i < C; i++) ref[i] = 2 * dw[i];
+    expect_close("layernorm dweight accumulates", dw2, ref, C, 1e-14, 1e-13);
+    for (int i = 0; i < C; i++) ref[i] = 2 * db[i];
+    expect_close("layernorm dbias accumulates", db2, ref, C, 1e-14, 1e-13);
+    be->layernorm_backward(be, dx2, NULL, NULL, r, x, w, mean, rstd, N, C); /* NULL params ok */
+    /* threaded path (N*C above CPU_PARALLEL_MIN) against the single-row loops */
+    const int N2 = 300, C2 = 70;
+    const size_t n2 = (size_t)N2 * C2;
+    Real *x2 = rand_nonzero(n2, 304), *w2 = rand_nonzero(C2, 305), *b2 = rand_nonzero(C2, 306);
+    Real *g2 = rand_nonzero(n2, 307), *o2 = vec(n2), *m2 = vec(N2), *r2 = vec(N2);
+    Real *dxa = vec(n2), *dwa = vec(C2), *dba = vec(C2), *dxb = vec(n2), *dwb = vec(C2), *dbb = vec(C2);
+    be->layernorm_forward(be, o2, m2, r2, x2, w2, b2, N2, C2, 1e-5f);
+    be->layernorm_backward(be, dxa, dwa, dba, g2, x2, w2, m2, r2, N2, C2);
+    for (int n = 0; n < N2; n++) /* one row at a time: never threaded */
+        be->layernorm_backward(be, dxb + (size_t)n * C2, dwb, dbb, g2 + (size_t)n * C2,
+                               x2 + (size_t)n * C2, w2, m2 + n, r2 + n, 1, C2);
+    expect_close("layernorm dx, threaded", dxa, dxb, n2, 1e-13, 1e-12);
+    expect_close("layernorm dweight, threaded", dwa, dwb, C2, 1e-12, 1e-12);
+    expect_close("layernorm dbias, threaded", dba, dbb, C2, 1e-12, 1e-12);
+    free(x), free(w), free(b), free(r), free(out), free(mean), free(rstd), free(ref), free(ref_m);
+    free(ref_r), free(dx), free(dw), free(db), free(dx2), free(dw2), free(db2);
+    free(x2), free(w2), free(b2), free(g2), free(o2), free(m2), free(r2);
+    free(dxa), free(dwa), free(dba), free(dxb), free(dwb), free(dbb);
+}
+
+typedef struct {
+    Real *x, *out, *r;
+    size_t n;
+    GeluKind kind;
+} GeluCtx;
+
+static double gelu_loss(void *p) {
+    GeluCtx *c = p;
+    be->gelu_forward(be, c->out, c->x, c->n, c->kind);
+    return dot(c->r, c->out, c->n);
+}
+
+static void test_gelu(void **state) {
+    (void)state;
+    const size_t n = 41;
+    const char *names[3] = {"gelu erf", "gelu tanh", "gelu quick"};
+    for (int kind = GELU_ERF; kind <= GELU_QUICK; kind++) {
+        Real *x = rand_vec(n, 310, -5, 5), *r = rand_nonzero(n, 311), *out = vec(n), *ref = vec(n);
+        x[0] = -30, x[1] = 30, x[2] = 0.0; /* saturated tails stay finite; gelu(0) = 0 */
+        GeluCtx c = {x, out, r, n, (GeluKind)kind};
+        gelu_loss(&c);
+        for (size_t i = 0; i < n; i++) {
+            const double v = x[i];
+            ref[i] = kind == GELU_ERF    ? 0.5 * v * (1 + erf(v / sqrt(2.0)))
+                     : kind == GELU_TANH ? 0.5 * v * (1 + tanh(sqrt(2 / M_PI) * (v + 0.044715 * v * v * v)))
+                                         : v / (1 + exp(-1.702 * v));
+        }
+        char what[64];
+        snprintf(what, sizeof what, "%s forward", names[kind]);
+        expect_close(what, out, ref, n, 1e-15, 1e-13);
+        Real *dx = rand_nonzero(n, 312); /* written, not accumulated */
+        be->gelu_backward(be, dx, r, x, n, (GeluKind)kind);
+        snprintf(what, sizeof what, "%s dx", names[kind]);
+        expect_grad(what, x, n, dx, gelu_loss, &c);
+        Real *dr = copy_vec(r, n);
+        be->gelu_backward(be, dr, dr, x, n, (GeluKind)kind); /* dx may alias dout */
+        snprintf(what, sizeof what, "%s dx in place", names[kind]);
+        expect_close(what, dr, dx, n, 0, 0);
+        free(x), free(r), free(out), free(ref), free(dx), free(dr);
+    }
+}
+
+static double att_full_loss(void *p) {
+    AttCtx *c = p;
+    be->attention_full_forward(be, c->out, c->att, c->q, c->k, c->v, c->B, c->T, c->NH, c->NKV,
+                               c->HD);
+    return dot(c->r, c->out, (size_t)c->B * c->T * c->NH * c->HD);
+}
+
+/* Naive non-causal GQA attention in double. */
+static void att_full_reference(Real *out, Real *att, const Real *q, const Real *k, const Real *v,
+                               int B, int T, int NH, int NKV, int HD) {
+    const double scale = 1 / sqrt((double)HD);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) {
+            int kh = h / (NH / NKV);
+            for (int t = 0; t < T; t++) {
+                Real *row = att + (((size_t)b * NH + h) * T + t) * T;
+                const Real *qt = q + (((size_t)b * T + t) * NH + h) * HD;
+                double mx = -INFINITY, sum = 0;
+                for (int s = 0; s < T; s++) {
+                    row[s] = dot(qt, k + (((size_t)b * T + s) * NKV + kh) * HD, (size_t)HD) * scale;
+                    if (row[s] > mx) mx = row[s];
+                }
+                for (int s = 0; s < T; s++) sum += row[s] = exp(row[s] - mx);
+                for (int s = 0; s < T; s++) row[s] /= sum;
+                Real *ot = out + (((size_t)b * T + t) * NH + h) * HD;
+                for (int d = 0; d < HD; d++) {
+                    double o = 0;
+                    for (int s = 0; s < T; s++)
+                        o += row[s] * v[(((size_t)b * T + s) * NKV + kh) * HD + d];
+                    ot[d] = o;
+                }
+            }
+        }
+}
+
+static void check_attention_full(int B, int T, int NH, int NKV, int HD) {
+    const size_t nq = (size_t)B * T * NH * HD, nk = (size_t)B * T * NKV * HD;
+    const size_t na = (size_t)B * NH * T * T;
+    char what[96];
+#define WHAT(s)                                                                                   \
+    (snprintf(what, sizeof what, "attention_full B%d T%d NH%d NKV%d HD%d %s", B, T, NH, NKV, HD, \
+              s),                                                                                 \
+     what)
+    Real *q = rand_nonzero(nq, 320), *k = rand_nonzero(nk, 321), *v = rand_nonzero(nk, 322);
+    Real *r = rand_nonzero(nq, 323), *out = vec(nq), *att = vec(na);
+    Real *ref = vec(nq), *ref_att = vec(na);
+    for (size_t i = 0; i < na; i++) att[i] = NAN;
+    AttCtx c = {q, k, v, out, att, r, B, T, NH, NKV, HD};
+    att_full_loss(&c);
+    att_full_reference(ref, ref_att, q, k, v, B, T, NH, NKV, HD);
+    expect_close(WHAT("out"), out, ref, nq, 1e-14, 1e-12);
+    expect_close(WHAT("probabilities"), att, ref_att, na, 1e-15, 1e-12);
+    Real *dq = rand_nonzero(nq, 324), *dk = rand_nonzero(nk, 325), *dv = rand_nonzero(nk, 326);
+    Real *datt = rand_nonzero(na, 327);
+    be->attention_full_backward(be, dq, dk, dv, datt, r, q, k, v, att, B, T, NH, NKV, HD);
+    expect_grad(WHAT("dq"), q, nq, dq, att_full_loss, &c);
+    expect_grad(WHAT("dk"), k, nk, dk, att_full_loss, &c);
+    expect_grad(WHAT("dv"), v, nk, dv, att_full_loss, &c);
+#undef WHAT
+    free(q), free(k), free(v), free(r), free(out), free(att), free(ref), free(ref_att);
+    free(dq), free(dk), free(dv), free(datt);
+}
+
+static void test_attention_full(void **state) {
+    (void)state;
+    check_attention_full(2, 5, 4, 4, 6);   /* plain multi-head (ViT) */
+    check_attention_full(2, 5, 4, 2, 6);   /* GQA */
+    check_attention_full(1, 21, 2, 2, 20); /* several tiles, T and HD off the tile size */
+    check_attention_full(2, 17, 4, 4, 16); /* ViT-like T = 1 + 16, threaded path */
+}
+
+static void test_patchify(void **state) {
+    (void)state;
+    const int B = 2, C = 3, H = 8, W = 12, P = 4, GW = W / P, NP = (H / P) * GW, K = C * P * P;
+    const size_t ni = (size_t)B * C * H * W, no = (size_t)B * NP * K;
+    Real *img = rand_nonzero(ni, 330), *out = rand_nonzero(no, 331), *ref = vec(no);
+    for (int b = 0; b < B; b++)
+        for (int p = 0; p < NP; p++)
+            for (int c = 0; c < C; c++)
+                for (int i = 0; i < P; i++)
+                    for (int j = 0; j < P; j++)
+                        ref[((size_t)b * NP + p) * K + (c * P + i) * P + j] =
+                            img[(((size_t)b * C + c) * H + (p / GW) * P + i) * W + (p % GW) * P + j];
+    be->patchify(be, out, img, B, C, H, W, P);
+    expect_close("patchify", out, ref, no, 0, 0);
+    /* conv as matmul: one output of a stride-P convolution equals the patch row . weight */
+    const Real *wconv = rand_nonzero((size_t)K, 332); /* one filter [C, P, P] */
+    double conv = 0;
+    const int b = 1, py = 1, px = 2;
+    for (int c = 0; c < C; c++)
+        for (int i = 0; i < P; i++)
+            for (int j = 0; j < P; j++)
+                conv += wconv[(c * P + i) * P + j] *
+                        img[(((size_t)b * C + c) * H + py * P + i) * W + px * P + j];
+    Real got = (Real)dot(out + ((size_t)b * NP + py * GW + px) * K, wconv, (size_t)K), want = conv;
+    expect_close("patchify conv equivalence", &got, &want, 1, 1e-14, 1e-13);
+    free(img), free(out), free(ref), free((void *)wconv);
+}
+
+typedef struct {
+    Real *y0, *y, *bias, *r;
+    int N, C;
+} BiasCtx;
+
+static double bias_loss(void *p) {
+    BiasCtx *c = p;
+    memcpy(c->y, c->y0, (size_t)c->N * c->C * sizeof(Real));
+    be->bias_forward(be, c->y, c->bias, c->N, c->C);
+    return dot(c->r, c->y, (size_t)c->N * c->C);
+}
+
+static void test_bias(void **state) {
+    (void)state;
+    const int sizes[2][2] = {{6, 9}, {400, 90}}; /* the second runs threaded */
+    for (int z = 0; z < 2; z++) {
+        const int N = sizes[z][0], C = sizes[z][1];
+        const size_t nc = (size_t)N * C;
+        Real *y0 = rand_nonzero(nc, 340), *y = vec(nc), *bias = rand_nonzero(C, 341);
+        Real *r = rand_nonzero(nc, 342), *ref = vec(nc);
+        BiasCtx c = {y0, y, bias, r, N, C};
+        bias_loss(&c);
+        for (size_t i = 0; i < nc; i++) ref[i] = y0[i] + bias[i % C];
+        expect_close("bias forward", y, ref, nc, 0, 0);
+        Real *db = rand_nonzero(C, 343), *db0 = copy_vec(db, C), *refd = vec(C);
+        be->bias_backward(be, db, r, N, C); /* accumulates */
+        for (int j = 0; j < C; j++) {
+            double s = 0;
+            for (int n = 0; n < N; n++) s += r[(size_t)n * C + j];
+            refd[j] = db0[j] + s;
+        }
+        expect_close("bias backward accumulates", db, refd, C, 1e-13, 1e-13);
+        if (z == 0) {
+            for (int j = 0; j < C; j++) db[j] -= db0[j];
+            expect_grad("bias dbias", bias, C, db, bias_loss, &c);
+        }
+        free(y0), free(y), free(bias), free(r), free(ref), free(db), free(db0), free(refd);
+    }
+}
+
 static int setup(void **state) {
     (void)state;
     be = backend_cpu_create(2);
@@ -842,6 +1092,9 @@ int main(void) {
         cmocka_unit_test(test_cross_entropy), cmocka_unit_test(test_adamw),
         cmocka_unit_test(test_sum_squares), cmocka_unit_test(test_scale_axpy),
         cmocka_unit_test(test_threads_agree), cmocka_unit_test(test_expf),
+        cmocka_unit_test(test_layernorm),  cmocka_unit_test(test_gelu),
+        cmocka_unit_test(test_attention_full), cmocka_unit_test(test_patchify),
+        cmocka_unit_test(test_bias),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,7 +1,8 @@
-/* Causal self-attention on the CPU with grouped-query heads. One (batch, head) per task in
- * the forward, one (batch, kv head) per task in the backward (so a group's query heads add
- * into dk/dv without races). Only the lower triangle (s <= t) of each T x T matrix is computed.
- * att[B,NH,T,T] keeps the probabilities (exact zeros above the diagonal) for the backward.
+/* Self-attention on the CPU with grouped-query heads: causal (Llama) and non-causal (ViT)
+ * share one implementation, the flag setting the last key a query row sees. One (batch, head)
+ * per task in the forward, one (batch, kv head) per task in the backward (so a group's query
+ * heads add into dk/dv without races). Causal: only the lower triangle (s <= t) of each T x T
+ * matrix is computed, and att[B,NH,T,T] keeps exact zeros above the diagonal.
  * Not a flash kernel: the T x T matrices are materialised, as the Backend interface asks.
  *
  * The products run through two register-tiled loops on packed, zero-padded copies of a head
@@ -81,9 +82,8 @@ static void att_pack_rows(Real *dst, const Real *src, size_t stride, int T, int 
                                        (size_t)HD * sizeof(Real));
 }
 
-void cpu_attention_forward(Backend *be, Real *out, Real *att, const Real *q, const Real *k,
-                           const Real *v, int B, int T, int NH, int NKV, int HD) {
-    (void)be;
+static void attention_forward(Real *out, Real *att, const Real *q, const Real *k, const Real *v,
+                              int B, int T, int NH, int NKV, int HD, int causal) {
     const int rep = NH / NKV, Tp = att_round_up(T), HDp = att_round_up(HD);
     const Real scale = (Real)(1.0 / sqrt((double)HD));
     const size_t qs = (size_t)NH * HD, ks = (size_t)NKV * HD; /* row strides over t */
@@ -102,7 +102,8 @@ void cpu_attention_forward(Backend *be, Real *out, Real *att, const Real *q, con
             att_pack_transposed(kt, k + (size_t)b * T * ks + (size_t)kh * HD, ks, T, HD, Tp);
             att_pack_rows(vp, v + (size_t)b * T * ks + (size_t)kh * HD, ks, T, HD, Tp, HDp);
             for (int t0 = 0; t0 < T; t0 += ATT_R) {
-                const int nr = T - t0 < ATT_R ? T - t0 : ATT_R, n = t0 + nr, np = att_round_up(n);
+                const int nr = T - t0 < ATT_R ? T - t0 : ATT_R, n = causal ? t0 + nr : T;
+                const int np = att_round_up(n);
                 const Real *qrows[ATT_R], *prows[ATT_R];
                 for (int r = 0; r < ATT_R; r++) {
                     qrows[r] = qh + (size_t)(r < nr ? t0 + r : t0) * qs; /* spare rows repeat */
@@ -111,22 +112,22 @@ void cpu_attention_forward(Backend *be, Real *out, Real *att, const Real *q, con
                 /* scores of rows t0..t0+nr-1 against keys 0..n-1 */
                 att_tile_dots(sc, Tp, qrows, kt, Tp, HD, np);
                 for (int r = 0; r < nr; r++) {
-                    const int t = t0 + r;
+                    const int t = t0 + r, last = causal ? t : T - 1; /* keys 0..last */
                     Real *srow = sc + (size_t)r * Tp, *arow = att + ((size_t)bh * T + t) * T;
                     Real mx = -INFINITY;
 #pragma omp simd reduction(max : mx)
-                    for (int s = 0; s <= t; s++) mx = srow[s] > mx ? srow[s] : mx;
+                    for (int s = 0; s <= last; s++) mx = srow[s] > mx ? srow[s] : mx;
                     double sum = 0.0;
 #pragma omp simd reduction(+ : sum)
-                    for (int s = 0; s <= t; s++) {
+                    for (int s = 0; s <= last; s++) {
                         Real e = cpu_exp((srow[s] - mx) * scale);
                         srow[s] = e;
                         sum += (double)e;
                     }
                     const Real inv = (Real)(1.0 / sum);
-                    for (int s = 0; s <= t; s++) arow[s] = srow[s] = srow[s] * inv;
-                    for (int s = t + 1; s < T; s++) arow[s] = 0;
-                    for (int s = t + 1; s < np; s++) srow[s] = 0;
+                    for (int s = 0; s <= last; s++) arow[s] = srow[s] = srow[s] * inv;
+                    for (int s = last + 1; s < T; s++) arow[s] = 0;
+                    for (int s = last + 1; s < np; s++) srow[s] = 0;
                 }
                 /* out_t = sum_{s <= t} p_ts v_s */
                 memset(oacc, 0, (size_t)ATT_R * HDp * sizeof(Real));
@@ -140,13 +141,24 @@ void cpu_attention_forward(Backend *be, Real *out, Real *att, const Real *q, con
     }
 }
 
+void cpu_attention_forward(Backend *be, Real *out, Real *att, const Real *q, const Real *k,
+                           const Real *v, int B, int T, int NH, int NKV, int HD) {
+    (void)be;
+    attention_forward(out, att, q, k, v, B, T, NH, NKV, HD, 1);
+}
+
+void cpu_attention_full_forward(Backend *be, Real *out, Real *att, const Real *q, const Real *k,
+                                const Real *v, int B, int T, int NH, int NKV, int HD) {
+    (void)be;
+    attention_forward(out, att, q, k, v, B, T, NH, NKV, HD, 0);
+}
+
 /* With P = softmax(S), S = scale Q K^T, O = P V:
  *   dV = P^T dO; dP = dO V^T; dS = P * (dP - rowsum(dP * P)); dQ = scale dS K; dK = scale dS^T Q.
  * datt holds scale * dS; a head's is complete before dK and dV read it by columns. */
-void cpu_attention_backward(Backend *be, Real *dq, Real *dk, Real *dv, Real *datt,
-                            const Real *dout, const Real *q, const Real *k, const Real *v,
-                            const Real *att, int B, int T, int NH, int NKV, int HD) {
-    (void)be;
+static void attention_backward(Real *dq, Real *dk, Real *dv, Real *datt, const Real *dout,
+                               const Real *q, const Real *k, const Real *v, const Real *att,
+                               int B, int T, int NH, int NKV, int HD, int causal) {
     const int rep = NH / NKV, Tp = att_round_up(T), HDp = att_round_up(HD);
     const Real scale = (Real)(1.0 / sqrt((double)HD));
     const size_t qs = (size_t)NH * HD, ks = (size_t)NKV * HD;
@@ -175,7 +187,7 @@ void cpu_attention_backward(Backend *be, Real *dq, Real *dk, Real *dv, Real *dat
                 att_pack_rows(gp, dout + hoff, qs, T, HD, Tp, HDp);
                 /* dS by row tiles, and dQ = dS K as each tile is done */
                 for (int t0 = 0; t0 < T; t0 += ATT_R) {
-                    const int nr = T - t0 < ATT_R ? T - t0 : ATT_R, n = t0 + nr;
+                    const int nr = T - t0 < ATT_R ? T - t0 : ATT_R, n = causal ? t0 + nr : T;
                     const Real *grows[ATT_R], *drows[ATT_R];
                     for (int r = 0; r < ATT_R; r++) {
                         const int t = r < nr ? t0 + r : t0; /* spare rows repeat row t0 */
@@ -184,15 +196,15 @@ void cpu_attention_backward(Backend *be, Real *dq, Real *dk, Real *dv, Real *dat
                     }
                     att_tile_dots(sc, Tp, grows, vt, Tp, HD, att_round_up(n)); /* dP */
                     for (int r = 0; r < nr; r++) {
-                        const int t = t0 + r;
+                        const int t = t0 + r, last = causal ? t : T - 1;
                         const Real *arow = ah + (size_t)t * T, *prow = sc + (size_t)r * Tp;
                         Real *drow = dh + (size_t)t * T;
                         double rs = 0.0;
 #pragma omp simd reduction(+ : rs)
-                        for (int s = 0; s <= t; s++) rs += (double)prow[s] * arow[s];
+                        for (int s = 0; s <= last; s++) rs += (double)prow[s] * arow[s];
                         const Real rsr = (Real)rs;
-                        for (int s = 0; s <= t; s++) drow[s] = arow[s] * (prow[s] - rsr) * scale;
-                        for (int s = t + 1; s < T; s++) drow[s] = 0;
+                        for (int s = 0; s <= last; s++) drow[s] = arow[s] * (prow[s] - rsr) * scale;
+                        for (int s = last + 1; s < T; s++) drow[s] = 0;
                     }
                     memset(dqacc, 0, (size_t)ATT_R * HDp * sizeof(Real));
                     att_tile_mix(dqacc, HDp, drows, 1, 0, n, kp, HDp, HDp);
@@ -201,7 +213,7 @@ void cpu_attention_backward(Backend *be, Real *dq, Real *dk, Real *dv, Real *dat
                                (size_t)HD * sizeof(Real));
                 }
                 /* dK rows s0.. = columns s0.. of dS against Q; dV the same with P against dO.
-                 * Column s is zero above row s, so the sums start at t = s0. */
+                 * Causal: column s is zero above row s, so the sums start at t = s0. */
                 for (int s0 = 0; s0 < T; s0 += ATT_R) {
                     const Real *dcols[ATT_R], *acols[ATT_R];
                     for (int r = 0; r < ATT_R; r++) {
@@ -209,8 +221,9 @@ void cpu_attention_backward(Backend *be, Real *dq, Real *dk, Real *dv, Real *dat
                         dcols[r] = dh + s;
                         acols[r] = ah + s;
                     }
-                    att_tile_mix(dkacc + (size_t)s0 * HDp, HDp, dcols, T, s0, T, qp, HDp, HDp);
-                    att_tile_mix(dvacc + (size_t)s0 * HDp, HDp, acols, T, s0, T, gp, HDp, HDp);
+                    const int lo = causal ? s0 : 0;
+                    att_tile_mix(dkacc + (size_t)s0 * HDp, HDp, dcols, T, lo, T, qp, HDp, HDp);
+                    att_tile_mix(dvacc + (size_t)s0 * HDp, HDp, acols, T, lo, T, gp, HDp, HDp);
                 }
             }
             const size_t row_bytes = (size_t)HD * sizeof(Real);
@@ -221,4 +234,18 @@ void cpu_attention_backward(Backend *be, Real *dq, Real *dk, Real *dv, Real *dat
         }
         free(vt);
     }
+}
+
+void cpu_attention_backward(Backend *be, Real *dq, Real *dk, Real *dv, Real *datt,
+                            const Real *dout, const Real *q, const Real *k, const Real *v,
+                            const Real *att, int B, int T, int NH, int NKV, int HD) {
+    (void)be;
+    attention_backward(dq, dk, dv, datt, dout, q, k, v, att, B, T, NH, NKV, HD, 1);
+}
+
+void cpu_attention_full_backward(Backend *be, Real *dq, Real *dk, Real *dv, Real *datt,
+                                 const Real *dout, const Real *q, const Real *k, const Real *v,
+                                 const Real *att, int B, int T, int NH, int NKV, int HD) {
+    (void)be;
+    attention_backward(dq, dk, dv, datt, dout, q, k, v, att, B, T, NH, NKV, HD, 0);
 }

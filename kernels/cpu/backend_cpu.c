@@ -96,6 +96,16 @@ Backend *backend_cpu_create(int threads) {
     be->scale = cpu_scale;
     be->axpy = cpu_axpy;
     be->add_uniform_noise = cpu_add_uniform_noise;
+
+    be->layernorm_forward = cpu_layernorm_forward;
+    be->layernorm_backward = cpu_layernorm_backward;
+    be->gelu_forward = cpu_gelu_forward;
+    be->gelu_backward = cpu_gelu_backward;
+    be->attention_full_forward = cpu_attention_full_forward;
+    be->attention_full_backward = cpu_attention_full_backward;
+    be->patchify = cpu_patchify;
+    be->bias_forward = cpu_bias_forward;
+    be->bias_backward = cpu_bias_backward;
     return be;
 }
 

@@ -37,6 +37,29 @@ Weights are drawn in float64 from a fixed seed, rounded to float32 and stored; a
 arithmetic then runs in float64 on those float32 values, and results are rounded to float32
 at the end, so the golden values are the exact answer for the stored inputs.
 
+ViT scenarios (core/vit.h; tests/test_golden_vit.c), one file each:
+
+  vit_tiny   HF ViT layout: image 8x8, patch 4, 3 channels, D=16, L=2, NH=2, MLP 32,
+             5 classes, exact (erf) GELU, patch bias, LayerNorm eps 1e-12, B=3,
+             LoRA r=2 alpha=4 on q v
+  vit_clip   CLIP vision layout: the same sizes with quick_gelu, a LayerNorm on the
+             embeddings before the blocks (pre_layrnorm), no patch bias, eps 1e-5, and one
+             image's label masked (-1); LoRA r=2 alpha=4 on q k v o up (fc1) down (fc2)
+The patch embedding runs as torch's Conv2d (F.conv2d with stride = kernel = P), its weight
+stored flattened [D, C*P*P], so the file checks the engine's patchify layout too. Records:
+    config   i32 [14]: image_size, patch_size, channels, D, L, NH, MLP, K, B, lora_rank,
+                       lora_targets (bitmask as above), gelu (0 erf, 1 tanh, 2 quick),
+                       pre_norm, patch_bias
+    config_f f32 [2]:  norm_eps, lora_alpha
+    every weight by its core/vit.c name (patch_w [D,C*P*P], patch_b [D] (if any), cls [D],
+    pos [T,D], ln_pre_w/b [D] (if any), ln1_w/b [L,D], wq/wk/wv/wo [L,D,D],
+    bq/bk/bv/bo [L,D], ln2_w/b [L,D], w1 [L,M,D], b1 [L,M], w2 [L,D,M], b2 [L,D],
+    lnf_w/b [D], head_w [K,D], head_b [K]), lora.<t>.A [L,r,in], lora.<t>.B [L,out,r],
+    images f32 [B,C,H,W], labels i32 [B],
+    base_logits [B,K], base_loss [1], full_grad.<weight name> (full training, no LoRA),
+    logits [B,K], loss [1], lora_grad.<t>.A/B, head_grad.head_w [K,D], head_grad.head_b [K]
+    (LoRA model: base frozen, head trained in full).
+
 Regenerate (only when the model definition or the scenarios change; CI never regenerates,
 the .bin files are committed):
     /usr/bin/python3 tests/reference/make_golden.py [--out tests/golden]
@@ -69,6 +92,7 @@ Records:
 """
 
 import argparse
+import math
 import os
 import struct
 import sys
@@ -341,6 +365,335 @@ def build(sc):
     return recs, info
 
 
+# ---------------------------------------------------------------- ViT (core/vit.h)
+
+VIT_SCENARIOS = [
+    dict(name="vit_tiny", seed=4321, image=8, patch=4, chans=3, D=16, L=2, NH=2, M=32, K=5,
+         B=3, eps=1e-12, gelu=0, pre_norm=0, patch_bias=1, rank=2, alpha=4.0,
+         targets=["q", "v"], masked=[]),
+    dict(name="vit_clip", seed=8765, image=8, patch=4, chans=3, D=16, L=2, NH=2, M=32, K=5,
+         B=3, eps=1e-5, gelu=2, pre_norm=1, patch_bias=0, rank=2, alpha=4.0,
+         targets=["q", "k", "v", "o", "up", "down"], masked=[1]),
+]
+VIT_TARGET_WEIGHT = {"q": "wq", "k": "wk", "v": "wv", "o": "wo", "up": "w1", "down": "w2"}
+VIT_WEIGHT_NAMES = ["patch_w", "patch_b", "cls", "pos", "ln_pre_w", "ln_pre_b", "ln1_w", "ln1_b",
+                    "wq", "bq", "wk", "bk", "wv", "bv", "wo", "bo", "ln2_w", "ln2_b",
+                    "w1", "b1", "w2", "b2", "lnf_w", "lnf_b", "head_w", "head_b"]  # VIT_* order
+
+
+def vit_shapes(sc):
+    D, L, M, K, P, C = sc["D"], sc["L"], sc["M"], sc["K"], sc["patch"], sc["chans"]
+    T = 1 + (sc["image"] // P) ** 2
+    sh = {"patch_w": [D, C * P * P], "cls": [D], "pos": [T, D],
+          "ln1_w": [L, D], "ln1_b": [L, D], "wq": [L, D, D], "bq": [L, D], "wk": [L, D, D],
+          "bk": [L, D], "wv": [L, D, D], "bv": [L, D], "wo": [L, D, D], "bo": [L, D],
+          "ln2_w": [L, D], "ln2_b": [L, D], "w1": [L, M, D], "b1": [L, M], "w2": [L, D, M],
+          "b2": [L, D], "lnf_w": [D], "lnf_b": [D], "head_w": [K, D], "head_b": [K]}
+    if sc["patch_bias"]:
+        sh["patch_b"] = [D]
+    if sc["pre_norm"]:
+        sh["ln_pre_w"], sh["ln_pre_b"] = [D], [D]
+    return sh
+
+
+def vit_gelu(x, kind):
+    if kind == 0:
+        return F.gelu(x)
+    if kind == 1:
+        return F.gelu(x, approximate="tanh")
+    return x * torch.sigmoid(1.702 * x)
+
+
+def vit_forward(sc, w, lora, images, labels):
+    """HF ViTForImageClassification / CLIP vision tower + linear head, written out."""
+    B = images.shape[0]
+    D, NH, P, C, eps = sc["D"], sc["NH"], sc["patch"], sc["chans"], sc["eps"]
+    HD = D // NH
+    s = sc["alpha"] / sc["rank"]
+
+    def ad(t, l):
+        return lora[t][l] if lora is not None and t in lora else None
+
+    def lin(x, wt, b, a):
+        return linear(x, wt, a, s) + b
+
+    x = F.conv2d(images, w["patch_w"].view(D, C, P, P), w.get("patch_b"), stride=P)
+    x = x.flatten(2).transpose(1, 2)  # [B, Np, D], patches row-major over (py, px)
+    x = torch.cat([w["cls"].view(1, 1, D).expand(B, 1, D), x], dim=1) + w["pos"][None]
+    T = x.shape[1]
+    if sc["pre_norm"]:
+        x = F.layer_norm(x, (D,), w["ln_pre_w"], w["ln_pre_b"], eps)
+    for l in range(sc["L"]):
+        xn = F.layer_norm(x, (D,), w["ln1_w"][l], w["ln1_b"][l], eps)
+        q = lin(xn, w["wq"][l], w["bq"][l], ad("q", l)).view(B, T, NH, HD).transpose(1, 2)
+        k = lin(xn, w["wk"][l], w["bk"][l], ad("k", l)).view(B, T, NH, HD).transpose(1, 2)
+        v = lin(xn, w["wv"][l], w["bv"][l], ad("v", l)).view(B, T, NH, HD).transpose(1, 2)
+        att = ((q @ k.transpose(-1, -2)) / (HD ** 0.5)).softmax(dim=-1)
+        y = (att @ v).transpose(1, 2).reshape(B, T, D)
+        x = x + lin(y, w["wo"][l], w["bo"][l], ad("o", l))
+        xn2 = F.layer_norm(x, (D,), w["ln2_w"][l], w["ln2_b"][l], eps)
+        h = vit_gelu(lin(xn2, w["w1"][l], w["b1"][l], ad("up", l)), sc["gelu"])
+        x = x + lin(h, w["w2"][l], w["b2"][l], ad("down", l))
+    c = F.layer_norm(x[:, 0], (D,), w["lnf_w"], w["lnf_b"], eps)
+    logits = c @ w["head_w"].t() + w["head_b"]
+    return logits, F.cross_entropy(logits, labels, ignore_index=-1)
+
+
+def vit_build(sc):
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(sc["seed"])
+    shapes = vit_shapes(sc)
+    w = {}
+    for name in VIT_WEIGHT_NAMES:
+        if name not in shapes:
+            continue
+        shape = shapes[name]
+        if name.startswith("ln") and name.endswith("_w"):
+            t = 1.0 + 0.1 * torch.randn(shape, generator=g, dtype=torch.float64)
+        elif name in ("cls", "pos"):
+            t = 0.5 * torch.randn(shape, generator=g, dtype=torch.float64)
+        else:
+            t = 0.2 * torch.randn(shape, generator=g, dtype=torch.float64)
+        w[name] = f32_rounded(t)
+    lora = {}
+    for t in sc["targets"]:
+        out_dim, in_dim = shapes[VIT_TARGET_WEIGHT[t]][1:]
+        bound = 1.0 / in_dim ** 0.5
+        a = (torch.rand([sc["L"], sc["rank"], in_dim], generator=g, dtype=torch.float64) * 2 - 1) * bound
+        b = 0.1 * torch.randn([sc["L"], out_dim, sc["rank"]], generator=g, dtype=torch.float64)
+        lora[t] = (f32_rounded(a), f32_rounded(b))
+    B, C, H = sc["B"], sc["chans"], sc["image"]
+    images = f32_rounded(torch.randn([B, C, H, H], generator=g, dtype=torch.float64))
+    labels = torch.randint(0, sc["K"], (B,), generator=g)
+    for i in sc["masked"]:
+        labels[i] = -1
+    L = sc["L"]
+    mask = sum(1 << TARGETS.index(t) for t in sc["targets"])
+    recs = [("config", i32([sc["image"], sc["patch"], C, sc["D"], L, sc["NH"], sc["M"], sc["K"],
+                            B, sc["rank"], mask, sc["gelu"], sc["pre_norm"], sc["patch_bias"]])),
+            ("config_f", np.array([sc["eps"], sc["alpha"]], dtype=np.float32))]
+    for name in VIT_WEIGHT_NAMES:
+        if name in w:
+            recs.append((name, f32(w[name])))
+    for t in TARGETS:
+        if t in lora:
+            recs.append((f"lora.{t}.A", f32(lora[t][0])))
+            recs.append((f"lora.{t}.B", f32(lora[t][1])))
+    recs.append(("images", f32(images)))
+    recs.append(("labels", i32(labels)))
+
+    wg = {k: v.clone().requires_grad_(True) for k, v in w.items()}
+    logits, loss = vit_forward(sc, wg, None, images, labels)
+    loss.backward()
+    recs.append(("base_logits", f32(logits)))
+    recs.append(("base_loss", f32(loss.reshape(1))))
+    for name in VIT_WEIGHT_NAMES:
+        if name in wg:
+            recs.append((f"full_grad.{name}", f32(wg[name].grad)))
+    info = f"base loss {loss.item():.6f}"
+
+    # LoRA: base frozen, adapters and the head (modules_to_save) trained
+    wl = dict(w)
+    wl["head_w"] = w["head_w"].clone().requires_grad_(True)
+    wl["head_b"] = w["head_b"].clone().requires_grad_(True)
+    lg = {t: tuple(p.clone().requires_grad_(True) for p in ps) for t, ps in lora.items()}
+    logits, loss = vit_forward(sc, wl, per_layer(lg, L), images, labels)
+    loss.backward()
+    recs.append(("logits", f32(logits)))
+    recs.append(("loss", f32(loss.reshape(1))))
+    for t in TARGETS:
+        if t in lg:
+            for name, p in zip("AB", lg[t]):
+                recs.append((f"lora_grad.{t}.{name}", f32(p.grad)))
+    recs.append(("head_grad.head_w", f32(wl["head_w"].grad)))
+    recs.append(("head_grad.head_b", f32(wl["head_b"].grad)))
+    info += f", lora loss {loss.item():.6f}"
+    return recs, info
+
+
+# ------------------------------------------------------------------------------------------
+# Hugging Face layout and PEFT adapters (tests/test_hf.c). Writes tests/golden/hf_tiny/ only.
+
+HF_TINY = dict(dim=32, hidden=64, L=2, nh=4, nkv=2, V=48, seq=16, eps=1e-5, theta=10000.0)
+
+
+def hf_permute(w, n_heads):
+    """convert_llama_weights_to_hf.py: Meta (interleaved rotary pairs) -> HF (rotate_half)."""
+    dim1, dim2 = w.shape
+    return w.view(n_heads, dim1 // n_heads // 2, 2, dim2).transpose(1, 2).reshape(dim1, dim2)
+
+
+def st_write(path, tensors, dtype="F32"):
+    """safetensors by hand: u64 header length, JSON header, raw little-endian data."""
+    import json
+    header, blobs, off = {}, [], 0
+    for name, t in tensors.items():
+        t = t.detach().to(torch.float32).contiguous()
+        if dtype == "F32":
+            raw = t.numpy().astype("<f4").tobytes()
+        elif dtype == "F16":
+            raw = t.numpy().astype("<f2").tobytes()
+        else:  # BF16: round to nearest even via torch
+            raw = t.to(torch.bfloat16).view(torch.int16).numpy().astype("<i2").tobytes()
+        header[name] = {"dtype": dtype, "shape": list(t.shape), "data_offsets": [off, off + len(raw)]}
+        blobs.append(raw)
+        off += len(raw)
+    header["__metadata__"] = {"format": "pt"}
+    h = json.dumps(header).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)))
+        f.write(h)
+        for b in blobs:
+            f.write(b)
+
+
+def hf_forward(w, tokens, c, lora=None, scaling=0.0):
+    """HF LlamaForCausalLM in float64 (rotate_half RoPE), optional PEFT LoRA per module:
+    y = x W^T + scaling * (x A^T) B^T (PEFT's Linear.forward with dropout 0)."""
+    B, T = tokens.shape
+    hd = c["dim"] // c["nh"]
+    inv = 1.0 / (c["theta"] ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd))
+    fr = torch.outer(torch.arange(T, dtype=torch.float64), inv)
+    cos, sin = torch.cat([fr, fr], -1).cos(), torch.cat([fr, fr], -1).sin()
+
+    def rot(x):
+        x1, x2 = x[..., : hd // 2], x[..., hd // 2:]
+        return x * cos + torch.cat([-x2, x1], -1) * sin
+
+    def norm(x, g):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + c["eps"]) * g
+
+    def lin(x, name):
+        y = x @ w[name].T
+        key = "base_model.model." + name[: -len(".weight")]
+        if lora is not None and key + ".lora_A.weight" in lora:
+            y = y + scaling * (x @ lora[key + ".lora_A.weight"].T) @ lora[key + ".lora_B.weight"].T
+        return y
+
+    x = w["model.embed_tokens.weight"][tokens]
+    for l in range(c["L"]):
+        p = f"model.layers.{l}."
+        h = norm(x, w[p + "input_layernorm.weight"])
+        q = lin(h, p + "self_attn.q_proj.weight").view(B, T, c["nh"], hd).transpose(1, 2)
+        k = lin(h, p + "self_attn.k_proj.weight").view(B, T, c["nkv"], hd).transpose(1, 2)
+        v = lin(h, p + "self_attn.v_proj.weight").view(B, T, c["nkv"], hd).transpose(1, 2)
+        q, k = rot(q), rot(k)
+        rep = c["nh"] // c["nkv"]
+        k, v = k.repeat_interleave(rep, 1), v.repeat_interleave(rep, 1)
+        att = (q @ k.transpose(-1, -2)) / math.sqrt(hd)
+        att = att.masked_fill(torch.triu(torch.ones(T, T, dtype=torch.bool), 1), float("-inf"))
+        y = (att.softmax(-1) @ v).transpose(1, 2).reshape(B, T, c["dim"])
+        x = x + lin(y, p + "self_attn.o_proj.weight")
+        h = norm(x, w[p + "post_attention_layernorm.weight"])
+        x = x + lin(F.silu(lin(h, p + "mlp.gate_proj.weight")) * lin(h, p + "mlp.up_proj.weight"),
+                    p + "mlp.down_proj.weight")
+    x = norm(x, w["model.norm.weight"])
+    return x @ w["lm_head.weight"].T
+
+
+def build_hf_tiny(out_dir):
+    """A tiny untied GQA Llama in both layouts + a PEFT adapter + torch logits:
+      meta.bin                llama2.c legacy .bin (Meta layout: interleaved q/k rows)
+      hf/                     config.json + model.safetensors F32 (q/k rows HF-permuted)
+      hf_bf16/, hf_f16/       the same weights stored BF16 / F16
+      hf_sharded/             2 shards + model.safetensors.index.json
+      peft/                   adapter_config.json + adapter_model.safetensors (PEFT keys,
+                              r=4, alpha=8, all 7 targets, non-zero A and B, HF layout)
+      expected.bin            i32 B, T, V; i32 tokens[B*T]; f32 logits[B*T*V] (base);
+                              f32 logits[B*T*V] (with the adapter), from hf_forward"""
+    import json
+    c = HF_TINY
+    g = torch.Generator().manual_seed(777)
+    C, H, L, NH, NKV, V = c["dim"], c["hidden"], c["L"], c["nh"], c["nkv"], c["V"]
+    hd = C // NH
+
+    def rnd(*shape, std=0.2):
+        return (torch.randn(*shape, generator=g) * std).to(torch.float32)
+
+    meta = {"tok": rnd(V, C, std=0.5), "rms_att": 1 + rnd(L, C, std=0.1), "wq": rnd(L, C, C),
+            "wk": rnd(L, NKV * hd, C), "wv": rnd(L, NKV * hd, C), "wo": rnd(L, C, C),
+            "rms_ffn": 1 + rnd(L, C, std=0.1), "w1": rnd(L, H, C), "w2": rnd(L, C, H),
+            "w3": rnd(L, H, C), "rms_final": 1 + rnd(C, std=0.1), "wcls": rnd(V, C)}
+    d = os.path.join(out_dir, "hf_tiny")
+    for sub in ("hf", "hf_bf16", "hf_f16", "hf_sharded", "peft"):
+        os.makedirs(os.path.join(d, sub), exist_ok=True)
+    # llama2.c legacy: header, weights in run.c order, freq_cis tables, untied classifier
+    with open(os.path.join(d, "meta.bin"), "wb") as f:
+        f.write(struct.pack("<7i", C, H, L, NH, NKV, -V, c["seq"]))
+        for k in ("tok", "rms_att", "wq", "wk", "wv", "wo", "rms_ffn", "w1", "w2", "w3", "rms_final"):
+            f.write(meta[k].numpy().astype("<f4").tobytes())
+        f.write(np.zeros(c["seq"] * hd, dtype="<f4").tobytes())  # freq_cis_real / imag
+        f.write(meta["wcls"].numpy().astype("<f4").tobytes())
+    hf = {"model.embed_tokens.weight": meta["tok"], "model.norm.weight": meta["rms_final"],
+          "lm_head.weight": meta["wcls"]}
+    for l in range(L):
+        p = f"model.layers.{l}."
+        hf[p + "input_layernorm.weight"] = meta["rms_att"][l]
+        hf[p + "self_attn.q_proj.weight"] = hf_permute(meta["wq"][l], NH)
+        hf[p + "self_attn.k_proj.weight"] = hf_permute(meta["wk"][l], NKV)
+        hf[p + "self_attn.v_proj.weight"] = meta["wv"][l]
+        hf[p + "self_attn.o_proj.weight"] = meta["wo"][l]
+        hf[p + "post_attention_layernorm.weight"] = meta["rms_ffn"][l]
+        hf[p + "mlp.gate_proj.weight"] = meta["w1"][l]
+        hf[p + "mlp.down_proj.weight"] = meta["w2"][l]
+        hf[p + "mlp.up_proj.weight"] = meta["w3"][l]
+    config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": C,
+              "intermediate_size": H, "num_hidden_layers": L, "num_attention_heads": NH,
+              "num_key_value_heads": NKV, "vocab_size": V, "max_position_embeddings": c["seq"],
+              "rms_norm_eps": c["eps"], "rope_theta": c["theta"], "tie_word_embeddings": False,
+              "hidden_act": "silu", "torch_dtype": "float32", "rope_scaling": None}
+    for sub, dt in (("hf", "F32"), ("hf_bf16", "BF16"), ("hf_f16", "F16")):
+        with open(os.path.join(d, sub, "config.json"), "w") as f:
+            json.dump(config, f, indent=2)
+        st_write(os.path.join(d, sub, "model.safetensors"), hf, dt)
+    with open(os.path.join(d, "hf_sharded", "config.json"), "w") as f:
+        json.dump(config, f, indent=2)
+    names = list(hf)
+    shards = [names[: len(names) // 2], names[len(names) // 2:]]
+    wmap = {}
+    for i, part in enumerate(shards):
+        fn = f"model-{i + 1:05d}-of-00002.safetensors"
+        st_write(os.path.join(d, "hf_sharded", fn), {n: hf[n] for n in part})
+        wmap.update({n: fn for n in part})
+    with open(os.path.join(d, "hf_sharded", "model.safetensors.index.json"), "w") as f:
+        json.dump({"metadata": {"total_size": sum(t.numel() * 4 for t in hf.values())},
+                   "weight_map": wmap}, f, indent=2)
+    # PEFT adapter (HF layout: it adapts the HF modules as stored)
+    r, alpha = 4, 8.0
+    mods = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    lora = {}
+    for l in range(L):
+        for m in mods:
+            sub = "self_attn" if m[0] in "qkvo" else "mlp"
+            wname = f"model.layers.{l}.{sub}.{m}.weight"
+            out_f, in_f = hf[wname].shape
+            key = f"base_model.model.model.layers.{l}.{sub}.{m}"
+            lora[key + ".lora_A.weight"] = rnd(r, in_f, std=0.3)
+            lora[key + ".lora_B.weight"] = rnd(out_f, r, std=0.3)
+    st_write(os.path.join(d, "peft", "adapter_model.safetensors"), lora)
+    with open(os.path.join(d, "peft", "adapter_config.json"), "w") as f:
+        json.dump({"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": r, "lora_alpha": alpha,
+                   "target_modules": mods, "lora_dropout": 0.0, "bias": "none",
+                   "use_dora": False, "use_rslora": False, "fan_in_fan_out": False,
+                   "base_model_name_or_path": "hf_tiny", "inference_mode": True}, f, indent=2)
+    # logits (float64 forward on the float32 values)
+    Bt, Tt = 2, 7
+    tokens = torch.randint(0, V, (Bt, Tt), generator=g)
+    w64 = {k: v.double() for k, v in hf.items()}
+    l64 = {k: v.double() for k, v in lora.items()}
+    base = hf_forward(w64, tokens, c)
+    with_lora = hf_forward(w64, tokens, c, l64, alpha / r)
+    # (Meta layout + interleaved RoPE giving these logits is what tests/test_hf.c checks)
+    with open(os.path.join(d, "expected.bin"), "wb") as f:
+        f.write(struct.pack("<3i", Bt, Tt, V))
+        f.write(tokens.numpy().astype("<i4").tobytes())
+        f.write(base.float().numpy().astype("<f4").tobytes())
+        f.write(with_lora.float().numpy().astype("<f4").tobytes())
+    diff = (with_lora - base).abs().max().item()
+    return f"{d}: meta.bin, hf{{,_bf16,_f16,_sharded}}/, peft/, expected.bin (adapter moves logits by up to {diff:.3f})"
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     here = os.path.dirname(os.path.abspath(__file__))
@@ -353,6 +706,12 @@ def main(argv=None):
         path = os.path.join(args.out, sc["name"] + ".bin")
         write_golden(path, recs)
         print(f"{path}: {len(recs)} records, {os.path.getsize(path)} bytes; {info}")
+    for sc in VIT_SCENARIOS:
+        recs, info = vit_build(sc)
+        path = os.path.join(args.out, sc["name"] + ".bin")
+        write_golden(path, recs)
+        print(f"{path}: {len(recs)} records, {os.path.getsize(path)} bytes; {info}")
+    print(build_hf_tiny(args.out))
     return 0
 
 
