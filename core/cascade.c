@@ -95,7 +95,7 @@ uint64_t cascade_expert_seed(uint64_t seed, int expert) {
 /* ------------------------------------------------------------------------------------------
  * build and free */
 
-int cascade_create(Cascade *c, Llama *model, LoraAdapters *fast, AdamW *opt,
+int cascade_create(Cascade *c, CascadeWeightFn weight, void *model, LoraAdapters *fast, AdamW *opt,
                    const CascadeConfig *config, long total_steps, uint64_t seed) {
     memset(c, 0, sizeof *c);
     const CascadeConfig *k = config;
@@ -109,6 +109,7 @@ int cascade_create(Cascade *c, Llama *model, LoraAdapters *fast, AdamW *opt,
     if (!(k->noise >= 0.0f))
         return error_set("The noise intensity lambda must be >= 0, got %g.", (double)k->noise);
     c->config = *k;
+    c->weight = weight;
     c->model = model;
     c->fast = fast;
     c->opt = opt;
@@ -193,12 +194,11 @@ void cascade_product_stats(Cascade *c, const LoraAdapters *lora, int layer, int 
 
 /* W += sign * s * B_slow A_slow on every adapted matrix; returns sum of ||s B A||_F^2. */
 static double merge_slow(Cascade *c, float sign) {
-    Llama *m = c->model;
     double sq_total = 0.0;
     for (int l = 0; l < c->slow.n_layers; l++)
         for (int t = 0; t < LORA_NUM_TARGETS; t++) {
             if (!lora_enabled(&c->slow, t)) continue;
-            lora_apply_to_weight(&c->slow, llama_target_weight(m, t, l), l, t, sign);
+            lora_apply_to_weight(&c->slow, c->weight(c->model, l, t), l, t, sign);
             double std, sq;
             if (sign > 0) {
                 cascade_product_stats(c, &c->slow, l, t, c->slow.scaling, &std, &sq);
@@ -238,7 +238,6 @@ static void update_slow(Cascade *c) {
 
 /* W += U(-lambda/2, lambda/2) * std(slow product) for expert `next` (0-based). */
 static void add_noise(Cascade *c, int next, CascadeEvent *ev) {
-    Llama *m = c->model;
     Backend *be = c->slow.be;
     const double scale = c->config.noise_std == NOISE_STD_SCALED ? c->slow.scaling : 1.0;
     int count = 0;
@@ -249,7 +248,7 @@ static void add_noise(Cascade *c, int next, CascadeEvent *ev) {
             cascade_product_stats(c, &c->slow, l, t, scale, &std, &sq);
             const size_t n = (size_t)c->slow.in_dim[t] * (size_t)c->slow.out_dim[t];
             const uint64_t stream = philox_stream(RNG_PURPOSE_NOISE, (uint32_t)next, (uint32_t)l, (uint32_t)t);
-            be->add_uniform_noise(be, llama_target_weight(m, t, l), n, c->seed, stream,
+            be->add_uniform_noise(be, c->weight(c->model, l, t), n, c->seed, stream,
                                   (float)(c->config.noise * std));
             ev->noise_std_mean += std;
             if (std > ev->noise_std_max) ev->noise_std_max = std;
@@ -275,7 +274,7 @@ int cascade_after_step(Cascade *c, long step, CascadeEvent *event) {
         lora_init(c->fast, cascade_expert_seed(c->seed, e + 1));
     if (has_next && c->config.reset_optimizer) adamw_reset(c->opt);
 
-    c->model->be->sync(c->model->be);
+    c->slow.be->sync(c->slow.be);
     ev.boundary_seconds = now_seconds() - t0;
     if (event) *event = ev;
     return 1;

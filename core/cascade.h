@@ -40,7 +40,6 @@
 
 #include <stdint.h>
 
-#include "core/llama.h"
 #include "core/lora.h"
 #include "core/optim.h"
 
@@ -81,9 +80,14 @@ typedef struct CascadeEvent {
     double boundary_seconds; /* wall time of the boundary work */
 } CascadeEvent;
 
+/* The base weight W [out,in] of slot (layer, target), writable: the cascade merges and
+ * noises it in place. Llama and ViT provide one (see finetune.h). */
+typedef Real *(*CascadeWeightFn)(void *model, int layer, int target);
+
 typedef struct Cascade {
     CascadeConfig config;
-    Llama *model;
+    CascadeWeightFn weight;
+    void *model;
     LoraAdapters *fast;     /* attached to the model, trained */
     LoraAdapters slow;      /* same shapes, never attached */
     AdamW *opt;
@@ -96,7 +100,7 @@ typedef struct Cascade {
 
 /* Validates config against total_steps (experts <= steps, alpha in [0,1], lambda >= 0) and
  * sets the slow adapter equal to the fast one. */
-int cascade_create(Cascade *c, Llama *model, LoraAdapters *fast, AdamW *opt,
+int cascade_create(Cascade *c, CascadeWeightFn weight, void *model, LoraAdapters *fast, AdamW *opt,
                    const CascadeConfig *config, long total_steps, uint64_t seed);
 void cascade_free(Cascade *c);
 

@@ -6,18 +6,75 @@
 
 #include "core/error.h"
 
+/* ------------------------------------------------------------------------------------------
+ * the models */
+
+static int llama_attach(void *model, LoraAdapters *lora) {
+    llama_attach_lora(model, lora);
+    return LSC_OK;
+}
+
+static int llama_forward_backward(void *model, const void *batch, double *loss) {
+    Llama *m = model;
+    const LlamaBatch *b = batch;
+    llama_zero_grad(m);
+    if (llama_forward(m, b->tokens, b->targets, b->B, b->T) != LSC_OK || llama_backward(m) != LSC_OK)
+        return LSC_ERR;
+    *loss = m->mean_loss;
+    return LSC_OK;
+}
+
+static Real *llama_weight(void *model, int layer, int target) {
+    return llama_target_weight(model, target, layer);
+}
+
+FinetuneModel finetune_model_llama(Llama *m) {
+    return (FinetuneModel){.model = m, .attach = llama_attach,
+                           .forward_backward = llama_forward_backward, .weight = llama_weight};
+}
+
+static int vit_attach(void *model, LoraAdapters *lora) { return vit_attach_lora(model, lora); }
+
+static int vit_forward_backward(void *model, const void *batch, double *loss) {
+    ViT *m = model;
+    const VitBatch *b = batch;
+    vit_zero_grad(m);
+    if (vit_forward(m, b->images, b->labels, b->B) != LSC_OK || vit_backward(m) != LSC_OK)
+        return LSC_ERR;
+    *loss = m->mean_loss;
+    return LSC_OK;
+}
+
+static Real *vit_weight(void *model, int layer, int target) {
+    return vit_target_weight(model, target, layer);
+}
+
+FinetuneModel finetune_model_vit(ViT *m) {
+    const size_t head = (size_t)m->config.n_classes * (size_t)m->config.dim + (size_t)m->config.n_classes;
+    return (FinetuneModel){.model = m, .attach = vit_attach,
+                           .forward_backward = vit_forward_backward, .weight = vit_weight,
+                           .extra = {.p = m->head_params, .g = m->head_grads, .n = head,
+                                     .lr_scale = 1.0f}};
+}
+
+/* ------------------------------------------------------------------------------------------
+ * the loop */
+
 int finetune_lora_groups(LoraAdapters *lora, float weight_decay, float lora_plus_ratio,
-                         ParamGroup **groups) {
-    if (lora_plus_ratio == 1.0f) {
-        *groups = malloc(sizeof **groups);
-        if (!*groups) return error_set("Out of memory allocating optimiser groups.");
-        (*groups)[0] = (ParamGroup){.p = lora->params, .g = lora->grads, .n = lora->num_params,
-                                    .lr_scale = 1.0f, .weight_decay = weight_decay};
-        return 1;
-    }
+                         const ParamGroup *extra, ParamGroup **groups) {
+    const int n_extra = extra && extra->n > 0;
     int n = 0;
-    *groups = malloc(3 * (size_t)lora->n_layers * LORA_NUM_TARGETS * sizeof **groups);
+    *groups = malloc((3 * (size_t)lora->n_layers * LORA_NUM_TARGETS + 2) * sizeof **groups);
     if (!*groups) return error_set("Out of memory allocating optimiser groups.");
+    if (n_extra) {
+        (*groups)[n] = *extra;
+        (*groups)[n++].weight_decay = weight_decay;
+    }
+    if (lora_plus_ratio == 1.0f) {
+        (*groups)[n++] = (ParamGroup){.p = lora->params, .g = lora->grads, .n = lora->num_params,
+                                      .lr_scale = 1.0f, .weight_decay = weight_decay};
+        return n;
+    }
     const size_t r = (size_t)lora->config.rank;
     for (int l = 0; l < lora->n_layers; l++)
         for (int t = 0; t < LORA_NUM_TARGETS; t++) {
@@ -37,34 +94,33 @@ int finetune_lora_groups(LoraAdapters *lora, float weight_decay, float lora_plus
     return n;
 }
 
-int finetune_begin(Finetune *ft, Llama *model, LoraAdapters *fast, const FinetuneConfig *cfg) {
+int finetune_begin(Finetune *ft, const FinetuneModel *model, LoraAdapters *fast,
+                   const FinetuneConfig *cfg) {
     memset(ft, 0, sizeof *ft);
     if (!(cfg->lora_plus_ratio > 0.0f))
         return error_set("The LoRA+ ratio must be positive, got %g.", (double)cfg->lora_plus_ratio);
-    if (cfg->batch <= 0 || cfg->seq <= 0)
-        return error_set("Batch shape must be positive, got %d x %d.", cfg->batch, cfg->seq);
     ft->config = *cfg;
-    ft->model = model;
+    ft->model = *model;
     ft->fast = fast;
-    llama_attach_lora(model, fast);
-    const int n_groups = finetune_lora_groups(fast, cfg->weight_decay, cfg->lora_plus_ratio, &ft->groups);
+    if (model->attach(model->model, fast) != LSC_OK) return LSC_ERR;
+    const int n_groups = finetune_lora_groups(fast, cfg->weight_decay, cfg->lora_plus_ratio,
+                                              &model->extra, &ft->groups);
     if (n_groups <= 0 || adamw_create(&ft->opt, fast->be, &cfg->adamw, ft->groups, n_groups) != LSC_OK ||
-        cascade_create(&ft->cascade, model, fast, &ft->opt, &cfg->cascade, cfg->total_steps, cfg->seed) != LSC_OK) {
+        cascade_create(&ft->cascade, model->weight, model->model, fast, &ft->opt, &cfg->cascade,
+                       cfg->total_steps, cfg->seed) != LSC_OK) {
         finetune_end(ft);
         return LSC_ERR;
     }
     return LSC_OK;
 }
 
-int finetune_step(Finetune *ft, const int32_t *tokens, const int32_t *targets, StepResult *result,
-                  float *lr) {
+int finetune_step(Finetune *ft, const void *batch, StepResult *result, float *lr) {
     if (finetune_done(ft))
         return error_set("This run has done all of its %ld steps.", ft->config.total_steps);
     StepResult r;
     const float step_lr = cascade_lr(&ft->cascade, &ft->config.schedule, ft->step);
-    if (train_step(ft->model, &ft->opt, tokens, targets, ft->config.batch, ft->config.seq, step_lr,
-                   &r) != LSC_OK)
-        return LSC_ERR;
+    if (ft->model.forward_backward(ft->model.model, batch, &r.loss) != LSC_OK) return LSC_ERR;
+    r.grad_norm = adamw_step(&ft->opt, step_lr);
     if (result) *result = r;
     if (lr) *lr = step_lr;
     ft->step++;
@@ -87,8 +143,11 @@ void finetune_end(Finetune *ft) {
 
 int finetune_run(Llama *model, LoraAdapters *fast, const FinetuneConfig *cfg,
                  const FinetuneCallbacks *cb) {
+    if (cfg->batch <= 0 || cfg->seq <= 0)
+        return error_set("Batch shape must be positive, got %d x %d.", cfg->batch, cfg->seq);
     Finetune ft;
-    if (finetune_begin(&ft, model, fast, cfg) != LSC_OK) return LSC_ERR;
+    const FinetuneModel fm = finetune_model_llama(model);
+    if (finetune_begin(&ft, &fm, fast, cfg) != LSC_OK) return LSC_ERR;
     int rc = LSC_OK;
     const size_t rows = (size_t)cfg->batch * (size_t)cfg->seq;
     int32_t *tokens = malloc(rows * sizeof *tokens), *targets = malloc(rows * sizeof *targets);
@@ -99,7 +158,8 @@ int finetune_run(Llama *model, LoraAdapters *fast, const FinetuneConfig *cfg,
         CascadeEvent event;
         float lr;
         if ((rc = cb->batch(cb->ctx, step, tokens, targets)) != LSC_OK) break;
-        if ((rc = finetune_step(&ft, tokens, targets, &result, &lr)) != LSC_OK) break;
+        const LlamaBatch batch = {.tokens = tokens, .targets = targets, .B = cfg->batch, .T = cfg->seq};
+        if ((rc = finetune_step(&ft, &batch, &result, &lr)) != LSC_OK) break;
         if (cb->on_step) cb->on_step(cb->ctx, step, &result, lr);
         if (finetune_after_step(&ft, &event) && cb->on_event) cb->on_event(cb->ctx, &event);
     }

@@ -125,7 +125,8 @@ static int l_new(lua_State *L) {
         return bind_error(L);
     f->lora_live = 1;
     f->model = &m->m;
-    if (finetune_begin(&f->ft, &m->m, &f->lora, &cfg) != LSC_OK) return bind_error(L);
+    const FinetuneModel fm = finetune_model_llama(&m->m);
+    if (finetune_begin(&f->ft, &fm, &f->lora, &cfg) != LSC_OK) return bind_error(L);
     f->ft_live = 1;
     return 1;
 }
@@ -145,7 +146,8 @@ static int f_step(lua_State *L) {
     fill_batch(L, d, f->data_seed, f->ft.step, B, T, f->tokens, f->targets);
     StepResult r;
     float lr;
-    if (finetune_step(&f->ft, f->tokens, f->targets, &r, &lr) != LSC_OK) return bind_error(L);
+    const LlamaBatch batch = {.tokens = f->tokens, .targets = f->targets, .B = B, .T = T};
+    if (finetune_step(&f->ft, &batch, &r, &lr) != LSC_OK) return bind_error(L);
     CascadeEvent ev;
     const int boundary = finetune_after_step(&f->ft, &ev);
     if (boundary < 0) return bind_error(L);

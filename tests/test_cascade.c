@@ -453,7 +453,7 @@ static void test_product_stats(void **state) {
     CascadeConfig k;
     assert_int_equal(cascade_preset("lorasc", &k), LSC_OK);
     Cascade cas;
-    assert_int_equal(cascade_create(&cas, &m, &lora, &opt, &k, 10, 1), LSC_OK);
+    assert_int_equal(cascade_create(&cas, finetune_model_llama(&m).weight, &m, &lora, &opt, &k, 10, 1), LSC_OK);
     const int targets[] = {LORA_DOWN, LORA_K};
     for (int i = 0; i < 2; i++) {
         const int t = targets[i], r = lc.rank;
@@ -499,15 +499,15 @@ static void test_bad_configs(void **state) {
     CascadeConfig k;
     assert_int_equal(cascade_preset("lorasc", &k), LSC_OK);
     k.alpha = 1.5f;
-    assert_int_equal(cascade_create(&cas, &m, &lora, &opt, &k, 10, 1), LSC_ERR);
+    assert_int_equal(cascade_create(&cas, finetune_model_llama(&m).weight, &m, &lora, &opt, &k, 10, 1), LSC_ERR);
     assert_non_null(strstr(error_last(), "alpha"));
     k.alpha = 0.5f;
     k.noise = -1;
-    assert_int_equal(cascade_create(&cas, &m, &lora, &opt, &k, 10, 1), LSC_ERR);
+    assert_int_equal(cascade_create(&cas, finetune_model_llama(&m).weight, &m, &lora, &opt, &k, 10, 1), LSC_ERR);
     assert_non_null(strstr(error_last(), "lambda"));
     k.noise = 1;
     k.n_experts = 11;
-    assert_int_equal(cascade_create(&cas, &m, &lora, &opt, &k, 10, 1), LSC_ERR);
+    assert_int_equal(cascade_create(&cas, finetune_model_llama(&m).weight, &m, &lora, &opt, &k, 10, 1), LSC_ERR);
     assert_non_null(strstr(error_last(), "11 experts"));
     assert_int_equal(cascade_preset("loraSC", &k), LSC_ERR);
     assert_non_null(strstr(error_last(), "known: lora"));

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/cascade.h"
+#include "core/finetune.h"
 #include "core/error.h"
 #include "core/philox.h"
 #include "core/train.h"
@@ -56,7 +56,7 @@ static double time_boundaries(Llama *m, int boundaries) {
     cascade_preset("lorasc", &k);
     k.n_experts = boundaries + 1;
     Cascade c;
-    if (cascade_create(&c, m, &fast, &opt, &k, k.n_experts, 3) != LSC_OK) die("cascade");
+    if (cascade_create(&c, finetune_model_llama(m).weight, m, &fast, &opt, &k, k.n_experts, 3) != LSC_OK) die("cascade");
     double times[64];
     Real *host = malloc(fast.num_params * sizeof(Real));
     for (int e = 0; e < boundaries; e++) {
