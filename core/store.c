@@ -242,7 +242,8 @@ fail:
     return rc;
 }
 
-static void free_buffers(Store *s) {
+/* Empties the buffers (keeping the interned names and the allocations). */
+static void clear_buffers(Store *s) {
     for (long i = 0; i < s->n_evals; i++) {
         free(s->evals[i].split);
         free(s->evals[i].metric);
@@ -251,6 +252,11 @@ static void free_buffers(Store *s) {
         free(s->artifacts[i].path);
         free(s->artifacts[i].kind);
     }
+    s->n_metrics = s->n_evals = s->n_artifacts = 0;
+}
+
+static void free_buffers(Store *s) {
+    clear_buffers(s);
     for (int i = 0; i < s->n_names; i++) free(s->names[i]);
     free(s->metrics);
     free(s->evals);
@@ -574,18 +580,6 @@ static int write_buffers(Store *s, int64_t *dropped_run) {
     return LSC_OK;
 }
 
-/* Empties the buffers (keeping the interned names and the allocations). */
-static void clear_buffers(Store *s) {
-    for (long i = 0; i < s->n_evals; i++) {
-        free(s->evals[i].split);
-        free(s->evals[i].metric);
-    }
-    for (long i = 0; i < s->n_artifacts; i++) {
-        free(s->artifacts[i].path);
-        free(s->artifacts[i].kind);
-    }
-    s->n_metrics = s->n_evals = s->n_artifacts = 0;
-}
 
 int store_flush(Store *s) {
     if (s->n_metrics == 0 && s->n_evals == 0 && s->n_artifacts == 0) return LSC_OK;
