@@ -5,26 +5,30 @@
 # is reported, not failed; the exit status is non-zero only when a program crashed.
 #
 #   tests/bench/run_bench.sh [--shape small|large|all] [--steps N] [--threads N] [--quick]
+#                            [--retries N]
 #
-# PyTorch runs twice, as the environment has it and with OMP_WAIT_POLICY=passive (its OpenMP
-# workers otherwise spin on the cores OpenBLAS needs; passive is much faster on 2 cores), and
-# the faster run is the reference. bench_llama also runs with --matmul omp, an experiment
-# that shows what one shared thread pool would give. --quick skips both extra runs.
-# Environment: BUILD (default <repo>/build), BENCH_OUT (where the JSON goes; default a
+# PyTorch runs twice, as the environment has it and with OMP_WAIT_POLICY=passive (Debian's
+# torch pairs OpenMP kernels with the pthreads OpenBLAS, whose pools spin against each other
+# on 2 cores; passive is up to 2x faster), and the faster run is the reference. --quick skips
+# the second run. A program whose run other processes disturbed (more than 5% of the CPUs
+# busy besides it, as it reports) is run again, up to --retries times (default 2).
+# Environment: BUILD (default <repo>/build), BENCH_LLAMA (a built bench_llama to use instead
+# of build/tests/bench_llama), BENCH_OUT (where the JSON goes; default a
 # temporary folder), PYTHON (default /usr/bin/python3, Debian's torch).
 set -u
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${BUILD:-$ROOT/build}
 PYTHON=${PYTHON:-/usr/bin/python3}
-SHAPE=all STEPS="" THREADS=2 QUICK=0
+SHAPE=all STEPS="" THREADS=2 QUICK=0 RETRIES=2
 while [ $# -gt 0 ]; do
     case "$1" in
         --shape) SHAPE=$2; shift 2 ;;
         --steps) STEPS=$2; shift 2 ;;
         --threads) THREADS=$2; shift 2 ;;
         --quick) QUICK=1; shift ;;
-        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        --retries) RETRIES=$2; shift 2 ;;
+        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
         *) echo "run_bench.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -34,39 +38,55 @@ ARGS=(--shape "$SHAPE" --threads "$THREADS")
 [ -n "$STEPS" ] && ARGS+=(--steps "$STEPS")
 
 # The benchmark binary: the meson target if the build has it, else compiled here by hand.
-BIN=$BUILD/tests/bench_llama
+BIN=${BENCH_LLAMA:-$BUILD/tests/bench_llama}
 if [ ! -x "$BIN" ]; then
     BIN=$OUT/bench_llama
     echo "run_bench.sh: $BUILD/tests/bench_llama not built; compiling $BIN"
     ninja -C "$BUILD" >/dev/null || { echo "run_bench.sh: ninja -C $BUILD failed" >&2; exit 1; }
+    # the same BLAS as meson picks: Debian's OpenMP build of OpenBLAS where installed
+    OB=/usr/lib/$(gcc -print-multiarch)/openblas-openmp
+    BLAS=(-lopenblas)
+    [ -e "$OB/libopenblas.so" ] && BLAS=(-L"$OB" -Wl,-rpath,"$OB" -lopenblas)
     gcc -std=c11 -O3 -march=native -fopenmp -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE \
         -I"$ROOT" -I"$BUILD" "$ROOT/tests/bench/bench_llama.c" "$BUILD/core/liblorasc_core.a" \
-        "$BUILD/kernels/liblorasc_kernels.a" -lopenblas -lm -o "$BIN" ||
+        "$BUILD/kernels/liblorasc_kernels.a" "${BLAS[@]}" -lm -o "$BIN" ||
         { echo "run_bench.sh: compiling bench_llama failed" >&2; exit 1; }
 fi
 
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPUs; $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "source: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" \
+    diff --quiet HEAD -- core kernels 2>/dev/null || echo ' (core/ or kernels/ modified)')"
 echo "env: OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-unset} OMP_NUM_THREADS=${OMP_NUM_THREADS:-unset}" \
      "OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-unset}"
 
 crashed=0
-run() { # run NAME CMD...: runs CMD, notes a crash
-    echo "---- $1: ${*:2}"
-    "${@:2}" || { echo "run_bench.sh: $1 exited $?" >&2; crashed=1; }
+disturbed() { # disturbed JSON: true when the run says other processes used > 5% of the CPUs
+    "$PYTHON" -c 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1])).get("busy_during", 0) > 0.05 else 1)' "$1" 2>/dev/null
+}
+run() { # run NAME JSON CMD...: runs CMD (which writes JSON), again if disturbed; notes a crash
+    local name=$1 json=$2 try=0
+    shift 2
+    while :; do
+        echo "---- $name: $*"
+        "$@" || { echo "run_bench.sh: $name exited $?" >&2; crashed=1; return; }
+        disturbed "$json" && [ $try -lt "$RETRIES" ] || return 0
+        try=$((try + 1))
+        echo "run_bench.sh: other processes disturbed $name; waiting 10 s, retry $try of $RETRIES"
+        sleep 10
+    done
 }
 
-run lorasc "$BIN" "${ARGS[@]}" --json "$OUT/lorasc.json"
-[ $QUICK = 0 ] && run "lorasc --matmul omp (experiment)" "$BIN" "${ARGS[@]}" --matmul omp \
-    --profile-steps 0 --json "$OUT/lorasc_omp.json"
+run lorasc "$OUT/lorasc.json" "$BIN" "${ARGS[@]}" --json "$OUT/lorasc.json"
 have_torch=1
 if ! "$PYTHON" -c 'import torch' 2>/dev/null; then
     echo "run_bench.sh: $PYTHON cannot import torch (apt install python3-torch); no reference"
     have_torch=0
 else
-    run torch "$PYTHON" "$ROOT/tests/bench/bench_torch.py" "${ARGS[@]}" --json "$OUT/torch.json"
+    run torch "$OUT/torch.json" "$PYTHON" "$ROOT/tests/bench/bench_torch.py" "${ARGS[@]}" \
+        --json "$OUT/torch.json"
     if [ $QUICK = 0 ] && [ -z "${OMP_WAIT_POLICY:-}" ]; then
-        run "torch, OMP_WAIT_POLICY=passive" env OMP_WAIT_POLICY=passive "$PYTHON" \
-            "$ROOT/tests/bench/bench_torch.py" "${ARGS[@]}" --json "$OUT/torch_passive.json"
+        run "torch, OMP_WAIT_POLICY=passive" "$OUT/torch_passive.json" env OMP_WAIT_POLICY=passive \
+            "$PYTHON" "$ROOT/tests/bench/bench_torch.py" "${ARGS[@]}" --json "$OUT/torch_passive.json"
     fi
 fi
 [ $crashed = 0 ] || exit 1
@@ -77,7 +97,7 @@ out = sys.argv[1]
 def load(name):
     p = os.path.join(out, name)
     return json.load(open(p)) if os.path.exists(p) else None
-lor, omp = load("lorasc.json"), load("lorasc_omp.json")
+lor = load("lorasc.json")
 torch_runs = [r for r in (load("torch.json"), load("torch_passive.json")) if r]
 peak = lor["sgemm_peak_gflops"]
 ratio_target = {"small": 1.5, "large": 1.1}
@@ -89,7 +109,7 @@ def verdict(ok):
 print(f"\nsummary: {lor['threads']} threads; sgemm peak {peak:.1f} GFLOP/s (2048^3, measured by "
       f"bench_llama in this run); tokens/s from the median step; % peak at 4N FLOPs/token")
 noisy = [f"{r.get('engine')} {r.get('env', {}).get('OMP_WAIT_POLICY', '')}".strip()
-         for r in [lor, omp] + torch_runs if r and r.get("busy_during", 0) > 0.05]
+         for r in [lor] + torch_runs if r and r.get("busy_during", 0) > 0.05]
 if noisy:
     print("WARNING: other processes used the CPUs during: " + ", ".join(noisy) + "; rerun on a quiet machine")
 hdr = f"{'shape':6} {'run':34} {'tokens/s':>9} {'%peak':>7}"
@@ -97,8 +117,6 @@ print(hdr)
 for s in lor["shapes"]:
     name = s["name"]
     rows = [("lorasc", s)]
-    if omp:
-        rows += [("lorasc --matmul omp (experiment)", x) for x in omp["shapes"] if x["name"] == name]
     best = None
     for r in torch_runs:
         pol = r.get("env", {}).get("OMP_WAIT_POLICY", "unset")
