@@ -518,18 +518,24 @@ int llama_backward(Llama *m) {
         const Real *dq = magnitude_backward(m, a->dq, a->dq, l, LORA_Q, BT);
         const Real *dk = magnitude_backward(m, a->dk, a->dk, l, LORA_K, BT);
         const Real *dv = magnitude_backward(m, a->dv, a->dv, l, LORA_V, BT);
-        be->matmul(be, a->dxn, dq, llama_target_weight(m, LORA_Q, l), BT, C, qdim, 0, 0, 1, 0);
-        be->matmul(be, a->dxn, dk, llama_target_weight(m, LORA_K, l), BT, C, kvdim, 0, 0, 1, 1);
-        be->matmul(be, a->dxn, dv, llama_target_weight(m, LORA_V, l), BT, C, kvdim, 0, 0, 1, 1);
+        /* In LoRA mode nothing reads layer 0's input gradient (the embedding is frozen), so
+         * its three input-gradient GEMMs and the rmsnorm backward are skipped. */
+        const int need_dx = full || l > 0;
+        if (need_dx) {
+            be->matmul(be, a->dxn, dq, llama_target_weight(m, LORA_Q, l), BT, C, qdim, 0, 0, 1, 0);
+            be->matmul(be, a->dxn, dk, llama_target_weight(m, LORA_K, l), BT, C, kvdim, 0, 0, 1, 1);
+            be->matmul(be, a->dxn, dv, llama_target_weight(m, LORA_V, l), BT, C, kvdim, 0, 0, 1, 1);
+        }
         weight_grad(m, grad_slice(m, LLAMA_WQ, l), dq, xn, BT, C, qdim);
         weight_grad(m, grad_slice(m, LLAMA_WK, l), dk, xn, BT, C, kvdim);
         weight_grad(m, grad_slice(m, LLAMA_WV, l), dv, xn, BT, C, kvdim);
-        adapter_backward(m, a->dxn, dq, xn, l, LORA_Q, BT);
-        adapter_backward(m, a->dxn, dk, xn, l, LORA_K, BT);
-        adapter_backward(m, a->dxn, dv, xn, l, LORA_V, BT);
+        adapter_backward(m, need_dx ? a->dxn : NULL, dq, xn, l, LORA_Q, BT);
+        adapter_backward(m, need_dx ? a->dxn : NULL, dk, xn, l, LORA_K, BT);
+        adapter_backward(m, need_dx ? a->dxn : NULL, dv, xn, l, LORA_V, BT);
         /* xn = rmsnorm(x): accumulates into d(x) */
-        be->rmsnorm_backward(be, dresid, grad_slice(m, LLAMA_RMS_ATT, l), a->dxn, x,
-                             layer_slice(w[LLAMA_RMS_ATT], C, l), rstd, BT, C);
+        if (need_dx)
+            be->rmsnorm_backward(be, dresid, grad_slice(m, LLAMA_RMS_ATT, l), a->dxn, x,
+                                 layer_slice(w[LLAMA_RMS_ATT], C, l), rstd, BT, C);
     }
 
     /* resid[0] = embedding(tokens) */
