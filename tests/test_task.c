@@ -1,0 +1,177 @@
+/* Language tasks in the training loop: training batches carry the loss on the gold
+ * continuation only and are a pure function of (seed, step); every task (but Alpaca, which
+ * the paper evaluates on MMLU and BBH) evaluates with its own metric in [0, 1], on files the
+ * test writes in the original formats; LoRA fine-tuning on SST-2 (the mirror's real file
+ * when LORASC_DATA holds it) lowers the training loss. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "core/error.h"
+#include "core/finetune.h"
+#include "core/task.h"
+#include "model_fixture.h"
+#include "task_fixture.h"
+
+static char g_dir[256], g_tok[300];
+static Tokenizer g_tokenizer;
+
+static int setup(void **state) {
+    (void)state;
+    snprintf(g_dir, sizeof g_dir, "/tmp/lorasc_test_task_XXXXXX");
+    if (!mkdtemp(g_dir)) return -1;
+    snprintf(g_tok, sizeof g_tok, "%s/tok.bin", g_dir);
+    if (fixture_write_tasks(g_dir) | fixture_write_tokenizer(g_tok)) return -1;
+    return tokenizer_load(&g_tokenizer, g_tok) == LSC_OK ? 0 : -1;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
+    tokenizer_free(&g_tokenizer);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static Llama tiny_model(Backend *be, int vocab) {
+    const LlamaConfig c = {.dim = 16, .hidden_dim = 24, .n_layers = 1, .n_heads = 2, .n_kv_heads = 1,
+                           .vocab_size = vocab, .seq_len = 96, .rope_theta = 10000.0f,
+                           .norm_eps = 1e-5f, .tied_embeddings = 1, .rope_style = ROPE_INTERLEAVED};
+    Llama m;
+    assert_int_equal(llama_create(&m, be, &c), LSC_OK);
+    fixture_randomize(&m, 42, 0.3);
+    return m;
+}
+
+static void test_train_batches(void **state) {
+    (void)state;
+    Dataset d;
+    const DatasetSizes sz = {.train = 3, .val = 1, .test = 2};
+    assert_int_equal(dataset_load(&d, TASK_RTE, g_dir, &sz, 1), LSC_OK);
+    enum { B = 4, T = 512 }; /* long enough that no prompt is cut (BOS stays first) */
+    int32_t tok[B * T], tgt[B * T], tok2[B * T], tgt2[B * T];
+    assert_int_equal(task_train_batch(&g_tokenizer, &d, 9, 3, B, T, tok, tgt), LSC_OK);
+    assert_int_equal(task_train_batch(&g_tokenizer, &d, 9, 3, B, T, tok2, tgt2), LSC_OK);
+    assert_memory_equal(tok, tok2, sizeof tok); /* a pure function of (seed, step) */
+    assert_memory_equal(tgt, tgt2, sizeof tgt);
+    for (int b = 0; b < B; b++) {
+        int first = -1, n_loss = 0;
+        for (int t = 0; t < T; t++)
+            if (tgt[b * T + t] >= 0) {
+                if (first < 0) first = t;
+                n_loss++;
+                if (t + 1 < T) /* next-token targets (the last one lies past the row) */
+                    assert_int_equal(tgt[b * T + t], tok[b * T + t + 1]);
+            }
+        assert_true(first > 0 && n_loss > 0); /* loss on the continuation, not the prompt */
+        assert_int_equal(tok[b * T], g_tokenizer.bos_id);
+    }
+    dataset_free(&d);
+}
+
+static void test_every_task_evaluates(void **state) {
+    (void)state;
+    Backend *be = backend_cpu_create(1);
+    Llama m = tiny_model(be, g_tokenizer.vocab_size);
+    for (int t = 0; t < TASK_COUNT; t++) {
+        Dataset d;
+        const DatasetSizes sz = {.train = 2, .val = 2, .test = 2};
+        if (dataset_load(&d, (TaskId)t, g_dir, &sz, 3) != LSC_OK) fail_msg("%s", error_last());
+        TaskScores s;
+        const int rc = task_evaluate(&m, &g_tokenizer, &d, DS_TEST, 0, 3, &s);
+        if (t == TASK_ALPACA) {
+            assert_int_equal(rc, LSC_ERR);
+            assert_non_null(strstr(error_last(), "mmlu and bbh"));
+        } else {
+            if (rc != LSC_OK) fail_msg("%s: %s", dataset_name((TaskId)t), error_last());
+            assert_true(s.n > 0 && s.score >= 0 && s.score <= 1 && s.f1 >= 0 && s.f1 <= 1);
+            printf("  %-8s score %.3f  f1 %.3f  em %.3f  majority %.3f (n %zu)\n",
+                   dataset_name((TaskId)t), s.score, s.f1, s.em, s.majority, s.n);
+        }
+        dataset_free(&d);
+    }
+    llama_free(&m);
+    backend_cpu_destroy(be);
+}
+
+/* LoRA on SST-2 prompts: the mean loss over fixed training batches drops. Uses the mirror's
+ * real SST-2 and tok512 when the data directory has them, else the self-written files. */
+static void test_lora_learns_sst2(void **state) {
+    (void)state;
+    const char *root = getenv("LORASC_DATA");
+    char tokpath[512], sst[512];
+    int mirror = 0;
+    if (root) {
+        snprintf(tokpath, sizeof tokpath, "%s/llama2c_stories260K/tok512.bin", root);
+        snprintf(sst, sizeof sst, "%s/sst2/train.tsv", root);
+        mirror = access(tokpath, R_OK) == 0 && access(sst, R_OK) == 0;
+    }
+    Tokenizer tok512, *tok = &g_tokenizer;
+    if (mirror) {
+        assert_int_equal(tokenizer_load(&tok512, tokpath), LSC_OK);
+        tok = &tok512;
+    }
+    Dataset d;
+    const DatasetSizes sz = {.train = 64, .val = 8, .test = 8};
+    assert_int_equal(dataset_load(&d, TASK_SST2, mirror ? root : g_dir, &sz, 1), LSC_OK);
+    Backend *be = backend_cpu_create(0);
+    Llama m = tiny_model(be, tok->vocab_size);
+    int in[LORA_NUM_TARGETS], out[LORA_NUM_TARGETS];
+    llama_lora_shapes(&m.config, in, out);
+    const LoraConfig lc = {.rank = 4, .alpha = 8, .targets = LORA_DEFAULT_TARGETS | LORA_BIT(LORA_UP)};
+    LoraAdapters fast;
+    assert_int_equal(lora_create(&fast, be, &lc, 1, in, out, 2), LSC_OK);
+    enum { B = 8, T = 96, STEPS = 40 };
+    FinetuneConfig cfg = {.total_steps = STEPS, .batch = B, .seq = T, .lora_plus_ratio = 1, .seed = 4,
+                          .schedule = {.kind = SCHEDULE_CONSTANT, .peak_lr = 1e-2f},
+                          .adamw = adamw_default_config()};
+    assert_int_equal(cascade_preset("lora", &cfg.cascade), LSC_OK);
+    static int32_t tokens[B * T], targets[B * T];
+    const FinetuneModel fm = finetune_model_llama(&m);
+    Finetune ft;
+    assert_int_equal(finetune_begin(&ft, &fm, &fast, &cfg), LSC_OK);
+    double before = 0, after = 0;
+    for (long probe = 0; probe < 4; probe++) {
+        assert_int_equal(task_train_batch(tok, &d, 99, probe, B, T, tokens, targets), LSC_OK);
+        assert_int_equal(llama_forward(&m, tokens, targets, B, T), LSC_OK);
+        before += m.mean_loss / 4;
+    }
+    while (!finetune_done(&ft)) {
+        assert_int_equal(task_train_batch(tok, &d, 4, ft.step, B, T, tokens, targets), LSC_OK);
+        const LlamaBatch batch = {.tokens = tokens, .targets = targets, .B = B, .T = T};
+        assert_int_equal(finetune_step(&ft, &batch, NULL, NULL), LSC_OK);
+        finetune_after_step(&ft, NULL);
+    }
+    finetune_end(&ft);
+    llama_attach_lora(&m, NULL); /* merged into the base by the last boundary */
+    for (long probe = 0; probe < 4; probe++) {
+        assert_int_equal(task_train_batch(tok, &d, 99, probe, B, T, tokens, targets), LSC_OK);
+        assert_int_equal(llama_forward(&m, tokens, targets, B, T), LSC_OK);
+        after += m.mean_loss / 4;
+    }
+    printf("  sst2 (%s): label-word loss %.4f -> %.4f\n", mirror ? "mirror, tok512" : "test files",
+           before, after);
+    assert_true(after < before - 0.1);
+    lora_free(&fast);
+    llama_free(&m);
+    dataset_free(&d);
+    if (mirror) tokenizer_free(&tok512);
+    backend_cpu_destroy(be);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_train_batches),
+        cmocka_unit_test(test_every_task_evaluates),
+        cmocka_unit_test(test_lora_learns_sst2),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
