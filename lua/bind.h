@@ -7,13 +7,19 @@
 #include <lua.h>
 
 #include "core/llama.h"
+#include "core/imagedata.h"
 #include "core/textdata.h"
+#include "core/vit.h"
 
 #define BIND_MODEL "lorasc.Model"
 #define BIND_FINETUNE "lorasc.Finetune"
 #define BIND_TRAINER "lorasc.Trainer"
 #define BIND_STORE "lorasc.Store"
 #define BIND_TEXTDATA "lorasc.TextData"
+#define BIND_VIT "lorasc.ViT"
+#define BIND_VIT_FINETUNE "lorasc.ViTFinetune"
+#define BIND_VIT_TRAINER "lorasc.ViTTrainer"
+#define BIND_IMAGES "lorasc.Images"
 
 typedef struct LModel {
     Llama m;
@@ -25,7 +31,32 @@ typedef struct LTextData {
     int live;
 } LTextData;
 
+typedef struct LVit {
+    ViT m;
+    int live; /* 1 once vit_create succeeded */
+} LVit;
+
+/* An image classification task: a dataset's train file split into train/val, its test file
+ * as test, each restricted to a class subset relabelled 0..k-1 (bind_images.c). */
+enum { IMG_TRAIN = 0, IMG_VAL = 1, IMG_TEST = 2, IMG_NUM_SPLITS = 3 };
+typedef struct LImages {
+    ImageSet train, test;       /* the two files */
+    int *idx[IMG_NUM_SPLITS];   /* indices into train (TRAIN, VAL) or test (TEST) */
+    int n[IMG_NUM_SPLITS];
+    int32_t relabel[256];       /* original label -> task label, -1 if not in the task */
+    int n_classes;
+    float mean[4], std[4];      /* normalisation: the whole train file's statistics */
+    char name[128];
+    int live;
+} LImages;
+
+/* Images indices `positions` of a split into out[B, C, H, W] (normalised) and task labels. */
+void bind_images_batch(const LImages *d, int split, const int *positions, int B, Real *out,
+                       int32_t *labels, const ImageAugment *aug, uint64_t seed, uint64_t step);
+
 int luaopen_lorasc_core_model(lua_State *L);
+int luaopen_lorasc_core_vit(lua_State *L);
+int luaopen_lorasc_core_images(lua_State *L);
 int luaopen_lorasc_core_finetune(lua_State *L);
 int luaopen_lorasc_core_store(lua_State *L);
 int luaopen_lorasc_core_data(lua_State *L);
@@ -42,6 +73,8 @@ void bind_backend_destroy(void);
 /* A live model / text-data argument (raises a Lua error otherwise). */
 LModel *bind_check_model(lua_State *L, int idx);
 LTextData *bind_check_textdata(lua_State *L, int idx);
+LVit *bind_check_vit(lua_State *L, int idx);
+LImages *bind_check_images(lua_State *L, int idx);
 
 /* Raises a Lua error with error_last() (never returns). */
 int bind_error(lua_State *L);

@@ -161,6 +161,8 @@ void bind_preload(lua_State *L) {
                                     {"lorasc.core.store", luaopen_lorasc_core_store},
                                     {"lorasc.core.data", luaopen_lorasc_core_data},
                                     {"lorasc.core.sys", luaopen_lorasc_core_sys},
+                                    {"lorasc.core.vit", luaopen_lorasc_core_vit},
+                                    {"lorasc.core.images", luaopen_lorasc_core_images},
                                     {NULL, NULL}};
     luaL_setfuncs(L, mods, 0);
     lua_pop(L, 1);

@@ -244,7 +244,7 @@ function COMMANDS.report(opts, pos)
     local id = store and store:experiment_find(e.name)
     if id then db_runs = store:runs(id, { "done" }) end
     local spec = reg.reports[e.name] and reg.reports[e.name].spec or {}
-    local t = report.compute(e.runs, db_runs, spec)
+    local t = report.compute_multi(e.runs, db_runs, spec)
     out[#out + 1] = report.render(t, { format = opts.format, paper = paper, title = spec.title or e.name,
                                        scale = spec.scale, digits = spec.digits })
   end

@@ -76,6 +76,52 @@ function M.llama(t)
   return { kind = "model", arch = "llama", spec = t, where = loc }
 end
 
+local VIT_KEYS = { "image_size", "patch_size", "channels", "dim", "n_layers", "n_heads", "mlp_dim",
+                   "norm_eps", "seed", "pretrain", "checkpoint" }
+local VIT_PRETRAIN_KEYS = { "task", "steps", "batch", "lr", "warmup", "schedule", "weight_decay",
+                            "crop_pad", "flip", "seed" }
+
+function M.vit(t)
+  local loc = where(2)
+  check_keys(t, VIT_KEYS, "vit{}", loc)
+  if t.pretrain ~= nil then check_keys(t.pretrain, VIT_PRETRAIN_KEYS, "vit{ pretrain = {} }", loc) end
+  if t.checkpoint and t.pretrain then fail(loc .. ": vit{} takes checkpoint or pretrain, not both") end
+  return { kind = "model", arch = "vit", spec = t, where = loc }
+end
+
+-- Image tasks: "fashion-mnist", "fashion-mnist:5-9", "mnist:0,2,4" (a class subset,
+-- relabelled 0..k-1 in the order given).
+local IMAGE_SETS = { ["fashion-mnist"] = 10, mnist = 10 }
+function M.parse_image_task(task)
+  if type(task) ~= "string" then return nil end
+  local name, spec = task:match("^([%w%-]+):(.+)$")
+  if not name then name = task end
+  if not IMAGE_SETS[name] then return nil end
+  local classes = {}
+  if not spec then
+    for c = 0, IMAGE_SETS[name] - 1 do classes[#classes + 1] = c end
+  else
+    for part in (spec .. ","):gmatch("([^,]*),") do
+      local a, b = part:match("^(%d+)%-(%d+)$")
+      if a then
+        for c = tonumber(a), tonumber(b) do classes[#classes + 1] = c end
+      elseif part:match("^%d+$") then
+        classes[#classes + 1] = tonumber(part)
+      else
+        return nil, string.format("task '%s': '%s' is not a class or a range; write classes as \"%s:5-9\" or \"%s:0,2,4\"", task, part, name, name)
+      end
+    end
+  end
+  local seen = {}
+  for _, c in ipairs(classes) do
+    if c >= IMAGE_SETS[name] then return nil, string.format("task '%s': class %d is not in %s (classes 0-%d)", task, c, name, IMAGE_SETS[name] - 1) end
+    if seen[c] then return nil, string.format("task '%s': class %d is listed twice", task, c) end
+    seen[c] = true
+  end
+  if #classes < 2 then return nil, string.format("task '%s': an image task needs at least 2 classes", task) end
+  return { dataset = name, classes = classes }
+end
+
 -- Methods ---------------------------------------------------------------------------------
 local COMMON = { "rank", "lora_alpha", "targets", "ratio", "lora_plus_ratio", "dora", "label" }
 local METHODS = {
@@ -110,9 +156,11 @@ local EXP_KEYS = { "model", "tasks", "task", "split", "train", "method", "seeds"
                    "eval", "log_every", "save" }
 local TRAIN_KEYS = { "epochs", "steps", "batch", "seq", "lr", "schedule", "warmup",
                      "weight_decay", "grad_clip", "min_lr_ratio" }
-local SPLIT_KEYS = { "train", "val" }
-local EVAL_KEYS = { "batch", "max_windows" }
-local REPORT_KEYS = { "rows", "cols", "metric", "select", "scale", "digits", "title" }
+local IMAGE_TRAIN_KEYS = { "epochs", "steps", "batch", "lr", "schedule", "warmup",
+                           "weight_decay", "grad_clip", "min_lr_ratio", "crop_pad", "flip" }
+local SPLIT_KEYS = { "train", "val", "max_train", "max_val", "max_test" }
+local EVAL_KEYS = { "batch", "max_windows", "corrupt", "corrupt_max" }
+local REPORT_KEYS = { "rows", "cols", "metric", "metrics", "select", "scale", "digits", "title" }
 
 function M.new_registry()
   local reg = { experiments = {}, reports = {}, order = {} }
@@ -123,7 +171,8 @@ function M.new_registry()
       loc = where(2)
       check_keys(t, EXP_KEYS, "experiment \"" .. name .. "\"", loc)
       if reg.experiments[name] then fail(loc .. ": experiment '" .. name .. "' is defined twice") end
-      if t.train then check_keys(t.train, TRAIN_KEYS, "train", loc) end
+      local is_vit = type(t.model) == "table" and t.model.arch == "vit"
+      if t.train then check_keys(t.train, is_vit and IMAGE_TRAIN_KEYS or TRAIN_KEYS, "train", loc) end
       if t.split then check_keys(t.split, SPLIT_KEYS, "split", loc) end
       if t.eval then check_keys(t.eval, EVAL_KEYS, "eval", loc) end
       reg.experiments[name] = { name = name, spec = t, where = loc }
@@ -148,7 +197,7 @@ function M.load_file(path)
   f:close()
   local reg = M.new_registry()
   local env = {
-    experiment = reg.experiment, report = reg.report, grid = M.grid, llama = M.llama,
+    experiment = reg.experiment, report = reg.report, grid = M.grid, llama = M.llama, vit = M.vit,
     math = math, string = string, table = table, ipairs = ipairs, pairs = pairs,
     tostring = tostring, tonumber = tonumber, print = print, os = { getenv = os.getenv },
   }
@@ -207,8 +256,31 @@ end
 local function pos(x) return x > 0 end
 local function nonneg(x) return x >= 0 end
 
-local function check_task(task, loc)
+-- The IDX files of an image dataset: the data directory, then (Fashion-MNIST) Debian's
+-- dataset-fashion-mnist; the error says how to get them.
+local function check_image_files(task, name, loc)
+  local rel = name .. "/train-images-idx3-ubyte.gz"
+  local tried = sys.datadir_path(rel)
+  if sys.exists(tried) then return end
+  if name == "fashion-mnist" and sys.exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz") then return end
+  if name == "fashion-mnist" then
+    fail(string.format("%s: task '%s' needs Fashion-MNIST, not found at %s or /usr/share/datasets/fashion-mnist: install it with `apt-get install dataset-fashion-mnist`, or put the IDX files in $LORASC_DATA/fashion-mnist/", loc, task, tried))
+  end
+  fail(string.format("%s: task '%s' needs the MNIST IDX files (train/t10k images and labels), not found at %s: get them with `lorasc data fetch mnist` or copy them into $LORASC_DATA/%s/ (LORASC_DATA is the data directory, default data/)", loc, task, tried, name))
+end
+
+local function check_task(task, loc, arch)
   if type(task) ~= "string" then fail(loc .. ": a task must be a string such as \"text:apache\"") end
+  local img, ierr = M.parse_image_task(task)
+  if ierr then fail(loc .. ": " .. ierr) end
+  if arch == "vit" and not img then
+    fail(string.format("%s: task '%s' is not an image task; a vit{} model takes image tasks: fashion-mnist, fashion-mnist:5-9, mnist, mnist:0,2,4", loc, task))
+  end
+  if img then
+    if arch == "llama" then fail(string.format("%s: task '%s' is an image task; use model = vit { ... } for it", loc, task)) end
+    check_image_files(task, img.dataset, loc)
+    return task
+  end
   local files, err = data.resolve(task)
   if not files then fail(loc .. ": " .. err) end
   for file in files:gmatch("[^:]+") do
@@ -218,9 +290,48 @@ local function check_task(task, loc)
 end
 
 -- The canonical model config (every field explicit) and its cache key.
+local function canon_vit(s, mloc)
+  if s.checkpoint then
+    if type(s.checkpoint) ~= "string" then fail(mloc .. ": checkpoint must be a path") end
+    return { arch = "vit", checkpoint = s.checkpoint }
+  end
+  if not s.pretrain then fail(mloc .. ": vit{} needs checkpoint = \"path\" or pretrain = { task = \"fashion-mnist:0-4\", steps = ... }") end
+  local size = int(s.image_size or 28, "image_size", mloc, pos, "must be > 0")
+  local patch = int(s.patch_size or 7, "patch_size", mloc, pos, "must be > 0")
+  if size % patch ~= 0 then fail(string.format("%s: image_size %d is not a multiple of patch_size %d", mloc, size, patch)) end
+  if size ~= 28 then fail(mloc .. ": image_size must be 28 for MNIST and Fashion-MNIST (resizing is not implemented)") end
+  local dim = int(s.dim or 64, "dim", mloc, pos, "must be > 0")
+  local heads = int(s.n_heads or 4, "n_heads", mloc, pos, "must be > 0")
+  if dim % heads ~= 0 then fail(mloc .. ": dim must be a multiple of n_heads") end
+  local c = {
+    arch = "vit", image_size = size, patch_size = patch,
+    channels = int(s.channels or 1, "channels", mloc, function(x) return x == 1 end, "MNIST and Fashion-MNIST are grey (1 channel)"),
+    dim = dim, n_layers = int(s.n_layers or 2, "n_layers", mloc, pos, "must be > 0"), n_heads = heads,
+    mlp_dim = int(s.mlp_dim or 4 * dim, "mlp_dim", mloc, pos, "must be > 0"),
+    norm_eps = num(s.norm_eps or 1e-6, "norm_eps", mloc, pos, "must be > 0"),
+    seed = int(s.seed or 1, "seed", mloc),
+  }
+  local p = s.pretrain
+  if p.task == nil then fail(mloc .. ": vit{ pretrain = {} } needs task = \"fashion-mnist:0-4\" (an image task)") end
+  c.pretrain = {
+    task = check_task(p.task, mloc, "vit"),
+    steps = int(p.steps or 500, "pretrain.steps", mloc, pos, "must be > 0"),
+    batch = int(p.batch or 64, "pretrain.batch", mloc, pos, "must be > 0"),
+    lr = num(p.lr or 2e-3, "pretrain.lr", mloc, pos, "must be > 0"),
+    warmup = int(p.warmup or 0, "pretrain.warmup", mloc, nonneg, "must be >= 0"),
+    schedule = p.schedule or "cosine",
+    weight_decay = num(p.weight_decay or 0, "pretrain.weight_decay", mloc, nonneg, "must be >= 0"),
+    crop_pad = int(p.crop_pad or 0, "pretrain.crop_pad", mloc, nonneg, "must be >= 0"),
+    flip = p.flip == true,
+    seed = int(p.seed or 1, "pretrain.seed", mloc),
+  }
+  return c
+end
+
 local function canon_model(m, loc)
-  if type(m) ~= "table" or m.kind ~= "model" then fail(loc .. ": model must be llama { ... }") end
+  if type(m) ~= "table" or m.kind ~= "model" then fail(loc .. ": model must be llama { ... } or vit { ... }") end
   local s, mloc = m.spec, m.where
+  if m.arch == "vit" then return canon_vit(s, mloc) end
   if s.checkpoint then
     if type(s.checkpoint) ~= "string" then fail(mloc .. ": checkpoint must be a path") end
     local format = s.format or (s.checkpoint:match("%.bin$") and "llama2c" or "lorasc")
@@ -252,7 +363,7 @@ local function canon_model(m, loc)
   if heads % c.n_kv_heads ~= 0 then fail(mloc .. ": n_heads must be a multiple of n_kv_heads") end
   local p = s.pretrain
   c.pretrain = {
-    corpus = check_task(p.corpus or "text:gnu", mloc),
+    corpus = check_task(p.corpus or "text:gnu", mloc, "llama"),
     steps = int(p.steps or 200, "pretrain.steps", mloc, pos, "must be > 0"),
     batch = int(p.batch or 8, "pretrain.batch", mloc, pos, "must be > 0"),
     seq = int(p.seq or c.seq_len, "pretrain.seq", mloc, function(x) return x > 0 and x <= c.seq_len end, "must be in [1, seq_len]"),
@@ -267,8 +378,11 @@ end
 
 local SCHEDULES = { constant = true, linear = true, cosine = true }
 
-local function canon_train(t, loc)
+local function canon_train(t, loc, arch)
   t = t or {}
+  if arch ~= "vit" and (t.crop_pad ~= nil or t.flip ~= nil) then
+    fail(loc .. ": train.crop_pad and train.flip are image augmentations (vit{} models only)")
+  end
   if t.epochs ~= nil and t.steps ~= nil then fail(loc .. ": train takes epochs or steps, not both") end
   local c = {
     batch = int(t.batch or 8, "train.batch", loc, pos, "must be > 0"),
@@ -282,6 +396,11 @@ local function canon_train(t, loc)
   }
   if not SCHEDULES[c.schedule] then
     fail(string.format("%s: unknown schedule '%s'; valid: constant, cosine, linear", loc, tostring(c.schedule)))
+  end
+  if arch == "vit" then -- images: no sequence length; augmentation instead
+    c.seq = nil
+    c.crop_pad = int(t.crop_pad or 0, "train.crop_pad", loc, nonneg, "must be >= 0")
+    c.flip = t.flip == true
   end
   if t.steps ~= nil then
     c.steps = int(t.steps, "train.steps", loc, pos, "must be > 0")
@@ -366,17 +485,35 @@ function M.expand_experiment(e)
   local seeds = s.seeds or { 1 }
   if type(seeds) ~= "table" or #seeds == 0 then fail(loc .. ": seeds must be a non-empty list of integers") end
   for i, x in ipairs(seeds) do seeds[i] = int(x, "seeds[" .. i .. "]", loc) end
-  for _, t in ipairs(tasks) do check_task(t, loc) end
-  if s.model == nil then fail(loc .. ": experiment '" .. e.name .. "' needs model = llama { ... }") end
+  local arch0 = type(s.model) == "table" and s.model.arch or nil
+  for _, t in ipairs(tasks) do check_task(t, loc, arch0) end
+  if s.model == nil then fail(loc .. ": experiment '" .. e.name .. "' needs model = llama { ... } or vit { ... }") end
   if s.method == nil then fail(loc .. ": experiment '" .. e.name .. "' needs method = lora { ... } (or a list of methods)") end
   local select = s.select or "val.score"
-  if type(select) ~= "string" or not select:match("^%w+%.%w+$") then fail(loc .. ": select must look like \"val.score\"") end
+  if type(select) ~= "string" or not select:match("^%w+%.[%w_.]+$") then fail(loc .. ": select must look like \"val.score\"") end
   local split = s.split or {}
   local train_frac = num(split.train or 0.8, "split.train", loc, function(x) return x > 0 and x < 1 end, "must be in (0, 1)")
   local val_frac = num(split.val or 0.1, "split.val", loc, function(x) return x > 0 and train_frac + x < 1 end, "must be > 0 with train + val < 1")
   local ev = s.eval or {}
-  local eval = { batch = int(ev.batch or 16, "eval.batch", loc, pos, "must be > 0"),
-                 max_windows = int(ev.max_windows or 0, "eval.max_windows", loc, nonneg, "must be >= 0") }
+  local eval, split_c
+  if arch0 == "vit" then
+    if ev.max_windows ~= nil then fail(loc .. ": eval.max_windows is for text tasks; image tasks take eval = { batch, corrupt, corrupt_max }") end
+    if split.train ~= nil then fail(loc .. ": split.train is for text tasks; image tasks take the val fraction of the train file (split.val) and optional caps max_train, max_val, max_test") end
+    if ev.corrupt ~= nil and type(ev.corrupt) ~= "boolean" then fail(loc .. ": eval.corrupt must be true or false") end
+    eval = { batch = int(ev.batch or 128, "eval.batch", loc, pos, "must be > 0"),
+             corrupt = ev.corrupt ~= false,
+             corrupt_max = int(ev.corrupt_max or 0, "eval.corrupt_max", loc, nonneg, "must be >= 0") }
+    split_c = { val = val_frac,
+                max_train = int(split.max_train or 0, "split.max_train", loc, nonneg, "must be >= 0"),
+                max_val = int(split.max_val or 0, "split.max_val", loc, nonneg, "must be >= 0"),
+                max_test = int(split.max_test or 0, "split.max_test", loc, nonneg, "must be >= 0") }
+  else
+    if ev.corrupt ~= nil or ev.corrupt_max ~= nil then fail(loc .. ": eval.corrupt and eval.corrupt_max are for image tasks (vit{} models)") end
+    if split.max_train or split.max_val or split.max_test then fail(loc .. ": split.max_train/max_val/max_test are for image tasks (vit{} models)") end
+    eval = { batch = int(ev.batch or 16, "eval.batch", loc, pos, "must be > 0"),
+             max_windows = int(ev.max_windows or 0, "eval.max_windows", loc, nonneg, "must be >= 0") }
+    split_c = { train = train_frac, val = val_frac }
+  end
   local log_every = int(s.log_every or 10, "log_every", loc, pos, "must be > 0")
   if s.save ~= nil and type(s.save) ~= "boolean" then fail(loc .. ": save must be true or false") end
 
@@ -386,14 +523,14 @@ function M.expand_experiment(e)
   for _, task in ipairs(tasks) do
     for _, p in ipairs(points) do
       local model = canon_model(p.model, loc)
-      local train = canon_train(p.train, loc)
+      local train = canon_train(p.train, loc, model.arch)
       local method, label = canon_method(p.method, train, loc)
-      if train.seq > (model.seq_len or math.huge) then
+      if train.seq and train.seq > (model.seq_len or math.huge) then
         fail(string.format("%s: train.seq %d exceeds the model's seq_len %d", loc, train.seq, model.seq_len))
       end
       for _, seed in ipairs(seeds) do
         local config = { task = task, seed = seed, model = model, train = train, method = method,
-                         split = { train = train_frac, val = val_frac }, eval = eval }
+                         split = split_c, eval = eval }
         local text = json.encode(config)
         local hash = sys.sha256(text)
         if not seen[hash] then

@@ -8,7 +8,7 @@ local dsl = require "lorasc.dsl"
 
 local M = {}
 
-local function split_metric(s) return s:match("^(%w+)%.(%w+)$") end
+local function split_metric(s) return s:match("^(%w+)%.([%w_.]+)$") end
 
 local function path_value(run, path)
   if path == "method" then return run.label end
@@ -88,6 +88,33 @@ function M.compute(runs, db_runs, spec)
       out.cells[key] = { mean = mean, std = std, n = n, select_mean = best_val,
                          selected = dsl.describe(best.run, dsl.varying_keys(cell.runs)),
                          candidates = #cell.order }
+    end
+  end
+  return out
+end
+
+-- Several metrics in one table (spec.metrics = { "test.score", "test.corrupt.mean" }): each
+-- (column, metric) pair becomes a column "<col> <metric>"; selection is the same for all.
+function M.compute_multi(runs, db_runs, spec)
+  if not spec.metrics then return M.compute(runs, db_runs, spec) end
+  local out
+  for _, metric in ipairs(spec.metrics) do
+    local sub = {}
+    for k, v in pairs(spec) do sub[k] = v end
+    sub.metrics, sub.metric = nil, metric
+    local t = M.compute(runs, db_runs, sub)
+    if not out then
+      out = { rows = t.rows, cols = {}, cells = {}, metric = table.concat(spec.metrics, ", "),
+              select = t.select, rows_path = t.rows_path, cols_path = t.cols_path }
+    end
+    local short = metric:gsub("^test%.", "")
+    for _, col in ipairs(t.cols) do
+      local name = col .. " " .. short
+      out.cols[#out.cols + 1] = name
+      for _, row in ipairs(t.rows) do
+        local c = t.cells[row .. "\0" .. col]
+        if c then out.cells[row .. "\0" .. name] = c end
+      end
     end
   end
   return out

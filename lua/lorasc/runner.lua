@@ -8,6 +8,9 @@ local model_mod = require "lorasc.core.model"
 local finetune = require "lorasc.core.finetune"
 local data = require "lorasc.core.data"
 local progress = require "lorasc.progress"
+local vit_mod = require "lorasc.core.vit"
+local images = require "lorasc.core.images"
+local dsl = require "lorasc.dsl"
 
 local M = {}
 
@@ -83,8 +86,155 @@ local function get_base(run, cache_dir, report)
   return m
 end
 
+-- Image tasks ---------------------------------------------------------------------------
+local image_sets = {}
+local function get_images(task, split)
+  split = split or { val = 0.1 }
+  local key = table.concat({ task, split.val, split.max_train or 0, split.max_val or 0, split.max_test or 0 }, "|")
+  if not image_sets[key] then
+    local t = assert(dsl.parse_image_task(task))
+    image_sets[key] = images.load(t.dataset, t.classes, { val = split.val, max_train = split.max_train,
+                                                          max_val = split.max_val, max_test = split.max_test })
+  end
+  return image_sets[key]
+end
+
+local function pretrain_vit(mc, path, report)
+  local p = mc.pretrain
+  local d = get_images(p.task)
+  local m = vit_mod.new { image_size = mc.image_size, patch_size = mc.patch_size, channels = mc.channels,
+                          dim = mc.dim, n_layers = mc.n_layers, n_heads = mc.n_heads, mlp_dim = mc.mlp_dim,
+                          norm_eps = mc.norm_eps, n_classes = d:info().n_classes, seed = mc.seed }
+  local t = vit_mod.trainer(m, d, { total_steps = p.steps, batch = p.batch, lr = p.lr, warmup = p.warmup,
+                                    schedule = p.schedule, weight_decay = p.weight_decay,
+                                    crop_pad = p.crop_pad, flip = p.flip and 1 or 0, data_seed = p.seed })
+  report(string.format("pretraining the base ViT (%s, %d steps on %s) -> %s", tostring(m), p.steps, p.task, path))
+  local t0, loss = sys.now(), 0
+  for step = 1, p.steps do
+    loss = t:step()
+    if step % math.max(1, p.steps // 5) == 0 then
+      report(string.format("  pretrain step %d/%d loss %.4f (%.1fs)", step, p.steps, loss, sys.now() - t0))
+    end
+  end
+  t:close()
+  local acc = d:evaluate(m, "val", 256)
+  report(string.format("  pretrained: val accuracy %.4f on %s", acc, p.task))
+  local tmp = path .. "." .. sys.getpid()
+  m:save(tmp)
+  local ok, err = os.rename(tmp, path)
+  if not ok then error("cannot move the pretrained checkpoint into place: " .. tostring(err), 0) end
+  m:close()
+  return sys.now() - t0, loss, acc
+end
+
+local function get_vit_base(run, cache_dir, report)
+  local mc = run.config.model
+  if bases[run.model_hash] then return bases[run.model_hash] end
+  local path = mc.checkpoint
+  if path then
+    if not sys.exists(path) then error(string.format("ViT checkpoint '%s' not found", path), 0) end
+  else
+    sys.mkdir(cache_dir)
+    path = string.format("%s/vit-%s.ckpt", cache_dir, run.model_hash:sub(1, 16))
+    if not sys.exists(path) then
+      run.pretrain_seconds, run.pretrain_loss, run.pretrain_acc = pretrain_vit(mc, path, report)
+    end
+  end
+  bases[run.model_hash] = vit_mod.load(path)
+  return bases[run.model_hash]
+end
+
+local function train_one_vit(store, run, run_id, prog, index, opts)
+  local c = run.config
+  local tr, mc = c.train, c.method
+  local base = get_vit_base(run, dirname(opts.db) .. "/cache", function(msg) prog:message(msg) end)
+  if run.pretrain_seconds then
+    store:metric(run_id, 0, "base.pretrain_seconds", run.pretrain_seconds)
+    store:metric(run_id, 0, "base.pretrain_loss", run.pretrain_loss)
+    store:metric(run_id, 0, "base.pretrain_val_acc", run.pretrain_acc)
+  end
+  local d = get_images(c.task, c.split)
+  local info = d:info()
+  local spe = math.max(1, info.train // tr.batch)
+  local total = tr.steps or tr.epochs * spe
+  local n_experts = mc.experts or 0
+  if mc.name == "lora" then n_experts = 1 end
+  if n_experts > total then
+    error(string.format("%d experts do not fit in %d steps (%d per epoch)", n_experts, total, spe), 0)
+  end
+  local m <close> = base:clone(info.n_classes, c.seed)
+  local f <close> = vit_mod.finetune(m, d, {
+    method = mc.name, rank = mc.rank, lora_alpha = mc.lora_alpha, targets = mc.targets,
+    ratio = mc.ratio, dora = mc.dora and 1 or 0, alpha = mc.alpha, noise = mc.noise, n_experts = n_experts,
+    steps_per_expert = mc.every or 0, rewarmup_steps = mc.rewarmup,
+    slow_merge = mc.slow_merge, noise_std = mc.noise_std,
+    total_steps = total, batch = tr.batch, lr = tr.lr, schedule = tr.schedule,
+    warmup = tr.warmup, min_lr_ratio = tr.min_lr_ratio, weight_decay = tr.weight_decay,
+    grad_clip = tr.grad_clip, crop_pad = tr.crop_pad, flip = tr.flip and 1 or 0,
+    seed = c.seed, data_seed = c.seed })
+  prog:run_start(index, string.format("%s %s seed %d", c.task, run.label, c.seed), total, spe)
+  local delay = tonumber(os.getenv("LORASC_TEST_STEP_DELAY") or "")
+  local last_flush = sys.now()
+  for step = 1, total do
+    local loss, gnorm, lr, ev = f:step()
+    if loss ~= loss then error(string.format("the training loss is NaN at step %d", step), 0) end
+    if step % run.log_every == 0 or step == 1 or step == total then
+      store:metric(run_id, step, "train.loss", loss)
+      store:metric(run_id, step, "lr", lr)
+      store:metric(run_id, step, "grad_norm", gnorm)
+    end
+    if ev then
+      store:metric(run_id, ev.step, "expert.end", ev.expert)
+      store:metric(run_id, ev.step, "expert.merged_norm", ev.merged_norm)
+      store:metric(run_id, ev.step, "expert.noise_std_mean", ev.noise_std_mean)
+      store:metric(run_id, ev.step, "expert.boundary_seconds", ev.boundary_seconds)
+    end
+    prog:step(step, loss)
+    if delay then sys.sleep(delay) end
+    if sys.now() - last_flush > 10 then
+      store:flush()
+      last_flush = sys.now()
+    end
+  end
+  f:close()
+  local scores = {}
+  for _, split in ipairs { "val", "test" } do
+    local acc, loss = d:evaluate(m, split, c.eval.batch)
+    store:eval(run_id, split, "score", acc)
+    store:eval(run_id, split, "loss", loss)
+    scores[split] = acc
+  end
+  if c.eval.corrupt then
+    -- ImageNet-C's protocol: per corruption, the accuracy averaged over the five severities;
+    -- then the mean over corruptions. The corrupted images are the same for every run
+    -- (seed 1, keyed by each test image's position).
+    local total_acc, names = 0, images.corruptions()
+    local cap = c.eval.corrupt_max > 0 and c.eval.corrupt_max or nil
+    local dc = cap and get_images(c.task, { val = c.split.val, max_train = c.split.max_train,
+                                            max_val = c.split.max_val, max_test = math.min(cap, c.split.max_test > 0 and c.split.max_test or cap) }) or d
+    for _, name in ipairs(names) do
+      local sum = 0
+      for sev = 1, 5 do sum = sum + dc:evaluate(m, "test", c.eval.batch, name, sev, 1) end
+      store:eval(run_id, "test", "corrupt." .. name, sum / 5)
+      total_acc = total_acc + sum / 5
+      store:flush()
+    end
+    store:eval(run_id, "test", "corrupt.mean", total_acc / #names)
+    scores.corrupt = total_acc / #names
+  end
+  if run.save then
+    local dir = dirname(opts.db) .. "/runs"
+    sys.mkdir(dir)
+    local path = string.format("%s/%s.ckpt", dir, run.hash:sub(1, 16))
+    m:save(path)
+    store:artifact(run_id, path, "model")
+  end
+  return scores
+end
+
 local function train_one(store, run, run_id, prog, index, opts)
   local c = run.config
+  if c.model.arch == "vit" then return train_one_vit(store, run, run_id, prog, index, opts) end
   local tr, mc = c.train, c.method
   local cache_dir = dirname(opts.db) .. "/cache"
   local base = get_base(run, cache_dir, function(msg) prog:message(msg) end)
@@ -175,8 +325,9 @@ function M.run(store, exp_id, runs, opts)
       ran = ran + 1
       if ok then
         store:run_finish(claim.run_id, "done", nil, wall)
-        prog:run_end(string.format("run %d done in %s: val %.4f test %.4f (%s)", claim.run_id,
-          progress.fmt_time(wall), res.val, res.test, r.hash:sub(1, 12)))
+        prog:run_end(string.format("run %d done in %s: val %.4f test %.4f%s (%s)", claim.run_id,
+          progress.fmt_time(wall), res.val, res.test,
+          res.corrupt and string.format(" corrupt %.4f", res.corrupt) or "", r.hash:sub(1, 12)))
       else
         failed = failed + 1
         local fok, ferr = pcall(store.run_finish, store, claim.run_id, "failed", res, wall)

@@ -1,0 +1,442 @@
+/* lorasc.core.vit: ViT models as userdata (create, load/save a ViT checkpoint, clone with a
+ * fresh head for a new task), a full-training run (pretraining) and a LoRA / cascade
+ * fine-tuning run over an image task (lorasc.core.images). One Lua call per optimiser step:
+ * the batch (seeded shuffle per epoch, seeded crop/flip augmentation) is drawn in C. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/finetune.h"
+#include "core/philox.h"
+#include "core/vit_checkpoint.h"
+#include "lua/bind.h"
+
+LVit *bind_check_vit(lua_State *L, int idx) {
+    LVit *m = luaL_checkudata(L, idx, BIND_VIT);
+    if (!m->live) luaL_argerror(L, idx, "ViT is closed");
+    return m;
+}
+
+static LVit *new_vit(lua_State *L) {
+    LVit *m = lua_newuserdatauv(L, sizeof *m, 0);
+    memset(m, 0, sizeof *m);
+    luaL_setmetatable(L, BIND_VIT);
+    return m;
+}
+
+/* vit.new{image_size=28, patch_size=7, channels=1, dim=64, n_layers=2, n_heads=4,
+ *         mlp_dim=4*dim, n_classes=10, norm_eps=1e-6, seed=1}: HF ViT layout (GELU erf,
+ * patch bias, no pre-norm), random initialisation. */
+static int l_new(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    ViTConfig c = {0};
+    c.image_size = (int)bind_opt_int(L, 1, "image_size", 28);
+    c.patch_size = (int)bind_opt_int(L, 1, "patch_size", 7);
+    c.channels = (int)bind_opt_int(L, 1, "channels", 1);
+    c.dim = (int)bind_opt_int(L, 1, "dim", 64);
+    c.n_layers = (int)bind_opt_int(L, 1, "n_layers", 2);
+    c.n_heads = (int)bind_opt_int(L, 1, "n_heads", 4);
+    c.mlp_dim = (int)bind_opt_int(L, 1, "mlp_dim", 4 * c.dim);
+    c.n_classes = (int)bind_opt_int(L, 1, "n_classes", 10);
+    c.norm_eps = (float)bind_opt_num(L, 1, "norm_eps", 1e-6);
+    c.gelu = GELU_ERF;
+    c.patch_bias = 1;
+    const uint64_t seed = (uint64_t)bind_opt_int(L, 1, "seed", 1);
+    if (vit_config_validate(&c) != LSC_OK) return bind_error(L);
+    Backend *be = bind_backend(L);
+    LVit *m = new_vit(L);
+    if (vit_create(&m->m, be, &c) != LSC_OK) return bind_error(L);
+    m->live = 1;
+    vit_init_random(&m->m, seed);
+    return 1;
+}
+
+static int l_load(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    Backend *be = bind_backend(L);
+    LVit *m = new_vit(L);
+    if (vit_checkpoint_load(path, &m->m, be) != LSC_OK) return bind_error(L);
+    m->live = 1;
+    return 1;
+}
+
+static int m_save(lua_State *L) {
+    LVit *m = bind_check_vit(L, 1);
+    if (vit_checkpoint_save(luaL_checkstring(L, 2), &m->m) != LSC_OK) return bind_error(L);
+    return 0;
+}
+
+/* m:clone([n_classes, head_seed]): a copy; with n_classes, every weight but the head is
+ * copied and the head is new (normal(0, 0.02) weights, zero bias, from head_seed), as a
+ * transfer to a new label set does. */
+static int m_clone(lua_State *L) {
+    LVit *src = bind_check_vit(L, 1);
+    ViTConfig c = src->m.config;
+    const int new_head = !lua_isnoneornil(L, 2);
+    if (new_head) c.n_classes = (int)luaL_checkinteger(L, 2);
+    const uint64_t head_seed = (uint64_t)luaL_optinteger(L, 3, 1);
+    if (vit_config_validate(&c) != LSC_OK) return bind_error(L);
+    LVit *m = new_vit(L);
+    if (vit_create(&m->m, src->m.be, &c) != LSC_OK) return bind_error(L);
+    m->live = 1;
+    Backend *be = src->m.be;
+    for (int t = 0; t < VIT_NUM_PARAM_TENSORS; t++) {
+        if (m->m.param_sizes[t] == 0) continue;
+        if (new_head && (t == VIT_HEAD_W || t == VIT_HEAD_B)) continue;
+        be->copy(be, m->m.w.tensors[t], src->m.w.tensors[t], m->m.param_sizes[t] * sizeof(Real));
+    }
+    if (new_head) {
+        const size_t nw = m->m.param_sizes[VIT_HEAD_W], nb = m->m.param_sizes[VIT_HEAD_B];
+        Real *h = calloc(nw + nb, sizeof(Real));
+        if (!h) return luaL_error(L, "out of memory");
+        philox_normal(h, nw, head_seed, philox_stream(RNG_PURPOSE_INIT, 0xFFFD, 0, 0), 0.0, 0.02);
+        be->to_device(be, m->m.w.tensors[VIT_HEAD_W], h, (nw + nb) * sizeof(Real));
+        free(h);
+    }
+    return 1;
+}
+
+static int m_config(lua_State *L) {
+    const ViTConfig *c = &bind_check_vit(L, 1)->m.config;
+    lua_createtable(L, 0, 9);
+#define SETI(k, v) (lua_pushinteger(L, (v)), lua_setfield(L, -2, k))
+    SETI("image_size", c->image_size);
+    SETI("patch_size", c->patch_size);
+    SETI("channels", c->channels);
+    SETI("dim", c->dim);
+    SETI("n_layers", c->n_layers);
+    SETI("n_heads", c->n_heads);
+    SETI("mlp_dim", c->mlp_dim);
+    SETI("n_classes", c->n_classes);
+#undef SETI
+    return 1;
+}
+
+static int m_num_params(lua_State *L) {
+    lua_pushinteger(L, (lua_Integer)bind_check_vit(L, 1)->m.num_params);
+    return 1;
+}
+
+static int m_close(lua_State *L) {
+    LVit *m = luaL_checkudata(L, 1, BIND_VIT);
+    if (m->live) vit_free(&m->m);
+    m->live = 0;
+    return 0;
+}
+
+static int m_tostring(lua_State *L) {
+    LVit *m = luaL_checkudata(L, 1, BIND_VIT);
+    if (!m->live) {
+        lua_pushstring(L, "vit (closed)");
+        return 1;
+    }
+    const ViTConfig *c = &m->m.config;
+    lua_pushfstring(L, "vit (%dx%dx%d images, patch %d, dim %d, layers %d, heads %d, %d classes, %d params)",
+                    c->channels, c->image_size, c->image_size, c->patch_size, c->dim, c->n_layers,
+                    c->n_heads, c->n_classes, (int)m->m.num_params);
+    return 1;
+}
+
+/* Batches --------------------------------------------------------------------------------- */
+typedef struct Sampler {
+    int B;
+    uint64_t seed;
+    ImageAugment aug;
+    int *perm;       /* of the train split, for `epoch` */
+    long epoch;
+    int *pos;
+    Real *images;
+    int32_t *labels;
+} Sampler;
+
+static int sampler_init(lua_State *L, Sampler *s, int t, const LImages *d, const ViTConfig *c) {
+    memset(s, 0, sizeof *s);
+    s->B = (int)bind_opt_int(L, t, "batch", 32);
+    s->seed = (uint64_t)bind_opt_int(L, t, "data_seed", 1);
+    s->aug.crop_pad = (int)bind_opt_int(L, t, "crop_pad", 0);
+    s->aug.flip = (int)bind_opt_int(L, t, "flip", 0);
+    s->epoch = -1;
+    if (s->B <= 0) return luaL_error(L, "batch must be > 0, got %d", s->B);
+    if (c->channels != d->train.channels || c->image_size != d->train.height ||
+        d->train.height != d->train.width || c->n_classes != d->n_classes)
+        return luaL_error(L, "the ViT (%d x %d x %d images, %d classes) does not fit task %s "
+                          "(%d x %d x %d, %d classes)", c->channels, c->image_size, c->image_size,
+                          c->n_classes, d->name, d->train.channels, d->train.height,
+                          d->train.width, d->n_classes);
+    s->perm = malloc(sizeof(int) * (size_t)d->n[IMG_TRAIN]);
+    s->pos = malloc(sizeof(int) * (size_t)s->B);
+    s->images = malloc(sizeof(Real) * (size_t)s->B * c->channels * c->image_size * c->image_size);
+    s->labels = malloc(sizeof(int32_t) * (size_t)s->B);
+    if (!s->perm || !s->pos || !s->images || !s->labels) return luaL_error(L, "out of memory");
+    return 0;
+}
+
+static void sampler_free(Sampler *s) {
+    free(s->perm), free(s->pos), free(s->images), free(s->labels);
+    s->perm = s->pos = NULL;
+    s->images = NULL;
+    s->labels = NULL;
+}
+
+/* Batch of global step `step`: positions step*B .. step*B + B - 1 of the concatenated
+ * per-epoch shuffles of the train split. */
+static VitBatch sampler_batch(Sampler *s, const LImages *d, long step) {
+    const int n = d->n[IMG_TRAIN];
+    for (int b = 0; b < s->B; b++) {
+        const long p = step * s->B + b, e = p / n;
+        if (e != s->epoch) {
+            imageset_shuffle(s->perm, n, s->seed, (uint64_t)e);
+            s->epoch = e;
+        }
+        s->pos[b] = s->perm[p % n];
+    }
+    bind_images_batch(d, IMG_TRAIN, s->pos, s->B, s->images, s->labels, &s->aug, s->seed,
+                      (uint64_t)step);
+    return (VitBatch){.images = s->images, .labels = s->labels, .B = s->B};
+}
+
+static Schedule parse_schedule(lua_State *L, int t) {
+    Schedule s = {0};
+    const char *kind = bind_opt_str(L, t, "schedule", "linear");
+    const int k = schedule_kind_parse(kind);
+    if (k < 0) luaL_error(L, "unknown schedule '%s'; valid: constant, linear, cosine", kind);
+    s.kind = (ScheduleKind)k;
+    s.peak_lr = (float)bind_opt_num(L, t, "lr", 1e-3);
+    s.warmup_steps = (long)bind_opt_int(L, t, "warmup", 0);
+    s.min_lr_ratio = (float)bind_opt_num(L, t, "min_lr_ratio", 0.0);
+    return s;
+}
+
+/* Full training (pretraining) --------------------------------------------------------------- */
+typedef struct LVitTrainer {
+    ViT *model;
+    AdamW opt;
+    Schedule schedule;
+    long total_steps, step;
+    Sampler s;
+    int opt_live;
+} LVitTrainer;
+
+/* vit.trainer(model, images, {total_steps=, batch=, lr=, schedule=, warmup=, weight_decay=,
+ * grad_clip=, data_seed=, crop_pad=, flip=}) */
+static int l_trainer(lua_State *L) {
+    LVit *m = bind_check_vit(L, 1);
+    LImages *d = bind_check_images(L, 2);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    LVitTrainer *t = lua_newuserdatauv(L, sizeof *t, 2);
+    memset(t, 0, sizeof *t);
+    luaL_setmetatable(L, BIND_VIT_TRAINER);
+    lua_pushvalue(L, 1);
+    lua_setiuservalue(L, -2, 1);
+    lua_pushvalue(L, 2);
+    lua_setiuservalue(L, -2, 2);
+    t->model = &m->m;
+    t->total_steps = (long)bind_opt_int(L, 3, "total_steps", 100);
+    if (t->total_steps <= 0) return luaL_error(L, "pretraining: steps must be > 0");
+    t->schedule = parse_schedule(L, 3);
+    sampler_init(L, &t->s, 3, d, &m->m.config);
+    if (vit_enable_full_grads(&m->m) != LSC_OK) return bind_error(L);
+    AdamWConfig oc = adamw_default_config();
+    oc.grad_clip = (float)bind_opt_num(L, 3, "grad_clip", oc.grad_clip);
+    const ParamGroup g = {.p = m->m.params, .g = m->m.grads, .n = m->m.num_params, .lr_scale = 1,
+                          .weight_decay = (float)bind_opt_num(L, 3, "weight_decay", 0.0)};
+    if (adamw_create(&t->opt, m->m.be, &oc, &g, 1) != LSC_OK) return bind_error(L);
+    t->opt_live = 1;
+    return 1;
+}
+
+/* t:step() -> loss, grad_norm, lr */
+static int t_step(lua_State *L) {
+    LVitTrainer *t = luaL_checkudata(L, 1, BIND_VIT_TRAINER);
+    if (!t->opt_live) return luaL_argerror(L, 1, "trainer is closed");
+    lua_getiuservalue(L, 1, 2);
+    LImages *d = bind_check_images(L, -1);
+    const VitBatch b = sampler_batch(&t->s, d, t->step);
+    const float lr = schedule_lr(&t->schedule, t->step, t->total_steps);
+    vit_zero_grad(t->model);
+    if (vit_forward(t->model, b.images, b.labels, b.B) != LSC_OK || vit_backward(t->model) != LSC_OK)
+        return bind_error(L);
+    const double loss = t->model->mean_loss;
+    const double norm = adamw_step(&t->opt, lr);
+    t->step++;
+    lua_pushnumber(L, loss);
+    lua_pushnumber(L, norm);
+    lua_pushnumber(L, lr);
+    return 3;
+}
+
+static int t_close(lua_State *L) {
+    LVitTrainer *t = luaL_checkudata(L, 1, BIND_VIT_TRAINER);
+    if (t->opt_live) adamw_free(&t->opt);
+    t->opt_live = 0;
+    sampler_free(&t->s);
+    return 0;
+}
+
+static int t_tostring(lua_State *L) {
+    LVitTrainer *t = luaL_checkudata(L, 1, BIND_VIT_TRAINER);
+    lua_pushfstring(L, "vit trainer (step %d of %d)", (int)t->step, (int)t->total_steps);
+    return 1;
+}
+
+/* Fine-tuning ------------------------------------------------------------------------------ */
+typedef struct LVitFinetune {
+    Finetune ft;
+    LoraAdapters lora;
+    ViT *model;
+    Sampler s;
+    int lora_live, ft_live;
+} LVitFinetune;
+
+static unsigned parse_targets(lua_State *L, int t) {
+    lua_getfield(L, t, "targets");
+    unsigned mask = LORA_DEFAULT_TARGETS;
+    if (!lua_isnil(L, -1)) {
+        luaL_checktype(L, -1, LUA_TTABLE);
+        mask = 0;
+        const lua_Integer n = luaL_len(L, -1);
+        for (lua_Integer i = 1; i <= n; i++) {
+            lua_geti(L, -1, i);
+            const char *name = lua_tostring(L, -1);
+            const int tg = name ? lora_target_parse(name) : -1;
+            if (tg < 0 || tg == LORA_GATE)
+                luaL_error(L, "unknown ViT LoRA target '%s'; valid targets: q, k, v, o, up (fc1), down (fc2)",
+                           name ? name : "?");
+            mask |= LORA_BIT(tg);
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+    return mask;
+}
+
+/* vit.finetune(model, images, cfg): cfg as lorasc.core.finetune.new's (method, rank,
+ * lora_alpha, targets, dora, total_steps, batch, lr, schedule, warmup, min_lr_ratio,
+ * weight_decay, grad_clip, ratio, alpha, noise, n_experts, steps_per_expert,
+ * rewarmup_steps, slow_merge, noise_std, seed, data_seed) plus crop_pad and flip. The head
+ * is trained in full beside the adapters. */
+static int l_finetune(lua_State *L) {
+    LVit *m = bind_check_vit(L, 1);
+    LImages *d = bind_check_images(L, 2);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    FinetuneConfig cfg = {0};
+    const char *method = bind_opt_str(L, 3, "method", "lora");
+    if (cascade_preset(method, &cfg.cascade) != LSC_OK) return bind_error(L);
+    cfg.total_steps = (long)bind_opt_int(L, 3, "total_steps", 100);
+    cfg.batch = (int)bind_opt_int(L, 3, "batch", 32);
+    cfg.seq = 1;
+    if (cfg.total_steps <= 0) return luaL_error(L, "total_steps must be > 0");
+    cfg.schedule = parse_schedule(L, 3);
+    cfg.adamw = adamw_default_config();
+    cfg.adamw.grad_clip = (float)bind_opt_num(L, 3, "grad_clip", cfg.adamw.grad_clip);
+    cfg.weight_decay = (float)bind_opt_num(L, 3, "weight_decay", 0.0);
+    cfg.lora_plus_ratio = (float)bind_opt_num(L, 3, "ratio", 1.0);
+    cfg.cascade.alpha = (float)bind_opt_num(L, 3, "alpha", cfg.cascade.alpha);
+    cfg.cascade.noise = (float)bind_opt_num(L, 3, "noise", cfg.cascade.noise);
+    cfg.cascade.n_experts = (int)bind_opt_int(L, 3, "n_experts", cfg.cascade.n_experts);
+    cfg.cascade.steps_per_expert = (long)bind_opt_int(L, 3, "steps_per_expert", cfg.cascade.steps_per_expert);
+    cfg.cascade.rewarmup_steps = (long)bind_opt_int(L, 3, "rewarmup_steps", cfg.cascade.rewarmup_steps);
+    const char *sm = bind_opt_str(L, 3, "slow_merge", NULL);
+    if (sm) cfg.cascade.slow_merge = strcmp(sm, "replace") == 0 ? SLOW_MERGE_REPLACE : SLOW_MERGE_CUMULATIVE;
+    const char *ns = bind_opt_str(L, 3, "noise_std", NULL);
+    if (ns) cfg.cascade.noise_std = strcmp(ns, "unscaled") == 0 ? NOISE_STD_UNSCALED : NOISE_STD_SCALED;
+    cfg.seed = (uint64_t)bind_opt_int(L, 3, "seed", 1);
+    LoraConfig lc = {.rank = (int)bind_opt_int(L, 3, "rank", 8),
+                     .alpha = (float)bind_opt_num(L, 3, "lora_alpha", 16.0),
+                     .targets = parse_targets(L, 3),
+                     .use_dora = bind_opt_int(L, 3, "dora", 0) != 0};
+    if (lc.rank <= 0) return luaL_error(L, "rank must be > 0, got %d", lc.rank);
+
+    LVitFinetune *f = lua_newuserdatauv(L, sizeof *f, 2);
+    memset(f, 0, sizeof *f);
+    luaL_setmetatable(L, BIND_VIT_FINETUNE);
+    lua_pushvalue(L, 1);
+    lua_setiuservalue(L, -2, 1);
+    lua_pushvalue(L, 2);
+    lua_setiuservalue(L, -2, 2);
+    sampler_init(L, &f->s, 3, d, &m->m.config);
+    int in[LORA_NUM_TARGETS], out[LORA_NUM_TARGETS];
+    vit_lora_shapes(&m->m.config, in, out);
+    if (lora_create(&f->lora, m->m.be, &lc, m->m.config.n_layers, in, out, cfg.seed) != LSC_OK)
+        return bind_error(L);
+    f->lora_live = 1;
+    f->model = &m->m;
+    const FinetuneModel fm = finetune_model_vit(&m->m);
+    if (finetune_begin(&f->ft, &fm, &f->lora, &cfg) != LSC_OK) return bind_error(L);
+    f->ft_live = 1;
+    return 1;
+}
+
+/* f:step() -> loss, grad_norm, lr, event (a table at an expert boundary, else nil) */
+static int f_step(lua_State *L) {
+    LVitFinetune *f = luaL_checkudata(L, 1, BIND_VIT_FINETUNE);
+    if (!f->ft_live) return luaL_argerror(L, 1, "fine-tuning run is closed");
+    if (finetune_done(&f->ft)) return luaL_error(L, "the fine-tuning run has no steps left");
+    lua_getiuservalue(L, 1, 2);
+    LImages *d = bind_check_images(L, -1);
+    const VitBatch batch = sampler_batch(&f->s, d, f->ft.step);
+    StepResult r;
+    float lr;
+    if (finetune_step(&f->ft, &batch, &r, &lr) != LSC_OK) return bind_error(L);
+    CascadeEvent ev;
+    const int boundary = finetune_after_step(&f->ft, &ev);
+    if (boundary < 0) return bind_error(L);
+    lua_pushnumber(L, r.loss);
+    lua_pushnumber(L, r.grad_norm);
+    lua_pushnumber(L, lr);
+    if (boundary == 1) {
+        lua_createtable(L, 0, 6);
+        lua_pushinteger(L, ev.expert), lua_setfield(L, -2, "expert");
+        lua_pushinteger(L, ev.step), lua_setfield(L, -2, "step");
+        lua_pushnumber(L, ev.merged_norm), lua_setfield(L, -2, "merged_norm");
+        lua_pushnumber(L, ev.noise_std_mean), lua_setfield(L, -2, "noise_std_mean");
+        lua_pushnumber(L, ev.noise_std_max), lua_setfield(L, -2, "noise_std_max");
+        lua_pushnumber(L, ev.boundary_seconds), lua_setfield(L, -2, "boundary_seconds");
+    } else {
+        lua_pushnil(L);
+    }
+    return 4;
+}
+
+/* Ends the run and detaches the adapter: the model then holds the merged result. */
+static int f_close(lua_State *L) {
+    LVitFinetune *f = luaL_checkudata(L, 1, BIND_VIT_FINETUNE);
+    if (f->ft_live) finetune_end(&f->ft);
+    if (f->model && f->model->lora == &f->lora) vit_attach_lora(f->model, NULL);
+    f->model = NULL;
+    if (f->lora_live) lora_free(&f->lora);
+    f->ft_live = f->lora_live = 0;
+    sampler_free(&f->s);
+    return 0;
+}
+
+static int f_tostring(lua_State *L) {
+    LVitFinetune *f = luaL_checkudata(L, 1, BIND_VIT_FINETUNE);
+    if (!f->ft_live)
+        lua_pushstring(L, "vit finetune (closed)");
+    else
+        lua_pushfstring(L, "vit finetune (step %d of %d, %d experts)", (int)f->ft.step,
+                        (int)f->ft.config.total_steps, f->ft.cascade.n_experts);
+    return 1;
+}
+
+int luaopen_lorasc_core_vit(lua_State *L) {
+    static const luaL_Reg methods[] = {{"clone", m_clone}, {"save", m_save}, {"config", m_config},
+                                       {"num_params", m_num_params}, {"close", m_close},
+                                       {NULL, NULL}};
+    static const luaL_Reg meta[] = {{"__gc", m_close}, {"__close", m_close},
+                                    {"__tostring", m_tostring}, {NULL, NULL}};
+    bind_new_class(L, BIND_VIT, methods, meta);
+    static const luaL_Reg tmethods[] = {{"step", t_step}, {"close", t_close}, {NULL, NULL}};
+    static const luaL_Reg tmeta[] = {{"__gc", t_close}, {"__close", t_close},
+                                     {"__tostring", t_tostring}, {NULL, NULL}};
+    bind_new_class(L, BIND_VIT_TRAINER, tmethods, tmeta);
+    static const luaL_Reg fmethods[] = {{"step", f_step}, {"close", f_close}, {NULL, NULL}};
+    static const luaL_Reg fmeta[] = {{"__gc", f_close}, {"__close", f_close},
+                                     {"__tostring", f_tostring}, {NULL, NULL}};
+    bind_new_class(L, BIND_VIT_FINETUNE, fmethods, fmeta);
+    static const luaL_Reg fns[] = {{"new", l_new}, {"load", l_load}, {"trainer", l_trainer},
+                                   {"finetune", l_finetune}, {NULL, NULL}};
+    luaL_newlib(L, fns);
+    return 1;
+}
