@@ -2,9 +2,9 @@
 -- dataset-fashion-mnist, a few minutes on 2 cores. A small ViT (patch 7 on 28 x 28 images)
 -- is pretrained on Fashion-MNIST classes 0-4 (T-shirt, trouser, pullover, dress, coat;
 -- cached under results/cache/, keyed by its config hash), then fine-tuned on the held-out
--- classes 5-9 (sandal, shirt, sneaker, bag, ankle boot) with LoRA and with LoRASC (cascade of
--- one expert per epoch, slow adapter alpha 0.8, cascading noise lambda 1), 3 seeds each,
--- learning rate chosen per method on validation.
+-- classes 5-9 (sandal, shirt, sneaker, bag, ankle boot) with LoRA, +Cascade (one expert per
+-- epoch) and LoRASC (cascade + slow adapter + cascading noise lambda 1), 3 seeds each; the
+-- learning rate (and LoRASC's slow-fast retention alpha) chosen per method on validation.
 -- Each run is evaluated on clean test images and on ten ImageNet-C-style corruptions at five
 -- severities (core/corrupt.h); the table shows clean accuracy and the mean corruption
 -- accuracy (per-corruption numbers: `lorasc show RUN_ID`, metrics test corrupt.<name>).
@@ -20,7 +20,8 @@ experiment "quickstart" {
   train = { epochs = 4, batch = 32, lr = grid { 3e-3, 1e-2 }, warmup = 10, schedule = "linear" },
   method = {
     lora { rank = 8, lora_alpha = 16 },
-    lorasc { rank = 8, lora_alpha = 16, alpha = 0.8, noise = 1.0 }, -- experts: one per epoch
+    cascade { rank = 8, lora_alpha = 16 },                                  -- one expert per epoch
+    lorasc { rank = 8, lora_alpha = 16, alpha = grid { 0.3, 0.8 }, noise = 1.0 }, -- experts: one per epoch
   },
   seeds = { 1, 2, 3 },
   eval = { batch = 250, corrupt = true, corrupt_max = 1000 },
