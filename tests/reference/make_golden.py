@@ -694,13 +694,128 @@ def build_hf_tiny(out_dir):
     return f"{d}: meta.bin, hf{{,_bf16,_f16,_sharded}}/, peft/, expected.bin (adapter moves logits by up to {diff:.3f})"
 
 
+# ------------------------------------------------------------------------------------------
+# Hugging Face ViT / CLIP-vision layouts (tests/test_vit_hf.c). Writes tests/golden/
+# hf_vit_tiny/ (ViTForImageClassification, the vit_tiny scenario's weights) and
+# clip_vit_tiny/ (CLIPVisionModel, the vit_clip scenario's weights; CLIP has no classifier,
+# so the test puts the scenario's head in itself), plus hf_vit_tiny_sharded/ (two shards and
+# model.safetensors.index.json). The logits to compare with are the .bin files' base_logits.
+
+def build_hf_vit(out_dir):
+    import json
+    msgs = []
+    for sc in VIT_SCENARIOS:
+        recs, _ = vit_build(sc)
+        w = {name: torch.from_numpy(arr) for name, arr in recs if name in VIT_WEIGHT_NAMES}
+        D, L, C, P, K = sc["D"], sc["L"], sc["chans"], sc["patch"], sc["K"]
+        T = 1 + (sc["image"] // P) ** 2
+        clip = sc["pre_norm"] == 1
+        st = {}
+        if clip:
+            v = "vision_model."
+            st[v + "embeddings.class_embedding"] = w["cls"]
+            st[v + "embeddings.patch_embedding.weight"] = w["patch_w"].view(D, C, P, P)
+            st[v + "embeddings.position_embedding.weight"] = w["pos"]
+            st[v + "pre_layrnorm.weight"], st[v + "pre_layrnorm.bias"] = w["ln_pre_w"], w["ln_pre_b"]
+            mods = {"ln1": "layer_norm1", "q": "self_attn.q_proj", "k": "self_attn.k_proj",
+                    "v": "self_attn.v_proj", "o": "self_attn.out_proj", "ln2": "layer_norm2",
+                    "1": "mlp.fc1", "2": "mlp.fc2"}
+            layer = v + "encoder.layers.{}."
+            st[v + "post_layernorm.weight"], st[v + "post_layernorm.bias"] = w["lnf_w"], w["lnf_b"]
+        else:
+            v = "vit."
+            st[v + "embeddings.cls_token"] = w["cls"].view(1, 1, D)
+            st[v + "embeddings.position_embeddings"] = w["pos"].view(1, T, D)
+            st[v + "embeddings.patch_embeddings.projection.weight"] = w["patch_w"].view(D, C, P, P)
+            st[v + "embeddings.patch_embeddings.projection.bias"] = w["patch_b"]
+            mods = {"ln1": "layernorm_before", "q": "attention.attention.query",
+                    "k": "attention.attention.key", "v": "attention.attention.value",
+                    "o": "attention.output.dense", "ln2": "layernorm_after",
+                    "1": "intermediate.dense", "2": "output.dense"}
+            layer = v + "encoder.layer.{}."
+            st[v + "layernorm.weight"], st[v + "layernorm.bias"] = w["lnf_w"], w["lnf_b"]
+            st["classifier.weight"], st["classifier.bias"] = w["head_w"], w["head_b"]
+        for l in range(L):
+            p = layer.format(l)
+            for key, (wn, bn) in {"ln1": ("ln1_w", "ln1_b"), "q": ("wq", "bq"), "k": ("wk", "bk"),
+                                  "v": ("wv", "bv"), "o": ("wo", "bo"), "ln2": ("ln2_w", "ln2_b"),
+                                  "1": ("w1", "b1"), "2": ("w2", "b2")}.items():
+                st[p + mods[key] + ".weight"] = w[wn][l]
+                st[p + mods[key] + ".bias"] = w[bn][l]
+        if clip:
+            d = os.path.join(out_dir, "clip_vit_tiny")
+            config = {"architectures": ["CLIPVisionModel"], "model_type": "clip_vision_model",
+                      "hidden_size": D, "intermediate_size": sc["M"], "num_hidden_layers": L,
+                      "num_attention_heads": sc["NH"], "num_channels": C, "image_size": sc["image"],
+                      "patch_size": P, "hidden_act": "quick_gelu", "layer_norm_eps": sc["eps"],
+                      "projection_dim": 8, "torch_dtype": "float32"}
+        else:
+            d = os.path.join(out_dir, "hf_vit_tiny")
+            config = {"architectures": ["ViTForImageClassification"], "model_type": "vit",
+                      "hidden_size": D, "intermediate_size": sc["M"], "num_hidden_layers": L,
+                      "num_attention_heads": sc["NH"], "num_channels": C, "image_size": sc["image"],
+                      "patch_size": P, "hidden_act": "gelu", "layer_norm_eps": sc["eps"],
+                      "qkv_bias": True, "id2label": {str(i): f"class_{i}" for i in range(K)},
+                      "label2id": {f"class_{i}": i for i in range(K)}, "torch_dtype": "float32"}
+        dirs = [d] if clip else [d, d + "_sharded"]
+        for dd in dirs:
+            os.makedirs(dd, exist_ok=True)
+            with open(os.path.join(dd, "config.json"), "w") as f:
+                json.dump(config, f, indent=2)
+        st_write(os.path.join(d, "model.safetensors"), st)
+        if not clip:  # the same tensors in two shards
+            names = list(st)
+            wmap = {}
+            for i, part in enumerate((names[: len(names) // 2], names[len(names) // 2:])):
+                fn = f"model-{i + 1:05d}-of-00002.safetensors"
+                st_write(os.path.join(d + "_sharded", fn), {n: st[n] for n in part})
+                wmap.update({n: fn for n in part})
+            with open(os.path.join(d + "_sharded", "model.safetensors.index.json"), "w") as f:
+                json.dump({"metadata": {"total_size": sum(t.numel() * 4 for t in st.values())},
+                           "weight_map": wmap}, f, indent=2)
+        msgs.append(f"{', '.join(dirs)}: config.json + {len(st)} tensors ({sc['name']} weights)")
+    # hf_vit_mnist/: a 28x28 RGB ViTForImageClassification (patch 14, D=8, 1 layer, 10 labels,
+    # random weights) for the harness test of vit{ hf = ... } on MNIST-sized images
+    # (tests/lua/test_vit_hf_cli.sh): no logits, only the layout.
+    g = torch.Generator().manual_seed(2468)
+    D, M, P, C, K, T = 8, 16, 14, 3, 10, 5
+    shapes = {"vit.embeddings.cls_token": [1, 1, D], "vit.embeddings.position_embeddings": [1, T, D],
+              "vit.embeddings.patch_embeddings.projection.weight": [D, C, P, P],
+              "vit.embeddings.patch_embeddings.projection.bias": [D],
+              "vit.layernorm.weight": [D], "vit.layernorm.bias": [D],
+              "classifier.weight": [K, D], "classifier.bias": [K]}
+    for mod, o, i in (("layernorm_before", D, 0), ("attention.attention.query", D, D),
+                      ("attention.attention.key", D, D), ("attention.attention.value", D, D),
+                      ("attention.output.dense", D, D), ("layernorm_after", D, 0),
+                      ("intermediate.dense", M, D), ("output.dense", D, M)):
+        shapes[f"vit.encoder.layer.0.{mod}.weight"] = [o, i] if i else [o]
+        shapes[f"vit.encoder.layer.0.{mod}.bias"] = [o]
+    st = {n: (1.0 if "layernorm" in n and n.endswith("weight") else 0.0) +
+          0.05 * torch.randn(sh, generator=g) for n, sh in shapes.items()}
+    d = os.path.join(out_dir, "hf_vit_mnist")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "config.json"), "w") as f:
+        json.dump({"architectures": ["ViTForImageClassification"], "model_type": "vit",
+                   "hidden_size": D, "intermediate_size": M, "num_hidden_layers": 1,
+                   "num_attention_heads": 2, "image_size": 28, "patch_size": P,
+                   "id2label": {str(i): str(i) for i in range(K)}}, f, indent=2)
+    st_write(os.path.join(d, "model.safetensors"), st)
+    msgs.append(f"{d}: config.json + {len(st)} tensors (random, 28x28 RGB)")
+    return "; ".join(msgs)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     here = os.path.dirname(os.path.abspath(__file__))
     ap.add_argument("--out", default=os.path.join(here, "..", "golden"),
                     help="output directory (default: tests/golden)")
+    ap.add_argument("--only", choices=["hf_vit"],
+                    help="write only these files (hf_vit: hf_vit_tiny*/, clip_vit_tiny/, hf_vit_mnist/)")
     args = ap.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
+    if args.only == "hf_vit":
+        print(build_hf_vit(args.out))
+        return 0
     for sc in SCENARIOS:
         recs, info = build(sc)
         path = os.path.join(args.out, sc["name"] + ".bin")
@@ -712,6 +827,7 @@ def main(argv=None):
         write_golden(path, recs)
         print(f"{path}: {len(recs)} records, {os.path.getsize(path)} bytes; {info}")
     print(build_hf_tiny(args.out))
+    print(build_hf_vit(args.out))
     return 0
 
 
