@@ -121,6 +121,14 @@ int prompt_num_candidates(TaskId task, const Example *e) {
 
 int prompt_continuation(TaskId task, const Example *e, int c, char **out) {
     *out = NULL;
+    if (c < 0 && task == TASK_RECORD && e->label < 0 && e->n_answers > 0 && e->text2) {
+        /* the gold answer matches none of the passage's entity strings (it happens in the
+         * original data): train on the gold answer itself */
+        char *q = replace_all(e->text2, "@placeholder", e->answers[0]);
+        if (!q) return error_set("Out of memory building a prompt.");
+        *out = q;
+        return LSC_OK;
+    }
     if (c < 0) c = e->label;
     const TaskKind kind = dataset_kind(task);
     if (kind != TASK_KIND_GENERATE && (c < 0 || c >= prompt_num_candidates(task, e)))

@@ -20,6 +20,8 @@
 #define BIND_VIT_FINETUNE "lorasc.ViTFinetune"
 #define BIND_VIT_TRAINER "lorasc.ViTTrainer"
 #define BIND_IMAGES "lorasc.Images"
+#define BIND_TASK "lorasc.Task"
+#define BIND_TOKENIZER "lorasc.Tokenizer"
 
 typedef struct LModel {
     Llama m;
@@ -61,6 +63,7 @@ int luaopen_lorasc_core_finetune(lua_State *L);
 int luaopen_lorasc_core_store(lua_State *L);
 int luaopen_lorasc_core_data(lua_State *L);
 int luaopen_lorasc_core_sys(lua_State *L);
+int luaopen_lorasc_core_tasks(lua_State *L);
 /* Registers all of the above in package.preload. */
 void bind_preload(lua_State *L);
 
@@ -75,6 +78,11 @@ LModel *bind_check_model(lua_State *L, int idx);
 LTextData *bind_check_textdata(lua_State *L, int idx);
 LVit *bind_check_vit(lua_State *L, int idx);
 LImages *bind_check_images(lua_State *L, int idx);
+
+/* If the value at idx is a language-task dataset (bind_tasks.c): fills tokens/targets [B*T]
+ * for `step` with task_train_batch and the tokenizer at tok_idx, returns 1; else returns 0. */
+int bind_task_batch(lua_State *L, int idx, int tok_idx, uint64_t seed, long step, int B, int T,
+                    int32_t *tokens, int32_t *targets);
 
 /* Raises a Lua error with error_last() (never returns). */
 int bind_error(lua_State *L);

@@ -137,13 +137,14 @@ static LFinetune *check_ft(lua_State *L) {
     return f;
 }
 
-/* f:step(data) -> loss, grad_norm, lr, event (a table at an expert boundary, else nil) */
+/* f:step(data [, tokenizer]) -> loss, grad_norm, lr, event (a table at an expert boundary,
+ * else nil). data: a text dataset, or a language-task dataset with its tokenizer. */
 static int f_step(lua_State *L) {
     LFinetune *f = check_ft(L);
-    LTextData *d = bind_check_textdata(L, 2);
     if (finetune_done(&f->ft)) return luaL_error(L, "the fine-tuning run has no steps left");
     const int B = f->ft.config.batch, T = f->ft.config.seq;
-    fill_batch(L, d, f->data_seed, f->ft.step, B, T, f->tokens, f->targets);
+    if (!bind_task_batch(L, 2, 3, f->data_seed, f->ft.step, B, T, f->tokens, f->targets))
+        fill_batch(L, bind_check_textdata(L, 2), f->data_seed, f->ft.step, B, T, f->tokens, f->targets);
     StepResult r;
     float lr;
     const LlamaBatch batch = {.tokens = f->tokens, .targets = f->targets, .B = B, .T = T};

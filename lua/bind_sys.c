@@ -163,6 +163,7 @@ void bind_preload(lua_State *L) {
                                     {"lorasc.core.sys", luaopen_lorasc_core_sys},
                                     {"lorasc.core.vit", luaopen_lorasc_core_vit},
                                     {"lorasc.core.images", luaopen_lorasc_core_images},
+                                    {"lorasc.core.tasks", luaopen_lorasc_core_tasks},
                                     {NULL, NULL}};
     luaL_setfuncs(L, mods, 0);
     lua_pop(L, 1);

@@ -1,4 +1,5 @@
-/* lorasc.core.vit: ViT models as userdata (create, load/save a ViT checkpoint, clone with a
+/* lorasc.core.vit: ViT models as userdata (create, load/save a ViT checkpoint, load a Hugging
+ * Face ViT / CLIP-vision directory (load_hf, hf_config: core/vit_hf.h), clone with a
  * fresh head for a new task), a full-training run (pretraining) and a LoRA / cascade
  * fine-tuning run over an image task (lorasc.core.images). One Lua call per optimiser step:
  * the batch (seeded shuffle per epoch, seeded crop/flip augmentation) is drawn in C. */
@@ -9,6 +10,7 @@
 #include "core/finetune.h"
 #include "core/philox.h"
 #include "core/vit_checkpoint.h"
+#include "core/vit_hf.h"
 #include "lua/bind.h"
 
 LVit *bind_check_vit(lua_State *L, int idx) {
@@ -57,6 +59,46 @@ static int l_load(lua_State *L) {
     LVit *m = new_vit(L);
     if (vit_checkpoint_load(path, &m->m, be) != LSC_OK) return bind_error(L);
     m->live = 1;
+    return 1;
+}
+
+/* vit.load_hf(dir [, {n_classes=K, head_seed=0, channels=0}]): a Hugging Face
+ * ViTForImageClassification / ViTModel or CLIP vision directory (core/vit_hf.h). */
+static int l_load_hf(lua_State *L) {
+    const char *dir = luaL_checkstring(L, 1);
+    ViTHfOptions o = {0};
+    if (!lua_isnoneornil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        o.n_classes = (int)bind_opt_int(L, 2, "n_classes", 0);
+        o.head_seed = (uint64_t)bind_opt_int(L, 2, "head_seed", 0);
+        o.channels = (int)bind_opt_int(L, 2, "channels", 0);
+    }
+    Backend *be = bind_backend(L);
+    LVit *m = new_vit(L);
+    if (vit_hf_load(dir, &m->m, be, &o) != LSC_OK) return bind_error(L);
+    m->live = 1;
+    return 1;
+}
+
+/* vit.hf_config(dir): {layout = "vit"|"clip", image_size, patch_size, channels, dim,
+ * n_layers, n_heads, mlp_dim, n_classes (0 for CLIP)} from dir/config.json. */
+static int l_hf_config(lua_State *L) {
+    ViTConfig c;
+    ViTHfLayout layout;
+    if (vit_hf_read_config(luaL_checkstring(L, 1), &c, &layout) != LSC_OK) return bind_error(L);
+    lua_createtable(L, 0, 9);
+    lua_pushstring(L, layout == VIT_HF_CLIP ? "clip" : "vit");
+    lua_setfield(L, -2, "layout");
+#define SETI(k, v) (lua_pushinteger(L, (v)), lua_setfield(L, -2, k))
+    SETI("image_size", c.image_size);
+    SETI("patch_size", c.patch_size);
+    SETI("channels", c.channels);
+    SETI("dim", c.dim);
+    SETI("n_layers", c.n_layers);
+    SETI("n_heads", c.n_heads);
+    SETI("mlp_dim", c.mlp_dim);
+    SETI("n_classes", c.n_classes);
+#undef SETI
     return 1;
 }
 
@@ -435,7 +477,7 @@ int luaopen_lorasc_core_vit(lua_State *L) {
     static const luaL_Reg fmeta[] = {{"__gc", f_close}, {"__close", f_close},
                                      {"__tostring", f_tostring}, {NULL, NULL}};
     bind_new_class(L, BIND_VIT_FINETUNE, fmethods, fmeta);
-    static const luaL_Reg fns[] = {{"new", l_new}, {"load", l_load}, {"trainer", l_trainer},
+    static const luaL_Reg fns[] = {{"new", l_new}, {"load", l_load}, {"load_hf", l_load_hf}, {"hf_config", l_hf_config}, {"trainer", l_trainer},
                                    {"finetune", l_finetune}, {NULL, NULL}};
     luaL_newlib(L, fns);
     return 1;

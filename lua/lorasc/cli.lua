@@ -21,6 +21,8 @@ Commands:
   table FILE         same as report
   show RUN_ID        one run: config, status, evals, metrics
   merge OUT IN...    merge run databases (e.g. one per shard) into OUT
+  data fetch [NAMES] [--from DIR]
+                     fill the data directory ($LORASC_DATA, default data/) with datasets
 
 Common options:
   --db PATH          run database (default results/lorasc.db; its directory is created)
@@ -72,13 +74,26 @@ usage: lorasc merge OUT.db IN.db...
 
 Merges run databases (e.g. one per shard of a cluster sweep) into OUT.db (created if
 absent): experiments matched by name, runs by config hash; a done run wins over others.]],
+  data = [[
+usage: lorasc data fetch [NAMES...] [--from DIR]
+
+Fills the data directory ($LORASC_DATA, default data/) with datasets and pretrained
+weights, one folder per name (sst2, rte, cb, boolq, wsc, wic, multirc, copa, record, squad,
+drop, gsm8k, alpaca, mmlu, bbh, llama2c_stories260K, ...).
+  --from DIR   copy from a local mirror (e.g. ../shared/data): every file listed in a
+               folder's SOURCE.txt is checked against its sha256 and size (a mismatch is an
+               error and the copy is removed); folders without a file list are copied
+               unverified and reported. No NAMES: every folder of DIR with a SOURCE.txt.
+Without --from, the datasets would come from their canonical sources; this build has no
+network client, so that is an error that says to use --from.]],
 }
 HELP.table = HELP.report
 
 local FLAGS = { ["--dry-run"] = "dry_run", ["--rerun-failed"] = "rerun_failed", ["--verbose"] = "verbose",
                 ["-h"] = "help", ["--help"] = "help" }
 local VALUED = { ["--db"] = "db", ["--shard"] = "shard", ["--device"] = "device", ["--threads"] = "threads",
-                 ["--format"] = "format", ["--paper"] = "paper", ["--experiment"] = "experiment" }
+                 ["--format"] = "format", ["--paper"] = "paper", ["--experiment"] = "experiment",
+                 ["--from"] = "from" }
 
 local function parse(args)
   local opts, pos = { db = "results/lorasc.db", device = "cpu", format = "markdown" }, {}
@@ -97,7 +112,7 @@ local function parse(args)
       end
       opts[VALUED[key]] = value
     elseif a:sub(1, 1) == "-" and a ~= "-" then
-      fail("unknown option '" .. a .. "'; valid options: --db, --dry-run, --shard, --rerun-failed, --device, --threads, --format, --paper, --experiment, --verbose, --help")
+      fail("unknown option '" .. a .. "'; valid options: --db, --dry-run, --shard, --rerun-failed, --device, --threads, --format, --paper, --experiment, --from, --verbose, --help")
     else
       pos[#pos + 1] = a
     end
@@ -294,6 +309,27 @@ function COMMANDS.merge(opts, pos)
   return 0
 end
 
+-- `lorasc data fetch [NAMES] [--from DIR]` (core/datafetch.h).
+function COMMANDS.data(opts, pos)
+  if pos[1] ~= "fetch" then fail("data needs a subcommand: lorasc data fetch [NAMES] [--from DIR] (see lorasc data --help)") end
+  local tasks_mod = require "lorasc.core.tasks"
+  local names = {}
+  for i = 2, #pos do names[#names + 1] = pos[i] end
+  local dest = sys.datadir_path("")
+  if not opts.from then
+    local ok, err = pcall(tasks_mod.fetch_online, names) -- an error in this build: it names --from
+    if not ok then fail("data fetch: " .. tostring(err)) end
+    return 0
+  end
+  if not sys.exists(opts.from) then fail("data fetch: the mirror '" .. opts.from .. "' does not exist") end
+  sys.mkdir(dest)
+  local ok, res = pcall(tasks_mod.fetch, names, opts.from)
+  if not ok then fail("data fetch: " .. tostring(res)) end
+  print(string.format("lorasc data fetch: %s from %s into %s%s", #names > 0 and table.concat(names, ", ") or "every dataset",
+                      opts.from, dest, res > 0 and string.format("; %d folder(s) had no file list in SOURCE.txt and were copied UNVERIFIED", res) or "; every file verified (sha256)"))
+  return 0
+end
+
 -- Developer tool (the Lua-level tests): run a Lua file with the harness's modules.
 function COMMANDS.lua(_, pos, args)
   if not pos[1] then fail("lua needs a FILE") end
@@ -311,7 +347,7 @@ function M.main(args)
     return cmd == nil and 2 or 0
   end
   if cmd == "--version" then print("lorasc " .. LORASC_VERSION); return 0 end
-  if not COMMANDS[cmd] then fail("unknown command '" .. cmd .. "'; valid commands: run, status, report, table, show, merge") end
+  if not COMMANDS[cmd] then fail("unknown command '" .. cmd .. "'; valid commands: run, status, report, table, show, merge, data") end
   if cmd == "lua" then return COMMANDS.lua({}, { args[2] }, args) end
   local rest = {}
   for i = 2, #args do rest[#rest + 1] = args[i] end

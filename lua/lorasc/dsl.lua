@@ -5,6 +5,7 @@
 local json = require "lorasc.json"
 local sys = require "lorasc.core.sys"
 local data = require "lorasc.core.data"
+local tasks_mod = require "lorasc.core.tasks"
 
 local M = {}
 
@@ -64,7 +65,7 @@ local function is_grid(v) return getmetatable(v) == GRID end
 -- Model -----------------------------------------------------------------------------------
 local LLAMA_KEYS = { "dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "seq_len",
                      "vocab_size", "rope_theta", "norm_eps", "tied", "seed", "pretrain",
-                     "checkpoint", "format" }
+                     "checkpoint", "format", "tokenizer" }
 local PRETRAIN_KEYS = { "corpus", "steps", "batch", "seq", "lr", "warmup", "schedule",
                         "weight_decay", "seed" }
 
@@ -77,7 +78,7 @@ function M.llama(t)
 end
 
 local VIT_KEYS = { "image_size", "patch_size", "channels", "dim", "n_layers", "n_heads", "mlp_dim",
-                   "norm_eps", "seed", "pretrain", "checkpoint" }
+                   "norm_eps", "seed", "pretrain", "checkpoint", "hf" }
 local VIT_PRETRAIN_KEYS = { "task", "steps", "batch", "lr", "warmup", "schedule", "weight_decay",
                             "crop_pad", "flip", "seed" }
 
@@ -86,6 +87,7 @@ function M.vit(t)
   check_keys(t, VIT_KEYS, "vit{}", loc)
   if t.pretrain ~= nil then check_keys(t.pretrain, VIT_PRETRAIN_KEYS, "vit{ pretrain = {} }", loc) end
   if t.checkpoint and t.pretrain then fail(loc .. ": vit{} takes checkpoint or pretrain, not both") end
+  if t.hf ~= nil and (t.checkpoint or t.pretrain) then fail(loc .. ": vit{} takes one of hf, checkpoint or pretrain") end
   return { kind = "model", arch = "vit", spec = t, where = loc }
 end
 
@@ -158,8 +160,8 @@ local TRAIN_KEYS = { "epochs", "steps", "batch", "seq", "lr", "schedule", "warmu
                      "weight_decay", "grad_clip", "min_lr_ratio" }
 local IMAGE_TRAIN_KEYS = { "epochs", "steps", "batch", "lr", "schedule", "warmup",
                            "weight_decay", "grad_clip", "min_lr_ratio", "crop_pad", "flip" }
-local SPLIT_KEYS = { "train", "val", "max_train", "max_val", "max_test" }
-local EVAL_KEYS = { "batch", "max_windows", "corrupt", "corrupt_max" }
+local SPLIT_KEYS = { "train", "val", "test", "max_train", "max_val", "max_test" }
+local EVAL_KEYS = { "batch", "max_windows", "corrupt", "corrupt_max", "max_examples", "max_new" }
 local REPORT_KEYS = { "rows", "cols", "metric", "metrics", "select", "scale", "digits", "title" }
 
 function M.new_registry()
@@ -269,8 +271,64 @@ local function check_image_files(task, name, loc)
   fail(string.format("%s: task '%s' needs the MNIST IDX files (train/t10k images and labels), not found at %s: get them with `lorasc data fetch mnist` or copy them into $LORASC_DATA/%s/ (LORASC_DATA is the data directory, default data/)", loc, task, tried, name))
 end
 
+-- Language tasks (core/datasets.h): "sst2", "rte", ..., "gsm8k", "mmlu", "bbh", read from
+-- their original files in the data directory. A dataset whose files are absent (SQuAD and
+-- DROP are not in the mirror) is "unavailable here", with the fetch command.
+local lang_checked = {}
+function M.check_lang_task(task, loc, arch)
+  if arch == "vit" then fail(string.format("%s: task '%s' is a language task; use model = llama { checkpoint = ..., tokenizer = ... } for it", loc, task)) end
+  if task == "alpaca" then
+    fail(loc .. ": task 'alpaca' has no evaluation of its own (Table 2 evaluates the instruction-tuned model on mmlu and bbh); it is not an experiment task yet")
+  end
+  if lang_checked[task] == nil then
+    local ok, err = tasks_mod.check(task)
+    lang_checked[task] = ok and true or err
+  end
+  if lang_checked[task] ~= true then fail(string.format("%s: task '%s' is unavailable here: %s", loc, task, lang_checked[task])) end
+  return task
+end
+
+-- A file of a language-task model: as given, else in the data directory.
+function M.data_file(path)
+  if sys.exists(path) then return path end
+  if path:sub(1, 1) ~= "/" and sys.exists(sys.datadir_path(path)) then return sys.datadir_path(path) end
+end
+
+local function check_lang_model(model, loc)
+  if model.arch ~= "llama" or not model.checkpoint or not model.tokenizer then
+    fail(loc .. ": language tasks need a pretrained model with its tokenizer: llama { checkpoint = \"llama2c_stories260K/stories260K.bin\", tokenizer = \"llama2c_stories260K/tok512.bin\" }")
+  end
+  for _, k in ipairs { "checkpoint", "tokenizer" } do
+    if not M.data_file(model[k]) then
+      fail(string.format("%s: %s '%s' not found (looked in the working directory and in the data directory %s); get it with `lorasc data fetch %s --from DIR` (DIR a mirror such as ../shared/data)",
+                         loc, k, model[k], sys.datadir_path(""), model[k]:match("^([^/]+)/") or "NAME"))
+    end
+  end
+end
+
+-- Language tasks' split (example counts, MeZO's sampling) and eval.
+local function canon_lang_split_eval(split, ev, loc)
+  for _, k in ipairs { "max_train", "max_val", "max_test" } do
+    if split[k] ~= nil then fail(loc .. ": split." .. k .. " is for image tasks; language tasks take counts split = { train = 1000, val = 500, test = 1000 }") end
+  end
+  for _, k in ipairs { "batch", "max_windows", "corrupt", "corrupt_max" } do
+    if ev[k] ~= nil then fail(loc .. ": eval." .. k .. " is not for language tasks; they take eval = { max_examples = 0 (all), max_new = 32 }") end
+  end
+  local function count(k, def, cond)
+    local v = split[k] == nil and def or split[k]
+    if type(v) == "number" and math.tointeger(v) == nil then
+      fail(string.format("%s: split.%s = %s: language tasks take example counts (MeZO: train = 1000, val = 500, test = 1000), not fractions", loc, k, json.number(v)))
+    end
+    return int(v, "split." .. k, loc, cond, cond == pos and "must be > 0" or "must be >= 0")
+  end
+  return { train = count("train", 1000, pos), val = count("val", 500, nonneg), test = count("test", 1000, pos) },
+         { max_examples = int(ev.max_examples or 0, "eval.max_examples", loc, nonneg, "must be >= 0 (0: every example)"),
+           max_new = int(ev.max_new or 32, "eval.max_new", loc, pos, "must be > 0") }
+end
+
 local function check_task(task, loc, arch)
   if type(task) ~= "string" then fail(loc .. ": a task must be a string such as \"text:apache\"") end
+  if tasks_mod.parse(task) then return M.check_lang_task(task, loc, arch) end
   local img, ierr = M.parse_image_task(task)
   if ierr then fail(loc .. ": " .. ierr) end
   if arch == "vit" and not img then
@@ -282,7 +340,10 @@ local function check_task(task, loc, arch)
     return task
   end
   local files, err = data.resolve(task)
-  if not files then fail(loc .. ": " .. err) end
+  if not files then
+    if not task:find(":", 1, true) then err = err .. "; language tasks (on llama{ checkpoint, tokenizer }): " .. tasks_mod.names() end
+    fail(loc .. ": " .. err)
+  end
   for file in files:gmatch("[^:]+") do
     if not sys.exists(file) then fail(string.format("%s: task '%s' needs file '%s', which does not exist", loc, task, file)) end
   end
@@ -290,7 +351,31 @@ local function check_task(task, loc, arch)
 end
 
 -- The canonical model config (every field explicit) and its cache key.
+-- vit{ hf = "dir" }: a Hugging Face ViT / CLIP-vision directory (config.json + safetensors);
+-- a relative path is under the data directory. Its head is made for the task's classes, and
+-- a 3-channel model is folded to MNIST's grey images (core/vit_hf.h).
+local function canon_vit_hf(s, mloc)
+  if type(s.hf) ~= "string" or s.hf == "" then fail(mloc .. ": hf must be the path of a Hugging Face ViT or CLIP directory") end
+  for _, k in ipairs { "image_size", "patch_size", "channels", "dim", "n_layers", "n_heads", "mlp_dim", "norm_eps", "seed" } do
+    if s[k] ~= nil then fail(string.format("%s: vit{ hf = ... } takes its sizes from the checkpoint's config.json; drop %s", mloc, k)) end
+  end
+  local dir = s.hf:sub(1, 1) == "/" and s.hf or sys.datadir_path(s.hf)
+  if not sys.exists(dir .. "/config.json") then
+    fail(string.format("%s: hf = '%s': no Hugging Face checkpoint at %s (a directory with config.json and model.safetensors; relative paths are under the data directory $LORASC_DATA, default data/)", mloc, s.hf, dir))
+  end
+  local ok, c = pcall(require("lorasc.core.vit").hf_config, dir)
+  if not ok then fail(mloc .. ": " .. tostring(c)) end
+  if c.image_size ~= 28 then
+    fail(string.format("%s: %s takes %dx%d images; MNIST and Fashion-MNIST are 28x28 (resizing and position-embedding interpolation are not implemented)", mloc, dir, c.image_size, c.image_size))
+  end
+  if c.channels ~= 1 and c.channels ~= 3 then
+    fail(string.format("%s: %s takes %d-channel images; MNIST and Fashion-MNIST are grey (1 channel; a 3-channel model is folded)", mloc, dir, c.channels))
+  end
+  return { arch = "vit", hf = dir, channels = 1 }
+end
+
 local function canon_vit(s, mloc)
+  if s.hf ~= nil then return canon_vit_hf(s, mloc) end
   if s.checkpoint then
     if type(s.checkpoint) ~= "string" then fail(mloc .. ": checkpoint must be a path") end
     return { arch = "vit", checkpoint = s.checkpoint }
@@ -341,9 +426,11 @@ local function canon_model(m, loc)
     for _, k in ipairs { "dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "seq_len" } do
       if s[k] ~= nil then fail(mloc .. ": '" .. k .. "' comes from the checkpoint; remove it") end
     end
-    return { arch = "llama", checkpoint = s.checkpoint, format = format }
+    if s.tokenizer ~= nil and type(s.tokenizer) ~= "string" then fail(mloc .. ": tokenizer must be a path") end
+    return { arch = "llama", checkpoint = s.checkpoint, format = format, tokenizer = s.tokenizer }
   end
   if not s.pretrain then fail(mloc .. ": llama{} needs checkpoint = \"path\" or pretrain = { corpus = ..., steps = ... }") end
+  if s.tokenizer ~= nil then fail(mloc .. ": tokenizer goes with checkpoint (byte-level pretrained models need none)") end
   local dim = int(s.dim or 64, "dim", mloc, pos, "must be > 0")
   local heads = int(s.n_heads or 4, "n_heads", mloc, pos, "must be > 0")
   local c = {
@@ -378,7 +465,7 @@ end
 
 local SCHEDULES = { constant = true, linear = true, cosine = true }
 
-local function canon_train(t, loc, arch)
+local function canon_train(t, loc, arch, lang)
   t = t or {}
   if arch ~= "vit" and (t.crop_pad ~= nil or t.flip ~= nil) then
     fail(loc .. ": train.crop_pad and train.flip are image augmentations (vit{} models only)")
@@ -386,7 +473,7 @@ local function canon_train(t, loc, arch)
   if t.epochs ~= nil and t.steps ~= nil then fail(loc .. ": train takes epochs or steps, not both") end
   local c = {
     batch = int(t.batch or 8, "train.batch", loc, pos, "must be > 0"),
-    seq = int(t.seq or 64, "train.seq", loc, pos, "must be > 0"),
+    seq = int(t.seq or (lang and 256 or 64), "train.seq", loc, pos, "must be > 0"),
     lr = num(t.lr or 1e-3, "train.lr", loc, pos, "must be > 0"),
     schedule = t.schedule or "linear",
     warmup = int(t.warmup or 0, "train.warmup", loc, nonneg, "must be >= 0"),
@@ -403,7 +490,7 @@ local function canon_train(t, loc, arch)
     c.flip = t.flip == true
   end
   if t.steps ~= nil then
-    c.steps = int(t.steps, "train.steps", loc, pos, "must be > 0")
+    c.steps = int(t.steps, "train.steps", loc, lang and nonneg or pos, lang and "must be >= 0 (0: evaluate the base model only)" or "must be > 0")
   else
     c.epochs = int(t.epochs or 1, "train.epochs", loc, pos, "epochs must be > 0")
   end
@@ -487,16 +574,24 @@ function M.expand_experiment(e)
   for i, x in ipairs(seeds) do seeds[i] = int(x, "seeds[" .. i .. "]", loc) end
   local arch0 = type(s.model) == "table" and s.model.arch or nil
   for _, t in ipairs(tasks) do check_task(t, loc, arch0) end
+  local n_lang = 0
+  for _, t in ipairs(tasks) do if tasks_mod.parse(t) then n_lang = n_lang + 1 end end
+  local lang = n_lang > 0
+  if lang and n_lang < #tasks then fail(loc .. ": an experiment takes language tasks (sst2, ...) or text tasks (text:...), not both: their splits differ (counts vs fractions)") end
   if s.model == nil then fail(loc .. ": experiment '" .. e.name .. "' needs model = llama { ... } or vit { ... }") end
   if s.method == nil then fail(loc .. ": experiment '" .. e.name .. "' needs method = lora { ... } (or a list of methods)") end
   local select = s.select or "val.score"
   if type(select) ~= "string" or not select:match("^%w+%.[%w_.]+$") then fail(loc .. ": select must look like \"val.score\"") end
   local split = s.split or {}
-  local train_frac = num(split.train or 0.8, "split.train", loc, function(x) return x > 0 and x < 1 end, "must be in (0, 1)")
-  local val_frac = num(split.val or 0.1, "split.val", loc, function(x) return x > 0 and train_frac + x < 1 end, "must be > 0 with train + val < 1")
+  local lang_split, lang_eval
+  if lang then lang_split, lang_eval = canon_lang_split_eval(split, s.eval or {}, loc) end
+  local train_frac = lang or num(split.train or 0.8, "split.train", loc, function(x) return x > 0 and x < 1 end, "must be in (0, 1)")
+  local val_frac = lang or num(split.val or 0.1, "split.val", loc, function(x) return x > 0 and train_frac + x < 1 end, "must be > 0 with train + val < 1")
   local ev = s.eval or {}
   local eval, split_c
-  if arch0 == "vit" then
+  if lang then
+    eval, split_c = lang_eval, lang_split
+  elseif arch0 == "vit" then
     if ev.max_windows ~= nil then fail(loc .. ": eval.max_windows is for text tasks; image tasks take eval = { batch, corrupt, corrupt_max }") end
     if split.train ~= nil then fail(loc .. ": split.train is for text tasks; image tasks take the val fraction of the train file (split.val) and optional caps max_train, max_val, max_test") end
     if ev.corrupt ~= nil and type(ev.corrupt) ~= "boolean" then fail(loc .. ": eval.corrupt must be true or false") end
@@ -509,6 +604,8 @@ function M.expand_experiment(e)
                 max_test = int(split.max_test or 0, "split.max_test", loc, nonneg, "must be >= 0") }
   else
     if ev.corrupt ~= nil or ev.corrupt_max ~= nil then fail(loc .. ": eval.corrupt and eval.corrupt_max are for image tasks (vit{} models)") end
+    if split.test ~= nil then fail(loc .. ": split.test is for language tasks (counts); text tasks' test split is what train + val leave") end
+    if ev.max_examples ~= nil or ev.max_new ~= nil then fail(loc .. ": eval.max_examples and eval.max_new are for language tasks") end
     if split.max_train or split.max_val or split.max_test then fail(loc .. ": split.max_train/max_val/max_test are for image tasks (vit{} models)") end
     eval = { batch = int(ev.batch or 16, "eval.batch", loc, pos, "must be > 0"),
              max_windows = int(ev.max_windows or 0, "eval.max_windows", loc, nonneg, "must be >= 0") }
@@ -523,7 +620,8 @@ function M.expand_experiment(e)
   for _, task in ipairs(tasks) do
     for _, p in ipairs(points) do
       local model = canon_model(p.model, loc)
-      local train = canon_train(p.train, loc, model.arch)
+      if lang then check_lang_model(model, loc) end
+      local train = canon_train(p.train, loc, model.arch, lang)
       local method, label = canon_method(p.method, train, loc)
       if train.seq and train.seq > (model.seq_len or math.huge) then
         fail(string.format("%s: train.seq %d exceeds the model's seq_len %d", loc, train.seq, model.seq_len))

@@ -83,6 +83,8 @@ function M.compute(runs, db_runs, spec)
       local m = M.stats(g.sel)
       if m and (best_val == nil or m > best_val) then best, best_val = g, m end
     end
+    -- a single candidate without the select metric (e.g. no val split): nothing to choose
+    if not best and #cell.order == 1 then best = cell.groups[cell.order[1]] end
     if best then
       local mean, std, n = M.stats(best.met)
       out.cells[key] = { mean = mean, std = std, n = n, select_mean = best_val,

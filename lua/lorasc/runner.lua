@@ -11,6 +11,7 @@ local progress = require "lorasc.progress"
 local vit_mod = require "lorasc.core.vit"
 local images = require "lorasc.core.images"
 local dsl = require "lorasc.dsl"
+local tasks_mod = require "lorasc.core.tasks"
 
 local M = {}
 
@@ -130,6 +131,12 @@ end
 local function get_vit_base(run, cache_dir, report)
   local mc = run.config.model
   if bases[run.model_hash] then return bases[run.model_hash] end
+  if mc.hf then -- a Hugging Face ViT / CLIP directory; the head is sized for this run's task
+    local t = assert(dsl.parse_image_task(run.config.task))
+    report(string.format("loading the Hugging Face ViT in %s", mc.hf))
+    bases[run.model_hash] = vit_mod.load_hf(mc.hf, { n_classes = #t.classes, channels = mc.channels })
+    return bases[run.model_hash]
+  end
   local path = mc.checkpoint
   if path then
     if not sys.exists(path) then error(string.format("ViT checkpoint '%s' not found", path), 0) end
@@ -232,9 +239,108 @@ local function train_one_vit(store, run, run_id, prog, index, opts)
   return scores
 end
 
+-- Language tasks ------------------------------------------------------------------------
+-- MeZO-sampled datasets (keyed by task, sizes and seed) and tokenizers, cached per process.
+local lang_sets, tokenizers = {}, {}
+local function get_lang(task, split, seed)
+  local key = table.concat({ task, split.train, split.val, split.test, seed }, "|")
+  if not lang_sets[key] then lang_sets[key] = tasks_mod.load(task, split, seed) end
+  return lang_sets[key]
+end
+
+local function get_tokenizer(path)
+  local file = dsl.data_file(path)
+  if not file then error(string.format("tokenizer '%s' not found (looked in the working directory and in the data directory %s); get it with `lorasc data fetch`", path, sys.datadir_path("")), 0) end
+  if not tokenizers[file] then tokenizers[file] = tasks_mod.tokenizer(file) end
+  return tokenizers[file]
+end
+
+local function train_one_lang(store, run, run_id, prog, index, opts)
+  local c = run.config
+  local tr, mc = c.train, c.method
+  local base = get_base(run, dirname(opts.db) .. "/cache", function(msg) prog:message(msg) end)
+  local tok = get_tokenizer(c.model.tokenizer)
+  if tok:vocab_size() > base:config().vocab_size then
+    error(string.format("the tokenizer has %d pieces, more than the model's vocabulary (%d)", tok:vocab_size(), base:config().vocab_size), 0)
+  end
+  local d = get_lang(c.task, c.split, c.seed)
+  local info = d:info()
+  local n_train, n_val, n_test = d:sizes()
+  if info.note ~= "" then prog:message(info.note) end
+  local spe = math.max(1, (n_train + tr.batch - 1) // tr.batch)
+  local total = tr.steps or tr.epochs * spe
+  local m <close> = base:clone()
+  if total > 0 then
+    local n_experts = mc.experts or 0
+    if mc.name == "lora" then n_experts = 1 end
+    if n_experts > total then
+      error(string.format("%d experts do not fit in %d steps (%d per epoch)", n_experts, total, spe), 0)
+    end
+    local f <close> = finetune.new(m, {
+      method = mc.name, rank = mc.rank, lora_alpha = mc.lora_alpha, targets = mc.targets,
+      ratio = mc.ratio, dora = mc.dora and 1 or 0, alpha = mc.alpha, noise = mc.noise, n_experts = n_experts,
+      steps_per_expert = mc.every or 0, rewarmup_steps = mc.rewarmup,
+      slow_merge = mc.slow_merge, noise_std = mc.noise_std,
+      total_steps = total, batch = tr.batch, seq = tr.seq, lr = tr.lr, schedule = tr.schedule,
+      warmup = tr.warmup, min_lr_ratio = tr.min_lr_ratio, weight_decay = tr.weight_decay,
+      grad_clip = tr.grad_clip, seed = c.seed, data_seed = c.seed })
+    prog:run_start(index, string.format("%s %s seed %d", c.task, run.label, c.seed), total, spe)
+    local last_flush = sys.now()
+    for step = 1, total do
+      local loss, gnorm, lr, ev = f:step(d, tok)
+      if loss ~= loss then error(string.format("the training loss is NaN at step %d", step), 0) end
+      if step % run.log_every == 0 or step == 1 or step == total then
+        store:metric(run_id, step, "train.loss", loss)
+        store:metric(run_id, step, "lr", lr)
+        store:metric(run_id, step, "grad_norm", gnorm)
+      end
+      if ev then
+        store:metric(run_id, ev.step, "expert.end", ev.expert)
+        store:metric(run_id, ev.step, "expert.merged_norm", ev.merged_norm)
+        store:metric(run_id, ev.step, "expert.noise_std_mean", ev.noise_std_mean)
+        store:metric(run_id, ev.step, "expert.boundary_seconds", ev.boundary_seconds)
+      end
+      prog:step(step, loss)
+      if sys.now() - last_flush > 10 then
+        store:flush()
+        last_flush = sys.now()
+      end
+    end
+    f:close() -- the learned update is merged into m
+  else
+    prog:run_start(index, string.format("%s (evaluation only) seed %d", c.task, c.seed), 1, 1)
+  end
+  -- val and test with the task's metric, beside the majority-class baseline; "subset" = 1
+  -- marks a dataset that holds only part of the original data (not the paper's protocol).
+  local scores = {}
+  for _, split in ipairs { "val", "test" } do
+    local n = split == "val" and n_val or n_test
+    if n > 0 then
+      local s = d:evaluate(m, tok, split, c.eval.max_examples, c.eval.max_new)
+      for _, k in ipairs { "score", "f1", "em", "majority", "n" } do store:eval(run_id, split, k, s[k]) end
+      store:eval(run_id, split, "subset", info.subset and 1 or 0)
+      scores[split] = s.score
+      store:flush()
+    else
+      scores[split] = 0 / 0
+    end
+  end
+  store:metric(run_id, 0, "data.train_n", n_train)
+  store:metric(run_id, 0, "data.subset", info.subset and 1 or 0)
+  if run.save then
+    local dir = dirname(opts.db) .. "/runs"
+    sys.mkdir(dir)
+    local path = string.format("%s/%s.lsc", dir, run.hash:sub(1, 16))
+    m:save(path)
+    store:artifact(run_id, path, "model")
+  end
+  return scores
+end
+
 local function train_one(store, run, run_id, prog, index, opts)
   local c = run.config
   if c.model.arch == "vit" then return train_one_vit(store, run, run_id, prog, index, opts) end
+  if tasks_mod.parse(c.task) then return train_one_lang(store, run, run_id, prog, index, opts) end
   local tr, mc = c.train, c.method
   local cache_dir = dirname(opts.db) .. "/cache"
   local base = get_base(run, cache_dir, function(msg) prog:message(msg) end)
