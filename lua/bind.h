@@ -86,6 +86,9 @@ int bind_task_batch(lua_State *L, int idx, int tok_idx, uint64_t seed, long step
 
 /* Raises a Lua error with error_last() (never returns). */
 int bind_error(lua_State *L);
+/* One training step of a Finetune on batch; pushes loss, grad_norm, lr, event|nil (4 values). */
+struct Finetune;
+int bind_finetune_step(lua_State *L, struct Finetune *ft, const void *batch);
 /* Registers a metatable: methods under __index, plus metamethods. */
 void bind_new_class(lua_State *L, const char *name, const luaL_Reg *methods,
                     const luaL_Reg *metamethods);

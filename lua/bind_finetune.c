@@ -137,20 +137,14 @@ static LFinetune *check_ft(lua_State *L) {
     return f;
 }
 
-/* f:step(data [, tokenizer]) -> loss, grad_norm, lr, event (a table at an expert boundary,
- * else nil). data: a text dataset, or a language-task dataset with its tokenizer. */
-static int f_step(lua_State *L) {
-    LFinetune *f = check_ft(L);
-    if (finetune_done(&f->ft)) return luaL_error(L, "the fine-tuning run has no steps left");
-    const int B = f->ft.config.batch, T = f->ft.config.seq;
-    if (!bind_task_batch(L, 2, 3, f->data_seed, f->ft.step, B, T, f->tokens, f->targets))
-        fill_batch(L, bind_check_textdata(L, 2), f->data_seed, f->ft.step, B, T, f->tokens, f->targets);
+/* One finetune_step + finetune_after_step on batch, pushing loss, grad_norm, lr and the
+ * expert-boundary event (a table, or nil): the body of every model's f:step. */
+int bind_finetune_step(lua_State *L, Finetune *ft, const void *batch) {
     StepResult r;
     float lr;
-    const LlamaBatch batch = {.tokens = f->tokens, .targets = f->targets, .B = B, .T = T};
-    if (finetune_step(&f->ft, &batch, &r, &lr) != LSC_OK) return bind_error(L);
+    if (finetune_step(ft, batch, &r, &lr) != LSC_OK) return bind_error(L);
     CascadeEvent ev;
-    const int boundary = finetune_after_step(&f->ft, &ev);
+    const int boundary = finetune_after_step(ft, &ev);
     if (boundary < 0) return bind_error(L);
     lua_pushnumber(L, r.loss);
     lua_pushnumber(L, r.grad_norm);
@@ -167,6 +161,18 @@ static int f_step(lua_State *L) {
         lua_pushnil(L);
     }
     return 4;
+}
+
+/* f:step(data [, tokenizer]) -> loss, grad_norm, lr, event (a table at an expert boundary,
+ * else nil). data: a text dataset, or a language-task dataset with its tokenizer. */
+static int f_step(lua_State *L) {
+    LFinetune *f = check_ft(L);
+    if (finetune_done(&f->ft)) return luaL_error(L, "the fine-tuning run has no steps left");
+    const int B = f->ft.config.batch, T = f->ft.config.seq;
+    if (!bind_task_batch(L, 2, 3, f->data_seed, f->ft.step, B, T, f->tokens, f->targets))
+        fill_batch(L, bind_check_textdata(L, 2), f->data_seed, f->ft.step, B, T, f->tokens, f->targets);
+    const LlamaBatch batch = {.tokens = f->tokens, .targets = f->targets, .B = B, .T = T};
+    return bind_finetune_step(L, &f->ft, &batch);
 }
 
 static int f_info(lua_State *L) {

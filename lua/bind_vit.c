@@ -417,27 +417,7 @@ static int f_step(lua_State *L) {
     lua_getiuservalue(L, 1, 2);
     LImages *d = bind_check_images(L, -1);
     const VitBatch batch = sampler_batch(&f->s, d, f->ft.step);
-    StepResult r;
-    float lr;
-    if (finetune_step(&f->ft, &batch, &r, &lr) != LSC_OK) return bind_error(L);
-    CascadeEvent ev;
-    const int boundary = finetune_after_step(&f->ft, &ev);
-    if (boundary < 0) return bind_error(L);
-    lua_pushnumber(L, r.loss);
-    lua_pushnumber(L, r.grad_norm);
-    lua_pushnumber(L, lr);
-    if (boundary == 1) {
-        lua_createtable(L, 0, 6);
-        lua_pushinteger(L, ev.expert), lua_setfield(L, -2, "expert");
-        lua_pushinteger(L, ev.step), lua_setfield(L, -2, "step");
-        lua_pushnumber(L, ev.merged_norm), lua_setfield(L, -2, "merged_norm");
-        lua_pushnumber(L, ev.noise_std_mean), lua_setfield(L, -2, "noise_std_mean");
-        lua_pushnumber(L, ev.noise_std_max), lua_setfield(L, -2, "noise_std_max");
-        lua_pushnumber(L, ev.boundary_seconds), lua_setfield(L, -2, "boundary_seconds");
-    } else {
-        lua_pushnil(L);
-    }
-    return 4;
+    return bind_finetune_step(L, &f->ft, &batch);
 }
 
 /* Ends the run and detaches the adapter: the model then holds the merged result. */
