@@ -7,7 +7,7 @@
 --   lorasc data fetch --from ../shared/data      (or LORASC_DATA=../shared/data)
 --   lorasc run experiments/table1_stories260k.lua && lorasc report experiments/table1_stories260k.lua
 -- Not here: SQuAD and DROP (absent from the mirror: "unavailable here"); ReCoRD and BoolQ run
--- on the mirror's subsets (eval "subset" = 1 in the report). Alpaca has no metric of its own.
+-- on the mirror's subsets (eval "subset" = 1 in the report). Alpaca (Table 2): table2_stories260k.lua.
 local stories = llama { checkpoint = "llama2c_stories260K/stories260K.bin",
                         tokenizer = "llama2c_stories260K/tok512.bin" }
 

@@ -161,7 +161,7 @@ local TRAIN_KEYS = { "epochs", "steps", "batch", "seq", "lr", "schedule", "warmu
 local IMAGE_TRAIN_KEYS = { "epochs", "steps", "batch", "lr", "schedule", "warmup",
                            "weight_decay", "grad_clip", "min_lr_ratio", "crop_pad", "flip" }
 local SPLIT_KEYS = { "train", "val", "test", "max_train", "max_val", "max_test" }
-local EVAL_KEYS = { "batch", "max_windows", "corrupt", "corrupt_max", "max_examples", "max_new" }
+local EVAL_KEYS = { "batch", "max_windows", "corrupt", "corrupt_max", "max_examples", "max_new", "tasks" }
 local REPORT_KEYS = { "rows", "cols", "metric", "metrics", "select", "scale", "digits", "title" }
 
 function M.new_registry()
@@ -277,9 +277,6 @@ end
 local lang_checked = {}
 function M.check_lang_task(task, loc, arch)
   if arch == "vit" then fail(string.format("%s: task '%s' is a language task; use model = llama { checkpoint = ..., tokenizer = ... } for it", loc, task)) end
-  if task == "alpaca" then
-    fail(loc .. ": task 'alpaca' has no evaluation of its own (Table 2 evaluates the instruction-tuned model on mmlu and bbh); it is not an experiment task yet")
-  end
   if lang_checked[task] == nil then
     local ok, err = tasks_mod.check(task)
     lang_checked[task] = ok and true or err
@@ -306,8 +303,10 @@ local function check_lang_model(model, loc)
   end
 end
 
--- Language tasks' split (example counts, MeZO's sampling) and eval.
-local function canon_lang_split_eval(split, ev, loc)
+-- Language tasks' split (example counts, MeZO's sampling) and eval. Alpaca (Table 2) has no
+-- metric of its own: the instruction-tuned model is evaluated on eval.tasks (default mmlu and
+-- bbh), which enter the config only for experiments that train on alpaca.
+local function canon_lang_split_eval(split, ev, loc, has_alpaca)
   for _, k in ipairs { "max_train", "max_val", "max_test" } do
     if split[k] ~= nil then fail(loc .. ": split." .. k .. " is for image tasks; language tasks take counts split = { train = 1000, val = 500, test = 1000 }") end
   end
@@ -321,9 +320,19 @@ local function canon_lang_split_eval(split, ev, loc)
     end
     return int(v, "split." .. k, loc, cond, cond == pos and "must be > 0" or "must be >= 0")
   end
-  return { train = count("train", 1000, pos), val = count("val", 500, nonneg), test = count("test", 1000, pos) },
-         { max_examples = int(ev.max_examples or 0, "eval.max_examples", loc, nonneg, "must be >= 0 (0: every example)"),
-           max_new = int(ev.max_new or 32, "eval.max_new", loc, pos, "must be > 0") }
+  local eval = { max_examples = int(ev.max_examples or 0, "eval.max_examples", loc, nonneg, "must be >= 0 (0: every example)"),
+                 max_new = int(ev.max_new or 32, "eval.max_new", loc, pos, "must be > 0") }
+  if ev.tasks ~= nil and not has_alpaca then fail(loc .. ": eval.tasks is for instruction tuning on alpaca (Table 2); other tasks evaluate on their own test split") end
+  if has_alpaca then
+    local list = ev.tasks or { "mmlu", "bbh" }
+    if type(list) ~= "table" or #list == 0 then fail(loc .. ": eval.tasks must be a list of language tasks such as { \"mmlu\", \"bbh\" }") end
+    eval.tasks = {}
+    for _, t in ipairs(list) do
+      if t == "alpaca" or not tasks_mod.parse(t) then fail(string.format("%s: eval.tasks: '%s' is not a task to evaluate alpaca on (valid: mmlu, bbh, or any other language task but alpaca)", loc, tostring(t))) end
+      eval.tasks[#eval.tasks + 1] = M.check_lang_task(t, loc, "llama")
+    end
+  end
+  return { train = count("train", 1000, pos), val = count("val", 500, nonneg), test = count("test", 1000, pos) }, eval
 end
 
 local function check_task(task, loc, arch)
@@ -584,7 +593,9 @@ function M.expand_experiment(e)
   if type(select) ~= "string" or not select:match("^%w+%.[%w_.]+$") then fail(loc .. ": select must look like \"val.score\"") end
   local split = s.split or {}
   local lang_split, lang_eval
-  if lang then lang_split, lang_eval = canon_lang_split_eval(split, s.eval or {}, loc) end
+  local has_alpaca = false
+  for _, t in ipairs(tasks) do has_alpaca = has_alpaca or t == "alpaca" end
+  if lang then lang_split, lang_eval = canon_lang_split_eval(split, s.eval or {}, loc, has_alpaca) end
   local train_frac = lang or num(split.train or 0.8, "split.train", loc, function(x) return x > 0 and x < 1 end, "must be in (0, 1)")
   local val_frac = lang or num(split.val or 0.1, "split.val", loc, function(x) return x > 0 and train_frac + x < 1 end, "must be > 0 with train + val < 1")
   local ev = s.eval or {}

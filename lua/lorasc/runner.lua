@@ -313,16 +313,37 @@ local function train_one_lang(store, run, run_id, prog, index, opts)
   -- val and test with the task's metric, beside the majority-class baseline; "subset" = 1
   -- marks a dataset that holds only part of the original data (not the paper's protocol).
   local scores = {}
-  for _, split in ipairs { "val", "test" } do
-    local n = split == "val" and n_val or n_test
-    if n > 0 then
-      local s = d:evaluate(m, tok, split, c.eval.max_examples, c.eval.max_new)
-      for _, k in ipairs { "score", "f1", "em", "majority", "n" } do store:eval(run_id, split, k, s[k]) end
+  if c.eval.tasks then
+    -- Table 2: the instruction-tuned model on other tasks (alpaca has no metric of its own).
+    -- Each task's numbers are logged as "<task>.score" etc.; "score" is their mean.
+    for _, split in ipairs { "val", "test" } do
+      local sum, count = 0, 0
+      for _, et in ipairs(c.eval.tasks) do
+        local ed = get_lang(et, c.split, c.seed)
+        local _, ev_n_val, ev_n_test = ed:sizes()
+        if (split == "val" and ev_n_val or ev_n_test) > 0 then
+          local s = ed:evaluate(m, tok, split, c.eval.max_examples, c.eval.max_new)
+          for _, k in ipairs { "score", "f1", "em", "majority", "n" } do store:eval(run_id, split, et .. "." .. k, s[k]) end
+          sum, count = sum + s.score, count + 1
+        end
+      end
+      scores[split] = count > 0 and sum / count or 0 / 0
+      if count > 0 then store:eval(run_id, split, "score", scores[split]) end
       store:eval(run_id, split, "subset", info.subset and 1 or 0)
-      scores[split] = s.score
       store:flush()
-    else
-      scores[split] = 0 / 0
+    end
+  else
+    for _, split in ipairs { "val", "test" } do
+      local n = split == "val" and n_val or n_test
+      if n > 0 then
+        local s = d:evaluate(m, tok, split, c.eval.max_examples, c.eval.max_new)
+        for _, k in ipairs { "score", "f1", "em", "majority", "n" } do store:eval(run_id, split, k, s[k]) end
+        store:eval(run_id, split, "subset", info.subset and 1 or 0)
+        scores[split] = s.score
+        store:flush()
+      else
+        scores[split] = 0 / 0
+      end
     end
   end
   store:metric(run_id, 0, "data.train_n", n_train)

@@ -103,5 +103,28 @@ if "$LORASC" run bad5.lua --db bad/x.db > out.txt 2>&1; then fail "missing check
 grep -q "lorasc data fetch llama2c_stories260K" out.txt || fail "missing checkpoint message: $(cat out.txt)"
 [ ! -e bad ] || fail "bad input wrote to the database directory"
 
+# 4. Table 2: instruction tuning on alpaca (loss on the response), evaluated on mmlu and bbh;
+#    eval.tasks is refused elsewhere.
+cat > t2.lua <<'LUA'
+experiment "t2" {
+  model = llama { checkpoint = "tiny/model.lsc", tokenizer = "tok/tokenizer.bin" },
+  tasks = { "alpaca" }, split = { train = 2, val = 1, test = 2 },
+  train = { steps = 3, batch = 2, seq = 96, lr = 1e-3 }, method = lora { rank = 2 },
+  eval = { tasks = { "mmlu", "bbh" }, max_new = 4 },
+}
+LUA
+"$LORASC" run t2.lua --db t2/x.db > t2.log 2>&1 || fail "alpaca run: $(cat t2.log)"
+for m in mmlu.score mmlu.majority bbh.score score; do
+  [ "$(q t2/x.db "SELECT count(*) FROM evals WHERE split='test' AND metric='$m'")" = 1 ] || fail "alpaca: test.$m not logged: $(q t2/x.db 'SELECT split, metric FROM evals')"
+done
+[ "$(q t2/x.db "SELECT count(*) FROM metrics WHERE name='train.loss'")" -ge 1 ] || fail "alpaca: no training"
+sed 's/"alpaca"/"sst2"/' t2.lua > bad6.lua
+if "$LORASC" run bad6.lua --db bad/x.db > out.txt 2>&1; then fail "eval.tasks on sst2: exit status 0"; fi
+grep -q "eval.tasks is for instruction tuning on alpaca" out.txt || fail "eval.tasks message: $(cat out.txt)"
+sed 's/"mmlu", "bbh"/"alpaca"/' t2.lua > bad7.lua
+if "$LORASC" run bad7.lua --db bad/x.db > out.txt 2>&1; then fail "eval on alpaca: exit status 0"; fi
+grep -q "is not a task to evaluate alpaca on" out.txt || fail "eval.tasks alpaca message: $(cat out.txt)"
+[ ! -e bad ] || fail "bad input wrote to the database directory"
+
 if [ $FAILS -gt 0 ]; then echo "$FAILS failure(s)" >&2; exit 1; fi
 echo "test_lang_cli: all passed"
