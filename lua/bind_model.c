@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/checkpoint.h"
+#include "core/hf_llama.h"
 #include "core/error.h"
 #include "lua/bind.h"
 
@@ -48,14 +49,17 @@ static int l_new(lua_State *L) {
     return 1;
 }
 
-/* model.load(path [, "lorasc"|"llama2c"]) */
+/* model.load(path [, "lorasc"|"llama2c"|"hf"]); "hf" is a Hugging Face directory
+ * (config.json + model.safetensors, or shards with an index). */
 static int l_load(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
-    static const char *const formats[] = {"lorasc", "llama2c", NULL};
+    static const char *const formats[] = {"lorasc", "llama2c", "hf", NULL};
     const int fmt = luaL_checkoption(L, 2, "lorasc", formats);
     Backend *be = bind_backend(L);
     LModel *m = new_model(L);
-    const int rc = fmt == 0 ? checkpoint_load_model(path, &m->m, be) : llama2c_load(path, &m->m, be);
+    const int rc = fmt == 0   ? checkpoint_load_model(path, &m->m, be)
+                   : fmt == 1 ? llama2c_load(path, &m->m, be)
+                              : hf_llama_load(path, &m->m, be);
     if (rc != LSC_OK) return bind_error(L);
     m->live = 1;
     return 1;

@@ -428,9 +428,11 @@ local function canon_model(m, loc)
   if m.arch == "vit" then return canon_vit(s, mloc) end
   if s.checkpoint then
     if type(s.checkpoint) ~= "string" then fail(mloc .. ": checkpoint must be a path") end
-    local format = s.format or (s.checkpoint:match("%.bin$") and "llama2c" or "lorasc")
-    if format ~= "lorasc" and format ~= "llama2c" then
-      fail(mloc .. ": format must be \"lorasc\" or \"llama2c\", got '" .. tostring(format) .. "'")
+    -- .bin: llama2.c; a directory with config.json: Hugging Face; else lorasc's own format
+    local format = s.format or (s.checkpoint:match("%.bin$") and "llama2c")
+                   or (M.data_file(s.checkpoint .. "/config.json") and "hf") or "lorasc"
+    if format ~= "lorasc" and format ~= "llama2c" and format ~= "hf" then
+      fail(mloc .. ": format must be \"lorasc\", \"llama2c\" or \"hf\", got '" .. tostring(format) .. "'")
     end
     for _, k in ipairs { "dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "seq_len" } do
       if s[k] ~= nil then fail(mloc .. ": '" .. k .. "' comes from the checkpoint; remove it") end

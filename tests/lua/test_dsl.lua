@@ -68,6 +68,18 @@ if okd then
   check(druns[#druns].hash ~= runs[#runs].hash, "dora changes the hash")
   check(runs[#runs].config.method.dora == nil, "no dora key when off")
 end
+-- a Hugging Face directory as a checkpoint: its format is detected from config.json
+local src = os.getenv("LORASC_SOURCE_ROOT")
+if src then
+  local okh, hruns = expand_text(string.format([[
+experiment "h" {
+  model = llama { checkpoint = "%s/tests/golden/hf_tiny/hf" },
+  tasks = { "text:apache" }, train = { steps = 2, batch = 2, seq = 8 }, method = lora { rank = 2 },
+}
+]], src))
+  check(okh, "hf checkpoint expansion: " .. tostring(hruns))
+  if okh then eq(hruns[1].config.model.format, "hf", "hf format detected") end
+end
 -- the same values written differently hash the same
 local ok2, runs2 = expand_text((base:gsub("1e%-3", "0.001"):gsub("rank = grid { 4, 8 }", "rank = grid { 4.0, 8 }")))
 check(ok2 and runs2[1].hash == runs[1].hash, "1e-3 == 0.001 and 4.0 == 4 hash the same")

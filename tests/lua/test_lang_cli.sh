@@ -126,5 +126,20 @@ if "$LORASC" run bad7.lua --db bad/x.db > out.txt 2>&1; then fail "eval on alpac
 grep -q "is not a task to evaluate alpaca on" out.txt || fail "eval.tasks alpaca message: $(cat out.txt)"
 [ ! -e bad ] || fail "bad input wrote to the database directory"
 
+# 5. Hugging Face Llama directories load through llama{ checkpoint = dir } (format detected
+#    from config.json): same shapes as the same weights in llama2.c layout.
+HF=${LORASC_SOURCE_ROOT:-}/tests/golden/hf_tiny
+if [ -n "${LORASC_SOURCE_ROOT:-}" ] && [ -d "$HF/hf" ]; then
+  cat > hf.lua <<LUA
+local model = require("lorasc.core.model")
+local hf = model.load("$HF/hf", "hf")
+local meta = model.load("$HF/meta.bin", "llama2c")
+assert(hf:num_params() == meta:num_params(), "hf and llama2c parameter counts differ")
+assert(hf:config().dim == meta:config().dim and hf:config().n_layers == meta:config().n_layers)
+print("hf loads")
+LUA
+  "$LORASC" lua hf.lua > hf.log 2>&1 || fail "hf load: $(cat hf.log)"
+fi
+
 if [ $FAILS -gt 0 ]; then echo "$FAILS failure(s)" >&2; exit 1; fi
 echo "test_lang_cli: all passed"
