@@ -12,8 +12,8 @@
 #include <jansson.h>
 
 #include "core/error.h"
+#include "core/hf_shards.h"
 
-#define MAX_SHARDS 256
 
 /* HF module names of the per-layer tensors, in engine order (NULL: not per-layer). */
 static const char *layer_module(int tensor) {
@@ -69,11 +69,6 @@ void hf_permute_rows(float *dst, const float *src, int n_heads, int hd, int cols
             }
 }
 
-static int join(char *out, size_t size, const char *dir, const char *file) {
-    if (snprintf(out, size, "%s/%s", dir, file) >= (int)size)
-        return error_set("Path too long: %s/%s.", dir, file);
-    return LSC_OK;
-}
 
 /* ------------------------------------------------------------------------------------------
  * config.json */
@@ -106,7 +101,7 @@ static int cfg_real(const json_t *root, const char *path, const char *key, doubl
 
 int hf_llama_read_config(const char *dir, LlamaConfig *c) {
     char path[4096];
-    if (join(path, sizeof path, dir, "config.json") != LSC_OK) return LSC_ERR;
+    if (hf_path_join(path, sizeof path, dir, "config.json") != LSC_OK) return LSC_ERR;
     json_error_t jerr;
     json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
     if (!root)
@@ -163,80 +158,10 @@ int hf_llama_read_config(const char *dir, LlamaConfig *c) {
 /* ------------------------------------------------------------------------------------------
  * loader */
 
-typedef struct Shards {
-    SafeTensors st[MAX_SHARDS];
-    int n;
-} Shards;
-
-static void shards_close(Shards *s) {
-    for (int i = 0; i < s->n; i++) safetensors_close(&s->st[i]);
-    s->n = 0;
-}
-
-static int shards_open(Shards *s, const char *dir) {
-    char path[4096];
-    s->n = 0;
-    if (join(path, sizeof path, dir, "model.safetensors.index.json") != LSC_OK) return LSC_ERR;
-    if (access(path, F_OK) != 0) {
-        if (join(path, sizeof path, dir, "model.safetensors") != LSC_OK) return LSC_ERR;
-        if (safetensors_open(&s->st[0], path) != LSC_OK) return LSC_ERR;
-        s->n = 1;
-        return LSC_OK;
-    }
-    json_error_t jerr;
-    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root)
-        return error_set("Cannot read %s: %s (line %d, column %d).", path, jerr.text, jerr.line,
-                         jerr.column);
-    int rc = LSC_OK;
-    const json_t *map = json_object_get(root, "weight_map");
-    const char *key;
-    const json_t *val;
-    char files[MAX_SHARDS][256];
-    int nf = 0;
-    if (!json_is_object(map)) {
-        rc = error_set("%s has no \"weight_map\" object.", path);
-        goto done;
-    }
-    json_object_foreach((json_t *)map, key, val) {
-        const char *file = json_string_value(val);
-        if (!file || strchr(file, '/') || strlen(file) >= sizeof files[0]) {
-            rc = error_set("%s: weight_map[\"%s\"] must be a shard file name in the same directory.",
-                           path, key);
-            goto done;
-        }
-        int seen = 0;
-        for (int i = 0; i < nf && !seen; i++) seen = strcmp(files[i], file) == 0;
-        if (seen) continue;
-        if (nf == MAX_SHARDS) {
-            rc = error_set("%s lists more than %d shards.", path, MAX_SHARDS);
-            goto done;
-        }
-        memcpy(files[nf++], file, strlen(file) + 1);
-    }
-    for (int i = 0; i < nf; i++) {
-        char shard[4096];
-        if ((rc = join(shard, sizeof shard, dir, files[i])) != LSC_OK ||
-            (rc = safetensors_open(&s->st[s->n], shard)) != LSC_OK)
-            goto done;
-        s->n++;
-    }
-done:
-    json_decref(root);
-    if (rc != LSC_OK) shards_close(s);
-    return rc;
-}
-
-static const SafeTensors *shards_find(const Shards *s, const char *name) {
-    for (int i = 0; i < s->n; i++)
-        if (safetensors_find(&s->st[i], name)) return &s->st[i];
-    return NULL;
-}
-
 /* Reads HF tensor `name` of shape [rows, cols] (cols 0: a vector) into dst (host). */
-static int read_hf(const Shards *s, const char *dir, const char *name, int64_t rows, int64_t cols,
+static int read_hf(const HfShards *s, const char *dir, const char *name, int64_t rows, int64_t cols,
                    Real *dst) {
-    const SafeTensors *st = shards_find(s, name);
+    const SafeTensors *st = hf_shards_find(s, name);
     if (!st) return error_set("The checkpoint in %s has no tensor \"%s\".", dir, name);
     const int64_t shape[2] = {rows, cols};
     const int rc = safetensors_read_shaped(st, name, cols ? 2 : 1, shape, dst);
@@ -253,12 +178,12 @@ int hf_llama_load(const char *dir, Llama *model, Backend *be) {
     memset(model, 0, sizeof *model);
     LlamaConfig c;
     if (hf_llama_read_config(dir, &c) != LSC_OK) return LSC_ERR;
-    Shards *s = calloc(1, sizeof *s);
+    HfShards *s = calloc(1, sizeof *s);
     if (!s) return error_set("Out of memory loading %s.", dir);
-    int rc = shards_open(s, dir);
+    int rc = hf_shards_open(s, dir);
     Real *host = NULL;
     if (rc != LSC_OK) goto done;
-    if (c.tied_embeddings == 0 && !shards_find(s, "lm_head.weight")) {
+    if (c.tied_embeddings == 0 && !hf_shards_find(s, "lm_head.weight")) {
         rc = error_set("The checkpoint in %s has no lm_head.weight and config.json does not set "
                        "tie_word_embeddings: true.", dir);
         goto done;
@@ -290,7 +215,7 @@ int hf_llama_load(const char *dir, Llama *model, Backend *be) {
 done:
     if (rc != LSC_OK && model->be) llama_free(model);
     free(host);
-    shards_close(s);
+    hf_shards_close(s);
     free(s);
     return rc;
 }
@@ -315,7 +240,7 @@ static float *host_floats(Backend *be, const Real *src, size_t n) {
 
 static int write_config(const char *dir, const LlamaConfig *c, StDtype dtype) {
     char path[4096];
-    if (join(path, sizeof path, dir, "config.json") != LSC_OK) return LSC_ERR;
+    if (hf_path_join(path, sizeof path, dir, "config.json") != LSC_OK) return LSC_ERR;
     json_t *root = json_pack(
         "{s:[s], s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:b, s:s, s:s, s:b, s:b, s:i, s:i}",
         "architectures", "LlamaForCausalLM", "model_type", "llama", "hidden_size", c->dim,
@@ -374,7 +299,7 @@ int hf_llama_save(const char *dir, const Llama *model, StDtype dtype) {
     char path[4096];
     static const char *const meta[] = {"format", "pt", NULL};
     if ((rc = write_config(dir, c, dtype)) != LSC_OK ||
-        (rc = join(path, sizeof path, dir, "model.safetensors")) != LSC_OK)
+        (rc = hf_path_join(path, sizeof path, dir, "model.safetensors")) != LSC_OK)
         goto done;
     rc = safetensors_write(path, e, n, dtype, meta);
 done:
@@ -455,7 +380,7 @@ int peft_save(const char *dir, const Llama *model, const LoraAdapters *lora, con
         "init_lora_weights", 1, "base_model_name_or_path", base_model, "modules_to_save",
         "layers_to_transform", "rank_pattern", "alpha_pattern", "revision");
     targets = NULL;
-    if ((rc = join(path, sizeof path, dir, "adapter_config.json")) != LSC_OK) {
+    if ((rc = hf_path_join(path, sizeof path, dir, "adapter_config.json")) != LSC_OK) {
         json_decref(cfg);
         goto done;
     }
@@ -466,7 +391,7 @@ int peft_save(const char *dir, const Llama *model, const LoraAdapters *lora, con
     }
     json_decref(cfg);
     static const char *const meta[] = {"format", "pt", NULL};
-    if ((rc = join(path, sizeof path, dir, "adapter_model.safetensors")) == LSC_OK)
+    if ((rc = hf_path_join(path, sizeof path, dir, "adapter_model.safetensors")) == LSC_OK)
         rc = safetensors_write(path, e, n, ST_F32, meta);
 done:
     json_decref(targets);
@@ -480,7 +405,7 @@ done:
 int peft_load(const char *dir, const Llama *model, LoraAdapters *lora, Backend *be) {
     memset(lora, 0, sizeof *lora);
     char path[4096];
-    if (join(path, sizeof path, dir, "adapter_config.json") != LSC_OK) return LSC_ERR;
+    if (hf_path_join(path, sizeof path, dir, "adapter_config.json") != LSC_OK) return LSC_ERR;
     json_error_t jerr;
     json_t *cfg = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
     if (!cfg)
@@ -532,7 +457,7 @@ int peft_load(const char *dir, const Llama *model, LoraAdapters *lora, Backend *
     }
     int in[LORA_NUM_TARGETS], out[LORA_NUM_TARGETS];
     llama_lora_shapes(&model->config, in, out);
-    if ((rc = join(path, sizeof path, dir, "adapter_model.safetensors")) != LSC_OK ||
+    if ((rc = hf_path_join(path, sizeof path, dir, "adapter_model.safetensors")) != LSC_OK ||
         (rc = safetensors_open(&st, path)) != LSC_OK ||
         (rc = lora_create(lora, be, &lc, model->config.n_layers, in, out, 0)) != LSC_OK)
         goto done;

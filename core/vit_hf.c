@@ -12,15 +12,10 @@
 
 #include "core/error.h"
 #include "core/philox.h"
+#include "core/hf_shards.h"
 #include "core/safetensors.h"
 
-#define MAX_SHARDS 256
 
-static int join(char *out, size_t size, const char *dir, const char *file) {
-    if (snprintf(out, size, "%s/%s", dir, file) >= (int)size)
-        return error_set("Path too long: %s/%s.", dir, file);
-    return LSC_OK;
-}
 
 /* ------------------------------------------------------------------------------------------
  * config.json */
@@ -82,7 +77,7 @@ static int parse_labels(const json_t *root, const char *path, int *out) {
 
 int vit_hf_read_config(const char *dir, ViTConfig *c, ViTHfLayout *layout) {
     char path[4096];
-    if (join(path, sizeof path, dir, "config.json") != LSC_OK) return LSC_ERR;
+    if (hf_path_join(path, sizeof path, dir, "config.json") != LSC_OK) return LSC_ERR;
     json_error_t jerr;
     json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
     if (!root)
@@ -165,80 +160,10 @@ done:
 /* ------------------------------------------------------------------------------------------
  * shards (as core/hf_llama.c) */
 
-typedef struct Shards {
-    SafeTensors st[MAX_SHARDS];
-    int n;
-} Shards;
-
-static void shards_close(Shards *s) {
-    for (int i = 0; i < s->n; i++) safetensors_close(&s->st[i]);
-    s->n = 0;
-}
-
-static int shards_open(Shards *s, const char *dir) {
-    char path[4096];
-    s->n = 0;
-    if (join(path, sizeof path, dir, "model.safetensors.index.json") != LSC_OK) return LSC_ERR;
-    if (access(path, F_OK) != 0) {
-        if (join(path, sizeof path, dir, "model.safetensors") != LSC_OK) return LSC_ERR;
-        if (safetensors_open(&s->st[0], path) != LSC_OK) return LSC_ERR;
-        s->n = 1;
-        return LSC_OK;
-    }
-    json_error_t jerr;
-    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root)
-        return error_set("Cannot read %s: %s (line %d, column %d).", path, jerr.text, jerr.line,
-                         jerr.column);
-    int rc = LSC_OK;
-    const json_t *map = json_object_get(root, "weight_map");
-    const char *key;
-    const json_t *val;
-    char files[MAX_SHARDS][256];
-    int nf = 0;
-    if (!json_is_object(map)) {
-        rc = error_set("%s has no \"weight_map\" object.", path);
-        goto done;
-    }
-    json_object_foreach((json_t *)map, key, val) {
-        const char *file = json_string_value(val);
-        if (!file || strchr(file, '/') || strlen(file) >= sizeof files[0]) {
-            rc = error_set("%s: weight_map[\"%s\"] must be a shard file name in the same directory.",
-                           path, key);
-            goto done;
-        }
-        int seen = 0;
-        for (int i = 0; i < nf && !seen; i++) seen = strcmp(files[i], file) == 0;
-        if (seen) continue;
-        if (nf == MAX_SHARDS) {
-            rc = error_set("%s lists more than %d shards.", path, MAX_SHARDS);
-            goto done;
-        }
-        memcpy(files[nf++], file, strlen(file) + 1);
-    }
-    for (int i = 0; i < nf; i++) {
-        char shard[4096];
-        if ((rc = join(shard, sizeof shard, dir, files[i])) != LSC_OK ||
-            (rc = safetensors_open(&s->st[s->n], shard)) != LSC_OK)
-            goto done;
-        s->n++;
-    }
-done:
-    json_decref(root);
-    if (rc != LSC_OK) shards_close(s);
-    return rc;
-}
-
-static const SafeTensors *shards_find(const Shards *s, const char *name) {
-    for (int i = 0; i < s->n; i++)
-        if (safetensors_find(&s->st[i], name)) return &s->st[i];
-    return NULL;
-}
-
 /* Reads HF tensor `name` of shape[ndim] into dst (host). */
-static int read_hf(const Shards *s, const char *dir, const char *name, int ndim,
+static int read_hf(const HfShards *s, const char *dir, const char *name, int ndim,
                    const int64_t *shape, Real *dst) {
-    const SafeTensors *st = shards_find(s, name);
+    const SafeTensors *st = hf_shards_find(s, name);
     if (!st) return error_set("The checkpoint in %s has no tensor \"%s\".", dir, name);
     const int rc = safetensors_read_shaped(st, name, ndim, shape, dst);
     if (rc != LSC_OK && strstr(error_last(), "the config implies")) {
@@ -343,16 +268,16 @@ int vit_hf_load(const char *dir, ViT *m, Backend *be, const ViTHfOptions *opt) {
     ViTConfig hc; /* as stored */
     ViTHfLayout layout;
     if (vit_hf_read_config(dir, &hc, &layout) != LSC_OK) return LSC_ERR;
-    Shards *s = calloc(1, sizeof *s);
+    HfShards *s = calloc(1, sizeof *s);
     if (!s) return error_set("Out of memory loading %s.", dir);
     Real *host = NULL;
-    int rc = shards_open(s, dir), created = 0;
+    int rc = hf_shards_open(s, dir), created = 0;
     if (rc != LSC_OK) goto done;
     const char *prefix = "vision_model.";
     if (layout == VIT_HF_VIT)
-        prefix = shards_find(s, "vit.embeddings.cls_token") || !shards_find(s, "embeddings.cls_token")
+        prefix = hf_shards_find(s, "vit.embeddings.cls_token") || !hf_shards_find(s, "embeddings.cls_token")
                      ? "vit." : "";
-    const int has_head = layout == VIT_HF_VIT && shards_find(s, "classifier.weight");
+    const int has_head = layout == VIT_HF_VIT && hf_shards_find(s, "classifier.weight");
     ViTConfig c = hc;
     if (opt->n_classes < 0) {
         rc = error_set("Loading %s: n_classes must be positive, got %d.", dir, opt->n_classes);
@@ -383,8 +308,8 @@ int vit_hf_load(const char *dir, ViT *m, Backend *be, const ViTHfOptions *opt) {
         rc = error_set("Out of memory loading %s.", dir);
         goto done;
     }
-    const int no_qkv_bias = layout == VIT_HF_VIT && !shards_find(s, "vit.encoder.layer.0.attention.attention.query.bias") &&
-                            !shards_find(s, "encoder.layer.0.attention.attention.query.bias");
+    const int no_qkv_bias = layout == VIT_HF_VIT && !hf_shards_find(s, "vit.encoder.layer.0.attention.attention.query.bias") &&
+                            !hf_shards_find(s, "encoder.layer.0.attention.attention.query.bias");
     for (int t = 0; t < VIT_NUM_PARAM_TENSORS && rc == LSC_OK; t++) {
         if (!m->param_sizes[t]) continue;
         if (t == VIT_HEAD_W || t == VIT_HEAD_B) {
@@ -437,7 +362,7 @@ int vit_hf_load(const char *dir, ViT *m, Backend *be, const ViTHfOptions *opt) {
 done:
     if (rc != LSC_OK && created) vit_free(m);
     free(host);
-    shards_close(s);
+    hf_shards_close(s);
     free(s);
     return rc;
 }
