@@ -8,6 +8,7 @@
 
 #include "core/llama.h"
 #include "core/imagedata.h"
+#include "core/optim.h"
 #include "core/textdata.h"
 #include "core/vit.h"
 
@@ -89,6 +90,15 @@ int bind_error(lua_State *L);
 /* One training step of a Finetune on batch; pushes loss, grad_norm, lr, event|nil (4 values). */
 struct Finetune;
 int bind_finetune_step(lua_State *L, struct Finetune *ft, const void *batch);
+/* The learning-rate schedule of a config table at t: schedule, lr, warmup, min_lr_ratio. */
+Schedule bind_schedule(lua_State *L, int t);
+/* The method, optimiser, cascade and adapter fields of a config table at t (method, total_steps,
+ * lr, schedule, warmup, min_lr_ratio, grad_clip, weight_decay, ratio, alpha, noise, n_experts,
+ * steps_per_expert, rewarmup_steps, slow_merge, noise_std, seed, rank, lora_alpha, targets,
+ * dora); batch and seq are the caller's. targets must lie in valid_targets (LORA_BIT mask). */
+struct FinetuneConfig;
+void bind_finetune_config(lua_State *L, int t, struct FinetuneConfig *cfg, LoraConfig *lc,
+                          unsigned valid_targets, const char *valid_names);
 /* Registers a metatable: methods under __index, plus metamethods. */
 void bind_new_class(lua_State *L, const char *name, const luaL_Reg *methods,
                     const luaL_Reg *metamethods);

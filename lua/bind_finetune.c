@@ -30,7 +30,9 @@ typedef struct LTrainer {
     int opt_live;
 } LTrainer;
 
-static unsigned parse_targets(lua_State *L, int t) {
+/* cfg.targets: a list of names (default q and v), each in `valid` (a LORA_BIT mask) or an
+ * error that lists valid_names. */
+static unsigned parse_targets(lua_State *L, int t, unsigned valid, const char *valid_names) {
     lua_getfield(L, t, "targets");
     unsigned mask = LORA_DEFAULT_TARGETS;
     if (!lua_isnil(L, -1)) {
@@ -41,9 +43,9 @@ static unsigned parse_targets(lua_State *L, int t) {
             lua_geti(L, -1, i);
             const char *name = lua_tostring(L, -1);
             const int tg = name ? lora_target_parse(name) : -1;
-            if (tg < 0)
-                luaL_error(L, "unknown LoRA target '%s'; valid targets: q, k, v, o, gate, up, down",
-                           name ? name : "?");
+            if (tg < 0 || !(valid & LORA_BIT(tg)))
+                luaL_error(L, "unknown LoRA target '%s'; valid targets: %s", name ? name : "?",
+                           valid_names);
             mask |= LORA_BIT(tg);
             lua_pop(L, 1);
         }
@@ -52,7 +54,7 @@ static unsigned parse_targets(lua_State *L, int t) {
     return mask;
 }
 
-static Schedule parse_schedule(lua_State *L, int t) {
+Schedule bind_schedule(lua_State *L, int t) {
     Schedule s = {0};
     const char *kind = bind_opt_str(L, t, "schedule", "linear");
     const int k = schedule_kind_parse(kind);
@@ -70,6 +72,37 @@ static void fill_batch(lua_State *L, const LTextData *d, uint64_t seed, long ste
         bind_error(L);
 }
 
+void bind_finetune_config(lua_State *L, int t, FinetuneConfig *cfg, LoraConfig *lc,
+                          unsigned valid_targets, const char *valid_names) {
+    memset(cfg, 0, sizeof *cfg);
+    const char *method = bind_opt_str(L, t, "method", "lora");
+    if (cascade_preset(method, &cfg->cascade) != LSC_OK) bind_error(L);
+    cfg->total_steps = (long)bind_opt_int(L, t, "total_steps", 100);
+    if (cfg->total_steps <= 0) luaL_error(L, "total_steps must be > 0");
+    cfg->schedule = bind_schedule(L, t);
+    cfg->adamw = adamw_default_config();
+    cfg->adamw.grad_clip = (float)bind_opt_num(L, t, "grad_clip", cfg->adamw.grad_clip);
+    cfg->weight_decay = (float)bind_opt_num(L, t, "weight_decay", 0.0);
+    cfg->lora_plus_ratio = (float)bind_opt_num(L, t, "ratio", 1.0);
+    cfg->cascade.alpha = (float)bind_opt_num(L, t, "alpha", cfg->cascade.alpha);
+    cfg->cascade.noise = (float)bind_opt_num(L, t, "noise", cfg->cascade.noise);
+    cfg->cascade.n_experts = (int)bind_opt_int(L, t, "n_experts", cfg->cascade.n_experts);
+    cfg->cascade.steps_per_expert = (long)bind_opt_int(L, t, "steps_per_expert",
+                                                       cfg->cascade.steps_per_expert);
+    cfg->cascade.rewarmup_steps = (long)bind_opt_int(L, t, "rewarmup_steps",
+                                                     cfg->cascade.rewarmup_steps);
+    const char *sm = bind_opt_str(L, t, "slow_merge", NULL);
+    if (sm) cfg->cascade.slow_merge = strcmp(sm, "replace") == 0 ? SLOW_MERGE_REPLACE : SLOW_MERGE_CUMULATIVE;
+    const char *ns = bind_opt_str(L, t, "noise_std", NULL);
+    if (ns) cfg->cascade.noise_std = strcmp(ns, "unscaled") == 0 ? NOISE_STD_UNSCALED : NOISE_STD_SCALED;
+    cfg->seed = (uint64_t)bind_opt_int(L, t, "seed", 1);
+    *lc = (LoraConfig){.rank = (int)bind_opt_int(L, t, "rank", 8),
+                       .alpha = (float)bind_opt_num(L, t, "lora_alpha", 16.0),
+                       .targets = parse_targets(L, t, valid_targets, valid_names),
+                       .use_dora = bind_opt_int(L, t, "dora", 0) != 0};
+    if (lc->rank <= 0) luaL_error(L, "rank must be > 0, got %d", lc->rank);
+}
+
 /* finetune.new(model, cfg): cfg = {method=, rank=, lora_alpha=, targets={...}, dora=0|1, total_steps=,
  * batch=, seq=, lr=, schedule=, warmup=, min_lr_ratio=, weight_decay=, grad_clip=, ratio=,
  * alpha=, noise=, n_experts=, steps_per_expert=, rewarmup_steps=, slow_merge=, noise_std=,
@@ -77,37 +110,15 @@ static void fill_batch(lua_State *L, const LTextData *d, uint64_t seed, long ste
 static int l_new(lua_State *L) {
     LModel *m = bind_check_model(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
-    FinetuneConfig cfg = {0};
-    const char *method = bind_opt_str(L, 2, "method", "lora");
-    if (cascade_preset(method, &cfg.cascade) != LSC_OK) return bind_error(L);
-    cfg.total_steps = (long)bind_opt_int(L, 2, "total_steps", 100);
+    FinetuneConfig cfg;
+    LoraConfig lc;
+    bind_finetune_config(L, 2, &cfg, &lc, (1u << LORA_NUM_TARGETS) - 1,
+                         "q, k, v, o, gate, up, down");
     cfg.batch = (int)bind_opt_int(L, 2, "batch", 8);
     cfg.seq = (int)bind_opt_int(L, 2, "seq", 64);
-    if (cfg.total_steps <= 0 || cfg.batch <= 0 || cfg.seq <= 0 || cfg.seq > m->m.config.seq_len)
-        return luaL_error(L, "total_steps and batch must be > 0 and seq in [1, %d] (the model's "
-                          "seq_len)", m->m.config.seq_len);
-    cfg.schedule = parse_schedule(L, 2);
-    cfg.adamw = adamw_default_config();
-    cfg.adamw.grad_clip = (float)bind_opt_num(L, 2, "grad_clip", cfg.adamw.grad_clip);
-    cfg.weight_decay = (float)bind_opt_num(L, 2, "weight_decay", 0.0);
-    cfg.lora_plus_ratio = (float)bind_opt_num(L, 2, "ratio", 1.0);
-    cfg.cascade.alpha = (float)bind_opt_num(L, 2, "alpha", cfg.cascade.alpha);
-    cfg.cascade.noise = (float)bind_opt_num(L, 2, "noise", cfg.cascade.noise);
-    cfg.cascade.n_experts = (int)bind_opt_int(L, 2, "n_experts", cfg.cascade.n_experts);
-    cfg.cascade.steps_per_expert = (long)bind_opt_int(L, 2, "steps_per_expert",
-                                                      cfg.cascade.steps_per_expert);
-    cfg.cascade.rewarmup_steps = (long)bind_opt_int(L, 2, "rewarmup_steps",
-                                                    cfg.cascade.rewarmup_steps);
-    const char *sm = bind_opt_str(L, 2, "slow_merge", NULL);
-    if (sm) cfg.cascade.slow_merge = strcmp(sm, "replace") == 0 ? SLOW_MERGE_REPLACE : SLOW_MERGE_CUMULATIVE;
-    const char *ns = bind_opt_str(L, 2, "noise_std", NULL);
-    if (ns) cfg.cascade.noise_std = strcmp(ns, "unscaled") == 0 ? NOISE_STD_UNSCALED : NOISE_STD_SCALED;
-    cfg.seed = (uint64_t)bind_opt_int(L, 2, "seed", 1);
-    LoraConfig lc = {.rank = (int)bind_opt_int(L, 2, "rank", 8),
-                     .alpha = (float)bind_opt_num(L, 2, "lora_alpha", 16.0),
-                     .targets = parse_targets(L, 2),
-                     .use_dora = bind_opt_int(L, 2, "dora", 0) != 0};
-    if (lc.rank <= 0) return luaL_error(L, "rank must be > 0, got %d", lc.rank);
+    if (cfg.batch <= 0 || cfg.seq <= 0 || cfg.seq > m->m.config.seq_len)
+        return luaL_error(L, "batch must be > 0 and seq in [1, %d] (the model's seq_len)",
+                          m->m.config.seq_len);
     const uint64_t data_seed = (uint64_t)bind_opt_int(L, 2, "data_seed", (lua_Integer)cfg.seed);
 
     LFinetune *f = lua_newuserdatauv(L, sizeof *f, 1);
@@ -225,7 +236,7 @@ static int l_trainer(lua_State *L) {
     if (t->total_steps <= 0 || t->B <= 0 || t->T <= 0 || t->T > m->m.config.seq_len)
         return luaL_error(L, "pretraining: steps and batch must be > 0 and seq in [1, %d]",
                           m->m.config.seq_len);
-    t->schedule = parse_schedule(L, 2);
+    t->schedule = bind_schedule(L, 2);
     t->data_seed = (uint64_t)bind_opt_int(L, 2, "data_seed", 1);
     t->tokens = malloc(sizeof(int32_t) * (size_t)t->B * (size_t)t->T);
     t->targets = malloc(sizeof(int32_t) * (size_t)t->B * (size_t)t->T);

@@ -237,17 +237,6 @@ static VitBatch sampler_batch(Sampler *s, const LImages *d, long step) {
     return (VitBatch){.images = s->images, .labels = s->labels, .B = s->B};
 }
 
-static Schedule parse_schedule(lua_State *L, int t) {
-    Schedule s = {0};
-    const char *kind = bind_opt_str(L, t, "schedule", "linear");
-    const int k = schedule_kind_parse(kind);
-    if (k < 0) luaL_error(L, "unknown schedule '%s'; valid: constant, linear, cosine", kind);
-    s.kind = (ScheduleKind)k;
-    s.peak_lr = (float)bind_opt_num(L, t, "lr", 1e-3);
-    s.warmup_steps = (long)bind_opt_int(L, t, "warmup", 0);
-    s.min_lr_ratio = (float)bind_opt_num(L, t, "min_lr_ratio", 0.0);
-    return s;
-}
 
 /* Full training (pretraining) --------------------------------------------------------------- */
 typedef struct LVitTrainer {
@@ -275,7 +264,7 @@ static int l_trainer(lua_State *L) {
     t->model = &m->m;
     t->total_steps = (long)bind_opt_int(L, 3, "total_steps", 100);
     if (t->total_steps <= 0) return luaL_error(L, "pretraining: steps must be > 0");
-    t->schedule = parse_schedule(L, 3);
+    t->schedule = bind_schedule(L, 3);
     sampler_init(L, &t->s, 3, d, &m->m.config);
     if (vit_enable_full_grads(&m->m) != LSC_OK) return bind_error(L);
     AdamWConfig oc = adamw_default_config();
@@ -330,27 +319,6 @@ typedef struct LVitFinetune {
     int lora_live, ft_live;
 } LVitFinetune;
 
-static unsigned parse_targets(lua_State *L, int t) {
-    lua_getfield(L, t, "targets");
-    unsigned mask = LORA_DEFAULT_TARGETS;
-    if (!lua_isnil(L, -1)) {
-        luaL_checktype(L, -1, LUA_TTABLE);
-        mask = 0;
-        const lua_Integer n = luaL_len(L, -1);
-        for (lua_Integer i = 1; i <= n; i++) {
-            lua_geti(L, -1, i);
-            const char *name = lua_tostring(L, -1);
-            const int tg = name ? lora_target_parse(name) : -1;
-            if (tg < 0 || tg == LORA_GATE)
-                luaL_error(L, "unknown ViT LoRA target '%s'; valid targets: q, k, v, o, up (fc1), down (fc2)",
-                           name ? name : "?");
-            mask |= LORA_BIT(tg);
-            lua_pop(L, 1);
-        }
-    }
-    lua_pop(L, 1);
-    return mask;
-}
 
 /* vit.finetune(model, images, cfg): cfg as lorasc.core.finetune.new's (method, rank,
  * lora_alpha, targets, dora, total_steps, batch, lr, schedule, warmup, min_lr_ratio,
@@ -361,33 +329,12 @@ static int l_finetune(lua_State *L) {
     LVit *m = bind_check_vit(L, 1);
     LImages *d = bind_check_images(L, 2);
     luaL_checktype(L, 3, LUA_TTABLE);
-    FinetuneConfig cfg = {0};
-    const char *method = bind_opt_str(L, 3, "method", "lora");
-    if (cascade_preset(method, &cfg.cascade) != LSC_OK) return bind_error(L);
-    cfg.total_steps = (long)bind_opt_int(L, 3, "total_steps", 100);
+    FinetuneConfig cfg;
+    LoraConfig lc;
+    bind_finetune_config(L, 3, &cfg, &lc, ((1u << LORA_NUM_TARGETS) - 1) & ~LORA_BIT(LORA_GATE),
+                         "q, k, v, o, up (fc1), down (fc2)");
     cfg.batch = (int)bind_opt_int(L, 3, "batch", 32);
     cfg.seq = 1;
-    if (cfg.total_steps <= 0) return luaL_error(L, "total_steps must be > 0");
-    cfg.schedule = parse_schedule(L, 3);
-    cfg.adamw = adamw_default_config();
-    cfg.adamw.grad_clip = (float)bind_opt_num(L, 3, "grad_clip", cfg.adamw.grad_clip);
-    cfg.weight_decay = (float)bind_opt_num(L, 3, "weight_decay", 0.0);
-    cfg.lora_plus_ratio = (float)bind_opt_num(L, 3, "ratio", 1.0);
-    cfg.cascade.alpha = (float)bind_opt_num(L, 3, "alpha", cfg.cascade.alpha);
-    cfg.cascade.noise = (float)bind_opt_num(L, 3, "noise", cfg.cascade.noise);
-    cfg.cascade.n_experts = (int)bind_opt_int(L, 3, "n_experts", cfg.cascade.n_experts);
-    cfg.cascade.steps_per_expert = (long)bind_opt_int(L, 3, "steps_per_expert", cfg.cascade.steps_per_expert);
-    cfg.cascade.rewarmup_steps = (long)bind_opt_int(L, 3, "rewarmup_steps", cfg.cascade.rewarmup_steps);
-    const char *sm = bind_opt_str(L, 3, "slow_merge", NULL);
-    if (sm) cfg.cascade.slow_merge = strcmp(sm, "replace") == 0 ? SLOW_MERGE_REPLACE : SLOW_MERGE_CUMULATIVE;
-    const char *ns = bind_opt_str(L, 3, "noise_std", NULL);
-    if (ns) cfg.cascade.noise_std = strcmp(ns, "unscaled") == 0 ? NOISE_STD_UNSCALED : NOISE_STD_SCALED;
-    cfg.seed = (uint64_t)bind_opt_int(L, 3, "seed", 1);
-    LoraConfig lc = {.rank = (int)bind_opt_int(L, 3, "rank", 8),
-                     .alpha = (float)bind_opt_num(L, 3, "lora_alpha", 16.0),
-                     .targets = parse_targets(L, 3),
-                     .use_dora = bind_opt_int(L, 3, "dora", 0) != 0};
-    if (lc.rank <= 0) return luaL_error(L, "rank must be > 0, got %d", lc.rank);
 
     LVitFinetune *f = lua_newuserdatauv(L, sizeof *f, 2);
     memset(f, 0, sizeof *f);
