@@ -151,6 +151,36 @@ local function get_vit_base(run, cache_dir, report)
   return bases[run.model_hash]
 end
 
+-- The training loop shared by every model and task: one Lua call per step (step() returns
+-- loss, grad_norm, lr and the expert-boundary event or nil), train.loss / lr / grad_norm every
+-- log_every steps, boundary events as metrics, the progress bar, and a flush (which also
+-- refreshes the heartbeat) at least every 10 s.
+local function train_loop(store, run, run_id, prog, total, step)
+  local delay = tonumber(os.getenv("LORASC_TEST_STEP_DELAY") or "")
+  local last_flush = sys.now()
+  for i = 1, total do
+    local loss, gnorm, lr, ev = step()
+    if loss ~= loss then error(string.format("the training loss is NaN at step %d", i), 0) end
+    if i % run.log_every == 0 or i == 1 or i == total then
+      store:metric(run_id, i, "train.loss", loss)
+      store:metric(run_id, i, "lr", lr)
+      store:metric(run_id, i, "grad_norm", gnorm)
+    end
+    if ev then
+      store:metric(run_id, ev.step, "expert.end", ev.expert)
+      store:metric(run_id, ev.step, "expert.merged_norm", ev.merged_norm)
+      store:metric(run_id, ev.step, "expert.noise_std_mean", ev.noise_std_mean)
+      store:metric(run_id, ev.step, "expert.boundary_seconds", ev.boundary_seconds)
+    end
+    prog:step(i, loss)
+    if delay then sys.sleep(delay) end
+    if sys.now() - last_flush > 10 then
+      store:flush()
+      last_flush = sys.now()
+    end
+  end
+end
+
 local function train_one_vit(store, run, run_id, prog, index, opts)
   local c = run.config
   local tr, mc = c.train, c.method
@@ -180,29 +210,7 @@ local function train_one_vit(store, run, run_id, prog, index, opts)
     grad_clip = tr.grad_clip, crop_pad = tr.crop_pad, flip = tr.flip and 1 or 0,
     seed = c.seed, data_seed = c.seed })
   prog:run_start(index, string.format("%s %s seed %d", c.task, run.label, c.seed), total, spe)
-  local delay = tonumber(os.getenv("LORASC_TEST_STEP_DELAY") or "")
-  local last_flush = sys.now()
-  for step = 1, total do
-    local loss, gnorm, lr, ev = f:step()
-    if loss ~= loss then error(string.format("the training loss is NaN at step %d", step), 0) end
-    if step % run.log_every == 0 or step == 1 or step == total then
-      store:metric(run_id, step, "train.loss", loss)
-      store:metric(run_id, step, "lr", lr)
-      store:metric(run_id, step, "grad_norm", gnorm)
-    end
-    if ev then
-      store:metric(run_id, ev.step, "expert.end", ev.expert)
-      store:metric(run_id, ev.step, "expert.merged_norm", ev.merged_norm)
-      store:metric(run_id, ev.step, "expert.noise_std_mean", ev.noise_std_mean)
-      store:metric(run_id, ev.step, "expert.boundary_seconds", ev.boundary_seconds)
-    end
-    prog:step(step, loss)
-    if delay then sys.sleep(delay) end
-    if sys.now() - last_flush > 10 then
-      store:flush()
-      last_flush = sys.now()
-    end
-  end
+  train_loop(store, run, run_id, prog, total, function() return f:step() end)
   f:close()
   local scores = {}
   for _, split in ipairs { "val", "test" } do
@@ -285,27 +293,7 @@ local function train_one_lang(store, run, run_id, prog, index, opts)
       warmup = tr.warmup, min_lr_ratio = tr.min_lr_ratio, weight_decay = tr.weight_decay,
       grad_clip = tr.grad_clip, seed = c.seed, data_seed = c.seed })
     prog:run_start(index, string.format("%s %s seed %d", c.task, run.label, c.seed), total, spe)
-    local last_flush = sys.now()
-    for step = 1, total do
-      local loss, gnorm, lr, ev = f:step(d, tok)
-      if loss ~= loss then error(string.format("the training loss is NaN at step %d", step), 0) end
-      if step % run.log_every == 0 or step == 1 or step == total then
-        store:metric(run_id, step, "train.loss", loss)
-        store:metric(run_id, step, "lr", lr)
-        store:metric(run_id, step, "grad_norm", gnorm)
-      end
-      if ev then
-        store:metric(run_id, ev.step, "expert.end", ev.expert)
-        store:metric(run_id, ev.step, "expert.merged_norm", ev.merged_norm)
-        store:metric(run_id, ev.step, "expert.noise_std_mean", ev.noise_std_mean)
-        store:metric(run_id, ev.step, "expert.boundary_seconds", ev.boundary_seconds)
-      end
-      prog:step(step, loss)
-      if sys.now() - last_flush > 10 then
-        store:flush()
-        last_flush = sys.now()
-      end
-    end
+    train_loop(store, run, run_id, prog, total, function() return f:step(d, tok) end)
     f:close() -- the learned update is merged into m
   else
     prog:run_start(index, string.format("%s (evaluation only) seed %d", c.task, c.seed), 1, 1)
@@ -388,29 +376,7 @@ local function train_one(store, run, run_id, prog, index, opts)
     warmup = tr.warmup, min_lr_ratio = tr.min_lr_ratio, weight_decay = tr.weight_decay,
     grad_clip = tr.grad_clip, seed = c.seed, data_seed = c.seed })
   prog:run_start(index, string.format("%s %s seed %d", c.task, run.label, c.seed), total, spe)
-  local delay = tonumber(os.getenv("LORASC_TEST_STEP_DELAY") or "")
-  local last_flush = sys.now()
-  for step = 1, total do
-    local loss, gnorm, lr, ev = f:step(d)
-    if loss ~= loss then error(string.format("the training loss is NaN at step %d", step), 0) end
-    if step % run.log_every == 0 or step == 1 or step == total then
-      store:metric(run_id, step, "train.loss", loss)
-      store:metric(run_id, step, "lr", lr)
-      store:metric(run_id, step, "grad_norm", gnorm)
-    end
-    if ev then
-      store:metric(run_id, ev.step, "expert.end", ev.expert)
-      store:metric(run_id, ev.step, "expert.merged_norm", ev.merged_norm)
-      store:metric(run_id, ev.step, "expert.noise_std_mean", ev.noise_std_mean)
-      store:metric(run_id, ev.step, "expert.boundary_seconds", ev.boundary_seconds)
-    end
-    prog:step(step, loss)
-    if delay then sys.sleep(delay) end
-    if sys.now() - last_flush > 10 then -- a flush also refreshes the heartbeat
-      store:flush()
-      last_flush = sys.now()
-    end
-  end
+  train_loop(store, run, run_id, prog, total, function() return f:step(d) end)
   f:close() -- the cascade's last merge leaves the learned update in m's weights
   local scores = {}
   for _, split in ipairs { "val", "test" } do
