@@ -31,6 +31,28 @@ local function sorted_keys(t)
 end
 
 -- Unknown keys are errors that name the key, where, and the valid keys.
+-- A typo inside a multi-line table is reported at the line that holds it: loc is the
+-- "file:line" of the call that received the table, and the key is looked for in that file
+-- from that line on (the first `key =` wins). Chunks that are not files keep loc.
+local function key_loc(loc, key)
+  local file, line = loc:match("^(.*):(%d+)$")
+  if not file or type(key) ~= "string" then return loc end
+  local f = io.open(file, "r")
+  if not f then return loc end
+  local start, n, found = tonumber(line), 0, nil
+  local pattern = "%f[%w_]" .. key:gsub("%p", "%%%0") .. "%s*="
+  for text in f:lines() do
+    n = n + 1
+    if n >= start and text:find(pattern) then
+      found = n
+      break
+    end
+    if n > start + 1000 then break end
+  end
+  f:close()
+  return found and (file .. ":" .. found) or loc
+end
+
 local function check_keys(t, valid, what, loc)
   if type(t) ~= "table" then fail(string.format("%s: %s must be a table", loc, what)) end
   local set = {}
@@ -40,7 +62,7 @@ local function check_keys(t, valid, what, loc)
       local v = {}
       for _, x in ipairs(valid) do v[#v + 1] = x end
       table.sort(v)
-      fail(string.format("%s: unknown key '%s' in %s; valid keys: %s", loc, tostring(k), what,
+      fail(string.format("%s: unknown key '%s' in %s; valid keys: %s", key_loc(loc, k), tostring(k), what,
                          table.concat(v, ", ")))
     end
   end

@@ -37,6 +37,9 @@ for case in "bad1.lua:unknown key 'stesp' in train" "bad2.lua:rank must be > 0" 
   grep -q "traceback" out.txt && fail "$f: a user error printed a traceback"
 done
 [ ! -e bad ] || fail "bad input wrote to the database directory"
+# a typo inside a nested table is reported at its own line (train = {...} is line 6 of tiny.lua)
+"$LORASC" run bad1.lua --db bad/x.db 2>&1 | grep -qF "bad1.lua:6: unknown key 'stesp' in train" || \
+  fail "nested typo line: $("$LORASC" run bad1.lua --db bad/x.db 2>&1)"
 "$LORASC" run "$TINY" --device cuda > out.txt 2>&1 && fail "--device cuda succeeded"
 grep -q "CUDA backend is not built" out.txt || fail "--device cuda message: $(cat out.txt)"
 "$LORASC" run "$TINY" --frobnicate > out.txt 2>&1 && fail "unknown option accepted"
