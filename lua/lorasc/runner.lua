@@ -151,6 +151,16 @@ local function get_vit_base(run, cache_dir, report)
   return bases[run.model_hash]
 end
 
+-- save = true: the trained model (the learned update merged in) goes to
+-- <db dir>/runs/<hash>.<ext>, hashed into the run's artifacts.
+local function save_model(store, run, run_id, m, opts, ext)
+  local dir = dirname(opts.db) .. "/runs"
+  sys.mkdir(dir)
+  local path = string.format("%s/%s.%s", dir, run.hash:sub(1, 16), ext)
+  m:save(path)
+  store:artifact(run_id, path, "model")
+end
+
 -- The training loop shared by every model and task: one Lua call per step (step() returns
 -- loss, grad_norm, lr and the expert-boundary event or nil), train.loss / lr / grad_norm every
 -- log_every steps, boundary events as metrics, the progress bar, and a flush (which also
@@ -237,13 +247,7 @@ local function train_one_vit(store, run, run_id, prog, index, opts)
     store:eval(run_id, "test", "corrupt.mean", total_acc / #names)
     scores.corrupt = total_acc / #names
   end
-  if run.save then
-    local dir = dirname(opts.db) .. "/runs"
-    sys.mkdir(dir)
-    local path = string.format("%s/%s.ckpt", dir, run.hash:sub(1, 16))
-    m:save(path)
-    store:artifact(run_id, path, "model")
-  end
+  if run.save then save_model(store, run, run_id, m, opts, "ckpt") end
   return scores
 end
 
@@ -336,13 +340,7 @@ local function train_one_lang(store, run, run_id, prog, index, opts)
   end
   store:metric(run_id, 0, "data.train_n", n_train)
   store:metric(run_id, 0, "data.subset", info.subset and 1 or 0)
-  if run.save then
-    local dir = dirname(opts.db) .. "/runs"
-    sys.mkdir(dir)
-    local path = string.format("%s/%s.lsc", dir, run.hash:sub(1, 16))
-    m:save(path)
-    store:artifact(run_id, path, "model")
-  end
+  if run.save then save_model(store, run, run_id, m, opts, "lsc") end
   return scores
 end
 
@@ -385,13 +383,7 @@ local function train_one(store, run, run_id, prog, index, opts)
     store:eval(run_id, split, "loss", loss)
     scores[split] = acc
   end
-  if run.save then -- the trained model (the learned update merged in), hashed into artifacts
-    local dir = dirname(opts.db) .. "/runs"
-    sys.mkdir(dir)
-    local path = string.format("%s/%s.lsc", dir, run.hash:sub(1, 16))
-    m:save(path)
-    store:artifact(run_id, path, "model")
-  end
+  if run.save then save_model(store, run, run_id, m, opts, "lsc") end
   return scores
 end
 
