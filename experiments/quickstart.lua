@@ -6,7 +6,7 @@
 -- epoch) and LoRASC (cascade + slow adapter + cascading noise lambda 1), 3 seeds each; the
 -- learning rate (and LoRASC's slow-fast retention alpha) chosen per method on validation.
 -- Each run is evaluated on clean test images and on ten ImageNet-C-style corruptions at five
--- severities (core/corrupt.h); the table shows clean accuracy and the mean corruption
+-- severities (core/data/corrupt.h); the table shows clean accuracy and the mean corruption
 -- accuracy (per-corruption numbers: `lorasc show RUN_ID`, metrics test corrupt.<name>).
 --   lorasc run experiments/quickstart.lua && lorasc report experiments/quickstart.lua
 -- The text quickstart of issue 3 is experiments/text_quickstart.lua.

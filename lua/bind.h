@@ -6,11 +6,11 @@
 #include <lauxlib.h>
 #include <lua.h>
 
-#include "core/llama.h"
-#include "core/imagedata.h"
-#include "core/optim.h"
-#include "core/textdata.h"
-#include "core/vit.h"
+#include "core/model/llama.h"
+#include "core/data/imagedata.h"
+#include "core/model/optim.h"
+#include "core/tasks/text_eval.h"
+#include "core/model/vit.h"
 
 #define BIND_MODEL "lorasc.Model"
 #define BIND_FINETUNE "lorasc.Finetune"

@@ -1,8 +1,8 @@
-/* lorasc.core.data: byte-level text tasks (core/textdata.h) as userdata: load a task, count
+/* lorasc.core.data: byte-level text tasks (core/data/textdata.h) as userdata: load a task, count
  * its steps per epoch, evaluate a model on a split. */
 #include <string.h>
 
-#include "core/error.h"
+#include "core/base/error.h"
 #include "lua/bind.h"
 
 LTextData *bind_check_textdata(lua_State *L, int idx) {

@@ -1,4 +1,4 @@
-/* lorasc.core.finetune: a fine-tuning run (core/finetune.h) and a full-training run
+/* lorasc.core.finetune: a fine-tuning run (core/model/finetune.h) and a full-training run
  * (pretraining) as userdata. One Lua call, f:step(data), draws the batch, runs a whole
  * optimiser step and the expert boundary, so the binding costs nothing next to the step.
  * The model userdata is kept alive in the user value while the run holds it. */
@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/error.h"
-#include "core/finetune.h"
+#include "core/base/error.h"
+#include "core/model/finetune.h"
 #include "lua/bind.h"
 
 typedef struct LFinetune {

@@ -1,13 +1,13 @@
-/* lorasc.core.images: image classification tasks (core/imagedata.h) as userdata: a
+/* lorasc.core.images: image classification tasks (core/data/imagedata.h) as userdata: a
  * dataset's train file split into train/val, its t10k file as test, a class subset
  * relabelled 0..k-1, optionally capped in size; batches for the ViT bindings; evaluation of
- * a ViT on a split, clean or under one corruption of core/corrupt.h at one severity. */
+ * a ViT on a split, clean or under one corruption of core/data/corrupt.h at one severity. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/corrupt.h"
-#include "core/error.h"
-#include "core/philox.h"
+#include "core/data/corrupt.h"
+#include "core/base/error.h"
+#include "core/base/philox.h"
 #include "lua/bind.h"
 
 LImages *bind_check_images(lua_State *L, int idx) {

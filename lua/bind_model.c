@@ -3,9 +3,9 @@
  * allocated, so an error mid-way leaves nothing to leak. */
 #include <string.h>
 
-#include "core/checkpoint.h"
-#include "core/hf_llama.h"
-#include "core/error.h"
+#include "core/formats/checkpoint.h"
+#include "core/formats/hf_llama.h"
+#include "core/base/error.h"
 #include "lua/bind.h"
 
 LModel *bind_check_model(lua_State *L, int idx) {

@@ -1,10 +1,10 @@
-/* lorasc.core.store: the SQLite run store (core/store.h) as userdata. Thin: every method is
+/* lorasc.core.store: the SQLite run store (core/store/store.h) as userdata. Thin: every method is
  * one store_* call; the grid, hashing and report arithmetic are Lua's. */
 #include <math.h>
 #include <string.h>
 
-#include "core/error.h"
-#include "core/store.h"
+#include "core/base/error.h"
+#include "core/store/store.h"
 #include "lua/bind.h"
 
 typedef struct LStore {

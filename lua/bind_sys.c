@@ -6,9 +6,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/datadir.h"
-#include "core/error.h"
-#include "core/sha256.h"
+#include "core/data/datadir.h"
+#include "core/base/error.h"
+#include "core/base/sha256.h"
 #include "lua/bind.h"
 
 static Backend *g_backend;

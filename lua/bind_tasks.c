@@ -1,13 +1,13 @@
-/* lorasc.core.tasks: the paper's language tasks (core/datasets.h, core/task.h) for the
+/* lorasc.core.tasks: the paper's language tasks (core/data/datasets.h, core/tasks/task.h) for the
  * harness: a sampled dataset and a tokenizer as userdata, evaluation with the task's own
- * metric beside the majority baseline, and `lorasc data fetch` (core/datafetch.h). The
+ * metric beside the majority baseline, and `lorasc data fetch` (core/data/datafetch.h). The
  * fine-tuning step takes a task dataset through bind_task_batch (bind_finetune.c). */
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/datafetch.h"
-#include "core/error.h"
-#include "core/task.h"
+#include "core/data/datafetch.h"
+#include "core/base/error.h"
+#include "core/tasks/task.h"
 #include "lua/bind.h"
 
 typedef struct LTask {

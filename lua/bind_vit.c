@@ -1,16 +1,16 @@
 /* lorasc.core.vit: ViT models as userdata (create, load/save a ViT checkpoint, load a Hugging
- * Face ViT / CLIP-vision directory (load_hf, hf_config: core/vit_hf.h), clone with a
+ * Face ViT / CLIP-vision directory (load_hf, hf_config: core/formats/vit_hf.h), clone with a
  * fresh head for a new task), a full-training run (pretraining) and a LoRA / cascade
  * fine-tuning run over an image task (lorasc.core.images). One Lua call per optimiser step:
  * the batch (seeded shuffle per epoch, seeded crop/flip augmentation) is drawn in C. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/error.h"
-#include "core/finetune.h"
-#include "core/philox.h"
-#include "core/vit_checkpoint.h"
-#include "core/vit_hf.h"
+#include "core/base/error.h"
+#include "core/model/finetune.h"
+#include "core/base/philox.h"
+#include "core/formats/vit_checkpoint.h"
+#include "core/formats/vit_hf.h"
 #include "lua/bind.h"
 
 LVit *bind_check_vit(lua_State *L, int idx) {
@@ -63,7 +63,7 @@ static int l_load(lua_State *L) {
 }
 
 /* vit.load_hf(dir [, {n_classes=K, head_seed=0, channels=0}]): a Hugging Face
- * ViTForImageClassification / ViTModel or CLIP vision directory (core/vit_hf.h). */
+ * ViTForImageClassification / ViTModel or CLIP vision directory (core/formats/vit_hf.h). */
 static int l_load_hf(lua_State *L) {
     const char *dir = luaL_checkstring(L, 1);
     ViTHfOptions o = {0};

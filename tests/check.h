@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "core/philox.h"
+#include "core/base/philox.h"
 #include "kernels/real.h"
 
 /* Counts elements with |got - ref| > atol + rtol * |ref| (or non-finite got); prints the

@@ -5,8 +5,8 @@
 
 #include <stdlib.h>
 
-#include "core/llama.h"
-#include "core/philox.h"
+#include "core/model/llama.h"
+#include "core/base/philox.h"
 
 /* A tiny GQA config: C=8, H=12, L=2, NH=4, NKV=2, V=11, seq 8. */
 static inline LlamaConfig fixture_tiny_config(RopeStyle style, int tied) {

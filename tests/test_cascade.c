@@ -16,8 +16,8 @@
 #include <cmocka.h>
 
 #include "check.h"
-#include "core/error.h"
-#include "core/finetune.h"
+#include "core/base/error.h"
+#include "core/model/finetune.h"
 #include "model_fixture.h"
 
 enum { B = 2, T = 6 };

@@ -13,8 +13,8 @@
 
 #include <cmocka.h>
 
-#include "core/checkpoint.h"
-#include "core/error.h"
+#include "core/formats/checkpoint.h"
+#include "core/base/error.h"
 #include "model_fixture.h"
 
 static char dir[] = "/tmp/lorasc_ckpt_XXXXXX";

@@ -1,4 +1,4 @@
-/* The robustness suite (core/corrupt.h): determinism from the seed, severity monotonicity of
+/* The robustness suite (core/data/corrupt.h): determinism from the seed, severity monotonicity of
  * every corruption, clamping to [0, 1], and one property per corruption that says it does
  * what its name says (brightness shifts the mean, contrast shrinks the std, pixelate is
  * constant on blocks, JPEG keeps each 8x8 block's mean up to the DC quantiser, ...). */
@@ -13,9 +13,9 @@
 
 #include <cmocka.h>
 
-#include "core/corrupt.h"
-#include "core/error.h"
-#include "core/philox.h"
+#include "core/data/corrupt.h"
+#include "core/base/error.h"
+#include "core/base/philox.h"
 
 /* A smooth random image in [lo, hi]: a few Gaussian blobs over a gradient, plus fine noise
  * (like a photograph: mostly low frequencies, some texture). */

@@ -15,12 +15,12 @@
 
 #include <cmocka.h>
 
-#include "core/datafetch.h"
-#include "core/datasets.h"
-#include "core/error.h"
-#include "core/metrics.h"
-#include "core/prompts.h"
-#include "core/sha256.h"
+#include "core/data/datafetch.h"
+#include "core/data/datasets.h"
+#include "core/base/error.h"
+#include "core/tasks/metrics.h"
+#include "core/tasks/prompts.h"
+#include "core/base/sha256.h"
 #include "model_fixture.h"
 #include "task_fixture.h"
 

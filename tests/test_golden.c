@@ -15,10 +15,10 @@
 
 #include <cmocka.h>
 
-#include "core/error.h"
-#include "core/llama.h"
-#include "core/lora.h"
-#include "core/optim.h"
+#include "core/base/error.h"
+#include "core/model/llama.h"
+#include "core/model/lora.h"
+#include "core/model/optim.h"
 #include "kernels/backend.h"
 #include "tests/check.h"
 #include "tests/golden_io.h"
@@ -44,7 +44,7 @@
 #define TRAJ_ATOL 1e-6
 #define TRAJ_RTOL 1e-5
 
-/* Golden-file names, in the LLAMA_* order of core/llama.h and the LoraTarget order. */
+/* Golden-file names, in the LLAMA_* order of core/model/llama.h and the LoraTarget order. */
 static const char *const WEIGHT_NAMES[LLAMA_NUM_PARAM_TENSORS] = {
     "token_embedding", "rms_att", "wq", "wk", "wv", "wo",
     "rms_ffn", "w1", "w2", "w3", "rms_final", "wcls",
@@ -139,7 +139,7 @@ static void finish(Fixture *f) {
                  f->tolerance_failures);
 }
 
-/* Shape of weight tensor i for config c (as in core/llama.h); returns ndim, 0 if absent. */
+/* Shape of weight tensor i for config c (as in core/model/llama.h); returns ndim, 0 if absent. */
 static int weight_shape(const LlamaConfig *c, int i, int64_t dims[3]) {
     int64_t C = c->dim, H = c->hidden_dim, L = c->n_layers, V = c->vocab_size;
     int64_t HD = C / c->n_heads, Q = c->n_heads * HD, KV = c->n_kv_heads * HD;

@@ -1,4 +1,4 @@
-/* PyTorch parity for the ViT (core/vit.h) against tests/golden/vit_*.bin from
+/* PyTorch parity for the ViT (core/model/vit.h) against tests/golden/vit_*.bin from
  * tests/reference/make_golden.py: HF ViT layout (vit_tiny) and CLIP's (vit_clip). For each:
  * base logits, loss and every weight gradient (full training); LoRA logits, loss, every
  * adapter gradient and the head's (trained in full beside the adapters); merge exactness
@@ -15,9 +15,9 @@
 
 #include <cmocka.h>
 
-#include "core/error.h"
-#include "core/lora.h"
-#include "core/vit.h"
+#include "core/base/error.h"
+#include "core/model/lora.h"
+#include "core/model/vit.h"
 #include "kernels/backend.h"
 #include "tests/check.h"
 #include "tests/golden_io.h"
@@ -137,7 +137,7 @@ static int teardown(void **state) {
     return 0;
 }
 
-/* A model holding the golden weights (loaded by their core/vit.c names). */
+/* A model holding the golden weights (loaded by their core/model/vit.c names). */
 static void load_model(Scenario *s, ViT *m) {
     assert_int_equal(vit_create(m, s->be, &s->c), LSC_OK);
     for (int i = 0; i < VIT_NUM_PARAM_TENSORS; i++)

@@ -13,9 +13,9 @@
 #include <cmocka.h>
 
 #include "check.h"
-#include "core/error.h"
-#include "core/llama.h"
-#include "core/lora.h"
+#include "core/base/error.h"
+#include "core/model/llama.h"
+#include "core/model/lora.h"
 #include "kernels/backend.h"
 #include "model_fixture.h"
 

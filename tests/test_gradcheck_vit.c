@@ -16,9 +16,9 @@
 #include <cmocka.h>
 
 #include "check.h"
-#include "core/error.h"
-#include "core/lora.h"
-#include "core/vit.h"
+#include "core/base/error.h"
+#include "core/model/lora.h"
+#include "core/model/vit.h"
 #include "kernels/backend.h"
 #include "model_fixture.h"
 

@@ -17,10 +17,10 @@
 #include <jansson.h>
 #include <math.h>
 
-#include "core/checkpoint.h"
-#include "core/error.h"
-#include "core/hf_llama.h"
-#include "core/safetensors.h"
+#include "core/formats/checkpoint.h"
+#include "core/base/error.h"
+#include "core/formats/hf_llama.h"
+#include "core/formats/safetensors.h"
 #include "tests/check.h"
 
 #define GOLD LORASC_GOLDEN_DIR "/hf_tiny"

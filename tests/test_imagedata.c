@@ -15,8 +15,8 @@
 #include <cmocka.h>
 #include <zlib.h>
 
-#include "core/error.h"
-#include "core/imagedata.h"
+#include "core/base/error.h"
+#include "core/data/imagedata.h"
 
 enum { N = 6, H = 5, W = 4 };
 

@@ -12,8 +12,8 @@
 #include <cmocka.h>
 
 #include "check.h"
-#include "core/error.h"
-#include "core/llama.h"
+#include "core/base/error.h"
+#include "core/model/llama.h"
 #include "model_fixture.h"
 
 enum { B = 2, T = 6 };

@@ -12,8 +12,8 @@
 
 #include <cmocka.h>
 
-#include "core/error.h"
-#include "core/finetune.h"
+#include "core/base/error.h"
+#include "core/model/finetune.h"
 #include "model_fixture.h"
 
 enum { B = 8, T = 64, PRETRAIN_STEPS = 150, FINETUNE_STEPS = 60 };

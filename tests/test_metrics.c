@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "core/metrics.h"
+#include "core/tasks/metrics.h"
 
 static void near(double got, double want, int line) {
     if (!(fabs(got - want) < 1e-12)) {

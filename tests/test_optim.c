@@ -9,8 +9,8 @@
 
 #include <cmocka.h>
 
-#include "core/error.h"
-#include "core/optim.h"
+#include "core/base/error.h"
+#include "core/model/optim.h"
 
 static void test_schedules(void **state) {
     (void)state;

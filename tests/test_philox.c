@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "core/philox.h"
+#include "core/base/philox.h"
 
 static void test_known_answers(void **state) {
     (void)state;

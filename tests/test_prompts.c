@@ -14,8 +14,8 @@
 
 #include <cmocka.h>
 
-#include "core/error.h"
-#include "core/prompts.h"
+#include "core/base/error.h"
+#include "core/tasks/prompts.h"
 #include "task_fixture.h"
 
 static void check_prompt(TaskId task, const Example *e, int fewshot, const char *want_prompt, int c,

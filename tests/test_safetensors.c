@@ -12,8 +12,8 @@
 #include <cmocka.h>
 #include <math.h>
 
-#include "core/error.h"
-#include "core/safetensors.h"
+#include "core/base/error.h"
+#include "core/formats/safetensors.h"
 #include "tests/check.h"
 
 static void test_roundtrip(void **state) {

@@ -21,9 +21,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "core/error.h"
-#include "core/sha256.h"
-#include "core/store.h"
+#include "core/base/error.h"
+#include "core/base/sha256.h"
+#include "core/store/store.h"
 
 static char dir[] = "/tmp/lorasc_store_XXXXXX";
 

@@ -11,9 +11,9 @@
 
 #include <cmocka.h>
 
-#include "core/checkpoint.h"
-#include "core/datadir.h"
-#include "core/error.h"
+#include "core/formats/checkpoint.h"
+#include "core/data/datadir.h"
+#include "core/base/error.h"
 
 #define MAX_TOKENS 512
 

@@ -15,9 +15,9 @@
 
 #include <cmocka.h>
 
-#include "core/error.h"
-#include "core/finetune.h"
-#include "core/task.h"
+#include "core/base/error.h"
+#include "core/model/finetune.h"
+#include "core/tasks/task.h"
 #include "model_fixture.h"
 #include "task_fixture.h"
 

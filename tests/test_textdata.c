@@ -11,8 +11,8 @@
 
 #include <cmocka.h>
 
-#include "core/error.h"
-#include "core/textdata.h"
+#include "core/base/error.h"
+#include "core/tasks/text_eval.h"
 #include "model_fixture.h"
 
 static void test_resolve(void **state) {

@@ -15,9 +15,9 @@
 #include <cmocka.h>
 #include <jansson.h>
 
-#include "core/datadir.h"
-#include "core/error.h"
-#include "core/tokenizer.h"
+#include "core/data/datadir.h"
+#include "core/base/error.h"
+#include "core/data/tokenizer.h"
 
 #define SEP "\n__ggml_vocab_test__\n"
 

@@ -12,9 +12,9 @@
 
 #include <cmocka.h>
 
-#include "core/checkpoint.h"
-#include "core/error.h"
-#include "core/train.h"
+#include "core/formats/checkpoint.h"
+#include "core/base/error.h"
+#include "core/model/train.h"
 #include "model_fixture.h"
 
 enum { B = 3, T = 12, STEPS = 12 };

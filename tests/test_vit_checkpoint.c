@@ -1,4 +1,4 @@
-/* ViT checkpoints (core/vit_checkpoint.h): a save/load round trip gives the same config,
+/* ViT checkpoints (core/formats/vit_checkpoint.h): a save/load round trip gives the same config,
  * bit-identical weights and the same logits; missing, truncated, corrupt and foreign files
  * fail with a sentence naming the file. */
 #include <setjmp.h>
@@ -12,9 +12,9 @@
 
 #include <cmocka.h>
 
-#include "core/error.h"
-#include "core/philox.h"
-#include "core/vit_checkpoint.h"
+#include "core/base/error.h"
+#include "core/base/philox.h"
+#include "core/formats/vit_checkpoint.h"
 #include "kernels/backend.h"
 
 static void test_round_trip(void **state) {

@@ -1,4 +1,4 @@
-/* Hugging Face ViT / CLIP-vision loading (core/vit_hf.h) against the golden files:
+/* Hugging Face ViT / CLIP-vision loading (core/formats/vit_hf.h) against the golden files:
  * tests/golden/hf_vit_tiny{,_sharded}/ (ViTForImageClassification) and clip_vit_tiny/
  * (CLIPVisionModel) hold the weights of the vit_tiny / vit_clip scenarios, so the loaded
  * model's logits on the scenario's images must be the scenario's base_logits (CLIP: after
@@ -18,9 +18,9 @@
 
 #include <cmocka.h>
 
-#include "core/error.h"
-#include "core/vit.h"
-#include "core/vit_hf.h"
+#include "core/base/error.h"
+#include "core/model/vit.h"
+#include "core/formats/vit_hf.h"
 #include "kernels/backend.h"
 #include "tests/golden_io.h"
 
@@ -103,7 +103,7 @@ static void test_hf_vit(void **state) {
         assert_int_equal(c->patch_bias, 1);
         assert_int_equal(c->pre_norm, 0);
         assert_true(fabs(c->norm_eps - 1e-12f) < 1e-18);
-        /* every stored weight exactly as in the scenario (names by core/vit.c) */
+        /* every stored weight exactly as in the scenario (names by core/model/vit.c) */
         for (int t = 0; t < VIT_NUM_PARAM_TENSORS; t++) {
             if (!m.param_sizes[t]) continue;
             const GoldenTensor *gt = golden_find(&r.g, vit_param_name(t));

@@ -12,7 +12,7 @@
  * half too and wakes OpenBLAS's thread pool a few times per head). */
 #include <stdlib.h>
 
-#include "core/error.h"
+#include "kernels/kernel_assert.h"
 #include "kernels/cpu/cpu_ops.h"
 
 enum {
@@ -92,7 +92,7 @@ static void attention_forward(Real *out, Real *att, const Real *q, const Real *k
         /* per thread: kt [HD][Tp], vp [Tp][HDp], sc [ATT_R][Tp], oacc [ATT_R][HDp] */
         Real *kt = malloc(((size_t)HD * Tp + (size_t)Tp * HDp + ATT_R * ((size_t)Tp + HDp)) *
                           sizeof(Real));
-        LSC_ASSERT(kt != NULL);
+        KERNEL_ASSERT(kt != NULL);
         Real *vp = kt + (size_t)HD * Tp, *sc = vp + (size_t)Tp * HDp, *oacc = sc + ATT_R * Tp;
 #pragma omp for schedule(static)
         for (int bh = 0; bh < B * NH; bh++) {
@@ -169,7 +169,7 @@ static void attention_backward(Real *dq, Real *dk, Real *dv, Real *datt, const R
          * sc [ATT_R][Tp] (dP rows); dqacc [ATT_R][HDp] */
         Real *vt = malloc(((size_t)HD * Tp + 5 * tile + ATT_R * ((size_t)Tp + HDp)) *
                           sizeof(Real));
-        LSC_ASSERT(vt != NULL);
+        KERNEL_ASSERT(vt != NULL);
         Real *kp = vt + (size_t)HD * Tp, *qp = kp + tile, *gp = qp + tile, *dkacc = gp + tile,
              *dvacc = dkacc + tile, *sc = dvacc + tile, *dqacc = sc + (size_t)ATT_R * Tp;
 #pragma omp for schedule(static)

@@ -49,24 +49,6 @@ static inline Real cpu_exp(Real x) {
     return exp(x);
 #else
     return cpu_expf(x);
-/* ---- layernorm.c, gelu.c, patchify.c (ViT); attention.c's non-causal pair ---- */
-void cpu_layernorm_forward(Backend *be, Real *out, Real *mean, Real *rstd, const Real *x,
-                           const Real *weight, const Real *bias, int N, int C, float eps);
-void cpu_layernorm_backward(Backend *be, Real *dx, Real *dweight, Real *dbias, const Real *dout,
-                            const Real *x, const Real *weight, const Real *mean, const Real *rstd,
-                            int N, int C);
-void cpu_gelu_forward(Backend *be, Real *out, const Real *x, size_t n, GeluKind kind);
-void cpu_gelu_backward(Backend *be, Real *dx, const Real *dout, const Real *x, size_t n,
-                       GeluKind kind);
-void cpu_attention_full_forward(Backend *be, Real *out, Real *att, const Real *q, const Real *k,
-                                const Real *v, int B, int T, int NH, int NKV, int HD);
-void cpu_attention_full_backward(Backend *be, Real *dq, Real *dk, Real *dv, Real *datt,
-                                 const Real *dout, const Real *q, const Real *k, const Real *v,
-                                 const Real *att, int B, int T, int NH, int NKV, int HD);
-void cpu_patchify(Backend *be, Real *out, const Real *img, int B, int C, int H, int W, int P);
-void cpu_bias_forward(Backend *be, Real *y, const Real *bias, int N, int C);
-void cpu_bias_backward(Backend *be, Real *dbias, const Real *dy, int N, int C);
-
 #endif
 }
 

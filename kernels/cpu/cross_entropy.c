@@ -2,7 +2,7 @@
  * an online logsumexp over L1-sized chunks, so a row streams from memory once, and keeps only
  * lse; the backward recomputes softmax from lse in one read-write pass, which is what lets it
  * run in place (dlogits == logits). Sums of exponentials are taken in double. */
-#include "core/error.h"
+#include "kernels/kernel_assert.h"
 #include "kernels/cpu/cpu_ops.h"
 
 enum { CE_CHUNK = 2048 }; /* logits per chunk of the forward's online logsumexp (8 KiB) */
@@ -43,7 +43,7 @@ void cpu_cross_entropy_forward(Backend *be, Real *losses, Real *lse, const Real 
         double l = (double)mx + log(sum);
         lse[n] = (Real)l;
         int tgt = targets[n];
-        LSC_ASSERT(tgt < V);
+        KERNEL_ASSERT(tgt < V);
         losses[n] = tgt < 0 ? 0 : (Real)(l - (double)x[tgt]);
     }
 }
@@ -62,7 +62,7 @@ void cpu_cross_entropy_backward(Backend *be, Real *dlogits, const Real *logits, 
             memset(d, 0, (size_t)V * sizeof(Real));
             continue;
         }
-        LSC_ASSERT(tgt < V);
+        KERNEL_ASSERT(tgt < V);
         if (d == x)
             ce_softmax_scaled_inplace(d, lse[n], dl, V);
         else

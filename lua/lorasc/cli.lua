@@ -309,7 +309,7 @@ function COMMANDS.merge(opts, pos)
   return 0
 end
 
--- `lorasc data fetch [NAMES] [--from DIR]` (core/datafetch.h).
+-- `lorasc data fetch [NAMES] [--from DIR]` (core/data/datafetch.h).
 function COMMANDS.data(opts, pos)
   if pos[1] ~= "fetch" then fail("data needs a subcommand: lorasc data fetch [NAMES] [--from DIR] (see lorasc data --help)") end
   local tasks_mod = require "lorasc.core.tasks"

@@ -293,7 +293,7 @@ local function check_image_files(task, name, loc)
   fail(string.format("%s: task '%s' needs the MNIST IDX files (train/t10k images and labels), not found at %s: get them with `lorasc data fetch mnist` or copy them into $LORASC_DATA/%s/ (LORASC_DATA is the data directory, default data/)", loc, task, tried, name))
 end
 
--- Language tasks (core/datasets.h): "sst2", "rte", ..., "gsm8k", "mmlu", "bbh", read from
+-- Language tasks (core/data/datasets.h): "sst2", "rte", ..., "gsm8k", "mmlu", "bbh", read from
 -- their original files in the data directory. A dataset whose files are absent (SQuAD and
 -- DROP are not in the mirror) is "unavailable here", with the fetch command.
 local lang_checked = {}
@@ -384,7 +384,7 @@ end
 -- The canonical model config (every field explicit) and its cache key.
 -- vit{ hf = "dir" }: a Hugging Face ViT / CLIP-vision directory (config.json + safetensors);
 -- a relative path is under the data directory. Its head is made for the task's classes, and
--- a 3-channel model is folded to MNIST's grey images (core/vit_hf.h).
+-- a 3-channel model is folded to MNIST's grey images (core/formats/vit_hf.h).
 local function canon_vit_hf(s, mloc)
   if type(s.hf) ~= "string" or s.hf == "" then fail(mloc .. ": hf must be the path of a Hugging Face ViT or CLIP directory") end
   for _, k in ipairs { "image_size", "patch_size", "channels", "dim", "n_layers", "n_heads", "mlp_dim", "norm_eps", "seed" } do

@@ -11,10 +11,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/finetune.h"
-#include "core/error.h"
-#include "core/philox.h"
-#include "core/train.h"
+#include "core/model/finetune.h"
+#include "core/base/error.h"
+#include "core/base/philox.h"
+#include "core/model/train.h"
 
 static double now(void) {
     struct timespec ts;

@@ -13,11 +13,11 @@
 
 #include <cblas.h>
 
-#include "core/error.h"
-#include "core/llama.h"
-#include "core/lora.h"
-#include "core/optim.h"
-#include "core/philox.h"
+#include "core/base/error.h"
+#include "core/model/llama.h"
+#include "core/model/lora.h"
+#include "core/model/optim.h"
+#include "core/base/philox.h"
 
 /* ------------------------------------------------------------------------------------------
  * shapes and options */

@@ -12,10 +12,10 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "core/checkpoint.h"
-#include "core/error.h"
-#include "core/philox.h"
-#include "core/train.h"
+#include "core/formats/checkpoint.h"
+#include "core/base/error.h"
+#include "core/base/philox.h"
+#include "core/model/train.h"
 
 #define LICENSES "/usr/share/common-licenses/"
 

@@ -37,7 +37,7 @@ Weights are drawn in float64 from a fixed seed, rounded to float32 and stored; a
 arithmetic then runs in float64 on those float32 values, and results are rounded to float32
 at the end, so the golden values are the exact answer for the stored inputs.
 
-ViT scenarios (core/vit.h; tests/test_golden_vit.c), one file each:
+ViT scenarios (core/model/vit.h; tests/test_golden_vit.c), one file each:
 
   vit_tiny   HF ViT layout: image 8x8, patch 4, 3 channels, D=16, L=2, NH=2, MLP 32,
              5 classes, exact (erf) GELU, patch bias, LayerNorm eps 1e-12, B=3,
@@ -51,7 +51,7 @@ stored flattened [D, C*P*P], so the file checks the engine's patchify layout too
                        lora_targets (bitmask as above), gelu (0 erf, 1 tanh, 2 quick),
                        pre_norm, patch_bias
     config_f f32 [2]:  norm_eps, lora_alpha
-    every weight by its core/vit.c name (patch_w [D,C*P*P], patch_b [D] (if any), cls [D],
+    every weight by its core/model/vit.c name (patch_w [D,C*P*P], patch_b [D] (if any), cls [D],
     pos [T,D], ln_pre_w/b [D] (if any), ln1_w/b [L,D], wq/wk/wv/wo [L,D,D],
     bq/bk/bv/bo [L,D], ln2_w/b [L,D], w1 [L,M,D], b1 [L,M], w2 [L,D,M], b2 [L,D],
     lnf_w/b [D], head_w [K,D], head_b [K]), lora.<t>.A [L,r,in], lora.<t>.B [L,out,r],
@@ -104,10 +104,10 @@ import torch.nn.functional as F
 MAGIC = b"LSCGOLD1"
 DTYPE_F32, DTYPE_I32 = 0, 1
 
-TARGETS = ["q", "k", "v", "o", "gate", "up", "down"]  # LoraTarget order in core/lora.h
+TARGETS = ["q", "k", "v", "o", "gate", "up", "down"]  # LoraTarget order in core/model/lora.h
 TARGET_WEIGHT = {"q": "wq", "k": "wk", "v": "wv", "o": "wo", "gate": "w1", "up": "w3", "down": "w2"}
 WEIGHT_NAMES = ["token_embedding", "rms_att", "wq", "wk", "wv", "wo", "rms_ffn",
-                "w1", "w2", "w3", "rms_final", "wcls"]  # LLAMA_* order in core/llama.h
+                "w1", "w2", "w3", "rms_final", "wcls"]  # LLAMA_* order in core/model/llama.h
 ROPE_INTERLEAVED, ROPE_HALF = 0, 1
 
 SCENARIOS = [
@@ -365,7 +365,7 @@ def build(sc):
     return recs, info
 
 
-# ---------------------------------------------------------------- ViT (core/vit.h)
+# ---------------------------------------------------------------- ViT (core/model/vit.h)
 
 VIT_SCENARIOS = [
     dict(name="vit_tiny", seed=4321, image=8, patch=4, chans=3, D=16, L=2, NH=2, M=32, K=5,

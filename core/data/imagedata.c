@@ -1,0 +1,227 @@
+/* IDX readers (through zlib's gzread, which reads plain files too), normalisation and seeded
+ * augmentation for image batches. See imagedata.h. */
+#include "core/data/imagedata.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zlib.h>
+
+#include "core/data/datadir.h"
+#include "core/base/error.h"
+#include "core/base/philox.h"
+
+#define IDX_IMAGES 0x00000803u
+#define IDX_LABELS 0x00000801u
+
+static uint32_t be32(const unsigned char *p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
+/* Reads an IDX header (magic, then ndim big-endian u32 dims) and the uint8 body into a
+ * malloc'd buffer. */
+static int read_idx(const char *path, uint32_t magic, int ndim, uint32_t dims[3], uint8_t **data) {
+    *data = NULL;
+    gzFile f = gzopen(path, "rb");
+    if (!f) return error_set("Cannot open %s (missing or unreadable).", path);
+    int rc = LSC_ERR;
+    unsigned char hdr[16];
+    const int hlen = 4 * (1 + ndim);
+    if (gzread(f, hdr, 4) != 4) {
+        error_set("%s is too short for an IDX header (truncated download?).", path);
+        goto done;
+    }
+    if (be32(hdr) != magic) {
+        error_set("%s is not an IDX %s file (magic 0x%08x, expected 0x%08x).", path,
+                  magic == IDX_IMAGES ? "image" : "label", be32(hdr), magic);
+        goto done;
+    }
+    if (gzread(f, hdr + 4, (unsigned)(hlen - 4)) != hlen - 4) {
+        error_set("%s is too short for an IDX header (truncated download?).", path);
+        goto done;
+    }
+    size_t total = 1;
+    for (int i = 0; i < ndim; i++) {
+        dims[i] = be32(hdr + 4 * (i + 1));
+        if (dims[i] == 0 || dims[i] > (1u << 24)) {
+            error_set("%s: dimension %d is %u, not a plausible size.", path, i, dims[i]);
+            goto done;
+        }
+        total *= dims[i];
+    }
+    *data = malloc(total);
+    if (!*data) {
+        error_set("Out of memory reading %zu bytes from %s.", total, path);
+        goto done;
+    }
+    size_t got = 0;
+    while (got < total) {
+        const unsigned chunk = total - got > (1u << 30) ? (1u << 30) : (unsigned)(total - got);
+        const int r = gzread(f, *data + got, chunk);
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
+    if (got != total) {
+        error_set("%s is truncated: %zu of %zu data bytes.", path, got, total);
+        goto done;
+    }
+    rc = LSC_OK;
+done:
+    gzclose(f);
+    if (rc != LSC_OK) {
+        free(*data);
+        *data = NULL;
+    }
+    return rc;
+}
+
+int imageset_load_idx(ImageSet *s, const char *images_path, const char *labels_path) {
+    memset(s, 0, sizeof *s);
+    uint32_t idims[3] = {0}, ldims[3] = {0};
+    uint8_t *labels8 = NULL;
+    if (read_idx(images_path, IDX_IMAGES, 3, idims, &s->pixels) != LSC_OK) return LSC_ERR;
+    if (read_idx(labels_path, IDX_LABELS, 1, ldims, &labels8) != LSC_OK) {
+        imageset_free(s);
+        return LSC_ERR;
+    }
+    if (ldims[0] != idims[0]) {
+        free(labels8);
+        imageset_free(s);
+        return error_set("%s holds %u labels but %s holds %u images.", labels_path, ldims[0],
+                         images_path, idims[0]);
+    }
+    s->n = (int)idims[0];
+    s->channels = 1;
+    s->height = (int)idims[1];
+    s->width = (int)idims[2];
+    s->labels = malloc((size_t)s->n * sizeof(int32_t));
+    if (!s->labels) {
+        free(labels8);
+        imageset_free(s);
+        return error_set("Out of memory for %d labels.", s->n);
+    }
+    for (int i = 0; i < s->n; i++) {
+        s->labels[i] = labels8[i];
+        if (s->labels[i] + 1 > s->n_classes) s->n_classes = s->labels[i] + 1;
+    }
+    free(labels8);
+    const char *base = strrchr(images_path, '/');
+    snprintf(s->name, sizeof s->name, "%s", base ? base + 1 : images_path);
+    return LSC_OK;
+}
+
+static int file_exists(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (f) fclose(f);
+    return f != NULL;
+}
+
+int imageset_load(ImageSet *s, const char *name, const char *split) {
+    memset(s, 0, sizeof *s);
+    const int fashion = strcmp(name, "fashion-mnist") == 0;
+    if (!fashion && strcmp(name, "mnist") != 0)
+        return error_set("Unknown image dataset \"%s\" (known: mnist, fashion-mnist).", name);
+    const char *prefix = strcmp(split, "train") == 0 ? "train" : strcmp(split, "test") == 0 ? "t10k" : NULL;
+    if (!prefix)
+        return error_set("Unknown split \"%s\" for %s (use \"train\" or \"test\").", split, name);
+    char img[1024], lab[1024], rel[256];
+    /* 1. the data directory: <root>/<name>/<prefix>-images-idx3-ubyte.gz */
+    snprintf(rel, sizeof rel, "%s/%s-images-idx3-ubyte.gz", name, prefix);
+    if (datadir_path(img, sizeof img, rel) != LSC_OK) return LSC_ERR;
+    snprintf(rel, sizeof rel, "%s/%s-labels-idx1-ubyte.gz", name, prefix);
+    if (datadir_path(lab, sizeof lab, rel) != LSC_OK) return LSC_ERR;
+    char tried[1024];
+    snprintf(tried, sizeof tried, "%s", img);
+    if (!file_exists(img) && fashion) {
+        /* 2. Debian's dataset-fashion-mnist */
+        snprintf(img, sizeof img, "/usr/share/datasets/fashion-mnist/%s-images-idx3-ubyte.gz", prefix);
+        snprintf(lab, sizeof lab, "/usr/share/datasets/fashion-mnist/%s-labels-idx1-ubyte.gz", prefix);
+    }
+    if (!file_exists(img)) {
+        if (fashion)
+            return error_set("Fashion-MNIST %s split not found (tried %s and %s): install it with "
+                             "`apt-get install dataset-fashion-mnist`, or put the IDX files in "
+                             "$LORASC_DATA/fashion-mnist/.", split, tried, img);
+        return error_set("MNIST %s split not found at %s: copy the IDX files "
+                         "(%s-images-idx3-ubyte.gz, %s-labels-idx1-ubyte.gz) into "
+                         "$LORASC_DATA/mnist/ (default data/mnist/), e.g. from the mirror "
+                         "../shared/data/mnist, or run `lorasc data fetch mnist`.",
+                         split, tried, prefix, prefix);
+    }
+    if (imageset_load_idx(s, img, lab) != LSC_OK) return LSC_ERR;
+    snprintf(s->name, sizeof s->name, "%s", name);
+    return LSC_OK;
+}
+
+void imageset_free(ImageSet *s) {
+    free(s->pixels);
+    free(s->labels);
+    memset(s, 0, sizeof *s);
+}
+
+void imageset_stats(const ImageSet *s, float *mean, float *std) {
+    const size_t hw = (size_t)s->height * s->width;
+    for (int c = 0; c < s->channels; c++) {
+        double sum = 0, sq = 0;
+        for (int i = 0; i < s->n; i++) {
+            const uint8_t *p = s->pixels + ((size_t)i * s->channels + c) * hw;
+            for (size_t j = 0; j < hw; j++) {
+                const double v = p[j] / 255.0;
+                sum += v;
+                sq += v * v;
+            }
+        }
+        const double cnt = (double)s->n * (double)hw, mu = sum / cnt;
+        mean[c] = (float)mu;
+        std[c] = (float)sqrt(sq / cnt - mu * mu > 0 ? sq / cnt - mu * mu : 0);
+    }
+}
+
+void imageset_batch(const ImageSet *s, Real *out, int32_t *labels, const int *indices, int B,
+                    const float *mean, const float *std, const ImageAugment *aug, uint64_t seed,
+                    uint64_t step) {
+    const int C = s->channels, H = s->height, W = s->width;
+    const size_t hw = (size_t)H * W;
+    const uint64_t stream = philox_stream(RNG_PURPOSE_DATA, 0xA06, (uint32_t)(step >> 32),
+                                          (uint32_t)step);
+    for (int b = 0; b < B; b++) {
+        const int idx = indices[b];
+        LSC_ASSERT(idx >= 0 && idx < s->n);
+        int dy = 0, dx = 0, flip = 0;
+        if (aug && aug->crop_pad > 0) {
+            const uint32_t span = 2u * (uint32_t)aug->crop_pad + 1u;
+            dy = (int)(philox_u32(seed, stream, 3 * (uint64_t)b) % span) - aug->crop_pad;
+            dx = (int)(philox_u32(seed, stream, 3 * (uint64_t)b + 1) % span) - aug->crop_pad;
+        }
+        if (aug && aug->flip) flip = philox_u32(seed, stream, 3 * (uint64_t)b + 2) & 1u;
+        for (int c = 0; c < C; c++) {
+            const uint8_t *src = s->pixels + ((size_t)idx * C + c) * hw;
+            Real *dst = out + ((size_t)b * C + c) * hw;
+            const float m = mean ? mean[c] : 0.0f, sd = std ? std[c] : 1.0f;
+            /* out(y, x) = padded(y + dy, x + dx): a crop of the image padded with zeros,
+             * mirrored in x when flipped */
+            for (int y = 0; y < H; y++)
+                for (int x = 0; x < W; x++) {
+                    const int sy = y + dy, sx0 = x + dx, sx = flip ? W - 1 - sx0 : sx0;
+                    const int in = sy >= 0 && sy < H && sx >= 0 && sx < W;
+                    const float v = in ? src[(size_t)sy * W + sx] / 255.0f : 0.0f;
+                    dst[(size_t)y * W + x] = (Real)((v - m) / sd);
+                }
+        }
+        if (labels) labels[b] = s->labels[idx];
+    }
+}
+
+void imageset_shuffle(int *perm, int n, uint64_t seed, uint64_t epoch) {
+    const uint64_t stream = philox_stream(RNG_PURPOSE_DATA, 0xA07, (uint32_t)(epoch >> 32),
+                                          (uint32_t)epoch);
+    for (int i = 0; i < n; i++) perm[i] = i;
+    for (int i = n - 1; i > 0; i--) {
+        const int j = (int)(philox_u32(seed, stream, (uint64_t)i) % (uint32_t)(i + 1));
+        const int t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+}

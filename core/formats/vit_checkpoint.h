@@ -1,0 +1,18 @@
+/* ViT checkpoints in the lorasc sectioned container of core/formats/checkpoint.h (same magic,
+ * version, section layout and CRC-32): sections "vit.config.i32" {image_size, patch_size,
+ * channels, dim, n_layers, n_heads, mlp_dim, n_classes, gelu, pre_norm, patch_bias},
+ * "vit.config.f32" {norm_eps}, and "vit.<name>" (names from vit_param_name) per non-empty
+ * weight, stored as f32. Weights only: no adapters, no optimiser state.
+ * Not here: Hugging Face ViT / CLIP safetensors (issue 6, still open). */
+#ifndef LORASC_VIT_CHECKPOINT_H
+#define LORASC_VIT_CHECKPOINT_H
+
+#include "core/model/vit.h"
+
+/* Writes PATH.tmp and renames it into place. */
+int vit_checkpoint_save(const char *path, const ViT *m);
+/* Creates *m on be from the checkpoint's config and weights; LSC_ERR with a sentence for a
+ * missing, truncated, corrupt or non-ViT file. */
+int vit_checkpoint_load(const char *path, ViT *m, Backend *be);
+
+#endif

@@ -1,0 +1,368 @@
+/* Hugging Face ViT / CLIP-vision checkpoints (see vit_hf.h): config.json through jansson,
+ * tensors through core/safetensors, the name map between HF keys and core/model/vit.h tensors.
+ * Mirrors core/formats/hf_llama.c (its shard reader is static there, so a copy lives here). */
+#include "core/formats/vit_hf.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "core/base/error.h"
+#include "core/base/philox.h"
+#include "core/formats/hf_shards.h"
+#include "core/formats/safetensors.h"
+
+
+
+/* ------------------------------------------------------------------------------------------
+ * config.json */
+
+/* A positive integer field; missing or null: def (Hugging Face's default). */
+static int cfg_int(const json_t *obj, const char *path, const char *key, int def, int *out) {
+    const json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v)) {
+        *out = def;
+        return LSC_OK;
+    }
+    if (!json_is_integer(v) || json_integer_value(v) <= 0 || json_integer_value(v) > (1 << 30))
+        return error_set("%s: \"%s\" must be a positive integer.", path, key);
+    *out = (int)json_integer_value(v);
+    return LSC_OK;
+}
+
+static int cfg_real(const json_t *obj, const char *path, const char *key, double def, float *out) {
+    const json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v)) {
+        *out = (float)def;
+        return LSC_OK;
+    }
+    if (!json_is_number(v) || !(json_number_value(v) > 0))
+        return error_set("%s: \"%s\" must be a positive number.", path, key);
+    *out = (float)json_number_value(v);
+    return LSC_OK;
+}
+
+static int parse_act(const json_t *obj, const char *path, const char *def, GeluKind *out) {
+    const json_t *v = json_object_get(obj, "hidden_act");
+    const char *a = (!v || json_is_null(v)) ? def : json_string_value(v);
+    if (a && strcmp(a, "gelu") == 0) *out = GELU_ERF;
+    else if (a && (strcmp(a, "gelu_new") == 0 || strcmp(a, "gelu_pytorch_tanh") == 0)) *out = GELU_TANH;
+    else if (a && strcmp(a, "quick_gelu") == 0) *out = GELU_QUICK;
+    else
+        return error_set("%s: hidden_act \"%s\" is not supported; lorasc's ViT implements "
+                         "\"gelu\", \"gelu_new\", \"gelu_pytorch_tanh\" and \"quick_gelu\".",
+                         path, a ? a : "(not a string)");
+    return LSC_OK;
+}
+
+/* Number of labels: id2label's size, else num_labels, else HF's default 2. */
+static int parse_labels(const json_t *root, const char *path, int *out) {
+    const json_t *id2label = json_object_get(root, "id2label");
+    if (id2label && !json_is_null(id2label)) {
+        if (!json_is_object(id2label) || json_object_size(id2label) == 0)
+            return error_set("%s: \"id2label\" must be a non-empty object.", path);
+        *out = (int)json_object_size(id2label);
+        int nl = *out;
+        if (cfg_int(root, path, "num_labels", *out, &nl) != LSC_OK) return LSC_ERR;
+        if (nl != *out)
+            return error_set("%s: num_labels %d differs from the %d entries of id2label.", path, nl,
+                             *out);
+        return LSC_OK;
+    }
+    return cfg_int(root, path, "num_labels", 2, out);
+}
+
+int vit_hf_read_config(const char *dir, ViTConfig *c, ViTHfLayout *layout) {
+    char path[4096];
+    if (hf_path_join(path, sizeof path, dir, "config.json") != LSC_OK) return LSC_ERR;
+    json_error_t jerr;
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root)
+        return error_set("Cannot read %s: %s (line %d, column %d).", path, jerr.text, jerr.line,
+                         jerr.column);
+    memset(c, 0, sizeof *c);
+    int rc = LSC_OK;
+    const json_t *mt = json_object_get(root, "model_type");
+    const char *type = json_string_value(mt);
+    const json_t *vc = root;
+    if (!json_is_object(root)) {
+        rc = error_set("%s must hold a JSON object.", path);
+        goto done;
+    }
+    if (!type) {
+        rc = error_set("%s has no \"model_type\" string; lorasc loads \"vit\", \"clip_vision_model\" "
+                       "and \"clip\" checkpoints.", path);
+        goto done;
+    }
+    if (strcmp(type, "vit") == 0) {
+        *layout = VIT_HF_VIT;
+        const json_t *qkv = json_object_get(root, "qkv_bias");
+        if (qkv && !json_is_boolean(qkv)) {
+            rc = error_set("%s: \"qkv_bias\" must be true or false.", path);
+            goto done;
+        }
+        if (cfg_int(root, path, "image_size", 224, &c->image_size) != LSC_OK ||
+            cfg_int(root, path, "patch_size", 16, &c->patch_size) != LSC_OK ||
+            cfg_int(root, path, "num_channels", 3, &c->channels) != LSC_OK ||
+            cfg_int(root, path, "hidden_size", 768, &c->dim) != LSC_OK ||
+            cfg_int(root, path, "num_hidden_layers", 12, &c->n_layers) != LSC_OK ||
+            cfg_int(root, path, "num_attention_heads", 12, &c->n_heads) != LSC_OK ||
+            cfg_int(root, path, "intermediate_size", 3072, &c->mlp_dim) != LSC_OK ||
+            cfg_real(root, path, "layer_norm_eps", 1e-12, &c->norm_eps) != LSC_OK ||
+            parse_act(root, path, "gelu", &c->gelu) != LSC_OK ||
+            parse_labels(root, path, &c->n_classes) != LSC_OK) {
+            rc = LSC_ERR;
+            goto done;
+        }
+        c->pre_norm = 0;
+        c->patch_bias = 1;
+    } else if (strcmp(type, "clip_vision_model") == 0 || strcmp(type, "clip") == 0) {
+        *layout = VIT_HF_CLIP;
+        if (strcmp(type, "clip") == 0) {
+            vc = json_object_get(root, "vision_config");
+            if (!json_is_object(vc)) {
+                rc = error_set("%s describes a CLIP model without a \"vision_config\" object.", path);
+                goto done;
+            }
+        }
+        if (cfg_int(vc, path, "image_size", 224, &c->image_size) != LSC_OK ||
+            cfg_int(vc, path, "patch_size", 32, &c->patch_size) != LSC_OK ||
+            cfg_int(vc, path, "num_channels", 3, &c->channels) != LSC_OK ||
+            cfg_int(vc, path, "hidden_size", 768, &c->dim) != LSC_OK ||
+            cfg_int(vc, path, "num_hidden_layers", 12, &c->n_layers) != LSC_OK ||
+            cfg_int(vc, path, "num_attention_heads", 12, &c->n_heads) != LSC_OK ||
+            cfg_int(vc, path, "intermediate_size", 3072, &c->mlp_dim) != LSC_OK ||
+            cfg_real(vc, path, "layer_norm_eps", 1e-5, &c->norm_eps) != LSC_OK ||
+            parse_act(vc, path, "quick_gelu", &c->gelu) != LSC_OK) {
+            rc = LSC_ERR;
+            goto done;
+        }
+        c->n_classes = 0;
+        c->pre_norm = 1;
+        c->patch_bias = 0;
+    } else {
+        rc = error_set("%s describes model_type \"%s\"; lorasc loads \"vit\", \"clip_vision_model\" "
+                       "and \"clip\" checkpoints.", path, type);
+        goto done;
+    }
+    ViTConfig v = *c;
+    if (v.n_classes == 0) v.n_classes = 1; /* checked when the head size is known */
+    if (vit_config_validate(&v) != LSC_OK)
+        rc = error_set("%s is not a valid ViT config: %s", path, error_last());
+done:
+    json_decref(root);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * shards (as core/formats/hf_llama.c) */
+
+/* Reads HF tensor `name` of shape[ndim] into dst (host). */
+static int read_hf(const HfShards *s, const char *dir, const char *name, int ndim,
+                   const int64_t *shape, Real *dst) {
+    const SafeTensors *st = hf_shards_find(s, name);
+    if (!st) return error_set("The checkpoint in %s has no tensor \"%s\".", dir, name);
+    const int rc = safetensors_read_shaped(st, name, ndim, shape, dst);
+    if (rc != LSC_OK && strstr(error_last(), "the config implies")) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", error_last());
+        if (strlen(msg) > 0 && msg[strlen(msg) - 1] == '.') msg[strlen(msg) - 1] = '\0';
+        return error_set("%s (by %s/config.json).", msg, dir);
+    }
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * name map */
+
+/* The HF module of a per-layer tensor (without ".weight" / ".bias"), or NULL. */
+static const char *layer_module(ViTHfLayout layout, int t) {
+    const int clip = layout == VIT_HF_CLIP;
+    switch (t) {
+    case VIT_LN1_W: case VIT_LN1_B: return clip ? "layer_norm1" : "layernorm_before";
+    case VIT_WQ: case VIT_BQ: return clip ? "self_attn.q_proj" : "attention.attention.query";
+    case VIT_WK: case VIT_BK: return clip ? "self_attn.k_proj" : "attention.attention.key";
+    case VIT_WV: case VIT_BV: return clip ? "self_attn.v_proj" : "attention.attention.value";
+    case VIT_WO: case VIT_BO: return clip ? "self_attn.out_proj" : "attention.output.dense";
+    case VIT_LN2_W: case VIT_LN2_B: return clip ? "layer_norm2" : "layernorm_after";
+    case VIT_W1: case VIT_B1: return clip ? "mlp.fc1" : "intermediate.dense";
+    case VIT_W2: case VIT_B2: return clip ? "mlp.fc2" : "output.dense";
+    default: return NULL;
+    }
+}
+
+static int is_bias(int t) {
+    switch (t) {
+    case VIT_PATCH_B: case VIT_LN_PRE_B: case VIT_LN1_B: case VIT_BQ: case VIT_BK: case VIT_BV:
+    case VIT_BO: case VIT_LN2_B: case VIT_B1: case VIT_B2: case VIT_LNF_B: case VIT_HEAD_B:
+        return 1;
+    default: return 0;
+    }
+}
+
+/* The HF name of global tensor t (prefix: "vit." / "" for ViT, "vision_model." for CLIP). */
+static const char *global_name(ViTHfLayout layout, int t, const char *prefix, char *out, size_t n) {
+    const char *s = NULL;
+    if (layout == VIT_HF_CLIP) {
+        switch (t) {
+        case VIT_PATCH_W: s = "embeddings.patch_embedding.weight"; break;
+        case VIT_CLS: s = "embeddings.class_embedding"; break;
+        case VIT_POS: s = "embeddings.position_embedding.weight"; break;
+        case VIT_LN_PRE_W: s = "pre_layrnorm.weight"; break;
+        case VIT_LN_PRE_B: s = "pre_layrnorm.bias"; break;
+        case VIT_LNF_W: s = "post_layernorm.weight"; break;
+        case VIT_LNF_B: s = "post_layernorm.bias"; break;
+        default: return NULL;
+        }
+    } else {
+        switch (t) {
+        case VIT_PATCH_W: s = "embeddings.patch_embeddings.projection.weight"; break;
+        case VIT_PATCH_B: s = "embeddings.patch_embeddings.projection.bias"; break;
+        case VIT_CLS: s = "embeddings.cls_token"; break;
+        case VIT_POS: s = "embeddings.position_embeddings"; break;
+        case VIT_LNF_W: s = "layernorm.weight"; break;
+        case VIT_LNF_B: s = "layernorm.bias"; break;
+        case VIT_HEAD_W: snprintf(out, n, "classifier.weight"); return out;
+        case VIT_HEAD_B: snprintf(out, n, "classifier.bias"); return out;
+        default: return NULL;
+        }
+    }
+    snprintf(out, n, "%s%s", prefix, s);
+    return out;
+}
+
+/* The stored shape of tensor t (one layer's slice for per-layer tensors); c->channels is the
+ * checkpoint's. Returns ndim. */
+static int hf_shape(ViTHfLayout layout, const ViTConfig *c, int t, int64_t *shape) {
+    const int64_t D = c->dim, M = c->mlp_dim, K = c->n_classes, T = vit_seq_len(c);
+    switch (t) {
+    case VIT_PATCH_W:
+        shape[0] = D, shape[1] = c->channels, shape[2] = c->patch_size, shape[3] = c->patch_size;
+        return 4;
+    case VIT_CLS:
+        if (layout == VIT_HF_CLIP) return shape[0] = D, 1;
+        return shape[0] = 1, shape[1] = 1, shape[2] = D, 3;
+    case VIT_POS:
+        if (layout == VIT_HF_CLIP) return shape[0] = T, shape[1] = D, 2;
+        return shape[0] = 1, shape[1] = T, shape[2] = D, 3;
+    case VIT_WQ: case VIT_WK: case VIT_WV: case VIT_WO: return shape[0] = D, shape[1] = D, 2;
+    case VIT_W1: return shape[0] = M, shape[1] = D, 2;
+    case VIT_W2: return shape[0] = D, shape[1] = M, 2;
+    case VIT_B1: return shape[0] = M, 1;
+    case VIT_HEAD_W: return shape[0] = K, shape[1] = D, 2;
+    case VIT_HEAD_B: return shape[0] = K, 1;
+    default: return shape[0] = D, 1;
+    }
+}
+
+/* ------------------------------------------------------------------------------------------
+ * loader */
+
+int vit_hf_load(const char *dir, ViT *m, Backend *be, const ViTHfOptions *opt) {
+    static const ViTHfOptions none = {0};
+    if (!opt) opt = &none;
+    memset(m, 0, sizeof *m);
+    ViTConfig hc; /* as stored */
+    ViTHfLayout layout;
+    if (vit_hf_read_config(dir, &hc, &layout) != LSC_OK) return LSC_ERR;
+    HfShards *s = calloc(1, sizeof *s);
+    if (!s) return error_set("Out of memory loading %s.", dir);
+    Real *host = NULL;
+    int rc = hf_shards_open(s, dir), created = 0;
+    if (rc != LSC_OK) goto done;
+    const char *prefix = "vision_model.";
+    if (layout == VIT_HF_VIT)
+        prefix = hf_shards_find(s, "vit.embeddings.cls_token") || !hf_shards_find(s, "embeddings.cls_token")
+                     ? "vit." : "";
+    const int has_head = layout == VIT_HF_VIT && hf_shards_find(s, "classifier.weight");
+    ViTConfig c = hc;
+    if (opt->n_classes < 0) {
+        rc = error_set("Loading %s: n_classes must be positive, got %d.", dir, opt->n_classes);
+        goto done;
+    }
+    if (opt->n_classes > 0) c.n_classes = opt->n_classes;
+    else if (!has_head) {
+        rc = error_set("The checkpoint in %s has no classifier (%s); give the number of classes "
+                       "for a new head.", dir, layout == VIT_HF_CLIP ? "a CLIP vision tower" : "a ViTModel");
+        goto done;
+    }
+    const int keep_head = has_head && c.n_classes == hc.n_classes;
+    if (opt->channels > 0 && opt->channels != hc.channels && !(opt->channels == 1 && hc.channels == 3)) {
+        rc = error_set("The checkpoint in %s takes %d-channel images, not %d (only 3 -> 1, grey "
+                       "images, can be folded).", dir, hc.channels, opt->channels);
+        goto done;
+    }
+    if (opt->channels > 0) c.channels = opt->channels;
+    if ((rc = vit_create(m, be, &c)) != LSC_OK) goto done;
+    created = 1;
+    size_t biggest = 0;
+    for (int i = 0; i < VIT_NUM_PARAM_TENSORS; i++)
+        if (m->param_sizes[i] > biggest) biggest = m->param_sizes[i];
+    const size_t patch_stored = (size_t)hc.dim * hc.channels * hc.patch_size * hc.patch_size;
+    if (patch_stored > biggest) biggest = patch_stored;
+    if (m->head_size > biggest) biggest = m->head_size;
+    if (!(host = malloc(biggest * sizeof *host))) {
+        rc = error_set("Out of memory loading %s.", dir);
+        goto done;
+    }
+    const int no_qkv_bias = layout == VIT_HF_VIT && !hf_shards_find(s, "vit.encoder.layer.0.attention.attention.query.bias") &&
+                            !hf_shards_find(s, "encoder.layer.0.attention.attention.query.bias");
+    for (int t = 0; t < VIT_NUM_PARAM_TENSORS && rc == LSC_OK; t++) {
+        if (!m->param_sizes[t]) continue;
+        if (t == VIT_HEAD_W || t == VIT_HEAD_B) {
+            if (!keep_head) continue; /* new head below */
+        }
+        int64_t shape[4];
+        const ViTConfig *sc = (t == VIT_HEAD_W || t == VIT_HEAD_B) ? &c : &hc;
+        const int ndim = hf_shape(layout, sc, t, shape);
+        const char *mod = layer_module(layout, t);
+        if (!mod) {
+            char name[256];
+            global_name(layout, t, prefix, name, sizeof name);
+            rc = read_hf(s, dir, name, ndim, shape, host);
+            if (rc == LSC_OK && t == VIT_PATCH_W && c.channels != hc.channels) {
+                /* grey image copied into C channels: W' = sum over c of W[:, c] */
+                const size_t PP = (size_t)hc.patch_size * hc.patch_size;
+                for (size_t d = 0; d < (size_t)hc.dim; d++)
+                    for (size_t q = 0; q < PP; q++) {
+                        Real sum = 0;
+                        for (int ch = 0; ch < hc.channels; ch++)
+                            sum += host[(d * (size_t)hc.channels + (size_t)ch) * PP + q];
+                        host[d * PP + q] = sum; /* never ahead of the rows still read */
+                    }
+            }
+        } else {
+            const size_t per = m->param_sizes[t] / (size_t)c.n_layers;
+            const int qkv_b = t == VIT_BQ || t == VIT_BK || t == VIT_BV;
+            for (int l = 0; l < c.n_layers && rc == LSC_OK; l++) {
+                if (qkv_b && no_qkv_bias) {
+                    memset(host + (size_t)l * per, 0, per * sizeof *host);
+                    continue;
+                }
+                char name[256];
+                snprintf(name, sizeof name, "%sencoder.%s.%d.%s.%s", prefix,
+                         layout == VIT_HF_CLIP ? "layers" : "layer", l, mod,
+                         is_bias(t) ? "bias" : "weight");
+                rc = read_hf(s, dir, name, ndim, shape, host + (size_t)l * per);
+            }
+        }
+        if (rc == LSC_OK) be->to_device(be, m->w.tensors[t], host, m->param_sizes[t] * sizeof(Real));
+    }
+    if (rc == LSC_OK && !keep_head) {
+        const size_t nw = m->param_sizes[VIT_HEAD_W], nb = m->param_sizes[VIT_HEAD_B];
+        memset(host, 0, (nw + nb) * sizeof *host);
+        if (opt->head_seed)
+            philox_normal(host, nw, opt->head_seed, philox_stream(RNG_PURPOSE_INIT, 0xFFFD, 0, 0),
+                          0.0, 0.02);
+        be->to_device(be, m->w.tensors[VIT_HEAD_W], host, (nw + nb) * sizeof(Real));
+    }
+done:
+    if (rc != LSC_OK && created) vit_free(m);
+    free(host);
+    hf_shards_close(s);
+    free(s);
+    return rc;
+}

@@ -1,0 +1,281 @@
+/* The LoRASC cascade controller: expert boundaries, the per-expert schedule, and the
+ * boundary work (EMA, merge, noise, re-initialisation, optimiser reset). See cascade.h for
+ * the algorithm and the choices made where the paper is ambiguous. */
+#include "core/model/cascade.h"
+
+#include <math.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/base/error.h"
+#include "core/base/philox.h"
+
+int cascade_preset(const char *method, CascadeConfig *config) {
+    const CascadeConfig base = {.n_experts = 1, .alpha = 0.0f, .noise = 0.0f, .merge = 1,
+                                .reinit_fast = 1, .reset_optimizer = 1,
+                                .schedule = EXPERT_SCHEDULE_RESTART, .rewarmup_steps = 0,
+                                .slow_merge = SLOW_MERGE_CUMULATIVE, .noise_std = NOISE_STD_SCALED};
+    *config = base;
+    if (strcmp(method, "lora") == 0) return LSC_OK;
+    if (strcmp(method, "cascade") == 0) return LSC_OK; /* the caller sets one expert per epoch */
+    if (strcmp(method, "lorasc") == 0) {
+        config->alpha = 0.8f; /* paper defaults: alpha 0.8, lambda 1.0 */
+        config->noise = 1.0f;
+        return LSC_OK;
+    }
+    if (strcmp(method, "cola") == 0) {
+        config->n_experts = 2;
+        config->schedule = EXPERT_SCHEDULE_GLOBAL;
+        return LSC_OK;
+    }
+    if (strcmp(method, "relora") == 0) {
+        config->n_experts = 0;
+        config->steps_per_expert = 100;
+        config->schedule = EXPERT_SCHEDULE_JAGGED;
+        config->rewarmup_steps = 10;
+        return LSC_OK;
+    }
+    return error_set("Unknown method '%s'; known: lora, cascade, lorasc, cola, relora.", method);
+}
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * experts and schedules */
+
+long cascade_expert_start(const Cascade *c, int expert) {
+    if (expert >= c->n_experts) return c->total_steps;
+    if (c->config.n_experts > 0) return (long)((long long)expert * c->total_steps / c->n_experts);
+    if (c->config.steps_per_expert > 0) return (long)expert * c->config.steps_per_expert;
+    return 0;
+}
+
+int cascade_expert_of_step(const Cascade *c, long step) {
+    int lo = 0, hi = c->n_experts - 1; /* the last expert whose start <= step */
+    while (lo < hi) {
+        const int mid = (lo + hi + 1) / 2;
+        if (cascade_expert_start(c, mid) <= step) lo = mid;
+        else hi = mid - 1;
+    }
+    return lo;
+}
+
+float cascade_lr(const Cascade *c, const Schedule *s, long step) {
+    const int e = cascade_expert_of_step(c, step);
+    const long start = cascade_expert_start(c, e), len = cascade_expert_start(c, e + 1) - start;
+    switch (c->config.schedule) {
+    case EXPERT_SCHEDULE_GLOBAL: return schedule_lr(s, step, c->total_steps);
+    case EXPERT_SCHEDULE_JAGGED: {
+        const float lr = schedule_lr(s, step, c->total_steps);
+        const long since = step - start, ramp = c->config.rewarmup_steps;
+        if (e == 0 || ramp <= 0 || since >= ramp) return lr;
+        return lr * (float)((double)since / (double)ramp);
+    }
+    case EXPERT_SCHEDULE_RESTART:
+    default: {
+        Schedule compressed = *s;
+        compressed.warmup_steps = (long)llround((double)s->warmup_steps * (double)len /
+                                                (double)c->total_steps);
+        return schedule_lr(&compressed, step - start, len);
+    }
+    }
+}
+
+uint64_t cascade_expert_seed(uint64_t seed, int expert) {
+    if (expert == 0) return seed;
+    const uint64_t stream = philox_stream(RNG_PURPOSE_INIT, 0xFFFE, 0, 0);
+    return ((uint64_t)philox_u32(seed, stream, 2 * (uint64_t)expert) << 32) |
+           philox_u32(seed, stream, 2 * (uint64_t)expert + 1);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * build and free */
+
+int cascade_create(Cascade *c, CascadeWeightFn weight, void *model, LoraAdapters *fast, AdamW *opt,
+                   const CascadeConfig *config, long total_steps, uint64_t seed) {
+    memset(c, 0, sizeof *c);
+    const CascadeConfig *k = config;
+    if (total_steps <= 0) return error_set("A cascade needs a positive number of steps, got %ld.", total_steps);
+    if (k->n_experts < 0) return error_set("The number of experts must be positive, got %d.", k->n_experts);
+    if (k->n_experts > total_steps)
+        return error_set("%d experts cannot share %ld steps: use at most one expert per step.",
+                         k->n_experts, total_steps);
+    if (!(k->alpha >= 0.0f && k->alpha <= 1.0f))
+        return error_set("The slow-fast retention alpha must lie in [0, 1], got %g.", (double)k->alpha);
+    if (!(k->noise >= 0.0f))
+        return error_set("The noise intensity lambda must be >= 0, got %g.", (double)k->noise);
+    c->config = *k;
+    c->weight = weight;
+    c->model = model;
+    c->fast = fast;
+    c->opt = opt;
+    c->total_steps = total_steps;
+    c->seed = seed;
+    if (k->n_experts > 0) c->n_experts = k->n_experts;
+    else if (k->steps_per_expert > 0) c->n_experts = (int)((total_steps + k->steps_per_expert - 1) / k->steps_per_expert);
+    else c->n_experts = 1;
+
+    Backend *be = fast->be;
+    int in[LORA_NUM_TARGETS], out[LORA_NUM_TARGETS], widest = 1;
+    for (int t = 0; t < LORA_NUM_TARGETS; t++) {
+        in[t] = fast->in_dim[t];
+        out[t] = fast->out_dim[t];
+        if (in[t] > widest) widest = in[t];
+        if (out[t] > widest) widest = out[t];
+    }
+    if (fast->config.use_dora && k->merge && k->slow_merge == SLOW_MERGE_REPLACE)
+        return error_set("slow_merge = replace is not defined for DoRA (a DoRA merge rescales whole "
+                         "rows); use the cumulative merge.");
+    if (lora_create(&c->slow, be, &fast->config, fast->n_layers, in, out, seed) != LSC_OK) return LSC_ERR;
+    be->copy(be, c->slow.params, fast->params, fast->num_params * sizeof(Real)); /* slow = fast at t = 1 */
+    c->slow.magnitudes_set = fast->magnitudes_set;
+    const size_t r = (size_t)fast->config.rank;
+    c->ones = be->alloc(be, (size_t)widest * sizeof(Real));
+    c->scratch = be->alloc(be, (2 * r * r + 2 * r) * sizeof(Real));
+    if (!c->ones || !c->scratch) {
+        cascade_free(c);
+        return error_set("Out of memory allocating the cascade's scratch buffers.");
+    }
+    Real *host = malloc((size_t)widest * sizeof(Real));
+    if (!host) {
+        cascade_free(c);
+        return error_set("Out of memory allocating the cascade's scratch buffers.");
+    }
+    for (int i = 0; i < widest; i++) host[i] = 1;
+    be->to_device(be, c->ones, host, (size_t)widest * sizeof(Real));
+    free(host);
+    return LSC_OK;
+}
+
+void cascade_free(Cascade *c) {
+    Backend *be = c->slow.be;
+    if (be) {
+        if (c->ones) be->free(be, c->ones);
+        if (c->scratch) be->free(be, c->scratch);
+    }
+    lora_free(&c->slow);
+    memset(c, 0, sizeof *c);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * boundary work */
+
+void cascade_product_stats(Cascade *c, const LoraAdapters *lora, int layer, int target,
+                           double scale, double *std, double *sq_norm) {
+    Backend *be = lora->be;
+    const int r = lora->config.rank, in = lora->in_dim[target], out = lora->out_dim[target];
+    const Real *a = lora_a(lora, layer, target), *b = lora_b(lora, layer, target);
+    Real *gram_b = c->scratch, *gram_a = gram_b + r * r;
+    Real *colsum_b = gram_a + r * r, *rowsum_a = colsum_b + r;
+    be->matmul(be, gram_b, b, b, r, r, out, 1, 0, 1, 0);         /* B^T B  [r,r] */
+    be->matmul(be, gram_a, a, a, r, r, in, 0, 1, 1, 0);          /* A A^T  [r,r] */
+    be->matmul(be, colsum_b, c->ones, b, 1, r, out, 0, 0, 1, 0); /* 1^T B  [1,r] */
+    be->matmul(be, rowsum_a, a, c->ones, r, 1, in, 0, 0, 1, 0);  /* A 1    [r,1] */
+    Real host[2 * 64 * 64 + 2 * 64];
+    Real *h = (r <= 64) ? host : malloc((2 * (size_t)r * r + 2 * (size_t)r) * sizeof(Real));
+    LSC_ASSERT(h != NULL);
+    be->to_host(be, h, c->scratch, (2 * (size_t)r * r + 2 * (size_t)r) * sizeof(Real));
+    /* sum(P^2) = tr(A^T B^T B A) = sum((B^T B) .* (A A^T)); sum(P) = (1^T B)(A 1) */
+    double sum_sq = 0.0, sum = 0.0;
+    for (int i = 0; i < r * r; i++) sum_sq += (double)h[i] * (double)h[r * r + i];
+    for (int k = 0; k < r; k++) sum += (double)h[2 * r * r + k] * (double)h[2 * r * r + r + k];
+    sum_sq *= scale * scale;
+    sum *= scale;
+    const double n = (double)in * (double)out;
+    const double var = (sum_sq - sum * sum / n) / (n - 1.0);
+    *std = var > 0.0 ? sqrt(var) : 0.0;
+    *sq_norm = sum_sq;
+    if (h != host) free(h);
+}
+
+/* W += sign * s * B_slow A_slow on every adapted matrix; returns sum of ||s B A||_F^2. */
+static double merge_slow(Cascade *c, float sign) {
+    double sq_total = 0.0;
+    for (int l = 0; l < c->slow.n_layers; l++)
+        for (int t = 0; t < LORA_NUM_TARGETS; t++) {
+            if (!lora_enabled(&c->slow, t)) continue;
+            lora_apply_to_weight(&c->slow, c->weight(c->model, l, t), l, t, sign);
+            double std, sq;
+            if (sign > 0) {
+                cascade_product_stats(c, &c->slow, l, t, c->slow.scaling, &std, &sq);
+                sq_total += sq;
+            }
+        }
+    return sq_total;
+}
+
+/* slow <- alpha slow + (1 - alpha) fast, on A and B of every slot. DoRA's magnitude is not
+ * averaged: it is trained continuously across experts, so the slow adapter takes the fast
+ * one's current m, and the merge rescales each row of W to it. */
+static void update_slow(Cascade *c) {
+    Backend *be = c->slow.be;
+    const float alpha = c->config.alpha;
+    for (int l = 0; l < c->slow.n_layers; l++)
+        for (int t = 0; t < LORA_NUM_TARGETS; t++) {
+            if (!lora_enabled(&c->slow, t)) continue;
+            const size_t r = (size_t)c->slow.config.rank;
+            const size_t na = r * (size_t)c->slow.in_dim[t], nb = (size_t)c->slow.out_dim[t] * r;
+            Real *sa = lora_a(&c->slow, l, t), *sb = lora_b(&c->slow, l, t);
+            const Real *fa = lora_a(c->fast, l, t), *fb = lora_b(c->fast, l, t);
+            if (lora_has_magnitude(&c->slow, t))
+                be->copy(be, lora_magnitude(&c->slow, l, t), lora_magnitude(c->fast, l, t),
+                         (size_t)c->slow.out_dim[t] * sizeof(Real));
+            if (alpha == 0.0f) {
+                be->copy(be, sa, fa, na * sizeof(Real));
+                be->copy(be, sb, fb, nb * sizeof(Real));
+            } else {
+                be->scale(be, sa, na, alpha);
+                be->axpy(be, sa, fa, na, 1.0f - alpha);
+                be->scale(be, sb, nb, alpha);
+                be->axpy(be, sb, fb, nb, 1.0f - alpha);
+            }
+        }
+}
+
+/* W += U(-lambda/2, lambda/2) * std(slow product) for expert `next` (0-based). */
+static void add_noise(Cascade *c, int next, CascadeEvent *ev) {
+    Backend *be = c->slow.be;
+    const double scale = c->config.noise_std == NOISE_STD_SCALED ? c->slow.scaling : 1.0;
+    int count = 0;
+    for (int l = 0; l < c->slow.n_layers; l++)
+        for (int t = 0; t < LORA_NUM_TARGETS; t++) {
+            if (!lora_enabled(&c->slow, t)) continue;
+            double std, sq;
+            cascade_product_stats(c, &c->slow, l, t, scale, &std, &sq);
+            const size_t n = (size_t)c->slow.in_dim[t] * (size_t)c->slow.out_dim[t];
+            const uint64_t stream = philox_stream(RNG_PURPOSE_NOISE, (uint32_t)next, (uint32_t)l, (uint32_t)t);
+            be->add_uniform_noise(be, c->weight(c->model, l, t), n, c->seed, stream,
+                                  (float)(c->config.noise * std));
+            ev->noise_std_mean += std;
+            if (std > ev->noise_std_max) ev->noise_std_max = std;
+            count++;
+        }
+    if (count) ev->noise_std_mean /= count;
+}
+
+int cascade_after_step(Cascade *c, long step, CascadeEvent *event) {
+    const int e = cascade_expert_of_step(c, step);
+    if (step + 1 != cascade_expert_start(c, e + 1)) return 0;
+    const double t0 = now_seconds();
+    const int has_next = e + 1 < c->n_experts;
+    CascadeEvent ev = {.expert = e + 1, .step = step + 1};
+
+    if (c->config.merge && c->config.slow_merge == SLOW_MERGE_REPLACE && e > 0)
+        merge_slow(c, -1.0f); /* take out what the previous boundary merged */
+    update_slow(c);
+    if (c->config.merge) ev.merged_norm = sqrt(merge_slow(c, +1.0f));
+    if (has_next && c->config.noise > 0.0f) add_noise(c, e + 1, &ev);
+    /* after the last merge the fast adapter is reset too, so the model is the merged base */
+    if ((has_next && c->config.reinit_fast) || (!has_next && c->config.merge))
+        lora_init(c->fast, cascade_expert_seed(c->seed, e + 1));
+    if (has_next && c->config.reset_optimizer) adamw_reset(c->opt);
+
+    c->slow.be->sync(c->slow.be);
+    ev.boundary_seconds = now_seconds() - t0;
+    if (event) *event = ev;
+    return 1;
+}

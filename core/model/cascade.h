@@ -1,0 +1,125 @@
+/* The LoRASC cascade (LoRA Slow Cascade learning, arXiv 2407.01491, Algorithm 1) and the
+ * baselines that are configurations of it. A run of S optimiser steps is split into T
+ * experts; each expert trains the fast adapter on the current (noised) base. At the end of
+ * expert t, in this order:
+ *   1. slow <- alpha * slow + (1 - alpha) * fast            (A and B separately, eq. 10)
+ *   2. W <- W + s * B_slow * A_slow                          (merge, eq. 11; "cumulative")
+ *   3. W <- W + U(-lambda/2, lambda/2) * std(s * B_slow * A_slow)   (noise for expert t+1,
+ *      eq. 12; one scalar std per adapted matrix, Philox keyed by (seed, expert, layer, target))
+ *   4. fast <- PEFT re-initialisation (A kaiming-uniform, B = 0)
+ *   5. AdamW moments and step count reset
+ *   6. the learning-rate schedule restarts, compressed to expert t+1's length.
+ * At t = 1 the fast adapter starts equal to the slow one (both the PEFT initialisation,
+ * B = 0, so there is no noise before the first expert). After the last expert the merge
+ * happens as well and the fast adapter is re-initialised, so the trained model is the
+ * merged base alone.
+ *
+ * Choices where the paper is ambiguous (each a named option; defaults are the literal text):
+ *  - slow_merge CUMULATIVE (default): Algorithm 1 merges the whole slow adapter into W at
+ *    every boundary, so earlier experts are merged again through the moving average.
+ *    REPLACE: W holds the slow adapter once; each boundary removes the previous slow
+ *    contribution before adding the new one (W = W0 + noise + s*B_slow*A_slow).
+ *  - noise_std SCALED (default, the issue's text): std(s * B_slow * A_slow), the spread of
+ *    the update that was merged into W. UNSCALED: std(B_slow * A_slow) (ARCHITECTURE.md's
+ *    wording); the two differ by the factor s = lora_alpha / r.
+ *  - std is torch.std's default, the unbiased estimator (divide by N - 1).
+ *  - schedule RESTART compresses the warm-up too: warmup_steps * expert_len / S.
+ * The std and the merged-update norm are computed from r x r Gram matrices
+ * (||BA||_F^2 = sum((B^T B) .* (A A^T))) and column/row sums, never materialising B*A.
+ *
+ * DoRA under the cascade: the magnitude m is trained continuously (never averaged, never
+ * re-initialised); each merge folds the slow direction into W and rescales every row to the
+ * current m (see lora.h), so the next expert starts from the merged layer exactly.
+ *
+ * Baselines as configurations: LoRA = one expert, alpha = lambda = 0; "+Cascade" = one
+ * expert per epoch, alpha = lambda = 0; "++Slow LoRA" adds alpha; "+++Noise" adds lambda;
+ * COLA = 2 experts, alpha = lambda = 0, one global schedule; ReLoRA = an expert every N
+ * steps, alpha = lambda = 0, the jagged schedule (global cosine times a re-warm-up). */
+#ifndef LORASC_CASCADE_H
+#define LORASC_CASCADE_H
+
+#include <stdint.h>
+
+#include "core/model/lora.h"
+#include "core/model/optim.h"
+
+typedef enum SlowMerge { SLOW_MERGE_CUMULATIVE = 0, SLOW_MERGE_REPLACE = 1 } SlowMerge;
+typedef enum NoiseStd { NOISE_STD_SCALED = 0, NOISE_STD_UNSCALED = 1 } NoiseStd;
+typedef enum ExpertSchedule {
+    EXPERT_SCHEDULE_RESTART = 0, /* LoRASC: a fresh schedule compressed to each expert */
+    EXPERT_SCHEDULE_GLOBAL = 1,  /* COLA: one schedule over the whole run */
+    EXPERT_SCHEDULE_JAGGED = 2,  /* ReLoRA: global schedule x linear re-warm-up after boundaries */
+} ExpertSchedule;
+
+typedef struct CascadeConfig {
+    int n_experts;          /* > 0: T experts over the run (Table 4's expert counts) */
+    long steps_per_expert;  /* used when n_experts == 0: a boundary every k steps (the last
+                             * expert may be shorter); <= 0 with n_experts == 0: one expert */
+    float alpha;            /* slow-fast retention in [0, 1]; 0 = no slow expert */
+    float noise;            /* lambda >= 0; 0 = no cascading noise */
+    int merge;              /* merge the slow adapter into the base at boundaries */
+    int reinit_fast;        /* re-initialise the fast adapter after a boundary */
+    int reset_optimizer;    /* reset AdamW after a boundary */
+    ExpertSchedule schedule;
+    long rewarmup_steps;    /* JAGGED: length of the re-warm-up after each boundary */
+    SlowMerge slow_merge;
+    NoiseStd noise_std;
+} CascadeConfig;
+
+/* Presets by method name: "lora", "cascade" (+Cascade), "lorasc", "cola", "relora".
+ * Callers then override fields (alpha, noise, n_experts, ...). LSC_ERR if unknown. */
+int cascade_preset(const char *method, CascadeConfig *config);
+
+/* One expert boundary, for the run store. */
+typedef struct CascadeEvent {
+    int expert;             /* 1-based index of the expert that just ended */
+    long step;              /* optimiser steps done when it ended */
+    double merged_norm;     /* ||s B_slow A_slow||_F over all adapted matrices (0 if no merge) */
+    double noise_std_mean;  /* mean over matrices of the std that scaled the next noise (0 if none) */
+    double noise_std_max;
+    double boundary_seconds; /* wall time of the boundary work */
+} CascadeEvent;
+
+/* The base weight W [out,in] of slot (layer, target), writable: the cascade merges and
+ * noises it in place. Llama and ViT provide one (see finetune.h). */
+typedef Real *(*CascadeWeightFn)(void *model, int layer, int target);
+
+typedef struct Cascade {
+    CascadeConfig config;
+    CascadeWeightFn weight;
+    void *model;
+    LoraAdapters *fast;     /* attached to the model, trained */
+    LoraAdapters slow;      /* same shapes, never attached */
+    AdamW *opt;
+    long total_steps;
+    int n_experts;
+    uint64_t seed;
+    Real *ones;             /* [max(in, out)] for row/column sums */
+    Real *scratch;          /* 2 r^2 + 2 r: Gram matrices and sums */
+} Cascade;
+
+/* Validates config against total_steps (experts <= steps, alpha in [0,1], lambda >= 0) and
+ * sets the slow adapter equal to the fast one. */
+int cascade_create(Cascade *c, CascadeWeightFn weight, void *model, LoraAdapters *fast, AdamW *opt,
+                   const CascadeConfig *config, long total_steps, uint64_t seed);
+void cascade_free(Cascade *c);
+
+/* First step of expert e (0-based); cascade_expert_start(c, n_experts) == total_steps. */
+long cascade_expert_start(const Cascade *c, int expert);
+/* The 0-based expert that global step `step` belongs to. */
+int cascade_expert_of_step(const Cascade *c, long step);
+/* Learning rate of global step `step` under base schedule s and the configured mode. */
+float cascade_lr(const Cascade *c, const Schedule *s, long step);
+/* The seed the fast adapter is initialised from for expert e (0-based; e = 0 is `seed`). */
+uint64_t cascade_expert_seed(uint64_t seed, int expert);
+
+/* Call after the optimiser update of global step `step`. If it was the last step of an
+ * expert, does the boundary work, fills *event and returns 1; else returns 0. */
+int cascade_after_step(Cascade *c, long step, CascadeEvent *event);
+
+/* std (torch.std, unbiased) and squared Frobenius norm of scale * B * A for one slot,
+ * from Gram matrices; exposed for tests. */
+void cascade_product_stats(Cascade *c, const LoraAdapters *lora, int layer, int target,
+                           double scale, double *std, double *sq_norm);
+
+#endif

@@ -1,0 +1,569 @@
+/* Llama forward and backward, layer by layer, on the backend seam.
+ * Banners: config and size tables / build and free / activations / forward / backward /
+ * LoRA plumbing / generation. The backward mirrors the forward in reverse; each step names
+ * the forward line it differentiates. */
+#include "core/model/llama.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "core/base/error.h"
+#include "core/base/philox.h"
+
+/* ------------------------------------------------------------------------------------------
+ * config and size tables */
+
+static const char *const param_names[LLAMA_NUM_PARAM_TENSORS] = {
+    "token_embedding", "rms_att", "wq", "wk", "wv", "wo", "rms_ffn", "w1", "w2", "w3",
+    "rms_final", "wcls",
+};
+
+const char *llama_param_name(int tensor) {
+    return (tensor >= 0 && tensor < LLAMA_NUM_PARAM_TENSORS) ? param_names[tensor] : "?";
+}
+
+int llama_config_validate(const LlamaConfig *c) {
+    const struct { const char *name; int value; } positive[] = {
+        {"dim", c->dim},           {"hidden_dim", c->hidden_dim}, {"n_layers", c->n_layers},
+        {"n_heads", c->n_heads},   {"n_kv_heads", c->n_kv_heads}, {"vocab_size", c->vocab_size},
+        {"seq_len", c->seq_len},
+    };
+    for (size_t i = 0; i < sizeof positive / sizeof positive[0]; i++)
+        if (positive[i].value <= 0)
+            return error_set("Llama config field %s must be a positive integer, got %d.",
+                             positive[i].name, positive[i].value);
+    if (c->dim % c->n_heads != 0)
+        return error_set("Llama config: dim (%d) must be divisible by n_heads (%d).", c->dim,
+                         c->n_heads);
+    if ((c->dim / c->n_heads) % 2 != 0)
+        return error_set("Llama config: head size dim/n_heads = %d must be even for rotary "
+                         "embeddings.", c->dim / c->n_heads);
+    if (c->n_heads % c->n_kv_heads != 0)
+        return error_set("Llama config: n_heads (%d) must be a multiple of n_kv_heads (%d).",
+                         c->n_heads, c->n_kv_heads);
+    if (!(c->rope_theta > 0.0f))
+        return error_set("Llama config: rope_theta must be positive, got %g.", (double)c->rope_theta);
+    if (!(c->norm_eps > 0.0f))
+        return error_set("Llama config: norm_eps must be positive, got %g.", (double)c->norm_eps);
+    if (c->rope_style != ROPE_INTERLEAVED && c->rope_style != ROPE_HALF)
+        return error_set("Llama config: rope_style must be 0 (interleaved) or 1 (half), got %d.",
+                         (int)c->rope_style);
+    return LSC_OK;
+}
+
+void llama_param_sizes(const LlamaConfig *c, size_t sizes[LLAMA_NUM_PARAM_TENSORS]) {
+    const size_t C = (size_t)c->dim, H = (size_t)c->hidden_dim, L = (size_t)c->n_layers;
+    const size_t V = (size_t)c->vocab_size, HD = C / (size_t)c->n_heads;
+    const size_t qdim = (size_t)c->n_heads * HD, kvdim = (size_t)c->n_kv_heads * HD;
+    sizes[LLAMA_TOKEN_EMBEDDING] = V * C;
+    sizes[LLAMA_RMS_ATT] = L * C;
+    sizes[LLAMA_WQ] = L * qdim * C;
+    sizes[LLAMA_WK] = L * kvdim * C;
+    sizes[LLAMA_WV] = L * kvdim * C;
+    sizes[LLAMA_WO] = L * C * qdim;
+    sizes[LLAMA_RMS_FFN] = L * C;
+    sizes[LLAMA_W1] = L * H * C;
+    sizes[LLAMA_W2] = L * C * H;
+    sizes[LLAMA_W3] = L * H * C;
+    sizes[LLAMA_RMS_FINAL] = C;
+    sizes[LLAMA_WCLS] = c->tied_embeddings ? 0 : V * C;
+}
+
+/* Points tensors[i] into block by the size table; the classifier aliases the embedding
+ * when tied. */
+static void carve_weights(LlamaWeights *w, Real *block, const size_t sizes[LLAMA_NUM_PARAM_TENSORS]) {
+    Real *p = block;
+    for (int i = 0; i < LLAMA_NUM_PARAM_TENSORS; i++) {
+        w->tensors[i] = sizes[i] ? p : NULL;
+        p += sizes[i];
+    }
+    if (!w->tensors[LLAMA_WCLS]) w->tensors[LLAMA_WCLS] = w->tensors[LLAMA_TOKEN_EMBEDDING];
+}
+
+/* ------------------------------------------------------------------------------------------
+ * build and free */
+
+static int head_dim(const LlamaConfig *c) { return c->dim / c->n_heads; }
+
+/* cos/sin of p * theta^(-2i/HD) for p < seq_len, i < HD/2, computed in double. */
+static void build_rope_tables(Llama *m) {
+    const LlamaConfig *c = &m->config;
+    const int half = head_dim(c) / 2;
+    const size_t n = (size_t)c->seq_len * (size_t)half;
+    Real *cos_h = malloc(n * sizeof(Real)), *sin_h = malloc(n * sizeof(Real));
+    LSC_ASSERT(cos_h && sin_h);
+    for (int p = 0; p < c->seq_len; p++)
+        for (int i = 0; i < half; i++) {
+            double freq = pow((double)c->rope_theta, -2.0 * i / (double)head_dim(c));
+            cos_h[(size_t)p * half + i] = (Real)cos(p * freq);
+            sin_h[(size_t)p * half + i] = (Real)sin(p * freq);
+        }
+    m->be->to_device(m->be, m->rope_cos, cos_h, n * sizeof(Real));
+    m->be->to_device(m->be, m->rope_sin, sin_h, n * sizeof(Real));
+    free(cos_h);
+    free(sin_h);
+}
+
+int llama_create(Llama *m, Backend *be, const LlamaConfig *c) {
+    memset(m, 0, sizeof *m);
+    if (llama_config_validate(c) != LSC_OK) return LSC_ERR;
+    m->config = *c;
+    m->be = be;
+    llama_param_sizes(c, m->param_sizes);
+    for (int i = 0; i < LLAMA_NUM_PARAM_TENSORS; i++) m->num_params += m->param_sizes[i];
+    m->params = be->alloc(be, m->num_params * sizeof(Real));
+    const size_t rope_n = (size_t)c->seq_len * (size_t)(head_dim(c) / 2);
+    m->rope_cos = be->alloc(be, rope_n * sizeof(Real));
+    m->rope_sin = be->alloc(be, rope_n * sizeof(Real));
+    if (!m->params || !m->rope_cos || !m->rope_sin) {
+        llama_free(m);
+        return error_set("Out of memory allocating a Llama model with %zu parameters.",
+                         m->num_params);
+    }
+    carve_weights(&m->w, m->params, m->param_sizes);
+    build_rope_tables(m);
+    return LSC_OK;
+}
+
+void llama_free(Llama *m) {
+    Backend *be = m->be;
+    if (be) {
+        void *blocks[] = {m->params, m->grads, m->rope_cos, m->rope_sin, m->tokens, m->targets};
+        for (size_t i = 0; i < sizeof blocks / sizeof blocks[0]; i++)
+            if (blocks[i]) be->free(be, blocks[i]);
+        arena_free(&m->acts_arena);
+    }
+    memset(m, 0, sizeof *m);
+}
+
+void llama_init_random(Llama *m, uint64_t seed) {
+    const size_t n = m->num_params;
+    Real *host = malloc(n * sizeof(Real));
+    LSC_ASSERT(host != NULL);
+    Real *p = host;
+    for (int i = 0; i < LLAMA_NUM_PARAM_TENSORS; i++) {
+        const size_t sz = m->param_sizes[i];
+        const int is_norm = i == LLAMA_RMS_ATT || i == LLAMA_RMS_FFN || i == LLAMA_RMS_FINAL;
+        if (is_norm)
+            for (size_t j = 0; j < sz; j++) p[j] = 1;
+        else
+            philox_normal(p, sz, seed, philox_stream(RNG_PURPOSE_INIT, 0xFFFF, (uint32_t)i, 0), 0.0,
+                          0.02);
+        p += sz;
+    }
+    m->be->to_device(m->be, m->params, host, n * sizeof(Real));
+    free(host);
+}
+
+int llama_enable_full_grads(Llama *m) {
+    if (m->grads) return LSC_OK;
+    m->grads = m->be->alloc(m->be, m->num_params * sizeof(Real));
+    if (!m->grads)
+        return error_set("Out of memory allocating gradients for %zu parameters.", m->num_params);
+    carve_weights(&m->dw, m->grads, m->param_sizes);
+    return LSC_OK;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * activations: carved from an arena for (B, T); re-carved when the shape changes, the block
+ * grown only when the new shape needs more room. */
+
+typedef struct ActSlot {
+    Real **ptr;
+    size_t n;
+} ActSlot;
+
+static void carve_acts(Llama *m, int B, int T, Arena *arena) {
+    const LlamaConfig *c = &m->config;
+    const size_t L = (size_t)c->n_layers, C = (size_t)c->dim, H = (size_t)c->hidden_dim;
+    const size_t BT = (size_t)B * (size_t)T, V = (size_t)c->vocab_size;
+    const size_t HD = (size_t)head_dim(c), qdim = (size_t)c->n_heads * HD;
+    const size_t kvdim = (size_t)c->n_kv_heads * HD;
+    const size_t attn = (size_t)B * (size_t)c->n_heads * (size_t)T * (size_t)T;
+    LlamaActs *a = &m->acts;
+    const ActSlot slots[] = {
+        {&a->resid, (L + 1) * BT * C}, {&a->xn_att, L * BT * C},   {&a->rstd_att, L * BT},
+        {&a->q, L * BT * qdim},        {&a->k, L * BT * kvdim},    {&a->v, L * BT * kvdim},
+        {&a->att, L * attn},           {&a->atty, L * BT * qdim},  {&a->resid_mid, L * BT * C},
+        {&a->xn_ffn, L * BT * C},      {&a->rstd_ffn, L * BT},     {&a->gate, L * BT * H},
+        {&a->up, L * BT * H},          {&a->swi, L * BT * H},      {&a->xn_final, BT * C},
+        {&a->rstd_final, BT},          {&a->logits, BT * V},       {&a->losses, BT},
+        {&a->lse, BT},                 {&a->dloss, BT},            {&a->proj, BT * C},
+        {&a->dresid, BT * C},          {&a->dxn, BT * C},          {&a->dq, BT * qdim},
+        {&a->dk, BT * kvdim},          {&a->dv, BT * kvdim},       {&a->datt, attn},
+        {&a->datty, BT * qdim},        {&a->dgate, BT * H},        {&a->dup, BT * H},
+        {&a->dswi, BT * H},
+    };
+    arena_reset(arena);
+    for (size_t i = 0; i < sizeof slots / sizeof slots[0]; i++) *slots[i].ptr = arena_alloc(arena, slots[i].n);
+}
+
+static int llama_reserve(Llama *m, int B, int T) {
+    if (m->B == B && m->T == T && m->acts_arena.base) return LSC_OK;
+    Backend *be = m->be;
+    Arena measure = arena_measure();
+    carve_acts(m, B, T, &measure);
+    const size_t rows = (size_t)B * (size_t)T;
+    m->B = m->T = 0;
+    if (arena_reserve(&m->acts_arena, be, measure.used) != LSC_OK) return LSC_ERR;
+    if (rows > m->row_capacity) {
+        if (m->tokens) be->free(be, m->tokens);
+        if (m->targets) be->free(be, m->targets);
+        m->tokens = be->alloc(be, rows * sizeof(int32_t));
+        m->targets = be->alloc(be, rows * sizeof(int32_t));
+        m->row_capacity = (m->tokens && m->targets) ? rows : 0;
+        if (!m->row_capacity)
+            return error_set("Out of memory allocating token buffers for %d x %d tokens.", B, T);
+    }
+    carve_acts(m, B, T, &m->acts_arena);
+    m->B = B;
+    m->T = T;
+    return LSC_OK;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * forward */
+
+/* The slice of a stacked [L, ...] weight for layer l. */
+static Real *layer_slice(Real *stacked, size_t per_layer, int l) {
+    return stacked + (size_t)l * per_layer;
+}
+
+/* y[rows,out] (=, or += when accumulate) x[rows,in] W^T */
+static void linear(Backend *be, Real *y, const Real *x, const Real *w, int rows, int in, int out,
+                   int accumulate) {
+    be->matmul(be, y, x, w, rows, out, in, 0, 1, 1, (Real)(accumulate ? 1 : 0));
+}
+
+Real *llama_target_weight(Llama *m, int target, int layer) {
+    static const int tensor_of_target[LORA_NUM_TARGETS] = {
+        [LORA_Q] = LLAMA_WQ,    [LORA_K] = LLAMA_WK,  [LORA_V] = LLAMA_WV,   [LORA_O] = LLAMA_WO,
+        [LORA_GATE] = LLAMA_W1, [LORA_UP] = LLAMA_W3, [LORA_DOWN] = LLAMA_W2,
+    };
+    const int tensor = tensor_of_target[target];
+    const size_t per_layer = m->param_sizes[tensor] / (size_t)m->config.n_layers;
+    return layer_slice(m->w.tensors[tensor], per_layer, layer);
+}
+
+void llama_lora_shapes(const LlamaConfig *c, int in_dim[LORA_NUM_TARGETS],
+                       int out_dim[LORA_NUM_TARGETS]) {
+    const int qdim = c->dim, kvdim = c->n_kv_heads * (c->dim / c->n_heads);
+    const int ins[LORA_NUM_TARGETS] = {c->dim, c->dim, c->dim, qdim, c->dim, c->dim, c->hidden_dim};
+    const int outs[LORA_NUM_TARGETS] = {qdim, kvdim, kvdim, c->dim, c->hidden_dim, c->hidden_dim,
+                                        c->dim};
+    memcpy(in_dim, ins, sizeof ins);
+    memcpy(out_dim, outs, sizeof outs);
+}
+
+/* LoraWeightFn over this model: the base weight of (layer, target). */
+static const Real *lora_base_weight(void *model, int layer, int target) {
+    return llama_target_weight(model, target, layer);
+}
+
+void llama_init_lora_magnitudes(Llama *m) {
+    if (m->lora) lora_init_magnitudes(m->lora, lora_base_weight, m);
+}
+
+void llama_attach_lora(Llama *m, LoraAdapters *lora) {
+    if (lora) {
+        int in[LORA_NUM_TARGETS], out[LORA_NUM_TARGETS];
+        llama_lora_shapes(&m->config, in, out);
+        LSC_ASSERT(lora->n_layers == m->config.n_layers);
+        for (int t = 0; t < LORA_NUM_TARGETS; t++)
+            LSC_ASSERT(!lora_enabled(lora, t) || (lora->in_dim[t] == in[t] && lora->out_dim[t] == out[t]));
+    }
+    m->lora = lora;
+    if (lora && lora->config.use_dora && !lora->magnitudes_set) llama_init_lora_magnitudes(m);
+}
+
+void llama_merge_lora(Llama *m, float sign) {
+    LoraAdapters *lora = m->lora;
+    if (!lora) return;
+    LSC_ASSERT(lora->merged == (sign < 0));
+    for (int l = 0; l < m->config.n_layers; l++)
+        for (int t = 0; t < LORA_NUM_TARGETS; t++)
+            if (lora_enabled(lora, t)) lora_apply_to_weight(lora, llama_target_weight(m, t, l), l, t, sign);
+    lora->merged = sign > 0;
+}
+
+/* 1 when (target) has an active (attached, unmerged) DoRA magnitude. */
+static int dora_active(const Llama *m, int target) {
+    return m->lora && !m->lora->merged && lora_has_magnitude(m->lora, target);
+}
+
+/* Applies the attached adapter of (layer, target) to the projection y = x W^T, if any: the
+ * LoRA branch, then DoRA's output scaling (which needs y to hold the projection alone). */
+static void adapter_forward(Llama *m, Real *y, const Real *x, int l, int target, int rows) {
+    if (!m->lora) return;
+    lora_forward(m->lora, y, x, l, target, rows);
+    lora_magnitude_forward(m->lora, y, llama_target_weight(m, target, l), l, target, rows);
+}
+
+/* The backward of DoRA's output scaling for (layer, target): accumulates dm and returns the
+ * gradient of the unscaled projection, written to dproj (may alias dy); dy itself without
+ * DoRA. Its result is what the frozen matmul and adapter_backward of this slot take. */
+static const Real *magnitude_backward(Llama *m, Real *dproj, const Real *dy, int l, int target,
+                                      int rows) {
+    if (!dora_active(m, target)) return dy;
+    return lora_magnitude_backward(m->lora, dproj, dy, l, target, rows);
+}
+
+static void adapter_backward(Llama *m, Real *dx, const Real *dy, const Real *x, int l, int target,
+                             int rows) {
+    if (m->lora && !m->lora->merged) lora_backward(m->lora, dx, dy, x, l, target, rows);
+}
+
+/* out[rows,C] = resid + x W^T with the adapter of (l, target) on the projection (o, down).
+ * The residual add is fused into the GEMM (out = resid; out += x W^T, the LoRA branch adding
+ * into out too), except under DoRA, whose scaling must reach the projection alone: then the
+ * projection goes to the proj scratch and residual_forward adds it. */
+static void residual_projection(Llama *m, Real *out, const Real *resid, const Real *x, int l,
+                                int target, int rows, int in) {
+    Backend *be = m->be;
+    const int C = m->config.dim;
+    const Real *w = llama_target_weight(m, target, l);
+    if (!dora_active(m, target)) {
+        be->copy(be, out, resid, (size_t)rows * C * sizeof(Real));
+        linear(be, out, x, w, rows, in, C, 1);
+        adapter_forward(m, out, x, l, target, rows);
+        return;
+    }
+    linear(be, m->acts.proj, x, w, rows, in, C, 0);
+    adapter_forward(m, m->acts.proj, x, l, target, rows);
+    be->residual_forward(be, out, resid, m->acts.proj, (size_t)rows * C);
+}
+
+static int check_tokens(const Llama *m, const int32_t *tokens, const int32_t *targets, int n) {
+    const int V = m->config.vocab_size;
+    for (int i = 0; i < n; i++) {
+        if (tokens[i] < 0 || tokens[i] >= V)
+            return error_set("Token %d at position %d is outside the vocabulary [0, %d).", tokens[i],
+                             i, V);
+        if (targets && (targets[i] < -1 || targets[i] >= V))
+            return error_set("Target %d at position %d is outside [0, %d) (use -1 to mask a "
+                             "position out of the loss).", targets[i], i, V);
+    }
+    return LSC_OK;
+}
+
+int llama_forward(Llama *m, const int32_t *tokens, const int32_t *targets, int B, int T) {
+    const LlamaConfig *c = &m->config;
+    Backend *be = m->be;
+    if (B <= 0 || T <= 0)
+        return error_set("Batch shape must be positive, got B = %d, T = %d.", B, T);
+    if (T > c->seq_len)
+        return error_set("Sequence of %d tokens is longer than the model's seq_len %d.", T, c->seq_len);
+    const int BT = B * T;
+    if (check_tokens(m, tokens, targets, BT) != LSC_OK) return LSC_ERR;
+    if (llama_reserve(m, B, T) != LSC_OK) return LSC_ERR;
+    if (m->lora && !m->lora->merged && lora_reserve(m->lora, BT) != LSC_OK) return LSC_ERR;
+
+    const int C = c->dim, H = c->hidden_dim, L = c->n_layers, V = c->vocab_size;
+    const int NH = c->n_heads, NKV = c->n_kv_heads, HD = head_dim(c);
+    const int qdim = NH * HD, kvdim = NKV * HD;
+    const size_t BTC = (size_t)BT * C, BTH = (size_t)BT * H;
+    const size_t attn = (size_t)B * NH * T * T;
+    LlamaActs *a = &m->acts;
+    Real *const *w = m->w.tensors;
+
+    be->to_device(be, m->tokens, tokens, (size_t)BT * sizeof(int32_t));
+    be->embedding_forward(be, a->resid, m->tokens, w[LLAMA_TOKEN_EMBEDDING], BT, C);
+
+    for (int l = 0; l < L; l++) {
+        Real *x = a->resid + l * BTC, *xn = a->xn_att + l * BTC, *rstd = a->rstd_att + (size_t)l * BT;
+        Real *q = a->q + (size_t)l * BT * qdim, *k = a->k + (size_t)l * BT * kvdim;
+        Real *v = a->v + (size_t)l * BT * kvdim, *att = a->att + l * attn;
+        Real *atty = a->atty + (size_t)l * BT * qdim, *mid = a->resid_mid + l * BTC;
+        Real *xn2 = a->xn_ffn + l * BTC, *rstd2 = a->rstd_ffn + (size_t)l * BT;
+        Real *gate = a->gate + l * BTH, *up = a->up + l * BTH, *swi = a->swi + l * BTH;
+        Real *out = a->resid + (l + 1) * BTC;
+
+        /* attention block: mid = x + attn(rope(xn Wq^T), rope(xn Wk^T), xn Wv^T) Wo^T */
+        be->rmsnorm_forward(be, xn, rstd, x, layer_slice(w[LLAMA_RMS_ATT], C, l), BT, C, c->norm_eps);
+        linear(be, q, xn, llama_target_weight(m, LORA_Q, l), BT, C, qdim, 0);
+        adapter_forward(m, q, xn, l, LORA_Q, BT);
+        linear(be, k, xn, llama_target_weight(m, LORA_K, l), BT, C, kvdim, 0);
+        adapter_forward(m, k, xn, l, LORA_K, BT);
+        linear(be, v, xn, llama_target_weight(m, LORA_V, l), BT, C, kvdim, 0);
+        adapter_forward(m, v, xn, l, LORA_V, BT);
+        be->rope_forward(be, q, m->rope_cos, m->rope_sin, B, T, NH, HD, 0, c->rope_style);
+        be->rope_forward(be, k, m->rope_cos, m->rope_sin, B, T, NKV, HD, 0, c->rope_style);
+        be->attention_forward(be, atty, att, q, k, v, B, T, NH, NKV, HD);
+        residual_projection(m, mid, x, atty, l, LORA_O, BT, qdim);
+
+        /* feed-forward block: out = mid + (silu(xn2 W1^T) * (xn2 W3^T)) W2^T */
+        be->rmsnorm_forward(be, xn2, rstd2, mid, layer_slice(w[LLAMA_RMS_FFN], C, l), BT, C, c->norm_eps);
+        linear(be, gate, xn2, llama_target_weight(m, LORA_GATE, l), BT, C, H, 0);
+        adapter_forward(m, gate, xn2, l, LORA_GATE, BT);
+        linear(be, up, xn2, llama_target_weight(m, LORA_UP, l), BT, C, H, 0);
+        adapter_forward(m, up, xn2, l, LORA_UP, BT);
+        be->swiglu_forward(be, swi, gate, up, BTH);
+        residual_projection(m, out, mid, swi, l, LORA_DOWN, BT, H);
+    }
+
+    be->rmsnorm_forward(be, a->xn_final, a->rstd_final, a->resid + (size_t)L * BTC,
+                        w[LLAMA_RMS_FINAL], BT, C, c->norm_eps);
+    linear(be, a->logits, a->xn_final, w[LLAMA_WCLS], BT, C, V, 0);
+
+    m->mean_loss = 0.0;
+    m->n_loss_tokens = 0;
+    if (!targets) return LSC_OK;
+
+    /* loss = mean over unmasked positions; dloss carries mask / count for the backward */
+    Real *host = malloc((size_t)BT * sizeof(Real));
+    if (!host) return error_set("Out of memory computing the loss of %d tokens.", BT);
+    int count = 0;
+    for (int i = 0; i < BT; i++) count += targets[i] >= 0;
+    be->to_device(be, m->targets, targets, (size_t)BT * sizeof(int32_t));
+    be->cross_entropy_forward(be, a->losses, a->lse, a->logits, m->targets, BT, V);
+    be->to_host(be, host, a->losses, (size_t)BT * sizeof(Real));
+    double sum = 0.0;
+    for (int i = 0; i < BT; i++) sum += host[i];
+    for (int i = 0; i < BT; i++) host[i] = (targets[i] >= 0 && count) ? (Real)(1.0 / count) : 0;
+    be->to_device(be, a->dloss, host, (size_t)BT * sizeof(Real));
+    free(host);
+    m->n_loss_tokens = count;
+    m->mean_loss = count ? sum / count : 0.0;
+    return LSC_OK;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * backward */
+
+void llama_zero_grad(Llama *m) {
+    if (m->grads) m->be->zero(m->be, m->grads, m->num_params * sizeof(Real));
+    if (m->lora) m->be->zero(m->be, m->lora->grads, m->lora->num_params * sizeof(Real));
+}
+
+/* dW[out,in] += dy[rows,out]^T x[rows,in], only when full gradients are on. */
+static void weight_grad(Llama *m, Real *dw, const Real *dy, const Real *x, int rows, int in, int out) {
+    if (dw) m->be->matmul(m->be, dw, dy, x, out, in, rows, 1, 0, 1, 1);
+}
+
+/* The gradient slice of stacked tensor `tensor` for layer l, or NULL without full grads. */
+static Real *grad_slice(Llama *m, int tensor, int l) {
+    if (!m->grads) return NULL;
+    const size_t per_layer = m->param_sizes[tensor] / (size_t)m->config.n_layers;
+    return layer_slice(m->dw.tensors[tensor], per_layer, l);
+}
+
+int llama_backward(Llama *m) {
+    const LlamaConfig *c = &m->config;
+    Backend *be = m->be;
+    if (!m->acts_arena.base || m->n_loss_tokens == 0)
+        return error_set("llama_backward needs a forward with at least one unmasked target first.");
+    if (!m->grads && (!m->lora || m->lora->merged))
+        return error_set("Nothing to train: enable full gradients or attach an unmerged LoRA adapter.");
+    const int B = m->B, T = m->T, BT = B * T;
+    const int C = c->dim, H = c->hidden_dim, L = c->n_layers, V = c->vocab_size;
+    const int NH = c->n_heads, NKV = c->n_kv_heads, HD = head_dim(c);
+    const int qdim = NH * HD, kvdim = NKV * HD;
+    const size_t BTC = (size_t)BT * C, BTH = (size_t)BT * H;
+    const size_t attn = (size_t)B * NH * T * T;
+    LlamaActs *a = &m->acts;
+    Real *const *w = m->w.tensors;
+    const int full = m->grads != NULL;
+
+    /* logits = xn_final Wcls^T; loss = CE(logits). dlogits overwrite the logits in place. */
+    Real *dlogits = a->logits;
+    be->cross_entropy_backward(be, dlogits, a->logits, a->lse, m->targets, a->dloss, BT, V);
+    weight_grad(m, full ? m->dw.tensors[LLAMA_WCLS] : NULL, dlogits, a->xn_final, BT, C, V);
+    be->matmul(be, a->dxn, dlogits, w[LLAMA_WCLS], BT, C, V, 0, 0, 1, 0); /* dxn = dlogits Wcls */
+    be->zero(be, a->dresid, BTC * sizeof(Real));
+    be->rmsnorm_backward(be, a->dresid, full ? m->dw.tensors[LLAMA_RMS_FINAL] : NULL, a->dxn,
+                         a->resid + (size_t)L * BTC, w[LLAMA_RMS_FINAL], a->rstd_final, BT, C);
+
+    for (int l = L - 1; l >= 0; l--) {
+        const Real *x = a->resid + l * BTC, *xn = a->xn_att + l * BTC;
+        const Real *rstd = a->rstd_att + (size_t)l * BT;
+        const Real *q = a->q + (size_t)l * BT * qdim, *k = a->k + (size_t)l * BT * kvdim;
+        const Real *v = a->v + (size_t)l * BT * kvdim, *att = a->att + l * attn;
+        const Real *atty = a->atty + (size_t)l * BT * qdim, *mid = a->resid_mid + l * BTC;
+        const Real *xn2 = a->xn_ffn + l * BTC, *rstd2 = a->rstd_ffn + (size_t)l * BT;
+        const Real *gate = a->gate + l * BTH, *up = a->up + l * BTH, *swi = a->swi + l * BTH;
+        Real *dresid = a->dresid; /* d(out) on entry; d(mid), then d(x) as we go */
+
+        /* out = mid + proj, proj = swi W2^T (DoRA-scaled): d(mid) += d(out) (kept in dresid),
+         * dswi = dproj W2 with dproj = d(out), or d(out) (.) m/n under DoRA (in a->proj) */
+        const Real *dproj = magnitude_backward(m, a->proj, dresid, l, LORA_DOWN, BT);
+        be->matmul(be, a->dswi, dproj, llama_target_weight(m, LORA_DOWN, l), BT, H, C, 0, 0, 1, 0);
+        weight_grad(m, grad_slice(m, LLAMA_W2, l), dproj, swi, BT, H, C);
+        adapter_backward(m, a->dswi, dproj, swi, l, LORA_DOWN, BT);
+        /* swi = silu(gate) * up */
+        be->swiglu_backward(be, a->dgate, a->dup, a->dswi, gate, up, BTH);
+        /* gate = xn2 W1^T, up = xn2 W3^T (DoRA scaling undone in place): dxn2 = dgate W1 + dup W3 */
+        const Real *dgate = magnitude_backward(m, a->dgate, a->dgate, l, LORA_GATE, BT);
+        const Real *dup = magnitude_backward(m, a->dup, a->dup, l, LORA_UP, BT);
+        be->matmul(be, a->dxn, dgate, llama_target_weight(m, LORA_GATE, l), BT, C, H, 0, 0, 1, 0);
+        be->matmul(be, a->dxn, dup, llama_target_weight(m, LORA_UP, l), BT, C, H, 0, 0, 1, 1);
+        weight_grad(m, grad_slice(m, LLAMA_W1, l), dgate, xn2, BT, C, H);
+        weight_grad(m, grad_slice(m, LLAMA_W3, l), dup, xn2, BT, C, H);
+        adapter_backward(m, a->dxn, dgate, xn2, l, LORA_GATE, BT);
+        adapter_backward(m, a->dxn, dup, xn2, l, LORA_UP, BT);
+        /* xn2 = rmsnorm(mid): accumulates into d(mid) */
+        be->rmsnorm_backward(be, dresid, grad_slice(m, LLAMA_RMS_FFN, l), a->dxn, mid,
+                             layer_slice(w[LLAMA_RMS_FFN], C, l), rstd2, BT, C);
+
+        /* mid = x + proj, proj = atty Wo^T (DoRA-scaled): d(x) += d(mid), datty = dproj Wo */
+        dproj = magnitude_backward(m, a->proj, dresid, l, LORA_O, BT);
+        be->matmul(be, a->datty, dproj, llama_target_weight(m, LORA_O, l), BT, qdim, C, 0, 0, 1, 0);
+        weight_grad(m, grad_slice(m, LLAMA_WO, l), dproj, atty, BT, qdim, C);
+        adapter_backward(m, a->datty, dproj, atty, l, LORA_O, BT);
+        be->attention_backward(be, a->dq, a->dk, a->dv, a->datt, a->datty, q, k, v, att, B, T, NH,
+                               NKV, HD);
+        /* q, k were rotated in place: rotate their gradients back */
+        be->rope_backward(be, a->dq, m->rope_cos, m->rope_sin, B, T, NH, HD, 0, c->rope_style);
+        be->rope_backward(be, a->dk, m->rope_cos, m->rope_sin, B, T, NKV, HD, 0, c->rope_style);
+        /* q,k,v = xn W^T (DoRA scaling undone in place): dxn = dq Wq + dk Wk + dv Wv */
+        const Real *dq = magnitude_backward(m, a->dq, a->dq, l, LORA_Q, BT);
+        const Real *dk = magnitude_backward(m, a->dk, a->dk, l, LORA_K, BT);
+        const Real *dv = magnitude_backward(m, a->dv, a->dv, l, LORA_V, BT);
+        /* In LoRA mode nothing reads layer 0's input gradient (the embedding is frozen), so
+         * its three input-gradient GEMMs and the rmsnorm backward are skipped. */
+        const int need_dx = full || l > 0;
+        if (need_dx) {
+            be->matmul(be, a->dxn, dq, llama_target_weight(m, LORA_Q, l), BT, C, qdim, 0, 0, 1, 0);
+            be->matmul(be, a->dxn, dk, llama_target_weight(m, LORA_K, l), BT, C, kvdim, 0, 0, 1, 1);
+            be->matmul(be, a->dxn, dv, llama_target_weight(m, LORA_V, l), BT, C, kvdim, 0, 0, 1, 1);
+        }
+        weight_grad(m, grad_slice(m, LLAMA_WQ, l), dq, xn, BT, C, qdim);
+        weight_grad(m, grad_slice(m, LLAMA_WK, l), dk, xn, BT, C, kvdim);
+        weight_grad(m, grad_slice(m, LLAMA_WV, l), dv, xn, BT, C, kvdim);
+        adapter_backward(m, need_dx ? a->dxn : NULL, dq, xn, l, LORA_Q, BT);
+        adapter_backward(m, need_dx ? a->dxn : NULL, dk, xn, l, LORA_K, BT);
+        adapter_backward(m, need_dx ? a->dxn : NULL, dv, xn, l, LORA_V, BT);
+        /* xn = rmsnorm(x): accumulates into d(x) */
+        if (need_dx)
+            be->rmsnorm_backward(be, dresid, grad_slice(m, LLAMA_RMS_ATT, l), a->dxn, x,
+                                 layer_slice(w[LLAMA_RMS_ATT], C, l), rstd, BT, C);
+    }
+
+    /* resid[0] = embedding(tokens) */
+    if (full) be->embedding_backward(be, m->dw.tensors[LLAMA_TOKEN_EMBEDDING], a->dresid, m->tokens, BT, C);
+    return LSC_OK;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * generation */
+
+int llama_generate_greedy(Llama *m, int32_t *tokens, int n_prompt, int n_total) {
+    const int V = m->config.vocab_size;
+    if (n_prompt <= 0 || n_total > m->config.seq_len)
+        return error_set("Greedy generation needs 0 < prompt (%d) and total length (%d) <= seq_len %d.",
+                         n_prompt, n_total, m->config.seq_len);
+    Real *row = malloc((size_t)V * sizeof(Real));
+    if (!row) return error_set("Out of memory for a row of %d logits.", V);
+    for (int t = n_prompt; t < n_total; t++) {
+        if (llama_forward(m, tokens, NULL, 1, t) != LSC_OK) {
+            free(row);
+            return LSC_ERR;
+        }
+        m->be->to_host(m->be, row, m->acts.logits + (size_t)(t - 1) * V, (size_t)V * sizeof(Real));
+        int best = 0;
+        for (int i = 1; i < V; i++)
+            if (row[i] > row[best]) best = i;
+        tokens[t] = best;
+    }
+    free(row);
+    return LSC_OK;
+}

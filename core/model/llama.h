@@ -1,0 +1,155 @@
+/* The Llama model: explicit forward and backward per layer (the llm.c way, no autograd).
+ * Two training modes share one code path:
+ *  - full: gradients for every weight (pretraining / full fine-tuning);
+ *  - LoRA: a LoraAdapters is attached, the base is frozen, and base-weight gradients are
+ *    never computed (only activation gradients flow through the frozen matmuls).
+ * Parameters live in one block carved by a size table; gradients in a second block with the
+ * same layout (allocated only for full training); activations in a third, sized for (B, T).
+ * Not here: tokenizers, data, checkpoint formats (core/formats/checkpoint.h, core/llama2c.h). */
+#ifndef LORASC_LLAMA_H
+#define LORASC_LLAMA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/base/arena.h"
+#include "core/model/lora.h"
+#include "kernels/backend.h"
+
+typedef struct LlamaConfig {
+    int dim;            /* C */
+    int hidden_dim;     /* H, SwiGLU width */
+    int n_layers;       /* L */
+    int n_heads;        /* NH */
+    int n_kv_heads;     /* NKV (grouped-query attention when < NH) */
+    int vocab_size;     /* V */
+    int seq_len;        /* maximum T */
+    float rope_theta;   /* 10000 for Llama 1/2 */
+    float norm_eps;     /* RMSNorm epsilon */
+    int tied_embeddings; /* 1: the classifier is token_embedding */
+    RopeStyle rope_style;
+} LlamaConfig;
+
+/* Returns LSC_OK or LSC_ERR with a sentence naming the bad field. */
+int llama_config_validate(const LlamaConfig *c);
+
+enum {
+    LLAMA_TOKEN_EMBEDDING = 0, /* [V, C] */
+    LLAMA_RMS_ATT,             /* [L, C] */
+    LLAMA_WQ,                  /* [L, NH*HD, C] */
+    LLAMA_WK,                  /* [L, NKV*HD, C] */
+    LLAMA_WV,                  /* [L, NKV*HD, C] */
+    LLAMA_WO,                  /* [L, C, NH*HD] */
+    LLAMA_RMS_FFN,             /* [L, C] */
+    LLAMA_W1,                  /* [L, H, C]  gate */
+    LLAMA_W2,                  /* [L, C, H]  down */
+    LLAMA_W3,                  /* [L, H, C]  up */
+    LLAMA_RMS_FINAL,           /* [C] */
+    LLAMA_WCLS,                /* [V, C]; size 0 when tied */
+    LLAMA_NUM_PARAM_TENSORS
+};
+
+typedef struct LlamaWeights {
+    Real *tensors[LLAMA_NUM_PARAM_TENSORS]; /* pointers into one block; WCLS aliases the
+                                             * token embedding when tied */
+} LlamaWeights;
+
+const char *llama_param_name(int tensor);
+/* Number of elements of each tensor for config c. */
+void llama_param_sizes(const LlamaConfig *c, size_t sizes[LLAMA_NUM_PARAM_TENSORS]);
+
+/* Activations for one step at (B, T), carved from one block. Shapes in comments. */
+typedef struct LlamaActs {
+    Real *resid;     /* [L+1, BT, C] residual stream entering each layer (and final) */
+    Real *xn_att;    /* [L, BT, C]  rmsnorm before attention */
+    Real *rstd_att;  /* [L, BT] */
+    Real *q;         /* [L, BT, NH*HD]  after rope */
+    Real *k;         /* [L, BT, NKV*HD] after rope */
+    Real *v;         /* [L, BT, NKV*HD] */
+    Real *att;       /* [L, B, NH, T, T] softmax probabilities */
+    Real *atty;      /* [L, BT, NH*HD] attention output before wo */
+    Real *resid_mid; /* [L, BT, C] residual after attention */
+    Real *xn_ffn;    /* [L, BT, C] */
+    Real *rstd_ffn;  /* [L, BT] */
+    Real *gate;      /* [L, BT, H] x W1^T */
+    Real *up;        /* [L, BT, H] x W3^T */
+    Real *swi;       /* [L, BT, H] silu(gate) * up */
+    Real *xn_final;  /* [BT, C] */
+    Real *rstd_final; /* [BT] */
+    Real *logits;    /* [BT, V]; overwritten by dlogits in backward */
+    Real *losses;    /* [BT] per-token loss (0 where masked) */
+    Real *lse;       /* [BT] */
+    Real *dloss;     /* [BT] mask / count */
+    Real *proj;      /* [BT, C] scratch: an o/down projection that DoRA scales, before the
+                      * residual add (forward); its gradient (backward) */
+    /* backward scratch */
+    Real *dresid;    /* [BT, C] */
+    Real *dxn;       /* [BT, C] */
+    Real *dq, *dk, *dv; /* [BT, NH*HD], [BT, NKV*HD] x2 */
+    Real *datt;      /* [B, NH, T, T] */
+    Real *datty;     /* [BT, NH*HD] */
+    Real *dgate, *dup, *dswi; /* [BT, H] */
+} LlamaActs;
+
+typedef struct Llama {
+    LlamaConfig config;
+    Backend *be;
+    LlamaWeights w;
+    Real *params;                 /* one block, sizes from param_sizes */
+    size_t param_sizes[LLAMA_NUM_PARAM_TENSORS];
+    size_t num_params;
+    LlamaWeights dw;              /* same layout as w, NULL until llama_enable_full_grads */
+    Real *grads;
+    LoraAdapters *lora;           /* attached adapters (not owned), or NULL */
+    Real *rope_cos, *rope_sin;    /* [seq_len, HD/2] */
+    LlamaActs acts;
+    Arena acts_arena;             /* owns the activation memory */
+    int32_t *tokens, *targets;    /* device copies [BT] */
+    size_t row_capacity;          /* entries in tokens/targets */
+    int B, T;                     /* current activation capacity */
+    double mean_loss;             /* of the last forward with targets */
+    int n_loss_tokens;            /* unmasked targets in the last forward */
+} Llama;
+
+/* Allocates parameters (zeroed) for c on be. */
+int llama_create(Llama *m, Backend *be, const LlamaConfig *c);
+void llama_free(Llama *m);
+
+/* Random initialisation for pretraining: normal(0, 0.02) matrices, ones for norm weights. */
+void llama_init_random(Llama *m, uint64_t seed);
+
+/* Allocates the gradient block: after this, backward computes gradients of every weight. */
+int llama_enable_full_grads(Llama *m);
+/* Attaches adapters (must have been created from llama_lora_shapes of this model); NULL detaches.
+ * With adapters attached and no full grads, the base is frozen. A DoRA adapter whose
+ * magnitudes were never set (lora->magnitudes_set == 0) gets them from this model's weights
+ * (llama_init_lora_magnitudes). */
+void llama_attach_lora(Llama *m, LoraAdapters *lora);
+/* DoRA: m = ||W + s B A||_row for every slot of the attached adapter, from this model's
+ * weights (PEFT's initialisation; = ||W||_row while B = 0, leaving the model unchanged). */
+void llama_init_lora_magnitudes(Llama *m);
+/* The (in, out) dimensions of each LoRA target for this model. */
+void llama_lora_shapes(const LlamaConfig *c, int in_dim[LORA_NUM_TARGETS],
+                       int out_dim[LORA_NUM_TARGETS]);
+/* The base weight [L, out, in] that target t adapts (layer l's slice is at l*out*in). */
+Real *llama_target_weight(Llama *m, int target, int layer);
+/* Merge every adapter into the base (sign +1) or take it out again (sign -1): s*B*A for LoRA,
+ * the rule in core/model/lora.h for DoRA. */
+void llama_merge_lora(Llama *m, float sign);
+
+/* Forward on tokens[B*T] (host memory). targets[B*T] may be NULL (inference only);
+ * a target < 0 is masked out of the loss (the per-token loss mask).
+ * Returns LSC_OK; the mean loss over unmasked targets is in m->mean_loss. Logits for
+ * inference are in m->acts.logits [B*T, V]. */
+int llama_forward(Llama *m, const int32_t *tokens, const int32_t *targets, int B, int T);
+/* Backward of the last forward (which must have had targets). Accumulates into the gradient
+ * blocks (model grads in full mode, adapter grads when LoRA is attached). */
+int llama_backward(Llama *m);
+/* Zeroes model grads (if any) and attached adapter grads. */
+void llama_zero_grad(Llama *m);
+
+/* Greedy decoding: extends tokens[0..n_prompt) to n_total tokens (recomputing the prefix
+ * each step; fine for tests and small models). */
+int llama_generate_greedy(Llama *m, int32_t *tokens, int n_prompt, int n_total);
+
+#endif

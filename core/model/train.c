@@ -1,0 +1,30 @@
+/* One training step (see train.h). */
+#include "core/model/train.h"
+
+#include "core/base/error.h"
+
+int train_step(Llama *m, AdamW *opt, const int32_t *tokens, const int32_t *targets, int B, int T,
+               float lr, StepResult *result) {
+    llama_zero_grad(m);
+    if (llama_forward(m, tokens, targets, B, T) != LSC_OK) return LSC_ERR;
+    if (llama_backward(m) != LSC_OK) return LSC_ERR;
+    const double loss = m->mean_loss;
+    const double norm = adamw_step(opt, lr);
+    if (result) *result = (StepResult){.loss = loss, .grad_norm = norm};
+    return LSC_OK;
+}
+
+int train_param_groups(Llama *m, float weight_decay, ParamGroup *groups) {
+    if (m->grads) {
+        groups[0] = (ParamGroup){.p = m->params, .g = m->grads, .n = m->num_params,
+                                 .lr_scale = 1.0f, .weight_decay = weight_decay};
+        return 1;
+    }
+    if (m->lora) {
+        groups[0] = (ParamGroup){.p = m->lora->params, .g = m->lora->grads,
+                                 .n = m->lora->num_params, .lr_scale = 1.0f,
+                                 .weight_decay = weight_decay};
+        return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,22 @@
+/* One optimisation step of a Llama (full or LoRA mode, whichever the model is set up for):
+ * zero grads, forward, backward, AdamW. The loop around it (schedules, cascades, logging)
+ * belongs to callers. */
+#ifndef LORASC_TRAIN_H
+#define LORASC_TRAIN_H
+
+#include "core/model/llama.h"
+#include "core/model/optim.h"
+
+typedef struct StepResult {
+    double loss;      /* mean loss of the batch before the update */
+    double grad_norm; /* global gradient norm before clipping */
+} StepResult;
+
+int train_step(Llama *m, AdamW *opt, const int32_t *tokens, const int32_t *targets, int B, int T,
+               float lr, StepResult *result);
+
+/* The trainable parameters as AdamW groups: the model's block in full mode, else the
+ * attached adapters' block. Returns the number of groups (1), 0 if nothing is trainable. */
+int train_param_groups(Llama *m, float weight_decay, ParamGroup *groups);
+
+#endif

@@ -1,0 +1,311 @@
+/* Prompt templates, verbalizers, row construction and scoring; see prompts.h. Templates are
+ * MeZO's (Malladi et al. 2023, large_models/templates.py); Alpaca's is Stanford Alpaca's. */
+#include "core/tasks/prompts.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/base/error.h"
+
+/* ---------------------------------------------------------------------------------------------
+ * Strings */
+
+static int fmt(char **out, const char *f, ...) LSC_PRINTF(2, 3);
+static int fmt(char **out, const char *f, ...) {
+    va_list ap;
+    va_start(ap, f);
+    int n = vsnprintf(NULL, 0, f, ap);
+    va_end(ap);
+    *out = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (!*out) return error_set("Out of memory building a prompt.");
+    va_start(ap, f);
+    vsnprintf(*out, (size_t)n + 1, f, ap);
+    va_end(ap);
+    return LSC_OK;
+}
+
+/* s with every occurrence of from replaced by to (malloc'd). */
+static char *replace_all(const char *s, const char *from, const char *to) {
+    size_t fl = strlen(from), tl = strlen(to), count = 0;
+    for (const char *p = s; (p = strstr(p, from)); p += fl) count++;
+    char *out = malloc(strlen(s) + count * (tl > fl ? tl - fl : 0) + 1), *w = out;
+    if (!out) return NULL;
+    for (const char *p = s;;) {
+        const char *h = strstr(p, from);
+        if (!h) {
+            strcpy(w, p);
+            break;
+        }
+        memcpy(w, p, (size_t)(h - p)), w += h - p;
+        memcpy(w, to, tl), w += tl;
+        p = h + fl;
+    }
+    return out;
+}
+
+static const char *shots_of(const Example *e, int fewshot) { return fewshot && e->shots ? e->shots : ""; }
+
+/* ---------------------------------------------------------------------------------------------
+ * Templates */
+
+static const char *ALPACA_INPUT =
+    "Below is an instruction that describes a task, paired with an input that provides further "
+    "context. Write a response that appropriately completes the request.\n\n### Instruction:\n%s"
+    "\n\n### Input:\n%s\n\n### Response:\n";
+static const char *ALPACA_NO_INPUT =
+    "Below is an instruction that describes a task. Write a response that appropriately completes "
+    "the request.\n\n### Instruction:\n%s\n\n### Response:\n";
+
+int prompt_text(TaskId task, const Example *e, int fewshot, char **out) {
+    *out = NULL;
+    switch (task) {
+    case TASK_SST2: return fmt(out, "%s It was", e->text);
+    case TASK_RTE: return fmt(out, "%s\nDoes this mean that \"%s\" is true? Yes or No?\n", e->text, e->text2);
+    case TASK_CB: return fmt(out, "%s\nDoes this mean that \"%s\" is true? Yes, No, or Maybe?\n", e->text, e->text2);
+    case TASK_BOOLQ: return fmt(out, "%s %s?", e->text, e->text2);
+    case TASK_WSC: {
+        char *pron = strdup(e->extra2);
+        if (!pron) return error_set("Out of memory building a prompt.");
+        for (char *c = pron; *c; c++) *c = (char)tolower((unsigned char)*c);
+        int rc = fmt(out, "%s\nIn the previous sentence, does the pronoun \"%s\" refer to %s? Yes or No?\n",
+                     e->text, pron, e->extra);
+        free(pron);
+        return rc;
+    }
+    case TASK_WIC:
+        return fmt(out, "Does the word \"%s\" have the same meaning in these two sentences? Yes, No?\n%s\n%s\n",
+                   e->extra, e->text, e->text2);
+    case TASK_MULTIRC:
+        return fmt(out, "%s\nQuestion: %s\nI found this answer \"%s\". Is that correct? Yes or No?\n", e->text,
+                   e->text2, e->extra);
+    case TASK_COPA: {
+        /* premise without its final period, then " because " / " so " */
+        size_t n = strlen(e->text);
+        if (n && e->text[n - 1] == '.') n--;
+        return fmt(out, "%.*s%s", (int)n, e->text, strcmp(e->extra, "cause") == 0 ? " because " : " so ");
+    }
+    case TASK_RECORD: {
+        char *p = replace_all(e->text, "@highlight\n", "- ");
+        if (!p) return error_set("Out of memory building a prompt.");
+        int rc = fmt(out, "%s\n- ", p);
+        free(p);
+        return rc;
+    }
+    case TASK_SQUAD:
+        return fmt(out, "Title: %s\nContext: %s\nQuestion: %s\nAnswer:", e->extra, e->text, e->text2);
+    case TASK_DROP: return fmt(out, "Passage: %s\nQuestion: %s\nAnswer:", e->text, e->text2);
+    case TASK_GSM8K: return fmt(out, "%sQuestion: %s\nAnswer:", shots_of(e, fewshot), e->text);
+    case TASK_ALPACA:
+        return e->text2 && *e->text2 ? fmt(out, ALPACA_INPUT, e->text, e->text2) : fmt(out, ALPACA_NO_INPUT, e->text);
+    case TASK_MMLU:
+        return fmt(out, "%s%s\nA. %s\nB. %s\nC. %s\nD. %s\nAnswer:", shots_of(e, fewshot), e->text, e->cands[0],
+                   e->cands[1], e->cands[2], e->cands[3]);
+    case TASK_BBH: return fmt(out, "%s%sQ: %s\nA: Let's think step by step.", shots_of(e, fewshot),
+                              fewshot && e->shots ? "\n\n" : "", e->text);
+    default: return error_set("Dataset id %d has no prompt template.", (int)task);
+    }
+}
+
+int prompt_num_candidates(TaskId task, const Example *e) {
+    const char *const *w;
+    switch (dataset_kind(task)) {
+    case TASK_KIND_CLASSIFY: return dataset_label_words(task, &w);
+    case TASK_KIND_CHOICE: return e->n_cands;
+    default: return 1;
+    }
+}
+
+int prompt_continuation(TaskId task, const Example *e, int c, char **out) {
+    *out = NULL;
+    if (c < 0 && task == TASK_RECORD && e->label < 0 && e->n_answers > 0 && e->text2) {
+        /* the gold answer matches none of the passage's entity strings (it happens in the
+         * original data): train on the gold answer itself */
+        char *q = replace_all(e->text2, "@placeholder", e->answers[0]);
+        if (!q) return error_set("Out of memory building a prompt.");
+        *out = q;
+        return LSC_OK;
+    }
+    if (c < 0) c = e->label;
+    const TaskKind kind = dataset_kind(task);
+    if (kind != TASK_KIND_GENERATE && (c < 0 || c >= prompt_num_candidates(task, e)))
+        return error_set("Candidate %d is out of range for a %s example (%d candidates; label %d).", c,
+                         dataset_name(task), prompt_num_candidates(task, e), e->label);
+    const char *const *w;
+    dataset_label_words(task, &w);
+    switch (task) {
+    case TASK_SST2: case TASK_BOOLQ: case TASK_MMLU: return fmt(out, " %s", w[c]); /* after text */
+    case TASK_RTE: case TASK_CB: case TASK_WSC: case TASK_WIC: case TASK_MULTIRC:
+        return fmt(out, "%s", w[c]); /* after "\n" */
+    case TASK_COPA: {
+        /* MeZO's capitalization "correct": the choice's first letter lower-cased */
+        int rc = fmt(out, "%s", e->cands[c]);
+        if (rc == LSC_OK && **out) (*out)[0] = (char)tolower((unsigned char)(*out)[0]);
+        return rc;
+    }
+    case TASK_RECORD: {
+        char *q = replace_all(e->text2, "@placeholder", e->cands[c]);
+        if (!q) return error_set("Out of memory building a prompt.");
+        *out = q;
+        return LSC_OK;
+    }
+    case TASK_SQUAD: case TASK_DROP: case TASK_BBH:
+        if (e->n_answers < 1) return error_set("A %s example has no gold answer to train on.", dataset_name(task));
+        return fmt(out, " %s\n", e->answers[0]);
+    case TASK_GSM8K: return fmt(out, " %s\n\n", e->extra2);
+    case TASK_ALPACA: return fmt(out, "%s", e->extra2);
+    default: return error_set("Dataset id %d has no continuation.", (int)task);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Tokenization */
+
+static int encode_alloc(const Tokenizer *tok, const char *s, int flags, int32_t **ids, int *n) {
+    size_t len = strlen(s), cap = tokenizer_max_tokens(len) + 2, got = 0;
+    *ids = malloc(cap * sizeof **ids);
+    if (!*ids) return error_set("Out of memory tokenizing a %zu-byte prompt.", len);
+    if (tokenizer_encode(tok, s, len, flags, *ids, cap, &got) != LSC_OK) {
+        free(*ids);
+        *ids = NULL;
+        return LSC_ERR;
+    }
+    *n = (int)got;
+    return LSC_OK;
+}
+
+int prompt_encode(const Tokenizer *tok, TaskId task, const Example *e, int c, int fewshot, PromptSeq *s) {
+    memset(s, 0, sizeof *s);
+    char *p = NULL, *cont = NULL, *full = NULL;
+    int32_t *pids = NULL;
+    int np = 0, rc = prompt_text(task, e, fewshot, &p);
+    if (!rc) rc = prompt_continuation(task, e, c, &cont);
+    if (!rc) rc = fmt(&full, "%s%s", p, cont);
+    if (!rc) rc = encode_alloc(tok, p, TOKENIZER_BOS, &pids, &np);
+    const int eos = task == TASK_ALPACA && tok->eos_id >= 0;
+    if (!rc) rc = encode_alloc(tok, full, TOKENIZER_BOS | (eos ? TOKENIZER_EOS : 0), &s->tokens, &s->n);
+    if (!rc) {
+        int k = 0;
+        while (k < np && k < s->n && pids[k] == s->tokens[k]) k++;
+        if (k >= s->n) k = s->n - 1; /* an empty continuation still predicts one token */
+        s->n_prompt = k < 1 ? 1 : k;
+        if (s->n < 2) rc = error_set("A %s example tokenized to %d token(s): nothing to predict.", dataset_name(task), s->n);
+    }
+    free(p), free(cont), free(full), free(pids);
+    if (rc) prompt_seq_free(s);
+    return rc;
+}
+
+void prompt_seq_free(PromptSeq *s) {
+    free(s->tokens);
+    memset(s, 0, sizeof *s);
+}
+
+int prompt_row(const PromptSeq *s, int T, int32_t pad_id, int32_t *tokens, int32_t *targets) {
+    int off = s->n > T ? s->n - T : 0;
+    if (off > s->n_prompt - 1) off = s->n_prompt - 1;
+    int len = s->n - off < T ? s->n - off : T;
+    for (int i = 0; i < T; i++) {
+        tokens[i] = i < len ? s->tokens[off + i] : pad_id;
+        const int next = off + i + 1;
+        targets[i] = (i + 1 < len && next >= s->n_prompt) ? s->tokens[next] : -1;
+    }
+    return len;
+}
+
+double prompt_row_logprob(const Real *logits, int V, const int32_t *targets, int T, int mean) {
+    double sum = 0.0;
+    int count = 0;
+    for (int i = 0; i < T; i++) {
+        if (targets[i] < 0) continue;
+        const Real *row = logits + (size_t)i * V;
+        double mx = row[0], z = 0.0;
+        for (int v = 1; v < V; v++) mx = row[v] > mx ? row[v] : mx;
+        for (int v = 0; v < V; v++) z += exp((double)row[v] - mx);
+        sum += (double)row[targets[i]] - mx - log(z);
+        count++;
+    }
+    return mean && count ? sum / count : sum;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Scoring and decoding with a model */
+
+int prompt_predict(Llama *m, const Tokenizer *tok, TaskId task, const Example *e, int fewshot, int mean,
+                   int *pred, double *scores) {
+    const int nc = prompt_num_candidates(task, e), V = m->config.vocab_size, T = m->config.seq_len;
+    if (dataset_kind(task) == TASK_KIND_GENERATE || nc < 1)
+        return error_set("prompt_predict scores candidates; %s is a generation task (use prompt_generate).",
+                         dataset_name(task));
+    int32_t *tokens = malloc((size_t)T * sizeof *tokens), *targets = malloc((size_t)T * sizeof *targets);
+    Real *logits = malloc((size_t)T * V * sizeof *logits);
+    int rc = tokens && targets && logits ? LSC_OK : error_set("Out of memory scoring candidates (T = %d, V = %d).", T, V);
+    double best = -INFINITY;
+    *pred = -1;
+    for (int c = 0; c < nc && rc == LSC_OK; c++) {
+        PromptSeq s;
+        if ((rc = prompt_encode(tok, task, e, c, fewshot, &s)) != LSC_OK) break;
+        const int len = prompt_row(&s, T, tok->eos_id >= 0 ? tok->eos_id : 0, tokens, targets);
+        prompt_seq_free(&s);
+        if ((rc = llama_forward(m, tokens, NULL, 1, len)) != LSC_OK) break;
+        m->be->to_host(m->be, logits, m->acts.logits, (size_t)len * V * sizeof *logits);
+        const double sc = prompt_row_logprob(logits, V, targets, len, mean);
+        if (scores) scores[c] = sc;
+        if (sc > best) best = sc, *pred = c;
+    }
+    free(tokens), free(targets), free(logits);
+    return rc;
+}
+
+int prompt_generate(Llama *m, const Tokenizer *tok, TaskId task, const Example *e, int fewshot, int max_new,
+                    char **out) {
+    *out = NULL;
+    const int T = m->config.seq_len;
+    const char *stop = (task == TASK_GSM8K || task == TASK_BBH) ? "\n\n" : task == TASK_ALPACA ? NULL : "\n";
+    if (max_new < 1 || max_new >= T)
+        return error_set("Generation needs 1 <= max_new (%d) < seq_len (%d).", max_new, T);
+    char *p = NULL;
+    int32_t *ids = NULL, *buf = NULL;
+    int n = 0, rc = prompt_text(task, e, fewshot, &p);
+    if (!rc) rc = encode_alloc(tok, p, TOKENIZER_BOS, &ids, &n);
+    free(p);
+    if (rc) return rc;
+    const int keep = n < T - max_new ? n : T - max_new; /* left-truncate the prompt */
+    buf = malloc((size_t)T * sizeof *buf);
+    if (!buf) {
+        free(ids);
+        return error_set("Out of memory for generation.");
+    }
+    memcpy(buf, ids + (n - keep), (size_t)keep * sizeof *buf);
+    free(ids);
+    int len = keep;
+    char *text = NULL;
+    while (len < keep + max_new) {
+        if ((rc = llama_generate_greedy(m, buf, len, len + 1)) != LSC_OK) break;
+        len++;
+        if (buf[len - 1] == tok->eos_id) {
+            len--;
+            break;
+        }
+        if (stop) {
+            free(text);
+            text = NULL;
+            if ((rc = tokenizer_decode(tok, buf + keep, (size_t)(len - keep), &text, NULL)) != LSC_OK) break;
+            if (strstr(text, stop)) break;
+        }
+    }
+    free(text);
+    text = NULL;
+    if (rc == LSC_OK) rc = tokenizer_decode(tok, buf + keep, (size_t)(len - keep), &text, NULL);
+    free(buf);
+    if (rc != LSC_OK) return rc;
+    if (stop) {
+        char *h = strstr(text, stop);
+        if (h) *h = 0;
+    }
+    *out = text;
+    return LSC_OK;
+}

@@ -1,0 +1,14 @@
+/* Evaluation of a Llama on a byte-level text task (core/data/textdata.h): mean next-byte loss
+ * and accuracy over consecutive windows of a split. Not here: the paper's language tasks
+ * (core/tasks/task.h). */
+#ifndef LORASC_TEXT_EVAL_H
+#define LORASC_TEXT_EVAL_H
+
+#include "core/data/textdata.h"
+#include "core/model/llama.h"
+
+/* Mean next-byte loss and accuracy of model on consecutive windows of length T covering the
+ * split (at most max_windows windows, 0 = all), B windows per forward. */
+int textdata_evaluate(const TextData *d, TextSplit split, Llama *model, int B, int T,
+                      long max_windows, double *loss, double *accuracy);
+#endif
