@@ -85,6 +85,13 @@ struct Backend {
     void (*attention_backward)(Backend *be, Real *dq, Real *dk, Real *dv, Real *datt,
                                const Real *dout, const Real *q, const Real *k, const Real *v,
                                const Real *att, int B, int T, int NH, int NKV, int HD);
+    /* Inference with a key/value cache (one sequence): Tq new query rows q[Tq,NH,HD] at
+     * positions pos0..pos0+Tq-1, each attending causally to rows 0..its position of
+     * kcache, vcache [>= pos0+Tq, NKV, HD] (the new rows already written there). Writes
+     * out[Tq,NH,HD]; no probabilities are kept (nothing to differentiate). */
+    void (*attention_decode_forward)(Backend *be, Real *out, const Real *q, const Real *kcache,
+                                     const Real *vcache, int Tq, int pos0, int NH, int NKV,
+                                     int HD);
 
     /* ---- SwiGLU: out = silu(gate) * up, elementwise over n ----
      * backward writes dgate and dup. */

@@ -1,7 +1,7 @@
 /* Llama forward and backward, layer by layer, on the backend seam.
  * Banners: config and size tables / build and free / activations / forward / backward /
- * LoRA plumbing / generation. The backward mirrors the forward in reverse; each step names
- * the forward line it differentiates. */
+ * LoRA plumbing. Generation with a key/value cache lives in llama_decode.c. The backward
+ * mirrors the forward in reverse; each step names the forward line it differentiates. */
 #include "core/model/llama.h"
 
 #include <math.h>
@@ -9,6 +9,7 @@
 
 #include "core/base/error.h"
 #include "core/base/philox.h"
+#include "core/model/llama_internal.h"
 
 /* ------------------------------------------------------------------------------------------
  * config and size tables */
@@ -83,18 +84,18 @@ static void carve_weights(LlamaWeights *w, Real *block, const size_t sizes[LLAMA
 /* ------------------------------------------------------------------------------------------
  * build and free */
 
-static int head_dim(const LlamaConfig *c) { return c->dim / c->n_heads; }
+int llama_head_dim(const LlamaConfig *c) { return c->dim / c->n_heads; }
 
 /* cos/sin of p * theta^(-2i/HD) for p < seq_len, i < HD/2, computed in double. */
 static void build_rope_tables(Llama *m) {
     const LlamaConfig *c = &m->config;
-    const int half = head_dim(c) / 2;
+    const int half = llama_head_dim(c) / 2;
     const size_t n = (size_t)c->seq_len * (size_t)half;
     Real *cos_h = malloc(n * sizeof(Real)), *sin_h = malloc(n * sizeof(Real));
     LSC_ASSERT(cos_h && sin_h);
     for (int p = 0; p < c->seq_len; p++)
         for (int i = 0; i < half; i++) {
-            double freq = pow((double)c->rope_theta, -2.0 * i / (double)head_dim(c));
+            double freq = pow((double)c->rope_theta, -2.0 * i / (double)llama_head_dim(c));
             cos_h[(size_t)p * half + i] = (Real)cos(p * freq);
             sin_h[(size_t)p * half + i] = (Real)sin(p * freq);
         }
@@ -112,7 +113,7 @@ int llama_create(Llama *m, Backend *be, const LlamaConfig *c) {
     llama_param_sizes(c, m->param_sizes);
     for (int i = 0; i < LLAMA_NUM_PARAM_TENSORS; i++) m->num_params += m->param_sizes[i];
     m->params = be->alloc(be, m->num_params * sizeof(Real));
-    const size_t rope_n = (size_t)c->seq_len * (size_t)(head_dim(c) / 2);
+    const size_t rope_n = (size_t)c->seq_len * (size_t)(llama_head_dim(c) / 2);
     m->rope_cos = be->alloc(be, rope_n * sizeof(Real));
     m->rope_sin = be->alloc(be, rope_n * sizeof(Real));
     if (!m->params || !m->rope_cos || !m->rope_sin) {
@@ -177,7 +178,7 @@ static void carve_acts(Llama *m, int B, int T, Arena *arena) {
     const LlamaConfig *c = &m->config;
     const size_t L = (size_t)c->n_layers, C = (size_t)c->dim, H = (size_t)c->hidden_dim;
     const size_t BT = (size_t)B * (size_t)T, V = (size_t)c->vocab_size;
-    const size_t HD = (size_t)head_dim(c), qdim = (size_t)c->n_heads * HD;
+    const size_t HD = (size_t)llama_head_dim(c), qdim = (size_t)c->n_heads * HD;
     const size_t kvdim = (size_t)c->n_kv_heads * HD;
     const size_t attn = (size_t)B * (size_t)c->n_heads * (size_t)T * (size_t)T;
     LlamaActs *a = &m->acts;
@@ -225,12 +226,12 @@ static int llama_reserve(Llama *m, int B, int T) {
  * forward */
 
 /* The slice of a stacked [L, ...] weight for layer l. */
-static Real *layer_slice(Real *stacked, size_t per_layer, int l) {
+Real *llama_layer_slice(Real *stacked, size_t per_layer, int l) {
     return stacked + (size_t)l * per_layer;
 }
 
 /* y[rows,out] (=, or += when accumulate) x[rows,in] W^T */
-static void linear(Backend *be, Real *y, const Real *x, const Real *w, int rows, int in, int out,
+void llama_linear(Backend *be, Real *y, const Real *x, const Real *w, int rows, int in, int out,
                    int accumulate) {
     be->matmul(be, y, x, w, rows, out, in, 0, 1, 1, (Real)(accumulate ? 1 : 0));
 }
@@ -242,7 +243,7 @@ Real *llama_target_weight(Llama *m, int target, int layer) {
     };
     const int tensor = tensor_of_target[target];
     const size_t per_layer = m->param_sizes[tensor] / (size_t)m->config.n_layers;
-    return layer_slice(m->w.tensors[tensor], per_layer, layer);
+    return llama_layer_slice(m->w.tensors[tensor], per_layer, layer);
 }
 
 void llama_lora_shapes(const LlamaConfig *c, int in_dim[LORA_NUM_TARGETS],
@@ -293,7 +294,7 @@ static int dora_active(const Llama *m, int target) {
 
 /* Applies the attached adapter of (layer, target) to the projection y = x W^T, if any: the
  * LoRA branch, then DoRA's output scaling (which needs y to hold the projection alone). */
-static void adapter_forward(Llama *m, Real *y, const Real *x, int l, int target, int rows) {
+void llama_adapter_forward(Llama *m, Real *y, const Real *x, int l, int target, int rows) {
     if (!m->lora) return;
     lora_forward(m->lora, y, x, l, target, rows);
     lora_magnitude_forward(m->lora, y, llama_target_weight(m, target, l), l, target, rows);
@@ -317,20 +318,20 @@ static void adapter_backward(Llama *m, Real *dx, const Real *dy, const Real *x, 
  * The residual add is fused into the GEMM (out = resid; out += x W^T, the LoRA branch adding
  * into out too), except under DoRA, whose scaling must reach the projection alone: then the
  * projection goes to the proj scratch and residual_forward adds it. */
-static void residual_projection(Llama *m, Real *out, const Real *resid, const Real *x, int l,
-                                int target, int rows, int in) {
+void llama_residual_projection(Llama *m, Real *out, const Real *resid, const Real *x, int l,
+                               int target, int rows, int in, Real *proj) {
     Backend *be = m->be;
     const int C = m->config.dim;
     const Real *w = llama_target_weight(m, target, l);
     if (!dora_active(m, target)) {
         be->copy(be, out, resid, (size_t)rows * C * sizeof(Real));
-        linear(be, out, x, w, rows, in, C, 1);
-        adapter_forward(m, out, x, l, target, rows);
+        llama_linear(be, out, x, w, rows, in, C, 1);
+        llama_adapter_forward(m, out, x, l, target, rows);
         return;
     }
-    linear(be, m->acts.proj, x, w, rows, in, C, 0);
-    adapter_forward(m, m->acts.proj, x, l, target, rows);
-    be->residual_forward(be, out, resid, m->acts.proj, (size_t)rows * C);
+    llama_linear(be, proj, x, w, rows, in, C, 0);
+    llama_adapter_forward(m, proj, x, l, target, rows);
+    be->residual_forward(be, out, resid, proj, (size_t)rows * C);
 }
 
 static int check_tokens(const Llama *m, const int32_t *tokens, const int32_t *targets, int n) {
@@ -359,7 +360,7 @@ int llama_forward(Llama *m, const int32_t *tokens, const int32_t *targets, int B
     if (m->lora && !m->lora->merged && lora_reserve(m->lora, BT) != LSC_OK) return LSC_ERR;
 
     const int C = c->dim, H = c->hidden_dim, L = c->n_layers, V = c->vocab_size;
-    const int NH = c->n_heads, NKV = c->n_kv_heads, HD = head_dim(c);
+    const int NH = c->n_heads, NKV = c->n_kv_heads, HD = llama_head_dim(c);
     const int qdim = NH * HD, kvdim = NKV * HD;
     const size_t BTC = (size_t)BT * C, BTH = (size_t)BT * H;
     const size_t attn = (size_t)B * NH * T * T;
@@ -379,31 +380,31 @@ int llama_forward(Llama *m, const int32_t *tokens, const int32_t *targets, int B
         Real *out = a->resid + (l + 1) * BTC;
 
         /* attention block: mid = x + attn(rope(xn Wq^T), rope(xn Wk^T), xn Wv^T) Wo^T */
-        be->rmsnorm_forward(be, xn, rstd, x, layer_slice(w[LLAMA_RMS_ATT], C, l), BT, C, c->norm_eps);
-        linear(be, q, xn, llama_target_weight(m, LORA_Q, l), BT, C, qdim, 0);
-        adapter_forward(m, q, xn, l, LORA_Q, BT);
-        linear(be, k, xn, llama_target_weight(m, LORA_K, l), BT, C, kvdim, 0);
-        adapter_forward(m, k, xn, l, LORA_K, BT);
-        linear(be, v, xn, llama_target_weight(m, LORA_V, l), BT, C, kvdim, 0);
-        adapter_forward(m, v, xn, l, LORA_V, BT);
+        be->rmsnorm_forward(be, xn, rstd, x, llama_layer_slice(w[LLAMA_RMS_ATT], C, l), BT, C, c->norm_eps);
+        llama_linear(be, q, xn, llama_target_weight(m, LORA_Q, l), BT, C, qdim, 0);
+        llama_adapter_forward(m, q, xn, l, LORA_Q, BT);
+        llama_linear(be, k, xn, llama_target_weight(m, LORA_K, l), BT, C, kvdim, 0);
+        llama_adapter_forward(m, k, xn, l, LORA_K, BT);
+        llama_linear(be, v, xn, llama_target_weight(m, LORA_V, l), BT, C, kvdim, 0);
+        llama_adapter_forward(m, v, xn, l, LORA_V, BT);
         be->rope_forward(be, q, m->rope_cos, m->rope_sin, B, T, NH, HD, 0, c->rope_style);
         be->rope_forward(be, k, m->rope_cos, m->rope_sin, B, T, NKV, HD, 0, c->rope_style);
         be->attention_forward(be, atty, att, q, k, v, B, T, NH, NKV, HD);
-        residual_projection(m, mid, x, atty, l, LORA_O, BT, qdim);
+        llama_residual_projection(m, mid, x, atty, l, LORA_O, BT, qdim, a->proj);
 
         /* feed-forward block: out = mid + (silu(xn2 W1^T) * (xn2 W3^T)) W2^T */
-        be->rmsnorm_forward(be, xn2, rstd2, mid, layer_slice(w[LLAMA_RMS_FFN], C, l), BT, C, c->norm_eps);
-        linear(be, gate, xn2, llama_target_weight(m, LORA_GATE, l), BT, C, H, 0);
-        adapter_forward(m, gate, xn2, l, LORA_GATE, BT);
-        linear(be, up, xn2, llama_target_weight(m, LORA_UP, l), BT, C, H, 0);
-        adapter_forward(m, up, xn2, l, LORA_UP, BT);
+        be->rmsnorm_forward(be, xn2, rstd2, mid, llama_layer_slice(w[LLAMA_RMS_FFN], C, l), BT, C, c->norm_eps);
+        llama_linear(be, gate, xn2, llama_target_weight(m, LORA_GATE, l), BT, C, H, 0);
+        llama_adapter_forward(m, gate, xn2, l, LORA_GATE, BT);
+        llama_linear(be, up, xn2, llama_target_weight(m, LORA_UP, l), BT, C, H, 0);
+        llama_adapter_forward(m, up, xn2, l, LORA_UP, BT);
         be->swiglu_forward(be, swi, gate, up, BTH);
-        residual_projection(m, out, mid, swi, l, LORA_DOWN, BT, H);
+        llama_residual_projection(m, out, mid, swi, l, LORA_DOWN, BT, H, a->proj);
     }
 
     be->rmsnorm_forward(be, a->xn_final, a->rstd_final, a->resid + (size_t)L * BTC,
                         w[LLAMA_RMS_FINAL], BT, C, c->norm_eps);
-    linear(be, a->logits, a->xn_final, w[LLAMA_WCLS], BT, C, V, 0);
+    llama_linear(be, a->logits, a->xn_final, w[LLAMA_WCLS], BT, C, V, 0);
 
     m->mean_loss = 0.0;
     m->n_loss_tokens = 0;
@@ -444,7 +445,7 @@ static void weight_grad(Llama *m, Real *dw, const Real *dy, const Real *x, int r
 static Real *grad_slice(Llama *m, int tensor, int l) {
     if (!m->grads) return NULL;
     const size_t per_layer = m->param_sizes[tensor] / (size_t)m->config.n_layers;
-    return layer_slice(m->dw.tensors[tensor], per_layer, l);
+    return llama_layer_slice(m->dw.tensors[tensor], per_layer, l);
 }
 
 int llama_backward(Llama *m) {
@@ -456,7 +457,7 @@ int llama_backward(Llama *m) {
         return error_set("Nothing to train: enable full gradients or attach an unmerged LoRA adapter.");
     const int B = m->B, T = m->T, BT = B * T;
     const int C = c->dim, H = c->hidden_dim, L = c->n_layers, V = c->vocab_size;
-    const int NH = c->n_heads, NKV = c->n_kv_heads, HD = head_dim(c);
+    const int NH = c->n_heads, NKV = c->n_kv_heads, HD = llama_head_dim(c);
     const int qdim = NH * HD, kvdim = NKV * HD;
     const size_t BTC = (size_t)BT * C, BTH = (size_t)BT * H;
     const size_t attn = (size_t)B * NH * T * T;
@@ -502,7 +503,7 @@ int llama_backward(Llama *m) {
         adapter_backward(m, a->dxn, dup, xn2, l, LORA_UP, BT);
         /* xn2 = rmsnorm(mid): accumulates into d(mid) */
         be->rmsnorm_backward(be, dresid, grad_slice(m, LLAMA_RMS_FFN, l), a->dxn, mid,
-                             layer_slice(w[LLAMA_RMS_FFN], C, l), rstd2, BT, C);
+                             llama_layer_slice(w[LLAMA_RMS_FFN], C, l), rstd2, BT, C);
 
         /* mid = x + proj, proj = atty Wo^T (DoRA-scaled): d(x) += d(mid), datty = dproj Wo */
         dproj = magnitude_backward(m, a->proj, dresid, l, LORA_O, BT);
@@ -535,35 +536,10 @@ int llama_backward(Llama *m) {
         /* xn = rmsnorm(x): accumulates into d(x) */
         if (need_dx)
             be->rmsnorm_backward(be, dresid, grad_slice(m, LLAMA_RMS_ATT, l), a->dxn, x,
-                                 layer_slice(w[LLAMA_RMS_ATT], C, l), rstd, BT, C);
+                                 llama_layer_slice(w[LLAMA_RMS_ATT], C, l), rstd, BT, C);
     }
 
     /* resid[0] = embedding(tokens) */
     if (full) be->embedding_backward(be, m->dw.tensors[LLAMA_TOKEN_EMBEDDING], a->dresid, m->tokens, BT, C);
-    return LSC_OK;
-}
-
-/* ------------------------------------------------------------------------------------------
- * generation */
-
-int llama_generate_greedy(Llama *m, int32_t *tokens, int n_prompt, int n_total) {
-    const int V = m->config.vocab_size;
-    if (n_prompt <= 0 || n_total > m->config.seq_len)
-        return error_set("Greedy generation needs 0 < prompt (%d) and total length (%d) <= seq_len %d.",
-                         n_prompt, n_total, m->config.seq_len);
-    Real *row = malloc((size_t)V * sizeof(Real));
-    if (!row) return error_set("Out of memory for a row of %d logits.", V);
-    for (int t = n_prompt; t < n_total; t++) {
-        if (llama_forward(m, tokens, NULL, 1, t) != LSC_OK) {
-            free(row);
-            return LSC_ERR;
-        }
-        m->be->to_host(m->be, row, m->acts.logits + (size_t)(t - 1) * V, (size_t)V * sizeof(Real));
-        int best = 0;
-        for (int i = 1; i < V; i++)
-            if (row[i] > row[best]) best = i;
-        tokens[t] = best;
-    }
-    free(row);
     return LSC_OK;
 }

@@ -148,8 +148,36 @@ int llama_backward(Llama *m);
 /* Zeroes model grads (if any) and attached adapter grads. */
 void llama_zero_grad(Llama *m);
 
-/* Greedy decoding: extends tokens[0..n_prompt) to n_total tokens (recomputing the prefix
- * each step; fine for tests and small models). */
+/* ---- inference with a key/value cache (core/model/llama_decode.c) ----
+ * A decoder feeds tokens of one sequence in chunks (the prompt, then one token at a time),
+ * keeping each layer's keys and values, so a step costs one token's work instead of the whole
+ * prefix's. Its logits equal llama_forward's on the whole sequence up to float rounding of the
+ * softmax sum (tests/ check the greedy tokens are identical). Adapters attached to the model
+ * (merged or not, LoRA or DoRA) apply as in llama_forward. */
+typedef struct LlamaDecoder {
+    Llama *m;            /* not owned */
+    int capacity;        /* positions the cache holds (<= seq_len) */
+    int pos;             /* tokens fed so far */
+    int rows;            /* chunk rows the scratch is sized for */
+    Real *k, *v;         /* [L, capacity, NKV*HD] */
+    Real *x, *xn, *q, *atty, *mid, *gate, *up, *proj; /* per chunk: [rows, C | qdim | H] */
+    Real *logits;        /* [V] of the last token fed */
+    int32_t *tokens;     /* device copy of a chunk [rows] */
+    Arena arena;         /* owns all of the above */
+} LlamaDecoder;
+
+/* A decoder for up to `capacity` positions (0 = the model's seq_len) on m's backend. */
+int llama_decoder_create(LlamaDecoder *d, Llama *m, int capacity);
+void llama_decoder_free(LlamaDecoder *d);
+/* Forgets the sequence (keeps the memory). */
+void llama_decoder_reset(LlamaDecoder *d);
+/* Feeds tokens[0..n) at positions pos..pos+n-1; logits (host, [V], may be NULL) receive the
+ * last token's logits. LSC_ERR with a sentence if the cache would overflow. */
+int llama_decoder_feed(LlamaDecoder *d, const int32_t *tokens, int n, Real *logits);
+
+/* Greedy decoding: extends tokens[0..n_prompt) to n_total tokens with a key/value cache. */
 int llama_generate_greedy(Llama *m, int32_t *tokens, int n_prompt, int n_total);
+/* Index of the largest of x[0..n) (the first on ties). */
+int llama_argmax(const Real *x, int n);
 
 #endif

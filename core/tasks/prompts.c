@@ -281,11 +281,16 @@ int prompt_generate(Llama *m, const Tokenizer *tok, TaskId task, const Example *
     }
     memcpy(buf, ids + (n - keep), (size_t)keep * sizeof *buf);
     free(ids);
+    /* greedy, one token per step through a key/value cache */
+    const int V = m->config.vocab_size;
+    Real *row = malloc((size_t)V * sizeof *row);
+    LlamaDecoder dec;
+    rc = row ? llama_decoder_create(&dec, m, keep + max_new) : error_set("Out of memory for generation.");
+    if (rc == LSC_OK) rc = llama_decoder_feed(&dec, buf, keep, row);
     int len = keep;
     char *text = NULL;
-    while (len < keep + max_new) {
-        if ((rc = llama_generate_greedy(m, buf, len, len + 1)) != LSC_OK) break;
-        len++;
+    while (rc == LSC_OK && len < keep + max_new) {
+        buf[len++] = llama_argmax(row, V);
         if (buf[len - 1] == tok->eos_id) {
             len--;
             break;
@@ -296,7 +301,10 @@ int prompt_generate(Llama *m, const Tokenizer *tok, TaskId task, const Example *
             if ((rc = tokenizer_decode(tok, buf + keep, (size_t)(len - keep), &text, NULL)) != LSC_OK) break;
             if (strstr(text, stop)) break;
         }
+        if (len < keep + max_new) rc = llama_decoder_feed(&dec, buf + len - 1, 1, row);
     }
+    if (row) llama_decoder_free(&dec);
+    free(row);
     free(text);
     text = NULL;
     if (rc == LSC_OK) rc = tokenizer_decode(tok, buf + keep, (size_t)(len - keep), &text, NULL);

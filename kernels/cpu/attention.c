@@ -249,3 +249,49 @@ void cpu_attention_full_backward(Backend *be, Real *dq, Real *dk, Real *dv, Real
     (void)be;
     attention_backward(dq, dk, dv, datt, dout, q, k, v, att, B, T, NH, NKV, HD, 0);
 }
+
+/* Decoding with a key/value cache: the same arithmetic as attention_forward's causal rows
+ * (dot products summed over d in order, softmax with the row maximum and a double sum, the
+ * mix summed over s in order), so a cached step reproduces the full forward's numbers. */
+void cpu_attention_decode_forward(Backend *be, Real *out, const Real *q, const Real *kcache,
+                                  const Real *vcache, int Tq, int pos0, int NH, int NKV, int HD) {
+    (void)be;
+    const int rep = NH / NKV, n_keys = pos0 + Tq;
+    const Real scale = (Real)(1.0 / sqrt((double)HD));
+    const size_t qs = (size_t)NH * HD, ks = (size_t)NKV * HD;
+#pragma omp parallel if ((size_t)Tq * NH * n_keys * HD >= CPU_PARALLEL_MIN)
+    {
+        Real *sc = malloc(((size_t)n_keys + (size_t)HD) * sizeof(Real));
+        KERNEL_ASSERT(sc != NULL);
+        Real *acc = sc + n_keys;
+#pragma omp for schedule(static)
+        for (int th = 0; th < Tq * NH; th++) {
+            const int t = th / NH, h = th % NH, kh = h / rep, last = pos0 + t;
+            const Real *qr = q + (size_t)t * qs + (size_t)h * HD;
+            const Real *kh0 = kcache + (size_t)kh * HD, *vh0 = vcache + (size_t)kh * HD;
+            Real mx = -INFINITY;
+            for (int s = 0; s <= last; s++) {
+                const Real *kr = kh0 + (size_t)s * ks;
+                Real dot = 0;
+                for (int d = 0; d < HD; d++) dot += qr[d] * kr[d];
+                sc[s] = dot;
+                mx = dot > mx ? dot : mx;
+            }
+            double sum = 0.0;
+            for (int s = 0; s <= last; s++) {
+                const Real e = cpu_exp((sc[s] - mx) * scale);
+                sc[s] = e;
+                sum += (double)e;
+            }
+            const Real inv = (Real)(1.0 / sum);
+            for (int d = 0; d < HD; d++) acc[d] = 0;
+            for (int s = 0; s <= last; s++) {
+                const Real p = sc[s] * inv, *vr = vh0 + (size_t)s * ks;
+#pragma omp simd
+                for (int d = 0; d < HD; d++) acc[d] += p * vr[d];
+            }
+            memcpy(out + (size_t)t * qs + (size_t)h * HD, acc, (size_t)HD * sizeof(Real));
+        }
+        free(sc);
+    }
+}

@@ -79,6 +79,7 @@ Backend *backend_cpu_create(int threads) {
     be->rope_backward = cpu_rope_backward;
     be->attention_forward = cpu_attention_forward;
     be->attention_backward = cpu_attention_backward;
+    be->attention_decode_forward = cpu_attention_decode_forward;
     be->swiglu_forward = cpu_swiglu_forward;
     be->swiglu_backward = cpu_swiglu_backward;
     be->residual_forward = cpu_residual_forward;

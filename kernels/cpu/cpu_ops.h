@@ -89,6 +89,8 @@ void cpu_attention_forward(Backend *be, Real *out, Real *att, const Real *q, con
 void cpu_attention_backward(Backend *be, Real *dq, Real *dk, Real *dv, Real *datt,
                             const Real *dout, const Real *q, const Real *k, const Real *v,
                             const Real *att, int B, int T, int NH, int NKV, int HD);
+void cpu_attention_decode_forward(Backend *be, Real *out, const Real *q, const Real *kcache,
+                                  const Real *vcache, int Tq, int pos0, int NH, int NKV, int HD);
 
 /* ---- swiglu.c ---- */
 void cpu_swiglu_forward(Backend *be, Real *out, const Real *gate, const Real *up, size_t n);

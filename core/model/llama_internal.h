@@ -1,0 +1,21 @@
+/* The pieces of the Llama forward that llama.c (training) and llama_decode.c (cached
+ * inference) share. Private to core/model: callers outside use core/model/llama.h. */
+#ifndef LORASC_LLAMA_INTERNAL_H
+#define LORASC_LLAMA_INTERNAL_H
+
+#include "core/model/llama.h"
+
+int llama_head_dim(const LlamaConfig *c);
+/* The slice of a stacked [L, ...] weight for layer l. */
+Real *llama_layer_slice(Real *stacked, size_t per_layer, int l);
+/* y[rows,out] (=, or += when accumulate) x[rows,in] W^T */
+void llama_linear(Backend *be, Real *y, const Real *x, const Real *w, int rows, int in, int out,
+                  int accumulate);
+/* The attached adapter of (layer, target) applied to the projection y = x W^T, if any. */
+void llama_adapter_forward(Llama *m, Real *y, const Real *x, int l, int target, int rows);
+/* out[rows,C] = resid + x W^T (+ adapter) for the o / down projections; proj [rows, C] is
+ * scratch that DoRA's output scaling needs. */
+void llama_residual_projection(Llama *m, Real *out, const Real *resid, const Real *x, int l,
+                               int target, int rows, int in, Real *proj);
+
+#endif
