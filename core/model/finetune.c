@@ -18,7 +18,7 @@ static int llama_forward_backward(void *model, const void *batch, double *loss) 
     Llama *m = model;
     const LlamaBatch *b = batch;
     llama_zero_grad(m);
-    if (llama_forward(m, b->tokens, b->targets, b->B, b->T) != LSC_OK || llama_backward(m) != LSC_OK)
+    if (llama_forward_loss(m, b->tokens, b->targets, b->B, b->T) != LSC_OK || llama_backward(m) != LSC_OK)
         return LSC_ERR;
     *loss = m->mean_loss;
     return LSC_OK;

@@ -129,7 +129,8 @@ int llama_create(Llama *m, Backend *be, const LlamaConfig *c) {
 void llama_free(Llama *m) {
     Backend *be = m->be;
     if (be) {
-        void *blocks[] = {m->params, m->grads, m->rope_cos, m->rope_sin, m->tokens, m->targets};
+        void *blocks[] = {m->params, m->grads, m->rope_cos, m->rope_sin, m->tokens, m->targets,
+                          m->head_idx};
         for (size_t i = 0; i < sizeof blocks / sizeof blocks[0]; i++)
             if (blocks[i]) be->free(be, blocks[i]);
         arena_free(&m->acts_arena);
@@ -210,9 +211,11 @@ static int llama_reserve(Llama *m, int B, int T) {
     if (rows > m->row_capacity) {
         if (m->tokens) be->free(be, m->tokens);
         if (m->targets) be->free(be, m->targets);
+        if (m->head_idx) be->free(be, m->head_idx);
         m->tokens = be->alloc(be, rows * sizeof(int32_t));
         m->targets = be->alloc(be, rows * sizeof(int32_t));
-        m->row_capacity = (m->tokens && m->targets) ? rows : 0;
+        m->head_idx = be->alloc(be, rows * sizeof(int32_t));
+        m->row_capacity = (m->tokens && m->targets && m->head_idx) ? rows : 0;
         if (!m->row_capacity)
             return error_set("Out of memory allocating token buffers for %d x %d tokens.", B, T);
     }
@@ -347,7 +350,11 @@ static int check_tokens(const Llama *m, const int32_t *tokens, const int32_t *ta
     return LSC_OK;
 }
 
-int llama_forward(Llama *m, const int32_t *tokens, const int32_t *targets, int B, int T) {
+static int head_loss_forward(Llama *m, const int32_t *targets, int BT, int sparse_ok);
+
+/* sparse_ok: the caller needs the loss and gradients only, not the masked rows' logits */
+static int forward(Llama *m, const int32_t *tokens, const int32_t *targets, int B, int T,
+                   int sparse_ok) {
     const LlamaConfig *c = &m->config;
     Backend *be = m->be;
     if (B <= 0 || T <= 0)
@@ -404,25 +411,64 @@ int llama_forward(Llama *m, const int32_t *tokens, const int32_t *targets, int B
 
     be->rmsnorm_forward(be, a->xn_final, a->rstd_final, a->resid + (size_t)L * BTC,
                         w[LLAMA_RMS_FINAL], BT, C, c->norm_eps);
-    llama_linear(be, a->logits, a->xn_final, w[LLAMA_WCLS], BT, C, V, 0);
-
     m->mean_loss = 0.0;
     m->n_loss_tokens = 0;
-    if (!targets) return LSC_OK;
+    m->head_rows = 0;
+    if (!targets) {
+        llama_linear(be, a->logits, a->xn_final, w[LLAMA_WCLS], BT, C, V, 0);
+        return LSC_OK;
+    }
+    return head_loss_forward(m, targets, BT, sparse_ok);
+}
 
-    /* loss = mean over unmasked positions; dloss carries mask / count for the backward */
+int llama_forward(Llama *m, const int32_t *tokens, const int32_t *targets, int B, int T) {
+    return forward(m, tokens, targets, B, T, 0);
+}
+
+int llama_forward_loss(Llama *m, const int32_t *tokens, const int32_t *targets, int B, int T) {
+    return forward(m, tokens, targets, B, T, 1);
+}
+
+/* The classifier and the loss. Positions whose target is masked (< 0) contribute nothing, so
+ * when some are masked (a task's label words, a response after its prompt) and the caller
+ * allows it (llama_forward_loss), the classifier runs on the unmasked rows only, gathered
+ * into a->proj (free at this point of the step): with a vocabulary of 49,152 the logits of
+ * every position would cost more than a layer. Then
+ * m->head_rows = count, and a->logits, lse, losses, dloss and the device targets hold
+ * `count` rows in position order. Loss = mean over unmasked positions; dloss = 1 / count. */
+static int head_loss_forward(Llama *m, const int32_t *targets, int BT, int sparse_ok) {
+    const LlamaConfig *c = &m->config;
+    Backend *be = m->be;
+    LlamaActs *a = &m->acts;
+    const int C = c->dim, V = c->vocab_size;
+    int32_t *host_idx = malloc((size_t)BT * 2 * sizeof(int32_t));
     Real *host = malloc((size_t)BT * sizeof(Real));
-    if (!host) return error_set("Out of memory computing the loss of %d tokens.", BT);
+    if (!host || !host_idx) {
+        free(host), free(host_idx);
+        return error_set("Out of memory computing the loss of %d tokens.", BT);
+    }
+    int32_t *host_tgt = host_idx + BT;
     int count = 0;
-    for (int i = 0; i < BT; i++) count += targets[i] >= 0;
-    be->to_device(be, m->targets, targets, (size_t)BT * sizeof(int32_t));
-    be->cross_entropy_forward(be, a->losses, a->lse, a->logits, m->targets, BT, V);
-    be->to_host(be, host, a->losses, (size_t)BT * sizeof(Real));
+    for (int i = 0; i < BT; i++)
+        if (targets[i] >= 0) host_idx[count] = i, host_tgt[count++] = targets[i];
+    const int sparse = sparse_ok && count > 0 && count < BT, rows = sparse ? count : BT;
+    const Real *x = a->xn_final;
+    if (sparse) {
+        be->to_device(be, m->head_idx, host_idx, (size_t)count * sizeof(int32_t));
+        be->embedding_forward(be, a->proj, m->head_idx, a->xn_final, count, C); /* gather rows */
+        x = a->proj;
+        m->head_rows = count;
+    }
+    llama_linear(be, a->logits, x, m->w.tensors[LLAMA_WCLS], rows, C, V, 0);
+    be->to_device(be, m->targets, sparse ? host_tgt : targets, (size_t)rows * sizeof(int32_t));
+    be->cross_entropy_forward(be, a->losses, a->lse, a->logits, m->targets, rows, V);
+    be->to_host(be, host, a->losses, (size_t)rows * sizeof(Real));
     double sum = 0.0;
-    for (int i = 0; i < BT; i++) sum += host[i];
-    for (int i = 0; i < BT; i++) host[i] = (targets[i] >= 0 && count) ? (Real)(1.0 / count) : 0;
-    be->to_device(be, a->dloss, host, (size_t)BT * sizeof(Real));
+    for (int i = 0; i < rows; i++) sum += host[i];
+    for (int i = 0; i < rows; i++) host[i] = (sparse || targets[i] >= 0) && count ? (Real)(1.0 / count) : 0;
+    be->to_device(be, a->dloss, host, (size_t)rows * sizeof(Real));
     free(host);
+    free(host_idx);
     m->n_loss_tokens = count;
     m->mean_loss = count ? sum / count : 0.0;
     return LSC_OK;
@@ -465,11 +511,21 @@ int llama_backward(Llama *m) {
     Real *const *w = m->w.tensors;
     const int full = m->grads != NULL;
 
-    /* logits = xn_final Wcls^T; loss = CE(logits). dlogits overwrite the logits in place. */
+    /* logits = xn_final Wcls^T; loss = CE(logits). dlogits overwrite the logits in place.
+     * With a sparse head the rows are the gathered ones (in a->proj): their gradient is
+     * scattered back into a zeroed dxn (the gather's transpose). */
     Real *dlogits = a->logits;
-    be->cross_entropy_backward(be, dlogits, a->logits, a->lse, m->targets, a->dloss, BT, V);
-    weight_grad(m, full ? m->dw.tensors[LLAMA_WCLS] : NULL, dlogits, a->xn_final, BT, C, V);
-    be->matmul(be, a->dxn, dlogits, w[LLAMA_WCLS], BT, C, V, 0, 0, 1, 0); /* dxn = dlogits Wcls */
+    const int rows = m->head_rows ? m->head_rows : BT;
+    const Real *head_x = m->head_rows ? a->proj : a->xn_final;
+    be->cross_entropy_backward(be, dlogits, a->logits, a->lse, m->targets, a->dloss, rows, V);
+    weight_grad(m, full ? m->dw.tensors[LLAMA_WCLS] : NULL, dlogits, head_x, rows, C, V);
+    if (m->head_rows) {
+        be->matmul(be, a->dq, dlogits, w[LLAMA_WCLS], rows, C, V, 0, 0, 1, 0); /* scratch [rows, C] */
+        be->zero(be, a->dxn, BTC * sizeof(Real));
+        be->embedding_backward(be, a->dxn, a->dq, m->head_idx, rows, C);
+    } else {
+        be->matmul(be, a->dxn, dlogits, w[LLAMA_WCLS], BT, C, V, 0, 0, 1, 0); /* dxn = dlogits Wcls */
+    }
     be->zero(be, a->dresid, BTC * sizeof(Real));
     be->rmsnorm_backward(be, a->dresid, full ? m->dw.tensors[LLAMA_RMS_FINAL] : NULL, a->dxn,
                          a->resid + (size_t)L * BTC, w[LLAMA_RMS_FINAL], a->rstd_final, BT, C);

@@ -105,6 +105,9 @@ typedef struct Llama {
     LlamaActs acts;
     Arena acts_arena;             /* owns the activation memory */
     int32_t *tokens, *targets;    /* device copies [BT] */
+    int32_t *head_idx;            /* [BT] positions of the unmasked targets (sparse head) */
+    int head_rows;                /* rows the classifier ran on in the last forward with targets
+                                   * when some were masked; 0: every position (dense) */
     size_t row_capacity;          /* entries in tokens/targets */
     int B, T;                     /* current activation capacity */
     double mean_loss;             /* of the last forward with targets */
@@ -142,6 +145,11 @@ void llama_merge_lora(Llama *m, float sign);
  * Returns LSC_OK; the mean loss over unmasked targets is in m->mean_loss. Logits for
  * inference are in m->acts.logits [B*T, V]. */
 int llama_forward(Llama *m, const int32_t *tokens, const int32_t *targets, int B, int T);
+/* The same for training, when only the loss and the gradients matter: where some targets are
+ * masked, the classifier runs on the unmasked positions only (the same loss and gradients,
+ * far less work with a large vocabulary), and acts.logits then holds those m->head_rows rows
+ * in position order. */
+int llama_forward_loss(Llama *m, const int32_t *tokens, const int32_t *targets, int B, int T);
 /* Backward of the last forward (which must have had targets). Accumulates into the gradient
  * blocks (model grads in full mode, adapter grads when LoRA is attached). */
 int llama_backward(Llama *m);

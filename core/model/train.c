@@ -6,7 +6,7 @@
 int train_step(Llama *m, AdamW *opt, const int32_t *tokens, const int32_t *targets, int B, int T,
                float lr, StepResult *result) {
     llama_zero_grad(m);
-    if (llama_forward(m, tokens, targets, B, T) != LSC_OK) return LSC_ERR;
+    if (llama_forward_loss(m, tokens, targets, B, T) != LSC_OK) return LSC_ERR;
     if (llama_backward(m) != LSC_OK) return LSC_ERR;
     const double loss = m->mean_loss;
     const double norm = adamw_step(opt, lr);

@@ -1,0 +1,101 @@
+/* The sparse classifier head of llama_forward_loss (only the rows of unmasked targets reach the
+ * classifier) against the dense llama_forward: the same loss and the same gradients, in full
+ * and LoRA modes, tied and untied classifiers, for a batch with most positions masked, one
+ * with none masked, and one with a single unmasked position. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "check.h"
+#include "core/base/error.h"
+#include "model_fixture.h"
+
+enum { B = 3, T = 8 };
+
+/* every position masked but those with mask[i] != 0 */
+static void make_batch(int32_t *tokens, int32_t *targets, int V, const char *mask) {
+    int32_t all[B * T];
+    fixture_batch(tokens, all, B, T, V, 77);
+    for (int i = 0; i < B * T; i++) targets[i] = mask[i] == '1' ? (all[i] < 0 ? 3 : all[i]) : -1;
+}
+
+/* loss and a copy of every trainable gradient after forward (dense or sparse) + backward */
+static Real *grads_after(Llama *m, LoraAdapters *lora, const int32_t *tokens, const int32_t *targets,
+                         int sparse, double *loss, size_t *n) {
+    llama_zero_grad(m);
+    const int rc = sparse ? llama_forward_loss(m, tokens, targets, B, T)
+                          : llama_forward(m, tokens, targets, B, T);
+    if (rc != LSC_OK || llama_backward(m) != LSC_OK) fail_msg("%s", error_last());
+    *loss = m->mean_loss;
+    const Real *g = lora ? lora->grads : m->grads;
+    *n = lora ? lora->num_params : m->num_params;
+    Real *out = malloc(*n * sizeof(Real));
+    m->be->to_host(m->be, out, g, *n * sizeof(Real));
+    return out;
+}
+
+static void check_case(int tied, int use_lora, const char *mask, const char *what) {
+    Backend *be = backend_cpu_create(0);
+    const LlamaConfig c = fixture_tiny_config(ROPE_HALF, tied);
+    Llama m;
+    assert_int_equal(llama_create(&m, be, &c), LSC_OK);
+    fixture_randomize(&m, 5, 0.5);
+    LoraAdapters lora;
+    if (use_lora) {
+        int in[LORA_NUM_TARGETS], out[LORA_NUM_TARGETS];
+        llama_lora_shapes(&c, in, out);
+        LoraConfig lc = {.rank = 2, .alpha = 4, .targets = (1u << LORA_NUM_TARGETS) - 1};
+        assert_int_equal(lora_create(&lora, be, &lc, c.n_layers, in, out, 3), LSC_OK);
+        llama_attach_lora(&m, &lora);
+        fixture_randomize_lora(&lora, 4, 0.3);
+    } else {
+        assert_int_equal(llama_enable_full_grads(&m), LSC_OK);
+    }
+    int32_t tokens[B * T], targets[B * T];
+    make_batch(tokens, targets, c.vocab_size, mask);
+    double dense_loss, sparse_loss;
+    size_t n;
+    Real *dense = grads_after(&m, use_lora ? &lora : NULL, tokens, targets, 0, &dense_loss, &n);
+    assert_int_equal(m.head_rows, 0);
+    Real *sparse = grads_after(&m, use_lora ? &lora : NULL, tokens, targets, 1, &sparse_loss, &n);
+    int unmasked = 0;
+    for (int i = 0; i < B * T; i++) unmasked += targets[i] >= 0;
+    assert_int_equal(m.head_rows, unmasked == B * T ? 0 : unmasked);
+    if (fabs(dense_loss - sparse_loss) > 1e-6 * (1 + fabs(dense_loss)))
+        fail_msg("%s: loss dense %.9g, sparse %.9g", what, dense_loss, sparse_loss);
+    if (check_close_real(what, sparse, dense, n, 1e-6, 1e-5) != 0) fail_msg("%s: gradients differ", what);
+    printf("%s: %d of %d positions scored, loss %.6f, %zu gradients equal\n", what, unmasked, B * T,
+           sparse_loss, n);
+    free(dense), free(sparse);
+    if (use_lora) {
+        llama_attach_lora(&m, NULL);
+        lora_free(&lora);
+    }
+    llama_free(&m);
+    backend_cpu_destroy(be);
+}
+
+static const char *const FEW = "000100010000001100000001";  /* 5 of 24, across rows */
+static const char *const ALL = "111111111111111111111111";
+static const char *const ONE = "000000000000000000000010";
+
+static void test_sparse_equals_dense(void **state) {
+    (void)state;
+    check_case(0, 0, FEW, "full, untied, 5 unmasked");
+    check_case(1, 0, FEW, "full, tied, 5 unmasked");
+    check_case(1, 1, FEW, "LoRA, tied, 5 unmasked");
+    check_case(0, 1, ONE, "LoRA, untied, 1 unmasked");
+    check_case(1, 0, ALL, "full, tied, none masked (dense path)");
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_sparse_equals_dense)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
