@@ -17,6 +17,7 @@
 
 #include "core/base/error.h"
 #include "core/model/finetune.h"
+#include "core/tasks/prompts.h"
 #include "core/tasks/task.h"
 #include "model_fixture.h"
 #include "task_fixture.h"
@@ -167,10 +168,51 @@ static void test_lora_learns_sst2(void **state) {
     backend_cpu_destroy(be);
 }
 
+/* prompt_predict scores each candidate with the loss forward (classifier on the candidate's
+ * positions only); the reference is the log-softmax of the dense logits (prompt_row_logprob). */
+static void test_candidate_scores_equal_dense_logprob(void **state) {
+    (void)state;
+    Backend *be = backend_cpu_create(1);
+    Llama m = tiny_model(be, g_tokenizer.vocab_size);
+    const TaskId tasks[] = {TASK_SST2, TASK_RTE, TASK_COPA};
+    const int T = m.config.seq_len, V = m.config.vocab_size;
+    int32_t *tokens = malloc(sizeof(int32_t) * (size_t)T), *targets = malloc(sizeof(int32_t) * (size_t)T);
+    Real *logits = malloc(sizeof(Real) * (size_t)T * V);
+    for (size_t k = 0; k < sizeof tasks / sizeof tasks[0]; k++) {
+        Dataset d;
+        const DatasetSizes sz = {.train = 2, .val = 2, .test = 2};
+        if (dataset_load(&d, tasks[k], g_dir, &sz, 3) != LSC_OK) fail_msg("%s", error_last());
+        const Example *e = &d.split[DS_TEST][0];
+        for (int mean = 0; mean <= 1; mean++) {
+            double scores[16];
+            int pred;
+            if (prompt_predict(&m, &g_tokenizer, tasks[k], e, 0, mean, &pred, scores) != LSC_OK)
+                fail_msg("%s", error_last());
+            for (int c = 0; c < prompt_num_candidates(tasks[k], e); c++) {
+                PromptSeq ps;
+                assert_int_equal(prompt_encode(&g_tokenizer, tasks[k], e, c, 0, &ps), LSC_OK);
+                const int len = prompt_row(&ps, T, g_tokenizer.eos_id, tokens, targets);
+                prompt_seq_free(&ps);
+                assert_int_equal(llama_forward(&m, tokens, NULL, 1, len), LSC_OK);
+                be->to_host(be, logits, m.acts.logits, sizeof(Real) * (size_t)len * V);
+                const double want = prompt_row_logprob(logits, V, targets, len, mean);
+                if (fabs(scores[c] - want) > 1e-5 * (1 + fabs(want)))
+                    fail_msg("%s candidate %d (mean %d): score %.9g, dense log-prob %.9g",
+                             dataset_name(tasks[k]), c, mean, scores[c], want);
+            }
+        }
+        dataset_free(&d);
+    }
+    free(tokens), free(targets), free(logits);
+    llama_free(&m);
+    backend_cpu_destroy(be);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_train_batches),
         cmocka_unit_test(test_every_task_evaluates),
+        cmocka_unit_test(test_candidate_scores_equal_dense_logprob),
         cmocka_unit_test(test_lora_learns_sst2),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

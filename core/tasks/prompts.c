@@ -236,13 +236,12 @@ double prompt_row_logprob(const Real *logits, int V, const int32_t *targets, int
 
 int prompt_predict(Llama *m, const Tokenizer *tok, TaskId task, const Example *e, int fewshot, int mean,
                    int *pred, double *scores) {
-    const int nc = prompt_num_candidates(task, e), V = m->config.vocab_size, T = m->config.seq_len;
+    const int nc = prompt_num_candidates(task, e), T = m->config.seq_len;
     if (dataset_kind(task) == TASK_KIND_GENERATE || nc < 1)
         return error_set("prompt_predict scores candidates; %s is a generation task (use prompt_generate).",
                          dataset_name(task));
     int32_t *tokens = malloc((size_t)T * sizeof *tokens), *targets = malloc((size_t)T * sizeof *targets);
-    Real *logits = malloc((size_t)T * V * sizeof *logits);
-    int rc = tokens && targets && logits ? LSC_OK : error_set("Out of memory scoring candidates (T = %d, V = %d).", T, V);
+    int rc = tokens && targets ? LSC_OK : error_set("Out of memory scoring candidates (T = %d).", T);
     double best = -INFINITY;
     *pred = -1;
     for (int c = 0; c < nc && rc == LSC_OK; c++) {
@@ -250,13 +249,14 @@ int prompt_predict(Llama *m, const Tokenizer *tok, TaskId task, const Example *e
         if ((rc = prompt_encode(tok, task, e, c, fewshot, &s)) != LSC_OK) break;
         const int len = prompt_row(&s, T, tok->eos_id >= 0 ? tok->eos_id : 0, tokens, targets);
         prompt_seq_free(&s);
-        if ((rc = llama_forward(m, tokens, NULL, 1, len)) != LSC_OK) break;
-        m->be->to_host(m->be, logits, m->acts.logits, (size_t)len * V * sizeof *logits);
-        const double sc = prompt_row_logprob(logits, V, targets, len, mean);
+        /* the candidate's log-likelihood is minus its tokens' cross-entropy: the loss forward
+         * computes it with the classifier on the candidate's positions only */
+        if ((rc = llama_forward_loss(m, tokens, targets, 1, len)) != LSC_OK) break;
+        const double sc = -m->mean_loss * (mean ? 1 : m->n_loss_tokens);
         if (scores) scores[c] = sc;
         if (sc > best) best = sc, *pred = c;
     }
-    free(tokens), free(targets), free(logits);
+    free(tokens), free(targets);
     return rc;
 }
 
