@@ -1,5 +1,5 @@
 /* CPU benchmark of LoRA fine-tuning (q and v adapted, r = 8, alpha = 16, AdamW on the
- * adapters, base frozen) on the stories15M and stories110M shapes: tokens/s, GFLOP/s at 4N
+ * adapters, base frozen) on the stories15M, stories110M and SmolLM2-135M shapes: tokens/s, GFLOP/s at 4N
  * FLOPs per token, and the fraction of this machine's sgemm peak measured in the same run.
  * A second pass wraps the Backend's function pointers in timing shims (nothing in core/ or
  * kernels/ changes) to say where the step's time goes: per op, per phase, per GEMM shape.
@@ -37,6 +37,11 @@ static const BenchShape shapes[] = {
     {"large", {.dim = 768, .hidden_dim = 2048, .n_layers = 12, .n_heads = 12, .n_kv_heads = 12,
                .vocab_size = 32000, .seq_len = 256, .rope_theta = 10000.0f, .norm_eps = 1e-5f,
                .tied_embeddings = 1, .rope_style = ROPE_INTERLEAVED},
+     2, 256, 1, 4},
+    /* SmolLM2-135M: grouped-query attention, a 49,152-token vocabulary (tied) */
+    {"smollm2", {.dim = 576, .hidden_dim = 1536, .n_layers = 30, .n_heads = 9, .n_kv_heads = 3,
+                 .vocab_size = 49152, .seq_len = 256, .rope_theta = 100000.0f, .norm_eps = 1e-5f,
+                 .tied_embeddings = 1, .rope_style = ROPE_INTERLEAVED},
      2, 256, 1, 4},
 };
 #define N_SHAPES ((int)(sizeof shapes / sizeof shapes[0]))
@@ -629,15 +634,16 @@ static int write_json(const char *path, const ShapeResult *res, int n, const Run
  * main */
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: bench_llama [--shape small|large|all] [--steps N] [--threads N] "
+    fprintf(f, "usage: bench_llama [--shape small|large|smollm2|all] [--steps N] [--threads N] "
                "[--profile-steps N] [--json PATH]\n"
-               "  LoRA (q,v; r=8) fine-tuning tokens/s on the stories15M / stories110M shapes,\n"
+               "  LoRA (q,v; r=8) fine-tuning tokens/s on the stories15M / stories110M / SmolLM2-135M\n"
+               "  shapes (all: the three),\n"
                "  GFLOP/s at 4N FLOPs/token and %% of the sgemm peak measured in the same run.\n"
                "  --profile-steps 0 skips the per-op breakdown (default 1).\n");
 }
 
 static int parse_options(int argc, char **argv, Options *o) {
-    *o = (Options){.shape_mask = 3, .steps = 0, .threads = 2, .profile_steps = 1,
+    *o = (Options){.shape_mask = 7, .steps = 0, .threads = 2, .profile_steps = 1,
                    .json = NULL};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -647,10 +653,11 @@ static int parse_options(int argc, char **argv, Options *o) {
             exit(0);
         } else if (strcmp(a, "--shape") == 0 && has_value) {
             const char *v = argv[++i];
-            if (strcmp(v, "all") == 0) o->shape_mask = 3;
+            if (strcmp(v, "all") == 0) o->shape_mask = 7;
             else if (strcmp(v, "small") == 0) o->shape_mask = 1;
             else if (strcmp(v, "large") == 0) o->shape_mask = 2;
-            else return error_set("--shape takes small, large or all, got '%s'.", v);
+            else if (strcmp(v, "smollm2") == 0) o->shape_mask = 4;
+            else return error_set("--shape takes small, large, smollm2 or all, got '%s'.", v);
         } else if (strcmp(a, "--steps") == 0 && has_value) {
             o->steps = atoi(argv[++i]);
             if (o->steps <= 0) return error_set("--steps takes a positive integer, got '%s'.", argv[i]);

@@ -23,6 +23,9 @@ SHAPES = {
                   warmup=2, steps=6),
     "large": dict(dim=768, n_layers=12, n_heads=12, hidden=2048, vocab=32000, T=256, B=2,
                   warmup=1, steps=4),
+    # SmolLM2-135M: grouped-query attention (9 query / 3 key-value heads), vocab 49,152
+    "smollm2": dict(dim=576, n_layers=30, n_heads=9, n_kv_heads=3, hidden=1536, vocab=49152,
+                    T=256, B=2, warmup=1, steps=4, theta=100000.0),
 }
 LORA_RANK, LORA_ALPHA, LR = 8, 16.0, 1e-3
 
@@ -47,7 +50,7 @@ class LoraLlama(torch.nn.Module):
     """Frozen base weights are plain tensors (requires_grad=False): autograd computes only
     activation gradients through them, as lorasc's LoRA mode does."""
 
-    def __init__(self, dim, n_layers, n_heads, hidden, vocab, T):
+    def __init__(self, dim, n_layers, n_heads, hidden, vocab, T, n_kv_heads=None, theta=10000.0):
         super().__init__()
         g = torch.Generator().manual_seed(42)
 
@@ -55,24 +58,26 @@ class LoraLlama(torch.nn.Module):
             return torch.randn(*shape, generator=g) * 0.02
 
         self.n_heads, self.hd = n_heads, dim // n_heads
+        self.n_kv = n_kv_heads or n_heads
+        kvdim = self.n_kv * self.hd
         self.emb = normal(vocab, dim)  # tied: also the classifier
         self.layers = []
         for _ in range(n_layers):
             self.layers.append(dict(
-                rms_att=torch.ones(dim), wq=normal(dim, dim), wk=normal(dim, dim),
-                wv=normal(dim, dim), wo=normal(dim, dim), rms_ffn=torch.ones(dim),
+                rms_att=torch.ones(dim), wq=normal(dim, dim), wk=normal(kvdim, dim),
+                wv=normal(kvdim, dim), wo=normal(dim, dim), rms_ffn=torch.ones(dim),
                 w1=normal(hidden, dim), w2=normal(dim, hidden), w3=normal(hidden, dim)))
         self.rms_final = torch.ones(dim)
         self.scaling = LORA_ALPHA / LORA_RANK
         self.lora = torch.nn.ParameterList()
         bound = 1.0 / math.sqrt(dim)  # PEFT: kaiming_uniform(a=sqrt(5)) on A, B = 0
         for layer in self.layers:
-            for t in ("q", "v"):
+            for t, out in (("q", dim), ("v", kvdim)):
                 a = torch.nn.Parameter(torch.empty(LORA_RANK, dim).uniform_(-bound, bound, generator=g))
-                b = torch.nn.Parameter(torch.zeros(dim, LORA_RANK))
+                b = torch.nn.Parameter(torch.zeros(out, LORA_RANK))
                 layer["A" + t], layer["B" + t] = a, b
                 self.lora.extend([a, b])
-        self.cos, self.sin = rope_tables(T, self.hd)
+        self.cos, self.sin = rope_tables(T, self.hd, theta)
         self.mask = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
 
     def lora_linear(self, x, w, a, b):
@@ -80,7 +85,7 @@ class LoraLlama(torch.nn.Module):
 
     def forward(self, tokens, targets):
         B, T = tokens.shape
-        NH, HD = self.n_heads, self.hd
+        NH, NKV, HD = self.n_heads, self.n_kv, self.hd
         x = F.embedding(tokens, self.emb)
         cos, sin = self.cos[:T], self.sin[:T]
         mask = self.mask[:T, :T]
@@ -90,8 +95,11 @@ class LoraLlama(torch.nn.Module):
             k = F.linear(xn, ly["wk"])
             v = self.lora_linear(xn, ly["wv"], ly["Av"], ly["Bv"])
             q = rope(q.view(B, T, NH, HD).transpose(1, 2), cos, sin)
-            k = rope(k.view(B, T, NH, HD).transpose(1, 2), cos, sin)
-            v = v.view(B, T, NH, HD).transpose(1, 2)
+            k = rope(k.view(B, T, NKV, HD).transpose(1, 2), cos, sin)
+            v = v.view(B, T, NKV, HD).transpose(1, 2)
+            if NKV != NH:  # grouped-query attention: query head h reads kv head h // (NH / NKV)
+                k = k.repeat_interleave(NH // NKV, dim=1)
+                v = v.repeat_interleave(NH // NKV, dim=1)
             att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(HD))
             att = torch.softmax(att.masked_fill(mask, float("-inf")), dim=-1)
             y = (att @ v).transpose(1, 2).reshape(B, T, NH * HD)
@@ -125,12 +133,14 @@ def busy_since(mark):
 
 def n_params(cfg):
     C, H, L, V = cfg["dim"], cfg["hidden"], cfg["n_layers"], cfg["vocab"]
-    return V * C + L * (4 * C * C + 3 * C * H + 2 * C) + C  # tied embedding counted once
+    kv = C // cfg["n_heads"] * cfg.get("n_kv_heads", cfg["n_heads"])
+    return V * C + L * (2 * C * C + 2 * C * kv + 3 * C * H + 2 * C) + C  # tied embedding counted once
 
 
 def bench_shape(name, cfg, steps):
     torch.manual_seed(0)
-    model = LoraLlama(cfg["dim"], cfg["n_layers"], cfg["n_heads"], cfg["hidden"], cfg["vocab"], cfg["T"])
+    model = LoraLlama(cfg["dim"], cfg["n_layers"], cfg["n_heads"], cfg["hidden"], cfg["vocab"], cfg["T"],
+                      cfg.get("n_kv_heads"), cfg.get("theta", 10000.0))
     opt = torch.optim.AdamW(model.lora.parameters(), lr=LR, betas=(0.9, 0.999), eps=1e-8,
                             weight_decay=0.0)
     g = torch.Generator().manual_seed(5)
@@ -169,7 +179,7 @@ def bench_shape(name, cfg, steps):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--shape", choices=["small", "large", "all"], default="all")
+    ap.add_argument("--shape", choices=["small", "large", "smollm2", "all"], default="all")
     ap.add_argument("--steps", type=int, default=0, help="timed steps (default: per shape)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", help="write the results here")
@@ -180,7 +190,7 @@ def main():
                                                    "OPENBLAS_NUM_THREADS")}
     print(f"bench_torch: torch {torch.__version__}, {torch.get_num_threads()} threads, "
           + " ".join(f"{k}={v}" for k, v in env.items()))
-    names = ["small", "large"] if args.shape == "all" else [args.shape]
+    names = list(SHAPES) if args.shape == "all" else [args.shape]
     results = [bench_shape(n, SHAPES[n], args.steps or SHAPES[n]["steps"]) for n in names]
     busy = busy_since(mark)
     print(f"other processes kept {100 * busy:.0f}% of the CPUs busy during the run"
