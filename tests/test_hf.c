@@ -17,7 +17,7 @@
 #include <jansson.h>
 #include <math.h>
 
-#include "core/formats/checkpoint.h"
+#include "core/formats/llama2c.h"
 #include "core/base/error.h"
 #include "core/formats/hf_llama.h"
 #include "core/formats/safetensors.h"
