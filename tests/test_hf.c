@@ -20,6 +20,7 @@
 #include "core/formats/llama2c.h"
 #include "core/base/error.h"
 #include "core/formats/hf_llama.h"
+#include "core/formats/peft.h"
 #include "core/formats/safetensors.h"
 #include "tests/check.h"
 
