@@ -94,8 +94,8 @@ static void test_layouts(void **state) {
         load_hf(dirs[k], &h16);
         b = params_host(&h16);
         for (size_t i = 0; i < hf.num_params; i++) {
-            const float want = k == 0 ? st_bf16_to_f32(st_f32_to_bf16((float)a[i]))
-                                      : st_f16_to_f32(st_f32_to_f16((float)a[i]));
+            const float want = k == 0 ? safetensors_bf16_to_f32(safetensors_f32_to_bf16((float)a[i]))
+                                      : safetensors_f16_to_f32(safetensors_f32_to_f16((float)a[i]));
             if ((float)b[i] != want)
                 fail_msg("%s: parameter %zu is %.9g, expected %.9g", dirs[k], i, (double)b[i], (double)want);
         }

@@ -55,7 +55,7 @@ static void test_train_batches(void **state) {
     (void)state;
     Dataset d;
     const DatasetSizes sz = {.train = 3, .val = 1, .test = 2};
-    assert_int_equal(dataset_load(&d, TASK_RTE, g_dir, &sz, 1), LSC_OK);
+    assert_int_equal(datasets_load(&d, TASK_RTE, g_dir, &sz, 1), LSC_OK);
     enum { B = 4, T = 512 }; /* long enough that no prompt is cut (BOS stays first) */
     int32_t tok[B * T], tgt[B * T], tok2[B * T], tgt2[B * T];
     assert_int_equal(task_train_batch(&g_tokenizer, &d, 9, 3, B, T, tok, tgt), LSC_OK);
@@ -74,7 +74,7 @@ static void test_train_batches(void **state) {
         assert_true(first > 0 && n_loss > 0); /* loss on the continuation, not the prompt */
         assert_int_equal(tok[b * T], g_tokenizer.bos_id);
     }
-    dataset_free(&d);
+    datasets_free(&d);
 }
 
 static void test_every_task_evaluates(void **state) {
@@ -84,19 +84,19 @@ static void test_every_task_evaluates(void **state) {
     for (int t = 0; t < TASK_COUNT; t++) {
         Dataset d;
         const DatasetSizes sz = {.train = 2, .val = 2, .test = 2};
-        if (dataset_load(&d, (TaskId)t, g_dir, &sz, 3) != LSC_OK) fail_msg("%s", error_last());
+        if (datasets_load(&d, (TaskId)t, g_dir, &sz, 3) != LSC_OK) fail_msg("%s", error_last());
         TaskScores s;
         const int rc = task_evaluate(&m, &g_tokenizer, &d, DS_TEST, 0, 3, &s);
         if (t == TASK_ALPACA) {
             assert_int_equal(rc, LSC_ERR);
             assert_non_null(strstr(error_last(), "mmlu and bbh"));
         } else {
-            if (rc != LSC_OK) fail_msg("%s: %s", dataset_name((TaskId)t), error_last());
+            if (rc != LSC_OK) fail_msg("%s: %s", datasets_name((TaskId)t), error_last());
             assert_true(s.n > 0 && s.score >= 0 && s.score <= 1 && s.f1 >= 0 && s.f1 <= 1);
             printf("  %-8s score %.3f  f1 %.3f  em %.3f  majority %.3f (n %zu)\n",
-                   dataset_name((TaskId)t), s.score, s.f1, s.em, s.majority, s.n);
+                   datasets_name((TaskId)t), s.score, s.f1, s.em, s.majority, s.n);
         }
-        dataset_free(&d);
+        datasets_free(&d);
     }
     llama_free(&m);
     backend_cpu_destroy(be);
@@ -121,7 +121,7 @@ static void test_lora_learns_sst2(void **state) {
     }
     Dataset d;
     const DatasetSizes sz = {.train = 64, .val = 8, .test = 8};
-    assert_int_equal(dataset_load(&d, TASK_SST2, mirror ? root : g_dir, &sz, 1), LSC_OK);
+    assert_int_equal(datasets_load(&d, TASK_SST2, mirror ? root : g_dir, &sz, 1), LSC_OK);
     Backend *be = backend_cpu_create(0);
     Llama m = tiny_model(be, tok->vocab_size);
     int in[LORA_NUM_TARGETS], out[LORA_NUM_TARGETS];
@@ -162,7 +162,7 @@ static void test_lora_learns_sst2(void **state) {
     assert_true(after < before - 0.1);
     lora_free(&fast);
     llama_free(&m);
-    dataset_free(&d);
+    datasets_free(&d);
     if (mirror) tokenizer_free(&tok512);
     backend_cpu_destroy(be);
 }

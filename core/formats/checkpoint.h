@@ -12,7 +12,7 @@
 
 #include "core/model/llama.h"
 #include "core/model/lora.h"
-#include "core/model/optim.h"
+#include "core/model/adamw.h"
 
 /* Writes any of model / lora / opt (each may be NULL) and the training step. Writes to
  * PATH.tmp and renames, so a crash never leaves a half-written checkpoint at PATH. */
