@@ -82,6 +82,11 @@ static int read_dora_flag(ContainerReader *r, int *use_dora) {
 }
 
 static int read_model_config(ContainerReader *r, LlamaConfig *c) {
+    if (!container_find(r, "llama.config.i32"))
+        return error_set("%s has no section 'llama.config.i32': it holds no Llama model%s.", r->path,
+                         container_find(r, "vit.config.i32")
+                             ? " (it is a ViT checkpoint: load it with vit_checkpoint_load)"
+                             : "");
     int32_t ci[9];
     float cf[2];
     if (container_read(r, "llama.config.i32", CONTAINER_I32, ci, 9) != LSC_OK ||

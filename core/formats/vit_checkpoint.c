@@ -33,7 +33,10 @@ int vit_checkpoint_save(const char *path, const ViT *m) {
 static int read_config(ContainerReader *r, ViTConfig *c) {
     if (!container_find(r, "vit.config.i32"))
         return error_set("%s has no section 'vit.config.i32': it is not a ViT checkpoint written by "
-                         "vit_checkpoint_save.", r->path);
+                         "vit_checkpoint_save%s.", r->path,
+                         container_find(r, "llama.config.i32")
+                             ? " (it is a Llama checkpoint: load it with checkpoint_load_model)"
+                             : "");
     int32_t ci[N_CONFIG_I32];
     float eps;
     if (container_read(r, "vit.config.i32", CONTAINER_I32, ci, N_CONFIG_I32) != LSC_OK ||
