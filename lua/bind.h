@@ -8,7 +8,8 @@
 
 #include "core/model/llama.h"
 #include "core/data/imagedata.h"
-#include "core/model/optim.h"
+#include "core/model/adamw.h"
+#include "core/model/schedule.h"
 #include "core/tasks/text_eval.h"
 #include "core/model/vit.h"
 

@@ -65,8 +65,8 @@ static int d_evaluate(lua_State *L) {
     luaL_argcheck(L, B > 0 && T > 0 && T <= m->m.config.seq_len, 5,
                   "batch must be > 0 and seq in [1, model seq_len]");
     double loss, acc;
-    if (textdata_evaluate(&d->d, (TextSplit)split, &m->m, B, T, luaL_optinteger(L, 6, 0), &loss,
-                          &acc) != LSC_OK)
+    if (text_eval_run(&d->d, (TextSplit)split, &m->m, B, T, luaL_optinteger(L, 6, 0), &loss,
+                      &acc) != LSC_OK)
         return bind_error(L);
     lua_pushnumber(L, loss);
     lua_pushnumber(L, acc);

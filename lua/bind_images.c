@@ -17,8 +17,8 @@ LImages *bind_check_images(lua_State *L, int idx) {
 }
 
 static void free_images(LImages *d) {
-    imageset_free(&d->train);
-    imageset_free(&d->test);
+    imagedata_free(&d->train);
+    imagedata_free(&d->test);
     for (int s = 0; s < IMG_NUM_SPLITS; s++) free(d->idx[s]);
     memset(d, 0, sizeof *d);
 }
@@ -29,7 +29,7 @@ void bind_images_batch(const LImages *d, int split, const int *positions, int B,
     LSC_ASSERT(ix != NULL);
     for (int b = 0; b < B; b++) ix[b] = d->idx[split][positions[b]];
     const ImageSet *set = split == IMG_TEST ? &d->test : &d->train;
-    imageset_batch(set, out, labels, ix, B, d->mean, d->std, aug, seed, step);
+    imagedata_batch(set, out, labels, ix, B, d->mean, d->std, aug, seed, step);
     if (labels)
         for (int b = 0; b < B; b++) labels[b] = d->relabel[labels[b] & 0xFF];
     free(ix);
@@ -54,8 +54,8 @@ static int l_load(lua_State *L) {
     LImages *d = lua_newuserdatauv(L, sizeof *d, 0);
     memset(d, 0, sizeof *d);
     luaL_setmetatable(L, BIND_IMAGES);
-    if (imageset_load(&d->train, name, "train") != LSC_OK) return bind_error(L);
-    if (imageset_load(&d->test, name, "test") != LSC_OK) return bind_error(L);
+    if (imagedata_load(&d->train, name, "train") != LSC_OK) return bind_error(L);
+    if (imagedata_load(&d->test, name, "test") != LSC_OK) return bind_error(L);
     d->live = 1; /* from here __gc frees the sets */
     if (d->train.channels > 4) return luaL_error(L, "%s has %d channels; at most 4 are supported", name, d->train.channels);
     for (int i = 0; i < 256; i++) d->relabel[i] = -1;
@@ -75,7 +75,7 @@ static int l_load(lua_State *L) {
     } else {
         for (int c = 0; c < d->train.n_classes && c < 256; c++) d->relabel[c] = d->n_classes++;
     }
-    imageset_stats(&d->train, d->mean, d->std);
+    imagedata_stats(&d->train, d->mean, d->std);
     /* train/val: a seeded shuffle of the train file's images of the task's classes */
     int *perm = malloc(sizeof(int) * (size_t)d->train.n);
     int *tperm = malloc(sizeof(int) * (size_t)d->test.n);
@@ -86,8 +86,8 @@ static int l_load(lua_State *L) {
         free(tperm);
         return luaL_error(L, "out of memory loading %s", name);
     }
-    imageset_shuffle(perm, d->train.n, seed, 0xA11);
-    imageset_shuffle(tperm, d->test.n, seed, 0xA12);
+    imagedata_shuffle(perm, d->train.n, seed, 0xA11);
+    imagedata_shuffle(tperm, d->test.n, seed, 0xA12);
     int total = 0;
     for (int i = 0; i < d->train.n; i++) total += d->relabel[d->train.labels[perm[i]] & 0xFF] >= 0;
     const int n_val = (int)(val * total + 0.5);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/formats/checkpoint.h"
+#include "core/formats/llama2c.h"
 #include "core/formats/hf_llama.h"
 #include "core/base/error.h"
 #include "lua/bind.h"

@@ -43,26 +43,26 @@ int bind_task_batch(lua_State *L, int idx, int tok_idx, uint64_t seed, long step
 }
 
 static int parse_name(lua_State *L, int idx) {
-    const int id = dataset_parse(luaL_checkstring(L, idx));
+    const int id = datasets_parse(luaL_checkstring(L, idx));
     if (id < 0) bind_error(L);
     return id;
 }
 
 /* tasks.parse(name) -> kind ("classify"|"choice"|"generate") | nil, message */
 static int l_parse(lua_State *L) {
-    const int id = dataset_parse(luaL_checkstring(L, 1));
+    const int id = datasets_parse(luaL_checkstring(L, 1));
     if (id < 0) {
         lua_pushnil(L);
         lua_pushstring(L, error_last());
         return 2;
     }
     static const char *const kinds[] = {"classify", "choice", "generate"};
-    lua_pushstring(L, kinds[dataset_kind((TaskId)id)]);
+    lua_pushstring(L, kinds[datasets_kind((TaskId)id)]);
     return 1;
 }
 
 static int l_names(lua_State *L) {
-    lua_pushstring(L, dataset_names());
+    lua_pushstring(L, datasets_names());
     return 1;
 }
 
@@ -70,8 +70,8 @@ static int l_names(lua_State *L) {
 static int l_check(lua_State *L) {
     const int id = parse_name(L, 1);
     Dataset d;
-    if (dataset_load_raw(&d, (TaskId)id, luaL_optstring(L, 2, NULL)) != LSC_OK) {
-        dataset_free(&d);
+    if (datasets_load_raw(&d, (TaskId)id, luaL_optstring(L, 2, NULL)) != LSC_OK) {
+        datasets_free(&d);
         lua_pushnil(L);
         lua_pushstring(L, error_last());
         return 2;
@@ -79,7 +79,7 @@ static int l_check(lua_State *L) {
     lua_pushboolean(L, 1);
     lua_pushboolean(L, d.subset);
     lua_pushstring(L, d.note);
-    dataset_free(&d);
+    datasets_free(&d);
     return 3;
 }
 
@@ -95,8 +95,8 @@ static int l_load(lua_State *L) {
     LTask *d = lua_newuserdatauv(L, sizeof *d, 0);
     memset(d, 0, sizeof *d);
     luaL_setmetatable(L, BIND_TASK);
-    if (dataset_load(&d->d, (TaskId)id, dir, &sizes, seed) != LSC_OK) {
-        dataset_free(&d->d);
+    if (datasets_load(&d->d, (TaskId)id, dir, &sizes, seed) != LSC_OK) {
+        datasets_free(&d->d);
         return bind_error(L);
     }
     d->live = 1;
@@ -114,8 +114,8 @@ static int d_info(lua_State *L) {
     LTask *d = check_task(L, 1);
     static const char *const kinds[] = {"classify", "choice", "generate"};
     lua_createtable(L, 0, 4);
-    lua_pushstring(L, dataset_name(d->d.task)), lua_setfield(L, -2, "name");
-    lua_pushstring(L, kinds[dataset_kind(d->d.task)]), lua_setfield(L, -2, "kind");
+    lua_pushstring(L, datasets_name(d->d.task)), lua_setfield(L, -2, "name");
+    lua_pushstring(L, kinds[datasets_kind(d->d.task)]), lua_setfield(L, -2, "kind");
     lua_pushboolean(L, d->d.subset), lua_setfield(L, -2, "subset");
     lua_pushstring(L, d->d.note), lua_setfield(L, -2, "note");
     return 1;
@@ -146,7 +146,7 @@ static int d_evaluate(lua_State *L) {
 
 static int d_close(lua_State *L) {
     LTask *d = luaL_checkudata(L, 1, BIND_TASK);
-    if (d->live) dataset_free(&d->d);
+    if (d->live) datasets_free(&d->d);
     d->live = 0;
     return 0;
 }
@@ -156,7 +156,7 @@ static int d_tostring(lua_State *L) {
     if (!d->live)
         lua_pushstring(L, "task (closed)");
     else
-        lua_pushfstring(L, "task %s (train %d, val %d, test %d%s)", dataset_name(d->d.task), (int)d->d.n[0],
+        lua_pushfstring(L, "task %s (train %d, val %d, test %d%s)", datasets_name(d->d.task), (int)d->d.n[0],
                         (int)d->d.n[1], (int)d->d.n[2], d->d.subset ? ", subset" : "");
     return 1;
 }

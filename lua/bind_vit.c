@@ -227,7 +227,7 @@ static VitBatch sampler_batch(Sampler *s, const LImages *d, long step) {
     for (int b = 0; b < s->B; b++) {
         const long p = step * s->B + b, e = p / n;
         if (e != s->epoch) {
-            imageset_shuffle(s->perm, n, s->seed, (uint64_t)e);
+            imagedata_shuffle(s->perm, n, s->seed, (uint64_t)e);
             s->epoch = e;
         }
         s->pos[b] = s->perm[p % n];

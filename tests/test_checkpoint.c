@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "core/formats/checkpoint.h"
+#include "core/formats/llama2c.h"
 #include "core/base/error.h"
 #include "model_fixture.h"
 

@@ -45,82 +45,82 @@ static int teardown(void **state) {
 static void test_loaders(void **state) {
     (void)state;
     Dataset d;
-    assert_int_equal(dataset_load_raw(&d, TASK_SST2, g_dir), LSC_OK);
+    assert_int_equal(datasets_load_raw(&d, TASK_SST2, g_dir), LSC_OK);
     assert_int_equal(d.n[DS_TRAIN], 5);
     assert_int_equal(d.n[DS_TEST], 2);
     assert_string_equal(d.split[DS_TRAIN][0].text, "it 's a charming journey ."); /* trailing space dropped */
     assert_int_equal(d.split[DS_TRAIN][0].label, 1);
-    dataset_free(&d);
+    datasets_free(&d);
 
-    assert_int_equal(dataset_load_raw(&d, TASK_CB, g_dir), LSC_OK);
+    assert_int_equal(datasets_load_raw(&d, TASK_CB, g_dir), LSC_OK);
     assert_int_equal(d.split[DS_TRAIN][0].label, 2); /* neutral */
     assert_int_equal(d.split[DS_TRAIN][1].label, 1); /* contradiction */
-    dataset_free(&d);
+    datasets_free(&d);
 
-    assert_int_equal(dataset_load_raw(&d, TASK_MULTIRC, g_dir), LSC_OK);
+    assert_int_equal(datasets_load_raw(&d, TASK_MULTIRC, g_dir), LSC_OK);
     assert_int_equal(d.n[DS_TRAIN], 3); /* one example per answer option */
     assert_int_equal(d.split[DS_TRAIN][0].group, d.split[DS_TRAIN][1].group);
     assert_true(d.split[DS_TRAIN][1].group != d.split[DS_TRAIN][2].group);
     assert_string_equal(d.split[DS_TRAIN][1].extra, "Three");
-    dataset_free(&d);
+    datasets_free(&d);
 
-    assert_int_equal(dataset_load_raw(&d, TASK_RECORD, g_dir), LSC_OK);
+    assert_int_equal(datasets_load_raw(&d, TASK_RECORD, g_dir), LSC_OK);
     const Example *r = &d.split[DS_TRAIN][0];
     assert_int_equal(r->n_cands, 2); /* Bhutto (twice) and Sindh */
     assert_string_equal(r->cands[1], "Sindh");
     assert_int_equal(r->label, 0);
     assert_int_equal(r->group, 7);
     assert_int_equal(d.subset, 0);
-    dataset_free(&d);
+    datasets_free(&d);
 
-    assert_int_equal(dataset_load_raw(&d, TASK_SQUAD, g_dir), LSC_OK);
+    assert_int_equal(datasets_load_raw(&d, TASK_SQUAD, g_dir), LSC_OK);
     assert_int_equal(d.n[DS_TEST], 2);
     assert_string_equal(d.split[DS_TEST][0].extra, "Paris");
     assert_int_equal(d.split[DS_TEST][0].n_answers, 2);
-    dataset_free(&d);
+    datasets_free(&d);
 
-    assert_int_equal(dataset_load_raw(&d, TASK_DROP, g_dir), LSC_OK);
+    assert_int_equal(datasets_load_raw(&d, TASK_DROP, g_dir), LSC_OK);
     assert_int_equal(d.split[DS_TEST][0].n_answers, 1); /* duplicate validated answer merged */
     assert_string_equal(d.split[DS_TEST][0].answers[0], "10");
     assert_string_equal(d.split[DS_TEST][1].answers[0], "the Bears");
-    dataset_free(&d);
+    datasets_free(&d);
 
-    assert_int_equal(dataset_load_raw(&d, TASK_GSM8K, g_dir), LSC_OK);
+    assert_int_equal(datasets_load_raw(&d, TASK_GSM8K, g_dir), LSC_OK);
     assert_int_equal(d.n[DS_TRAIN], 2); /* the first 8 are the few-shot exemplars */
     assert_string_equal(d.split[DS_TEST][3].answers[0], "3001");
     assert_non_null(strstr(d.split[DS_TEST][0].shots, "Question: What is 7000 + 1?\nAnswer: "));
-    dataset_free(&d);
+    datasets_free(&d);
 
-    assert_int_equal(dataset_load_raw(&d, TASK_MMLU, g_dir), LSC_OK);
+    assert_int_equal(datasets_load_raw(&d, TASK_MMLU, g_dir), LSC_OK);
     assert_int_equal(d.n[DS_TEST], 2);
     assert_string_equal(d.split[DS_TEST][1].text, "A \"quoted\", multi\nline question");
     assert_int_equal(d.split[DS_TEST][1].label, 3);
     assert_non_null(strstr(d.split[DS_TEST][0].shots, "about toy math.\n\nWhat is 1+1?\nA. 1\nB. 2\nC. 3\nD. 4\nAnswer: B\n\n"));
-    dataset_free(&d);
+    datasets_free(&d);
 
-    assert_int_equal(dataset_load_raw(&d, TASK_BBH, g_dir), LSC_OK);
+    assert_int_equal(datasets_load_raw(&d, TASK_BBH, g_dir), LSC_OK);
     assert_int_equal(d.n[DS_TRAIN], 0);
     assert_string_equal(d.split[DS_TEST][0].answers[0], "False");
-    dataset_free(&d);
+    datasets_free(&d);
 
-    assert_int_equal(dataset_load_raw(&d, TASK_ALPACA, g_dir), LSC_OK);
+    assert_int_equal(datasets_load_raw(&d, TASK_ALPACA, g_dir), LSC_OK);
     assert_string_equal(d.split[DS_TRAIN][1].text2, "1 2");
-    dataset_free(&d);
+    datasets_free(&d);
 
     /* a missing dataset names itself, the path and the fetch command */
-    assert_int_equal(dataset_load_raw(&d, TASK_WIC, "/nonexistent/data"), LSC_ERR);
+    assert_int_equal(datasets_load_raw(&d, TASK_WIC, "/nonexistent/data"), LSC_ERR);
     assert_non_null(strstr(error_last(), "'wic'"));
     assert_non_null(strstr(error_last(), "/nonexistent/data/wic/train.jsonl"));
     assert_non_null(strstr(error_last(), "lorasc data fetch wic --from DIR"));
-    assert_int_equal(dataset_parse("squad"), TASK_SQUAD);
-    assert_int_equal(dataset_parse("sst-2"), -1);
+    assert_int_equal(datasets_parse("squad"), TASK_SQUAD);
+    assert_int_equal(datasets_parse("sst-2"), -1);
     assert_non_null(strstr(error_last(), "sst2, rte"));
     /* a malformed record names file and line */
     char bad[400];
     snprintf(bad, sizeof bad, "%s/bad", g_dir);
     assert_int_equal(fixture_write(bad, "rte/train.jsonl", "{\"premise\": \"a\", \"hypothesis\": \"b\", \"label\": \"entailment\"}\n{oops\n"), 0);
     assert_int_equal(fixture_write(bad, "rte/val.jsonl", ""), 0);
-    assert_int_equal(dataset_load_raw(&d, TASK_RTE, bad), LSC_ERR);
+    assert_int_equal(datasets_load_raw(&d, TASK_RTE, bad), LSC_ERR);
     assert_non_null(strstr(error_last(), "rte/train.jsonl line 2"));
 }
 
@@ -128,8 +128,8 @@ static void test_sampler(void **state) {
     (void)state;
     Dataset a, b;
     DatasetSizes sz = {.train = 2, .val = 2, .test = 1};
-    assert_int_equal(dataset_load(&a, TASK_SST2, g_dir, &sz, 11), LSC_OK);
-    assert_int_equal(dataset_load(&b, TASK_SST2, g_dir, &sz, 11), LSC_OK);
+    assert_int_equal(datasets_load(&a, TASK_SST2, g_dir, &sz, 11), LSC_OK);
+    assert_int_equal(datasets_load(&b, TASK_SST2, g_dir, &sz, 11), LSC_OK);
     assert_int_equal(a.n[DS_TRAIN], 2);
     assert_int_equal(a.n[DS_VAL], 2);
     assert_int_equal(a.n[DS_TEST], 1);
@@ -138,32 +138,32 @@ static void test_sampler(void **state) {
         for (size_t i = 0; i < a.n[s]; i++) assert_string_equal(a.split[s][i].text, b.split[s][i].text); /* seeded */
     for (size_t i = 0; i < a.n[DS_TRAIN]; i++)
         for (size_t j = 0; j < a.n[DS_VAL]; j++) assert_string_not_equal(a.split[DS_TRAIN][i].text, a.split[DS_VAL][j].text);
-    dataset_free(&b);
+    datasets_free(&b);
     int differs = 0;
     for (uint64_t seed = 1; seed < 6 && !differs; seed++) {
-        assert_int_equal(dataset_load(&b, TASK_SST2, g_dir, &sz, seed), LSC_OK);
+        assert_int_equal(datasets_load(&b, TASK_SST2, g_dir, &sz, seed), LSC_OK);
         for (size_t i = 0; i < a.n[DS_TRAIN]; i++) differs |= strcmp(a.split[DS_TRAIN][i].text, b.split[DS_TRAIN][i].text) != 0;
-        dataset_free(&b);
+        datasets_free(&b);
     }
     assert_true(differs);
-    dataset_free(&a);
+    datasets_free(&a);
 
     /* smaller than asked: all taken, proportionally, and said */
     DatasetSizes big = {.train = 1000, .val = 500, .test = 1000};
-    assert_int_equal(dataset_load(&a, TASK_SST2, g_dir, &big, 1), LSC_OK);
+    assert_int_equal(datasets_load(&a, TASK_SST2, g_dir, &big, 1), LSC_OK);
     assert_int_equal(a.n[DS_TRAIN] + a.n[DS_VAL], 5);
     assert_int_equal(a.n[DS_VAL], 2); /* round(5 * 500 / 1500) */
     assert_int_equal(a.n[DS_TEST], 2);
     assert_non_null(strstr(a.note, "fewer than the 1000 train + 500 val asked"));
     assert_non_null(strstr(a.note, "fewer than the 1000 test asked"));
-    dataset_free(&a);
+    datasets_free(&a);
 
     /* MultiRC samples questions: options of one question stay together */
     DatasetSizes one = {.train = 1, .val = 1, .test = 2};
-    assert_int_equal(dataset_load(&a, TASK_MULTIRC, g_dir, &one, 3), LSC_OK);
+    assert_int_equal(datasets_load(&a, TASK_MULTIRC, g_dir, &one, 3), LSC_OK);
     assert_int_equal(a.n[DS_TRAIN] + a.n[DS_VAL], 3);
     assert_int_equal(a.n[DS_TEST], 3);
-    dataset_free(&a);
+    datasets_free(&a);
 }
 
 static void sha_of(const char *content, char hex[65]) { sha256_buffer_hex(content, strlen(content), hex); }
@@ -228,19 +228,19 @@ static const char *mirror_dir(void) {
 static double run_task(TaskId task, const char *dir, const Tokenizer *tok, Llama *m) {
     Dataset d;
     DatasetSizes sz = {.train = 3, .val = 2, .test = 2};
-    if (dataset_load(&d, task, dir, &sz, 5) != LSC_OK) fail_msg("%s", error_last());
-    const TaskKind kind = dataset_kind(task);
+    if (datasets_load(&d, task, dir, &sz, 5) != LSC_OK) fail_msg("%s", error_last());
+    const TaskKind kind = datasets_kind(task);
     const int T = m->config.seq_len;
     int32_t *tokens = malloc((size_t)T * sizeof *tokens), *targets = malloc((size_t)T * sizeof *targets);
     /* training rows: the loss is on the continuation only and finite */
     for (size_t i = 0; i < d.n[DS_TRAIN]; i++) {
         PromptSeq s;
-        if (prompt_encode(tok, task, &d.split[DS_TRAIN][i], -1, 0, &s) != LSC_OK) fail_msg("%s", error_last());
-        int len = prompt_row(&s, T, tok->eos_id, tokens, targets);
+        if (prompts_encode(tok, task, &d.split[DS_TRAIN][i], -1, 0, &s) != LSC_OK) fail_msg("%s", error_last());
+        int len = prompts_row(&s, T, tok->eos_id, tokens, targets);
         int masked = 0;
         for (int k = 0; k < len; k++) masked += targets[k] < 0;
         assert_true(masked < len);
-        prompt_seq_free(&s);
+        prompts_seq_free(&s);
         assert_int_equal(llama_forward(m, tokens, targets, 1, len), LSC_OK);
         assert_true(isfinite(m->mean_loss) && m->mean_loss > 0);
     }
@@ -253,21 +253,21 @@ static double run_task(TaskId task, const char *dir, const Tokenizer *tok, Llama
         const Example *e = &d.split[DS_TEST][i];
         if (kind != TASK_KIND_GENERATE) {
             double scores[64];
-            assert_true(prompt_num_candidates(task, e) <= 64);
-            if (prompt_predict(m, tok, task, e, 1, 0, &pred[i], scores) != LSC_OK) fail_msg("%s", error_last());
-            assert_true(pred[i] >= 0 && pred[i] < prompt_num_candidates(task, e));
+            assert_true(prompts_num_candidates(task, e) <= 64);
+            if (prompts_predict(m, tok, task, e, 1, 0, &pred[i], scores) != LSC_OK) fail_msg("%s", error_last());
+            assert_true(pred[i] >= 0 && pred[i] < prompts_num_candidates(task, e));
             assert_true(isfinite(scores[pred[i]]) && scores[pred[i]] < 0);
             gold[i] = e->label, group[i] = e->group;
         } else {
             char *out;
-            if (prompt_generate(m, tok, task, e, 1, 3, &out) != LSC_OK) fail_msg("%s", error_last());
+            if (prompts_generate(m, tok, task, e, 1, 3, &out) != LSC_OK) fail_msg("%s", error_last());
             const char *const *ans = (const char *const *)e->answers;
             switch (task) {
-            case TASK_GSM8K: metric += metric_gsm8k_em(out, e->answers[0]); break;
-            case TASK_DROP: metric += metric_drop_f1(out, ans, e->n_answers); break;
-            case TASK_BBH: metric += metric_bbh_em(out, e->answers[0]); break;
+            case TASK_GSM8K: metric += metrics_gsm8k_em(out, e->answers[0]); break;
+            case TASK_DROP: metric += metrics_drop_f1(out, ans, e->n_answers); break;
+            case TASK_BBH: metric += metrics_bbh_em(out, e->answers[0]); break;
             case TASK_ALPACA: break;
-            default: metric += metric_squad_f1(out, ans, e->n_answers); break;
+            default: metric += metrics_squad_f1(out, ans, e->n_answers); break;
             }
             free(out);
         }
@@ -275,19 +275,19 @@ static double run_task(TaskId task, const char *dir, const Tokenizer *tok, Llama
     if (kind != TASK_KIND_GENERATE) {
         if (task == TASK_MULTIRC) {
             double f1a, em;
-            metric_multirc(pred, gold, group, n, &f1a, &em);
+            metrics_multirc(pred, gold, group, n, &f1a, &em);
             metric = em;
         } else {
-            metric = metric_accuracy(pred, gold, n) * (double)n;
+            metric = metrics_accuracy(pred, gold, n) * (double)n;
         }
     }
     if (task != TASK_MULTIRC) metric = n ? metric / (double)n : 0.0;
     assert_true(metric >= 0.0 && metric <= 1.0);
-    printf("  %-8s %-6s train %zu val %zu test %zu  metric %.3f  majority %.3f%s%s\n", dataset_name(task),
-           dir == g_dir ? "files" : "mirror", d.n[DS_TRAIN], d.n[DS_VAL], n, metric, dataset_majority(&d, DS_TEST),
+    printf("  %-8s %-6s train %zu val %zu test %zu  metric %.3f  majority %.3f%s%s\n", datasets_name(task),
+           dir == g_dir ? "files" : "mirror", d.n[DS_TRAIN], d.n[DS_VAL], n, metric, datasets_majority(&d, DS_TEST),
            d.note[0] ? "\n           note: " : "", d.note);
     free(pred), free(gold), free(group), free(tokens), free(targets);
-    dataset_free(&d);
+    datasets_free(&d);
     return metric;
 }
 
@@ -303,9 +303,9 @@ static void run_all(const char *dir, const char *tok_path, int mirror) {
     fixture_randomize(&m, 42, 0.3);
     for (int t = 0; t < TASK_COUNT; t++) {
         char probe[4300];
-        snprintf(probe, sizeof probe, "%s/%s", dir, dataset_name((TaskId)t));
+        snprintf(probe, sizeof probe, "%s/%s", dir, datasets_name((TaskId)t));
         if (mirror && access(probe, R_OK) != 0) {
-            printf("  %-8s mirror: not held (%s is absent), unavailable here\n", dataset_name((TaskId)t), probe);
+            printf("  %-8s mirror: not held (%s is absent), unavailable here\n", datasets_name((TaskId)t), probe);
             continue;
         }
         run_task((TaskId)t, dir, &tok, &m);

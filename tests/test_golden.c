@@ -18,7 +18,7 @@
 #include "core/base/error.h"
 #include "core/model/llama.h"
 #include "core/model/lora.h"
-#include "core/model/optim.h"
+#include "core/model/adamw.h"
 #include "kernels/backend.h"
 #include "tests/check.h"
 #include "tests/golden_io.h"

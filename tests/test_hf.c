@@ -17,9 +17,10 @@
 #include <jansson.h>
 #include <math.h>
 
-#include "core/formats/checkpoint.h"
+#include "core/formats/llama2c.h"
 #include "core/base/error.h"
 #include "core/formats/hf_llama.h"
+#include "core/formats/peft.h"
 #include "core/formats/safetensors.h"
 #include "tests/check.h"
 
@@ -93,8 +94,8 @@ static void test_layouts(void **state) {
         load_hf(dirs[k], &h16);
         b = params_host(&h16);
         for (size_t i = 0; i < hf.num_params; i++) {
-            const float want = k == 0 ? st_bf16_to_f32(st_f32_to_bf16((float)a[i]))
-                                      : st_f16_to_f32(st_f32_to_f16((float)a[i]));
+            const float want = k == 0 ? safetensors_bf16_to_f32(safetensors_f32_to_bf16((float)a[i]))
+                                      : safetensors_f16_to_f32(safetensors_f32_to_f16((float)a[i]));
             if ((float)b[i] != want)
                 fail_msg("%s: parameter %zu is %.9g, expected %.9g", dirs[k], i, (double)b[i], (double)want);
         }

@@ -58,7 +58,7 @@ static void test_idx_roundtrip(void **state) {
         snprintf(lab, sizeof lab, "/tmp/lsc_idx_%d_lab", (int)getpid());
         write_pair(img, lab, gz);
         ImageSet s;
-        assert_int_equal(imageset_load_idx(&s, img, lab), LSC_OK);
+        assert_int_equal(imagedata_load_idx(&s, img, lab), LSC_OK);
         assert_int_equal(s.n, N);
         assert_int_equal(s.height, H);
         assert_int_equal(s.width, W);
@@ -71,19 +71,19 @@ static void test_idx_roundtrip(void **state) {
         Real out[2 * H * W];
         int32_t labels[2];
         const float mean = 0.5f, sd = 0.25f;
-        imageset_batch(&s, out, labels, idx, 2, &mean, &sd, NULL, 1, 0);
+        imagedata_batch(&s, out, labels, idx, 2, &mean, &sd, NULL, 1, 0);
         assert_int_equal(labels[0], 0);
         assert_int_equal(labels[1], 1);
         assert_true(fabs(out[5] - ((30 + 5) / 255.0 - 0.5) / 0.25) < 1e-5);
         /* crop with padding: every output pixel is a shifted input pixel or padding */
         ImageAugment aug = {.crop_pad = 2, .flip = 1};
         Real a1[2 * H * W], a2[2 * H * W];
-        imageset_batch(&s, a1, NULL, idx, 2, NULL, NULL, &aug, 7, 3);
-        imageset_batch(&s, a2, NULL, idx, 2, NULL, NULL, &aug, 7, 3);
+        imagedata_batch(&s, a1, NULL, idx, 2, NULL, NULL, &aug, 7, 3);
+        imagedata_batch(&s, a2, NULL, idx, 2, NULL, NULL, &aug, 7, 3);
         assert_memory_equal(a1, a2, sizeof a1); /* a pure function of (seed, step) */
         int differs = 0;
         for (int step = 0; step < 8 && !differs; step++) {
-            imageset_batch(&s, a2, NULL, idx, 2, NULL, NULL, &aug, 7, 4 + (uint64_t)step);
+            imagedata_batch(&s, a2, NULL, idx, 2, NULL, NULL, &aug, 7, 4 + (uint64_t)step);
             differs = memcmp(a1, a2, sizeof a1) != 0;
         }
         assert_true(differs);
@@ -91,7 +91,7 @@ static void test_idx_roundtrip(void **state) {
             const double v = a1[i] * 255.0;
             assert_true(v == 0.0 || (v >= 30 - 1e-3 && v <= 30 + H * W));
         }
-        imageset_free(&s);
+        imagedata_free(&s);
         remove(img);
         remove(lab);
     }
@@ -100,23 +100,23 @@ static void test_idx_roundtrip(void **state) {
 static void test_errors(void **state) {
     (void)state;
     ImageSet s;
-    assert_int_equal(imageset_load_idx(&s, "/nonexistent/x.gz", "/nonexistent/y.gz"), LSC_ERR);
+    assert_int_equal(imagedata_load_idx(&s, "/nonexistent/x.gz", "/nonexistent/y.gz"), LSC_ERR);
     printf("[ error    ] %s\n", error_last());
     const char *old = getenv("LORASC_DATA");
     char saved[1024] = "";
     if (old) snprintf(saved, sizeof saved, "%s", old);
     setenv("LORASC_DATA", "/nonexistent-lorasc-data", 1);
-    assert_int_equal(imageset_load(&s, "mnist", "test"), LSC_ERR);
+    assert_int_equal(imagedata_load(&s, "mnist", "test"), LSC_ERR);
     printf("[ error    ] %s\n", error_last());
     assert_non_null(strstr(error_last(), "t10k-images-idx3-ubyte.gz"));
-    assert_int_equal(imageset_load(&s, "cifar", "test"), LSC_ERR);
-    assert_int_equal(imageset_load(&s, "mnist", "val"), LSC_ERR);
+    assert_int_equal(imagedata_load(&s, "cifar", "test"), LSC_ERR);
+    assert_int_equal(imagedata_load(&s, "mnist", "val"), LSC_ERR);
     /* a label file given as images: wrong magic */
     char img[64], lab[64];
     snprintf(img, sizeof img, "/tmp/lsc_idx_%d_img", (int)getpid());
     snprintf(lab, sizeof lab, "/tmp/lsc_idx_%d_lab", (int)getpid());
     write_pair(img, lab, 1);
-    assert_int_equal(imageset_load_idx(&s, lab, img), LSC_ERR);
+    assert_int_equal(imagedata_load_idx(&s, lab, img), LSC_ERR);
     printf("[ error    ] %s\n", error_last());
     remove(img);
     remove(lab);
@@ -127,12 +127,12 @@ static void test_errors(void **state) {
 static void test_shuffle(void **state) {
     (void)state;
     int p[100], q[100], seen[100] = {0};
-    imageset_shuffle(p, 100, 5, 0);
-    imageset_shuffle(q, 100, 5, 0);
+    imagedata_shuffle(p, 100, 5, 0);
+    imagedata_shuffle(q, 100, 5, 0);
     assert_memory_equal(p, q, sizeof p);
     for (int i = 0; i < 100; i++) seen[p[i]]++;
     for (int i = 0; i < 100; i++) assert_int_equal(seen[i], 1);
-    imageset_shuffle(q, 100, 5, 1);
+    imagedata_shuffle(q, 100, 5, 1);
     assert_true(memcmp(p, q, sizeof p) != 0);
 }
 
@@ -143,7 +143,7 @@ static void test_real_datasets(void **state) {
     int found = 0;
     for (int k = 0; k < 2; k++) {
         ImageSet s;
-        if (imageset_load(&s, names[k], "test") != LSC_OK) {
+        if (imagedata_load(&s, names[k], "test") != LSC_OK) {
             printf("[ skip     ] %s\n", error_last());
             continue;
         }
@@ -153,11 +153,11 @@ static void test_real_datasets(void **state) {
         assert_int_equal(s.width, 28);
         assert_int_equal(s.n_classes, 10);
         float mean, sd;
-        imageset_stats(&s, &mean, &sd);
+        imagedata_stats(&s, &mean, &sd);
         printf("[ %-8s ] %d images %dx%d, %d classes, pixel mean %.4f std %.4f\n", names[k], s.n,
                s.height, s.width, s.n_classes, (double)mean, (double)sd);
         assert_true(mean > 0.1f && mean < 0.4f && sd > 0.2f && sd < 0.45f);
-        imageset_free(&s);
+        imagedata_free(&s);
     }
     if (!found) skip();
 }

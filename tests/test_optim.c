@@ -10,7 +10,8 @@
 #include <cmocka.h>
 
 #include "core/base/error.h"
-#include "core/model/optim.h"
+#include "core/model/adamw.h"
+#include "core/model/schedule.h"
 
 static void test_schedules(void **state) {
     (void)state;

@@ -21,10 +21,10 @@
 static void check_prompt(TaskId task, const Example *e, int fewshot, const char *want_prompt, int c,
                          const char *want_cont) {
     char *p, *k;
-    assert_int_equal(prompt_text(task, e, fewshot, &p), LSC_OK);
-    if (strcmp(p, want_prompt) != 0) fprintf(stderr, "  %s prompt:\n[%s]\nexpected\n[%s]\n", dataset_name(task), p, want_prompt);
+    assert_int_equal(prompts_text(task, e, fewshot, &p), LSC_OK);
+    if (strcmp(p, want_prompt) != 0) fprintf(stderr, "  %s prompt:\n[%s]\nexpected\n[%s]\n", datasets_name(task), p, want_prompt);
     assert_string_equal(p, want_prompt);
-    assert_int_equal(prompt_continuation(task, e, c, &k), LSC_OK);
+    assert_int_equal(prompts_continuation(task, e, c, &k), LSC_OK);
     assert_string_equal(k, want_cont);
     free(p), free(k);
 }
@@ -76,14 +76,14 @@ static void test_templates(void **state) {
     check_prompt(TASK_BBH, &e, 1, "Evaluate.\n\nQ: not True is\nA: Let's think step by step.", -1, " False\n");
     e = (Example){.text = "x", .label = 5};
     char *k;
-    assert_int_equal(prompt_continuation(TASK_SST2, &e, -1, &k), LSC_ERR);
+    assert_int_equal(prompts_continuation(TASK_SST2, &e, -1, &k), LSC_ERR);
     assert_non_null(strstr(error_last(), "out of range"));
 }
 
 static void check_rows(const Tokenizer *tok) {
     Example e = {.text = "Cats sleep.", .text2 = "Cats rest.", .label = 1};
     PromptSeq s;
-    assert_int_equal(prompt_encode(tok, TASK_RTE, &e, -1, 0, &s), LSC_OK);
+    assert_int_equal(prompts_encode(tok, TASK_RTE, &e, -1, 0, &s), LSC_OK);
     assert_int_equal(s.tokens[0], tok->bos_id);
     char *cont;
     assert_int_equal(tokenizer_decode(tok, s.tokens + s.n_prompt, (size_t)(s.n - s.n_prompt), &cont, NULL), LSC_OK);
@@ -91,7 +91,7 @@ static void check_rows(const Tokenizer *tok) {
     free(cont);
     enum { T = 512 };
     int32_t tokens[T], targets[T];
-    int len = prompt_row(&s, T, 0, tokens, targets);
+    int len = prompts_row(&s, T, 0, tokens, targets);
     assert_int_equal(len, s.n);
     for (int i = 0; i < T; i++) {
         int want = (i >= s.n_prompt - 1 && i < s.n - 1) ? s.tokens[i + 1] : -1;
@@ -99,20 +99,20 @@ static void check_rows(const Tokenizer *tok) {
     }
     /* too long: the prompt is cut on the left, the continuation kept */
     const int short_T = s.n - s.n_prompt + 3;
-    len = prompt_row(&s, short_T, 0, tokens, targets);
+    len = prompts_row(&s, short_T, 0, tokens, targets);
     assert_int_equal(len, short_T);
     assert_int_equal(tokens[short_T - 1], s.tokens[s.n - 1]);
     int unmasked = 0;
     for (int i = 0; i < short_T; i++) unmasked += targets[i] >= 0;
     assert_int_equal(unmasked, s.n - s.n_prompt);
-    prompt_seq_free(&s);
+    prompts_seq_free(&s);
     /* Alpaca: the response ends with EOS, which carries loss */
     Example a = {.text = "Say hi.", .text2 = "", .extra2 = "Hi."};
-    assert_int_equal(prompt_encode(tok, TASK_ALPACA, &a, -1, 0, &s), LSC_OK);
+    assert_int_equal(prompts_encode(tok, TASK_ALPACA, &a, -1, 0, &s), LSC_OK);
     assert_int_equal(s.tokens[s.n - 1], tok->eos_id);
-    len = prompt_row(&s, T, 0, tokens, targets);
+    len = prompts_row(&s, T, 0, tokens, targets);
     assert_int_equal(targets[s.n - 2], tok->eos_id);
-    prompt_seq_free(&s);
+    prompts_seq_free(&s);
 }
 
 static void test_rows_bytes(void **state) {
@@ -150,11 +150,11 @@ static void test_logprob(void **state) {
     const Real logits[6] = {5, 5, 5, 1, 2, 3};
     const int32_t targets[2] = {-1, 2};
     const double want = 3.0 - log(exp(1.0) + exp(2.0) + exp(3.0));
-    assert_true(fabs(prompt_row_logprob(logits, 3, targets, 2, 0) - want) < 1e-6);
+    assert_true(fabs(prompts_row_logprob(logits, 3, targets, 2, 0) - want) < 1e-6);
     const int32_t both[2] = {0, 2};
     const double want2 = want + (5.0 - log(3 * exp(5.0)));
-    assert_true(fabs(prompt_row_logprob(logits, 3, both, 2, 0) - want2) < 1e-6);
-    assert_true(fabs(prompt_row_logprob(logits, 3, both, 2, 1) - want2 / 2) < 1e-6);
+    assert_true(fabs(prompts_row_logprob(logits, 3, both, 2, 0) - want2) < 1e-6);
+    assert_true(fabs(prompts_row_logprob(logits, 3, both, 2, 1) - want2 / 2) < 1e-6);
 }
 
 int main(void) {

@@ -42,8 +42,8 @@ static void test_roundtrip(void **state) {
         const int64_t shape[2] = {6, 5};
         assert_int_equal(safetensors_read_shaped(&st, "w.a", 2, shape, got), LSC_OK);
         for (int i = 0; i < 30; i++) {
-            const float want = k == 0 ? a[i] : k == 1 ? st_bf16_to_f32(st_f32_to_bf16(a[i]))
-                                                      : st_f16_to_f32(st_f32_to_f16(a[i]));
+            const float want = k == 0 ? a[i] : k == 1 ? safetensors_bf16_to_f32(safetensors_f32_to_bf16(a[i]))
+                                                      : safetensors_f16_to_f32(safetensors_f32_to_f16(a[i]));
             assert_true((float)got[i] == want);
             assert_true(fabsf(want - a[i]) <= (k == 1 ? 1.0f / 128 : 1.0f / 1024) * fabsf(a[i]));
         }
@@ -58,24 +58,24 @@ static void test_roundtrip(void **state) {
 
 static void test_conversions(void **state) {
     (void)state;
-    assert_true(st_bf16_to_f32(0x3F80) == 1.0f);
-    assert_true(st_f16_to_f32(0x3C00) == 1.0f);
-    assert_true(st_f16_to_f32(0xC000) == -2.0f);
-    assert_true(st_f16_to_f32(0x0001) == ldexpf(1.0f, -24)); /* smallest subnormal */
-    assert_true(st_f16_to_f32(0x7BFF) == 65504.0f);
-    assert_true(isinf(st_f16_to_f32(0x7C00)));
-    assert_true(isnan(st_f16_to_f32(0x7E00)));
-    assert_int_equal(st_f32_to_f16(65504.0f), 0x7BFF);
-    assert_int_equal(st_f32_to_f16(1e6f), 0x7C00);
-    assert_int_equal(st_f32_to_f16(ldexpf(1.0f, -24)), 0x0001);
-    assert_int_equal(st_f32_to_f16(-0.0f), 0x8000);
-    assert_int_equal(st_f32_to_bf16(1.0f + ldexpf(1.0f, -8)), 0x3F80); /* tie -> even */
-    assert_int_equal(st_f32_to_bf16(1.0f + 3 * ldexpf(1.0f, -8)), 0x3F82);
-    assert_true(isnan(st_bf16_to_f32(st_f32_to_bf16(NAN))));
+    assert_true(safetensors_bf16_to_f32(0x3F80) == 1.0f);
+    assert_true(safetensors_f16_to_f32(0x3C00) == 1.0f);
+    assert_true(safetensors_f16_to_f32(0xC000) == -2.0f);
+    assert_true(safetensors_f16_to_f32(0x0001) == ldexpf(1.0f, -24)); /* smallest subnormal */
+    assert_true(safetensors_f16_to_f32(0x7BFF) == 65504.0f);
+    assert_true(isinf(safetensors_f16_to_f32(0x7C00)));
+    assert_true(isnan(safetensors_f16_to_f32(0x7E00)));
+    assert_int_equal(safetensors_f32_to_f16(65504.0f), 0x7BFF);
+    assert_int_equal(safetensors_f32_to_f16(1e6f), 0x7C00);
+    assert_int_equal(safetensors_f32_to_f16(ldexpf(1.0f, -24)), 0x0001);
+    assert_int_equal(safetensors_f32_to_f16(-0.0f), 0x8000);
+    assert_int_equal(safetensors_f32_to_bf16(1.0f + ldexpf(1.0f, -8)), 0x3F80); /* tie -> even */
+    assert_int_equal(safetensors_f32_to_bf16(1.0f + 3 * ldexpf(1.0f, -8)), 0x3F82);
+    assert_true(isnan(safetensors_bf16_to_f32(safetensors_f32_to_bf16(NAN))));
     /* every f16 value survives f16 -> f32 -> f16 */
     for (uint32_t h = 0; h < 0x10000; h++) {
-        const float f = st_f16_to_f32((uint16_t)h);
-        if (!isnan(f) && st_f32_to_f16(f) != h) fail_msg("f16 0x%04X -> %g -> 0x%04X", h, (double)f, st_f32_to_f16(f));
+        const float f = safetensors_f16_to_f32((uint16_t)h);
+        if (!isnan(f) && safetensors_f32_to_f16(f) != h) fail_msg("f16 0x%04X -> %g -> 0x%04X", h, (double)f, safetensors_f32_to_f16(f));
     }
 }
 

@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "core/formats/checkpoint.h"
+#include "core/formats/llama2c.h"
 #include "core/data/datadir.h"
 #include "core/base/error.h"
 

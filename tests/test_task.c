@@ -56,7 +56,7 @@ static void test_train_batches(void **state) {
     (void)state;
     Dataset d;
     const DatasetSizes sz = {.train = 3, .val = 1, .test = 2};
-    assert_int_equal(dataset_load(&d, TASK_RTE, g_dir, &sz, 1), LSC_OK);
+    assert_int_equal(datasets_load(&d, TASK_RTE, g_dir, &sz, 1), LSC_OK);
     enum { B = 4, T = 512 }; /* long enough that no prompt is cut (BOS stays first) */
     int32_t tok[B * T], tgt[B * T], tok2[B * T], tgt2[B * T];
     assert_int_equal(task_train_batch(&g_tokenizer, &d, 9, 3, B, T, tok, tgt), LSC_OK);
@@ -75,7 +75,7 @@ static void test_train_batches(void **state) {
         assert_true(first > 0 && n_loss > 0); /* loss on the continuation, not the prompt */
         assert_int_equal(tok[b * T], g_tokenizer.bos_id);
     }
-    dataset_free(&d);
+    datasets_free(&d);
 }
 
 static void test_every_task_evaluates(void **state) {
@@ -85,19 +85,19 @@ static void test_every_task_evaluates(void **state) {
     for (int t = 0; t < TASK_COUNT; t++) {
         Dataset d;
         const DatasetSizes sz = {.train = 2, .val = 2, .test = 2};
-        if (dataset_load(&d, (TaskId)t, g_dir, &sz, 3) != LSC_OK) fail_msg("%s", error_last());
+        if (datasets_load(&d, (TaskId)t, g_dir, &sz, 3) != LSC_OK) fail_msg("%s", error_last());
         TaskScores s;
         const int rc = task_evaluate(&m, &g_tokenizer, &d, DS_TEST, 0, 3, &s);
         if (t == TASK_ALPACA) {
             assert_int_equal(rc, LSC_ERR);
             assert_non_null(strstr(error_last(), "mmlu and bbh"));
         } else {
-            if (rc != LSC_OK) fail_msg("%s: %s", dataset_name((TaskId)t), error_last());
+            if (rc != LSC_OK) fail_msg("%s: %s", datasets_name((TaskId)t), error_last());
             assert_true(s.n > 0 && s.score >= 0 && s.score <= 1 && s.f1 >= 0 && s.f1 <= 1);
             printf("  %-8s score %.3f  f1 %.3f  em %.3f  majority %.3f (n %zu)\n",
-                   dataset_name((TaskId)t), s.score, s.f1, s.em, s.majority, s.n);
+                   datasets_name((TaskId)t), s.score, s.f1, s.em, s.majority, s.n);
         }
-        dataset_free(&d);
+        datasets_free(&d);
     }
     llama_free(&m);
     backend_cpu_destroy(be);
@@ -122,7 +122,7 @@ static void test_lora_learns_sst2(void **state) {
     }
     Dataset d;
     const DatasetSizes sz = {.train = 64, .val = 8, .test = 8};
-    assert_int_equal(dataset_load(&d, TASK_SST2, mirror ? root : g_dir, &sz, 1), LSC_OK);
+    assert_int_equal(datasets_load(&d, TASK_SST2, mirror ? root : g_dir, &sz, 1), LSC_OK);
     Backend *be = backend_cpu_create(0);
     Llama m = tiny_model(be, tok->vocab_size);
     int in[LORA_NUM_TARGETS], out[LORA_NUM_TARGETS];
@@ -163,13 +163,13 @@ static void test_lora_learns_sst2(void **state) {
     assert_true(after < before - 0.1);
     lora_free(&fast);
     llama_free(&m);
-    dataset_free(&d);
+    datasets_free(&d);
     if (mirror) tokenizer_free(&tok512);
     backend_cpu_destroy(be);
 }
 
-/* prompt_predict scores each candidate with the loss forward (classifier on the candidate's
- * positions only); the reference is the log-softmax of the dense logits (prompt_row_logprob). */
+/* prompts_predict scores each candidate with the loss forward (classifier on the candidate's
+ * positions only); the reference is the log-softmax of the dense logits (prompts_row_logprob). */
 static void test_candidate_scores_equal_dense_logprob(void **state) {
     (void)state;
     Backend *be = backend_cpu_create(1);
@@ -181,27 +181,27 @@ static void test_candidate_scores_equal_dense_logprob(void **state) {
     for (size_t k = 0; k < sizeof tasks / sizeof tasks[0]; k++) {
         Dataset d;
         const DatasetSizes sz = {.train = 2, .val = 2, .test = 2};
-        if (dataset_load(&d, tasks[k], g_dir, &sz, 3) != LSC_OK) fail_msg("%s", error_last());
+        if (datasets_load(&d, tasks[k], g_dir, &sz, 3) != LSC_OK) fail_msg("%s", error_last());
         const Example *e = &d.split[DS_TEST][0];
         for (int mean = 0; mean <= 1; mean++) {
             double scores[16];
             int pred;
-            if (prompt_predict(&m, &g_tokenizer, tasks[k], e, 0, mean, &pred, scores) != LSC_OK)
+            if (prompts_predict(&m, &g_tokenizer, tasks[k], e, 0, mean, &pred, scores) != LSC_OK)
                 fail_msg("%s", error_last());
-            for (int c = 0; c < prompt_num_candidates(tasks[k], e); c++) {
+            for (int c = 0; c < prompts_num_candidates(tasks[k], e); c++) {
                 PromptSeq ps;
-                assert_int_equal(prompt_encode(&g_tokenizer, tasks[k], e, c, 0, &ps), LSC_OK);
-                const int len = prompt_row(&ps, T, g_tokenizer.eos_id, tokens, targets);
-                prompt_seq_free(&ps);
+                assert_int_equal(prompts_encode(&g_tokenizer, tasks[k], e, c, 0, &ps), LSC_OK);
+                const int len = prompts_row(&ps, T, g_tokenizer.eos_id, tokens, targets);
+                prompts_seq_free(&ps);
                 assert_int_equal(llama_forward(&m, tokens, NULL, 1, len), LSC_OK);
                 be->to_host(be, logits, m.acts.logits, sizeof(Real) * (size_t)len * V);
-                const double want = prompt_row_logprob(logits, V, targets, len, mean);
+                const double want = prompts_row_logprob(logits, V, targets, len, mean);
                 if (fabs(scores[c] - want) > 1e-5 * (1 + fabs(want)))
                     fail_msg("%s candidate %d (mean %d): score %.9g, dense log-prob %.9g",
-                             dataset_name(tasks[k]), c, mean, scores[c], want);
+                             datasets_name(tasks[k]), c, mean, scores[c], want);
             }
         }
-        dataset_free(&d);
+        datasets_free(&d);
     }
     free(tokens), free(targets), free(logits);
     llama_free(&m);

@@ -77,7 +77,7 @@ static void test_evaluate(void **state) {
     assert_int_equal(textdata_load(&d, "text:apache", 0.8, 0.1, 17), LSC_OK);
     enum { T = 16 };
     double loss, acc;
-    assert_int_equal(textdata_evaluate(&d, TEXT_TEST, &m, 3, T, 5, &loss, &acc), LSC_OK);
+    assert_int_equal(text_eval_run(&d, TEXT_TEST, &m, 3, T, 5, &loss, &acc), LSC_OK);
     /* direct: windows 0..4 of the test split one at a time */
     double sum = 0;
     long correct = 0;

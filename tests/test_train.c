@@ -14,6 +14,7 @@
 
 #include "core/formats/checkpoint.h"
 #include "core/base/error.h"
+#include "core/model/schedule.h"
 #include "core/model/train.h"
 #include "model_fixture.h"
 

@@ -33,23 +33,23 @@ static const struct {
     [TASK_BBH] = {"bbh", TASK_KIND_GENERATE},
 };
 
-const char *dataset_name(TaskId task) {
+const char *datasets_name(TaskId task) {
     return (int)task >= 0 && task < TASK_COUNT ? TASKS[task].name : NULL;
 }
 
-const char *dataset_names(void) {
+const char *datasets_names(void) {
     return "sst2, rte, cb, boolq, wsc, wic, multirc, copa, record, squad, drop, gsm8k, alpaca, "
            "mmlu, bbh";
 }
 
-int dataset_parse(const char *name) {
+int datasets_parse(const char *name) {
     for (int t = 0; t < TASK_COUNT; t++)
         if (name && strcmp(name, TASKS[t].name) == 0) return t;
-    error_set("Unknown dataset '%s': expected one of %s.", name ? name : "(null)", dataset_names());
+    error_set("Unknown dataset '%s': expected one of %s.", name ? name : "(null)", datasets_names());
     return -1;
 }
 
-TaskKind dataset_kind(TaskId task) { return TASKS[task].kind; }
+TaskKind datasets_kind(TaskId task) { return TASKS[task].kind; }
 
 /* MeZO's verbalizers (large_models/templates.py), in label order. */
 static const char *const WORDS_SST2[] = {"terrible", "great"};
@@ -58,7 +58,7 @@ static const char *const WORDS_CB[] = {"Yes", "No", "Maybe"};
 static const char *const WORDS_NOYES[] = {"No", "Yes"};
 static const char *const WORDS_MMLU[] = {"A", "B", "C", "D"};
 
-int dataset_label_words(TaskId task, const char *const **words) {
+int datasets_label_words(TaskId task, const char *const **words) {
     switch (task) {
     case TASK_SST2: *words = WORDS_SST2; return 2;
     case TASK_RTE: *words = WORDS_RTE; return 2;
@@ -152,8 +152,8 @@ static void note_add(Dataset *d, const char *fmt, ...) {
 
 /* dir/name/rel into out. */
 static int task_path(char *out, size_t size, const char *dir, TaskId task, const char *rel) {
-    int n = snprintf(out, size, "%s/%s/%s", dir, dataset_name(task), rel);
-    if (n < 0 || (size_t)n >= size) return error_set("Dataset path too long: %s/%s/%s.", dir, dataset_name(task), rel);
+    int n = snprintf(out, size, "%s/%s/%s", dir, datasets_name(task), rel);
+    if (n < 0 || (size_t)n >= size) return error_set("Dataset path too long: %s/%s/%s.", dir, datasets_name(task), rel);
     return LSC_OK;
 }
 
@@ -166,7 +166,7 @@ static int file_exists(const char *path) {
 static int missing(TaskId task, const char *path) {
     return error_set("Dataset '%s' is missing: expected %s; run `lorasc data fetch %s --from DIR` "
                      "(DIR a mirror such as ../shared/data) or `lorasc data fetch %s` online.",
-                     dataset_name(task), path, dataset_name(task), dataset_name(task));
+                     datasets_name(task), path, datasets_name(task), datasets_name(task));
 }
 
 /* Whole file, NUL-terminated. */
@@ -769,7 +769,7 @@ static int gsm8k_shots(Dataset *d, const ExVec *train, const char **out) {
     return pool_add(d, s, out);
 }
 
-int dataset_load_raw(Dataset *d, TaskId task, const char *dir) {
+int datasets_load_raw(Dataset *d, TaskId task, const char *dir) {
     memset(d, 0, sizeof *d);
     d->task = task;
     if ((int)task < 0 || task >= TASK_COUNT) return error_set("Dataset id %d is out of range.", (int)task);
@@ -893,13 +893,13 @@ int dataset_load_raw(Dataset *d, TaskId task, const char *dir) {
     if (rc != LSC_OK) {
         char msg[2048];
         snprintf(msg, sizeof msg, "%s", error_last());
-        dataset_free(d);
+        datasets_free(d);
         return error_set("%s", msg);
     }
     return LSC_OK;
 }
 
-void dataset_free(Dataset *d) {
+void datasets_free(Dataset *d) {
     for (int s = 0; s < DS_NUM_SPLITS; s++) {
         for (size_t i = 0; i < d->n[s]; i++) example_free(&d->split[s][i]);
         free(d->split[s]);
@@ -952,8 +952,8 @@ static int take(Dataset *d, int from, const Unit *u, size_t k, Example **out, si
     return LSC_OK;
 }
 
-int dataset_sample(Dataset *d, const DatasetSizes *sizes, uint64_t seed) {
-    const char *name = dataset_name(d->task);
+int datasets_sample(Dataset *d, const DatasetSizes *sizes, uint64_t seed) {
+    const char *name = datasets_name(d->task);
     const char *unit = d->task == TASK_MULTIRC ? "questions" : "examples";
     if (d->n[DS_VAL]) return error_set("Dataset '%s' was already sampled.", name);
     Unit *ut = NULL, *ue = NULL;
@@ -1000,20 +1000,20 @@ done:
     return rc;
 }
 
-int dataset_load(Dataset *d, TaskId task, const char *dir, const DatasetSizes *sizes, uint64_t seed) {
-    if (dataset_load_raw(d, task, dir) != LSC_OK) return LSC_ERR;
-    if (dataset_sample(d, sizes, seed) != LSC_OK) {
+int datasets_load(Dataset *d, TaskId task, const char *dir, const DatasetSizes *sizes, uint64_t seed) {
+    if (datasets_load_raw(d, task, dir) != LSC_OK) return LSC_ERR;
+    if (datasets_sample(d, sizes, seed) != LSC_OK) {
         char msg[2048];
         snprintf(msg, sizeof msg, "%s", error_last());
-        dataset_free(d);
+        datasets_free(d);
         return error_set("%s", msg);
     }
     return LSC_OK;
 }
 
-double dataset_majority(const Dataset *d, DataSplit split) {
+double datasets_majority(const Dataset *d, DataSplit split) {
     const char *const *w;
-    int k = dataset_label_words(d->task, &w);
+    int k = datasets_label_words(d->task, &w);
     if (d->task == TASK_COPA) k = 2;
     if (k == 0 || d->n[split] == 0) return 0.0;
     size_t count[8] = {0}, best = 0;

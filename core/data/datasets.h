@@ -89,36 +89,36 @@ typedef struct Dataset {
 } Dataset;
 
 /* "sst2", "rte", ..., "bbh" (the data-directory folder name too); NULL if out of range. */
-const char *dataset_name(TaskId task);
+const char *datasets_name(TaskId task);
 /* Name -> task; -1 with a sentence listing the valid names if unknown. */
-int dataset_parse(const char *name);
-TaskKind dataset_kind(TaskId task);
+int datasets_parse(const char *name);
+TaskKind datasets_kind(TaskId task);
 /* Comma-separated names of all tasks (for messages). */
-const char *dataset_names(void);
+const char *datasets_names(void);
 
 /* Reads the task's original files from dir/NAME (dir NULL: the data directory). The raw
  * train split goes to split[DS_TRAIN], the raw evaluation split (validation; test for
  * GSM8K and MMLU) to split[DS_TEST]; split[DS_VAL] is empty. A missing file is one sentence
  * naming the dataset, the path and the fetch command. On error *d is empty (safe to free). */
-int dataset_load_raw(Dataset *d, TaskId task, const char *dir);
+int datasets_load_raw(Dataset *d, TaskId task, const char *dir);
 
 /* MeZO sampling in place on a raw dataset: train and val drawn disjointly from the raw train
  * split, test from the raw evaluation split, each a seeded permutation prefix. When a split is
  * smaller than asked, all of it is taken (train and val share the raw train split in the asked
  * proportion) and d->note says so. Unselected examples are freed. */
-int dataset_sample(Dataset *d, const DatasetSizes *sizes, uint64_t seed);
+int datasets_sample(Dataset *d, const DatasetSizes *sizes, uint64_t seed);
 
-/* dataset_load_raw + dataset_sample. */
-int dataset_load(Dataset *d, TaskId task, const char *dir, const DatasetSizes *sizes,
-                 uint64_t seed);
-void dataset_free(Dataset *d);
+/* datasets_load_raw + datasets_sample. */
+int datasets_load(Dataset *d, TaskId task, const char *dir, const DatasetSizes *sizes,
+                  uint64_t seed);
+void datasets_free(Dataset *d);
 
 /* Label words of a CLASSIFY task (MeZO's verbalizers) in label order; returns their count
  * (0 for other tasks). */
-int dataset_label_words(TaskId task, const char *const **words);
+int datasets_label_words(TaskId task, const char *const **words);
 
 /* Majority-class baseline of a split: the share of the most frequent label (CLASSIFY and
  * COPA), or 0 where labels are not classes. */
-double dataset_majority(const Dataset *d, DataSplit split);
+double datasets_majority(const Dataset *d, DataSplit split);
 
 #endif

@@ -77,18 +77,18 @@ done:
     return rc;
 }
 
-int imageset_load_idx(ImageSet *s, const char *images_path, const char *labels_path) {
+int imagedata_load_idx(ImageSet *s, const char *images_path, const char *labels_path) {
     memset(s, 0, sizeof *s);
     uint32_t idims[3] = {0}, ldims[3] = {0};
     uint8_t *labels8 = NULL;
     if (read_idx(images_path, IDX_IMAGES, 3, idims, &s->pixels) != LSC_OK) return LSC_ERR;
     if (read_idx(labels_path, IDX_LABELS, 1, ldims, &labels8) != LSC_OK) {
-        imageset_free(s);
+        imagedata_free(s);
         return LSC_ERR;
     }
     if (ldims[0] != idims[0]) {
         free(labels8);
-        imageset_free(s);
+        imagedata_free(s);
         return error_set("%s holds %u labels but %s holds %u images.", labels_path, ldims[0],
                          images_path, idims[0]);
     }
@@ -99,7 +99,7 @@ int imageset_load_idx(ImageSet *s, const char *images_path, const char *labels_p
     s->labels = malloc((size_t)s->n * sizeof(int32_t));
     if (!s->labels) {
         free(labels8);
-        imageset_free(s);
+        imagedata_free(s);
         return error_set("Out of memory for %d labels.", s->n);
     }
     for (int i = 0; i < s->n; i++) {
@@ -118,7 +118,7 @@ static int file_exists(const char *path) {
     return f != NULL;
 }
 
-int imageset_load(ImageSet *s, const char *name, const char *split) {
+int imagedata_load(ImageSet *s, const char *name, const char *split) {
     memset(s, 0, sizeof *s);
     const int fashion = strcmp(name, "fashion-mnist") == 0;
     if (!fashion && strcmp(name, "mnist") != 0)
@@ -150,18 +150,18 @@ int imageset_load(ImageSet *s, const char *name, const char *split) {
                          "../shared/data/mnist, or run `lorasc data fetch mnist`.",
                          split, tried, prefix, prefix);
     }
-    if (imageset_load_idx(s, img, lab) != LSC_OK) return LSC_ERR;
+    if (imagedata_load_idx(s, img, lab) != LSC_OK) return LSC_ERR;
     snprintf(s->name, sizeof s->name, "%s", name);
     return LSC_OK;
 }
 
-void imageset_free(ImageSet *s) {
+void imagedata_free(ImageSet *s) {
     free(s->pixels);
     free(s->labels);
     memset(s, 0, sizeof *s);
 }
 
-void imageset_stats(const ImageSet *s, float *mean, float *std) {
+void imagedata_stats(const ImageSet *s, float *mean, float *std) {
     const size_t hw = (size_t)s->height * s->width;
     for (int c = 0; c < s->channels; c++) {
         double sum = 0, sq = 0;
@@ -179,9 +179,9 @@ void imageset_stats(const ImageSet *s, float *mean, float *std) {
     }
 }
 
-void imageset_batch(const ImageSet *s, Real *out, int32_t *labels, const int *indices, int B,
-                    const float *mean, const float *std, const ImageAugment *aug, uint64_t seed,
-                    uint64_t step) {
+void imagedata_batch(const ImageSet *s, Real *out, int32_t *labels, const int *indices, int B,
+                     const float *mean, const float *std, const ImageAugment *aug, uint64_t seed,
+                     uint64_t step) {
     const int C = s->channels, H = s->height, W = s->width;
     const size_t hw = (size_t)H * W;
     const uint64_t stream = philox_stream(RNG_PURPOSE_DATA, 0xA06, (uint32_t)(step >> 32),
@@ -214,7 +214,7 @@ void imageset_batch(const ImageSet *s, Real *out, int32_t *labels, const int *in
     }
 }
 
-void imageset_shuffle(int *perm, int n, uint64_t seed, uint64_t epoch) {
+void imagedata_shuffle(int *perm, int n, uint64_t seed, uint64_t epoch) {
     const uint64_t stream = philox_stream(RNG_PURPOSE_DATA, 0xA07, (uint32_t)(epoch >> 32),
                                           (uint32_t)epoch);
     for (int i = 0; i < n; i++) perm[i] = i;

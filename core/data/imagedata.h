@@ -23,17 +23,17 @@ typedef struct ImageSet {
 /* Reads an IDX image file (magic 0x00000803, [n, H, W] uint8) and its label file
  * (0x00000801, [n] uint8), each gzip-compressed or not. Returns LSC_ERR with a sentence naming
  * the file and what is wrong (missing, not IDX, counts that disagree). */
-int imageset_load_idx(ImageSet *s, const char *images_path, const char *labels_path);
+int imagedata_load_idx(ImageSet *s, const char *images_path, const char *labels_path);
 
 /* A named dataset split: name "mnist" or "fashion-mnist", split "train" or "test" (t10k).
  * Looks in the data directory ($LORASC_DATA, default data/) under <name>/, then for
  * Fashion-MNIST in /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist).
  * The error names the files it tried and how to get them. */
-int imageset_load(ImageSet *s, const char *name, const char *split);
-void imageset_free(ImageSet *s);
+int imagedata_load(ImageSet *s, const char *name, const char *split);
+void imagedata_free(ImageSet *s);
 
 /* Per-channel mean and standard deviation of the pixels in [0, 1] (computed in double). */
-void imageset_stats(const ImageSet *s, float *mean, float *std);
+void imagedata_stats(const ImageSet *s, float *mean, float *std);
 
 typedef struct ImageAugment {
     int crop_pad;   /* random crop of the image padded by this many zero pixels (0: none) */
@@ -44,11 +44,11 @@ typedef struct ImageAugment {
  * labels into labels[B] (may be NULL). aug may be NULL (no augmentation); its random draws
  * come from Philox (seed, RNG_PURPOSE_DATA, step, image index), so a batch is a pure function
  * of its arguments. */
-void imageset_batch(const ImageSet *s, Real *out, int32_t *labels, const int *indices, int B,
-                    const float *mean, const float *std, const ImageAugment *aug, uint64_t seed,
-                    uint64_t step);
+void imagedata_batch(const ImageSet *s, Real *out, int32_t *labels, const int *indices, int B,
+                     const float *mean, const float *std, const ImageAugment *aug, uint64_t seed,
+                     uint64_t step);
 
 /* A seeded permutation of 0..n-1 (Fisher-Yates on Philox draws keyed by seed and epoch). */
-void imageset_shuffle(int *perm, int n, uint64_t seed, uint64_t epoch);
+void imagedata_shuffle(int *perm, int n, uint64_t seed, uint64_t epoch);
 
 #endif

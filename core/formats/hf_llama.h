@@ -1,4 +1,4 @@
-/* Hugging Face Llama checkpoints and PEFT adapters.
+/* Hugging Face Llama checkpoints.
  * - hf_llama_load: a directory with config.json and model.safetensors, or shards listed in
  *   model.safetensors.index.json; F32 / F16 / BF16. HF stores q_proj / k_proj rows in the
  *   half-rotation order that its rotate_half RoPE expects, so the model is loaded with
@@ -6,17 +6,12 @@
  * - hf_llama_save: the (merged) model as config.json + model.safetensors in HF layout: a
  *   ROPE_HALF model is written as it is; a ROPE_INTERLEAVED one (llama2.c / Meta layout) gets
  *   its q/k rows permuted as HF's convert_llama_weights_to_hf.py `permute` does.
- * - peft_save / peft_load: adapters as PEFT writes them: adapter_config.json +
- *   adapter_model.safetensors with keys base_model.model.model.layers.{i}.self_attn.q_proj.
- *   lora_A.weight [r, in], .lora_B.weight [out, r], and (DoRA) .lora_magnitude_vector [out];
- *   scaling lora_alpha / r. For a ROPE_INTERLEAVED model the rows of q/k's B (and DoRA's m)
- *   live in the permuted output space too, so they are permuted like the weights.
- * Not here: tokenizers (core/data/tokenizer.h), generation configs, rope scaling, biases. */
+ * Not here: PEFT adapters (peft.h), tokenizers (core/data/tokenizer.h), generation configs,
+ * rope scaling, biases. */
 #ifndef LORASC_HF_LLAMA_H
 #define LORASC_HF_LLAMA_H
 
 #include "core/model/llama.h"
-#include "core/model/lora.h"
 #include "core/formats/safetensors.h"
 
 /* Creates *model from dir (ROPE_HALF). Shapes are checked against config.json. */
@@ -27,15 +22,12 @@ int hf_llama_read_config(const char *dir, LlamaConfig *c);
  * must exist. */
 int hf_llama_save(const char *dir, const Llama *model, StDtype dtype);
 
-/* Writes dir/adapter_config.json and dir/adapter_model.safetensors (F32) for lora attached
- * to (or made for) model. base_model may be NULL. */
-int peft_save(const char *dir, const Llama *model, const LoraAdapters *lora, const char *base_model);
-/* Creates *lora from a PEFT adapter directory for model (rows of q/k un-permuted when model
- * is ROPE_INTERLEAVED). The adapter is not attached. */
-int peft_load(const char *dir, const Llama *model, LoraAdapters *lora, Backend *be);
-
 /* Row permutation of a q or k projection [n_heads*hd, cols] between Meta's interleaved rotary
  * pairs (2i, 2i+1) and HF's halves (i, i + hd/2); to_hf = 1: Meta -> HF, 0: HF -> Meta. */
-void hf_permute_rows(float *dst, const float *src, int n_heads, int hd, int cols, int to_hf);
+void hf_llama_permute_rows(Real *dst, const Real *src, int n_heads, int hd, int cols, int to_hf);
+/* A host float copy of n device Reals at src, for a safetensors writer; when n_heads > 0 the
+ * rows of each [n_heads*hd, cols] block are permuted Meta -> HF. malloc'd; NULL when out of
+ * memory. */
+float *hf_llama_host_copy(Backend *be, const Real *src, size_t n, int n_heads, int hd, int cols);
 
 #endif

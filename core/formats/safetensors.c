@@ -31,14 +31,14 @@ const char *safetensors_dtype_name(StDtype d) {
 /* ------------------------------------------------------------------------------------------
  * scalar conversions */
 
-float st_bf16_to_f32(uint16_t h) {
+float safetensors_bf16_to_f32(uint16_t h) {
     const uint32_t u = (uint32_t)h << 16;
     float f;
     memcpy(&f, &u, 4);
     return f;
 }
 
-float st_f16_to_f32(uint16_t h) {
+float safetensors_f16_to_f32(uint16_t h) {
     const uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1F, man = h & 0x3FF;
     float f;
     if (exp == 0) { /* zero / subnormal: man * 2^-24 */
@@ -51,7 +51,7 @@ float st_f16_to_f32(uint16_t h) {
     return f;
 }
 
-uint16_t st_f32_to_bf16(float f) {
+uint16_t safetensors_f32_to_bf16(float f) {
     uint32_t u;
     memcpy(&u, &f, 4);
     if ((u & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t)((u >> 16) | 0x40); /* quiet NaN */
@@ -59,7 +59,7 @@ uint16_t st_f32_to_bf16(float f) {
     return (uint16_t)(u >> 16);
 }
 
-uint16_t st_f32_to_f16(float f) {
+uint16_t safetensors_f32_to_f16(float f) {
     uint32_t u;
     memcpy(&u, &f, 4);
     const uint16_t sign = (uint16_t)((u >> 16) & 0x8000);
@@ -280,7 +280,7 @@ int safetensors_read(const SafeTensors *st, const StTensor *t, Real *out) {
         for (uint64_t i = 0; i < t->numel; i++) {
             uint16_t h;
             memcpy(&h, p + 2 * i, 2);
-            out[i] = (Real)(t->dtype == ST_F16 ? st_f16_to_f32(h) : st_bf16_to_f32(h));
+            out[i] = (Real)(t->dtype == ST_F16 ? safetensors_f16_to_f32(h) : safetensors_bf16_to_f32(h));
         }
         return LSC_OK;
     default:
@@ -369,7 +369,7 @@ int safetensors_write(const char *path, const StWriteEntry *entries, int n, StDt
                 if (dtype == ST_F32) {
                     memcpy(buf + k, &x, 4);
                 } else {
-                    const uint16_t h = dtype == ST_BF16 ? st_f32_to_bf16(x) : st_f32_to_f16(x);
+                    const uint16_t h = dtype == ST_BF16 ? safetensors_f32_to_bf16(x) : safetensors_f32_to_f16(x);
                     memcpy(buf + k, &h, 2);
                 }
             }

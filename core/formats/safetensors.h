@@ -79,9 +79,9 @@ int safetensors_write(const char *path, const StWriteEntry *entries, int n, StDt
                       const char *const *metadata);
 
 /* Scalar conversions (exposed for tests). */
-float st_bf16_to_f32(uint16_t h);
-float st_f16_to_f32(uint16_t h);
-uint16_t st_f32_to_bf16(float f);
-uint16_t st_f32_to_f16(float f);
+float safetensors_bf16_to_f32(uint16_t h);
+float safetensors_f16_to_f32(uint16_t h);
+uint16_t safetensors_f32_to_bf16(float f);
+uint16_t safetensors_f32_to_f16(float f);
 
 #endif

@@ -1,9 +1,9 @@
-/* ViT checkpoints in the lorasc sectioned container of core/formats/checkpoint.h (same magic,
- * version, section layout and CRC-32): sections "vit.config.i32" {image_size, patch_size,
- * channels, dim, n_layers, n_heads, mlp_dim, n_classes, gelu, pre_norm, patch_bias},
- * "vit.config.f32" {norm_eps}, and "vit.<name>" (names from vit_param_name) per non-empty
- * weight, stored as f32. Weights only: no adapters, no optimiser state.
- * Not here: Hugging Face ViT / CLIP safetensors (issue 6, still open). */
+/* ViT checkpoints in the lorasc container of core/formats/container.h (the same magic,
+ * version, section layout and CRC-32 as the Llama checkpoints of checkpoint.h): sections
+ * "vit.config.i32" {image_size, patch_size, channels, dim, n_layers, n_heads, mlp_dim,
+ * n_classes, gelu, pre_norm, patch_bias}, "vit.config.f32" {norm_eps}, and "vit.<name>"
+ * (names from vit_param_name) per non-empty weight, stored as f32. Weights only: no adapters,
+ * no optimiser state. Not here: Hugging Face ViT / CLIP checkpoints (vit_hf.h). */
 #ifndef LORASC_VIT_CHECKPOINT_H
 #define LORASC_VIT_CHECKPOINT_H
 

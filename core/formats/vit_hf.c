@@ -1,177 +1,114 @@
-/* Hugging Face ViT / CLIP-vision checkpoints (see vit_hf.h): config.json through jansson,
- * tensors through core/safetensors, the name map between HF keys and core/model/vit.h tensors.
- * Mirrors core/formats/hf_llama.c (its shard reader is static there, so a copy lives here). */
+/* Hugging Face ViT / CLIP-vision checkpoints (see vit_hf.h): config.json through
+ * core/formats/hf_config, tensors through core/formats/hf_shards, the name map between HF keys
+ * and core/model/vit.h tensors. */
 #include "core/formats/vit_hf.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-
-#include <jansson.h>
 
 #include "core/base/error.h"
 #include "core/base/philox.h"
+#include "core/formats/hf_config.h"
 #include "core/formats/hf_shards.h"
 #include "core/formats/safetensors.h"
-
-
 
 /* ------------------------------------------------------------------------------------------
  * config.json */
 
-/* A positive integer field; missing or null: def (Hugging Face's default). */
-static int cfg_int(const json_t *obj, const char *path, const char *key, int def, int *out) {
-    const json_t *v = json_object_get(obj, key);
-    if (!v || json_is_null(v)) {
-        *out = def;
-        return LSC_OK;
-    }
-    if (!json_is_integer(v) || json_integer_value(v) <= 0 || json_integer_value(v) > (1 << 30))
-        return error_set("%s: \"%s\" must be a positive integer.", path, key);
-    *out = (int)json_integer_value(v);
-    return LSC_OK;
-}
-
-static int cfg_real(const json_t *obj, const char *path, const char *key, double def, float *out) {
-    const json_t *v = json_object_get(obj, key);
-    if (!v || json_is_null(v)) {
-        *out = (float)def;
-        return LSC_OK;
-    }
-    if (!json_is_number(v) || !(json_number_value(v) > 0))
-        return error_set("%s: \"%s\" must be a positive number.", path, key);
-    *out = (float)json_number_value(v);
-    return LSC_OK;
-}
-
-static int parse_act(const json_t *obj, const char *path, const char *def, GeluKind *out) {
-    const json_t *v = json_object_get(obj, "hidden_act");
-    const char *a = (!v || json_is_null(v)) ? def : json_string_value(v);
-    if (a && strcmp(a, "gelu") == 0) *out = GELU_ERF;
-    else if (a && (strcmp(a, "gelu_new") == 0 || strcmp(a, "gelu_pytorch_tanh") == 0)) *out = GELU_TANH;
-    else if (a && strcmp(a, "quick_gelu") == 0) *out = GELU_QUICK;
+static int parse_act(const HfConfig *f, const json_t *obj, const char *def, GeluKind *out) {
+    const char *a;
+    if (hf_config_string(f, obj, "hidden_act", def, &a) != LSC_OK) return LSC_ERR;
+    if (strcmp(a, "gelu") == 0) *out = GELU_ERF;
+    else if (strcmp(a, "gelu_new") == 0 || strcmp(a, "gelu_pytorch_tanh") == 0) *out = GELU_TANH;
+    else if (strcmp(a, "quick_gelu") == 0) *out = GELU_QUICK;
     else
         return error_set("%s: hidden_act \"%s\" is not supported; lorasc's ViT implements "
                          "\"gelu\", \"gelu_new\", \"gelu_pytorch_tanh\" and \"quick_gelu\".",
-                         path, a ? a : "(not a string)");
+                         f->path, a);
     return LSC_OK;
 }
 
 /* Number of labels: id2label's size, else num_labels, else HF's default 2. */
-static int parse_labels(const json_t *root, const char *path, int *out) {
-    const json_t *id2label = json_object_get(root, "id2label");
-    if (id2label && !json_is_null(id2label)) {
-        if (!json_is_object(id2label) || json_object_size(id2label) == 0)
-            return error_set("%s: \"id2label\" must be a non-empty object.", path);
-        *out = (int)json_object_size(id2label);
-        int nl = *out;
-        if (cfg_int(root, path, "num_labels", *out, &nl) != LSC_OK) return LSC_ERR;
-        if (nl != *out)
-            return error_set("%s: num_labels %d differs from the %d entries of id2label.", path, nl,
-                             *out);
-        return LSC_OK;
-    }
-    return cfg_int(root, path, "num_labels", 2, out);
+static int parse_labels(const HfConfig *f, int *out) {
+    const json_t *id2label = hf_config_get(f, NULL, "id2label");
+    if (!id2label) return hf_config_int(f, NULL, "num_labels", 0, 2, out);
+    if (!json_is_object(id2label) || json_object_size(id2label) == 0)
+        return error_set("%s: \"id2label\" must be a non-empty object.", f->path);
+    *out = (int)json_object_size(id2label);
+    int nl = *out;
+    if (hf_config_int(f, NULL, "num_labels", 0, *out, &nl) != LSC_OK) return LSC_ERR;
+    if (nl != *out)
+        return error_set("%s: num_labels %d differs from the %d entries of id2label.", f->path, nl,
+                         *out);
+    return LSC_OK;
 }
 
-int vit_hf_read_config(const char *dir, ViTConfig *c, ViTHfLayout *layout) {
-    char path[4096];
-    if (hf_path_join(path, sizeof path, dir, "config.json") != LSC_OK) return LSC_ERR;
-    json_error_t jerr;
-    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root)
-        return error_set("Cannot read %s: %s (line %d, column %d).", path, jerr.text, jerr.line,
-                         jerr.column);
-    memset(c, 0, sizeof *c);
-    int rc = LSC_OK;
-    const json_t *mt = json_object_get(root, "model_type");
-    const char *type = json_string_value(mt);
-    const json_t *vc = root;
-    if (!json_is_object(root)) {
-        rc = error_set("%s must hold a JSON object.", path);
-        goto done;
-    }
-    if (!type) {
-        rc = error_set("%s has no \"model_type\" string; lorasc loads \"vit\", \"clip_vision_model\" "
-                       "and \"clip\" checkpoints.", path);
-        goto done;
-    }
+/* Hugging Face's defaults where ViTConfig and CLIPVisionConfig differ. */
+typedef struct LayoutDefaults {
+    int patch_size;
+    double norm_eps;
+    const char *act;
+} LayoutDefaults;
+
+/* The fields ViT and CLIP-vision configs share, read from obj (the root, or CLIP's
+ * vision_config). */
+static int read_common(const HfConfig *f, const json_t *obj, const LayoutDefaults *d, ViTConfig *c) {
+    if (hf_config_int(f, obj, "image_size", 0, 224, &c->image_size) != LSC_OK ||
+        hf_config_int(f, obj, "patch_size", 0, d->patch_size, &c->patch_size) != LSC_OK ||
+        hf_config_int(f, obj, "num_channels", 0, 3, &c->channels) != LSC_OK ||
+        hf_config_int(f, obj, "hidden_size", 0, 768, &c->dim) != LSC_OK ||
+        hf_config_int(f, obj, "num_hidden_layers", 0, 12, &c->n_layers) != LSC_OK ||
+        hf_config_int(f, obj, "num_attention_heads", 0, 12, &c->n_heads) != LSC_OK ||
+        hf_config_int(f, obj, "intermediate_size", 0, 3072, &c->mlp_dim) != LSC_OK ||
+        hf_config_real(f, obj, "layer_norm_eps", d->norm_eps, &c->norm_eps) != LSC_OK ||
+        parse_act(f, obj, d->act, &c->gelu) != LSC_OK)
+        return LSC_ERR;
+    return LSC_OK;
+}
+
+static int read_layout(const HfConfig *f, ViTConfig *c, ViTHfLayout *layout) {
+    static const LayoutDefaults vit = {16, 1e-12, "gelu"}, clip = {32, 1e-5, "quick_gelu"};
+    const char *type;
+    if (hf_config_string(f, NULL, "model_type", NULL, &type) != LSC_OK) return LSC_ERR;
+    if (!type)
+        return error_set("%s has no \"model_type\" string; lorasc loads \"vit\", "
+                         "\"clip_vision_model\" and \"clip\" checkpoints.", f->path);
     if (strcmp(type, "vit") == 0) {
+        int qkv_bias; /* checked only: absent q/k/v biases are zero whatever it says */
         *layout = VIT_HF_VIT;
-        const json_t *qkv = json_object_get(root, "qkv_bias");
-        if (qkv && !json_is_boolean(qkv)) {
-            rc = error_set("%s: \"qkv_bias\" must be true or false.", path);
-            goto done;
-        }
-        if (cfg_int(root, path, "image_size", 224, &c->image_size) != LSC_OK ||
-            cfg_int(root, path, "patch_size", 16, &c->patch_size) != LSC_OK ||
-            cfg_int(root, path, "num_channels", 3, &c->channels) != LSC_OK ||
-            cfg_int(root, path, "hidden_size", 768, &c->dim) != LSC_OK ||
-            cfg_int(root, path, "num_hidden_layers", 12, &c->n_layers) != LSC_OK ||
-            cfg_int(root, path, "num_attention_heads", 12, &c->n_heads) != LSC_OK ||
-            cfg_int(root, path, "intermediate_size", 3072, &c->mlp_dim) != LSC_OK ||
-            cfg_real(root, path, "layer_norm_eps", 1e-12, &c->norm_eps) != LSC_OK ||
-            parse_act(root, path, "gelu", &c->gelu) != LSC_OK ||
-            parse_labels(root, path, &c->n_classes) != LSC_OK) {
-            rc = LSC_ERR;
-            goto done;
-        }
+        if (hf_config_bool(f, NULL, "qkv_bias", 1, &qkv_bias) != LSC_OK ||
+            read_common(f, NULL, &vit, c) != LSC_OK || parse_labels(f, &c->n_classes) != LSC_OK)
+            return LSC_ERR;
         c->pre_norm = 0;
         c->patch_bias = 1;
-    } else if (strcmp(type, "clip_vision_model") == 0 || strcmp(type, "clip") == 0) {
+        return LSC_OK;
+    }
+    if (strcmp(type, "clip_vision_model") == 0 || strcmp(type, "clip") == 0) {
+        const json_t *vc = NULL;
         *layout = VIT_HF_CLIP;
-        if (strcmp(type, "clip") == 0) {
-            vc = json_object_get(root, "vision_config");
-            if (!json_is_object(vc)) {
-                rc = error_set("%s describes a CLIP model without a \"vision_config\" object.", path);
-                goto done;
-            }
-        }
-        if (cfg_int(vc, path, "image_size", 224, &c->image_size) != LSC_OK ||
-            cfg_int(vc, path, "patch_size", 32, &c->patch_size) != LSC_OK ||
-            cfg_int(vc, path, "num_channels", 3, &c->channels) != LSC_OK ||
-            cfg_int(vc, path, "hidden_size", 768, &c->dim) != LSC_OK ||
-            cfg_int(vc, path, "num_hidden_layers", 12, &c->n_layers) != LSC_OK ||
-            cfg_int(vc, path, "num_attention_heads", 12, &c->n_heads) != LSC_OK ||
-            cfg_int(vc, path, "intermediate_size", 3072, &c->mlp_dim) != LSC_OK ||
-            cfg_real(vc, path, "layer_norm_eps", 1e-5, &c->norm_eps) != LSC_OK ||
-            parse_act(vc, path, "quick_gelu", &c->gelu) != LSC_OK) {
-            rc = LSC_ERR;
-            goto done;
-        }
+        if (strcmp(type, "clip") == 0 && !json_is_object(vc = hf_config_get(f, NULL, "vision_config")))
+            return error_set("%s describes a CLIP model without a \"vision_config\" object.", f->path);
+        if (read_common(f, vc, &clip, c) != LSC_OK) return LSC_ERR;
         c->n_classes = 0;
         c->pre_norm = 1;
         c->patch_bias = 0;
-    } else {
-        rc = error_set("%s describes model_type \"%s\"; lorasc loads \"vit\", \"clip_vision_model\" "
-                       "and \"clip\" checkpoints.", path, type);
-        goto done;
+        return LSC_OK;
     }
-    ViTConfig v = *c;
-    if (v.n_classes == 0) v.n_classes = 1; /* checked when the head size is known */
-    if (vit_config_validate(&v) != LSC_OK)
-        rc = error_set("%s is not a valid ViT config: %s", path, error_last());
-done:
-    json_decref(root);
-    return rc;
+    return error_set("%s describes model_type \"%s\"; lorasc loads \"vit\", \"clip_vision_model\" "
+                     "and \"clip\" checkpoints.", f->path, type);
 }
 
-/* ------------------------------------------------------------------------------------------
- * shards (as core/formats/hf_llama.c) */
-
-/* Reads HF tensor `name` of shape[ndim] into dst (host). */
-static int read_hf(const HfShards *s, const char *dir, const char *name, int ndim,
-                   const int64_t *shape, Real *dst) {
-    const SafeTensors *st = hf_shards_find(s, name);
-    if (!st) return error_set("The checkpoint in %s has no tensor \"%s\".", dir, name);
-    const int rc = safetensors_read_shaped(st, name, ndim, shape, dst);
-    if (rc != LSC_OK && strstr(error_last(), "the config implies")) {
-        char msg[1024];
-        snprintf(msg, sizeof msg, "%s", error_last());
-        if (strlen(msg) > 0 && msg[strlen(msg) - 1] == '.') msg[strlen(msg) - 1] = '\0';
-        return error_set("%s (by %s/config.json).", msg, dir);
-    }
+int vit_hf_read_config(const char *dir, ViTConfig *c, ViTHfLayout *layout) {
+    HfConfig f;
+    memset(c, 0, sizeof *c);
+    if (hf_config_open(&f, dir, "config.json", "ViT config.json") != LSC_OK) return LSC_ERR;
+    int rc = read_layout(&f, c, layout);
+    ViTConfig v = *c;
+    if (v.n_classes == 0) v.n_classes = 1; /* checked when the head size is known */
+    if (rc == LSC_OK && vit_config_validate(&v) != LSC_OK)
+        rc = error_set("%s is not a valid ViT config: %s", f.path, error_last());
+    hf_config_close(&f);
     return rc;
 }
 
@@ -322,7 +259,7 @@ int vit_hf_load(const char *dir, ViT *m, Backend *be, const ViTHfOptions *opt) {
         if (!mod) {
             char name[256];
             global_name(layout, t, prefix, name, sizeof name);
-            rc = read_hf(s, dir, name, ndim, shape, host);
+            rc = hf_shards_read(s, dir, name, ndim, shape, host);
             if (rc == LSC_OK && t == VIT_PATCH_W && c.channels != hc.channels) {
                 /* grey image copied into C channels: W' = sum over c of W[:, c] */
                 const size_t PP = (size_t)hc.patch_size * hc.patch_size;
@@ -346,7 +283,7 @@ int vit_hf_load(const char *dir, ViT *m, Backend *be, const ViTHfOptions *opt) {
                 snprintf(name, sizeof name, "%sencoder.%s.%d.%s.%s", prefix,
                          layout == VIT_HF_CLIP ? "layers" : "layer", l, mod,
                          is_bias(t) ? "bias" : "weight");
-                rc = read_hf(s, dir, name, ndim, shape, host + (size_t)l * per);
+                rc = hf_shards_read(s, dir, name, ndim, shape, host + (size_t)l * per);
             }
         }
         if (rc == LSC_OK) be->to_device(be, m->w.tensors[t], host, m->param_sizes[t] * sizeof(Real));

@@ -41,7 +41,8 @@
 #include <stdint.h>
 
 #include "core/model/lora.h"
-#include "core/model/optim.h"
+#include "core/model/adamw.h"
+#include "core/model/schedule.h"
 
 typedef enum SlowMerge { SLOW_MERGE_CUMULATIVE = 0, SLOW_MERGE_REPLACE = 1 } SlowMerge;
 typedef enum NoiseStd { NOISE_STD_SCALED = 0, NOISE_STD_UNSCALED = 1 } NoiseStd;

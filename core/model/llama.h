@@ -5,7 +5,7 @@
  *    never computed (only activation gradients flow through the frozen matmuls).
  * Parameters live in one block carved by a size table; gradients in a second block with the
  * same layout (allocated only for full training); activations in a third, sized for (B, T).
- * Not here: tokenizers, data, checkpoint formats (core/formats/checkpoint.h, core/llama2c.h). */
+ * Not here: tokenizers, data, checkpoint formats (core/formats/checkpoint.h, core/formats/llama2c.h). */
 #ifndef LORASC_LLAMA_H
 #define LORASC_LLAMA_H
 

@@ -5,7 +5,7 @@
 #define LORASC_TRAIN_H
 
 #include "core/model/llama.h"
-#include "core/model/optim.h"
+#include "core/model/adamw.h"
 
 typedef struct StepResult {
     double loss;      /* mean loss of the batch before the update */

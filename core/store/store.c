@@ -310,7 +310,7 @@ int store_meta_set(Store *s, const StoreRunMeta *meta) {
 int store_experiment_upsert(Store *s, const char *name, const char *file, const char *source,
                             int64_t *id) {
     char now[32], hash[65];
-    store_time_iso(now, 0);
+    store_schema_time_iso(now, 0);
     sqlite3_stmt *st = stmt(s, ST_EXP_UPSERT);
     sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
     bind_text_or_null(st, 2, file);
@@ -346,7 +346,7 @@ static int running_is_stale(const Store *s, const char *host, long pid, const ch
     const char *beat = heartbeat ? heartbeat : started;
     if (!beat) return 1;
     char cutoff[32];
-    store_time_iso(cutoff, -s->stale_after_s);
+    store_schema_time_iso(cutoff, -s->stale_after_s);
     return strcmp(beat, cutoff) < 0;
 }
 
@@ -355,7 +355,7 @@ static int running_is_stale(const Store *s, const char *host, long pid, const ch
 static int run_upsert_get(Store *s, int64_t experiment_id, const char *config_hash,
                           const char *config_json, int64_t seed, sqlite3_stmt **row) {
     char now[32];
-    store_time_iso(now, 0);
+    store_schema_time_iso(now, 0);
     sqlite3_stmt *st = stmt(s, ST_RUN_INSERT);
     sqlite3_bind_int64(st, 1, experiment_id);
     sqlite3_bind_text(st, 2, config_hash, -1, SQLITE_TRANSIENT);
@@ -443,7 +443,7 @@ int store_run_claim(Store *s, int64_t experiment_id, const char *config_hash,
     sqlite3_reset(row);
     if (claim) {
         char now[32];
-        store_time_iso(now, 0);
+        store_schema_time_iso(now, 0);
         rc = delete_children(s, out->run_id);
         if (rc != LSC_OK) goto done;
         sqlite3_stmt *st = stmt(s, ST_RUN_START);
@@ -503,7 +503,7 @@ static int heartbeat(Store *s, int64_t run_id, const char *now, int *held) {
 int store_run_heartbeat(Store *s, int64_t run_id) {
     char now[32];
     int held = 0;
-    store_time_iso(now, 0);
+    store_schema_time_iso(now, 0);
     if (heartbeat(s, run_id, now, &held) != LSC_OK) return LSC_ERR;
     return held ? LSC_OK : not_held_error(s, run_id);
 }
@@ -538,7 +538,7 @@ static int run_held(Store *s, HeldRuns *h, int64_t run_id, int *held) {
  * process does not hold (*dropped_run is one of those, 0 if none). */
 static int write_buffers(Store *s, int64_t *dropped_run) {
     char now[32];
-    store_time_iso(now, 0);
+    store_schema_time_iso(now, 0);
     HeldRuns h = {.now = now};
     int held = 0;
     for (long i = 0; i < s->n_metrics; i++) {
@@ -601,7 +601,7 @@ int store_run_finish(Store *s, int64_t run_id, StoreRunStatus status, const char
         return error_set("A run can only finish as done, failed or interrupted, not as '%s'.",
                          store_status_name(status) ? store_status_name(status) : "?");
     char now[32];
-    store_time_iso(now, 0);
+    store_schema_time_iso(now, 0);
     int64_t dropped = 0;
     int rc = begin(s, "start the finish transaction");
     if (rc != LSC_OK) return rc;

@@ -76,7 +76,7 @@ static const char *const MIGRATIONS[STORE_SCHEMA_VERSION] = {
     ");\n",
 };
 
-void store_time_iso(char out[32], double delta_s) {
+void store_schema_time_iso(char out[32], double delta_s) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     const double t = (double)ts.tv_sec + ts.tv_nsec * 1e-9 + delta_s;
@@ -161,7 +161,7 @@ int store_schema_migrate(sqlite3 *db, const char *path) {
     for (int v = version + 1; rc == LSC_OK && v <= STORE_SCHEMA_VERSION; v++) {
         char what[64], now[32], sql[128];
         snprintf(what, sizeof what, "apply schema migration %d", v);
-        store_time_iso(now, 0);
+        store_schema_time_iso(now, 0);
         snprintf(sql, sizeof sql, "INSERT INTO schema_version (version, applied_at) VALUES (%d, '%s')",
                  v, now);
         rc = exec(db, path, MIGRATIONS[v - 1], what);

@@ -12,6 +12,6 @@ int store_schema_migrate(struct sqlite3 *db, const char *path);
 
 /* Writes the current UTC time as ISO-8601 with milliseconds, "2024-05-01T12:34:56.789Z",
  * offset by delta_s seconds. Fixed width, so text order is time order. */
-void store_time_iso(char out[32], double delta_s);
+void store_schema_time_iso(char out[32], double delta_s);
 
 #endif

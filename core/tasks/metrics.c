@@ -12,13 +12,13 @@
 /* ---------------------------------------------------------------------------------------------
  * Classification */
 
-double metric_accuracy(const int *pred, const int *gold, size_t n) {
+double metrics_accuracy(const int *pred, const int *gold, size_t n) {
     size_t ok = 0;
     for (size_t i = 0; i < n; i++) ok += pred[i] == gold[i];
     return n ? (double)ok / (double)n : 0.0;
 }
 
-double metric_macro_f1(const int *pred, const int *gold, size_t n, int n_classes) {
+double metrics_macro_f1(const int *pred, const int *gold, size_t n, int n_classes) {
     double sum = 0.0;
     int used = 0;
     for (int c = 0; c < n_classes; c++) {
@@ -70,7 +70,7 @@ static int is_article(const char *w) { return !strcmp(w, "a") || !strcmp(w, "an"
 /* Python's string.punctuation. */
 static int is_punct(unsigned char c) { return c < 128 && ispunct(c); }
 
-char *metric_squad_normalize(const char *s) {
+char *metrics_squad_normalize(const char *s) {
     size_t n = strlen(s);
     char *t = malloc(n + 1), *out = malloc(n + 1);
     if (!t || !out) {
@@ -102,7 +102,7 @@ char *metric_squad_normalize(const char *s) {
 }
 
 static double squad_f1_one(const char *pred, const char *gold) {
-    char *p = metric_squad_normalize(pred), *g = metric_squad_normalize(gold);
+    char *p = metrics_squad_normalize(pred), *g = metrics_squad_normalize(gold);
     Words wp = {.buf = p}, wg = {.buf = g};
     double f1 = 0.0;
     char *used = NULL;
@@ -125,11 +125,11 @@ static double squad_f1_one(const char *pred, const char *gold) {
     return f1;
 }
 
-double metric_squad_em(const char *pred, const char *const *golds, int n_golds) {
-    char *p = metric_squad_normalize(pred);
+double metrics_squad_em(const char *pred, const char *const *golds, int n_golds) {
+    char *p = metrics_squad_normalize(pred);
     double best = 0.0;
     for (int i = 0; i < n_golds && p && best < 1.0; i++) {
-        char *g = metric_squad_normalize(golds[i]);
+        char *g = metrics_squad_normalize(golds[i]);
         if (g && strcmp(p, g) == 0) best = 1.0;
         free(g);
     }
@@ -137,7 +137,7 @@ double metric_squad_em(const char *pred, const char *const *golds, int n_golds) 
     return best;
 }
 
-double metric_squad_f1(const char *pred, const char *const *golds, int n_golds) {
+double metrics_squad_f1(const char *pred, const char *const *golds, int n_golds) {
     double best = 0.0;
     for (int i = 0; i < n_golds; i++) {
         double f = squad_f1_one(pred, golds[i]);
@@ -243,13 +243,13 @@ static double drop_one(const char *pred, const char *gold, int em) {
     return r;
 }
 
-double metric_drop_em(const char *pred, const char *const *golds, int n_golds) {
+double metrics_drop_em(const char *pred, const char *const *golds, int n_golds) {
     double best = 0.0;
     for (int i = 0; i < n_golds; i++) best = fmax(best, drop_one(pred, golds[i], 1));
     return best;
 }
 
-double metric_drop_f1(const char *pred, const char *const *golds, int n_golds) {
+double metrics_drop_f1(const char *pred, const char *const *golds, int n_golds) {
     double best = 0.0;
     for (int i = 0; i < n_golds; i++) best = fmax(best, drop_one(pred, golds[i], 0));
     return best;
@@ -274,7 +274,7 @@ static size_t read_number(const char *s, char *out, size_t size) {
     return (size_t)(p - s);
 }
 
-int metric_gsm8k_extract(const char *text, char *out, size_t size) {
+int metrics_gsm8k_extract(const char *text, char *out, size_t size) {
     char tmp[128];
     const char *h = strstr(text, "####");
     if (h) {
@@ -300,14 +300,14 @@ int metric_gsm8k_extract(const char *text, char *out, size_t size) {
     return found;
 }
 
-double metric_gsm8k_em(const char *pred, const char *gold_number) {
+double metrics_gsm8k_em(const char *pred, const char *gold_number) {
     char p[128], g[128];
-    if (!metric_gsm8k_extract(pred, p, sizeof p) || !metric_gsm8k_extract(gold_number, g, sizeof g)) return 0.0;
+    if (!metrics_gsm8k_extract(pred, p, sizeof p) || !metrics_gsm8k_extract(gold_number, g, sizeof g)) return 0.0;
     return strtod(p, NULL) == strtod(g, NULL) ? 1.0 : 0.0;
 }
 
-void metric_multirc(const int *pred, const int *gold, const long *group, size_t n, double *f1a,
-                    double *em) {
+void metrics_multirc(const int *pred, const int *gold, const long *group, size_t n, double *f1a,
+                     double *em) {
     size_t tp = 0, fp = 0, fn = 0, questions = 0, right = 0;
     for (size_t i = 0; i < n; i++) {
         tp += pred[i] == 1 && gold[i] == 1;
@@ -334,7 +334,7 @@ static void trim_into(const char *s, size_t len, char *out, size_t size) {
     out[len] = 0;
 }
 
-void metric_bbh_extract(const char *text, char *out, size_t size) {
+void metrics_bbh_extract(const char *text, char *out, size_t size) {
     const char *key = "the answer is ";
     const char *last = NULL;
     for (const char *p = text; (p = strstr(p, key)); p++) last = p;
@@ -350,9 +350,9 @@ void metric_bbh_extract(const char *text, char *out, size_t size) {
     }
 }
 
-double metric_bbh_em(const char *pred, const char *target) {
+double metrics_bbh_em(const char *pred, const char *target) {
     char p[512], t[512];
-    metric_bbh_extract(pred, p, sizeof p);
+    metrics_bbh_extract(pred, p, sizeof p);
     trim_into(target, strlen(target), t, sizeof t);
     return strcmp(p, t) == 0 ? 1.0 : 0.0;
 }

@@ -60,7 +60,7 @@ static const char *ALPACA_NO_INPUT =
     "Below is an instruction that describes a task. Write a response that appropriately completes "
     "the request.\n\n### Instruction:\n%s\n\n### Response:\n";
 
-int prompt_text(TaskId task, const Example *e, int fewshot, char **out) {
+int prompts_text(TaskId task, const Example *e, int fewshot, char **out) {
     *out = NULL;
     switch (task) {
     case TASK_SST2: return fmt(out, "%s It was", e->text);
@@ -110,16 +110,16 @@ int prompt_text(TaskId task, const Example *e, int fewshot, char **out) {
     }
 }
 
-int prompt_num_candidates(TaskId task, const Example *e) {
+int prompts_num_candidates(TaskId task, const Example *e) {
     const char *const *w;
-    switch (dataset_kind(task)) {
-    case TASK_KIND_CLASSIFY: return dataset_label_words(task, &w);
+    switch (datasets_kind(task)) {
+    case TASK_KIND_CLASSIFY: return datasets_label_words(task, &w);
     case TASK_KIND_CHOICE: return e->n_cands;
     default: return 1;
     }
 }
 
-int prompt_continuation(TaskId task, const Example *e, int c, char **out) {
+int prompts_continuation(TaskId task, const Example *e, int c, char **out) {
     *out = NULL;
     if (c < 0 && task == TASK_RECORD && e->label < 0 && e->n_answers > 0 && e->text2) {
         /* the gold answer matches none of the passage's entity strings (it happens in the
@@ -130,12 +130,12 @@ int prompt_continuation(TaskId task, const Example *e, int c, char **out) {
         return LSC_OK;
     }
     if (c < 0) c = e->label;
-    const TaskKind kind = dataset_kind(task);
-    if (kind != TASK_KIND_GENERATE && (c < 0 || c >= prompt_num_candidates(task, e)))
+    const TaskKind kind = datasets_kind(task);
+    if (kind != TASK_KIND_GENERATE && (c < 0 || c >= prompts_num_candidates(task, e)))
         return error_set("Candidate %d is out of range for a %s example (%d candidates; label %d).", c,
-                         dataset_name(task), prompt_num_candidates(task, e), e->label);
+                         datasets_name(task), prompts_num_candidates(task, e), e->label);
     const char *const *w;
-    dataset_label_words(task, &w);
+    datasets_label_words(task, &w);
     switch (task) {
     case TASK_SST2: case TASK_BOOLQ: case TASK_MMLU: return fmt(out, " %s", w[c]); /* after text */
     case TASK_RTE: case TASK_CB: case TASK_WSC: case TASK_WIC: case TASK_MULTIRC:
@@ -153,7 +153,7 @@ int prompt_continuation(TaskId task, const Example *e, int c, char **out) {
         return LSC_OK;
     }
     case TASK_SQUAD: case TASK_DROP: case TASK_BBH:
-        if (e->n_answers < 1) return error_set("A %s example has no gold answer to train on.", dataset_name(task));
+        if (e->n_answers < 1) return error_set("A %s example has no gold answer to train on.", datasets_name(task));
         return fmt(out, " %s\n", e->answers[0]);
     case TASK_GSM8K: return fmt(out, " %s\n\n", e->extra2);
     case TASK_ALPACA: return fmt(out, "%s", e->extra2);
@@ -177,12 +177,12 @@ static int encode_alloc(const Tokenizer *tok, const char *s, int flags, int32_t 
     return LSC_OK;
 }
 
-int prompt_encode(const Tokenizer *tok, TaskId task, const Example *e, int c, int fewshot, PromptSeq *s) {
+int prompts_encode(const Tokenizer *tok, TaskId task, const Example *e, int c, int fewshot, PromptSeq *s) {
     memset(s, 0, sizeof *s);
     char *p = NULL, *cont = NULL, *full = NULL;
     int32_t *pids = NULL;
-    int np = 0, rc = prompt_text(task, e, fewshot, &p);
-    if (!rc) rc = prompt_continuation(task, e, c, &cont);
+    int np = 0, rc = prompts_text(task, e, fewshot, &p);
+    if (!rc) rc = prompts_continuation(task, e, c, &cont);
     if (!rc) rc = fmt(&full, "%s%s", p, cont);
     if (!rc) rc = encode_alloc(tok, p, TOKENIZER_BOS, &pids, &np);
     const int eos = task == TASK_ALPACA && tok->eos_id >= 0;
@@ -192,19 +192,19 @@ int prompt_encode(const Tokenizer *tok, TaskId task, const Example *e, int c, in
         while (k < np && k < s->n && pids[k] == s->tokens[k]) k++;
         if (k >= s->n) k = s->n - 1; /* an empty continuation still predicts one token */
         s->n_prompt = k < 1 ? 1 : k;
-        if (s->n < 2) rc = error_set("A %s example tokenized to %d token(s): nothing to predict.", dataset_name(task), s->n);
+        if (s->n < 2) rc = error_set("A %s example tokenized to %d token(s): nothing to predict.", datasets_name(task), s->n);
     }
     free(p), free(cont), free(full), free(pids);
-    if (rc) prompt_seq_free(s);
+    if (rc) prompts_seq_free(s);
     return rc;
 }
 
-void prompt_seq_free(PromptSeq *s) {
+void prompts_seq_free(PromptSeq *s) {
     free(s->tokens);
     memset(s, 0, sizeof *s);
 }
 
-int prompt_row(const PromptSeq *s, int T, int32_t pad_id, int32_t *tokens, int32_t *targets) {
+int prompts_row(const PromptSeq *s, int T, int32_t pad_id, int32_t *tokens, int32_t *targets) {
     int off = s->n > T ? s->n - T : 0;
     if (off > s->n_prompt - 1) off = s->n_prompt - 1;
     int len = s->n - off < T ? s->n - off : T;
@@ -216,7 +216,7 @@ int prompt_row(const PromptSeq *s, int T, int32_t pad_id, int32_t *tokens, int32
     return len;
 }
 
-double prompt_row_logprob(const Real *logits, int V, const int32_t *targets, int T, int mean) {
+double prompts_row_logprob(const Real *logits, int V, const int32_t *targets, int T, int mean) {
     double sum = 0.0;
     int count = 0;
     for (int i = 0; i < T; i++) {
@@ -234,21 +234,21 @@ double prompt_row_logprob(const Real *logits, int V, const int32_t *targets, int
 /* ---------------------------------------------------------------------------------------------
  * Scoring and decoding with a model */
 
-int prompt_predict(Llama *m, const Tokenizer *tok, TaskId task, const Example *e, int fewshot, int mean,
+int prompts_predict(Llama *m, const Tokenizer *tok, TaskId task, const Example *e, int fewshot, int mean,
                    int *pred, double *scores) {
-    const int nc = prompt_num_candidates(task, e), T = m->config.seq_len;
-    if (dataset_kind(task) == TASK_KIND_GENERATE || nc < 1)
-        return error_set("prompt_predict scores candidates; %s is a generation task (use prompt_generate).",
-                         dataset_name(task));
+    const int nc = prompts_num_candidates(task, e), T = m->config.seq_len;
+    if (datasets_kind(task) == TASK_KIND_GENERATE || nc < 1)
+        return error_set("prompts_predict scores candidates; %s is a generation task (use prompts_generate).",
+                         datasets_name(task));
     int32_t *tokens = malloc((size_t)T * sizeof *tokens), *targets = malloc((size_t)T * sizeof *targets);
     int rc = tokens && targets ? LSC_OK : error_set("Out of memory scoring candidates (T = %d).", T);
     double best = -INFINITY;
     *pred = -1;
     for (int c = 0; c < nc && rc == LSC_OK; c++) {
         PromptSeq s;
-        if ((rc = prompt_encode(tok, task, e, c, fewshot, &s)) != LSC_OK) break;
-        const int len = prompt_row(&s, T, tok->eos_id >= 0 ? tok->eos_id : 0, tokens, targets);
-        prompt_seq_free(&s);
+        if ((rc = prompts_encode(tok, task, e, c, fewshot, &s)) != LSC_OK) break;
+        const int len = prompts_row(&s, T, tok->eos_id >= 0 ? tok->eos_id : 0, tokens, targets);
+        prompts_seq_free(&s);
         /* the candidate's log-likelihood is minus its tokens' cross-entropy: the loss forward
          * computes it with the classifier on the candidate's positions only */
         if ((rc = llama_forward_loss(m, tokens, targets, 1, len)) != LSC_OK) break;
@@ -260,8 +260,8 @@ int prompt_predict(Llama *m, const Tokenizer *tok, TaskId task, const Example *e
     return rc;
 }
 
-int prompt_generate(Llama *m, const Tokenizer *tok, TaskId task, const Example *e, int fewshot, int max_new,
-                    char **out) {
+int prompts_generate(Llama *m, const Tokenizer *tok, TaskId task, const Example *e, int fewshot, int max_new,
+                     char **out) {
     *out = NULL;
     const int T = m->config.seq_len;
     const char *stop = (task == TASK_GSM8K || task == TASK_BBH) ? "\n\n" : task == TASK_ALPACA ? NULL : "\n";
@@ -269,7 +269,7 @@ int prompt_generate(Llama *m, const Tokenizer *tok, TaskId task, const Example *
         return error_set("Generation needs 1 <= max_new (%d) < seq_len (%d).", max_new, T);
     char *p = NULL;
     int32_t *ids = NULL, *buf = NULL;
-    int n = 0, rc = prompt_text(task, e, fewshot, &p);
+    int n = 0, rc = prompts_text(task, e, fewshot, &p);
     if (!rc) rc = encode_alloc(tok, p, TOKENIZER_BOS, &ids, &n);
     free(p);
     if (rc) return rc;

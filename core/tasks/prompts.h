@@ -21,36 +21,36 @@ typedef struct PromptSeq {
 
 /* The prompt text of e (malloc'd); fewshot: prepend e->shots where the task has them
  * (GSM8K evaluation 8-shot, MMLU 5-shot, BBH 3-shot CoT; ignored elsewhere). */
-int prompt_text(TaskId task, const Example *e, int fewshot, char **out);
+int prompts_text(TaskId task, const Example *e, int fewshot, char **out);
 /* Number of continuations to score: label words (CLASSIFY), e->n_cands (CHOICE), 1 (GENERATE). */
-int prompt_num_candidates(TaskId task, const Example *e);
+int prompts_num_candidates(TaskId task, const Example *e);
 /* Continuation text c (malloc'd): label word c with the template's spacing, candidate c, or
  * for GENERATE the gold answer / solution / response (c ignored). c = -1: the gold one. */
-int prompt_continuation(TaskId task, const Example *e, int c, char **out);
+int prompts_continuation(TaskId task, const Example *e, int c, char **out);
 /* Tokenizes prompt and prompt+continuation; the continuation's tokens are those after the
  * longest common prefix (so SentencePiece merges across the boundary come out as the full
  * text tokenizes). */
-int prompt_encode(const Tokenizer *tok, TaskId task, const Example *e, int c, int fewshot, PromptSeq *s);
-void prompt_seq_free(PromptSeq *s);
+int prompts_encode(const Tokenizer *tok, TaskId task, const Example *e, int c, int fewshot, PromptSeq *s);
+void prompts_seq_free(PromptSeq *s);
 
 /* One row of length T for llama_forward: tokens (padded with pad_id) and targets = next token
  * on the continuation, -1 elsewhere. Too long: prompt tokens are dropped from the left (one is
  * kept), then the continuation is cut at the right. Returns the row's used length. */
-int prompt_row(const PromptSeq *s, int T, int32_t pad_id, int32_t *tokens, int32_t *targets);
+int prompts_row(const PromptSeq *s, int T, int32_t pad_id, int32_t *tokens, int32_t *targets);
 /* Sum (mean when mean != 0) of log softmax(logits[i])[targets[i]] over targets >= 0 of one
  * row; logits [T, V] in host memory. */
-double prompt_row_logprob(const Real *logits, int V, const int32_t *targets, int T, int mean);
+double prompts_row_logprob(const Real *logits, int V, const int32_t *targets, int T, int mean);
 
 /* Scores every candidate of e with m (one forward per candidate, B = 1) by its summed
  * continuation log-likelihood (mean if mean != 0) and returns the argmax in *pred; scores
- * may be NULL or hold prompt_num_candidates entries. */
-int prompt_predict(Llama *m, const Tokenizer *tok, TaskId task, const Example *e, int fewshot,
-                   int mean, int *pred, double *scores);
+ * may be NULL or hold prompts_num_candidates entries. */
+int prompts_predict(Llama *m, const Tokenizer *tok, TaskId task, const Example *e, int fewshot,
+                    int mean, int *pred, double *scores);
 /* Greedy decoding of at most max_new tokens after e's prompt (left-truncated to fit the
  * model's seq_len), stopping at EOS or at the task's stop string ("\n" for SQuAD / DROP /
  * ReCoRD-style answers, "\n\n" for GSM8K and BBH); *out is the malloc'd decoded text with
  * the stop string removed. */
-int prompt_generate(Llama *m, const Tokenizer *tok, TaskId task, const Example *e, int fewshot,
-                    int max_new, char **out);
+int prompts_generate(Llama *m, const Tokenizer *tok, TaskId task, const Example *e, int fewshot,
+                     int max_new, char **out);
 
 #endif

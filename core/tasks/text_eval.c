@@ -5,8 +5,8 @@
 
 #include "core/base/error.h"
 
-int textdata_evaluate(const TextData *d, TextSplit split, Llama *model, int B, int T,
-                      long max_windows, double *loss, double *accuracy) {
+int text_eval_run(const TextData *d, TextSplit split, Llama *model, int B, int T,
+                  long max_windows, double *loss, double *accuracy) {
     const size_t len = d->len[split];
     if (len < (size_t)T + 1)
         return error_set("task '%s': split too short (%zu bytes) for sequence length %d", d->name,

@@ -9,6 +9,6 @@
 
 /* Mean next-byte loss and accuracy of model on consecutive windows of length T covering the
  * split (at most max_windows windows, 0 = all), B windows per forward. */
-int textdata_evaluate(const TextData *d, TextSplit split, Llama *model, int B, int T,
-                      long max_windows, double *loss, double *accuracy);
+int text_eval_run(const TextData *d, TextSplit split, Llama *model, int B, int T,
+                  long max_windows, double *loss, double *accuracy);
 #endif

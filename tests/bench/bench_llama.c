@@ -16,7 +16,7 @@
 #include "core/base/error.h"
 #include "core/model/llama.h"
 #include "core/model/lora.h"
-#include "core/model/optim.h"
+#include "core/model/adamw.h"
 #include "core/base/philox.h"
 
 /* ------------------------------------------------------------------------------------------

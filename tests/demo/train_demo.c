@@ -15,6 +15,7 @@
 #include "core/formats/checkpoint.h"
 #include "core/base/error.h"
 #include "core/base/philox.h"
+#include "core/model/schedule.h"
 #include "core/model/train.h"
 
 #define LICENSES "/usr/share/common-licenses/"

@@ -1,9 +1,8 @@
-/* AdamW (Loshchilov & Hutter, decoupled weight decay) over parameter groups, gradient
- * clipping by global norm, and learning-rate schedules. Schedules are pure functions of
- * (step, length) so a cascade can restart or compress them per expert.
- * Semantics follow torch.optim.AdamW and Hugging Face's get_*_schedule_with_warmup. */
-#ifndef LORASC_OPTIM_H
-#define LORASC_OPTIM_H
+/* AdamW (Loshchilov & Hutter, decoupled weight decay) over parameter groups, with gradient
+ * clipping by global norm. Semantics follow torch.optim.AdamW. Not here: learning-rate
+ * schedules (schedule.h); the update kernel itself (kernels/backend.h adamw_update). */
+#ifndef LORASC_ADAMW_H
+#define LORASC_ADAMW_H
 
 #include <stddef.h>
 
@@ -45,25 +44,5 @@ void adamw_reset(AdamW *opt);
 double adamw_grad_norm(AdamW *opt);
 /* One update at learning rate lr; clips by global norm first. Returns the pre-clip norm. */
 double adamw_step(AdamW *opt, float lr);
-
-typedef enum ScheduleKind {
-    SCHEDULE_CONSTANT = 0,
-    SCHEDULE_LINEAR,
-    SCHEDULE_COSINE,
-} ScheduleKind;
-
-typedef struct Schedule {
-    ScheduleKind kind;
-    float peak_lr;
-    long warmup_steps;  /* linear ramp from 0 */
-    float min_lr_ratio; /* floor of linear/cosine decay, as a fraction of peak (0 = HF) */
-} Schedule;
-
-/* Learning rate for the update with 0-based index `step` of a schedule `length` updates
- * long; identical to HF's LambdaLR value for that step (so step 0 has lr 0 under warmup). */
-float schedule_lr(const Schedule *s, long step, long length);
-/* "constant", "linear", "cosine" -> kind; -1 if unknown. */
-int schedule_kind_parse(const char *name);
-const char *schedule_kind_name(ScheduleKind k);
 
 #endif
