@@ -1,8 +1,10 @@
 /* lorasc.core.finetune: a fine-tuning run (core/model/finetune.h) and a full-training run
- * (pretraining) as userdata. One Lua call, f:step(data), draws the batch, runs a whole
- * optimiser step and the expert boundary, so the binding costs nothing next to the step.
- * The model userdata is kept alive in the user value while the run holds it. */
+ * (pretraining) as userdata, and the methods' presets (core/model/cascade.h) the DSL reads.
+ * One Lua call, f:step(data), draws the batch, runs a whole optimiser step and the expert
+ * boundary, so the binding costs nothing next to the step. The model userdata is kept alive
+ * in the user value while the run holds it. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -72,6 +74,78 @@ static void fill_batch(lua_State *L, const LTextData *d, uint64_t seed, long ste
         bind_error(L);
 }
 
+/* The named options of the cascade (core/model/cascade.h): their names, in value order. */
+typedef const char *(*ChoiceName)(int value);
+static ChoiceName choice_names(const char *option) {
+    if (strcmp(option, "slow_merge") == 0) return cascade_slow_merge_name;
+    if (strcmp(option, "noise_std") == 0) return cascade_noise_std_name;
+    if (strcmp(option, "method") == 0) return cascade_method_name;
+    return NULL;
+}
+
+/* Pushes "a, b, c": the valid names of an option. */
+static void push_choices(lua_State *L, ChoiceName names) {
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (int i = 0; names(i); i++) {
+        if (i > 0) luaL_addstring(&b, ", ");
+        luaL_addstring(&b, names(i));
+    }
+    luaL_pushresult(&b);
+}
+
+/* The value of name for option, or a Lua error that lists the valid names: an unknown
+ * name is never silently the default. */
+static int parse_choice(lua_State *L, const char *option, const char *name) {
+    const ChoiceName names = choice_names(option);
+    for (int i = 0; names(i); i++)
+        if (strcmp(names(i), name) == 0) return i;
+    push_choices(L, names);
+    return luaL_error(L, "unknown %s '%s'; valid: %s", option, name, lua_tostring(L, -1));
+}
+
+/* A float pushed as the shortest decimal that reads back as the same float (0.8f -> 0.8,
+ * not 0.800000011920929), so a preset enters a canonical config as its source text. */
+static void push_float_shortest(lua_State *L, float x) {
+    char buf[32];
+    for (int digits = 1; digits <= 9; digits++) {
+        snprintf(buf, sizeof buf, "%.*g", digits, (double)x);
+        if (strtof(buf, NULL) == x) break;
+    }
+    lua_pushnumber(L, strtod(buf, NULL));
+}
+
+/* finetune.preset(method) -> {alpha=, noise=, n_experts=, steps_per_expert=,
+ * rewarmup_steps=, slow_merge=, noise_std=}: core's cascade_preset, the one source of the
+ * methods' defaults. */
+static int l_preset(lua_State *L) {
+    CascadeConfig c;
+    if (cascade_preset(luaL_checkstring(L, 1), &c) != LSC_OK) return bind_error(L);
+    lua_createtable(L, 0, 7);
+    push_float_shortest(L, c.alpha), lua_setfield(L, -2, "alpha");
+    push_float_shortest(L, c.noise), lua_setfield(L, -2, "noise");
+    lua_pushinteger(L, c.n_experts), lua_setfield(L, -2, "n_experts");
+    lua_pushinteger(L, c.steps_per_expert), lua_setfield(L, -2, "steps_per_expert");
+    lua_pushinteger(L, c.rewarmup_steps), lua_setfield(L, -2, "rewarmup_steps");
+    lua_pushstring(L, cascade_slow_merge_name(c.slow_merge)), lua_setfield(L, -2, "slow_merge");
+    lua_pushstring(L, cascade_noise_std_name(c.noise_std)), lua_setfield(L, -2, "noise_std");
+    return 1;
+}
+
+/* finetune.choices(option) -> { name, ... }: the valid names of "slow_merge", "noise_std"
+ * or "method", in the order core defines them. */
+static int l_choices(lua_State *L) {
+    const char *option = luaL_checkstring(L, 1);
+    const ChoiceName names = choice_names(option);
+    if (!names) return luaL_error(L, "unknown option '%s'; valid: slow_merge, noise_std, method", option);
+    lua_newtable(L);
+    for (int i = 0; names(i); i++) {
+        lua_pushstring(L, names(i));
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
 void bind_finetune_config(lua_State *L, int t, FinetuneConfig *cfg, LoraConfig *lc,
                           unsigned valid_targets, const char *valid_names) {
     memset(cfg, 0, sizeof *cfg);
@@ -92,9 +166,9 @@ void bind_finetune_config(lua_State *L, int t, FinetuneConfig *cfg, LoraConfig *
     cfg->cascade.rewarmup_steps = (long)bind_opt_int(L, t, "rewarmup_steps",
                                                      cfg->cascade.rewarmup_steps);
     const char *sm = bind_opt_str(L, t, "slow_merge", NULL);
-    if (sm) cfg->cascade.slow_merge = strcmp(sm, "replace") == 0 ? SLOW_MERGE_REPLACE : SLOW_MERGE_CUMULATIVE;
+    if (sm) cfg->cascade.slow_merge = (SlowMerge)parse_choice(L, "slow_merge", sm);
     const char *ns = bind_opt_str(L, t, "noise_std", NULL);
-    if (ns) cfg->cascade.noise_std = strcmp(ns, "unscaled") == 0 ? NOISE_STD_UNSCALED : NOISE_STD_SCALED;
+    if (ns) cfg->cascade.noise_std = (NoiseStd)parse_choice(L, "noise_std", ns);
     cfg->seed = (uint64_t)bind_opt_int(L, t, "seed", 1);
     *lc = (LoraConfig){.rank = (int)bind_opt_int(L, t, "rank", 8),
                        .alpha = (float)bind_opt_num(L, t, "lora_alpha", 16.0),
@@ -299,7 +373,9 @@ int luaopen_lorasc_core_finetune(lua_State *L) {
     static const luaL_Reg tmeta[] = {{"__gc", t_close}, {"__close", t_close},
                                      {"__tostring", t_tostring}, {NULL, NULL}};
     bind_new_class(L, BIND_TRAINER, tmethods, tmeta);
-    static const luaL_Reg fns[] = {{"new", l_new}, {"trainer", l_trainer}, {NULL, NULL}};
+    static const luaL_Reg fns[] = {{"new", l_new},       {"trainer", l_trainer},
+                                   {"preset", l_preset}, {"choices", l_choices},
+                                   {NULL, NULL}};
     luaL_newlib(L, fns);
     return 1;
 }

@@ -10,6 +10,24 @@
 #include "core/base/error.h"
 #include "core/base/philox.h"
 
+/* Indexed by the enum values; NULL ends each list. */
+static const char *const slow_merge_names[] = {[SLOW_MERGE_CUMULATIVE] = "cumulative",
+                                               [SLOW_MERGE_REPLACE] = "replace", NULL};
+static const char *const noise_std_names[] = {[NOISE_STD_SCALED] = "scaled",
+                                              [NOISE_STD_UNSCALED] = "unscaled", NULL};
+static const char *const method_names[] = {"lora", "cascade", "lorasc", "cola", "relora", NULL};
+
+static const char *name_at(const char *const *names, int i) {
+    if (i < 0) return NULL;
+    for (int k = 0; k < i; k++)
+        if (!names[k]) return NULL;
+    return names[i];
+}
+
+const char *cascade_slow_merge_name(int value) { return name_at(slow_merge_names, value); }
+const char *cascade_noise_std_name(int value) { return name_at(noise_std_names, value); }
+const char *cascade_method_name(int index) { return name_at(method_names, index); }
+
 int cascade_preset(const char *method, CascadeConfig *config) {
     const CascadeConfig base = {.n_experts = 1, .alpha = 0.0f, .noise = 0.0f, .merge = 1,
                                 .reinit_fast = 1, .reset_optimizer = 1,

@@ -68,8 +68,17 @@ typedef struct CascadeConfig {
 } CascadeConfig;
 
 /* Presets by method name: "lora", "cascade" (+Cascade), "lorasc", "cola", "relora".
- * Callers then override fields (alpha, noise, n_experts, ...). LSC_ERR if unknown. */
+ * Callers then override fields (alpha, noise, n_experts, ...). LSC_ERR if unknown.
+ * These are the method defaults of the whole project: the Lua DSL reads them from here
+ * (lorasc.core.finetune.preset), it holds no copy. */
 int cascade_preset(const char *method, CascadeConfig *config);
+
+/* The names of the named options, in value order ("cumulative", "replace"; "scaled",
+ * "unscaled"; cascade_preset's methods): name(i) for i = 0, 1, ... until NULL. Callers
+ * parse against these lists and report an unknown name with them, never a default. */
+const char *cascade_slow_merge_name(int value);
+const char *cascade_noise_std_name(int value);
+const char *cascade_method_name(int index);
 
 /* One expert boundary, for the run store. */
 typedef struct CascadeEvent {

@@ -1,0 +1,263 @@
+-- The image family: classification of MNIST / Fashion-MNIST classes ("fashion-mnist",
+-- "fashion-mnist:5-9", "mnist:0,2,4"; core/data/imagedata.h) with a ViT. Its
+-- canonicalisation (the vit{} model, pretrained here, a checkpoint or a Hugging Face
+-- directory; the val fraction and caps; eval with corruptions) and, for `lorasc run`, the
+-- base ViT, the images, the engine and the evaluation (clean, then ImageNet-C's protocol).
+local sys = require "lorasc.core.sys"
+local vit_mod = require "lorasc.core.vit"
+local images = require "lorasc.core.images"
+local canon = require "lorasc.canon"
+local train = require "lorasc.train"
+local text = require "lorasc.family_text"
+
+local fail, num, int, pos, nonneg = canon.fail, canon.num, canon.int, canon.pos, canon.nonneg
+
+local F = { name = "image", arch = "vit", save_ext = "ckpt" }
+
+-- train = { ... }: no sequence length (canon_train drops it); crop_pad and flip augment.
+F.train_keys = { "epochs", "steps", "batch", "lr", "schedule", "warmup",
+                 "weight_decay", "grad_clip", "min_lr_ratio", "crop_pad", "flip" }
+F.train = { augment = true, eval_only = false }
+
+-- "fashion-mnist", "fashion-mnist:5-9", "mnist:0,2,4": a class subset, relabelled 0..k-1
+-- in the order given. Returns { dataset, classes }, or nil (not an image task), or nil and
+-- the error of a malformed one.
+local SETS = { ["fashion-mnist"] = 10, mnist = 10 }
+function F.parse(task)
+  if type(task) ~= "string" then return nil end
+  local name, spec = task:match("^([%w%-]+):(.+)$")
+  if not name then name = task end
+  if not SETS[name] then return nil end
+  local classes = {}
+  if not spec then
+    for c = 0, SETS[name] - 1 do classes[#classes + 1] = c end
+  else
+    for part in (spec .. ","):gmatch("([^,]*),") do
+      local a, b = part:match("^(%d+)%-(%d+)$")
+      if a then
+        for c = tonumber(a), tonumber(b) do classes[#classes + 1] = c end
+      elseif part:match("^%d+$") then
+        classes[#classes + 1] = tonumber(part)
+      else
+        return nil, string.format("task '%s': '%s' is not a class or a range; write classes as \"%s:5-9\" or \"%s:0,2,4\"", task, part, name, name)
+      end
+    end
+  end
+  local seen = {}
+  for _, c in ipairs(classes) do
+    if c >= SETS[name] then return nil, string.format("task '%s': class %d is not in %s (classes 0-%d)", task, c, name, SETS[name] - 1) end
+    if seen[c] then return nil, string.format("task '%s': class %d is listed twice", task, c) end
+    seen[c] = true
+  end
+  if #classes < 2 then return nil, string.format("task '%s': an image task needs at least 2 classes", task) end
+  return { dataset = name, classes = classes }
+end
+
+function F.owns(task)
+  local t, err = F.parse(task)
+  return t ~= nil, err
+end
+
+function F.wrong_arch(task)
+  return string.format("task '%s' is an image task; use model = vit { ... } for it", task)
+end
+
+-- The IDX files: the data directory, then (Fashion-MNIST) Debian's dataset-fashion-mnist;
+-- the error says how to get them.
+function F.check_task(task, loc)
+  local name = F.parse(task).dataset
+  local tried = sys.datadir_path(name .. "/train-images-idx3-ubyte.gz")
+  if sys.exists(tried) then return task end
+  if name == "fashion-mnist" and sys.exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz") then return task end
+  if name == "fashion-mnist" then
+    fail(string.format("%s: task '%s' needs Fashion-MNIST, not found at %s or /usr/share/datasets/fashion-mnist: install it with `apt-get install dataset-fashion-mnist`, or put the IDX files in $LORASC_DATA/fashion-mnist/", loc, task, tried))
+  end
+  fail(string.format("%s: task '%s' needs the MNIST IDX files (train/t10k images and labels), not found at %s: get them with `lorasc data fetch mnist` or copy them into $LORASC_DATA/%s/ (LORASC_DATA is the data directory, default data/)", loc, task, tried, name))
+end
+
+-- split = { val, max_train, max_val, max_test }: the val fraction of the train file and
+-- optional caps; eval = { batch, corrupt, corrupt_max }.
+function F.canon_split_eval(split, ev, loc)
+  local _, val_frac = text.fractions(split, loc)
+  if ev.max_windows ~= nil then fail(loc .. ": eval.max_windows is for text tasks; image tasks take eval = { batch, corrupt, corrupt_max }") end
+  if split.train ~= nil then fail(loc .. ": split.train is for text tasks; image tasks take the val fraction of the train file (split.val) and optional caps max_train, max_val, max_test") end
+  if ev.corrupt ~= nil and type(ev.corrupt) ~= "boolean" then fail(loc .. ": eval.corrupt must be true or false") end
+  local eval = { batch = int(ev.batch or 128, "eval.batch", loc, pos, "must be > 0"),
+                 corrupt = ev.corrupt ~= false,
+                 corrupt_max = int(ev.corrupt_max or 0, "eval.corrupt_max", loc, nonneg, "must be >= 0") }
+  return { val = val_frac,
+           max_train = int(split.max_train or 0, "split.max_train", loc, nonneg, "must be >= 0"),
+           max_val = int(split.max_val or 0, "split.max_val", loc, nonneg, "must be >= 0"),
+           max_test = int(split.max_test or 0, "split.max_test", loc, nonneg, "must be >= 0") }, eval
+end
+
+-- vit{ hf = "dir" }: a Hugging Face ViT / CLIP-vision directory (config.json + safetensors);
+-- a relative path is under the data directory. Its head is made for the task's classes, and
+-- a 3-channel model is folded to MNIST's grey images (core/formats/vit_hf.h).
+local function canon_hf(s, mloc)
+  if type(s.hf) ~= "string" or s.hf == "" then fail(mloc .. ": hf must be the path of a Hugging Face ViT or CLIP directory") end
+  for _, k in ipairs { "image_size", "patch_size", "channels", "dim", "n_layers", "n_heads", "mlp_dim", "norm_eps", "seed" } do
+    if s[k] ~= nil then fail(string.format("%s: vit{ hf = ... } takes its sizes from the checkpoint's config.json; drop %s", mloc, k)) end
+  end
+  local dir = s.hf:sub(1, 1) == "/" and s.hf or sys.datadir_path(s.hf)
+  if not sys.exists(dir .. "/config.json") then
+    fail(string.format("%s: hf = '%s': no Hugging Face checkpoint at %s (a directory with config.json and model.safetensors; relative paths are under the data directory $LORASC_DATA, default data/)", mloc, s.hf, dir))
+  end
+  local ok, c = pcall(vit_mod.hf_config, dir)
+  if not ok then fail(mloc .. ": " .. tostring(c)) end
+  if c.image_size ~= 28 then
+    fail(string.format("%s: %s takes %dx%d images; MNIST and Fashion-MNIST are 28x28 (resizing and position-embedding interpolation are not implemented)", mloc, dir, c.image_size, c.image_size))
+  end
+  if c.channels ~= 1 and c.channels ~= 3 then
+    fail(string.format("%s: %s takes %d-channel images; MNIST and Fashion-MNIST are grey (1 channel; a 3-channel model is folded)", mloc, dir, c.channels))
+  end
+  return { arch = "vit", hf = dir, channels = 1 }
+end
+
+-- The canonical vit{} config (every field explicit); its hash keys the base-model cache.
+function F.canon_model(m)
+  local s, mloc = m.spec, m.where
+  if s.hf ~= nil then return canon_hf(s, mloc) end
+  if s.checkpoint then
+    if type(s.checkpoint) ~= "string" then fail(mloc .. ": checkpoint must be a path") end
+    return { arch = "vit", checkpoint = s.checkpoint }
+  end
+  if not s.pretrain then fail(mloc .. ": vit{} needs checkpoint = \"path\" or pretrain = { task = \"fashion-mnist:0-4\", steps = ... }") end
+  local size = int(s.image_size or 28, "image_size", mloc, pos, "must be > 0")
+  local patch = int(s.patch_size or 7, "patch_size", mloc, pos, "must be > 0")
+  if size % patch ~= 0 then fail(string.format("%s: image_size %d is not a multiple of patch_size %d", mloc, size, patch)) end
+  if size ~= 28 then fail(mloc .. ": image_size must be 28 for MNIST and Fashion-MNIST (resizing is not implemented)") end
+  local dim = int(s.dim or 64, "dim", mloc, pos, "must be > 0")
+  local heads = int(s.n_heads or 4, "n_heads", mloc, pos, "must be > 0")
+  if dim % heads ~= 0 then fail(mloc .. ": dim must be a multiple of n_heads") end
+  local c = {
+    arch = "vit", image_size = size, patch_size = patch,
+    channels = int(s.channels or 1, "channels", mloc, function(x) return x == 1 end, "MNIST and Fashion-MNIST are grey (1 channel)"),
+    dim = dim, n_layers = int(s.n_layers or 2, "n_layers", mloc, pos, "must be > 0"), n_heads = heads,
+    mlp_dim = int(s.mlp_dim or 4 * dim, "mlp_dim", mloc, pos, "must be > 0"),
+    norm_eps = num(s.norm_eps or 1e-6, "norm_eps", mloc, pos, "must be > 0"),
+    seed = int(s.seed or 1, "seed", mloc),
+  }
+  local p = s.pretrain
+  if p.task == nil then fail(mloc .. ": vit{ pretrain = {} } needs task = \"fashion-mnist:0-4\" (an image task)") end
+  c.pretrain = {
+    task = require("lorasc.families").check_task(p.task, mloc, "vit"),
+    steps = int(p.steps or 500, "pretrain.steps", mloc, pos, "must be > 0"),
+    batch = int(p.batch or 64, "pretrain.batch", mloc, pos, "must be > 0"),
+    lr = num(p.lr or 2e-3, "pretrain.lr", mloc, pos, "must be > 0"),
+    warmup = int(p.warmup or 0, "pretrain.warmup", mloc, nonneg, "must be >= 0"),
+    schedule = p.schedule or "cosine",
+    weight_decay = num(p.weight_decay or 0, "pretrain.weight_decay", mloc, nonneg, "must be >= 0"),
+    crop_pad = int(p.crop_pad or 0, "pretrain.crop_pad", mloc, nonneg, "must be >= 0"),
+    flip = p.flip == true,
+    seed = int(p.seed or 1, "pretrain.seed", mloc),
+  }
+  return c
+end
+
+-- Running -----------------------------------------------------------------------------------
+-- Base models and image sets are cached in the process: loaded once per sweep.
+local bases, sets = {}, {}
+local function get_images(task, split)
+  split = split or { val = 0.1 }
+  local key = table.concat({ task, split.val, split.max_train or 0, split.max_val or 0, split.max_test or 0 }, "|")
+  if not sets[key] then
+    local t = assert(F.parse(task))
+    sets[key] = images.load(t.dataset, t.classes, { val = split.val, max_train = split.max_train,
+                                                    max_val = split.max_val, max_test = split.max_test })
+  end
+  return sets[key]
+end
+
+local function pretrain(mc, path, report)
+  local p = mc.pretrain
+  local d = get_images(p.task)
+  local m = vit_mod.new { image_size = mc.image_size, patch_size = mc.patch_size, channels = mc.channels,
+                          dim = mc.dim, n_layers = mc.n_layers, n_heads = mc.n_heads, mlp_dim = mc.mlp_dim,
+                          norm_eps = mc.norm_eps, n_classes = d:info().n_classes, seed = mc.seed }
+  local t = vit_mod.trainer(m, d, { total_steps = p.steps, batch = p.batch, lr = p.lr, warmup = p.warmup,
+                                    schedule = p.schedule, weight_decay = p.weight_decay,
+                                    crop_pad = p.crop_pad, flip = p.flip and 1 or 0, data_seed = p.seed })
+  report(string.format("pretraining the base ViT (%s, %d steps on %s) -> %s", tostring(m), p.steps, p.task, path))
+  local t0, loss = train.pretrain_steps(p.steps, report, function() return t:step() end)
+  t:close()
+  local acc = d:evaluate(m, "val", 256)
+  report(string.format("  pretrained: val accuracy %.4f on %s", acc, p.task))
+  train.save_atomic(m, path)
+  m:close()
+  return { { "base.pretrain_seconds", sys.now() - t0 }, { "base.pretrain_loss", loss },
+           { "base.pretrain_val_acc", acc } }
+end
+
+-- The base ViT of a run (shared by every run: clone before training). A run that
+-- pretrains it gets run.pretrain_metrics, logged by the runner.
+function F.base(run, cache_dir, report)
+  local mc = run.config.model
+  if bases[run.model_hash] then return bases[run.model_hash] end
+  if mc.hf then -- a Hugging Face ViT / CLIP directory; the head is sized for this run's task
+    local t = assert(F.parse(run.config.task))
+    report(string.format("loading the Hugging Face ViT in %s", mc.hf))
+    bases[run.model_hash] = vit_mod.load_hf(mc.hf, { n_classes = #t.classes, channels = mc.channels })
+    return bases[run.model_hash]
+  end
+  local path = mc.checkpoint
+  if path then
+    if not sys.exists(path) then error(string.format("ViT checkpoint '%s' not found", path), 0) end
+  else
+    sys.mkdir(cache_dir)
+    path = string.format("%s/vit-%s.ckpt", cache_dir, run.model_hash:sub(1, 16))
+    if not sys.exists(path) then run.pretrain_metrics = pretrain(mc, path, report) end
+  end
+  bases[run.model_hash] = vit_mod.load(path)
+  return bases[run.model_hash]
+end
+
+-- The run's images and steps per epoch: floor(train / batch), at least 1.
+function F.prepare(run)
+  local c = run.config
+  local d = get_images(c.task, c.split)
+  local info = d:info()
+  return { data = d, info = info, spe = math.max(1, info.train // c.train.batch) }
+end
+
+-- A fresh head for the task's classes, initialised from the run's seed.
+function F.clone(base, ctx, c) return base:clone(ctx.info.n_classes, c.seed) end
+
+function F.finetune(m, ctx, opts, tr)
+  opts.crop_pad, opts.flip = tr.crop_pad, tr.flip and 1 or 0
+  return vit_mod.finetune(m, ctx.data, opts)
+end
+
+function F.step(f) return f:step() end
+
+-- Accuracy ("score") and loss on val and test; with eval.corrupt, ImageNet-C's protocol:
+-- per corruption, the accuracy averaged over the five severities; then the mean over
+-- corruptions. The corrupted images are the same for every run (seed 1, keyed by each
+-- test image's position).
+function F.evaluate(store, run, run_id, m, ctx)
+  local c, d, scores = run.config, ctx.data, {}
+  for _, split in ipairs { "val", "test" } do
+    local acc, loss = d:evaluate(m, split, c.eval.batch)
+    store:eval(run_id, split, "score", acc)
+    store:eval(run_id, split, "loss", loss)
+    scores[split] = acc
+  end
+  if c.eval.corrupt then
+    local total_acc, names = 0, images.corruptions()
+    local cap = c.eval.corrupt_max > 0 and c.eval.corrupt_max or nil
+    local dc = cap and get_images(c.task, { val = c.split.val, max_train = c.split.max_train,
+                                            max_val = c.split.max_val, max_test = math.min(cap, c.split.max_test > 0 and c.split.max_test or cap) }) or d
+    for _, name in ipairs(names) do
+      local sum = 0
+      for sev = 1, 5 do sum = sum + dc:evaluate(m, "test", c.eval.batch, name, sev, 1) end
+      store:eval(run_id, "test", "corrupt." .. name, sum / 5)
+      total_acc = total_acc + sum / 5
+      store:flush()
+    end
+    store:eval(run_id, "test", "corrupt.mean", total_acc / #names)
+    scores.corrupt = total_acc / #names
+  end
+  return scores
+end
+
+return F

@@ -1,0 +1,192 @@
+-- The text family: next-byte prediction on a text ("text:apache", "text:gnu", ...,
+-- "text:PATH"; core/data/textdata.h) with a byte-level Llama. Its canonicalisation (the
+-- llama{} model, which the language family shares; positional split fractions; eval) and,
+-- for `lorasc run`, the base Llama (loaded, or pretrained once and cached), the data, the
+-- engine and the evaluation. The generic run (steps, methods, logging) is runner.lua's.
+local sys = require "lorasc.core.sys"
+local data = require "lorasc.core.data"
+local model_mod = require "lorasc.core.model"
+local finetune = require "lorasc.core.finetune"
+local tasks_mod = require "lorasc.core.tasks"
+local canon = require "lorasc.canon"
+local train = require "lorasc.train"
+
+local fail, num, int, pos, nonneg = canon.fail, canon.num, canon.int, canon.pos, canon.nonneg
+
+local F = { name = "text", arch = "llama", save_ext = "lsc" }
+
+-- train = { ... }: its keys, and how canon_train (dsl.lua) treats this family.
+F.train_keys = { "epochs", "steps", "batch", "seq", "lr", "schedule", "warmup",
+                 "weight_decay", "grad_clip", "min_lr_ratio" }
+F.train = { seq = 64, augment = false, eval_only = false }
+
+-- Text is the family of every task no other family owns (families.lua asks it last).
+function F.owns() return true end
+
+function F.wrong_arch(task)
+  return string.format("task '%s' is not an image task; a vit{} model takes image tasks: fashion-mnist, fashion-mnist:5-9, mnist, mnist:0,2,4", task)
+end
+
+function F.check_task(task, loc)
+  local files, err = data.resolve(task)
+  if not files then
+    if not task:find(":", 1, true) then err = err .. "; language tasks (on llama{ checkpoint, tokenizer }): " .. tasks_mod.names() end
+    fail(loc .. ": " .. err)
+  end
+  for file in files:gmatch("[^:]+") do
+    if not sys.exists(file) then fail(string.format("%s: task '%s' needs file '%s', which does not exist", loc, task, file)) end
+  end
+  return task
+end
+
+-- split = { train, val }: positional fractions (test is what they leave); the image family
+-- takes split.val the same way.
+function F.fractions(split, loc)
+  local train_frac = num(split.train or 0.8, "split.train", loc, function(x) return x > 0 and x < 1 end, "must be in (0, 1)")
+  local val_frac = num(split.val or 0.1, "split.val", loc, function(x) return x > 0 and train_frac + x < 1 end, "must be > 0 with train + val < 1")
+  return train_frac, val_frac
+end
+
+function F.canon_split_eval(split, ev, loc)
+  local train_frac, val_frac = F.fractions(split, loc)
+  if ev.corrupt ~= nil or ev.corrupt_max ~= nil then fail(loc .. ": eval.corrupt and eval.corrupt_max are for image tasks (vit{} models)") end
+  if split.test ~= nil then fail(loc .. ": split.test is for language tasks (counts); text tasks' test split is what train + val leave") end
+  if ev.max_examples ~= nil or ev.max_new ~= nil then fail(loc .. ": eval.max_examples and eval.max_new are for language tasks") end
+  if split.max_train or split.max_val or split.max_test then fail(loc .. ": split.max_train/max_val/max_test are for image tasks (vit{} models)") end
+  local eval = { batch = int(ev.batch or 16, "eval.batch", loc, pos, "must be > 0"),
+                 max_windows = int(ev.max_windows or 0, "eval.max_windows", loc, nonneg, "must be >= 0") }
+  return { train = train_frac, val = val_frac }, eval
+end
+
+-- The canonical llama{} config (every field explicit); its hash keys the base-model cache.
+function F.canon_model(m)
+  local s, mloc = m.spec, m.where
+  if s.checkpoint then
+    if type(s.checkpoint) ~= "string" then fail(mloc .. ": checkpoint must be a path") end
+    -- .bin: llama2.c; a directory with config.json: Hugging Face; else lorasc's own format
+    local format = s.format or (s.checkpoint:match("%.bin$") and "llama2c")
+                   or (canon.data_file(s.checkpoint .. "/config.json") and "hf") or "lorasc"
+    if format ~= "lorasc" and format ~= "llama2c" and format ~= "hf" then
+      fail(mloc .. ": format must be \"lorasc\", \"llama2c\" or \"hf\", got '" .. tostring(format) .. "'")
+    end
+    for _, k in ipairs { "dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "seq_len" } do
+      if s[k] ~= nil then fail(mloc .. ": '" .. k .. "' comes from the checkpoint; remove it") end
+    end
+    if s.tokenizer ~= nil and type(s.tokenizer) ~= "string" then fail(mloc .. ": tokenizer must be a path") end
+    return { arch = "llama", checkpoint = s.checkpoint, format = format, tokenizer = s.tokenizer }
+  end
+  if not s.pretrain then fail(mloc .. ": llama{} needs checkpoint = \"path\" or pretrain = { corpus = ..., steps = ... }") end
+  if s.tokenizer ~= nil then fail(mloc .. ": tokenizer goes with checkpoint (byte-level pretrained models need none)") end
+  local dim = int(s.dim or 64, "dim", mloc, pos, "must be > 0")
+  local heads = int(s.n_heads or 4, "n_heads", mloc, pos, "must be > 0")
+  local c = {
+    arch = "llama", dim = dim,
+    hidden_dim = int(s.hidden_dim or 4 * dim, "hidden_dim", mloc, pos, "must be > 0"),
+    n_layers = int(s.n_layers or 2, "n_layers", mloc, pos, "must be > 0"),
+    n_heads = heads,
+    n_kv_heads = int(s.n_kv_heads or heads, "n_kv_heads", mloc, pos, "must be > 0"),
+    seq_len = int(s.seq_len or 64, "seq_len", mloc, pos, "must be > 0"),
+    vocab_size = int(s.vocab_size or 256, "vocab_size", mloc, function(x) return x >= 256 end, "byte-level tasks need >= 256"),
+    rope_theta = num(s.rope_theta or 10000, "rope_theta", mloc, pos, "must be > 0"),
+    norm_eps = num(s.norm_eps or 1e-5, "norm_eps", mloc, pos, "must be > 0"),
+    tied = s.tied == nil and true or not not s.tied,
+    seed = int(s.seed or 1, "seed", mloc),
+  }
+  if dim % heads ~= 0 then fail(mloc .. ": dim must be a multiple of n_heads") end
+  if heads % c.n_kv_heads ~= 0 then fail(mloc .. ": n_heads must be a multiple of n_kv_heads") end
+  local p = s.pretrain
+  c.pretrain = {
+    corpus = require("lorasc.families").check_task(p.corpus or "text:gnu", mloc, "llama"),
+    steps = int(p.steps or 200, "pretrain.steps", mloc, pos, "must be > 0"),
+    batch = int(p.batch or 8, "pretrain.batch", mloc, pos, "must be > 0"),
+    seq = int(p.seq or c.seq_len, "pretrain.seq", mloc, function(x) return x > 0 and x <= c.seq_len end, "must be in [1, seq_len]"),
+    lr = num(p.lr or 3e-3, "pretrain.lr", mloc, pos, "must be > 0"),
+    warmup = int(p.warmup or 0, "pretrain.warmup", mloc, nonneg, "must be >= 0"),
+    schedule = p.schedule or "cosine",
+    weight_decay = num(p.weight_decay or 0, "pretrain.weight_decay", mloc, nonneg, "must be >= 0"),
+    seed = int(p.seed or 1, "pretrain.seed", mloc),
+  }
+  return c
+end
+
+-- Running -----------------------------------------------------------------------------------
+-- Base models and datasets are cached in the process: loaded once per sweep.
+local bases, datasets = {}, {}
+
+local function get_data(task, train_frac, val_frac, min_split)
+  local key = table.concat({ task, train_frac, val_frac }, "|")
+  if not datasets[key] then datasets[key] = data.load(task, train_frac, val_frac, min_split) end
+  return datasets[key]
+end
+
+local function pretrain(mc, path, report)
+  local p = mc.pretrain
+  local m = model_mod.new { dim = mc.dim, hidden_dim = mc.hidden_dim, n_layers = mc.n_layers,
+                            n_heads = mc.n_heads, n_kv_heads = mc.n_kv_heads, seq_len = mc.seq_len,
+                            vocab_size = mc.vocab_size, rope_theta = mc.rope_theta,
+                            norm_eps = mc.norm_eps, tied = mc.tied, seed = mc.seed }
+  local corpus = get_data(p.corpus, 0.98, 0.01, p.seq + 1)
+  local t = finetune.trainer(m, { total_steps = p.steps, batch = p.batch, seq = p.seq, lr = p.lr,
+                                  warmup = p.warmup, schedule = p.schedule,
+                                  weight_decay = p.weight_decay, data_seed = p.seed })
+  report(string.format("pretraining the base model (%s, %d steps on %s) -> %s", tostring(m), p.steps, p.corpus, path))
+  local t0, loss = train.pretrain_steps(p.steps, report, function() return t:step(corpus) end)
+  t:close()
+  train.save_atomic(m, path)
+  m:close()
+  return { { "base.pretrain_seconds", sys.now() - t0 }, { "base.pretrain_loss", loss } }
+end
+
+-- The base model of a run (a Model userdata shared by every run: clone before training).
+-- A run that pretrains it gets run.pretrain_metrics, logged by the runner.
+function F.base(run, cache_dir, report)
+  local mc = run.config.model
+  if bases[run.model_hash] then return bases[run.model_hash] end
+  local m
+  if mc.checkpoint then
+    local path = canon.data_file(mc.checkpoint)
+    if not path then
+      error(string.format("checkpoint '%s' not found (looked in the working directory and in the data directory %s)",
+                          mc.checkpoint, sys.datadir_path("")), 0)
+    end
+    m = model_mod.load(path, mc.format)
+  else
+    sys.mkdir(cache_dir)
+    local path = string.format("%s/base-%s.ckpt", cache_dir, run.model_hash:sub(1, 16))
+    if not sys.exists(path) then run.pretrain_metrics = pretrain(mc, path, report) end
+    m = model_mod.load(path, "lorasc")
+  end
+  if m:config().vocab_size < 256 then error("the base model's vocabulary (" .. m:config().vocab_size .. ") is smaller than 256 bytes", 0) end
+  bases[run.model_hash] = m
+  return m
+end
+
+-- The run's data and steps per epoch.
+function F.prepare(run)
+  local c = run.config
+  local d = get_data(c.task, c.split.train, c.split.val, c.train.seq + 1)
+  return { data = d, spe = d:steps_per_epoch(c.train.batch, c.train.seq) }
+end
+
+function F.clone(base) return base:clone() end
+
+function F.finetune(m, ctx, opts, tr)
+  opts.seq = tr.seq
+  return finetune.new(m, opts)
+end
+
+function F.step(f, ctx) return f:step(ctx.data) end
+
+-- Next-byte accuracy ("score") and loss on consecutive windows of val and test.
+function F.evaluate(store, run, run_id, m, ctx)
+  local c, scores = run.config, {}
+  for _, split in ipairs { "val", "test" } do
+    local loss, acc = ctx.data:evaluate(m, split, c.eval.batch, c.train.seq, c.eval.max_windows)
+    store:eval(run_id, split, "score", acc)
+    store:eval(run_id, split, "loss", loss)
+    scores[split] = acc
+  end
+  return scores
+end
+
+return F
