@@ -82,9 +82,10 @@ LVit *bind_check_vit(lua_State *L, int idx);
 LImages *bind_check_images(lua_State *L, int idx);
 
 /* If the value at idx is a language-task dataset (bind_tasks.c): fills tokens/targets [B*T]
- * for `step` with task_train_batch and the tokenizer at tok_idx, returns 1; else returns 0. */
+ * for `step` with task_train_batch and the tokenizer at tok_idx, trims the padding after the
+ * last target (task_batch_trim: rows at stride *T_used), returns 1; else returns 0. */
 int bind_task_batch(lua_State *L, int idx, int tok_idx, uint64_t seed, long step, int B, int T,
-                    int32_t *tokens, int32_t *targets);
+                    int32_t *tokens, int32_t *targets, int *T_used);
 
 /* Raises a Lua error with error_last() (never returns). */
 int bind_error(lua_State *L);

@@ -254,9 +254,10 @@ static int f_step(lua_State *L) {
     LFinetune *f = check_ft(L);
     if (finetune_done(&f->ft)) return luaL_error(L, "the fine-tuning run has no steps left");
     const int B = f->ft.config.batch, T = f->ft.config.seq;
-    if (!bind_task_batch(L, 2, 3, f->data_seed, f->ft.step, B, T, f->tokens, f->targets))
+    int T_used = T;
+    if (!bind_task_batch(L, 2, 3, f->data_seed, f->ft.step, B, T, f->tokens, f->targets, &T_used))
         fill_batch(L, bind_check_textdata(L, 2), f->data_seed, f->ft.step, B, T, f->tokens, f->targets);
-    const LlamaBatch batch = {.tokens = f->tokens, .targets = f->targets, .B = B, .T = T};
+    const LlamaBatch batch = {.tokens = f->tokens, .targets = f->targets, .B = B, .T = T_used};
     return bind_finetune_step(L, &f->ft, &batch);
 }
 

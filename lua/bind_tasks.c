@@ -33,12 +33,13 @@ static LTokenizer *check_tokenizer(lua_State *L, int idx) {
 }
 
 int bind_task_batch(lua_State *L, int idx, int tok_idx, uint64_t seed, long step, int B, int T,
-                    int32_t *tokens, int32_t *targets) {
+                    int32_t *tokens, int32_t *targets, int *T_used) {
     LTask *d = luaL_testudata(L, idx, BIND_TASK);
     if (!d) return 0;
     if (!d->live) luaL_argerror(L, idx, "task dataset is closed");
     LTokenizer *t = check_tokenizer(L, tok_idx);
     if (task_train_batch(&t->t, &d->d, seed, step, B, T, tokens, targets) != LSC_OK) bind_error(L);
+    *T_used = task_batch_trim(tokens, targets, B, T);
     return 1;
 }
 

@@ -208,9 +208,68 @@ static void test_candidate_scores_equal_dense_logprob(void **state) {
     backend_cpu_destroy(be);
 }
 
+/* task_batch_trim drops the padding after every row's last target: the rows keep their
+ * tokens and targets, and the model's loss and adapter gradients are those of the padded batch. */
+static void test_batch_trim_keeps_loss(void **state) {
+    (void)state;
+    Dataset d;
+    const DatasetSizes sz = {.train = 3, .val = 1, .test = 2};
+    assert_int_equal(datasets_load(&d, TASK_SST2, g_dir, &sz, 1), LSC_OK);
+    enum { B = 3, T = 96 };
+    int32_t tok[B * T], tgt[B * T], tok2[B * T], tgt2[B * T];
+    assert_int_equal(task_train_batch(&g_tokenizer, &d, 4, 2, B, T, tok, tgt), LSC_OK);
+    memcpy(tok2, tok, sizeof tok), memcpy(tgt2, tgt, sizeof tgt);
+    const int used = task_batch_trim(tok2, tgt2, B, T);
+    assert_true(used > 1 && used < T);
+    int last_target = -1;
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            if (t < used) {
+                assert_int_equal(tok2[b * used + t], tok[b * T + t]);
+                assert_int_equal(tgt2[b * used + t], tgt[b * T + t]);
+            } else {
+                assert_int_equal(tgt[b * T + t], -1); /* nothing scored was dropped */
+            }
+            if (tgt[b * T + t] >= 0 && t > last_target) last_target = t;
+        }
+    assert_int_equal(used, last_target + 1); /* no padding column is kept either */
+
+    Backend *be = backend_cpu_create(1);
+    Llama m = tiny_model(be, g_tokenizer.vocab_size);
+    LoraAdapters lora;
+    int in[LORA_NUM_TARGETS], out[LORA_NUM_TARGETS];
+    llama_lora_shapes(&m.config, in, out);
+    LoraConfig lc = {.rank = 2, .alpha = 4, .targets = LORA_DEFAULT_TARGETS};
+    assert_int_equal(lora_create(&lora, be, &lc, m.config.n_layers, in, out, 1), LSC_OK);
+    llama_attach_lora(&m, &lora);
+    double loss[2];
+    Real *grads[2];
+    for (int k = 0; k < 2; k++) {
+        llama_zero_grad(&m);
+        assert_int_equal(llama_forward_loss(&m, k ? tok2 : tok, k ? tgt2 : tgt, B, k ? used : T), LSC_OK);
+        assert_int_equal(llama_backward(&m), LSC_OK);
+        loss[k] = m.mean_loss;
+        grads[k] = malloc(lora.num_params * sizeof(Real));
+        be->to_host(be, grads[k], lora.grads, lora.num_params * sizeof(Real));
+    }
+    if (fabs(loss[0] - loss[1]) > 1e-6) fail_msg("loss padded %.9g, trimmed %.9g", loss[0], loss[1]);
+    for (size_t i = 0; i < lora.num_params; i++)
+        if (fabs((double)grads[0][i] - (double)grads[1][i]) > 1e-6 + 1e-5 * fabs((double)grads[0][i]))
+            fail_msg("adapter gradient %zu: padded %.9g, trimmed %.9g", i, (double)grads[0][i],
+                     (double)grads[1][i]);
+    printf("trimmed %d of %d columns; loss %.6f both ways\n", T - used, T, loss[1]);
+    free(grads[0]), free(grads[1]);
+    llama_attach_lora(&m, NULL);
+    lora_free(&lora);
+    llama_free(&m);
+    backend_cpu_destroy(be);
+    datasets_free(&d);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_train_batches),
+        cmocka_unit_test(test_batch_trim_keeps_loss),
         cmocka_unit_test(test_every_task_evaluates),
         cmocka_unit_test(test_candidate_scores_equal_dense_logprob),
         cmocka_unit_test(test_lora_learns_sst2),

@@ -24,6 +24,21 @@ int task_train_batch(const Tokenizer *tok, const Dataset *d, uint64_t seed, long
     return LSC_OK;
 }
 
+int task_batch_trim(int32_t *tokens, int32_t *targets, int B, int T) {
+    int used = 1;
+    for (int b = 0; b < B; b++)
+        for (int t = T - 1; t >= used; t--)
+            if (targets[(size_t)b * T + t] >= 0) {
+                used = t + 1;
+                break;
+            }
+    for (int b = 1; b < B && used < T; b++) {
+        memmove(tokens + (size_t)b * used, tokens + (size_t)b * T, (size_t)used * sizeof *tokens);
+        memmove(targets + (size_t)b * used, targets + (size_t)b * T, (size_t)used * sizeof *targets);
+    }
+    return used;
+}
+
 /* The generated text's score against e's gold answers: (f1, em). */
 static void generation_scores(TaskId task, const char *out, const Example *e, double *f1, double *em) {
     const char *const *ans = (const char *const *)e->answers;

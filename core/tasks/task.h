@@ -22,6 +22,11 @@ typedef struct TaskScores {
  * next token on the continuation and -1 elsewhere. */
 int task_train_batch(const Tokenizer *tok, const Dataset *d, uint64_t seed, long step, int B,
                      int T, int32_t *tokens, int32_t *targets);
+/* Drops the columns after the last unmasked target of every row: a causal model's loss and
+ * gradients do not depend on them, and a batch of short prompts padded to seq would spend most
+ * of its work on padding. Compacts the rows of tokens/targets [B*T] in place to stride T' and
+ * returns T' (>= 1). */
+int task_batch_trim(int32_t *tokens, int32_t *targets, int B, int T);
 
 /* Evaluates m on a split (max_examples > 0 caps the count): candidates scored by summed
  * log-likelihood for classification and choice tasks, greedy generation of at most max_new
