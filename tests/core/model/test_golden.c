@@ -3,7 +3,8 @@
  * LoRA-model logits, loss and every adapter gradient; a 10-step AdamW loss trajectory.
  * The DoRA scenario does the same with PEFT's DoRA layers (gradients of A, B and m), and
  * checks the magnitudes llama_attach_lora initialises against PEFT's initialisation.
- * Not here: kernel-level checks (tests/test_kernels.c) and finite differences (gradcheck). */
+ * Not here: kernel-level checks (tests/kernels/) and finite differences
+ * (test_gradcheck_model.c, test_gradcheck_vit.c). */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>

@@ -15,10 +15,10 @@
 
 #include <cmocka.h>
 
-#include "check.h"
+#include "tests/check.h"
 #include "core/base/error.h"
 #include "core/model/finetune.h"
-#include "model_fixture.h"
+#include "tests/model_fixture.h"
 
 enum { B = 2, T = 6 };
 

@@ -11,10 +11,10 @@
 
 #include <cmocka.h>
 
-#include "check.h"
+#include "tests/check.h"
 #include "core/base/error.h"
 #include "core/model/llama.h"
-#include "model_fixture.h"
+#include "tests/model_fixture.h"
 
 enum { B = 2, T = 6 };
 

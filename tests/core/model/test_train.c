@@ -15,7 +15,7 @@
 #include "core/formats/checkpoint.h"
 #include "core/base/error.h"
 #include "core/model/train.h"
-#include "model_fixture.h"
+#include "tests/model_fixture.h"
 
 enum { B = 3, T = 12, STEPS = 12 };
 

@@ -15,7 +15,7 @@
 
 #include "core/formats/checkpoint.h"
 #include "core/base/error.h"
-#include "model_fixture.h"
+#include "tests/model_fixture.h"
 
 static char dir[] = "/tmp/lorasc_ckpt_XXXXXX";
 
