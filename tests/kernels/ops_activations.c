@@ -78,7 +78,7 @@ static void test_gelu(void **state) {
     }
 }
 
-int ops_run_activations(void) {
+int ops_activations_run(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_swiglu),
         cmocka_unit_test(test_gelu),

@@ -113,7 +113,7 @@ static void test_attention_full(void **state) {
     check_attention(0, 2, 17, 4, 4, 16); /* ViT-like T = 1 + 16, threaded path */
 }
 
-int ops_run_attention(void) {
+int ops_attention_run(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_attention),
         cmocka_unit_test(test_attention_full),

@@ -140,7 +140,7 @@ static void test_expf(void **state) {
     free(got), free(ref);
 }
 
-int ops_run_backend(void) {
+int ops_backend_run(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_memory),
         cmocka_unit_test(test_threads_agree),

@@ -53,15 +53,15 @@ int ops_setup(void **state);
 int ops_teardown(void **state);
 
 /* One per family file: runs its tests as a cmocka group, returns the number that failed. */
-int ops_run_backend(void);
-int ops_run_matmul(void);
-int ops_run_norms(void);
-int ops_run_rope(void);
-int ops_run_attention(void);
-int ops_run_activations(void);
-int ops_run_elementwise(void);
-int ops_run_cross_entropy(void);
-int ops_run_optim(void);
-int ops_run_patchify(void);
+int ops_backend_run(void);
+int ops_matmul_run(void);
+int ops_norms_run(void);
+int ops_rope_run(void);
+int ops_attention_run(void);
+int ops_activations_run(void);
+int ops_elementwise_run(void);
+int ops_cross_entropy_run(void);
+int ops_optim_run(void);
+int ops_patchify_run(void);
 
 #endif

@@ -68,7 +68,7 @@ static void test_cross_entropy(void **state) {
     free(logits), free(losses), free(lse), free(dlogits), free(inplace), free(big);
 }
 
-int ops_run_cross_entropy(void) {
+int ops_cross_entropy_run(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cross_entropy),
     };

@@ -54,25 +54,22 @@ static void check_rowcol(int N, int C, uint64_t stream) {
     snprintf(what, sizeof what, "col_dot %dx%d", N, C);
     expect_close(what, cd, cref, (size_t)C, 1e-13, 1e-12);
 
-    for (int n = 0; n < N; n++)
-        for (int c = 0; c < C; c++) ref[(size_t)n * C + c] = sr[n] * x[(size_t)n * C + c];
-    be->scale_rows(be, got, x, sr, N, C);
-    snprintf(what, sizeof what, "scale_rows %dx%d", N, C);
-    expect_close(what, got, ref, nc, 0, 0);
-    memcpy(got, x, nc * sizeof(Real));
-    be->scale_rows(be, got, got, sr, N, C);
-    snprintf(what, sizeof what, "scale_rows in place %dx%d", N, C);
-    expect_close(what, got, ref, nc, 0, 0);
-
-    for (int n = 0; n < N; n++)
-        for (int c = 0; c < C; c++) ref[(size_t)n * C + c] = x[(size_t)n * C + c] * sc[c];
-    be->scale_cols(be, got, x, sc, N, C);
-    snprintf(what, sizeof what, "scale_cols %dx%d", N, C);
-    expect_close(what, got, ref, nc, 0, 0);
-    memcpy(got, x, nc * sizeof(Real));
-    be->scale_cols(be, got, got, sc, N, C);
-    snprintf(what, sizeof what, "scale_cols in place %dx%d", N, C);
-    expect_close(what, got, ref, nc, 0, 0);
+    /* scale_rows: out[n,c] = s[n] x[n,c]; scale_cols: out[n,c] = x[n,c] s[c]; out may be x */
+    for (int cols = 0; cols < 2; cols++) {
+        void (*scale)(Backend *, Real *, const Real *, const Real *, int, int) =
+            cols ? be->scale_cols : be->scale_rows;
+        const Real *s = cols ? sc : sr;
+        const char *name = cols ? "scale_cols" : "scale_rows";
+        for (int n = 0; n < N; n++)
+            for (int c = 0; c < C; c++) ref[(size_t)n * C + c] = x[(size_t)n * C + c] * s[cols ? c : n];
+        scale(be, got, x, s, N, C);
+        snprintf(what, sizeof what, "%s %dx%d", name, N, C);
+        expect_close(what, got, ref, nc, 0, 0);
+        memcpy(got, x, nc * sizeof(Real));
+        scale(be, got, got, s, N, C);
+        snprintf(what, sizeof what, "%s in place %dx%d", name, N, C);
+        expect_close(what, got, ref, nc, 0, 0);
+    }
 
     for (size_t i = 0; i < nc; i++) ref[i] = x[i] / y[i];
     be->divide(be, got, x, y, nc);
@@ -117,7 +114,7 @@ static void test_rowcol(void **state) {
     free(x), free(y);
 }
 
-int ops_run_elementwise(void) {
+int ops_elementwise_run(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_residual),
         cmocka_unit_test(test_rowcol),

@@ -84,7 +84,7 @@ static void test_embedding(void **state) {
     free(table), free(out), free(r), free(dtable), free(twice);
 }
 
-int ops_run_matmul(void) {
+int ops_matmul_run(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmul),
         cmocka_unit_test(test_embedding),

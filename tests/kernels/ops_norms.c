@@ -122,7 +122,7 @@ static void test_layernorm(void **state) {
     free(dxa), free(dwa), free(dba), free(dxb), free(dwb), free(dbb);
 }
 
-int ops_run_norms(void) {
+int ops_norms_run(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_layernorm),

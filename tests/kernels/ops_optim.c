@@ -71,7 +71,7 @@ static void test_scale_axpy(void **state) {
     free(x), free(y), free(ref);
 }
 
-int ops_run_optim(void) {
+int ops_optim_run(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_adamw),
         cmocka_unit_test(test_sum_squares),

@@ -70,7 +70,7 @@ static void test_bias(void **state) {
     }
 }
 
-int ops_run_patchify(void) {
+int ops_patchify_run(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_patchify),
         cmocka_unit_test(test_bias),

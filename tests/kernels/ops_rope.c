@@ -62,7 +62,7 @@ static void test_rope(void **state) {
     free(cos_tab), free(sin_tab);
 }
 
-int ops_run_rope(void) {
+int ops_rope_run(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rope),
     };

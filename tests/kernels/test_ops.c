@@ -6,9 +6,9 @@
 
 int main(void) {
     int (*const families[])(void) = {
-        ops_run_backend,     ops_run_matmul,        ops_run_norms, ops_run_rope,
-        ops_run_attention,   ops_run_activations,   ops_run_elementwise,
-        ops_run_cross_entropy, ops_run_optim,       ops_run_patchify,
+        ops_backend_run,       ops_matmul_run, ops_norms_run,       ops_rope_run,
+        ops_attention_run,     ops_activations_run, ops_elementwise_run,
+        ops_cross_entropy_run, ops_optim_run,  ops_patchify_run,
     };
     int failed = 0;
     for (size_t i = 0; i < sizeof families / sizeof families[0]; i++) failed += families[i]();
