@@ -6,14 +6,7 @@ set -u
 LORASC=$(realpath "$1")
 SRC=$(realpath "$2")
 TINY=$SRC/tests/lua/tiny.lua
-W=$(mktemp -d)
-trap 'rm -rf "$W"' EXIT
-cd "$W" || exit 1
-export LORASC_PROGRESS=plain
-command -v sqlite3 >/dev/null || { echo "sqlite3 command not found: skipped"; exit 77; }
-FAILS=0
-fail() { echo "FAIL: $*" >&2; FAILS=$((FAILS + 1)); }
-q() { sqlite3 "$1" "$2"; }
+. "$(dirname "$0")/cli_lib.sh"
 
 # 1. Same experiment -> same hashes in two processes, and the expected number of runs.
 "$LORASC" run "$TINY" --dry-run --db a/x.db > h1.txt || fail "dry-run"
@@ -112,5 +105,4 @@ sed 's/^}/  save = true,\n}/' "$TINY" > saving.lua
 p=$(q s/x.db "SELECT path FROM artifacts LIMIT 1"); h=$(q s/x.db "SELECT sha256 FROM artifacts LIMIT 1")
 [ "$(sha256sum "$p" | cut -d' ' -f1)" = "$h" ] || fail "artifact sha256 does not match $p"
 
-if [ $FAILS -gt 0 ]; then echo "$FAILS failure(s)" >&2; exit 1; fi
-echo "test_cli: all passed"
+cli_done test_cli

@@ -9,18 +9,8 @@ set -u
 LORASC=$(realpath "$1")
 SRC=$(realpath "$2")
 TINY=$SRC/tests/lua/tiny_image.lua
-W=$(mktemp -d)
-trap 'rm -rf "$W"' EXIT
-cd "$W" || exit 1
-export LORASC_PROGRESS=plain
-command -v sqlite3 >/dev/null || { echo "sqlite3 command not found: skipped"; exit 77; }
-if [ ! -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] &&
-   [ ! -e "${LORASC_DATA:-data}/fashion-mnist/train-images-idx3-ubyte.gz" ]; then
-  echo "Fashion-MNIST not installed (apt-get install dataset-fashion-mnist): skipped"; exit 77
-fi
-FAILS=0
-fail() { echo "FAIL: $*" >&2; FAILS=$((FAILS + 1)); }
-q() { sqlite3 "$1" "$2"; }
+. "$(dirname "$0")/cli_lib.sh"
+need_fashion_mnist
 
 # 1. DSL errors: message with file:line, non-zero exit, nothing written.
 sed 's/mlp_dim = 32/mlp_dimm = 32/' "$TINY" > bad1.lua
@@ -65,5 +55,4 @@ sed 's/metrics = { "test.score", "test.corrupt.mean" }/metric = "test.corrupt.el
 "$LORASC" report one.lua --db r/x.db | grep -q 'test.corrupt.elastic' || fail "single corruption report"
 "$LORASC" show 1 --db r/x.db | grep -q 'corrupt.mean' || fail "show"
 
-if [ $FAILS -gt 0 ]; then echo "$FAILS failure(s)" >&2; exit 1; fi
-echo "test_image_cli: all passed"
+cli_done test_image_cli

@@ -8,14 +8,7 @@
 set -u
 LORASC=$(realpath "$1")
 FIXTURE=$(realpath "$2")
-W=$(mktemp -d)
-trap 'rm -rf "$W"' EXIT
-cd "$W" || exit 1
-export LORASC_PROGRESS=plain
-command -v sqlite3 >/dev/null || { echo "sqlite3 command not found: skipped"; exit 77; }
-FAILS=0
-fail() { echo "FAIL: $*" >&2; FAILS=$((FAILS + 1)); }
-q() { sqlite3 "$1" "$2"; }
+. "$(dirname "$0")/cli_lib.sh"
 
 # 1. lorasc data fetch --from a mirror written here.
 mkdir -p mirror/toy mirror/plain
@@ -141,5 +134,4 @@ LUA
   "$LORASC" lua hf.lua > hf.log 2>&1 || fail "hf load: $(cat hf.log)"
 fi
 
-if [ $FAILS -gt 0 ]; then echo "$FAILS failure(s)" >&2; exit 1; fi
-echo "test_lang_cli: all passed"
+cli_done test_lang_cli

@@ -9,17 +9,8 @@
 set -u
 LORASC=$(realpath "$1")
 SRC=$(realpath "$2")
-W=$(mktemp -d)
-trap 'rm -rf "$W"' EXIT
-cd "$W" || exit 1
-export LORASC_PROGRESS=plain
-command -v sqlite3 >/dev/null || { echo "sqlite3 command not found: skipped"; exit 77; }
-if [ ! -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] &&
-   [ ! -e "${LORASC_DATA:-data}/fashion-mnist/train-images-idx3-ubyte.gz" ]; then
-  echo "Fashion-MNIST not installed (apt-get install dataset-fashion-mnist): skipped"; exit 77
-fi
-FAILS=0
-fail() { echo "FAIL: $*" >&2; FAILS=$((FAILS + 1)); }
+. "$(dirname "$0")/cli_lib.sh"
+need_fashion_mnist
 
 write() { # write FILE MODEL-ARGS
   cat > "$1" <<LUA
@@ -63,5 +54,4 @@ grep -q "loading the Hugging Face ViT" r1.log || fail "no loading message: $(cat
 v=$(sqlite3 r/x.db "SELECT value FROM evals WHERE split='test' AND metric='score' LIMIT 1")
 awk -v v="$v" 'BEGIN { exit !(v >= 0 && v <= 1 && v != "") }' || fail "test score '$v' is not an accuracy"
 
-[ "$FAILS" = 0 ] && echo "test_vit_hf_cli: all passed"
-exit "$FAILS"
+cli_done test_vit_hf_cli

@@ -296,6 +296,45 @@ def i32(t):
     return np.ascontiguousarray(np.asarray(t, dtype=np.int32))
 
 
+def param_records(names, w, lora, m_init=None):
+    """The weights in the engine's order, then each adapter's A and B (DoRA: m_init and m)."""
+    recs = [(name, f32(w[name])) for name in names if name in w]
+    for t in TARGETS:
+        if t in lora:
+            recs.append((f"lora.{t}.A", f32(lora[t][0])))
+            recs.append((f"lora.{t}.B", f32(lora[t][1])))
+            if m_init and t in m_init:
+                recs.append((f"lora.{t}.m_init", f32(m_init[t])))
+                recs.append((f"lora.{t}.m", f32(lora[t][2])))
+    return recs
+
+
+def full_grad_records(names, w, run):
+    """Base model, full training: run(weights) -> (logits, loss). Returns the records (logits,
+    loss, the gradient of every weight) and the loss."""
+    wg = {k: v.clone().requires_grad_(True) for k, v in w.items()}
+    logits, loss = run(wg)
+    loss.backward()
+    recs = [("base_logits", f32(logits)), ("base_loss", f32(loss.reshape(1)))]
+    recs += [(f"full_grad.{name}", f32(wg[name].grad)) for name in names if name in wg]
+    return recs, loss
+
+
+def adapter_grad_records(lora, L, run, kinds):
+    """Adapters trained, base frozen: run(per-layer adapters) -> (logits, loss). Returns the
+    records (logits, loss, the gradient of each adapter tensor named by kinds, "AB" or "ABm")
+    and the loss."""
+    lg = {t: tuple(p.clone().requires_grad_(True) for p in ps) for t, ps in lora.items()}
+    logits, loss = run(per_layer(lg, L))
+    loss.backward()
+    recs = [("logits", f32(logits)), ("loss", f32(loss.reshape(1)))]
+    for t in TARGETS:
+        if t in lg:
+            for name, p in zip(kinds, lg[t]):
+                recs.append((f"lora_grad.{t}.{name}", f32(p.grad)))
+    return recs, loss
+
+
 def build(sc):
     torch.manual_seed(0)  # nothing below draws from the global generator; belt and braces
     w, lora, m_init, tokens, targets = make_inputs(sc)
@@ -308,40 +347,20 @@ def build(sc):
     recs.append(("config_f", np.array([sc["theta"], sc["eps"], sc["alpha"], ADAMW["lr"],
                                        ADAMW["weight_decay"], ADAMW["grad_clip"], ADAMW["beta1"],
                                        ADAMW["beta2"], ADAMW["eps"]], dtype=np.float32)))
-    for name in WEIGHT_NAMES:
-        if name in w:
-            recs.append((name, f32(w[name])))
-    for t in TARGETS:
-        if t in lora:
-            recs.append((f"lora.{t}.A", f32(lora[t][0])))
-            recs.append((f"lora.{t}.B", f32(lora[t][1])))
-            if t in m_init:
-                recs.append((f"lora.{t}.m_init", f32(m_init[t])))
-                recs.append((f"lora.{t}.m", f32(lora[t][2])))
+    recs += param_records(WEIGHT_NAMES, w, lora, m_init)
     recs.append(("tokens", i32(tokens)))
     recs.append(("targets", i32(targets)))
 
     # Base model, full training: gradients of every weight.
-    wg = {k: v.clone().requires_grad_(True) for k, v in w.items()}
-    logits, loss = forward(sc, wg, None, tokens, targets)
-    loss.backward()
-    recs.append(("base_logits", f32(logits)))
-    recs.append(("base_loss", f32(loss.reshape(1))))
-    for name in WEIGHT_NAMES:
-        if name in wg:
-            recs.append((f"full_grad.{name}", f32(wg[name].grad)))
+    more, loss = full_grad_records(WEIGHT_NAMES, w,
+                                   lambda wg: forward(sc, wg, None, tokens, targets))
+    recs += more
     info = f"base loss {loss.item():.6f}"
 
     # LoRA (or DoRA) model, base frozen.
-    lg = {t: tuple(p.clone().requires_grad_(True) for p in ps) for t, ps in lora.items()}
-    logits, loss = forward(sc, w, per_layer(lg, L), tokens, targets)
-    loss.backward()
-    recs.append(("logits", f32(logits)))
-    recs.append(("loss", f32(loss.reshape(1))))
-    for t in TARGETS:
-        if t in lg:
-            for name, p in zip("ABm", lg[t]):
-                recs.append((f"lora_grad.{t}.{name}", f32(p.grad)))
+    more, loss = adapter_grad_records(lora, L, lambda lg: forward(sc, w, lg, tokens, targets),
+                                      "ABm")
+    recs += more
     info += f", {'dora' if m_init else 'lora'} loss {loss.item():.6f}"
 
     # AdamW trajectory on the adapters, same batch every step.
@@ -472,39 +491,22 @@ def vit_build(sc):
     recs = [("config", i32([sc["image"], sc["patch"], C, sc["D"], L, sc["NH"], sc["M"], sc["K"],
                             B, sc["rank"], mask, sc["gelu"], sc["pre_norm"], sc["patch_bias"]])),
             ("config_f", np.array([sc["eps"], sc["alpha"]], dtype=np.float32))]
-    for name in VIT_WEIGHT_NAMES:
-        if name in w:
-            recs.append((name, f32(w[name])))
-    for t in TARGETS:
-        if t in lora:
-            recs.append((f"lora.{t}.A", f32(lora[t][0])))
-            recs.append((f"lora.{t}.B", f32(lora[t][1])))
+    recs += param_records(VIT_WEIGHT_NAMES, w, lora)
     recs.append(("images", f32(images)))
     recs.append(("labels", i32(labels)))
 
-    wg = {k: v.clone().requires_grad_(True) for k, v in w.items()}
-    logits, loss = vit_forward(sc, wg, None, images, labels)
-    loss.backward()
-    recs.append(("base_logits", f32(logits)))
-    recs.append(("base_loss", f32(loss.reshape(1))))
-    for name in VIT_WEIGHT_NAMES:
-        if name in wg:
-            recs.append((f"full_grad.{name}", f32(wg[name].grad)))
+    more, loss = full_grad_records(VIT_WEIGHT_NAMES, w,
+                                   lambda wg: vit_forward(sc, wg, None, images, labels))
+    recs += more
     info = f"base loss {loss.item():.6f}"
 
     # LoRA: base frozen, adapters and the head (modules_to_save) trained
     wl = dict(w)
     wl["head_w"] = w["head_w"].clone().requires_grad_(True)
     wl["head_b"] = w["head_b"].clone().requires_grad_(True)
-    lg = {t: tuple(p.clone().requires_grad_(True) for p in ps) for t, ps in lora.items()}
-    logits, loss = vit_forward(sc, wl, per_layer(lg, L), images, labels)
-    loss.backward()
-    recs.append(("logits", f32(logits)))
-    recs.append(("loss", f32(loss.reshape(1))))
-    for t in TARGETS:
-        if t in lg:
-            for name, p in zip("AB", lg[t]):
-                recs.append((f"lora_grad.{t}.{name}", f32(p.grad)))
+    more, loss = adapter_grad_records(lora, L, lambda lg: vit_forward(sc, wl, lg, images, labels),
+                                      "AB")
+    recs += more
     recs.append(("head_grad.head_w", f32(wl["head_w"].grad)))
     recs.append(("head_grad.head_b", f32(wl["head_b"].grad)))
     info += f", lora loss {loss.item():.6f}"

@@ -22,17 +22,7 @@
 #include "tests/check.h"
 #include "tests/golden_io.h"
 
-#ifndef LORASC_GOLDEN_DIR
-#define LORASC_GOLDEN_DIR "tests/golden"
-#endif
-
-/* float32 engine against float64 references rounded to float32 (as test_golden.c). */
-#define LOGITS_ATOL 1e-5
-#define LOGITS_RTOL 1e-4
-#define GRAD_ATOL 1e-6
-#define GRAD_RTOL 1e-4
-
-static const char *const TARGET_NAMES[LORA_NUM_TARGETS] = {"q", "k", "v", "o", "gate", "up", "down"};
+static const char *const TARGET_NAMES[LORA_NUM_TARGETS] = GOLDEN_TARGET_NAMES;
 
 enum { CFG_IMAGE, CFG_PATCH, CFG_CHANS, CFG_D, CFG_L, CFG_NH, CFG_M, CFG_K, CFG_B, CFG_RANK,
        CFG_TARGETS, CFG_GELU, CFG_PRE_NORM, CFG_PATCH_BIAS, CFG_COUNT };
@@ -80,7 +70,7 @@ static size_t compare(Scenario *s, const char *what, const Real *got_dev, const 
         worst = fmax(worst, err);
         ratio = fmax(ratio, err / (atol + rtol * fabs(ref[i])));
     }
-    double *slot = atol == LOGITS_ATOL ? &s->worst_logit : &s->worst_grad;
+    double *slot = atol == GOLDEN_LOGITS_ATOL ? &s->worst_logit : &s->worst_grad;
     *slot = fmax(*slot, ratio);
     size_t bad = check_close_real(what, got, ref, n, atol, rtol);
     printf("[ %-8s ] %-24s max |err| %.3g (err/tol %.3g)%s\n", s->name, what, worst, ratio,
@@ -148,7 +138,7 @@ static void load_model(Scenario *s, ViT *m) {
 
 static size_t check_loss(Scenario *s, const ViT *m, const char *name) {
     const float *ref = need(s, name, 1);
-    const double tol = LOGITS_ATOL + LOGITS_RTOL * fabs((double)ref[0]);
+    const double tol = GOLDEN_LOGITS_ATOL + GOLDEN_LOGITS_RTOL * fabs((double)ref[0]);
     const double err = fabs(m->mean_loss - ref[0]);
     printf("[ %-8s ] %-24s %.7f vs %.7f (|err| %.3g)\n", s->name, name, m->mean_loss,
            (double)ref[0], err);
@@ -163,21 +153,23 @@ static void test_full(void **state) {
     vit_zero_grad(&m);
     assert_int_equal(vit_forward(&m, s->images, s->labels, s->B), LSC_OK);
     size_t bad = compare(s, "base_logits", m.acts.logits, "base_logits",
-                         (size_t)s->B * s->c.n_classes, LOGITS_ATOL, LOGITS_RTOL);
+                         (size_t)s->B * s->c.n_classes, GOLDEN_LOGITS_ATOL, GOLDEN_LOGITS_RTOL);
     bad += check_loss(s, &m, "base_loss");
     assert_int_equal(vit_backward(&m), LSC_OK);
     for (int i = 0; i < VIT_NUM_PARAM_TENSORS; i++) {
         if (!m.param_sizes[i]) continue;
         char name[64];
         snprintf(name, sizeof name, "full_grad.%s", vit_param_name(i));
-        bad += compare(s, name, m.dw.tensors[i], name, m.param_sizes[i], GRAD_ATOL, GRAD_RTOL);
+        bad += compare(s, name, m.dw.tensors[i], name, m.param_sizes[i], GOLDEN_GRAD_ATOL, GOLDEN_GRAD_RTOL);
     }
     vit_free(&m);
     assert_int_equal(bad, 0);
 }
 
-/* LoRA adapters with the golden A and B (stacked [L, ...] in the file). */
-static void make_lora(Scenario *s, LoraAdapters *lora) {
+/* The scenario's model with LoRA adapters attached that carry the golden A and B (stacked
+ * [L, ...] in the file). */
+static void load_lora_model(Scenario *s, ViT *m, LoraAdapters *lora) {
+    load_model(s, m);
     int in[LORA_NUM_TARGETS], out[LORA_NUM_TARGETS];
     vit_lora_shapes(&s->c, in, out);
     LoraConfig lc = {.rank = s->rank, .alpha = s->alpha, .targets = s->targets};
@@ -196,19 +188,18 @@ static void make_lora(Scenario *s, LoraAdapters *lora) {
             upload(s->be, lora_b(lora, l, t), b + (size_t)l * nb, nb);
         }
     }
+    assert_int_equal(vit_attach_lora(m, lora), LSC_OK);
 }
 
 static void test_lora(void **state) {
     Scenario *s = *state;
     ViT m;
     LoraAdapters lora;
-    load_model(s, &m);
-    make_lora(s, &lora);
-    assert_int_equal(vit_attach_lora(&m, &lora), LSC_OK);
+    load_lora_model(s, &m, &lora);
     vit_zero_grad(&m);
     assert_int_equal(vit_forward(&m, s->images, s->labels, s->B), LSC_OK);
     size_t bad = compare(s, "logits", m.acts.logits, "logits", (size_t)s->B * s->c.n_classes,
-                         LOGITS_ATOL, LOGITS_RTOL);
+                         GOLDEN_LOGITS_ATOL, GOLDEN_LOGITS_RTOL);
     bad += check_loss(s, &m, "loss");
     assert_int_equal(vit_backward(&m), LSC_OK);
     assert_null(m.grads);
@@ -225,12 +216,12 @@ static void test_lora(void **state) {
             for (int l = 0; l < L; l++)
                 s->be->to_host(s->be, got + (size_t)l * n,
                                k ? lora_db(&lora, l, t) : lora_da(&lora, l, t), n * sizeof(Real));
-            size_t b = check_close_real(name, got, ref, (size_t)L * n, GRAD_ATOL, GRAD_RTOL);
+            size_t b = check_close_real(name, got, ref, (size_t)L * n, GOLDEN_GRAD_ATOL, GOLDEN_GRAD_RTOL);
             double worst = 0, ratio = 0;
             for (size_t i = 0; i < (size_t)L * n; i++) {
                 const double err = fabs(got[i] - ref[i]);
                 worst = fmax(worst, err);
-                ratio = fmax(ratio, err / (GRAD_ATOL + GRAD_RTOL * fabs(ref[i])));
+                ratio = fmax(ratio, err / (GOLDEN_GRAD_ATOL + GOLDEN_GRAD_RTOL * fabs(ref[i])));
             }
             printf("[ %-8s ] %-24s max |err| %.3g (err/tol %.3g)%s\n", s->name, name, worst, ratio,
                    b ? "  FAIL" : "");
@@ -240,9 +231,9 @@ static void test_lora(void **state) {
         }
     }
     const size_t hw = m.param_sizes[VIT_HEAD_W];
-    bad += compare(s, "head_grad.head_w", m.head_grads, "head_grad.head_w", hw, GRAD_ATOL, GRAD_RTOL);
+    bad += compare(s, "head_grad.head_w", m.head_grads, "head_grad.head_w", hw, GOLDEN_GRAD_ATOL, GOLDEN_GRAD_RTOL);
     bad += compare(s, "head_grad.head_b", m.head_grads + hw, "head_grad.head_b",
-                   m.param_sizes[VIT_HEAD_B], GRAD_ATOL, GRAD_RTOL);
+                   m.param_sizes[VIT_HEAD_B], GOLDEN_GRAD_ATOL, GOLDEN_GRAD_RTOL);
     lora_free(&lora);
     vit_free(&m);
     assert_int_equal(bad, 0);
@@ -254,16 +245,14 @@ static void test_merge(void **state) {
     Scenario *s = *state;
     ViT m;
     LoraAdapters lora;
-    load_model(s, &m);
-    make_lora(s, &lora);
-    assert_int_equal(vit_attach_lora(&m, &lora), LSC_OK);
+    load_lora_model(s, &m, &lora);
     const size_t nl = (size_t)s->B * s->c.n_classes;
     assert_int_equal(vit_forward(&m, s->images, NULL, s->B), LSC_OK);
     Real *unmerged = malloc(nl * sizeof(Real));
     s->be->to_host(s->be, unmerged, m.acts.logits, nl * sizeof(Real));
     vit_merge_lora(&m, 1.0f);
     assert_int_equal(vit_forward(&m, s->images, NULL, s->B), LSC_OK);
-    size_t bad = compare(s, "merged logits", m.acts.logits, "logits", nl, LOGITS_ATOL, LOGITS_RTOL);
+    size_t bad = compare(s, "merged logits", m.acts.logits, "logits", nl, GOLDEN_LOGITS_ATOL, GOLDEN_LOGITS_RTOL);
     Real *merged = malloc(nl * sizeof(Real));
     s->be->to_host(s->be, merged, m.acts.logits, nl * sizeof(Real));
     double diff = 0;

@@ -11,10 +11,10 @@
 
 #include <cmocka.h>
 
-#include "check.h"
+#include "tests/check.h"
 #include "core/base/error.h"
 #include "core/model/llama.h"
-#include "model_fixture.h"
+#include "tests/model_fixture.h"
 
 enum { B = 2, T = 6 };
 
@@ -60,50 +60,91 @@ static void test_peft_init(void **state) {
     backend_cpu_destroy(be);
 }
 
+/* A mid-size Llama (2 threads) with a random rank-4 adapter on all seven targets attached, its
+ * batch, a copy of the base weights, and the logits and loss before any merge. DoRA: m is
+ * scaled off ||W + sBA||_row, so that merging rescales the rows. */
+typedef struct MergeCase {
+    Backend *be;
+    LlamaConfig c;
+    LoraConfig lc;
+    int in[LORA_NUM_TARGETS], out[LORA_NUM_TARGETS];
+    Llama m;
+    LoraAdapters lora;
+    int32_t tokens[B * T], targets[B * T];
+    size_t nlogits;
+    Real *base;      /* the base weights before merging */
+    float *unmerged; /* logits with the adapter unmerged */
+    double loss_unmerged;
+} MergeCase;
+
+static void merge_case_begin(MergeCase *k, int dora) {
+    k->be = backend_cpu_create(2);
+    k->c = mid_config();
+    assert_int_equal(llama_create(&k->m, k->be, &k->c), LSC_OK);
+    fixture_randomize(&k->m, 5, 0.3);
+    llama_lora_shapes(&k->c, k->in, k->out);
+    k->lc = (LoraConfig){.rank = 4, .alpha = 16, .targets = (1u << LORA_NUM_TARGETS) - 1,
+                         .use_dora = dora};
+    assert_int_equal(lora_create(&k->lora, k->be, &k->lc, k->c.n_layers, k->in, k->out, 2), LSC_OK);
+    fixture_randomize_lora(&k->lora, 8, 0.3); /* A, B (and m, reset by attach below) */
+    llama_attach_lora(&k->m, &k->lora);
+    for (int l = 0; dora && l < k->c.n_layers; l++) /* m != ||W + sBA||: the scaling is not 1 */
+        for (int t = 0; t < LORA_NUM_TARGETS; t++)
+            for (int o = 0; o < k->out[t]; o++) lora_magnitude(&k->lora, l, t)[o] *= (Real)(0.8 + 0.013 * (o % 31));
+    fixture_batch(k->tokens, k->targets, B, T, k->c.vocab_size, 2);
+    k->nlogits = (size_t)B * T * k->c.vocab_size;
+    k->base = malloc(k->m.num_params * sizeof(Real));
+    memcpy(k->base, k->m.params, k->m.num_params * sizeof(Real));
+    k->unmerged = malloc(k->nlogits * sizeof(float));
+    assert_int_equal(llama_forward(&k->m, k->tokens, k->targets, B, T), LSC_OK);
+    for (size_t i = 0; i < k->nlogits; i++) k->unmerged[i] = k->m.acts.logits[i];
+    k->loss_unmerged = k->m.mean_loss;
+}
+
+/* Merges the adapter into the base: the logits and the loss stay the unmerged ones. */
+static void merge_case_merge(MergeCase *k, const char *label) {
+    char what[64];
+    snprintf(what, sizeof what, "%smerged logits", label);
+    llama_merge_lora(&k->m, +1.0f);
+    assert_true(k->lora.merged);
+    assert_int_equal(llama_forward(&k->m, k->tokens, k->targets, B, T), LSC_OK);
+    assert_int_equal(check_close_real(what, k->m.acts.logits, k->unmerged, k->nlogits, 1e-5, 1e-4), 0);
+    assert_float_equal(k->m.mean_loss, k->loss_unmerged, 1e-5);
+}
+
+/* Unmerges the attached adapter: every base weight is back within 1e-6, the logits too. */
+static void merge_case_unmerge(MergeCase *k, const char *label) {
+    char what[64];
+    snprintf(what, sizeof what, "%sunmerged logits", label);
+    llama_merge_lora(&k->m, -1.0f);
+    assert_false(k->lora.merged);
+    size_t bad = 0;
+    double worst = 0;
+    for (size_t i = 0; i < k->m.num_params; i++) {
+        worst = fmax(worst, fabs(k->m.params[i] - k->base[i]));
+        bad += fabs(k->m.params[i] - k->base[i]) > 1e-6;
+    }
+    printf("%sunmerge: max |W - W_before| = %.3g\n", label, worst);
+    assert_int_equal(bad, 0);
+    assert_int_equal(llama_forward(&k->m, k->tokens, k->targets, B, T), LSC_OK);
+    assert_int_equal(check_close_real(what, k->m.acts.logits, k->unmerged, k->nlogits, 1e-5, 1e-4), 0);
+}
+
+static void merge_case_end(MergeCase *k) {
+    free(k->base);
+    free(k->unmerged);
+    lora_free(&k->lora);
+    llama_free(&k->m);
+    backend_cpu_destroy(k->be);
+}
+
 static void test_merge_exactness(void **state) {
     (void)state;
-    Backend *be = backend_cpu_create(2);
-    LlamaConfig c = mid_config();
-    Llama m;
-    assert_int_equal(llama_create(&m, be, &c), LSC_OK);
-    fixture_randomize(&m, 5, 0.3);
-    int in[LORA_NUM_TARGETS], out[LORA_NUM_TARGETS];
-    llama_lora_shapes(&c, in, out);
-    LoraConfig lc = {.rank = 4, .alpha = 16, .targets = (1u << LORA_NUM_TARGETS) - 1};
-    LoraAdapters lora;
-    assert_int_equal(lora_create(&lora, be, &lc, c.n_layers, in, out, 2), LSC_OK);
-    fixture_randomize_lora(&lora, 8, 0.3);
-    llama_attach_lora(&m, &lora);
-
-    int32_t tokens[B * T], targets[B * T];
-    fixture_batch(tokens, targets, B, T, c.vocab_size, 2);
-    const size_t nlogits = (size_t)B * T * c.vocab_size;
-    Real *base = malloc(m.num_params * sizeof(Real));
-    memcpy(base, m.params, m.num_params * sizeof(Real));
-    float *unmerged = malloc(nlogits * sizeof(float));
-    assert_int_equal(llama_forward(&m, tokens, targets, B, T), LSC_OK);
-    for (size_t i = 0; i < nlogits; i++) unmerged[i] = m.acts.logits[i];
-    const double loss_unmerged = m.mean_loss;
-
-    llama_merge_lora(&m, +1.0f);
-    assert_true(lora.merged);
-    assert_int_equal(llama_forward(&m, tokens, targets, B, T), LSC_OK);
-    assert_int_equal(check_close_real("merged logits", m.acts.logits, unmerged, nlogits, 1e-5, 1e-4), 0);
-    assert_float_equal(m.mean_loss, loss_unmerged, 1e-5);
-
-    llama_merge_lora(&m, -1.0f);
-    assert_false(lora.merged);
-    size_t bad = 0;
-    for (size_t i = 0; i < m.num_params; i++) bad += fabs(m.params[i] - base[i]) > 1e-6;
-    assert_int_equal(bad, 0);
-    assert_int_equal(llama_forward(&m, tokens, targets, B, T), LSC_OK);
-    assert_int_equal(check_close_real("unmerged logits", m.acts.logits, unmerged, nlogits, 1e-5, 1e-4), 0);
-
-    free(base);
-    free(unmerged);
-    lora_free(&lora);
-    llama_free(&m);
-    backend_cpu_destroy(be);
+    MergeCase k;
+    merge_case_begin(&k, 0);
+    merge_case_merge(&k, "");
+    merge_case_unmerge(&k, "");
+    merge_case_end(&k);
 }
 
 /* Host row norms of W [out,in] in double. */
@@ -168,81 +209,38 @@ static void test_dora_init(void **state) {
  * (B = 0) carrying the same m reproduces the merged model; unmerge restores W. */
 static void test_dora_merge_exactness(void **state) {
     (void)state;
-    Backend *be = backend_cpu_create(2);
-    LlamaConfig c = mid_config();
-    Llama m;
-    assert_int_equal(llama_create(&m, be, &c), LSC_OK);
-    fixture_randomize(&m, 5, 0.3);
-    int in[LORA_NUM_TARGETS], out[LORA_NUM_TARGETS];
-    llama_lora_shapes(&c, in, out);
-    LoraConfig lc = {.rank = 4, .alpha = 16, .targets = (1u << LORA_NUM_TARGETS) - 1, .use_dora = 1};
-    LoraAdapters lora;
-    assert_int_equal(lora_create(&lora, be, &lc, c.n_layers, in, out, 2), LSC_OK);
-    fixture_randomize_lora(&lora, 8, 0.3); /* A, B (and m, reset by attach below) */
-    llama_attach_lora(&m, &lora);
-    for (int l = 0; l < c.n_layers; l++) /* m != ||W + sBA||: the scaling is not 1 */
-        for (int t = 0; t < LORA_NUM_TARGETS; t++)
-            for (int o = 0; o < out[t]; o++) lora_magnitude(&lora, l, t)[o] *= (Real)(0.8 + 0.013 * (o % 31));
-
-    int32_t tokens[B * T], targets[B * T];
-    fixture_batch(tokens, targets, B, T, c.vocab_size, 2);
-    const size_t nlogits = (size_t)B * T * c.vocab_size;
-    Real *base = malloc(m.num_params * sizeof(Real));
-    memcpy(base, m.params, m.num_params * sizeof(Real));
-    float *unmerged = malloc(nlogits * sizeof(float)), *merged = malloc(nlogits * sizeof(float));
-    assert_int_equal(llama_forward(&m, tokens, targets, B, T), LSC_OK);
-    for (size_t i = 0; i < nlogits; i++) unmerged[i] = m.acts.logits[i];
-    const double loss_unmerged = m.mean_loss;
-
-    llama_merge_lora(&m, +1.0f);
-    assert_true(lora.merged);
-    assert_int_equal(llama_forward(&m, tokens, targets, B, T), LSC_OK);
-    assert_int_equal(check_close_real("DoRA merged logits", m.acts.logits, unmerged, nlogits, 1e-5, 1e-4), 0);
-    assert_float_equal(m.mean_loss, loss_unmerged, 1e-5);
-    for (size_t i = 0; i < nlogits; i++) merged[i] = m.acts.logits[i];
+    MergeCase k;
+    merge_case_begin(&k, 1);
+    merge_case_merge(&k, "DoRA ");
+    float *merged = malloc(k.nlogits * sizeof(float));
+    for (size_t i = 0; i < k.nlogits; i++) merged[i] = k.m.acts.logits[i];
     size_t bad = 0;
-    for (int l = 0; l < c.n_layers; l++)
+    for (int l = 0; l < k.c.n_layers; l++)
         for (int t = 0; t < LORA_NUM_TARGETS; t++) {
-            double *norm = malloc((size_t)out[t] * sizeof(double)), *mag = malloc((size_t)out[t] * sizeof(double));
-            host_row_norms(llama_target_weight(&m, t, l), out[t], in[t], norm);
-            for (int o = 0; o < out[t]; o++) mag[o] = lora_magnitude(&lora, l, t)[o];
-            bad += check_close_f64("merged ||W||_row = m", norm, mag, (size_t)out[t], 0, 1e-6);
+            double *norm = malloc((size_t)k.out[t] * sizeof(double)), *mag = malloc((size_t)k.out[t] * sizeof(double));
+            host_row_norms(llama_target_weight(&k.m, t, l), k.out[t], k.in[t], norm);
+            for (int o = 0; o < k.out[t]; o++) mag[o] = lora_magnitude(&k.lora, l, t)[o];
+            bad += check_close_f64("merged ||W||_row = m", norm, mag, (size_t)k.out[t], 0, 1e-6);
             free(norm), free(mag);
         }
     assert_int_equal(bad, 0);
 
     /* the cascade's next expert: B = 0, same m, on the merged base */
     LoraAdapters fresh;
-    assert_int_equal(lora_create(&fresh, be, &lc, c.n_layers, in, out, 9), LSC_OK);
-    for (int l = 0; l < c.n_layers; l++)
+    assert_int_equal(lora_create(&fresh, k.be, &k.lc, k.c.n_layers, k.in, k.out, 9), LSC_OK);
+    for (int l = 0; l < k.c.n_layers; l++)
         for (int t = 0; t < LORA_NUM_TARGETS; t++)
-            memcpy(lora_magnitude(&fresh, l, t), lora_magnitude(&lora, l, t), (size_t)out[t] * sizeof(Real));
+            memcpy(lora_magnitude(&fresh, l, t), lora_magnitude(&k.lora, l, t), (size_t)k.out[t] * sizeof(Real));
     fresh.magnitudes_set = 1; /* m written by hand: attach must not re-initialise it */
-    llama_attach_lora(&m, &fresh);
-    assert_int_equal(llama_forward(&m, tokens, targets, B, T), LSC_OK);
-    assert_int_equal(check_close_real("fresh adapter on merged base", m.acts.logits, merged, nlogits, 1e-5, 1e-5), 0);
+    llama_attach_lora(&k.m, &fresh);
+    assert_int_equal(llama_forward(&k.m, k.tokens, k.targets, B, T), LSC_OK);
+    assert_int_equal(check_close_real("fresh adapter on merged base", k.m.acts.logits, merged, k.nlogits, 1e-5, 1e-5), 0);
     lora_free(&fresh);
 
-    llama_attach_lora(&m, &lora);
-    llama_merge_lora(&m, -1.0f);
-    assert_false(lora.merged);
-    bad = 0;
-    double worst = 0;
-    for (size_t i = 0; i < m.num_params; i++) {
-        worst = fmax(worst, fabs(m.params[i] - base[i]));
-        bad += fabs(m.params[i] - base[i]) > 1e-6;
-    }
-    printf("DoRA unmerge: max |W - W_before| = %.3g\n", worst);
-    assert_int_equal(bad, 0);
-    assert_int_equal(llama_forward(&m, tokens, targets, B, T), LSC_OK);
-    assert_int_equal(check_close_real("DoRA unmerged logits", m.acts.logits, unmerged, nlogits, 1e-5, 1e-4), 0);
-
-    free(base);
-    free(unmerged);
+    llama_attach_lora(&k.m, &k.lora);
+    merge_case_unmerge(&k, "DoRA ");
     free(merged);
-    lora_free(&lora);
-    llama_free(&m);
-    backend_cpu_destroy(be);
+    merge_case_end(&k);
 }
 
 static void test_bad_arguments(void **state) {

@@ -1,4 +1,4 @@
-/* core/textdata: task names, positional splits, batches as a pure function of (seed, step),
+/* core/data/textdata.c: task names, positional splits, batches as a pure function of (seed, step),
  * and evaluation (loss and accuracy) against a direct computation. */
 #include <math.h>
 #include <setjmp.h>
@@ -13,7 +13,7 @@
 
 #include "core/base/error.h"
 #include "core/tasks/text_eval.h"
-#include "model_fixture.h"
+#include "tests/model_fixture.h"
 
 static void test_resolve(void **state) {
     (void)state;

@@ -14,7 +14,7 @@
 
 #include "core/base/error.h"
 #include "core/model/finetune.h"
-#include "model_fixture.h"
+#include "tests/model_fixture.h"
 
 enum { B = 8, T = 64, PRETRAIN_STEPS = 150, FINETUNE_STEPS = 60 };
 

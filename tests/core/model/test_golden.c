@@ -3,7 +3,8 @@
  * LoRA-model logits, loss and every adapter gradient; a 10-step AdamW loss trajectory.
  * The DoRA scenario does the same with PEFT's DoRA layers (gradients of A, B and m), and
  * checks the magnitudes llama_attach_lora initialises against PEFT's initialisation.
- * Not here: kernel-level checks (tests/test_kernels.c) and finite differences (gradcheck). */
+ * Not here: kernel-level checks (tests/kernels/) and finite differences
+ * (test_gradcheck_model.c, test_gradcheck_vit.c). */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -23,21 +24,8 @@
 #include "tests/check.h"
 #include "tests/golden_io.h"
 
-#ifndef LORASC_GOLDEN_DIR
-#define LORASC_GOLDEN_DIR "tests/golden"
-#endif
-
-/* Float32 engine against float64 references rounded to float32.
- * Logits are O(3) and the float32 forward of these models differs from float64 by ~2e-6. */
-#define LOGITS_ATOL 1e-5
-#define LOGITS_RTOL 1e-4
-/* Gradients are O(1e-4..1); float32 accumulation error is ~1e-7 absolute (up to 6e-7 on
- * the tied embedding, which sums the classifier and the embedding gradients); atol covers
- * elements near zero. rtol 1e-4 (tighter than the 1e-3 first planned) still leaves a 4x margin
- * on the worst element; logits cannot be tightened the same way (atol 2e-6 leaves 1.6x). */
-#define GRAD_ATOL 1e-6
-#define GRAD_RTOL 1e-4
-/* Ten AdamW steps on the same batch: losses drift from float64 by ~2e-7 only. rtol 1e-5
+/* Logits and gradients: GOLDEN_LOGITS_* and GOLDEN_GRAD_* (golden_io.h).
+ * Ten AdamW steps on the same batch: losses drift from float64 by ~2e-7 only. rtol 1e-5
  * (not 1e-4) so that dropping the weight decay (a 4e-4 change in the losses) fails by 10x.
  * The pre-clip gradient norm of each step (> 1, so clipping acts) uses the gradient
  * tolerances. */
@@ -49,7 +37,7 @@ static const char *const WEIGHT_NAMES[LLAMA_NUM_PARAM_TENSORS] = {
     "token_embedding", "rms_att", "wq", "wk", "wv", "wo",
     "rms_ffn", "w1", "w2", "w3", "rms_final", "wcls",
 };
-static const char *const TARGET_NAMES[LORA_NUM_TARGETS] = {"q", "k", "v", "o", "gate", "up", "down"};
+static const char *const TARGET_NAMES[LORA_NUM_TARGETS] = GOLDEN_TARGET_NAMES;
 
 /* Indices into the golden "config" (i32) and "config_f" (f32) records (see make_golden.py). */
 enum { CFG_C, CFG_H, CFG_L, CFG_NH, CFG_NKV, CFG_V, CFG_SEQ, CFG_TIED, CFG_ROPE, CFG_B, CFG_T,
@@ -303,7 +291,7 @@ static void attach_lora(Fixture *f, int check_init) {
             snprintf(name, sizeof name, "lora.%s.m_init", TARGET_NAMES[t]);
             const float *ref = need_f32(f, name, GOLDEN_SHAPE(L, out[t]));
             Real *got = download_layers(f, lora_magnitude, t, (size_t)out[t]);
-            compare(f, name, got, ref, (size_t)L * out[t], GRAD_ATOL, GRAD_RTOL);
+            compare(f, name, got, ref, (size_t)L * out[t], GOLDEN_GRAD_ATOL, GOLDEN_GRAD_RTOL);
             free(got);
         }
         snprintf(name, sizeof name, "lora.%s.m", TARGET_NAMES[t]);
@@ -326,11 +314,11 @@ static void forward_and_check(Fixture *f, const char *logits_name, const char *l
     size_t n = (size_t)f->B * f->T * f->c.vocab_size;
     const float *ref = need_f32(f, logits_name, GOLDEN_SHAPE(f->B * f->T, f->c.vocab_size));
     Real *got = download(f->be, f->m.acts.logits, n); /* before backward overwrites them */
-    compare(f, logits_name, got, ref, n, LOGITS_ATOL, LOGITS_RTOL);
+    compare(f, logits_name, got, ref, n, GOLDEN_LOGITS_ATOL, GOLDEN_LOGITS_RTOL);
     free(got);
     const float *loss = need_f32(f, loss_name, GOLDEN_SHAPE(1));
     Real mean = (Real)f->m.mean_loss;
-    compare(f, loss_name, &mean, loss, 1, LOGITS_ATOL, LOGITS_RTOL);
+    compare(f, loss_name, &mean, loss, 1, GOLDEN_LOGITS_ATOL, GOLDEN_LOGITS_RTOL);
 }
 
 /* ---------------------------------------------------------------- tests */
@@ -362,13 +350,13 @@ static void test_full_grads(void **state) {
         REQUIRE(f, f->m.dw.tensors[i] != NULL, "dw.%s is NULL after llama_enable_full_grads",
                 WEIGHT_NAMES[i]);
         Real *got = download(f->be, f->m.dw.tensors[i], n);
-        compare(f, name, got, ref, n, GRAD_ATOL, GRAD_RTOL);
+        compare(f, name, got, ref, n, GOLDEN_GRAD_ATOL, GOLDEN_GRAD_RTOL);
         free(got);
     }
     finish(f);
 }
 
-/* LoRA model, base frozen: logits, loss, the gradient of every A and B. */
+/* LoRA model, base frozen: logits, loss, the gradient of every A and B (DoRA: and m). */
 static void test_lora_grads(void **state) {
     Fixture *f = *state;
     attach_lora(f, 1);
@@ -376,32 +364,22 @@ static void test_lora_grads(void **state) {
     forward_and_check(f, "logits", "loss");
     int rc = llama_backward(&f->m);
     REQUIRE(f, rc == LSC_OK, "llama_backward failed: %s", error_last());
-    int L = f->c.n_layers, r = f->lora.config.rank;
+    const int L = f->c.n_layers, r = f->lora.config.rank;
+    Real *(*const grad[3])(const LoraAdapters *, int, int) = {lora_da, lora_db, lora_dmagnitude};
     for (int t = 0; t < LORA_NUM_TARGETS; t++) {
         if (!lora_enabled(&f->lora, t)) continue;
-        int in = f->lora.in_dim[t], out = f->lora.out_dim[t];
-        size_t na = (size_t)r * in, nb = (size_t)out * r;
-        char name[64];
-        snprintf(name, sizeof name, "lora_grad.%s.A", TARGET_NAMES[t]);
-        const float *ra = need_f32(f, name, GOLDEN_SHAPE(L, r, in));
-        Real *ga = malloc((size_t)L * na * sizeof *ga);
-        assert_non_null(ga);
-        for (int l = 0; l < L; l++) f->be->to_host(f->be, ga + l * na, lora_da(&f->lora, l, t), na * sizeof *ga);
-        compare(f, name, ga, ra, (size_t)L * na, GRAD_ATOL, GRAD_RTOL);
-        free(ga);
-        snprintf(name, sizeof name, "lora_grad.%s.B", TARGET_NAMES[t]);
-        const float *rb = need_f32(f, name, GOLDEN_SHAPE(L, out, r));
-        Real *gb = malloc((size_t)L * nb * sizeof *gb);
-        assert_non_null(gb);
-        for (int l = 0; l < L; l++) f->be->to_host(f->be, gb + l * nb, lora_db(&f->lora, l, t), nb * sizeof *gb);
-        compare(f, name, gb, rb, (size_t)L * nb, GRAD_ATOL, GRAD_RTOL);
-        free(gb);
-        if (!f->dora) continue;
-        snprintf(name, sizeof name, "lora_grad.%s.m", TARGET_NAMES[t]);
-        const float *rm = need_f32(f, name, GOLDEN_SHAPE(L, out));
-        Real *gm = download_layers(f, lora_dmagnitude, t, (size_t)out);
-        compare(f, name, gm, rm, (size_t)L * out, GRAD_ATOL, GRAD_RTOL);
-        free(gm);
+        const int in = f->lora.in_dim[t], out = f->lora.out_dim[t];
+        const int rows[3] = {r, out, out}, cols[3] = {in, r, 1}; /* A, B, DoRA's m */
+        for (int k = 0; k < (f->dora ? 3 : 2); k++) {
+            char name[64];
+            snprintf(name, sizeof name, "lora_grad.%s.%c", TARGET_NAMES[t], "ABm"[k]);
+            const float *ref = k < 2 ? need_f32(f, name, GOLDEN_SHAPE(L, rows[k], cols[k]))
+                                     : need_f32(f, name, GOLDEN_SHAPE(L, out));
+            const size_t n = (size_t)rows[k] * (size_t)cols[k];
+            Real *got = download_layers(f, grad[k], t, n);
+            compare(f, name, got, ref, (size_t)L * n, GOLDEN_GRAD_ATOL, GOLDEN_GRAD_RTOL);
+            free(got);
+        }
     }
     finish(f);
 }
@@ -443,7 +421,7 @@ static void test_lora_adamw(void **state) {
         printf("  [%s] adamw step %2d: loss %.7f (ref %.7f)%s\n", f->scenario, s, (double)losses[s],
                (double)ref_loss[s], s < steps ? "" : "  after the last update");
     compare(f, "adamw_losses", losses, ref_loss, (size_t)steps + 1, TRAJ_ATOL, TRAJ_RTOL);
-    compare(f, "adamw_grad_norms", norms, ref_norm, (size_t)steps, GRAD_ATOL, GRAD_RTOL);
+    compare(f, "adamw_grad_norms", norms, ref_norm, (size_t)steps, GOLDEN_GRAD_ATOL, GOLDEN_GRAD_RTOL);
     finish(f);
 }
 

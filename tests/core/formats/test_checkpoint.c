@@ -16,7 +16,7 @@
 #include "core/formats/checkpoint.h"
 #include "core/formats/llama2c.h"
 #include "core/base/error.h"
-#include "model_fixture.h"
+#include "tests/model_fixture.h"
 
 static char dir[] = "/tmp/lorasc_ckpt_XXXXXX";
 

@@ -19,8 +19,8 @@
 #include "core/model/finetune.h"
 #include "core/tasks/prompts.h"
 #include "core/tasks/task.h"
-#include "model_fixture.h"
-#include "task_fixture.h"
+#include "tests/model_fixture.h"
+#include "tests/task_fixture.h"
 
 static char g_dir[256], g_tok[300];
 static Tokenizer g_tokenizer;

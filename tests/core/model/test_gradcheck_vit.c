@@ -15,12 +15,13 @@
 
 #include <cmocka.h>
 
-#include "check.h"
 #include "core/base/error.h"
 #include "core/model/lora.h"
 #include "core/model/vit.h"
 #include "kernels/backend.h"
-#include "model_fixture.h"
+#include "tests/check.h"
+#include "tests/fd.h"
+#include "tests/model_fixture.h"
 
 enum { B = 3 };
 static const double FD_STEP = 1e-6;
@@ -61,25 +62,20 @@ static Batch make_batch(const ViTConfig *c, uint64_t seed) {
     return b;
 }
 
-static double loss_at(ViT *m, const Batch *b) {
-    assert_int_equal(vit_forward(m, b->images, b->labels, B), LSC_OK);
-    return m->mean_loss;
+typedef struct LossCtx {
+    ViT *m;
+    const Batch *b;
+} LossCtx;
+
+static double loss_at(void *p) {
+    LossCtx *c = p;
+    assert_int_equal(vit_forward(c->m, c->b->images, c->b->labels, B), LSC_OK);
+    return c->m->mean_loss;
 }
 
 static void finite_differences(ViT *m, Real *params, size_t n, const Batch *b, double *out) {
-    Backend *be = m->be;
-    for (size_t i = 0; i < n; i++) {
-        Real orig, shifted;
-        be->to_host(be, &orig, params + i, sizeof(Real));
-        shifted = orig + FD_STEP;
-        be->to_device(be, params + i, &shifted, sizeof(Real));
-        const double plus = loss_at(m, b);
-        shifted = orig - FD_STEP;
-        be->to_device(be, params + i, &shifted, sizeof(Real));
-        const double minus = loss_at(m, b);
-        be->to_device(be, params + i, &orig, sizeof(Real));
-        out[i] = (plus - minus) / (2 * FD_STEP);
-    }
+    LossCtx c = {m, b};
+    fd_central(m->be, params, n, FD_STEP, loss_at, &c, out);
 }
 
 /* Counts elements out of tolerance; a gradient that is ~0 everywhere also fails (the check would

@@ -1,4 +1,4 @@
-/* core/datasets + core/datafetch + the whole task pipeline: every loader on small files this
+/* core/data/datasets.c + datafetch.c + the whole task pipeline: every loader on small files this
  * test writes in the original formats, the MeZO sampler (seeded, disjoint, notes when short),
  * missing-dataset errors, mirror copies with sha256 checks, and an end-to-end run of every task
  * (loader -> sampler -> prompt -> tokenizer -> tiny random Llama -> metric), on the mirror
@@ -21,8 +21,8 @@
 #include "core/tasks/metrics.h"
 #include "core/tasks/prompts.h"
 #include "core/base/sha256.h"
-#include "model_fixture.h"
-#include "task_fixture.h"
+#include "tests/model_fixture.h"
+#include "tests/task_fixture.h"
 
 static char g_dir[256];   /* self-written task files */
 static char g_tok[300];   /* self-written tokenizer */
@@ -124,6 +124,64 @@ static void test_loaders(void **state) {
     assert_non_null(strstr(error_last(), "rte/train.jsonl line 2"));
 }
 
+static int str_same(const char *a, const char *b) { return a == b || (a && b && strcmp(a, b) == 0); }
+
+/* The MeZO sampler's contract, checked against the raw train split it draws from: every train
+ * and val example is one of the raw train split's, none is taken twice (so train and val are
+ * disjoint), train holds n_train whole units and val n_val (units: an SST-2 sentence, a MultiRC
+ * question with all its options), and when the split is too small for the sizes asked
+ * (all_taken) every raw example is in one of them. */
+static void expect_train_val(TaskId task, DatasetSizes sz, uint64_t seed, size_t n_train,
+                             size_t n_val, int all_taken) {
+    Dataset raw, d;
+    assert_int_equal(datasets_load_raw(&raw, task, g_dir), LSC_OK);
+    assert_int_equal(datasets_load(&d, task, g_dir, &sz, seed), LSC_OK);
+    char what[160];
+    snprintf(what, sizeof what, "%s, %zu train + %zu val asked, seed %llu", datasets_name(task),
+             sz.train, sz.val, (unsigned long long)seed);
+    const size_t nr = raw.n[DS_TRAIN];
+    int *taken_by = calloc(nr ? nr : 1, sizeof *taken_by); /* 0, or 1 + the split */
+    assert_non_null(taken_by);
+    const DataSplit splits[2] = {DS_TRAIN, DS_VAL};
+    const char *names[2] = {"train", "val"};
+    size_t units[2] = {0, 0};
+    for (int k = 0; k < 2; k++)
+        for (size_t i = 0; i < d.n[splits[k]]; i++) {
+            const Example *e = &d.split[splits[k]][i];
+            size_t j = 0;
+            for (; j < nr; j++) {
+                const Example *r = &raw.split[DS_TRAIN][j];
+                if (r->group == e->group && str_same(r->text, e->text) &&
+                    str_same(r->text2, e->text2) && str_same(r->extra, e->extra))
+                    break;
+            }
+            if (j == nr)
+                fail_msg("%s: %s example %zu (group %ld, text \"%s\") is none of the raw train "
+                         "split's %zu examples%s", what, names[k], i, e->group,
+                         e->text ? e->text : "(null)", nr,
+                         e->text ? "" : " (an emptied example: one unit taken twice?)");
+            if (taken_by[j])
+                fail_msg("%s: raw train example %zu (group %ld) is in %s and again in %s, expected "
+                         "train and val disjoint", what, j, e->group, names[taken_by[j] - 1], names[k]);
+            taken_by[j] = 1 + k;
+            /* a new unit: no earlier example of this split shares its group */
+            int seen = 0;
+            for (size_t h = 0; h < i && !seen; h++) seen = d.split[splits[k]][h].group == e->group;
+            units[k] += !seen;
+        }
+    for (int k = 0; k < 2; k++)
+        if (units[k] != (k ? n_val : n_train))
+            fail_msg("%s: %s holds %zu units, expected %zu", what, names[k], units[k],
+                     k ? n_val : n_train);
+    for (size_t j = 0; all_taken && j < nr; j++)
+        if (!taken_by[j])
+            fail_msg("%s: raw train example %zu is in neither train nor val, expected all %zu taken",
+                     what, j, nr);
+    free(taken_by);
+    datasets_free(&d);
+    datasets_free(&raw);
+}
+
 static void test_sampler(void **state) {
     (void)state;
     Dataset a, b;
@@ -158,12 +216,24 @@ static void test_sampler(void **state) {
     assert_non_null(strstr(a.note, "fewer than the 1000 test asked"));
     datasets_free(&a);
 
+    /* train and val from disjoint units whatever the sizes: equal, unequal either way (a val
+     * drawn from the wrong offset overlaps train only when they differ), and clamped (too few
+     * examples: the sizes shrink in proportion and everything is taken) */
+    expect_train_val(TASK_SST2, sz, 11, 2, 2, 0);
+    expect_train_val(TASK_SST2, (DatasetSizes){.train = 3, .val = 1, .test = 1}, 11, 3, 1, 0);
+    expect_train_val(TASK_SST2, (DatasetSizes){.train = 4, .val = 1, .test = 1}, 5, 4, 1, 1);
+    expect_train_val(TASK_SST2, (DatasetSizes){.train = 1, .val = 3, .test = 1}, 7, 1, 3, 0);
+    expect_train_val(TASK_SST2, big, 1, 3, 2, 1);
+    expect_train_val(TASK_SST2, (DatasetSizes){.train = 8, .val = 2, .test = 1}, 2, 4, 1, 1);
+    expect_train_val(TASK_SST2, (DatasetSizes){.train = 2, .val = 8, .test = 1}, 3, 1, 4, 1);
+
     /* MultiRC samples questions: options of one question stay together */
     DatasetSizes one = {.train = 1, .val = 1, .test = 2};
     assert_int_equal(datasets_load(&a, TASK_MULTIRC, g_dir, &one, 3), LSC_OK);
     assert_int_equal(a.n[DS_TRAIN] + a.n[DS_VAL], 3);
     assert_int_equal(a.n[DS_TEST], 3);
     datasets_free(&a);
+    expect_train_val(TASK_MULTIRC, one, 3, 1, 1, 1);
 }
 
 static void sha_of(const char *content, char hex[65]) { sha256_buffer_hex(content, strlen(content), hex); }

@@ -16,7 +16,7 @@
 #include "core/base/error.h"
 #include "core/model/schedule.h"
 #include "core/model/train.h"
-#include "model_fixture.h"
+#include "tests/model_fixture.h"
 
 enum { B = 3, T = 12, STEPS = 12 };
 

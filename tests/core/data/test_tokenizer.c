@@ -42,8 +42,12 @@ static void write_file(const char *path, const void *data, size_t n) {
     fclose(f);
 }
 
-/* Runs every .inp/.out test vector through t (no BOS, as llama.cpp's test-tokenizer-0). */
+/* t holds Llama's 32000-piece vocabulary (<s> = 1, </s> = 2): runs every .inp/.out test vector
+ * through it (no BOS, as llama.cpp's test-tokenizer-0). */
 static void check_vectors(const Tokenizer *t, const char *label) {
+    assert_int_equal(t->vocab_size, 32000);
+    assert_int_equal(t->bos_id, 1);
+    assert_int_equal(t->eos_id, 2);
     char inp[4096], outp[4096];
     datadir_path(inp, sizeof inp, "llama_spm_vocab/ggml-vocab-llama-spm.gguf.inp");
     datadir_path(outp, sizeof outp, "llama_spm_vocab/ggml-vocab-llama-spm.gguf.out");
@@ -98,9 +102,6 @@ static void test_gguf_vectors(void **state) {
     datadir_path(path, sizeof path, "llama_spm_vocab/ggml-vocab-llama-spm.gguf");
     Tokenizer t;
     if (tokenizer_load_gguf(&t, path) != LSC_OK) fail_msg("%s", error_last());
-    assert_int_equal(t.vocab_size, 32000);
-    assert_int_equal(t.bos_id, 1);
-    assert_int_equal(t.eos_id, 2);
     assert_int_equal(t.unk_id, 0);
     assert_int_equal(t.byte_id[0x0A], 13);
     check_vectors(&t, "gguf");
@@ -121,9 +122,6 @@ static void test_llama2c_vectors(void **state) {
     datadir_path(path, sizeof path, "llama2c_tokenizer/tokenizer.bin");
     Tokenizer t;
     if (tokenizer_load(&t, path) != LSC_OK) fail_msg("%s", error_last());
-    assert_int_equal(t.vocab_size, 32000);
-    assert_int_equal(t.bos_id, 1);
-    assert_int_equal(t.eos_id, 2);
     check_vectors(&t, "tokenizer.bin");
     tokenizer_free(&t);
 }
@@ -189,9 +187,6 @@ static void test_hf_json_vectors(void **state) {
     assert_true(fd >= 0);
     write_hf_json(&g, json);
     if (tokenizer_load(&t, json) != LSC_OK) fail_msg("%s", error_last());
-    assert_int_equal(t.vocab_size, 32000);
-    assert_int_equal(t.bos_id, 1);
-    assert_int_equal(t.eos_id, 2);
     assert_int_equal(t.add_dummy_prefix, 1);
     check_vectors(&t, "tokenizer.json");
     tokenizer_free(&t);

@@ -24,10 +24,6 @@
 #include "kernels/backend.h"
 #include "tests/golden_io.h"
 
-#ifndef LORASC_GOLDEN_DIR
-#define LORASC_GOLDEN_DIR "tests/golden"
-#endif
-
 #define LOGITS_ATOL 1e-5
 #define LOGITS_RTOL 1e-4
 

@@ -1,7 +1,7 @@
-/* core/prompts: MeZO's template strings per task, rows with the loss on the continuation only
- * (including left truncation and Alpaca's EOS), and the candidate log-probability against a
- * hand computation. Uses a self-written byte tokenizer, and stories260K's tok512.bin from the
- * mirror ($LORASC_DATA) when present. */
+/* core/tasks/prompts.c: MeZO's template strings per task, rows with the loss on the
+ * continuation only (including left truncation and Alpaca's EOS), and the candidate
+ * log-probability against a hand computation. Uses a self-written byte tokenizer, and
+ * stories260K's tok512.bin from the mirror ($LORASC_DATA) when present. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,7 +16,7 @@
 
 #include "core/base/error.h"
 #include "core/tasks/prompts.h"
-#include "task_fixture.h"
+#include "tests/task_fixture.h"
 
 static void check_prompt(TaskId task, const Example *e, int fewshot, const char *want_prompt, int c,
                          const char *want_cont) {

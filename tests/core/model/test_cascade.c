@@ -15,18 +15,31 @@
 
 #include <cmocka.h>
 
-#include "check.h"
+#include "tests/check.h"
 #include "core/base/error.h"
 #include "core/model/finetune.h"
-#include "model_fixture.h"
+#include "tests/model_fixture.h"
 
 enum { B = 2, T = 6 };
+
+/* Every run here draws fixture batches for its model, seeded seed0 + step; the context of
+ * each run starts with this, so that one batch callback serves them all. */
+typedef struct BatchSource {
+    Llama *model;
+    uint64_t seed0;
+} BatchSource;
+
+static int batch_fn(void *ctx, long step, int32_t *tokens, int32_t *targets) {
+    const BatchSource *src = ctx;
+    fixture_batch(tokens, targets, B, T, src->model->config.vocab_size, src->seed0 + (uint64_t)step);
+    return LSC_OK;
+}
 
 /* ------------------------------------------------------------------------------------------
  * the transcription of Algorithm 1 */
 
 typedef struct Transcript {
-    Llama *model;
+    BatchSource src; /* first: see batch_fn */
     LoraAdapters *fast;
     const FinetuneConfig *cfg;
     long *ends;          /* ends[e] = last step + 1 of expert e */
@@ -38,12 +51,6 @@ typedef struct Transcript {
     int boundaries;
 } Transcript;
 
-static int batch_fn(void *ctx, long step, int32_t *tokens, int32_t *targets) {
-    const Transcript *tr = ctx;
-    fixture_batch(tokens, targets, B, T, tr->model->config.vocab_size, 100 + (uint64_t)step);
-    return LSC_OK;
-}
-
 static void snapshot(const Real *src, double *dst, size_t n) {
     for (size_t i = 0; i < n; i++) dst[i] = (double)src[i];
 }
@@ -54,7 +61,7 @@ static void on_step(void *ctx, long step, const StepResult *r, float lr) {
     Transcript *tr = ctx;
     for (int e = 0; e < tr->n_experts; e++)
         if (step + 1 == tr->ends[e]) {
-            snapshot(tr->model->params, tr->w_before, tr->model->num_params);
+            snapshot(tr->src.model->params, tr->w_before, tr->src.model->num_params);
             snapshot(tr->fast->params, tr->fast_before, tr->fast->num_params);
         }
 }
@@ -62,7 +69,7 @@ static void on_step(void *ctx, long step, const StepResult *r, float lr) {
 /* Applies eqs. 10-12 to the snapshots with plain loops and compares with the engine. */
 static void on_event(void *ctx, const CascadeEvent *ev) {
     Transcript *tr = ctx;
-    Llama *m = tr->model;
+    Llama *m = tr->src.model;
     LoraAdapters *fast = tr->fast;
     const CascadeConfig *k = &tr->cfg->cascade;
     const int e = ev->expert - 1, r = fast->config.rank;
@@ -156,7 +163,7 @@ static void run_transcription(float alpha, float noise, int n_experts, long step
     cfg.cascade.slow_merge = merge;
     assert_int_equal(lora_create(&fast, be, &lc, c.n_layers, in, out, cfg.seed), LSC_OK);
 
-    Transcript tr = {.model = &m, .fast = &fast, .cfg = &cfg, .n_experts = n_experts};
+    Transcript tr = {.src = {&m, 100}, .fast = &fast, .cfg = &cfg, .n_experts = n_experts};
     tr.ends = malloc((size_t)n_experts * sizeof(long));
     for (int e = 0; e < n_experts; e++) tr.ends[e] = (long)((long long)(e + 1) * steps / n_experts);
     tr.slow = malloc(fast.num_params * sizeof(double));
@@ -190,27 +197,21 @@ static void test_algorithm1_plain_cascade(void **state) {
  * DoRA under the cascade: m is trained continuously and every merge rescales W's rows to it */
 
 typedef struct DoraCheck {
-    Llama *model;
+    BatchSource src; /* first: see batch_fn */
     LoraAdapters *fast;
     size_t bad;
     int events;
 } DoraCheck;
 
-static int dora_batch(void *ctx, long step, int32_t *tokens, int32_t *targets) {
-    const DoraCheck *d = ctx;
-    fixture_batch(tokens, targets, B, T, d->model->config.vocab_size, 300 + (uint64_t)step);
-    return LSC_OK;
-}
-
 static void dora_event(void *ctx, const CascadeEvent *ev) {
     (void)ev;
     DoraCheck *d = ctx;
     d->events++;
-    for (int l = 0; l < d->model->config.n_layers; l++)
+    for (int l = 0; l < d->src.model->config.n_layers; l++)
         for (int t = 0; t < LORA_NUM_TARGETS; t++) {
             if (!lora_has_magnitude(d->fast, t)) continue;
             const int in = d->fast->in_dim[t], out = d->fast->out_dim[t];
-            const Real *w = llama_target_weight(d->model, t, l), *m = lora_magnitude(d->fast, l, t);
+            const Real *w = llama_target_weight(d->src.model, t, l), *m = lora_magnitude(d->fast, l, t);
             double norms[64], want[64];
             for (int o = 0; o < out; o++) {
                 double sq = 0;
@@ -246,8 +247,8 @@ static void test_dora_cascade(void **state) {
     cfg.cascade.n_experts = 3;
     assert_int_equal(lora_create(&fast, be, &lc, c.n_layers, in, out, cfg.seed), LSC_OK);
     Real m0[64];
-    DoraCheck d = {.model = &m, .fast = &fast};
-    const FinetuneCallbacks cb = {.batch = dora_batch, .on_event = dora_event, .ctx = &d};
+    DoraCheck d = {.src = {&m, 300}, .fast = &fast};
+    const FinetuneCallbacks cb = {.batch = batch_fn, .on_event = dora_event, .ctx = &d};
     llama_attach_lora(&m, &fast); /* initialises m = ||W||_row */
     memcpy(m0, lora_magnitude(&fast, 0, LORA_Q), (size_t)out[LORA_Q] * sizeof(Real));
     if (finetune_run(&m, &fast, &cfg, &cb) != LSC_OK) fail_msg("%s", error_last());
@@ -267,18 +268,13 @@ static void test_dora_cascade(void **state) {
  * one expert, alpha = lambda = 0: plain LoRA */
 
 typedef struct LossLog {
+    BatchSource src; /* first: see batch_fn */
     double loss[64];
-    Llama *model;
 } LossLog;
 
 static void log_loss(void *ctx, long step, const StepResult *r, float lr) {
     (void)lr;
     ((LossLog *)ctx)->loss[step] = r->loss;
-}
-
-static int log_batch(void *ctx, long step, int32_t *tokens, int32_t *targets) {
-    fixture_batch(tokens, targets, B, T, ((LossLog *)ctx)->model->config.vocab_size, 100 + (uint64_t)step);
-    return LSC_OK;
 }
 
 static void test_one_expert_is_lora(void **state) {
@@ -305,8 +301,8 @@ static void test_one_expert_is_lora(void **state) {
     assert_int_equal(lora_create(&a, be, &lc, c.n_layers, in, out, cfg.seed), LSC_OK);
     assert_int_equal(lora_create(&b, be, &lc, c.n_layers, in, out, cfg.seed), LSC_OK);
 
-    LossLog via_cascade = {.model = &cascade_model}, plain = {.model = &lora_model};
-    const FinetuneCallbacks cb = {.batch = log_batch, .on_step = log_loss, .ctx = &via_cascade};
+    LossLog via_cascade = {.src = {&cascade_model, 100}}, plain = {.src = {&lora_model, 100}};
+    const FinetuneCallbacks cb = {.batch = batch_fn, .on_step = log_loss, .ctx = &via_cascade};
     assert_int_equal(finetune_run(&cascade_model, &a, &cfg, &cb), LSC_OK);
 
     /* the plain LoRA loop, written out */
@@ -317,7 +313,7 @@ static void test_one_expert_is_lora(void **state) {
     int32_t tokens[B * T], targets[B * T];
     for (long s = 0; s < STEPS; s++) {
         StepResult r;
-        log_batch(&plain, s, tokens, targets);
+        batch_fn(&plain, s, tokens, targets);
         assert_int_equal(train_step(&lora_model, &opt, tokens, targets, B, T,
                                     schedule_lr(&sched, s, STEPS), &r), LSC_OK);
         plain.loss[s] = r.loss;

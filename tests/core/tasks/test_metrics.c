@@ -1,4 +1,4 @@
-/* core/metrics: hand-computed cases, including the official SQuAD v1.1 normalisation rules
+/* core/tasks/metrics.c: hand-computed cases, including the official SQuAD v1.1 normalisation rules
  * (case, punctuation, articles, whitespace), DROP's number handling, GSM8K's final number. */
 #include <math.h>
 #include <setjmp.h>

@@ -1,7 +1,8 @@
 /* Whole-model gradient checks in double precision (built with LORASC_REAL_DOUBLE): every
  * parameter gradient of a tiny GQA Llama in full mode, and every adapter gradient in LoRA
  * and DoRA mode (all seven targets; A, B and DoRA's m), against central finite differences
- * of the mean loss. Both RoPE conventions, tied and untied classifiers. */
+ * of the mean loss. Both RoPE conventions (at head size 4, where they differ), tied and
+ * untied classifiers. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,37 +13,44 @@
 
 #include <cmocka.h>
 
-#include "check.h"
 #include "core/base/error.h"
 #include "core/model/llama.h"
 #include "core/model/lora.h"
 #include "kernels/backend.h"
-#include "model_fixture.h"
+#include "tests/check.h"
+#include "tests/fd.h"
+#include "tests/model_fixture.h"
 
 enum { B = 2, T = 5 };
 static const double FD_STEP = 1e-6;
 
-static double loss_at(Llama *m, const int32_t *tokens, const int32_t *targets) {
-    assert_int_equal(llama_forward(m, tokens, targets, B, T), LSC_OK);
-    return m->mean_loss;
+/* The fixture's tiny GQA Llama with head size 4 instead of 2 (dim 8, 2 query heads sharing 1
+ * kv head): at head size 2 the interleaved and half RoPE layouts pair the same two elements,
+ * so a backward that rotated in the other layout would pass unnoticed. */
+static LlamaConfig gradcheck_config(RopeStyle style, int tied) {
+    LlamaConfig c = fixture_tiny_config(style, tied);
+    c.n_heads = 2;
+    c.n_kv_heads = 1;
+    assert_true(c.dim / c.n_heads >= 4);
+    return c;
+}
+
+typedef struct LossCtx {
+    Llama *m;
+    const int32_t *tokens, *targets;
+} LossCtx;
+
+static double loss_at(void *p) {
+    LossCtx *c = p;
+    assert_int_equal(llama_forward(c->m, c->tokens, c->targets, B, T), LSC_OK);
+    return c->m->mean_loss;
 }
 
 /* Central differences for every element of params[0..n): d loss / d params[i]. */
 static void finite_differences(Llama *m, Real *params, size_t n, const int32_t *tokens,
                                const int32_t *targets, double *out) {
-    Backend *be = m->be;
-    for (size_t i = 0; i < n; i++) {
-        Real orig, shifted;
-        be->to_host(be, &orig, params + i, sizeof(Real));
-        shifted = orig + FD_STEP;
-        be->to_device(be, params + i, &shifted, sizeof(Real));
-        const double plus = loss_at(m, tokens, targets);
-        shifted = orig - FD_STEP;
-        be->to_device(be, params + i, &shifted, sizeof(Real));
-        const double minus = loss_at(m, tokens, targets);
-        be->to_device(be, params + i, &orig, sizeof(Real));
-        out[i] = (plus - minus) / (2 * FD_STEP);
-    }
+    LossCtx c = {m, tokens, targets};
+    fd_central(m->be, params, n, FD_STEP, loss_at, &c, out);
 }
 
 static void to_double(Backend *be, const Real *src, size_t n, double *dst) {
@@ -54,7 +62,7 @@ static void to_double(Backend *be, const Real *src, size_t n, double *dst) {
 
 static void check_full_mode(RopeStyle style, int tied) {
     Backend *be = backend_cpu_create(1);
-    LlamaConfig c = fixture_tiny_config(style, tied);
+    LlamaConfig c = gradcheck_config(style, tied);
     Llama m;
     assert_int_equal(llama_create(&m, be, &c), LSC_OK);
     fixture_randomize(&m, 11 + (uint64_t)style * 2 + (uint64_t)tied, 0.5);
@@ -107,7 +115,7 @@ static void perturb_magnitudes(LoraAdapters *lora, uint64_t seed) {
  * enter n, so dm would match either way.) */
 static void check_lora_mode(RopeStyle style, int tied, int dora) {
     Backend *be = backend_cpu_create(1);
-    LlamaConfig c = fixture_tiny_config(style, tied);
+    LlamaConfig c = gradcheck_config(style, tied);
     Llama m;
     assert_int_equal(llama_create(&m, be, &c), LSC_OK);
     fixture_randomize(&m, 21, 0.5);
