@@ -23,6 +23,9 @@ What it writes (tests/golden/):
                         blk.N.* F32 tensors, attn_q / attn_k rows permuted into the
                         interleaved rotary layout (convert_hf_to_gguf.py's permute); loaded
                         as ROPE_INTERLEAVED it must give that file's base_logits
+  modelfetch_tiny.zip   a zip (Python's zipfile) for core/data/modelfetch.c's reader: member
+                        "pkg/weights.txt" deflated ("lorasc " x 200 and a newline) and
+                        "pkg/raw.bin" stored (bytes 0..255); tests/test_modelfetch.c
   gguf_tiny.bin         LSCGOLD1 records (tests/golden_io.h): for each tensor t_*, its values
                         as gguf.quants.dequantize returns them (f32, flattened)
   gguf_smollm2.bin      from the real SmolLM2-135M-Instruct Q4_1 file in $LORASC_DATA/
@@ -113,6 +116,18 @@ def build_tiny():
     path = os.path.join(OUT, "gguf_tiny.bin")
     write_golden(path, records)
     print(f"gguf_tiny.bin: {len(records)} records, {os.path.getsize(path)} bytes")
+
+
+def build_zip():
+    import zipfile
+    path = os.path.join(OUT, "modelfetch_tiny.zip")
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data, method in (("pkg/weights.txt", b"lorasc " * 200 + b"\n", zipfile.ZIP_DEFLATED),
+                                   ("pkg/raw.bin", bytes(range(256)), zipfile.ZIP_STORED)):
+            info = zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0))
+            info.compress_type = method
+            z.writestr(info, data)
+    print(f"modelfetch_tiny.zip: {os.path.getsize(path)} bytes")
 
 
 def read_golden(path):
@@ -280,6 +295,7 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     build_tiny()
     build_llama_tiny()
+    build_zip()
     data_dir = os.environ.get("LORASC_DATA", "data")
     if not os.path.exists(os.path.join(data_dir, "smollm2_135m")):
         print(f"no {data_dir}/smollm2_135m: gguf_smollm2.bin not written "
