@@ -10,6 +10,8 @@
 #include <lua.h>
 #include <lualib.h>
 
+#include "kernels/build_info.h"
+#include "lorasc_build_info.h"
 #include "lorasc_lua_config.h"
 #include "lua/bind.h"
 
@@ -44,6 +46,12 @@ int main(int argc, char **argv) {
     lua_setglobal(L, "LORASC_VERSION");
     lua_pushstring(L, LORASC_SOURCE_ROOT);
     lua_setglobal(L, "LORASC_SOURCE_ROOT");
+    lua_pushstring(L, LORASC_BUILD_COMMIT);
+    lua_setglobal(L, "LORASC_BUILD_COMMIT");
+    char libs[512];
+    kernels_library_versions(libs, sizeof libs);
+    lua_pushstring(L, libs);
+    lua_setglobal(L, "LORASC_KERNEL_LIBS");
 
     lua_pushcfunction(L, traceback);
     lua_getglobal(L, "require");

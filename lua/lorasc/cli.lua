@@ -175,16 +175,13 @@ local function shard(runs, opts)
   return out
 end
 
-local function git_info()
-  local root = LORASC_SOURCE_ROOT or "."
-  local p = io.popen("git -C '" .. root .. "' rev-parse HEAD 2>/dev/null")
-  local commit = p and p:read("l")
-  if p then p:close() end
-  if not commit or #commit < 40 then return nil, 0 end
-  p = io.popen("git -C '" .. root .. "' status --porcelain --untracked-files=no 2>/dev/null")
-  local dirty = p and p:read("a") or ""
-  if p then p:close() end
-  return commit, #dirty > 0 and 1 or 0
+-- The commit this binary was built from (compiled in by meson's vcs_tag), never what the
+-- source tree says at run time: (commit, dirty 0/1), or (nil, 0) outside a git checkout.
+local function build_commit()
+  local tag = LORASC_BUILD_COMMIT or "unknown"
+  local commit = tag:match("^(%x+)")
+  if not commit or #commit ~= 40 then return nil, 0 end
+  return commit, tag:find("+dirty", 1, true) and 1 or 0
 end
 
 local COMMANDS = {}
@@ -203,11 +200,11 @@ function COMMANDS.run(opts, pos)
     return 0
   end
   local store <close> = open_store(opts, true)
-  local commit, dirty = git_info()
+  local commit, dirty = build_commit()
   store:meta_set { device = string.format("cpu (%s threads)", opts.threads or "default"),
                    git_commit = commit, git_dirty = dirty,
                    build_options = string.format('{"version":"%s","cuda":false}', LORASC_VERSION),
-                   lib_versions = string.format('{"lua":"%s","sqlite":"%s"}', _VERSION:gsub("Lua ", ""), store_mod.sqlite_version()) }
+                   lib_versions = string.format('{"lua":"%s","sqlite":"%s",%s}', (_VERSION:gsub("Lua ", "")), store_mod.sqlite_version(), LORASC_KERNEL_LIBS or "") }
   local failed, ran, skipped = 0, 0, 0
   for _, e in ipairs(list) do
     local exp_id = store:experiment_upsert(e.name, pos[1], source)

@@ -58,6 +58,18 @@ grep -q "1 done" st.txt || fail "status after kill: $(cat st.txt)"
 grep -q "1 running" st.txt || fail "status after kill (running): $(cat st.txt)"
 grep -q "stale" st.txt || fail "status should flag the killed run as stale: $(cat st.txt)"
 "$LORASC" run "$TINY" --db r/x.db > r2.log 2>&1 || fail "resume run failed: $(cat r2.log)"
+# A run records the commit the binary was built from (compiled in by vcs_tag) and the
+# libraries' own versions (SQLite, Lua, OpenBLAS).
+echo 'print(LORASC_BUILD_COMMIT)' > build_commit.lua
+built=$("$LORASC" lua build_commit.lua)
+stored=$(q r/x.db "SELECT git_commit FROM runs WHERE status='done' LIMIT 1")
+case $built in
+  unknown) [ -z "$stored" ] || fail "no build commit, yet the run stored '$stored'" ;;
+  *) [ "${built%+dirty}" = "$stored" ] || fail "stored commit '$stored' is not the built one '$built'" ;;
+esac
+libs=$(q r/x.db "SELECT lib_versions FROM runs WHERE status='done' LIMIT 1")
+echo "$libs" | grep -Eq '"sqlite":"3\.[0-9]+\.[0-9]+"' || fail "lib_versions lacks SQLite's version: $libs"
+echo "$libs" | grep -q '"openblas":"OpenBLAS' || fail "lib_versions lacks OpenBLAS: $libs"
 grep -q "was interrupted" r2.log || fail "resume did not report the interrupted run"
 grep -q "3 run(s) ran, 0 failed, 1 skipped" r2.log || fail "resume should run 3 and skip 1: $(tail -1 r2.log)"
 [ "$(q r/x.db "SELECT count(*) FROM runs WHERE status='done'")" = 4 ] || fail "not all done after resume"
