@@ -1,4 +1,4 @@
-#!/work/venv/bin/python
+#!/usr/bin/env python3
 """Golden token ids for lorasc's byte-level BPE (core/data/tokenizer_bpe.c), made by Hugging
 Face's own libraries (tokenizers 0.19.1, transformers 4.44.2). Two files:
 
@@ -23,7 +23,8 @@ tests/golden/bpe_tiny.json: two small byte-level tokenizers trained here with `t
   renderer's tests without the data directory).
 
 Usage (from the repository root, with the GGUF present):
-  LORASC_DATA=../shared/data /work/venv/bin/python tests/reference/make_bpe_golden.py
+  LORASC_DATA=../shared/data python3 tests/reference/make_bpe_golden.py  (transformers 4.44.2,
+  tokenizers 0.19.1, gguf)
 """
 import json
 import os
@@ -240,6 +241,40 @@ def tiny(kind):
     return {"tokenizer": json.loads(tok.to_str()), "bos": kind == "b", "cases": cases}
 
 
+def fuzz_seeds(t, template):
+    """Seeds for tests/fuzz (tokenizer harness): the tiny tokenizers as tokenizer.json and "a"
+    as a vocabulary-only GGUF with a chat template, each named by its sha1 as libFuzzer does."""
+    import hashlib
+    import tempfile
+    from gguf import GGUFWriter
+    seeds = [json.dumps(t[k]["tokenizer"], ensure_ascii=False, separators=(",", ":")).encode() for k in "ab"]
+    tok = t["a"]["tokenizer"]
+    vocab = dict(tok["model"]["vocab"])
+    for a in tok["added_tokens"]:
+        vocab[a["content"]] = a["id"]
+    pieces = [p for p, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
+    merges = [m if isinstance(m, str) else " ".join(m) for m in tok["model"]["merges"]]
+    with tempfile.NamedTemporaryFile(suffix=".gguf") as f:
+        w = GGUFWriter(f.name, "llama")
+        w.add_tokenizer_model("gpt2")
+        w.add_tokenizer_pre("smollm")
+        w.add_token_list(pieces)
+        w.add_token_types([3 if p.startswith("<|") else 1 for p in pieces])
+        w.add_token_merges(merges)
+        w.add_bos_token_id(vocab["<|im_start|>"])
+        w.add_eos_token_id(vocab["<|im_end|>"])
+        w.add_chat_template(template)
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.close()
+        seeds.append(open(f.name, "rb").read())
+    out = os.path.join(ROOT, "tests", "fuzz", "corpus", "tokenizer")
+    for b in seeds:
+        with open(os.path.join(out, hashlib.sha1(b).hexdigest()), "wb") as f:
+            f.write(b)
+    return len(seeds)
+
+
 def main():
     out = os.path.join(ROOT, "tests", "golden")
     g = smollm2_golden()
@@ -249,6 +284,7 @@ def main():
          "a": tiny("a"), "b": tiny("b")}
     with open(os.path.join(out, "bpe_tiny.json"), "w") as f:
         json.dump(t, f, ensure_ascii=False, separators=(",", ":"))
+    print("fuzz seeds: %d" % fuzz_seeds(t, g["chat_template"]))
     print("bpe_smollm2.json: %d strings, %d decodes, %d chats; bpe_tiny.json: %d + %d strings" %
           (len(g["cases"]), len(g["decodes"]), len(g["chats"]), len(t["a"]["cases"]), len(t["b"]["cases"])))
 

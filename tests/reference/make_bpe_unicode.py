@@ -1,4 +1,4 @@
-#!/work/venv/bin/python
+#!/usr/bin/env python3
 """Writes core/data/unicode_tables.c: the Unicode character classes that Hugging Face
 `tokenizers` uses when it pre-tokenizes byte-level BPE text, read off the library itself
 (tokenizers 0.19.1, the one transformers 4.44.2 pins), so lorasc splits text exactly as it does.
@@ -13,7 +13,7 @@ Classes (bit flags of UNICODE_*, core/data/unicode.h):
 Each is probed code point by code point (surrogates excluded) with a pre-tokenizer that splits
 on that class. The output lists maximal ranges of equal non-zero flags.
 
-Usage: /work/venv/bin/python tests/reference/make_bpe_unicode.py  (from the repository root)
+Usage: python3 tests/reference/make_bpe_unicode.py  (from the repository root; tokenizers 0.19.1)
 """
 import os
 import sys
