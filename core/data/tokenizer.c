@@ -274,10 +274,12 @@ static size_t utf8_len(unsigned char c) {
 static int spm_encode(const Tokenizer *t, const char *text, size_t len, TokOut *o) {
     int rc = LSC_OK;
     /* normalise: dummy prefix, spaces -> "▁" */
+    /* a lead byte in the text may swallow part of a "▁", so there can be a symbol per byte of
+     * the normalised text; each merge pushes at most two pairs */
     size_t cap = (len + 1) * SPACE_MARK_LEN, m = 0;
     char *norm = malloc(cap);
-    Symbol *sym = malloc((len + 1) * sizeof *sym);
-    Heap heap = {malloc(2 * (len + 1) * sizeof *heap.v), 0};
+    Symbol *sym = malloc(cap * sizeof *sym);
+    Heap heap = {malloc(3 * cap * sizeof *heap.v), 0};
     if (!norm || !sym || !heap.v) {
         rc = error_set("Out of memory tokenizing %zu bytes of text.", len);
         goto done;
