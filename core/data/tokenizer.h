@@ -14,10 +14,13 @@
  * (tokenizer_bpe.c): added/special tokens (<|im_start|>, ...) are matched in the text first
  * (leftmost-longest), the rest is split by the model's pre-tokenizer (digits one by one for
  * SmolLM2, then GPT-2's regex), every byte becomes a character of GPT-2's byte alphabet and
- * the pair with the lowest merge rank is merged (leftmost on ties) until none merges.
+ * the pair with the lowest merge rank is merged (leftmost on ties) until none merges. Added
+ * and special tokens do come out of text here, as in HF; BOS only where the model's tokenizer
+ * adds one (add_bos).
  *
  * Not here: Unigram / WordPiece models, normalizers (NFC, lowercasing), regex pre-tokenizers
- * other than GPT-2's (Llama 3, Qwen2), Jinja: tokenizer_chat_render knows one chat template. */
+ * other than GPT-2's (Llama 3, Qwen2), Jinja: tokenizer_chat_render recognises the ChatML
+ * templates (SmolLM2-Instruct's, plain ChatML) by their text. */
 #ifndef LORASC_TOKENIZER_H
 #define LORASC_TOKENIZER_H
 
