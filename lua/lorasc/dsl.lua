@@ -450,17 +450,21 @@ local function canon_model(m, loc)
   if m.arch == "vit" then return canon_vit(s, mloc) end
   if s.checkpoint then
     if type(s.checkpoint) ~= "string" then fail(mloc .. ": checkpoint must be a path") end
-    -- .bin: llama2.c; a directory with config.json: Hugging Face; else lorasc's own format
-    local format = s.format or (s.checkpoint:match("%.bin$") and "llama2c")
-                   or (M.data_file(s.checkpoint .. "/config.json") and "hf") or "lorasc"
-    if format ~= "lorasc" and format ~= "llama2c" and format ~= "hf" then
-      fail(mloc .. ": format must be \"lorasc\", \"llama2c\" or \"hf\", got '" .. tostring(format) .. "'")
+    -- a model `lorasc data fetch` knows (smollm2-135m): its GGUF file, which holds the tokenizer too
+    local src = require("lorasc.core.model").source(s.checkpoint)
+    local checkpoint = src and src.path or s.checkpoint
+    -- .bin: llama2.c; .gguf: GGUF; a directory with config.json: Hugging Face; else lorasc's own format
+    local format = s.format or (checkpoint:match("%.bin$") and "llama2c") or (checkpoint:match("%.gguf$") and "gguf")
+                   or (M.data_file(checkpoint .. "/config.json") and "hf") or "lorasc"
+    if format ~= "lorasc" and format ~= "llama2c" and format ~= "hf" and format ~= "gguf" then
+      fail(mloc .. ": format must be \"lorasc\", \"llama2c\", \"hf\" or \"gguf\", got '" .. tostring(format) .. "'")
     end
     for _, k in ipairs { "dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "seq_len" } do
       if s[k] ~= nil then fail(mloc .. ": '" .. k .. "' comes from the checkpoint; remove it") end
     end
     if s.tokenizer ~= nil and type(s.tokenizer) ~= "string" then fail(mloc .. ": tokenizer must be a path") end
-    return { arch = "llama", checkpoint = s.checkpoint, format = format, tokenizer = s.tokenizer }
+    return { arch = "llama", checkpoint = checkpoint, format = format,
+             tokenizer = s.tokenizer or (format == "gguf" and checkpoint or nil) }
   end
   if not s.pretrain then fail(mloc .. ": llama{} needs checkpoint = \"path\" or pretrain = { corpus = ..., steps = ... }") end
   if s.tokenizer ~= nil then fail(mloc .. ": tokenizer goes with checkpoint (byte-level pretrained models need none)") end
