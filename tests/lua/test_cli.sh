@@ -37,6 +37,11 @@ done
 grep -q "CUDA backend is not built" out.txt || fail "--device cuda message: $(cat out.txt)"
 "$LORASC" run "$TINY" --frobnicate > out.txt 2>&1 && fail "unknown option accepted"
 grep -q "unknown option '--frobnicate'" out.txt || fail "unknown option message"
+# OpenMP waits passively unless the user chose a policy (spinning threads starve other
+# processes on the same cores).
+echo 'print(os.getenv("OMP_WAIT_POLICY"))' > policy.lua
+[ "$(env -u OMP_WAIT_POLICY "$LORASC" lua policy.lua)" = passive ] || fail "default OMP_WAIT_POLICY is not passive"
+[ "$(OMP_WAIT_POLICY=active "$LORASC" lua policy.lua)" = active ] || fail "a user's OMP_WAIT_POLICY was overridden"
 for cmd in run status report table show merge; do
   "$LORASC" $cmd --help | grep -q "usage: lorasc" || fail "$cmd --help"
 done
