@@ -10,6 +10,7 @@
 #include "core/data/imagedata.h"
 #include "core/model/adamw.h"
 #include "core/model/schedule.h"
+#include "core/tasks/task.h"
 #include "core/tasks/text_eval.h"
 #include "core/model/vit.h"
 
@@ -82,10 +83,13 @@ LVit *bind_check_vit(lua_State *L, int idx);
 LImages *bind_check_images(lua_State *L, int idx);
 
 /* If the value at idx is a language-task dataset (bind_tasks.c): fills tokens/targets [B*T]
- * for `step` with task_train_batch and the tokenizer at tok_idx, trims the padding after the
- * last target (task_batch_trim: rows at stride *T_used), returns 1; else returns 0. */
-int bind_task_batch(lua_State *L, int idx, int tok_idx, uint64_t seed, long step, int B, int T,
-                    int32_t *tokens, int32_t *targets, int *T_used);
+ * for `step` with the examples the sampler picks (task.h; set up for this dataset, mode,
+ * batch B and seed on first use) and the tokenizer at tok_idx, trims the padding after the
+ * last target (task_batch_trim: rows at stride *T_used), sets *B_used (B, or fewer for an
+ * epoch's short last batch), returns 1; else returns 0. */
+int bind_task_batch(lua_State *L, int idx, int tok_idx, TaskSampler *sampler, TaskSampling mode,
+                    uint64_t seed, long step, int B, int T, int32_t *tokens, int32_t *targets,
+                    int *B_used, int *T_used);
 
 /* Raises a Lua error with error_last() (never returns). */
 int bind_error(lua_State *L);
@@ -96,8 +100,8 @@ int bind_finetune_step(lua_State *L, struct Finetune *ft, const void *batch);
 Schedule bind_schedule(lua_State *L, int t);
 /* The method, optimiser, cascade and adapter fields of a config table at t (method, total_steps,
  * lr, schedule, warmup, min_lr_ratio, grad_clip, weight_decay, ratio, alpha, noise, n_experts,
- * steps_per_expert, rewarmup_steps, slow_merge, noise_std, seed, rank, lora_alpha, targets,
- * dora); batch and seq are the caller's. targets must lie in valid_targets (LORA_BIT mask). */
+ * steps_per_expert, rewarmup_steps, slow_merge, noise_std, reset, optimizer_magnitude_pruning,
+ * relora_min_lr_ratio, seed, rank, lora_alpha, targets, dora); batch and seq are the caller's. targets must lie in valid_targets (LORA_BIT mask). */
 struct FinetuneConfig;
 void bind_finetune_config(lua_State *L, int t, struct FinetuneConfig *cfg, LoraConfig *lc,
                           unsigned valid_targets, const char *valid_names);

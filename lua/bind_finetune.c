@@ -17,6 +17,8 @@ typedef struct LFinetune {
     LoraAdapters lora;
     int32_t *tokens, *targets;
     uint64_t data_seed;
+    TaskSampling sampling;   /* language tasks: an epoch is a pass, or draws with replacement */
+    TaskSampler sampler;
     Llama *model;
     int lora_live, ft_live;
 } LFinetune;
@@ -79,6 +81,8 @@ typedef const char *(*ChoiceName)(int value);
 static ChoiceName choice_names(const char *option) {
     if (strcmp(option, "slow_merge") == 0) return cascade_slow_merge_name;
     if (strcmp(option, "noise_std") == 0) return cascade_noise_std_name;
+    if (strcmp(option, "reset") == 0) return cascade_reset_name;
+    if (strcmp(option, "sampling") == 0) return task_sampling_name;
     if (strcmp(option, "method") == 0) return cascade_method_name;
     return NULL;
 }
@@ -116,12 +120,12 @@ static void push_float_shortest(lua_State *L, float x) {
 }
 
 /* finetune.preset(method) -> {alpha=, noise=, n_experts=, steps_per_expert=,
- * rewarmup_steps=, slow_merge=, noise_std=}: core's cascade_preset, the one source of the
- * methods' defaults. */
+ * rewarmup_steps=, slow_merge=, noise_std=, reset=, moment_pruning=, min_lr_ratio=}: core's
+ * cascade_preset, the one source of the methods' defaults. */
 static int l_preset(lua_State *L) {
     CascadeConfig c;
     if (cascade_preset(luaL_checkstring(L, 1), &c) != LSC_OK) return bind_error(L);
-    lua_createtable(L, 0, 7);
+    lua_createtable(L, 0, 10);
     push_float_shortest(L, c.alpha), lua_setfield(L, -2, "alpha");
     push_float_shortest(L, c.noise), lua_setfield(L, -2, "noise");
     lua_pushinteger(L, c.n_experts), lua_setfield(L, -2, "n_experts");
@@ -129,15 +133,20 @@ static int l_preset(lua_State *L) {
     lua_pushinteger(L, c.rewarmup_steps), lua_setfield(L, -2, "rewarmup_steps");
     lua_pushstring(L, cascade_slow_merge_name(c.slow_merge)), lua_setfield(L, -2, "slow_merge");
     lua_pushstring(L, cascade_noise_std_name(c.noise_std)), lua_setfield(L, -2, "noise_std");
+    lua_pushstring(L, cascade_reset_name(c.reset)), lua_setfield(L, -2, "reset");
+    push_float_shortest(L, c.moment_pruning), lua_setfield(L, -2, "moment_pruning");
+    push_float_shortest(L, c.min_lr_ratio), lua_setfield(L, -2, "min_lr_ratio");
     return 1;
 }
 
-/* finetune.choices(option) -> { name, ... }: the valid names of "slow_merge", "noise_std"
- * or "method", in the order core defines them. */
+/* finetune.choices(option) -> { name, ... }: the valid names of "slow_merge", "noise_std",
+ * "reset", "sampling" or "method", in the order core defines them. */
 static int l_choices(lua_State *L) {
     const char *option = luaL_checkstring(L, 1);
     const ChoiceName names = choice_names(option);
-    if (!names) return luaL_error(L, "unknown option '%s'; valid: slow_merge, noise_std, method", option);
+    if (!names)
+        return luaL_error(L, "unknown option '%s'; valid: slow_merge, noise_std, reset, sampling, method",
+                          option);
     lua_newtable(L);
     for (int i = 0; names(i); i++) {
         lua_pushstring(L, names(i));
@@ -169,6 +178,12 @@ void bind_finetune_config(lua_State *L, int t, FinetuneConfig *cfg, LoraConfig *
     if (sm) cfg->cascade.slow_merge = (SlowMerge)parse_choice(L, "slow_merge", sm);
     const char *ns = bind_opt_str(L, t, "noise_std", NULL);
     if (ns) cfg->cascade.noise_std = (NoiseStd)parse_choice(L, "noise_std", ns);
+    const char *rs = bind_opt_str(L, t, "reset", NULL);
+    if (rs) cfg->cascade.reset = (OptimizerReset)parse_choice(L, "reset", rs);
+    cfg->cascade.moment_pruning = (float)bind_opt_num(L, t, "optimizer_magnitude_pruning",
+                                                      cfg->cascade.moment_pruning);
+    cfg->cascade.min_lr_ratio = (float)bind_opt_num(L, t, "relora_min_lr_ratio",
+                                                    cfg->cascade.min_lr_ratio);
     cfg->seed = (uint64_t)bind_opt_int(L, t, "seed", 1);
     *lc = (LoraConfig){.rank = (int)bind_opt_int(L, t, "rank", 8),
                        .alpha = (float)bind_opt_num(L, t, "lora_alpha", 16.0),
@@ -180,7 +195,8 @@ void bind_finetune_config(lua_State *L, int t, FinetuneConfig *cfg, LoraConfig *
 /* finetune.new(model, cfg): cfg = {method=, rank=, lora_alpha=, targets={...}, dora=0|1, total_steps=,
  * batch=, seq=, lr=, schedule=, warmup=, min_lr_ratio=, weight_decay=, grad_clip=, ratio=,
  * alpha=, noise=, n_experts=, steps_per_expert=, rewarmup_steps=, slow_merge=, noise_std=,
- * seed=, data_seed=} */
+ * reset=, optimizer_magnitude_pruning=, relora_min_lr_ratio=, seed=, data_seed=,
+ * sampling="epoch"|"replacement" (language tasks; core/tasks/task.h)} */
 static int l_new(lua_State *L) {
     LModel *m = bind_check_model(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
@@ -201,6 +217,7 @@ static int l_new(lua_State *L) {
     lua_pushvalue(L, 1);
     lua_setiuservalue(L, -2, 1); /* keep the model alive */
     f->data_seed = data_seed;
+    f->sampling = (TaskSampling)parse_choice(L, "sampling", bind_opt_str(L, 2, "sampling", "epoch"));
     f->tokens = malloc(sizeof(int32_t) * (size_t)cfg.batch * (size_t)cfg.seq);
     f->targets = malloc(sizeof(int32_t) * (size_t)cfg.batch * (size_t)cfg.seq);
     if (!f->tokens || !f->targets) return luaL_error(L, "out of memory");
@@ -254,10 +271,11 @@ static int f_step(lua_State *L) {
     LFinetune *f = check_ft(L);
     if (finetune_done(&f->ft)) return luaL_error(L, "the fine-tuning run has no steps left");
     const int B = f->ft.config.batch, T = f->ft.config.seq;
-    int T_used = T;
-    if (!bind_task_batch(L, 2, 3, f->data_seed, f->ft.step, B, T, f->tokens, f->targets, &T_used))
+    int B_used = B, T_used = T;
+    if (!bind_task_batch(L, 2, 3, &f->sampler, f->sampling, f->data_seed, f->ft.step, B, T,
+                         f->tokens, f->targets, &B_used, &T_used))
         fill_batch(L, bind_check_textdata(L, 2), f->data_seed, f->ft.step, B, T, f->tokens, f->targets);
-    const LlamaBatch batch = {.tokens = f->tokens, .targets = f->targets, .B = B, .T = T_used};
+    const LlamaBatch batch = {.tokens = f->tokens, .targets = f->targets, .B = B_used, .T = T_used};
     return bind_finetune_step(L, &f->ft, &batch);
 }
 
@@ -281,6 +299,7 @@ static int f_close(lua_State *L) {
     free(f->tokens);
     free(f->targets);
     f->tokens = f->targets = NULL;
+    task_sampler_free(&f->sampler);
     return 0;
 }
 

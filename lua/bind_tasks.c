@@ -32,14 +32,27 @@ static LTokenizer *check_tokenizer(lua_State *L, int idx) {
     return t;
 }
 
-int bind_task_batch(lua_State *L, int idx, int tok_idx, uint64_t seed, long step, int B, int T,
-                    int32_t *tokens, int32_t *targets, int *T_used) {
+int bind_task_batch(lua_State *L, int idx, int tok_idx, TaskSampler *sampler, TaskSampling mode,
+                    uint64_t seed, long step, int B, int T, int32_t *tokens, int32_t *targets,
+                    int *B_used, int *T_used) {
     LTask *d = luaL_testudata(L, idx, BIND_TASK);
     if (!d) return 0;
     if (!d->live) luaL_argerror(L, idx, "task dataset is closed");
     LTokenizer *t = check_tokenizer(L, tok_idx);
-    if (task_train_batch(&t->t, &d->d, seed, step, B, T, tokens, targets) != LSC_OK) bind_error(L);
-    *T_used = task_batch_trim(tokens, targets, B, T);
+    const size_t n = d->d.n[DS_TRAIN];
+    if (!sampler->n || sampler->n != n || sampler->batch != B || sampler->mode != mode ||
+        sampler->seed != seed) {
+        task_sampler_free(sampler);
+        if (task_sampler_init(sampler, mode, n, B, seed) != LSC_OK) bind_error(L);
+    }
+    size_t idx_buf[256], *rows = B <= 256 ? idx_buf : malloc((size_t)B * sizeof *rows);
+    if (!rows) return luaL_error(L, "out of memory");
+    const int count = task_sampler_indices(sampler, step, rows);
+    const int rc = task_train_batch(&t->t, &d->d, rows, count, T, tokens, targets);
+    if (rows != idx_buf) free(rows);
+    if (rc != LSC_OK) bind_error(L);
+    *B_used = count;
+    *T_used = task_batch_trim(tokens, targets, count, T);
     return 1;
 }
 

@@ -215,13 +215,6 @@ void imagedata_batch(const ImageSet *s, Real *out, int32_t *labels, const int *i
 }
 
 void imagedata_shuffle(int *perm, int n, uint64_t seed, uint64_t epoch) {
-    const uint64_t stream = philox_stream(RNG_PURPOSE_DATA, 0xA07, (uint32_t)(epoch >> 32),
-                                          (uint32_t)epoch);
-    for (int i = 0; i < n; i++) perm[i] = i;
-    for (int i = n - 1; i > 0; i--) {
-        const int j = (int)(philox_u32(seed, stream, (uint64_t)i) % (uint32_t)(i + 1));
-        const int t = perm[i];
-        perm[i] = perm[j];
-        perm[j] = t;
-    }
+    philox_permutation(perm, n, seed, philox_stream(RNG_PURPOSE_DATA, 0xA07, (uint32_t)(epoch >> 32),
+                                                    (uint32_t)epoch));
 }

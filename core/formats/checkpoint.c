@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/base/error.h"
@@ -61,6 +62,15 @@ int checkpoint_save(const char *path, const Llama *model, const LoraAdapters *lo
         container_write_reals(&w, opt->be, "adamw.m", opt->m, opt->n_total);
         container_write_reals(&w, opt->be, "adamw.v", opt->v, opt->n_total);
         container_write_section(&w, "adamw.step", CONTAINER_I64, &opt_step, 1);
+        /* per-group step counts (bias corrections); files without them hold one count */
+        int64_t *steps = malloc((size_t)opt->n_groups * sizeof *steps);
+        if (steps) {
+            for (int i = 0; i < opt->n_groups; i++) steps[i] = opt->group_step[i];
+            container_write_section(&w, "adamw.group_steps", CONTAINER_I64, steps, (uint64_t)opt->n_groups);
+        } else {
+            w.failed = 1; /* container_write_end reports it and removes the partial file */
+        }
+        free(steps);
     }
     const int64_t train_step = step;
     container_write_section(&w, "train.step", CONTAINER_I64, &train_step, 1);
@@ -170,6 +180,16 @@ int checkpoint_load_state(const char *path, Llama *model, LoraAdapters *lora, Ad
         if (rc == LSC_OK) rc = container_read_reals(&r, opt->be, "adamw.v", opt->v, opt->n_total);
         if (rc == LSC_OK) rc = container_read(&r, "adamw.step", CONTAINER_I64, &opt_step, 1);
         if (rc == LSC_OK) opt->step = (long)opt_step;
+        if (rc == LSC_OK && container_find(&r, "adamw.group_steps")) {
+            int64_t *steps = malloc((size_t)opt->n_groups * sizeof *steps);
+            if (!steps) rc = error_set("Out of memory reading %s.", path);
+            if (rc == LSC_OK)
+                rc = container_read(&r, "adamw.group_steps", CONTAINER_I64, steps, (uint64_t)opt->n_groups);
+            for (int i = 0; rc == LSC_OK && i < opt->n_groups; i++) opt->group_step[i] = (long)steps[i];
+            free(steps);
+        } else if (rc == LSC_OK) {
+            for (int i = 0; i < opt->n_groups; i++) opt->group_step[i] = opt->step;
+        }
     }
     if (rc == LSC_OK && step) {
         int64_t s = 0;

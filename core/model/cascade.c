@@ -15,6 +15,8 @@ static const char *const slow_merge_names[] = {[SLOW_MERGE_CUMULATIVE] = "cumula
                                                [SLOW_MERGE_REPLACE] = "replace", NULL};
 static const char *const noise_std_names[] = {[NOISE_STD_SCALED] = "scaled",
                                               [NOISE_STD_UNSCALED] = "unscaled", NULL};
+static const char *const reset_names[] = {[OPTIMIZER_RESET_ADAPTERS] = "adapters",
+                                          [OPTIMIZER_RESET_ALL] = "all", NULL};
 static const char *const method_names[] = {"lora", "cascade", "lorasc", "cola", "relora", NULL};
 
 static const char *name_at(const char *const *names, int i) {
@@ -26,18 +28,23 @@ static const char *name_at(const char *const *names, int i) {
 
 const char *cascade_slow_merge_name(int value) { return name_at(slow_merge_names, value); }
 const char *cascade_noise_std_name(int value) { return name_at(noise_std_names, value); }
+const char *cascade_reset_name(int value) { return name_at(reset_names, value); }
 const char *cascade_method_name(int index) { return name_at(method_names, index); }
 
 int cascade_preset(const char *method, CascadeConfig *config) {
     const CascadeConfig base = {.n_experts = 1, .alpha = 0.0f, .noise = 0.0f, .merge = 1,
                                 .reinit_fast = 1, .reset_optimizer = 1,
-                                .schedule = EXPERT_SCHEDULE_RESTART, .rewarmup_steps = 0,
+                                .reset = OPTIMIZER_RESET_ADAPTERS, .reset_step_count = 1,
+                                .moment_pruning = 0.0f, .schedule = EXPERT_SCHEDULE_RESTART,
+                                .rewarmup_steps = 0, .min_lr_ratio = 0.0f,
                                 .slow_merge = SLOW_MERGE_CUMULATIVE, .noise_std = NOISE_STD_SCALED};
     *config = base;
     if (strcmp(method, "lora") == 0) return LSC_OK;
     if (strcmp(method, "cascade") == 0) return LSC_OK; /* the caller sets one expert per epoch */
     if (strcmp(method, "lorasc") == 0) {
-        config->alpha = 0.8f; /* paper defaults: alpha 0.8, lambda 1.0 */
+        /* lorasc's defaults, picked from the grids the paper searches (alpha in {0.5, 0.6,
+         * 0.8}, lambda in {0.1, 1, 10}), not values the paper prescribes */
+        config->alpha = 0.8f;
         config->noise = 1.0f;
         return LSC_OK;
     }
@@ -46,11 +53,13 @@ int cascade_preset(const char *method, CascadeConfig *config) {
         config->schedule = EXPERT_SCHEDULE_GLOBAL;
         return LSC_OK;
     }
-    if (strcmp(method, "relora") == 0) {
+    if (strcmp(method, "relora") == 0) { /* Guitaricet/relora's defaults where they have one */
         config->n_experts = 0;
         config->steps_per_expert = 100;
         config->schedule = EXPERT_SCHEDULE_JAGGED;
         config->rewarmup_steps = 10;
+        config->min_lr_ratio = 0.1f;
+        config->reset_step_count = 0;
         return LSC_OK;
     }
     return error_set("Unknown method '%s'; known: lora, cascade, lorasc, cola, relora.", method);
@@ -68,7 +77,11 @@ static double now_seconds(void) {
 long cascade_expert_start(const Cascade *c, int expert) {
     if (expert >= c->n_experts) return c->total_steps;
     if (c->config.n_experts > 0) return (long)((long long)expert * c->total_steps / c->n_experts);
-    if (c->config.steps_per_expert > 0) return (long)expert * c->config.steps_per_expert;
+    if (c->config.steps_per_expert > 0) {
+        /* ReLoRA merges after the zero-lr update that opens each cycle (see cascade.h) */
+        const long late = c->config.schedule == EXPERT_SCHEDULE_JAGGED && expert > 0;
+        return (long)expert * c->config.steps_per_expert + late;
+    }
     return 0;
 }
 
@@ -87,12 +100,11 @@ float cascade_lr(const Cascade *c, const Schedule *s, long step) {
     const long start = cascade_expert_start(c, e), len = cascade_expert_start(c, e + 1) - start;
     switch (c->config.schedule) {
     case EXPERT_SCHEDULE_GLOBAL: return schedule_lr(s, step, c->total_steps);
-    case EXPERT_SCHEDULE_JAGGED: {
-        const float lr = schedule_lr(s, step, c->total_steps);
-        const long since = step - start, ramp = c->config.rewarmup_steps;
-        if (e == 0 || ramp <= 0 || since >= ramp) return lr;
-        return lr * (float)((double)since / (double)ramp);
-    }
+    case EXPERT_SCHEDULE_JAGGED: /* cosine whatever s->kind is, as ReLoRA ships it */
+        return (float)((double)s->peak_lr *
+                       schedule_relora_factor(step, c->total_steps, s->warmup_steps,
+                                              c->config.rewarmup_steps, c->config.steps_per_expert,
+                                              (double)c->config.min_lr_ratio));
     case EXPERT_SCHEDULE_RESTART:
     default: {
         Schedule compressed = *s;
@@ -126,6 +138,20 @@ int cascade_create(Cascade *c, CascadeWeightFn weight, void *model, LoraAdapters
         return error_set("The slow-fast retention alpha must lie in [0, 1], got %g.", (double)k->alpha);
     if (!(k->noise >= 0.0f))
         return error_set("The noise intensity lambda must be >= 0, got %g.", (double)k->noise);
+    if (!(k->moment_pruning >= 0.0f && k->moment_pruning < 1.0f))
+        return error_set("The optimizer's magnitude-pruning ratio must lie in [0, 1) (0: reset "
+                         "the moments to zero), got %g.", (double)k->moment_pruning);
+    if (k->schedule == EXPERT_SCHEDULE_JAGGED) {
+        if (k->n_experts != 0 || k->steps_per_expert <= 0)
+            return error_set("ReLoRA's schedule restarts every N steps: give steps_per_expert "
+                             "> 0 and n_experts = 0, got %ld and %d.", k->steps_per_expert,
+                             k->n_experts);
+        if (!(k->min_lr_ratio > 0.0f && k->min_lr_ratio <= 1.0f))
+            return error_set("ReLoRA's min_lr_ratio must lie in (0, 1] (their assertion), got %g.",
+                             (double)k->min_lr_ratio);
+        if (k->rewarmup_steps < 0)
+            return error_set("ReLoRA's re-warm-up must be >= 0 steps, got %ld.", k->rewarmup_steps);
+    }
     c->config = *k;
     c->weight = weight;
     c->model = model;
@@ -134,6 +160,8 @@ int cascade_create(Cascade *c, CascadeWeightFn weight, void *model, LoraAdapters
     c->total_steps = total_steps;
     c->seed = seed;
     if (k->n_experts > 0) c->n_experts = k->n_experts;
+    else if (k->steps_per_expert > 0 && k->schedule == EXPERT_SCHEDULE_JAGGED) /* starts 0, N+1, 2N+1, ... */
+        c->n_experts = total_steps < 2 ? 1 : 1 + (int)((total_steps - 2) / k->steps_per_expert);
     else if (k->steps_per_expert > 0) c->n_experts = (int)((total_steps + k->steps_per_expert - 1) / k->steps_per_expert);
     else c->n_experts = 1;
 
@@ -275,6 +303,37 @@ static void add_noise(Cascade *c, int next, CascadeEvent *ev) {
     if (count) ev->noise_std_mean /= count;
 }
 
+/* The optimizer at a boundary: the groups `reset` names (every group, or those not marked
+ * continuous) get their moments zeroed, or pruned by magnitude per tensor (each A and B of the
+ * adapters; each continuous group as one tensor), and their step counts restarted when
+ * reset_step_count says so. */
+static int reset_optimizer(Cascade *c) {
+    AdamW *opt = c->opt;
+    const CascadeConfig *k = &c->config;
+    const double ratio = k->moment_pruning;
+    if (ratio > 0.0) {
+        const size_t r = (size_t)c->fast->config.rank;
+        for (int l = 0; l < c->fast->n_layers; l++)
+            for (int t = 0; t < LORA_NUM_TARGETS; t++) {
+                if (!lora_enabled(c->fast, t)) continue;
+                if (adamw_prune_magnitude(opt, lora_a(c->fast, l, t), r * (size_t)c->fast->in_dim[t], ratio) != LSC_OK ||
+                    adamw_prune_magnitude(opt, lora_b(c->fast, l, t), (size_t)c->fast->out_dim[t] * r, ratio) != LSC_OK)
+                    return LSC_ERR;
+            }
+    }
+    for (int i = 0; i < opt->n_groups; i++) {
+        const ParamGroup *g = &opt->groups[i];
+        if (g->continuous && k->reset != OPTIMIZER_RESET_ALL) continue;
+        if (ratio <= 0.0) {
+            adamw_reset_group(opt, i, k->reset_step_count);
+            continue;
+        }
+        if (g->continuous && adamw_prune_magnitude(opt, g->p, g->n, ratio) != LSC_OK) return LSC_ERR;
+        if (k->reset_step_count) opt->group_step[i] = 0;
+    }
+    return LSC_OK;
+}
+
 int cascade_after_step(Cascade *c, long step, CascadeEvent *event) {
     const int e = cascade_expert_of_step(c, step);
     if (step + 1 != cascade_expert_start(c, e + 1)) return 0;
@@ -290,7 +349,7 @@ int cascade_after_step(Cascade *c, long step, CascadeEvent *event) {
     /* after the last merge the fast adapter is reset too, so the model is the merged base */
     if ((has_next && c->config.reinit_fast) || (!has_next && c->config.merge))
         lora_init(c->fast, cascade_expert_seed(c->seed, e + 1));
-    if (has_next && c->config.reset_optimizer) adamw_reset(c->opt);
+    if (has_next && c->config.reset_optimizer && reset_optimizer(c) != LSC_OK) return -1;
 
     c->slow.be->sync(c->slow.be);
     ev.boundary_seconds = now_seconds() - t0;

@@ -20,7 +20,7 @@ typedef struct FinetuneModel {
     /* The base weight of a slot, for the cascade's merges and noise. */
     CascadeWeightFn weight;
     /* Parameters trained in full beside the adapters (ViT's head, as PEFT's
-     * modules_to_save); n = 0 when there are none. lr_scale 1. */
+     * modules_to_save), continuously across experts; n = 0 when there are none. lr_scale 1. */
     ParamGroup extra;
 } FinetuneModel;
 
@@ -79,7 +79,7 @@ int finetune_begin(Finetune *ft, const FinetuneModel *model, LoraAdapters *fast,
  * expert, is left to finetune_after_step, so a caller can look at the trained expert first. */
 int finetune_step(Finetune *ft, const void *batch, StepResult *result, float *lr);
 /* After finetune_step: if that step ended an expert, does the boundary work and returns 1
- * with *event filled; else 0. */
+ * with *event filled; else 0; -1 (error set) if the boundary work failed. */
 int finetune_after_step(Finetune *ft, CascadeEvent *event);
 /* 1 once every step has run (the last boundary has merged the learned update). */
 int finetune_done(const Finetune *ft);
@@ -90,9 +90,10 @@ void finetune_end(Finetune *ft);
 int finetune_run(Llama *model, LoraAdapters *fast, const FinetuneConfig *cfg,
                  const FinetuneCallbacks *cb);
 
-/* The AdamW groups for adapters: one group for the whole block when ratio == 1, else one
- * group per A (lr x 1), per B (lr x ratio) and per DoRA magnitude (lr x 1); plus `extra`
- * when extra->n > 0. Returns the count; *groups is malloc'ed. */
+/* The AdamW groups for adapters: one group for the whole block when ratio == 1 without DoRA,
+ * else one group per A (lr x 1), per B (lr x ratio) and per DoRA magnitude (lr x 1, marked
+ * continuous); plus `extra` first, marked continuous, when extra->n > 0. Returns the count;
+ * *groups is malloc'ed. */
 int finetune_lora_groups(LoraAdapters *lora, float weight_decay, float lora_plus_ratio,
                          const ParamGroup *extra, ParamGroup **groups);
 

@@ -166,6 +166,7 @@ end
 M.expand = expand
 
 local SCHEDULES = { constant = true, linear = true, cosine = true }
+local SAMPLING = require("lorasc.core.finetune").choices("sampling")
 
 -- The canonical train config; the family says the default seq (none for images: they
 -- augment instead) and whether steps = 0 (evaluate the base model only) is allowed.
@@ -188,6 +189,13 @@ local function canon_train(t, loc, fam)
   }
   if not SCHEDULES[c.schedule] then
     fail(string.format("%s: unknown schedule '%s'; valid: constant, cosine, linear", loc, tostring(c.schedule)))
+  end
+  -- How a step picks its training examples (core/tasks/task.h): language tasks only; text
+  -- tasks draw random windows of a byte stream, image tasks shuffle every epoch already.
+  if ft.sampling then
+    c.sampling = canon.choice(t.sampling or "epoch", "train.sampling", canon.key_loc(loc, "sampling"), SAMPLING)
+  elseif t.sampling ~= nil then
+    fail(canon.key_loc(loc, "sampling") .. ": train.sampling is for language tasks (sst2, ...); text tasks draw random windows of the text and image tasks shuffle the images every epoch")
   end
   if ft.augment then
     c.seq = nil

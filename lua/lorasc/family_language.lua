@@ -14,10 +14,11 @@ local fail, int, pos, nonneg = canon.fail, canon.int, canon.pos, canon.nonneg
 
 local F = { name = "language", arch = "llama", save_ext = "lsc" }
 
--- train = { ... } takes the text family's keys; seq defaults to 256 tokens and steps = 0
--- evaluates the base model only.
+-- train = { ... } takes the text family's keys; seq defaults to 256 tokens, steps = 0
+-- evaluates the base model only, and sampling = "epoch" (default: every epoch visits each
+-- training example once, in a seeded order) or "replacement" (every row drawn independently).
 F.train_keys = text.train_keys
-F.train = { seq = 256, augment = false, eval_only = true }
+F.train = { seq = 256, augment = false, eval_only = true, sampling = true }
 
 function F.owns(task) return tasks_mod.parse(task) ~= nil end
 
@@ -105,7 +106,7 @@ end
 F.base = text.base
 
 -- The tokenizer, the sampled dataset (its note, e.g. fewer examples than asked, shown) and
--- the steps per epoch: ceil(train / batch).
+-- the steps per epoch: ceil(train / batch), the epoch sampler's (its last batch short).
 function F.prepare(run, base, prog)
   local c = run.config
   local tok = get_tokenizer(c.model.tokenizer)
@@ -123,7 +124,7 @@ end
 F.clone = text.clone
 
 function F.finetune(m, ctx, opts, tr)
-  opts.seq = tr.seq
+  opts.seq, opts.sampling = tr.seq, tr.sampling
   return finetune.new(m, opts)
 end
 

@@ -16,8 +16,9 @@ local fail, num, int, pos, nonneg = canon.fail, canon.num, canon.int, canon.pos,
 local F = { name = "text", arch = "llama", save_ext = "lsc" }
 
 -- train = { ... }: its keys, and how canon_train (dsl.lua) treats this family.
+-- (sampling is the language family's, which shares these keys; canon_train refuses it here)
 F.train_keys = { "epochs", "steps", "batch", "seq", "lr", "schedule", "warmup",
-                 "weight_decay", "grad_clip", "min_lr_ratio" }
+                 "weight_decay", "grad_clip", "min_lr_ratio", "sampling" }
 F.train = { seq = 64, augment = false, eval_only = false }
 
 -- Text is the family of every task no other family owns (families.lua asks it last).
