@@ -96,6 +96,10 @@ int bind_error(lua_State *L);
 /* One training step of a Finetune on batch; pushes loss, grad_norm, lr, event|nil (4 values). */
 struct Finetune;
 int bind_finetune_step(lua_State *L, struct Finetune *ft, const void *batch);
+/* f:save_state(path, key, mark) (nothing pushed) and f:load_state(path, key) (pushes the mark)
+ * on a Finetune: its whole state (core/formats/finetune_state.h). */
+int bind_finetune_save_state(lua_State *L, struct Finetune *ft);
+int bind_finetune_load_state(lua_State *L, struct Finetune *ft);
 /* The learning-rate schedule of a config table at t: schedule, lr, warmup, min_lr_ratio. */
 Schedule bind_schedule(lua_State *L, int t);
 /* The method, optimiser, cascade and adapter fields of a config table at t (method, total_steps,

@@ -1,6 +1,7 @@
 /* lorasc.core.sys: the few operating-system services the harness needs (clock, tty, files,
  * hashing, host name) plus the helpers shared by the other binding files. */
 #include <errno.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -9,6 +10,7 @@
 #include "core/data/datadir.h"
 #include "core/base/error.h"
 #include "core/base/sha256.h"
+#include "core/base/stop.h"
 #include "lua/bind.h"
 
 static Backend *g_backend;
@@ -144,12 +146,51 @@ static int l_threads(lua_State *L) {
     return 1;
 }
 
+/* The stop signals of `lorasc run`: Ctrl-C (SIGINT), SIGTERM (kill's default, and what Slurm
+ * sends on preemption or at the time limit) and SIGUSR1 (sbatch --signal=B:USR1@SECONDS, an
+ * early warning). The first one only records a stop request (core/base/stop.h), which the
+ * run reads after its current step; a second Ctrl-C stops the process at once. */
+static const int STOP_SIGNALS[] = {SIGINT, SIGTERM, SIGUSR1};
+
+static void on_stop_signal(int sig) {
+    if (sig == SIGINT && stop_requested()) {
+        signal(SIGINT, SIG_DFL);
+        raise(SIGINT);
+        return;
+    }
+    stop_request(sig);
+}
+
+/* sys.catch_stop_signals(): from now on SIGINT, SIGTERM and SIGUSR1 request a stop. */
+static int l_catch_stop_signals(lua_State *L) {
+    (void)L;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    for (size_t i = 0; i < sizeof STOP_SIGNALS / sizeof *STOP_SIGNALS; i++)
+        sigaction(STOP_SIGNALS[i], &sa, NULL);
+    return 0;
+}
+
+/* sys.stop_signal() -> number, name ("SIGINT", "SIGTERM", "SIGUSR1"), or nil if no stop was
+ * requested. */
+static int l_stop_signal(lua_State *L) {
+    const int sig = stop_requested();
+    if (!sig) return 0;
+    lua_pushinteger(L, sig);
+    lua_pushstring(L, sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : sig == SIGUSR1 ? "SIGUSR1" : "a signal");
+    return 2;
+}
+
 int luaopen_lorasc_core_sys(lua_State *L) {
     static const luaL_Reg fns[] = {
         {"now", l_now},       {"isatty", l_isatty},     {"getpid", l_getpid},
         {"hostname", l_hostname}, {"sha256", l_sha256}, {"mkdir", l_mkdir},
         {"exists", l_exists}, {"datadir_path", l_datadir_path},
-        {"sleep", l_sleep}, {"set_threads", l_set_threads}, {"threads", l_threads}, {NULL, NULL}};
+        {"sleep", l_sleep}, {"set_threads", l_set_threads}, {"threads", l_threads},
+        {"catch_stop_signals", l_catch_stop_signals}, {"stop_signal", l_stop_signal}, {NULL, NULL}};
     luaL_newlib(L, fns);
     return 1;
 }

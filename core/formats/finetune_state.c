@@ -1,6 +1,6 @@
 /* The state of a fine-tuning run in the lorasc container (see finetune_state.h): the list of
- * real-valued blocks a run changes, written in one pass and checked in full before a load
- * writes any of them. */
+ * real-valued blocks a run changes, written in one pass, and read and checked in full before
+ * a load writes any of them. */
 #include "core/formats/finetune_state.h"
 
 #include <stdio.h>
@@ -123,36 +123,59 @@ static int check_header(ContainerReader *r, const Finetune *ft, const char *key,
     return rc;
 }
 
+/* The f32 values of block b read from the file, into its device Reals (through scratch when
+ * Real is double). */
+static void block_to_device(Backend *be, const StateBlock *b, const float *f32, Real *scratch) {
+    const void *src = f32;
+    if (sizeof(Real) != sizeof(float)) {
+        for (size_t i = 0; i < b->n; i++) scratch[i] = (Real)f32[i];
+        src = scratch;
+    }
+    be->to_device(be, b->data, src, b->n * sizeof(Real));
+}
+
 int finetune_state_load(const char *path, Finetune *ft, const char *key, int64_t *mark) {
     StateBlock *blocks = NULL;
     const int n_blocks = state_blocks(ft, &blocks);
     int64_t *group_steps = malloc(((size_t)ft->opt.n_groups + 1) * sizeof *group_steps);
+    float *f32 = NULL;
+    Real *host = NULL;
+    ContainerReader r = {0};
+    int rc = LSC_OK;
     if (n_blocks < 0 || !group_steps) {
-        free(blocks);
-        free(group_steps);
-        return error_set("Out of memory loading the state of a run from %s.", path);
+        rc = error_set("Out of memory loading the state of a run from %s.", path);
+        goto out;
     }
-    ContainerReader r;
-    int rc = container_open(&r, path);
-    if (rc != LSC_OK) goto out;
+    if ((rc = container_open(&r, path)) != LSC_OK) goto out;
     int64_t step = 0, opt_step = 0, saved_mark = 0;
     int32_t magset[2];
+    size_t total = 0, widest = 0;
     rc = check_header(&r, ft, key, &step);
-    for (int i = 0; rc == LSC_OK && i < n_blocks; i++)
+    for (int i = 0; rc == LSC_OK && i < n_blocks; i++) {
         rc = expect(&r, blocks[i].name, CONTAINER_F32, blocks[i].n);
+        total += blocks[i].n;
+        if (blocks[i].n > widest) widest = blocks[i].n;
+    }
     if (rc == LSC_OK) rc = expect(&r, "state.mark", CONTAINER_I64, 1);
     if (rc == LSC_OK) rc = expect(&r, "lora.magnitudes_set", CONTAINER_I32, 2);
     if (rc == LSC_OK) rc = expect(&r, "adamw.step", CONTAINER_I64, 1);
     if (rc == LSC_OK) rc = expect(&r, "adamw.group_steps", CONTAINER_I64, (uint64_t)ft->opt.n_groups);
-    /* the small sections first, so that most corruptions are found before a block is copied */
     if (rc == LSC_OK) rc = container_read(&r, "state.mark", CONTAINER_I64, &saved_mark, 1);
     if (rc == LSC_OK) rc = container_read(&r, "lora.magnitudes_set", CONTAINER_I32, magset, 2);
     if (rc == LSC_OK) rc = container_read(&r, "adamw.step", CONTAINER_I64, &opt_step, 1);
     if (rc == LSC_OK)
         rc = container_read(&r, "adamw.group_steps", CONTAINER_I64, group_steps, (uint64_t)ft->opt.n_groups);
-    for (int i = 0; rc == LSC_OK && i < n_blocks; i++)
-        rc = container_read_reals(&r, ft->fast->be, blocks[i].name, blocks[i].data, blocks[i].n);
+    /* every block read and its checksum checked before the first is copied into the run */
     if (rc == LSC_OK) {
+        f32 = malloc((total + 1) * sizeof *f32);
+        host = sizeof(Real) == sizeof(float) ? (Real *)f32 : malloc((widest + 1) * sizeof *host);
+        if (!f32 || !host) rc = error_set("Out of memory loading the state of a run from %s.", path);
+    }
+    for (size_t i = 0, at = 0; rc == LSC_OK && i < (size_t)n_blocks; at += blocks[i++].n)
+        rc = container_read(&r, blocks[i].name, CONTAINER_F32, f32 + at, blocks[i].n);
+    if (rc == LSC_OK) {
+        for (size_t i = 0, at = 0; i < (size_t)n_blocks; at += blocks[i++].n)
+            block_to_device(ft->fast->be, &blocks[i], f32 + at, host);
         ft->step = (long)step;
         ft->opt.step = (long)opt_step;
         for (int i = 0; i < ft->opt.n_groups; i++) ft->opt.group_step[i] = (long)group_steps[i];
@@ -160,8 +183,10 @@ int finetune_state_load(const char *path, Finetune *ft, const char *key, int64_t
         ft->cascade.slow.magnitudes_set = magset[1];
         if (mark) *mark = saved_mark;
     }
-    container_close(&r);
 out:
+    container_close(&r);
+    if ((void *)host != (void *)f32) free(host);
+    free(f32);
     free(blocks);
     free(group_steps);
     return rc;

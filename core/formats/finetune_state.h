@@ -30,10 +30,11 @@
 int finetune_state_save(const char *path, const Finetune *ft, const char *key, int64_t mark);
 
 /* Loads the state at path into ft, a run rebuilt as it began (finetune_begin on the same base
- * and config). Everything is checked before anything is written: the key, the total step
- * count and every section's size; a state of another run, another build or another shape is
- * one sentence naming the file and the difference. A read or checksum error met while
- * copying leaves ft partly overwritten: the caller then rebuilds the run from step 0. */
+ * and config). Everything is read and checked before anything is written (the key, the total
+ * step count, every section's size and checksum), so on any error ft is as it was: a state of
+ * another run, another build or another shape, a truncated or corrupt file is one sentence
+ * naming the file and the problem, and the caller can start the run from step 0 instead.
+ * Holds the state's blocks in host memory while it loads. */
 int finetune_state_load(const char *path, Finetune *ft, const char *key, int64_t *mark);
 
 #endif

@@ -303,7 +303,8 @@ static void test_refused_states(void **state) {
     backend_cpu_destroy(be);
 }
 
-/* A bit flipped in a large block is found by its checksum (the run is then rebuilt). */
+/* A bit flipped in the last large block is found by its checksum before any block is
+ * copied: the run is left as it was. */
 static void test_corrupt_block(void **state) {
     (void)state;
     Backend *be = backend_cpu_create(1);
@@ -313,9 +314,10 @@ static void test_corrupt_block(void **state) {
     run_begin(&r, be, &s);
     run_steps(&r, 2, loss);
     assert_int_equal(finetune_state_save(PATH, &r.ft, "k", 0), LSC_OK);
-    rewrite(file_size() - 200, -1);
-    assert_int_equal(finetune_state_load(PATH, &r.ft, "k", NULL), LSC_ERR);
-    if (!strstr(error_last(), "checksum")) fail_msg("%s", error_last());
+    run_end(&r);
+    run_begin(&r, be, &s);
+    rewrite(file_size() - 200, -1); /* inside adamw.v, read last */
+    expect_refused(&r, "k", "checksum of section 'adamw.v'");
     run_end(&r);
     remove(PATH);
     backend_cpu_destroy(be);
