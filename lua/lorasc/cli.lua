@@ -35,19 +35,28 @@ local HELP = {
   run = [[
 usage: lorasc run FILE [--db PATH] [--dry-run] [--shard i/N] [--rerun-failed]
                        [--device cpu|cuda] [--threads N] [--experiment NAME] [--verbose]
+                       [--checkpoint-every SECONDS]
 
 Expands every experiment in FILE into runs (grid x tasks x seeds; each run's identity is
 the SHA-256 of its canonical config JSON, seed included), registers them as pending, then
-claims and runs each one not done yet. A run killed mid-way (its process gone) is run
-again; a failing run is recorded as failed with its message and the sweep goes on.
-Base models with llama{ pretrain = {...} } are pretrained once and cached under
-<db directory>/cache/ (not a run of the grid).
+claims and runs each one not done yet. A failing run is recorded as failed with its message
+and the sweep goes on. Base models with llama{ pretrain = {...} } are pretrained once and
+cached under <db directory>/cache/ (not a run of the grid).
+A run saves its whole state (weights it changed, adapters, optimizer, step) under
+<db directory>/state/ every --checkpoint-every seconds; a run killed mid-way (its process
+gone) resumes from its last state, and on the CPU ends exactly as it would have without the
+kill. Ctrl-C, SIGTERM (Slurm's preemption and time limit) or SIGUSR1 (sbatch
+--signal=B:USR1@120) end the current step, save the state, mark the run interrupted and stop
+the sweep; the next `lorasc run` resumes it. A second Ctrl-C stops at once.
 
   --dry-run        list the runs and their config hashes; train nothing, write nothing
   --shard i/N      run only runs i, i+N, i+2N, ... (1 <= i <= N) of the expansion
   --rerun-failed   also run again the runs that failed before
   --experiment X   only the experiment named X
-Exit status: 0 if every run is done, 1 if any failed (or on an error).]],
+  --checkpoint-every S   seconds between saved states of a run (default 300; 0: only
+                   when stopped by a signal); not part of a run's identity
+Exit status: 0 if every run is done, 1 if any failed (or on an error), 128 + the signal's
+number when a signal stopped the sweep (130 for Ctrl-C, 143 for SIGTERM).]],
   status = [[
 usage: lorasc status FILE [--db PATH] [--experiment NAME]
 
@@ -95,7 +104,7 @@ local FLAGS = { ["--dry-run"] = "dry_run", ["--rerun-failed"] = "rerun_failed", 
                 ["-h"] = "help", ["--help"] = "help" }
 local VALUED = { ["--db"] = "db", ["--shard"] = "shard", ["--device"] = "device", ["--threads"] = "threads",
                  ["--format"] = "format", ["--paper"] = "paper", ["--experiment"] = "experiment",
-                 ["--from"] = "from" }
+                 ["--from"] = "from", ["--checkpoint-every"] = "checkpoint_every" }
 
 local function parse(args)
   local opts, pos = { db = "results/lorasc.db", device = "cpu", format = "markdown" }, {}
@@ -114,7 +123,7 @@ local function parse(args)
       end
       opts[VALUED[key]] = value
     elseif a:sub(1, 1) == "-" and a ~= "-" then
-      fail("unknown option '" .. a .. "'; valid options: --db, --dry-run, --shard, --rerun-failed, --device, --threads, --format, --paper, --experiment, --from, --verbose, --help")
+      fail("unknown option '" .. a .. "'; valid options: --db, --dry-run, --shard, --rerun-failed, --device, --threads, --format, --paper, --experiment, --from, --checkpoint-every, --verbose, --help")
     else
       pos[#pos + 1] = a
     end
@@ -131,6 +140,11 @@ local function parse(args)
     if not n or n <= 0 then fail("--threads must be a positive integer, got '" .. opts.threads .. "'") end
     opts.threads = n
     sys.set_threads(n)
+  end
+  if opts.checkpoint_every then
+    local v = tonumber(opts.checkpoint_every)
+    if not v or v ~= v or v < 0 or v == math.huge then fail("--checkpoint-every must be a number of seconds >= 0 (0: save a run's state only when a signal stops it), got '" .. opts.checkpoint_every .. "'") end
+    opts.checkpoint_every = v
   end
   if opts.shard then
     local a, b = opts.shard:match("^(%d+)/(%d+)$")
@@ -205,14 +219,20 @@ function COMMANDS.run(opts, pos)
                    git_commit = commit, git_dirty = dirty,
                    build_options = string.format('{"version":"%s","cuda":false}', LORASC_VERSION),
                    lib_versions = string.format('{"lua":"%s","sqlite":"%s",%s}', (_VERSION:gsub("Lua ", "")), store_mod.sqlite_version(), LORASC_KERNEL_LIBS or "") }
-  local failed, ran, skipped = 0, 0, 0
+  local failed, ran, skipped, stop = 0, 0, 0, nil
   for _, e in ipairs(list) do
     local exp_id = store:experiment_upsert(e.name, pos[1], source)
-    local f, r, s = runner.run(store, exp_id, shard(e.runs, opts), opts)
+    local f, r, s
+    f, r, s, stop = runner.run(store, exp_id, shard(e.runs, opts), opts)
     failed, ran, skipped = failed + f, ran + r, skipped + s
+    if stop then break end
   end
   store:close()
   print(string.format("lorasc run: %d run(s) ran, %d failed, %d skipped (done already or held by another process)", ran, failed, skipped))
+  if stop then
+    print(string.format("lorasc run: stopped by %s; `lorasc run %s` resumes the interrupted run from its saved state", stop.name, pos[1]))
+    return 128 + stop.signal
+  end
   return failed > 0 and 1 or 0
 end
 

@@ -3,12 +3,16 @@
 -- and the sweep goes on. The pretrained base model is a cached checkpoint, not a run: it is
 -- keyed by the hash of its config (which every run's config contains), built by the first
 -- run that needs it and reused by every later run, process and shard. One run is the same
--- steps for every task family; what it loads, trains and evaluates is its family's.
+-- steps for every task family; what it loads, trains and evaluates is its family's. A run
+-- saves its state now and then and resumes from it after a kill; a stop signal (Ctrl-C,
+-- SIGTERM, SIGUSR1) ends the run after its current step, marks it interrupted and ends the
+-- sweep (resume.lua).
 local sys = require "lorasc.core.sys"
 local progress = require "lorasc.progress"
 local families = require "lorasc.families"
 local methods = require "lorasc.methods"
 local train = require "lorasc.train"
+local resume = require "lorasc.resume"
 
 local M = {}
 
@@ -23,10 +27,11 @@ local function save_model(store, run, run_id, m, opts, ext)
 end
 
 -- One run: the base model (pretrained and cached on first use), the data, a clone of the
--- base fine-tuned with the run's method (train.steps = 0: evaluated as it is), the
--- evaluation, the saved model. Returns the scores { val, test [, corrupt] }.
-local function train_one(store, run, run_id, prog, index, opts)
-  local c = run.config
+-- base fine-tuned with the run's method (train.steps = 0: evaluated as it is; an interrupted
+-- run resumes from its saved state), the evaluation, the saved model. Returns the scores
+-- { val, test [, corrupt] }.
+local function train_one(store, run, claim, prog, index, opts)
+  local c, run_id = run.config, claim.run_id
   local fam = families[run.family]
   local base = fam.base(run, train.dirname(opts.db) .. "/cache", function(msg) prog:message(msg) end)
   for _, pm in ipairs(run.pretrain_metrics or {}) do store:metric(run_id, 0, pm[1], pm[2]) end
@@ -35,10 +40,12 @@ local function train_one(store, run, run_id, prog, index, opts)
   local m <close> = fam.clone(base, ctx, c)
   if total > 0 then
     local f <close> = fam.finetune(m, ctx, methods.engine_options(c.method, c.train, c.seed, total, ctx.spe), c.train)
+    local state = resume.start(store, run, claim, f, opts, function(msg) prog:message(msg) end)
     prog:run_start(index, string.format("%s %s seed %d", c.task, run.label, c.seed), total, ctx.spe)
-    train.loop(store, run, run_id, prog, total, function() return fam.step(f, ctx) end)
+    train.loop(store, run, run_id, prog, total, function() return fam.step(f, ctx) end, state)
     f:close() -- the cascade's last merge leaves the learned update in m's weights
   else
+    if claim.kept_log then store:rewind(run_id, 0) end
     prog:run_start(index, string.format("%s (evaluation only) seed %d", c.task, c.seed), 1, 1)
   end
   local scores = fam.evaluate(store, run, run_id, m, ctx)
@@ -46,38 +53,55 @@ local function train_one(store, run, run_id, prog, index, opts)
   return scores
 end
 
--- Runs the given runs (already expanded and filtered to this shard). Returns the number of
--- failed runs.
+-- Runs the given runs (already expanded and filtered to this shard). Returns the numbers of
+-- failed, ran and skipped runs, and the stop ({ signal =, name = }) that ended the sweep
+-- early, if one did. A run stopped by a signal is marked interrupted; its state stays.
 function M.run(store, exp_id, runs, opts)
+  sys.catch_stop_signals()
   for _, r in ipairs(runs) do store:run_add(exp_id, r.hash, r.json, r.seed) end
   local prog = progress.new(#runs)
   local failed, ran, skipped = 0, 0, 0
   for i, r in ipairs(runs) do
-    local claim = store:run_claim(exp_id, r.hash, r.json, r.seed, opts.rerun_failed)
+    local sig, signame = sys.stop_signal()
+    if sig then return failed, ran, skipped, { signal = sig, name = signame } end
+    local has_state = sys.exists(resume.path(opts.db, r.hash))
+    local claim = store:run_claim(exp_id, r.hash, r.json, r.seed, opts.rerun_failed, has_state)
+    claim.kept_log = has_state
     if not claim.claimed then
       skipped = skipped + 1
+      if has_state and claim.prior == "done" then resume.remove(opts.db, r.hash) end
       if opts.verbose then prog:message(string.format("[%d/%d] skip %s (%s)", i, #runs, r.hash:sub(1, 12), claim.prior)) end
     else
       if claim.was_stale then prog:message(string.format("[%d/%d] run %d was interrupted (its process is gone): running it again", i, #runs, claim.run_id)) end
       local t0 = sys.now()
       local ok, res = xpcall(train_one, function(e)
+        if resume.is_stop(e) then return e end
         local msg = type(e) == "string" and e or tostring(e)
         if os.getenv("LORASC_DEBUG") then msg = debug.traceback(msg, 2) end
         return msg
-      end, store, r, claim.run_id, prog, i, opts)
+      end, store, r, claim, prog, i, opts)
       local wall = sys.now() - t0
       ran = ran + 1
+      sig, signame = sys.stop_signal()
       if ok then
         store:run_finish(claim.run_id, "done", nil, wall)
+        resume.remove(opts.db, r.hash)
         prog:run_end(string.format("run %d done in %s: val %.4f test %.4f%s (%s)", claim.run_id,
           progress.fmt_time(wall), res.val, res.test,
           res.corrupt and string.format(" corrupt %.4f", res.corrupt) or "", r.hash:sub(1, 12)))
+      elseif sig then -- whatever the error says, the signal is why the run ended
+        local why = resume.is_stop(res) and res.message or string.format("stopped by %s: %s", signame, tostring(res))
+        local fok, ferr = pcall(store.run_finish, store, claim.run_id, "interrupted", why, wall)
+        if not fok then prog:message("cannot record the interruption: " .. tostring(ferr)) end
+        prog:run_end(string.format("run %d interrupted: %s", claim.run_id, why))
       else
         failed = failed + 1
+        resume.remove(opts.db, r.hash)
         local fok, ferr = pcall(store.run_finish, store, claim.run_id, "failed", res, wall)
         if not fok then prog:message("cannot record the failure: " .. tostring(ferr)) end
         prog:run_end(string.format("run %d FAILED: %s", claim.run_id, res))
       end
+      if sig then return failed, ran, skipped, { signal = sig, name = signame } end
     end
     collectgarbage()
   end
