@@ -184,6 +184,12 @@ struct Backend {
     void (*bias_backward)(Backend *be, Real *dbias, const Real *dy, int N, int C);
 };
 
+/* A backend by device name: "cpu" (threads as backend_cpu_create's) or "cuda". Returns NULL
+ * with one sentence in err[err_size] (naming the device and the fix) when the name is unknown,
+ * the backend is not built in, or it cannot start. backend_destroy(NULL) does nothing. */
+Backend *backend_create(const char *name, int threads, char *err, size_t err_size);
+void backend_destroy(Backend *be);
+
 /* The CPU backend (kernels/cpu). threads <= 0 keeps the OpenMP default; GEMM runs on the
  * same OpenMP threads (one slab per thread), so there is one thread pool. */
 Backend *backend_cpu_create(int threads);
