@@ -8,8 +8,9 @@
 #include "lorasc_config.h"
 
 /* The CUDA backend is built in float only: the double build (finite-difference checks)
- * links the CPU kernels alone. */
-#if LORASC_HAVE_CUDA && !defined(LORASC_REAL_DOUBLE)
+ * links the CPU kernels alone. LORASC_CUDA_EMU: the test build that runs the CUDA kernels in
+ * the CPU emulation (kernels/cuda/emu) also offers "cuda". */
+#if (LORASC_HAVE_CUDA || defined(LORASC_CUDA_EMU)) && !defined(LORASC_REAL_DOUBLE)
 #define BACKEND_WITH_CUDA 1
 #else
 #define BACKEND_WITH_CUDA 0

@@ -86,10 +86,10 @@ float *dpoison(Backend *be, size_t n) { /* NaN everywhere: unwritten elements fa
 
 /* waits for the backend (failing the test on an error) and reads n floats back */
 float *dget(Backend *be, const float *d, size_t n) {
-    if (be->sync(be) != 0) fail_msg("%s: %s", be->name, be->error(be));
+    if (be->sync(be) != 0) fail_msg("%s", be->error(be)); /* the sentence names the backend */
     float *h = xmalloc(n * sizeof(float));
     be->to_host(be, h, d, n * sizeof(float));
-    if (be->sync(be) != 0) fail_msg("%s: %s", be->name, be->error(be));
+    if (be->sync(be) != 0) fail_msg("%s", be->error(be));
     return h;
 }
 
@@ -151,6 +151,25 @@ void check(const char *what, const float *got, const double *ref, const double *
         free(cpu);
     }
     g_slot++;
+}
+
+void check_bitwise(const char *what, const float *got, const double *ref, const double *mag,
+                   size_t n, double factor) {
+    const int slot = g_slot;
+    check(what, got, ref, mag, n, factor);
+    if (g_bi == 0) return;
+    size_t differ = 0, first = n;
+    for (size_t i = 0; i < n; i++)
+        if (memcmp(&got[i], &g_cpu[slot][i], sizeof(float)) != 0) {
+            if (first == n) first = i;
+            differ++;
+        }
+    if (differ) {
+        fprintf(stderr, "  %s %s %s: %zu of %zu elements differ from the cpu's bits (first at %zu: "
+                        "%.9g vs %.9g)\n", g_be[g_bi]->name, g_op, what, differ, n, first,
+                (double)got[first], (double)g_cpu[slot][first]);
+        g_failures += differ;
+    }
 }
 
 void backend_begin(int bi) {

@@ -35,6 +35,11 @@ size_t compare(const char *against, const char *what, const float *got, const do
 void check(const char *what, const float *got, const double *ref, const double *mag, size_t n,
            double factor);
 
+/* check(), and a backend after the CPU must give the CPU's bits (the ops written to round
+ * exactly as the CPU does: AdamW, scale, axpy, the noise) */
+void check_bitwise(const char *what, const float *got, const double *ref, const double *mag,
+                   size_t n, double factor);
+
 void op_begin(const char *op);   /* names the op for messages and the summary */
 void backend_begin(int bi);      /* the checks that follow are backend bi's */
 void op_end(void);               /* fails the test if any check failed since op_begin */

@@ -20,10 +20,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef LORASC_CUDA_EMU /* the CPU emulation that runs these kernels in CI (emu/cuda_emu.h) */
+#include "kernels/cuda/emu/cuda_emu.h"
+#else
 #include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
+#endif
 
 #include "kernels/backend.h"
 
