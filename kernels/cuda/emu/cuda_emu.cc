@@ -30,6 +30,11 @@ static void *emu_arg;
 static void *emu_smem;
 static uint64_t emu_shfl[EMU_MAX_THREADS]; /* one slot per thread for the shuffles */
 static std::vector<EmuFiber> emu_fibers;
+static struct EmuStacks { /* the fibers' stacks live as long as the process */
+    ~EmuStacks() {
+        for (EmuFiber &f : emu_fibers) free(f.stack);
+    }
+} emu_stacks;
 static cudaError_t emu_last_error = cudaSuccess;
 static std::map<const void *, int> emu_smem_limit; /* cudaFuncSetAttribute's raises */
 
