@@ -28,7 +28,8 @@ ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 # The CUDA kernels' logic already ran above, in the CPU emulation (backend_ops_cuda_emu).
 nvcc_bin=$(command -v nvcc || { [ -x /usr/local/cuda/bin/nvcc ] && echo /usr/local/cuda/bin/nvcc; } || true)
 if [ -n "$nvcc_bin" ]; then
-  export PATH="$(dirname "$nvcc_bin"):$PATH"
+  PATH="$(dirname "$nvcc_bin"):$PATH"
+  export PATH
   meson setup build-cuda -Dcuda=enabled --reconfigure >/dev/null 2>&1 || \
     meson setup build-cuda -Dcuda=enabled
   ninja -C build-cuda -j "$jobs" tests/test_backend_ops lua/lorasc

@@ -6,7 +6,8 @@
  * every backend. Written outputs are poisoned with NaN first, so an element left unwritten
  * fails. Tolerance: a per-op factor times the storage dtype's epsilon (f32 is the only storage
  * the interface has) times the error's natural scale. Without a GPU the CUDA half is skipped
- * with the reason; LORASC_REQUIRE_CUDA=1 (tests/gpu/check.sh) turns that skip into a failure. */
+ * with the reason; LORASC_REQUIRE_CUDA=1 (tests/gpu/check.sh) turns that skip into a failure.
+ * LORASC_TEST_FILTER=test_attention runs only the tests whose name matches (cmocka's filter). */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -734,6 +735,8 @@ int main(void) {
         cmocka_unit_test(test_noise),       cmocka_unit_test(test_vision),
         cmocka_unit_test(test_determinism), cmocka_unit_test(test_errors),
     };
+    const char *filter = getenv("LORASC_TEST_FILTER"); /* e.g. test_attention (tests/gpu) */
+    if (filter && filter[0]) cmocka_set_test_filter(filter);
     const int failed = cmocka_run_group_tests(tests, NULL, NULL);
 
     harness_summary_print();
