@@ -304,7 +304,7 @@ extern "C" Backend *backend_cuda_create(char *err, size_t err_size) {
          CUDA_OK(ctx, cudaMalloc(&ctx->workspace, CUDA_WORKSPACE_BYTES)) &&
          CUDA_OK(ctx, cudaMallocHost((void **)&ctx->host_result, 64)) &&
          CUDA_OK(ctx, cudaMalloc((void **)&ctx->flags, 3 * sizeof(int))) &&
-         CUDA_OK(ctx, cudaMemset(ctx->flags, 0, 3 * sizeof(int))) &&
+         CUDA_OK(ctx, cudaMemsetAsync(ctx->flags, 0, 3 * sizeof(int), ctx->stream)) &&
          CUBLAS_OK(ctx, cublasLtCreate(&ctx->lt)) && CUBLAS_OK(ctx, cublasCreate(&ctx->blas)) &&
          CUBLAS_OK(ctx, cublasSetStream(ctx->blas, ctx->stream)) &&
          CUBLAS_OK(ctx, cublasSetWorkspace(ctx->blas, ctx->workspace, CUDA_WORKSPACE_BYTES)) &&
