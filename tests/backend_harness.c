@@ -48,6 +48,12 @@ float *rnd(size_t n, uint64_t stream, double lo, double hi) {
     return x;
 }
 
+float *narrow(const double *x, size_t n) {
+    float *y = xmalloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) y[i] = (float)x[i];
+    return y;
+}
+
 double *dvec(size_t n) { return xmalloc(n * sizeof(double)); }
 
 double *widen(const float *x, size_t n) {

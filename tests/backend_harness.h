@@ -20,6 +20,7 @@ void *xmalloc(size_t bytes);                                /* zeroed; fails the
 float *rnd(size_t n, uint64_t stream, double lo, double hi); /* uniform, seeded */
 double *dvec(size_t n);
 double *widen(const float *x, size_t n);
+float *narrow(const double *x, size_t n);
 int32_t *ids(size_t n, uint64_t stream, int32_t hi); /* ids in [0, hi) */
 
 void *dput(Backend *be, const void *h, size_t bytes); /* alloc + to_device */
@@ -45,5 +46,13 @@ void backend_begin(int bi);      /* the checks that follow are backend bi's */
 void op_end(void);               /* fails the test if any check failed since op_begin */
 int is_cpu(const Backend *be);
 void harness_summary_print(void); /* the worst |err|/tol per op and backend */
+
+/* the cases in tests/backend_cases.c (cmocka tests) */
+void test_elementwise(void **state);
+void test_rowcol(void **state);
+void test_cross_entropy(void **state);
+void test_optim(void **state);
+void test_noise(void **state);
+void test_vision(void **state);
 
 #endif

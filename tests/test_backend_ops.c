@@ -38,7 +38,8 @@ static void test_memory(void **state) {
             assert_non_null(d);
             if (sizes[s]) be->to_host(be, h, d, sizes[s]);
             for (size_t j = 0; j < sizes[s]; j++)
-                if (h[j] != 0) fail_msg("%s: alloc(%zu) byte %zu is %d, not 0", be->name, sizes[s], j, h[j]);
+                if (h[j] != 0)
+                    fail_msg("%s: alloc(%zu) byte %zu is %d, not 0", be->name, sizes[s], j, h[j]);
             be->free(be, d);
             free(h);
         }
@@ -47,12 +48,14 @@ static void test_memory(void **state) {
         float *d1 = dputf(be, x, n), *d2 = be->alloc(be, n * sizeof(float));
         be->copy(be, d2, d1, n * sizeof(float));
         float *back = dget(be, d2, n);
-        if (memcmp(back, x, n * sizeof(float)) != 0) fail_msg("%s: to_device/copy/to_host changed the data", be->name);
+        if (memcmp(back, x, n * sizeof(float)) != 0)
+            fail_msg("%s: to_device/copy/to_host changed the data", be->name);
         be->zero(be, d2 + 7, 100 * sizeof(float));
         free(back);
         back = dget(be, d2, n);
         for (size_t i = 0; i < n; i++)
-            if (back[i] != (i >= 7 && i < 107 ? 0.0f : x[i])) fail_msg("%s: zero() wrote outside [7, 107) or missed %zu", be->name, i);
+            if (back[i] != (i >= 7 && i < 107 ? 0.0f : x[i]))
+                fail_msg("%s: zero() wrote outside [7, 107) or missed %zu", be->name, i);
         char desc[512];
         be->describe(be, desc, sizeof desc);
         printf("  %s: %s\n", be->name, desc);
@@ -121,10 +124,14 @@ static void test_matmul(void **state) {
     (void)state;
     op_begin("matmul");
     /* off = 1 shifts every operand by one float: 4-byte alignment, which cuBLASLt must be told */
-    const struct { int M, N, K, ta, tb; float alpha, beta; int off; } cs[] = {
-        {37, 29, 53, 0, 0, 0.7f, 0.3f, 0}, {37, 29, 53, 1, 0, 1, 0, 1}, {37, 29, 53, 0, 1, -0.5f, 1, 1},
-        {37, 29, 53, 1, 1, 1, 0.5f, 0},    {130, 70, 300, 0, 1, 1, 0, 0}, {1, 64, 17, 0, 1, 2, 0, 1},
-        {5, 3, 0, 0, 0, 1, 0.5f, 0},       {5, 3, 0, 0, 0, 1, 0, 0}};
+    const struct {
+        int M, N, K, ta, tb;
+        float alpha, beta;
+        int off;
+    } cs[] = {{37, 29, 53, 0, 0, 0.7f, 0.3f, 0}, {37, 29, 53, 1, 0, 1, 0, 1},
+              {37, 29, 53, 0, 1, -0.5f, 1, 1},   {37, 29, 53, 1, 1, 1, 0.5f, 0},
+              {130, 70, 300, 0, 1, 1, 0, 0},     {1, 64, 17, 0, 1, 2, 0, 1},
+              {5, 3, 0, 0, 0, 1, 0.5f, 0},       {5, 3, 0, 0, 0, 1, 0, 0}};
     for (size_t ci = 0; ci < sizeof cs / sizeof cs[0]; ci++) {
         const int M = cs[ci].M, N = cs[ci].N, K = cs[ci].K, off = cs[ci].off;
         const size_t na = (size_t)M * K + 1, nb = (size_t)K * N + 1, nc = (size_t)M * N;
@@ -181,18 +188,13 @@ static void test_embedding(void **state) {
         check("dtable", got, rdt, NULL, (size_t)V * C, 4);
         op_end();
         free(got);
-        be->free(be, dtok), be->free(be, dtab), be->free(be, out), be->free(be, ddt), be->free(be, ddo);
+        be->free(be, dtok), be->free(be, dtab), be->free(be, out), be->free(be, ddt),
+            be->free(be, ddo);
     }
     free(tok), free(table), free(dout), free(dt0), free(rout), free(rdt);
 }
 
 /* ---- RMSNorm and LayerNorm ---- */
-
-static float *narrow(const double *x, size_t n) {
-    float *y = xmalloc(n * sizeof(float));
-    for (size_t i = 0; i < n; i++) y[i] = (float)x[i];
-    return y;
-}
 
 static void test_norms(void **state) {
     (void)state;
@@ -216,7 +218,8 @@ static void test_norms(void **state) {
         backend_begin(bi);
         Backend *be = g_be[bi];
         float *dx = dputf(be, x, n), *dw = dputf(be, w, C), *dbias = dputf(be, bias, C);
-        float *dg = dputf(be, g, n), *out = dpoison(be, n), *r = dpoison(be, N), *m = dpoison(be, N);
+        float *dg = dputf(be, g, n), *out = dpoison(be, n), *r = dpoison(be, N),
+              *m = dpoison(be, N);
         op_begin("rmsnorm_forward");
         be->rmsnorm_forward(be, out, r, dx, dw, N, C, eps);
         float *got = dget(be, out, n), *gotr = dget(be, r, N);
@@ -261,7 +264,8 @@ static void test_norms(void **state) {
                 check("dweight", got, rdw_ln, NULL, C, 16), check("dbias", gotm, rdb, NULL, C, 16);
                 free(got), free(gotm);
             }
-            be->free(be, ddx), be->free(be, ddw), be->free(be, ddb), be->free(be, dm), be->free(be, dr);
+            be->free(be, ddx), be->free(be, ddw), be->free(be, ddb), be->free(be, dm),
+                be->free(be, dr);
         }
         op_end();
         be->free(be, dx), be->free(be, dw), be->free(be, dbias), be->free(be, dg);
@@ -278,7 +282,8 @@ static void test_rope(void **state) {
     (void)state;
     const int B = 2, T = 7, NH = 3, HD = 8, pos0 = 2, TM = pos0 + T + 3, half = HD / 2;
     const size_t n = (size_t)B * T * NH * HD;
-    float *cs = xmalloc((size_t)TM * half * sizeof(float)), *sn = xmalloc((size_t)TM * half * sizeof(float));
+    float *cs = xmalloc((size_t)TM * half * sizeof(float)),
+          *sn = xmalloc((size_t)TM * half * sizeof(float));
     for (int p = 0; p < TM; p++)
         for (int i = 0; i < half; i++) {
             const double ang = p * pow(10000.0, -2.0 * i / HD);
@@ -317,7 +322,9 @@ static void test_rope(void **state) {
 
 /* ---- attention ---- */
 
-typedef struct AttCase { int B, T, NH, NKV, HD; } AttCase;
+typedef struct AttCase {
+    int B, T, NH, NKV, HD;
+} AttCase;
 
 /* Forward and backward of one shape on every backend. The forward's att is backend-private
  * (kernels/backend.h): the CPU's probabilities or CUDA's log-sum-exp, each checked against its
@@ -360,299 +367,30 @@ static void attention_case(AttCase c, int causal) {
         be->free(be, dq), be->free(be, dk), be->free(be, dv), be->free(be, dg), be->free(be, out);
         be->free(be, att), be->free(be, gq), be->free(be, gk), be->free(be, gv), be->free(be, datt);
     }
-    free(q), free(k), free(v), free(g), free(ro), free(rp), free(rl), free(rdq), free(rdk), free(rdv);
+    free(q), free(k), free(v), free(g), free(ro), free(rp), free(rl), free(rdq), free(rdk),
+        free(rdv);
 }
 
 /* Head sizes cover every dims-per-lane variant of the CUDA kernels (6 and 40 pad to 8 and
  * 64, 200 takes the 256 variant); T crosses tile edges; NH / NKV > 1 is grouped-query. */
 static void test_attention(void **state) {
     (void)state;
-    const AttCase causal[] = {{2, 37, 4, 2, 16}, {1, 70, 3, 1, 48}, {1, 33, 2, 2, 128},
-                              {2, 9, 2, 1, 6}, {1, 20, 1, 1, 200}};
+    const AttCase causal[] = {{2, 37, 4, 2, 16},
+                              {1, 70, 3, 1, 48},
+                              {1, 33, 2, 2, 128},
+                              {2, 9, 2, 1, 6},
+                              {1, 20, 1, 1, 200}};
     const AttCase full[] = {{2, 37, 4, 4, 16}, {1, 50, 3, 1, 40}, {1, 17, 2, 2, 128}};
     for (size_t i = 0; i < sizeof causal / sizeof causal[0]; i++) attention_case(causal[i], 1);
     for (size_t i = 0; i < sizeof full / sizeof full[0]; i++) attention_case(full[i], 0);
 }
-/* ---- elementwise ---- */
-
-/* One elementwise op on every backend: inputs in[0..nin) uploaded, outputs out[0..nout)
- * either poisoned (write) or starting at init (accumulate / in place), run() calls the op. */
-typedef void (*EwRun)(Backend *be, float **d, size_t n, int variant);
-
-static void elementwise_case(const char *op, EwRun run, int variant, float **in, int nin,
-                             float **init, const double **ref, const char **names, int nout,
-                             size_t n, const double *mag, double factor) {
-    op_begin(op);
-    for (int bi = 0; bi < g_nbe; bi++) {
-        backend_begin(bi);
-        Backend *be = g_be[bi];
-        float *d[8];
-        for (int o = 0; o < nout; o++) d[o] = init[o] ? dputf(be, init[o], n) : dpoison(be, n);
-        for (int i = 0; i < nin; i++) d[nout + i] = dputf(be, in[i], n);
-        run(be, d, n, variant);
-        for (int o = 0; o < nout; o++) {
-            float *got = dget(be, d[o], n);
-            /* scale and axpy round exactly as the CPU does: same bits */
-            if (strcmp(op, "scale") == 0 || strcmp(op, "axpy") == 0)
-                check_bitwise(names[o], got, ref[o], mag, n, factor);
-            else
-                check(names[o], got, ref[o], mag, n, factor);
-            free(got);
-        }
-        for (int i = 0; i < nout + nin; i++) be->free(be, d[i]);
-    }
-    op_end();
-}
-
-static void run_swiglu_f(Backend *be, float **d, size_t n, int v) { (void)v; be->swiglu_forward(be, d[0], d[1], d[2], n); }
-static void run_swiglu_b(Backend *be, float **d, size_t n, int v) { (void)v; be->swiglu_backward(be, d[0], d[1], d[2], d[3], d[4], n); }
-static void run_residual_f(Backend *be, float **d, size_t n, int v) { be->residual_forward(be, d[0], v ? d[0] : d[1], d[2], n); }
-static void run_residual_b(Backend *be, float **d, size_t n, int v) { /* v: db = NULL */
-    if (v) be->residual_backward(be, d[0], NULL, d[1], n);
-    else be->residual_backward(be, d[0], d[1], d[2], n);
-}
-static void run_gelu_f(Backend *be, float **d, size_t n, int v) { be->gelu_forward(be, d[0], d[1], n, (GeluKind)v); }
-static void run_gelu_b(Backend *be, float **d, size_t n, int v) { be->gelu_backward(be, d[0], d[0], d[1], n, (GeluKind)v); } /* dx aliases dout */
-static void run_divide(Backend *be, float **d, size_t n, int v) { (void)v; be->divide(be, d[0], d[1], d[2], n); }
-static void run_scale(Backend *be, float **d, size_t n, int v) { (void)v; be->scale(be, d[0], n, -0.37f); }
-static void run_axpy(Backend *be, float **d, size_t n, int v) { (void)v; be->axpy(be, d[0], d[1], n, 0.61f); }
-
-static void test_elementwise(void **state) {
-    (void)state;
-    const size_t n = 1031;
-    float *a = rnd(n, 60, -3, 3), *b = rnd(n, 61, -3, 3), *g = rnd(n, 62, -1, 1);
-    float *pos = rnd(n, 63, 0.5, 2);
-    double *r0 = dvec(n), *r1 = dvec(n);
-    const double *refs[2] = {r0, r1};
-    for (size_t i = 0; i < n; i++) {
-        const double s = 1 / (1 + exp(-(double)a[i]));
-        r0[i] = a[i] * s * b[i];
-    }
-    elementwise_case("swiglu_forward", run_swiglu_f, 0, (float *[]){a, b}, 2, (float *[]){NULL}, refs, (const char *[]){"out"}, 1, n, NULL, 8);
-    for (size_t i = 0; i < n; i++) {
-        const double s = 1 / (1 + exp(-(double)a[i]));
-        r0[i] = g[i] * b[i] * s * (1 + a[i] * (1 - s));
-        r1[i] = g[i] * a[i] * s;
-    }
-    elementwise_case("swiglu_backward", run_swiglu_b, 0, (float *[]){g, a, b}, 3, (float *[]){NULL, NULL}, refs, (const char *[]){"dgate", "dup"}, 2, n, NULL, 8);
-    for (size_t i = 0; i < n; i++) r0[i] = (double)a[i] + b[i];
-    elementwise_case("residual_forward", run_residual_f, 0, (float *[]){a, b}, 2, (float *[]){NULL}, refs, (const char *[]){"out"}, 1, n, NULL, 1);
-    elementwise_case("residual_forward", run_residual_f, 1, (float *[]){a, b}, 2, (float *[]){a}, refs, (const char *[]){"out = a + b in place"}, 1, n, NULL, 1);
-    for (size_t i = 0; i < n; i++) r0[i] = (double)a[i] + g[i], r1[i] = (double)b[i] + g[i];
-    elementwise_case("residual_backward", run_residual_b, 0, (float *[]){g}, 1, (float *[]){a, b}, refs, (const char *[]){"da", "db"}, 2, n, NULL, 1);
-    elementwise_case("residual_backward", run_residual_b, 1, (float *[]){g}, 1, (float *[]){a}, refs, (const char *[]){"da (db NULL)"}, 1, n, NULL, 1);
-    /* GELU's derivative is a difference of terms of size 1 + |x|: that is its error's scale */
-    double *gmag = dvec(n);
-    for (size_t i = 0; i < n; i++) gmag[i] = fabs(g[i]) * (1 + fabs(a[i]));
-    for (int kind = 0; kind < 3; kind++) {
-        for (size_t i = 0; i < n; i++) {
-            double dd;
-            r0[i] = ref_gelu(a[i], kind, &dd);
-            r1[i] = g[i] * dd;
-        }
-        elementwise_case("gelu_forward", run_gelu_f, kind, (float *[]){a}, 1, (float *[]){NULL}, refs, (const char *[]){"out"}, 1, n, NULL, 16);
-        const double *rb[1] = {r1};
-        elementwise_case("gelu_backward", run_gelu_b, kind, (float *[]){a}, 1, (float *[]){g}, rb, (const char *[]){"dx (in place)"}, 1, n, gmag, 16);
-    }
-    for (size_t i = 0; i < n; i++) r0[i] = (double)a[i] / pos[i];
-    elementwise_case("divide", run_divide, 0, (float *[]){a, pos}, 2, (float *[]){NULL}, refs, (const char *[]){"out"}, 1, n, NULL, 1);
-    for (size_t i = 0; i < n; i++) r0[i] = (double)a[i] * -0.37f;
-    elementwise_case("scale", run_scale, 0, NULL, 0, (float *[]){a}, refs, (const char *[]){"x"}, 1, n, NULL, 1);
-    for (size_t i = 0; i < n; i++) r0[i] = (double)a[i] + 0.61f * (double)b[i];
-    elementwise_case("axpy", run_axpy, 0, (float *[]){b}, 1, (float *[]){a}, refs, (const char *[]){"y"}, 1, n, NULL, 2);
-    free(a), free(b), free(g), free(pos), free(r0), free(r1), free(gmag);
-}
-
-/* ---- rows and columns (DoRA) ---- */
-
-static void test_rowcol(void **state) {
-    (void)state;
-    const int N = 23, C = 301;
-    const size_t n = (size_t)N * C;
-    float *x = rnd(n, 70, -1, 1), *y = rnd(n, 71, -1, 1), *sr = rnd(N, 72, -2, 2), *sc = rnd(C, 73, -2, 2);
-    double *rn = dvec(N), *rc = dvec(C), *rr = dvec(n), *rcol = dvec(n);
-    for (int i = 0; i < N; i++)
-        for (int c = 0; c < C; c++) {
-            const size_t o = (size_t)i * C + c;
-            rn[i] += (double)x[o] * x[o];
-            rc[c] += (double)x[o] * y[o];
-            rr[o] = (double)sr[i] * x[o];
-            rcol[o] = (double)x[o] * sc[c];
-        }
-    for (int i = 0; i < N; i++) rn[i] = sqrt(rn[i]);
-    for (int bi = 0; bi < g_nbe; bi++) {
-        backend_begin(bi);
-        Backend *be = g_be[bi];
-        float *dx = dputf(be, x, n), *dy = dputf(be, y, n), *dsr = dputf(be, sr, N), *dsc = dputf(be, sc, C);
-        float *on = dpoison(be, N), *oc = dpoison(be, C), *orr = dpoison(be, n), *ocol = dputf(be, x, n);
-        op_begin("row_norm"), be->row_norm(be, on, dx, N, C);
-        float *got = dget(be, on, N);
-        check("norm", got, rn, NULL, N, 2), free(got), op_end();
-        op_begin("col_dot"), be->col_dot(be, oc, dx, dy, N, C);
-        got = dget(be, oc, C);
-        check("out", got, rc, NULL, C, 2), free(got), op_end();
-        op_begin("scale_rows"), be->scale_rows(be, orr, dx, dsr, N, C);
-        got = dget(be, orr, n);
-        check("out", got, rr, NULL, n, 1), free(got), op_end();
-        op_begin("scale_cols"), be->scale_cols(be, ocol, ocol, dsc, N, C); /* out aliases x */
-        got = dget(be, ocol, n);
-        check("out (in place)", got, rcol, NULL, n, 1), free(got), op_end();
-        be->free(be, dx), be->free(be, dy), be->free(be, dsr), be->free(be, dsc);
-        be->free(be, on), be->free(be, oc), be->free(be, orr), be->free(be, ocol);
-    }
-    free(x), free(y), free(sr), free(sc), free(rn), free(rc), free(rr), free(rcol);
-}
-
-/* ---- cross-entropy ---- */
-
-static void test_cross_entropy(void **state) {
-    (void)state;
-    const int N = 13, V = 301;
-    const size_t n = (size_t)N * V;
-    float *logits = rnd(n, 80, -4, 4), *dloss = rnd(N, 81, 0.1, 1);
-    int32_t *tgt = ids(N, 82, V);
-    tgt[2] = tgt[7] = -1; /* ignored rows */
-    dloss[4] = 0;         /* a masked row */
-    double *rl = dvec(N), *rlse = dvec(N), *rd = dvec(n);
-    ref_cross_entropy_forward(rl, rlse, logits, tgt, N, V);
-    float *lse = narrow(rlse, N);
-    ref_cross_entropy_backward(rd, logits, lse, tgt, dloss, N, V);
-    for (int bi = 0; bi < g_nbe; bi++) {
-        backend_begin(bi);
-        Backend *be = g_be[bi];
-        float *dlog = dputf(be, logits, n), *ddl = dputf(be, dloss, N), *dlse = dputf(be, lse, N);
-        int32_t *dt = dput(be, tgt, N * sizeof(int32_t));
-        float *ol = dpoison(be, N), *olse = dpoison(be, N), *od = dpoison(be, n);
-        op_begin("cross_entropy_forward");
-        be->cross_entropy_forward(be, ol, olse, dlog, dt, N, V);
-        float *got = dget(be, ol, N), *got2 = dget(be, olse, N);
-        check("losses", got, rl, NULL, N, 16), check("lse", got2, rlse, NULL, N, 16);
-        free(got), free(got2), op_end();
-        op_begin("cross_entropy_backward");
-        be->cross_entropy_backward(be, od, dlog, dlse, dt, ddl, N, V);
-        got = dget(be, od, n);
-        check("dlogits", got, rd, NULL, n, 16), free(got);
-        be->cross_entropy_backward(be, dlog, dlog, dlse, dt, ddl, N, V); /* in place */
-        got = dget(be, dlog, n);
-        check("dlogits (in place)", got, rd, NULL, n, 16), free(got), op_end();
-        be->free(be, dlog), be->free(be, ddl), be->free(be, dlse), be->free(be, dt);
-        be->free(be, ol), be->free(be, olse), be->free(be, od);
-    }
-    free(logits), free(dloss), free(tgt), free(rl), free(rlse), free(rd), free(lse);
-}
-
-/* ---- optimizer and reductions ---- */
-
-static void test_optim(void **state) {
-    (void)state;
-    const size_t n = 1001;
-    float *p = rnd(n, 90, -1, 1), *g = rnd(n, 91, -1, 1), *m = rnd(n, 92, -0.1, 0.1);
-    float *v = rnd(n, 93, 0, 0.01);
-    const float beta1s[2] = {0.9f, 0.3f}; /* 1 - beta1 below and above 0.5: both lerp forms */
-    for (int k = 0; k < 2; k++) {
-        const float lr = 1e-2f, b1 = beta1s[k], b2 = 0.999f, eps = 1e-8f, wd = 0.01f, gs = 0.5f;
-        const float bc1 = (float)(1 - pow(b1, 3)), bc2 = (float)(1 - pow(b2, 3));
-        double *rp = widen(p, n), *rm = widen(m, n), *rv = widen(v, n);
-        ref_adamw(rp, rm, rv, g, n, lr, b1, b2, eps, wd, gs, bc1, bc2);
-        op_begin("adamw_update");
-        for (int bi = 0; bi < g_nbe; bi++) {
-            backend_begin(bi);
-            Backend *be = g_be[bi];
-            float *dp = dputf(be, p, n), *dg = dputf(be, g, n), *dm = dputf(be, m, n), *dv = dputf(be, v, n);
-            be->adamw_update(be, dp, dg, dm, dv, n, lr, b1, b2, eps, wd, gs, bc1, bc2);
-            float *hp = dget(be, dp, n), *hm = dget(be, dm, n), *hv = dget(be, dv, n);
-            check_bitwise("p", hp, rp, NULL, n, 8), check_bitwise("m", hm, rm, NULL, n, 8);
-            check_bitwise("v", hv, rv, NULL, n, 8);
-            be->free(be, dp), be->free(be, dg), be->free(be, dm), be->free(be, dv);
-            free(hp), free(hm), free(hv);
-        }
-        op_end();
-        free(rp), free(rm), free(rv);
-    }
-    /* sum_squares: squares of floats are exact in double, so only the double sum rounds */
-    const size_t ns = 100003;
-    float *x = rnd(ns, 94, -1, 1);
-    double ref = 0;
-    for (size_t i = 0; i < ns; i++) ref += (double)x[i] * x[i];
-    for (int bi = 0; bi < g_nbe; bi++) {
-        Backend *be = g_be[bi];
-        float *dx = dputf(be, x, ns);
-        const double got = be->sum_squares(be, dx, ns);
-        printf("  %s sum_squares: %.17g (double reference %.17g)\n", be->name, got, ref);
-        if (!(fabs(got - ref) <= 1e-11 * ref)) /* n eps: the summation bound */ fail_msg("%s sum_squares: %.17g, expected %.17g", be->name, got, ref);
-        be->free(be, dx);
-    }
-    free(p), free(g), free(m), free(v), free(x);
-}
-
-/* The LoRASC noise: every backend gives the bits of the float formula w + scale (u - 1/2). */
-static void test_noise(void **state) {
-    (void)state;
-    const size_t n = 1027; /* not a multiple of the 4-word Philox block */
-    const uint64_t seed = 0x0123456789abcdefULL, stream = 77;
-    const float scale = 0.3f;
-    float *w = rnd(n, 100, -1, 1), *bits = xmalloc(n * sizeof(float));
-    double *ref = dvec(n);
-    for (size_t i = 0; i < n; i++) {
-        uint32_t r[4];
-        philox_sequence_block(r, seed, stream, i / 4);
-        const float u = philox_unit_float(r[i % 4]);
-        bits[i] = w[i] + (float)(scale * (u - 0.5f));
-        ref[i] = w[i] + (double)scale * (u - 0.5);
-    }
-    op_begin("add_uniform_noise");
-    for (int bi = 0; bi < g_nbe; bi++) {
-        backend_begin(bi);
-        Backend *be = g_be[bi];
-        float *dw = dputf(be, w, n);
-        be->add_uniform_noise(be, dw, n, seed, stream, scale);
-        float *got = dget(be, dw, n);
-        check("w", got, ref, NULL, n, 2);
-        size_t differ = 0;
-        for (size_t i = 0; i < n; i++) differ += memcmp(&got[i], &bits[i], sizeof(float)) != 0;
-        if (differ) fail_msg("%s add_uniform_noise: %zu of %zu elements are not bit-identical to the float formula", be->name, differ, n);
-        be->free(be, dw), free(got);
-    }
-    op_end();
-    free(w), free(bits), free(ref);
-}
-
-/* ---- vision ---- */
-
-static void test_vision(void **state) {
-    (void)state;
-    const int B = 2, C = 3, H = 8, W = 12, P = 4, N = 37, D = 29;
-    const size_t nimg = (size_t)B * C * H * W, ny = (size_t)N * D;
-    float *img = rnd(nimg, 110, -1, 1), *y = rnd(ny, 111, -1, 1), *bias = rnd(D, 112, -1, 1);
-    float *db0 = rnd(D, 113, -1, 1);
-    double *rp = dvec(nimg), *ry = widen(y, ny), *rdb = widen(db0, D);
-    ref_patchify(rp, img, B, C, H, W, P);
-    for (int i = 0; i < N; i++)
-        for (int c = 0; c < D; c++) ry[(size_t)i * D + c] += bias[c], rdb[c] += y[(size_t)i * D + c];
-    for (int bi = 0; bi < g_nbe; bi++) {
-        backend_begin(bi);
-        Backend *be = g_be[bi];
-        float *dimg = dputf(be, img, nimg), *out = dpoison(be, nimg), *dy = dputf(be, y, ny);
-        float *dbias = dputf(be, bias, D), *ddb = dputf(be, db0, D);
-        op_begin("patchify"), be->patchify(be, out, dimg, B, C, H, W, P);
-        float *got = dget(be, out, nimg);
-        check("out", got, rp, NULL, nimg, 0), free(got), op_end(); /* a permutation: exact */
-        op_begin("bias_backward"), be->bias_backward(be, ddb, dy, N, D);
-        got = dget(be, ddb, D);
-        check("dbias", got, rdb, NULL, D, 16), free(got), op_end();
-        op_begin("bias_forward"), be->bias_forward(be, dy, dbias, N, D);
-        got = dget(be, dy, ny);
-        check("y", got, ry, NULL, ny, 1), free(got), op_end();
-        be->free(be, dimg), be->free(be, out), be->free(be, dy), be->free(be, dbias), be->free(be, ddb);
-    }
-    free(img), free(y), free(bias), free(db0), free(rp), free(ry), free(rdb);
-}
-
 /* ---- determinism: the reductions give the same bits when run again ---- */
 
-static void expect_same_bits(const char *op, Backend *be, const float *d1, const float *d2, size_t n) {
+static void expect_same_bits(const char *op, Backend *be, const float *d1, const float *d2,
+                             size_t n) {
     float *a = dget(be, d1, n), *b = dget(be, d2, n);
-    if (memcmp(a, b, n * sizeof(float)) != 0) fail_msg("%s %s: two runs on the same inputs differ", be->name, op);
+    if (memcmp(a, b, n * sizeof(float)) != 0)
+        fail_msg("%s %s: two runs on the same inputs differ", be->name, op);
     free(a), free(b);
 }
 
@@ -668,7 +406,8 @@ static void test_determinism(void **state) {
     const size_t natt = (size_t)a.B * a.NH * a.T * a.T;
     for (int bi = 0; bi < g_nbe; bi++) {
         Backend *be = g_be[bi];
-        float *dx = dputf(be, x, n), *dg = dputf(be, g, n), *dw = dputf(be, w, C), *dr = dputf(be, rs, N);
+        float *dx = dputf(be, x, n), *dg = dputf(be, g, n), *dw = dputf(be, w, C),
+              *dr = dputf(be, rs, N);
         int32_t *dt = dput(be, tok, N * sizeof(int32_t));
         float *o[2];
         for (int r = 0; r < 2; r++) { /* dweight of RMSNorm, dbias, col_dot, dtable */
@@ -680,22 +419,27 @@ static void test_determinism(void **state) {
             be->embedding_backward(be, o[r] + 3 * C, dg, dt, N, C);
             be->free(be, dummy);
         }
-        expect_same_bits("rmsnorm_backward / bias_backward / col_dot / embedding_backward", be, o[0], o[1], 3 * (size_t)C + (size_t)V * C);
+        expect_same_bits("rmsnorm_backward / bias_backward / col_dot / embedding_backward", be,
+                         o[0], o[1], 3 * (size_t)C + (size_t)V * C);
         const double s1 = be->sum_squares(be, dx, n), s2 = be->sum_squares(be, dx, n);
-        if (memcmp(&s1, &s2, sizeof s1) != 0) fail_msg("%s sum_squares: %.17g then %.17g", be->name, s1, s2);
+        if (memcmp(&s1, &s2, sizeof s1) != 0)
+            fail_msg("%s sum_squares: %.17g then %.17g", be->name, s1, s2);
         float *q = rnd(nq, 125, -1, 1), *kv = rnd(nkv, 126, -1, 1), *gq = rnd(nq, 127, -1, 1);
         float *dq = dputf(be, q, nq), *dk = dputf(be, kv, nkv), *dgq = dputf(be, gq, nq);
-        float *att = be->alloc(be, natt * sizeof(float)), *datt = be->alloc(be, natt * sizeof(float));
+        float *att = be->alloc(be, natt * sizeof(float)),
+              *datt = be->alloc(be, natt * sizeof(float));
         float *out = be->alloc(be, nq * sizeof(float)), *grads[2];
         be->attention_forward(be, out, att, dq, dk, dk, a.B, a.T, a.NH, a.NKV, a.HD);
         for (int r = 0; r < 2; r++) {
             grads[r] = be->alloc(be, (nq + 2 * nkv) * sizeof(float));
-            be->attention_backward(be, grads[r], grads[r] + nq, grads[r] + nq + nkv, datt, dgq, dq, dk, dk, att, a.B, a.T, a.NH, a.NKV, a.HD);
+            be->attention_backward(be, grads[r], grads[r] + nq, grads[r] + nq + nkv, datt, dgq, dq,
+                                   dk, dk, att, a.B, a.T, a.NH, a.NKV, a.HD);
         }
         expect_same_bits("attention_backward", be, grads[0], grads[1], nq + 2 * nkv);
         for (int r = 0; r < 2; r++) be->free(be, o[r]), be->free(be, grads[r]);
         be->free(be, dx), be->free(be, dg), be->free(be, dw), be->free(be, dr), be->free(be, dt);
-        be->free(be, dq), be->free(be, dk), be->free(be, dgq), be->free(be, att), be->free(be, datt), be->free(be, out);
+        be->free(be, dq), be->free(be, dk), be->free(be, dgq), be->free(be, att),
+            be->free(be, datt), be->free(be, out);
         free(q), free(kv), free(gq);
         printf("  %s: reductions and attention backward repeat bit for bit\n", be->name);
     }
@@ -727,13 +471,13 @@ int main(void) {
     printf("\n");
 
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_memory),      cmocka_unit_test(test_matmul),
-        cmocka_unit_test(test_embedding),   cmocka_unit_test(test_norms),
-        cmocka_unit_test(test_rope),        cmocka_unit_test(test_attention),
-        cmocka_unit_test(test_elementwise), cmocka_unit_test(test_rowcol),
+        cmocka_unit_test(test_memory),        cmocka_unit_test(test_matmul),
+        cmocka_unit_test(test_embedding),     cmocka_unit_test(test_norms),
+        cmocka_unit_test(test_rope),          cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_elementwise),   cmocka_unit_test(test_rowcol),
         cmocka_unit_test(test_cross_entropy), cmocka_unit_test(test_optim),
-        cmocka_unit_test(test_noise),       cmocka_unit_test(test_vision),
-        cmocka_unit_test(test_determinism), cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_noise),         cmocka_unit_test(test_vision),
+        cmocka_unit_test(test_determinism),   cmocka_unit_test(test_errors),
     };
     const char *filter = getenv("LORASC_TEST_FILTER"); /* e.g. test_attention (tests/gpu) */
     if (filter && filter[0]) cmocka_set_test_filter(filter);

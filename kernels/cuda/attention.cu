@@ -100,6 +100,13 @@ __device__ __forceinline__ void att_mix(float (&acc)[ATT_R][DPL], const float *w
     }
 }
 
+template <int DPL> __device__ __forceinline__ void att_zero(float (&acc)[ATT_R][DPL]) {
+#pragma unroll
+    for (int r = 0; r < ATT_R; r++)
+#pragma unroll
+        for (int i = 0; i < DPL; i++) acc[r][i] = 0.0f;
+}
+
 /* ---- kernels: forward ---- */
 
 template <typename T, int DPL, bool CAUSAL>
@@ -121,12 +128,11 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
     att_load_rows(sQ, qb, qs, t0, ATT_ROWS, sh);
 
     float m[ATT_R], l[ATT_R], o[ATT_R][DPL];
+    att_zero<DPL>(o);
 #pragma unroll
     for (int r = 0; r < ATT_R; r++) {
         m[r] = -INFINITY;
         l[r] = 0.0f;
-#pragma unroll
-        for (int i = 0; i < DPL; i++) o[r][i] = 0.0f;
     }
     const int kend = CAUSAL ? min(sh.T, t0 + ATT_ROWS) : sh.T;
     for (int s0 = 0; s0 < kend; s0 += ATT_BC) {
@@ -204,10 +210,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
 #pragma unroll
     for (int pass = 0; pass < 2; pass++) {
         float acc[ATT_R][DPL];
-#pragma unroll
-        for (int r = 0; r < ATT_R; r++)
-#pragma unroll
-            for (int i = 0; i < DPL; i++) acc[r][i] = 0.0f;
+        att_zero<DPL>(acc);
         for (int s0 = 0; s0 < kend; s0 += ATT_BC) {
             __syncthreads();
             att_load_cols(sKT, kb, ks, s0, ATT_BC, sh);
@@ -277,10 +280,8 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
     att_load_rows(sK, k + koff, ks, s0, ATT_ROWS, sh);
     att_load_rows(sV, v + koff, ks, s0, ATT_ROWS, sh);
     float dka[ATT_R][DPL], dva[ATT_R][DPL];
-#pragma unroll
-    for (int r = 0; r < ATT_R; r++)
-#pragma unroll
-        for (int i = 0; i < DPL; i++) dka[r][i] = dva[r][i] = 0.0f;
+    att_zero<DPL>(dka);
+    att_zero<DPL>(dva);
     const int tstart = CAUSAL ? s0 / ATT_BC * ATT_BC : 0; /* earlier queries see none of ours */
     for (int h = kh * sh.rep; h < (kh + 1) * sh.rep; h++) {
         const size_t qoff = (size_t)b * sh.T * qs + (size_t)h * sh.HD;

@@ -152,21 +152,22 @@ void cuda_free(Backend *be, void *ptr) {
     }
 }
 
-/* The host buffer may be pageable and reused as soon as we return: copy, then wait. */
-void cuda_to_device(Backend *be, void *dst, const void *src_host, size_t bytes) {
-    CudaCtx *ctx = cuda_begin(be, __func__);
+/* A copy between host and device on the backend's stream, waited for: the host buffer may
+ * be pageable and reused (or read) as soon as the op returns. */
+static void cuda_copy_wait(Backend *be, const char *func, void *dst, const void *src,
+                           size_t bytes, cudaMemcpyKind kind) {
+    CudaCtx *ctx = cuda_begin(be, func);
     if (!ctx || !bytes) return;
-    if (!CUDA_OK(ctx, cudaMemcpyAsync(dst, src_host, bytes, cudaMemcpyHostToDevice, ctx->stream)))
-        return;
-    CUDA_OK(ctx, cudaStreamSynchronize(ctx->stream));
+    if (CUDA_OK(ctx, cudaMemcpyAsync(dst, src, bytes, kind, ctx->stream)))
+        CUDA_OK(ctx, cudaStreamSynchronize(ctx->stream));
+}
+
+void cuda_to_device(Backend *be, void *dst, const void *src_host, size_t bytes) {
+    cuda_copy_wait(be, __func__, dst, src_host, bytes, cudaMemcpyHostToDevice);
 }
 
 void cuda_to_host(Backend *be, void *dst_host, const void *src, size_t bytes) {
-    CudaCtx *ctx = cuda_begin(be, __func__);
-    if (!ctx || !bytes) return;
-    if (!CUDA_OK(ctx, cudaMemcpyAsync(dst_host, src, bytes, cudaMemcpyDeviceToHost, ctx->stream)))
-        return;
-    CUDA_OK(ctx, cudaStreamSynchronize(ctx->stream));
+    cuda_copy_wait(be, __func__, dst_host, src, bytes, cudaMemcpyDeviceToHost);
 }
 
 void cuda_copy(Backend *be, void *dst, const void *src, size_t bytes) {

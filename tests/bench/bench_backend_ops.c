@@ -89,7 +89,10 @@ typedef struct Bufs {
     size_t n;
 } Bufs;
 
-static void op_copy(void *p) { Bufs *x = p; be->copy(be, x->b, x->a, x->n * sizeof(float)); }
+static void op_copy(void *p) {
+    Bufs *x = p;
+    be->copy(be, x->b, x->a, x->n * sizeof(float));
+}
 static void op_matmul(void *p) {
     Bufs *x = p; /* y[M,N] = x[M,K] W[N,K]^T, a linear layer */
     be->matmul(be, x->c, x->a, x->b, x->M, x->N, x->K, 0, 1, 1, 0);
@@ -104,8 +107,14 @@ static void op_att_bwd(void *p) {
     be->attention_backward(be, x->f, x->f + nq, x->f + 2 * nq, x->f + 3 * nq, x->d, x->a, x->b,
                            x->c, x->e, x->B, x->T, x->NH, x->NH, x->HD);
 }
-static void op_rmsnorm(void *p) { Bufs *x = p; be->rmsnorm_forward(be, x->b, x->c, x->a, x->d, x->M, x->K, 1e-5f); }
-static void op_swiglu(void *p) { Bufs *x = p; be->swiglu_forward(be, x->c, x->a, x->b, x->n); }
+static void op_rmsnorm(void *p) {
+    Bufs *x = p;
+    be->rmsnorm_forward(be, x->b, x->c, x->a, x->d, x->M, x->K, 1e-5f);
+}
+static void op_swiglu(void *p) {
+    Bufs *x = p;
+    be->swiglu_forward(be, x->c, x->a, x->b, x->n);
+}
 static void op_ce(void *p) {
     Bufs *x = p;
     be->cross_entropy_forward(be, x->b, x->c, x->a, x->tok, x->M, x->N);
@@ -113,10 +122,17 @@ static void op_ce(void *p) {
 }
 static void op_adamw(void *p) {
     Bufs *x = p;
-    be->adamw_update(be, x->a, x->b, x->c, x->d, x->n, 1e-4f, 0.9f, 0.999f, 1e-8f, 0.01f, 1, 0.5f, 0.5f);
+    be->adamw_update(be, x->a, x->b, x->c, x->d, x->n, 1e-4f, 0.9f, 0.999f, 1e-8f, 0.01f, 1, 0.5f,
+                     0.5f);
 }
-static void op_noise(void *p) { Bufs *x = p; be->add_uniform_noise(be, x->a, x->n, 7, 1, 1e-3f); }
-static void op_sumsq(void *p) { Bufs *x = p; (void)be->sum_squares(be, x->a, x->n); }
+static void op_noise(void *p) {
+    Bufs *x = p;
+    be->add_uniform_noise(be, x->a, x->n, 7, 1, 1e-3f);
+}
+static void op_sumsq(void *p) {
+    Bufs *x = p;
+    (void)be->sum_squares(be, x->a, x->n);
+}
 
 static void free_all(Bufs *x) {
     float *ps[] = {x->a, x->b, x->c, x->d, x->e, x->f};
@@ -129,8 +145,10 @@ int main(int argc, char **argv) {
     const char *device = "cuda";
     int quick = 0;
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--quick") == 0) quick = 1;
-        else device = argv[i];
+        if (strcmp(argv[i], "--quick") == 0)
+            quick = 1;
+        else
+            device = argv[i];
     }
     char err[512];
     be = backend_create(device, 0, err, sizeof err);

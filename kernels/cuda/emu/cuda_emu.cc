@@ -105,7 +105,8 @@ static int emu_run_block(unsigned nthreads, uint64_t *rng) {
             }
             live += alive;
             if (alive && waiting == alive) {
-                for (unsigned i = w0; i < w0 + 32 && i < nthreads; i++) emu_fibers[i].state = EMU_RUN;
+                for (unsigned i = w0; i < w0 + 32 && i < nthreads; i++)
+                    emu_fibers[i].state = EMU_RUN;
                 released = 1;
             }
         }
@@ -124,9 +125,10 @@ cudaError_t emu_run_grid(const void *kernel, dim3 grid, dim3 block, size_t smem,
     const unsigned nthreads = block.x * block.y * block.z;
     std::map<const void *, int>::const_iterator lim = emu_smem_limit.find(kernel);
     const size_t smem_max = lim != emu_smem_limit.end() ? (size_t)lim->second : 48 * 1024;
-    if (nthreads == 0 || nthreads > EMU_MAX_THREADS || block.z > 64 || grid.x == 0 ||
-        grid.y == 0 || grid.z == 0 || grid.y > 65535 || grid.z > 65535 || smem > smem_max) {
-        fprintf(stderr, "cuda_emu: invalid launch: grid (%u,%u,%u) block (%u,%u,%u) smem %zu (limit %zu)\n",
+    if (nthreads == 0 || nthreads > EMU_MAX_THREADS || block.z > 64 || grid.x == 0 || grid.y == 0 ||
+        grid.z == 0 || grid.y > 65535 || grid.z > 65535 || smem > smem_max) {
+        fprintf(stderr,
+                "cuda_emu: invalid launch: grid (%u,%u,%u) block (%u,%u,%u) smem %zu (limit %zu)\n",
                 grid.x, grid.y, grid.z, block.x, block.y, block.z, smem, smem_max);
         emu_last_error = cudaErrorInvalidConfiguration;
         return emu_last_error;
@@ -158,8 +160,10 @@ cudaError_t emu_run_grid(const void *kernel, dim3 grid, dim3 block, size_t smem,
                     makecontext(&f->ctx, emu_entry, 0);
                 }
                 if (emu_run_block(nthreads, &rng) != 0) {
-                    fprintf(stderr, "cuda_emu: divergent barrier in block (%u,%u,%u): some threads "
-                                    "wait at __syncthreads, others at a warp barrier\n", bx, by, bz);
+                    fprintf(stderr,
+                            "cuda_emu: divergent barrier in block (%u,%u,%u): some threads "
+                            "wait at __syncthreads, others at a warp barrier\n",
+                            bx, by, bz);
                     free(emu_smem);
                     emu_last_error = cudaErrorLaunchFailure;
                     return emu_last_error;
@@ -174,15 +178,23 @@ cudaError_t emu_run_grid(const void *kernel, dim3 grid, dim3 block, size_t smem,
 
 const char *cudaGetErrorName(cudaError_t e) {
     switch (e) {
-    case cudaSuccess: return "cudaSuccess";
-    case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
-    case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
-    case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
-    case cudaErrorNoDevice: return "cudaErrorNoDevice";
-    default: return "cudaErrorLaunchFailure";
+    case cudaSuccess:
+        return "cudaSuccess";
+    case cudaErrorInvalidValue:
+        return "cudaErrorInvalidValue";
+    case cudaErrorMemoryAllocation:
+        return "cudaErrorMemoryAllocation";
+    case cudaErrorInvalidConfiguration:
+        return "cudaErrorInvalidConfiguration";
+    case cudaErrorNoDevice:
+        return "cudaErrorNoDevice";
+    default:
+        return "cudaErrorLaunchFailure";
     }
 }
-const char *cudaGetErrorString(cudaError_t e) { return e == cudaSuccess ? "no error" : "emulated error"; }
+const char *cudaGetErrorString(cudaError_t e) {
+    return e == cudaSuccess ? "no error" : "emulated error";
+}
 cudaError_t cudaGetLastError(void) {
     cudaError_t e = emu_last_error;
     emu_last_error = cudaSuccess;
@@ -265,20 +277,28 @@ struct EmuLtPref {
 
 const char *cublasGetStatusName(cublasStatus_t s) {
     switch (s) {
-    case CUBLAS_STATUS_SUCCESS: return "CUBLAS_STATUS_SUCCESS";
-    case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
-    case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
-    default: return "CUBLAS_STATUS_NOT_INITIALIZED";
+    case CUBLAS_STATUS_SUCCESS:
+        return "CUBLAS_STATUS_SUCCESS";
+    case CUBLAS_STATUS_INVALID_VALUE:
+        return "CUBLAS_STATUS_INVALID_VALUE";
+    case CUBLAS_STATUS_NOT_SUPPORTED:
+        return "CUBLAS_STATUS_NOT_SUPPORTED";
+    default:
+        return "CUBLAS_STATUS_NOT_INITIALIZED";
     }
 }
 const char *cublasGetStatusString(cublasStatus_t s) { return s ? "emulated error" : "success"; }
 cublasStatus_t cublasCreate(cublasHandle_t *h) { return *h = new EmuBlas(), CUBLAS_STATUS_SUCCESS; }
 cublasStatus_t cublasDestroy(cublasHandle_t h) { return delete h, CUBLAS_STATUS_SUCCESS; }
-cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s) { return (void)h, (void)s, CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s) {
+    return (void)h, (void)s, CUBLAS_STATUS_SUCCESS;
+}
 cublasStatus_t cublasSetWorkspace(cublasHandle_t h, void *ws, size_t bytes) {
     return (void)h, (void)ws, (void)bytes, CUBLAS_STATUS_SUCCESS;
 }
-cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t mode) { return (void)h, (void)mode, CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t mode) {
+    return (void)h, (void)mode, CUBLAS_STATUS_SUCCESS;
+}
 
 /* D[m,n] = alpha op(A) op(B) + beta C, column-major, fp32 storage */
 static void emu_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *A, int lda,
@@ -303,8 +323,8 @@ cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperat
                             void *C, cudaDataType_t ct, int ldc, cublasComputeType_t compute,
                             cublasGemmAlgo_t algo) {
     (void)h, (void)compute, (void)algo;
-    if (at != CUDA_R_32F || bt != CUDA_R_32F || ct != CUDA_R_32F || ldc < m ||
-        lda < (ta ? k : m) || ldb < (tb ? n : k))
+    if (at != CUDA_R_32F || bt != CUDA_R_32F || ct != CUDA_R_32F || ldc < m || lda < (ta ? k : m) ||
+        ldb < (tb ? n : k))
         return CUBLAS_STATUS_INVALID_VALUE;
     emu_gemm(ta, tb, m, n, k, *(const float *)alpha, (const float *)A, lda, (const float *)B, ldb,
              *(const float *)beta, (const float *)C, (float *)C, ldc);
@@ -312,7 +332,9 @@ cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperat
 }
 
 size_t cublasLtGetVersion(void) { return 0; }
-cublasStatus_t cublasLtCreate(cublasLtHandle_t *h) { return *h = new EmuBlas(), CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasLtCreate(cublasLtHandle_t *h) {
+    return *h = new EmuBlas(), CUBLAS_STATUS_SUCCESS;
+}
 cublasStatus_t cublasLtDestroy(cublasLtHandle_t h) { return delete h, CUBLAS_STATUS_SUCCESS; }
 cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t *d, cublasComputeType_t c,
                                         cudaDataType_t scale) {
@@ -320,14 +342,19 @@ cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t *d, cublasComputeTy
     *d = new EmuLtDesc{CUBLAS_OP_N, CUBLAS_OP_N};
     return CUBLAS_STATUS_SUCCESS;
 }
-cublasStatus_t cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t d) { return delete d, CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t d) {
+    return delete d, CUBLAS_STATUS_SUCCESS;
+}
 cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t d,
                                               cublasLtMatmulDescAttributes_t a, const void *v,
                                               size_t bytes) {
     if (bytes != sizeof(cublasOperation_t)) return CUBLAS_STATUS_INVALID_VALUE;
-    if (a == CUBLASLT_MATMUL_DESC_TRANSA) d->ta = *(const cublasOperation_t *)v;
-    else if (a == CUBLASLT_MATMUL_DESC_TRANSB) d->tb = *(const cublasOperation_t *)v;
-    else return CUBLAS_STATUS_INVALID_VALUE;
+    if (a == CUBLASLT_MATMUL_DESC_TRANSA)
+        d->ta = *(const cublasOperation_t *)v;
+    else if (a == CUBLASLT_MATMUL_DESC_TRANSB)
+        d->tb = *(const cublasOperation_t *)v;
+    else
+        return CUBLAS_STATUS_INVALID_VALUE;
     return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t *l, cudaDataType_t t,
@@ -336,19 +363,23 @@ cublasStatus_t cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t *l, cudaDataTyp
     *l = new EmuLtLayout{t, rows, cols, ld};
     return CUBLAS_STATUS_SUCCESS;
 }
-cublasStatus_t cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t l) { return delete l, CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t l) {
+    return delete l, CUBLAS_STATUS_SUCCESS;
+}
 cublasStatus_t cublasLtMatmulPreferenceCreate(cublasLtMatmulPreference_t *p) {
     *p = new EmuLtPref{{256, 256, 256, 256}}; /* cuBLASLt's default: 256-byte operands */
     return CUBLAS_STATUS_SUCCESS;
 }
-cublasStatus_t cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t p) { return delete p, CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t p) {
+    return delete p, CUBLAS_STATUS_SUCCESS;
+}
 cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t p,
                                                     cublasLtMatmulPreferenceAttributes_t a,
                                                     const void *v, size_t bytes) {
     if (a == CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES)
         return bytes == sizeof(size_t) ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_INVALID_VALUE;
-    if (a < CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES || a > CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES ||
-        bytes != sizeof(uint32_t))
+    if (a < CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES ||
+        a > CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES || bytes != sizeof(uint32_t))
         return CUBLAS_STATUS_INVALID_VALUE;
     p->align[a - CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES] = *(const uint32_t *)v;
     return CUBLAS_STATUS_SUCCESS;
@@ -378,16 +409,19 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t d, const 
     /* an algorithm chosen for more alignment than the operands have would fault on a GPU */
     if (!emu_aligned(A, algo->align[0]) || !emu_aligned(B, algo->align[1]) ||
         !emu_aligned(C, algo->align[2]) || !emu_aligned(D, algo->align[3])) {
-        fprintf(stderr, "cuda_emu: cublasLtMatmul operand less aligned than the preference declared\n");
+        fprintf(stderr,
+                "cuda_emu: cublasLtMatmul operand less aligned than the preference declared\n");
         return CUBLAS_STATUS_INVALID_VALUE;
     }
-    const int m = (int)ld->rows, n = (int)ld->cols, ta = d->ta == CUBLAS_OP_T, tb = d->tb == CUBLAS_OP_T;
+    const int m = (int)ld->rows, n = (int)ld->cols, ta = d->ta == CUBLAS_OP_T,
+              tb = d->tb == CUBLAS_OP_T;
     const int k = (int)(ta ? la->rows : la->cols);
-    if ((uint64_t)(ta ? la->cols : la->rows) != (uint64_t)m || (tb ? lb->cols : lb->rows) != (uint64_t)k ||
-        (tb ? lb->rows : lb->cols) != (uint64_t)n || lc->rows != ld->rows || lc->cols != ld->cols ||
-        lc->ld != ld->ld)
+    if ((uint64_t)(ta ? la->cols : la->rows) != (uint64_t)m ||
+        (tb ? lb->cols : lb->rows) != (uint64_t)k || (tb ? lb->rows : lb->cols) != (uint64_t)n ||
+        lc->rows != ld->rows || lc->cols != ld->cols || lc->ld != ld->ld)
         return CUBLAS_STATUS_INVALID_VALUE;
-    emu_gemm(ta, tb, m, n, k, *(const float *)alpha, (const float *)A, (int)la->ld, (const float *)B,
-             (int)lb->ld, *(const float *)beta, (const float *)C, (float *)D, (int)ld->ld);
+    emu_gemm(ta, tb, m, n, k, *(const float *)alpha, (const float *)A, (int)la->ld,
+             (const float *)B, (int)lb->ld, *(const float *)beta, (const float *)C, (float *)D,
+             (int)ld->ld);
     return CUBLAS_STATUS_SUCCESS;
 }
