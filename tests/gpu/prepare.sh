@@ -2,10 +2,11 @@
 # Prepares the bundle tests/gpu/check.sh runs on a GPU machine that cannot build lorasc (no
 # OpenBLAS, cmocka, Lua, SQLite or jansson development files, no network): builds the CUDA
 # parity test and the op benchmark here (nvcc compiles for sm_90 without a GPU; -Dnative=false
-# so the host code runs on any x86-64), and copies them into .gpu/ (git-ignored through
-# .git/info/exclude) with the shared libraries a CUDA image lacks, xz-compressed (OpenBLAS is
-# 36 MB raw, 4 MB compressed; the carried tree has a 64 MiB limit). cuBLAS and the CUDA runtime
-# are not carried: the GPU machine has them. Usage: bash tests/gpu/prepare.sh
+# so the host code runs on any x86-64), and copies them into .gpu/ (in .gitignore: the device
+# tool carries ignored paths named in `carry`) with the shared libraries a CUDA image lacks,
+# xz-compressed (OpenBLAS is 36 MB raw, 4 MB compressed; the carried tree has a 64 MiB limit).
+# cuBLAS and the CUDA runtime are not carried: the GPU machine has them.
+# Usage: bash tests/gpu/prepare.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 nvcc_bin=$(command -v nvcc || { [ -x /usr/local/cuda/bin/nvcc ] && echo /usr/local/cuda/bin/nvcc; } || true)
@@ -17,8 +18,6 @@ meson setup build-gpu -Dcuda=enabled -Dnative=false --buildtype=release --reconf
   meson setup build-gpu -Dcuda=enabled -Dnative=false --buildtype=release
 ninja -C build-gpu tests/test_backend_ops tests/bench_backend_ops
 
-exclude=$(git rev-parse --git-path info/exclude)
-grep -qx '/.gpu/' "$exclude" 2>/dev/null || echo '/.gpu/' >> "$exclude"
 rm -rf .gpu
 mkdir -p .gpu/bin .gpu/lib
 cp build-gpu/tests/test_backend_ops build-gpu/tests/bench_backend_ops .gpu/bin/
