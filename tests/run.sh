@@ -32,7 +32,7 @@ if [ -n "$nvcc_bin" ]; then
   export PATH
   meson setup build-cuda -Dcuda=enabled --reconfigure >/dev/null 2>&1 || \
     meson setup build-cuda -Dcuda=enabled
-  ninja -C build-cuda -j "$jobs" tests/test_backend_ops lua/lorasc
+  ninja -C build-cuda -j "$jobs" tests/kernels/test_backend_ops lua/lorasc
   meson test -C build-cuda --no-rebuild --print-errorlogs backend_ops
 else
   echo "CUDA build check skipped: nvcc not found (the CUDA toolkit builds kernels/cuda)"

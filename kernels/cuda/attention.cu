@@ -438,3 +438,60 @@ void cuda_attention_full_backward(Backend *be, Real *dq, Real *dk, Real *dv, Rea
                                   const Real *att, int B, int T, int NH, int NKV, int HD) {
     att_backward<false>(be, __func__, dq, dk, dv, datt, dout, q, k, v, att, B, T, NH, NKV, HD);
 }
+
+/* ---- decoding with a key/value cache (one sequence; see backend.h) ----
+ * One block per (new query row, head): the scores of the row against its n = pos0 + t + 1 keys
+ * go to shared memory (thread i takes keys i, i + blockDim, ...), the block reduces their
+ * maximum and the sum of exponentials in a fixed order, and thread d then sums p_s v[s][d]
+ * over s in order for its head dimensions. Decoding is one row per step: this kernel serves
+ * generation in evaluation, where the flash kernels' 16-row tiles would be mostly empty. */
+
+enum { ATT_DEC_THREADS = 128 };
+
+template <typename T>
+__global__ void __launch_bounds__(ATT_DEC_THREADS)
+attention_decode_kernel(T *out, const T *q, const T *kc, const T *vc, int pos0, AttShape sh) {
+    extern __shared__ float dec_scores[]; /* [pos0 + Tq] scores, then probabilities */
+    __shared__ float red[32];
+    __shared__ double red_sum[32];
+    const int t = blockIdx.x / sh.NH, h = blockIdx.x % sh.NH, kh = h / sh.rep;
+    const int n = pos0 + t + 1;
+    const size_t qs = (size_t)sh.NH * sh.HD, ks = (size_t)sh.NKV * sh.HD;
+    const T *qr = q + (size_t)t * qs + (size_t)h * sh.HD;
+    const T *k0 = kc + (size_t)kh * sh.HD, *v0 = vc + (size_t)kh * sh.HD;
+    float mx = -INFINITY;
+    for (int s = threadIdx.x; s < n; s += blockDim.x) {
+        const T *kr = k0 + (size_t)s * ks;
+        float dot = 0.0f;
+        for (int d = 0; d < sh.HD; d++) dot += lsc_ld(qr[d]) * lsc_ld(kr[d]);
+        dec_scores[s] = dot;
+        mx = fmaxf(mx, dot);
+    }
+    mx = block_max(mx, red);
+    double sum = 0.0;
+    for (int s = threadIdx.x; s < n; s += blockDim.x) {
+        const float e = expf((dec_scores[s] - mx) * sh.scale);
+        dec_scores[s] = e;
+        sum += (double)e;
+    }
+    sum = block_sum(sum, red_sum);
+    const float inv = (float)(1.0 / sum);
+    for (int d = threadIdx.x; d < sh.HD; d += blockDim.x) {
+        float acc = 0.0f;
+        for (int s = 0; s < n; s++) acc += dec_scores[s] * inv * lsc_ld(v0[(size_t)s * ks + d]);
+        out[(size_t)t * qs + (size_t)h * sh.HD + d] = lsc_st<T>(acc);
+    }
+}
+
+void cuda_attention_decode_forward(Backend *be, Real *out, const Real *q, const Real *kcache,
+                                   const Real *vcache, int Tq, int pos0, int NH, int NKV, int HD) {
+    CudaCtx *ctx = cuda_begin(be, __func__);
+    AttShape sh;
+    if (!ctx || Tq <= 0 || pos0 < 0 || !att_shape(ctx, &sh, pos0 + Tq, NH, NKV, HD)) return;
+    const size_t smem = (size_t)(pos0 + Tq) * sizeof(float);
+    auto kernel = attention_decode_kernel<Real>;
+    if (!cuda_smem_optin(ctx, (const void *)kernel, smem, __FILE__, __LINE__)) return;
+    kernel<<<(unsigned)(Tq * NH), ATT_DEC_THREADS, smem, ctx->stream>>>(out, q, kcache, vcache,
+                                                                        pos0, sh);
+    CUDA_LAUNCHED(ctx);
+}

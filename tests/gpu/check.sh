@@ -96,8 +96,8 @@ else
   build_log="$out/parity.log"
   if command -v meson >/dev/null && command -v ninja >/dev/null && command -v nvcc >/dev/null; then
     if step "build (meson, -Dcuda=enabled)" "$build_log" 300 1 \
-         bash -c 'meson setup build-gpu -Dcuda=enabled -Dnative=false --reconfigure || meson setup build-gpu -Dcuda=enabled -Dnative=false; ninja -C build-gpu tests/test_backend_ops tests/bench_backend_ops'; then
-      parity=build-gpu/tests/test_backend_ops
+         bash -c 'meson setup build-gpu -Dcuda=enabled -Dnative=false --reconfigure || meson setup build-gpu -Dcuda=enabled -Dnative=false; ninja -C build-gpu tests/kernels/test_backend_ops tests/bench_backend_ops'; then
+      parity=build-gpu/tests/kernels/test_backend_ops
       bench=build-gpu/tests/bench_backend_ops
     fi
   else

@@ -16,11 +16,11 @@ export PATH
 
 meson setup build-gpu -Dcuda=enabled -Dnative=false --buildtype=release --reconfigure >/dev/null 2>&1 ||
   meson setup build-gpu -Dcuda=enabled -Dnative=false --buildtype=release
-ninja -C build-gpu tests/test_backend_ops tests/bench_backend_ops
+ninja -C build-gpu tests/kernels/test_backend_ops tests/bench_backend_ops
 
 rm -rf .gpu
 mkdir -p .gpu/bin .gpu/lib
-cp build-gpu/tests/test_backend_ops build-gpu/tests/bench_backend_ops .gpu/bin/
+cp build-gpu/tests/kernels/test_backend_ops build-gpu/tests/bench_backend_ops .gpu/bin/
 
 # Libraries the binaries need that a CUDA image may lack: everything ldd resolves except libc's
 # own, the compiler runtime every image with nvcc has, and CUDA's (found there, not carried).

@@ -371,6 +371,30 @@ static void attention_case(AttCase c, int causal) {
         free(rdv);
 }
 
+/* Decoding with a key/value cache: Tq new rows at positions pos0.. over a cache of pos0 + Tq
+ * keys equal rows pos0.. of the causal forward of the whole sequence (one batch). */
+static void attention_decode_case(int pos0, int Tq, int NH, int NKV, int HD) {
+    const int T = pos0 + Tq;
+    const size_t nq = (size_t)T * NH * HD, nkv = (size_t)T * NKV * HD, qs = (size_t)NH * HD;
+    float *q = rnd(nq, 60, -1.5, 1.5), *k = rnd(nkv, 61, -1.5, 1.5), *v = rnd(nkv, 62, -1, 1);
+    double *ro = dvec(nq), *rp = dvec((size_t)NH * T * T), *rl = dvec((size_t)NH * T);
+    ref_attention_forward(ro, rp, rl, q, k, v, 1, T, NH, NKV, HD, 1);
+    for (int bi = 0; bi < g_nbe; bi++) {
+        backend_begin(bi);
+        Backend *be = g_be[bi];
+        float *dq = dputf(be, q + (size_t)pos0 * qs, (size_t)Tq * qs), *dk = dputf(be, k, nkv);
+        float *dv = dputf(be, v, nkv), *out = dpoison(be, (size_t)Tq * qs);
+        op_begin("attention_decode_forward");
+        be->attention_decode_forward(be, out, dq, dk, dv, Tq, pos0, NH, NKV, HD);
+        float *got = dget(be, out, (size_t)Tq * qs);
+        check("out", got, ro + (size_t)pos0 * qs, NULL, (size_t)Tq * qs, 64);
+        free(got);
+        op_end();
+        be->free(be, dq), be->free(be, dk), be->free(be, dv), be->free(be, out);
+    }
+    free(q), free(k), free(v), free(ro), free(rp), free(rl);
+}
+
 /* Head sizes cover every dims-per-lane variant of the CUDA kernels (6 and 40 pad to 8 and
  * 64, 200 takes the 256 variant); T crosses tile edges; NH / NKV > 1 is grouped-query. */
 static void test_attention(void **state) {
@@ -383,6 +407,10 @@ static void test_attention(void **state) {
     const AttCase full[] = {{2, 37, 4, 4, 16}, {1, 50, 3, 1, 40}, {1, 17, 2, 2, 128}};
     for (size_t i = 0; i < sizeof causal / sizeof causal[0]; i++) attention_case(causal[i], 1);
     for (size_t i = 0; i < sizeof full / sizeof full[0]; i++) attention_case(full[i], 0);
+    attention_decode_case(0, 5, 4, 2, 16);   /* a prompt from position 0 */
+    attention_decode_case(37, 1, 9, 3, 64);  /* one token after 37 (SmolLM2's heads) */
+    attention_decode_case(100, 3, 3, 1, 48); /* a chunk after 100 */
+    attention_decode_case(20, 2, 1, 1, 200);
 }
 /* ---- determinism: the reductions give the same bits when run again ---- */
 
