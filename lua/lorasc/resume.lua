@@ -55,9 +55,9 @@ function M.start(store, run, claim, f, opts, say)
   if not claim.kept_log then return st end
   local keep = 0
   if claim.prior == "interrupted" or claim.was_stale then
-    local ok, mark = pcall(f.load_state, f, path, key(run.hash))
+    local ok, mark, step = pcall(f.load_state, f, path, key(run.hash))
     if ok then
-      st.first = f:info()
+      st.first = step
       st.saved = st.first
       keep = mark
       local have = store:log_count(run_id)
