@@ -131,10 +131,13 @@ static int l_datadir_path(lua_State *L) {
     lua_pushstring(L, buf);
     return 1;
 }
+/* sys.sleep(seconds): the whole time, a signal caught meanwhile (a stop request) included,
+ * as a step of that length would take it. */
 static int l_sleep(lua_State *L) {
     const double sec = luaL_checknumber(L, 1);
     struct timespec ts = {.tv_sec = (time_t)sec, .tv_nsec = (long)((sec - (double)(time_t)sec) * 1e9)};
-    nanosleep(&ts, NULL);
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
     return 0;
 }
 static int l_set_threads(lua_State *L) {
