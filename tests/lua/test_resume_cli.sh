@@ -2,7 +2,8 @@
 # Long runs (lua/lorasc/resume.lua), with real `lorasc run` processes and real signals:
 #  - SIGKILL mid-run, twice, then resume: the sweep ends bit for bit as one never stopped
 #    (every metric but wall times, every eval, the saved models' sha256), for a Llama text
-#    task and a ViT image task (the latter skipped without Fashion-MNIST);
+#    task, a language task (SST-2 on stories260K, epoch sampling; skipped without the mirror
+#    in $LORASC_DATA) and a ViT image task (skipped without Fashion-MNIST);
 #  - SIGTERM and SIGUSR1 end the current step, save the state, mark the run interrupted and
 #    exit 128 + the signal; Ctrl-C likewise, and a second Ctrl-C stops at once;
 #  - a corrupt state is refused with a message and the run starts again from step 0 (same
@@ -147,6 +148,33 @@ if [ -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] ||
   check_same "ViT" ia ib
 else
   echo "Fashion-MNIST not installed: the ViT part is skipped"
+fi
+
+# --- 5. a language task (MeZO-sampled SST-2, stories260K, epoch sampler): SIGKILL, resume ------
+D=${LORASC_DATA:-data}
+if [ -e "$D/llama2c_stories260K/stories260K.bin" ] && [ -e "$D/sst2" ]; then
+  cat > lang.lua <<'LUA'
+experiment "lang" {
+  model = llama { checkpoint = "llama2c_stories260K/stories260K.bin", tokenizer = "llama2c_stories260K/tok512.bin" },
+  tasks = { "sst2" },
+  split = { train = 60, val = 20, test = 20 },
+  train = { epochs = 3, batch = 8, seq = 64, lr = 3e-3 },
+  method = lorasc { rank = 2, experts = 2 },
+  seeds = { 1, 2 },
+  save = true,
+}
+LUA
+  LORASC_TEST_STEP_DELAY= "$LORASC" run lang.lua --db la/x.db > la.log 2>&1 || fail "language reference: $(cat la.log)"
+  "$LORASC" run lang.lua --db lb/x.db --checkpoint-every 0.2 > lb1.log 2>&1 &
+  P=$!
+  wait_for '[ "$(states lb)" -gt 0 ]'
+  sleep 1.0  # past the boundary after 12 of 24 steps (8 steps per epoch, the last batch short)
+  kill -9 $P; wait $P 2>/dev/null
+  "$LORASC" run lang.lua --db lb/x.db > lb2.log 2>&1 || fail "language resume: $(cat lb2.log)"
+  grep -q "resumes at step [1-9]" lb2.log || fail "language: no resume: $(cat lb2.log)"
+  check_same "language" la lb
+else
+  echo "stories260K or SST-2 not in the data directory $D: the language part is skipped"
 fi
 
 cli_done resume_cli
