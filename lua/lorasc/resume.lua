@@ -46,11 +46,17 @@ end
 function M.start(store, run, claim, f, opts, say)
   local path, run_id = M.path(opts.db, run.hash), claim.run_id
   local st = { first = 0, every = opts.checkpoint_every or M.DEFAULT_EVERY }
-  function st.save(step)
-    sys.mkdir(dirname(path))
+  -- A state that cannot be written (a full disk) is reported and training goes on: the run
+  -- then resumes from its previous state, if it has one. A stop needs it: then it raises.
+  function st.save(step, must)
     store:flush() -- the state's metrics are in the database: those are the ones it keeps
-    f:save_state(path, key(run.hash), store:log_count(run_id))
-    st.saved = step
+    local ok, err = pcall(function()
+      sys.mkdir(dirname(path))
+      f:save_state(path, key(run.hash), store:log_count(run_id))
+    end)
+    if ok then st.saved = step
+    elseif must then error(err, 0)
+    else say(string.format("run %d: cannot save its state at step %d (%s); training goes on", run_id, step, tostring(err))) end
   end
   if not claim.kept_log then return st end
   local keep = 0

@@ -63,7 +63,7 @@ function M.loop(store, run, run_id, prog, total, step, state)
     if delay then sys.sleep(delay) end
     local stop = sys.stop_signal()
     if stop or (state.every > 0 and sys.now() - last_save >= state.every) then
-      state.save(i)
+      state.save(i, stop)
       last_save, last_flush = sys.now(), sys.now()
     end
     if stop then resume.check(string.format("after step %d of %d (its state is saved: `lorasc run` resumes it)", i, total)) end

@@ -7,7 +7,8 @@
 #  - SIGTERM and SIGUSR1 end the current step, save the state, mark the run interrupted and
 #    exit 128 + the signal; Ctrl-C likewise, and a second Ctrl-C stops at once;
 #  - a corrupt state is refused with a message and the run starts again from step 0 (same
-#    result); --checkpoint-every is not part of a run's identity; bad values are refused.
+#    result); a state that cannot be written is reported and training goes on;
+#    --checkpoint-every is not part of a run's identity; bad values are refused.
 # usage: test_resume_cli.sh LORASC SOURCE_ROOT
 set -u
 LORASC=$(realpath "$1")
@@ -101,6 +102,12 @@ printf "X" | dd of="$st" bs=1 seek=$((size / 2)) conv=notrunc 2>/dev/null  # ins
 "$LORASC" run text.lua --db c/x.db > c2.log 2>&1 || fail "resume after SIGTERM: $(cat c2.log)"
 grep -q "cannot resume from .*checksum.*: it starts again from step 0" c2.log || fail "corrupt state: $(grep -i resume c2.log)"
 check_same "SIGTERM, corrupt state" a c
+
+# a state that cannot be written (here: "state" is a file) is reported; the sweep goes on
+mkdir -p f; cp -r w/cache f/; : > f/state
+"$LORASC" run text.lua --db f/x.db --checkpoint-every 0.2 > f.log 2>&1 || fail "unwritable state: $(cat f.log)"
+grep -q "cannot save its state at step" f.log || fail "an unwritable state was not reported: $(cat f.log)"
+[ "$(q f/x.db "SELECT count(*) FROM runs WHERE status = 'done'")" = 4 ] || fail "unwritable state: runs not done"
 
 # --- 3. Ctrl-C: the same, exit 130; then resume from the state ---------------------------------
 "$LORASC" run text.lua --db d/x.db --checkpoint-every 0 > d1.log 2>&1 &
