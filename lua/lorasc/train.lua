@@ -1,5 +1,5 @@
 -- The loops every task family shares when `lorasc run` trains: pretraining a base model
--- (progress lines, the checkpoint moved into the cache atomically) and fine-tuning (metrics
+-- (progress lines; the cache and its atomic saves are cache.lua's) and fine-tuning (metrics
 -- every log_every steps, expert-boundary events, the progress bar, periodic flushes).
 -- What is trained on what is the families' (family_*.lua); the sweep is runner.lua's.
 local sys = require "lorasc.core.sys"
@@ -21,15 +21,6 @@ function M.pretrain_steps(steps, report, step)
     end
   end
   return t0, loss
-end
-
--- Concurrent processes may pretrain the same base: each writes its own file, then renames
--- it into place atomically (identical contents: pretraining is deterministic).
-function M.save_atomic(m, path)
-  local tmp = path .. "." .. sys.getpid()
-  m:save(tmp)
-  local ok, err = os.rename(tmp, path)
-  if not ok then error("cannot move the pretrained checkpoint into place: " .. tostring(err), 0) end
 end
 
 -- The fine-tuning loop of every model and task: one Lua call per step (step() returns
