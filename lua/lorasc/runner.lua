@@ -65,9 +65,11 @@ function M.run(store, exp_id, runs, opts)
   local failed, ran, skipped, stale = 0, 0, 0, 0
   for i, r in ipairs(runs) do
     local inputs = provenance.inputs(r)
+    -- why a done run is stale, told before a claim replaces its recorded inputs
+    local why = done[r.hash] and provenance.stale_reason(done[r.hash], inputs, store)
     store:inputs_set(inputs.fingerprint, inputs.list)
     local claim = store:run_claim(exp_id, r.hash, r.json, r.seed, opts.rerun_failed, opts.rerun_stale)
-    local why = claim.prior == "done" and done[r.hash] and provenance.stale_reason(done[r.hash], inputs, store)
+    if claim.prior ~= "done" then why = nil end
     if not claim.claimed then
       skipped = skipped + 1
       if why then stale = stale + 1 end

@@ -11,11 +11,14 @@ function M.dirname(path)
 end
 
 -- Runs `steps` pretraining steps (step() returns the loss), reporting five times.
--- Returns the start time and the last loss.
+-- Returns the start time and the last loss. LORASC_TEST_PRETRAIN_DELAY (seconds per step)
+-- slows it down for the tests of the cache's lock.
 function M.pretrain_steps(steps, report, step)
   local t0, loss = sys.now(), 0
+  local delay = tonumber(os.getenv("LORASC_TEST_PRETRAIN_DELAY") or "")
   for i = 1, steps do
     loss = step()
+    if delay then sys.sleep(delay) end
     if i % math.max(1, steps // 5) == 0 then
       report(string.format("  pretrain step %d/%d loss %.4f (%.1fs)", i, steps, loss, sys.now() - t0))
     end
