@@ -13,7 +13,7 @@
 -- done: what the database holds is listed in done.txt, and each shard's database remembers
 -- its own done runs when a merge did not happen. The scripts name everything by absolute
 -- path, so they run from any directory. Submitting is sbatch's; nothing here talks to Slurm
--- otherwise (but squeue, to refuse a second submission while the first is queued).
+-- otherwise (but squeue, to refuse to touch a sweep whose jobs are still queued).
 local sys = require "lorasc.core.sys"
 local fs = require "lorasc.core.fs"
 local provenance = require "lorasc.provenance"
@@ -125,6 +125,14 @@ function M.main(list, file, opts)
   data = data:sub(1, 1) == "/" and data or (cwd .. "/" .. data)
   data = (fs.realpath(data) or data)
 
+  -- jobs of this sweep still queued would read the done list and the shards about to change
+  local sq = io.popen("squeue -h -o %i -n " .. q(job .. "," .. job .. "-merge") .. " 2>/dev/null")
+  local queued = sq and sq:read("a") or ""
+  if sq then sq:close() end
+  if queued:match("%S") then
+    fail(string.format("slurm: jobs of this sweep are still queued or running (%s); wait for them, or scancel them, before writing or submitting it again",
+      queued:gsub("%s+", " "):match("^%s*(.-)%s*$")))
+  end
   local done = done_hashes(list, db, opts)
   local todo = total - #done
   local n = math.min(n_want or 16, math.max(todo, 1))

@@ -116,6 +116,8 @@ drain() {
 t0=$(date +%s)
 "$LORASC" slurm "$TINY" --array 3 --db cl/ --submit > submit.log 2>&1 || fail "submit: $(cat submit.log)"
 grep -q "submitted array job [0-9]* and merge job [0-9]*" submit.log || fail "submit output: $(cat submit.log)"
+"$LORASC" slurm "$TINY" --array 3 --db cl/ --submit > twice.log 2>&1 && fail "a second submission while the first is queued"
+grep -q "jobs of this sweep are still queued or running ([0-9]" twice.log || fail "second submission: $(cat twice.log)"
 drain 45
 echo "array of 3 and merge: $(( $(date +%s) - t0 )) s"
 L=$W/cl/slurm/tiny/logs
