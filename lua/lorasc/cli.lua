@@ -126,8 +126,9 @@ directory), shared by the tasks: one builds a base while the others wait. Logs: 
   --partition P, --time T, --cpus-per-task C, --gpus-per-task G
                       passed to sbatch; each task runs with C threads (default 1)
   --db PATH|DIR       the experiment's database (DIR: DIR/lorasc.db; default
-                      results/lorasc.db); the database and the cache must be on a file
-                      system every node sees
+                      results/lorasc.db); the database, the cache, the data directory and
+                      this lorasc (binary and source tree) must be on a file system every
+                      node sees: the scripts name them by absolute path
   --submit            submit the jobs now (sbatch); refused while jobs of this sweep are
                       still queued]]
 HELP.table = HELP.report
