@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -144,8 +145,19 @@ static int l_set_threads(lua_State *L) {
     bind_set_threads((int)luaL_checkinteger(L, 1));
     return 0;
 }
+/* sys.threads() -> the CPU threads the kernels use: --threads, else the backend's default
+ * (OpenMP's: the CPUs this process may run on), read from the backend's description. Part of
+ * a run's record: OpenBLAS's results depend on how the work is split. */
 static int l_threads(lua_State *L) {
-    lua_pushinteger(L, bind_threads());
+    int n = bind_threads();
+    if (n <= 0) {
+        Backend *be = bind_backend(L);
+        char desc[512] = "";
+        be->describe(be, desc, sizeof desc);
+        const char *t = strstr(desc, "\"threads\":");
+        n = t ? atoi(t + strlen("\"threads\":")) : 0;
+    }
+    lua_pushinteger(L, n);
     return 1;
 }
 /* sys.set_device("cpu"|"cuda"): the device of every model made from now on. The backend is

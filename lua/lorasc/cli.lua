@@ -270,7 +270,8 @@ function COMMANDS.run(opts, pos)
   end
   local store <close> = open_store(opts, true)
   local commit, dirty = provenance.build_commit()
-  store:meta_set { device = string.format("cpu (%s threads)", opts.threads or "default"),
+  local threads = sys.threads()
+  store:meta_set { device = string.format("cpu (%d thread%s)", threads, threads == 1 and "" or "s"),
                    git_commit = commit, git_dirty = dirty,
                    build_options = string.format('{"version":"%s","cuda":false}', LORASC_VERSION),
                    lib_versions = string.format('{"lua":"%s","sqlite":"%s",%s}', (_VERSION:gsub("Lua ", "")), store_mod.sqlite_version(), LORASC_KERNEL_LIBS or "") }
