@@ -12,6 +12,7 @@
 #include <zlib.h>
 
 #include "core/base/error.h"
+#include "core/model/device.h"
 
 static const char MAGIC[8] = {'L', 'S', 'C', 'C', 'K', 'P', 'T', '\0'};
 /* name, dtype, crc, count */
@@ -75,6 +76,12 @@ void container_write_reals(ContainerWriter *w, Backend *be, const char *name, co
         w->failed = 1;
     } else {
         be->to_host(be, host, src, n * sizeof(Real));
+        if (be->sync(be) != 0) { /* never write what a failed device left in host */
+            w->failed = 1;
+            w->failed_device = be;
+        }
+    }
+    if (!w->failed) {
         if ((void *)f32 != (void *)host)
             for (size_t i = 0; i < n; i++) f32[i] = (float)host[i];
         container_write_section(w, name, CONTAINER_F32, f32, n);
@@ -92,6 +99,9 @@ int container_write_end(ContainerWriter *w) {
     if (w->failed) {
         const int err = errno;
         remove(w->tmp);
+        if (w->failed_device)
+            return device_fail(w->failed_device, "Cannot read the device's tensors to save %s.",
+                               w->path);
         return error_set("Failed writing checkpoint %s: %s (disk full or out of memory?).", w->tmp,
                          strerror(err));
     }
@@ -224,6 +234,7 @@ int container_read_reals(ContainerReader *r, Backend *be, const char *name, Real
     if ((void *)host != (void *)f32)
         for (size_t i = 0; i < n; i++) host[i] = (Real)f32[i];
     be->to_device(be, dst, host, n * sizeof(Real));
+    rc = device_sync(be);
 cleanup:
     if ((void *)host != (void *)f32) free(host);
     free(f32);

@@ -40,6 +40,7 @@ typedef struct ContainerWriter {
     char tmp[4096]; /* path + ".tmp": written, fsync'ed, then renamed over path */
     uint32_t n_sections;
     int failed;
+    Backend *failed_device; /* the backend whose read failed (its sentence is the error) */
 } ContainerWriter;
 
 int container_write_begin(ContainerWriter *w, const char *path);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/base/error.h"
+#include "core/model/device.h"
 
 /* GGUF names of the per-layer tensors ("blk.N.<name>.weight"), engine order; NULL: global. */
 static const char *layer_name(int tensor) {
@@ -247,6 +248,7 @@ int gguf_llama_load_gguf(const Gguf *g, Llama *model, Backend *be) {
             for (size_t i = 0; i < model->param_sizes[k]; i++) host[i] = (Real)f[i];
         be->to_device(be, model->w.tensors[k], host, model->param_sizes[k] * sizeof(Real));
     }
+    if (rc == LSC_OK) rc = device_sync(be);
 done:
     if ((void *)host != (void *)f) free(host);
     free(f);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/base/error.h"
+#include "core/model/device.h"
 #include "core/formats/hf_config.h"
 #include "core/formats/hf_shards.h"
 
@@ -72,9 +73,16 @@ float *hf_llama_host_copy(Backend *be, const Real *src, size_t n, int n_heads, i
         free(r);
         free(perm);
         free(f);
+        error_set("Out of memory copying %zu values to the host.", n);
         return NULL;
     }
     be->to_host(be, r, src, n * sizeof(Real));
+    if (device_sync(be) != LSC_OK) {
+        free(r);
+        free(perm);
+        free(f);
+        return NULL;
+    }
     if (n_heads) { /* block by block: a tensor holds one [n_heads * hd, cols] matrix per layer */
         const size_t block = (size_t)n_heads * (size_t)hd * (size_t)cols;
         for (size_t b = 0; b + block <= n; b += block)
@@ -191,6 +199,7 @@ int hf_llama_load(const char *dir, Llama *model, Backend *be) {
         }
         if (rc == LSC_OK) be->to_device(be, model->w.tensors[i], host, model->param_sizes[i] * sizeof(Real));
     }
+    if (rc == LSC_OK) rc = device_sync(be);
 done:
     if (rc != LSC_OK && model->be) llama_free(model);
     free(host);
@@ -236,7 +245,7 @@ int hf_llama_save(const char *dir, const Llama *model, StDtype dtype) {
         host[i] = hf_llama_host_copy(model->be, model->w.tensors[i], model->param_sizes[i], heads,
                                      HD, (int)cols);
         if (!host[i]) {
-            rc = error_set("Out of memory saving %s.", dir);
+            rc = error_set("Cannot save %s: %s", dir, error_last());
             goto done;
         }
         const int layers = global_name(i) ? 1 : L;

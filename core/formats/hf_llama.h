@@ -26,8 +26,8 @@ int hf_llama_save(const char *dir, const Llama *model, StDtype dtype);
  * pairs (2i, 2i+1) and HF's halves (i, i + hd/2); to_hf = 1: Meta -> HF, 0: HF -> Meta. */
 void hf_llama_permute_rows(Real *dst, const Real *src, int n_heads, int hd, int cols, int to_hf);
 /* A host float copy of n device Reals at src, for a safetensors writer; when n_heads > 0 the
- * rows of each [n_heads*hd, cols] block are permuted Meta -> HF. malloc'd; NULL when out of
- * memory. */
+ * rows of each [n_heads*hd, cols] block are permuted Meta -> HF. malloc'd; NULL with the
+ * error set when out of memory or when the device failed. */
 float *hf_llama_host_copy(Backend *be, const Real *src, size_t n, int n_heads, int hd, int cols);
 
 #endif

@@ -12,6 +12,7 @@
 #include "core/formats/hf_llama.h"
 #include "core/formats/hf_shards.h"
 #include "core/formats/safetensors.h"
+#include "core/model/device.h"
 
 static const char *peft_module(int target) {
     static const char *const mod[LORA_NUM_TARGETS] = {"self_attn.q_proj", "self_attn.k_proj",
@@ -56,7 +57,7 @@ int peft_save(const char *dir, const Llama *model, const LoraAdapters *lora, con
                 bufs[n] = hf_llama_host_copy(lora->be, src[k], count, k > 0 ? heads : 0, HD,
                                              cols[k] ? (int)cols[k] : 1);
                 if (!bufs[n]) {
-                    rc = error_set("Out of memory saving adapters to %s.", dir);
+                    rc = error_set("Cannot save adapters to %s: %s", dir, error_last());
                     goto done;
                 }
                 snprintf(names[n], sizeof names[n], "base_model.model.model.layers.%d.%s.%s", l,
@@ -181,6 +182,7 @@ int peft_load(const char *dir, const Llama *model, LoraAdapters *lora, Backend *
                 be->to_device(be, dst[k], rows_out, count * sizeof(Real));
             }
         }
+    if (rc == LSC_OK) rc = device_sync(be);
     if (rc == LSC_OK && lc.use_dora) lora->magnitudes_set = 1;
 done:
     if (rc != LSC_OK && lora->params) lora_free(lora);

@@ -12,6 +12,7 @@
 #include "core/formats/hf_config.h"
 #include "core/formats/hf_shards.h"
 #include "core/formats/safetensors.h"
+#include "core/model/device.h"
 
 /* ------------------------------------------------------------------------------------------
  * config.json */
@@ -296,6 +297,7 @@ int vit_hf_load(const char *dir, ViT *m, Backend *be, const ViTHfOptions *opt) {
                           0.0, 0.02);
         be->to_device(be, m->w.tensors[VIT_HEAD_W], host, (nw + nb) * sizeof(Real));
     }
+    if (rc == LSC_OK) rc = device_sync(be);
 done:
     if (rc != LSC_OK && created) vit_free(m);
     free(host);

@@ -9,6 +9,7 @@
 
 #include "core/base/error.h"
 #include "core/base/philox.h"
+#include "core/model/device.h"
 
 /* Indexed by the enum values; NULL ends each list. */
 static const char *const slow_merge_names[] = {[SLOW_MERGE_CUMULATIVE] = "cumulative",
@@ -184,7 +185,7 @@ int cascade_create(Cascade *c, CascadeWeightFn weight, void *model, LoraAdapters
     c->scratch = be->alloc(be, (2 * r * r + 2 * r) * sizeof(Real));
     if (!c->ones || !c->scratch) {
         cascade_free(c);
-        return error_set("Out of memory allocating the cascade's scratch buffers.");
+        return device_fail(be, "Out of memory allocating the cascade's scratch buffers.");
     }
     Real *host = malloc((size_t)widest * sizeof(Real));
     if (!host) {
@@ -194,6 +195,10 @@ int cascade_create(Cascade *c, CascadeWeightFn weight, void *model, LoraAdapters
     for (int i = 0; i < widest; i++) host[i] = 1;
     be->to_device(be, c->ones, host, (size_t)widest * sizeof(Real));
     free(host);
+    if (device_sync(be) != LSC_OK) {
+        cascade_free(c);
+        return LSC_ERR;
+    }
     return LSC_OK;
 }
 
@@ -351,7 +356,7 @@ int cascade_after_step(Cascade *c, long step, CascadeEvent *event) {
         lora_init(c->fast, cascade_expert_seed(c->seed, e + 1));
     if (has_next && c->config.reset_optimizer && reset_optimizer(c) != LSC_OK) return -1;
 
-    c->slow.be->sync(c->slow.be);
+    if (device_sync(c->slow.be) != LSC_OK) return -1; /* the boundary's ops, waited for */
     ev.boundary_seconds = now_seconds() - t0;
     if (event) *event = ev;
     return 1;

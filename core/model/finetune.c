@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/base/error.h"
+#include "core/model/device.h"
 
 /* ------------------------------------------------------------------------------------------
  * the models */
@@ -117,6 +118,10 @@ int finetune_begin(Finetune *ft, const FinetuneModel *model, LoraAdapters *fast,
         finetune_end(ft);
         return LSC_ERR;
     }
+    if (device_sync(fast->be) != LSC_OK) { /* DoRA's magnitudes, the slow copy */
+        finetune_end(ft);
+        return LSC_ERR;
+    }
     return LSC_OK;
 }
 
@@ -127,6 +132,7 @@ int finetune_step(Finetune *ft, const void *batch, StepResult *result, float *lr
     const float step_lr = cascade_lr(&ft->cascade, &ft->config.schedule, ft->step);
     if (ft->model.forward_backward(ft->model.model, batch, &r.loss) != LSC_OK) return LSC_ERR;
     r.grad_norm = adamw_step(&ft->opt, step_lr);
+    if (device_sync(ft->opt.be) != LSC_OK) return LSC_ERR; /* the end of an optimiser step */
     if (result) *result = r;
     if (lr) *lr = step_lr;
     ft->step++;

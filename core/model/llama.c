@@ -9,6 +9,7 @@
 
 #include "core/base/error.h"
 #include "core/base/philox.h"
+#include "core/model/device.h"
 #include "core/model/llama_internal.h"
 
 /* ------------------------------------------------------------------------------------------
@@ -117,12 +118,16 @@ int llama_create(Llama *m, Backend *be, const LlamaConfig *c) {
     m->rope_cos = be->alloc(be, rope_n * sizeof(Real));
     m->rope_sin = be->alloc(be, rope_n * sizeof(Real));
     if (!m->params || !m->rope_cos || !m->rope_sin) {
+        const size_t n = m->num_params;
         llama_free(m);
-        return error_set("Out of memory allocating a Llama model with %zu parameters.",
-                         m->num_params);
+        return device_fail(be, "Out of memory allocating a Llama model with %zu parameters.", n);
     }
     carve_weights(&m->w, m->params, m->param_sizes);
     build_rope_tables(m);
+    if (device_sync(be) != LSC_OK) {
+        llama_free(m);
+        return LSC_ERR;
+    }
     return LSC_OK;
 }
 
@@ -141,6 +146,10 @@ void llama_free(Llama *m) {
 int llama_clone(Llama *m, const Llama *src) {
     if (llama_create(m, src->be, &src->config) != LSC_OK) return LSC_ERR;
     src->be->copy(src->be, m->params, src->params, src->num_params * sizeof(Real));
+    if (device_sync(src->be) != LSC_OK) {
+        llama_free(m);
+        return LSC_ERR;
+    }
     return LSC_OK;
 }
 
@@ -167,7 +176,8 @@ int llama_enable_full_grads(Llama *m) {
     if (m->grads) return LSC_OK;
     m->grads = m->be->alloc(m->be, m->num_params * sizeof(Real));
     if (!m->grads)
-        return error_set("Out of memory allocating gradients for %zu parameters.", m->num_params);
+        return device_fail(m->be, "Out of memory allocating gradients for %zu parameters.",
+                           m->num_params);
     carve_weights(&m->dw, m->grads, m->param_sizes);
     return LSC_OK;
 }
@@ -223,7 +233,8 @@ static int llama_reserve(Llama *m, int B, int T) {
         m->head_idx = be->alloc(be, rows * sizeof(int32_t));
         m->row_capacity = (m->tokens && m->targets && m->head_idx) ? rows : 0;
         if (!m->row_capacity)
-            return error_set("Out of memory allocating token buffers for %d x %d tokens.", B, T);
+            return device_fail(be, "Out of memory allocating token buffers for %d x %d tokens.",
+                               B, T);
     }
     carve_acts(m, B, T, &m->acts_arena);
     m->B = B;
@@ -422,7 +433,7 @@ static int forward(Llama *m, const int32_t *tokens, const int32_t *targets, int 
     m->head_rows = 0;
     if (!targets) {
         llama_linear(be, a->logits, a->xn_final, w[LLAMA_WCLS], BT, C, V, 0);
-        return LSC_OK;
+        return device_sync(be); /* the end of a forward: a failed op surfaces here */
     }
     return head_loss_forward(m, targets, BT, sparse_ok);
 }
@@ -469,6 +480,10 @@ static int head_loss_forward(Llama *m, const int32_t *targets, int BT, int spars
     be->to_device(be, m->targets, sparse ? host_tgt : targets, (size_t)rows * sizeof(int32_t));
     be->cross_entropy_forward(be, a->losses, a->lse, a->logits, m->targets, rows, V);
     be->to_host(be, host, a->losses, (size_t)rows * sizeof(Real));
+    if (device_sync(be) != LSC_OK) { /* the losses are read: every op of the forward has run */
+        free(host), free(host_idx);
+        return LSC_ERR;
+    }
     double sum = 0.0;
     for (int i = 0; i < rows; i++) sum += host[i];
     for (int i = 0; i < rows; i++) host[i] = (sparse || targets[i] >= 0) && count ? (Real)(1.0 / count) : 0;
@@ -603,5 +618,5 @@ int llama_backward(Llama *m) {
 
     /* resid[0] = embedding(tokens) */
     if (full) be->embedding_backward(be, m->dw.tensors[LLAMA_TOKEN_EMBEDDING], a->dresid, m->tokens, BT, C);
-    return LSC_OK;
+    return device_sync(be);
 }

@@ -8,6 +8,7 @@
 
 #include "core/base/error.h"
 #include "core/base/philox.h"
+#include "core/model/device.h"
 
 static const char *const target_names[LORA_NUM_TARGETS] = {
     "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
@@ -87,9 +88,13 @@ int lora_create(LoraAdapters *lora, Backend *be, const LoraConfig *config, int n
     }
     if (!ok) {
         lora_free(lora);
-        return error_set("Out of memory allocating %zu LoRA parameters.", offset);
+        return device_fail(be, "Out of memory allocating %zu LoRA parameters.", offset);
     }
     lora_init(lora, seed);
+    if (device_sync(be) != LSC_OK) {
+        lora_free(lora);
+        return LSC_ERR;
+    }
     return LSC_OK;
 }
 
@@ -184,7 +189,7 @@ int lora_reserve(LoraAdapters *lora, int rows) {
     lora->max_rows = rows;
     if (!lora->xa || !lora->dxa || (lora->config.use_dora && !lora->ypre)) {
         lora->max_rows = 0;
-        return error_set("Out of memory allocating LoRA activations for %d rows.", rows);
+        return device_fail(be, "Out of memory allocating LoRA activations for %d rows.", rows);
     }
     return LSC_OK;
 }

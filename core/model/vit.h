@@ -191,7 +191,8 @@ int vit_backward(ViT *m);
 /* Zeroes model grads, head grads and attached adapter grads. */
 void vit_zero_grad(ViT *m);
 /* argmax of each row of the last logits into pred[B] (host); returns the number of rows
- * whose prediction equals labels[b] when labels is not NULL, else 0. */
+ * whose prediction equals labels[b] when labels is not NULL, else 0; LSC_ERR (< 0, the
+ * device's sentence in error_last()) when the device failed. */
 int vit_predict(ViT *m, int32_t *pred, const int32_t *labels);
 
 #endif

@@ -168,7 +168,9 @@ int image_task_evaluate(const ImageTask *t, ViT *m, int split, int B,
                                           (uint64_t)(start + i));
         if (rc == LSC_OK) rc = vit_forward(m, x, labels, b);
         if (rc == LSC_OK) {
-            correct += vit_predict(m, pred, labels);
+            const int right = vit_predict(m, pred, labels);
+            if (right < 0) rc = LSC_ERR;
+            correct += right;
             sum_loss += m->mean_loss * b;
         }
     }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/base/error.h"
+#include "core/model/device.h"
 
 /* Sampler ---------------------------------------------------------------------------------- */
 
@@ -86,6 +87,7 @@ int image_trainer_step(ImageTrainer *t, StepResult *result, float *lr) {
         return LSC_ERR;
     result->loss = t->model->mean_loss;
     result->grad_norm = adamw_step(&t->opt, rate);
+    if (device_sync(t->opt.be) != LSC_OK) return LSC_ERR; /* the end of an optimiser step */
     if (lr) *lr = rate;
     t->step++;
     return LSC_OK;

@@ -5,10 +5,49 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <ucontext.h>
+#include <unistd.h>
 
 #include <map>
 #include <vector>
+
+/* ---- the device-memory guard (LORASC_CUDA_EMU_GUARD=1) ----
+ * Device memory is host memory here, so host code that reads a device pointer (a bug that
+ * faults on a GPU) would pass unseen. With the guard on, every cudaMalloc is its own pages,
+ * inaccessible (PROT_NONE) except while an emulated device operation runs (a kernel, a copy,
+ * a memset, a cuBLAS call): a host dereference of device memory then faults here too. */
+static std::map<void *, size_t> emu_guarded; /* page-aligned base -> mapped bytes */
+static int emu_guard_depth;
+
+static bool emu_guard_on(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("LORASC_CUDA_EMU_GUARD");
+        on = e && e[0] && strcmp(e, "0") != 0;
+    }
+    return on != 0;
+}
+
+static void emu_guard_protect(int prot) {
+    for (const auto &g : emu_guarded)
+        if (mprotect(g.first, g.second, prot) != 0) {
+            perror("cuda_emu: mprotect");
+            abort();
+        }
+}
+
+/* Device memory is reachable while one of these lives (they nest). */
+struct EmuDeviceAccess {
+    EmuDeviceAccess() {
+        if (emu_guard_depth++ == 0 && !emu_guarded.empty()) emu_guard_protect(PROT_READ | PROT_WRITE);
+    }
+    ~EmuDeviceAccess() {
+        if (--emu_guard_depth == 0 && !emu_guarded.empty()) emu_guard_protect(PROT_NONE);
+    }
+    EmuDeviceAccess(const EmuDeviceAccess &) = delete;
+    EmuDeviceAccess &operator=(const EmuDeviceAccess &) = delete;
+};
 
 /* ---- the thread model ---- */
 
@@ -120,8 +159,18 @@ static int emu_run_block(unsigned nthreads, uint64_t *rng) {
     }
 }
 
+static cudaError_t emu_run_grid_guarded(const void *kernel, dim3 grid, dim3 block, size_t smem,
+                                       void (*body)(void *), void *arg);
+
+/* (the guard lives out here: the function that calls getcontext holds no object) */
 cudaError_t emu_run_grid(const void *kernel, dim3 grid, dim3 block, size_t smem,
                          void (*body)(void *), void *arg) {
+    EmuDeviceAccess access;
+    return emu_run_grid_guarded(kernel, grid, block, smem, body, arg);
+}
+
+static cudaError_t emu_run_grid_guarded(const void *kernel, dim3 grid, dim3 block, size_t smem,
+                                        void (*body)(void *), void *arg) {
     const unsigned nthreads = block.x * block.y * block.z;
     std::map<const void *, int>::const_iterator lim = emu_smem_limit.find(kernel);
     const size_t smem_max = lim != emu_smem_limit.end() ? (size_t)lim->second : 48 * 1024;
@@ -225,12 +274,38 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags) {
 cudaError_t cudaStreamDestroy(cudaStream_t s) { return delete s, cudaSuccess; }
 cudaError_t cudaStreamSynchronize(cudaStream_t s) { return (void)s, cudaSuccess; }
 cudaError_t cudaMalloc(void **p, size_t bytes) {
+    if (emu_guard_on()) {
+        const size_t page = (size_t)sysconf(_SC_PAGESIZE);
+        const size_t len = (bytes + page - 1) / page * page + (bytes ? 0 : page);
+        void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED) return *p = NULL, cudaErrorMemoryAllocation;
+        memset(m, 0xa5, bytes); /* device memory starts as garbage too */
+        if (emu_guard_depth == 0 && mprotect(m, len, PROT_NONE) != 0) {
+            munmap(m, len);
+            return *p = NULL, cudaErrorMemoryAllocation;
+        }
+        emu_guarded[m] = len;
+        *p = m;
+        return cudaSuccess;
+    }
     *p = aligned_alloc(256, (bytes + 255) / 256 * 256);
     if (*p) memset(*p, 0xa5, bytes); /* device memory starts as garbage too */
     return *p ? cudaSuccess : cudaErrorMemoryAllocation;
 }
-cudaError_t cudaFree(void *p) { return free(p), cudaSuccess; }
-cudaError_t cudaMallocHost(void **p, size_t bytes) { return cudaMalloc(p, bytes); }
+cudaError_t cudaFree(void *p) {
+    std::map<void *, size_t>::iterator g = emu_guarded.find(p);
+    if (g != emu_guarded.end()) {
+        munmap(g->first, g->second);
+        emu_guarded.erase(g);
+        return cudaSuccess;
+    }
+    return free(p), cudaSuccess;
+}
+/* pinned host memory is the host's: never guarded */
+cudaError_t cudaMallocHost(void **p, size_t bytes) {
+    *p = aligned_alloc(256, (bytes + 255) / 256 * 256);
+    return *p ? cudaSuccess : cudaErrorMemoryAllocation;
+}
 cudaError_t cudaFreeHost(void *p) { return free(p), cudaSuccess; }
 cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total_b) {
     *free_b = *total_b = (size_t)8 << 30;
@@ -238,6 +313,7 @@ cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total_b) {
 }
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind) {
     (void)kind;
+    EmuDeviceAccess access;
     memmove(dst, src, bytes);
     return cudaSuccess;
 }
@@ -246,7 +322,10 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpy
     (void)s;
     return cudaMemcpy(dst, src, bytes, kind);
 }
-cudaError_t cudaMemset(void *p, int v, size_t bytes) { return memset(p, v, bytes), cudaSuccess; }
+cudaError_t cudaMemset(void *p, int v, size_t bytes) {
+    EmuDeviceAccess access;
+    return memset(p, v, bytes), cudaSuccess;
+}
 cudaError_t cudaMemsetAsync(void *p, int v, size_t bytes, cudaStream_t s) {
     (void)s;
     return cudaMemset(p, v, bytes);
@@ -323,6 +402,7 @@ cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperat
                             void *C, cudaDataType_t ct, int ldc, cublasComputeType_t compute,
                             cublasGemmAlgo_t algo) {
     (void)h, (void)compute, (void)algo;
+    EmuDeviceAccess access;
     if (at != CUDA_R_32F || bt != CUDA_R_32F || ct != CUDA_R_32F || ldc < m || lda < (ta ? k : m) ||
         ldb < (tb ? n : k))
         return CUBLAS_STATUS_INVALID_VALUE;
@@ -406,6 +486,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t d, const 
                               const cublasLtMatmulAlgo_t *algo, void *ws, size_t ws_bytes,
                               cudaStream_t s) {
     (void)h, (void)ws, (void)ws_bytes, (void)s;
+    EmuDeviceAccess access;
     /* an algorithm chosen for more alignment than the operands have would fault on a GPU */
     if (!emu_aligned(A, algo->align[0]) || !emu_aligned(B, algo->align[1]) ||
         !emu_aligned(C, algo->align[2]) || !emu_aligned(D, algo->align[3])) {
