@@ -12,6 +12,7 @@
 #include "core/data/imagedata.h"
 #include "core/model/adamw.h"
 #include "core/model/schedule.h"
+#include "core/model/snapshot.h"
 #include "core/model/train.h"
 #include "core/tasks/task.h"
 #include "core/tasks/text_eval.h"
@@ -78,6 +79,23 @@ ImageTask *bind_check_images(lua_State *L, int idx);
 int bind_task_batch(lua_State *L, int idx, int tok_idx, TaskSampler *sampler, TaskSampling mode,
                     uint64_t seed, long step, int B, int T, int32_t *tokens, int32_t *targets,
                     int *B_used, int *T_used);
+
+/* The list of LoRA target names at idx (nil: q and v) as a LORA_BIT mask; each must lie in
+ * valid, else an error listing valid_names. */
+unsigned bind_target_list(lua_State *L, int idx, unsigned valid, const char *valid_names);
+
+/* Snapshots of the weights a run changes (bind_snapshot.c, core/model/snapshot.h): the class
+ * (registered by the model modules) and a new empty one, pushed, that keeps the model at
+ * stack index owner alive and restores only while *owner_live; live once the caller has
+ * taken the snapshot. */
+#define BIND_SNAPSHOT "lorasc.Snapshot"
+typedef struct LSnapshot {
+    Snapshot s;
+    int live;
+    const int *owner_live;
+} LSnapshot;
+void bind_snapshot_class(lua_State *L);
+LSnapshot *bind_new_snapshot(lua_State *L, int owner, const int *owner_live);
 
 /* Raises a Lua error with error_last() (never returns). */
 int bind_error(lua_State *L);

@@ -34,26 +34,31 @@ typedef struct LTrainer {
     int opt_live;
 } LTrainer;
 
-/* cfg.targets: a list of names (default q and v), each in `valid` (a LORA_BIT mask) or an
+/* The list of target names at idx (nil: q and v), each in `valid` (a LORA_BIT mask) or an
  * error that lists valid_names. */
+unsigned bind_target_list(lua_State *L, int idx, unsigned valid, const char *valid_names) {
+    if (lua_isnoneornil(L, idx)) return LORA_DEFAULT_TARGETS;
+    idx = lua_absindex(L, idx);
+    luaL_checktype(L, idx, LUA_TTABLE);
+    unsigned mask = 0;
+    const lua_Integer n = luaL_len(L, idx);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_geti(L, idx, i);
+        const char *name = lua_tostring(L, -1);
+        const int tg = name ? lora_target_parse(name) : -1;
+        if (tg < 0 || !(valid & LORA_BIT(tg)))
+            luaL_error(L, "unknown LoRA target '%s'; valid targets: %s", name ? name : "?",
+                       valid_names);
+        mask |= LORA_BIT(tg);
+        lua_pop(L, 1);
+    }
+    return mask;
+}
+
+/* cfg.targets (see bind_target_list). */
 static unsigned parse_targets(lua_State *L, int t, unsigned valid, const char *valid_names) {
     lua_getfield(L, t, "targets");
-    unsigned mask = LORA_DEFAULT_TARGETS;
-    if (!lua_isnil(L, -1)) {
-        luaL_checktype(L, -1, LUA_TTABLE);
-        mask = 0;
-        const lua_Integer n = luaL_len(L, -1);
-        for (lua_Integer i = 1; i <= n; i++) {
-            lua_geti(L, -1, i);
-            const char *name = lua_tostring(L, -1);
-            const int tg = name ? lora_target_parse(name) : -1;
-            if (tg < 0 || !(valid & LORA_BIT(tg)))
-                luaL_error(L, "unknown LoRA target '%s'; valid targets: %s", name ? name : "?",
-                           valid_names);
-            mask |= LORA_BIT(tg);
-            lua_pop(L, 1);
-        }
-    }
+    const unsigned mask = bind_target_list(L, -1, valid, valid_names);
     lua_pop(L, 1);
     return mask;
 }

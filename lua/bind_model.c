@@ -110,6 +110,18 @@ static int m_clone(lua_State *L) {
     return 1;
 }
 
+/* m:snapshot([targets]): saves the matrices of the LoRA targets (a list of names, default
+ * { "q", "v" }) of every layer; closing the snapshot (or snap:restore()) writes them back. */
+static int m_snapshot(lua_State *L) {
+    LModel *m = bind_check_model(L, 1);
+    const unsigned targets = bind_target_list(L, 2, (1u << LORA_NUM_TARGETS) - 1,
+                                              "q, k, v, o, gate, up, down");
+    LSnapshot *s = bind_new_snapshot(L, 1, &m->live);
+    if (snapshot_llama(&s->s, &m->m, targets) != LSC_OK) return bind_error(L);
+    s->live = 1;
+    return 1;
+}
+
 static int m_save(lua_State *L) {
     LModel *m = bind_check_model(L, 1);
     if (checkpoint_save(luaL_checkstring(L, 2), &m->m, NULL, NULL, 0) != LSC_OK)
@@ -159,12 +171,14 @@ static int m_tostring(lua_State *L) {
 }
 
 int luaopen_lorasc_core_model(lua_State *L) {
-    static const luaL_Reg methods[] = {{"clone", m_clone}, {"save", m_save}, {"config", m_config},
+    static const luaL_Reg methods[] = {{"clone", m_clone}, {"snapshot", m_snapshot},
+                                       {"save", m_save}, {"config", m_config},
                                        {"num_params", m_num_params}, {"close", m_close},
                                        {NULL, NULL}};
     static const luaL_Reg meta[] = {{"__gc", m_close}, {"__close", m_close},
                                     {"__tostring", m_tostring}, {NULL, NULL}};
     bind_new_class(L, BIND_MODEL, methods, meta);
+    bind_snapshot_class(L);
     static const luaL_Reg fns[] = {{"new", l_new},       {"load", l_load}, {"source", l_source},
                                    {"fetch", l_fetch},   {NULL, NULL}};
     luaL_newlib(L, fns);

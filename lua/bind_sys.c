@@ -11,6 +11,7 @@
 #include "core/base/error.h"
 #include "core/base/sha256.h"
 #include "core/model/device.h"
+#include "lorasc_config.h"
 #include "lua/bind.h"
 
 static Backend *g_backend;
@@ -159,6 +160,21 @@ static int l_device(lua_State *L) {
     lua_pushstring(L, g_device);
     return 1;
 }
+/* sys.device_info(): opens the device now (the error is backend_create's sentence when it
+ * cannot start) and returns its description, one JSON object (kernels/backend.h describe:
+ * CPU threads and BLAS; CUDA device name, memory, driver, runtime and cuBLAS versions). */
+static int l_device_info(lua_State *L) {
+    Backend *be = bind_backend(L);
+    char desc[1024];
+    be->describe(be, desc, sizeof desc);
+    lua_pushstring(L, desc);
+    return 1;
+}
+/* sys.cuda_built(): true when this lorasc was built with the CUDA backend (-Dcuda). */
+static int l_cuda_built(lua_State *L) {
+    lua_pushboolean(L, LORASC_HAVE_CUDA);
+    return 1;
+}
 
 int luaopen_lorasc_core_sys(lua_State *L) {
     static const luaL_Reg fns[] = {
@@ -166,7 +182,8 @@ int luaopen_lorasc_core_sys(lua_State *L) {
         {"hostname", l_hostname}, {"sha256", l_sha256}, {"mkdir", l_mkdir},
         {"exists", l_exists}, {"datadir_path", l_datadir_path},
         {"sleep", l_sleep}, {"set_threads", l_set_threads}, {"threads", l_threads},
-        {"set_device", l_set_device}, {"device", l_device}, {NULL, NULL}};
+        {"set_device", l_set_device}, {"device", l_device}, {"device_info", l_device_info},
+        {"cuda_built", l_cuda_built}, {NULL, NULL}};
     luaL_newlib(L, fns);
     return 1;
 }

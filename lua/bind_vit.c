@@ -122,6 +122,26 @@ static int m_clone(lua_State *L) {
     return 1;
 }
 
+/* m:snapshot([targets]): saves the matrices of the LoRA targets (default { "q", "v" }) of
+ * every layer and the head (a run trains it); closing the snapshot writes them back. */
+static int m_snapshot(lua_State *L) {
+    LVit *m = bind_check_vit(L, 1);
+    const unsigned targets = bind_target_list(
+        L, 2, ((1u << LORA_NUM_TARGETS) - 1) & ~LORA_BIT(LORA_GATE), "q, k, v, o, up (fc1), down (fc2)");
+    LSnapshot *s = bind_new_snapshot(L, 1, &m->live);
+    if (snapshot_vit(&s->s, &m->m, targets, 1) != LSC_OK) return bind_error(L);
+    s->live = 1;
+    return 1;
+}
+
+/* m:init_head(seed): a new head in place (normal(0, 0.02) weights, zero bias), the head
+ * m:clone(n_classes, seed) would give. */
+static int m_init_head(lua_State *L) {
+    LVit *m = bind_check_vit(L, 1);
+    if (vit_init_head(&m->m, (uint64_t)luaL_checkinteger(L, 2)) != LSC_OK) return bind_error(L);
+    return 0;
+}
+
 static int m_config(lua_State *L) {
     const ViTConfig *c = &bind_check_vit(L, 1)->m.config;
     lua_createtable(L, 0, 9);
@@ -290,12 +310,14 @@ static int f_tostring(lua_State *L) {
 }
 
 int luaopen_lorasc_core_vit(lua_State *L) {
-    static const luaL_Reg methods[] = {{"clone", m_clone}, {"save", m_save}, {"config", m_config},
-                                       {"num_params", m_num_params}, {"close", m_close},
-                                       {NULL, NULL}};
+    static const luaL_Reg methods[] = {{"clone", m_clone}, {"snapshot", m_snapshot},
+                                       {"init_head", m_init_head}, {"save", m_save},
+                                       {"config", m_config}, {"num_params", m_num_params},
+                                       {"close", m_close}, {NULL, NULL}};
     static const luaL_Reg meta[] = {{"__gc", m_close}, {"__close", m_close},
                                     {"__tostring", m_tostring}, {NULL, NULL}};
     bind_new_class(L, BIND_VIT, methods, meta);
+    bind_snapshot_class(L);
     static const luaL_Reg tmethods[] = {{"step", t_step}, {"close", t_close}, {NULL, NULL}};
     static const luaL_Reg tmeta[] = {{"__gc", t_close}, {"__close", t_close},
                                      {"__tostring", t_tostring}, {NULL, NULL}};

@@ -27,7 +27,7 @@ Commands:
 Common options:
   --db PATH          run database (default results/lorasc.db; its directory is created)
   --threads N        CPU threads (default: OpenMP's)
-  --device cpu|cuda  compute device (default cpu)
+  --device cpu|cuda  compute device (default: the experiments' device key, else cpu)
   -h, --help         help; `lorasc COMMAND --help` for one command
 ]]
 
@@ -98,7 +98,7 @@ local VALUED = { ["--db"] = "db", ["--shard"] = "shard", ["--device"] = "device"
                  ["--from"] = "from" }
 
 local function parse(args)
-  local opts, pos = { db = "results/lorasc.db", device = "cpu", format = "markdown" }, {}
+  local opts, pos = { db = "results/lorasc.db", format = "markdown" }, {}
   local i = 1
   while i <= #args do
     local a = args[i]
@@ -120,10 +120,7 @@ local function parse(args)
     end
     i = i + 1
   end
-  if opts.device ~= "cpu" then
-    if opts.device == "cuda" then
-      fail("--device cuda: the CUDA backend is not built yet (this lorasc has the CPU backend only); use --device cpu")
-    end
+  if opts.device and opts.device ~= "cpu" and opts.device ~= "cuda" then
     fail("unknown device '" .. opts.device .. "'; valid devices: cpu, cuda")
   end
   if opts.threads then
@@ -184,10 +181,29 @@ local function build_commit()
   return commit, tag:find("+dirty", 1, true) and 1 or 0
 end
 
+-- The device of a `lorasc run`, started now so that a device that cannot start stops the
+-- sweep before any run is claimed: --device, else the experiments' device key (one process
+-- has one device, so they must agree), else cpu. Returns its description (JSON).
+local function start_device(opts, list, reg)
+  local device, from = opts.device, "--device"
+  for _, e in ipairs(list) do
+    local d = not opts.device and reg.experiments[e.name].spec.device
+    if d and device and d ~= device then
+      fail(string.format("%s asks for device %s but experiment %s for %s; one lorasc run uses one device: run them separately or give --device", from, device, e.name, d))
+    end
+    if d then device, from = d, "experiment " .. e.name end
+  end
+  device = device or "cpu"
+  sys.set_device(device)
+  local ok, desc = pcall(sys.device_info)
+  if not ok then fail(string.format("device %s cannot start: %s", device, tostring(desc))) end
+  return desc
+end
+
 local COMMANDS = {}
 
 function COMMANDS.run(opts, pos)
-  local list, _, source = load_experiments(pos[1], opts)
+  local list, reg, source = load_experiments(pos[1], opts)
   if opts.dry_run then
     for _, e in ipairs(list) do
       local runs = shard(e.runs, opts)
@@ -199,11 +215,11 @@ function COMMANDS.run(opts, pos)
     end
     return 0
   end
+  local device = start_device(opts, list, reg)
   local store <close> = open_store(opts, true)
   local commit, dirty = build_commit()
-  store:meta_set { device = string.format("cpu (%s threads)", opts.threads or "default"),
-                   git_commit = commit, git_dirty = dirty,
-                   build_options = string.format('{"version":"%s","cuda":false}', LORASC_VERSION),
+  store:meta_set { device = device, git_commit = commit, git_dirty = dirty,
+                   build_options = string.format('{"version":"%s","cuda":%s}', LORASC_VERSION, tostring(sys.cuda_built())),
                    lib_versions = string.format('{"lua":"%s","sqlite":"%s",%s}', (_VERSION:gsub("Lua ", "")), store_mod.sqlite_version(), LORASC_KERNEL_LIBS or "") }
   local failed, ran, skipped = 0, 0, 0
   for _, e in ipairs(list) do

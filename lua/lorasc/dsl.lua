@@ -80,7 +80,7 @@ for name in pairs(methods.METHODS) do M[name] = methods.constructor(name) end
 
 -- Experiments and reports -----------------------------------------------------------------
 local EXP_KEYS = { "model", "tasks", "task", "split", "train", "method", "seeds", "select",
-                   "eval", "log_every", "save" }
+                   "eval", "log_every", "save", "device" }
 local SPLIT_KEYS = { "train", "val", "test", "max_train", "max_val", "max_test" }
 local EVAL_KEYS = { "batch", "max_windows", "corrupt", "corrupt_max", "max_examples", "max_new", "tasks" }
 local REPORT_KEYS = { "rows", "cols", "metric", "metrics", "select", "scale", "digits", "title" }
@@ -97,6 +97,10 @@ function M.new_registry()
       if t.train then check_keys(t.train, families.of_arch(model_arch(t.model)).train_keys, "train", loc) end
       if t.split then check_keys(t.split, SPLIT_KEYS, "split", loc) end
       if t.eval then check_keys(t.eval, EVAL_KEYS, "eval", loc) end
+      -- where the runs execute, not what they are: no part of a run's config or hash
+      if t.device ~= nil and t.device ~= "cpu" and t.device ~= "cuda" then
+        fail(string.format("%s: device must be \"cpu\" or \"cuda\", got %s", loc, tostring(t.device)))
+      end
       reg.experiments[name] = { name = name, spec = t, where = loc }
       reg.order[#reg.order + 1] = name
     end

@@ -220,8 +220,21 @@ function F.prepare(run)
   return { data = d, info = info, spe = math.max(1, info.train // c.train.batch) }
 end
 
--- A fresh head for the task's classes, initialised from the run's seed.
-function F.clone(base, ctx, c) return base:clone(ctx.info.n_classes, c.seed) end
+-- A run trains on the shared base itself, with a fresh head for the task's classes from the
+-- run's seed: the adapted matrices and the head are saved first and written back when the
+-- returned snapshot is closed. A task with another number of classes replaces the cached base
+-- by a copy with a head of its size (once, not per run: one base stays in memory).
+function F.borrow(base, ctx, c)
+  if base:config().n_classes ~= ctx.info.n_classes then
+    local resized = base:clone(ctx.info.n_classes, c.seed)
+    for k, v in pairs(bases) do if v == base then bases[k] = resized end end
+    base:close()
+    base = resized
+  end
+  local snap = base:snapshot(c.method.targets)
+  base:init_head(c.seed)
+  return base, snap
+end
 
 function F.finetune(m, ctx, opts, tr)
   opts.crop_pad, opts.flip = tr.crop_pad, tr.flip and 1 or 0

@@ -121,7 +121,7 @@ function F.prepare(run, base, prog)
            spe = math.max(1, (n_train + c.train.batch - 1) // c.train.batch) }
 end
 
-F.clone = text.clone
+F.borrow = text.borrow
 
 function F.finetune(m, ctx, opts, tr)
   opts.seq, opts.sampling = tr.seq, tr.sampling

@@ -173,7 +173,10 @@ function F.prepare(run)
   return { data = d, spe = d:steps_per_epoch(c.train.batch, c.train.seq) }
 end
 
-function F.clone(base) return base:clone() end
+-- A run trains on the shared base itself: the matrices its method adapts (which the cascade's
+-- merges and noise change) are saved first and written back when the returned snapshot is
+-- closed, so every run starts from the same base and no run copies the whole model.
+function F.borrow(base, ctx, c) return base, base:snapshot(c.method.targets) end
 
 function F.finetune(m, ctx, opts, tr)
   opts.seq = tr.seq

@@ -22,9 +22,10 @@ local function save_model(store, run, run_id, m, opts, ext)
   store:artifact(run_id, path, "model")
 end
 
--- One run: the base model (pretrained and cached on first use), the data, a clone of the
--- base fine-tuned with the run's method (train.steps = 0: evaluated as it is), the
--- evaluation, the saved model. Returns the scores { val, test [, corrupt] }.
+-- One run: the base model (pretrained and cached on first use), the data, the base
+-- fine-tuned with the run's method (train.steps = 0: evaluated as it is), the evaluation, the
+-- saved model; the weights the run changed are restored when `restore` closes (family
+-- borrow: no copy of the whole model per run). Returns the scores { val, test [, corrupt] }.
 local function train_one(store, run, run_id, prog, index, opts)
   local c = run.config
   local fam = families[run.family]
@@ -32,7 +33,7 @@ local function train_one(store, run, run_id, prog, index, opts)
   for _, pm in ipairs(run.pretrain_metrics or {}) do store:metric(run_id, 0, pm[1], pm[2]) end
   local ctx = fam.prepare(run, base, prog)
   local total = c.train.steps or c.train.epochs * ctx.spe
-  local m <close> = fam.clone(base, ctx, c)
+  local m, restore <close> = fam.borrow(base, ctx, c)
   if total > 0 then
     local f <close> = fam.finetune(m, ctx, methods.engine_options(c.method, c.train, c.seed, total, ctx.spe), c.train)
     prog:run_start(index, string.format("%s %s seed %d", c.task, run.label, c.seed), total, ctx.spe)
