@@ -132,7 +132,7 @@ if [ -n "$parity" ]; then
   else
     tail -20 "$out/parity.log"
   fi
-  step "training runs (Llama, ViT; LoRA, DoRA, LoRASC, full) CUDA vs CPU" "$out/device_step.log" 120 1 \
+  step "training runs, CUDA vs CPU (device_step)" "$out/device_step.log" 120 1 \
     "$device_step"
   grep -E '^worst|SKIP|FAILED|ERROR|a step that cannot run' "$out/device_step.log" | head -12
   cs=$(command -v compute-sanitizer || { [ -x /usr/local/cuda/bin/compute-sanitizer ] && echo /usr/local/cuda/bin/compute-sanitizer; } || true)
