@@ -54,6 +54,7 @@ int luaopen_lorasc_core_store(lua_State *L);
 int luaopen_lorasc_core_data(lua_State *L);
 int luaopen_lorasc_core_sys(lua_State *L);
 int luaopen_lorasc_core_tasks(lua_State *L);
+int luaopen_lorasc_core_fs(lua_State *L);
 /* Registers all of the above in package.preload. */
 void bind_preload(lua_State *L);
 
