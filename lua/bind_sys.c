@@ -170,6 +170,14 @@ static int l_device_info(lua_State *L) {
     lua_pushstring(L, desc);
     return 1;
 }
+/* sys.device_error(): the open device's error sentence once an op has failed on it (sticky:
+ * the device is unusable for the rest of the process), else nil. */
+static int l_device_error(lua_State *L) {
+    const char *e = g_backend ? g_backend->error(g_backend) : NULL;
+    if (e) lua_pushstring(L, e);
+    else lua_pushnil(L);
+    return 1;
+}
 /* sys.cuda_built(): true when this lorasc was built with the CUDA backend (-Dcuda). */
 static int l_cuda_built(lua_State *L) {
     lua_pushboolean(L, LORASC_HAVE_CUDA);
@@ -183,6 +191,7 @@ int luaopen_lorasc_core_sys(lua_State *L) {
         {"exists", l_exists}, {"datadir_path", l_datadir_path},
         {"sleep", l_sleep}, {"set_threads", l_set_threads}, {"threads", l_threads},
         {"set_device", l_set_device}, {"device", l_device}, {"device_info", l_device_info},
+        {"device_error", l_device_error},
         {"cuda_built", l_cuda_built}, {NULL, NULL}};
     luaL_newlib(L, fns);
     return 1;

@@ -96,6 +96,12 @@ function M.run(store, exp_id, runs, opts)
         local fok, ferr = pcall(store.run_finish, store, claim.run_id, "failed", res, wall)
         if not fok then prog:message("cannot record the failure: " .. tostring(ferr)) end
         prog:run_end(string.format("run %d FAILED: %s", claim.run_id, res))
+        -- a device error is sticky (CUDA: the device is unusable for the rest of the process):
+        -- the sweep stops and the runs after this one stay pending for the next `lorasc run`
+        if sys.device_error() then
+          prog:message("the device failed; the sweep stops here (the remaining runs stay pending)")
+          break
+        end
       end
     end
     collectgarbage()

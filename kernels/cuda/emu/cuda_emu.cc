@@ -14,11 +14,17 @@
 
 /* ---- the device-memory guard (LORASC_CUDA_EMU_GUARD=1) ----
  * Device memory is host memory here, so host code that reads a device pointer (a bug that
- * faults on a GPU) would pass unseen. With the guard on, every cudaMalloc is its own pages,
- * inaccessible (PROT_NONE) except while an emulated device operation runs (a kernel, a copy,
- * a memset, a cuBLAS call): a host dereference of device memory then faults here too. */
-static std::map<void *, size_t> emu_guarded; /* page-aligned base -> mapped bytes */
+ * faults on a GPU) would pass unseen. With the guard on, device memory comes from one
+ * reserved stretch of address space, inaccessible (PROT_NONE) except while an emulated device
+ * operation runs (a kernel, a copy, a memset, a cuBLAS call): a host dereference of device
+ * memory then faults here too. One mprotect of the stretch's used part per operation and
+ * direction; allocations are whole pages, first fit, freed pages returned to the system. */
+static char *emu_guard_base;                   /* the reserved stretch */
+static size_t emu_guard_top;                   /* bytes from base ever handed out */
+static std::map<size_t, size_t> emu_guard_free; /* offset -> bytes, coalesced, below top */
+static std::map<size_t, size_t> emu_guard_used; /* offset -> bytes */
 static int emu_guard_depth;
+static const size_t EMU_GUARD_RESERVE = (size_t)64 << 30; /* address space, not memory */
 
 static bool emu_guard_on(void) {
     static int on = -1;
@@ -30,24 +36,80 @@ static bool emu_guard_on(void) {
 }
 
 static void emu_guard_protect(int prot) {
-    for (const auto &g : emu_guarded)
-        if (mprotect(g.first, g.second, prot) != 0) {
-            perror("cuda_emu: mprotect");
-            abort();
-        }
+    if (emu_guard_top && mprotect(emu_guard_base, emu_guard_top, prot) != 0) {
+        perror("cuda_emu: mprotect");
+        abort();
+    }
 }
 
 /* Device memory is reachable while one of these lives (they nest). */
 struct EmuDeviceAccess {
     EmuDeviceAccess() {
-        if (emu_guard_depth++ == 0 && !emu_guarded.empty()) emu_guard_protect(PROT_READ | PROT_WRITE);
+        if (emu_guard_depth++ == 0) emu_guard_protect(PROT_READ | PROT_WRITE);
     }
     ~EmuDeviceAccess() {
-        if (--emu_guard_depth == 0 && !emu_guarded.empty()) emu_guard_protect(PROT_NONE);
+        if (--emu_guard_depth == 0) emu_guard_protect(PROT_NONE);
     }
     EmuDeviceAccess(const EmuDeviceAccess &) = delete;
     EmuDeviceAccess &operator=(const EmuDeviceAccess &) = delete;
 };
+
+static void *emu_guard_alloc(size_t bytes) {
+    static const size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    if (!emu_guard_base) {
+        void *m = mmap(NULL, EMU_GUARD_RESERVE, PROT_NONE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (m == MAP_FAILED) return NULL;
+        emu_guard_base = (char *)m;
+    }
+    const size_t len = (bytes ? (bytes + page - 1) / page : 1) * page;
+    size_t at = emu_guard_top;
+    for (std::map<size_t, size_t>::iterator f = emu_guard_free.begin(); f != emu_guard_free.end(); ++f)
+        if (f->second >= len) { /* first fit */
+            at = f->first;
+            if (f->second > len) emu_guard_free[at + len] = f->second - len;
+            emu_guard_free.erase(f);
+            break;
+        }
+    if (at == emu_guard_top) {
+        if (emu_guard_top + len > EMU_GUARD_RESERVE) return NULL;
+        emu_guard_top += len;
+    }
+    emu_guard_used[at] = len;
+    char *p = emu_guard_base + at;
+    if (mprotect(p, len, PROT_READ | PROT_WRITE) != 0) abort();
+    memset(p, 0xa5, bytes); /* device memory starts as garbage too */
+    if (emu_guard_depth == 0 && mprotect(p, len, PROT_NONE) != 0) abort();
+    return p;
+}
+
+/* 1 when p was a guarded allocation (now freed). */
+static int emu_guard_release(void *p) {
+    if (!emu_guard_base || (char *)p < emu_guard_base || (char *)p >= emu_guard_base + emu_guard_top)
+        return 0;
+    const size_t at = (size_t)((char *)p - emu_guard_base);
+    std::map<size_t, size_t>::iterator u = emu_guard_used.find(at);
+    if (u == emu_guard_used.end()) return 0;
+    size_t off = at, len = u->second;
+    emu_guard_used.erase(u);
+    madvise(emu_guard_base + off, len, MADV_DONTNEED); /* the memory goes back */
+    std::map<size_t, size_t>::iterator next = emu_guard_free.lower_bound(off);
+    if (next != emu_guard_free.end() && next->first == off + len) { /* coalesce forward */
+        len += next->second;
+        emu_guard_free.erase(next);
+    }
+    std::map<size_t, size_t>::iterator prev = emu_guard_free.lower_bound(off);
+    if (prev != emu_guard_free.begin()) { /* and backward */
+        --prev;
+        if (prev->first + prev->second == off) {
+            off = prev->first;
+            len += prev->second;
+            emu_guard_free.erase(prev);
+        }
+    }
+    emu_guard_free[off] = len;
+    return 1;
+}
 
 /* ---- the thread model ---- */
 
@@ -275,30 +337,15 @@ cudaError_t cudaStreamDestroy(cudaStream_t s) { return delete s, cudaSuccess; }
 cudaError_t cudaStreamSynchronize(cudaStream_t s) { return (void)s, cudaSuccess; }
 cudaError_t cudaMalloc(void **p, size_t bytes) {
     if (emu_guard_on()) {
-        const size_t page = (size_t)sysconf(_SC_PAGESIZE);
-        const size_t len = (bytes + page - 1) / page * page + (bytes ? 0 : page);
-        void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (m == MAP_FAILED) return *p = NULL, cudaErrorMemoryAllocation;
-        memset(m, 0xa5, bytes); /* device memory starts as garbage too */
-        if (emu_guard_depth == 0 && mprotect(m, len, PROT_NONE) != 0) {
-            munmap(m, len);
-            return *p = NULL, cudaErrorMemoryAllocation;
-        }
-        emu_guarded[m] = len;
-        *p = m;
-        return cudaSuccess;
+        *p = emu_guard_alloc(bytes);
+        return *p ? cudaSuccess : cudaErrorMemoryAllocation;
     }
     *p = aligned_alloc(256, (bytes + 255) / 256 * 256);
     if (*p) memset(*p, 0xa5, bytes); /* device memory starts as garbage too */
     return *p ? cudaSuccess : cudaErrorMemoryAllocation;
 }
 cudaError_t cudaFree(void *p) {
-    std::map<void *, size_t>::iterator g = emu_guarded.find(p);
-    if (g != emu_guarded.end()) {
-        munmap(g->first, g->second);
-        emu_guarded.erase(g);
-        return cudaSuccess;
-    }
+    if (!p || emu_guard_release(p)) return cudaSuccess;
     return free(p), cudaSuccess;
 }
 /* pinned host memory is the host's: never guarded */
