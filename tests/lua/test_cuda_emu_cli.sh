@@ -3,16 +3,18 @@
 # (lorasc_cuda_emu: the lorasc program with kernels/cuda run by kernels/cuda/emu, whose guard
 # makes any host read of device memory fault): a small text experiment (a Llama pretrained,
 # then LoRA and LoRASC) and, with Fashion-MNIST, a small image one (LoRA and LoRASC with DoRA
-# on a ViT), each against the same experiment on the CPU: the same runs (hashes), every
+# on a ViT) and three language tasks (classification, generation through the key/value cache),
+# each against the same experiment on the CPU: the same runs (hashes), every
 # evaluation loss and logged training loss within 1e-5 relative, the same accuracies, the
 # device's description recorded with every run. Then `device = "cuda"` in the file, and a
 # model the device cannot run (a head size above the CUDA attention's 256): its run fails with
 # the backend's sentence and the sweep stops, the next run left pending.
-# usage: test_cuda_emu_cli.sh LORASC_CUDA_EMU LORASC SOURCE_ROOT
+# usage: test_cuda_emu_cli.sh LORASC_CUDA_EMU LORASC SOURCE_ROOT WRITE_TASK_FIXTURE
 set -u
 EMU=$(realpath "$1")
 LORASC=$(realpath "$2")
 SRC=$(realpath "$3")
+FIXTURE=$(realpath "$4")
 . "$(dirname "$0")/cli_lib.sh"
 export LORASC_CUDA_EMU_GUARD=1
 
@@ -64,7 +66,32 @@ else
   echo "Fashion-MNIST not installed: the image experiment is skipped"
 fi
 
-# 3. The device from the file, and a device failure mid-sweep: the first run's model has a head
+# 3. Language tasks on test-written files (tests/task_fixture.h): a classification task scored
+# by the loss of each label, and two generation tasks through the key/value-cache decoder.
+"$FIXTURE" "$W/data" > /dev/null || fail "cannot write the task fixture"
+mkdir -p data/tiny
+cat > mk.lua <<'LUA'
+local m = require("lorasc.core.model").new { dim = 16, hidden_dim = 32, n_layers = 1, n_heads = 2,
+  vocab_size = 260, seq_len = 96, seed = 1 }
+m:save(os.getenv("LORASC_DATA") .. "/tiny/model.lsc")
+LUA
+LORASC_DATA=$W/data "$LORASC" lua mk.lua || fail "cannot write the tiny model"
+cat > lang.lua <<'LUA'
+experiment "lang" {
+  model = llama { checkpoint = "tiny/model.lsc", tokenizer = "tok/tokenizer.bin" },
+  tasks = { "sst2", "squad", "gsm8k" },
+  split = { train = 4, val = 2, test = 2 },
+  train = { steps = 3, batch = 2, seq = 96, lr = 1e-3 },
+  method = lorasc { rank = 2, experts = 2 },
+  eval = { max_new = 4 },
+  log_every = 1,
+}
+LUA
+LORASC_DATA=$W/data "$LORASC" run lang.lua --db cpu/lang.db > cpu_lang.log 2>&1 || fail "language tasks on the CPU: $(tail -3 cpu_lang.log)"
+LORASC_DATA=$W/data "$EMU" run lang.lua --device cuda --db cuda/lang.db > cuda_lang.log 2>&1 || fail "language tasks on cuda: $(tail -3 cuda_lang.log)"
+same_results cpu/lang.db cuda/lang.db
+
+# 4. The device from the file, and a device failure mid-sweep: the first run's model has a head
 # size of 300; its pretraining fails on the device, the sweep stops, the second run stays
 # pending, the sentence names the op, file and line.
 sed -e 's/experiment "tiny" {/experiment "tiny" {\n  device = "cuda",/' \
