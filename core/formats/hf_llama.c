@@ -27,6 +27,12 @@ static const char *layer_module(int tensor) {
     }
 }
 
+const char *hf_llama_lora_module(int target) {
+    static const int tensor[LORA_NUM_TARGETS] = {LLAMA_WQ, LLAMA_WK, LLAMA_WV, LLAMA_WO,
+                                                 LLAMA_W1, LLAMA_W3, LLAMA_W2};
+    return target >= 0 && target < LORA_NUM_TARGETS ? layer_module(tensor[target]) : NULL;
+}
+
 static const char *global_name(int tensor) {
     switch (tensor) {
     case LLAMA_TOKEN_EMBEDDING: return "model.embed_tokens.weight";

@@ -22,6 +22,9 @@ int hf_llama_read_config(const char *dir, LlamaConfig *c);
  * must exist. */
 int hf_llama_save(const char *dir, const Llama *model, StDtype dtype);
 
+/* The HF module of LoRA target t in a layer ("self_attn.q_proj", ..., "mlp.down_proj"). */
+const char *hf_llama_lora_module(int target);
+
 /* Row permutation of a q or k projection [n_heads*hd, cols] between Meta's interleaved rotary
  * pairs (2i, 2i+1) and HF's halves (i, i + hd/2); to_hf = 1: Meta -> HF, 0: HF -> Meta. */
 void hf_llama_permute_rows(Real *dst, const Real *src, int n_heads, int hd, int cols, int to_hf);

@@ -131,6 +131,12 @@ static const char *layer_module(ViTHfLayout layout, int t) {
     }
 }
 
+const char *vit_hf_lora_module(int target) {
+    static const int tensor[LORA_NUM_TARGETS] = {VIT_WQ, VIT_WK, VIT_WV, VIT_WO, -1, VIT_W1, VIT_W2};
+    if (target < 0 || target >= LORA_NUM_TARGETS || tensor[target] < 0) return NULL;
+    return layer_module(VIT_HF_VIT, tensor[target]);
+}
+
 static int is_bias(int t) {
     switch (t) {
     case VIT_PATCH_B: case VIT_LN_PRE_B: case VIT_LN1_B: case VIT_BQ: case VIT_BK: case VIT_BV:

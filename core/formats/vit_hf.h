@@ -44,6 +44,10 @@ typedef struct ViTHfOptions {
  * 0 for CLIP) and *layout. */
 int vit_hf_read_config(const char *dir, ViTConfig *c, ViTHfLayout *layout);
 
+/* The HF ViT module of LoRA target t in a layer ("attention.attention.query", ...,
+ * "output.dense" for LORA_DOWN = fc2), NULL for LORA_GATE. */
+const char *vit_hf_lora_module(int target);
+
 /* Creates *m from dir; opt may be NULL (all zero). */
 int vit_hf_load(const char *dir, ViT *m, Backend *be, const ViTHfOptions *opt);
 
