@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/base/error.h"
@@ -95,4 +96,40 @@ int hf_config_write(const char *dir, const char *file, json_t *root) {
         rc = error_set("Cannot write %s: %s.", path, strerror(errno));
     json_decref(root);
     return rc;
+}
+
+const char *const HF_TOKENIZER_FILES[] = {
+    "generation_config.json", "tokenizer.json",   "tokenizer_config.json", "special_tokens_map.json",
+    "tokenizer.model",        "vocab.json",       "merges.txt",            "added_tokens.json",
+    "chat_template.json",     "chat_template.jinja", NULL};
+
+int hf_config_copy_file(const char *src_dir, const char *dst_dir, const char *file, int *copied) {
+    char from[4096], to[4096], tmp[4200];
+    if (join(from, sizeof from, src_dir, file) != LSC_OK || join(to, sizeof to, dst_dir, file) != LSC_OK)
+        return LSC_ERR;
+    FILE *a = fopen(from, "rb");
+    if (!a) return errno == ENOENT ? LSC_OK : error_set("Cannot read %s: %s.", from, strerror(errno));
+    snprintf(tmp, sizeof tmp, "%s.tmp", to);
+    FILE *b = fopen(tmp, "wb");
+    int rc = b ? LSC_OK : error_set("Cannot write %s: %s.", tmp, strerror(errno));
+    char buf[65536];
+    size_t n;
+    while (rc == LSC_OK && (n = fread(buf, 1, sizeof buf, a)) > 0)
+        if (fwrite(buf, 1, n, b) != n) rc = error_set("Cannot write %s: %s.", tmp, strerror(errno));
+    if (rc == LSC_OK && ferror(a)) rc = error_set("Cannot read %s: %s.", from, strerror(errno));
+    fclose(a);
+    if (b && fclose(b) != 0 && rc == LSC_OK) rc = error_set("Cannot write %s: %s.", tmp, strerror(errno));
+    if (rc == LSC_OK && rename(tmp, to) != 0) rc = error_set("Cannot write %s: %s.", to, strerror(errno));
+    if (rc != LSC_OK) remove(tmp);
+    else if (copied) (*copied)++;
+    return rc;
+}
+
+double hf_config_float_value(float x) {
+    char buf[32];
+    for (int digits = 1; digits <= 9; digits++) {
+        snprintf(buf, sizeof buf, "%.*g", digits, (double)x);
+        if (strtof(buf, NULL) == x) break;
+    }
+    return strtod(buf, NULL);
 }

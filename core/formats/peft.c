@@ -281,7 +281,7 @@ static json_t *targets_json(const Target *m, const LoraAdapters *lora) {
             }
         } else {
             json_array_append_new(a, json_string(m->kind == PEFT_VIT ? vit_hf_lora_module(t)
-                                                                    : hf_llama_lora_module(t)));
+                                                                    : lora_target_name(t)));
         }
     }
     return a;
