@@ -140,6 +140,13 @@ int finetune_after_step(Finetune *ft, CascadeEvent *event) {
 
 int finetune_done(const Finetune *ft) { return ft->step >= ft->config.total_steps; }
 
+int finetune_merged_adapter(const Finetune *ft, LoraAdapters *out) {
+    if (!finetune_done(ft))
+        return error_set("The run has done %ld of its %ld steps: its adapter is not final yet.",
+                         ft->step, ft->config.total_steps);
+    return cascade_merged_adapter(&ft->cascade, out);
+}
+
 void finetune_end(Finetune *ft) {
     cascade_free(&ft->cascade);
     adamw_free(&ft->opt);
