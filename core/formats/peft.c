@@ -475,6 +475,32 @@ int peft_load(const char *dir, const Llama *model, LoraAdapters *lora, Backend *
     return load_any(dir, &m, lora, be);
 }
 
+/* "r 4, lora_alpha 8, DoRA, q_proj v_proj" */
+static void describe(const LoraConfig *c, char *out, size_t n) {
+    int k = snprintf(out, n, "r %d, lora_alpha %g, %s,", c->rank, (double)c->alpha, c->use_dora ? "DoRA" : "LoRA");
+    for (int t = 0; t < LORA_NUM_TARGETS && k > 0 && (size_t)k < n; t++)
+        if (c->targets & LORA_BIT(t)) k += snprintf(out + k, n - (size_t)k, " %s", lora_target_name(t));
+}
+
+int peft_load_into(const char *dir, const Llama *model, LoraAdapters *lora) {
+    LoraAdapters file;
+    if (peft_load(dir, model, &file, lora->be) != LSC_OK) return LSC_ERR;
+    const LoraConfig *a = &file.config, *b = &lora->config;
+    int rc = LSC_OK;
+    if (a->rank != b->rank || a->alpha != b->alpha || a->targets != b->targets || a->use_dora != b->use_dora) {
+        char fa[256], fb[256];
+        describe(a, fa, sizeof fa);
+        describe(b, fb, sizeof fb);
+        rc = error_set("The adapter in %s (%s) differs from the one the run trains (%s): give the "
+                       "method the adapter's rank, lora_alpha, targets and dora.", dir, fa, fb);
+    } else {
+        lora->be->copy(lora->be, lora->params, file.params, lora->num_params * sizeof(Real));
+        lora->magnitudes_set = file.magnitudes_set;
+    }
+    lora_free(&file);
+    return rc;
+}
+
 int peft_load_vit(const char *dir, ViT *model, LoraAdapters *lora, Backend *be) {
     if (model->config.pre_norm || !model->config.patch_bias)
         return error_set("Cannot load the PEFT adapter in %s into a CLIP-layout ViT: lorasc reads "

@@ -44,6 +44,11 @@ int peft_save(const char *dir, const Llama *model, const LoraAdapters *lora, con
  * is ROPE_INTERLEAVED). The adapter is not attached. */
 int peft_load(const char *dir, const Llama *model, LoraAdapters *lora, Backend *be);
 
+/* Overwrites lora (made with lora_create for model) with the adapter in dir: a run that
+ * continues training a PEFT adapter starts its fast adapter from it. The file's rank,
+ * lora_alpha, targets and DoRA must equal lora's (an error names both otherwise). */
+int peft_load_into(const char *dir, const Llama *model, LoraAdapters *lora);
+
 /* The same for a ViT (HF ViT layout only: a CLIP-layout model has no PEFT module names that
  * transformers' ViTForImageClassification would match). peft_save_vit writes the model's head
  * as modules_to_save ["classifier"]; peft_load_vit loads it into model when the file has one
