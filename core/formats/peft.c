@@ -280,8 +280,11 @@ static json_t *targets_json(const Target *m, const LoraAdapters *lora) {
                 json_array_append_new(a, json_string(mod));
             }
         } else {
-            json_array_append_new(a, json_string(m->kind == PEFT_VIT ? vit_hf_lora_module(t)
-                                                                    : lora_target_name(t)));
+            /* PEFT's usual names: the last part of the module, "attention.output.dense" and
+             * "intermediate.dense" for a ViT's o and fc1 ("dense" alone would match three) */
+            const char *mod = m->kind == PEFT_VIT ? vit_hf_lora_module(t) : lora_target_name(t);
+            if (m->kind == PEFT_VIT && t <= LORA_V) mod = strrchr(mod, '.') + 1;
+            json_array_append_new(a, json_string(mod));
         }
     }
     return a;
