@@ -1,6 +1,7 @@
 /* lorasc.core.sys: the few operating-system services the harness needs (clock, tty, files,
  * hashing, host name) plus the helpers shared by the other binding files. */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -9,22 +10,21 @@
 #include "core/data/datadir.h"
 #include "core/base/error.h"
 #include "core/base/sha256.h"
+#include "core/model/device.h"
 #include "lua/bind.h"
 
 static Backend *g_backend;
 static int g_threads;
+static char g_device[16] = "cpu";
 
 Backend *bind_backend(lua_State *L) {
-    if (!g_backend) {
-        g_backend = backend_cpu_create(g_threads);
-        if (!g_backend) luaL_error(L, "cannot create the CPU backend");
-    }
+    if (!g_backend && device_open(&g_backend, g_device, g_threads) != LSC_OK) bind_error(L);
     return g_backend;
 }
 void bind_set_threads(int threads) { g_threads = threads; }
 int bind_threads(void) { return g_threads; }
 void bind_backend_destroy(void) {
-    if (g_backend) backend_cpu_destroy(g_backend);
+    device_close(g_backend);
     g_backend = NULL;
 }
 
@@ -143,13 +143,30 @@ static int l_threads(lua_State *L) {
     lua_pushinteger(L, bind_threads());
     return 1;
 }
+/* sys.set_device("cpu"|"cuda"): the device of every model made from now on. The backend is
+ * opened at the first model (device_open's error if the device is not built in) and stays for
+ * the process, so the device cannot change once a model exists. */
+static int l_set_device(lua_State *L) {
+    static const char *const devices[] = {"cpu", "cuda", NULL};
+    const char *name = devices[luaL_checkoption(L, 1, NULL, devices)];
+    if (g_backend && strcmp(g_backend->name, name) != 0)
+        return luaL_error(L, "the device is %s already (a model exists); set the device before "
+                          "making the first model", g_backend->name);
+    snprintf(g_device, sizeof g_device, "%s", name);
+    return 0;
+}
+static int l_device(lua_State *L) {
+    lua_pushstring(L, g_device);
+    return 1;
+}
 
 int luaopen_lorasc_core_sys(lua_State *L) {
     static const luaL_Reg fns[] = {
         {"now", l_now},       {"isatty", l_isatty},     {"getpid", l_getpid},
         {"hostname", l_hostname}, {"sha256", l_sha256}, {"mkdir", l_mkdir},
         {"exists", l_exists}, {"datadir_path", l_datadir_path},
-        {"sleep", l_sleep}, {"set_threads", l_set_threads}, {"threads", l_threads}, {NULL, NULL}};
+        {"sleep", l_sleep}, {"set_threads", l_set_threads}, {"threads", l_threads},
+        {"set_device", l_set_device}, {"device", l_device}, {NULL, NULL}};
     luaL_newlib(L, fns);
     return 1;
 }

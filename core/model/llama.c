@@ -138,6 +138,12 @@ void llama_free(Llama *m) {
     memset(m, 0, sizeof *m);
 }
 
+int llama_clone(Llama *m, const Llama *src) {
+    if (llama_create(m, src->be, &src->config) != LSC_OK) return LSC_ERR;
+    src->be->copy(src->be, m->params, src->params, src->num_params * sizeof(Real));
+    return LSC_OK;
+}
+
 void llama_init_random(Llama *m, uint64_t seed) {
     const size_t n = m->num_params;
     Real *host = malloc(n * sizeof(Real));

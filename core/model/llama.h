@@ -117,6 +117,8 @@ typedef struct Llama {
 /* Allocates parameters (zeroed) for c on be. */
 int llama_create(Llama *m, Backend *be, const LlamaConfig *c);
 void llama_free(Llama *m);
+/* m = a copy of src on src's backend (weights only: no gradients, adapters or optimiser). */
+int llama_clone(Llama *m, const Llama *src);
 
 /* Random initialisation for pretraining: normal(0, 0.02) matrices, ones for norm weights. */
 void llama_init_random(Llama *m, uint64_t seed);
