@@ -288,7 +288,8 @@ static int spm_encode(const Tokenizer *t, const char *text, size_t len, TokOut *
         goto done;
     }
     if (t->add_dummy_prefix == TOKENIZER_PREFIX_ALWAYS ||
-        (t->add_dummy_prefix == TOKENIZER_PREFIX_UNLESS_SPACE && text[0] != ' ')) {
+        (t->add_dummy_prefix == TOKENIZER_PREFIX_UNLESS_SPACE && text[0] != ' ' &&
+         !(len >= SPACE_MARK_LEN && memcmp(text, SPACE_MARK, SPACE_MARK_LEN) == 0))) {
         memcpy(norm, SPACE_MARK, SPACE_MARK_LEN);
         m = SPACE_MARK_LEN;
     }

@@ -72,8 +72,8 @@ enum { TOKENIZER_BOS = 1, TOKENIZER_EOS = 2 };
 /* The dummy prefix of SentencePiece-style text. ALWAYS: SentencePiece, llama2.c, GGUF, and a
  * tokenizer.json's Prepend normalizer (" a" becomes "▁▁a"). UNLESS_SPACE: a tokenizer.json's
  * Metaspace pre-tokenizer with prepend_scheme "first" or "always" (HF prepends "▁" only when
- * the text does not already start with one: " a" becomes "▁a"; lorasc never splits text at
- * special tokens, so "first" and "always" act alike). */
+ * the text, spaces replaced, does not already start with one: " a" becomes "▁a"; lorasc never
+ * splits text at special tokens, so "first" and "always" act alike). */
 enum { TOKENIZER_PREFIX_NONE = 0, TOKENIZER_PREFIX_ALWAYS = 1, TOKENIZER_PREFIX_UNLESS_SPACE = 2 };
 
 /* Loaders: each returns LSC_OK, or LSC_ERR with one sentence naming the file and what was
