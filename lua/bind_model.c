@@ -8,6 +8,7 @@
 #include "core/formats/gguf_llama.h"
 #include "core/formats/llama2c.h"
 #include "core/formats/hf_llama.h"
+#include "core/formats/peft.h"
 #include "core/data/modelfetch.h"
 #include "core/base/error.h"
 #include "lua/bind.h"
@@ -117,6 +118,32 @@ static int m_save(lua_State *L) {
     return 0;
 }
 
+/* m:save_hf(dir [, {source = HF dir, dtype = "f32"|"f16"|"bf16", bos =, eos =, pad =}]): the
+ * model as a Hugging Face directory (core/formats/hf_llama.h): with a source, its config keys,
+ * generation config and tokenizer files are kept; without, the given token ids. */
+static int m_save_hf(lua_State *L) {
+    LModel *m = bind_check_model(L, 1);
+    const char *dir = luaL_checkstring(L, 2);
+    HfLlamaSaveOptions o = hf_llama_save_defaults();
+    if (!lua_isnoneornil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        o.dtype = (StDtype)bind_st_dtype(L, bind_opt_str(L, 3, "dtype", "f32"));
+        o.source_dir = bind_opt_str(L, 3, "source", NULL);
+        o.bos_id = (int)bind_opt_int(L, 3, "bos", o.bos_id);
+        o.eos_id = (int)bind_opt_int(L, 3, "eos", o.eos_id);
+        o.pad_id = (int)bind_opt_int(L, 3, "pad", o.pad_id);
+    }
+    if (hf_llama_save(dir, &m->m, &o) != LSC_OK) return bind_error(L);
+    return 0;
+}
+
+/* m:merge_adapter(dir): merges a PEFT adapter (core/formats/peft.h) into the weights. */
+static int m_merge_adapter(lua_State *L) {
+    LModel *m = bind_check_model(L, 1);
+    if (peft_merge(luaL_checkstring(L, 2), &m->m) != LSC_OK) return bind_error(L);
+    return 0;
+}
+
 static int m_config(lua_State *L) {
     const LlamaConfig *c = &bind_check_model(L, 1)->m.config;
     lua_createtable(L, 0, 10);
@@ -160,6 +187,7 @@ static int m_tostring(lua_State *L) {
 
 int luaopen_lorasc_core_model(lua_State *L) {
     static const luaL_Reg methods[] = {{"clone", m_clone}, {"save", m_save}, {"config", m_config},
+                                       {"save_hf", m_save_hf}, {"merge_adapter", m_merge_adapter},
                                        {"num_params", m_num_params}, {"close", m_close},
                                        {NULL, NULL}};
     static const luaL_Reg meta[] = {{"__gc", m_close}, {"__close", m_close},

@@ -181,6 +181,7 @@ void bind_preload(lua_State *L) {
                                     {"lorasc.core.vit", luaopen_lorasc_core_vit},
                                     {"lorasc.core.images", luaopen_lorasc_core_images},
                                     {"lorasc.core.tasks", luaopen_lorasc_core_tasks},
+                                    {"lorasc.core.interop", luaopen_lorasc_core_interop},
                                     {NULL, NULL}};
     luaL_setfuncs(L, mods, 0);
     lua_pop(L, 1);

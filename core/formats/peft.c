@@ -511,3 +511,39 @@ int peft_load_vit(const char *dir, ViT *model, LoraAdapters *lora, Backend *be) 
     const Target m = {PEFT_VIT, NULL, model, model->config.n_layers, 1};
     return load_any(dir, &m, lora, be);
 }
+
+/* ------------------------------------------------------------------------------------------
+ * merges and runs */
+
+int peft_merge(const char *dir, Llama *model) {
+    LoraAdapters lora;
+    if (peft_load(dir, model, &lora, model->be) != LSC_OK) return LSC_ERR;
+    LoraAdapters *was = model->lora;
+    llama_attach_lora(model, &lora);
+    llama_merge_lora(model, 1.0f);
+    llama_attach_lora(model, was);
+    lora_free(&lora);
+    return LSC_OK;
+}
+
+int peft_merge_vit(const char *dir, ViT *model) {
+    LoraAdapters lora;
+    if (peft_load_vit(dir, model, &lora, model->be) != LSC_OK) return LSC_ERR;
+    LoraAdapters *was = model->lora;
+    int rc = vit_attach_lora(model, &lora);
+    if (rc == LSC_OK) {
+        vit_merge_lora(model, 1.0f);
+        rc = vit_attach_lora(model, was);
+    }
+    lora_free(&lora);
+    return rc;
+}
+
+int peft_save_run(const char *dir, const Finetune *ft, const Llama *llama, const ViT *vit,
+                  const char *base_model) {
+    LoraAdapters lora;
+    if (finetune_merged_adapter(ft, &lora) != LSC_OK) return LSC_ERR;
+    const int rc = llama ? peft_save(dir, llama, &lora, base_model) : peft_save_vit(dir, vit, &lora, base_model);
+    lora_free(&lora);
+    return rc;
+}

@@ -18,6 +18,7 @@
 
 #include <stddef.h>
 
+#include "core/model/finetune.h"
 #include "core/model/llama.h"
 #include "core/model/lora.h"
 #include "core/model/vit.h"
@@ -55,5 +56,16 @@ int peft_load_into(const char *dir, const Llama *model, LoraAdapters *lora);
  * (its row count must equal model's classes). */
 int peft_save_vit(const char *dir, const ViT *model, const LoraAdapters *lora, const char *base_model);
 int peft_load_vit(const char *dir, ViT *model, LoraAdapters *lora, Backend *be);
+
+/* Merges the adapter in dir into model's weights (loaded, merged, freed): the model a PEFT
+ * user gets from merge_and_unload(). The ViT's classifier is loaded too when the file has one. */
+int peft_merge(const char *dir, Llama *model);
+int peft_merge_vit(const char *dir, ViT *model);
+
+/* The adapter of a finished run begun with cascade.keep_merges (finetune_merged_adapter), saved
+ * to dir for its model: llama, or vit when llama is NULL. An error sentence when the run has
+ * no exact adapter (noise, several DoRA experts). */
+int peft_save_run(const char *dir, const Finetune *ft, const Llama *llama, const ViT *vit,
+                  const char *base_model);
 
 #endif

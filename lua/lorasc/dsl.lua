@@ -9,6 +9,7 @@ local sys = require "lorasc.core.sys"
 local canon = require "lorasc.canon"
 local methods = require "lorasc.methods"
 local families = require "lorasc.families"
+local export = require "lorasc.export"
 
 local M = {}
 
@@ -31,7 +32,7 @@ local function is_grid(v) return getmetatable(v) == GRID end
 -- family.
 local LLAMA_KEYS = { "dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "seq_len",
                      "vocab_size", "rope_theta", "norm_eps", "tied", "seed", "pretrain",
-                     "checkpoint", "format", "tokenizer" }
+                     "checkpoint", "format", "tokenizer", "adapter" }
 local PRETRAIN_KEYS = { "corpus", "steps", "batch", "seq", "lr", "warmup", "schedule",
                         "weight_decay", "seed" }
 
@@ -40,6 +41,7 @@ function M.llama(t)
   check_keys(t, LLAMA_KEYS, "llama{}", loc)
   if t.pretrain ~= nil then check_keys(t.pretrain, PRETRAIN_KEYS, "llama{ pretrain = {} }", loc) end
   if t.checkpoint and t.pretrain then fail(loc .. ": llama{} takes checkpoint or pretrain, not both") end
+  if t.adapter ~= nil and not t.checkpoint then fail(loc .. ": llama{ adapter = ... } starts from a PEFT adapter of a checkpoint: give checkpoint = the base it was trained on") end
   return { kind = "model", arch = "llama", spec = t, where = loc }
 end
 
@@ -252,7 +254,7 @@ function M.expand_experiment(e)
   if type(select) ~= "string" or not select:match("^%w+%.[%w_.]+$") then fail(loc .. ": select must look like \"val.score\"") end
   local split_c, eval = fam.canon_split_eval(s.split or {}, s.eval or {}, loc, tasks)
   local log_every = int(s.log_every or 10, "log_every", loc, pos, "must be > 0")
-  if s.save ~= nil and type(s.save) ~= "boolean" then fail(loc .. ": save must be true or false") end
+  local save = export.canon_save(s.save, loc)
 
   local space = { model = s.model, train = s.train or {}, method = methods_of(s.method) }
   local points = expand(space)
@@ -261,13 +263,20 @@ function M.expand_experiment(e)
     for _, p in ipairs(points) do
       local model = canon_model(p.model, loc, fam)
       local train = canon_train(p.train, loc, fam)
-      local method, label = methods.canon(p.method, train, loc)
+      -- a run that starts from a PEFT adapter trains that adapter: the method takes its shape
+      local adapter
+      if model.adapter then
+        local _, info = export.adapter_info(model.adapter, loc)
+        adapter = export.adapter_defaults(info)
+      end
+      local method, label = methods.canon(p.method, train, loc, adapter)
       if train.seq and train.seq > (model.seq_len or math.huge) then
         fail(string.format("%s: train.seq %d exceeds the model's seq_len %d", loc, train.seq, model.seq_len))
       end
       for _, seed in ipairs(seeds) do
         local config = { task = task, seed = seed, model = model, train = train, method = method,
                          split = split_c, eval = eval }
+        export.check_save(save, config, loc)
         local text = json.encode(config)
         local hash = sys.sha256(text)
         if not seen[hash] then
@@ -275,7 +284,7 @@ function M.expand_experiment(e)
           runs[#runs + 1] = { config = config, json = text, hash = hash, seed = seed, task = task,
                               label = label, model_hash = sys.sha256(json.encode(model)),
                               family = fam.name, log_every = log_every, select = select,
-                              save = s.save == true }
+                              save = save }
         end
       end
     end

@@ -91,12 +91,13 @@ function F.canon_split_eval(split, ev, loc)
            max_test = int(split.max_test or 0, "split.max_test", loc, nonneg, "must be >= 0") }, eval
 end
 
--- vit{ hf = "dir" }: a Hugging Face ViT / CLIP-vision directory (config.json + safetensors);
--- a relative path is under the data directory. Its head is made for the task's classes, and
--- a 3-channel model is folded to MNIST's grey images (core/formats/vit_hf.h).
+-- vit{ hf = "dir", image_size = N }: a Hugging Face ViT / CLIP-vision directory (config.json +
+-- safetensors); a relative path is under the data directory. Its head is made for the task's
+-- classes, a 3-channel model is folded to MNIST's grey images, and the images are resized to
+-- N (core/formats/vit_hf.h, core/tasks/image_task.h).
 local function canon_hf(s, mloc)
   if type(s.hf) ~= "string" or s.hf == "" then fail(mloc .. ": hf must be the path of a Hugging Face ViT or CLIP directory") end
-  for _, k in ipairs { "image_size", "patch_size", "channels", "dim", "n_layers", "n_heads", "mlp_dim", "norm_eps", "seed" } do
+  for _, k in ipairs { "patch_size", "channels", "dim", "n_layers", "n_heads", "mlp_dim", "norm_eps", "seed" } do
     if s[k] ~= nil then fail(string.format("%s: vit{ hf = ... } takes its sizes from the checkpoint's config.json; drop %s", mloc, k)) end
   end
   local dir = s.hf:sub(1, 1) == "/" and s.hf or sys.datadir_path(s.hf)
@@ -105,13 +106,21 @@ local function canon_hf(s, mloc)
   end
   local ok, c = pcall(vit_mod.hf_config, dir)
   if not ok then fail(mloc .. ": " .. tostring(c)) end
-  if c.image_size ~= 28 then
-    fail(string.format("%s: %s takes %dx%d images; MNIST and Fashion-MNIST are 28x28 (resizing and position-embedding interpolation are not implemented)", mloc, dir, c.image_size, c.image_size))
-  end
   if c.channels ~= 1 and c.channels ~= 3 then
     fail(string.format("%s: %s takes %d-channel images; MNIST and Fashion-MNIST are grey (1 channel; a 3-channel model is folded)", mloc, dir, c.channels))
   end
-  return { arch = "vit", hf = dir, channels = 1 }
+  -- The images the model sees: the 28x28 task images resized (torch's bilinear) to image_size,
+  -- by default the checkpoint's own; another multiple of its patch size interpolates its
+  -- position embeddings as transformers' interpolate_pos_encoding (core/formats/vit_hf.h).
+  local size = s.image_size == nil and c.image_size or int(s.image_size, "image_size", mloc, pos, "must be > 0")
+  if size % c.patch_size ~= 0 then
+    fail(string.format("%s: image_size %d is not a multiple of the patch size %d of %s; use e.g. %d", mloc, size, c.patch_size, dir, (size + c.patch_size - 1) // c.patch_size * c.patch_size))
+  end
+  if size ~= c.image_size and c.layout == "clip" then
+    fail(string.format("%s: %s is a CLIP vision tower for %dx%d images: lorasc (like transformers 4.44) interpolates the position embeddings of ViT checkpoints only; use image_size = %d", mloc, dir, c.image_size, c.image_size, c.image_size))
+  end
+  -- image_size enters the config only when it is not 28 (configs before resizing keep their hashes)
+  return { arch = "vit", hf = dir, channels = 1, image_size = size ~= 28 and size or nil }
 end
 
 -- The canonical vit{} config (every field explicit); its hash keys the base-model cache.
@@ -197,7 +206,7 @@ function F.base(run, cache_dir, report)
   if mc.hf then -- a Hugging Face ViT / CLIP directory; the head is sized for this run's task
     local t = assert(F.parse(run.config.task))
     report(string.format("loading the Hugging Face ViT in %s", mc.hf))
-    bases[run.model_hash] = vit_mod.load_hf(mc.hf, { n_classes = #t.classes, channels = mc.channels })
+    bases[run.model_hash] = vit_mod.load_hf(mc.hf, { n_classes = #t.classes, channels = mc.channels, image_size = mc.image_size or 28 })
     return bases[run.model_hash]
   end
   local path = mc.checkpoint

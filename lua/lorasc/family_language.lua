@@ -123,8 +123,9 @@ end
 
 F.clone = text.clone
 
-function F.finetune(m, ctx, opts, tr)
+function F.finetune(m, ctx, opts, tr, mc)
   opts.seq, opts.sampling = tr.seq, tr.sampling
+  opts.init_adapter = mc and text.adapter_dir(mc) -- a run continues the model's PEFT adapter
   return finetune.new(m, opts)
 end
 

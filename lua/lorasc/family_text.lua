@@ -77,8 +77,18 @@ function F.canon_model(m)
       if s[k] ~= nil then fail(mloc .. ": '" .. k .. "' comes from the checkpoint; remove it") end
     end
     if s.tokenizer ~= nil and type(s.tokenizer) ~= "string" then fail(mloc .. ": tokenizer must be a path") end
-    return { arch = "llama", checkpoint = checkpoint, format = format,
-             tokenizer = s.tokenizer or (format == "gguf" and checkpoint or nil) }
+    -- the tokenizer: named, else the GGUF file itself, else a Hugging Face directory's tokenizer.json
+    local tokenizer = s.tokenizer or (format == "gguf" and checkpoint or nil)
+    if not tokenizer and format == "hf" and canon.data_file(checkpoint .. "/tokenizer.json") then
+      tokenizer = checkpoint .. "/tokenizer.json"
+    end
+    local c = { arch = "llama", checkpoint = checkpoint, format = format, tokenizer = tokenizer }
+    if s.adapter ~= nil then -- a PEFT adapter of this checkpoint (checked here: lorasc.export)
+      if type(s.adapter) ~= "string" then fail(mloc .. ": adapter must be the path of a PEFT adapter directory") end
+      require("lorasc.export").adapter_info(s.adapter, mloc)
+      c.adapter = s.adapter
+    end
+    return c
   end
   if not s.pretrain then fail(mloc .. ": llama{} needs checkpoint = \"path\" or pretrain = { corpus = ..., steps = ... }") end
   if s.tokenizer ~= nil then fail(mloc .. ": tokenizer goes with checkpoint (byte-level pretrained models need none)") end
@@ -173,10 +183,22 @@ function F.prepare(run)
   return { data = d, spe = d:steps_per_epoch(c.train.batch, c.train.seq) }
 end
 
-function F.clone(base) return base:clone() end
+-- A copy of the base for one run; a run that evaluates an imported PEFT adapter without
+-- training (train.steps = 0) gets it merged in.
+function F.clone(base, ctx, c)
+  local m = base:clone()
+  if c and c.model.adapter and c.train.steps == 0 then m:merge_adapter(F.adapter_dir(c.model)) end
+  return m
+end
 
-function F.finetune(m, ctx, opts, tr)
+-- The directory of the model's PEFT adapter (nil without one).
+function F.adapter_dir(mc)
+  return mc.adapter and (require("lorasc.export").adapter_info(mc.adapter, "adapter"))
+end
+
+function F.finetune(m, ctx, opts, tr, mc)
   opts.seq = tr.seq
+  opts.init_adapter = mc and F.adapter_dir(mc) -- a run continues the model's PEFT adapter
   return finetune.new(m, opts)
 end
 

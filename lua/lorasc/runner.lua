@@ -9,22 +9,14 @@ local progress = require "lorasc.progress"
 local families = require "lorasc.families"
 local methods = require "lorasc.methods"
 local train = require "lorasc.train"
+local export = require "lorasc.export" -- what a run keeps (save = "model" | "adapter")
 
 local M = {}
 
--- save = true: the trained model (the learned update merged in) goes to
--- <db dir>/runs/<hash>.<ext>, hashed into the run's artifacts.
-local function save_model(store, run, run_id, m, opts, ext)
-  local dir = train.dirname(opts.db) .. "/runs"
-  sys.mkdir(dir)
-  local path = string.format("%s/%s.%s", dir, run.hash:sub(1, 16), ext)
-  m:save(path)
-  store:artifact(run_id, path, "model")
-end
-
 -- One run: the base model (pretrained and cached on first use), the data, a clone of the
 -- base fine-tuned with the run's method (train.steps = 0: evaluated as it is), the
--- evaluation, the saved model. Returns the scores { val, test [, corrupt] }.
+-- evaluation, what save = keeps (the adapter before the run is closed, the merged model
+-- after). Returns the scores { val, test [, corrupt] }.
 local function train_one(store, run, run_id, prog, index, opts)
   local c = run.config
   local fam = families[run.family]
@@ -34,15 +26,19 @@ local function train_one(store, run, run_id, prog, index, opts)
   local total = c.train.steps or c.train.epochs * ctx.spe
   local m <close> = fam.clone(base, ctx, c)
   if total > 0 then
-    local f <close> = fam.finetune(m, ctx, methods.engine_options(c.method, c.train, c.seed, total, ctx.spe), c.train)
+    local eo = methods.engine_options(c.method, c.train, c.seed, total, ctx.spe)
+    eo.keep_adapter = run.save.adapter and 1 or 0 -- the run keeps its merges for its adapter
+    local f <close> = fam.finetune(m, ctx, eo, c.train, c.model)
     prog:run_start(index, string.format("%s %s seed %d", c.task, run.label, c.seed), total, ctx.spe)
     train.loop(store, run, run_id, prog, total, function() return fam.step(f, ctx) end)
+    if run.save.adapter then export.keep_adapter(store, run, run_id, f, opts.db) end
     f:close() -- the cascade's last merge leaves the learned update in m's weights
   else
     prog:run_start(index, string.format("%s (evaluation only) seed %d", c.task, c.seed), 1, 1)
   end
   local scores = fam.evaluate(store, run, run_id, m, ctx)
-  if run.save then save_model(store, run, run_id, m, opts, fam.save_ext) end
+  if run.save.adapter and total == 0 then export.keep_adapter(store, run, run_id, nil, opts.db) end
+  if run.save.model then export.keep_model(store, run, run_id, m, opts.db, fam.save_ext) end
   return scores
 end
 

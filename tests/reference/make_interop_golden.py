@@ -460,6 +460,9 @@ def verify(d):
       vit_peft/ (+ vit_peft.bin)          a PEFT ViT adapter on vit_base/ (num_labels from the
                                           adapter's classifier, grey images copied to RGB,
                                           interpolate_pos_encoding=True)
+      hf_N/ + peft_N/                     `lorasc export N --hf --peft` of a trained run: the
+                                          merged model under transformers against the adapter
+                                          under PEFT on its base_model_name_or_path
     Any that is absent is skipped. Prints one line per model."""
     done = 0
     for name in ("llama_hf", "llama_peft", "llama_stacked", "vit_hf", "vit_peft"):
@@ -492,6 +495,41 @@ def verify(d):
                 got = m(pixel_values=x, interpolate_pos_encoding=True).logits.float().numpy()
         print(f"{name}: max |logit diff| lorasc vs {'PEFT' if 'peft' in name or 'stacked' in name else 'transformers'}"
               f" = {max_diff(got, ref['logits']):.3g} over {got.size} logits (max |logit| {np.abs(got).max():.3g})")
+        done += 1
+    # lorasc export RUN --hf hf_N --peft peft_N of trained runs (tests/lua/test_export_cli.sh):
+    # transformers on the merged model against PEFT on the adapter's base + the adapter (for a
+    # cascade, the experts stacked into one adapter)
+    for name in sorted(os.listdir(d)):
+        if not name.startswith("hf_") or not os.path.isdir(os.path.join(d, "peft_" + name[3:])):
+            continue
+        hf, pe = os.path.join(d, name), os.path.join(d, "peft_" + name[3:])
+        with open(os.path.join(pe, "adapter_config.json")) as fh:
+            c = json.load(fh)
+        with open(os.path.join(hf, "config.json")) as fh:
+            arch = json.load(fh)["architectures"][0]
+        if arch == "LlamaForCausalLM":
+            g = torch.Generator().manual_seed(1)
+            x = torch.randint(0, 256, (2, 12), generator=g)
+            merged = LlamaForCausalLM.from_pretrained(hf, torch_dtype=torch.float32).eval()
+            base = LlamaForCausalLM.from_pretrained(c["base_model_name_or_path"], torch_dtype=torch.float32)
+            run = lambda m: m(input_ids=x).logits
+        else:
+            merged = ViTForImageClassification.from_pretrained(hf, torch_dtype=torch.float32).eval()
+            from safetensors.numpy import load_file
+            k = load_file(os.path.join(pe, "adapter_model.safetensors"))["base_model.model.classifier.weight"].shape[0]
+            base = ViTForImageClassification.from_pretrained(c["base_model_name_or_path"], torch_dtype=torch.float32,
+                                                             num_labels=k, ignore_mismatched_sizes=True)
+            n = merged.config.image_size
+            grey = torch.rand(3, 1, n, n, generator=torch.Generator().manual_seed(1))
+            run = lambda m: m(pixel_values=grey if m.config.num_channels == 1 else grey.repeat(1, 3, 1, 1),
+                              interpolate_pos_encoding=True).logits
+        with torch.no_grad():
+            before = run(base)
+            pm = PeftModel.from_pretrained(base, pe).eval()
+            a, b = run(merged), run(pm)
+        print(f"run {name[3:]}: transformers on lorasc's merged export vs PEFT on its adapter (r {c['r']}, "
+              f"lora_alpha {c['lora_alpha']}{', DoRA' if c.get('use_dora') else ''}): max |logit diff| "
+              f"{max_diff(a, b):.3g}; the run moved the logits by {max_diff(a, before):.3g}")
         done += 1
     if not done:
         print(f"nothing to verify in {d}")
