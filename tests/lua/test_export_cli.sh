@@ -166,6 +166,29 @@ else
   echo "Fashion-MNIST not installed: the ViT part skipped"
 fi
 
+# 7. a language task on the base with a PEFT-made adapter: evaluated as it is (train.steps = 0;
+# the adapter kept is the imported one), and trained further (skipped without sst2)
+if [ -e "${LORASC_DATA:-data}/sst2/dev.tsv" ]; then
+  cat > lang.lua <<LUA
+experiment "lang" {
+  model = llama { checkpoint = "$GOLD/llama", adapter = "$GOLD/peft_lora" },
+  tasks = { "sst2" },
+  split = { train = 8, val = 4, test = 4 },
+  train = { steps = grid { 0, 2 }, batch = 2, seq = 64 },
+  method = lora {},
+  eval = { max_examples = 4 },
+  save = "adapter",
+}
+LUA
+  "$LORASC" run lang.lua --db l/x.db > lang.log 2>&1 || fail "language runs: $(cat lang.log)"
+  id=$(q l/x.db "SELECT id FROM runs WHERE config LIKE '%\"steps\":0%'")
+  "$LORASC" export "$id" --db l/x.db --peft lp > out.txt 2>&1 || fail "export of the evaluated adapter: $(cat out.txt)"
+  cmp -s lp/adapter_model.safetensors "$GOLD/peft_lora/adapter_model.safetensors" || fail "the evaluated adapter is not the imported one"
+  [ "$(q l/x.db "SELECT count(*) FROM evals WHERE metric='score'")" -ge 4 ] || fail "language evals: $(q l/x.db 'SELECT * FROM evals')"
+else
+  echo "sst2 not in \$LORASC_DATA: the language part skipped"
+fi
+
 if [ -n "${LORASC_EXPORT_KEEP:-}" ]; then
   mkdir -p "$LORASC_EXPORT_KEEP"
   for d in hf_? peft_? vhf_? vpeft_?; do
