@@ -302,7 +302,8 @@ static int f_info(lua_State *L) {
  * merged into the base) as a PEFT directory; an error when it has none (noise, DoRA experts). */
 static int f_save_adapter(lua_State *L) {
     LFinetune *f = check_ft(L);
-    if (peft_save_run(luaL_checkstring(L, 2), &f->ft, f->model, NULL, luaL_optstring(L, 3, NULL)) != LSC_OK)
+    if (peft_save_run(luaL_checkstring(L, 2), &f->ft, f->model, NULL, luaL_optstring(L, 3, NULL)) !=
+        LSC_OK)
         return bind_error(L);
     return 0;
 }
@@ -402,8 +403,11 @@ static int t_tostring(lua_State *L) {
 }
 
 int luaopen_lorasc_core_finetune(lua_State *L) {
-    static const luaL_Reg fmethods[] = {{"step", f_step}, {"info", f_info}, {"close", f_close},
-                                        {"save_adapter", f_save_adapter}, {NULL, NULL}};
+    static const luaL_Reg fmethods[] = {{"step", f_step},
+                                        {"info", f_info},
+                                        {"close", f_close},
+                                        {"save_adapter", f_save_adapter},
+                                        {NULL, NULL}};
     static const luaL_Reg fmeta[] = {{"__gc", f_close}, {"__close", f_close},
                                      {"__tostring", f_tostring}, {NULL, NULL}};
     bind_new_class(L, BIND_FINETUNE, fmethods, fmeta);

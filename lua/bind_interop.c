@@ -27,8 +27,10 @@ static int l_peft_info(lua_State *L) {
     static const char *const kinds[] = {"llama", "vit", NULL};
     const int kind = luaL_checkoption(L, 2, "llama", kinds);
     PeftInfo info;
-    if (peft_read_info(dir, kind == 1 ? PEFT_VIT : PEFT_LLAMA, &info) != LSC_OK) return bind_error(L);
-    static const char *const short_names[LORA_NUM_TARGETS] = {"q", "k", "v", "o", "gate", "up", "down"};
+    if (peft_read_info(dir, kind == 1 ? PEFT_VIT : PEFT_LLAMA, &info) != LSC_OK)
+        return bind_error(L);
+    static const char *const short_names[LORA_NUM_TARGETS] = {"q",    "k",  "v",   "o",
+                                                              "gate", "up", "down"};
     lua_createtable(L, 0, 7);
     lua_pushinteger(L, info.lora.rank), lua_setfield(L, -2, "r");
     lua_pushnumber(L, info.lora.alpha), lua_setfield(L, -2, "lora_alpha");
@@ -38,7 +40,8 @@ static int l_peft_info(lua_State *L) {
     if (info.base_model[0]) lua_pushstring(L, info.base_model), lua_setfield(L, -2, "base_model");
     lua_newtable(L);
     for (int t = 0, k = 1; t < LORA_NUM_TARGETS; t++)
-        if (info.lora.targets & LORA_BIT(t)) lua_pushstring(L, short_names[t]), lua_rawseti(L, -2, k++);
+        if (info.lora.targets & LORA_BIT(t))
+            lua_pushstring(L, short_names[t]), lua_rawseti(L, -2, k++);
     lua_setfield(L, -2, "targets");
     return 1;
 }
@@ -84,15 +87,17 @@ static int l_json_decode(lua_State *L) {
     const char *text = luaL_checklstring(L, 1, &n);
     json_error_t err;
     json_t *j = json_loadb(text, n, JSON_DECODE_ANY, &err);
-    if (!j) return luaL_error(L, "invalid JSON: %s (line %d, column %d)", err.text, err.line, err.column);
+    if (!j)
+        return luaL_error(L, "invalid JSON: %s (line %d, column %d)", err.text, err.line,
+                          err.column);
     push_json(L, j, 0);
     json_decref(j);
     return 1;
 }
 
 int luaopen_lorasc_core_interop(lua_State *L) {
-    static const luaL_Reg fns[] = {{"peft_info", l_peft_info}, {"json_decode", l_json_decode},
-                                   {NULL, NULL}};
+    static const luaL_Reg fns[] = {
+        {"peft_info", l_peft_info}, {"json_decode", l_json_decode}, {NULL, NULL}};
     luaL_newlib(L, fns);
     return 1;
 }

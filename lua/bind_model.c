@@ -186,9 +186,13 @@ static int m_tostring(lua_State *L) {
 }
 
 int luaopen_lorasc_core_model(lua_State *L) {
-    static const luaL_Reg methods[] = {{"clone", m_clone}, {"save", m_save}, {"config", m_config},
-                                       {"save_hf", m_save_hf}, {"merge_adapter", m_merge_adapter},
-                                       {"num_params", m_num_params}, {"close", m_close},
+    static const luaL_Reg methods[] = {{"clone", m_clone},
+                                       {"save", m_save},
+                                       {"config", m_config},
+                                       {"save_hf", m_save_hf},
+                                       {"merge_adapter", m_merge_adapter},
+                                       {"num_params", m_num_params},
+                                       {"close", m_close},
                                        {NULL, NULL}};
     static const luaL_Reg meta[] = {{"__gc", m_close}, {"__close", m_close},
                                     {"__tostring", m_tostring}, {NULL, NULL}};

@@ -318,9 +318,13 @@ int luaopen_lorasc_core_tasks(lua_State *L) {
     static const luaL_Reg dmeta[] = {{"__gc", d_close}, {"__close", d_close}, {"__tostring", d_tostring},
                                      {NULL, NULL}};
     bind_new_class(L, BIND_TASK, dmethods, dmeta);
-    static const luaL_Reg tmethods[] = {{"vocab_size", t_vocab_size}, {"encode", t_encode}, {"decode", t_decode},
-                                        {"chat", t_chat}, {"special_ids", t_special_ids},
-                                        {"close", t_close}, {NULL, NULL}};
+    static const luaL_Reg tmethods[] = {{"vocab_size", t_vocab_size},
+                                        {"encode", t_encode},
+                                        {"decode", t_decode},
+                                        {"chat", t_chat},
+                                        {"special_ids", t_special_ids},
+                                        {"close", t_close},
+                                        {NULL, NULL}};
     static const luaL_Reg tmeta[] = {{"__gc", t_close}, {"__close", t_close}, {"__tostring", t_tostring},
                                      {NULL, NULL}};
     bind_new_class(L, BIND_TOKENIZER, tmethods, tmeta);

@@ -323,7 +323,8 @@ static int f_close(lua_State *L) {
 static int f_save_adapter(lua_State *L) {
     ImageFinetune *f = luaL_checkudata(L, 1, BIND_VIT_FINETUNE);
     check_run(L, f->ft_live, "fine-tuning run is closed");
-    if (peft_save_run(luaL_checkstring(L, 2), &f->ft, NULL, f->model, luaL_optstring(L, 3, NULL)) != LSC_OK)
+    if (peft_save_run(luaL_checkstring(L, 2), &f->ft, NULL, f->model, luaL_optstring(L, 3, NULL)) !=
+        LSC_OK)
         return bind_error(L);
     return 0;
 }
@@ -339,10 +340,10 @@ static int f_tostring(lua_State *L) {
 }
 
 int luaopen_lorasc_core_vit(lua_State *L) {
-    static const luaL_Reg methods[] = {{"clone", m_clone}, {"save", m_save}, {"save_hf", m_save_hf},
-                                       {"merge_adapter", m_merge_adapter}, {"config", m_config},
-                                       {"num_params", m_num_params}, {"close", m_close},
-                                       {NULL, NULL}};
+    static const luaL_Reg methods[] = {{"clone", m_clone},     {"save", m_save},
+                                       {"save_hf", m_save_hf}, {"merge_adapter", m_merge_adapter},
+                                       {"config", m_config},   {"num_params", m_num_params},
+                                       {"close", m_close},     {NULL, NULL}};
     static const luaL_Reg meta[] = {{"__gc", m_close}, {"__close", m_close},
                                     {"__tostring", m_tostring}, {NULL, NULL}};
     bind_new_class(L, BIND_VIT, methods, meta);
@@ -350,8 +351,8 @@ int luaopen_lorasc_core_vit(lua_State *L) {
     static const luaL_Reg tmeta[] = {{"__gc", t_close}, {"__close", t_close},
                                      {"__tostring", t_tostring}, {NULL, NULL}};
     bind_new_class(L, BIND_VIT_TRAINER, tmethods, tmeta);
-    static const luaL_Reg fmethods[] = {{"step", f_step}, {"close", f_close},
-                                        {"save_adapter", f_save_adapter}, {NULL, NULL}};
+    static const luaL_Reg fmethods[] = {
+        {"step", f_step}, {"close", f_close}, {"save_adapter", f_save_adapter}, {NULL, NULL}};
     static const luaL_Reg fmeta[] = {{"__gc", f_close}, {"__close", f_close},
                                      {"__tostring", f_tostring}, {NULL, NULL}};
     bind_new_class(L, BIND_VIT_FINETUNE, fmethods, fmeta);

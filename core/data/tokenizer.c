@@ -365,7 +365,8 @@ int tokenizer_encode(const Tokenizer *t, const char *text, size_t len, int flags
 /* ------------------------------------------------------------------------------------------
  * decoder */
 
-int tokenizer_decode(const Tokenizer *t, const int32_t *ids, size_t n, char **out, size_t *out_len) {
+int tokenizer_decode(const Tokenizer *t, const int32_t *ids, size_t n, char **out,
+                     size_t *out_len) {
     *out = NULL;
     if (t->kind == TOKENIZER_BYTE_BPE) return bpe_decode(t, ids, n, out, out_len);
     size_t cap = 1;

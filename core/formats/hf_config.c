@@ -114,8 +114,10 @@ static char *shortest_reals(const char *text) {
     int in_string = 0;
     for (const char *p = text; *p;) {
         if (in_string) {
-            if (*p == '\\' && p[1]) *o++ = *p++;
-            else if (*p == '"') in_string = 0;
+            if (*p == '\\' && p[1])
+                *o++ = *p++;
+            else if (*p == '"')
+                in_string = 0;
             *o++ = *p++;
             continue;
         }
@@ -127,7 +129,8 @@ static char *shortest_reals(const char *text) {
         if (*p == '-' || (*p >= '0' && *p <= '9')) {
             const char *q = p;
             int real = 0;
-            while (*q && strchr("+-0123456789.eE", *q)) real |= *q == '.' || *q == 'e' || *q == 'E', q++;
+            while (*q && strchr("+-0123456789.eE", *q))
+                real |= *q == '.' || *q == 'e' || *q == 'E', q++;
             char num[64];
             if (real && (size_t)(q - p) < sizeof num) {
                 memcpy(num, p, (size_t)(q - p));
@@ -160,24 +163,34 @@ int hf_config_write(const char *dir, const char *file, json_t *root) {
     FILE *f = nice ? fopen(path, "w") : NULL;
     if (rc == LSC_OK && (!f || fputs(nice, f) < 0 || fputc('\n', f) == EOF))
         rc = error_set("Cannot write %s: %s.", path, strerror(errno));
-    if (f && fclose(f) != 0 && rc == LSC_OK) rc = error_set("Cannot write %s: %s.", path, strerror(errno));
+    if (f && fclose(f) != 0 && rc == LSC_OK)
+        rc = error_set("Cannot write %s: %s.", path, strerror(errno));
     free(text);
     free(nice);
     json_decref(root);
     return rc;
 }
 
-const char *const HF_TOKENIZER_FILES[] = {
-    "generation_config.json", "tokenizer.json",   "tokenizer_config.json", "special_tokens_map.json",
-    "tokenizer.model",        "vocab.json",       "merges.txt",            "added_tokens.json",
-    "chat_template.json",     "chat_template.jinja", NULL};
+const char *const HF_TOKENIZER_FILES[] = {"generation_config.json",
+                                          "tokenizer.json",
+                                          "tokenizer_config.json",
+                                          "special_tokens_map.json",
+                                          "tokenizer.model",
+                                          "vocab.json",
+                                          "merges.txt",
+                                          "added_tokens.json",
+                                          "chat_template.json",
+                                          "chat_template.jinja",
+                                          NULL};
 
 int hf_config_copy_file(const char *src_dir, const char *dst_dir, const char *file, int *copied) {
     char from[4096], to[4096], tmp[4200];
-    if (join(from, sizeof from, src_dir, file) != LSC_OK || join(to, sizeof to, dst_dir, file) != LSC_OK)
+    if (join(from, sizeof from, src_dir, file) != LSC_OK ||
+        join(to, sizeof to, dst_dir, file) != LSC_OK)
         return LSC_ERR;
     FILE *a = fopen(from, "rb");
-    if (!a) return errno == ENOENT ? LSC_OK : error_set("Cannot read %s: %s.", from, strerror(errno));
+    if (!a)
+        return errno == ENOENT ? LSC_OK : error_set("Cannot read %s: %s.", from, strerror(errno));
     snprintf(tmp, sizeof tmp, "%s.tmp", to);
     FILE *b = fopen(tmp, "wb");
     int rc = b ? LSC_OK : error_set("Cannot write %s: %s.", tmp, strerror(errno));
@@ -187,10 +200,14 @@ int hf_config_copy_file(const char *src_dir, const char *dst_dir, const char *fi
         if (fwrite(buf, 1, n, b) != n) rc = error_set("Cannot write %s: %s.", tmp, strerror(errno));
     if (rc == LSC_OK && ferror(a)) rc = error_set("Cannot read %s: %s.", from, strerror(errno));
     fclose(a);
-    if (b && fclose(b) != 0 && rc == LSC_OK) rc = error_set("Cannot write %s: %s.", tmp, strerror(errno));
-    if (rc == LSC_OK && rename(tmp, to) != 0) rc = error_set("Cannot write %s: %s.", to, strerror(errno));
-    if (rc != LSC_OK) remove(tmp);
-    else if (copied) (*copied)++;
+    if (b && fclose(b) != 0 && rc == LSC_OK)
+        rc = error_set("Cannot write %s: %s.", tmp, strerror(errno));
+    if (rc == LSC_OK && rename(tmp, to) != 0)
+        rc = error_set("Cannot write %s: %s.", to, strerror(errno));
+    if (rc != LSC_OK)
+        remove(tmp);
+    else if (copied)
+        (*copied)++;
     return rc;
 }
 

@@ -48,13 +48,27 @@ static void tensor_shape(const LlamaConfig *c, int tensor, int64_t *rows, int64_
     const int64_t Q = (int64_t)c->n_heads * HD, KV = (int64_t)c->n_kv_heads * HD, V = c->vocab_size;
     *cols = C;
     switch (tensor) {
-    case LLAMA_TOKEN_EMBEDDING: case LLAMA_WCLS: *rows = V; break;
-    case LLAMA_RMS_ATT: case LLAMA_RMS_FFN: case LLAMA_RMS_FINAL: *rows = C; *cols = 0; break;
+    case LLAMA_TOKEN_EMBEDDING:
+    case LLAMA_WCLS: *rows = V; break;
+    case LLAMA_RMS_ATT:
+    case LLAMA_RMS_FFN:
+    case LLAMA_RMS_FINAL:
+        *rows = C;
+        *cols = 0;
+        break;
     case LLAMA_WQ: *rows = Q; break;
-    case LLAMA_WK: case LLAMA_WV: *rows = KV; break;
-    case LLAMA_WO: *rows = C; *cols = Q; break;
-    case LLAMA_W1: case LLAMA_W3: *rows = H; break;
-    case LLAMA_W2: *rows = C; *cols = H; break;
+    case LLAMA_WK:
+    case LLAMA_WV: *rows = KV; break;
+    case LLAMA_WO:
+        *rows = C;
+        *cols = Q;
+        break;
+    case LLAMA_W1:
+    case LLAMA_W3: *rows = H; break;
+    case LLAMA_W2:
+        *rows = C;
+        *cols = H;
+        break;
     default: LSC_ASSERT(0);
     }
 }
@@ -209,14 +223,15 @@ done:
  * writers */
 
 HfLlamaSaveOptions hf_llama_save_defaults(void) {
-    return (HfLlamaSaveOptions){.dtype = ST_F32, .source_dir = NULL, .bos_id = 1, .eos_id = 2,
-                                .pad_id = -1};
+    return (HfLlamaSaveOptions){
+        .dtype = ST_F32, .source_dir = NULL, .bos_id = 1, .eos_id = 2, .pad_id = -1};
 }
 
 /* A float of the model as config.json holds it: the source's value when it is the same float
  * (so 1e-05 stays 1e-05 and 1e-06 stays 1e-06), else the float's shortest decimal. */
 static json_t *float_json(const json_t *source, float x) {
-    if (json_is_number(source) && (float)json_number_value(source) == x) return json_deep_copy(source);
+    if (json_is_number(source) && (float)json_number_value(source) == x)
+        return json_deep_copy(source);
     return json_real(hf_config_float_value(x));
 }
 
@@ -239,13 +254,15 @@ static int write_config(const char *dir, const LlamaConfig *c, const HfLlamaSave
     json_t *fields = json_pack(
         "{s:[s], s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:o, s:o, s:b, s:s, s:s, s:b, s:b, s:i}",
         "architectures", "LlamaForCausalLM", "model_type", "llama", "hidden_size", c->dim,
-        "intermediate_size", c->hidden_dim, "num_hidden_layers", c->n_layers,
-        "num_attention_heads", c->n_heads, "num_key_value_heads", c->n_kv_heads, "vocab_size",
-        c->vocab_size, "max_position_embeddings", c->seq_len, "rope_theta",
+        "intermediate_size", c->hidden_dim, "num_hidden_layers", c->n_layers, "num_attention_heads",
+        c->n_heads, "num_key_value_heads", c->n_kv_heads, "vocab_size", c->vocab_size,
+        "max_position_embeddings", c->seq_len, "rope_theta",
         float_json(json_object_get(root, "rope_theta"), c->rope_theta), "rms_norm_eps",
         float_json(json_object_get(root, "rms_norm_eps"), c->norm_eps), "tie_word_embeddings",
         c->tied_embeddings, "hidden_act", "silu", "torch_dtype",
-        o->dtype == ST_BF16 ? "bfloat16" : o->dtype == ST_F16 ? "float16" : "float32",
+        o->dtype == ST_BF16  ? "bfloat16"
+        : o->dtype == ST_F16 ? "float16"
+                             : "float32",
         "attention_bias", 0, "mlp_bias", 0, "head_dim", c->dim / c->n_heads);
     if (!fields || json_object_update(root, fields) != 0) {
         json_decref(fields);

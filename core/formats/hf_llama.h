@@ -20,7 +20,7 @@ int hf_llama_load(const char *dir, Llama *model, Backend *be);
 int hf_llama_read_config(const char *dir, LlamaConfig *c);
 /* What an export keeps beyond the weights. */
 typedef struct HfLlamaSaveOptions {
-    StDtype dtype;            /* ST_F32, ST_F16 or ST_BF16 */
+    StDtype dtype; /* ST_F32, ST_F16 or ST_BF16 */
     /* The Hugging Face directory the model came from, or NULL. Its config.json is the start
      * of the new one: every key lorasc does not model (bos/eos/pad token ids, initializer_range,
      * ...) is kept as written, and so are rms_norm_eps and rope_theta when the model's float

@@ -34,7 +34,9 @@ static void tensor_name(PeftModelKind kind, int layer, int target, int k, char *
     snprintf(out, n, "base_model.model.%s.%s", mod, KIND[k]);
 }
 
-static const char *model_word(PeftModelKind kind) { return kind == PEFT_VIT ? "ViT" : "Llama"; }
+static const char *model_word(PeftModelKind kind) {
+    return kind == PEFT_VIT ? "ViT" : "Llama";
+}
 
 /* q/k outputs are rotary-permuted between the engine's interleaved layout and HF's. */
 static int permuted_heads(const Llama *m, int target) {
@@ -74,10 +76,12 @@ static const struct {
     {"corda_config", KEY_IGNORED, NULL},
     {"megatron_core", KEY_IGNORED, NULL},
     {"runtime_config", KEY_IGNORED, NULL},
-    {"use_rslora", KEY_MUST_BE_EMPTY, "rsLoRA (scaling lora_alpha / sqrt(r) instead of lora_alpha / r)"},
+    {"use_rslora", KEY_MUST_BE_EMPTY,
+     "rsLoRA (scaling lora_alpha / sqrt(r) instead of lora_alpha / r)"},
     {"rank_pattern", KEY_MUST_BE_EMPTY, "a per-module rank pattern"},
     {"alpha_pattern", KEY_MUST_BE_EMPTY, "a per-module lora_alpha pattern"},
-    {"layer_replication", KEY_MUST_BE_EMPTY, "layer replication (layers duplicated before they are adapted)"},
+    {"layer_replication", KEY_MUST_BE_EMPTY,
+     "layer replication (layers duplicated before they are adapted)"},
     {"layers_to_transform", KEY_MUST_BE_EMPTY, "adapters on some layers only"},
     {"layers_pattern", KEY_MUST_BE_EMPTY, "a layer pattern"},
     {"fan_in_fan_out", KEY_MUST_BE_EMPTY, "transposed (Conv1D) weights"},
@@ -98,7 +102,8 @@ static int is_empty(const json_t *v) {
 
 static int refuse_key(const char *path, const char *key, const char *what) {
     return error_set("%s sets \"%s\" (%s), which lorasc does not implement: the adapter would not "
-                     "give PEFT's numbers, so it is refused.", path, key, what);
+                     "give PEFT's numbers, so it is refused.",
+                     path, key, what);
 }
 
 /* Every key of the file against KEYS. */
@@ -130,9 +135,10 @@ static int entry_matches(const char *name, const char *s) {
 static int parse_targets(const HfConfig *c, PeftModelKind kind, int n_layers, LoraConfig *lc) {
     const json_t *tm = hf_config_get(c, NULL, "target_modules");
     if (json_is_string(tm))
-        return error_set("%s: target_modules is the regular expression \"%s\", which lorasc does not "
-                         "match; it takes a list of module names such as [\"q_proj\", \"v_proj\"].",
-                         c->path, json_string_value(tm));
+        return error_set(
+            "%s: target_modules is the regular expression \"%s\", which lorasc does not "
+            "match; it takes a list of module names such as [\"q_proj\", \"v_proj\"].",
+            c->path, json_string_value(tm));
     if (!json_is_array(tm) || json_array_size(tm) == 0)
         return error_set("%s: target_modules must be a non-empty list of module names.", c->path);
     unsigned char hit[LORA_NUM_TARGETS] = {0};
@@ -145,15 +151,17 @@ static int parse_targets(const HfConfig *c, PeftModelKind kind, int n_layers, Lo
         for (int t = 0; t < LORA_NUM_TARGETS; t++)
             for (int l = 0; l < n_layers; l++) {
                 char mod[128];
-                if (module_name(kind, l, t, mod, sizeof mod) && entry_matches(mod, json_string_value(v)))
+                if (module_name(kind, l, t, mod, sizeof mod) &&
+                    entry_matches(mod, json_string_value(v)))
                     hit[t] = found = 1;
             }
         if (!found)
             return error_set("%s: target module \"%s\" names no adaptable module of a %s (%s).",
                              c->path, json_string_value(v), model_word(kind),
-                             kind == PEFT_VIT ? "query, key, value, attention.output.dense, "
-                                                "intermediate.dense, output.dense"
-                                              : "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj");
+                             kind == PEFT_VIT
+                                 ? "query, key, value, attention.output.dense, "
+                                   "intermediate.dense, output.dense"
+                                 : "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj");
     }
     for (int t = 0; t < LORA_NUM_TARGETS; t++) {
         if (!hit[t]) continue;
@@ -163,9 +171,10 @@ static int parse_targets(const HfConfig *c, PeftModelKind kind, int n_layers, Lo
             int named = 0;
             json_array_foreach(tm, i, v) named |= entry_matches(mod, json_string_value(v));
             if (!named)
-                return error_set("%s: target_modules adapt %s in some layers only (not in layer %d); "
-                                 "lorasc adapts a module in every layer.", c->path,
-                                 kind == PEFT_VIT ? vit_hf_lora_module(t) : hf_llama_lora_module(t), l);
+                return error_set(
+                    "%s: target_modules adapt %s in some layers only (not in layer %d); "
+                    "lorasc adapts a module in every layer.",
+                    c->path, kind == PEFT_VIT ? vit_hf_lora_module(t) : hf_llama_lora_module(t), l);
         }
         lc->targets |= LORA_BIT(t);
     }
@@ -174,7 +183,8 @@ static int parse_targets(const HfConfig *c, PeftModelKind kind, int n_layers, Lo
 
 /* The layers an adapter file covers: 1 + the largest layer index in its tensor names. */
 static int count_layers(const SafeTensors *st, PeftModelKind kind) {
-    const char *prefix = kind == PEFT_VIT ? "base_model.model.vit.encoder.layer." : "base_model.model.model.layers.";
+    const char *prefix =
+        kind == PEFT_VIT ? "base_model.model.vit.encoder.layer." : "base_model.model.model.layers.";
     const size_t n = strlen(prefix);
     int layers = 0;
     for (int i = 0; i < st->n_tensors; i++)
@@ -200,16 +210,20 @@ static int check_config(const HfConfig *c, PeftModelKind kind, int n_layers, Pef
         return error_set("%s: peft_type must be \"LORA\", not %s%s%s.", c->path, type ? "\"" : "",
                          type ? type : "missing", type ? "\"" : "");
     if (kind == PEFT_LLAMA && task && strcmp(task, "CAUSAL_LM") != 0)
-        return error_set("%s: task_type \"%s\" is not a causal language model's (CAUSAL_LM); lorasc "
-                         "loads Llama adapters for LlamaForCausalLM.", c->path, task);
+        return error_set(
+            "%s: task_type \"%s\" is not a causal language model's (CAUSAL_LM); lorasc "
+            "loads Llama adapters for LlamaForCausalLM.",
+            c->path, task);
     if (kind == PEFT_VIT && task)
         return error_set("%s: task_type \"%s\": a ViT image-classification adapter has none (PEFT "
-                         "wraps ViTForImageClassification without a task type).", c->path, task);
+                         "wraps ViTForImageClassification without a task type).",
+                         c->path, task);
     if (strcmp(bias, "none") != 0) return refuse_key(c->path, "bias", "trained biases");
     const json_t *jr = hf_config_get(c, NULL, "r"), *ja = hf_config_get(c, NULL, "lora_alpha");
     if (!json_is_integer(jr) || json_integer_value(jr) <= 0 || json_integer_value(jr) > 65536 ||
         !json_is_number(ja) || !(json_number_value(ja) > 0))
-        return error_set("%s needs a positive integer \"r\" and a positive number \"lora_alpha\".", c->path);
+        return error_set("%s needs a positive integer \"r\" and a positive number \"lora_alpha\".",
+                         c->path);
     info->lora.rank = (int)json_integer_value(jr);
     info->lora.alpha = (float)json_number_value(ja);
     /* modules_to_save: a ViT's classifier (its head, trained in full) and nothing else */
@@ -220,10 +234,12 @@ static int check_config(const HfConfig *c, PeftModelKind kind, int n_layers, Pef
                          strcmp(json_string_value(json_array_get(mts, 0)), "classifier") == 0;
         if (!head) {
             char *text = json_dumps(mts, JSON_COMPACT);
-            const int rc = error_set("%s sets \"modules_to_save\" to %s (whole modules trained and saved "
-                                     "beside the adapter), which lorasc does not load%s: the adapter "
-                                     "would not give PEFT's numbers, so it is refused.", c->path,
-                                     text ? text : "a value", kind == PEFT_VIT ? " except a ViT's [\"classifier\"]" : "");
+            const int rc =
+                error_set("%s sets \"modules_to_save\" to %s (whole modules trained and saved "
+                          "beside the adapter), which lorasc does not load%s: the adapter "
+                          "would not give PEFT's numbers, so it is refused.",
+                          c->path, text ? text : "a value",
+                          kind == PEFT_VIT ? " except a ViT's [\"classifier\"]" : "");
             free(text);
             return rc;
         }
@@ -245,11 +261,13 @@ int peft_read_info(const char *dir, PeftModelKind kind, PeftInfo *info) {
     if (rc == LSC_OK) {
         const int layers = count_layers(&st, kind);
         if (layers == 0)
-            rc = error_set("%s holds no adapter tensor of a %s (keys such as %s).", weights,
-                           model_word(kind), kind == PEFT_VIT
-                               ? "base_model.model.vit.encoder.layer.0.attention.attention.query.lora_A.weight"
-                               : "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight");
-        else rc = check_config(&cfg, kind, layers, info);
+            rc = error_set(
+                "%s holds no adapter tensor of a %s (keys such as %s).", weights, model_word(kind),
+                kind == PEFT_VIT
+                    ? "base_model.model.vit.encoder.layer.0.attention.attention.query.lora_A.weight"
+                    : "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight");
+        else
+            rc = check_config(&cfg, kind, layers, info);
     }
     safetensors_close(&st);
     hf_config_close(&cfg);
@@ -290,7 +308,8 @@ static json_t *targets_json(const Target *m, const LoraAdapters *lora) {
     return a;
 }
 
-static int save_any(const char *dir, const Target *m, const LoraAdapters *lora, const char *base_model) {
+static int save_any(const char *dir, const Target *m, const LoraAdapters *lora,
+                    const char *base_model) {
     const int r = lora->config.rank;
     const int per_slot = lora->config.use_dora ? 3 : 2;
     const int max_entries = lora->n_layers * LORA_NUM_TARGETS * per_slot + 2;
@@ -304,13 +323,15 @@ static int save_any(const char *dir, const Target *m, const LoraAdapters *lora, 
     }
     if (m->kind == PEFT_VIT && (m->vit->config.pre_norm || !m->vit->config.patch_bias)) {
         rc = error_set("Cannot save a PEFT adapter of a CLIP-layout ViT to %s: transformers has no "
-                       "image classifier with lorasc's CLIP head, so no PEFT model would match it.", dir);
+                       "image classifier with lorasc's CLIP head, so no PEFT model would match it.",
+                       dir);
         goto done;
     }
     for (int l = 0; l < lora->n_layers; l++)
         for (int t = 0; t < LORA_NUM_TARGETS; t++) {
             if (!lora_enabled(lora, t)) continue;
-            const int in = lora->in_dim[t], out = lora->out_dim[t], heads = permuted_heads(m->llama, t);
+            const int in = lora->in_dim[t], out = lora->out_dim[t],
+                      heads = permuted_heads(m->llama, t);
             const Real *src[3] = {lora_a(lora, l, t), lora_b(lora, l, t),
                                   lora->config.use_dora ? lora_magnitude(lora, l, t) : NULL};
             const int64_t rows[3] = {r, out, out}, cols[3] = {in, r, 0};
@@ -336,10 +357,12 @@ static int save_any(const char *dir, const Target *m, const LoraAdapters *lora, 
             rc = error_set("Out of memory saving adapters to %s.", dir);
             goto done;
         }
-        e[n] = (StWriteEntry){.name = "base_model.model.classifier.weight", .ndim = 2,
-                              .shape = {K, D}, .data = head};
-        e[n + 1] = (StWriteEntry){.name = "base_model.model.classifier.bias", .ndim = 1,
-                                  .shape = {K}, .data = head + (size_t)K * D};
+        e[n] = (StWriteEntry){
+            .name = "base_model.model.classifier.weight", .ndim = 2, .shape = {K, D}, .data = head};
+        e[n + 1] = (StWriteEntry){.name = "base_model.model.classifier.bias",
+                                  .ndim = 1,
+                                  .shape = {K},
+                                  .data = head + (size_t)K * D};
         n += 2;
     }
     json_t *cfg = json_pack(
@@ -348,8 +371,8 @@ static int save_any(const char *dir, const Target *m, const LoraAdapters *lora, 
         "peft_type", "LORA", "task_type", m->kind == PEFT_VIT ? NULL : "CAUSAL_LM", "r", r,
         "lora_alpha", (double)lora->config.alpha, "target_modules", targets_json(m, lora),
         "lora_dropout", 0.0, "bias", "none", "use_dora", lora->config.use_dora, "use_rslora", 0,
-        "fan_in_fan_out", 0, "inference_mode", 1, "init_lora_weights", 1,
-        "base_model_name_or_path", base_model, "modules_to_save",
+        "fan_in_fan_out", 0, "inference_mode", 1, "init_lora_weights", 1, "base_model_name_or_path",
+        base_model, "modules_to_save",
         m->kind == PEFT_VIT ? json_pack("[s]", "classifier") : json_null(), "layers_to_transform",
         "rank_pattern", "alpha_pattern", "revision", "layer_replication", "layers_pattern");
     if ((rc = hf_config_write(dir, "adapter_config.json", cfg)) != LSC_OK) goto done;
@@ -365,13 +388,15 @@ done:
     return rc;
 }
 
-int peft_save(const char *dir, const Llama *model, const LoraAdapters *lora, const char *base_model) {
+int peft_save(const char *dir, const Llama *model, const LoraAdapters *lora,
+              const char *base_model) {
     const Target m = {PEFT_LLAMA, model, NULL, model->config.n_layers,
                       model->config.dim / model->config.n_heads};
     return save_any(dir, &m, lora, base_model);
 }
 
-int peft_save_vit(const char *dir, const ViT *model, const LoraAdapters *lora, const char *base_model) {
+int peft_save_vit(const char *dir, const ViT *model, const LoraAdapters *lora,
+                  const char *base_model) {
     const Target m = {PEFT_VIT, NULL, (ViT *)model, model->config.n_layers, 1};
     return save_any(dir, &m, lora, base_model);
 }
@@ -399,10 +424,13 @@ static int load_any(const char *dir, const Target *m, LoraAdapters *lora, Backen
     unsigned char *used = NULL;
     PeftInfo info;
     int in[LORA_NUM_TARGETS], out[LORA_NUM_TARGETS];
-    if (m->kind == PEFT_VIT) vit_lora_shapes(&m->vit->config, in, out);
-    else llama_lora_shapes(&m->llama->config, in, out);
+    if (m->kind == PEFT_VIT)
+        vit_lora_shapes(&m->vit->config, in, out);
+    else
+        llama_lora_shapes(&m->llama->config, in, out);
     if ((rc = check_config(&cfg, m->kind, m->n_layers, &info)) != LSC_OK ||
-        (rc = hf_shards_path(weights, sizeof weights, dir, "adapter_model.safetensors")) != LSC_OK ||
+        (rc = hf_shards_path(weights, sizeof weights, dir, "adapter_model.safetensors")) !=
+            LSC_OK ||
         (rc = safetensors_open(&st, weights)) != LSC_OK)
         goto done;
     const int file_layers = count_layers(&st, m->kind);
@@ -418,7 +446,8 @@ static int load_any(const char *dir, const Target *m, LoraAdapters *lora, Backen
         const size_t a = (size_t)lc->rank * (size_t)(in[t] > out[t] ? in[t] : out[t]);
         if (a > biggest) biggest = a;
     }
-    if (!(host = malloc(2 * biggest * sizeof *host)) || !(used = calloc((size_t)st.n_tensors + 1, 1))) {
+    if (!(host = malloc(2 * biggest * sizeof *host)) ||
+        !(used = calloc((size_t)st.n_tensors + 1, 1))) {
         rc = error_set("Out of memory loading %s.", weights);
         goto done;
     }
@@ -434,10 +463,12 @@ static int load_any(const char *dir, const Target *m, LoraAdapters *lora, Backen
                 tensor_name(m->kind, l, t, k, name, sizeof name);
                 const int64_t shape[2] = {rows[k], cols[k]};
                 const size_t count = (size_t)rows[k] * (size_t)(cols[k] ? cols[k] : 1);
-                if ((rc = read_used(&st, used, name, cols[k] ? 2 : 1, shape, host)) != LSC_OK) break;
+                if ((rc = read_used(&st, used, name, cols[k] ? 2 : 1, shape, host)) != LSC_OK)
+                    break;
                 const Real *rows_out = host;
                 if (k > 0 && heads) { /* HF -> interleaved rows */
-                    hf_llama_permute_rows(host + biggest, host, heads, m->hd, cols[k] ? (int)cols[k] : 1, 0);
+                    hf_llama_permute_rows(host + biggest, host, heads, m->hd,
+                                          cols[k] ? (int)cols[k] : 1, 0);
                     rows_out = host + biggest;
                 }
                 be->to_device(be, dst[k], rows_out, count * sizeof(Real));
@@ -448,20 +479,24 @@ static int load_any(const char *dir, const Target *m, LoraAdapters *lora, Backen
         const int64_t K = v->config.n_classes, D = v->config.dim;
         const StTensor *w = safetensors_find(&st, "base_model.model.classifier.weight");
         if (w && w->ndim == 2 && w->shape[0] != K)
-            rc = error_set("%s holds a classifier for %lld classes; the ViT it is loaded into has %lld "
-                           "(load the base with that many classes).", weights, (long long)w->shape[0],
-                           (long long)K);
+            rc = error_set(
+                "%s holds a classifier for %lld classes; the ViT it is loaded into has %lld "
+                "(load the base with that many classes).",
+                weights, (long long)w->shape[0], (long long)K);
         const int64_t sw[2] = {K, D}, sb[1] = {K};
         if (rc == LSC_OK &&
-            (rc = read_used(&st, used, "base_model.model.classifier.weight", 2, sw, host)) == LSC_OK &&
-            (rc = read_used(&st, used, "base_model.model.classifier.bias", 1, sb, host + K * D)) == LSC_OK)
+            (rc = read_used(&st, used, "base_model.model.classifier.weight", 2, sw, host)) ==
+                LSC_OK &&
+            (rc = read_used(&st, used, "base_model.model.classifier.bias", 1, sb, host + K * D)) ==
+                LSC_OK)
             be->to_device(be, v->head_params, host, v->head_size * sizeof(Real));
     }
     for (int i = 0; rc == LSC_OK && i < st.n_tensors; i++)
         if (!used[i])
-            rc = error_set("%s holds tensor \"%s\", which a %s adapter of this config does not have "
-                           "(lorasc would ignore it and give other numbers than PEFT: refused).",
-                           weights, st.tensors[i].name, model_word(m->kind));
+            rc =
+                error_set("%s holds tensor \"%s\", which a %s adapter of this config does not have "
+                          "(lorasc would ignore it and give other numbers than PEFT: refused).",
+                          weights, st.tensors[i].name, model_word(m->kind));
     if (rc == LSC_OK && lc->use_dora) lora->magnitudes_set = 1;
 done:
     if (rc != LSC_OK && lora->params) lora_free(lora);
@@ -480,9 +515,11 @@ int peft_load(const char *dir, const Llama *model, LoraAdapters *lora, Backend *
 
 /* "r 4, lora_alpha 8, DoRA, q_proj v_proj" */
 static void describe(const LoraConfig *c, char *out, size_t n) {
-    int k = snprintf(out, n, "r %d, lora_alpha %g, %s,", c->rank, (double)c->alpha, c->use_dora ? "DoRA" : "LoRA");
+    int k = snprintf(out, n, "r %d, lora_alpha %g, %s,", c->rank, (double)c->alpha,
+                     c->use_dora ? "DoRA" : "LoRA");
     for (int t = 0; t < LORA_NUM_TARGETS && k > 0 && (size_t)k < n; t++)
-        if (c->targets & LORA_BIT(t)) k += snprintf(out + k, n - (size_t)k, " %s", lora_target_name(t));
+        if (c->targets & LORA_BIT(t))
+            k += snprintf(out + k, n - (size_t)k, " %s", lora_target_name(t));
 }
 
 int peft_load_into(const char *dir, const Llama *model, LoraAdapters *lora) {
@@ -490,12 +527,14 @@ int peft_load_into(const char *dir, const Llama *model, LoraAdapters *lora) {
     if (peft_load(dir, model, &file, lora->be) != LSC_OK) return LSC_ERR;
     const LoraConfig *a = &file.config, *b = &lora->config;
     int rc = LSC_OK;
-    if (a->rank != b->rank || a->alpha != b->alpha || a->targets != b->targets || a->use_dora != b->use_dora) {
+    if (a->rank != b->rank || a->alpha != b->alpha || a->targets != b->targets ||
+        a->use_dora != b->use_dora) {
         char fa[256], fb[256];
         describe(a, fa, sizeof fa);
         describe(b, fb, sizeof fb);
         rc = error_set("The adapter in %s (%s) differs from the one the run trains (%s): give the "
-                       "method the adapter's rank, lora_alpha, targets and dora.", dir, fa, fb);
+                       "method the adapter's rank, lora_alpha, targets and dora.",
+                       dir, fa, fb);
     } else {
         lora->be->copy(lora->be, lora->params, file.params, lora->num_params * sizeof(Real));
         lora->magnitudes_set = file.magnitudes_set;
@@ -507,7 +546,8 @@ int peft_load_into(const char *dir, const Llama *model, LoraAdapters *lora) {
 int peft_load_vit(const char *dir, ViT *model, LoraAdapters *lora, Backend *be) {
     if (model->config.pre_norm || !model->config.patch_bias)
         return error_set("Cannot load the PEFT adapter in %s into a CLIP-layout ViT: lorasc reads "
-                         "ViT adapters for ViTForImageClassification only.", dir);
+                         "ViT adapters for ViTForImageClassification only.",
+                         dir);
     const Target m = {PEFT_VIT, NULL, model, model->config.n_layers, 1};
     return load_any(dir, &m, lora, be);
 }
@@ -543,7 +583,8 @@ int peft_save_run(const char *dir, const Finetune *ft, const Llama *llama, const
                   const char *base_model) {
     LoraAdapters lora;
     if (finetune_merged_adapter(ft, &lora) != LSC_OK) return LSC_ERR;
-    const int rc = llama ? peft_save(dir, llama, &lora, base_model) : peft_save_vit(dir, vit, &lora, base_model);
+    const int rc = llama ? peft_save(dir, llama, &lora, base_model)
+                         : peft_save_vit(dir, vit, &lora, base_model);
     lora_free(&lora);
     return rc;
 }

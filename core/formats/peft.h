@@ -54,7 +54,8 @@ int peft_load_into(const char *dir, const Llama *model, LoraAdapters *lora);
  * transformers' ViTForImageClassification would match). peft_save_vit writes the model's head
  * as modules_to_save ["classifier"]; peft_load_vit loads it into model when the file has one
  * (its row count must equal model's classes). */
-int peft_save_vit(const char *dir, const ViT *model, const LoraAdapters *lora, const char *base_model);
+int peft_save_vit(const char *dir, const ViT *model, const LoraAdapters *lora,
+                  const char *base_model);
 int peft_load_vit(const char *dir, ViT *model, LoraAdapters *lora, Backend *be);
 
 /* Merges the adapter in dir into model's weights (loaded, merged, freed): the model a PEFT

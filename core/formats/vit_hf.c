@@ -133,7 +133,8 @@ static const char *layer_module(ViTHfLayout layout, int t) {
 }
 
 const char *vit_hf_lora_module(int target) {
-    static const int tensor[LORA_NUM_TARGETS] = {VIT_WQ, VIT_WK, VIT_WV, VIT_WO, -1, VIT_W1, VIT_W2};
+    static const int tensor[LORA_NUM_TARGETS] = {VIT_WQ, VIT_WK, VIT_WV, VIT_WO,
+                                                 -1,     VIT_W1, VIT_W2};
     if (target < 0 || target >= LORA_NUM_TARGETS || tensor[target] < 0) return NULL;
     return layer_module(VIT_HF_VIT, tensor[target]);
 }
@@ -242,16 +243,19 @@ int vit_hf_load(const char *dir, ViT *m, Backend *be, const ViTHfOptions *opt) {
     if (opt->channels > 0) c.channels = opt->channels;
     if (opt->image_size > 0 && opt->image_size != hc.image_size) {
         if (layout != VIT_HF_VIT) {
-            rc = error_set("The checkpoint in %s is a CLIP vision tower for %dx%d images; %dx%d needs "
-                           "position-embedding interpolation, which lorasc (like transformers 4.44) "
-                           "has for ViT checkpoints only.", dir, hc.image_size, hc.image_size,
-                           opt->image_size, opt->image_size);
+            rc = error_set(
+                "The checkpoint in %s is a CLIP vision tower for %dx%d images; %dx%d needs "
+                "position-embedding interpolation, which lorasc (like transformers 4.44) "
+                "has for ViT checkpoints only.",
+                dir, hc.image_size, hc.image_size, opt->image_size, opt->image_size);
             goto done;
         }
         if (opt->image_size % hc.patch_size != 0) {
-            rc = error_set("Image size %d is not a multiple of the patch size %d of the checkpoint in "
-                           "%s; use e.g. %d.", opt->image_size, hc.patch_size, dir,
-                           (opt->image_size + hc.patch_size - 1) / hc.patch_size * hc.patch_size);
+            rc = error_set(
+                "Image size %d is not a multiple of the patch size %d of the checkpoint in "
+                "%s; use e.g. %d.",
+                opt->image_size, hc.patch_size, dir,
+                (opt->image_size + hc.patch_size - 1) / hc.patch_size * hc.patch_size);
             goto done;
         }
         c.image_size = opt->image_size;
@@ -379,7 +383,8 @@ void vit_hf_interpolate_positions(Real *out, int g, const Real *pos, int G, int 
                 for (int a = 0; a < 4; a++) {
                     float row = 0.0f;
                     for (int b = 0; b < 4; b++)
-                        row += w[x][b] * (float)pos[(size_t)(1 + idx[y][a] * G + idx[x][b]) * D + d];
+                        row +=
+                            w[x][b] * (float)pos[(size_t)(1 + idx[y][a] * G + idx[x][b]) * D + d];
                     acc += w[y][a] * row;
                 }
                 out[(size_t)(1 + y * g + x) * D + d] = (Real)acc;
@@ -410,7 +415,9 @@ static int write_vit_config(const char *dir, const ViTConfig *c, const ViTHfSave
         "intermediate_size", c->mlp_dim, "layer_norm_eps", hf_config_float_value(c->norm_eps),
         "hidden_act", act_name(c->gelu), "qkv_bias", 1, "id2label", id2label, "label2id", label2id,
         "hidden_dropout_prob", 0.0, "attention_probs_dropout_prob", 0.0, "torch_dtype",
-        o->dtype == ST_BF16 ? "bfloat16" : o->dtype == ST_F16 ? "float16" : "float32");
+        o->dtype == ST_BF16  ? "bfloat16"
+        : o->dtype == ST_F16 ? "float16"
+                             : "float32");
     int rc = hf_config_write(dir, "config.json", root);
     if (rc != LSC_OK || o->n_norm <= 0) return rc;
     json_t *mean = json_array(), *std = json_array();
@@ -418,11 +425,11 @@ static int write_vit_config(const char *dir, const ViTConfig *c, const ViTHfSave
         json_array_append_new(mean, json_real(hf_config_float_value(o->image_mean[i])));
         json_array_append_new(std, json_real(hf_config_float_value(o->image_std[i])));
     }
-    json_t *pre = json_pack("{s:s, s:b, s:b, s:f, s:b, s:o, s:o, s:i, s:{s:i, s:i}}",
-                            "image_processor_type", "ViTImageProcessor", "do_resize", 1,
-                            "do_rescale", 1, "rescale_factor", 1.0 / 255.0, "do_normalize", 1,
-                            "image_mean", mean, "image_std", std, "resample", 2, "size", "height",
-                            c->image_size, "width", c->image_size);
+    json_t *pre =
+        json_pack("{s:s, s:b, s:b, s:f, s:b, s:o, s:o, s:i, s:{s:i, s:i}}", "image_processor_type",
+                  "ViTImageProcessor", "do_resize", 1, "do_rescale", 1, "rescale_factor",
+                  1.0 / 255.0, "do_normalize", 1, "image_mean", mean, "image_std", std, "resample",
+                  2, "size", "height", c->image_size, "width", c->image_size);
     return hf_config_write(dir, "preprocessor_config.json", pre);
 }
 
@@ -431,12 +438,14 @@ int vit_hf_save(const char *dir, const ViT *m, const ViTHfSaveOptions *opt) {
     const ViTHfSaveOptions *o = opt ? opt : &plain;
     const ViTConfig *c = &m->config;
     if (c->pre_norm || !c->patch_bias)
-        return error_set("Cannot export a CLIP-layout ViT to %s as a Hugging Face model: transformers "
-                         "has no image classifier with lorasc's CLIP head (class token after "
-                         "post_layernorm); keep its lorasc checkpoint instead.", dir);
+        return error_set(
+            "Cannot export a CLIP-layout ViT to %s as a Hugging Face model: transformers "
+            "has no image classifier with lorasc's CLIP head (class token after "
+            "post_layernorm); keep its lorasc checkpoint instead.",
+            dir);
     const int L = c->n_layers, n_max = VIT_NUM_PARAM_TENSORS * L;
     StWriteEntry *e = calloc((size_t)n_max, sizeof *e);
-    char (*names)[160] = calloc((size_t)n_max, sizeof *names);
+    char(*names)[160] = calloc((size_t)n_max, sizeof *names);
     float *host = malloc(m->num_params * sizeof *host);
     Real *r = malloc(m->num_params * sizeof *r);
     int n = 0, rc = LSC_OK;

@@ -64,7 +64,7 @@ void vit_hf_interpolate_positions(Real *out, int g, const Real *pos, int G, int 
 
 /* What an HF export writes beside the weights. */
 typedef struct ViTHfSaveOptions {
-    int dtype;                 /* StDtype: ST_F32, ST_F16 or ST_BF16 */
+    int dtype; /* StDtype: ST_F32, ST_F16 or ST_BF16 */
     /* > 0: preprocessor_config.json (ViTImageProcessor) with the per-channel normalisation
      * the model was trained with and a resize to its image size */
     int n_norm;

@@ -348,14 +348,19 @@ static int keep_merge(Cascade *c) {
 }
 
 const char *cascade_adapter_obstacle(const CascadeConfig *k, int n_experts, int use_dora) {
-    if (!k->merge) return "the run merges nothing into the base, so there is no merged update to export";
+    if (!k->merge)
+        return "the run merges nothing into the base, so there is no merged update to export";
     if (k->noise > 0.0f && n_experts > 1)
-        return "the cascade added noise (lambda > 0) to the base weights between experts; that noise "
-               "is no low-rank update, so no adapter reproduces the trained model: the merged model "
+        return "the cascade added noise (lambda > 0) to the base weights between experts; that "
+               "noise "
+               "is no low-rank update, so no adapter reproduces the trained model: the merged "
+               "model "
                "(save = \"model\", lorasc export --hf) is the only exact export";
     if (use_dora && n_experts > 1)
-        return "a DoRA cascade of several experts rescales whole rows at every merge, which no single "
-               "DoRA adapter reproduces: the merged model (save = \"model\", lorasc export --hf) is "
+        return "a DoRA cascade of several experts rescales whole rows at every merge, which no "
+               "single "
+               "DoRA adapter reproduces: the merged model (save = \"model\", lorasc export --hf) "
+               "is "
                "the only exact export";
     return NULL;
 }
@@ -367,15 +372,18 @@ int cascade_merged_adapter(const Cascade *c, LoraAdapters *out) {
     if (why) return error_set("This run has no exact PEFT adapter: %s.", why);
     if (!c->config.keep_merges)
         return error_set("This run did not keep its merged adapters (keep_merges was off).");
-    if (c->n_kept == 0) return error_set("No expert of this run has ended yet: there is no adapter.");
+    if (c->n_kept == 0)
+        return error_set("No expert of this run has ended yet: there is no adapter.");
     const int T = c->n_kept, r = s->config.rank, R = T * r;
     LoraConfig lc = s->config;
     lc.rank = R;
     lc.alpha = s->config.alpha * (float)T;
-    if (lora_create(out, s->be, &lc, s->n_layers, s->in_dim, s->out_dim, 0) != LSC_OK) return LSC_ERR;
+    if (lora_create(out, s->be, &lc, s->n_layers, s->in_dim, s->out_dim, 0) != LSC_OK)
+        return LSC_ERR;
     size_t widest = 1;
     for (int t = 0; t < LORA_NUM_TARGETS; t++)
-        if ((size_t)s->in_dim[t] + (size_t)s->out_dim[t] > widest) widest = (size_t)s->in_dim[t] + s->out_dim[t];
+        if ((size_t)s->in_dim[t] + (size_t)s->out_dim[t] > widest)
+            widest = (size_t)s->in_dim[t] + s->out_dim[t];
     Real *h = malloc(widest * (size_t)R * sizeof *h);
     if (!h) {
         lora_free(out);
@@ -393,8 +401,9 @@ int cascade_merged_adapter(const Cascade *c, LoraAdapters *out) {
             for (int e = 0; e < T; e++) {
                 const Real *blk = c->kept + (size_t)e * s->num_params;
                 memcpy(ha + (size_t)e * r * in, blk + a_off, (size_t)r * in * sizeof *h); /* rows */
-                for (size_t row = 0; row < o; row++)                                    /* columns */
-                    memcpy(hb + row * R + (size_t)e * r, blk + b_off + row * (size_t)r, (size_t)r * sizeof *h);
+                for (size_t row = 0; row < o; row++) /* columns */
+                    memcpy(hb + row * R + (size_t)e * r, blk + b_off + row * (size_t)r,
+                           (size_t)r * sizeof *h);
             }
             be->to_device(be, lora_a(out, l, t), ha, (size_t)R * in * sizeof *h);
             be->to_device(be, lora_b(out, l, t), hb, o * (size_t)R * sizeof *h);

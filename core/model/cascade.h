@@ -101,7 +101,7 @@ typedef struct CascadeConfig {
     float min_lr_ratio;     /* JAGGED: floor of the cosine envelope (ReLoRA's 0.1) */
     SlowMerge slow_merge;
     NoiseStd noise_std;
-    int keep_merges;        /* 1: keep a host copy of the slow adapter at every merge, so
+    int keep_merges; /* 1: keep a host copy of the slow adapter at every merge, so
                              * cascade_merged_adapter can give the adapter of the run */
 } CascadeConfig;
 
@@ -144,7 +144,7 @@ typedef struct Cascade {
     long total_steps;
     int n_experts;
     uint64_t seed;
-    Real *kept;             /* keep_merges: host copies of the slow block at each merge
+    Real *kept; /* keep_merges: host copies of the slow block at each merge
                              * [n_kept][slow.num_params] (REPLACE: the last one only) */
     int n_kept;
     Real *ones;             /* [max(in, out)] for row/column sums */

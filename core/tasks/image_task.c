@@ -162,8 +162,10 @@ static int same_size(const ImageTask *t, int size) {
 int image_task_batch_sized(const ImageTask *t, int split, const int *positions, int B, int size,
                            Real *out, int32_t *labels, const ImageAugment *aug, uint64_t seed,
                            uint64_t step) {
-    if (same_size(t, size)) return image_task_batch(t, split, positions, B, out, labels, aug, seed, step);
-    Real *native = malloc(sizeof(Real) * (size_t)B * t->train.channels * t->train.height * t->train.width);
+    if (same_size(t, size))
+        return image_task_batch(t, split, positions, B, out, labels, aug, seed, step);
+    Real *native =
+        malloc(sizeof(Real) * (size_t)B * t->train.channels * t->train.height * t->train.width);
     if (!native) return error_set("out of memory resizing a batch of %d images of %s", B, t->name);
     int rc = image_task_batch(t, split, positions, B, native, labels, aug, seed, step);
     if (rc == LSC_OK) rc = resize_batch(t, out, size, native, B);
@@ -183,7 +185,8 @@ int image_task_evaluate(const ImageTask *t, ViT *m, int split, int B,
     int32_t *labels = malloc(sizeof(int32_t) * (size_t)B), *pred = malloc(sizeof(int32_t) * (size_t)B);
     int *pos = malloc(sizeof(int) * (size_t)B);
     int rc = LSC_OK;
-    if (!x || !y || !labels || !pred || !pos) rc = error_set("out of memory evaluating on %s", t->name);
+    if (!x || !y || !labels || !pred || !pos)
+        rc = error_set("out of memory evaluating on %s", t->name);
     long correct = 0;
     double sum_loss = 0;
     const int n = t->n[split];

@@ -25,7 +25,8 @@
 
 /* The golden ids of one variant for every string; returns the number of strings that differ
  * (each printed). */
-static int check_variant(const Tokenizer *t, const json_t *strings, const json_t *ids, const char *variant) {
+static int check_variant(const Tokenizer *t, const json_t *strings, const json_t *ids,
+                         const char *variant) {
     size_t i;
     const json_t *s;
     int bad = 0;
@@ -37,7 +38,8 @@ static int check_variant(const Tokenizer *t, const json_t *strings, const json_t
         if (tokenizer_encode(t, text, len, 0, got, 512, &n) != LSC_OK) fail_msg("%s", error_last());
         const json_t *want = json_array_get(ids, i);
         int same = json_array_size(want) == n;
-        for (size_t k = 0; same && k < n; k++) same = json_integer_value(json_array_get(want, k)) == got[k];
+        for (size_t k = 0; same && k < n; k++)
+            same = json_integer_value(json_array_get(want, k)) == got[k];
         if (!same) {
             char *w = json_dumps(want, JSON_COMPACT);
             fprintf(stderr, "  %s: \"%s\": got", variant, text);
@@ -56,13 +58,14 @@ static void write_variant(const char *variant, char *path) {
     assert_non_null(root);
     json_t *pre = json_object_get(root, "pre_tokenizer");
     if (strcmp(variant, "metaspace_split") == 0) json_object_set_new(pre, "split", json_true());
-    if (strcmp(variant, "metaspace_never") == 0) json_object_set_new(pre, "prepend_scheme", json_string("never"));
+    if (strcmp(variant, "metaspace_never") == 0)
+        json_object_set_new(pre, "prepend_scheme", json_string("never"));
     if (strcmp(variant, "legacy") == 0) {
         json_object_set_new(root, "pre_tokenizer", json_null());
         json_object_set_new(root, "normalizer",
-                            json_pack("{s:s, s:[{s:s, s:s}, {s:s, s:{s:s}, s:s}]}", "type", "Sequence",
-                                      "normalizers", "type", "Prepend", "prepend", SP, "type", "Replace",
-                                      "pattern", "String", " ", "content", SP));
+                            json_pack("{s:s, s:[{s:s, s:s}, {s:s, s:{s:s}, s:s}]}", "type",
+                                      "Sequence", "normalizers", "type", "Prepend", "prepend", SP,
+                                      "type", "Replace", "pattern", "String", " ", "content", SP));
     }
     strcpy(path, "/tmp/lorasc_metaspace_XXXXXX");
     const int fd = mkstemp(path);
@@ -77,15 +80,18 @@ static void test_variants(void **state) {
     json_t *g = json_load_file(GOLD "/tokenizer.json", 0, NULL);
     assert_non_null(g);
     const json_t *strings = json_object_get(g, "strings");
-    static const char *const variants[] = {"metaspace_first", "metaspace_split", "metaspace_never", "legacy"};
+    static const char *const variants[] = {"metaspace_first", "metaspace_split", "metaspace_never",
+                                           "legacy"};
     int total = 0;
     for (int v = 0; v < 4; v++) {
         char path[64];
         write_variant(variants[v], path);
         Tokenizer t;
         if (tokenizer_load(&t, path) != LSC_OK) fail_msg("%s", error_last());
-        const int bad = check_variant(&t, strings, json_object_get(json_object_get(g, "ids"), variants[v]), variants[v]);
-        printf("  %-16s %zu strings, %d differ from Hugging Face\n", variants[v], json_array_size(strings), bad);
+        const int bad = check_variant(
+            &t, strings, json_object_get(json_object_get(g, "ids"), variants[v]), variants[v]);
+        printf("  %-16s %zu strings, %d differ from Hugging Face\n", variants[v],
+               json_array_size(strings), bad);
         total += bad;
         tokenizer_free(&t);
         remove(path);
@@ -98,10 +104,12 @@ static void test_variants(void **state) {
     json_array_foreach(strings, i, s) {
         if (json_string_value(s)[0] != ' ') continue;
         leading++;
-        differ += !json_equal(json_array_get(json_object_get(json_object_get(g, "ids"), "legacy"), i),
-                              json_array_get(json_object_get(json_object_get(g, "ids"), "metaspace_first"), i));
+        differ += !json_equal(
+            json_array_get(json_object_get(json_object_get(g, "ids"), "legacy"), i),
+            json_array_get(json_object_get(json_object_get(g, "ids"), "metaspace_first"), i));
     }
-    printf("  %d of %d strings starting with a space tokenize differently under Prepend and Metaspace \"first\"\n",
+    printf("  %d of %d strings starting with a space tokenize differently under Prepend and "
+           "Metaspace \"first\"\n",
            differ, leading);
     assert_true(differ > 0);
     json_decref(g);
@@ -115,7 +123,8 @@ static void test_refused(void **state) {
                                          {"prepend_scheme", "sometimes", "prepend_scheme"}};
     for (int k = 0; k < 2; k++) {
         json_t *root = json_load_file(GOLD "/llama/tokenizer.json", 0, NULL);
-        json_object_set_new(json_object_get(root, "pre_tokenizer"), bad[k][0], json_string(bad[k][1]));
+        json_object_set_new(json_object_get(root, "pre_tokenizer"), bad[k][0],
+                            json_string(bad[k][1]));
         char path[64] = "/tmp/lorasc_metaspace_XXXXXX";
         const int fd = mkstemp(path);
         close(fd);
@@ -131,6 +140,7 @@ static void test_refused(void **state) {
 }
 
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_variants), cmocka_unit_test(test_refused)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_variants),
+                                       cmocka_unit_test(test_refused)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

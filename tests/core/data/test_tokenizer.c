@@ -230,17 +230,21 @@ static void test_hf_json_metaspace(void **state) {
         const size_t cap = tokenizer_max_tokens(len);
         int32_t *got = malloc(cap * sizeof *got), *old = malloc(cap * sizeof *old);
         size_t n = 0, n_old = 0;
-        if (tokenizer_encode(&t, text, len, 0, got, cap, &n) != LSC_OK) fail_msg("%s", error_last());
+        if (tokenizer_encode(&t, text, len, 0, got, cap, &n) != LSC_OK)
+            fail_msg("%s", error_last());
         /* what lorasc gave before it read prepend_scheme: the dummy prefix always */
         t.add_dummy_prefix = TOKENIZER_PREFIX_ALWAYS;
         assert_int_equal(tokenizer_encode(&t, text, len, 0, old, cap, &n_old), LSC_OK);
         t.add_dummy_prefix = TOKENIZER_PREFIX_UNLESS_SPACE;
         const json_t *want = json_array_get(ids, i);
         int same = json_array_size(want) == n, same_old = json_array_size(want) == n_old;
-        for (size_t k = 0; same && k < n; k++) same = json_integer_value(json_array_get(want, k)) == got[k];
-        for (size_t k = 0; same_old && k < n_old; k++) same_old = json_integer_value(json_array_get(want, k)) == old[k];
+        for (size_t k = 0; same && k < n; k++)
+            same = json_integer_value(json_array_get(want, k)) == got[k];
+        for (size_t k = 0; same_old && k < n_old; k++)
+            same_old = json_integer_value(json_array_get(want, k)) == old[k];
         if (!same) {
-            if (bad++ < 5) fprintf(stderr, "  string %zu (\"%.40s\") differs from Hugging Face\n", i, text);
+            if (bad++ < 5)
+                fprintf(stderr, "  string %zu (\"%.40s\") differs from Hugging Face\n", i, text);
         }
         if (text[0] == ' ') {
             leading++;
@@ -248,9 +252,10 @@ static void test_hf_json_metaspace(void **state) {
         }
         free(got), free(old);
     }
-    printf("Metaspace \"first\": %zu strings = Hugging Face except %d; the dummy prefix always (before) "
-           "gave other ids for %d of the %d strings starting with a space\n", json_array_size(strings),
-           bad, legacy_differs, leading);
+    printf("Metaspace \"first\": %zu strings = Hugging Face except %d; the dummy prefix always "
+           "(before) "
+           "gave other ids for %d of the %d strings starting with a space\n",
+           json_array_size(strings), bad, legacy_differs, leading);
     assert_int_equal(bad, 0);
     assert_true(legacy_differs > 0);
     tokenizer_free(&t);
@@ -385,10 +390,9 @@ int main(void) {
             return 77;
         }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_gguf_vectors),   cmocka_unit_test(test_llama2c_vectors),
-        cmocka_unit_test(test_hf_json_vectors), cmocka_unit_test(test_hf_json_metaspace),
-        cmocka_unit_test(test_tok512_reference),
-        cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_gguf_vectors),     cmocka_unit_test(test_llama2c_vectors),
+        cmocka_unit_test(test_hf_json_vectors),  cmocka_unit_test(test_hf_json_metaspace),
+        cmocka_unit_test(test_tok512_reference), cmocka_unit_test(test_malformed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

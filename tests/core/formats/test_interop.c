@@ -67,13 +67,15 @@ static const char *fresh(const char *name) {
 static void keep_dir(const char *from, const char *name) {
     if (!keep) return;
     char cmd[1200];
-    snprintf(cmd, sizeof cmd, "mkdir -p '%s' && rm -rf '%s/%s' && cp -r '%s' '%s/%s'", keep, keep, name, from, keep, name);
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s' && rm -rf '%s/%s' && cp -r '%s' '%s/%s'", keep, keep,
+             name, from, keep, name);
     assert_int_equal(system(cmd), 0);
 }
 
 /* Writes a golden_io file: one i32 or f32 input record and the logits. */
-static void keep_logits(const char *name, const char *in_name, const void *in, int in_f32, int in_ndim,
-                        const int *in_dims, const Real *logits, size_t n_logits, int rows, int cols) {
+static void keep_logits(const char *name, const char *in_name, const void *in, int in_f32,
+                        int in_ndim, const int *in_dims, const Real *logits, size_t n_logits,
+                        int rows, int cols) {
     if (!keep) return;
     char path[600];
     snprintf(path, sizeof path, "%s/%s.bin", keep, name);
@@ -140,7 +142,8 @@ static void load_llama(const char *dir, Llama *m) {
 /* Two safetensors files hold the same tensor names, shapes and values. */
 static void same_tensors(const char *a, const char *b) {
     SafeTensors x, y;
-    if (safetensors_open(&x, a) != LSC_OK || safetensors_open(&y, b) != LSC_OK) fail_msg("%s", error_last());
+    if (safetensors_open(&x, a) != LSC_OK || safetensors_open(&y, b) != LSC_OK)
+        fail_msg("%s", error_last());
     assert_int_equal(x.n_tensors, y.n_tensors);
     for (int i = 0; i < x.n_tensors; i++) {
         const StTensor *s = &x.tensors[i], *t = safetensors_find(&y, s->name);
@@ -168,15 +171,18 @@ static json_t *load_json(const char *dir, const char *file) {
 /* The adapter configs agree on everything that decides the numbers. */
 static void same_adapter_config(const char *a, const char *b) {
     json_t *x = load_json(a, "adapter_config.json"), *y = load_json(b, "adapter_config.json");
-    static const char *const keys[] = {"peft_type", "r", "lora_alpha", "use_dora", "use_rslora", "bias", "task_type", NULL};
+    static const char *const keys[] = {"peft_type",  "r",    "lora_alpha", "use_dora",
+                                       "use_rslora", "bias", "task_type",  NULL};
     for (int i = 0; keys[i]; i++)
         if (!json_equal(json_object_get(x, keys[i]), json_object_get(y, keys[i])) &&
             !(json_is_null(json_object_get(x, keys[i])) && !json_object_get(y, keys[i])) &&
             !(json_is_number(json_object_get(x, keys[i])) &&
-              json_number_value(json_object_get(x, keys[i])) == json_number_value(json_object_get(y, keys[i]))))
+              json_number_value(json_object_get(x, keys[i])) ==
+                  json_number_value(json_object_get(y, keys[i]))))
             fail_msg("adapter_config.json of %s and %s differ in %s", a, b, keys[i]);
     /* target_modules as sets */
-    const json_t *tx = json_object_get(x, "target_modules"), *ty = json_object_get(y, "target_modules");
+    const json_t *tx = json_object_get(x, "target_modules"),
+                 *ty = json_object_get(y, "target_modules");
     assert_int_equal(json_array_size(tx), json_array_size(ty));
     size_t i, j;
     const json_t *v, *w;
@@ -223,7 +229,8 @@ static void test_peft_import_export(void **state) {
             keep_dir(out, "llama_peft");
             keep_dir(GOLD "/llama", "llama_base");
             Real *l = llama_logits(&base);
-            keep_logits("llama_peft", "tokens", tokens, 0, 2, (int[]){TB, TT}, l, (size_t)TB * TT * V, TB * TT, V);
+            keep_logits("llama_peft", "tokens", tokens, 0, 2, (int[]){TB, TT}, l,
+                        (size_t)TB * TT * V, TB * TT, V);
             free(l);
         }
         /* the merged model as an HF directory, with the source's metadata */
@@ -240,7 +247,8 @@ static void test_peft_import_export(void **state) {
         if (a == 0) {
             keep_dir(hf, "llama_hf");
             Real *l = llama_logits(&back);
-            keep_logits("llama_hf", "tokens", tokens, 0, 2, (int[]){TB, TT}, l, (size_t)TB * TT * V, TB * TT, V);
+            keep_logits("llama_hf", "tokens", tokens, 0, 2, (int[]){TB, TT}, l, (size_t)TB * TT * V,
+                        TB * TT, V);
             free(l);
         }
         llama_free(&back);
@@ -273,10 +281,20 @@ static void test_metadata(void **state) {
     o.dtype = ST_BF16;
     if (hf_llama_save(out, &m, &o) != LSC_OK) fail_msg("%s", error_last());
     json_t *src = load_json(GOLD "/llama", "config.json"), *dst = load_json(out, "config.json");
-    static const char *const same[] = {"bos_token_id", "eos_token_id", "pad_token_id", "rms_norm_eps",
-                                       "rope_theta", "initializer_range", "tie_word_embeddings",
-                                       "vocab_size", "hidden_size", "num_key_value_heads",
-                                       "max_position_embeddings", "torch_dtype", "pretraining_tp", NULL};
+    static const char *const same[] = {"bos_token_id",
+                                       "eos_token_id",
+                                       "pad_token_id",
+                                       "rms_norm_eps",
+                                       "rope_theta",
+                                       "initializer_range",
+                                       "tie_word_embeddings",
+                                       "vocab_size",
+                                       "hidden_size",
+                                       "num_key_value_heads",
+                                       "max_position_embeddings",
+                                       "torch_dtype",
+                                       "pretraining_tp",
+                                       NULL};
     for (int i = 0; same[i]; i++)
         if (!json_equal(json_object_get(src, same[i]), json_object_get(dst, same[i])))
             fail_msg("config.json key %s was not kept", same[i]);
@@ -289,8 +307,8 @@ static void test_metadata(void **state) {
            json_real_value(json_object_get(dst, "rope_theta")));
     json_decref(src);
     json_decref(dst);
-    static const char *const files[] = {"generation_config.json", "tokenizer.json", "tokenizer_config.json",
-                                        "special_tokens_map.json", NULL};
+    static const char *const files[] = {"generation_config.json", "tokenizer.json",
+                                        "tokenizer_config.json", "special_tokens_map.json", NULL};
     for (int i = 0; files[i]; i++) {
         char a[600], b[600];
         sub(a, sizeof a, GOLD "/llama", files[i]);
@@ -321,19 +339,25 @@ static void test_refused(void **state) {
     Llama m;
     load_llama(GOLD "/refused/base", &m);
     static const char *const cases[][2] = {
-        {"modules_to_save", "modules_to_save"}, {"layer_replication", "layer_replication"},
-        {"rslora", "use_rslora"},             {"rank_pattern", "rank_pattern"},
-        {"alpha_pattern", "alpha_pattern"},   {"regex", "regular expression"},
-        {"embeddings", "does not have"},       {"bias", "bias"},
+        {"modules_to_save", "modules_to_save"},
+        {"layer_replication", "layer_replication"},
+        {"rslora", "use_rslora"},
+        {"rank_pattern", "rank_pattern"},
+        {"alpha_pattern", "alpha_pattern"},
+        {"regex", "regular expression"},
+        {"embeddings", "does not have"},
+        {"bias", "bias"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char dir[600];
         sub(dir, sizeof dir, GOLD "/refused", cases[i][0]);
         LoraAdapters lora;
         assert_int_equal(peft_load(dir, &m, &lora, be), LSC_ERR);
-        if (!strstr(error_last(), cases[i][1])) fail_msg("%s: \"%s\" lacks \"%s\"", cases[i][0], error_last(), cases[i][1]);
+        if (!strstr(error_last(), cases[i][1]))
+            fail_msg("%s: \"%s\" lacks \"%s\"", cases[i][0], error_last(), cases[i][1]);
         PeftInfo info;
-        if (strcmp(cases[i][0], "embeddings") != 0) assert_int_equal(peft_read_info(dir, PEFT_LLAMA, &info), LSC_ERR);
+        if (strcmp(cases[i][0], "embeddings") != 0)
+            assert_int_equal(peft_read_info(dir, PEFT_LLAMA, &info), LSC_ERR);
         printf("  refused %-18s %s\n", cases[i][0], error_last());
     }
     /* a ViT adapter on a Llama, a Llama adapter for other layer counts */
@@ -380,7 +404,9 @@ static void test_vit(void **state) {
         const int N = sizes[k];
         Real *img = malloc((size_t)B * N * N * sizeof *img);
         for (int b = 0; b < B; b++)
-            assert_int_equal(image_resize_bilinear(img + (size_t)b * N * N, N, N, grey + (size_t)b * 784, 1, 28, 28), LSC_OK);
+            assert_int_equal(image_resize_bilinear(img + (size_t)b * N * N, N, N,
+                                                   grey + (size_t)b * 784, 1, 28, 28),
+                             LSC_OK);
         char name[64];
         if (N != 224) {
             snprintf(name, sizeof name, "resized_%d", N);
@@ -404,7 +430,8 @@ static void test_vit(void **state) {
         }
         char what[128];
         snprintf(name, sizeof name, "vit_logits_%d", N);
-        snprintf(what, sizeof what, "ViT 224 on 28x28 resized to %d%s", N, N == 224 ? "" : " (interpolated)");
+        snprintf(what, sizeof what, "ViT 224 on 28x28 resized to %d%s", N,
+                 N == 224 ? "" : " (interpolated)");
         check_vit(&m, img, B, name, what);
         vit_free(&m);
         /* with the PEFT adapter: a new 3-class head, then the adapter's classifier */
@@ -412,7 +439,8 @@ static void test_vit(void **state) {
         if (vit_hf_load(GOLD "/vit", &m, be, &o) != LSC_OK) fail_msg("%s", error_last());
         LoraAdapters lora;
         if (peft_load_vit(GOLD "/vit_peft", &m, &lora, be) != LSC_OK) fail_msg("%s", error_last());
-        assert_int_equal(lora.config.targets, LORA_BIT(LORA_Q) | LORA_BIT(LORA_V) | LORA_BIT(LORA_UP) | LORA_BIT(LORA_DOWN));
+        assert_int_equal(lora.config.targets, LORA_BIT(LORA_Q) | LORA_BIT(LORA_V) |
+                                                  LORA_BIT(LORA_UP) | LORA_BIT(LORA_DOWN));
         assert_int_equal(vit_attach_lora(&m, &lora), LSC_OK);
         snprintf(name, sizeof name, "vit_peft_logits_%d", N);
         snprintf(what, sizeof what, "PEFT ViT adapter at %d", N);
@@ -428,7 +456,8 @@ static void test_vit(void **state) {
             keep_dir(out, "vit_peft");
             keep_dir(GOLD "/vit", "vit_base");
             Real *l = vit_logits(&m, img, B);
-            keep_logits("vit_peft", "images", img, 1, 4, (int[]){B, 1, N, N}, l, (size_t)B * 3, B, 3);
+            keep_logits("vit_peft", "images", img, 1, 4, (int[]){B, 1, N, N}, l, (size_t)B * 3, B,
+                        3);
             vit_merge_lora(&m, 1.0f);
             assert_int_equal(vit_attach_lora(&m, NULL), LSC_OK);
             const char *hf = fresh("vit_hf");
@@ -480,8 +509,8 @@ static int teardown(void **state) {
 }
 
 int main(void) {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_peft_import_export), cmocka_unit_test(test_metadata),
-        cmocka_unit_test(test_refused), cmocka_unit_test(test_vit)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_peft_import_export),
+                                       cmocka_unit_test(test_metadata),
+                                       cmocka_unit_test(test_refused), cmocka_unit_test(test_vit)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }

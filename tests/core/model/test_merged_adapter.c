@@ -50,16 +50,24 @@ static void run_case(const Llama *base, const Case *k) {
     be->copy(be, start.params, base->params, base->num_params * sizeof(Real));
     int in[LORA_NUM_TARGETS], out[LORA_NUM_TARGETS];
     llama_lora_shapes(&base->config, in, out);
-    const LoraConfig lc = {.rank = 2, .alpha = 6, .targets = (unsigned)k->targets, .use_dora = k->dora};
+    const LoraConfig lc = {
+        .rank = 2, .alpha = 6, .targets = (unsigned)k->targets, .use_dora = k->dora};
     LoraAdapters fast, merged;
-    FinetuneConfig cfg = {.total_steps = k->steps, .batch = B, .seq = T, .lora_plus_ratio = k->ratio,
-                          .schedule = {.kind = SCHEDULE_LINEAR, .peak_lr = 5e-2f, .warmup_steps = 1},
-                          .adamw = adamw_default_config(), .seed = 77};
+    FinetuneConfig cfg = {
+        .total_steps = k->steps,
+        .batch = B,
+        .seq = T,
+        .lora_plus_ratio = k->ratio,
+        .schedule = {.kind = SCHEDULE_LINEAR, .peak_lr = 5e-2f, .warmup_steps = 1},
+        .adamw = adamw_default_config(),
+        .seed = 77};
     assert_int_equal(cascade_preset(k->method, &cfg.cascade), LSC_OK);
     cfg.cascade.alpha = k->alpha;
     cfg.cascade.noise = k->noise;
-    if (k->every) cfg.cascade.steps_per_expert = k->every;
-    else cfg.cascade.n_experts = k->experts;
+    if (k->every)
+        cfg.cascade.steps_per_expert = k->every;
+    else
+        cfg.cascade.n_experts = k->experts;
     cfg.cascade.slow_merge = k->merge;
     cfg.cascade.keep_merges = 1;
     assert_int_equal(lora_create(&fast, be, &lc, base->config.n_layers, in, out, cfg.seed), LSC_OK);
@@ -80,7 +88,8 @@ static void run_case(const Llama *base, const Case *k) {
     llama_attach_lora(&m, NULL);
     if (!k->want_rank_factor) {
         assert_int_equal(rc, LSC_ERR);
-        if (!strstr(error_last(), k->refusal)) fail_msg("%s: \"%s\" lacks \"%s\"", k->name, error_last(), k->refusal);
+        if (!strstr(error_last(), k->refusal))
+            fail_msg("%s: \"%s\" lacks \"%s\"", k->name, error_last(), k->refusal);
         printf("%-28s refused: %s\n", k->name, error_last());
     } else {
         if (rc != LSC_OK) fail_msg("%s: %s", k->name, error_last());
@@ -108,7 +117,8 @@ static void run_case(const Llama *base, const Case *k) {
             if (fabs(w[i] - (double)got[i]) > base_move) base_move = fabs(w[i] - (double)got[i]);
         assert_int_equal(check_close_f64(k->name, g, w, n, TOL, TOL), 0);
         assert_true(base_move > 1e3 * TOL);
-        printf("%-28s %d experts -> rank %d adapter: max |logit diff| %.3g (the run moved them by %.3g)\n",
+        printf("%-28s %d experts -> rank %d adapter: max |logit diff| %.3g (the run moved them by "
+               "%.3g)\n",
                k->name, n_experts, merged.config.rank, worst, base_move);
         free(want), free(got), free(w), free(g);
         lora_free(&merged);
@@ -128,14 +138,19 @@ static void test_methods(void **state) {
     const Case cases[] = {
         {"lora", "lora", 1, 0, 0, qv, 0, 0, 1, SLOW_MERGE_CUMULATIVE, 12, 1, NULL},
         {"lora+ (ratio 4)", "lora", 1, 0, 0, all, 0, 0, 4, SLOW_MERGE_CUMULATIVE, 12, 1, NULL},
-        {"+cascade (3 experts)", "cascade", 3, 0, 0, all, 0, 0, 1, SLOW_MERGE_CUMULATIVE, 15, 3, NULL},
-        {"lorasc alpha .6, lambda 0", "lorasc", 4, 0, 0, qv, 0.6f, 0, 1, SLOW_MERGE_CUMULATIVE, 16, 4, NULL},
+        {"+cascade (3 experts)", "cascade", 3, 0, 0, all, 0, 0, 1, SLOW_MERGE_CUMULATIVE, 15, 3,
+         NULL},
+        {"lorasc alpha .6, lambda 0", "lorasc", 4, 0, 0, qv, 0.6f, 0, 1, SLOW_MERGE_CUMULATIVE, 16,
+         4, NULL},
         {"lorasc replace", "lorasc", 3, 0, 0, qv, 0.5f, 0, 1, SLOW_MERGE_REPLACE, 12, 1, NULL},
         {"cola", "cola", 2, 0, 0, qv, 0, 0, 1, SLOW_MERGE_CUMULATIVE, 10, 2, NULL},
-        {"relora (every 5, 17 steps)", "relora", 0, 5, 0, qv, 0, 0, 1, SLOW_MERGE_CUMULATIVE, 17, 4, NULL},
+        {"relora (every 5, 17 steps)", "relora", 0, 5, 0, qv, 0, 0, 1, SLOW_MERGE_CUMULATIVE, 17, 4,
+         NULL},
         {"dora", "lora", 1, 0, 1, all, 0, 0, 1, SLOW_MERGE_CUMULATIVE, 12, 1, NULL},
-        {"dora, one expert + noise", "lorasc", 1, 0, 1, qv, 0.5f, 1, 1, SLOW_MERGE_CUMULATIVE, 8, 1, NULL},
-        {"lorasc lambda 1", "lorasc", 3, 0, 0, qv, 0.8f, 1, 1, SLOW_MERGE_CUMULATIVE, 12, 0, "noise"},
+        {"dora, one expert + noise", "lorasc", 1, 0, 1, qv, 0.5f, 1, 1, SLOW_MERGE_CUMULATIVE, 8, 1,
+         NULL},
+        {"lorasc lambda 1", "lorasc", 3, 0, 0, qv, 0.8f, 1, 1, SLOW_MERGE_CUMULATIVE, 12, 0,
+         "noise"},
         {"dora cascade", "cascade", 2, 0, 1, qv, 0, 0, 1, SLOW_MERGE_CUMULATIVE, 8, 0, "DoRA"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(&base, &cases[i]);
