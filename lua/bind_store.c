@@ -263,23 +263,14 @@ static int l_sqlite_version(lua_State *L) {
 }
 
 int luaopen_lorasc_core_store(lua_State *L) {
-    static const luaL_Reg methods[] = {{"meta_set", s_meta_set},
-                                       {"experiment_upsert", s_experiment_upsert},
-                                       {"experiment_find", s_experiment_find},
-                                       {"run_add", s_run_add},
-                                       {"run_claim", s_run_claim},
-                                       {"heartbeat", s_heartbeat},
-                                       {"run_finish", s_run_finish},
-                                       {"metric", s_metric},
-                                       {"eval", s_eval},
-                                       {"artifact", s_artifact},
-                                       {"flush", s_flush},
-                                       {"status", s_status},
-                                       {"runs", s_runs},
-                                       {"merge", s_merge},
-                                       {"metrics", s_metrics},
-                                       {"close", s_close_method},
-                                       {NULL, NULL}};
+    static const luaL_Reg methods[] = {
+        {"meta_set", s_meta_set},   {"experiment_upsert", s_experiment_upsert},
+        {"experiment_find", s_experiment_find}, {"run_add", s_run_add},
+        {"run_claim", s_run_claim}, {"heartbeat", s_heartbeat}, {"run_finish", s_run_finish},
+        {"metric", s_metric},       {"eval", s_eval},       {"artifact", s_artifact},
+        {"flush", s_flush},         {"status", s_status},   {"runs", s_runs},
+        {"merge", s_merge},         {"metrics", s_metrics}, {"close", s_close_method},
+        {NULL, NULL}};
     static const luaL_Reg meta[] = {{"__gc", s_close}, {"__close", s_close},
                                     {"__tostring", s_tostring}, {NULL, NULL}};
     bind_new_class(L, BIND_STORE, methods, meta);

@@ -40,27 +40,13 @@ static void tensor_shape(const LlamaConfig *c, int tensor, int64_t *rows, int64_
     const int64_t Q = (int64_t)c->n_heads * HD, KV = (int64_t)c->n_kv_heads * HD;
     *cols = C;
     switch (tensor) {
-    case LLAMA_TOKEN_EMBEDDING:
-    case LLAMA_WCLS: *rows = c->vocab_size; break;
-    case LLAMA_RMS_ATT:
-    case LLAMA_RMS_FFN:
-    case LLAMA_RMS_FINAL:
-        *rows = C;
-        *cols = 0;
-        break;
+    case LLAMA_TOKEN_EMBEDDING: case LLAMA_WCLS: *rows = c->vocab_size; break;
+    case LLAMA_RMS_ATT: case LLAMA_RMS_FFN: case LLAMA_RMS_FINAL: *rows = C; *cols = 0; break;
     case LLAMA_WQ: *rows = Q; break;
-    case LLAMA_WK:
-    case LLAMA_WV: *rows = KV; break;
-    case LLAMA_WO:
-        *rows = C;
-        *cols = Q;
-        break;
-    case LLAMA_W1:
-    case LLAMA_W3: *rows = H; break;
-    case LLAMA_W2:
-        *rows = C;
-        *cols = H;
-        break;
+    case LLAMA_WK: case LLAMA_WV: *rows = KV; break;
+    case LLAMA_WO: *rows = C; *cols = Q; break;
+    case LLAMA_W1: case LLAMA_W3: *rows = H; break;
+    case LLAMA_W2: *rows = C; *cols = H; break;
     default: LSC_ASSERT(0);
     }
 }

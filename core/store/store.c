@@ -23,9 +23,9 @@ static const char *const STATUS_NAMES[STORE_NUM_STATUS] = {"pending", "running",
 /* ------------------------------------------------------------------------------------------
  * prepared statements: prepared once in store_open, reset after every use */
 
-#define RUN_COLUMNS                                                                                \
-    "r.id, r.experiment_id, e.name, r.config_hash, r.config, r.seed, r.status, r.error, "          \
-    "r.attempts, r.created_at, r.started_at, r.finished_at, r.heartbeat_at, r.wall_time_s, "       \
+#define RUN_COLUMNS                                                                               \
+    "r.id, r.experiment_id, e.name, r.config_hash, r.config, r.seed, r.status, r.error, "        \
+    "r.attempts, r.created_at, r.started_at, r.finished_at, r.heartbeat_at, r.wall_time_s, "     \
     "r.host, r.pid, r.device, r.git_commit, r.git_dirty, r.build_options, r.lib_versions"
 
 static const char *const SQL[ST_COUNT] = {
@@ -42,8 +42,7 @@ static const char *const SQL[ST_COUNT] = {
     [ST_EXP_FIND] = "SELECT id FROM experiments WHERE name = ?1",
     [ST_RUN_INSERT] =
         "INSERT INTO runs (experiment_id, config_hash, config, seed, status, created_at) "
-        "VALUES (?1, ?2, ?3, ?4, 'pending', ?5) ON CONFLICT (experiment_id, config_hash) DO "
-        "NOTHING",
+        "VALUES (?1, ?2, ?3, ?4, 'pending', ?5) ON CONFLICT (experiment_id, config_hash) DO NOTHING",
     [ST_RUN_GET] = "SELECT id, config, seed, status, host, pid, heartbeat_at, started_at, attempts "
                    "FROM runs WHERE experiment_id = ?1 AND config_hash = ?2",
     [ST_RUN_INTERRUPT] = "UPDATE runs SET status = 'interrupted', error = ?2 WHERE id = ?1",

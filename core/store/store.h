@@ -104,11 +104,7 @@ typedef struct StoreMergeStats {
 
 /* Buffered rows, written by store_flush. Private. */
 typedef struct StoreMetricRow { int64_t run_id, step; int name; double value; } StoreMetricRow;
-typedef struct StoreEvalRow {
-    int64_t run_id;
-    char *split, *metric;
-    double value;
-} StoreEvalRow;
+typedef struct StoreEvalRow { int64_t run_id; char *split, *metric; double value; } StoreEvalRow;
 typedef struct StoreArtifactRow {
     int64_t run_id, bytes;
     char *path, *kind;

@@ -68,10 +68,9 @@ int store_merge(Store *s, const char *in_path, StoreMergeStats *stats) {
                           "created_at, updated_at) SELECT name, file, source, source_sha256, "
                           "created_at, updated_at FROM src.experiments WHERE true "
                           "ON CONFLICT (name) DO NOTHING",
-        [M_SRC_RUNS] =
-            "SELECT r.id, de.id, r.config_hash FROM src.runs r JOIN src.experiments e ON "
-            "e.id = r.experiment_id JOIN main.experiments de ON de.name = e.name "
-            "ORDER BY r.id",
+        [M_SRC_RUNS] = "SELECT r.id, de.id, r.config_hash FROM src.runs r JOIN src.experiments e ON "
+                       "e.id = r.experiment_id JOIN main.experiments de ON de.name = e.name "
+                       "ORDER BY r.id",
         [M_DST_RUN] = NULL, /* built below: needs the rank expressions */
         [M_INSERT_RUN] =
             "INSERT INTO main.runs (experiment_id, config_hash, config, seed, status, error, "
@@ -99,8 +98,7 @@ int store_merge(Store *s, const char *in_path, StoreMergeStats *stats) {
     /* The output's copy of the run (id, and whether the input's copy ranks higher). */
     snprintf(sql, sizeof sql,
              "SELECT d.id, (SELECT %s FROM src.runs r WHERE r.id = ?3) > %s FROM main.runs d "
-             "WHERE d.experiment_id = ?1 AND d.config_hash = ?2",
-             rank_src, rank_main);
+             "WHERE d.experiment_id = ?1 AND d.config_hash = ?2", rank_src, rank_main);
     texts[M_DST_RUN] = sql;
     for (int i = 0; i < M_COUNT; i++) {
         if (sqlite3_prepare_v2(s->db, texts[i], -1, &m[i], NULL) != SQLITE_OK) {
