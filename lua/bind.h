@@ -56,6 +56,7 @@ int luaopen_lorasc_core_tasks(lua_State *L);
 int luaopen_lorasc_core_interop(lua_State *L);
 /* "f32" | "f16" | "bf16" -> StDtype (a Lua error otherwise). */
 int bind_st_dtype(lua_State *L, const char *name);
+int luaopen_lorasc_core_fs(lua_State *L);
 /* Registers all of the above in package.preload. */
 void bind_preload(lua_State *L);
 

@@ -182,6 +182,7 @@ void bind_preload(lua_State *L) {
                                     {"lorasc.core.images", luaopen_lorasc_core_images},
                                     {"lorasc.core.tasks", luaopen_lorasc_core_tasks},
                                     {"lorasc.core.interop", luaopen_lorasc_core_interop},
+                                    {"lorasc.core.fs", luaopen_lorasc_core_fs},
                                     {NULL, NULL}};
     luaL_setfuncs(L, mods, 0);
     lua_pop(L, 1);

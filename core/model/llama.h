@@ -55,6 +55,9 @@ typedef struct LlamaWeights {
 } LlamaWeights;
 
 const char *llama_param_name(int tensor);
+/* Row-major shape of one layer's slice of a stacked tensor (or of a global tensor):
+ * [rows, cols], cols = 0 for vectors (the norm weights). */
+void llama_tensor_shape(const LlamaConfig *c, int tensor, int64_t *rows, int64_t *cols);
 /* Number of elements of each tensor for config c. */
 void llama_param_sizes(const LlamaConfig *c, size_t sizes[LLAMA_NUM_PARAM_TENSORS]);
 

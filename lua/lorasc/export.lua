@@ -1,9 +1,10 @@
 -- What a run keeps (the DSL's save = "model" | "adapter" | both) and `lorasc export RUN_ID
 -- --hf DIR | --peft DIR`: the trained model as a Hugging Face directory transformers loads, the
 -- adapter as a PEFT directory. The files are core's (core/formats: hf_llama, vit_hf, peft);
--- this file decides what to keep, where it lies (<db dir>/runs/<hash>.lsc|.ckpt for the merged
--- model, <db dir>/runs/<hash>.adapter/ for the adapter), and how a stored run is rebuilt for an
--- export (its config from the database, its base model as its family loads it).
+-- this file decides what to keep, where it lies (<results>/runs/<hash>.lsc|.ckpt for the merged
+-- model, <results>/runs/<hash>.adapter/ for the adapter; <results> is --results DIR, by default
+-- the database's directory), and how a stored run is rebuilt for an export (its config from the
+-- database, its base model as its family loads it).
 local sys = require "lorasc.core.sys"
 local interop = require "lorasc.core.interop"
 local canon = require "lorasc.canon"
@@ -84,9 +85,13 @@ end
 
 -- Keeping (lorasc run) --------------------------------------------------------------------------
 
-local function runs_dir(db) return train.dirname(db) .. "/runs" end
-local function model_path(db, hash, ext) return string.format("%s/%s.%s", runs_dir(db), hash:sub(1, 16), ext) end
-local function adapter_dir(db, hash) return string.format("%s/%s.adapter", runs_dir(db), hash:sub(1, 16)) end
+local function runs_dir(results) return results .. "/runs" end
+local function model_path(results, hash, ext)
+  return string.format("%s/%s.%s", runs_dir(results), hash:sub(1, 16), ext)
+end
+local function adapter_dir(results, hash)
+  return string.format("%s/%s.adapter", runs_dir(results), hash:sub(1, 16))
+end
 
 local function copy_file(from, to)
   local a = assert(io.open(from, "rb"))
@@ -111,19 +116,19 @@ local function base_name(config)
 end
 M.base_name = base_name
 
--- save = "model": the merged model to <db dir>/runs/<hash>.<ext>, listed in artifacts.
-function M.keep_model(store, run, run_id, m, db, ext)
-  sys.mkdir(runs_dir(db))
-  local path = model_path(db, run.hash, ext)
+-- save = "model": the merged model to <results>/runs/<hash>.<ext>, listed in artifacts.
+function M.keep_model(store, run, run_id, m, results, ext)
+  sys.mkdir(runs_dir(results))
+  local path = model_path(results, run.hash, ext)
   m:save(path)
   store:artifact(run_id, path, "model")
 end
 
--- save = "adapter": the run's adapter to <db dir>/runs/<hash>.adapter/ (f: the finished
+-- save = "adapter": the run's adapter to <results>/runs/<hash>.adapter/ (f: the finished
 -- fine-tuning run, before it is closed; nil: an imported adapter evaluated as it is).
-function M.keep_adapter(store, run, run_id, f, db)
-  sys.mkdir(runs_dir(db))
-  local dir = adapter_dir(db, run.hash)
+function M.keep_adapter(store, run, run_id, f, results)
+  sys.mkdir(runs_dir(results))
+  local dir = adapter_dir(results, run.hash)
   sys.mkdir(dir)
   if f then
     f:save_adapter(dir, base_name(run.config))
@@ -155,19 +160,11 @@ local function family_of(config)
   return families.of_task(config.task, "export")
 end
 
--- The base model a run started from, without pretraining anything (a missing cache is an error).
-local function load_base(run_row, config, fam, db)
-  local mc = config.model
-  if mc.pretrain then
-    local prefix = mc.arch == "vit" and "vit" or "base"
-    local model_hash = sys.sha256(require("lorasc.json").encode(mc))
-    local path = string.format("%s/cache/%s-%s.ckpt", train.dirname(db), prefix, model_hash:sub(1, 16))
-    if not sys.exists(path) then
-      fail(string.format("export: run %d's base model was pretrained into %s, which is gone; `lorasc run` on its experiment file rebuilds it", run_row.id, path))
-    end
-  end
-  local run = { config = config, model_hash = sys.sha256(require("lorasc.json").encode(mc)) }
-  return fam.base(run, train.dirname(db) .. "/cache", function() end)
+-- The base model a run started from, as its family loads it (a pretrained base from the
+-- cache, pretrained again, deterministically, if the cache lost it).
+local function load_base(config, fam, results)
+  local run = { config = config, model_hash = sys.sha256(require("lorasc.json").encode(config.model)) }
+  return (fam.base(run, results .. "/cache", function(msg) print("  " .. msg) end))
 end
 
 local function write_file(path, text)
@@ -178,11 +175,11 @@ local function write_file(path, text)
 end
 
 -- --peft DIR: the kept adapter, with base_model_name_or_path set to the run's base.
-local function export_peft(run_row, config, db, out)
-  local src = adapter_dir(db, run_row.config_hash)
+local function export_peft(run_row, config, results, out)
+  local src = adapter_dir(results, run_row.config_hash)
   if not sys.exists(src .. "/adapter_config.json") then
     fail(string.format("export: run %d did not keep its adapter (its experiment had save = %s): %s", run_row.id,
-      sys.exists(model_path(db, run_row.config_hash, config.model.arch == "vit" and "ckpt" or "lsc")) and "\"model\"" or "false",
+      sys.exists(model_path(results, run_row.config_hash, config.model.arch == "vit" and "ckpt" or "lsc")) and "\"model\"" or "false",
       "a run keeps one with save = \"adapter\" (or { \"model\", \"adapter\" }); `lorasc export --hf` exports a kept model"))
   end
   sys.mkdir(out)
@@ -212,15 +209,15 @@ local function export_peft(run_row, config, db, out)
 end
 
 -- --hf DIR: the kept model, or the base with the kept adapter merged, as an HF directory.
-local function export_hf(run_row, config, fam, db, out, dtype)
+local function export_hf(run_row, config, fam, results, out, dtype)
   local vit = config.model.arch == "vit"
-  local ckpt = model_path(db, run_row.config_hash, vit and "ckpt" or "lsc")
-  local adapter = adapter_dir(db, run_row.config_hash)
+  local ckpt = model_path(results, run_row.config_hash, vit and "ckpt" or "lsc")
+  local adapter = adapter_dir(results, run_row.config_hash)
   local m
   if sys.exists(ckpt) then
     m = vit and require("lorasc.core.vit").load(ckpt) or require("lorasc.core.model").load(ckpt, "lorasc")
   elseif sys.exists(adapter .. "/adapter_config.json") then
-    local base = load_base(run_row, config, fam, db)
+    local base = load_base(config, fam, results)
     if vit then
       m = base:clone(#require("lorasc.family_image").parse(config.task).classes, config.seed)
     else
@@ -265,7 +262,7 @@ local function export_hf(run_row, config, fam, db, out, dtype)
   return notes
 end
 
--- `lorasc export RUN_ID --hf DIR | --peft DIR [--db PATH] [--dtype f32|bf16|f16]`
+-- `lorasc export RUN_ID --hf DIR | --peft DIR [--db PATH] [--results DIR] [--dtype f32|bf16|f16]`
 function M.command(opts, pos)
   local id = math.tointeger(tonumber(pos[1] or ""))
   if not id then fail("export needs a run id (an integer; `lorasc status FILE` lists them), e.g. lorasc export 12 --hf out/") end
@@ -274,6 +271,7 @@ function M.command(opts, pos)
   local store <close> = require("lorasc.core.store").open(opts.db)
   local row, config = find_run(store, id, opts.db)
   local fam = family_of(config)
+  local results = opts.results or train.dirname(opts.db)
   local dtype = opts.dtype or "f32"
   if dtype ~= "f32" and dtype ~= "f16" and dtype ~= "bf16" then fail("export: --dtype must be f32, f16 or bf16, got '" .. dtype .. "'") end
   local notes = {}
@@ -283,8 +281,8 @@ function M.command(opts, pos)
     print(string.format("lorasc export: run %d %s -> %s", id, kind, dir))
     for _, n in ipairs(res) do notes[#notes + 1] = n end
   end
-  if opts.peft then run("adapter (PEFT)", opts.peft, function() return export_peft(row, config, opts.db, opts.peft) end) end
-  if opts.hf then run("model (Hugging Face)", opts.hf, function() return export_hf(row, config, fam, opts.db, opts.hf, dtype) end) end
+  if opts.peft then run("adapter (PEFT)", opts.peft, function() return export_peft(row, config, results, opts.peft) end) end
+  if opts.hf then run("model (Hugging Face)", opts.hf, function() return export_hf(row, config, fam, results, opts.hf, dtype) end) end
   for _, n in ipairs(notes) do print("  note: " .. n) end
   return 0
 end

@@ -105,6 +105,16 @@ end
 
 F.base = text.base
 
+-- The files a run reads, for its provenance (provenance.lua): the folders of its task and of
+-- the tasks it is evaluated on (every file in them), the checkpoint and the tokenizer.
+function F.inputs(run)
+  local c = run.config
+  local list = text.model_inputs(c.model, {})
+  list[#list + 1] = { path = sys.datadir_path(c.task), kind = "data" }
+  for _, t in ipairs(c.eval.tasks or {}) do list[#list + 1] = { path = sys.datadir_path(t), kind = "data" } end
+  return list
+end
+
 -- The tokenizer, the sampled dataset (its note, e.g. fewer examples than asked, shown) and
 -- the steps per epoch: ceil(train / batch), the epoch sampler's (its last batch short).
 function F.prepare(run, base, prog)

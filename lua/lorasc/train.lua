@@ -1,5 +1,5 @@
 -- The loops every task family shares when `lorasc run` trains: pretraining a base model
--- (progress lines, the checkpoint moved into the cache atomically) and fine-tuning (metrics
+-- (progress lines; the cache and its atomic saves are cache.lua's) and fine-tuning (metrics
 -- every log_every steps, expert-boundary events, the progress bar, periodic flushes).
 -- What is trained on what is the families' (family_*.lua); the sweep is runner.lua's.
 local sys = require "lorasc.core.sys"
@@ -11,25 +11,19 @@ function M.dirname(path)
 end
 
 -- Runs `steps` pretraining steps (step() returns the loss), reporting five times.
--- Returns the start time and the last loss.
+-- Returns the start time and the last loss. LORASC_TEST_PRETRAIN_DELAY (seconds per step)
+-- slows it down for the tests of the cache's lock.
 function M.pretrain_steps(steps, report, step)
   local t0, loss = sys.now(), 0
+  local delay = tonumber(os.getenv("LORASC_TEST_PRETRAIN_DELAY") or "")
   for i = 1, steps do
     loss = step()
+    if delay then sys.sleep(delay) end
     if i % math.max(1, steps // 5) == 0 then
       report(string.format("  pretrain step %d/%d loss %.4f (%.1fs)", i, steps, loss, sys.now() - t0))
     end
   end
   return t0, loss
-end
-
--- Concurrent processes may pretrain the same base: each writes its own file, then renames
--- it into place atomically (identical contents: pretraining is deterministic).
-function M.save_atomic(m, path)
-  local tmp = path .. "." .. sys.getpid()
-  m:save(tmp)
-  local ok, err = os.rename(tmp, path)
-  if not ok then error("cannot move the pretrained checkpoint into place: " .. tostring(err), 0) end
 end
 
 -- The fine-tuning loop of every model and task: one Lua call per step (step() returns
