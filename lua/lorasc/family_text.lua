@@ -155,11 +155,14 @@ local function pretrain(mc, path, report, beat)
 end
 
 -- The files a run reads, for its provenance (provenance.lua): the task's text, and the base
--- model's checkpoint and tokenizer or, for a base pretrained here, its corpus.
+-- model's checkpoint, tokenizer and PEFT adapter or, for a base pretrained here, its corpus.
 function F.model_inputs(mc, list)
   if mc.checkpoint then
     list[#list + 1] = { path = canon.data_file(mc.checkpoint), kind = "checkpoint" }
     if mc.tokenizer then list[#list + 1] = { path = canon.data_file(mc.tokenizer), kind = "tokenizer" } end
+    if mc.adapter then -- the PEFT adapter the run starts from (a directory: every file of it)
+      list[#list + 1] = { path = F.adapter_dir(mc), kind = "adapter" }
+    end
   elseif mc.pretrain then
     for file in (data.resolve(mc.pretrain.corpus) or ""):gmatch("[^:]+") do list[#list + 1] = { path = file, kind = "corpus" } end
   end
