@@ -58,6 +58,9 @@ static int l_load(lua_State *L) {
     if (imagedata_load(&d->test, name, "test") != LSC_OK) return bind_error(L);
     d->live = 1; /* from here __gc frees the sets */
     if (d->train.channels > 4) return luaL_error(L, "%s has %d channels; at most 4 are supported", name, d->train.channels);
+    if (d->test.height != d->train.height || d->test.width != d->train.width)
+        return luaL_error(L, "%s: its test images are %dx%d but its train images %dx%d", name,
+                          d->test.height, d->test.width, d->train.height, d->train.width);
     for (int i = 0; i < 256; i++) d->relabel[i] = -1;
     if (has_classes) {
         const lua_Integer n = luaL_len(L, 2);

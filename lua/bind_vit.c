@@ -4,6 +4,7 @@
  * fine-tuning run over an image task (lorasc.core.images). One Lua call per optimiser step:
  * the batch (seeded shuffle per epoch, seeded crop/flip augmentation) is drawn in C. */
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 
 #include "core/base/error.h"
@@ -151,6 +152,15 @@ static int m_config(lua_State *L) {
     SETI("mlp_dim", c->mlp_dim);
     SETI("n_classes", c->n_classes);
 #undef SETI
+    return 1;
+}
+
+/* m:weights_finite() -> true when every weight is finite (their sum of squares, in double,
+ * is finite exactly then): a diverged run is failed, never scored. */
+static int m_weights_finite(lua_State *L) {
+    LVit *m = bind_check_vit(L, 1);
+    Backend *be = m->m.be;
+    lua_pushboolean(L, isfinite(be->sum_squares(be, m->m.params, m->m.num_params)));
     return 1;
 }
 
@@ -392,6 +402,7 @@ static int f_tostring(lua_State *L) {
 int luaopen_lorasc_core_vit(lua_State *L) {
     static const luaL_Reg methods[] = {{"clone", m_clone}, {"save", m_save}, {"config", m_config},
                                        {"num_params", m_num_params}, {"close", m_close},
+                                       {"weights_finite", m_weights_finite},
                                        {NULL, NULL}};
     static const luaL_Reg meta[] = {{"__gc", m_close}, {"__close", m_close},
                                     {"__tostring", m_tostring}, {NULL, NULL}};

@@ -44,6 +44,16 @@ int lora_create(LoraAdapters *lora, Backend *be, const LoraConfig *config, int n
         return error_set("LoRA targets must be a non-empty subset of q, k, v, o, gate, up, down.");
     if (config->use_dora != 0 && config->use_dora != 1)
         return error_set("LoRA use_dora must be 0 (LoRA) or 1 (DoRA), got %d.", config->use_dora);
+    /* a rank above min(rows, cols) adds parameters but no expressiveness: B·A of a d x k
+     * matrix has rank at most min(d, k), so such a config is a mistake, not a choice */
+    for (int t = 0; t < LORA_NUM_TARGETS; t++) {
+        if (!((config->targets >> t) & 1u)) continue;
+        const int lim = in_dim[t] < out_dim[t] ? in_dim[t] : out_dim[t];
+        if (config->rank > lim)
+            return error_set("LoRA rank %d is larger than the %d x %d matrix of target %s: B·A "
+                             "cannot have a rank above %d; use rank <= %d.", config->rank,
+                             out_dim[t], in_dim[t], lora_target_name((LoraTarget)t), lim, lim);
+    }
     lora->config = *config;
     lora->scaling = config->alpha / (float)config->rank;
     lora->n_layers = n_layers;

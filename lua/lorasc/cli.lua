@@ -146,8 +146,13 @@ end
 
 local function dirname(path) return path:match("^(.*)/[^/]*$") or "." end
 
+-- create: open for writing (made if absent: `run`); else read-only, nil when absent (report,
+-- status, show: a finished sweep on a read-only share is read as it is).
 local function open_store(opts, create)
-  if not create and not sys.exists(opts.db) then return nil end
+  if not create then
+    if not sys.exists(opts.db) then return nil end
+    return store_mod.open(opts.db, "r")
+  end
   sys.mkdir(dirname(opts.db))
   return store_mod.open(opts.db)
 end
@@ -188,9 +193,13 @@ local COMMANDS = {}
 
 function COMMANDS.run(opts, pos)
   local list, _, source = load_experiments(pos[1], opts)
+  for _, e in ipairs(list) do
+    e.runs = shard(e.runs, opts)
+    runner.plan(e.runs) -- every run's length against its data: errors before anything is written
+  end
   if opts.dry_run then
     for _, e in ipairs(list) do
-      local runs = shard(e.runs, opts)
+      local runs = e.runs
       print(string.format("experiment %s: %d runs%s", e.name, #runs, opts.shard and (" (shard " .. opts.shard .. ")") or ""))
       local keys = dsl.varying_keys(e.runs)
       for _, r in ipairs(runs) do
@@ -205,25 +214,32 @@ function COMMANDS.run(opts, pos)
                    git_commit = commit, git_dirty = dirty,
                    build_options = string.format('{"version":"%s","cuda":false}', LORASC_VERSION),
                    lib_versions = string.format('{"lua":"%s","sqlite":"%s",%s}', (_VERSION:gsub("Lua ", "")), store_mod.sqlite_version(), LORASC_KERNEL_LIBS or "") }
-  local failed, ran, skipped = 0, 0, 0
+  local exps = {}
   for _, e in ipairs(list) do
-    local exp_id = store:experiment_upsert(e.name, pos[1], source)
-    local f, r, s = runner.run(store, exp_id, shard(e.runs, opts), opts)
-    failed, ran, skipped = failed + f, ran + r, skipped + s
+    exps[#exps + 1] = { id = store:experiment_upsert(e.name, pos[1], source), runs = e.runs }
   end
+  local n = runner.run_all(store, exps, opts)
   store:close()
-  print(string.format("lorasc run: %d run(s) ran, %d failed, %d skipped (done already or held by another process)", ran, failed, skipped))
-  return failed > 0 and 1 or 0
+  print(string.format("lorasc run: %d run(s) ran, %d failed, %d skipped (done already or held by another process%s)%s",
+    n.ran, n.failed, n.skipped,
+    n.elsewhere > 0 and string.format("; %d done in another experiment of the database", n.elsewhere) or "",
+    n.failed_before > 0 and string.format("; %d failed before and not run again: `lorasc run %s --rerun-failed` runs them", n.failed_before, pos[1]) or ""))
+  return (n.failed > 0 or n.failed_before > 0) and 1 or 0
 end
 
 function COMMANDS.status(opts, pos)
   local list = load_experiments(pos[1], opts)
   local store <close> = open_store(opts, false)
+  local done = {} -- a result is found by its config hash, whatever experiment stored it
+  for _, r in ipairs(store and store:runs(0, { "done" }) or {}) do done[r.config_hash] = done[r.config_hash] or r end
   for _, e in ipairs(list) do
     local by_hash = {}
     local id = store and store:experiment_find(e.name)
     if id then
       for _, r in ipairs(store:runs(id)) do by_hash[r.config_hash] = r end
+    end
+    for h, r in pairs(done) do
+      if by_hash[h] == nil or by_hash[h].status ~= "done" then by_hash[h] = r end
     end
     local counts = { done = 0, failed = 0, pending = 0, running = 0, interrupted = 0 }
     local stale = 0
@@ -244,6 +260,9 @@ function COMMANDS.status(opts, pos)
       e.name, #e.runs, counts.done, counts.failed, counts.pending, counts.running, counts.interrupted,
       stale > 0 and string.format(" (%d running look stale: their process is gone; the next run re-claims them)", stale) or ""))
     for _, l in ipairs(lines) do print(l) end
+    if counts.failed > 0 then
+      print(string.format("  (failed runs are not run again unless asked: lorasc run %s --rerun-failed)", pos[1]))
+    end
   end
   return 0
 end
@@ -254,9 +273,16 @@ function COMMANDS.report(opts, pos)
   local paper = opts.paper and report.read_paper(opts.paper)
   local out = {}
   for _, e in ipairs(list) do
+    -- done runs of any experiment (a result is found by its config hash), and this
+    -- experiment's failed ones (counted per cell)
     local db_runs = {}
-    local id = store and store:experiment_find(e.name)
-    if id then db_runs = store:runs(id, { "done" }) end
+    if store then
+      db_runs = store:runs(0, { "done" })
+      local id = store:experiment_find(e.name)
+      if id then
+        for _, r in ipairs(store:runs(id, { "failed" })) do db_runs[#db_runs + 1] = r end
+      end
+    end
     local spec = reg.reports[e.name] and reg.reports[e.name].spec or {}
     local t = report.compute_multi(e.runs, db_runs, spec)
     out[#out + 1] = report.render(t, { format = opts.format, paper = paper, title = spec.title or e.name,

@@ -3,7 +3,6 @@
 -- Llama with its tokenizer (the text family's llama{}). Its canonicalisation (example-count
 -- splits, MeZO's sampling; eval through each task's metric) and, for `lorasc run`, the
 -- sampled datasets, the tokenizer, the engine and the evaluation (eval.tasks for alpaca).
-local sys = require "lorasc.core.sys"
 local finetune = require "lorasc.core.finetune"
 local tasks_mod = require "lorasc.core.tasks"
 local json = require "lorasc.json"
@@ -80,10 +79,7 @@ function F.check_model(model, loc)
     fail(loc .. ": language tasks need a pretrained model with its tokenizer: llama { checkpoint = \"llama2c_stories260K/stories260K.bin\", tokenizer = \"llama2c_stories260K/tok512.bin\" }")
   end
   for _, k in ipairs { "checkpoint", "tokenizer" } do
-    if not canon.data_file(model[k]) then
-      fail(string.format("%s: %s '%s' not found (looked in the working directory and in the data directory %s); get it with `lorasc data fetch %s --from DIR` (DIR a mirror such as ../shared/data)",
-                         loc, k, model[k], sys.datadir_path(""), model[k]:match("^([^/]+)/") or "NAME"))
-    end
+    if not canon.data_file(model[k]) then fail(loc .. ": " .. canon.missing_file(k, model[k])) end
   end
 end
 
@@ -98,12 +94,20 @@ end
 
 local function get_tokenizer(path)
   local file = canon.data_file(path)
-  if not file then error(string.format("tokenizer '%s' not found (looked in the working directory and in the data directory %s); get it with `lorasc data fetch`", path, sys.datadir_path("")), 0) end
+  if not file then error("lorasc: " .. canon.missing_file("tokenizer", path), 0) end
   if not tokenizers[file] then tokenizers[file] = tasks_mod.tokenizer(file) end
   return tokenizers[file]
 end
 
 F.base = text.base
+
+-- The run's steps per epoch (runner.lua checks every run with it before any starts):
+-- ceil(train / batch) of the examples the sample holds.
+function F.plan(run)
+  local c = run.config
+  local n_train = get_set(c.task, c.split, c.seed):sizes()
+  return math.max(1, (n_train + c.train.batch - 1) // c.train.batch)
+end
 
 -- The tokenizer, the sampled dataset (its note, e.g. fewer examples than asked, shown) and
 -- the steps per epoch: ceil(train / batch), the epoch sampler's (its last batch short).
