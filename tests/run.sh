@@ -17,4 +17,5 @@ meson setup build-asan --buildtype=debug -Db_sanitize=address,undefined -Db_lund
 meson compile -C build-asan
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   meson test -C build-asan --print-errorlogs --num-processes "$jobs" \
-  checkpoint lora gradcheck_model golden train stories260k store cascade bpe bpe_smollm2
+  checkpoint lora gradcheck_model golden train stories260k store cascade bpe bpe_smollm2 \
+  huge_sizes bad_data_files model_limits

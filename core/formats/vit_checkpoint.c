@@ -62,10 +62,11 @@ static int check_sections(ContainerReader *r, const ViTConfig *c) {
         snprintf(name, sizeof name, "vit.%s", vit_param_name(t));
         const ContainerSection *s = container_find(r, name);
         if (!s || s->dtype != CONTAINER_F32 || s->count != sizes[t])
-            return error_set("%s: section '%s' %s but its ViT config (dim %d, %d layers, mlp %d, "
-                             "%d classes) implies %zu fp32 elements: the config or the weights are "
-                             "corrupt.", r->path, name, s ? "does not match" : "is missing",
-                             c->dim, c->n_layers, c->mlp_dim, c->n_classes, sizes[t]);
+            return error_set("%s: section '%s' holds %llu elements, but its ViT config (dim %d, "
+                             "%d layers, mlp %d, %d classes) implies %zu fp32 elements: the config "
+                             "or the weights are corrupt.", r->path, name,
+                             s ? (unsigned long long)s->count : 0ULL, c->dim, c->n_layers,
+                             c->mlp_dim, c->n_classes, sizes[t]);
     }
     return LSC_OK;
 }

@@ -70,16 +70,19 @@ function M.nearest(word, names)
   local best, best_d
   for _, name in ipairs(names) do
     local n = name:lower()
-    -- Levenshtein distance, two rows
-    local prev = {}
+    -- edit distance with adjacent transpositions ("stpes" is one edit from "steps")
+    local prev2, prev = nil, {}
     for j = 0, #n do prev[j] = j end
     for i = 1, #w do
       local cur = { [0] = i }
       for j = 1, #n do
         local cost = w:byte(i) == n:byte(j) and 0 or 1
         cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+        if prev2 and j > 1 and w:byte(i) == n:byte(j - 1) and w:byte(i - 1) == n:byte(j) then
+          cur[j] = math.min(cur[j], prev2[j - 2] + 1)
+        end
       end
-      prev = cur
+      prev2, prev = prev, cur
     end
     local d = prev[#n]
     if name ~= word and (best_d == nil or d < best_d) then best, best_d = name, d end

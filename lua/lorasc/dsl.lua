@@ -315,11 +315,28 @@ function M.expand_experiment(e)
   end
   local points = expand(space)
   local runs, seen = {}, {}
+  local models = {} -- expand shares a model's table between points: canonicalised once
   for _, task in ipairs(tasks) do
     for _, p in ipairs(points) do
-      local model = canon_model(p.model, loc, fam)
+      local mm = models[p.model]
+      if not mm then
+        local c = canon_model(p.model, loc, fam)
+        mm = { config = c, hash = sys.sha256(json.encode(c)) }
+        models[p.model] = mm
+      end
+      local model = mm.config
       local train = canon_train(p.train, loc, fam)
       local method, label = methods.canon(p.method, train, loc)
+      -- a rank above min(rows, cols) of an adapted matrix adds parameters, not rank
+      local shapes = fam.target_shapes and fam.target_shapes(model)
+      for _, tg in ipairs(shapes and method.targets or {}) do
+        local sh = shapes[tg]
+        if sh and method.rank > math.min(sh[1], sh[2]) then
+          local lim = math.min(sh[1], sh[2])
+          fail(string.format("%s: rank = %d is larger than the %d x %d matrix of target %s: B·A cannot have a rank above %d; use rank <= %d",
+                             canon.key_loc(p.method.where or loc, "rank"), method.rank, sh[1], sh[2], tg, lim, lim))
+        end
+      end
       if train.seq and train.seq > (model.seq_len or math.huge) then
         fail(string.format("%s: train.seq %d exceeds the model's seq_len %d", loc, train.seq, model.seq_len))
       end
@@ -333,7 +350,7 @@ function M.expand_experiment(e)
         if not seen[hash] then
           seen[hash] = true
           runs[#runs + 1] = { config = config, json = text, hash = hash, seed = seed, task = task,
-                              label = label, model_hash = sys.sha256(json.encode(model)),
+                              label = label, model_hash = mm.hash,
                               family = fam.name, log_every = log_every, select = select,
                               save = s.save == true, where = loc,
                               method_where = type(p.method) == "table" and p.method.where or loc }

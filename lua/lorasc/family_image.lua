@@ -157,6 +157,14 @@ function F.canon_model(m)
   return c
 end
 
+-- The shape (rows, cols) of each LoRA target of a vit{} config whose sizes the config holds
+-- (core's vit_lora_shapes), for the DSL's rank check.
+function F.target_shapes(mc)
+  if not mc.dim then return nil end
+  local d, m = mc.dim, mc.mlp_dim
+  return { q = { d, d }, k = { d, d }, v = { d, d }, o = { d, d }, up = { m, d }, down = { d, m } }
+end
+
 -- Running -----------------------------------------------------------------------------------
 -- Base models and image sets are cached in the process: loaded once per sweep.
 local bases, sets = {}, {}

@@ -72,6 +72,7 @@ function F.canon_split_eval(split, ev, loc, tasks)
 end
 
 F.canon_model = text.canon_model
+F.target_shapes = text.target_shapes
 
 -- Language tasks need a pretrained model with its tokenizer, both present.
 function F.check_model(model, loc)

@@ -131,6 +131,16 @@ function F.canon_model(m)
   return c
 end
 
+-- The shape (rows, cols) of each LoRA target of a llama{} config whose sizes the config
+-- holds (pretrained here; a checkpoint's come from its file, checked when it loads), for the
+-- DSL's rank check: core's llama_lora_shapes.
+function F.target_shapes(mc)
+  if not mc.dim then return nil end
+  local kv = mc.n_kv_heads * (mc.dim // mc.n_heads)
+  return { q = { mc.dim, mc.dim }, k = { kv, mc.dim }, v = { kv, mc.dim }, o = { mc.dim, mc.dim },
+           gate = { mc.hidden_dim, mc.dim }, up = { mc.hidden_dim, mc.dim }, down = { mc.dim, mc.hidden_dim } }
+end
+
 -- Running -----------------------------------------------------------------------------------
 -- Base models and datasets are cached in the process: loaded once per sweep.
 local bases, datasets = {}, {}

@@ -81,7 +81,7 @@ function M.plan(runs)
     if total > 0 and experts and experts > total then
       canon.fail(string.format("%s: %d experts do not fit in a run of %d steps (%s%s); use experts <= %d",
                                canon.key_loc(r.method_where, "experts"), experts, total, c.task,
-                               c.train.steps and "" or string.format(", %d epochs x %d steps", c.train.epochs, spe), total))
+                               c.train.steps and "" or string.format(", %d epoch%s x %d steps", c.train.epochs, c.train.epochs == 1 and "" or "s", spe), total))
     end
     r.total = total
   end
