@@ -239,8 +239,26 @@ static LFinetune *check_ft(lua_State *L) {
     return f;
 }
 
+int bind_push_step(lua_State *L, const StepResult *r, float lr, const CascadeEvent *ev) {
+    lua_pushnumber(L, r->loss);
+    lua_pushnumber(L, r->grad_norm);
+    lua_pushnumber(L, lr);
+    if (ev) {
+        lua_createtable(L, 0, 6);
+        lua_pushinteger(L, ev->expert), lua_setfield(L, -2, "expert");
+        lua_pushinteger(L, ev->step), lua_setfield(L, -2, "step");
+        lua_pushnumber(L, ev->merged_norm), lua_setfield(L, -2, "merged_norm");
+        lua_pushnumber(L, ev->noise_std_mean), lua_setfield(L, -2, "noise_std_mean");
+        lua_pushnumber(L, ev->noise_std_max), lua_setfield(L, -2, "noise_std_max");
+        lua_pushnumber(L, ev->boundary_seconds), lua_setfield(L, -2, "boundary_seconds");
+    } else {
+        lua_pushnil(L);
+    }
+    return 4;
+}
+
 /* One finetune_step + finetune_after_step on batch, pushing loss, grad_norm, lr and the
- * expert-boundary event (a table, or nil): the body of every model's f:step. */
+ * expert-boundary event (a table, or nil): the body of the Llama run's f:step. */
 int bind_finetune_step(lua_State *L, Finetune *ft, const void *batch) {
     StepResult r;
     float lr;
@@ -248,21 +266,7 @@ int bind_finetune_step(lua_State *L, Finetune *ft, const void *batch) {
     CascadeEvent ev;
     const int boundary = finetune_after_step(ft, &ev);
     if (boundary < 0) return bind_error(L);
-    lua_pushnumber(L, r.loss);
-    lua_pushnumber(L, r.grad_norm);
-    lua_pushnumber(L, lr);
-    if (boundary == 1) {
-        lua_createtable(L, 0, 6);
-        lua_pushinteger(L, ev.expert), lua_setfield(L, -2, "expert");
-        lua_pushinteger(L, ev.step), lua_setfield(L, -2, "step");
-        lua_pushnumber(L, ev.merged_norm), lua_setfield(L, -2, "merged_norm");
-        lua_pushnumber(L, ev.noise_std_mean), lua_setfield(L, -2, "noise_std_mean");
-        lua_pushnumber(L, ev.noise_std_max), lua_setfield(L, -2, "noise_std_max");
-        lua_pushnumber(L, ev.boundary_seconds), lua_setfield(L, -2, "boundary_seconds");
-    } else {
-        lua_pushnil(L);
-    }
-    return 4;
+    return bind_push_step(L, &r, lr, boundary == 1 ? &ev : NULL);
 }
 
 /* f:step(data [, tokenizer]) -> loss, grad_norm, lr, event (a table at an expert boundary,

@@ -106,9 +106,8 @@ static int l_fetch(lua_State *L) {
 static int m_clone(lua_State *L) {
     LModel *src = bind_check_model(L, 1);
     LModel *m = new_model(L);
-    if (llama_create(&m->m, src->m.be, &src->m.config) != LSC_OK) return bind_error(L);
+    if (llama_clone(&m->m, &src->m) != LSC_OK) return bind_error(L);
     m->live = 1;
-    src->m.be->copy(src->m.be, m->m.params, src->m.params, src->m.num_params * sizeof(Real));
     return 1;
 }
 

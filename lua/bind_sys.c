@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -12,22 +13,21 @@
 #include "core/data/datadir.h"
 #include "core/base/error.h"
 #include "core/base/sha256.h"
+#include "core/model/device.h"
 #include "lua/bind.h"
 
 static Backend *g_backend;
 static int g_threads;
+static char g_device[16] = "cpu";
 
 Backend *bind_backend(lua_State *L) {
-    if (!g_backend) {
-        g_backend = backend_cpu_create(g_threads);
-        if (!g_backend) luaL_error(L, "cannot create the CPU backend");
-    }
+    if (!g_backend && device_open(&g_backend, g_device, g_threads) != LSC_OK) bind_error(L);
     return g_backend;
 }
 void bind_set_threads(int threads) { g_threads = threads; }
 int bind_threads(void) { return g_threads; }
 void bind_backend_destroy(void) {
-    if (g_backend) backend_cpu_destroy(g_backend);
+    device_close(g_backend);
     g_backend = NULL;
 }
 
@@ -259,6 +259,22 @@ static int l_threads(lua_State *L) {
     lua_pushinteger(L, bind_threads());
     return 1;
 }
+/* sys.set_device("cpu"|"cuda"): the device of every model made from now on. The backend is
+ * opened at the first model (device_open's error if the device is not built in) and stays for
+ * the process, so the device cannot change once a model exists. */
+static int l_set_device(lua_State *L) {
+    static const char *const devices[] = {"cpu", "cuda", NULL};
+    const char *name = devices[luaL_checkoption(L, 1, NULL, devices)];
+    if (g_backend && strcmp(g_backend->name, name) != 0)
+        return luaL_error(L, "the device is %s already (a model exists); set the device before "
+                          "making the first model", g_backend->name);
+    snprintf(g_device, sizeof g_device, "%s", name);
+    return 0;
+}
+static int l_device(lua_State *L) {
+    lua_pushstring(L, g_device);
+    return 1;
+}
 
 int luaopen_lorasc_core_sys(lua_State *L) {
     static const luaL_Reg fns[] = {
@@ -266,6 +282,7 @@ int luaopen_lorasc_core_sys(lua_State *L) {
         {"hostname", l_hostname}, {"sha256", l_sha256}, {"mkdir", l_mkdir},
         {"exists", l_exists}, {"datadir_path", l_datadir_path},
         {"sleep", l_sleep}, {"set_threads", l_set_threads}, {"threads", l_threads},
+        {"set_device", l_set_device}, {"device", l_device},
         {"run_limited", l_run_limited}, {"listdir", l_listdir}, {NULL, NULL}};
     luaL_newlib(L, fns);
     return 1;
@@ -281,6 +298,7 @@ void bind_preload(lua_State *L) {
                                     {"lorasc.core.vit", luaopen_lorasc_core_vit},
                                     {"lorasc.core.images", luaopen_lorasc_core_images},
                                     {"lorasc.core.tasks", luaopen_lorasc_core_tasks},
+                                    {"lorasc.core.fs", luaopen_lorasc_core_fs},
                                     {NULL, NULL}};
     luaL_setfuncs(L, mods, 0);
     lua_pop(L, 1);

@@ -360,9 +360,7 @@ int tokenizer_encode(const Tokenizer *t, const char *text, size_t len, int flags
 /* ------------------------------------------------------------------------------------------
  * decoder */
 
-int tokenizer_decode(const Tokenizer *t, const int32_t *ids, size_t n, char **out, size_t *out_len) {
-    *out = NULL;
-    if (t->kind == TOKENIZER_BYTE_BPE) return bpe_decode(t, ids, n, out, out_len);
+int tokenizer_check_ids(const Tokenizer *t, const int32_t *ids, size_t n, size_t *bytes) {
     size_t cap = 1;
     for (size_t i = 0; i < n; i++) {
         if (ids[i] < 0 || ids[i] >= t->vocab_size)
@@ -370,6 +368,15 @@ int tokenizer_decode(const Tokenizer *t, const int32_t *ids, size_t n, char **ou
                              (int)ids[i], i, t->source, t->vocab_size - 1);
         cap += (size_t)t->piece_len[ids[i]];
     }
+    *bytes = cap;
+    return LSC_OK;
+}
+
+int tokenizer_decode(const Tokenizer *t, const int32_t *ids, size_t n, char **out, size_t *out_len) {
+    *out = NULL;
+    if (t->kind == TOKENIZER_BYTE_BPE) return bpe_decode(t, ids, n, out, out_len);
+    size_t cap = 0;
+    if (tokenizer_check_ids(t, ids, n, &cap) != LSC_OK) return LSC_ERR;
     char *s = malloc(cap);
     if (!s) return error_set("Out of memory decoding %zu tokens.", n);
     size_t k = 0;

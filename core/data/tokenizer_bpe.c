@@ -404,13 +404,8 @@ int bpe_encode(const Tokenizer *t, const char *text, size_t len, TokOut *o) {
 
 int bpe_decode(const Tokenizer *t, const int32_t *ids, size_t n, char **out, size_t *out_len) {
     const struct TokenizerBpe *b = t->bpe;
-    size_t cap = 1;
-    for (size_t i = 0; i < n; i++) {
-        if (ids[i] < 0 || ids[i] >= t->vocab_size)
-            return error_set("Token id %d at position %zu is outside the vocabulary of %s (0..%d).",
-                             (int)ids[i], i, t->source, t->vocab_size - 1);
-        cap += (size_t)t->piece_len[ids[i]];
-    }
+    size_t cap = 0;
+    if (tokenizer_check_ids(t, ids, n, &cap) != LSC_OK) return LSC_ERR;
     unsigned char *raw = malloc(cap);
     char *s = malloc(3 * cap + 1);
     if (!raw || !s) {

@@ -62,4 +62,8 @@ void bpe_free(struct TokenizerBpe *b);
 int bpe_encode(const Tokenizer *t, const char *text, size_t len, TokOut *o);
 int bpe_decode(const Tokenizer *t, const int32_t *ids, size_t n, char **out, size_t *out_len);
 
+/* LSC_OK when every id is in the vocabulary (else a sentence naming the first bad one and
+ * its position); *bytes = 1 + the pieces' total length (a decode's buffer before expansion). */
+int tokenizer_check_ids(const Tokenizer *t, const int32_t *ids, size_t n, size_t *bytes);
+
 #endif

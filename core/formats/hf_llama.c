@@ -36,23 +36,6 @@ static const char *global_name(int tensor) {
     }
 }
 
-/* Shape of one layer's (or the global) tensor: [rows, cols] or [rows] (cols = 0). */
-static void tensor_shape(const LlamaConfig *c, int tensor, int64_t *rows, int64_t *cols) {
-    const int64_t C = c->dim, H = c->hidden_dim, HD = c->dim / c->n_heads;
-    const int64_t Q = (int64_t)c->n_heads * HD, KV = (int64_t)c->n_kv_heads * HD, V = c->vocab_size;
-    *cols = C;
-    switch (tensor) {
-    case LLAMA_TOKEN_EMBEDDING: case LLAMA_WCLS: *rows = V; break;
-    case LLAMA_RMS_ATT: case LLAMA_RMS_FFN: case LLAMA_RMS_FINAL: *rows = C; *cols = 0; break;
-    case LLAMA_WQ: *rows = Q; break;
-    case LLAMA_WK: case LLAMA_WV: *rows = KV; break;
-    case LLAMA_WO: *rows = C; *cols = Q; break;
-    case LLAMA_W1: case LLAMA_W3: *rows = H; break;
-    case LLAMA_W2: *rows = C; *cols = H; break;
-    default: LSC_ASSERT(0);
-    }
-}
-
 void hf_llama_permute_rows(Real *dst, const Real *src, int n_heads, int hd, int cols, int to_hf) {
     const int half = hd / 2;
     for (int h = 0; h < n_heads; h++)
@@ -185,7 +168,7 @@ int hf_llama_load(const char *dir, Llama *model, Backend *be) {
         for (int i = 0; i < LLAMA_NUM_PARAM_TENSORS && rc == LSC_OK; i++) {
             if (!sizes[i]) continue;
             int64_t rows, cols;
-            tensor_shape(&c, i, &rows, &cols);
+            llama_tensor_shape(&c, i, &rows, &cols);
             if (global_name(i)) {
                 rc = read_hf(s, dir, global_name(i), rows, cols, host);
             } else {
@@ -238,7 +221,7 @@ int hf_llama_save(const char *dir, const Llama *model, StDtype dtype) {
     for (int i = 0; i < LLAMA_NUM_PARAM_TENSORS; i++) {
         if (!model->param_sizes[i]) continue;
         int64_t rows, cols;
-        tensor_shape(c, i, &rows, &cols);
+        llama_tensor_shape(c, i, &rows, &cols);
         const int permuted = c->rope_style == ROPE_INTERLEAVED && (i == LLAMA_WQ || i == LLAMA_WK);
         const int heads = !permuted ? 0 : i == LLAMA_WQ ? c->n_heads : c->n_kv_heads;
         host[i] = hf_llama_host_copy(model->be, model->w.tensors[i], model->param_sizes[i], heads,

@@ -64,6 +64,22 @@ int llama_config_validate(const LlamaConfig *c) {
     return LSC_OK;
 }
 
+void llama_tensor_shape(const LlamaConfig *c, int tensor, int64_t *rows, int64_t *cols) {
+    const int64_t C = c->dim, H = c->hidden_dim, HD = c->dim / c->n_heads;
+    const int64_t Q = (int64_t)c->n_heads * HD, KV = (int64_t)c->n_kv_heads * HD;
+    *cols = C;
+    switch (tensor) {
+    case LLAMA_TOKEN_EMBEDDING: case LLAMA_WCLS: *rows = c->vocab_size; break;
+    case LLAMA_RMS_ATT: case LLAMA_RMS_FFN: case LLAMA_RMS_FINAL: *rows = C; *cols = 0; break;
+    case LLAMA_WQ: *rows = Q; break;
+    case LLAMA_WK: case LLAMA_WV: *rows = KV; break;
+    case LLAMA_WO: *rows = C; *cols = Q; break;
+    case LLAMA_W1: case LLAMA_W3: *rows = H; break;
+    case LLAMA_W2: *rows = C; *cols = H; break;
+    default: LSC_ASSERT(0);
+    }
+}
+
 void llama_param_sizes(const LlamaConfig *c, size_t sizes[LLAMA_NUM_PARAM_TENSORS]) {
     const size_t C = (size_t)c->dim, H = (size_t)c->hidden_dim, L = (size_t)c->n_layers;
     const size_t V = (size_t)c->vocab_size, HD = C / (size_t)c->n_heads;
@@ -158,6 +174,12 @@ void llama_free(Llama *m) {
         arena_free(&m->acts_arena);
     }
     memset(m, 0, sizeof *m);
+}
+
+int llama_clone(Llama *m, const Llama *src) {
+    if (llama_create(m, src->be, &src->config) != LSC_OK) return LSC_ERR;
+    src->be->copy(src->be, m->params, src->params, src->num_params * sizeof(Real));
+    return LSC_OK;
 }
 
 void llama_init_random(Llama *m, uint64_t seed) {

@@ -63,6 +63,9 @@ typedef struct LlamaWeights {
 } LlamaWeights;
 
 const char *llama_param_name(int tensor);
+/* Row-major shape of one layer's slice of a stacked tensor (or of a global tensor):
+ * [rows, cols], cols = 0 for vectors (the norm weights). */
+void llama_tensor_shape(const LlamaConfig *c, int tensor, int64_t *rows, int64_t *cols);
 /* Number of elements of each tensor for config c. */
 void llama_param_sizes(const LlamaConfig *c, size_t sizes[LLAMA_NUM_PARAM_TENSORS]);
 
@@ -125,6 +128,8 @@ typedef struct Llama {
 /* Allocates parameters (zeroed) for c on be. */
 int llama_create(Llama *m, Backend *be, const LlamaConfig *c);
 void llama_free(Llama *m);
+/* m = a copy of src on src's backend (weights only: no gradients, adapters or optimiser). */
+int llama_clone(Llama *m, const Llama *src);
 
 /* Random initialisation for pretraining: normal(0, 0.02) matrices, ones for norm weights. */
 void llama_init_random(Llama *m, uint64_t seed);

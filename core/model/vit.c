@@ -169,6 +169,41 @@ void vit_init_random(ViT *m, uint64_t seed) {
     free(host);
 }
 
+int vit_init_head(ViT *m, uint64_t seed) {
+    const size_t nw = m->param_sizes[VIT_HEAD_W], nb = m->param_sizes[VIT_HEAD_B];
+    Real *h = calloc(nw + nb, sizeof(Real)); /* the bias stays zero */
+    if (!h) return error_set("Out of memory initialising a ViT head of %zu values.", nw + nb);
+    philox_normal(h, nw, seed, philox_stream(RNG_PURPOSE_INIT, 0xFFFD, 0, 0), 0.0, 0.02);
+    m->be->to_device(m->be, m->w.tensors[VIT_HEAD_W], h, (nw + nb) * sizeof(Real));
+    free(h);
+    return LSC_OK;
+}
+
+/* m = a model of config c on src's backend holding src's weights, the head too if copy_head. */
+static int clone_weights(ViT *m, const ViT *src, const ViTConfig *c, int copy_head) {
+    if (vit_create(m, src->be, c) != LSC_OK) return LSC_ERR;
+    Backend *be = src->be;
+    for (int t = 0; t < VIT_NUM_PARAM_TENSORS; t++) {
+        if (m->param_sizes[t] == 0) continue;
+        if (!copy_head && (t == VIT_HEAD_W || t == VIT_HEAD_B)) continue;
+        be->copy(be, m->w.tensors[t], src->w.tensors[t], m->param_sizes[t] * sizeof(Real));
+    }
+    return LSC_OK;
+}
+
+int vit_clone(ViT *m, const ViT *src) { return clone_weights(m, src, &src->config, 1); }
+
+int vit_clone_new_head(ViT *m, const ViT *src, int n_classes, uint64_t head_seed) {
+    ViTConfig c = src->config;
+    c.n_classes = n_classes;
+    if (clone_weights(m, src, &c, 0) != LSC_OK) return LSC_ERR;
+    if (vit_init_head(m, head_seed) != LSC_OK) {
+        vit_free(m);
+        return LSC_ERR;
+    }
+    return LSC_OK;
+}
+
 int vit_enable_full_grads(ViT *m) {
     if (m->grads) return LSC_OK;
     m->grads = m->be->alloc(m->be, m->num_params * sizeof(Real));

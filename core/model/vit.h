@@ -161,6 +161,14 @@ void vit_free(ViT *m);
  * weights 1. */
 void vit_init_random(ViT *m, uint64_t seed);
 
+/* A new classification head: weights normal(0, 0.02) drawn from seed, bias zero. */
+int vit_init_head(ViT *m, uint64_t seed);
+/* m = a copy of src on src's backend (weights only: no gradients, adapters or optimiser). */
+int vit_clone(ViT *m, const ViT *src);
+/* m = src with a new head for n_classes classes (vit_init_head(head_seed)); every other weight
+ * is copied, as a transfer to a new label set does. */
+int vit_clone_new_head(ViT *m, const ViT *src, int n_classes, uint64_t head_seed);
+
 /* Allocates the gradient block: after this, backward computes gradients of every weight. */
 int vit_enable_full_grads(ViT *m);
 /* Attaches adapters created from vit_lora_shapes (NULL detaches). Returns LSC_ERR (with a

@@ -27,7 +27,8 @@ static const char *const STATUS_NAMES[STORE_NUM_STATUS] = {"pending", "running",
 #define RUN_COLUMNS                                                                               \
     "r.id, r.experiment_id, e.name, r.config_hash, r.config, r.seed, r.status, r.error, "        \
     "r.attempts, r.created_at, r.started_at, r.finished_at, r.heartbeat_at, r.wall_time_s, "     \
-    "r.host, r.pid, r.device, r.git_commit, r.git_dirty, r.build_options, r.lib_versions"
+    "r.host, r.pid, r.device, r.git_commit, r.git_dirty, r.build_options, r.lib_versions, "      \
+    "r.inputs_sha256"
 
 static const char *const SQL[ST_COUNT] = {
     [ST_BEGIN_IMMEDIATE] = "BEGIN IMMEDIATE",
@@ -44,7 +45,8 @@ static const char *const SQL[ST_COUNT] = {
     [ST_RUN_INSERT] =
         "INSERT INTO runs (experiment_id, config_hash, config, seed, status, created_at) "
         "VALUES (?1, ?2, ?3, ?4, 'pending', ?5) ON CONFLICT (experiment_id, config_hash) DO NOTHING",
-    [ST_RUN_GET] = "SELECT id, config, seed, status, host, pid, heartbeat_at, started_at, attempts "
+    [ST_RUN_GET] = "SELECT id, config, seed, status, host, pid, heartbeat_at, started_at, attempts, "
+                   "git_commit, git_dirty, inputs_sha256 "
                    "FROM runs WHERE experiment_id = ?1 AND config_hash = ?2",
     [ST_RUN_INTERRUPT] = "UPDATE runs SET status = 'interrupted', error = ?2 WHERE id = ?1",
     [ST_RUN_START] =
@@ -77,6 +79,15 @@ static const char *const SQL[ST_COUNT] = {
                       "e.id = r.experiment_id WHERE ?1 = 0 OR r.experiment_id = ?1 ORDER BY r.id",
     [ST_QUERY_EVALS] = "SELECT split, metric, value FROM evals WHERE run_id = ?1 "
                        "ORDER BY split, metric",
+    [ST_DEL_INPUTS] = "DELETE FROM run_inputs WHERE run_id = ?1",
+    [ST_INPUT_INSERT] =
+        "INSERT INTO run_inputs (run_id, path, kind, sha256, bytes) SELECT ?1, ?2, ?3, ?4, ?5 "
+        "WHERE ?6 = 0 OR EXISTS (SELECT 1 FROM runs WHERE id = ?1 AND status = 'running' AND "
+        "host = ?7 AND pid = ?8) ON CONFLICT (run_id, path) DO UPDATE SET kind = excluded.kind, "
+        "sha256 = excluded.sha256, bytes = excluded.bytes",
+    [ST_RUN_SET_INPUTS] = "UPDATE runs SET inputs_sha256 = ?2 WHERE id = ?1",
+    [ST_QUERY_INPUTS] = "SELECT path, kind, sha256, bytes FROM run_inputs WHERE run_id = ?1 "
+                        "ORDER BY kind, path",
 };
 
 /* ------------------------------------------------------------------------------------------
@@ -303,6 +314,7 @@ int store_close(Store *s) {
     for (int i = 0; i < STORE_MAX_STMTS; i++) sqlite3_finalize(s->stmt[i]);
     if (s->db) sqlite3_close(s->db);
     store_buffers_free(s);
+    store_inputs_free(s);
     free(s->path);
     free(s->device);
     free(s->git_commit);

@@ -36,6 +36,10 @@ enum {
     ST_RUNNING_ROWS,
     ST_QUERY_RUNS,
     ST_QUERY_EVALS,
+    ST_DEL_INPUTS,
+    ST_INPUT_INSERT,
+    ST_RUN_SET_INPUTS,
+    ST_QUERY_INPUTS,
     ST_COUNT
 };
 _Static_assert(ST_COUNT <= STORE_MAX_STMTS, "raise STORE_MAX_STMTS in store.h");
@@ -65,9 +69,17 @@ int store_grow(void **items, long *cap, long need, size_t size);
 /* A 'running' row is stale when its process is gone (see store.h). */
 int store_running_is_stale(const Store *s, const char *host, long pid, const char *heartbeat,
                            const char *started);
-/* Deletes the run's metrics, evals and artifacts (an earlier attempt's, or a merged copy's). */
+/* Deletes the run's metrics, evals, artifacts and inputs (an earlier attempt's, or a merged
+ * copy's). */
 int store_children_delete(Store *s, int64_t run_id);
 /* Frees the buffered rows and interned metric names (store_close). */
 void store_buffers_free(Store *s);
+
+/* provenance (store_provenance.c) */
+/* Writes the inputs set by store_inputs_set as run_id's (its inputs_sha256 and run_inputs
+ * rows), inside the caller's transaction. */
+int store_inputs_write(Store *s, int64_t run_id);
+/* Frees what store_inputs_set copied (store_close). */
+void store_inputs_free(Store *s);
 
 #endif

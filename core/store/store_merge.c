@@ -1,6 +1,6 @@
 /* Merging shard databases (`lorasc merge OUT.db IN.db...`): the input is attached and its
- * experiments, runs, metrics, evals and artifacts copied in one transaction, duplicates
- * resolved by status. Not here: opening and migrating the input (store.c, store_schema.c). */
+ * experiments, runs, metrics, evals, artifacts and inputs copied in one transaction,
+ * duplicates resolved by status, then by which finished later. Not here: opening and migrating the input (store.c, store_schema.c). */
 #include "core/store/store.h"
 
 #include <errno.h>
@@ -16,7 +16,9 @@
 /* ------------------------------------------------------------------------------------------
  * merge */
 
-/* How good a copy of a run is, for choosing between duplicates: the higher wins. */
+/* How good a copy of a run is, for choosing between duplicates: the higher wins; between
+ * equal ranks the one that finished later (a stale run rerun by newer code, or from newer
+ * data), and OUT's copy on a tie, so merging the same file twice changes nothing. */
 static const char *const RANK_SQL = "CASE %s WHEN 'done' THEN 3 WHEN 'failed' THEN 2 "
                                     "WHEN 'pending' THEN 0 ELSE 1 END";
 
@@ -29,6 +31,7 @@ enum {
     M_COPY_METRICS,
     M_COPY_EVALS,
     M_COPY_ARTIFACTS,
+    M_COPY_INPUTS,
     M_COUNT
 };
 
@@ -88,7 +91,7 @@ int store_merge(Store *s, const char *in_path, StoreMergeStats *stats) {
                                              s->path, sqlite3_errmsg(s->db));
     attached = 1;
 
-    char rank_main[160], rank_src[160], sql[1024];
+    char rank_main[160], rank_src[160], sql[2048];
     snprintf(rank_main, sizeof rank_main, RANK_SQL, "d.status");
     snprintf(rank_src, sizeof rank_src, RANK_SQL, "r.status");
     const char *texts[M_COUNT] = {
@@ -103,17 +106,17 @@ int store_merge(Store *s, const char *in_path, StoreMergeStats *stats) {
         [M_INSERT_RUN] =
             "INSERT INTO main.runs (experiment_id, config_hash, config, seed, status, error, "
             "attempts, created_at, started_at, finished_at, heartbeat_at, wall_time_s, host, pid, "
-            "device, git_commit, git_dirty, build_options, lib_versions) SELECT ?2, config_hash, "
-            "config, seed, status, error, attempts, created_at, started_at, finished_at, "
-            "heartbeat_at, wall_time_s, host, pid, device, git_commit, git_dirty, build_options, "
-            "lib_versions FROM src.runs WHERE id = ?1",
+            "device, git_commit, git_dirty, build_options, lib_versions, inputs_sha256) SELECT ?2, "
+            "config_hash, config, seed, status, error, attempts, created_at, started_at, "
+            "finished_at, heartbeat_at, wall_time_s, host, pid, device, git_commit, git_dirty, "
+            "build_options, lib_versions, inputs_sha256 FROM src.runs WHERE id = ?1",
         [M_REPLACE_RUN] =
             "UPDATE main.runs SET (config, seed, status, error, attempts, created_at, started_at, "
             "finished_at, heartbeat_at, wall_time_s, host, pid, device, git_commit, git_dirty, "
-            "build_options, lib_versions) = (SELECT config, seed, status, error, attempts, "
-            "created_at, started_at, finished_at, heartbeat_at, wall_time_s, host, pid, device, "
-            "git_commit, git_dirty, build_options, lib_versions FROM src.runs WHERE id = ?1) "
-            "WHERE id = ?2",
+            "build_options, lib_versions, inputs_sha256) = (SELECT config, seed, status, error, "
+            "attempts, created_at, started_at, finished_at, heartbeat_at, wall_time_s, host, pid, "
+            "device, git_commit, git_dirty, build_options, lib_versions, inputs_sha256 "
+            "FROM src.runs WHERE id = ?1) WHERE id = ?2",
         [M_COPY_METRICS] = "INSERT INTO main.metrics (run_id, step, name, value) "
                            "SELECT ?2, step, name, value FROM src.metrics WHERE run_id = ?1 "
                            "ORDER BY rowid",
@@ -122,11 +125,16 @@ int store_merge(Store *s, const char *in_path, StoreMergeStats *stats) {
         [M_COPY_ARTIFACTS] = "INSERT INTO main.artifacts (run_id, path, kind, sha256, bytes, "
                              "created_at) SELECT ?2, path, kind, sha256, bytes, created_at "
                              "FROM src.artifacts WHERE run_id = ?1",
+        [M_COPY_INPUTS] = "INSERT INTO main.run_inputs (run_id, path, kind, sha256, bytes) "
+                          "SELECT ?2, path, kind, sha256, bytes FROM src.run_inputs "
+                          "WHERE run_id = ?1",
     };
     /* The output's copy of the run (id, and whether the input's copy ranks higher). */
     snprintf(sql, sizeof sql,
-             "SELECT d.id, (SELECT %s FROM src.runs r WHERE r.id = ?3) > %s FROM main.runs d "
-             "WHERE d.experiment_id = ?1 AND d.config_hash = ?2", rank_src, rank_main);
+             "SELECT d.id, (SELECT (%s) > (%s) OR ((%s) = (%s) AND r.finished_at > d.finished_at) "
+             "FROM src.runs r WHERE r.id = ?3) FROM main.runs d "
+             "WHERE d.experiment_id = ?1 AND d.config_hash = ?2", rank_src, rank_main, rank_src,
+             rank_main);
     texts[M_DST_RUN] = sql;
     for (int i = 0; i < M_COUNT; i++) {
         if (sqlite3_prepare_v2(s->db, texts[i], -1, &m[i], NULL) != SQLITE_OK) {
@@ -181,11 +189,11 @@ int store_merge(Store *s, const char *in_path, StoreMergeStats *stats) {
             dst_id = sqlite3_last_insert_rowid(s->db);
             local.runs_added++;
         }
-        for (int k = M_COPY_METRICS; rc == LSC_OK && k <= M_COPY_ARTIFACTS; k++) {
+        for (int k = M_COPY_METRICS; rc == LSC_OK && k <= M_COPY_INPUTS; k++) {
             sqlite3_reset(m[k]);
             sqlite3_bind_int64(m[k], 1, src_id);
             sqlite3_bind_int64(m[k], 2, dst_id);
-            rc = store_stmt_run(s, m[k], "copy a run's metrics, evals and artifacts");
+            rc = store_stmt_run(s, m[k], "copy a run's metrics, evals, artifacts and inputs");
         }
         if (rc != LSC_OK) goto done;
     }

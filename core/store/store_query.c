@@ -117,6 +117,7 @@ int store_runs_query(Store *s, int64_t experiment_id, unsigned status_mask, Stor
         r.git_dirty = sqlite3_column_type(q, 18) == SQLITE_NULL ? -1 : sqlite3_column_int(q, 18);
         r.build_options = store_col_text(q, 19);
         r.lib_versions = store_col_text(q, 20);
+        r.inputs_sha256 = store_col_text(q, 21);
         r.stale = r.status == STORE_RUNNING &&
                   store_running_is_stale(s, r.host, r.pid, r.heartbeat_at, r.started_at);
         rc = read_evals(s, r.id, &scratch, &r.n_evals);

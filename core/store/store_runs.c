@@ -84,8 +84,8 @@ int store_run_add(Store *s, int64_t experiment_id, const char *config_hash, cons
 }
 
 int store_children_delete(Store *s, int64_t run_id) {
-    static const int which[3] = {ST_DEL_METRICS, ST_DEL_EVALS, ST_DEL_ARTIFACTS};
-    for (int i = 0; i < 3; i++) {
+    static const int which[4] = {ST_DEL_METRICS, ST_DEL_EVALS, ST_DEL_ARTIFACTS, ST_DEL_INPUTS};
+    for (int i = 0; i < 4; i++) {
         sqlite3_stmt *st = store_stmt(s, which[i]);
         sqlite3_bind_int64(st, 1, run_id);
         if (store_stmt_run(s, st, "clear an earlier attempt's rows") != LSC_OK) return LSC_ERR;
@@ -105,7 +105,12 @@ int store_run_claim(Store *s, int64_t experiment_id, const char *config_hash,
     out->prior = (StoreRunStatus)store_status_parse(store_col_text(row, 3));
     out->attempt = sqlite3_column_int(row, 8);
     int claim = out->prior == STORE_PENDING || out->prior == STORE_INTERRUPTED ||
-                (out->prior == STORE_FAILED && (flags & STORE_RERUN_FAILED));
+                (out->prior == STORE_FAILED && (flags & STORE_RERUN_FAILED)) ||
+                (out->prior == STORE_DONE && (flags & STORE_RERUN_STALE) &&
+                 store_done_is_stale(s, store_col_text(row, 9),
+                                     sqlite3_column_type(row, 10) == SQLITE_NULL
+                                         ? -1 : sqlite3_column_int(row, 10),
+                                     store_col_text(row, 11)));
     if (out->prior == STORE_RUNNING) {
         const char *host = store_col_text(row, 4), *beat = store_col_text(row, 6);
         const long pid = (long)sqlite3_column_int64(row, 5);
@@ -140,6 +145,7 @@ int store_run_claim(Store *s, int64_t experiment_id, const char *config_hash,
         store_bind_text_or_null(st, 8, s->build_options);
         store_bind_text_or_null(st, 9, s->lib_versions);
         rc = store_stmt_run(s, st, "mark the run running");
+        if (rc == LSC_OK) rc = store_inputs_write(s, out->run_id);
         if (rc != LSC_OK) goto done;
         out->claimed = 1;
         out->attempt++;

@@ -74,6 +74,16 @@ static const char *const MIGRATIONS[STORE_SCHEMA_VERSION] = {
     "  created_at TEXT NOT NULL,\n"
     "  UNIQUE (run_id, path)\n"
     ");\n",
+    /* 2: provenance: the fingerprint of what each run read, and the files themselves */
+    "ALTER TABLE runs ADD COLUMN inputs_sha256 TEXT;\n"
+    "CREATE TABLE run_inputs (\n"
+    "  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,\n"
+    "  path   TEXT NOT NULL,\n"
+    "  kind   TEXT NOT NULL,\n"
+    "  sha256 TEXT NOT NULL,\n"
+    "  bytes  INTEGER NOT NULL,\n"
+    "  PRIMARY KEY (run_id, path)\n"
+    ");\n",
 };
 
 void store_schema_time_iso(char out[32], double delta_s) {

@@ -9,6 +9,8 @@ local images = require "lorasc.core.images"
 local canon = require "lorasc.canon"
 local train = require "lorasc.train"
 local text = require "lorasc.family_text"
+local cache = require "lorasc.cache"
+local provenance = require "lorasc.provenance"
 
 local fail, num, int, pos, nonneg = canon.fail, canon.num, canon.int, canon.pos, canon.nonneg
 
@@ -179,7 +181,7 @@ local function get_images(task, split)
   return sets[key]
 end
 
-local function pretrain(mc, path, report)
+local function pretrain(mc, path, report, beat)
   local p = mc.pretrain
   local d = get_images(p.task)
   local m <close> = vit_mod.new { image_size = mc.image_size, patch_size = mc.patch_size, channels = mc.channels,
@@ -189,40 +191,79 @@ local function pretrain(mc, path, report)
                                     schedule = p.schedule, weight_decay = p.weight_decay,
                                     crop_pad = p.crop_pad, flip = p.flip and 1 or 0, data_seed = p.seed })
   report(string.format("pretraining the base ViT (%s, %d steps on %s) -> %s", tostring(m), p.steps, p.task, path))
-  local t0, loss = train.pretrain_steps(p.steps, report, function() return t:step() end, p.diverge)
+  local t0, loss = train.pretrain_steps(p.steps, report, function() beat(); return t:step() end, p.diverge)
   t:close()
   train.check_weights(m, "pretraining the base ViT (it is not cached)")
   local acc = d:evaluate(m, "val", 256)
   report(string.format("  pretrained: val accuracy %.4f on %s", acc, p.task))
-  train.save_atomic(m, path)
+  cache.save_atomic(m, path)
   m:close()
   return { { "base.pretrain_seconds", sys.now() - t0 }, { "base.pretrain_loss", loss },
            { "base.pretrain_val_acc", acc } }
 end
 
--- The base ViT of a run (shared by every run: clone before training). A run that
--- pretrains it gets run.pretrain_metrics, logged by the runner.
+-- The IDX files of an image dataset, found as core/data/imagedata.c finds them: the data
+-- directory, then (Fashion-MNIST) Debian's dataset-fashion-mnist.
+local function idx_files(name)
+  local out = {}
+  for _, prefix in ipairs { "train", "t10k" } do
+    local img = sys.datadir_path(string.format("%s/%s-images-idx3-ubyte.gz", name, prefix))
+    local lab = sys.datadir_path(string.format("%s/%s-labels-idx1-ubyte.gz", name, prefix))
+    if not sys.exists(img) and name == "fashion-mnist" then
+      img = string.format("/usr/share/datasets/fashion-mnist/%s-images-idx3-ubyte.gz", prefix)
+      lab = string.format("/usr/share/datasets/fashion-mnist/%s-labels-idx1-ubyte.gz", prefix)
+    end
+    out[#out + 1], out[#out + 1] = img, lab
+  end
+  return out
+end
+
+-- The files a run reads, for its provenance (provenance.lua): the task's images, and the
+-- base's checkpoint (a file or a Hugging Face directory) or, pretrained here, its images.
+local function model_inputs(mc, list)
+  if mc.hf or mc.checkpoint then
+    list[#list + 1] = { path = mc.hf or mc.checkpoint, kind = "checkpoint" }
+  elseif mc.pretrain then
+    for _, f in ipairs(idx_files(F.parse(mc.pretrain.task).dataset)) do list[#list + 1] = { path = f, kind = "corpus" } end
+  end
+  return list
+end
+
+function F.inputs(run)
+  local list = {}
+  for _, f in ipairs(idx_files(F.parse(run.config.task).dataset)) do list[#list + 1] = { path = f, kind = "data" } end
+  return model_inputs(run.config.model, list)
+end
+
+-- The base ViT of a run (shared by every run: clone before training) and, for a cached one,
+-- its path. A run that pretrains it gets run.pretrain_metrics, logged by the runner. The
+-- cache key is the canonical config and the contents of the images it is pretrained on.
 function F.base(run, cache_dir, report)
   local mc = run.config.model
-  if bases[run.model_hash] then return bases[run.model_hash] end
+  local key = run.model_hash
+  if mc.pretrain and not mc.checkpoint and not mc.hf then
+    local parts = { run.model_hash }
+    for _, i in ipairs(model_inputs(mc, {})) do parts[#parts + 1] = i.path .. " " .. (provenance.file_sha256(i.path) or "missing") end
+    key = sys.sha256(table.concat(parts, "\n"))
+  end
+  if bases[key] then return bases[key].m, bases[key].path end
+  local m, path
   if mc.hf then -- a Hugging Face ViT / CLIP directory; the head is sized for this run's task
     local t = assert(F.parse(run.config.task))
     report(string.format("loading the Hugging Face ViT in %s", mc.hf))
-    bases[run.model_hash] = vit_mod.load_hf(mc.hf, { n_classes = #t.classes, channels = mc.channels })
-    return bases[run.model_hash]
-  end
-  local path = mc.checkpoint
-  if path then
-    if not sys.exists(path) then error(string.format("ViT checkpoint '%s' not found", path), 0) end
+    m = vit_mod.load_hf(mc.hf, { n_classes = #t.classes, channels = mc.channels })
+  elseif mc.checkpoint then
+    if not sys.exists(mc.checkpoint) then error(string.format("ViT checkpoint '%s' not found", mc.checkpoint), 0) end
+    m = vit_mod.load(mc.checkpoint)
   else
-    sys.mkdir(cache_dir)
-    path = string.format("%s/vit-%s.ckpt", cache_dir, run.model_hash:sub(1, 16))
-    if not sys.exists(path) then
-      run.pretrain_metrics = train.pretrain_once(run.model_hash, function() return pretrain(mc, path, report) end)
-    end
+    -- a base that diverged in pretraining is not cached, and not pretrained again by this process
+    m, path, run.pretrain_metrics = train.pretrain_once(key, function()
+      return cache.get(cache_dir, string.format("vit-%s.ckpt", key:sub(1, 16)),
+        function(p, beat) return pretrain(mc, p, report, beat) end, vit_mod.load, report)
+    end)
   end
-  bases[run.model_hash] = vit_mod.load(path)
-  return bases[run.model_hash]
+  bases[key] = { m = m, path = path }
+  return m, path
 end
 
 -- The run's steps per epoch (runner.lua checks every run with it before any starts); a

@@ -3,6 +3,7 @@
 -- Llama with its tokenizer (the text family's llama{}). Its canonicalisation (example-count
 -- splits, MeZO's sampling; eval through each task's metric) and, for `lorasc run`, the
 -- sampled datasets, the tokenizer, the engine and the evaluation (eval.tasks for alpaca).
+local sys = require "lorasc.core.sys"
 local finetune = require "lorasc.core.finetune"
 local tasks_mod = require "lorasc.core.tasks"
 local json = require "lorasc.json"
@@ -108,6 +109,16 @@ function F.plan(run)
   local c = run.config
   local n_train = get_set(c.task, c.split, c.seed):sizes()
   return math.max(1, (n_train + c.train.batch - 1) // c.train.batch)
+end
+
+-- The files a run reads, for its provenance (provenance.lua): the folders of its task and of
+-- the tasks it is evaluated on (every file in them), the checkpoint and the tokenizer.
+function F.inputs(run)
+  local c = run.config
+  local list = text.model_inputs(c.model, {})
+  list[#list + 1] = { path = sys.datadir_path(c.task), kind = "data" }
+  for _, t in ipairs(c.eval.tasks or {}) do list[#list + 1] = { path = sys.datadir_path(t), kind = "data" } end
+  return list
 end
 
 -- The tokenizer, the sampled dataset (its note, e.g. fewer examples than asked, shown) and

@@ -10,6 +10,8 @@ local finetune = require "lorasc.core.finetune"
 local tasks_mod = require "lorasc.core.tasks"
 local canon = require "lorasc.canon"
 local train = require "lorasc.train"
+local cache = require "lorasc.cache"
+local provenance = require "lorasc.provenance"
 
 local fail, num, int, pos, nonneg = canon.fail, canon.num, canon.int, canon.pos, canon.nonneg
 
@@ -151,7 +153,7 @@ local function get_data(task, train_frac, val_frac, min_split)
   return datasets[key]
 end
 
-local function pretrain(mc, path, report)
+local function pretrain(mc, path, report, beat)
   local p = mc.pretrain
   local m <close> = model_mod.new { dim = mc.dim, hidden_dim = mc.hidden_dim, n_layers = mc.n_layers,
                             n_heads = mc.n_heads, n_kv_heads = mc.n_kv_heads, seq_len = mc.seq_len,
@@ -162,35 +164,64 @@ local function pretrain(mc, path, report)
                                   warmup = p.warmup, schedule = p.schedule,
                                   weight_decay = p.weight_decay, data_seed = p.seed })
   report(string.format("pretraining the base model (%s, %d steps on %s) -> %s", tostring(m), p.steps, p.corpus, path))
-  local t0, loss = train.pretrain_steps(p.steps, report, function() return t:step(corpus) end, p.diverge)
+  local t0, loss = train.pretrain_steps(p.steps, report, function() beat(); return t:step(corpus) end, p.diverge)
   t:close()
   train.check_weights(m, "pretraining the base model (it is not cached)")
-  train.save_atomic(m, path)
+  cache.save_atomic(m, path)
   m:close()
   return { { "base.pretrain_seconds", sys.now() - t0 }, { "base.pretrain_loss", loss } }
 end
 
--- The base model of a run (a Model userdata shared by every run: clone before training).
--- A run that pretrains it gets run.pretrain_metrics, logged by the runner.
+-- The files a run reads, for its provenance (provenance.lua): the task's text, and the base
+-- model's checkpoint and tokenizer or, for a base pretrained here, its corpus.
+function F.model_inputs(mc, list)
+  if mc.checkpoint then
+    list[#list + 1] = { path = canon.data_file(mc.checkpoint), kind = "checkpoint" }
+    if mc.tokenizer then list[#list + 1] = { path = canon.data_file(mc.tokenizer), kind = "tokenizer" } end
+  elseif mc.pretrain then
+    for file in (data.resolve(mc.pretrain.corpus) or ""):gmatch("[^:]+") do list[#list + 1] = { path = file, kind = "corpus" } end
+  end
+  return list
+end
+
+function F.inputs(run)
+  local list = {}
+  for file in (data.resolve(run.config.task) or ""):gmatch("[^:]+") do list[#list + 1] = { path = file, kind = "data" } end
+  return F.model_inputs(run.config.model, list)
+end
+
+-- The cache key of a pretrained base: its canonical config and its corpus's contents.
+function F.cache_key(run)
+  local parts = { run.model_hash }
+  for _, i in ipairs(F.model_inputs(run.config.model, {})) do
+    parts[#parts + 1] = (i.path or "?") .. " " .. (provenance.file_sha256(i.path or "") or "missing")
+  end
+  return sys.sha256(table.concat(parts, "\n"))
+end
+
+-- The base model of a run (a Model userdata shared by every run: clone before training) and,
+-- for a cached one, its path. A run that pretrains it gets run.pretrain_metrics, logged by
+-- the runner.
 function F.base(run, cache_dir, report)
   local mc = run.config.model
-  if bases[run.model_hash] then return bases[run.model_hash] end
-  local m
+  local key = mc.checkpoint and run.model_hash or F.cache_key(run)
+  if bases[key] then return bases[key].m, bases[key].path end
+  local m, path
   if mc.checkpoint then
     local path = canon.data_file(mc.checkpoint)
     if not path then error("lorasc: " .. canon.missing_file("checkpoint", mc.checkpoint), 0) end
     m = model_mod.load(path, mc.format)
   else
-    sys.mkdir(cache_dir)
-    local path = string.format("%s/base-%s.ckpt", cache_dir, run.model_hash:sub(1, 16))
-    if not sys.exists(path) then
-      run.pretrain_metrics = train.pretrain_once(run.model_hash, function() return pretrain(mc, path, report) end)
-    end
-    m = model_mod.load(path, "lorasc")
+    -- a base that diverged in pretraining is not cached, and not pretrained again by this process
+    m, path, run.pretrain_metrics = train.pretrain_once(key, function()
+      return cache.get(cache_dir, string.format("base-%s.ckpt", key:sub(1, 16)),
+        function(p, beat) return pretrain(mc, p, report, beat) end,
+        function(p) return model_mod.load(p, "lorasc") end, report)
+    end)
   end
   if m:config().vocab_size < 256 then error("the base model's vocabulary (" .. m:config().vocab_size .. ") is smaller than 256 bytes", 0) end
-  bases[run.model_hash] = m
-  return m
+  bases[key] = { m = m, path = path }
+  return m, path
 end
 
 -- The run's steps per epoch, from its data (loaded once per process): what `lorasc run`

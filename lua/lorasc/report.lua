@@ -243,6 +243,14 @@ function M.render(t, opts)
       add(string.format("%d run(s) failed (errors or divergence) and are not in the means: `lorasc status` lists them with their messages.", n_failed))
     end
   end
+  -- opts.footer: lines under the table (the commits its runs were made by), as comments in
+  -- CSV and LaTeX
+  if opts.footer and #opts.footer > 0 then
+    if opts.format == "markdown" then add("") end
+    for _, f in ipairs(opts.footer) do
+      add((opts.format == "csv" and "# " or opts.format == "latex" and "% " or "") .. f)
+    end
+  end
   return table.concat(lines, "\n")
 end
 

@@ -1,5 +1,6 @@
 -- `lorasc run`: check every run's length against its data, register the runs, claim each in
--- turn (the store skips done ones and re-claims stale ones), train, log, evaluate, finish. A
+-- turn (the store skips done ones and re-claims interrupted ones), train, log, evaluate,
+-- finish; done runs made by other code or data are stale (provenance.lua). A
 -- failing run (an error, or a diverged one: train.lua) is marked failed and the sweep goes on.
 -- A run's result is found by its config hash whatever experiment asked for it: a
 -- configuration done in another experiment of the database is not trained again. The
@@ -13,8 +14,15 @@ local families = require "lorasc.families"
 local methods = require "lorasc.methods"
 local train = require "lorasc.train"
 local canon = require "lorasc.canon"
+local provenance = require "lorasc.provenance"
 
 local M = {}
+
+-- Where base models are cached and trained models saved: --results DIR, by default the
+-- database's directory.
+function M.results_dir(opts)
+  return opts.results or train.dirname(opts.db)
+end
 
 -- A failure as it is recorded and shown: one sentence, without the "lorasc: " that marks
 -- user errors for the host.
@@ -24,9 +32,9 @@ local function sentence(e)
 end
 
 -- save = true: the trained model (the learned update merged in) goes to
--- <db dir>/runs/<hash>.<ext>, hashed into the run's artifacts.
+-- <results>/runs/<hash>.<ext>, hashed into the run's artifacts.
 local function save_model(store, run, run_id, m, opts, ext)
-  local dir = train.dirname(opts.db) .. "/runs"
+  local dir = M.results_dir(opts) .. "/runs"
   sys.mkdir(dir)
   local path = string.format("%s/%s.%s", dir, run.hash:sub(1, 16), ext)
   m:save(path)
@@ -39,7 +47,8 @@ end
 local function train_one(store, run, run_id, prog, index, opts)
   local c = run.config
   local fam = families[run.family]
-  local base = fam.base(run, train.dirname(opts.db) .. "/cache", function(msg) prog:message(msg) end)
+  local base, base_path = fam.base(run, M.results_dir(opts) .. "/cache", function(msg) prog:message(msg) end)
+  if base_path then store:input(run_id, base_path, "base") end
   for _, pm in ipairs(run.pretrain_metrics or {}) do store:metric(run_id, 0, pm[1], pm[2]) end
   local ctx = fam.prepare(run, base, prog)
   local total = c.train.steps or c.train.epochs * ctx.spe
@@ -91,30 +100,43 @@ end
 local function score(x) return x == x and string.format("%.4f", x) or "— (empty split)" end
 
 -- Runs the experiments' runs (exps: { { id = experiment id, runs = expanded runs of this
--- shard, planned by M.plan } }) as one sweep with one progress bar and ETA. Returns counts:
--- { ran, failed, skipped (done already or held by another process), elsewhere (of those,
--- done in another experiment), failed_before (failed earlier and not run again without
--- --rerun-failed) }.
+-- shard, planned by M.plan } }) as one sweep with one progress bar and ETA. A run's result
+-- is found by its config hash in any experiment of the database; a done result made by other
+-- code or from other inputs (provenance.lua) is stale: kept and counted, run again with
+-- opts.rerun_stale. Returns counts: { ran, failed, skipped (done already or held by another
+-- process), elsewhere (of those, done in another experiment), failed_before (failed earlier,
+-- not run again without --rerun-failed), stale (skipped done runs that are stale) }.
 function M.run_all(store, exps, opts)
-  local done = {} -- config hash -> a done run, in any experiment
-  for _, r in ipairs(store:runs(0, { "done" })) do done[r.config_hash] = done[r.config_hash] or r end
-  local n = { ran = 0, failed = 0, skipped = 0, elsewhere = 0, failed_before = 0 }
+  local done = {} -- config hash -> a done run, this experiment's first, else any experiment's
+  local n = { ran = 0, failed = 0, skipped = 0, elsewhere = 0, failed_before = 0, stale = 0 }
   local todo, steps = {}, 0
+  local all_done = store:runs(0, { "done" })
   for _, e in ipairs(exps) do
     local mine = {}
     for _, r in ipairs(store:runs(e.id)) do mine[r.config_hash] = r end
+    for _, r in ipairs(all_done) do
+      local d = done[r.config_hash]
+      if not d or (d.experiment_id ~= e.id and r.experiment_id == e.id) then done[r.config_hash] = r end
+    end
     for _, r in ipairs(e.runs) do
       local d, own = done[r.hash], mine[r.hash]
-      if d and d.experiment_id ~= e.id then
-        n.skipped, n.elsewhere = n.skipped + 1, n.elsewhere + 1
-        if opts.verbose then io.stderr:write(string.format("skip %s: done in experiment '%s' (run %d)\n", r.hash:sub(1, 12), d.experiment, d.id)) end
-      elseif own and own.status == "done" then
+      local inputs = provenance.inputs(r)
+      -- why a done run is stale, told before a claim replaces its recorded inputs
+      local why = d and provenance.stale_reason(d, inputs, store)
+      if d and not (why and opts.rerun_stale) then
         n.skipped = n.skipped + 1
+        if why then n.stale = n.stale + 1 end
+        if d.experiment_id ~= e.id then n.elsewhere = n.elsewhere + 1 end
+        if opts.verbose then
+          io.stderr:write(string.format("skip %s: done%s%s\n", r.hash:sub(1, 12),
+            d.experiment_id ~= e.id and string.format(" in experiment '%s' (run %d)", d.experiment, d.id) or "",
+            why and (", stale: " .. why) or ""))
+        end
       elseif own and own.status == "failed" and not opts.rerun_failed then
         n.failed_before = n.failed_before + 1
       else
         if not own then store:run_add(e.id, r.hash, r.json, r.seed) end
-        todo[#todo + 1] = { exp_id = e.id, run = r }
+        todo[#todo + 1] = { exp_id = e.id, run = r, inputs = inputs, why = why }
         steps = steps + r.total
       end
     end
@@ -122,7 +144,8 @@ function M.run_all(store, exps, opts)
   local prog = progress.new(#todo, steps)
   for i, t in ipairs(todo) do
     local r = t.run
-    local claim = store:run_claim(t.exp_id, r.hash, r.json, r.seed, opts.rerun_failed)
+    store:inputs_set(t.inputs.fingerprint, t.inputs.list)
+    local claim = store:run_claim(t.exp_id, r.hash, r.json, r.seed, opts.rerun_failed, opts.rerun_stale)
     if not claim.claimed then
       -- another process finished or holds it since the list above was made
       if claim.prior == "failed" then n.failed_before = n.failed_before + 1 else n.skipped = n.skipped + 1 end
@@ -130,6 +153,7 @@ function M.run_all(store, exps, opts)
       if opts.verbose then prog:message(string.format("[%d/%d] skip %s (%s)", i, #todo, r.hash:sub(1, 12), claim.prior)) end
     else
       if claim.was_stale then prog:message(string.format("[%d/%d] run %d was interrupted (its process is gone): running it again", i, #todo, claim.run_id)) end
+      if claim.prior == "done" then prog:message(string.format("[%d/%d] run %d is stale (%s): running it again", i, #todo, claim.run_id, t.why or "other code or inputs")) end
       local t0 = sys.now()
       prog.index = i
       local ok, res = xpcall(train_one, function(e)

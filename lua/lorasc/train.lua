@@ -1,5 +1,5 @@
 -- The loops every task family shares when `lorasc run` trains: pretraining a base model
--- (progress lines, the checkpoint moved into the cache atomically) and fine-tuning (metrics
+-- (progress lines; the cache and its atomic saves are cache.lua's) and fine-tuning (metrics
 -- every log_every steps, expert-boundary events, the progress bar, periodic flushes).
 -- What is trained on what is the families' (family_*.lua); the sweep is runner.lua's.
 local sys = require "lorasc.core.sys"
@@ -46,12 +46,15 @@ end
 
 -- Runs `steps` pretraining steps (step() returns the loss), reporting five times. A
 -- diverged pretraining (the rule above, with pretrain.diverge) is an error: its model is
--- never cached. Returns the start time and the last loss.
+-- never cached. Returns the start time and the last loss. LORASC_TEST_PRETRAIN_DELAY
+-- (seconds per step) slows it down for the tests of the cache's lock.
 function M.pretrain_steps(steps, report, step, factor)
   local t0, loss = sys.now(), 0
   local watch = M.divergence(factor)
+  local delay = tonumber(os.getenv("LORASC_TEST_PRETRAIN_DELAY") or "")
   for i = 1, steps do
     loss = step()
+    if delay then sys.sleep(delay) end
     local why = watch(i, loss)
     if why then
       error(string.format("lorasc: the base model diverged in pretraining at step %d (%s); it is not cached: lower pretrain.lr, or set pretrain.diverge = false to keep it", i, why), 0)
@@ -68,12 +71,12 @@ end
 local failed_bases = {}
 function M.pretrain_once(key, build)
   if failed_bases[key] then error(failed_bases[key], 0) end
-  local ok, res = pcall(build)
-  if not ok then
-    failed_bases[key] = res
-    error(res, 0)
+  local res = table.pack(pcall(build))
+  if not res[1] then
+    failed_bases[key] = res[2]
+    error(res[2], 0)
   end
-  return res
+  return table.unpack(res, 2, res.n)
 end
 
 -- The trained weights of model m are finite, else a divergence error naming what was done.
@@ -81,15 +84,6 @@ function M.check_weights(m, what)
   if not m:weights_finite() then
     error(string.format("lorasc: diverged: the weights hold non-finite values after %s", what), 0)
   end
-end
-
--- Concurrent processes may pretrain the same base: each writes its own file, then renames
--- it into place atomically (identical contents: pretraining is deterministic).
-function M.save_atomic(m, path)
-  local tmp = path .. "." .. sys.getpid()
-  m:save(tmp)
-  local ok, err = os.rename(tmp, path)
-  if not ok then error("cannot move the pretrained checkpoint into place: " .. tostring(err), 0) end
 end
 
 -- The fine-tuning loop of every model and task: one Lua call per step (step() returns
