@@ -105,6 +105,8 @@ function M.new_registry()
     return function(t)
       local loc = where(2)
       check_keys(t, REPORT_KEYS, "report \"" .. tostring(name) .. "\"", loc)
+      if t.scale ~= nil then num(t.scale, "scale", loc, pos, "must be > 0 (100: percentages)") end
+      if t.digits ~= nil then int(t.digits, "digits", loc, function(x) return x >= 0 and x <= 10 end, "must be in [0, 10]") end
       reg.reports[name] = { name = name, spec = t, where = loc }
     end
   end

@@ -58,6 +58,7 @@ local cases = {
   { sub("lr = 1e-3", "lr = math.huge"), { ":9: train.lr = inf is not a finite number" } },
   { sub("rank = 2", "rank = -1/0"), { ":12: rank = -inf is not a finite number" } },
   { sub("steps = 4 }", "steps = 4, lr = 0/0 }"), { ":3: pretrain.lr = nan is not a finite number" } },
+  { base .. 'report "e" {\n  scale = 0/0,\n}\n', { ":17: scale = nan is not a finite number" } },
   -- a string hides its quotes no more; a list suggests grid{}
   { sub("lr = 1e-3", 'lr = "1e-3"'), { ':9: train.lr must be a number, got the string "1e-3"; write lr = 1e-3 (without quotes)' } },
   { sub("lr = 1e-3", "lr = { 1e-3, 3e-3 }"), { ":9: train.lr must be a number, got the list { 0.001, 0.003 }; to try several values write lr = grid { 0.001, 0.003 }" } },
