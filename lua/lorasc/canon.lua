@@ -9,6 +9,13 @@ local M = {}
 function M.fail(msg) error("lorasc: " .. msg, 0) end
 local fail = M.fail
 
+-- An error value as one sentence, without the "lorasc: " that marks a user error for the
+-- host (core's messages arrive with it: bind_error), to be embedded in another message.
+function M.sentence(e)
+  local msg = type(e) == "string" and e or tostring(e)
+  return (msg:gsub("^lorasc: ", ""))
+end
+
 -- "file:line" of the experiment file's call to a constructor, `level` frames above the caller.
 function M.where(level)
   local info = debug.getinfo(level + 1, "Sl")

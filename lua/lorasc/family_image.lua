@@ -106,7 +106,7 @@ local function canon_hf(s, mloc)
     fail(string.format("%s: hf = '%s': no Hugging Face checkpoint at %s (a directory with config.json and model.safetensors; relative paths are under the data directory $LORASC_DATA, default data/)", mloc, s.hf, dir))
   end
   local ok, c = pcall(vit_mod.hf_config, dir)
-  if not ok then fail(mloc .. ": " .. tostring(c)) end
+  if not ok then fail(mloc .. ": " .. canon.sentence(c)) end
   if c.image_size ~= 28 then
     fail(string.format("%s: %s takes %dx%d images; MNIST and Fashion-MNIST are 28x28 (resizing and position-embedding interpolation are not implemented)", mloc, dir, c.image_size, c.image_size))
   end

@@ -26,10 +26,7 @@ end
 
 -- A failure as it is recorded and shown: one sentence, without the "lorasc: " that marks
 -- user errors for the host.
-local function sentence(e)
-  local msg = type(e) == "string" and e or tostring(e)
-  return (msg:gsub("^lorasc: ", ""))
-end
+local sentence = canon.sentence
 
 -- save = true: the trained model (the learned update merged in) goes to
 -- <results>/runs/<hash>.<ext>, hashed into the run's artifacts.

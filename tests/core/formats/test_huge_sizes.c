@@ -1,8 +1,8 @@
 /* Sizes read from a model file are checked before anything is allocated by them: a lorasc
  * checkpoint whose section claims 2^62 elements, whose config claims a 7B model over a few
  * bytes of weights or a seq_len of 10^8, a ViT checkpoint likewise, llama2.c headers whose
- * sizes overflow or exceed the file, a GGUF block_count of 2^30 and a Hugging Face config.json
- * of a 7B model over a tiny safetensors file. Each is one sentence, no crash, and no
+ * sizes overflow or exceed the file, a GGUF block_count of 2^24 and 2^30, and Hugging Face
+ * config.json files of a 7B Llama and a 4B ViT over a tiny safetensors file. Each is one sentence, no crash, and no
  * allocation of what the file claims (CI runs this under AddressSanitizer, which fails an
  * allocation of tens of gigabytes). */
 #include <setjmp.h>
@@ -26,6 +26,7 @@
 #include "core/formats/llama2c.h"
 #include "core/formats/safetensors.h"
 #include "core/formats/vit_checkpoint.h"
+#include "core/formats/vit_hf.h"
 
 static char dir[] = "/tmp/lorasc_huge_XXXXXX";
 
@@ -209,6 +210,29 @@ static void test_hf(void **state) {
     backend_cpu_destroy(be);
 }
 
+static void test_vit_hf(void **state) {
+    (void)state;
+    Backend *be = backend_cpu_create(1);
+    char sub[256], path[300];
+    path_in_dir(sub, sizeof sub, "vithf");
+    mkdir(sub, 0777);
+    snprintf(path, sizeof path, "%s/config.json", sub);
+    FILE *f = fopen(path, "w");
+    fputs("{\"model_type\": \"vit\", \"hidden_size\": 4096, \"num_hidden_layers\": 48, "
+          "\"num_attention_heads\": 32, \"intermediate_size\": 16384, \"image_size\": 224, "
+          "\"patch_size\": 16, \"num_channels\": 3, \"hidden_act\": \"gelu\"}", f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/model.safetensors", sub);
+    const float four[4] = {1, 2, 3, 4};
+    const StWriteEntry e = {.name = "vit.embeddings.cls_token", .ndim = 3, .shape = {1, 1, 4}, .data = four};
+    assert_int_equal(safetensors_write(path, &e, 1, ST_F32, NULL), LSC_OK);
+    ViT m;
+    /* 4 x 10^9 parameters claimed: the tensors are checked before the model is allocated */
+    const ViTHfOptions opt = {.n_classes = 10};
+    expect_error(vit_hf_load(sub, &m, be, &opt), "vit.embeddings", NULL);
+    backend_cpu_destroy(be);
+}
+
 static int make_dir(void **state) {
     (void)state;
     return mkdtemp(dir) ? 0 : -1;
@@ -225,7 +249,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lorasc_checkpoint), cmocka_unit_test(test_vit_checkpoint),
         cmocka_unit_test(test_llama2c),           cmocka_unit_test(test_gguf),
-        cmocka_unit_test(test_hf),
+        cmocka_unit_test(test_hf),                cmocka_unit_test(test_vit_hf),
     };
     return cmocka_run_group_tests(tests, make_dir, remove_dir);
 }
