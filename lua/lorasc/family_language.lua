@@ -104,9 +104,12 @@ end
 F.base = text.base
 
 -- The run's steps per epoch (runner.lua checks every run with it before any starts):
--- ceil(train / batch) of the examples the sample holds.
+-- ceil(train / batch) of the examples the sample holds. The tokenizer is loaded here too, so
+-- an unreadable one is an error before any run, not a failure of every run.
 function F.plan(run)
   local c = run.config
+  local ok, err = pcall(get_tokenizer, c.model.tokenizer)
+  if not ok then error({ key = "model", message = err }, 0) end -- reported at the model's line
   local n_train = get_set(c.task, c.split, c.seed):sizes()
   return math.max(1, (n_train + c.train.batch - 1) // c.train.batch)
 end

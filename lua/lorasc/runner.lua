@@ -73,7 +73,11 @@ function M.plan(runs)
   for _, r in ipairs(runs) do
     local c, fam = r.config, families[r.family]
     local ok, spe = pcall(fam.plan, r)
-    if not ok then canon.fail(canon.key_loc(r.where, "split") .. ": " .. sentence(spe)) end
+    if not ok then -- the data's errors are the split's; a family may name another key
+      local key, msg = "split", spe
+      if type(spe) == "table" then key, msg = spe.key, spe.message end
+      canon.fail(canon.key_loc(r.where, key) .. ": " .. sentence(msg))
+    end
     local total = c.train.steps or c.train.epochs * spe
     if total > L.steps then
       canon.fail(string.format("%s: train.epochs = %d at %d steps per epoch (%s) is %d steps, more than lorasc's limit of %d steps",

@@ -5,7 +5,7 @@
 # configuration two experiments name is trained once; the ETA ignores the one-off pretraining
 # and covers every experiment of the file; a diverged pretraining is never cached; a diverged
 # fine-tuning run is failed with its step and counted per cell; an empty validation split is
-# "—", not nan.
+# "—", not nan; an empty tokenizer file is one sentence before any run.
 # usage: test_badinput_cli.sh LORASC SOURCE_ROOT
 set -u
 LORASC=$(realpath "$1")
@@ -132,6 +132,13 @@ EOF
   "$LORASC" run noval.lua --db n/x.db > n.log 2>&1 || fail "val = 0: $(tail -3 n.log)"
   grep -q "val — (empty split) test " n.log || fail "empty val split: $(grep done n.log)"
   grep -qi "nan" n.log && fail "nan printed: $(grep -i nan n.log)"
+  # an empty tokenizer.json: one sentence before any run (it was "too short to be a llama2.c
+  # tokenizer", and every run failed with it)
+  : > empty.json
+  sed 's|tokenizer = "llama2c_stories260K/tok512.bin"|tokenizer = "'"$W"'/empty.json"|' noval.lua > emptytok.lua
+  "$LORASC" run emptytok.lua --db et/x.db > et.log 2>&1 && fail "an empty tokenizer was accepted"
+  grep -q "emptytok.lua:2: .*empty.json is empty: a tokenizer is a tokenizer.json, a GGUF file or a llama2.c tokenizer.bin" et.log || fail "empty tokenizer: $(cat et.log)"
+  [ ! -e et ] || fail "an empty tokenizer wrote to the database directory"
 else
   echo "empty validation split: skipped (stories260K or SST-2 not in $D)"
 fi
