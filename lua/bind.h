@@ -59,6 +59,9 @@ int bind_st_dtype(lua_State *L, const char *name);
 int luaopen_lorasc_core_fs(lua_State *L);
 /* Registers all of the above in package.preload. */
 void bind_preload(lua_State *L);
+/* Wraps L's allocator with the byte count sys.run_limited caps (call once, right after
+ * luaL_newstate). */
+void bind_limits_install(lua_State *L);
 
 /* The process-wide backend, opened on first use (device_open) on the device and thread count
  * set by bind_set_device / bind_set_threads (default "cpu", the backend's default threads). */
@@ -83,7 +86,7 @@ int bind_task_batch(lua_State *L, int idx, int tok_idx, TaskSampler *sampler, Ta
                     uint64_t seed, long step, int B, int T, int32_t *tokens, int32_t *targets,
                     int *B_used, int *T_used);
 
-/* Raises a Lua error with error_last() (never returns). */
+/* Raises "lorasc: " .. error_last() as a Lua error, without a position (never returns). */
 int bind_error(lua_State *L);
 /* One training step of a Finetune on batch; pushes loss, grad_norm, lr, event|nil (4 values). */
 struct Finetune;

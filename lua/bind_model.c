@@ -2,6 +2,7 @@
  * Hugging Face or GGUF checkpoint, clone, save), and the pretrained models that `lorasc data
  * fetch` knows (core/data/modelfetch.h). The userdata is created empty before the model is
  * allocated, so an error mid-way leaves nothing to leak. */
+#include <math.h>
 #include <string.h>
 
 #include "core/formats/checkpoint.h"
@@ -161,6 +162,15 @@ static int m_config(lua_State *L) {
     return 1;
 }
 
+/* m:weights_finite() -> true when every weight is finite (their sum of squares, in double,
+ * is finite exactly then): a diverged run is failed, never scored. */
+static int m_weights_finite(lua_State *L) {
+    LModel *m = bind_check_model(L, 1);
+    Backend *be = m->m.be;
+    lua_pushboolean(L, isfinite(be->sum_squares(be, m->m.params, m->m.num_params)));
+    return 1;
+}
+
 static int m_num_params(lua_State *L) {
     lua_pushinteger(L, (lua_Integer)bind_check_model(L, 1)->m.num_params);
     return 1;
@@ -192,6 +202,7 @@ int luaopen_lorasc_core_model(lua_State *L) {
                                        {"save_hf", m_save_hf},
                                        {"merge_adapter", m_merge_adapter},
                                        {"num_params", m_num_params},
+                                       {"weights_finite", m_weights_finite},
                                        {"close", m_close},
                                        {NULL, NULL}};
     static const luaL_Reg meta[] = {{"__gc", m_close}, {"__close", m_close},
@@ -200,5 +211,7 @@ int luaopen_lorasc_core_model(lua_State *L) {
     static const luaL_Reg fns[] = {{"new", l_new},       {"load", l_load}, {"source", l_source},
                                    {"fetch", l_fetch},   {NULL, NULL}};
     luaL_newlib(L, fns);
+    lua_pushinteger(L, LLAMA_MAX_SEQ_LEN); /* core's limit, for the DSL's message */
+    lua_setfield(L, -2, "MAX_SEQ_LEN");
     return 1;
 }

@@ -3,6 +3,7 @@
  * fresh head for a new task), a full-training run (pretraining) and a LoRA / cascade
  * fine-tuning run over an image task (lorasc.core.images), both core/tasks/image_train.h.
  * One Lua call per optimiser step: the batch is drawn in C. */
+#include <math.h>
 #include <string.h>
 
 #include "core/base/error.h"
@@ -177,6 +178,15 @@ static int m_config(lua_State *L) {
     return 1;
 }
 
+/* m:weights_finite() -> true when every weight is finite (their sum of squares, in double,
+ * is finite exactly then): a diverged run is failed, never scored. */
+static int m_weights_finite(lua_State *L) {
+    LVit *m = bind_check_vit(L, 1);
+    Backend *be = m->m.be;
+    lua_pushboolean(L, isfinite(be->sum_squares(be, m->m.params, m->m.num_params)));
+    return 1;
+}
+
 static int m_num_params(lua_State *L) {
     lua_pushinteger(L, (lua_Integer)bind_check_vit(L, 1)->m.num_params);
     return 1;
@@ -343,6 +353,7 @@ int luaopen_lorasc_core_vit(lua_State *L) {
     static const luaL_Reg methods[] = {{"clone", m_clone},     {"save", m_save},
                                        {"save_hf", m_save_hf}, {"merge_adapter", m_merge_adapter},
                                        {"config", m_config},   {"num_params", m_num_params},
+                                       {"weights_finite", m_weights_finite},
                                        {"close", m_close},     {NULL, NULL}};
     static const luaL_Reg meta[] = {{"__gc", m_close}, {"__close", m_close},
                                     {"__tostring", m_tostring}, {NULL, NULL}};

@@ -156,29 +156,37 @@ int hf_llama_load(const char *dir, Llama *model, Backend *be) {
                        "tie_word_embeddings: true.", dir);
         goto done;
     }
-    if ((rc = llama_create(model, be, &c)) != LSC_OK) goto done;
-    size_t biggest = 0;
+    /* pass 0 checks every tensor's shape against config.json before the model is allocated
+     * (the tensors lie inside their files, so a corrupt config cannot size the model past
+     * them); pass 1 reads */
+    size_t sizes[LLAMA_NUM_PARAM_TENSORS], biggest = 0;
+    llama_param_sizes(&c, sizes);
     for (int i = 0; i < LLAMA_NUM_PARAM_TENSORS; i++)
-        if (model->param_sizes[i] > biggest) biggest = model->param_sizes[i];
-    if (!(host = malloc(biggest * sizeof *host))) {
-        rc = error_set("Out of memory loading %s.", dir);
-        goto done;
-    }
-    for (int i = 0; i < LLAMA_NUM_PARAM_TENSORS && rc == LSC_OK; i++) {
-        if (!model->param_sizes[i]) continue;
-        int64_t rows, cols;
-        llama_tensor_shape(&c, i, &rows, &cols);
-        if (global_name(i)) {
-            rc = read_hf(s, dir, global_name(i), rows, cols, host);
-        } else {
-            const size_t per = model->param_sizes[i] / (size_t)c.n_layers;
-            for (int l = 0; l < c.n_layers && rc == LSC_OK; l++) {
-                char name[128];
-                snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, layer_module(i));
-                rc = read_hf(s, dir, name, rows, cols, host + (size_t)l * per);
+        if (sizes[i] > biggest) biggest = sizes[i];
+    for (int pass = 0; pass < 2 && rc == LSC_OK; pass++) {
+        if (pass == 1) {
+            if ((rc = llama_create(model, be, &c)) != LSC_OK) goto done;
+            if (!(host = malloc(biggest * sizeof *host))) {
+                rc = error_set("Out of memory loading %s.", dir);
+                goto done;
             }
         }
-        if (rc == LSC_OK) be->to_device(be, model->w.tensors[i], host, model->param_sizes[i] * sizeof(Real));
+        for (int i = 0; i < LLAMA_NUM_PARAM_TENSORS && rc == LSC_OK; i++) {
+            if (!sizes[i]) continue;
+            int64_t rows, cols;
+            llama_tensor_shape(&c, i, &rows, &cols);
+            if (global_name(i)) {
+                rc = read_hf(s, dir, global_name(i), rows, cols, host);
+            } else {
+                const size_t per = sizes[i] / (size_t)c.n_layers;
+                for (int l = 0; l < c.n_layers && rc == LSC_OK; l++) {
+                    char name[128];
+                    snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, layer_module(i));
+                    rc = read_hf(s, dir, name, rows, cols, host ? host + (size_t)l * per : NULL);
+                }
+            }
+            if (rc == LSC_OK && host) be->to_device(be, model->w.tensors[i], host, sizes[i] * sizeof(Real));
+        }
     }
 done:
     if (rc != LSC_OK && model->be) llama_free(model);

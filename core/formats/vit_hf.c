@@ -206,6 +206,68 @@ static int hf_shape(ViTHfLayout layout, const ViTConfig *c, int t, int64_t *shap
 /* ------------------------------------------------------------------------------------------
  * loader */
 
+/* Reads (host non-NULL) or only checks (host NULL: every tensor present with the shape the
+ * config implies) the stored tensors of a ViT of config c (stored config hc) with parameter
+ * table sizes; read tensors go to m. Checked before the model is allocated, so a config.json
+ * whose sizes the files do not hold cannot size an allocation. */
+static int load_tensors(const HfShards *s, const char *dir, ViTHfLayout layout, const char *prefix,
+                        const ViTConfig *hc, const ViTConfig *c, int keep_head,
+                        const size_t sizes[VIT_NUM_PARAM_TENSORS], ViT *m, Real *host) {
+    int rc = LSC_OK;
+    const int no_qkv_bias = layout == VIT_HF_VIT && !hf_shards_find(s, "vit.encoder.layer.0.attention.attention.query.bias") &&
+                            !hf_shards_find(s, "encoder.layer.0.attention.attention.query.bias");
+    for (int t = 0; t < VIT_NUM_PARAM_TENSORS && rc == LSC_OK; t++) {
+        if (!sizes[t]) continue;
+        if (t == VIT_HEAD_W || t == VIT_HEAD_B) {
+            if (!keep_head) continue; /* new head below */
+        }
+        int64_t shape[4];
+        const ViTConfig *sc = (t == VIT_HEAD_W || t == VIT_HEAD_B) ? c : hc;
+        const int ndim = hf_shape(layout, sc, t, shape);
+        const char *mod = layer_module(layout, t);
+        if (!mod) {
+            char name[256];
+            global_name(layout, t, prefix, name, sizeof name);
+            rc = hf_shards_read(s, dir, name, ndim, shape, host);
+            if (rc == LSC_OK && host && t == VIT_POS && c->image_size != hc->image_size) {
+                /* stored at hc's grid, interpolated to c's (transformers' interpolate_pos_encoding);
+                 * host has room for both (vit_hf_load sizes it) */
+                const size_t pos_stored = (size_t)vit_seq_len(hc) * hc->dim;
+                const int G = hc->image_size / hc->patch_size, g = c->image_size / c->patch_size;
+                vit_hf_interpolate_positions(host + pos_stored, g, host, G, c->dim);
+                memmove(host, host + pos_stored, sizes[VIT_POS] * sizeof *host);
+            }
+            if (rc == LSC_OK && host && t == VIT_PATCH_W && c->channels != hc->channels) {
+                /* grey image copied into C channels: W' = sum over c of W[:, c] */
+                const size_t PP = (size_t)hc->patch_size * hc->patch_size;
+                for (size_t d = 0; d < (size_t)hc->dim; d++)
+                    for (size_t q = 0; q < PP; q++) {
+                        Real sum = 0;
+                        for (int ch = 0; ch < hc->channels; ch++)
+                            sum += host[(d * (size_t)hc->channels + (size_t)ch) * PP + q];
+                        host[d * PP + q] = sum; /* never ahead of the rows still read */
+                    }
+            }
+        } else {
+            const size_t per = sizes[t] / (size_t)c->n_layers;
+            const int qkv_b = t == VIT_BQ || t == VIT_BK || t == VIT_BV;
+            for (int l = 0; l < c->n_layers && rc == LSC_OK; l++) {
+                if (qkv_b && no_qkv_bias) {
+                    if (host) memset(host + (size_t)l * per, 0, per * sizeof *host);
+                    continue;
+                }
+                char name[256];
+                snprintf(name, sizeof name, "%sencoder.%s.%d.%s.%s", prefix,
+                         layout == VIT_HF_CLIP ? "layers" : "layer", l, mod,
+                         is_bias(t) ? "bias" : "weight");
+                rc = hf_shards_read(s, dir, name, ndim, shape, host ? host + (size_t)l * per : NULL);
+            }
+        }
+        if (rc == LSC_OK && host) m->be->to_device(m->be, m->w.tensors[t], host, sizes[t] * sizeof(Real));
+    }
+    return rc;
+}
+
 int vit_hf_load(const char *dir, ViT *m, Backend *be, const ViTHfOptions *opt) {
     static const ViTHfOptions none = {0};
     if (!opt) opt = &none;
@@ -260,6 +322,14 @@ int vit_hf_load(const char *dir, ViT *m, Backend *be, const ViTHfOptions *opt) {
         }
         c.image_size = opt->image_size;
     }
+    if (vit_config_validate(&c) != LSC_OK) {
+        rc = error_set("%s: %s", dir, error_last());
+        goto done;
+    }
+    size_t sizes[VIT_NUM_PARAM_TENSORS];
+    vit_param_sizes(&c, sizes);
+    if ((rc = load_tensors(s, dir, layout, prefix, &hc, &c, keep_head, sizes, NULL, NULL)) != LSC_OK)
+        goto done;
     if ((rc = vit_create(m, be, &c)) != LSC_OK) goto done;
     created = 1;
     size_t biggest = 0;
@@ -274,54 +344,7 @@ int vit_hf_load(const char *dir, ViT *m, Backend *be, const ViTHfOptions *opt) {
         rc = error_set("Out of memory loading %s.", dir);
         goto done;
     }
-    const int no_qkv_bias = layout == VIT_HF_VIT && !hf_shards_find(s, "vit.encoder.layer.0.attention.attention.query.bias") &&
-                            !hf_shards_find(s, "encoder.layer.0.attention.attention.query.bias");
-    for (int t = 0; t < VIT_NUM_PARAM_TENSORS && rc == LSC_OK; t++) {
-        if (!m->param_sizes[t]) continue;
-        if (t == VIT_HEAD_W || t == VIT_HEAD_B) {
-            if (!keep_head) continue; /* new head below */
-        }
-        int64_t shape[4];
-        const ViTConfig *sc = (t == VIT_HEAD_W || t == VIT_HEAD_B) ? &c : &hc;
-        const int ndim = hf_shape(layout, sc, t, shape);
-        const char *mod = layer_module(layout, t);
-        if (!mod) {
-            char name[256];
-            global_name(layout, t, prefix, name, sizeof name);
-            rc = hf_shards_read(s, dir, name, ndim, shape, host);
-            if (rc == LSC_OK && t == VIT_POS && c.image_size != hc.image_size) {
-                const int G = hc.image_size / hc.patch_size, g = c.image_size / c.patch_size;
-                vit_hf_interpolate_positions(host + pos_stored, g, host, G, c.dim);
-                memmove(host, host + pos_stored, m->param_sizes[VIT_POS] * sizeof *host);
-            }
-            if (rc == LSC_OK && t == VIT_PATCH_W && c.channels != hc.channels) {
-                /* grey image copied into C channels: W' = sum over c of W[:, c] */
-                const size_t PP = (size_t)hc.patch_size * hc.patch_size;
-                for (size_t d = 0; d < (size_t)hc.dim; d++)
-                    for (size_t q = 0; q < PP; q++) {
-                        Real sum = 0;
-                        for (int ch = 0; ch < hc.channels; ch++)
-                            sum += host[(d * (size_t)hc.channels + (size_t)ch) * PP + q];
-                        host[d * PP + q] = sum; /* never ahead of the rows still read */
-                    }
-            }
-        } else {
-            const size_t per = m->param_sizes[t] / (size_t)c.n_layers;
-            const int qkv_b = t == VIT_BQ || t == VIT_BK || t == VIT_BV;
-            for (int l = 0; l < c.n_layers && rc == LSC_OK; l++) {
-                if (qkv_b && no_qkv_bias) {
-                    memset(host + (size_t)l * per, 0, per * sizeof *host);
-                    continue;
-                }
-                char name[256];
-                snprintf(name, sizeof name, "%sencoder.%s.%d.%s.%s", prefix,
-                         layout == VIT_HF_CLIP ? "layers" : "layer", l, mod,
-                         is_bias(t) ? "bias" : "weight");
-                rc = hf_shards_read(s, dir, name, ndim, shape, host + (size_t)l * per);
-            }
-        }
-        if (rc == LSC_OK) be->to_device(be, m->w.tensors[t], host, m->param_sizes[t] * sizeof(Real));
-    }
+    rc = load_tensors(s, dir, layout, prefix, &hc, &c, keep_head, m->param_sizes, m, host);
     if (rc == LSC_OK && !keep_head) {
         const size_t nw = m->param_sizes[VIT_HEAD_W], nb = m->param_sizes[VIT_HEAD_B];
         memset(host, 0, (nw + nb) * sizeof *host);

