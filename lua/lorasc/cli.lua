@@ -222,6 +222,14 @@ local function dirname(path) return path:match("^(.*)/[^/]*$") or "." end
 local function open_store(opts, create)
   if not create then
     if not sys.exists(opts.db) then return nil end
+    -- a database we may write is opened as usual, so an older schema is migrated; a read-only
+    -- one (a finished sweep on a read-only share) is read as it is
+    local probe = io.open(opts.db, "r+b")
+    if probe then
+      probe:close()
+      local ok, store = pcall(store_mod.open, opts.db)
+      if ok then return store end
+    end
     return store_mod.open(opts.db, "r")
   end
   sys.mkdir(dirname(opts.db))
