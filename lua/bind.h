@@ -54,9 +54,15 @@ int luaopen_lorasc_core_store(lua_State *L);
 int luaopen_lorasc_core_data(lua_State *L);
 int luaopen_lorasc_core_sys(lua_State *L);
 int luaopen_lorasc_core_tasks(lua_State *L);
+int luaopen_lorasc_core_interop(lua_State *L);
+/* "f32" | "f16" | "bf16" -> StDtype (a Lua error otherwise). */
+int bind_st_dtype(lua_State *L, const char *name);
 int luaopen_lorasc_core_fs(lua_State *L);
 /* Registers all of the above in package.preload. */
 void bind_preload(lua_State *L);
+/* Wraps L's allocator with the byte count sys.run_limited caps (call once, right after
+ * luaL_newstate). */
+void bind_limits_install(lua_State *L);
 
 /* The process-wide backend, opened on first use (device_open) on the device and thread count
  * set by bind_set_device / bind_set_threads (default "cpu", the backend's default threads). */
@@ -98,7 +104,7 @@ typedef struct LSnapshot {
 void bind_snapshot_class(lua_State *L);
 LSnapshot *bind_new_snapshot(lua_State *L, int owner, const int *owner_live);
 
-/* Raises a Lua error with error_last() (never returns). */
+/* Raises "lorasc: " .. error_last() as a Lua error, without a position (never returns). */
 int bind_error(lua_State *L);
 /* One training step of a Finetune on batch; pushes loss, grad_norm, lr, event|nil (4 values). */
 struct Finetune;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/base/error.h"
+#include "core/formats/peft.h"
 #include "core/model/finetune.h"
 #include "lua/bind.h"
 
@@ -190,6 +191,8 @@ void bind_finetune_config(lua_State *L, int t, FinetuneConfig *cfg, LoraConfig *
     cfg->cascade.min_lr_ratio = (float)bind_opt_num(L, t, "relora_min_lr_ratio",
                                                     cfg->cascade.min_lr_ratio);
     cfg->seed = (uint64_t)bind_opt_int(L, t, "seed", 1);
+    /* keep_adapter: the run keeps its merges, so f:save_adapter can write its PEFT adapter */
+    cfg->cascade.keep_merges = bind_opt_int(L, t, "keep_adapter", 0) != 0;
     *lc = (LoraConfig){.rank = (int)bind_opt_int(L, t, "rank", 8),
                        .alpha = (float)bind_opt_num(L, t, "lora_alpha", 16.0),
                        .targets = parse_targets(L, t, valid_targets, valid_names),
@@ -232,6 +235,8 @@ static int l_new(lua_State *L) {
         return bind_error(L);
     f->lora_live = 1;
     f->model = &m->m;
+    const char *init = bind_opt_str(L, 2, "init_adapter", NULL); /* continue a PEFT adapter */
+    if (init && peft_load_into(init, &m->m, &f->lora) != LSC_OK) return bind_error(L);
     const FinetuneModel fm = finetune_model_llama(&m->m);
     if (finetune_begin(&f->ft, &fm, &f->lora, &cfg) != LSC_OK) return bind_error(L);
     f->ft_live = 1;
@@ -298,6 +303,16 @@ static int f_info(lua_State *L) {
 }
 
 /* Ends the run and detaches the adapter: the model then holds the merged result. */
+/* f:save_adapter(dir [, base_model]): after the last step, the run's adapter (everything it
+ * merged into the base) as a PEFT directory; an error when it has none (noise, DoRA experts). */
+static int f_save_adapter(lua_State *L) {
+    LFinetune *f = check_ft(L);
+    if (peft_save_run(luaL_checkstring(L, 2), &f->ft, f->model, NULL, luaL_optstring(L, 3, NULL)) !=
+        LSC_OK)
+        return bind_error(L);
+    return 0;
+}
+
 static int f_close(lua_State *L) {
     LFinetune *f = luaL_checkudata(L, 1, BIND_FINETUNE);
     if (f->ft_live) finetune_end(&f->ft);
@@ -393,7 +408,10 @@ static int t_tostring(lua_State *L) {
 }
 
 int luaopen_lorasc_core_finetune(lua_State *L) {
-    static const luaL_Reg fmethods[] = {{"step", f_step}, {"info", f_info}, {"close", f_close},
+    static const luaL_Reg fmethods[] = {{"step", f_step},
+                                        {"info", f_info},
+                                        {"close", f_close},
+                                        {"save_adapter", f_save_adapter},
                                         {NULL, NULL}};
     static const luaL_Reg fmeta[] = {{"__gc", f_close}, {"__close", f_close},
                                      {"__tostring", f_tostring}, {NULL, NULL}};

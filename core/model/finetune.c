@@ -106,6 +106,7 @@ int finetune_begin(Finetune *ft, const FinetuneModel *model, LoraAdapters *fast,
         return error_set("ReLoRA's first restart (step %ld) would come before its warm-up of %ld "
                          "steps ends: use a warm-up of at most `every` steps (ReLoRA asserts it).",
                          cfg->cascade.steps_per_expert, cfg->schedule.warmup_steps);
+    if (lora_check_rank(&fast->config, fast->in_dim, fast->out_dim) != LSC_OK) return LSC_ERR;
     ft->config = *cfg;
     ft->model = *model;
     ft->fast = fast;
@@ -145,6 +146,13 @@ int finetune_after_step(Finetune *ft, CascadeEvent *event) {
 }
 
 int finetune_done(const Finetune *ft) { return ft->step >= ft->config.total_steps; }
+
+int finetune_merged_adapter(const Finetune *ft, LoraAdapters *out) {
+    if (!finetune_done(ft))
+        return error_set("The run has done %ld of its %ld steps: its adapter is not final yet.",
+                         ft->step, ft->config.total_steps);
+    return cascade_merged_adapter(&ft->cascade, out);
+}
 
 void finetune_end(Finetune *ft) {
     cascade_free(&ft->cascade);

@@ -53,6 +53,16 @@ int vit_config_validate(const ViTConfig *c) {
     if ((c->pre_norm != 0 && c->pre_norm != 1) || (c->patch_bias != 0 && c->patch_bias != 1))
         return error_set("ViT config: pre_norm and patch_bias must be 0 or 1, got %d and %d.",
                          c->pre_norm, c->patch_bias);
+    /* the parameter count in double (exact far beyond the limit), before any size_t product */
+    const double D = c->dim, L = c->n_layers, M = c->mlp_dim, K = c->n_classes;
+    const double g = (double)(c->image_size / c->patch_size), T = 1 + g * g;
+    const double P = (double)c->channels * c->patch_size * c->patch_size;
+    const double n = D * (P + T + 6) + L * (4 * D * D + 9 * D + 2 * M * D + M) + K * (D + 1);
+    if (n > (double)VIT_MAX_PARAMS)
+        return error_set("ViT config: image_size %d, patch_size %d, dim %d, %d layers and "
+                         "mlp_dim %d make %.3g parameters, above lorasc's limit of %.3g.",
+                         c->image_size, c->patch_size, c->dim, c->n_layers, c->mlp_dim, n,
+                         (double)VIT_MAX_PARAMS);
     return LSC_OK;
 }
 
@@ -108,9 +118,10 @@ int vit_create(ViT *m, Backend *be, const ViTConfig *c) {
     m->params = be->alloc(be, m->num_params * sizeof(Real));
     m->head_grad_own = be->alloc(be, m->head_size * sizeof(Real));
     if (!m->params || !m->head_grad_own) {
-        const size_t n = m->num_params;
+        const size_t n = m->num_params; /* vit_free clears it */
         vit_free(m);
-        return device_fail(be, "Out of memory allocating a ViT with %zu parameters.", n);
+        return device_fail(be, "Out of memory allocating a ViT with %zu parameters (%zu bytes).", n,
+                           n * sizeof(Real));
     }
     carve_weights(&m->w, m->params, m->param_sizes);
     m->head_params = m->w.tensors[VIT_HEAD_W];

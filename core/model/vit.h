@@ -41,7 +41,11 @@ typedef struct ViTConfig {
     int patch_bias;   /* 1: the patch embedding has a bias (HF ViT); 0: none (CLIP) */
 } ViTConfig;
 
-/* Returns LSC_OK or LSC_ERR with a sentence naming the bad field. */
+/* At most 2^36 parameters (256 GiB of fp32 weights), checked before anything is allocated. */
+#define VIT_MAX_PARAMS ((size_t)1 << 36)
+
+/* Returns LSC_OK or LSC_ERR with a sentence naming the bad field (also a parameter count
+ * above VIT_MAX_PARAMS). */
 int vit_config_validate(const ViTConfig *c);
 /* Patches per image, (image_size / patch_size)^2, and tokens per image, 1 + that. */
 int vit_num_patches(const ViTConfig *c);
