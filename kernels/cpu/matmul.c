@@ -65,10 +65,17 @@ static void matmul_blas(Real *c, const Real *a, const Real *b, int M, int N, int
 }
 
 #if CPU_HAVE_DNNL
-/* AUTO's choice: oneDNN unless the shape is one where OpenBLAS measured faster. */
+/* AUTO's choice: oneDNN unless the shape is one where OpenBLAS measured faster. Measured on the
+ * 2-core AMD EPYC (Zen 5, AVX-512) with 2 threads, fastest call of many (tests/bench/bench_gemm
+ * and RESULTS.md): oneDNN wins every GEMM of the benchmark's training steps, 1.3-2x on the
+ * frozen-base and classifier shapes and 1.0-3x on the rank-8 LoRA ones (K = 8, N = 8 or M = 8;
+ * the closest, dB = dy^T xa with N = 8 and K = rows, is a tie). OpenBLAS wins only tiny GEMMs:
+ * below about 64x32x32 of work oneDNN's fixed cost per call (~1 us with its 2-thread launch)
+ * exceeds OpenBLAS's whole single-threaded call (32^3: 0.65 us against 1.0 us; 48^3: 1.9
+ * against 1.3). The choice depends on the shape only, so runs stay deterministic. */
+#define MATMUL_ONEDNN_MIN_WORK 65536.0 /* M*N*K at and above which oneDNN runs */
 static int matmul_use_onednn(int M, int N, int K) {
-    (void)M, (void)N, (void)K;
-    return 1;
+    return (double)M * N * K >= MATMUL_ONEDNN_MIN_WORK;
 }
 #endif
 

@@ -3,6 +3,7 @@
  * frozen base forward and input gradients, classifier, the r = 8 LoRA branch), with the
  * machine's GEMM peaks. Its table is how kernels/cpu/matmul.c's AUTO rule was chosen.
  * Usage: bench_gemm [--threads N] [--rounds N] [--shape small|large|smollm2|all] */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,19 +71,18 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Seconds per call: best over `rounds` rounds of a batch of calls lasting >= 20 ms. */
+/* Seconds per call: the fastest of `calls` timed calls after a warm-up one. The fastest, not
+ * the median: on a shared 2-core machine a call whose second thread was descheduled takes
+ * 10-40 ms, and the fastest call is what the library does when it has the cores. */
 static double time_gemm(Backend *be, CpuGemm lib, const Gemm *g, float *a, float *b, float *c,
-                        int rounds) {
+                        int calls) {
     backend_cpu_set_gemm(be, lib);
     be->matmul(be, c, a, b, g->M, g->N, g->K, g->ta, g->tb, g->alpha, g->beta); /* warm-up */
-    const double flops = 2.0 * g->M * g->N * g->K;
-    const int calls = flops > 2e9 ? 1 : (int)(2e9 / (flops > 1 ? flops : 1)) / 50 + 1;
     double best = 1e30;
-    for (int r = 0; r < rounds; r++) {
+    for (int k = 0; k < calls; k++) {
         const double t0 = now_s();
-        for (int k = 0; k < calls; k++)
-            be->matmul(be, c, a, b, g->M, g->N, g->K, g->ta, g->tb, g->alpha, g->beta);
-        const double dt = (now_s() - t0) / calls;
+        be->matmul(be, c, a, b, g->M, g->N, g->K, g->ta, g->tb, g->alpha, g->beta);
+        const double dt = now_s() - t0;
         if (dt < best) best = dt;
     }
     return best;
@@ -97,7 +97,7 @@ static void print_peak(const char *what, GemmPeak p) {
 }
 
 int main(int argc, char **argv) {
-    int threads = 2, rounds = 5, mask = 7;
+    int threads = 2, rounds = 3, mask = 7;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) threads = atoi(argv[++i]);
         else if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc) rounds = atoi(argv[++i]);
@@ -143,20 +143,25 @@ int main(int argc, char **argv) {
         if (!(mask & (1 << m))) continue;
         Gemm g[MAX_GEMMS];
         const int n = model_gemms(&models[m], g);
-        printf("\n%s (rows %d): GFLOP/s per call, best of %d rounds\n", models[m].name,
-               models[m].BT, rounds);
+        printf("\n%s (rows %d): GFLOP/s of the fastest call, %d rounds alternating the "
+               "libraries\n", models[m].name, models[m].BT, rounds);
         printf("  %6s %6s %6s %2s %2s %9s %9s %7s %9s  %s\n", "M", "N", "K", "tA", "tB",
                "openblas", "onednn", "dnn/ob", "auto", "role");
         for (int i = 0; i < n; i++) {
-            const double t_ob = time_gemm(be, CPU_GEMM_OPENBLAS, &g[i], a, b, c, rounds);
-            const double t_dn = time_gemm(be, CPU_GEMM_ONEDNN, &g[i], a, b, c, rounds);
+            const double fl = 2.0 * g[i].M * g[i].N * g[i].K * 1e-9;
+            /* about 0.1 s of calls per library and round, at least 3, at most 200 */
+            const int calls = fl > 30 ? 3 : fl < 0.005 ? 200 : (int)(0.6 / fl) + 3;
+            double t_ob = 1e30, t_dn = 1e30;
+            for (int r = 0; r < rounds; r++) { /* alternate, so both see the same machine */
+                t_ob = fmin(t_ob, time_gemm(be, CPU_GEMM_OPENBLAS, &g[i], a, b, c, calls));
+                t_dn = fmin(t_dn, time_gemm(be, CPU_GEMM_ONEDNN, &g[i], a, b, c, calls));
+            }
             CpuGemmStats s0, s1; /* which library AUTO picks: the one whose counter moves */
             backend_cpu_set_gemm(be, CPU_GEMM_AUTO);
             backend_cpu_gemm_stats(be, &s0);
             be->matmul(be, c, a, b, g[i].M, g[i].N, g[i].K, g[i].ta, g[i].tb, g[i].alpha,
                        g[i].beta);
             backend_cpu_gemm_stats(be, &s1);
-            const double fl = 2.0 * g[i].M * g[i].N * g[i].K * 1e-9;
             printf("  %6d %6d %6d %2d %2d %9.1f %9.1f %7.2f %9s  %s\n", g[i].M, g[i].N, g[i].K,
                    g[i].ta, g[i].tb, fl / t_ob, fl / t_dn, t_ob / t_dn,
                    s1.onednn_calls > s0.onednn_calls ? "onednn" : "openblas", g[i].role);

@@ -67,7 +67,8 @@ GemmPeak gemm_peak_openblas(int threads, int n, int reps) {
         r.why = "out of memory";
         return r;
     }
-    const int prev = openblas_get_num_threads();
+    /* OpenBLAS's OpenMP build sets libgomp's count and reports its own: put both back */
+    const int prev = openblas_get_num_threads(), prev_omp = omp_get_max_threads();
     openblas_set_num_threads(threads);
     double best = 1e30;
     for (int k = 0; k <= reps; k++) {
@@ -78,6 +79,7 @@ GemmPeak gemm_peak_openblas(int threads, int n, int reps) {
         if (k > 0 && dt < best) best = dt;
     }
     openblas_set_num_threads(prev);
+    omp_set_num_threads(prev_omp);
     r.gflops = 2.0 * n * n * (double)n / best * 1e-9;
     r.max_error = peak_spot_error(a, b, c, n);
     free(a), free(b), free(c);

@@ -2,7 +2,7 @@
  * sgemm (and the AUTO choice between them) each against a double reference computed here, on
  * every transpose pair, alpha/beta mixes, odd sizes and K = 511; oneDNN run to run
  * bit-identical at a fixed thread count; the primitive cache (hits, thread-count changes,
- * eviction). The double-precision ops test covers the dgemm path. */
+ * eviction); which library AUTO picks. The double-precision ops test covers the dgemm path. */
 #include <math.h>
 #include <omp.h>
 #include <setjmp.h>
@@ -232,6 +232,7 @@ static void test_onednn_cache(void **state) {
     bad += gemm_check_libraries(&g1, worst);
 
     /* more shapes than the cache holds */
+    assert_int_equal(backend_cpu_set_gemm(be, CPU_GEMM_ONEDNN), 0); /* the checks reset it */
     backend_cpu_gemm_stats(be, &s0);
     for (int m = 1; m <= 400; m++) be->matmul(be, c, a, b, m % M + 1, N, m / M + 1, 0, 0, 1, 0);
     backend_cpu_gemm_stats(be, &s1);
@@ -244,11 +245,36 @@ static void test_onednn_cache(void **state) {
     free(a), free(b), free(c);
 }
 
+/* AUTO sends tiny GEMMs (below 64x32x32 of work) to OpenBLAS and the rest to oneDNN. */
+static void test_auto_choice(void **state) {
+    (void)state;
+    skip_without_onednn();
+    static const int shapes[][3] = {{4, 4, 4}, {32, 32, 32}, {40, 40, 40}, {48, 48, 48},
+                                    {1024, 8, 288}, {8, 288, 1024}};
+    static const int onednn[] = {0, 0, 0, 1, 1, 1};
+    float *a = rand_f32(1024 * 288, 10), *b = rand_f32(1024 * 288, 11);
+    float *c = rand_f32(1024 * 288, 12);
+    assert_int_equal(backend_cpu_set_gemm(be, CPU_GEMM_AUTO), 0);
+    for (size_t i = 0; i < sizeof onednn / sizeof onednn[0]; i++) {
+        CpuGemmStats s0, s1;
+        backend_cpu_gemm_stats(be, &s0);
+        be->matmul(be, c, a, b, shapes[i][0], shapes[i][1], shapes[i][2], 0, 0, 1, 0);
+        backend_cpu_gemm_stats(be, &s1);
+        if (s1.onednn_calls - s0.onednn_calls != onednn[i] ||
+            s1.openblas_calls - s0.openblas_calls != 1 - onednn[i])
+            fail_msg("auto ran %dx%dx%d through %s, expected %s", shapes[i][0], shapes[i][1],
+                     shapes[i][2], s1.onednn_calls > s0.onednn_calls ? "onednn" : "openblas",
+                     onednn[i] ? "onednn" : "openblas");
+    }
+    free(a), free(b), free(c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parity),
         cmocka_unit_test(test_onednn_deterministic),
         cmocka_unit_test(test_onednn_cache),
+        cmocka_unit_test(test_auto_choice),
     };
     return cmocka_run_group_tests_name("matmul_f32", tests, setup, teardown);
 }
