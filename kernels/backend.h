@@ -186,7 +186,8 @@ struct Backend {
 
 /* The CPU backend (kernels/cpu). threads <= 0 keeps the OpenMP default; GEMM runs on the
  * same OpenMP (libgomp) threads as every other op, so there is one thread pool. NULL when
- * out of memory. */
+ * out of memory. One caller thread at a time per backend (its GEMM primitive cache is not
+ * locked); separate backends are independent. */
 Backend *backend_cpu_create(int threads);
 void backend_cpu_destroy(Backend *be);
 
