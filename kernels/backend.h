@@ -10,7 +10,23 @@
  *    HD head size, V vocabulary, N rows (any flattening of leading dims).
  *  - The residual add's backward is the identity fan-out: the model realises it by having
  *    rmsnorm_backward accumulate into the residual-stream gradient; residual_backward is
- *    the explicit form for callers that keep separate buffers. */
+ *    the explicit form for callers that keep separate buffers.
+ *  - Pointers passed to ops are the backend's memory (from alloc, or offsets into it): host
+ *    memory on the CPU, device memory on CUDA; tokens and targets too.
+ *
+ * Errors. Ops return nothing, so that a step issues them without a check each; a backend
+ * whose ops can fail (CUDA: a launch, cuBLAS, out of memory, an asynchronous fault) keeps
+ * the first failure as a sticky error, one sentence naming the op, the file and line and the
+ * cause ("cuda: matmul failed at kernels/cuda/matmul.cu:120: cublasLtMatmul returned
+ * CUBLAS_STATUS_NOT_SUPPORTED"). After it every op returns at once without touching memory.
+ * Callers check at their sync points: sync() waits for the device and returns 0, or -1 once
+ * an error is recorded (asynchronous faults surface there), and error() gives the sentence
+ * (NULL while none). alloc() returns NULL on failure and records the sentence the same way.
+ * The CPU backend's ops cannot fail (internal invariants abort through KERNEL_ASSERT): its
+ * sync() returns 0 and error() NULL. On CUDA, LORASC_CUDA_SYNC=1 in the environment makes
+ * every op synchronise after its launch, so an asynchronous fault names its own op.
+ * Determinism: every reduction on every backend sums in an order fixed by the shapes alone
+ * (no float atomics), so a run repeats bit for bit on one machine. */
 #ifndef LORASC_BACKEND_H
 #define LORASC_BACKEND_H
 
@@ -18,6 +34,10 @@
 #include <stdint.h>
 
 #include "kernels/real.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 typedef enum RopeStyle {
     ROPE_INTERLEAVED = 0, /* Meta / llama2.c: rotate pairs (2i, 2i+1) */
@@ -35,7 +55,14 @@ typedef struct Backend Backend;
 
 struct Backend {
     const char *name; /* "cpu", "cuda" */
-    void *ctx;        /* backend-private state (BLAS handles, streams, scratch) */
+    void *ctx;        /* backend-private state (BLAS handles, streams, scratch, the error) */
+
+    /* ---- lifetime, errors, description ---- */
+    void (*destroy)(Backend *be);           /* frees the backend (backend_destroy calls it) */
+    const char *(*error)(Backend *be);      /* the sticky error sentence, NULL while none */
+    /* Writes one JSON object describing the device into buf (at most size bytes, always
+     * NUL-terminated): {"backend":"cuda","device":"NVIDIA H200","memory_mib":..,...}. */
+    void (*describe)(Backend *be, char *buf, size_t size);
 
     /* ---- memory ---- */
     void *(*alloc)(Backend *be, size_t bytes);      /* zero-filled, 64-byte aligned; NULL on failure */
@@ -44,7 +71,7 @@ struct Backend {
     void (*to_host)(Backend *be, void *dst_host, const void *src, size_t bytes);
     void (*copy)(Backend *be, void *dst, const void *src, size_t bytes); /* device to device */
     void (*zero)(Backend *be, void *dst, size_t bytes);
-    void (*sync)(Backend *be);
+    int (*sync)(Backend *be); /* waits for every op issued; 0, or -1 once an error is recorded */
 
     /* ---- dense linear algebra ----
      * c[M,N] = alpha * op(a)[M,K] . op(b)[K,N] + beta * c, op(x) = x^T when trans_x.
@@ -79,7 +106,11 @@ struct Backend {
     /* ---- causal self-attention with grouped-query heads ----
      * q[B,T,NH,HD], k,v[B,T,NKV,HD] (NH % NKV == 0; query head h reads kv head h/(NH/NKV)).
      * forward writes out[B,T,NH,HD] and att[B,NH,T,T] (softmax probabilities, zero above the
-     * diagonal; scale 1/sqrt(HD)). backward writes dq, dk, dv and uses datt[B,NH,T,T] as scratch. */
+     * diagonal; scale 1/sqrt(HD)). backward writes dq, dk, dv and uses datt[B,NH,T,T] as scratch.
+     * att and datt are backend-private between forward and backward: the CPU keeps the
+     * probabilities there; CUDA (flash-style, never a T x T matrix) writes only the
+     * log-sum-exp lse[B,NH,T] of the scaled scores into att's first B*NH*T entries and uses
+     * datt's first B*NH*T as scratch (rowsum(dO * O)); the rest of both is untouched. */
     void (*attention_forward)(Backend *be, Real *out, Real *att, const Real *q, const Real *k,
                               const Real *v, int B, int T, int NH, int NKV, int HD);
     void (*attention_backward)(Backend *be, Real *dq, Real *dk, Real *dv, Real *datt,
@@ -184,6 +215,13 @@ struct Backend {
     void (*bias_backward)(Backend *be, Real *dbias, const Real *dy, int N, int C);
 };
 
+/* A backend by name (kernels/backend.c): "cpu" (threads <= 0 keeps the OpenMP default) or
+ * "cuda" (threads is ignored; the current CUDA device). Returns NULL and writes one sentence
+ * into err (at most err_size bytes) when the name is unknown, the backend is not built into
+ * this lorasc, or it cannot start (no device, driver too old, out of memory). */
+Backend *backend_create(const char *name, int threads, char *err, size_t err_size);
+void backend_destroy(Backend *be); /* NULL is a no-op */
+
 /* The CPU backend (kernels/cpu). threads <= 0 keeps the OpenMP default; GEMM runs on the
  * same OpenMP (libgomp) threads as every other op, so there is one thread pool. NULL when
  * out of memory. One caller thread at a time per backend (its GEMM primitive cache is not
@@ -215,5 +253,15 @@ int backend_cpu_set_gemm(Backend *be, CpuGemm gemm);
 int backend_cpu_has_onednn(void);
 /* Counters since the backend was created. */
 void backend_cpu_gemm_stats(const Backend *be, CpuGemmStats *out);
+
+/* The CUDA backend (kernels/cuda), in builds configured with -Dcuda (LORASC_HAVE_CUDA in
+ * lorasc_config.h) and float Real only: stream, cuBLASLt handle and 32 MiB workspace on the
+ * current device. NULL and a sentence in err when no usable device is found. */
+Backend *backend_cuda_create(char *err, size_t err_size);
+void backend_cuda_destroy(Backend *be);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/base/error.h"
+#include "core/formats/peft.h"
 #include "core/model/finetune.h"
 #include "lua/bind.h"
 
@@ -17,6 +18,8 @@ typedef struct LFinetune {
     LoraAdapters lora;
     int32_t *tokens, *targets;
     uint64_t data_seed;
+    TaskSampling sampling;   /* language tasks: an epoch is a pass, or draws with replacement */
+    TaskSampler sampler;
     Llama *model;
     int lora_live, ft_live;
 } LFinetune;
@@ -79,6 +82,8 @@ typedef const char *(*ChoiceName)(int value);
 static ChoiceName choice_names(const char *option) {
     if (strcmp(option, "slow_merge") == 0) return cascade_slow_merge_name;
     if (strcmp(option, "noise_std") == 0) return cascade_noise_std_name;
+    if (strcmp(option, "reset") == 0) return cascade_reset_name;
+    if (strcmp(option, "sampling") == 0) return task_sampling_name;
     if (strcmp(option, "method") == 0) return cascade_method_name;
     return NULL;
 }
@@ -116,12 +121,12 @@ static void push_float_shortest(lua_State *L, float x) {
 }
 
 /* finetune.preset(method) -> {alpha=, noise=, n_experts=, steps_per_expert=,
- * rewarmup_steps=, slow_merge=, noise_std=}: core's cascade_preset, the one source of the
- * methods' defaults. */
+ * rewarmup_steps=, slow_merge=, noise_std=, reset=, moment_pruning=, min_lr_ratio=}: core's
+ * cascade_preset, the one source of the methods' defaults. */
 static int l_preset(lua_State *L) {
     CascadeConfig c;
     if (cascade_preset(luaL_checkstring(L, 1), &c) != LSC_OK) return bind_error(L);
-    lua_createtable(L, 0, 7);
+    lua_createtable(L, 0, 10);
     push_float_shortest(L, c.alpha), lua_setfield(L, -2, "alpha");
     push_float_shortest(L, c.noise), lua_setfield(L, -2, "noise");
     lua_pushinteger(L, c.n_experts), lua_setfield(L, -2, "n_experts");
@@ -129,15 +134,20 @@ static int l_preset(lua_State *L) {
     lua_pushinteger(L, c.rewarmup_steps), lua_setfield(L, -2, "rewarmup_steps");
     lua_pushstring(L, cascade_slow_merge_name(c.slow_merge)), lua_setfield(L, -2, "slow_merge");
     lua_pushstring(L, cascade_noise_std_name(c.noise_std)), lua_setfield(L, -2, "noise_std");
+    lua_pushstring(L, cascade_reset_name(c.reset)), lua_setfield(L, -2, "reset");
+    push_float_shortest(L, c.moment_pruning), lua_setfield(L, -2, "moment_pruning");
+    push_float_shortest(L, c.min_lr_ratio), lua_setfield(L, -2, "min_lr_ratio");
     return 1;
 }
 
-/* finetune.choices(option) -> { name, ... }: the valid names of "slow_merge", "noise_std"
- * or "method", in the order core defines them. */
+/* finetune.choices(option) -> { name, ... }: the valid names of "slow_merge", "noise_std",
+ * "reset", "sampling" or "method", in the order core defines them. */
 static int l_choices(lua_State *L) {
     const char *option = luaL_checkstring(L, 1);
     const ChoiceName names = choice_names(option);
-    if (!names) return luaL_error(L, "unknown option '%s'; valid: slow_merge, noise_std, method", option);
+    if (!names)
+        return luaL_error(L, "unknown option '%s'; valid: slow_merge, noise_std, reset, sampling, method",
+                          option);
     lua_newtable(L);
     for (int i = 0; names(i); i++) {
         lua_pushstring(L, names(i));
@@ -169,7 +179,15 @@ void bind_finetune_config(lua_State *L, int t, FinetuneConfig *cfg, LoraConfig *
     if (sm) cfg->cascade.slow_merge = (SlowMerge)parse_choice(L, "slow_merge", sm);
     const char *ns = bind_opt_str(L, t, "noise_std", NULL);
     if (ns) cfg->cascade.noise_std = (NoiseStd)parse_choice(L, "noise_std", ns);
+    const char *rs = bind_opt_str(L, t, "reset", NULL);
+    if (rs) cfg->cascade.reset = (OptimizerReset)parse_choice(L, "reset", rs);
+    cfg->cascade.moment_pruning = (float)bind_opt_num(L, t, "optimizer_magnitude_pruning",
+                                                      cfg->cascade.moment_pruning);
+    cfg->cascade.min_lr_ratio = (float)bind_opt_num(L, t, "relora_min_lr_ratio",
+                                                    cfg->cascade.min_lr_ratio);
     cfg->seed = (uint64_t)bind_opt_int(L, t, "seed", 1);
+    /* keep_adapter: the run keeps its merges, so f:save_adapter can write its PEFT adapter */
+    cfg->cascade.keep_merges = bind_opt_int(L, t, "keep_adapter", 0) != 0;
     *lc = (LoraConfig){.rank = (int)bind_opt_int(L, t, "rank", 8),
                        .alpha = (float)bind_opt_num(L, t, "lora_alpha", 16.0),
                        .targets = parse_targets(L, t, valid_targets, valid_names),
@@ -180,7 +198,8 @@ void bind_finetune_config(lua_State *L, int t, FinetuneConfig *cfg, LoraConfig *
 /* finetune.new(model, cfg): cfg = {method=, rank=, lora_alpha=, targets={...}, dora=0|1, total_steps=,
  * batch=, seq=, lr=, schedule=, warmup=, min_lr_ratio=, weight_decay=, grad_clip=, ratio=,
  * alpha=, noise=, n_experts=, steps_per_expert=, rewarmup_steps=, slow_merge=, noise_std=,
- * seed=, data_seed=} */
+ * reset=, optimizer_magnitude_pruning=, relora_min_lr_ratio=, seed=, data_seed=,
+ * sampling="epoch"|"replacement" (language tasks; core/tasks/task.h)} */
 static int l_new(lua_State *L) {
     LModel *m = bind_check_model(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
@@ -201,6 +220,7 @@ static int l_new(lua_State *L) {
     lua_pushvalue(L, 1);
     lua_setiuservalue(L, -2, 1); /* keep the model alive */
     f->data_seed = data_seed;
+    f->sampling = (TaskSampling)parse_choice(L, "sampling", bind_opt_str(L, 2, "sampling", "epoch"));
     f->tokens = malloc(sizeof(int32_t) * (size_t)cfg.batch * (size_t)cfg.seq);
     f->targets = malloc(sizeof(int32_t) * (size_t)cfg.batch * (size_t)cfg.seq);
     if (!f->tokens || !f->targets) return luaL_error(L, "out of memory");
@@ -210,6 +230,8 @@ static int l_new(lua_State *L) {
         return bind_error(L);
     f->lora_live = 1;
     f->model = &m->m;
+    const char *init = bind_opt_str(L, 2, "init_adapter", NULL); /* continue a PEFT adapter */
+    if (init && peft_load_into(init, &m->m, &f->lora) != LSC_OK) return bind_error(L);
     const FinetuneModel fm = finetune_model_llama(&m->m);
     if (finetune_begin(&f->ft, &fm, &f->lora, &cfg) != LSC_OK) return bind_error(L);
     f->ft_live = 1;
@@ -222,8 +244,26 @@ static LFinetune *check_ft(lua_State *L) {
     return f;
 }
 
+int bind_push_step(lua_State *L, const StepResult *r, float lr, const CascadeEvent *ev) {
+    lua_pushnumber(L, r->loss);
+    lua_pushnumber(L, r->grad_norm);
+    lua_pushnumber(L, lr);
+    if (ev) {
+        lua_createtable(L, 0, 6);
+        lua_pushinteger(L, ev->expert), lua_setfield(L, -2, "expert");
+        lua_pushinteger(L, ev->step), lua_setfield(L, -2, "step");
+        lua_pushnumber(L, ev->merged_norm), lua_setfield(L, -2, "merged_norm");
+        lua_pushnumber(L, ev->noise_std_mean), lua_setfield(L, -2, "noise_std_mean");
+        lua_pushnumber(L, ev->noise_std_max), lua_setfield(L, -2, "noise_std_max");
+        lua_pushnumber(L, ev->boundary_seconds), lua_setfield(L, -2, "boundary_seconds");
+    } else {
+        lua_pushnil(L);
+    }
+    return 4;
+}
+
 /* One finetune_step + finetune_after_step on batch, pushing loss, grad_norm, lr and the
- * expert-boundary event (a table, or nil): the body of every model's f:step. */
+ * expert-boundary event (a table, or nil): the body of the Llama run's f:step. */
 int bind_finetune_step(lua_State *L, Finetune *ft, const void *batch) {
     StepResult r;
     float lr;
@@ -231,21 +271,7 @@ int bind_finetune_step(lua_State *L, Finetune *ft, const void *batch) {
     CascadeEvent ev;
     const int boundary = finetune_after_step(ft, &ev);
     if (boundary < 0) return bind_error(L);
-    lua_pushnumber(L, r.loss);
-    lua_pushnumber(L, r.grad_norm);
-    lua_pushnumber(L, lr);
-    if (boundary == 1) {
-        lua_createtable(L, 0, 6);
-        lua_pushinteger(L, ev.expert), lua_setfield(L, -2, "expert");
-        lua_pushinteger(L, ev.step), lua_setfield(L, -2, "step");
-        lua_pushnumber(L, ev.merged_norm), lua_setfield(L, -2, "merged_norm");
-        lua_pushnumber(L, ev.noise_std_mean), lua_setfield(L, -2, "noise_std_mean");
-        lua_pushnumber(L, ev.noise_std_max), lua_setfield(L, -2, "noise_std_max");
-        lua_pushnumber(L, ev.boundary_seconds), lua_setfield(L, -2, "boundary_seconds");
-    } else {
-        lua_pushnil(L);
-    }
-    return 4;
+    return bind_push_step(L, &r, lr, boundary == 1 ? &ev : NULL);
 }
 
 /* f:step(data [, tokenizer]) -> loss, grad_norm, lr, event (a table at an expert boundary,
@@ -254,10 +280,11 @@ static int f_step(lua_State *L) {
     LFinetune *f = check_ft(L);
     if (finetune_done(&f->ft)) return luaL_error(L, "the fine-tuning run has no steps left");
     const int B = f->ft.config.batch, T = f->ft.config.seq;
-    int T_used = T;
-    if (!bind_task_batch(L, 2, 3, f->data_seed, f->ft.step, B, T, f->tokens, f->targets, &T_used))
+    int B_used = B, T_used = T;
+    if (!bind_task_batch(L, 2, 3, &f->sampler, f->sampling, f->data_seed, f->ft.step, B, T,
+                         f->tokens, f->targets, &B_used, &T_used))
         fill_batch(L, bind_check_textdata(L, 2), f->data_seed, f->ft.step, B, T, f->tokens, f->targets);
-    const LlamaBatch batch = {.tokens = f->tokens, .targets = f->targets, .B = B, .T = T_used};
+    const LlamaBatch batch = {.tokens = f->tokens, .targets = f->targets, .B = B_used, .T = T_used};
     return bind_finetune_step(L, &f->ft, &batch);
 }
 
@@ -271,6 +298,16 @@ static int f_info(lua_State *L) {
 }
 
 /* Ends the run and detaches the adapter: the model then holds the merged result. */
+/* f:save_adapter(dir [, base_model]): after the last step, the run's adapter (everything it
+ * merged into the base) as a PEFT directory; an error when it has none (noise, DoRA experts). */
+static int f_save_adapter(lua_State *L) {
+    LFinetune *f = check_ft(L);
+    if (peft_save_run(luaL_checkstring(L, 2), &f->ft, f->model, NULL, luaL_optstring(L, 3, NULL)) !=
+        LSC_OK)
+        return bind_error(L);
+    return 0;
+}
+
 static int f_close(lua_State *L) {
     LFinetune *f = luaL_checkudata(L, 1, BIND_FINETUNE);
     if (f->ft_live) finetune_end(&f->ft);
@@ -281,6 +318,7 @@ static int f_close(lua_State *L) {
     free(f->tokens);
     free(f->targets);
     f->tokens = f->targets = NULL;
+    task_sampler_free(&f->sampler);
     return 0;
 }
 
@@ -365,7 +403,10 @@ static int t_tostring(lua_State *L) {
 }
 
 int luaopen_lorasc_core_finetune(lua_State *L) {
-    static const luaL_Reg fmethods[] = {{"step", f_step}, {"info", f_info}, {"close", f_close},
+    static const luaL_Reg fmethods[] = {{"step", f_step},
+                                        {"info", f_info},
+                                        {"close", f_close},
+                                        {"save_adapter", f_save_adapter},
                                         {NULL, NULL}};
     static const luaL_Reg fmeta[] = {{"__gc", f_close}, {"__close", f_close},
                                      {"__tostring", f_tostring}, {NULL, NULL}};

@@ -1,129 +1,79 @@
-/* lorasc.core.images: image classification tasks (core/data/imagedata.h) as userdata: a
+/* lorasc.core.images: image classification tasks (core/tasks/image_task.h) as userdata: a
  * dataset's train file split into train/val, its t10k file as test, a class subset
- * relabelled 0..k-1, optionally capped in size; batches for the ViT bindings; evaluation of
- * a ViT on a split, clean or under one corruption of core/data/corrupt.h at one severity. */
-#include <stdlib.h>
+ * relabelled 0..k-1, optionally capped in size; evaluation of a ViT on a split, clean or
+ * under one corruption of core/data/corrupt.h at one severity. The userdata is the core
+ * ImageTask itself, created empty before the files are read. */
+#include <limits.h>
 #include <string.h>
 
-#include "core/data/corrupt.h"
 #include "core/base/error.h"
-#include "core/base/philox.h"
+#include "core/data/corrupt.h"
 #include "lua/bind.h"
 
-LImages *bind_check_images(lua_State *L, int idx) {
-    LImages *d = luaL_checkudata(L, idx, BIND_IMAGES);
-    if (!d->live) luaL_argerror(L, idx, "image task is closed");
+ImageTask *bind_check_images(lua_State *L, int idx) {
+    ImageTask *d = luaL_checkudata(L, idx, BIND_IMAGES);
+    if (d->n_classes == 0) luaL_argerror(L, idx, "image task is closed");
     return d;
-}
-
-static void free_images(LImages *d) {
-    imagedata_free(&d->train);
-    imagedata_free(&d->test);
-    for (int s = 0; s < IMG_NUM_SPLITS; s++) free(d->idx[s]);
-    memset(d, 0, sizeof *d);
-}
-
-void bind_images_batch(const LImages *d, int split, const int *positions, int B, Real *out,
-                       int32_t *labels, const ImageAugment *aug, uint64_t seed, uint64_t step) {
-    int *ix = malloc(sizeof(int) * (size_t)B);
-    LSC_ASSERT(ix != NULL);
-    for (int b = 0; b < B; b++) ix[b] = d->idx[split][positions[b]];
-    const ImageSet *set = split == IMG_TEST ? &d->test : &d->train;
-    imagedata_batch(set, out, labels, ix, B, d->mean, d->std, aug, seed, step);
-    if (labels)
-        for (int b = 0; b < B; b++) labels[b] = d->relabel[labels[b] & 0xFF];
-    free(ix);
 }
 
 /* images.load(dataset, classes, {val = 0.1, max_train = 0, max_val = 0, max_test = 0,
  * seed = 1}): classes is a list of original labels (nil = all). The val split is a seeded
  * random fraction of the train file's images of those classes; max_* cap each split (0 = no
- * cap) by taking the first images of a seeded shuffle. */
+ * cap) by taking the first images of a seeded shuffle (image_task_load). */
 static int l_load(lua_State *L) {
     const char *name = luaL_checkstring(L, 1);
     const int has_classes = !lua_isnoneornil(L, 2);
     if (has_classes) luaL_checktype(L, 2, LUA_TTABLE);
     const int opt = 3;
     if (!lua_isnoneornil(L, opt)) luaL_checktype(L, opt, LUA_TTABLE);
-    const double val = lua_istable(L, opt) ? bind_opt_num(L, opt, "val", 0.1) : 0.1;
-    const lua_Integer caps[3] = {lua_istable(L, opt) ? bind_opt_int(L, opt, "max_train", 0) : 0,
-                                 lua_istable(L, opt) ? bind_opt_int(L, opt, "max_val", 0) : 0,
-                                 lua_istable(L, opt) ? bind_opt_int(L, opt, "max_test", 0) : 0};
-    const uint64_t seed = (uint64_t)(lua_istable(L, opt) ? bind_opt_int(L, opt, "seed", 1) : 1);
-    luaL_argcheck(L, val > 0 && val < 1, opt, "val must be in (0, 1)");
-    LImages *d = lua_newuserdatauv(L, sizeof *d, 0);
-    memset(d, 0, sizeof *d);
-    luaL_setmetatable(L, BIND_IMAGES);
-    if (imagedata_load(&d->train, name, "train") != LSC_OK) return bind_error(L);
-    if (imagedata_load(&d->test, name, "test") != LSC_OK) return bind_error(L);
-    d->live = 1; /* from here __gc frees the sets */
-    if (d->train.channels > 4) return luaL_error(L, "%s has %d channels; at most 4 are supported", name, d->train.channels);
-    for (int i = 0; i < 256; i++) d->relabel[i] = -1;
-    if (has_classes) {
+    ImageTaskOptions o = image_task_default_options();
+    if (lua_istable(L, opt)) {
+        o.val = bind_opt_num(L, opt, "val", o.val);
+        o.max[IMAGE_TRAIN] = (long)bind_opt_int(L, opt, "max_train", 0);
+        o.max[IMAGE_VAL] = (long)bind_opt_int(L, opt, "max_val", 0);
+        o.max[IMAGE_TEST] = (long)bind_opt_int(L, opt, "max_test", 0);
+        o.seed = (uint64_t)bind_opt_int(L, opt, "seed", 1);
+    }
+    luaL_argcheck(L, o.val > 0 && o.val < 1, opt, "val must be in (0, 1)");
+    int n_classes = 0, *classes = NULL;
+    if (has_classes) { /* a scratch userdata below the result, collected with it */
         const lua_Integer n = luaL_len(L, 2);
-        if (n < 2) return luaL_error(L, "an image task needs at least 2 classes, got %d", (int)n);
-        for (lua_Integer i = 1; i <= n; i++) {
-            lua_geti(L, 2, i);
+        n_classes = n > INT_MAX ? INT_MAX : (int)n;
+        classes = lua_newuserdatauv(L, sizeof(int) * (size_t)(n_classes > 0 ? n_classes : 1), 0);
+        for (int i = 0; i < n_classes; i++) {
+            lua_geti(L, 2, i + 1);
             const lua_Integer c = luaL_checkinteger(L, -1);
             lua_pop(L, 1);
-            if (c < 0 || c >= d->train.n_classes)
-                return luaL_error(L, "class %d is not in %s (classes 0..%d)", (int)c, name,
-                                  d->train.n_classes - 1);
-            if (d->relabel[c] >= 0) return luaL_error(L, "class %d is listed twice", (int)c);
-            d->relabel[c] = d->n_classes++;
+            classes[i] = c < INT_MIN ? INT_MIN : c > INT_MAX ? INT_MAX : (int)c;
         }
-    } else {
-        for (int c = 0; c < d->train.n_classes && c < 256; c++) d->relabel[c] = d->n_classes++;
     }
-    imagedata_stats(&d->train, d->mean, d->std);
-    /* train/val: a seeded shuffle of the train file's images of the task's classes */
-    int *perm = malloc(sizeof(int) * (size_t)d->train.n);
-    int *tperm = malloc(sizeof(int) * (size_t)d->test.n);
-    for (int s = 0; s < IMG_NUM_SPLITS; s++)
-        d->idx[s] = malloc(sizeof(int) * (size_t)(s == IMG_TEST ? d->test.n : d->train.n));
-    if (!perm || !tperm || !d->idx[0] || !d->idx[1] || !d->idx[2]) {
-        free(perm);
-        free(tperm);
-        return luaL_error(L, "out of memory loading %s", name);
-    }
-    imagedata_shuffle(perm, d->train.n, seed, 0xA11);
-    imagedata_shuffle(tperm, d->test.n, seed, 0xA12);
-    int total = 0;
-    for (int i = 0; i < d->train.n; i++) total += d->relabel[d->train.labels[perm[i]] & 0xFF] >= 0;
-    const int n_val = (int)(val * total + 0.5);
-    int k = 0;
-    for (int i = 0; i < d->train.n; i++) {
-        const int j = perm[i];
-        if (d->relabel[d->train.labels[j] & 0xFF] < 0) continue;
-        const int s = k++ < n_val ? IMG_VAL : IMG_TRAIN;
-        if (caps[s] <= 0 || d->n[s] < caps[s]) d->idx[s][d->n[s]++] = j;
-    }
-    for (int i = 0; i < d->test.n; i++) {
-        const int j = tperm[i];
-        if (d->relabel[d->test.labels[j] & 0xFF] < 0) continue;
-        if (caps[2] <= 0 || d->n[2] < caps[2]) d->idx[IMG_TEST][d->n[IMG_TEST]++] = j;
-    }
-    free(perm);
-    free(tperm);
-    for (int s = 0; s < IMG_NUM_SPLITS; s++)
-        if (d->n[s] == 0) return luaL_error(L, "%s: the task's %s split is empty", name, s == 0 ? "train" : s == 1 ? "val" : "test");
-    snprintf(d->name, sizeof d->name, "%s", name);
+    ImageTask *d = lua_newuserdatauv(L, sizeof *d, 0);
+    memset(d, 0, sizeof *d);
+    luaL_setmetatable(L, BIND_IMAGES);
+    if (image_task_load(d, name, classes, n_classes, &o) != LSC_OK) return bind_error(L);
     return 1;
 }
 
-/* d:info() -> {n_classes=, channels=, height=, width=, train=, val=, test=} */
+/* d:info() -> {n_classes=, channels=, height=, width=, train=, val=, test=, mean = {..},
+ * std = {..}} */
 static int d_info(lua_State *L) {
-    LImages *d = bind_check_images(L, 1);
+    ImageTask *d = bind_check_images(L, 1);
     lua_createtable(L, 0, 7);
 #define SETI(k, v) (lua_pushinteger(L, (v)), lua_setfield(L, -2, k))
     SETI("n_classes", d->n_classes);
     SETI("channels", d->train.channels);
     SETI("height", d->train.height);
     SETI("width", d->train.width);
-    SETI("train", d->n[IMG_TRAIN]);
-    SETI("val", d->n[IMG_VAL]);
-    SETI("test", d->n[IMG_TEST]);
+    SETI("train", d->n[IMAGE_TRAIN]);
+    SETI("val", d->n[IMAGE_VAL]);
+    SETI("test", d->n[IMAGE_TEST]);
 #undef SETI
+    for (int k = 0; k < 2; k++) { /* the normalisation the batches get, per channel */
+        lua_createtable(L, d->train.channels, 0);
+        for (int c = 0; c < d->train.channels; c++)
+            lua_pushnumber(L, k ? d->std[c] : d->mean[c]), lua_rawseti(L, -2, c + 1);
+        lua_setfield(L, -2, k ? "std" : "mean");
+    }
     return 1;
 }
 
@@ -133,54 +83,25 @@ static const char *const SPLITS[] = {"train", "val", "test", NULL};
  * Every image of the split once; under a corruption, image i of the split gets the noise of
  * (seed, corruption, severity, i), so every model sees the same corrupted set. */
 static int d_evaluate(lua_State *L) {
-    LImages *d = bind_check_images(L, 1);
+    ImageTask *d = bind_check_images(L, 1);
     LVit *v = bind_check_vit(L, 2);
     const int split = luaL_checkoption(L, 3, NULL, SPLITS);
     const int B = (int)luaL_checkinteger(L, 4);
     luaL_argcheck(L, B > 0, 4, "batch must be > 0");
-    int kind = -1, severity = 0;
+    ImageCorruption corruption = {.kind = -1};
     if (!lua_isnoneornil(L, 5)) {
         const char *cname = luaL_checkstring(L, 5);
-        kind = corrupt_parse(cname);
-        if (kind < 0) return luaL_error(L, "unknown corruption '%s'", cname);
-        severity = (int)luaL_checkinteger(L, 6);
+        corruption.kind = corrupt_parse(cname);
+        if (corruption.kind < 0) return luaL_error(L, "unknown corruption '%s'", cname);
+        corruption.severity = (int)luaL_checkinteger(L, 6);
     }
-    const uint64_t seed = (uint64_t)luaL_optinteger(L, 7, 1);
-    const ViTConfig *c = &v->m.config;
-    const int C = d->train.channels, H = d->train.height, W = d->train.width;
-    if (c->channels != C || c->image_size != H || H != W || c->n_classes != d->n_classes)
-        return luaL_error(L, "the ViT (%d x %d x %d images, %d classes) does not fit task %s "
-                          "(%d x %d x %d, %d classes)", c->channels, c->image_size, c->image_size,
-                          c->n_classes, d->name, C, H, W, d->n_classes);
-    const size_t img = (size_t)C * H * W;
-    Real *x = malloc(sizeof(Real) * img * (size_t)B);
-    int32_t *labels = malloc(sizeof(int32_t) * (size_t)B), *pred = malloc(sizeof(int32_t) * (size_t)B);
-    int *pos = malloc(sizeof(int) * (size_t)B);
-    if (!x || !labels || !pred || !pos) {
-        free(x), free(labels), free(pred), free(pos);
-        return luaL_error(L, "out of memory");
-    }
-    long correct = 0;
-    double loss = 0;
-    int rc = LSC_OK;
-    const int n = d->n[split];
-    for (int start = 0; start < n && rc == LSC_OK; start += B) {
-        const int b = n - start < B ? n - start : B;
-        for (int i = 0; i < b; i++) pos[i] = start + i;
-        bind_images_batch(d, split, pos, b, x, labels, NULL, 0, 0);
-        for (int i = 0; i < b && kind >= 0 && rc == LSC_OK; i++)
-            rc = corrupt_image_normalised(x + i * img, C, H, W, d->mean, d->std, kind, severity,
-                                          seed, (uint64_t)(start + i));
-        if (rc == LSC_OK) rc = vit_forward(&v->m, x, labels, b);
-        if (rc == LSC_OK) {
-            correct += vit_predict(&v->m, pred, labels);
-            loss += v->m.mean_loss * b;
-        }
-    }
-    free(x), free(labels), free(pred), free(pos);
-    if (rc != LSC_OK) return bind_error(L);
-    lua_pushnumber(L, (double)correct / n);
-    lua_pushnumber(L, loss / n);
+    corruption.seed = (uint64_t)luaL_optinteger(L, 7, 1);
+    double accuracy, loss;
+    if (image_task_evaluate(d, &v->m, split, B, corruption.kind >= 0 ? &corruption : NULL,
+                            &accuracy, &loss) != LSC_OK)
+        return bind_error(L);
+    lua_pushnumber(L, accuracy);
+    lua_pushnumber(L, loss);
     return 2;
 }
 
@@ -195,19 +116,18 @@ static int l_corruptions(lua_State *L) {
 }
 
 static int d_close(lua_State *L) {
-    LImages *d = luaL_checkudata(L, 1, BIND_IMAGES);
-    free_images(d);
+    image_task_free(luaL_checkudata(L, 1, BIND_IMAGES));
     return 0;
 }
 
 static int d_tostring(lua_State *L) {
-    LImages *d = luaL_checkudata(L, 1, BIND_IMAGES);
-    if (!d->live)
+    ImageTask *d = luaL_checkudata(L, 1, BIND_IMAGES);
+    if (d->n_classes == 0)
         lua_pushstring(L, "images (closed)");
     else
         lua_pushfstring(L, "images %s (%d classes, %dx%dx%d: train %d, val %d, test %d)", d->name,
                         d->n_classes, d->train.channels, d->train.height, d->train.width,
-                        d->n[0], d->n[1], d->n[2]);
+                        d->n[IMAGE_TRAIN], d->n[IMAGE_VAL], d->n[IMAGE_TEST]);
     return 1;
 }
 

@@ -18,12 +18,15 @@ static LStore *check_store(lua_State *L) {
     return s;
 }
 
+/* store.open(path [, "r"]): "r" opens an existing database read-only (store_open_readonly) */
 static int l_open(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
+    const int readonly = strcmp(luaL_optstring(L, 2, "w"), "r") == 0;
     LStore *s = lua_newuserdatauv(L, sizeof *s, 0);
     memset(s, 0, sizeof *s);
     luaL_setmetatable(L, BIND_STORE);
-    if (store_open(&s->s, path) != LSC_OK) return bind_error(L);
+    if ((readonly ? store_open_readonly(&s->s, path) : store_open(&s->s, path)) != LSC_OK)
+        return bind_error(L);
     s->live = 1;
     return 1;
 }
@@ -97,20 +100,70 @@ static int s_run_add(lua_State *L) {
     return 1;
 }
 
-/* s:run_claim(experiment_id, hash, json, seed, rerun_failed) -> {run_id, claimed, prior,
- * was_stale, attempt} */
+/* s:run_claim(experiment_id, hash, json, seed, rerun_failed [, rerun_stale]) -> {run_id,
+ * claimed, prior, was_stale, attempt} */
 static int s_run_claim(lua_State *L) {
     LStore *s = check_store(L);
     StoreClaim c;
+    const unsigned flags = (lua_toboolean(L, 6) ? STORE_RERUN_FAILED : 0u) |
+                           (lua_toboolean(L, 7) ? STORE_RERUN_STALE : 0u);
     CHECK(store_run_claim(&s->s, luaL_checkinteger(L, 2), luaL_checkstring(L, 3),
-                          luaL_checkstring(L, 4), luaL_checkinteger(L, 5),
-                          lua_toboolean(L, 6) ? STORE_RERUN_FAILED : 0u, &c));
+                          luaL_checkstring(L, 4), luaL_checkinteger(L, 5), flags, &c));
     lua_createtable(L, 0, 5);
     lua_pushinteger(L, (lua_Integer)c.run_id), lua_setfield(L, -2, "run_id");
     lua_pushboolean(L, c.claimed), lua_setfield(L, -2, "claimed");
     lua_pushstring(L, store_status_name(c.prior)), lua_setfield(L, -2, "prior");
     lua_pushboolean(L, c.was_stale), lua_setfield(L, -2, "was_stale");
     lua_pushinteger(L, c.attempt), lua_setfield(L, -2, "attempt");
+    return 1;
+}
+
+/* s:inputs_set(fingerprint or nil, {{path=, kind=, sha256=, bytes=}, ...}): what the next
+ * claims record as the run's inputs (store_inputs_set) */
+static int s_inputs_set(lua_State *L) {
+    LStore *s = check_store(L);
+    const char *fp = luaL_optstring(L, 2, NULL);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    const int n = (int)luaL_len(L, 3);
+    StoreInput *in = lua_newuserdatauv(L, sizeof *in * (size_t)(n > 0 ? n : 1), 0);
+    for (int i = 0; i < n; i++) {
+        lua_geti(L, 3, i + 1);
+        luaL_checktype(L, -1, LUA_TTABLE);
+        const int t = lua_gettop(L);
+        in[i].path = bind_opt_str(L, t, "path", NULL);
+        in[i].kind = bind_opt_str(L, t, "kind", NULL);
+        in[i].sha256 = bind_opt_str(L, t, "sha256", NULL);
+        in[i].bytes = bind_opt_int(L, t, "bytes", 0);
+        lua_pop(L, 1); /* the strings stay alive in the caller's table */
+    }
+    CHECK(store_inputs_set(&s->s, fp, in, n));
+    return 0;
+}
+
+/* s:input(run_id, path, kind): one more input of a held run, hashed now */
+static int s_input(lua_State *L) {
+    LStore *s = check_store(L);
+    CHECK(store_input_add(&s->s, luaL_checkinteger(L, 2), luaL_checkstring(L, 3),
+                          luaL_checkstring(L, 4)));
+    return 0;
+}
+
+static int push_input(void *ud, const StoreInput *in) {
+    lua_State *L = ud;
+    lua_createtable(L, 0, 4);
+    lua_pushstring(L, in->path), lua_setfield(L, -2, "path");
+    lua_pushstring(L, in->kind), lua_setfield(L, -2, "kind");
+    lua_pushstring(L, in->sha256), lua_setfield(L, -2, "sha256");
+    lua_pushinteger(L, (lua_Integer)in->bytes), lua_setfield(L, -2, "bytes");
+    lua_rawseti(L, -2, (lua_Integer)luaL_len(L, -2) + 1);
+    return LSC_OK;
+}
+
+/* s:run_inputs(run_id) -> {{path=, kind=, sha256=, bytes=}, ...} */
+static int s_run_inputs(lua_State *L) {
+    LStore *s = check_store(L);
+    lua_newtable(L);
+    CHECK(store_run_inputs(&s->s, luaL_checkinteger(L, 2), push_input, L));
     return 1;
 }
 
@@ -202,6 +255,7 @@ static int push_run(void *ud, const StoreRun *r) {
     set_str(L, "git_commit", r->git_commit);
     set_str(L, "build_options", r->build_options);
     set_str(L, "lib_versions", r->lib_versions);
+    set_str(L, "inputs_sha256", r->inputs_sha256);
     lua_pushinteger(L, r->pid), lua_setfield(L, -2, "pid");
     lua_pushinteger(L, r->git_dirty), lua_setfield(L, -2, "git_dirty");
     lua_createtable(L, 0, 3); /* evals[split][metric] = value */
@@ -270,6 +324,7 @@ int luaopen_lorasc_core_store(lua_State *L) {
         {"metric", s_metric},       {"eval", s_eval},       {"artifact", s_artifact},
         {"flush", s_flush},         {"status", s_status},   {"runs", s_runs},
         {"merge", s_merge},         {"metrics", s_metrics}, {"close", s_close_method},
+        {"inputs_set", s_inputs_set}, {"input", s_input}, {"run_inputs", s_run_inputs},
         {NULL, NULL}};
     static const luaL_Reg meta[] = {{"__gc", s_close}, {"__close", s_close},
                                     {"__tostring", s_tostring}, {NULL, NULL}};

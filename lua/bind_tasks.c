@@ -32,14 +32,27 @@ static LTokenizer *check_tokenizer(lua_State *L, int idx) {
     return t;
 }
 
-int bind_task_batch(lua_State *L, int idx, int tok_idx, uint64_t seed, long step, int B, int T,
-                    int32_t *tokens, int32_t *targets, int *T_used) {
+int bind_task_batch(lua_State *L, int idx, int tok_idx, TaskSampler *sampler, TaskSampling mode,
+                    uint64_t seed, long step, int B, int T, int32_t *tokens, int32_t *targets,
+                    int *B_used, int *T_used) {
     LTask *d = luaL_testudata(L, idx, BIND_TASK);
     if (!d) return 0;
     if (!d->live) luaL_argerror(L, idx, "task dataset is closed");
     LTokenizer *t = check_tokenizer(L, tok_idx);
-    if (task_train_batch(&t->t, &d->d, seed, step, B, T, tokens, targets) != LSC_OK) bind_error(L);
-    *T_used = task_batch_trim(tokens, targets, B, T);
+    const size_t n = d->d.n[DS_TRAIN];
+    if (!sampler->n || sampler->n != n || sampler->batch != B || sampler->mode != mode ||
+        sampler->seed != seed) {
+        task_sampler_free(sampler);
+        if (task_sampler_init(sampler, mode, n, B, seed) != LSC_OK) bind_error(L);
+    }
+    size_t idx_buf[256], *rows = B <= 256 ? idx_buf : malloc((size_t)B * sizeof *rows);
+    if (!rows) return luaL_error(L, "out of memory");
+    const int count = task_sampler_indices(sampler, step, rows);
+    const int rc = task_train_batch(&t->t, &d->d, rows, count, T, tokens, targets);
+    if (rows != idx_buf) free(rows);
+    if (rc != LSC_OK) bind_error(L);
+    *B_used = count;
+    *T_used = task_batch_trim(tokens, targets, count, T);
     return 1;
 }
 
@@ -162,7 +175,8 @@ static int d_tostring(lua_State *L) {
     return 1;
 }
 
-/* tasks.tokenizer(path) -> tokenizer (llama2.c .bin, HF tokenizer.json or GGUF) */
+/* tasks.tokenizer(path) -> tokenizer (llama2.c .bin, HF tokenizer.json or GGUF; SentencePiece or
+ * byte-level BPE) with vocab_size(), encode(), decode(), chat() */
 static int l_tokenizer(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
     LTokenizer *t = lua_newuserdatauv(L, sizeof *t, 0);
@@ -178,6 +192,72 @@ static int t_vocab_size(lua_State *L) {
     return 1;
 }
 
+/* t:special_ids() -> {bos =, eos =, pad =, unk =}: the ids the vocabulary has (absent: nil). */
+static int t_special_ids(lua_State *L) {
+    const Tokenizer *t = &check_tokenizer(L, 1)->t;
+    const int ids[4] = {t->bos_id, t->eos_id, t->pad_id, t->unk_id};
+    static const char *const names[4] = {"bos", "eos", "pad", "unk"};
+    lua_createtable(L, 0, 4);
+    for (int i = 0; i < 4; i++)
+        if (ids[i] >= 0) lua_pushinteger(L, ids[i]), lua_setfield(L, -2, names[i]);
+    return 1;
+}
+
+/* t:encode(text [, bos [, eos]]) -> {ids} (bos: the model's BOS when its tokenizer adds one) */
+static int t_encode(lua_State *L) {
+    LTokenizer *t = check_tokenizer(L, 1);
+    size_t len;
+    const char *text = luaL_checklstring(L, 2, &len);
+    const int flags = (lua_toboolean(L, 3) ? TOKENIZER_BOS : 0) | (lua_toboolean(L, 4) ? TOKENIZER_EOS : 0);
+    const size_t cap = tokenizer_max_tokens(len);
+    int32_t *ids = lua_newuserdatauv(L, cap * sizeof *ids, 0); /* freed by the GC */
+    size_t n;
+    if (tokenizer_encode(&t->t, text, len, flags, ids, cap, &n) != LSC_OK) return bind_error(L);
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) lua_pushinteger(L, ids[i]), lua_rawseti(L, -2, (lua_Integer)i + 1);
+    return 1;
+}
+
+/* t:decode({ids}) -> text */
+static int t_decode(lua_State *L) {
+    LTokenizer *t = check_tokenizer(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    const lua_Integer n = luaL_len(L, 2);
+    int32_t *ids = lua_newuserdatauv(L, (size_t)(n > 0 ? n : 1) * sizeof *ids, 0);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_geti(L, 2, i);
+        ids[i - 1] = (int32_t)luaL_checkinteger(L, -1);
+        lua_pop(L, 1);
+    }
+    char *text;
+    size_t len;
+    if (tokenizer_decode(&t->t, ids, (size_t)n, &text, &len) != LSC_OK) return bind_error(L);
+    lua_pushlstring(L, text, len);
+    free(text);
+    return 1;
+}
+
+/* t:chat({{role=, content=}, ...} [, add_generation_prompt]) -> text (the model's chat template) */
+static int t_chat(lua_State *L) {
+    LTokenizer *t = check_tokenizer(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    const lua_Integer n = luaL_len(L, 2);
+    ChatMessage *m = lua_newuserdatauv(L, (size_t)(n > 0 ? n : 1) * sizeof *m, 0);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_geti(L, 2, i);
+        luaL_argcheck(L, lua_istable(L, -1), 2, "messages are tables {role = ..., content = ...}");
+        lua_getfield(L, -1, "role");
+        lua_getfield(L, -2, "content");
+        m[i - 1] = (ChatMessage){lua_tostring(L, -2), lua_tostring(L, -1)};
+        lua_pop(L, 3); /* the strings stay alive in the messages table */
+    }
+    char *text;
+    if (tokenizer_chat_render(&t->t, m, (size_t)n, lua_toboolean(L, 3), &text) != LSC_OK) return bind_error(L);
+    lua_pushstring(L, text);
+    free(text);
+    return 1;
+}
+
 static int t_close(lua_State *L) {
     LTokenizer *t = luaL_checkudata(L, 1, BIND_TOKENIZER);
     if (t->live) tokenizer_free(&t->t);
@@ -190,7 +270,8 @@ static int t_tostring(lua_State *L) {
     if (!t->live)
         lua_pushstring(L, "tokenizer (closed)");
     else
-        lua_pushfstring(L, "tokenizer (%d pieces)", t->t.vocab_size);
+        lua_pushfstring(L, "tokenizer (%s, %d pieces)", t->t.kind == TOKENIZER_BYTE_BPE ? "byte-level BPE"
+                        : "SentencePiece", t->t.vocab_size);
     return 1;
 }
 
@@ -237,7 +318,13 @@ int luaopen_lorasc_core_tasks(lua_State *L) {
     static const luaL_Reg dmeta[] = {{"__gc", d_close}, {"__close", d_close}, {"__tostring", d_tostring},
                                      {NULL, NULL}};
     bind_new_class(L, BIND_TASK, dmethods, dmeta);
-    static const luaL_Reg tmethods[] = {{"vocab_size", t_vocab_size}, {"close", t_close}, {NULL, NULL}};
+    static const luaL_Reg tmethods[] = {{"vocab_size", t_vocab_size},
+                                        {"encode", t_encode},
+                                        {"decode", t_decode},
+                                        {"chat", t_chat},
+                                        {"special_ids", t_special_ids},
+                                        {"close", t_close},
+                                        {NULL, NULL}};
     static const luaL_Reg tmeta[] = {{"__gc", t_close}, {"__close", t_close}, {"__tostring", t_tostring},
                                      {NULL, NULL}};
     bind_new_class(L, BIND_TOKENIZER, tmethods, tmeta);

@@ -1,16 +1,17 @@
 /* lorasc.core.vit: ViT models as userdata (create, load/save a ViT checkpoint, load a Hugging
  * Face ViT / CLIP-vision directory (load_hf, hf_config: core/formats/vit_hf.h), clone with a
  * fresh head for a new task), a full-training run (pretraining) and a LoRA / cascade
- * fine-tuning run over an image task (lorasc.core.images). One Lua call per optimiser step:
- * the batch (seeded shuffle per epoch, seeded crop/flip augmentation) is drawn in C. */
-#include <stdlib.h>
+ * fine-tuning run over an image task (lorasc.core.images), both core/tasks/image_train.h.
+ * One Lua call per optimiser step: the batch is drawn in C. */
+#include <math.h>
 #include <string.h>
 
 #include "core/base/error.h"
-#include "core/model/finetune.h"
-#include "core/base/philox.h"
 #include "core/formats/vit_checkpoint.h"
+#include "core/formats/peft.h"
+#include "core/formats/safetensors.h"
 #include "core/formats/vit_hf.h"
+#include "core/tasks/image_train.h"
 #include "lua/bind.h"
 
 LVit *bind_check_vit(lua_State *L, int idx) {
@@ -62,7 +63,7 @@ static int l_load(lua_State *L) {
     return 1;
 }
 
-/* vit.load_hf(dir [, {n_classes=K, head_seed=0, channels=0}]): a Hugging Face
+/* vit.load_hf(dir [, {n_classes=K, head_seed=0, channels=0, image_size=0}]): a Hugging Face
  * ViTForImageClassification / ViTModel or CLIP vision directory (core/formats/vit_hf.h). */
 static int l_load_hf(lua_State *L) {
     const char *dir = luaL_checkstring(L, 1);
@@ -72,6 +73,7 @@ static int l_load_hf(lua_State *L) {
         o.n_classes = (int)bind_opt_int(L, 2, "n_classes", 0);
         o.head_seed = (uint64_t)bind_opt_int(L, 2, "head_seed", 0);
         o.channels = (int)bind_opt_int(L, 2, "channels", 0);
+        o.image_size = (int)bind_opt_int(L, 2, "image_size", 0);
     }
     Backend *be = bind_backend(L);
     LVit *m = new_vit(L);
@@ -108,33 +110,55 @@ static int m_save(lua_State *L) {
     return 0;
 }
 
+/* m:save_hf(dir [, {dtype = "f32"|"f16"|"bf16", mean = {...}, std = {...}}]): the model as
+ * ViTForImageClassification (core/formats/vit_hf.h); mean and std (per channel) add a
+ * preprocessor_config.json. */
+static int m_save_hf(lua_State *L) {
+    LVit *m = bind_check_vit(L, 1);
+    const char *dir = luaL_checkstring(L, 2);
+    ViTHfSaveOptions o = {.dtype = ST_F32};
+    if (!lua_isnoneornil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        o.dtype = bind_st_dtype(L, bind_opt_str(L, 3, "dtype", "f32"));
+        lua_getfield(L, 3, "mean");
+        lua_getfield(L, 3, "std");
+        if (lua_istable(L, -2) && lua_istable(L, -1)) {
+            o.n_norm = (int)luaL_len(L, -2);
+            if (o.n_norm < 1 || o.n_norm > 4 || luaL_len(L, -1) != o.n_norm)
+                return luaL_error(L, "mean and std must list 1 to 4 channels each");
+            for (int i = 0; i < o.n_norm; i++) {
+                lua_geti(L, -2, i + 1), lua_geti(L, -2, i + 1);
+                o.image_mean[i] = (float)luaL_checknumber(L, -2);
+                o.image_std[i] = (float)luaL_checknumber(L, -1);
+                lua_pop(L, 2);
+            }
+        }
+        lua_pop(L, 2);
+    }
+    if (vit_hf_save(dir, &m->m, &o) != LSC_OK) return bind_error(L);
+    return 0;
+}
+
+/* m:merge_adapter(dir): merges a PEFT ViT adapter (and its classifier) into the weights. */
+static int m_merge_adapter(lua_State *L) {
+    LVit *m = bind_check_vit(L, 1);
+    if (peft_merge_vit(luaL_checkstring(L, 2), &m->m) != LSC_OK) return bind_error(L);
+    return 0;
+}
+
 /* m:clone([n_classes, head_seed]): a copy; with n_classes, every weight but the head is
  * copied and the head is new (normal(0, 0.02) weights, zero bias, from head_seed), as a
  * transfer to a new label set does. */
 static int m_clone(lua_State *L) {
     LVit *src = bind_check_vit(L, 1);
-    ViTConfig c = src->m.config;
     const int new_head = !lua_isnoneornil(L, 2);
-    if (new_head) c.n_classes = (int)luaL_checkinteger(L, 2);
+    const int n_classes = new_head ? (int)luaL_checkinteger(L, 2) : 0;
     const uint64_t head_seed = (uint64_t)luaL_optinteger(L, 3, 1);
-    if (vit_config_validate(&c) != LSC_OK) return bind_error(L);
     LVit *m = new_vit(L);
-    if (vit_create(&m->m, src->m.be, &c) != LSC_OK) return bind_error(L);
+    const int rc = new_head ? vit_clone_new_head(&m->m, &src->m, n_classes, head_seed)
+                            : vit_clone(&m->m, &src->m);
+    if (rc != LSC_OK) return bind_error(L);
     m->live = 1;
-    Backend *be = src->m.be;
-    for (int t = 0; t < VIT_NUM_PARAM_TENSORS; t++) {
-        if (m->m.param_sizes[t] == 0) continue;
-        if (new_head && (t == VIT_HEAD_W || t == VIT_HEAD_B)) continue;
-        be->copy(be, m->m.w.tensors[t], src->m.w.tensors[t], m->m.param_sizes[t] * sizeof(Real));
-    }
-    if (new_head) {
-        const size_t nw = m->m.param_sizes[VIT_HEAD_W], nb = m->m.param_sizes[VIT_HEAD_B];
-        Real *h = calloc(nw + nb, sizeof(Real));
-        if (!h) return luaL_error(L, "out of memory");
-        philox_normal(h, nw, head_seed, philox_stream(RNG_PURPOSE_INIT, 0xFFFD, 0, 0), 0.0, 0.02);
-        be->to_device(be, m->m.w.tensors[VIT_HEAD_W], h, (nw + nb) * sizeof(Real));
-        free(h);
-    }
     return 1;
 }
 
@@ -151,6 +175,15 @@ static int m_config(lua_State *L) {
     SETI("mlp_dim", c->mlp_dim);
     SETI("n_classes", c->n_classes);
 #undef SETI
+    return 1;
+}
+
+/* m:weights_finite() -> true when every weight is finite (their sum of squares, in double,
+ * is finite exactly then): a diverged run is failed, never scored. */
+static int m_weights_finite(lua_State *L) {
+    LVit *m = bind_check_vit(L, 1);
+    Backend *be = m->m.be;
+    lua_pushboolean(L, isfinite(be->sum_squares(be, m->m.params, m->m.num_params)));
     return 1;
 }
 
@@ -179,146 +212,78 @@ static int m_tostring(lua_State *L) {
     return 1;
 }
 
-/* Batches --------------------------------------------------------------------------------- */
-typedef struct Sampler {
-    int B;
-    uint64_t seed;
-    ImageAugment aug;
-    int *perm;       /* of the train split, for `epoch` */
-    long epoch;
-    int *pos;
-    Real *images;
-    int32_t *labels;
-} Sampler;
-
-static int sampler_init(lua_State *L, Sampler *s, int t, const LImages *d, const ViTConfig *c) {
-    memset(s, 0, sizeof *s);
-    s->B = (int)bind_opt_int(L, t, "batch", 32);
-    s->seed = (uint64_t)bind_opt_int(L, t, "data_seed", 1);
-    s->aug.crop_pad = (int)bind_opt_int(L, t, "crop_pad", 0);
-    s->aug.flip = (int)bind_opt_int(L, t, "flip", 0);
-    s->epoch = -1;
-    if (s->B <= 0) return luaL_error(L, "batch must be > 0, got %d", s->B);
-    if (c->channels != d->train.channels || c->image_size != d->train.height ||
-        d->train.height != d->train.width || c->n_classes != d->n_classes)
-        return luaL_error(L, "the ViT (%d x %d x %d images, %d classes) does not fit task %s "
-                          "(%d x %d x %d, %d classes)", c->channels, c->image_size, c->image_size,
-                          c->n_classes, d->name, d->train.channels, d->train.height,
-                          d->train.width, d->n_classes);
-    s->perm = malloc(sizeof(int) * (size_t)d->n[IMG_TRAIN]);
-    s->pos = malloc(sizeof(int) * (size_t)s->B);
-    s->images = malloc(sizeof(Real) * (size_t)s->B * c->channels * c->image_size * c->image_size);
-    s->labels = malloc(sizeof(int32_t) * (size_t)s->B);
-    if (!s->perm || !s->pos || !s->images || !s->labels) return luaL_error(L, "out of memory");
-    return 0;
+/* The sampler fields of a run's config table at t: batch, data_seed, crop_pad, flip. */
+static ImageSamplerConfig sampler_config(lua_State *L, int t) {
+    ImageSamplerConfig c; /* one field at a time: a bad field is reported in this order */
+    c.batch = (int)bind_opt_int(L, t, "batch", 32);
+    c.seed = (uint64_t)bind_opt_int(L, t, "data_seed", 1);
+    c.aug.crop_pad = (int)bind_opt_int(L, t, "crop_pad", 0);
+    c.aug.flip = (int)bind_opt_int(L, t, "flip", 0);
+    return c;
 }
 
-static void sampler_free(Sampler *s) {
-    free(s->perm), free(s->pos), free(s->images), free(s->labels);
-    s->perm = s->pos = NULL;
-    s->images = NULL;
-    s->labels = NULL;
+/* A run (argument 1) must be open (`live`, else the error `what`), and so must its model and
+ * task (user values 1 and 2), which the core run uses at every step. */
+static void check_run(lua_State *L, int live, const char *what) {
+    if (!live) luaL_argerror(L, 1, what);
+    lua_getiuservalue(L, 1, 1);
+    bind_check_vit(L, -1);
+    lua_getiuservalue(L, 1, 2);
+    bind_check_images(L, -1);
+    lua_pop(L, 2);
 }
-
-/* Batch of global step `step`: positions step*B .. step*B + B - 1 of the concatenated
- * per-epoch shuffles of the train split. */
-static VitBatch sampler_batch(Sampler *s, const LImages *d, long step) {
-    const int n = d->n[IMG_TRAIN];
-    for (int b = 0; b < s->B; b++) {
-        const long p = step * s->B + b, e = p / n;
-        if (e != s->epoch) {
-            imagedata_shuffle(s->perm, n, s->seed, (uint64_t)e);
-            s->epoch = e;
-        }
-        s->pos[b] = s->perm[p % n];
-    }
-    bind_images_batch(d, IMG_TRAIN, s->pos, s->B, s->images, s->labels, &s->aug, s->seed,
-                      (uint64_t)step);
-    return (VitBatch){.images = s->images, .labels = s->labels, .B = s->B};
-}
-
 
 /* Full training (pretraining) --------------------------------------------------------------- */
-typedef struct LVitTrainer {
-    ViT *model;
-    AdamW opt;
-    Schedule schedule;
-    long total_steps, step;
-    Sampler s;
-    int opt_live;
-} LVitTrainer;
 
 /* vit.trainer(model, images, {total_steps=, batch=, lr=, schedule=, warmup=, weight_decay=,
  * grad_clip=, data_seed=, crop_pad=, flip=}) */
 static int l_trainer(lua_State *L) {
     LVit *m = bind_check_vit(L, 1);
-    LImages *d = bind_check_images(L, 2);
+    ImageTask *d = bind_check_images(L, 2);
     luaL_checktype(L, 3, LUA_TTABLE);
-    LVitTrainer *t = lua_newuserdatauv(L, sizeof *t, 2);
+    ImageTrainConfig cfg = {.total_steps = (long)bind_opt_int(L, 3, "total_steps", 100)};
+    if (cfg.total_steps <= 0) return luaL_error(L, "pretraining: steps must be > 0");
+    cfg.schedule = bind_schedule(L, 3);
+    const ImageSamplerConfig scfg = sampler_config(L, 3);
+    cfg.adamw = adamw_default_config();
+    cfg.adamw.grad_clip = (float)bind_opt_num(L, 3, "grad_clip", cfg.adamw.grad_clip);
+    cfg.weight_decay = (float)bind_opt_num(L, 3, "weight_decay", 0.0);
+    ImageTrainer *t = lua_newuserdatauv(L, sizeof *t, 2);
     memset(t, 0, sizeof *t);
     luaL_setmetatable(L, BIND_VIT_TRAINER);
     lua_pushvalue(L, 1);
     lua_setiuservalue(L, -2, 1);
     lua_pushvalue(L, 2);
     lua_setiuservalue(L, -2, 2);
-    t->model = &m->m;
-    t->total_steps = (long)bind_opt_int(L, 3, "total_steps", 100);
-    if (t->total_steps <= 0) return luaL_error(L, "pretraining: steps must be > 0");
-    t->schedule = bind_schedule(L, 3);
-    sampler_init(L, &t->s, 3, d, &m->m.config);
-    if (vit_enable_full_grads(&m->m) != LSC_OK) return bind_error(L);
-    AdamWConfig oc = adamw_default_config();
-    oc.grad_clip = (float)bind_opt_num(L, 3, "grad_clip", oc.grad_clip);
-    const ParamGroup g = {.p = m->m.params, .g = m->m.grads, .n = m->m.num_params, .lr_scale = 1,
-                          .weight_decay = (float)bind_opt_num(L, 3, "weight_decay", 0.0)};
-    if (adamw_create(&t->opt, m->m.be, &oc, &g, 1) != LSC_OK) return bind_error(L);
-    t->opt_live = 1;
+    if (image_trainer_begin(t, &m->m, d, &cfg, &scfg) != LSC_OK) return bind_error(L);
     return 1;
 }
 
 /* t:step() -> loss, grad_norm, lr */
 static int t_step(lua_State *L) {
-    LVitTrainer *t = luaL_checkudata(L, 1, BIND_VIT_TRAINER);
-    if (!t->opt_live) return luaL_argerror(L, 1, "trainer is closed");
-    lua_getiuservalue(L, 1, 2);
-    LImages *d = bind_check_images(L, -1);
-    const VitBatch b = sampler_batch(&t->s, d, t->step);
-    const float lr = schedule_lr(&t->schedule, t->step, t->total_steps);
-    vit_zero_grad(t->model);
-    if (vit_forward(t->model, b.images, b.labels, b.B) != LSC_OK || vit_backward(t->model) != LSC_OK)
-        return bind_error(L);
-    const double loss = t->model->mean_loss;
-    const double norm = adamw_step(&t->opt, lr);
-    t->step++;
-    lua_pushnumber(L, loss);
-    lua_pushnumber(L, norm);
+    ImageTrainer *t = luaL_checkudata(L, 1, BIND_VIT_TRAINER);
+    check_run(L, t->opt_live, "trainer is closed");
+    StepResult r;
+    float lr;
+    if (image_trainer_step(t, &r, &lr) != LSC_OK) return bind_error(L);
+    lua_pushnumber(L, r.loss);
+    lua_pushnumber(L, r.grad_norm);
     lua_pushnumber(L, lr);
     return 3;
 }
 
 static int t_close(lua_State *L) {
-    LVitTrainer *t = luaL_checkudata(L, 1, BIND_VIT_TRAINER);
-    if (t->opt_live) adamw_free(&t->opt);
-    t->opt_live = 0;
-    sampler_free(&t->s);
+    image_trainer_end(luaL_checkudata(L, 1, BIND_VIT_TRAINER));
     return 0;
 }
 
 static int t_tostring(lua_State *L) {
-    LVitTrainer *t = luaL_checkudata(L, 1, BIND_VIT_TRAINER);
+    ImageTrainer *t = luaL_checkudata(L, 1, BIND_VIT_TRAINER);
     lua_pushfstring(L, "vit trainer (step %d of %d)", (int)t->step, (int)t->total_steps);
     return 1;
 }
 
 /* Fine-tuning ------------------------------------------------------------------------------ */
-typedef struct LVitFinetune {
-    Finetune ft;
-    LoraAdapters lora;
-    ViT *model;
-    Sampler s;
-    int lora_live, ft_live;
-} LVitFinetune;
-
 
 /* vit.finetune(model, images, cfg): cfg as lorasc.core.finetune.new's (method, rank,
  * lora_alpha, targets, dora, total_steps, batch, lr, schedule, warmup, min_lr_ratio,
@@ -327,60 +292,55 @@ typedef struct LVitFinetune {
  * is trained in full beside the adapters. */
 static int l_finetune(lua_State *L) {
     LVit *m = bind_check_vit(L, 1);
-    LImages *d = bind_check_images(L, 2);
+    ImageTask *d = bind_check_images(L, 2);
     luaL_checktype(L, 3, LUA_TTABLE);
     FinetuneConfig cfg;
     LoraConfig lc;
     bind_finetune_config(L, 3, &cfg, &lc, ((1u << LORA_NUM_TARGETS) - 1) & ~LORA_BIT(LORA_GATE),
                          "q, k, v, o, up (fc1), down (fc2)");
-    cfg.batch = (int)bind_opt_int(L, 3, "batch", 32);
-    cfg.seq = 1;
-
-    LVitFinetune *f = lua_newuserdatauv(L, sizeof *f, 2);
+    const ImageSamplerConfig scfg = sampler_config(L, 3);
+    ImageFinetune *f = lua_newuserdatauv(L, sizeof *f, 2);
     memset(f, 0, sizeof *f);
     luaL_setmetatable(L, BIND_VIT_FINETUNE);
     lua_pushvalue(L, 1);
     lua_setiuservalue(L, -2, 1);
     lua_pushvalue(L, 2);
     lua_setiuservalue(L, -2, 2);
-    sampler_init(L, &f->s, 3, d, &m->m.config);
-    int in[LORA_NUM_TARGETS], out[LORA_NUM_TARGETS];
-    vit_lora_shapes(&m->m.config, in, out);
-    if (lora_create(&f->lora, m->m.be, &lc, m->m.config.n_layers, in, out, cfg.seed) != LSC_OK)
-        return bind_error(L);
-    f->lora_live = 1;
-    f->model = &m->m;
-    const FinetuneModel fm = finetune_model_vit(&m->m);
-    if (finetune_begin(&f->ft, &fm, &f->lora, &cfg) != LSC_OK) return bind_error(L);
-    f->ft_live = 1;
+    if (image_finetune_begin(f, &m->m, d, &cfg, &lc, &scfg) != LSC_OK) return bind_error(L);
     return 1;
 }
 
 /* f:step() -> loss, grad_norm, lr, event (a table at an expert boundary, else nil) */
 static int f_step(lua_State *L) {
-    LVitFinetune *f = luaL_checkudata(L, 1, BIND_VIT_FINETUNE);
-    if (!f->ft_live) return luaL_argerror(L, 1, "fine-tuning run is closed");
-    if (finetune_done(&f->ft)) return luaL_error(L, "the fine-tuning run has no steps left");
-    lua_getiuservalue(L, 1, 2);
-    LImages *d = bind_check_images(L, -1);
-    const VitBatch batch = sampler_batch(&f->s, d, f->ft.step);
-    return bind_finetune_step(L, &f->ft, &batch);
+    ImageFinetune *f = luaL_checkudata(L, 1, BIND_VIT_FINETUNE);
+    check_run(L, f->ft_live, "fine-tuning run is closed");
+    StepResult r;
+    float lr;
+    CascadeEvent ev;
+    const int boundary = image_finetune_step(f, &r, &lr, &ev);
+    if (boundary < 0) return bind_error(L);
+    return bind_push_step(L, &r, lr, boundary == 1 ? &ev : NULL);
 }
 
 /* Ends the run and detaches the adapter: the model then holds the merged result. */
 static int f_close(lua_State *L) {
-    LVitFinetune *f = luaL_checkudata(L, 1, BIND_VIT_FINETUNE);
-    if (f->ft_live) finetune_end(&f->ft);
-    if (f->model && f->model->lora == &f->lora) vit_attach_lora(f->model, NULL);
-    f->model = NULL;
-    if (f->lora_live) lora_free(&f->lora);
-    f->ft_live = f->lora_live = 0;
-    sampler_free(&f->s);
+    image_finetune_end(luaL_checkudata(L, 1, BIND_VIT_FINETUNE));
+    return 0;
+}
+
+/* f:save_adapter(dir [, base_model]): after the last step, the run's adapter and the head
+ * (modules_to_save "classifier") as a PEFT directory; an error when it has none. */
+static int f_save_adapter(lua_State *L) {
+    ImageFinetune *f = luaL_checkudata(L, 1, BIND_VIT_FINETUNE);
+    check_run(L, f->ft_live, "fine-tuning run is closed");
+    if (peft_save_run(luaL_checkstring(L, 2), &f->ft, NULL, f->model, luaL_optstring(L, 3, NULL)) !=
+        LSC_OK)
+        return bind_error(L);
     return 0;
 }
 
 static int f_tostring(lua_State *L) {
-    LVitFinetune *f = luaL_checkudata(L, 1, BIND_VIT_FINETUNE);
+    ImageFinetune *f = luaL_checkudata(L, 1, BIND_VIT_FINETUNE);
     if (!f->ft_live)
         lua_pushstring(L, "vit finetune (closed)");
     else
@@ -390,9 +350,11 @@ static int f_tostring(lua_State *L) {
 }
 
 int luaopen_lorasc_core_vit(lua_State *L) {
-    static const luaL_Reg methods[] = {{"clone", m_clone}, {"save", m_save}, {"config", m_config},
-                                       {"num_params", m_num_params}, {"close", m_close},
-                                       {NULL, NULL}};
+    static const luaL_Reg methods[] = {{"clone", m_clone},     {"save", m_save},
+                                       {"save_hf", m_save_hf}, {"merge_adapter", m_merge_adapter},
+                                       {"config", m_config},   {"num_params", m_num_params},
+                                       {"weights_finite", m_weights_finite},
+                                       {"close", m_close},     {NULL, NULL}};
     static const luaL_Reg meta[] = {{"__gc", m_close}, {"__close", m_close},
                                     {"__tostring", m_tostring}, {NULL, NULL}};
     bind_new_class(L, BIND_VIT, methods, meta);
@@ -400,7 +362,8 @@ int luaopen_lorasc_core_vit(lua_State *L) {
     static const luaL_Reg tmeta[] = {{"__gc", t_close}, {"__close", t_close},
                                      {"__tostring", t_tostring}, {NULL, NULL}};
     bind_new_class(L, BIND_VIT_TRAINER, tmethods, tmeta);
-    static const luaL_Reg fmethods[] = {{"step", f_step}, {"close", f_close}, {NULL, NULL}};
+    static const luaL_Reg fmethods[] = {
+        {"step", f_step}, {"close", f_close}, {"save_adapter", f_save_adapter}, {NULL, NULL}};
     static const luaL_Reg fmeta[] = {{"__gc", f_close}, {"__close", f_close},
                                      {"__tostring", f_tostring}, {NULL, NULL}};
     bind_new_class(L, BIND_VIT_FINETUNE, fmethods, fmeta);

@@ -21,6 +21,16 @@ uint32_t philox_u32(uint64_t seed, uint64_t stream, uint64_t index) {
     return r[index % 4];
 }
 
+void philox_permutation(int *perm, int n, uint64_t seed, uint64_t stream) {
+    for (int i = 0; i < n; i++) perm[i] = i;
+    for (int i = n - 1; i > 0; i--) {
+        const int j = (int)(philox_u32(seed, stream, (uint64_t)i) % (uint32_t)(i + 1));
+        const int t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+}
+
 /* 24 high bits -> [0,1) exactly representable in float, so CPU and GPU agree bit for bit. */
 static double u32_to_unit(uint32_t x) { return (double)(x >> 8) * (1.0 / 16777216.0); }
 

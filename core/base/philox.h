@@ -28,6 +28,10 @@ uint64_t philox_stream(uint32_t purpose, uint32_t a, uint32_t b, uint32_t c);
 /* The 32-bit word number `index` of the sequence (seed, stream). */
 uint32_t philox_u32(uint64_t seed, uint64_t stream, uint64_t index);
 
+/* A permutation of 0..n-1: Fisher-Yates, position i swapped with word i of (seed, stream)
+ * modulo i + 1, for i = n-1 down to 1. A pure function of (seed, stream). */
+void philox_permutation(int *perm, int n, uint64_t seed, uint64_t stream);
+
 /* out[i] = uniform in [lo, hi) from word i of (seed, stream), i = 0..n-1, 24-bit resolution. */
 void philox_uniform(Real *out, size_t n, uint64_t seed, uint64_t stream, double lo, double hi);
 

@@ -294,6 +294,21 @@ static void jpeg(Real *img, int C, int H, int W, double quality) {
     }
 }
 
+/* One pass of a 1-D kernel k[2R+1] along rows (dx = 1) or columns (dx = 0) of src [H, W]
+ * into dst, edge mode (indices clamped to the image). */
+static void smooth_pass(double *dst, const double *src, int H, int W, const double *k, int R,
+                        int dx) {
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++) {
+            double s = 0;
+            for (int i = -R; i <= R; i++) {
+                const int n = dx ? W : H, j = (dx ? x : y) + i, jc = j < 0 ? 0 : j >= n ? n - 1 : j;
+                s += k[i + R] * src[dx ? y * W + jc : jc * W + x];
+            }
+            dst[y * W + x] = s;
+        }
+}
+
 /* Separable Gaussian smoothing of a field [H, W] (edge mode), in place. */
 static void smooth(double *f, double *tmp, int H, int W, double sigma) {
     const int R = (int)ceil(3 * sigma);
@@ -302,24 +317,8 @@ static void smooth(double *f, double *tmp, int H, int W, double sigma) {
     double sum = 0;
     for (int i = -Rc; i <= Rc; i++) sum += k[i + Rc] = exp(-0.5 * i * i / (sigma * sigma));
     for (int i = 0; i <= 2 * Rc; i++) k[i] /= sum;
-    for (int y = 0; y < H; y++)
-        for (int x = 0; x < W; x++) {
-            double s = 0;
-            for (int i = -Rc; i <= Rc; i++) {
-                const int xx = x + i < 0 ? 0 : x + i >= W ? W - 1 : x + i;
-                s += k[i + Rc] * f[y * W + xx];
-            }
-            tmp[y * W + x] = s;
-        }
-    for (int y = 0; y < H; y++)
-        for (int x = 0; x < W; x++) {
-            double s = 0;
-            for (int i = -Rc; i <= Rc; i++) {
-                const int yy = y + i < 0 ? 0 : y + i >= H ? H - 1 : y + i;
-                s += k[i + Rc] * tmp[yy * W + x];
-            }
-            f[y * W + x] = s;
-        }
+    smooth_pass(tmp, f, H, W, k, Rc, 1);
+    smooth_pass(f, tmp, H, W, k, Rc, 0);
 }
 
 /* A displacement field of uniform(-1, 1) draws smoothed by a Gaussian (sigma = H/10), then

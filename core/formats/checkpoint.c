@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/base/error.h"
@@ -61,6 +62,15 @@ int checkpoint_save(const char *path, const Llama *model, const LoraAdapters *lo
         container_write_reals(&w, opt->be, "adamw.m", opt->m, opt->n_total);
         container_write_reals(&w, opt->be, "adamw.v", opt->v, opt->n_total);
         container_write_section(&w, "adamw.step", CONTAINER_I64, &opt_step, 1);
+        /* per-group step counts (bias corrections); files without them hold one count */
+        int64_t *steps = malloc((size_t)opt->n_groups * sizeof *steps);
+        if (steps) {
+            for (int i = 0; i < opt->n_groups; i++) steps[i] = opt->group_step[i];
+            container_write_section(&w, "adamw.group_steps", CONTAINER_I64, steps, (uint64_t)opt->n_groups);
+        } else {
+            w.failed = 1; /* container_write_end reports it and removes the partial file */
+        }
+        free(steps);
     }
     const int64_t train_step = step;
     container_write_section(&w, "train.step", CONTAINER_I64, &train_step, 1);
@@ -101,6 +111,30 @@ static int read_model_config(ContainerReader *r, LlamaConfig *c) {
     return LSC_OK;
 }
 
+/* Every weight section the config implies is present with that many fp32 elements, checked
+ * before the model is allocated: the sections lie inside the file (container_open), so a
+ * corrupt config cannot make lorasc allocate more than the file holds. */
+static int check_model_sections(ContainerReader *r, const LlamaConfig *c) {
+    size_t sizes[LLAMA_NUM_PARAM_TENSORS];
+    llama_param_sizes(c, sizes);
+    for (int i = 0; i < LLAMA_NUM_PARAM_TENSORS; i++) {
+        if (!sizes[i]) continue;
+        char name[CONTAINER_NAME_LEN];
+        snprintf(name, sizeof name, "llama.%s", llama_param_name(i));
+        const ContainerSection *s = container_find(r, name);
+        if (!s)
+            return error_set("%s has no section '%s', which its model config (dim %d, %d layers, "
+                             "vocab %d) needs: the file is incomplete or corrupt.", r->path, name,
+                             c->dim, c->n_layers, c->vocab_size);
+        if (s->dtype != CONTAINER_F32 || s->count != sizes[i])
+            return error_set("%s: section '%s' holds %llu elements but its model config (dim %d, "
+                             "hidden %d, %d layers, vocab %d) implies %zu: the config or the "
+                             "weights are corrupt.", r->path, name, (unsigned long long)s->count,
+                             c->dim, c->hidden_dim, c->n_layers, c->vocab_size, sizes[i]);
+    }
+    return LSC_OK;
+}
+
 static int read_model_weights(ContainerReader *r, Llama *m) {
     for (int i = 0; i < LLAMA_NUM_PARAM_TENSORS; i++) {
         if (!m->param_sizes[i]) continue;
@@ -118,6 +152,7 @@ int checkpoint_load_model(const char *path, Llama *model, Backend *be) {
     memset(model, 0, sizeof *model);
     if (container_open(&r, path) != LSC_OK) return LSC_ERR;
     int rc = read_model_config(&r, &c);
+    if (rc == LSC_OK) rc = check_model_sections(&r, &c);
     if (rc == LSC_OK) rc = llama_create(model, be, &c);
     if (rc == LSC_OK) {
         rc = read_model_weights(&r, model);
@@ -170,6 +205,16 @@ int checkpoint_load_state(const char *path, Llama *model, LoraAdapters *lora, Ad
         if (rc == LSC_OK) rc = container_read_reals(&r, opt->be, "adamw.v", opt->v, opt->n_total);
         if (rc == LSC_OK) rc = container_read(&r, "adamw.step", CONTAINER_I64, &opt_step, 1);
         if (rc == LSC_OK) opt->step = (long)opt_step;
+        if (rc == LSC_OK && container_find(&r, "adamw.group_steps")) {
+            int64_t *steps = malloc((size_t)opt->n_groups * sizeof *steps);
+            if (!steps) rc = error_set("Out of memory reading %s.", path);
+            if (rc == LSC_OK)
+                rc = container_read(&r, "adamw.group_steps", CONTAINER_I64, steps, (uint64_t)opt->n_groups);
+            for (int i = 0; rc == LSC_OK && i < opt->n_groups; i++) opt->group_step[i] = (long)steps[i];
+            free(steps);
+        } else if (rc == LSC_OK) {
+            for (int i = 0; i < opt->n_groups; i++) opt->group_step[i] = opt->step;
+        }
     }
     if (rc == LSC_OK && step) {
         int64_t s = 0;

@@ -169,13 +169,17 @@ int container_open(ContainerReader *r, const char *path) {
             goto fail;
         }
         s->offset = ftell(r->f);
-        const uint64_t bytes = s->count * dtype_size(s->dtype);
-        if (s->count > size || (uint64_t)s->offset + bytes > size) {
-            rc = error_set("%s is truncated: section '%s' needs %llu bytes at offset %ld but the file "
-                           "has %llu bytes.", path, s->name, (unsigned long long)bytes, s->offset,
+        /* the count is checked against the file before it is multiplied: a corrupt count
+         * (2^62) would wrap the byte size around to a small number */
+        const uint64_t es = dtype_size(s->dtype), room = size - (uint64_t)s->offset;
+        if (s->count > room / es) {
+            rc = error_set("%s is truncated or corrupt: section '%s' claims %llu elements of %llu "
+                           "bytes at offset %ld but the file has %llu bytes.", path, s->name,
+                           (unsigned long long)s->count, (unsigned long long)es, s->offset,
                            (unsigned long long)size);
             goto fail;
         }
+        const uint64_t bytes = s->count * es;
         if (fseek(r->f, (long)bytes, SEEK_CUR) != 0) {
             rc = error_set("Cannot seek in %s: %s.", path, strerror(errno));
             goto fail;

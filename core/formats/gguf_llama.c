@@ -34,23 +34,6 @@ static const char *global_name(int tensor) {
     }
 }
 
-/* Row-major shape of one layer's (or the global) tensor: [rows, cols], cols 0 for vectors. */
-static void tensor_shape(const LlamaConfig *c, int tensor, int64_t *rows, int64_t *cols) {
-    const int64_t C = c->dim, H = c->hidden_dim, HD = c->dim / c->n_heads;
-    const int64_t Q = (int64_t)c->n_heads * HD, KV = (int64_t)c->n_kv_heads * HD;
-    *cols = C;
-    switch (tensor) {
-    case LLAMA_TOKEN_EMBEDDING: case LLAMA_WCLS: *rows = c->vocab_size; break;
-    case LLAMA_RMS_ATT: case LLAMA_RMS_FFN: case LLAMA_RMS_FINAL: *rows = C; *cols = 0; break;
-    case LLAMA_WQ: *rows = Q; break;
-    case LLAMA_WK: case LLAMA_WV: *rows = KV; break;
-    case LLAMA_WO: *rows = C; *cols = Q; break;
-    case LLAMA_W1: case LLAMA_W3: *rows = H; break;
-    case LLAMA_W2: *rows = C; *cols = H; break;
-    default: LSC_ASSERT(0);
-    }
-}
-
 /* ------------------------------------------------------------------------------------------
  * config */
 
@@ -173,6 +156,12 @@ int gguf_llama_load_gguf(const Gguf *g, Llama *model, Backend *be) {
     memset(model, 0, sizeof *model);
     LlamaConfig c;
     if (gguf_llama_config(g, &c) != LSC_OK) return LSC_ERR;
+    /* a block_count the file cannot hold (a layer is 9 tensors) is refused before the table
+     * below is sized by it; a smaller shortfall is named tensor by tensor below */
+    if ((uint64_t)c.n_layers > g->n_tensors)
+        return error_set("%s: llama.block_count is %d but the file holds only %llu tensors (a "
+                         "layer has 9): the metadata is corrupt.", g->name, c.n_layers,
+                         (unsigned long long)g->n_tensors);
     /* every tensor of the file must be one the engine has, each exactly once (names are
      * unique by gguf_open) and of the right shape */
     char *seen = calloc((size_t)LLAMA_NUM_PARAM_TENSORS * (size_t)c.n_layers, 1);
@@ -190,7 +179,7 @@ int gguf_llama_load_gguf(const Gguf *g, Llama *model, Backend *be) {
                            g->name, nl, t->name.data);
             break;
         }
-        tensor_shape(&c, k, &rows, &cols);
+        llama_tensor_shape(&c, k, &rows, &cols);
         const int want_dims = cols ? 2 : 1;
         const int64_t d0 = cols ? cols : rows, d1 = cols ? rows : 1;
         if ((int)t->n_dims != want_dims || t->dims[0] != d0 || t->dims[1] != d1)

@@ -1,6 +1,8 @@
 /* AdamW (Loshchilov & Hutter, decoupled weight decay) over parameter groups, with gradient
- * clipping by global norm. Semantics follow torch.optim.AdamW. Not here: learning-rate
- * schedules (schedule.h); the update kernel itself (kernels/backend.h adamw_update). */
+ * clipping by global norm. Semantics follow torch.optim.AdamW, whose step count (and so the
+ * bias correction) is per parameter: here per group, so one group's moments can restart while
+ * another's carry on. Not here: learning-rate schedules (schedule.h); the update kernel itself
+ * (kernels/backend.h adamw_update); which groups an expert boundary resets (cascade.h). */
 #ifndef LORASC_ADAMW_H
 #define LORASC_ADAMW_H
 
@@ -23,6 +25,8 @@ typedef struct ParamGroup {
     size_t n;
     float lr_scale;   /* the group's lr = schedule lr * lr_scale */
     float weight_decay;
+    int continuous;   /* 1: trained continuously across a cascade's experts (a DoRA magnitude,
+                       * a ViT head): an adapters-only reset leaves its state (cascade.h) */
 } ParamGroup;
 
 typedef struct AdamW {
@@ -32,14 +36,24 @@ typedef struct AdamW {
     int n_groups;
     Real *m, *v;      /* moments, one block each, groups laid end to end */
     size_t n_total;
-    long step;        /* updates done since the last reset */
+    long step;        /* updates done since the last adamw_reset */
+    long *group_step; /* [n_groups] updates in each group's bias correction since its reset */
 } AdamW;
 
 int adamw_create(AdamW *opt, Backend *be, const AdamWConfig *config, const ParamGroup *groups,
                  int n_groups);
 void adamw_free(AdamW *opt);
-/* Zeroes moments and the step count (a new expert, a ReLoRA restart). */
+/* Zeroes every group's moments and step count: a new optimizer. */
 void adamw_reset(AdamW *opt);
+/* Zeroes group i's moments; with restart_step its step count too (its bias correction starts
+ * again, as a new torch optimizer's would), else the count carries on (ReLoRA's reset: it
+ * prunes exp_avg and exp_avg_sq and leaves torch's step). */
+void adamw_reset_group(AdamW *opt, int group, int restart_step);
+/* ReLoRA's magnitude_pruning_ (Guitaricet/relora, training_utils.py) on the moments of the
+ * parameters p[0..n), which must lie inside one group: in m and in v separately, the entries
+ * whose magnitude is not above the `ratio` quantile of that slice's magnitudes (torch.quantile,
+ * linear interpolation) are zeroed; the step count is left. ratio in (0, 1). */
+int adamw_prune_magnitude(AdamW *opt, const Real *p, size_t n, double ratio);
 /* Global L2 norm of all gradients, in double. */
 double adamw_grad_norm(AdamW *opt);
 /* One update at learning rate lr; clips by global norm first. Returns the pre-clip norm. */

@@ -15,6 +15,8 @@ static const char *const slow_merge_names[] = {[SLOW_MERGE_CUMULATIVE] = "cumula
                                                [SLOW_MERGE_REPLACE] = "replace", NULL};
 static const char *const noise_std_names[] = {[NOISE_STD_SCALED] = "scaled",
                                               [NOISE_STD_UNSCALED] = "unscaled", NULL};
+static const char *const reset_names[] = {[OPTIMIZER_RESET_ADAPTERS] = "adapters",
+                                          [OPTIMIZER_RESET_ALL] = "all", NULL};
 static const char *const method_names[] = {"lora", "cascade", "lorasc", "cola", "relora", NULL};
 
 static const char *name_at(const char *const *names, int i) {
@@ -26,18 +28,23 @@ static const char *name_at(const char *const *names, int i) {
 
 const char *cascade_slow_merge_name(int value) { return name_at(slow_merge_names, value); }
 const char *cascade_noise_std_name(int value) { return name_at(noise_std_names, value); }
+const char *cascade_reset_name(int value) { return name_at(reset_names, value); }
 const char *cascade_method_name(int index) { return name_at(method_names, index); }
 
 int cascade_preset(const char *method, CascadeConfig *config) {
     const CascadeConfig base = {.n_experts = 1, .alpha = 0.0f, .noise = 0.0f, .merge = 1,
                                 .reinit_fast = 1, .reset_optimizer = 1,
-                                .schedule = EXPERT_SCHEDULE_RESTART, .rewarmup_steps = 0,
+                                .reset = OPTIMIZER_RESET_ADAPTERS, .reset_step_count = 1,
+                                .moment_pruning = 0.0f, .schedule = EXPERT_SCHEDULE_RESTART,
+                                .rewarmup_steps = 0, .min_lr_ratio = 0.0f,
                                 .slow_merge = SLOW_MERGE_CUMULATIVE, .noise_std = NOISE_STD_SCALED};
     *config = base;
     if (strcmp(method, "lora") == 0) return LSC_OK;
     if (strcmp(method, "cascade") == 0) return LSC_OK; /* the caller sets one expert per epoch */
     if (strcmp(method, "lorasc") == 0) {
-        config->alpha = 0.8f; /* paper defaults: alpha 0.8, lambda 1.0 */
+        /* lorasc's defaults, picked from the grids the paper searches (alpha in {0.5, 0.6,
+         * 0.8}, lambda in {0.1, 1, 10}), not values the paper prescribes */
+        config->alpha = 0.8f;
         config->noise = 1.0f;
         return LSC_OK;
     }
@@ -46,11 +53,13 @@ int cascade_preset(const char *method, CascadeConfig *config) {
         config->schedule = EXPERT_SCHEDULE_GLOBAL;
         return LSC_OK;
     }
-    if (strcmp(method, "relora") == 0) {
+    if (strcmp(method, "relora") == 0) { /* Guitaricet/relora's defaults where they have one */
         config->n_experts = 0;
         config->steps_per_expert = 100;
         config->schedule = EXPERT_SCHEDULE_JAGGED;
         config->rewarmup_steps = 10;
+        config->min_lr_ratio = 0.1f;
+        config->reset_step_count = 0;
         return LSC_OK;
     }
     return error_set("Unknown method '%s'; known: lora, cascade, lorasc, cola, relora.", method);
@@ -68,7 +77,11 @@ static double now_seconds(void) {
 long cascade_expert_start(const Cascade *c, int expert) {
     if (expert >= c->n_experts) return c->total_steps;
     if (c->config.n_experts > 0) return (long)((long long)expert * c->total_steps / c->n_experts);
-    if (c->config.steps_per_expert > 0) return (long)expert * c->config.steps_per_expert;
+    if (c->config.steps_per_expert > 0) {
+        /* ReLoRA merges after the zero-lr update that opens each cycle (see cascade.h) */
+        const long late = c->config.schedule == EXPERT_SCHEDULE_JAGGED && expert > 0;
+        return (long)expert * c->config.steps_per_expert + late;
+    }
     return 0;
 }
 
@@ -87,12 +100,11 @@ float cascade_lr(const Cascade *c, const Schedule *s, long step) {
     const long start = cascade_expert_start(c, e), len = cascade_expert_start(c, e + 1) - start;
     switch (c->config.schedule) {
     case EXPERT_SCHEDULE_GLOBAL: return schedule_lr(s, step, c->total_steps);
-    case EXPERT_SCHEDULE_JAGGED: {
-        const float lr = schedule_lr(s, step, c->total_steps);
-        const long since = step - start, ramp = c->config.rewarmup_steps;
-        if (e == 0 || ramp <= 0 || since >= ramp) return lr;
-        return lr * (float)((double)since / (double)ramp);
-    }
+    case EXPERT_SCHEDULE_JAGGED: /* cosine whatever s->kind is, as ReLoRA ships it */
+        return (float)((double)s->peak_lr *
+                       schedule_relora_factor(step, c->total_steps, s->warmup_steps,
+                                              c->config.rewarmup_steps, c->config.steps_per_expert,
+                                              (double)c->config.min_lr_ratio));
     case EXPERT_SCHEDULE_RESTART:
     default: {
         Schedule compressed = *s;
@@ -126,6 +138,20 @@ int cascade_create(Cascade *c, CascadeWeightFn weight, void *model, LoraAdapters
         return error_set("The slow-fast retention alpha must lie in [0, 1], got %g.", (double)k->alpha);
     if (!(k->noise >= 0.0f))
         return error_set("The noise intensity lambda must be >= 0, got %g.", (double)k->noise);
+    if (!(k->moment_pruning >= 0.0f && k->moment_pruning < 1.0f))
+        return error_set("The optimizer's magnitude-pruning ratio must lie in [0, 1) (0: reset "
+                         "the moments to zero), got %g.", (double)k->moment_pruning);
+    if (k->schedule == EXPERT_SCHEDULE_JAGGED) {
+        if (k->n_experts != 0 || k->steps_per_expert <= 0)
+            return error_set("ReLoRA's schedule restarts every N steps: give steps_per_expert "
+                             "> 0 and n_experts = 0, got %ld and %d.", k->steps_per_expert,
+                             k->n_experts);
+        if (!(k->min_lr_ratio > 0.0f && k->min_lr_ratio <= 1.0f))
+            return error_set("ReLoRA's min_lr_ratio must lie in (0, 1] (their assertion), got %g.",
+                             (double)k->min_lr_ratio);
+        if (k->rewarmup_steps < 0)
+            return error_set("ReLoRA's re-warm-up must be >= 0 steps, got %ld.", k->rewarmup_steps);
+    }
     c->config = *k;
     c->weight = weight;
     c->model = model;
@@ -134,6 +160,8 @@ int cascade_create(Cascade *c, CascadeWeightFn weight, void *model, LoraAdapters
     c->total_steps = total_steps;
     c->seed = seed;
     if (k->n_experts > 0) c->n_experts = k->n_experts;
+    else if (k->steps_per_expert > 0 && k->schedule == EXPERT_SCHEDULE_JAGGED) /* starts 0, N+1, 2N+1, ... */
+        c->n_experts = total_steps < 2 ? 1 : 1 + (int)((total_steps - 2) / k->steps_per_expert);
     else if (k->steps_per_expert > 0) c->n_experts = (int)((total_steps + k->steps_per_expert - 1) / k->steps_per_expert);
     else c->n_experts = 1;
 
@@ -170,6 +198,7 @@ int cascade_create(Cascade *c, CascadeWeightFn weight, void *model, LoraAdapters
 }
 
 void cascade_free(Cascade *c) {
+    free(c->kept);
     Backend *be = c->slow.be;
     if (be) {
         if (c->ones) be->free(be, c->ones);
@@ -275,6 +304,119 @@ static void add_noise(Cascade *c, int next, CascadeEvent *ev) {
     if (count) ev->noise_std_mean /= count;
 }
 
+/* The optimizer at a boundary: the groups `reset` names (every group, or those not marked
+ * continuous) get their moments zeroed, or pruned by magnitude per tensor (each A and B of the
+ * adapters; each continuous group as one tensor), and their step counts restarted when
+ * reset_step_count says so. */
+static int reset_optimizer(Cascade *c) {
+    AdamW *opt = c->opt;
+    const CascadeConfig *k = &c->config;
+    const double ratio = k->moment_pruning;
+    if (ratio > 0.0) {
+        const size_t r = (size_t)c->fast->config.rank;
+        for (int l = 0; l < c->fast->n_layers; l++)
+            for (int t = 0; t < LORA_NUM_TARGETS; t++) {
+                if (!lora_enabled(c->fast, t)) continue;
+                if (adamw_prune_magnitude(opt, lora_a(c->fast, l, t), r * (size_t)c->fast->in_dim[t], ratio) != LSC_OK ||
+                    adamw_prune_magnitude(opt, lora_b(c->fast, l, t), (size_t)c->fast->out_dim[t] * r, ratio) != LSC_OK)
+                    return LSC_ERR;
+            }
+    }
+    for (int i = 0; i < opt->n_groups; i++) {
+        const ParamGroup *g = &opt->groups[i];
+        if (g->continuous && k->reset != OPTIMIZER_RESET_ALL) continue;
+        if (ratio <= 0.0) {
+            adamw_reset_group(opt, i, k->reset_step_count);
+            continue;
+        }
+        if (g->continuous && adamw_prune_magnitude(opt, g->p, g->n, ratio) != LSC_OK) return LSC_ERR;
+        if (k->reset_step_count) opt->group_step[i] = 0;
+    }
+    return LSC_OK;
+}
+
+/* keep_merges: a host copy of the slow block just merged. */
+static int keep_merge(Cascade *c) {
+    const size_t n = c->slow.num_params;
+    const int slot = c->config.slow_merge == SLOW_MERGE_REPLACE ? 0 : c->n_kept;
+    Real *k = realloc(c->kept, (size_t)(slot + 1) * n * sizeof *k);
+    if (!k) return error_set("Out of memory keeping the adapter of expert %d.", c->n_kept + 1);
+    c->kept = k;
+    c->slow.be->to_host(c->slow.be, k + (size_t)slot * n, c->slow.params, n * sizeof *k);
+    c->n_kept = slot + 1;
+    return LSC_OK;
+}
+
+const char *cascade_adapter_obstacle(const CascadeConfig *k, int n_experts, int use_dora) {
+    if (!k->merge)
+        return "the run merges nothing into the base, so there is no merged update to export";
+    if (k->noise > 0.0f && n_experts > 1)
+        return "the cascade added noise (lambda > 0) to the base weights between experts; that "
+               "noise "
+               "is no low-rank update, so no adapter reproduces the trained model: the merged "
+               "model "
+               "(save = \"model\", lorasc export --hf) is the only exact export";
+    if (use_dora && n_experts > 1)
+        return "a DoRA cascade of several experts rescales whole rows at every merge, which no "
+               "single "
+               "DoRA adapter reproduces: the merged model (save = \"model\", lorasc export --hf) "
+               "is "
+               "the only exact export";
+    return NULL;
+}
+
+int cascade_merged_adapter(const Cascade *c, LoraAdapters *out) {
+    memset(out, 0, sizeof *out);
+    const LoraAdapters *s = &c->slow;
+    const char *why = cascade_adapter_obstacle(&c->config, c->n_experts, s->config.use_dora);
+    if (why) return error_set("This run has no exact PEFT adapter: %s.", why);
+    if (!c->config.keep_merges)
+        return error_set("This run did not keep its merged adapters (keep_merges was off).");
+    if (c->n_kept == 0)
+        return error_set("No expert of this run has ended yet: there is no adapter.");
+    const int T = c->n_kept, r = s->config.rank, R = T * r;
+    LoraConfig lc = s->config;
+    lc.rank = R;
+    lc.alpha = s->config.alpha * (float)T;
+    if (lora_create(out, s->be, &lc, s->n_layers, s->in_dim, s->out_dim, 0) != LSC_OK)
+        return LSC_ERR;
+    size_t widest = 1;
+    for (int t = 0; t < LORA_NUM_TARGETS; t++)
+        if ((size_t)s->in_dim[t] + (size_t)s->out_dim[t] > widest)
+            widest = (size_t)s->in_dim[t] + s->out_dim[t];
+    Real *h = malloc(widest * (size_t)R * sizeof *h);
+    if (!h) {
+        lora_free(out);
+        return error_set("Out of memory stacking the adapters of %d experts.", T);
+    }
+    Backend *be = s->be;
+    for (int l = 0; l < s->n_layers; l++)
+        for (int t = 0; t < LORA_NUM_TARGETS; t++) {
+            if (!lora_enabled(s, t)) continue;
+            const size_t in = (size_t)s->in_dim[t], o = (size_t)s->out_dim[t];
+            /* offsets of this slot's A, B (and m) inside a kept block: as in slow's */
+            const size_t a_off = (size_t)(lora_a(s, l, t) - s->params);
+            const size_t b_off = (size_t)(lora_b(s, l, t) - s->params);
+            Real *ha = h, *hb = h + (size_t)R * in;
+            for (int e = 0; e < T; e++) {
+                const Real *blk = c->kept + (size_t)e * s->num_params;
+                memcpy(ha + (size_t)e * r * in, blk + a_off, (size_t)r * in * sizeof *h); /* rows */
+                for (size_t row = 0; row < o; row++) /* columns */
+                    memcpy(hb + row * R + (size_t)e * r, blk + b_off + row * (size_t)r,
+                           (size_t)r * sizeof *h);
+            }
+            be->to_device(be, lora_a(out, l, t), ha, (size_t)R * in * sizeof *h);
+            be->to_device(be, lora_b(out, l, t), hb, o * (size_t)R * sizeof *h);
+            if (lora_has_magnitude(s, t)) {
+                const size_t m_off = (size_t)(lora_magnitude(s, l, t) - s->params);
+                be->to_device(be, lora_magnitude(out, l, t), c->kept + m_off, o * sizeof *h);
+            }
+        }
+    out->magnitudes_set = s->config.use_dora;
+    free(h);
+    return LSC_OK;
+}
+
 int cascade_after_step(Cascade *c, long step, CascadeEvent *event) {
     const int e = cascade_expert_of_step(c, step);
     if (step + 1 != cascade_expert_start(c, e + 1)) return 0;
@@ -286,11 +428,12 @@ int cascade_after_step(Cascade *c, long step, CascadeEvent *event) {
         merge_slow(c, -1.0f); /* take out what the previous boundary merged */
     update_slow(c);
     if (c->config.merge) ev.merged_norm = sqrt(merge_slow(c, +1.0f));
+    if (c->config.merge && c->config.keep_merges && keep_merge(c) != LSC_OK) return -1;
     if (has_next && c->config.noise > 0.0f) add_noise(c, e + 1, &ev);
     /* after the last merge the fast adapter is reset too, so the model is the merged base */
     if ((has_next && c->config.reinit_fast) || (!has_next && c->config.merge))
         lora_init(c->fast, cascade_expert_seed(c->seed, e + 1));
-    if (has_next && c->config.reset_optimizer) adamw_reset(c->opt);
+    if (has_next && c->config.reset_optimizer && reset_optimizer(c) != LSC_OK) return -1;
 
     c->slow.be->sync(c->slow.be);
     ev.boundary_seconds = now_seconds() - t0;

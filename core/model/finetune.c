@@ -68,9 +68,10 @@ int finetune_lora_groups(LoraAdapters *lora, float weight_decay, float lora_plus
     if (!*groups) return error_set("Out of memory allocating optimiser groups.");
     if (n_extra) {
         (*groups)[n] = *extra;
+        (*groups)[n].continuous = 1;
         (*groups)[n++].weight_decay = weight_decay;
     }
-    if (lora_plus_ratio == 1.0f) {
+    if (lora_plus_ratio == 1.0f && !lora->config.use_dora) {
         (*groups)[n++] = (ParamGroup){.p = lora->params, .g = lora->grads, .n = lora->num_params,
                                       .lr_scale = 1.0f, .weight_decay = weight_decay};
         return n;
@@ -85,11 +86,11 @@ int finetune_lora_groups(LoraAdapters *lora, float weight_decay, float lora_plus
             (*groups)[n++] = (ParamGroup){.p = lora_b(lora, l, t), .g = lora_db(lora, l, t),
                                           .n = (size_t)lora->out_dim[t] * r,
                                           .lr_scale = lora_plus_ratio, .weight_decay = weight_decay};
-            if (lora_has_magnitude(lora, t)) /* DoRA's m trains at the base rate */
+            if (lora_has_magnitude(lora, t)) /* DoRA's m: the base rate, across experts */
                 (*groups)[n++] = (ParamGroup){.p = lora_magnitude(lora, l, t),
                                               .g = lora_dmagnitude(lora, l, t),
                                               .n = (size_t)lora->out_dim[t], .lr_scale = 1.0f,
-                                              .weight_decay = weight_decay};
+                                              .weight_decay = weight_decay, .continuous = 1};
         }
     return n;
 }
@@ -99,6 +100,12 @@ int finetune_begin(Finetune *ft, const FinetuneModel *model, LoraAdapters *fast,
     memset(ft, 0, sizeof *ft);
     if (!(cfg->lora_plus_ratio > 0.0f))
         return error_set("The LoRA+ ratio must be positive, got %g.", (double)cfg->lora_plus_ratio);
+    if (cfg->cascade.schedule == EXPERT_SCHEDULE_JAGGED &&
+        cfg->schedule.warmup_steps > cfg->cascade.steps_per_expert)
+        return error_set("ReLoRA's first restart (step %ld) would come before its warm-up of %ld "
+                         "steps ends: use a warm-up of at most `every` steps (ReLoRA asserts it).",
+                         cfg->cascade.steps_per_expert, cfg->schedule.warmup_steps);
+    if (lora_check_rank(&fast->config, fast->in_dim, fast->out_dim) != LSC_OK) return LSC_ERR;
     ft->config = *cfg;
     ft->model = *model;
     ft->fast = fast;
@@ -134,6 +141,13 @@ int finetune_after_step(Finetune *ft, CascadeEvent *event) {
 
 int finetune_done(const Finetune *ft) { return ft->step >= ft->config.total_steps; }
 
+int finetune_merged_adapter(const Finetune *ft, LoraAdapters *out) {
+    if (!finetune_done(ft))
+        return error_set("The run has done %ld of its %ld steps: its adapter is not final yet.",
+                         ft->step, ft->config.total_steps);
+    return cascade_merged_adapter(&ft->cascade, out);
+}
+
 void finetune_end(Finetune *ft) {
     cascade_free(&ft->cascade);
     adamw_free(&ft->opt);
@@ -161,7 +175,12 @@ int finetune_run(Llama *model, LoraAdapters *fast, const FinetuneConfig *cfg,
         const LlamaBatch batch = {.tokens = tokens, .targets = targets, .B = cfg->batch, .T = cfg->seq};
         if ((rc = finetune_step(&ft, &batch, &result, &lr)) != LSC_OK) break;
         if (cb->on_step) cb->on_step(cb->ctx, step, &result, lr);
-        if (finetune_after_step(&ft, &event) && cb->on_event) cb->on_event(cb->ctx, &event);
+        const int boundary = finetune_after_step(&ft, &event);
+        if (boundary < 0) {
+            rc = LSC_ERR;
+            break;
+        }
+        if (boundary && cb->on_event) cb->on_event(cb->ctx, &event);
     }
     finetune_end(&ft);
     free(tokens);

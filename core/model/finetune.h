@@ -20,7 +20,7 @@ typedef struct FinetuneModel {
     /* The base weight of a slot, for the cascade's merges and noise. */
     CascadeWeightFn weight;
     /* Parameters trained in full beside the adapters (ViT's head, as PEFT's
-     * modules_to_save); n = 0 when there are none. lr_scale 1. */
+     * modules_to_save), continuously across experts; n = 0 when there are none. lr_scale 1. */
     ParamGroup extra;
 } FinetuneModel;
 
@@ -79,20 +79,25 @@ int finetune_begin(Finetune *ft, const FinetuneModel *model, LoraAdapters *fast,
  * expert, is left to finetune_after_step, so a caller can look at the trained expert first. */
 int finetune_step(Finetune *ft, const void *batch, StepResult *result, float *lr);
 /* After finetune_step: if that step ended an expert, does the boundary work and returns 1
- * with *event filled; else 0. */
+ * with *event filled; else 0; -1 (error set) if the boundary work failed. */
 int finetune_after_step(Finetune *ft, CascadeEvent *event);
 /* 1 once every step has run (the last boundary has merged the learned update). */
 int finetune_done(const Finetune *ft);
 void finetune_end(Finetune *ft);
+/* After the last step of a run begun with cfg->cascade.keep_merges: the adapter that
+ * reproduces everything the run merged into the base (cascade_merged_adapter), created on the
+ * run's backend; an error sentence when the run has none. */
+int finetune_merged_adapter(const Finetune *ft, LoraAdapters *out);
 
 /* Trains `fast` (attached to a Llama) for cfg->total_steps on batches from cb. On return the cascade's last merge
  * has put the learned update into the base weights and `fast` is re-initialised (B = 0). */
 int finetune_run(Llama *model, LoraAdapters *fast, const FinetuneConfig *cfg,
                  const FinetuneCallbacks *cb);
 
-/* The AdamW groups for adapters: one group for the whole block when ratio == 1, else one
- * group per A (lr x 1), per B (lr x ratio) and per DoRA magnitude (lr x 1); plus `extra`
- * when extra->n > 0. Returns the count; *groups is malloc'ed. */
+/* The AdamW groups for adapters: one group for the whole block when ratio == 1 without DoRA,
+ * else one group per A (lr x 1), per B (lr x ratio) and per DoRA magnitude (lr x 1, marked
+ * continuous); plus `extra` first, marked continuous, when extra->n > 0. Returns the count;
+ * *groups is malloc'ed. */
 int finetune_lora_groups(LoraAdapters *lora, float weight_decay, float lora_plus_ratio,
                          const ParamGroup *extra, ParamGroup **groups);
 

@@ -49,7 +49,35 @@ int llama_config_validate(const LlamaConfig *c) {
     if (c->rope_style != ROPE_INTERLEAVED && c->rope_style != ROPE_HALF)
         return error_set("Llama config: rope_style must be 0 (interleaved) or 1 (half), got %d.",
                          (int)c->rope_style);
+    if (c->seq_len > LLAMA_MAX_SEQ_LEN)
+        return error_set("Llama config: seq_len %d is above lorasc's limit of %d positions.",
+                         c->seq_len, LLAMA_MAX_SEQ_LEN);
+    /* the parameter count in double (exact far beyond the limit): no size_t product below
+     * can overflow once it is under LLAMA_MAX_PARAMS */
+    const double C = c->dim, H = c->hidden_dim, L = c->n_layers, V = c->vocab_size;
+    const double HD = (double)(c->dim / c->n_heads), kv = c->n_kv_heads * HD;
+    const double n = V * C * (c->tied_embeddings ? 1 : 2) + L * (2 * C + 2 * C * C + 2 * kv * C + 3 * H * C) + C;
+    if (n > (double)LLAMA_MAX_PARAMS)
+        return error_set("Llama config: dim %d, hidden_dim %d, %d layers and vocab %d make %.3g "
+                         "parameters, above lorasc's limit of %.3g.", c->dim, c->hidden_dim,
+                         c->n_layers, c->vocab_size, n, (double)LLAMA_MAX_PARAMS);
     return LSC_OK;
+}
+
+void llama_tensor_shape(const LlamaConfig *c, int tensor, int64_t *rows, int64_t *cols) {
+    const int64_t C = c->dim, H = c->hidden_dim, HD = c->dim / c->n_heads;
+    const int64_t Q = (int64_t)c->n_heads * HD, KV = (int64_t)c->n_kv_heads * HD;
+    *cols = C;
+    switch (tensor) {
+    case LLAMA_TOKEN_EMBEDDING: case LLAMA_WCLS: *rows = c->vocab_size; break;
+    case LLAMA_RMS_ATT: case LLAMA_RMS_FFN: case LLAMA_RMS_FINAL: *rows = C; *cols = 0; break;
+    case LLAMA_WQ: *rows = Q; break;
+    case LLAMA_WK: case LLAMA_WV: *rows = KV; break;
+    case LLAMA_WO: *rows = C; *cols = Q; break;
+    case LLAMA_W1: case LLAMA_W3: *rows = H; break;
+    case LLAMA_W2: *rows = C; *cols = H; break;
+    default: LSC_ASSERT(0);
+    }
 }
 
 void llama_param_sizes(const LlamaConfig *c, size_t sizes[LLAMA_NUM_PARAM_TENSORS]) {
@@ -87,12 +115,17 @@ static void carve_weights(LlamaWeights *w, Real *block, const size_t sizes[LLAMA
 int llama_head_dim(const LlamaConfig *c) { return c->dim / c->n_heads; }
 
 /* cos/sin of p * theta^(-2i/HD) for p < seq_len, i < HD/2, computed in double. */
-static void build_rope_tables(Llama *m) {
+static int build_rope_tables(Llama *m) {
     const LlamaConfig *c = &m->config;
     const int half = llama_head_dim(c) / 2;
     const size_t n = (size_t)c->seq_len * (size_t)half;
     Real *cos_h = malloc(n * sizeof(Real)), *sin_h = malloc(n * sizeof(Real));
-    LSC_ASSERT(cos_h && sin_h);
+    if (!cos_h || !sin_h) {
+        free(cos_h);
+        free(sin_h);
+        return error_set("Out of memory building the RoPE tables of a Llama model (seq_len %d, "
+                         "%zu bytes).", c->seq_len, 2 * n * sizeof(Real));
+    }
     for (int p = 0; p < c->seq_len; p++)
         for (int i = 0; i < half; i++) {
             double freq = pow((double)c->rope_theta, -2.0 * i / (double)llama_head_dim(c));
@@ -103,6 +136,7 @@ static void build_rope_tables(Llama *m) {
     m->be->to_device(m->be, m->rope_sin, sin_h, n * sizeof(Real));
     free(cos_h);
     free(sin_h);
+    return LSC_OK;
 }
 
 int llama_create(Llama *m, Backend *be, const LlamaConfig *c) {
@@ -117,12 +151,16 @@ int llama_create(Llama *m, Backend *be, const LlamaConfig *c) {
     m->rope_cos = be->alloc(be, rope_n * sizeof(Real));
     m->rope_sin = be->alloc(be, rope_n * sizeof(Real));
     if (!m->params || !m->rope_cos || !m->rope_sin) {
+        const size_t n = m->num_params; /* llama_free clears it */
         llama_free(m);
-        return error_set("Out of memory allocating a Llama model with %zu parameters.",
-                         m->num_params);
+        return error_set("Out of memory allocating a Llama model with %zu parameters (%zu bytes) "
+                         "and seq_len %d.", n, n * sizeof(Real), c->seq_len);
     }
     carve_weights(&m->w, m->params, m->param_sizes);
-    build_rope_tables(m);
+    if (build_rope_tables(m) != LSC_OK) {
+        llama_free(m);
+        return LSC_ERR;
+    }
     return LSC_OK;
 }
 
@@ -136,6 +174,12 @@ void llama_free(Llama *m) {
         arena_free(&m->acts_arena);
     }
     memset(m, 0, sizeof *m);
+}
+
+int llama_clone(Llama *m, const Llama *src) {
+    if (llama_create(m, src->be, &src->config) != LSC_OK) return LSC_ERR;
+    src->be->copy(src->be, m->params, src->params, src->num_params * sizeof(Real));
+    return LSC_OK;
 }
 
 void llama_init_random(Llama *m, uint64_t seed) {

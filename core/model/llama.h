@@ -30,7 +30,15 @@ typedef struct LlamaConfig {
     RopeStyle rope_style;
 } LlamaConfig;
 
-/* Returns LSC_OK or LSC_ERR with a sentence naming the bad field. */
+/* Bounds on what a config (from a file or a user) may ask for, checked before anything is
+ * allocated: seq_len sizes the RoPE tables (seq_len x head_size/2 each), and the parameter
+ * count is computed without overflow. 2^20 positions is 8x the longest context of public
+ * Llamas (131072); 2^36 parameters is 256 GiB of fp32 weights. */
+#define LLAMA_MAX_SEQ_LEN (1 << 20)
+#define LLAMA_MAX_PARAMS ((size_t)1 << 36)
+
+/* Returns LSC_OK or LSC_ERR with a sentence naming the bad field (also a seq_len above
+ * LLAMA_MAX_SEQ_LEN or a parameter count above LLAMA_MAX_PARAMS). */
 int llama_config_validate(const LlamaConfig *c);
 
 enum {
@@ -55,6 +63,9 @@ typedef struct LlamaWeights {
 } LlamaWeights;
 
 const char *llama_param_name(int tensor);
+/* Row-major shape of one layer's slice of a stacked tensor (or of a global tensor):
+ * [rows, cols], cols = 0 for vectors (the norm weights). */
+void llama_tensor_shape(const LlamaConfig *c, int tensor, int64_t *rows, int64_t *cols);
 /* Number of elements of each tensor for config c. */
 void llama_param_sizes(const LlamaConfig *c, size_t sizes[LLAMA_NUM_PARAM_TENSORS]);
 
@@ -117,6 +128,8 @@ typedef struct Llama {
 /* Allocates parameters (zeroed) for c on be. */
 int llama_create(Llama *m, Backend *be, const LlamaConfig *c);
 void llama_free(Llama *m);
+/* m = a copy of src on src's backend (weights only: no gradients, adapters or optimiser). */
+int llama_clone(Llama *m, const Llama *src);
 
 /* Random initialisation for pretraining: normal(0, 0.02) matrices, ones for norm weights. */
 void llama_init_random(Llama *m, uint64_t seed);

@@ -32,6 +32,19 @@ static size_t slot(int layer, int target) {
     return (size_t)layer * LORA_NUM_TARGETS + (size_t)target;
 }
 
+int lora_check_rank(const LoraConfig *config, const int in_dim[LORA_NUM_TARGETS],
+                    const int out_dim[LORA_NUM_TARGETS]) {
+    for (int t = 0; t < LORA_NUM_TARGETS; t++) {
+        if (!((config->targets >> t) & 1u)) continue;
+        const int lim = in_dim[t] < out_dim[t] ? in_dim[t] : out_dim[t];
+        if (config->rank > lim)
+            return error_set("LoRA rank %d is larger than the %d x %d matrix of target %s: B·A "
+                             "cannot have a rank above %d; use rank <= %d.", config->rank,
+                             out_dim[t], in_dim[t], lora_target_name((LoraTarget)t), lim, lim);
+    }
+    return LSC_OK;
+}
+
 int lora_create(LoraAdapters *lora, Backend *be, const LoraConfig *config, int n_layers,
                 const int in_dim[LORA_NUM_TARGETS], const int out_dim[LORA_NUM_TARGETS],
                 uint64_t seed) {

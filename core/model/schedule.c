@@ -1,5 +1,5 @@
 /* Learning-rate schedules (see schedule.h): HF get_{constant,linear,cosine}_schedule_with_warmup,
- * plus an optional floor. */
+ * plus an optional floor; ReLoRA's cosine with restarts. */
 #include "core/model/schedule.h"
 
 #include <math.h>
@@ -19,6 +19,26 @@ float schedule_lr(const Schedule *s, long step, long length) {
     }
     const double floor = s->min_lr_ratio;
     return (float)(s->peak_lr * (floor + (1.0 - floor) * factor));
+}
+
+static long max_long(long a, long b) { return a > b ? a : b; }
+
+double schedule_relora_factor(long step, long length, long first_warmup, long restart_warmup,
+                              long restart_every, double min_lr_ratio) {
+    if (step < first_warmup) return (double)step / (double)max_long(1, first_warmup);
+    const long restart_step = step % restart_every, restart_number = step / restart_every;
+    if (restart_step < restart_warmup && step >= restart_every) {
+        /* the envelope's value where this re-warm-up ends */
+        const double end_of_warmup_progress =
+            (double)(restart_number * restart_every + restart_warmup - first_warmup) /
+            (double)max_long(1, length - first_warmup);
+        const double decay = 0.5 * (1.0 + cos(M_PI * end_of_warmup_progress));
+        const double multiplier = min_lr_ratio + (1.0 - min_lr_ratio) * decay;
+        return (double)restart_step / (double)max_long(1, restart_warmup) * multiplier;
+    }
+    const double progress = (double)(step - first_warmup) / (double)max_long(1, length - first_warmup);
+    const double decay = 0.5 * (1.0 + cos(M_PI * progress));
+    return min_lr_ratio + (1.0 - min_lr_ratio) * decay;
 }
 
 static const char *const schedule_names[] = {"constant", "linear", "cosine"};

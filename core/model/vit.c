@@ -52,6 +52,16 @@ int vit_config_validate(const ViTConfig *c) {
     if ((c->pre_norm != 0 && c->pre_norm != 1) || (c->patch_bias != 0 && c->patch_bias != 1))
         return error_set("ViT config: pre_norm and patch_bias must be 0 or 1, got %d and %d.",
                          c->pre_norm, c->patch_bias);
+    /* the parameter count in double (exact far beyond the limit), before any size_t product */
+    const double D = c->dim, L = c->n_layers, M = c->mlp_dim, K = c->n_classes;
+    const double g = (double)(c->image_size / c->patch_size), T = 1 + g * g;
+    const double P = (double)c->channels * c->patch_size * c->patch_size;
+    const double n = D * (P + T + 6) + L * (4 * D * D + 9 * D + 2 * M * D + M) + K * (D + 1);
+    if (n > (double)VIT_MAX_PARAMS)
+        return error_set("ViT config: image_size %d, patch_size %d, dim %d, %d layers and "
+                         "mlp_dim %d make %.3g parameters, above lorasc's limit of %.3g.",
+                         c->image_size, c->patch_size, c->dim, c->n_layers, c->mlp_dim, n,
+                         (double)VIT_MAX_PARAMS);
     return LSC_OK;
 }
 
@@ -107,8 +117,10 @@ int vit_create(ViT *m, Backend *be, const ViTConfig *c) {
     m->params = be->alloc(be, m->num_params * sizeof(Real));
     m->head_grad_own = be->alloc(be, m->head_size * sizeof(Real));
     if (!m->params || !m->head_grad_own) {
+        const size_t n = m->num_params; /* vit_free clears it */
         vit_free(m);
-        return error_set("Out of memory allocating a ViT with %zu parameters.", m->num_params);
+        return error_set("Out of memory allocating a ViT with %zu parameters (%zu bytes).", n,
+                         n * sizeof(Real));
     }
     carve_weights(&m->w, m->params, m->param_sizes);
     m->head_params = m->w.tensors[VIT_HEAD_W];
@@ -155,6 +167,41 @@ void vit_init_random(ViT *m, uint64_t seed) {
     }
     m->be->to_device(m->be, m->params, host, m->num_params * sizeof(Real));
     free(host);
+}
+
+int vit_init_head(ViT *m, uint64_t seed) {
+    const size_t nw = m->param_sizes[VIT_HEAD_W], nb = m->param_sizes[VIT_HEAD_B];
+    Real *h = calloc(nw + nb, sizeof(Real)); /* the bias stays zero */
+    if (!h) return error_set("Out of memory initialising a ViT head of %zu values.", nw + nb);
+    philox_normal(h, nw, seed, philox_stream(RNG_PURPOSE_INIT, 0xFFFD, 0, 0), 0.0, 0.02);
+    m->be->to_device(m->be, m->w.tensors[VIT_HEAD_W], h, (nw + nb) * sizeof(Real));
+    free(h);
+    return LSC_OK;
+}
+
+/* m = a model of config c on src's backend holding src's weights, the head too if copy_head. */
+static int clone_weights(ViT *m, const ViT *src, const ViTConfig *c, int copy_head) {
+    if (vit_create(m, src->be, c) != LSC_OK) return LSC_ERR;
+    Backend *be = src->be;
+    for (int t = 0; t < VIT_NUM_PARAM_TENSORS; t++) {
+        if (m->param_sizes[t] == 0) continue;
+        if (!copy_head && (t == VIT_HEAD_W || t == VIT_HEAD_B)) continue;
+        be->copy(be, m->w.tensors[t], src->w.tensors[t], m->param_sizes[t] * sizeof(Real));
+    }
+    return LSC_OK;
+}
+
+int vit_clone(ViT *m, const ViT *src) { return clone_weights(m, src, &src->config, 1); }
+
+int vit_clone_new_head(ViT *m, const ViT *src, int n_classes, uint64_t head_seed) {
+    ViTConfig c = src->config;
+    c.n_classes = n_classes;
+    if (clone_weights(m, src, &c, 0) != LSC_OK) return LSC_ERR;
+    if (vit_init_head(m, head_seed) != LSC_OK) {
+        vit_free(m);
+        return LSC_ERR;
+    }
+    return LSC_OK;
 }
 
 int vit_enable_full_grads(ViT *m) {

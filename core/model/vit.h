@@ -41,7 +41,11 @@ typedef struct ViTConfig {
     int patch_bias;   /* 1: the patch embedding has a bias (HF ViT); 0: none (CLIP) */
 } ViTConfig;
 
-/* Returns LSC_OK or LSC_ERR with a sentence naming the bad field. */
+/* At most 2^36 parameters (256 GiB of fp32 weights), checked before anything is allocated. */
+#define VIT_MAX_PARAMS ((size_t)1 << 36)
+
+/* Returns LSC_OK or LSC_ERR with a sentence naming the bad field (also a parameter count
+ * above VIT_MAX_PARAMS). */
 int vit_config_validate(const ViTConfig *c);
 /* Patches per image, (image_size / patch_size)^2, and tokens per image, 1 + that. */
 int vit_num_patches(const ViTConfig *c);
@@ -156,6 +160,14 @@ void vit_free(ViT *m);
  * position embeddings (as HF ViT's truncated normal, untruncated), zero biases, LayerNorm
  * weights 1. */
 void vit_init_random(ViT *m, uint64_t seed);
+
+/* A new classification head: weights normal(0, 0.02) drawn from seed, bias zero. */
+int vit_init_head(ViT *m, uint64_t seed);
+/* m = a copy of src on src's backend (weights only: no gradients, adapters or optimiser). */
+int vit_clone(ViT *m, const ViT *src);
+/* m = src with a new head for n_classes classes (vit_init_head(head_seed)); every other weight
+ * is copied, as a transfer to a new label set does. */
+int vit_clone_new_head(ViT *m, const ViT *src, int n_classes, uint64_t head_seed);
 
 /* Allocates the gradient block: after this, backward computes gradients of every weight. */
 int vit_enable_full_grads(ViT *m);

@@ -20,7 +20,7 @@ struct sqlite3;
 struct sqlite3_stmt;
 
 /* The schema version this build writes; store_open migrates older files up to it. */
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 /* Default for Store.stale_after_s: a run whose heartbeat is older is presumed dead. */
 #define STORE_STALE_AFTER_S 600.0
 #define STORE_MAX_STMTS 32
@@ -40,6 +40,10 @@ typedef enum StoreRunStatus {
 
 /* Flags for store_run_claim. */
 #define STORE_RERUN_FAILED 1u /* also claim 'failed' runs (`lorasc run --rerun-failed`) */
+/* also claim 'done' runs made by other code or from other inputs (`lorasc run --rerun-stale`):
+ * their git_commit or git_dirty differs from this store's (store_meta_set), or their
+ * inputs_sha256 from the one given to store_inputs_set (store_done_is_stale) */
+#define STORE_RERUN_STALE 2u
 
 /* Where and how this process runs, recorded on every run it claims. Strings are copied;
  * NULL leaves a field unknown (NULL in the database). */
@@ -86,6 +90,7 @@ typedef struct StoreRun {
     const char *created_at, *started_at, *finished_at, *heartbeat_at; /* ISO-8601 UTC */
     double wall_time_s;      /* NaN if unknown */
     const char *host, *device, *git_commit, *build_options, *lib_versions;
+    const char *inputs_sha256; /* fingerprint of the run's data files and checkpoints, or NULL */
     long pid;
     int git_dirty;           /* 1, 0, or -1 unknown */
     const StoreEval *evals;  /* every eval of the run, ordered by split then metric */
@@ -95,16 +100,33 @@ typedef struct StoreRun {
 /* Return LSC_OK to continue; anything else stops the query, which then returns it. */
 typedef int (*StoreRunFn)(void *ud, const StoreRun *run);
 
+/* A file a run read (a data file, a checkpoint, a tokenizer, the cached base model), as
+ * recorded in run_inputs. */
+typedef struct StoreInput {
+    const char *path, *kind; /* kind: "data", "corpus", "checkpoint", "tokenizer", "base", ... */
+    const char *sha256;      /* hex */
+    int64_t bytes;
+} StoreInput;
+
+/* Called once per input of a run by store_run_inputs; return LSC_OK to continue. */
+typedef int (*StoreInputFn)(void *ud, const StoreInput *input);
+
 typedef struct StoreMergeStats {
     long experiments_added;
     long runs_added;     /* not in OUT before */
-    long runs_replaced;  /* in OUT with a lesser status (e.g. failed) than the input's done */
-    long runs_skipped;   /* duplicates kept as they were in OUT (first one wins) */
+    long runs_replaced;  /* in OUT with a lesser status (e.g. failed than the input's done), or
+                          * the same status but finished earlier (a stale rerun replaces) */
+    long runs_skipped;   /* duplicates kept as they were in OUT */
 } StoreMergeStats;
 
 /* Buffered rows, written by store_flush. Private. */
 typedef struct StoreMetricRow { int64_t run_id, step; int name; double value; } StoreMetricRow;
 typedef struct StoreEvalRow { int64_t run_id; char *split, *metric; double value; } StoreEvalRow;
+typedef struct StoreInputRow {
+    char *path, *kind;
+    char sha256[65];
+    int64_t bytes;
+} StoreInputRow;
 typedef struct StoreArtifactRow {
     int64_t run_id, bytes;
     char *path, *kind;
@@ -120,6 +142,7 @@ typedef struct Store {
     char host[256];
     char *device, *git_commit, *build_options, *lib_versions;
     int git_dirty;
+    int readonly; /* opened by store_open_readonly */
     StoreMetricRow *metrics;
     long n_metrics, cap_metrics;
     char **names; /* metric names, interned */
@@ -128,13 +151,24 @@ typedef struct Store {
     long n_evals, cap_evals;
     StoreArtifactRow *artifacts;
     long n_artifacts, cap_artifacts;
+    char *inputs_sha256; /* store_inputs_set: what the next claims record */
+    StoreInputRow *inputs;
+    long n_inputs, cap_inputs;
 } Store;
 
 /* Opens (creating if absent) the database at path and migrates it to STORE_SCHEMA_VERSION in
  * one transaction. The directory must exist (it is not created). Errors, one sentence each:
  * missing directory, not an SQLite file, an SQLite file that is not a run store, a store from
- * a newer lorasc. On error *s is left closed (store_close is still safe to call). */
+ * a newer lorasc, a file or directory lorasc cannot write (the sentence says it is read-only
+ * and that report/status/show/merge read it as it is). On error *s is left closed
+ * (store_close is still safe to call). */
 int store_open(Store *s, const char *path);
+/* Opens an existing run database for reading only (report, status, show, a merge's input: a
+ * finished sweep on a read-only share): nothing is written, not even a migration (a database
+ * of an older schema is an error that says it needs write access once), and a WAL database
+ * whose -shm file cannot be created (a read-only directory) is opened immutable. Writes
+ * through *s fail. */
+int store_open_readonly(Store *s, const char *path);
 /* Flushes buffered rows (see store_flush), closes the database and frees everything. Returns
  * the flush's status; *s is closed either way. Safe on a zeroed or already closed Store. */
 int store_close(Store *s);
@@ -155,9 +189,11 @@ int store_experiment_find(Store *s, const char *name, int64_t *id);
 int store_run_add(Store *s, int64_t experiment_id, const char *config_hash, const char *config_json,
                   int64_t seed, int64_t *run_id);
 /* Claims the run (creating it if absent) for this process, atomically: 'pending' and
- * 'interrupted' rows are claimed, 'failed' ones only with STORE_RERUN_FAILED, 'done' never;
- * a 'running' row is claimed only if stale (it is first marked 'interrupted'). Claiming sets
- * it 'running' with this host, pid, metadata and a fresh heartbeat, counts an attempt, and
+ * 'interrupted' rows are claimed, 'failed' ones only with STORE_RERUN_FAILED, 'done' ones only
+ * with STORE_RERUN_STALE and only if stale (store_done_is_stale); a 'running' row is claimed
+ * only if its process is gone (it is first marked 'interrupted'). Claiming sets it 'running'
+ * with this host, pid, metadata, inputs (store_inputs_set) and a fresh heartbeat, counts an
+ * attempt, and
  * deletes what an earlier attempt logged (metrics, evals, artifacts). out->claimed says
  * whether this process must now run it; out->prior says why not. */
 int store_run_claim(Store *s, int64_t experiment_id, const char *config_hash,
@@ -203,6 +239,24 @@ int store_runs_query(Store *s, int64_t experiment_id, unsigned status_mask, Stor
  * running > pending), so between two 'done' copies the first merged wins. stats (may be NULL)
  * is added to, not reset. in_path is migrated to the current schema first if older. */
 int store_merge(Store *s, const char *in_path, StoreMergeStats *stats);
+
+/* Provenance (store_provenance.c): what a run read, so that a result made by other code or
+ * from other data is never silently reused. */
+
+/* The inputs recorded by every later claim (copied; n = 0 records none): the run's data files
+ * and checkpoints with their SHA-256, and inputs_sha256, the harness's fingerprint of them
+ * (NULL: unknown), which STORE_RERUN_STALE compares with a done run's. */
+int store_inputs_set(Store *s, const char *inputs_sha256, const StoreInput *inputs, int n);
+/* Records one more input of a run this process holds (e.g. the cached base model, known only
+ * once built), hashed now; written at once. Not part of the run's inputs_sha256. */
+int store_input_add(Store *s, int64_t run_id, const char *path, const char *kind);
+/* Calls fn once per recorded input of the run, ordered by kind then path. */
+int store_run_inputs(Store *s, int64_t run_id, StoreInputFn fn, void *ud);
+/* 1 if a done run recorded with this code version and inputs fingerprint (each may be NULL:
+ * unknown; git_dirty -1 unknown) differs from what this store records now (store_meta_set,
+ * store_inputs_set); unknown differs from anything known. */
+int store_done_is_stale(const Store *s, const char *git_commit, int git_dirty,
+                        const char *inputs_sha256);
 
 /* "pending", "running", ...; NULL for an out-of-range value. */
 const char *store_status_name(StoreRunStatus status);

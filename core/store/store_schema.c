@@ -74,6 +74,16 @@ static const char *const MIGRATIONS[STORE_SCHEMA_VERSION] = {
     "  created_at TEXT NOT NULL,\n"
     "  UNIQUE (run_id, path)\n"
     ");\n",
+    /* 2: provenance: the fingerprint of what each run read, and the files themselves */
+    "ALTER TABLE runs ADD COLUMN inputs_sha256 TEXT;\n"
+    "CREATE TABLE run_inputs (\n"
+    "  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,\n"
+    "  path   TEXT NOT NULL,\n"
+    "  kind   TEXT NOT NULL,\n"
+    "  sha256 TEXT NOT NULL,\n"
+    "  bytes  INTEGER NOT NULL,\n"
+    "  PRIMARY KEY (run_id, path)\n"
+    ");\n",
 };
 
 void store_schema_time_iso(char out[32], double delta_s) {
@@ -149,6 +159,16 @@ static int exec(sqlite3 *db, const char *path, const char *sql, const char *what
     error_set("Cannot %s in run database %s: %s.", what, path, msg ? msg : sqlite3_errmsg(db));
     sqlite3_free(msg);
     return LSC_ERR;
+}
+
+int store_schema_check(sqlite3 *db, const char *path) {
+    int version = 0;
+    if (read_version(db, path, &version) != LSC_OK) return LSC_ERR;
+    if (version == STORE_SCHEMA_VERSION) return LSC_OK;
+    if (version == 0) return error_set("%s is an empty database, not a lorasc run store yet.", path);
+    return error_set("%s has run-store schema version %d, older than this lorasc's %d, and is "
+                     "read-only here: open it once with write access (e.g. a copy of it) to "
+                     "migrate it.", path, version, STORE_SCHEMA_VERSION);
 }
 
 int store_schema_migrate(sqlite3 *db, const char *path) {

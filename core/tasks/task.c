@@ -1,6 +1,7 @@
 /* Training batches and per-task evaluation for the language tasks (see task.h). */
 #include "core/tasks/task.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,15 +10,62 @@
 #include "core/base/philox.h"
 #include "core/tasks/prompts.h"
 
-int task_train_batch(const Tokenizer *tok, const Dataset *d, uint64_t seed, long step, int B,
-                     int T, int32_t *tokens, int32_t *targets) {
+static const char *const sampling_names[] = {[TASK_SAMPLING_EPOCH] = "epoch",
+                                            [TASK_SAMPLING_REPLACEMENT] = "replacement", NULL};
+
+const char *task_sampling_name(int value) {
+    return value >= 0 && value <= TASK_SAMPLING_REPLACEMENT ? sampling_names[value] : NULL;
+}
+
+int task_sampler_init(TaskSampler *s, TaskSampling mode, size_t n, int batch, uint64_t seed) {
+    memset(s, 0, sizeof *s);
+    if (n == 0) return error_set("A task with no training examples cannot be sampled.");
+    if (n > (size_t)INT32_MAX) return error_set("%zu training examples are more than a sampler takes (2^31 - 1).", n);
+    if (batch <= 0) return error_set("The batch size must be positive, got %d.", batch);
+    *s = (TaskSampler){.mode = mode, .seed = seed, .batch = batch, .n = n, .epoch = -1};
+    if (mode == TASK_SAMPLING_EPOCH && !(s->perm = malloc(n * sizeof *s->perm)))
+        return error_set("Out of memory allocating a permutation of %zu examples.", n);
+    return LSC_OK;
+}
+
+void task_sampler_free(TaskSampler *s) {
+    free(s->perm);
+    memset(s, 0, sizeof *s);
+}
+
+long task_sampler_steps_per_epoch(const TaskSampler *s) {
+    return (long)((s->n + (size_t)s->batch - 1) / (size_t)s->batch);
+}
+
+int task_sampler_indices(TaskSampler *s, long step, size_t *idx) {
+    if (s->mode == TASK_SAMPLING_REPLACEMENT) {
+        const uint64_t stream = philox_stream(RNG_PURPOSE_DATA, 7, 0, 0);
+        const uint64_t key = s->seed ^ (uint64_t)step * 0x9E3779B97F4A7C15ull;
+        for (int b = 0; b < s->batch; b++) idx[b] = philox_u32(key, stream, (uint64_t)b) % s->n;
+        return s->batch;
+    }
+    const long spe = task_sampler_steps_per_epoch(s), epoch = step / spe;
+    if (epoch != s->epoch) { /* 32 bits of epoch in the stream: 4e9 epochs before a repeat */
+        philox_permutation(s->perm, (int)s->n, s->seed,
+                           philox_stream(RNG_PURPOSE_DATA, 8, (uint32_t)(epoch >> 16), (uint32_t)epoch));
+        s->epoch = epoch;
+    }
+    const size_t first = (size_t)(step % spe) * (size_t)s->batch;
+    int count = 0;
+    for (size_t i = first; i < s->n && count < s->batch; i++) idx[count++] = (size_t)s->perm[i];
+    return count;
+}
+
+int task_train_batch(const Tokenizer *tok, const Dataset *d, const size_t *idx, int count, int T,
+                     int32_t *tokens, int32_t *targets) {
     const size_t n = d->n[DS_TRAIN];
     if (n == 0) return error_set("Task %s has no training examples.", datasets_name(d->task));
-    const uint64_t stream = philox_stream(RNG_PURPOSE_DATA, 7, 0, 0);
-    for (int b = 0; b < B; b++) {
-        const size_t i = philox_u32(seed ^ (uint64_t)step * 0x9E3779B97F4A7C15ull, stream, (uint64_t)b) % n;
+    for (int b = 0; b < count; b++) {
+        if (idx[b] >= n)
+            return error_set("Training example %zu of task %s does not exist (it has %zu).", idx[b],
+                             datasets_name(d->task), n);
         PromptSeq s;
-        if (prompts_encode(tok, d->task, &d->split[DS_TRAIN][i], -1, 0, &s) != LSC_OK) return LSC_ERR;
+        if (prompts_encode(tok, d->task, &d->split[DS_TRAIN][idx[b]], -1, 0, &s) != LSC_OK) return LSC_ERR;
         prompts_row(&s, T, tok->eos_id, tokens + (size_t)b * T, targets + (size_t)b * T);
         prompts_seq_free(&s);
     }

@@ -2,6 +2,7 @@
  * memcpy; the ops live one family per file (matmul.c, attention.c, ...) and are plugged into
  * the Backend struct here. Threads: one OpenMP pool for everything, GEMM included. */
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,7 +47,31 @@ void cpu_zero(Backend *be, void *dst, size_t bytes) {
     if (bytes) memset(dst, 0, bytes);
 }
 
-void cpu_sync(Backend *be) { (void)be; } /* every CPU op has finished when it returns */
+int cpu_sync(Backend *be) { /* every CPU op has finished when it returns */
+    (void)be;
+    return 0;
+}
+
+/* ---- errors and description ---- */
+
+const char *cpu_error(Backend *be) { /* the CPU ops cannot fail (see kernels/backend.h) */
+    (void)be;
+    return NULL;
+}
+
+void cpu_describe(Backend *be, char *buf, size_t size) {
+    if (!size) return;
+    char blas[160];
+    snprintf(blas, sizeof blas, "%s", openblas_get_config());
+    for (char *c = blas; *c; c++) /* keep the JSON string valid whatever the build says */
+        if (*c == '"' || *c == '\\' || (unsigned char)*c < 0x20) *c = ' ';
+    static const char *const gemm_names[] = {"auto", "openblas", "onednn"};
+    const CpuCtx *ctx = be->ctx;
+    snprintf(buf, size,
+             "{\"backend\":\"cpu\",\"threads\":%d,\"blas\":\"%s\",\"gemm\":\"%s\",\"real\":\"%s\"}",
+             omp_get_max_threads(), blas, ctx->dnnl ? gemm_names[ctx->gemm] : "openblas",
+             REAL_NAME);
+}
 
 /* ---- create / destroy ---- */
 
@@ -71,6 +96,9 @@ Backend *backend_cpu_create(int threads) {
 #endif
     be->name = "cpu";
     be->ctx = ctx;
+    be->destroy = backend_cpu_destroy;
+    be->error = cpu_error;
+    be->describe = cpu_describe;
 
     be->alloc = cpu_alloc;
     be->free = cpu_free;

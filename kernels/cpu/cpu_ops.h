@@ -86,7 +86,9 @@ void cpu_to_device(Backend *be, void *dst, const void *src_host, size_t bytes);
 void cpu_to_host(Backend *be, void *dst_host, const void *src, size_t bytes);
 void cpu_copy(Backend *be, void *dst, const void *src, size_t bytes);
 void cpu_zero(Backend *be, void *dst, size_t bytes);
-void cpu_sync(Backend *be);
+int cpu_sync(Backend *be);
+const char *cpu_error(Backend *be);
+void cpu_describe(Backend *be, char *buf, size_t size);
 
 /* ---- matmul.c ---- */
 void cpu_matmul(Backend *be, Real *c, const Real *a, const Real *b, int M, int N, int K,

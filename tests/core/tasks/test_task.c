@@ -1,5 +1,7 @@
 /* Language tasks in the training loop: training batches carry the loss on the gold
- * continuation only and are a pure function of (seed, step); every task (but Alpaca, which
+ * continuation only and are a pure function of (seed, step); the epoch sampler visits every
+ * example once per epoch in a seeded order (the last batch of an epoch short), the
+ * replacement sampler draws as before epochs existed; every task (but Alpaca, which
  * the paper evaluates on MMLU and BBH) evaluates with its own metric in [0, 1], on files the
  * test writes in the original formats; LoRA fine-tuning on SST-2 (the mirror's real file
  * when LORASC_DATA holds it) lowers the training loss. */
@@ -16,6 +18,7 @@
 #include <cmocka.h>
 
 #include "core/base/error.h"
+#include "core/base/philox.h"
 #include "core/model/finetune.h"
 #include "core/tasks/prompts.h"
 #include "core/tasks/task.h"
@@ -52,6 +55,20 @@ static Llama tiny_model(Backend *be, int vocab) {
     return m;
 }
 
+/* The batch of `step` under sampling `mode` (a fresh sampler: batches are pure functions of
+ * (seed, step)); returns the rows filled. */
+static int batch_at(const Tokenizer *tok, const Dataset *d, TaskSampling mode, uint64_t seed,
+                    long step, int B, int T, int32_t *tokens, int32_t *targets) {
+    TaskSampler s;
+    size_t idx[64];
+    assert_true(B <= 64);
+    assert_int_equal(task_sampler_init(&s, mode, d->n[DS_TRAIN], B, seed), LSC_OK);
+    const int count = task_sampler_indices(&s, step, idx);
+    task_sampler_free(&s);
+    assert_int_equal(task_train_batch(tok, d, idx, count, T, tokens, targets), LSC_OK);
+    return count;
+}
+
 static void test_train_batches(void **state) {
     (void)state;
     Dataset d;
@@ -59,8 +76,8 @@ static void test_train_batches(void **state) {
     assert_int_equal(datasets_load(&d, TASK_RTE, g_dir, &sz, 1), LSC_OK);
     enum { B = 4, T = 512 }; /* long enough that no prompt is cut (BOS stays first) */
     int32_t tok[B * T], tgt[B * T], tok2[B * T], tgt2[B * T];
-    assert_int_equal(task_train_batch(&g_tokenizer, &d, 9, 3, B, T, tok, tgt), LSC_OK);
-    assert_int_equal(task_train_batch(&g_tokenizer, &d, 9, 3, B, T, tok2, tgt2), LSC_OK);
+    assert_int_equal(batch_at(&g_tokenizer, &d, TASK_SAMPLING_REPLACEMENT, 9, 3, B, T, tok, tgt), B);
+    assert_int_equal(batch_at(&g_tokenizer, &d, TASK_SAMPLING_REPLACEMENT, 9, 3, B, T, tok2, tgt2), B);
     assert_memory_equal(tok, tok2, sizeof tok); /* a pure function of (seed, step) */
     assert_memory_equal(tgt, tgt2, sizeof tgt);
     for (int b = 0; b < B; b++) {
@@ -75,7 +92,82 @@ static void test_train_batches(void **state) {
         assert_true(first > 0 && n_loss > 0); /* loss on the continuation, not the prompt */
         assert_int_equal(tok[b * T], g_tokenizer.bos_id);
     }
+    /* fewer examples than the batch: an epoch is one short batch of all of them */
+    assert_true(d.n[DS_TRAIN] < B);
+    assert_int_equal(batch_at(&g_tokenizer, &d, TASK_SAMPLING_EPOCH, 9, 5, B, T, tok, tgt), (int)d.n[DS_TRAIN]);
     datasets_free(&d);
+}
+
+/* Epoch sampling: every epoch visits each of n examples exactly once in ceil(n / B) steps,
+ * the last batch short; the order is a pure function of (seed, epoch), so a sampler started
+ * at any step (a resumed run) picks what a sampler that ran from step 0 picks; epochs and
+ * seeds reorder. Replacement sampling is the draw from before epochs existed. */
+static void test_epoch_sampler(void **state) {
+    (void)state;
+    const size_t sizes[] = {10, 12, 1, 7};
+    const int batches[] = {4, 4, 3, 8};
+    for (int k = 0; k < 4; k++) {
+        const size_t n = sizes[k];
+        const int B = batches[k];
+        TaskSampler s, fresh, other;
+        assert_int_equal(task_sampler_init(&s, TASK_SAMPLING_EPOCH, n, B, 17), LSC_OK);
+        assert_int_equal(task_sampler_init(&other, TASK_SAMPLING_EPOCH, n, B, 18), LSC_OK);
+        const long spe = task_sampler_steps_per_epoch(&s);
+        assert_int_equal(spe, (long)((n + (size_t)B - 1) / (size_t)B));
+        size_t first_epoch[16], order[16], other_order[16];
+        int reordered = 0, seed_differs = 0;
+        for (long e = 0; e < 6; e++) {
+            int seen[16] = {0};
+            size_t pos = 0;
+            for (long j = 0; j < spe; j++) {
+                const long step = e * spe + j;
+                size_t idx[8], again[8], idx_other[8];
+                const int count = task_sampler_indices(&s, step, idx);
+                const int want = j + 1 < spe ? B : (int)(n - (size_t)(spe - 1) * (size_t)B);
+                if (count != want) fail_msg("n %zu B %d step %ld: %d rows, want %d", n, B, step, count, want);
+                /* a sampler created at this step (a resumed run) draws the same rows */
+                assert_int_equal(task_sampler_init(&fresh, TASK_SAMPLING_EPOCH, n, B, 17), LSC_OK);
+                assert_int_equal(task_sampler_indices(&fresh, step, again), count);
+                task_sampler_free(&fresh);
+                assert_memory_equal(idx, again, (size_t)count * sizeof *idx);
+                assert_int_equal(task_sampler_indices(&other, step, idx_other), count);
+                for (int b = 0; b < count; b++) {
+                    if (idx[b] >= n) fail_msg("step %ld row %d: example %zu of %zu", step, b, idx[b], n);
+                    seen[idx[b]]++;
+                    other_order[pos] = idx_other[b];
+                    order[pos++] = idx[b];
+                }
+            }
+            assert_int_equal(pos, n);
+            for (size_t i = 0; i < n; i++)
+                if (seen[i] != 1) fail_msg("n %zu B %d epoch %ld: example %zu seen %d times", n, B, e, i, seen[i]);
+            if (e == 0) memcpy(first_epoch, order, n * sizeof *order);
+            reordered |= memcmp(first_epoch, order, n * sizeof *order) != 0;
+            seed_differs |= memcmp(other_order, order, n * sizeof *order) != 0;
+        }
+        if (n > 2) assert_true(reordered && seed_differs); /* 6 epochs, 2 seeds: orders differ */
+        task_sampler_free(&s);
+        task_sampler_free(&other);
+    }
+    /* replacement: B independent draws per step, Philox keyed by (seed ^ step * golden, row) */
+    TaskSampler r;
+    assert_int_equal(task_sampler_init(&r, TASK_SAMPLING_REPLACEMENT, 10, 4, 9), LSC_OK);
+    int repeats = 0, seen[10] = {0};
+    for (long step = 0; step < 3; step++) {
+        size_t idx[4];
+        assert_int_equal(task_sampler_indices(&r, step, idx), 4);
+        for (int b = 0; b < 4; b++) {
+            const uint64_t key = 9 ^ (uint64_t)step * 0x9E3779B97F4A7C15ull;
+            assert_int_equal(idx[b], philox_u32(key, philox_stream(RNG_PURPOSE_DATA, 7, 0, 0), (uint64_t)b) % 10);
+            repeats += seen[idx[b]]++ > 0;
+        }
+    }
+    assert_true(repeats > 0); /* 12 draws of 10 examples */
+    task_sampler_free(&r);
+    assert_int_equal(task_sampler_init(&r, TASK_SAMPLING_EPOCH, 0, 4, 9), LSC_ERR);
+    assert_string_equal(task_sampling_name(0), "epoch");
+    assert_string_equal(task_sampling_name(1), "replacement");
+    assert_null(task_sampling_name(2));
 }
 
 static void test_every_task_evaluates(void **state) {
@@ -141,20 +233,20 @@ static void test_lora_learns_sst2(void **state) {
     assert_int_equal(finetune_begin(&ft, &fm, &fast, &cfg), LSC_OK);
     double before = 0, after = 0;
     for (long probe = 0; probe < 4; probe++) {
-        assert_int_equal(task_train_batch(tok, &d, 99, probe, B, T, tokens, targets), LSC_OK);
+        batch_at(tok, &d, TASK_SAMPLING_REPLACEMENT, 99, probe, B, T, tokens, targets);
         assert_int_equal(llama_forward(&m, tokens, targets, B, T), LSC_OK);
         before += m.mean_loss / 4;
     }
-    while (!finetune_done(&ft)) {
-        assert_int_equal(task_train_batch(tok, &d, 4, ft.step, B, T, tokens, targets), LSC_OK);
-        const LlamaBatch batch = {.tokens = tokens, .targets = targets, .B = B, .T = T};
+    while (!finetune_done(&ft)) { /* 5 epochs of 8 steps, each example once per epoch */
+        const int rows = batch_at(tok, &d, TASK_SAMPLING_EPOCH, 4, ft.step, B, T, tokens, targets);
+        const LlamaBatch batch = {.tokens = tokens, .targets = targets, .B = rows, .T = T};
         assert_int_equal(finetune_step(&ft, &batch, NULL, NULL), LSC_OK);
         finetune_after_step(&ft, NULL);
     }
     finetune_end(&ft);
     llama_attach_lora(&m, NULL); /* merged into the base by the last boundary */
     for (long probe = 0; probe < 4; probe++) {
-        assert_int_equal(task_train_batch(tok, &d, 99, probe, B, T, tokens, targets), LSC_OK);
+        batch_at(tok, &d, TASK_SAMPLING_REPLACEMENT, 99, probe, B, T, tokens, targets);
         assert_int_equal(llama_forward(&m, tokens, targets, B, T), LSC_OK);
         after += m.mean_loss / 4;
     }
@@ -217,7 +309,7 @@ static void test_batch_trim_keeps_loss(void **state) {
     assert_int_equal(datasets_load(&d, TASK_SST2, g_dir, &sz, 1), LSC_OK);
     enum { B = 3, T = 96 };
     int32_t tok[B * T], tgt[B * T], tok2[B * T], tgt2[B * T];
-    assert_int_equal(task_train_batch(&g_tokenizer, &d, 4, 2, B, T, tok, tgt), LSC_OK);
+    batch_at(&g_tokenizer, &d, TASK_SAMPLING_REPLACEMENT, 4, 2, B, T, tok, tgt);
     memcpy(tok2, tok, sizeof tok), memcpy(tgt2, tgt, sizeof tgt);
     const int used = task_batch_trim(tok2, tgt2, B, T);
     assert_true(used > 1 && used < T);
@@ -269,6 +361,7 @@ static void test_batch_trim_keeps_loss(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_train_batches),
+        cmocka_unit_test(test_epoch_sampler),
         cmocka_unit_test(test_batch_trim_keeps_loss),
         cmocka_unit_test(test_every_task_evaluates),
         cmocka_unit_test(test_candidate_scores_equal_dense_logprob),

@@ -1,0 +1,82 @@
+/* An image classification task: a dataset's train file split into train and validation by a
+ * seeded shuffle, its test file as test, restricted to a class subset relabelled 0..k-1 and
+ * optionally capped in size; batches of a split; evaluation of a ViT on a split, clean or
+ * under one corruption of core/data/corrupt.h at one severity. Not here: the image files
+ * (core/data/imagedata.h), training on a task (core/tasks/image_train.h). */
+#ifndef LORASC_IMAGE_TASK_H
+#define LORASC_IMAGE_TASK_H
+
+#include <stdint.h>
+
+#include "core/data/imagedata.h"
+#include "core/model/vit.h"
+
+enum { IMAGE_TRAIN = 0, IMAGE_VAL = 1, IMAGE_TEST = 2, IMAGE_NUM_SPLITS = 3 };
+
+typedef struct ImageTaskOptions {
+    double val;                        /* fraction in (0, 1) of the train file's task images
+                                        * held out as validation */
+    long max[IMAGE_NUM_SPLITS];        /* cap per split, 0 = none */
+    uint64_t seed;                     /* the train/val shuffle and the test file's order */
+} ImageTaskOptions;
+
+/* val 0.1, no caps, seed 1. */
+ImageTaskOptions image_task_default_options(void);
+
+typedef struct ImageTask {
+    ImageSet train, test;              /* the two files */
+    int *idx[IMAGE_NUM_SPLITS];        /* indices into train (TRAIN, VAL) or test (TEST) */
+    int n[IMAGE_NUM_SPLITS];           /* images per split */
+    int32_t relabel[256];              /* original label -> task label, -1 if not in the task */
+    int n_classes;                     /* k; 0 before load and after free */
+    float mean[4], std[4];             /* normalisation: the whole train file's statistics */
+    char name[128];
+} ImageTask;
+
+/* Loads dataset `name`'s train and test files (imagedata_load) and builds the task:
+ * classes[0..n_classes) are original labels (classes NULL: every class of the train file, in
+ * order), at least 2, each once. The val split is the first round(val * total) images of a
+ * seeded shuffle of the train file's task images, train the rest; each split keeps at most
+ * max[split] images (the first ones of that order); the test split follows a seeded shuffle
+ * of the test file. On failure t is left empty (image_task_free is still safe). */
+int image_task_load(ImageTask *t, const char *name, const int *classes, int n_classes,
+                    const ImageTaskOptions *opt);
+/* The same from two sets already in memory; t takes them over (success or not). */
+int image_task_build(ImageTask *t, const char *name, ImageSet *train, ImageSet *test,
+                     const int *classes, int n_classes, const ImageTaskOptions *opt);
+void image_task_free(ImageTask *t);
+
+/* "train", "val", "test". */
+const char *image_task_split_name(int split);
+/* LSC_OK when a ViT of config c reads this task's images (same channels; any image size: the
+ * batches are resized to the model's, see image_task_batch_sized) and predicts its classes;
+ * else LSC_ERR with a sentence giving both shapes. */
+int image_task_check_vit(const ImageTask *t, const ViTConfig *c);
+
+/* Images at `positions` of a split (0..n[split]) into out[B, C, H, W] (normalised by the
+ * train file's statistics) and their task labels into labels[B] (may be NULL); aug, seed and
+ * step as imagedata_batch's. */
+int image_task_batch(const ImageTask *t, int split, const int *positions, int B, Real *out,
+                     int32_t *labels, const ImageAugment *aug, uint64_t seed, uint64_t step);
+/* The same at size x size (a model's image size): the normalised, augmented images resized
+ * with torch's bilinear (core/data/image_resize.h) when size differs from theirs; out is
+ * [B, C, size, size]. */
+int image_task_batch_sized(const ImageTask *t, int split, const int *positions, int B, int size,
+                           Real *out, int32_t *labels, const ImageAugment *aug, uint64_t seed,
+                           uint64_t step);
+
+/* A corruption for evaluation: kind (CorruptKind), severity 1..5, and the seed of its noise. */
+typedef struct ImageCorruption {
+    int kind;
+    int severity;
+    uint64_t seed;
+} ImageCorruption;
+
+/* Accuracy and mean loss of m on every image of a split once, in batches of B, at m's image
+ * size. corruption NULL: clean images; else image i of the split gets the noise of (seed, kind,
+ * severity, i) at the data's own size (before any resize), so every model sees the same
+ * corrupted set. */
+int image_task_evaluate(const ImageTask *t, ViT *m, int split, int B,
+                        const ImageCorruption *corruption, double *accuracy, double *loss);
+
+#endif

@@ -1,0 +1,143 @@
+/* The ViT batch sampler, the full-training step and the fine-tuning run on an image task.
+ * See image_train.h. */
+#include "core/tasks/image_train.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/base/error.h"
+
+/* Sampler ---------------------------------------------------------------------------------- */
+
+int image_sampler_init(ImageSampler *s, const ImageTask *task, const ViTConfig *c,
+                       const ImageSamplerConfig *cfg) {
+    memset(s, 0, sizeof *s);
+    s->config = *cfg;
+    s->task = task;
+    s->epoch = -1;
+    const int B = cfg->batch;
+    if (B <= 0) return error_set("batch must be > 0, got %d", B);
+    if (image_task_check_vit(task, c) != LSC_OK) return LSC_ERR;
+    s->perm = malloc(sizeof(int) * (size_t)task->n[IMAGE_TRAIN]);
+    s->pos = malloc(sizeof(int) * (size_t)B);
+    s->image_size = c->image_size;
+    s->images = malloc(sizeof(Real) * (size_t)B * c->channels * c->image_size * c->image_size);
+    s->labels = malloc(sizeof(int32_t) * (size_t)B);
+    if (!s->perm || !s->pos || !s->images || !s->labels) {
+        image_sampler_free(s);
+        return error_set("out of memory for batches of %d images of %s", B, task->name);
+    }
+    return LSC_OK;
+}
+
+void image_sampler_free(ImageSampler *s) {
+    free(s->perm), free(s->pos), free(s->images), free(s->labels);
+    memset(s, 0, sizeof *s);
+}
+
+int image_sampler_batch(ImageSampler *s, long step, VitBatch *batch) {
+    const ImageTask *t = s->task;
+    const int n = t->n[IMAGE_TRAIN], B = s->config.batch;
+    for (int b = 0; b < B; b++) {
+        const long p = step * B + b, e = p / n;
+        if (e != s->epoch) {
+            imagedata_shuffle(s->perm, n, s->config.seed, (uint64_t)e);
+            s->epoch = e;
+        }
+        s->pos[b] = s->perm[p % n];
+    }
+    if (image_task_batch_sized(t, IMAGE_TRAIN, s->pos, B, s->image_size, s->images, s->labels,
+                               &s->config.aug, s->config.seed, (uint64_t)step) != LSC_OK)
+        return LSC_ERR;
+    *batch = (VitBatch){.images = s->images, .labels = s->labels, .B = B};
+    return LSC_OK;
+}
+
+/* Full training ---------------------------------------------------------------------------- */
+
+int image_trainer_begin(ImageTrainer *t, ViT *m, const ImageTask *task,
+                        const ImageTrainConfig *cfg, const ImageSamplerConfig *scfg) {
+    memset(t, 0, sizeof *t);
+    if (cfg->total_steps <= 0) return error_set("pretraining: steps must be > 0");
+    t->model = m;
+    t->total_steps = cfg->total_steps;
+    t->schedule = cfg->schedule;
+    int rc = image_sampler_init(&t->sampler, task, &m->config, scfg);
+    if (rc == LSC_OK) rc = vit_enable_full_grads(m);
+    if (rc == LSC_OK) {
+        const ParamGroup g = {.p = m->params, .g = m->grads, .n = m->num_params, .lr_scale = 1,
+                              .weight_decay = cfg->weight_decay};
+        rc = adamw_create(&t->opt, m->be, &cfg->adamw, &g, 1);
+    }
+    if (rc != LSC_OK) {
+        image_trainer_end(t);
+        return LSC_ERR;
+    }
+    t->opt_live = 1;
+    return LSC_OK;
+}
+
+int image_trainer_step(ImageTrainer *t, StepResult *result, float *lr) {
+    VitBatch b;
+    if (image_sampler_batch(&t->sampler, t->step, &b) != LSC_OK) return LSC_ERR;
+    const float rate = schedule_lr(&t->schedule, t->step, t->total_steps);
+    vit_zero_grad(t->model);
+    if (vit_forward(t->model, b.images, b.labels, b.B) != LSC_OK ||
+        vit_backward(t->model) != LSC_OK)
+        return LSC_ERR;
+    result->loss = t->model->mean_loss;
+    result->grad_norm = adamw_step(&t->opt, rate);
+    if (lr) *lr = rate;
+    t->step++;
+    return LSC_OK;
+}
+
+void image_trainer_end(ImageTrainer *t) {
+    if (t->opt_live) adamw_free(&t->opt);
+    t->opt_live = 0;
+    image_sampler_free(&t->sampler);
+}
+
+/* Fine-tuning ------------------------------------------------------------------------------ */
+
+int image_finetune_begin(ImageFinetune *f, ViT *m, const ImageTask *task,
+                         const FinetuneConfig *cfg, const LoraConfig *lc,
+                         const ImageSamplerConfig *scfg) {
+    memset(f, 0, sizeof *f);
+    FinetuneConfig c = *cfg;
+    c.batch = scfg->batch;
+    c.seq = 1;
+    int in[LORA_NUM_TARGETS], out[LORA_NUM_TARGETS];
+    vit_lora_shapes(&m->config, in, out);
+    int rc = image_sampler_init(&f->sampler, task, &m->config, scfg);
+    if (rc == LSC_OK) rc = lora_create(&f->lora, m->be, lc, m->config.n_layers, in, out, c.seed);
+    if (rc == LSC_OK) {
+        f->lora_live = 1;
+        f->model = m;
+        const FinetuneModel fm = finetune_model_vit(m);
+        rc = finetune_begin(&f->ft, &fm, &f->lora, &c);
+    }
+    if (rc != LSC_OK) {
+        image_finetune_end(f);
+        return LSC_ERR;
+    }
+    f->ft_live = 1;
+    return LSC_OK;
+}
+
+int image_finetune_step(ImageFinetune *f, StepResult *result, float *lr, CascadeEvent *event) {
+    if (finetune_done(&f->ft)) return error_set("the fine-tuning run has no steps left");
+    VitBatch b;
+    if (image_sampler_batch(&f->sampler, f->ft.step, &b) != LSC_OK) return LSC_ERR;
+    if (finetune_step(&f->ft, &b, result, lr) != LSC_OK) return LSC_ERR;
+    return finetune_after_step(&f->ft, event);
+}
+
+void image_finetune_end(ImageFinetune *f) {
+    if (f->ft_live) finetune_end(&f->ft);
+    if (f->model && f->model->lora == &f->lora) vit_attach_lora(f->model, NULL);
+    f->model = NULL;
+    if (f->lora_live) lora_free(&f->lora);
+    f->ft_live = f->lora_live = 0;
+    image_sampler_free(&f->sampler);
+}

@@ -1,0 +1,427 @@
+/* The CPU emulation of CUDA behind kernels/cuda/emu/cuda_emu.h: device memory is host
+ * memory, streams are synchronous, blocks run one after another and a block's threads are
+ * fibers switched at barriers (see the header for what it checks and what it does not). */
+#include "kernels/cuda/emu/cuda_emu.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <ucontext.h>
+
+#include <map>
+#include <vector>
+
+/* ---- the thread model ---- */
+
+enum { EMU_STACK = 256 * 1024, EMU_MAX_THREADS = 1024 };
+enum EmuState { EMU_RUN, EMU_WARP_WAIT, EMU_BLOCK_WAIT, EMU_DONE };
+
+struct EmuFiber {
+    ucontext_t ctx;
+    EmuThreadIds ids;
+    EmuState state;
+    char *stack;
+};
+
+EmuThreadIds *emu_ids;
+static EmuFiber *emu_cur;
+static ucontext_t emu_sched;
+static void (*emu_body)(void *);
+static void *emu_arg;
+static void *emu_smem;
+static uint64_t emu_shfl[EMU_MAX_THREADS]; /* one slot per thread for the shuffles */
+static std::vector<EmuFiber> emu_fibers;
+static struct EmuStacks { /* the fibers' stacks live as long as the process */
+    ~EmuStacks() {
+        for (EmuFiber &f : emu_fibers) free(f.stack);
+    }
+} emu_stacks;
+static cudaError_t emu_last_error = cudaSuccess;
+static std::map<const void *, int> emu_smem_limit; /* cudaFuncSetAttribute's raises */
+
+static void emu_wait(EmuState kind) {
+    emu_cur->state = kind;
+    swapcontext(&emu_cur->ctx, &emu_sched);
+}
+
+void __syncthreads(void) { emu_wait(EMU_BLOCK_WAIT); }
+void __syncwarp(unsigned mask) {
+    (void)mask;
+    emu_wait(EMU_WARP_WAIT);
+}
+
+/* every lane publishes, the warp meets, each reads its source lane, the warp meets again
+ * (so no slot is overwritten before it is read) */
+void emu_shfl_exchange(const void *mine, void *theirs, size_t bytes, int lane_mask) {
+    const unsigned t = emu_ids->tid.x, src = (t & ~31u) | ((t & 31u) ^ (unsigned)lane_mask);
+    memcpy(&emu_shfl[t], mine, bytes);
+    emu_wait(EMU_WARP_WAIT);
+    memcpy(theirs, &emu_shfl[src < emu_fibers.size() ? src : t], bytes);
+    emu_wait(EMU_WARP_WAIT);
+}
+
+void *emu_dynamic_shared(void) { return emu_smem; }
+
+static void emu_entry(void) {
+    emu_body(emu_arg);
+    emu_cur->state = EMU_DONE;
+    swapcontext(&emu_cur->ctx, &emu_sched);
+}
+
+/* the order fibers run in between barriers (LORASC_CUDA_EMU_ORDER) */
+static void emu_order(std::vector<unsigned> &order, unsigned n, uint64_t *rng) {
+    static int mode = -1;
+    if (mode < 0) {
+        const char *e = getenv("LORASC_CUDA_EMU_ORDER");
+        mode = !e || strcmp(e, "forward") == 0 ? 0 : strcmp(e, "reverse") == 0 ? 1 : 2;
+    }
+    order.resize(n);
+    for (unsigned i = 0; i < n; i++) order[i] = mode == 1 ? n - 1 - i : i;
+    if (mode == 2)
+        for (unsigned i = n - 1; i > 0; i--) { /* Fisher-Yates on an xorshift stream */
+            *rng ^= *rng << 13, *rng ^= *rng >> 7, *rng ^= *rng << 17;
+            std::swap(order[i], order[*rng % (i + 1)]);
+        }
+}
+
+/* Runs one block to completion; returns 0, or -1 on a divergent barrier. */
+static int emu_run_block(unsigned nthreads, uint64_t *rng) {
+    std::vector<unsigned> order;
+    for (;;) {
+        emu_order(order, nthreads, rng);
+        for (unsigned i : order) {
+            EmuFiber *f = &emu_fibers[i];
+            if (f->state != EMU_RUN) continue;
+            emu_cur = f;
+            emu_ids = &f->ids;
+            swapcontext(&emu_sched, &f->ctx);
+        }
+        /* release a warp whose live lanes all wait at a warp barrier, else the block */
+        int released = 0, live = 0;
+        for (unsigned w0 = 0; w0 < nthreads; w0 += 32) {
+            int waiting = 0, alive = 0;
+            for (unsigned i = w0; i < w0 + 32 && i < nthreads; i++) {
+                alive += emu_fibers[i].state != EMU_DONE;
+                waiting += emu_fibers[i].state == EMU_WARP_WAIT;
+            }
+            live += alive;
+            if (alive && waiting == alive) {
+                for (unsigned i = w0; i < w0 + 32 && i < nthreads; i++)
+                    emu_fibers[i].state = EMU_RUN;
+                released = 1;
+            }
+        }
+        if (!live) return 0;
+        if (released) continue;
+        int at_block = 0;
+        for (unsigned i = 0; i < nthreads; i++) at_block += emu_fibers[i].state == EMU_BLOCK_WAIT;
+        if (at_block != live) return -1; /* some wait at a warp barrier, others at the block's */
+        for (unsigned i = 0; i < nthreads; i++)
+            if (emu_fibers[i].state == EMU_BLOCK_WAIT) emu_fibers[i].state = EMU_RUN;
+    }
+}
+
+cudaError_t emu_run_grid(const void *kernel, dim3 grid, dim3 block, size_t smem,
+                         void (*body)(void *), void *arg) {
+    const unsigned nthreads = block.x * block.y * block.z;
+    std::map<const void *, int>::const_iterator lim = emu_smem_limit.find(kernel);
+    const size_t smem_max = lim != emu_smem_limit.end() ? (size_t)lim->second : 48 * 1024;
+    if (nthreads == 0 || nthreads > EMU_MAX_THREADS || block.z > 64 || grid.x == 0 || grid.y == 0 ||
+        grid.z == 0 || grid.y > 65535 || grid.z > 65535 || smem > smem_max) {
+        fprintf(stderr,
+                "cuda_emu: invalid launch: grid (%u,%u,%u) block (%u,%u,%u) smem %zu (limit %zu)\n",
+                grid.x, grid.y, grid.z, block.x, block.y, block.z, smem, smem_max);
+        emu_last_error = cudaErrorInvalidConfiguration;
+        return emu_last_error;
+    }
+    if (emu_fibers.size() < nthreads) {
+        size_t old = emu_fibers.size();
+        emu_fibers.resize(nthreads);
+        for (size_t i = old; i < nthreads; i++) emu_fibers[i].stack = (char *)malloc(EMU_STACK);
+    }
+    emu_body = body;
+    emu_arg = arg;
+    emu_smem = smem ? aligned_alloc(16, (smem + 15) / 16 * 16) : NULL;
+    uint64_t rng = 0x9E3779B97F4A7C15ULL;
+    for (unsigned bz = 0; bz < grid.z; bz++)
+        for (unsigned by = 0; by < grid.y; by++)
+            for (unsigned bx = 0; bx < grid.x; bx++) {
+                if (emu_smem) memset(emu_smem, 0xff, smem); /* shared memory starts as garbage */
+                for (unsigned t = 0; t < nthreads; t++) {
+                    EmuFiber *f = &emu_fibers[t];
+                    f->ids.tid = dim3(t % block.x, t / block.x % block.y, t / (block.x * block.y));
+                    f->ids.bid = dim3(bx, by, bz);
+                    f->ids.bdim = block;
+                    f->ids.gdim = grid;
+                    f->state = EMU_RUN;
+                    getcontext(&f->ctx);
+                    f->ctx.uc_stack.ss_sp = f->stack;
+                    f->ctx.uc_stack.ss_size = EMU_STACK;
+                    f->ctx.uc_link = &emu_sched;
+                    makecontext(&f->ctx, emu_entry, 0);
+                }
+                if (emu_run_block(nthreads, &rng) != 0) {
+                    fprintf(stderr,
+                            "cuda_emu: divergent barrier in block (%u,%u,%u): some threads "
+                            "wait at __syncthreads, others at a warp barrier\n",
+                            bx, by, bz);
+                    free(emu_smem);
+                    emu_last_error = cudaErrorLaunchFailure;
+                    return emu_last_error;
+                }
+            }
+    free(emu_smem);
+    emu_smem = NULL;
+    return cudaSuccess;
+}
+
+/* ---- runtime ---- */
+
+const char *cudaGetErrorName(cudaError_t e) {
+    switch (e) {
+    case cudaSuccess:
+        return "cudaSuccess";
+    case cudaErrorInvalidValue:
+        return "cudaErrorInvalidValue";
+    case cudaErrorMemoryAllocation:
+        return "cudaErrorMemoryAllocation";
+    case cudaErrorInvalidConfiguration:
+        return "cudaErrorInvalidConfiguration";
+    case cudaErrorNoDevice:
+        return "cudaErrorNoDevice";
+    default:
+        return "cudaErrorLaunchFailure";
+    }
+}
+const char *cudaGetErrorString(cudaError_t e) {
+    return e == cudaSuccess ? "no error" : "emulated error";
+}
+cudaError_t cudaGetLastError(void) {
+    cudaError_t e = emu_last_error;
+    emu_last_error = cudaSuccess;
+    return e;
+}
+cudaError_t cudaGetDeviceCount(int *count) { return *count = 1, cudaSuccess; }
+cudaError_t cudaGetDevice(int *device) { return *device = 0, cudaSuccess; }
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int device) {
+    (void)device;
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "lorasc CPU emulation of an sm_90 device");
+    p->totalGlobalMem = (size_t)8 << 30;
+    p->sharedMemPerBlockOptin = 227 * 1024;
+    p->major = 9;
+    p->multiProcessorCount = 4; /* few: grid-stride loops then take several turns */
+    return cudaSuccess;
+}
+cudaError_t cudaDriverGetVersion(int *v) { return *v = 0, cudaSuccess; }
+cudaError_t cudaRuntimeGetVersion(int *v) { return *v = 0, cudaSuccess; }
+struct EmuStream {
+    int unused;
+};
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags) {
+    (void)flags;
+    *s = new EmuStream();
+    return cudaSuccess;
+}
+cudaError_t cudaStreamDestroy(cudaStream_t s) { return delete s, cudaSuccess; }
+cudaError_t cudaStreamSynchronize(cudaStream_t s) { return (void)s, cudaSuccess; }
+cudaError_t cudaMalloc(void **p, size_t bytes) {
+    *p = aligned_alloc(256, (bytes + 255) / 256 * 256);
+    if (*p) memset(*p, 0xa5, bytes); /* device memory starts as garbage too */
+    return *p ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+cudaError_t cudaFree(void *p) { return free(p), cudaSuccess; }
+cudaError_t cudaMallocHost(void **p, size_t bytes) { return cudaMalloc(p, bytes); }
+cudaError_t cudaFreeHost(void *p) { return free(p), cudaSuccess; }
+cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total_b) {
+    *free_b = *total_b = (size_t)8 << 30;
+    return cudaSuccess;
+}
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind) {
+    (void)kind;
+    memmove(dst, src, bytes);
+    return cudaSuccess;
+}
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind,
+                            cudaStream_t s) {
+    (void)s;
+    return cudaMemcpy(dst, src, bytes, kind);
+}
+cudaError_t cudaMemset(void *p, int v, size_t bytes) { return memset(p, v, bytes), cudaSuccess; }
+cudaError_t cudaMemsetAsync(void *p, int v, size_t bytes, cudaStream_t s) {
+    (void)s;
+    return cudaMemset(p, v, bytes);
+}
+cudaError_t cudaFuncSetAttribute(const void *kernel, cudaFuncAttribute attr, int value) {
+    if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize || value < 0 || value > 227 * 1024)
+        return cudaErrorInvalidValue;
+    emu_smem_limit[kernel] = value;
+    return cudaSuccess;
+}
+
+/* ---- cuBLAS / cuBLASLt: column-major GEMM in double, fp32 out ---- */
+
+struct EmuBlas {
+    int unused;
+};
+struct EmuLtDesc {
+    cublasOperation_t ta, tb;
+};
+struct EmuLtLayout {
+    cudaDataType_t type;
+    uint64_t rows, cols;
+    int64_t ld;
+};
+struct EmuLtPref {
+    uint32_t align[4];
+};
+
+const char *cublasGetStatusName(cublasStatus_t s) {
+    switch (s) {
+    case CUBLAS_STATUS_SUCCESS:
+        return "CUBLAS_STATUS_SUCCESS";
+    case CUBLAS_STATUS_INVALID_VALUE:
+        return "CUBLAS_STATUS_INVALID_VALUE";
+    case CUBLAS_STATUS_NOT_SUPPORTED:
+        return "CUBLAS_STATUS_NOT_SUPPORTED";
+    default:
+        return "CUBLAS_STATUS_NOT_INITIALIZED";
+    }
+}
+const char *cublasGetStatusString(cublasStatus_t s) { return s ? "emulated error" : "success"; }
+cublasStatus_t cublasCreate(cublasHandle_t *h) { return *h = new EmuBlas(), CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasDestroy(cublasHandle_t h) { return delete h, CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s) {
+    return (void)h, (void)s, CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasSetWorkspace(cublasHandle_t h, void *ws, size_t bytes) {
+    return (void)h, (void)ws, (void)bytes, CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t mode) {
+    return (void)h, (void)mode, CUBLAS_STATUS_SUCCESS;
+}
+
+/* D[m,n] = alpha op(A) op(B) + beta C, column-major, fp32 storage */
+static void emu_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *A, int lda,
+                     const float *B, int ldb, float beta, const float *C, float *D, int ldd) {
+    std::vector<float> out((size_t)m * n);
+    for (int j = 0; j < n; j++)
+        for (int i = 0; i < m; i++) {
+            double s = 0;
+            for (int p = 0; p < k; p++)
+                s += (double)(ta ? A[(size_t)i * lda + p] : A[(size_t)p * lda + i]) *
+                     (tb ? B[(size_t)p * ldb + j] : B[(size_t)j * ldb + p]);
+            const double c = beta == 0 ? 0.0 : (double)beta * C[(size_t)j * ldd + i];
+            out[(size_t)j * m + i] = (float)(alpha * s + c);
+        }
+    for (int j = 0; j < n; j++)
+        for (int i = 0; i < m; i++) D[(size_t)j * ldd + i] = out[(size_t)j * m + i];
+}
+
+cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m,
+                            int n, int k, const void *alpha, const void *A, cudaDataType_t at,
+                            int lda, const void *B, cudaDataType_t bt, int ldb, const void *beta,
+                            void *C, cudaDataType_t ct, int ldc, cublasComputeType_t compute,
+                            cublasGemmAlgo_t algo) {
+    (void)h, (void)compute, (void)algo;
+    if (at != CUDA_R_32F || bt != CUDA_R_32F || ct != CUDA_R_32F || ldc < m || lda < (ta ? k : m) ||
+        ldb < (tb ? n : k))
+        return CUBLAS_STATUS_INVALID_VALUE;
+    emu_gemm(ta, tb, m, n, k, *(const float *)alpha, (const float *)A, lda, (const float *)B, ldb,
+             *(const float *)beta, (const float *)C, (float *)C, ldc);
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+size_t cublasLtGetVersion(void) { return 0; }
+cublasStatus_t cublasLtCreate(cublasLtHandle_t *h) {
+    return *h = new EmuBlas(), CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtDestroy(cublasLtHandle_t h) { return delete h, CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t *d, cublasComputeType_t c,
+                                        cudaDataType_t scale) {
+    (void)c, (void)scale;
+    *d = new EmuLtDesc{CUBLAS_OP_N, CUBLAS_OP_N};
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t d) {
+    return delete d, CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t d,
+                                              cublasLtMatmulDescAttributes_t a, const void *v,
+                                              size_t bytes) {
+    if (bytes != sizeof(cublasOperation_t)) return CUBLAS_STATUS_INVALID_VALUE;
+    if (a == CUBLASLT_MATMUL_DESC_TRANSA)
+        d->ta = *(const cublasOperation_t *)v;
+    else if (a == CUBLASLT_MATMUL_DESC_TRANSB)
+        d->tb = *(const cublasOperation_t *)v;
+    else
+        return CUBLAS_STATUS_INVALID_VALUE;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t *l, cudaDataType_t t,
+                                          uint64_t rows, uint64_t cols, int64_t ld) {
+    if (ld < (int64_t)rows) return CUBLAS_STATUS_INVALID_VALUE;
+    *l = new EmuLtLayout{t, rows, cols, ld};
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t l) {
+    return delete l, CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulPreferenceCreate(cublasLtMatmulPreference_t *p) {
+    *p = new EmuLtPref{{256, 256, 256, 256}}; /* cuBLASLt's default: 256-byte operands */
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t p) {
+    return delete p, CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t p,
+                                                    cublasLtMatmulPreferenceAttributes_t a,
+                                                    const void *v, size_t bytes) {
+    if (a == CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES)
+        return bytes == sizeof(size_t) ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_INVALID_VALUE;
+    if (a < CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES ||
+        a > CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES || bytes != sizeof(uint32_t))
+        return CUBLAS_STATUS_INVALID_VALUE;
+    p->align[a - CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES] = *(const uint32_t *)v;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t h, cublasLtMatmulDesc_t d,
+                                              cublasLtMatrixLayout_t a, cublasLtMatrixLayout_t b,
+                                              cublasLtMatrixLayout_t c, cublasLtMatrixLayout_t dl,
+                                              cublasLtMatmulPreference_t p, int requested,
+                                              cublasLtMatmulHeuristicResult_t *results,
+                                              int *found) {
+    (void)h, (void)d, (void)a, (void)b, (void)c, (void)dl;
+    if (requested < 1) return CUBLAS_STATUS_INVALID_VALUE;
+    memcpy(results[0].algo.align, p->align, sizeof p->align);
+    *found = 1;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+static int emu_aligned(const void *ptr, uint32_t a) { return a && (uintptr_t)ptr % a == 0; }
+
+cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t d, const void *alpha,
+                              const void *A, cublasLtMatrixLayout_t la, const void *B,
+                              cublasLtMatrixLayout_t lb, const void *beta, const void *C,
+                              cublasLtMatrixLayout_t lc, void *D, cublasLtMatrixLayout_t ld,
+                              const cublasLtMatmulAlgo_t *algo, void *ws, size_t ws_bytes,
+                              cudaStream_t s) {
+    (void)h, (void)ws, (void)ws_bytes, (void)s;
+    /* an algorithm chosen for more alignment than the operands have would fault on a GPU */
+    if (!emu_aligned(A, algo->align[0]) || !emu_aligned(B, algo->align[1]) ||
+        !emu_aligned(C, algo->align[2]) || !emu_aligned(D, algo->align[3])) {
+        fprintf(stderr,
+                "cuda_emu: cublasLtMatmul operand less aligned than the preference declared\n");
+        return CUBLAS_STATUS_INVALID_VALUE;
+    }
+    const int m = (int)ld->rows, n = (int)ld->cols, ta = d->ta == CUBLAS_OP_T,
+              tb = d->tb == CUBLAS_OP_T;
+    const int k = (int)(ta ? la->rows : la->cols);
+    if ((uint64_t)(ta ? la->cols : la->rows) != (uint64_t)m ||
+        (tb ? lb->cols : lb->rows) != (uint64_t)k || (tb ? lb->rows : lb->cols) != (uint64_t)n ||
+        lc->rows != ld->rows || lc->cols != ld->cols || lc->ld != ld->ld)
+        return CUBLAS_STATUS_INVALID_VALUE;
+    emu_gemm(ta, tb, m, n, k, *(const float *)alpha, (const float *)A, (int)la->ld,
+             (const float *)B, (int)lb->ld, *(const float *)beta, (const float *)C, (float *)D,
+             (int)ld->ld);
+    return CUBLAS_STATUS_SUCCESS;
+}

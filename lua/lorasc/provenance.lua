@@ -1,0 +1,142 @@
+-- What made a result: the code (the commit and dirty flag this lorasc was built from) and the
+-- inputs (every data file and checkpoint a run reads, by SHA-256). A stored done run whose
+-- code or inputs differ from what a run would use now is stale: never reused silently
+-- (`lorasc run` counts them and reruns them with --rerun-stale, `status` lists them, `report`
+-- keeps commits apart). Which files a run reads is its family's (F.inputs); the store keeps
+-- them (run_inputs, runs.inputs_sha256; core/store/STORE.md).
+local sys = require "lorasc.core.sys"
+local fs = require "lorasc.core.fs"
+
+local M = {}
+
+-- The commit this binary was built from (compiled in by meson's vcs_tag), never what the
+-- source tree says at run time: (commit, dirty 0/1), or (nil, 0) outside a git checkout.
+function M.build_commit()
+  local tag = LORASC_BUILD_COMMIT or "unknown"
+  local commit = tag:match("^(%x+)")
+  if not commit or #commit ~= 40 then return nil, 0 end
+  return commit, tag:find("+dirty", 1, true) and 1 or 0
+end
+
+-- "0123abcd…" (12 digits) with "+dirty", or "unknown": how reports and messages name a
+-- code version.
+function M.code_name(commit, dirty)
+  if not commit then return "unknown" end
+  return commit:sub(1, 12) .. ((dirty == 1) and "+dirty" or "")
+end
+
+function M.current_code()
+  return M.code_name(M.build_commit())
+end
+
+-- SHA-256 of a file, remembered per process by (path, size, modification time): a sweep
+-- hashes each file once.
+local memo = {}
+local function hash(path)
+  local st = fs.stat(path)
+  if not st then return nil end
+  local key = string.format("%s|%d|%d|%d", path, st.size, st.mtime_ns, st.ino)
+  if not memo[key] then
+    local hex, bytes = fs.sha256(path)
+    memo[key] = { sha256 = hex, bytes = bytes }
+  end
+  return memo[key]
+end
+
+-- SHA-256 of a file's contents (remembered as above), or nil if it does not exist.
+function M.file_sha256(path)
+  local h = hash(path)
+  return h and h.sha256
+end
+
+-- The regular files under dir (recursively), sorted.
+local function files_under(dir, out)
+  local names = fs.list(dir) or {}
+  table.sort(names)
+  for _, n in ipairs(names) do
+    local p = dir .. "/" .. n
+    local st = fs.stat(p)
+    if st and st.dir then files_under(p, out)
+    elseif st and n ~= "SOURCE.txt" then out[#out + 1] = p end -- SOURCE.txt: the mirror's notes, never read
+  end
+  return out
+end
+
+-- How a file is named in the fingerprint: relative to the data directory when under it,
+-- else its base name, so that the same files elsewhere (another node's mount, another
+-- LORASC_DATA) give the same fingerprint.
+local function portable_name(path)
+  local root = sys.datadir_path("")
+  root = root:sub(-1) == "/" and root or root .. "/"
+  if path:sub(1, #root) == root then return path:sub(#root + 1) end
+  return path:match("([^/]+)$") or path
+end
+
+-- The run's inputs now: { list = { {path, kind, sha256, bytes}, ... } sorted by kind and path,
+-- fingerprint = hex } (files that do not exist are left out: the run itself says so when it
+-- loads them). Directories (Hugging Face checkpoints, a language task's folder) stand for
+-- every file under them.
+function M.inputs(run)
+  local fam = require("lorasc.families")[run.family] -- lazily: the families use this module
+  local wanted = fam.inputs and fam.inputs(run) or {}
+  local list, seen = {}, {}
+  local function add(path, kind)
+    if seen[path] then return end
+    seen[path] = true
+    local h = hash(path)
+    if h then list[#list + 1] = { path = path, kind = kind, sha256 = h.sha256, bytes = h.bytes } end
+  end
+  for _, w in ipairs(wanted) do
+    local st = w.path and fs.stat(w.path)
+    if st and st.dir then
+      for _, p in ipairs(files_under(w.path, {})) do add(p, w.kind) end
+    elseif st then
+      add(w.path, w.kind)
+    end
+  end
+  table.sort(list, function(a, b) return a.kind < b.kind or (a.kind == b.kind and a.path < b.path) end)
+  local lines = {}
+  for _, i in ipairs(list) do lines[#lines + 1] = string.format("%s %s %s", i.kind, portable_name(i.path), i.sha256) end
+  table.sort(lines)
+  return { list = list, fingerprint = sys.sha256(table.concat(lines, "\n")) }
+end
+
+-- Why a stored done run is stale against the current code and inputs, or nil if it is not.
+-- db_run: a row of store:runs(); inputs: M.inputs(run). With a store, names the files that
+-- changed (their recorded and current hashes differ, or one side lacks them).
+function M.stale_reason(db_run, inputs, store)
+  if db_run.status ~= "done" then return nil end
+  local commit, dirty = M.build_commit()
+  local then_dirty = db_run.git_commit and db_run.git_dirty or -1
+  local now_dirty = commit and dirty or -1
+  local reasons = {}
+  if db_run.git_commit ~= commit or then_dirty ~= now_dirty then
+    reasons[#reasons + 1] = string.format("code: made by %s, this lorasc is %s",
+      M.code_name(db_run.git_commit, db_run.git_dirty), M.code_name(commit, dirty))
+  end
+  if db_run.inputs_sha256 ~= inputs.fingerprint then
+    if not db_run.inputs_sha256 then
+      reasons[#reasons + 1] = "data: its inputs were not recorded"
+    else
+      local changed = {}
+      if store then
+        local before = {}
+        for _, i in ipairs(store:run_inputs(db_run.id)) do
+          if i.kind ~= "base" then before[portable_name(i.path)] = i.sha256 end
+        end
+        for _, i in ipairs(inputs.list) do
+          local name = portable_name(i.path)
+          if before[name] ~= i.sha256 then changed[#changed + 1] = name end
+          before[name] = nil
+        end
+        for name in pairs(before) do changed[#changed + 1] = name .. " (gone)" end
+        table.sort(changed)
+      end
+      reasons[#reasons + 1] = "data: " .. (#changed > 0 and (table.concat(changed, ", ", 1, math.min(#changed, 3)) ..
+        (#changed > 3 and string.format(" and %d more", #changed - 3) or "") .. " changed") or "other inputs")
+    end
+  end
+  return #reasons > 0 and table.concat(reasons, "; ") or nil
+end
+
+return M

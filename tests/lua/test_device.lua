@@ -1,0 +1,36 @@
+-- The device of the Lua bindings (issue 10): sys.set_device / sys.device choose the backend
+-- that lua/bind_sys.c opens through core/model/device.h at the first model; an unavailable
+-- device fails there with device_open's sentence, and the device cannot change once a model
+-- exists. Run by `lorasc lua`.
+local sys = require "lorasc.core.sys"
+local vit = require "lorasc.core.vit"
+
+-- assert() stops at the first failure; lorasc then exits non-zero with the message.
+local function fails_with(pattern, f, ...)
+  local ok, err = pcall(f, ...)
+  assert(not ok and tostring(err):find(pattern, 1, true),
+         string.format("expected an error with '%s', got %s", pattern, ok and "success" or tostring(err)))
+end
+
+local tiny = { image_size = 8, patch_size = 4, channels = 1, dim = 8, n_layers = 1, n_heads = 2, n_classes = 3 }
+assert(sys.device() == "cpu", "default device: " .. tostring(sys.device()))
+fails_with("invalid option 'tpu'", sys.set_device, "tpu")
+assert(sys.device() == "cpu", "a bad name changed the device")
+
+sys.set_device("cuda")
+local ok, m = pcall(vit.new, tiny)
+if ok then -- a CUDA build on a machine with a GPU
+  assert(sys.device() == "cuda", "device after a CUDA model")
+  fails_with("the device is cuda already", sys.set_device, "cpu")
+else
+  assert(tostring(m):find("CUDA", 1, true), "the CUDA error names CUDA: " .. tostring(m))
+  sys.set_device("cpu") -- nothing was opened, so the device may still change
+  local m2 = vit.new(tiny)
+  assert(m2:num_params() > 0, "a CPU model after the failed CUDA one")
+  fails_with("the device is cpu already", sys.set_device, "cuda")
+  sys.set_device("cpu") -- the same device again is fine
+  m2:close()
+end
+
+print("test_device: all passed")
+return 0
