@@ -22,7 +22,7 @@ static int restore(lua_State *L, LSnapshot *s) {
     if (!s->live) return luaL_error(L, "this snapshot is closed");
     if (!*s->owner_live)
         return luaL_error(L, "the model of this snapshot was closed before the snapshot was "
-                          "restored: close the snapshot first");
+                             "restored: close the snapshot first");
     if (snapshot_restore(&s->s) != LSC_OK) return bind_error(L);
     return 0;
 }
@@ -52,14 +52,16 @@ static int s_gc(lua_State *L) {
 
 static int s_tostring(lua_State *L) {
     LSnapshot *s = luaL_checkudata(L, 1, BIND_SNAPSHOT);
-    if (!s->live) lua_pushstring(L, "snapshot (closed)");
-    else lua_pushfstring(L, "snapshot (%d tensors, %d values)", s->s.n, (int)s->s.total);
+    if (!s->live)
+        lua_pushstring(L, "snapshot (closed)");
+    else
+        lua_pushfstring(L, "snapshot (%d tensors, %d values)", s->s.n, (int)s->s.total);
     return 1;
 }
 
 void bind_snapshot_class(lua_State *L) {
     static const luaL_Reg methods[] = {{"restore", s_restore}, {"close", s_close}, {NULL, NULL}};
-    static const luaL_Reg meta[] = {{"__gc", s_gc}, {"__close", s_close},
-                                    {"__tostring", s_tostring}, {NULL, NULL}};
+    static const luaL_Reg meta[] = {
+        {"__gc", s_gc}, {"__close", s_close}, {"__tostring", s_tostring}, {NULL, NULL}};
     bind_new_class(L, BIND_SNAPSHOT, methods, meta);
 }

@@ -167,8 +167,9 @@ static int m_clone(lua_State *L) {
  * every layer and the head (a run trains it); closing the snapshot writes them back. */
 static int m_snapshot(lua_State *L) {
     LVit *m = bind_check_vit(L, 1);
-    const unsigned targets = bind_target_list(
-        L, 2, ((1u << LORA_NUM_TARGETS) - 1) & ~LORA_BIT(LORA_GATE), "q, k, v, o, up (fc1), down (fc2)");
+    const unsigned targets = bind_target_list(L, 2,
+                                              ((1u << LORA_NUM_TARGETS) - 1) & ~LORA_BIT(LORA_GATE),
+                                              "q, k, v, o, up (fc1), down (fc2)");
     LSnapshot *s = bind_new_snapshot(L, 1, &m->live);
     if (snapshot_vit(&s->s, &m->m, targets, 1) != LSC_OK) return bind_error(L);
     s->live = 1;

@@ -17,7 +17,8 @@ void device_close(Backend *be) { backend_destroy(be); }
 int device_sync(Backend *be) {
     if (be->sync(be) == 0) return LSC_OK;
     const char *e = be->error(be);
-    return error_set("%s", e ? e : "the device failed without saying why (backend sync returned -1)");
+    return error_set("%s",
+                     e ? e : "the device failed without saying why (backend sync returned -1)");
 }
 
 int device_fail(Backend *be, const char *fmt, ...) {

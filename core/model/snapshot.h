@@ -14,11 +14,11 @@
 
 typedef struct Snapshot {
     Backend *be;
-    Real *block;   /* the saved values, the ranges end to end (device memory) */
-    int n;         /* ranges */
-    Real **ptr;    /* [n] where each range lives in the model */
-    size_t *len;   /* [n] its length in Reals */
-    size_t total;  /* sum of len */
+    Real *block;  /* the saved values, the ranges end to end (device memory) */
+    int n;        /* ranges */
+    Real **ptr;   /* [n] where each range lives in the model */
+    size_t *len;  /* [n] its length in Reals */
+    size_t total; /* sum of len */
 } Snapshot;
 
 /* Saves the weights of the targets (a LORA_BIT mask) of every layer of m. */

@@ -64,7 +64,8 @@ static void *emu_guard_alloc(size_t bytes) {
     }
     const size_t len = (bytes ? (bytes + page - 1) / page : 1) * page;
     size_t at = emu_guard_top;
-    for (std::map<size_t, size_t>::iterator f = emu_guard_free.begin(); f != emu_guard_free.end(); ++f)
+    for (std::map<size_t, size_t>::iterator f = emu_guard_free.begin(); f != emu_guard_free.end();
+         ++f)
         if (f->second >= len) { /* first fit */
             at = f->first;
             if (f->second > len) emu_guard_free[at + len] = f->second - len;
@@ -85,7 +86,8 @@ static void *emu_guard_alloc(size_t bytes) {
 
 /* 1 when p was a guarded allocation (now freed). */
 static int emu_guard_release(void *p) {
-    if (!emu_guard_base || (char *)p < emu_guard_base || (char *)p >= emu_guard_base + emu_guard_top)
+    if (!emu_guard_base || (char *)p < emu_guard_base ||
+        (char *)p >= emu_guard_base + emu_guard_top)
         return 0;
     const size_t at = (size_t)((char *)p - emu_guard_base);
     std::map<size_t, size_t>::iterator u = emu_guard_used.find(at);

@@ -61,16 +61,16 @@ typedef struct Outcome {
     double loss[STEPS], grad_norm[STEPS];
     CascadeEvent events[STEPS];
     int n_events;
-    Real *init;     /* the whole model before the run */
-    Real *params;   /* the whole model after the run (the merged base) */
+    Real *init;   /* the whole model before the run */
+    Real *params; /* the whole model after the run (the merged base) */
     size_t n_params;
     size_t flat_at, flat_n; /* a range of params whose loss gradient is zero up to rounding */
-    Real *fast;     /* the trained adapter after the last update, before its boundary */
-    Real *slow;     /* the slow adapter after the run (what the cascade merged last) */
+    Real *fast;             /* the trained adapter after the last update, before its boundary */
+    Real *slow;             /* the slow adapter after the run (what the cascade merged last) */
     size_t n_lora;
-    Real *logits;   /* inference on a fresh batch after the run */
+    Real *logits; /* inference on a fresh batch after the run */
     size_t n_logits;
-    Real *decode;   /* Llama: the decoder's logits of the last token fed */
+    Real *decode; /* Llama: the decoder's logits of the last token fed */
     size_t n_decode;
 } Outcome;
 
@@ -93,10 +93,14 @@ static Real *host_copy(Backend *be, const Real *src, size_t n) {
 }
 
 static FinetuneConfig run_config(const Method *meth, LoraConfig *lc, unsigned targets) {
-    FinetuneConfig cfg = {.total_steps = STEPS, .batch = B, .seq = T,
+    FinetuneConfig cfg = {.total_steps = STEPS,
+                          .batch = B,
+                          .seq = T,
                           .schedule = {.kind = SCHEDULE_CONSTANT, .peak_lr = LR},
-                          .adamw = adamw_default_config(), .weight_decay = 0.01f,
-                          .lora_plus_ratio = 1.0f, .seed = 5};
+                          .adamw = adamw_default_config(),
+                          .weight_decay = 0.01f,
+                          .lora_plus_ratio = 1.0f,
+                          .seed = 5};
     if (meth->preset) {
         ok(cascade_preset(meth->preset, &cfg.cascade));
         cfg.cascade.n_experts = meth->experts;
@@ -110,8 +114,7 @@ static FinetuneConfig run_config(const Method *meth, LoraConfig *lc, unsigned ta
  * kept after the last update, the events and the slow adapter. */
 typedef const void *(*BatchFn)(void *ctx, long step);
 
-static void finetune_steps(Finetune *ft, LoraAdapters *lora, BatchFn batch, void *ctx,
-                           Outcome *o) {
+static void finetune_steps(Finetune *ft, LoraAdapters *lora, BatchFn batch, void *ctx, Outcome *o) {
     Backend *be = lora->be;
     for (long s = 0; s < STEPS; s++) {
         StepResult r;
@@ -218,9 +221,17 @@ static void run_llama(Backend *be, const Method *meth, Outcome *o) {
 /* ------------------------------------------------------------------------------------------
  * the ViT */
 
-static const ViTConfig k_vit = {.image_size = 8, .patch_size = 4, .channels = 2, .dim = 8,
-                                .n_layers = 2, .n_heads = 2, .mlp_dim = 16, .n_classes = 3,
-                                .norm_eps = 1e-5f, .gelu = GELU_ERF, .pre_norm = 1,
+static const ViTConfig k_vit = {.image_size = 8,
+                                .patch_size = 4,
+                                .channels = 2,
+                                .dim = 8,
+                                .n_layers = 2,
+                                .n_heads = 2,
+                                .mlp_dim = 16,
+                                .n_classes = 3,
+                                .norm_eps = 1e-5f,
+                                .gelu = GELU_ERF,
+                                .pre_norm = 1,
                                 .patch_bias = 1};
 
 typedef struct VitData {
@@ -245,7 +256,8 @@ static void vit_randomize(ViT *m) {
     assert_non_null(h);
     for (int i = 0; i < VIT_NUM_PARAM_TENSORS; i++) {
         const int ln = i == VIT_LN_PRE_W || i == VIT_LN1_W || i == VIT_LN2_W || i == VIT_LNF_W;
-        philox_uniform(p, m->param_sizes[i], 13, 300 + (uint64_t)i, ln ? 0.8 : -0.4, ln ? 1.2 : 0.4);
+        philox_uniform(p, m->param_sizes[i], 13, 300 + (uint64_t)i, ln ? 0.8 : -0.4,
+                       ln ? 1.2 : 0.4);
         p += m->param_sizes[i];
     }
     m->be->to_device(m->be, m->params, h, m->num_params * sizeof(Real));
@@ -278,7 +290,10 @@ static void run_vit(Backend *be, const Method *meth, Outcome *o) {
         lora_free(&lora);
     } else {
         ok(vit_enable_full_grads(&m));
-        const ParamGroup g = {.p = m.params, .g = m.grads, .n = m.num_params, .lr_scale = 1.0f,
+        const ParamGroup g = {.p = m.params,
+                              .g = m.grads,
+                              .n = m.num_params,
+                              .lr_scale = 1.0f,
                               .weight_decay = cfg.weight_decay};
         AdamW opt;
         ok(adamw_create(&opt, be, &cfg.adamw, &g, 1));
@@ -364,11 +379,12 @@ static void compare_outcomes(const char *model, const Method *meth, const Outcom
 #define NAME(s) (snprintf(what, sizeof what, "%s %s %s", model, meth->name, s), what)
     good &= compare_scalars(NAME("loss"), cu->loss, cpu->loss, STEPS);
     good &= compare_scalars(NAME("grad_norm"), cu->grad_norm, cpu->grad_norm, STEPS);
-    if (cu->n_events != cpu->n_events) fail_msg("%s: %d boundaries on cuda, %d on cpu", what,
-                                                  cu->n_events, cpu->n_events);
+    if (cu->n_events != cpu->n_events)
+        fail_msg("%s: %d boundaries on cuda, %d on cpu", what, cu->n_events, cpu->n_events);
     for (int e = 0; e < cu->n_events; e++) {
         const CascadeEvent *a = &cu->events[e], *b = &cpu->events[e];
-        if (a->expert != b->expert || a->step != b->step) fail_msg("%s: boundary %d differs", what, e);
+        if (a->expert != b->expert || a->step != b->step)
+            fail_msg("%s: boundary %d differs", what, e);
         const double ga[3] = {a->merged_norm, a->noise_std_mean, a->noise_std_max};
         const double gb[3] = {b->merged_norm, b->noise_std_mean, b->noise_std_max};
         good &= compare_scalars(NAME("boundary norm and noise std"), ga, gb, 3);
@@ -399,10 +415,11 @@ static void compare_outcomes(const char *model, const Method *meth, const Outcom
     good &= compare(NAME("inference logits"), cu->logits, cpu->logits, cu->n_logits, RTOL_LOGITS,
                     &g_worst[2]);
     if (cu->n_decode)
-        good &= compare(NAME("decoder logits"), cu->decode, cpu->decode, cu->n_decode,
-                        RTOL_LOGITS, &g_worst[2]);
+        good &= compare(NAME("decoder logits"), cu->decode, cpu->decode, cu->n_decode, RTOL_LOGITS,
+                        &g_worst[2]);
 #undef NAME
-    if (!good) fail_msg("%s %s: cuda differs from cpu beyond the fp32 tolerances", model, meth->name);
+    if (!good)
+        fail_msg("%s %s: cuda differs from cpu beyond the fp32 tolerances", model, meth->name);
 }
 
 typedef void (*RunFn)(Backend *be, const Method *meth, Outcome *o);
@@ -439,7 +456,10 @@ static void test_vit_runs(void **state) {
 static void test_noise_bits(void **state) {
     (void)state;
     const int q = LORA_Q, v = LORA_V;
-    struct { size_t n; uint64_t stream; } cases[] = {
+    struct {
+        size_t n;
+        uint64_t stream;
+    } cases[] = {
         {64, philox_stream(RNG_PURPOSE_NOISE, 1, 0, (uint32_t)q)},
         {32, philox_stream(RNG_PURPOSE_NOISE, 1, 0, (uint32_t)v)},
         {64, philox_stream(RNG_PURPOSE_NOISE, 1, 1, (uint32_t)q)},
@@ -466,8 +486,8 @@ static void test_noise_bits(void **state) {
             if (memcmp(&got[0][i], &got[1][i], sizeof(Real)) != 0 && differ++ == 0) first = i;
         if (differ)
             fail_msg("noise case %zu: %zu of %zu values differ in their bits, first at %zu "
-                     "(cpu %.9g, cuda %.9g)", c, differ, n, first, (double)got[0][first],
-                     (double)got[1][first]);
+                     "(cpu %.9g, cuda %.9g)",
+                     c, differ, n, first, (double)got[0][first], (double)got[1][first]);
         printf("  noise at stream %#llx, %zu values: bit-identical\n",
                (unsigned long long)cases[c].stream, n);
         free(got[0]), free(got[1]), free(w0);
@@ -482,9 +502,17 @@ static void test_errors(void **state) {
     char err[256];
     Backend *be = backend_create("cuda", 0, err, sizeof err);
     if (!be) fail_msg("%s", err);
-    const LlamaConfig c = {.dim = 600, .hidden_dim = 8, .n_layers = 1, .n_heads = 2,
-                           .n_kv_heads = 2, .vocab_size = 11, .seq_len = 4, .rope_theta = 1e4f,
-                           .norm_eps = 1e-5f, .tied_embeddings = 1, .rope_style = ROPE_HALF};
+    const LlamaConfig c = {.dim = 600,
+                           .hidden_dim = 8,
+                           .n_layers = 1,
+                           .n_heads = 2,
+                           .n_kv_heads = 2,
+                           .vocab_size = 11,
+                           .seq_len = 4,
+                           .rope_theta = 1e4f,
+                           .norm_eps = 1e-5f,
+                           .tied_embeddings = 1,
+                           .rope_style = ROPE_HALF};
     Llama m;
     ok(llama_create(&m, be, &c));
     fixture_randomize(&m, 3, 0.1);
@@ -493,9 +521,13 @@ static void test_errors(void **state) {
     LoraAdapters lora;
     const LoraConfig lc = {.rank = 2, .alpha = 4.0f, .targets = LORA_DEFAULT_TARGETS};
     ok(lora_create(&lora, be, &lc, c.n_layers, in, out, 1));
-    FinetuneConfig cfg = {.total_steps = 2, .batch = 1, .seq = 4,
+    FinetuneConfig cfg = {.total_steps = 2,
+                          .batch = 1,
+                          .seq = 4,
                           .schedule = {.kind = SCHEDULE_CONSTANT, .peak_lr = 1e-3f},
-                          .adamw = adamw_default_config(), .lora_plus_ratio = 1.0f, .seed = 1};
+                          .adamw = adamw_default_config(),
+                          .lora_plus_ratio = 1.0f,
+                          .seed = 1};
     ok(cascade_preset("lora", &cfg.cascade));
     Finetune ft;
     const FinetuneModel fm = finetune_model_llama(&m);
@@ -532,8 +564,8 @@ static int teardown(void **state) {
     (void)state;
     if (g_worst[0] + g_worst[1] + g_worst[2] > 0)
         printf("worst relative error cuda vs cpu: steps %.2e (tol %.0e), weights %.2e (tol %.0e), "
-               "logits %.2e (tol %.0e)\n", g_worst[0], RTOL_STEP, g_worst[1], RTOL_WEIGHTS,
-               g_worst[2], RTOL_LOGITS);
+               "logits %.2e (tol %.0e)\n",
+               g_worst[0], RTOL_STEP, g_worst[1], RTOL_WEIGHTS, g_worst[2], RTOL_LOGITS);
     return 0;
 }
 

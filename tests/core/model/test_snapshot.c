@@ -34,9 +34,13 @@ static Real *host_params(Backend *b, const Real *p, size_t n) {
 }
 
 static FinetuneConfig config(const char *method, int experts) {
-    FinetuneConfig cfg = {.total_steps = STEPS, .batch = B, .seq = T,
+    FinetuneConfig cfg = {.total_steps = STEPS,
+                          .batch = B,
+                          .seq = T,
                           .schedule = {.kind = SCHEDULE_CONSTANT, .peak_lr = 2e-2f},
-                          .adamw = adamw_default_config(), .lora_plus_ratio = 1.0f, .seed = 9};
+                          .adamw = adamw_default_config(),
+                          .lora_plus_ratio = 1.0f,
+                          .seed = 9};
     ok(cascade_preset(method, &cfg.cascade));
     cfg.cascade.n_experts = experts;
     return cfg;
@@ -77,7 +81,10 @@ static int in_targets(const Llama *m, size_t i, unsigned targets) {
 static void test_llama_restore(void **state) {
     (void)state;
     const unsigned qv = LORA_DEFAULT_TARGETS, qkvo = qv | LORA_BIT(LORA_K) | LORA_BIT(LORA_O);
-    const struct { unsigned targets; int dora; } runs[] = {{qv, 0}, {qv, 1}, {qkvo, 0}};
+    const struct {
+        unsigned targets;
+        int dora;
+    } runs[] = {{qv, 0}, {qv, 1}, {qkvo, 0}};
     for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++) {
         const LlamaConfig c = fixture_tiny_config(ROPE_HALF, 1);
         Llama m;
@@ -96,7 +103,8 @@ static void test_llama_restore(void **state) {
                 fail_msg("run %zu changed weight %zu, outside the adapted matrices", r, i);
         }
         printf("  llama run %zu: %zu of %zu weights changed, all in the adapted matrices; "
-               "snapshot of %zu values\n", r, changed, m.num_params, s.total);
+               "snapshot of %zu values\n",
+               r, changed, m.num_params, s.total);
         assert_true(changed > 0);
         ok(snapshot_restore(&s));
         Real *restored = host_params(be, m.params, m.num_params);
@@ -166,8 +174,15 @@ static void test_llama_missing_target(void **state) {
 /* ViT: the targets and the head (a run re-initialises and trains it) come back too. */
 static void test_vit_restore(void **state) {
     (void)state;
-    const ViTConfig c = {.image_size = 8, .patch_size = 4, .channels = 1, .dim = 8, .n_layers = 2,
-                         .n_heads = 2, .mlp_dim = 16, .n_classes = 3, .norm_eps = 1e-5f,
+    const ViTConfig c = {.image_size = 8,
+                         .patch_size = 4,
+                         .channels = 1,
+                         .dim = 8,
+                         .n_layers = 2,
+                         .n_heads = 2,
+                         .mlp_dim = 16,
+                         .n_classes = 3,
+                         .norm_eps = 1e-5f,
                          .gelu = GELU_ERF};
     ViT m;
     ok(vit_create(&m, be, &c));
@@ -206,8 +221,8 @@ static void test_vit_restore(void **state) {
         changed += after[i] != before[i];
         head_changed += after[i] != before[i] && i >= head_at;
     }
-    printf("  vit: %zu of %zu weights changed (%zu in the head); snapshot of %zu values\n",
-           changed, m.num_params, head_changed, s.total);
+    printf("  vit: %zu of %zu weights changed (%zu in the head); snapshot of %zu values\n", changed,
+           m.num_params, head_changed, s.total);
     assert_true(changed > head_changed && head_changed > 0);
     ok(snapshot_restore(&s));
     Real *restored = host_params(be, m.params, m.num_params);
