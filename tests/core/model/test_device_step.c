@@ -93,14 +93,10 @@ static Real *host_copy(Backend *be, const Real *src, size_t n) {
 }
 
 static FinetuneConfig run_config(const Method *meth, LoraConfig *lc, unsigned targets) {
-    FinetuneConfig cfg = {.total_steps = STEPS,
-                          .batch = B,
-                          .seq = T,
+    FinetuneConfig cfg = {.total_steps = STEPS, .batch = B, .seq = T,
                           .schedule = {.kind = SCHEDULE_CONSTANT, .peak_lr = LR},
-                          .adamw = adamw_default_config(),
-                          .weight_decay = 0.01f,
-                          .lora_plus_ratio = 1.0f,
-                          .seed = 5};
+                          .adamw = adamw_default_config(), .weight_decay = 0.01f,
+                          .lora_plus_ratio = 1.0f, .seed = 5};
     if (meth->preset) {
         ok(cascade_preset(meth->preset, &cfg.cascade));
         cfg.cascade.n_experts = meth->experts;
@@ -221,17 +217,9 @@ static void run_llama(Backend *be, const Method *meth, Outcome *o) {
 /* ------------------------------------------------------------------------------------------
  * the ViT */
 
-static const ViTConfig k_vit = {.image_size = 8,
-                                .patch_size = 4,
-                                .channels = 2,
-                                .dim = 8,
-                                .n_layers = 2,
-                                .n_heads = 2,
-                                .mlp_dim = 16,
-                                .n_classes = 3,
-                                .norm_eps = 1e-5f,
-                                .gelu = GELU_ERF,
-                                .pre_norm = 1,
+static const ViTConfig k_vit = {.image_size = 8, .patch_size = 4, .channels = 2, .dim = 8,
+                                .n_layers = 2, .n_heads = 2, .mlp_dim = 16, .n_classes = 3,
+                                .norm_eps = 1e-5f, .gelu = GELU_ERF, .pre_norm = 1,
                                 .patch_bias = 1};
 
 typedef struct VitData {
@@ -290,10 +278,7 @@ static void run_vit(Backend *be, const Method *meth, Outcome *o) {
         lora_free(&lora);
     } else {
         ok(vit_enable_full_grads(&m));
-        const ParamGroup g = {.p = m.params,
-                              .g = m.grads,
-                              .n = m.num_params,
-                              .lr_scale = 1.0f,
+        const ParamGroup g = {.p = m.params, .g = m.grads, .n = m.num_params, .lr_scale = 1.0f,
                               .weight_decay = cfg.weight_decay};
         AdamW opt;
         ok(adamw_create(&opt, be, &cfg.adamw, &g, 1));
@@ -502,17 +487,9 @@ static void test_errors(void **state) {
     char err[256];
     Backend *be = backend_create("cuda", 0, err, sizeof err);
     if (!be) fail_msg("%s", err);
-    const LlamaConfig c = {.dim = 600,
-                           .hidden_dim = 8,
-                           .n_layers = 1,
-                           .n_heads = 2,
-                           .n_kv_heads = 2,
-                           .vocab_size = 11,
-                           .seq_len = 4,
-                           .rope_theta = 1e4f,
-                           .norm_eps = 1e-5f,
-                           .tied_embeddings = 1,
-                           .rope_style = ROPE_HALF};
+    const LlamaConfig c = {.dim = 600, .hidden_dim = 8, .n_layers = 1, .n_heads = 2,
+                           .n_kv_heads = 2, .vocab_size = 11, .seq_len = 4, .rope_theta = 1e4f,
+                           .norm_eps = 1e-5f, .tied_embeddings = 1, .rope_style = ROPE_HALF};
     Llama m;
     ok(llama_create(&m, be, &c));
     fixture_randomize(&m, 3, 0.1);
@@ -521,13 +498,9 @@ static void test_errors(void **state) {
     LoraAdapters lora;
     const LoraConfig lc = {.rank = 2, .alpha = 4.0f, .targets = LORA_DEFAULT_TARGETS};
     ok(lora_create(&lora, be, &lc, c.n_layers, in, out, 1));
-    FinetuneConfig cfg = {.total_steps = 2,
-                          .batch = 1,
-                          .seq = 4,
+    FinetuneConfig cfg = {.total_steps = 2, .batch = 1, .seq = 4,
                           .schedule = {.kind = SCHEDULE_CONSTANT, .peak_lr = 1e-3f},
-                          .adamw = adamw_default_config(),
-                          .lora_plus_ratio = 1.0f,
-                          .seed = 1};
+                          .adamw = adamw_default_config(), .lora_plus_ratio = 1.0f, .seed = 1};
     ok(cascade_preset("lora", &cfg.cascade));
     Finetune ft;
     const FinetuneModel fm = finetune_model_llama(&m);

@@ -33,14 +33,18 @@ static Real *host_params(Backend *b, const Real *p, size_t n) {
     return h;
 }
 
+/* m = a tiny random Llama (tied, half-rotary); returns a host copy of its weights. */
+static Real *tiny_llama(Llama *m, uint64_t seed) {
+    const LlamaConfig c = fixture_tiny_config(ROPE_HALF, 1);
+    ok(llama_create(m, be, &c));
+    fixture_randomize(m, seed, 0.5);
+    return host_params(be, m->params, m->num_params);
+}
+
 static FinetuneConfig config(const char *method, int experts) {
-    FinetuneConfig cfg = {.total_steps = STEPS,
-                          .batch = B,
-                          .seq = T,
+    FinetuneConfig cfg = {.total_steps = STEPS, .batch = B, .seq = T,
                           .schedule = {.kind = SCHEDULE_CONSTANT, .peak_lr = 2e-2f},
-                          .adamw = adamw_default_config(),
-                          .lora_plus_ratio = 1.0f,
-                          .seed = 9};
+                          .adamw = adamw_default_config(), .lora_plus_ratio = 1.0f, .seed = 9};
     ok(cascade_preset(method, &cfg.cascade));
     cfg.cascade.n_experts = experts;
     return cfg;
@@ -86,11 +90,8 @@ static void test_llama_restore(void **state) {
         int dora;
     } runs[] = {{qv, 0}, {qv, 1}, {qkvo, 0}};
     for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++) {
-        const LlamaConfig c = fixture_tiny_config(ROPE_HALF, 1);
         Llama m;
-        ok(llama_create(&m, be, &c));
-        fixture_randomize(&m, 7, 0.5);
-        Real *before = host_params(be, m.params, m.num_params);
+        Real *before = tiny_llama(&m, 7);
         Snapshot s;
         ok(snapshot_llama(&s, &m, runs[r].targets));
         llama_run(&m, runs[r].targets, runs[r].dora);
@@ -148,11 +149,8 @@ static void test_llama_shared_base(void **state) {
 /* A snapshot of q alone cannot undo a run that also adapts v. */
 static void test_llama_missing_target(void **state) {
     (void)state;
-    const LlamaConfig c = fixture_tiny_config(ROPE_HALF, 1);
     Llama m;
-    ok(llama_create(&m, be, &c));
-    fixture_randomize(&m, 9, 0.5);
-    Real *before = host_params(be, m.params, m.num_params);
+    Real *before = tiny_llama(&m, 9);
     Snapshot s;
     ok(snapshot_llama(&s, &m, LORA_BIT(LORA_Q)));
     llama_run(&m, LORA_DEFAULT_TARGETS, 0);
@@ -174,15 +172,8 @@ static void test_llama_missing_target(void **state) {
 /* ViT: the targets and the head (a run re-initialises and trains it) come back too. */
 static void test_vit_restore(void **state) {
     (void)state;
-    const ViTConfig c = {.image_size = 8,
-                         .patch_size = 4,
-                         .channels = 1,
-                         .dim = 8,
-                         .n_layers = 2,
-                         .n_heads = 2,
-                         .mlp_dim = 16,
-                         .n_classes = 3,
-                         .norm_eps = 1e-5f,
+    const ViTConfig c = {.image_size = 8, .patch_size = 4, .channels = 1, .dim = 8, .n_layers = 2,
+                         .n_heads = 2, .mlp_dim = 16, .n_classes = 3, .norm_eps = 1e-5f,
                          .gelu = GELU_ERF};
     ViT m;
     ok(vit_create(&m, be, &c));
