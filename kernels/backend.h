@@ -223,9 +223,36 @@ Backend *backend_create(const char *name, int threads, char *err, size_t err_siz
 void backend_destroy(Backend *be); /* NULL is a no-op */
 
 /* The CPU backend (kernels/cpu). threads <= 0 keeps the OpenMP default; GEMM runs on the
- * same OpenMP threads (one slab per thread), so there is one thread pool. */
+ * same OpenMP (libgomp) threads as every other op, so there is one thread pool. NULL when
+ * out of memory. One caller thread at a time per backend (its GEMM primitive cache is not
+ * locked); separate backends are independent. */
 Backend *backend_cpu_create(int threads);
 void backend_cpu_destroy(Backend *be);
+
+/* The CPU backend's GEMM library. Float builds with oneDNN default to CPU_GEMM_AUTO: oneDNN's
+ * matmul except the shape classes where OpenBLAS measured faster (kernels/cpu/matmul.c). The
+ * choice depends on the shape only, so a run is as deterministic as either library. The
+ * double build (LORASC_REAL_DOUBLE) and builds without oneDNN always use OpenBLAS. */
+typedef enum CpuGemm {
+    CPU_GEMM_AUTO = 0,
+    CPU_GEMM_OPENBLAS = 1,
+    CPU_GEMM_ONEDNN = 2,
+} CpuGemm;
+
+typedef struct CpuGemmStats {
+    long long openblas_calls, onednn_calls; /* matmul calls (non-empty) each library ran */
+    long long onednn_primitives;            /* primitives built (cache misses) */
+    long long onednn_evictions;             /* cached primitives dropped to make room */
+    long long onednn_fallbacks;             /* oneDNN could not build one: OpenBLAS ran */
+} CpuGemmStats;
+
+/* Selects the GEMM library: 0, or -1 (nothing changed) when asked for oneDNN where this build
+ * has none. */
+int backend_cpu_set_gemm(Backend *be, CpuGemm gemm);
+/* 1 when this build can run matmuls through oneDNN (float build linked with it), else 0. */
+int backend_cpu_has_onednn(void);
+/* Counters since the backend was created. */
+void backend_cpu_gemm_stats(const Backend *be, CpuGemmStats *out);
 
 /* The CUDA backend (kernels/cuda), in builds configured with -Dcuda (LORASC_HAVE_CUDA in
  * lorasc_config.h) and float Real only: stream, cuBLASLt handle and 32 MiB workspace on the

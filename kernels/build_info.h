@@ -6,7 +6,8 @@
 #include <stddef.h>
 
 /* Writes a JSON object's members (no braces), e.g. "openblas":"OpenBLAS 0.3.21 ...",
- * "openblas_core":"Haswell", into out. */
+ * "openblas_core":"Haswell", and in float builds linked with oneDNN "onednn":"2.6.3", into
+ * out. */
 void kernels_library_versions(char *out, size_t size);
 
 #endif

@@ -12,6 +12,7 @@
 #include "core/data/imagedata.h"
 #include "core/model/adamw.h"
 #include "core/model/schedule.h"
+#include "core/model/snapshot.h"
 #include "core/model/train.h"
 #include "core/tasks/task.h"
 #include "core/tasks/text_eval.h"
@@ -53,9 +54,15 @@ int luaopen_lorasc_core_store(lua_State *L);
 int luaopen_lorasc_core_data(lua_State *L);
 int luaopen_lorasc_core_sys(lua_State *L);
 int luaopen_lorasc_core_tasks(lua_State *L);
+int luaopen_lorasc_core_interop(lua_State *L);
+/* "f32" | "f16" | "bf16" -> StDtype (a Lua error otherwise). */
+int bind_st_dtype(lua_State *L, const char *name);
 int luaopen_lorasc_core_fs(lua_State *L);
 /* Registers all of the above in package.preload. */
 void bind_preload(lua_State *L);
+/* Wraps L's allocator with the byte count sys.run_limited caps (call once, right after
+ * luaL_newstate). */
+void bind_limits_install(lua_State *L);
 
 /* The process-wide backend, opened on first use (device_open) on the device and thread count
  * set by bind_set_device / bind_set_threads (default "cpu", the backend's default threads). */
@@ -80,13 +87,31 @@ int bind_task_batch(lua_State *L, int idx, int tok_idx, TaskSampler *sampler, Ta
                     uint64_t seed, long step, int B, int T, int32_t *tokens, int32_t *targets,
                     int *B_used, int *T_used);
 
-/* Raises a Lua error with error_last() (never returns). */
+/* The list of LoRA target names at idx (nil: q and v) as a LORA_BIT mask; each must lie in
+ * valid, else an error listing valid_names. */
+unsigned bind_target_list(lua_State *L, int idx, unsigned valid, const char *valid_names);
+
+/* Snapshots of the weights a run changes (bind_snapshot.c, core/model/snapshot.h): the class
+ * (registered by the model modules) and a new empty one, pushed, that keeps the model at
+ * stack index owner alive and restores only while *owner_live; live once the caller has
+ * taken the snapshot. */
+#define BIND_SNAPSHOT "lorasc.Snapshot"
+typedef struct LSnapshot {
+    Snapshot s;
+    int live;
+    const int *owner_live;
+} LSnapshot;
+void bind_snapshot_class(lua_State *L);
+LSnapshot *bind_new_snapshot(lua_State *L, int owner, const int *owner_live);
+
+/* Raises "lorasc: " .. error_last() as a Lua error, without a position (never returns). */
 int bind_error(lua_State *L);
 /* One training step of a Finetune on batch; pushes loss, grad_norm, lr, event|nil (4 values). */
 struct Finetune;
 int bind_finetune_step(lua_State *L, struct Finetune *ft, const void *batch);
-/* f:save_state(path, key, mark) (nothing pushed) and f:load_state(path, key) (pushes the mark
- * and the step) on a Finetune: its whole state (core/formats/finetune_state.h). */
+/* f:save_state(path, key, mark [, {numbers}]) (nothing pushed) and f:load_state(path, key)
+ * (pushes the mark, the step and the numbers) on a Finetune: its whole state
+ * (core/formats/finetune_state.h). */
 int bind_finetune_save_state(lua_State *L, struct Finetune *ft);
 int bind_finetune_load_state(lua_State *L, struct Finetune *ft);
 /* Pushes what a fine-tuning step returns to Lua: loss, grad_norm, lr and the expert-boundary

@@ -10,6 +10,7 @@
 
 #include "core/base/error.h"
 #include "core/formats/finetune_state.h"
+#include "core/formats/peft.h"
 #include "core/model/finetune.h"
 #include "lua/bind.h"
 
@@ -35,26 +36,31 @@ typedef struct LTrainer {
     int opt_live;
 } LTrainer;
 
-/* cfg.targets: a list of names (default q and v), each in `valid` (a LORA_BIT mask) or an
+/* The list of target names at idx (nil: q and v), each in `valid` (a LORA_BIT mask) or an
  * error that lists valid_names. */
+unsigned bind_target_list(lua_State *L, int idx, unsigned valid, const char *valid_names) {
+    if (lua_isnoneornil(L, idx)) return LORA_DEFAULT_TARGETS;
+    idx = lua_absindex(L, idx);
+    luaL_checktype(L, idx, LUA_TTABLE);
+    unsigned mask = 0;
+    const lua_Integer n = luaL_len(L, idx);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_geti(L, idx, i);
+        const char *name = lua_tostring(L, -1);
+        const int tg = name ? lora_target_parse(name) : -1;
+        if (tg < 0 || !(valid & LORA_BIT(tg)))
+            luaL_error(L, "unknown LoRA target '%s'; valid targets: %s", name ? name : "?",
+                       valid_names);
+        mask |= LORA_BIT(tg);
+        lua_pop(L, 1);
+    }
+    return mask;
+}
+
+/* cfg.targets (see bind_target_list). */
 static unsigned parse_targets(lua_State *L, int t, unsigned valid, const char *valid_names) {
     lua_getfield(L, t, "targets");
-    unsigned mask = LORA_DEFAULT_TARGETS;
-    if (!lua_isnil(L, -1)) {
-        luaL_checktype(L, -1, LUA_TTABLE);
-        mask = 0;
-        const lua_Integer n = luaL_len(L, -1);
-        for (lua_Integer i = 1; i <= n; i++) {
-            lua_geti(L, -1, i);
-            const char *name = lua_tostring(L, -1);
-            const int tg = name ? lora_target_parse(name) : -1;
-            if (tg < 0 || !(valid & LORA_BIT(tg)))
-                luaL_error(L, "unknown LoRA target '%s'; valid targets: %s", name ? name : "?",
-                           valid_names);
-            mask |= LORA_BIT(tg);
-            lua_pop(L, 1);
-        }
-    }
+    const unsigned mask = bind_target_list(L, -1, valid, valid_names);
     lua_pop(L, 1);
     return mask;
 }
@@ -186,6 +192,8 @@ void bind_finetune_config(lua_State *L, int t, FinetuneConfig *cfg, LoraConfig *
     cfg->cascade.min_lr_ratio = (float)bind_opt_num(L, t, "relora_min_lr_ratio",
                                                     cfg->cascade.min_lr_ratio);
     cfg->seed = (uint64_t)bind_opt_int(L, t, "seed", 1);
+    /* keep_adapter: the run keeps its merges, so f:save_adapter can write its PEFT adapter */
+    cfg->cascade.keep_merges = bind_opt_int(L, t, "keep_adapter", 0) != 0;
     *lc = (LoraConfig){.rank = (int)bind_opt_int(L, t, "rank", 8),
                        .alpha = (float)bind_opt_num(L, t, "lora_alpha", 16.0),
                        .targets = parse_targets(L, t, valid_targets, valid_names),
@@ -228,6 +236,8 @@ static int l_new(lua_State *L) {
         return bind_error(L);
     f->lora_live = 1;
     f->model = &m->m;
+    const char *init = bind_opt_str(L, 2, "init_adapter", NULL); /* continue a PEFT adapter */
+    if (init && peft_load_into(init, &m->m, &f->lora) != LSC_OK) return bind_error(L);
     const FinetuneModel fm = finetune_model_llama(&m->m);
     if (finetune_begin(&f->ft, &fm, &f->lora, &cfg) != LSC_OK) return bind_error(L);
     f->ft_live = 1;
@@ -284,22 +294,41 @@ static int f_step(lua_State *L) {
     return bind_finetune_step(L, &f->ft, &batch);
 }
 
-/* f:save_state(path, key, mark) and f:load_state(path, key) -> mark, step: the run's whole
- * state (core/formats/finetune_state.h); the bodies of every model's methods. */
+/* f:save_state(path, key, mark [, {numbers}]) and f:load_state(path, key) -> mark, step,
+ * {numbers}: the run's whole state (core/formats/finetune_state.h) with the caller's notes;
+ * the bodies of every model's methods. */
 int bind_finetune_save_state(lua_State *L, Finetune *ft) {
-    if (finetune_state_save(luaL_checkstring(L, 2), ft, luaL_checkstring(L, 3),
-                            (int64_t)luaL_checkinteger(L, 4)) != LSC_OK)
+    FinetuneStateNotes notes = {.mark = (int64_t)luaL_checkinteger(L, 4)};
+    if (!lua_isnoneornil(L, 5)) {
+        luaL_checktype(L, 5, LUA_TTABLE);
+        const lua_Integer n = luaL_len(L, 5);
+        if (n > FINETUNE_STATE_MAX_NOTES)
+            return luaL_error(L, "a run's state keeps at most %d numbers, got %d",
+                              FINETUNE_STATE_MAX_NOTES, (int)n);
+        for (lua_Integer i = 1; i <= n; i++) {
+            lua_geti(L, 5, i);
+            notes.values[i - 1] = luaL_checknumber(L, -1);
+            lua_pop(L, 1);
+        }
+        notes.n_values = (int)n;
+    }
+    if (finetune_state_save(luaL_checkstring(L, 2), ft, luaL_checkstring(L, 3), &notes) != LSC_OK)
         return bind_error(L);
     return 0;
 }
 
 int bind_finetune_load_state(lua_State *L, Finetune *ft) {
-    int64_t mark = 0;
-    if (finetune_state_load(luaL_checkstring(L, 2), ft, luaL_checkstring(L, 3), &mark) != LSC_OK)
+    FinetuneStateNotes notes;
+    if (finetune_state_load(luaL_checkstring(L, 2), ft, luaL_checkstring(L, 3), &notes) != LSC_OK)
         return bind_error(L);
-    lua_pushinteger(L, (lua_Integer)mark);
+    lua_pushinteger(L, (lua_Integer)notes.mark);
     lua_pushinteger(L, (lua_Integer)ft->step);
-    return 2;
+    lua_createtable(L, notes.n_values, 0);
+    for (int i = 0; i < notes.n_values; i++) {
+        lua_pushnumber(L, notes.values[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 3;
 }
 
 static int f_save_state(lua_State *L) { return bind_finetune_save_state(L, &check_ft(L)->ft); }
@@ -315,6 +344,16 @@ static int f_info(lua_State *L) {
 }
 
 /* Ends the run and detaches the adapter: the model then holds the merged result. */
+/* f:save_adapter(dir [, base_model]): after the last step, the run's adapter (everything it
+ * merged into the base) as a PEFT directory; an error when it has none (noise, DoRA experts). */
+static int f_save_adapter(lua_State *L) {
+    LFinetune *f = check_ft(L);
+    if (peft_save_run(luaL_checkstring(L, 2), &f->ft, f->model, NULL, luaL_optstring(L, 3, NULL)) !=
+        LSC_OK)
+        return bind_error(L);
+    return 0;
+}
+
 static int f_close(lua_State *L) {
     LFinetune *f = luaL_checkudata(L, 1, BIND_FINETUNE);
     if (f->ft_live) finetune_end(&f->ft);
@@ -415,6 +454,7 @@ int luaopen_lorasc_core_finetune(lua_State *L) {
                                         {"save_state", f_save_state},
                                         {"load_state", f_load_state},
                                         {"close", f_close},
+                                        {"save_adapter", f_save_adapter},
                                         {NULL, NULL}};
     static const luaL_Reg fmeta[] = {{"__gc", f_close}, {"__close", f_close},
                                      {"__tostring", f_tostring}, {NULL, NULL}};

@@ -54,7 +54,8 @@ static int l_load(lua_State *L) {
     return 1;
 }
 
-/* d:info() -> {n_classes=, channels=, height=, width=, train=, val=, test=} */
+/* d:info() -> {n_classes=, channels=, height=, width=, train=, val=, test=, mean = {..},
+ * std = {..}} */
 static int d_info(lua_State *L) {
     ImageTask *d = bind_check_images(L, 1);
     lua_createtable(L, 0, 7);
@@ -67,6 +68,12 @@ static int d_info(lua_State *L) {
     SETI("val", d->n[IMAGE_VAL]);
     SETI("test", d->n[IMAGE_TEST]);
 #undef SETI
+    for (int k = 0; k < 2; k++) { /* the normalisation the batches get, per channel */
+        lua_createtable(L, d->train.channels, 0);
+        for (int c = 0; c < d->train.channels; c++)
+            lua_pushnumber(L, k ? d->std[c] : d->mean[c]), lua_rawseti(L, -2, c + 1);
+        lua_setfield(L, -2, k ? "std" : "mean");
+    }
     return 1;
 }
 

@@ -2,14 +2,17 @@
  * Hugging Face or GGUF checkpoint, clone, save), and the pretrained models that `lorasc data
  * fetch` knows (core/data/modelfetch.h). The userdata is created empty before the model is
  * allocated, so an error mid-way leaves nothing to leak. */
+#include <math.h>
 #include <string.h>
 
 #include "core/formats/checkpoint.h"
 #include "core/formats/gguf_llama.h"
 #include "core/formats/llama2c.h"
 #include "core/formats/hf_llama.h"
+#include "core/formats/peft.h"
 #include "core/data/modelfetch.h"
 #include "core/base/error.h"
+#include "core/model/device.h"
 #include "lua/bind.h"
 
 LModel *bind_check_model(lua_State *L, int idx) {
@@ -110,10 +113,48 @@ static int m_clone(lua_State *L) {
     return 1;
 }
 
+/* m:snapshot([targets]): saves the matrices of the LoRA targets (a list of names, default
+ * { "q", "v" }) of every layer; closing the snapshot (or snap:restore()) writes them back. */
+static int m_snapshot(lua_State *L) {
+    LModel *m = bind_check_model(L, 1);
+    const unsigned targets = bind_target_list(L, 2, (1u << LORA_NUM_TARGETS) - 1,
+                                              "q, k, v, o, gate, up, down");
+    LSnapshot *s = bind_new_snapshot(L, 1, &m->live);
+    if (snapshot_llama(&s->s, &m->m, targets) != LSC_OK) return bind_error(L);
+    s->live = 1;
+    return 1;
+}
+
 static int m_save(lua_State *L) {
     LModel *m = bind_check_model(L, 1);
     if (checkpoint_save(luaL_checkstring(L, 2), &m->m, NULL, NULL, 0) != LSC_OK)
         return bind_error(L);
+    return 0;
+}
+
+/* m:save_hf(dir [, {source = HF dir, dtype = "f32"|"f16"|"bf16", bos =, eos =, pad =}]): the
+ * model as a Hugging Face directory (core/formats/hf_llama.h): with a source, its config keys,
+ * generation config and tokenizer files are kept; without, the given token ids. */
+static int m_save_hf(lua_State *L) {
+    LModel *m = bind_check_model(L, 1);
+    const char *dir = luaL_checkstring(L, 2);
+    HfLlamaSaveOptions o = hf_llama_save_defaults();
+    if (!lua_isnoneornil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        o.dtype = (StDtype)bind_st_dtype(L, bind_opt_str(L, 3, "dtype", "f32"));
+        o.source_dir = bind_opt_str(L, 3, "source", NULL);
+        o.bos_id = (int)bind_opt_int(L, 3, "bos", o.bos_id);
+        o.eos_id = (int)bind_opt_int(L, 3, "eos", o.eos_id);
+        o.pad_id = (int)bind_opt_int(L, 3, "pad", o.pad_id);
+    }
+    if (hf_llama_save(dir, &m->m, &o) != LSC_OK) return bind_error(L);
+    return 0;
+}
+
+/* m:merge_adapter(dir): merges a PEFT adapter (core/formats/peft.h) into the weights. */
+static int m_merge_adapter(lua_State *L) {
+    LModel *m = bind_check_model(L, 1);
+    if (peft_merge(luaL_checkstring(L, 2), &m->m) != LSC_OK) return bind_error(L);
     return 0;
 }
 
@@ -131,6 +172,17 @@ static int m_config(lua_State *L) {
 #undef SETI
     lua_pushboolean(L, c->tied_embeddings);
     lua_setfield(L, -2, "tied");
+    return 1;
+}
+
+/* m:weights_finite() -> true when every weight is finite (their sum of squares, in double,
+ * is finite exactly then): a diverged run is failed, never scored. */
+static int m_weights_finite(lua_State *L) {
+    LModel *m = bind_check_model(L, 1);
+    Backend *be = m->m.be;
+    const double sq = be->sum_squares(be, m->m.params, m->m.num_params);
+    if (device_sync(be) != LSC_OK) return bind_error(L); /* a failed device, not a divergence */
+    lua_pushboolean(L, isfinite(sq));
     return 1;
 }
 
@@ -159,14 +211,24 @@ static int m_tostring(lua_State *L) {
 }
 
 int luaopen_lorasc_core_model(lua_State *L) {
-    static const luaL_Reg methods[] = {{"clone", m_clone}, {"save", m_save}, {"config", m_config},
-                                       {"num_params", m_num_params}, {"close", m_close},
+    static const luaL_Reg methods[] = {{"clone", m_clone},
+                                       {"snapshot", m_snapshot},
+                                       {"save", m_save},
+                                       {"config", m_config},
+                                       {"save_hf", m_save_hf},
+                                       {"merge_adapter", m_merge_adapter},
+                                       {"num_params", m_num_params},
+                                       {"weights_finite", m_weights_finite},
+                                       {"close", m_close},
                                        {NULL, NULL}};
     static const luaL_Reg meta[] = {{"__gc", m_close}, {"__close", m_close},
                                     {"__tostring", m_tostring}, {NULL, NULL}};
     bind_new_class(L, BIND_MODEL, methods, meta);
+    bind_snapshot_class(L);
     static const luaL_Reg fns[] = {{"new", l_new},       {"load", l_load}, {"source", l_source},
                                    {"fetch", l_fetch},   {NULL, NULL}};
     luaL_newlib(L, fns);
+    lua_pushinteger(L, LLAMA_MAX_SEQ_LEN); /* core's limit, for the DSL's message */
+    lua_setfield(L, -2, "MAX_SEQ_LEN");
     return 1;
 }

@@ -18,12 +18,15 @@ static LStore *check_store(lua_State *L) {
     return s;
 }
 
+/* store.open(path [, "r"]): "r" opens an existing database read-only (store_open_readonly) */
 static int l_open(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
+    const int readonly = strcmp(luaL_optstring(L, 2, "w"), "r") == 0;
     LStore *s = lua_newuserdatauv(L, sizeof *s, 0);
     memset(s, 0, sizeof *s);
     luaL_setmetatable(L, BIND_STORE);
-    if (store_open(&s->s, path) != LSC_OK) return bind_error(L);
+    if ((readonly ? store_open_readonly(&s->s, path) : store_open(&s->s, path)) != LSC_OK)
+        return bind_error(L);
     s->live = 1;
     return 1;
 }

@@ -192,6 +192,17 @@ static int t_vocab_size(lua_State *L) {
     return 1;
 }
 
+/* t:special_ids() -> {bos =, eos =, pad =, unk =}: the ids the vocabulary has (absent: nil). */
+static int t_special_ids(lua_State *L) {
+    const Tokenizer *t = &check_tokenizer(L, 1)->t;
+    const int ids[4] = {t->bos_id, t->eos_id, t->pad_id, t->unk_id};
+    static const char *const names[4] = {"bos", "eos", "pad", "unk"};
+    lua_createtable(L, 0, 4);
+    for (int i = 0; i < 4; i++)
+        if (ids[i] >= 0) lua_pushinteger(L, ids[i]), lua_setfield(L, -2, names[i]);
+    return 1;
+}
+
 /* t:encode(text [, bos [, eos]]) -> {ids} (bos: the model's BOS when its tokenizer adds one) */
 static int t_encode(lua_State *L) {
     LTokenizer *t = check_tokenizer(L, 1);
@@ -307,8 +318,13 @@ int luaopen_lorasc_core_tasks(lua_State *L) {
     static const luaL_Reg dmeta[] = {{"__gc", d_close}, {"__close", d_close}, {"__tostring", d_tostring},
                                      {NULL, NULL}};
     bind_new_class(L, BIND_TASK, dmethods, dmeta);
-    static const luaL_Reg tmethods[] = {{"vocab_size", t_vocab_size}, {"encode", t_encode}, {"decode", t_decode},
-                                        {"chat", t_chat}, {"close", t_close}, {NULL, NULL}};
+    static const luaL_Reg tmethods[] = {{"vocab_size", t_vocab_size},
+                                        {"encode", t_encode},
+                                        {"decode", t_decode},
+                                        {"chat", t_chat},
+                                        {"special_ids", t_special_ids},
+                                        {"close", t_close},
+                                        {NULL, NULL}};
     static const luaL_Reg tmeta[] = {{"__gc", t_close}, {"__close", t_close}, {"__tostring", t_tostring},
                                      {NULL, NULL}};
     bind_new_class(L, BIND_TOKENIZER, tmethods, tmeta);

@@ -3,12 +3,16 @@
  * fresh head for a new task), a full-training run (pretraining) and a LoRA / cascade
  * fine-tuning run over an image task (lorasc.core.images), both core/tasks/image_train.h.
  * One Lua call per optimiser step: the batch is drawn in C. */
+#include <math.h>
 #include <string.h>
 
 #include "core/base/error.h"
 #include "core/formats/vit_checkpoint.h"
+#include "core/formats/peft.h"
+#include "core/formats/safetensors.h"
 #include "core/formats/vit_hf.h"
 #include "core/tasks/image_train.h"
+#include "core/model/device.h"
 #include "lua/bind.h"
 
 LVit *bind_check_vit(lua_State *L, int idx) {
@@ -60,7 +64,7 @@ static int l_load(lua_State *L) {
     return 1;
 }
 
-/* vit.load_hf(dir [, {n_classes=K, head_seed=0, channels=0}]): a Hugging Face
+/* vit.load_hf(dir [, {n_classes=K, head_seed=0, channels=0, image_size=0}]): a Hugging Face
  * ViTForImageClassification / ViTModel or CLIP vision directory (core/formats/vit_hf.h). */
 static int l_load_hf(lua_State *L) {
     const char *dir = luaL_checkstring(L, 1);
@@ -70,6 +74,7 @@ static int l_load_hf(lua_State *L) {
         o.n_classes = (int)bind_opt_int(L, 2, "n_classes", 0);
         o.head_seed = (uint64_t)bind_opt_int(L, 2, "head_seed", 0);
         o.channels = (int)bind_opt_int(L, 2, "channels", 0);
+        o.image_size = (int)bind_opt_int(L, 2, "image_size", 0);
     }
     Backend *be = bind_backend(L);
     LVit *m = new_vit(L);
@@ -106,6 +111,42 @@ static int m_save(lua_State *L) {
     return 0;
 }
 
+/* m:save_hf(dir [, {dtype = "f32"|"f16"|"bf16", mean = {...}, std = {...}}]): the model as
+ * ViTForImageClassification (core/formats/vit_hf.h); mean and std (per channel) add a
+ * preprocessor_config.json. */
+static int m_save_hf(lua_State *L) {
+    LVit *m = bind_check_vit(L, 1);
+    const char *dir = luaL_checkstring(L, 2);
+    ViTHfSaveOptions o = {.dtype = ST_F32};
+    if (!lua_isnoneornil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        o.dtype = bind_st_dtype(L, bind_opt_str(L, 3, "dtype", "f32"));
+        lua_getfield(L, 3, "mean");
+        lua_getfield(L, 3, "std");
+        if (lua_istable(L, -2) && lua_istable(L, -1)) {
+            o.n_norm = (int)luaL_len(L, -2);
+            if (o.n_norm < 1 || o.n_norm > 4 || luaL_len(L, -1) != o.n_norm)
+                return luaL_error(L, "mean and std must list 1 to 4 channels each");
+            for (int i = 0; i < o.n_norm; i++) {
+                lua_geti(L, -2, i + 1), lua_geti(L, -2, i + 1);
+                o.image_mean[i] = (float)luaL_checknumber(L, -2);
+                o.image_std[i] = (float)luaL_checknumber(L, -1);
+                lua_pop(L, 2);
+            }
+        }
+        lua_pop(L, 2);
+    }
+    if (vit_hf_save(dir, &m->m, &o) != LSC_OK) return bind_error(L);
+    return 0;
+}
+
+/* m:merge_adapter(dir): merges a PEFT ViT adapter (and its classifier) into the weights. */
+static int m_merge_adapter(lua_State *L) {
+    LVit *m = bind_check_vit(L, 1);
+    if (peft_merge_vit(luaL_checkstring(L, 2), &m->m) != LSC_OK) return bind_error(L);
+    return 0;
+}
+
 /* m:clone([n_classes, head_seed]): a copy; with n_classes, every weight but the head is
  * copied and the head is new (normal(0, 0.02) weights, zero bias, from head_seed), as a
  * transfer to a new label set does. */
@@ -122,6 +163,27 @@ static int m_clone(lua_State *L) {
     return 1;
 }
 
+/* m:snapshot([targets]): saves the matrices of the LoRA targets (default { "q", "v" }) of
+ * every layer and the head (a run trains it); closing the snapshot writes them back. */
+static int m_snapshot(lua_State *L) {
+    LVit *m = bind_check_vit(L, 1);
+    const unsigned targets = bind_target_list(L, 2,
+                                              ((1u << LORA_NUM_TARGETS) - 1) & ~LORA_BIT(LORA_GATE),
+                                              "q, k, v, o, up (fc1), down (fc2)");
+    LSnapshot *s = bind_new_snapshot(L, 1, &m->live);
+    if (snapshot_vit(&s->s, &m->m, targets, 1) != LSC_OK) return bind_error(L);
+    s->live = 1;
+    return 1;
+}
+
+/* m:init_head(seed): a new head in place (normal(0, 0.02) weights, zero bias), the head
+ * m:clone(n_classes, seed) would give. */
+static int m_init_head(lua_State *L) {
+    LVit *m = bind_check_vit(L, 1);
+    if (vit_init_head(&m->m, (uint64_t)luaL_checkinteger(L, 2)) != LSC_OK) return bind_error(L);
+    return 0;
+}
+
 static int m_config(lua_State *L) {
     const ViTConfig *c = &bind_check_vit(L, 1)->m.config;
     lua_createtable(L, 0, 9);
@@ -135,6 +197,17 @@ static int m_config(lua_State *L) {
     SETI("mlp_dim", c->mlp_dim);
     SETI("n_classes", c->n_classes);
 #undef SETI
+    return 1;
+}
+
+/* m:weights_finite() -> true when every weight is finite (their sum of squares, in double,
+ * is finite exactly then): a diverged run is failed, never scored. */
+static int m_weights_finite(lua_State *L) {
+    LVit *m = bind_check_vit(L, 1);
+    Backend *be = m->m.be;
+    const double sq = be->sum_squares(be, m->m.params, m->m.num_params);
+    if (device_sync(be) != LSC_OK) return bind_error(L); /* a failed device, not a divergence */
+    lua_pushboolean(L, isfinite(sq));
     return 1;
 }
 
@@ -273,7 +346,8 @@ static int f_step(lua_State *L) {
     return bind_push_step(L, &r, lr, boundary == 1 ? &ev : NULL);
 }
 
-/* f:save_state(path, key, mark), f:load_state(path, key) -> mark, step (bind_finetune.c) */
+/* f:save_state(path, key, mark [, {numbers}]), f:load_state(path, key) -> mark, step,
+ * {numbers} (bind_finetune.c) */
 static int f_save_state(lua_State *L) {
     ImageFinetune *f = luaL_checkudata(L, 1, BIND_VIT_FINETUNE);
     check_run(L, f->ft_live, "fine-tuning run is closed");
@@ -291,6 +365,17 @@ static int f_close(lua_State *L) {
     return 0;
 }
 
+/* f:save_adapter(dir [, base_model]): after the last step, the run's adapter and the head
+ * (modules_to_save "classifier") as a PEFT directory; an error when it has none. */
+static int f_save_adapter(lua_State *L) {
+    ImageFinetune *f = luaL_checkudata(L, 1, BIND_VIT_FINETUNE);
+    check_run(L, f->ft_live, "fine-tuning run is closed");
+    if (peft_save_run(luaL_checkstring(L, 2), &f->ft, NULL, f->model, luaL_optstring(L, 3, NULL)) !=
+        LSC_OK)
+        return bind_error(L);
+    return 0;
+}
+
 static int f_tostring(lua_State *L) {
     ImageFinetune *f = luaL_checkudata(L, 1, BIND_VIT_FINETUNE);
     if (!f->ft_live)
@@ -302,12 +387,16 @@ static int f_tostring(lua_State *L) {
 }
 
 int luaopen_lorasc_core_vit(lua_State *L) {
-    static const luaL_Reg methods[] = {{"clone", m_clone}, {"save", m_save}, {"config", m_config},
-                                       {"num_params", m_num_params}, {"close", m_close},
-                                       {NULL, NULL}};
+    static const luaL_Reg methods[] = {{"clone", m_clone},     {"snapshot", m_snapshot},
+                                       {"init_head", m_init_head}, {"save", m_save},
+                                       {"save_hf", m_save_hf}, {"merge_adapter", m_merge_adapter},
+                                       {"config", m_config},   {"num_params", m_num_params},
+                                       {"weights_finite", m_weights_finite},
+                                       {"close", m_close},     {NULL, NULL}};
     static const luaL_Reg meta[] = {{"__gc", m_close}, {"__close", m_close},
                                     {"__tostring", m_tostring}, {NULL, NULL}};
     bind_new_class(L, BIND_VIT, methods, meta);
+    bind_snapshot_class(L);
     static const luaL_Reg tmethods[] = {{"step", t_step}, {"close", t_close}, {NULL, NULL}};
     static const luaL_Reg tmeta[] = {{"__gc", t_close}, {"__close", t_close},
                                      {"__tostring", t_tostring}, {NULL, NULL}};
@@ -316,6 +405,7 @@ int luaopen_lorasc_core_vit(lua_State *L) {
                                         {"save_state", f_save_state},
                                         {"load_state", f_load_state},
                                         {"close", f_close},
+                                        {"save_adapter", f_save_adapter},
                                         {NULL, NULL}};
     static const luaL_Reg fmeta[] = {{"__gc", f_close}, {"__close", f_close},
                                      {"__tostring", f_tostring}, {NULL, NULL}};

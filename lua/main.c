@@ -47,6 +47,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "lorasc: cannot create the Lua state (out of memory)\n");
         return 1;
     }
+    bind_limits_install(L);
     luaL_openlibs(L);
     bind_preload(L);
     const char *dir = getenv("LORASC_LUA_DIR");

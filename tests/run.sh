@@ -21,20 +21,23 @@ meson compile -C build-asan
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   meson test -C build-asan --print-errorlogs --num-processes "$jobs" \
   checkpoint finetune_state lora gradcheck_model golden train stories260k store store_provenance \
-  cascade bpe bpe_smollm2 backend_ops_cuda_emu
+  cascade bpe bpe_smollm2 backend_ops_cuda_emu \
+  interop metaspace merged_adapter hf \
+  huge_sizes bad_data_files model_limits
 
 # CUDA (issue 11): where nvcc is installed (CI has it, without a GPU), build the CUDA backend
 # with -Dcuda=enabled: the kernels for sm_90, the parity test and the lorasc program linked
-# through nvcc, then run the parity test (its CUDA half skips, saying why, without a device).
-# The CUDA kernels' logic already ran above, in the CPU emulation (backend_ops_cuda_emu).
+# through nvcc, then run the parity test (its CUDA half skips, saying why, without a device)
+# and the training-run test (skipped, saying why, without a device). The CUDA kernels' logic
+# already ran above, in the CPU emulation (backend_ops_cuda_emu, device_step_cuda_emu).
 nvcc_bin=$(command -v nvcc || { [ -x /usr/local/cuda/bin/nvcc ] && echo /usr/local/cuda/bin/nvcc; } || true)
 if [ -n "$nvcc_bin" ]; then
   PATH="$(dirname "$nvcc_bin"):$PATH"
   export PATH
   meson setup build-cuda -Dcuda=enabled --reconfigure >/dev/null 2>&1 || \
     meson setup build-cuda -Dcuda=enabled
-  ninja -C build-cuda -j "$jobs" tests/kernels/test_backend_ops lua/lorasc
-  meson test -C build-cuda --no-rebuild --print-errorlogs backend_ops
+  ninja -C build-cuda -j "$jobs" tests/kernels/test_backend_ops tests/test_device_step lua/lorasc
+  meson test -C build-cuda --no-rebuild --print-errorlogs backend_ops device_step
 else
   echo "CUDA build check skipped: nvcc not found (the CUDA toolkit builds kernels/cuda)"
 fi

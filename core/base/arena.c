@@ -15,7 +15,11 @@ int arena_reserve(Arena *a, Backend *be, size_t bytes) {
     arena_free(a);
     a->be = be;
     a->base = be->alloc(be, bytes);
-    if (!a->base) return error_set("Out of memory reserving %zu bytes of activations.", bytes);
+    if (!a->base) { /* the backend's own sentence when it has one (CUDA: the memory free) */
+        const char *e = be->error(be);
+        return e ? error_set("%s", e)
+                 : error_set("Out of memory reserving %zu bytes of activations.", bytes);
+    }
     a->capacity = bytes;
     a->used = 0;
     return LSC_OK;

@@ -15,6 +15,8 @@
 
 #define IDX_IMAGES 0x00000803u
 #define IDX_LABELS 0x00000801u
+/* The most pixel (or label) bytes one IDX file may hold: 2^32, 57x MNIST's training file. */
+#define IDX_MAX_BYTES ((uint64_t)1 << 32)
 
 static uint32_t be32(const unsigned char *p) {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
@@ -42,7 +44,10 @@ static int read_idx(const char *path, uint32_t magic, int ndim, uint32_t dims[3]
         error_set("%s is too short for an IDX header (truncated download?).", path);
         goto done;
     }
-    size_t total = 1;
+    /* the dimensions multiply in 64 bits with an overflow check, and the buffer grows with
+     * the data actually read: a header that claims more than the file holds fails as
+     * truncated without allocating what it claims */
+    uint64_t total = 1;
     for (int i = 0; i < ndim; i++) {
         dims[i] = be32(hdr + 4 * (i + 1));
         if (dims[i] == 0 || dims[i] > (1u << 24)) {
@@ -50,21 +55,36 @@ static int read_idx(const char *path, uint32_t magic, int ndim, uint32_t dims[3]
             goto done;
         }
         total *= dims[i];
+        if (total > IDX_MAX_BYTES) {
+            char msg[512];
+            int len = snprintf(msg, sizeof msg, "%s: its dimensions (%u", path, dims[0]);
+            for (int j = 1; j <= i && len > 0 && (size_t)len < sizeof msg; j++)
+                len += snprintf(msg + len, sizeof msg - (size_t)len, " x %u", dims[j]);
+            error_set("%s) make more than %llu bytes of pixels, lorasc's limit for an IDX file "
+                      "(a corrupt header?).", msg, (unsigned long long)IDX_MAX_BYTES);
+            goto done;
+        }
     }
-    *data = malloc(total);
-    if (!*data) {
-        error_set("Out of memory reading %zu bytes from %s.", total, path);
-        goto done;
-    }
-    size_t got = 0;
-    while (got < total) {
-        const unsigned chunk = total - got > (1u << 30) ? (1u << 30) : (unsigned)(total - got);
-        const int r = gzread(f, *data + got, chunk);
+    size_t got = 0, cap = 0;
+    for (;;) {
+        if (got == cap) {
+            if (cap == total) break;
+            const size_t next = cap == 0 ? 1u << 20 : 2 * cap;
+            cap = next < total ? next : (size_t)total;
+            uint8_t *grown = realloc(*data, cap ? cap : 1);
+            if (!grown) {
+                error_set("Out of memory reading %llu bytes from %s.", (unsigned long long)total, path);
+                goto done;
+            }
+            *data = grown;
+        }
+        const size_t want = cap - got;
+        const int r = gzread(f, *data + got, want > (1u << 30) ? (1u << 30) : (unsigned)want);
         if (r <= 0) break;
         got += (size_t)r;
     }
     if (got != total) {
-        error_set("%s is truncated: %zu of %zu data bytes.", path, got, total);
+        error_set("%s is truncated: %zu of %llu data bytes.", path, got, (unsigned long long)total);
         goto done;
     }
     rc = LSC_OK;

@@ -247,6 +247,9 @@ static Bigram heap_pop(Heap *h) {
 static void try_pair(const Tokenizer *t, const char *text, const Symbol *sym, Heap *h, int left,
                      int right) {
     if (left < 0 || right < 0) return;
+    if (t->split_words && sym[right].len >= SPACE_MARK_LEN &&
+        memcmp(text + sym[right].start, SPACE_MARK, SPACE_MARK_LEN) == 0)
+        return; /* a word starts at every "▁": no merge across words */
     const size_t len = sym[left].len + sym[right].len;
     const int id = tok_lookup(t, text + sym[left].start, len);
     if (id < 0 || !(t->scores[id] > -INFINITY)) return;
@@ -284,7 +287,9 @@ static int spm_encode(const Tokenizer *t, const char *text, size_t len, TokOut *
         rc = error_set("Out of memory tokenizing %zu bytes of text.", len);
         goto done;
     }
-    if (t->add_dummy_prefix) {
+    if (t->add_dummy_prefix == TOKENIZER_PREFIX_ALWAYS ||
+        (t->add_dummy_prefix == TOKENIZER_PREFIX_UNLESS_SPACE && text[0] != ' ' &&
+         !(len >= SPACE_MARK_LEN && memcmp(text, SPACE_MARK, SPACE_MARK_LEN) == 0))) {
         memcpy(norm, SPACE_MARK, SPACE_MARK_LEN);
         m = SPACE_MARK_LEN;
     }

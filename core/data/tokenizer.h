@@ -55,7 +55,9 @@ typedef struct Tokenizer {
     int bos_id, eos_id, unk_id, pad_id; /* -1 where absent */
     int add_bos;           /* 1: TOKENIZER_BOS prepends bos_id (Llama); 0: the model's tokenizer
                             * adds none (SmolLM2: tokenizer.ggml.add_bos_token = false) */
-    int add_dummy_prefix;  /* 1: prepend "▁" to non-empty text (Llama 1/2) */
+    int add_dummy_prefix;  /* TOKENIZER_PREFIX_*: whether "▁" goes before non-empty text */
+    int split_words;       /* 1: HF's Metaspace split = true: the text is cut before every "▁"
+                            * and each word is merged on its own (no merge across words) */
     int *hash;             /* open addressing: id or -1 (SentencePiece: normal and user-defined
                             * pieces; BPE: every piece) */
     size_t hash_mask;
@@ -66,6 +68,13 @@ typedef struct Tokenizer {
 } Tokenizer;
 
 enum { TOKENIZER_BOS = 1, TOKENIZER_EOS = 2 };
+
+/* The dummy prefix of SentencePiece-style text. ALWAYS: SentencePiece, llama2.c, GGUF, and a
+ * tokenizer.json's Prepend normalizer (" a" becomes "▁▁a"). UNLESS_SPACE: a tokenizer.json's
+ * Metaspace pre-tokenizer with prepend_scheme "first" or "always" (HF prepends "▁" only when
+ * the text, spaces replaced, does not already start with one: " a" becomes "▁a"; lorasc never
+ * splits text at special tokens, so "first" and "always" act alike). */
+enum { TOKENIZER_PREFIX_NONE = 0, TOKENIZER_PREFIX_ALWAYS = 1, TOKENIZER_PREFIX_UNLESS_SPACE = 2 };
 
 /* Loaders: each returns LSC_OK, or LSC_ERR with one sentence naming the file and what was
  * wrong; on error *t is left empty (safe to free). */

@@ -24,26 +24,47 @@ static const char *json_type_name(const json_t *j) {
     return json_is_string(type) ? json_string_value(type) : "";
 }
 
-/* 1 if the normalizer or pre-tokenizer prepends "▁" (Llama 2: Prepend; newer: Metaspace). */
-static int json_dummy_prefix(const json_t *root) {
+/* The dummy prefix (TOKENIZER_PREFIX_*) of a SentencePiece-style tokenizer.json, and whether
+ * its Metaspace pre-tokenizer splits words. Llama 2 (legacy): a Prepend("▁") normalizer, always;
+ * newer: Metaspace, whose missing fields take tokenizers' defaults (prepend_scheme from
+ * add_prefix_space, itself true by default; split true). Anything else in a Metaspace that
+ * lorasc does not reproduce is an error. */
+static int json_dummy_prefix(const json_t *root, const char *name, int *prefix, int *split) {
     const json_t *norm = json_object_get(root, "normalizer");
-    if (strcmp(json_type_name(norm), "Prepend") == 0) return 1;
+    *prefix = TOKENIZER_PREFIX_NONE;
+    *split = 0;
+    if (strcmp(json_type_name(norm), "Prepend") == 0) *prefix = TOKENIZER_PREFIX_ALWAYS;
     if (strcmp(json_type_name(norm), "Sequence") == 0) {
         const json_t *list = json_object_get(norm, "normalizers");
         size_t i;
         const json_t *it;
-        json_array_foreach(list, i, it) if (strcmp(json_type_name(it), "Prepend") == 0) return 1;
+        json_array_foreach(list, i, it) if (strcmp(json_type_name(it), "Prepend") == 0) *prefix =
+            TOKENIZER_PREFIX_ALWAYS;
     }
     const json_t *pre = json_object_get(root, "pre_tokenizer");
-    if (strcmp(json_type_name(pre), "Metaspace") == 0) {
-        const json_t *scheme = json_object_get(pre, "prepend_scheme");
-        const json_t *add = json_object_get(pre, "add_prefix_space");
-        if (json_is_string(scheme)) return strcmp(json_string_value(scheme), "never") != 0;
-        return json_is_boolean(add) ? json_is_true(add) : 1;
-    }
-    return 0;
+    if (strcmp(json_type_name(pre), "Metaspace") != 0) return LSC_OK;
+    const json_t *rep = json_object_get(pre, "replacement"),
+                 *scheme = json_object_get(pre, "prepend_scheme");
+    const json_t *add = json_object_get(pre, "add_prefix_space"),
+                 *sp = json_object_get(pre, "split");
+    if (rep && (!json_is_string(rep) || strcmp(json_string_value(rep), "\xe2\x96\x81") != 0))
+        return error_set("%s: the Metaspace pre-tokenizer replaces spaces with \"%s\"; lorasc's "
+                         "SentencePiece-style tokenizer uses \"\xe2\x96\x81\" (U+2581).",
+                         name, json_is_string(rep) ? json_string_value(rep) : "?");
+    const char *s = json_is_string(scheme)                         ? json_string_value(scheme)
+                    : (json_is_boolean(add) && !json_is_true(add)) ? "never"
+                                                                   : "always";
+    if (strcmp(s, "never") == 0)
+        *prefix = TOKENIZER_PREFIX_NONE;
+    else if (strcmp(s, "first") == 0 || strcmp(s, "always") == 0)
+        *prefix = TOKENIZER_PREFIX_UNLESS_SPACE;
+    else
+        return error_set("%s: Metaspace prepend_scheme \"%s\" is not one of \"first\", \"always\", "
+                         "\"never\".",
+                         name, s);
+    *split = json_is_boolean(sp) ? json_is_true(sp) : 1;
+    return LSC_OK;
 }
-
 
 /* 1 if the pre-tokenizer is ByteLevel or a Sequence holding one. */
 static int json_has_bytelevel(const json_t *pre) {
@@ -181,7 +202,8 @@ int tokenizer_load_hf_json_mem(Tokenizer *t, const void *data, size_t size, cons
             t->types[id] = TOKEN_UNKNOWN;
         }
     }
-    t->add_dummy_prefix = json_dummy_prefix(root);
+    if ((rc = json_dummy_prefix(root, name, &t->add_dummy_prefix, &t->split_words)) != LSC_OK)
+        goto done;
     if ((rc = tok_vocab_finish(t)) != LSC_OK) goto done;
     for (int id = 0; id < t->vocab_size; id++) t->scores[id] = -INFINITY;
     char buf[1024];

@@ -238,5 +238,11 @@ int tokenizer_load(Tokenizer *t, const char *path) {
     size_t i = 0;
     while (i < n && (head[i] == ' ' || head[i] == '\n' || head[i] == '\r' || head[i] == '\t')) i++;
     if (i < n && head[i] == '{') return tokenizer_load_hf_json(t, path);
+    if (f && i == n && n < sizeof head)
+        return error_set("%s is empty%s: a tokenizer is a tokenizer.json, a GGUF file or a llama2.c "
+                         "tokenizer.bin.", path, n > 0 ? " (whitespace only)" : "");
+    const size_t len = strlen(path);
+    if (len >= 5 && strcmp(path + len - 5, ".json") == 0) /* the JSON reader names the problem */
+        return tokenizer_load_hf_json(t, path);
     return tokenizer_load_llama2c(t, path); /* also the sentence for a file that cannot be opened */
 }

@@ -111,6 +111,30 @@ static int read_model_config(ContainerReader *r, LlamaConfig *c) {
     return LSC_OK;
 }
 
+/* Every weight section the config implies is present with that many fp32 elements, checked
+ * before the model is allocated: the sections lie inside the file (container_open), so a
+ * corrupt config cannot make lorasc allocate more than the file holds. */
+static int check_model_sections(ContainerReader *r, const LlamaConfig *c) {
+    size_t sizes[LLAMA_NUM_PARAM_TENSORS];
+    llama_param_sizes(c, sizes);
+    for (int i = 0; i < LLAMA_NUM_PARAM_TENSORS; i++) {
+        if (!sizes[i]) continue;
+        char name[CONTAINER_NAME_LEN];
+        snprintf(name, sizeof name, "llama.%s", llama_param_name(i));
+        const ContainerSection *s = container_find(r, name);
+        if (!s)
+            return error_set("%s has no section '%s', which its model config (dim %d, %d layers, "
+                             "vocab %d) needs: the file is incomplete or corrupt.", r->path, name,
+                             c->dim, c->n_layers, c->vocab_size);
+        if (s->dtype != CONTAINER_F32 || s->count != sizes[i])
+            return error_set("%s: section '%s' holds %llu elements but its model config (dim %d, "
+                             "hidden %d, %d layers, vocab %d) implies %zu: the config or the "
+                             "weights are corrupt.", r->path, name, (unsigned long long)s->count,
+                             c->dim, c->hidden_dim, c->n_layers, c->vocab_size, sizes[i]);
+    }
+    return LSC_OK;
+}
+
 static int read_model_weights(ContainerReader *r, Llama *m) {
     for (int i = 0; i < LLAMA_NUM_PARAM_TENSORS; i++) {
         if (!m->param_sizes[i]) continue;
@@ -128,6 +152,7 @@ int checkpoint_load_model(const char *path, Llama *model, Backend *be) {
     memset(model, 0, sizeof *model);
     if (container_open(&r, path) != LSC_OK) return LSC_ERR;
     int rc = read_model_config(&r, &c);
+    if (rc == LSC_OK) rc = check_model_sections(&r, &c);
     if (rc == LSC_OK) rc = llama_create(model, be, &c);
     if (rc == LSC_OK) {
         rc = read_model_weights(&r, model);

@@ -12,13 +12,14 @@
 #include <zlib.h>
 
 #include "core/base/error.h"
+#include "core/model/device.h"
 
 static const char MAGIC[8] = {'L', 'S', 'C', 'C', 'K', 'P', 'T', '\0'};
 /* name, dtype, crc, count */
 #define SECTION_HEADER_BYTES (CONTAINER_NAME_LEN + 4 + 4 + 8)
 
 static size_t dtype_size(uint32_t dtype) {
-    return dtype == CONTAINER_I64 ? 8 : dtype == CONTAINER_U8 ? 1 : 4;
+    return dtype == CONTAINER_I64 || dtype == CONTAINER_F64 ? 8 : dtype == CONTAINER_U8 ? 1 : 4;
 }
 
 uint32_t container_crc32(uint32_t crc, const void *data, size_t n) {
@@ -77,6 +78,12 @@ void container_write_reals(ContainerWriter *w, Backend *be, const char *name, co
         w->failed = 1;
     } else {
         be->to_host(be, host, src, n * sizeof(Real));
+        if (be->sync(be) != 0) { /* never write what a failed device left in host */
+            w->failed = 1;
+            w->failed_device = be;
+        }
+    }
+    if (!w->failed) {
         if ((void *)f32 != (void *)host)
             for (size_t i = 0; i < n; i++) f32[i] = (float)host[i];
         container_write_section(w, name, CONTAINER_F32, f32, n);
@@ -94,6 +101,9 @@ int container_write_end(ContainerWriter *w) {
     if (w->failed) {
         const int err = errno;
         remove(w->tmp);
+        if (w->failed_device)
+            return device_fail(w->failed_device, "Cannot read the device's tensors to save %s.",
+                               w->path);
         return error_set("Failed writing checkpoint %s: %s (disk full or out of memory?).", w->tmp,
                          strerror(err));
     }
@@ -166,18 +176,22 @@ int container_open(ContainerReader *r, const char *path) {
             goto fail;
         }
         s->name[CONTAINER_NAME_LEN] = '\0';
-        if (s->dtype > CONTAINER_U8) {
+        if (s->dtype > CONTAINER_F64) {
             rc = error_set("%s is corrupt: section '%s' has unknown dtype %u.", path, s->name, s->dtype);
             goto fail;
         }
         s->offset = ftell(r->f);
-        const uint64_t bytes = s->count * dtype_size(s->dtype);
-        if (s->count > size || (uint64_t)s->offset + bytes > size) {
-            rc = error_set("%s is truncated: section '%s' needs %llu bytes at offset %ld but the file "
-                           "has %llu bytes.", path, s->name, (unsigned long long)bytes, s->offset,
+        /* the count is checked against the file before it is multiplied: a corrupt count
+         * (2^62) would wrap the byte size around to a small number */
+        const uint64_t es = dtype_size(s->dtype), room = size - (uint64_t)s->offset;
+        if (s->count > room / es) {
+            rc = error_set("%s is truncated or corrupt: section '%s' claims %llu elements of %llu "
+                           "bytes at offset %ld but the file has %llu bytes.", path, s->name,
+                           (unsigned long long)s->count, (unsigned long long)es, s->offset,
                            (unsigned long long)size);
             goto fail;
         }
+        const uint64_t bytes = s->count * es;
         if (fseek(r->f, (long)bytes, SEEK_CUR) != 0) {
             rc = error_set("Cannot seek in %s: %s.", path, strerror(errno));
             goto fail;
@@ -226,6 +240,7 @@ int container_read_reals(ContainerReader *r, Backend *be, const char *name, Real
     if ((void *)host != (void *)f32)
         for (size_t i = 0; i < n; i++) host[i] = (Real)f32[i];
     be->to_device(be, dst, host, n * sizeof(Real));
+    rc = device_sync(be);
 cleanup:
     if ((void *)host != (void *)f32) free(host);
     free(f32);

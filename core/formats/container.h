@@ -5,8 +5,9 @@
  *
  * Layout, version 1 (little-endian):
  *   magic "LSCCKPT\0" (8 bytes), u32 version, u32 n_sections, then n_sections times:
- *   char name[32] (NUL-padded), u32 dtype (0 = f32, 1 = i32, 2 = i64, 3 = u8: bytes such as
- *   text, added within version 1: older readers refuse a file that has such a section),
+ *   char name[32] (NUL-padded), u32 dtype (0 = f32, 1 = i32, 2 = i64; 3 = u8: bytes such as
+ *   text, and 4 = f64, both added within version 1: older readers refuse a file that has such
+ *   a section),
  *   u32 CRC-32 (IEEE 802.3, as zlib) of the payload, u64 element count, payload.
  * A reader finds sections by name, so later versions can add sections. */
 #ifndef LORASC_CONTAINER_H
@@ -26,6 +27,7 @@ typedef enum ContainerDtype {
     CONTAINER_I32 = 1,
     CONTAINER_I64 = 2,
     CONTAINER_U8 = 3,
+    CONTAINER_F64 = 4,
 } ContainerDtype;
 
 /* CRC-32 of n bytes continued from crc (0 to start). */
@@ -42,6 +44,7 @@ typedef struct ContainerWriter {
     char tmp[4096]; /* path + ".tmp": written, fsync'ed, then renamed over path */
     uint32_t n_sections;
     int failed;
+    Backend *failed_device; /* the backend whose read failed (its sentence is the error) */
 } ContainerWriter;
 
 int container_write_begin(ContainerWriter *w, const char *path);

@@ -44,7 +44,31 @@ static int state_blocks(const Finetune *ft, StateBlock **blocks) {
 /* ------------------------------------------------------------------------------------------
  * save */
 
-int finetune_state_save(const char *path, const Finetune *ft, const char *key, int64_t mark) {
+/* The cascade's host copies of the slow adapter at each merge (keep_merges; the PEFT export
+ * of the run stacks them): their count and values. */
+static void write_kept(ContainerWriter *w, const Cascade *c) {
+    const int64_t n_kept = c->n_kept;
+    const size_t n = (size_t)c->n_kept * c->slow.num_params;
+    container_write_section(w, "cascade.n_kept", CONTAINER_I64, &n_kept, 1);
+    if (sizeof(Real) == sizeof(float)) {
+        container_write_section(w, "cascade.kept", CONTAINER_F32, c->kept, n);
+        return;
+    }
+    float *f32 = malloc((n + 1) * sizeof *f32);
+    if (!f32) {
+        w->failed = 1; /* container_write_end reports it and removes the partial file */
+        return;
+    }
+    for (size_t i = 0; i < n; i++) f32[i] = (float)c->kept[i];
+    container_write_section(w, "cascade.kept", CONTAINER_F32, f32, n);
+    free(f32);
+}
+
+int finetune_state_save(const char *path, const Finetune *ft, const char *key,
+                        const FinetuneStateNotes *notes) {
+    if (notes->n_values < 0 || notes->n_values > FINETUNE_STATE_MAX_NOTES)
+        return error_set("A run's state keeps at most %d notes, not %d.", FINETUNE_STATE_MAX_NOTES,
+                         notes->n_values);
     StateBlock *blocks = NULL;
     const int n_blocks = state_blocks(ft, &blocks);
     int64_t *group_steps = malloc(((size_t)ft->opt.n_groups + 1) * sizeof *group_steps);
@@ -62,10 +86,13 @@ int finetune_state_save(const char *path, const Finetune *ft, const char *key, i
         container_write_section(&w, "state.key", CONTAINER_U8, key, strlen(key));
         container_write_section(&w, "state.step", CONTAINER_I64, &step, 1);
         container_write_section(&w, "state.total_steps", CONTAINER_I64, &total, 1);
-        container_write_section(&w, "state.mark", CONTAINER_I64, &mark, 1);
+        container_write_section(&w, "state.mark", CONTAINER_I64, &notes->mark, 1);
+        container_write_section(&w, "state.notes", CONTAINER_F64, notes->values,
+                                (uint64_t)notes->n_values);
         for (int i = 0; i < n_blocks; i++)
             container_write_reals(&w, ft->fast->be, blocks[i].name, blocks[i].data, blocks[i].n);
         container_write_section(&w, "lora.magnitudes_set", CONTAINER_I32, magset, 2);
+        write_kept(&w, &ft->cascade);
         container_write_section(&w, "adamw.step", CONTAINER_I64, &opt_step, 1);
         container_write_section(&w, "adamw.group_steps", CONTAINER_I64, group_steps,
                                 (uint64_t)ft->opt.n_groups);
@@ -134,12 +161,12 @@ static void block_to_device(Backend *be, const StateBlock *b, const float *f32, 
     be->to_device(be, b->data, src, b->n * sizeof(Real));
 }
 
-int finetune_state_load(const char *path, Finetune *ft, const char *key, int64_t *mark) {
+int finetune_state_load(const char *path, Finetune *ft, const char *key, FinetuneStateNotes *notes) {
     StateBlock *blocks = NULL;
     const int n_blocks = state_blocks(ft, &blocks);
     int64_t *group_steps = malloc(((size_t)ft->opt.n_groups + 1) * sizeof *group_steps);
     float *f32 = NULL;
-    Real *host = NULL;
+    Real *host = NULL, *kept = NULL;
     ContainerReader r = {0};
     int rc = LSC_OK;
     if (n_blocks < 0 || !group_steps) {
@@ -161,10 +188,39 @@ int finetune_state_load(const char *path, Finetune *ft, const char *key, int64_t
     if (rc == LSC_OK) rc = expect(&r, "adamw.step", CONTAINER_I64, 1);
     if (rc == LSC_OK) rc = expect(&r, "adamw.group_steps", CONTAINER_I64, (uint64_t)ft->opt.n_groups);
     if (rc == LSC_OK) rc = container_read(&r, "state.mark", CONTAINER_I64, &saved_mark, 1);
+    const ContainerSection *ns = rc == LSC_OK ? container_find(&r, "state.notes") : NULL;
+    FinetuneStateNotes saved_notes = {0};
+    if (rc == LSC_OK && (!ns || ns->count > FINETUNE_STATE_MAX_NOTES))
+        rc = error_set("%s has %s: it is not the saved state of a run of this lorasc (delete it to "
+                       "start the run again from step 0).", path,
+                       ns ? "too many notes" : "no section 'state.notes'");
+    if (rc == LSC_OK) {
+        saved_notes.n_values = (int)ns->count;
+        rc = container_read(&r, "state.notes", CONTAINER_F64, saved_notes.values, ns->count);
+    }
     if (rc == LSC_OK) rc = container_read(&r, "lora.magnitudes_set", CONTAINER_I32, magset, 2);
     if (rc == LSC_OK) rc = container_read(&r, "adamw.step", CONTAINER_I64, &opt_step, 1);
     if (rc == LSC_OK)
         rc = container_read(&r, "adamw.group_steps", CONTAINER_I64, group_steps, (uint64_t)ft->opt.n_groups);
+    int64_t n_kept = 0;
+    if (rc == LSC_OK && (rc = expect(&r, "cascade.n_kept", CONTAINER_I64, 1)) == LSC_OK)
+        rc = container_read(&r, "cascade.n_kept", CONTAINER_I64, &n_kept, 1);
+    if (rc == LSC_OK && (n_kept < 0 || n_kept > ft->cascade.n_experts))
+        rc = error_set("%s is corrupt: it keeps the adapters of %lld merges in a run of %d experts.",
+                       path, (long long)n_kept, ft->cascade.n_experts);
+    const size_t kept_n = (size_t)n_kept * ft->cascade.slow.num_params;
+    if (rc == LSC_OK) rc = expect(&r, "cascade.kept", CONTAINER_F32, kept_n);
+    if (rc == LSC_OK && !(kept = malloc((kept_n + 1) * sizeof *kept)))
+        rc = error_set("Out of memory loading the state of a run from %s.", path);
+    if (rc == LSC_OK && sizeof(Real) == sizeof(float))
+        rc = container_read(&r, "cascade.kept", CONTAINER_F32, kept, kept_n);
+    if (rc == LSC_OK && sizeof(Real) != sizeof(float)) {
+        float *f32k = malloc((kept_n + 1) * sizeof *f32k);
+        if (!f32k) rc = error_set("Out of memory loading the state of a run from %s.", path);
+        if (rc == LSC_OK) rc = container_read(&r, "cascade.kept", CONTAINER_F32, f32k, kept_n);
+        for (size_t i = 0; rc == LSC_OK && i < kept_n; i++) kept[i] = (Real)f32k[i];
+        free(f32k);
+    }
     /* every block read and its checksum checked before the first is copied into the run */
     if (rc == LSC_OK) {
         f32 = malloc((total + 1) * sizeof *f32);
@@ -181,10 +237,16 @@ int finetune_state_load(const char *path, Finetune *ft, const char *key, int64_t
         for (int i = 0; i < ft->opt.n_groups; i++) ft->opt.group_step[i] = (long)group_steps[i];
         ft->fast->magnitudes_set = magset[0];
         ft->cascade.slow.magnitudes_set = magset[1];
-        if (mark) *mark = saved_mark;
+        free(ft->cascade.kept);
+        ft->cascade.kept = n_kept > 0 ? kept : NULL;
+        ft->cascade.n_kept = (int)n_kept;
+        if (n_kept > 0) kept = NULL; /* the cascade's now */
+        saved_notes.mark = saved_mark;
+        if (notes) *notes = saved_notes;
     }
 out:
     container_close(&r);
+    free(kept);
     if ((void *)host != (void *)f32) free(host);
     free(f32);
     free(blocks);

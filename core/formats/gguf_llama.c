@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/base/error.h"
+#include "core/model/device.h"
 
 /* GGUF names of the per-layer tensors ("blk.N.<name>.weight"), engine order; NULL: global. */
 static const char *layer_name(int tensor) {
@@ -156,6 +157,12 @@ int gguf_llama_load_gguf(const Gguf *g, Llama *model, Backend *be) {
     memset(model, 0, sizeof *model);
     LlamaConfig c;
     if (gguf_llama_config(g, &c) != LSC_OK) return LSC_ERR;
+    /* a block_count the file cannot hold (a layer is 9 tensors) is refused before the table
+     * below is sized by it; a smaller shortfall is named tensor by tensor below */
+    if ((uint64_t)c.n_layers > g->n_tensors)
+        return error_set("%s: llama.block_count is %d but the file holds only %llu tensors (a "
+                         "layer has 9): the metadata is corrupt.", g->name, c.n_layers,
+                         (unsigned long long)g->n_tensors);
     /* every tensor of the file must be one the engine has, each exactly once (names are
      * unique by gguf_open) and of the right shape */
     char *seen = calloc((size_t)LLAMA_NUM_PARAM_TENSORS * (size_t)c.n_layers, 1);
@@ -230,6 +237,7 @@ int gguf_llama_load_gguf(const Gguf *g, Llama *model, Backend *be) {
             for (size_t i = 0; i < model->param_sizes[k]; i++) host[i] = (Real)f[i];
         be->to_device(be, model->w.tensors[k], host, model->param_sizes[k] * sizeof(Real));
     }
+    if (rc == LSC_OK) rc = device_sync(be);
 done:
     if ((void *)host != (void *)f) free(host);
     free(f);

@@ -32,6 +32,18 @@ int hf_config_bool(const HfConfig *c, const json_t *obj, const char *key, int de
 int hf_config_string(const HfConfig *c, const json_t *obj, const char *key, const char *def,
                      const char **out);
 
+/* The files of a Hugging Face directory that describe its tokenizer and generation, which an
+ * export copies from the source directory (NULL-terminated). */
+extern const char *const HF_TOKENIZER_FILES[];
+
+/* Copies src_dir/file to dst_dir/file when it exists (*copied += 1); LSC_ERR when it exists
+ * but cannot be copied. */
+int hf_config_copy_file(const char *src_dir, const char *dst_dir, const char *file, int *copied);
+
+/* x as the double whose shortest decimal reads back as x ((double)1e-5f is
+ * 9.99999974737875e-06; this gives 1e-05). */
+double hf_config_float_value(float x);
+
 /* Writes root to dir/file (indented, keys sorted) and releases root. */
 int hf_config_write(const char *dir, const char *file, json_t *root);
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/base/error.h"
+#include "core/model/device.h"
 #include "core/formats/hf_config.h"
 #include "core/formats/hf_shards.h"
 
@@ -25,6 +26,12 @@ static const char *layer_module(int tensor) {
     case LLAMA_W3: return "mlp.up_proj";
     default: return NULL;
     }
+}
+
+const char *hf_llama_lora_module(int target) {
+    static const int tensor[LORA_NUM_TARGETS] = {LLAMA_WQ, LLAMA_WK, LLAMA_WV, LLAMA_WO,
+                                                 LLAMA_W1, LLAMA_W3, LLAMA_W2};
+    return target >= 0 && target < LORA_NUM_TARGETS ? layer_module(tensor[target]) : NULL;
 }
 
 static const char *global_name(int tensor) {
@@ -55,9 +62,16 @@ float *hf_llama_host_copy(Backend *be, const Real *src, size_t n, int n_heads, i
         free(r);
         free(perm);
         free(f);
+        error_set("Out of memory copying %zu values to the host.", n);
         return NULL;
     }
     be->to_host(be, r, src, n * sizeof(Real));
+    if (device_sync(be) != LSC_OK) {
+        free(r);
+        free(perm);
+        free(f);
+        return NULL;
+    }
     if (n_heads) { /* block by block: a tensor holds one [n_heads * hd, cols] matrix per layer */
         const size_t block = (size_t)n_heads * (size_t)hd * (size_t)cols;
         for (size_t b = 0; b + block <= n; b += block)
@@ -150,30 +164,39 @@ int hf_llama_load(const char *dir, Llama *model, Backend *be) {
                        "tie_word_embeddings: true.", dir);
         goto done;
     }
-    if ((rc = llama_create(model, be, &c)) != LSC_OK) goto done;
-    size_t biggest = 0;
+    /* pass 0 checks every tensor's shape against config.json before the model is allocated
+     * (the tensors lie inside their files, so a corrupt config cannot size the model past
+     * them); pass 1 reads */
+    size_t sizes[LLAMA_NUM_PARAM_TENSORS], biggest = 0;
+    llama_param_sizes(&c, sizes);
     for (int i = 0; i < LLAMA_NUM_PARAM_TENSORS; i++)
-        if (model->param_sizes[i] > biggest) biggest = model->param_sizes[i];
-    if (!(host = malloc(biggest * sizeof *host))) {
-        rc = error_set("Out of memory loading %s.", dir);
-        goto done;
-    }
-    for (int i = 0; i < LLAMA_NUM_PARAM_TENSORS && rc == LSC_OK; i++) {
-        if (!model->param_sizes[i]) continue;
-        int64_t rows, cols;
-        llama_tensor_shape(&c, i, &rows, &cols);
-        if (global_name(i)) {
-            rc = read_hf(s, dir, global_name(i), rows, cols, host);
-        } else {
-            const size_t per = model->param_sizes[i] / (size_t)c.n_layers;
-            for (int l = 0; l < c.n_layers && rc == LSC_OK; l++) {
-                char name[128];
-                snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, layer_module(i));
-                rc = read_hf(s, dir, name, rows, cols, host + (size_t)l * per);
+        if (sizes[i] > biggest) biggest = sizes[i];
+    for (int pass = 0; pass < 2 && rc == LSC_OK; pass++) {
+        if (pass == 1) {
+            if ((rc = llama_create(model, be, &c)) != LSC_OK) goto done;
+            if (!(host = malloc(biggest * sizeof *host))) {
+                rc = error_set("Out of memory loading %s.", dir);
+                goto done;
             }
         }
-        if (rc == LSC_OK) be->to_device(be, model->w.tensors[i], host, model->param_sizes[i] * sizeof(Real));
+        for (int i = 0; i < LLAMA_NUM_PARAM_TENSORS && rc == LSC_OK; i++) {
+            if (!sizes[i]) continue;
+            int64_t rows, cols;
+            llama_tensor_shape(&c, i, &rows, &cols);
+            if (global_name(i)) {
+                rc = read_hf(s, dir, global_name(i), rows, cols, host);
+            } else {
+                const size_t per = sizes[i] / (size_t)c.n_layers;
+                for (int l = 0; l < c.n_layers && rc == LSC_OK; l++) {
+                    char name[128];
+                    snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, layer_module(i));
+                    rc = read_hf(s, dir, name, rows, cols, host ? host + (size_t)l * per : NULL);
+                }
+            }
+            if (rc == LSC_OK && host) be->to_device(be, model->w.tensors[i], host, sizes[i] * sizeof(Real));
+        }
     }
+    if (rc == LSC_OK) rc = device_sync(be);
 done:
     if (rc != LSC_OK && model->be) llama_free(model);
     free(host);
@@ -185,21 +208,61 @@ done:
 /* ------------------------------------------------------------------------------------------
  * writers */
 
-static int write_config(const char *dir, const LlamaConfig *c, StDtype dtype) {
-    json_t *root = json_pack(
-        "{s:[s], s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:b, s:s, s:s, s:b, s:b, s:i, s:i}",
+HfLlamaSaveOptions hf_llama_save_defaults(void) {
+    return (HfLlamaSaveOptions){
+        .dtype = ST_F32, .source_dir = NULL, .bos_id = 1, .eos_id = 2, .pad_id = -1};
+}
+
+/* A float of the model as config.json holds it: the source's value when it is the same float
+ * (so 1e-05 stays 1e-05 and 1e-06 stays 1e-06), else the float's shortest decimal. */
+static json_t *float_json(const json_t *source, float x) {
+    if (json_is_number(source) && (float)json_number_value(source) == x)
+        return json_deep_copy(source);
+    return json_real(hf_config_float_value(x));
+}
+
+static int write_config(const char *dir, const LlamaConfig *c, const HfLlamaSaveOptions *o) {
+    json_t *root = NULL;
+    if (o->source_dir) {
+        HfConfig src;
+        if (hf_config_open(&src, o->source_dir, "config.json", "Llama config.json") != LSC_OK)
+            return LSC_ERR;
+        root = json_deep_copy(src.root);
+        hf_config_close(&src);
+    } else {
+        root = json_object();
+        const int ids[3] = {o->bos_id, o->eos_id, o->pad_id};
+        const char *keys[3] = {"bos_token_id", "eos_token_id", "pad_token_id"};
+        for (int i = 0; i < 3; i++)
+            if (ids[i] >= 0) json_object_set_new(root, keys[i], json_integer(ids[i]));
+    }
+    if (!root) return error_set("Out of memory writing %s/config.json.", dir);
+    json_t *fields = json_pack(
+        "{s:[s], s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:o, s:o, s:b, s:s, s:s, s:b, s:b, s:i}",
         "architectures", "LlamaForCausalLM", "model_type", "llama", "hidden_size", c->dim,
-        "intermediate_size", c->hidden_dim, "num_hidden_layers", c->n_layers,
-        "num_attention_heads", c->n_heads, "num_key_value_heads", c->n_kv_heads, "vocab_size",
-        c->vocab_size, "max_position_embeddings", c->seq_len, "rope_theta", (double)c->rope_theta,
-        "rms_norm_eps", (double)c->norm_eps, "tie_word_embeddings", c->tied_embeddings,
-        "hidden_act", "silu", "torch_dtype",
-        dtype == ST_BF16 ? "bfloat16" : dtype == ST_F16 ? "float16" : "float32", "attention_bias", 0,
-        "mlp_bias", 0, "bos_token_id", 1, "eos_token_id", 2);
+        "intermediate_size", c->hidden_dim, "num_hidden_layers", c->n_layers, "num_attention_heads",
+        c->n_heads, "num_key_value_heads", c->n_kv_heads, "vocab_size", c->vocab_size,
+        "max_position_embeddings", c->seq_len, "rope_theta",
+        float_json(json_object_get(root, "rope_theta"), c->rope_theta), "rms_norm_eps",
+        float_json(json_object_get(root, "rms_norm_eps"), c->norm_eps), "tie_word_embeddings",
+        c->tied_embeddings, "hidden_act", "silu", "torch_dtype",
+        o->dtype == ST_BF16  ? "bfloat16"
+        : o->dtype == ST_F16 ? "float16"
+                             : "float32",
+        "attention_bias", 0, "mlp_bias", 0, "head_dim", c->dim / c->n_heads);
+    if (!fields || json_object_update(root, fields) != 0) {
+        json_decref(fields);
+        json_decref(root);
+        return error_set("Out of memory writing %s/config.json.", dir);
+    }
+    json_decref(fields);
     return hf_config_write(dir, "config.json", root);
 }
 
-int hf_llama_save(const char *dir, const Llama *model, StDtype dtype) {
+int hf_llama_save(const char *dir, const Llama *model, const HfLlamaSaveOptions *opt) {
+    const HfLlamaSaveOptions defaults = hf_llama_save_defaults();
+    const HfLlamaSaveOptions *o = opt ? opt : &defaults;
+    const StDtype dtype = o->dtype;
     const LlamaConfig *c = &model->config;
     const int L = c->n_layers, HD = c->dim / c->n_heads;
     float *host[LLAMA_NUM_PARAM_TENSORS] = {0};
@@ -219,7 +282,7 @@ int hf_llama_save(const char *dir, const Llama *model, StDtype dtype) {
         host[i] = hf_llama_host_copy(model->be, model->w.tensors[i], model->param_sizes[i], heads,
                                      HD, (int)cols);
         if (!host[i]) {
-            rc = error_set("Out of memory saving %s.", dir);
+            rc = error_set("Cannot save %s: %s", dir, error_last());
             goto done;
         }
         const int layers = global_name(i) ? 1 : L;
@@ -232,10 +295,12 @@ int hf_llama_save(const char *dir, const Llama *model, StDtype dtype) {
     }
     char path[4096];
     static const char *const meta[] = {"format", "pt", NULL};
-    if ((rc = write_config(dir, c, dtype)) != LSC_OK ||
+    if ((rc = write_config(dir, c, o)) != LSC_OK ||
         (rc = hf_shards_path(path, sizeof path, dir, "model.safetensors")) != LSC_OK)
         goto done;
     rc = safetensors_write(path, e, n, dtype, meta);
+    for (int i = 0; rc == LSC_OK && o->source_dir && HF_TOKENIZER_FILES[i]; i++)
+        rc = hf_config_copy_file(o->source_dir, dir, HF_TOKENIZER_FILES[i], NULL);
 done:
     for (int i = 0; i < LLAMA_NUM_PARAM_TENSORS; i++) free(host[i]);
     free(e);

@@ -24,8 +24,8 @@ int hf_shards_open(HfShards *s, const char *dir);
 void hf_shards_close(HfShards *s);
 /* The file holding tensor `name`, or NULL. */
 const SafeTensors *hf_shards_find(const HfShards *s, const char *name);
-/* Tensor `name` of shape[ndim] into host dst; a missing tensor or a shape that differs from
- * the one dir/config.json implies is one sentence naming dir. */
+/* Tensor `name` of shape[ndim] into host dst (NULL: the checks only); a missing tensor or a
+ * shape that differs from the one dir/config.json implies is one sentence naming dir. */
 int hf_shards_read(const HfShards *s, const char *dir, const char *name, int ndim,
                    const int64_t *shape, Real *dst);
 

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include "core/base/error.h"
+#include "core/model/device.h"
 
 int llama2c_load(const char *path, Llama *model, Backend *be) {
     memset(model, 0, sizeof *model);
@@ -76,6 +77,7 @@ int llama2c_load(const char *path, Llama *model, Backend *be) {
         free(host);
         src += sizes[i];
     }
+    rc = device_sync(be);
 cleanup:
     if (rc != LSC_OK && model->be) llama_free(model);
     free(buf);

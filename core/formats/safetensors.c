@@ -309,7 +309,7 @@ int safetensors_read_shaped(const SafeTensors *st, const char *name, int ndim, c
         return error_set("%s: tensor \"%s\" has shape %s, but the config implies %s.", st->path,
                          name, got, want);
     }
-    return safetensors_read(st, t, out);
+    return out ? safetensors_read(st, t, out) : LSC_OK;
 }
 
 /* ------------------------------------------------------------------------------------------

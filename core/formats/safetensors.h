@@ -62,7 +62,8 @@ void safetensors_close(SafeTensors *st);
 const StTensor *safetensors_find(const SafeTensors *st, const char *name);
 /* Converts tensor t (F32, F16 or BF16) into out[t->numel]. */
 int safetensors_read(const SafeTensors *st, const StTensor *t, Real *out);
-/* safetensors_find + a shape check (shape[ndim]) + read; errors name file, tensor and shapes. */
+/* safetensors_find + a shape check (shape[ndim]) + read (out NULL: the checks only); errors
+ * name file, tensor and shapes. */
 int safetensors_read_shaped(const SafeTensors *st, const char *name, int ndim, const int64_t *shape,
                             Real *out);
 

@@ -51,12 +51,33 @@ static int read_config(ContainerReader *r, ViTConfig *c) {
     return LSC_OK;
 }
 
+/* Every weight section the config implies is present with that many fp32 elements, checked
+ * before the model is allocated (the sections lie inside the file: container_open). */
+static int check_sections(ContainerReader *r, const ViTConfig *c) {
+    size_t sizes[VIT_NUM_PARAM_TENSORS];
+    vit_param_sizes(c, sizes);
+    for (int t = 0; t < VIT_NUM_PARAM_TENSORS; t++) {
+        if (!sizes[t]) continue;
+        char name[CONTAINER_NAME_LEN];
+        snprintf(name, sizeof name, "vit.%s", vit_param_name(t));
+        const ContainerSection *s = container_find(r, name);
+        if (!s || s->dtype != CONTAINER_F32 || s->count != sizes[t])
+            return error_set("%s: section '%s' holds %llu elements, but its ViT config (dim %d, "
+                             "%d layers, mlp %d, %d classes) implies %zu fp32 elements: the config "
+                             "or the weights are corrupt.", r->path, name,
+                             s ? (unsigned long long)s->count : 0ULL, c->dim, c->n_layers,
+                             c->mlp_dim, c->n_classes, sizes[t]);
+    }
+    return LSC_OK;
+}
+
 int vit_checkpoint_load(const char *path, ViT *m, Backend *be) {
     memset(m, 0, sizeof *m);
     ContainerReader r;
     if (container_open(&r, path) != LSC_OK) return LSC_ERR;
     ViTConfig c;
     int rc = read_config(&r, &c);
+    if (rc == LSC_OK) rc = check_sections(&r, &c);
     if (rc == LSC_OK) rc = vit_create(m, be, &c);
     for (int t = 0; rc == LSC_OK && t < VIT_NUM_PARAM_TENSORS; t++) {
         if (m->param_sizes[t] == 0) continue;

@@ -3,6 +3,7 @@
  * and core/model/vit.h tensors. */
 #include "core/formats/vit_hf.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include "core/formats/hf_config.h"
 #include "core/formats/hf_shards.h"
 #include "core/formats/safetensors.h"
+#include "core/model/device.h"
 
 /* ------------------------------------------------------------------------------------------
  * config.json */
@@ -131,6 +133,13 @@ static const char *layer_module(ViTHfLayout layout, int t) {
     }
 }
 
+const char *vit_hf_lora_module(int target) {
+    static const int tensor[LORA_NUM_TARGETS] = {VIT_WQ, VIT_WK, VIT_WV, VIT_WO,
+                                                 -1,     VIT_W1, VIT_W2};
+    if (target < 0 || target >= LORA_NUM_TARGETS || tensor[target] < 0) return NULL;
+    return layer_module(VIT_HF_VIT, tensor[target]);
+}
+
 static int is_bias(int t) {
     switch (t) {
     case VIT_PATCH_B: case VIT_LN_PRE_B: case VIT_LN1_B: case VIT_BQ: case VIT_BK: case VIT_BV:
@@ -198,6 +207,68 @@ static int hf_shape(ViTHfLayout layout, const ViTConfig *c, int t, int64_t *shap
 /* ------------------------------------------------------------------------------------------
  * loader */
 
+/* Reads (host non-NULL) or only checks (host NULL: every tensor present with the shape the
+ * config implies) the stored tensors of a ViT of config c (stored config hc) with parameter
+ * table sizes; read tensors go to m. Checked before the model is allocated, so a config.json
+ * whose sizes the files do not hold cannot size an allocation. */
+static int load_tensors(const HfShards *s, const char *dir, ViTHfLayout layout, const char *prefix,
+                        const ViTConfig *hc, const ViTConfig *c, int keep_head,
+                        const size_t sizes[VIT_NUM_PARAM_TENSORS], ViT *m, Real *host) {
+    int rc = LSC_OK;
+    const int no_qkv_bias = layout == VIT_HF_VIT && !hf_shards_find(s, "vit.encoder.layer.0.attention.attention.query.bias") &&
+                            !hf_shards_find(s, "encoder.layer.0.attention.attention.query.bias");
+    for (int t = 0; t < VIT_NUM_PARAM_TENSORS && rc == LSC_OK; t++) {
+        if (!sizes[t]) continue;
+        if (t == VIT_HEAD_W || t == VIT_HEAD_B) {
+            if (!keep_head) continue; /* new head below */
+        }
+        int64_t shape[4];
+        const ViTConfig *sc = (t == VIT_HEAD_W || t == VIT_HEAD_B) ? c : hc;
+        const int ndim = hf_shape(layout, sc, t, shape);
+        const char *mod = layer_module(layout, t);
+        if (!mod) {
+            char name[256];
+            global_name(layout, t, prefix, name, sizeof name);
+            rc = hf_shards_read(s, dir, name, ndim, shape, host);
+            if (rc == LSC_OK && host && t == VIT_POS && c->image_size != hc->image_size) {
+                /* stored at hc's grid, interpolated to c's (transformers' interpolate_pos_encoding);
+                 * host has room for both (vit_hf_load sizes it) */
+                const size_t pos_stored = (size_t)vit_seq_len(hc) * hc->dim;
+                const int G = hc->image_size / hc->patch_size, g = c->image_size / c->patch_size;
+                vit_hf_interpolate_positions(host + pos_stored, g, host, G, c->dim);
+                memmove(host, host + pos_stored, sizes[VIT_POS] * sizeof *host);
+            }
+            if (rc == LSC_OK && host && t == VIT_PATCH_W && c->channels != hc->channels) {
+                /* grey image copied into C channels: W' = sum over c of W[:, c] */
+                const size_t PP = (size_t)hc->patch_size * hc->patch_size;
+                for (size_t d = 0; d < (size_t)hc->dim; d++)
+                    for (size_t q = 0; q < PP; q++) {
+                        Real sum = 0;
+                        for (int ch = 0; ch < hc->channels; ch++)
+                            sum += host[(d * (size_t)hc->channels + (size_t)ch) * PP + q];
+                        host[d * PP + q] = sum; /* never ahead of the rows still read */
+                    }
+            }
+        } else {
+            const size_t per = sizes[t] / (size_t)c->n_layers;
+            const int qkv_b = t == VIT_BQ || t == VIT_BK || t == VIT_BV;
+            for (int l = 0; l < c->n_layers && rc == LSC_OK; l++) {
+                if (qkv_b && no_qkv_bias) {
+                    if (host) memset(host + (size_t)l * per, 0, per * sizeof *host);
+                    continue;
+                }
+                char name[256];
+                snprintf(name, sizeof name, "%sencoder.%s.%d.%s.%s", prefix,
+                         layout == VIT_HF_CLIP ? "layers" : "layer", l, mod,
+                         is_bias(t) ? "bias" : "weight");
+                rc = hf_shards_read(s, dir, name, ndim, shape, host ? host + (size_t)l * per : NULL);
+            }
+        }
+        if (rc == LSC_OK && host) m->be->to_device(m->be, m->w.tensors[t], host, sizes[t] * sizeof(Real));
+    }
+    return rc;
+}
+
 int vit_hf_load(const char *dir, ViT *m, Backend *be, const ViTHfOptions *opt) {
     static const ViTHfOptions none = {0};
     if (!opt) opt = &none;
@@ -233,6 +304,33 @@ int vit_hf_load(const char *dir, ViT *m, Backend *be, const ViTHfOptions *opt) {
         goto done;
     }
     if (opt->channels > 0) c.channels = opt->channels;
+    if (opt->image_size > 0 && opt->image_size != hc.image_size) {
+        if (layout != VIT_HF_VIT) {
+            rc = error_set(
+                "The checkpoint in %s is a CLIP vision tower for %dx%d images; %dx%d needs "
+                "position-embedding interpolation, which lorasc (like transformers 4.44) "
+                "has for ViT checkpoints only.",
+                dir, hc.image_size, hc.image_size, opt->image_size, opt->image_size);
+            goto done;
+        }
+        if (opt->image_size % hc.patch_size != 0) {
+            rc = error_set(
+                "Image size %d is not a multiple of the patch size %d of the checkpoint in "
+                "%s; use e.g. %d.",
+                opt->image_size, hc.patch_size, dir,
+                (opt->image_size + hc.patch_size - 1) / hc.patch_size * hc.patch_size);
+            goto done;
+        }
+        c.image_size = opt->image_size;
+    }
+    if (vit_config_validate(&c) != LSC_OK) {
+        rc = error_set("%s: %s", dir, error_last());
+        goto done;
+    }
+    size_t sizes[VIT_NUM_PARAM_TENSORS];
+    vit_param_sizes(&c, sizes);
+    if ((rc = load_tensors(s, dir, layout, prefix, &hc, &c, keep_head, sizes, NULL, NULL)) != LSC_OK)
+        goto done;
     if ((rc = vit_create(m, be, &c)) != LSC_OK) goto done;
     created = 1;
     size_t biggest = 0;
@@ -241,53 +339,13 @@ int vit_hf_load(const char *dir, ViT *m, Backend *be, const ViTHfOptions *opt) {
     const size_t patch_stored = (size_t)hc.dim * hc.channels * hc.patch_size * hc.patch_size;
     if (patch_stored > biggest) biggest = patch_stored;
     if (m->head_size > biggest) biggest = m->head_size;
+    const size_t pos_stored = (size_t)vit_seq_len(&hc) * hc.dim;
+    if (2 * pos_stored > biggest) biggest = 2 * pos_stored; /* stored, then interpolated */
     if (!(host = malloc(biggest * sizeof *host))) {
         rc = error_set("Out of memory loading %s.", dir);
         goto done;
     }
-    const int no_qkv_bias = layout == VIT_HF_VIT && !hf_shards_find(s, "vit.encoder.layer.0.attention.attention.query.bias") &&
-                            !hf_shards_find(s, "encoder.layer.0.attention.attention.query.bias");
-    for (int t = 0; t < VIT_NUM_PARAM_TENSORS && rc == LSC_OK; t++) {
-        if (!m->param_sizes[t]) continue;
-        if (t == VIT_HEAD_W || t == VIT_HEAD_B) {
-            if (!keep_head) continue; /* new head below */
-        }
-        int64_t shape[4];
-        const ViTConfig *sc = (t == VIT_HEAD_W || t == VIT_HEAD_B) ? &c : &hc;
-        const int ndim = hf_shape(layout, sc, t, shape);
-        const char *mod = layer_module(layout, t);
-        if (!mod) {
-            char name[256];
-            global_name(layout, t, prefix, name, sizeof name);
-            rc = hf_shards_read(s, dir, name, ndim, shape, host);
-            if (rc == LSC_OK && t == VIT_PATCH_W && c.channels != hc.channels) {
-                /* grey image copied into C channels: W' = sum over c of W[:, c] */
-                const size_t PP = (size_t)hc.patch_size * hc.patch_size;
-                for (size_t d = 0; d < (size_t)hc.dim; d++)
-                    for (size_t q = 0; q < PP; q++) {
-                        Real sum = 0;
-                        for (int ch = 0; ch < hc.channels; ch++)
-                            sum += host[(d * (size_t)hc.channels + (size_t)ch) * PP + q];
-                        host[d * PP + q] = sum; /* never ahead of the rows still read */
-                    }
-            }
-        } else {
-            const size_t per = m->param_sizes[t] / (size_t)c.n_layers;
-            const int qkv_b = t == VIT_BQ || t == VIT_BK || t == VIT_BV;
-            for (int l = 0; l < c.n_layers && rc == LSC_OK; l++) {
-                if (qkv_b && no_qkv_bias) {
-                    memset(host + (size_t)l * per, 0, per * sizeof *host);
-                    continue;
-                }
-                char name[256];
-                snprintf(name, sizeof name, "%sencoder.%s.%d.%s.%s", prefix,
-                         layout == VIT_HF_CLIP ? "layers" : "layer", l, mod,
-                         is_bias(t) ? "bias" : "weight");
-                rc = hf_shards_read(s, dir, name, ndim, shape, host + (size_t)l * per);
-            }
-        }
-        if (rc == LSC_OK) be->to_device(be, m->w.tensors[t], host, m->param_sizes[t] * sizeof(Real));
-    }
+    rc = load_tensors(s, dir, layout, prefix, &hc, &c, keep_head, m->param_sizes, m, host);
     if (rc == LSC_OK && !keep_head) {
         const size_t nw = m->param_sizes[VIT_HEAD_W], nb = m->param_sizes[VIT_HEAD_B];
         memset(host, 0, (nw + nb) * sizeof *host);
@@ -296,10 +354,163 @@ int vit_hf_load(const char *dir, ViT *m, Backend *be, const ViTHfOptions *opt) {
                           0.0, 0.02);
         be->to_device(be, m->w.tensors[VIT_HEAD_W], host, (nw + nb) * sizeof(Real));
     }
+    if (rc == LSC_OK) rc = device_sync(be);
 done:
     if (rc != LSC_OK && created) vit_free(m);
     free(host);
     hf_shards_close(s);
     free(s);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * position-embedding interpolation: torch's upsample_bicubic2d (A = -0.75, align_corners
+ * False, indices clamped to the border) with the scale factor transformers 4.44 passes, in
+ * float as torch computes it for float tensors */
+
+static void cubic_weights(float t, float w[4]) {
+    const float A = -0.75f;
+    float x = t + 1.0f; /* 1 < x < 2 */
+    w[0] = ((A * x - 5.0f * A) * x + 8.0f * A) * x - 4.0f * A;
+    x = t; /* x <= 1 */
+    w[1] = ((A + 2.0f) * x - (A + 3.0f)) * x * x + 1.0f;
+    x = 1.0f - t;
+    w[2] = ((A + 2.0f) * x - (A + 3.0f)) * x * x + 1.0f;
+    x = 2.0f - t;
+    w[3] = ((A * x - 5.0f * A) * x + 8.0f * A) * x - 4.0f * A;
+}
+
+void vit_hf_interpolate_positions(Real *out, int g, const Real *pos, int G, int D) {
+    memcpy(out, pos, (size_t)D * sizeof *out); /* the class token's row */
+    if (g == G) {
+        memcpy(out + D, pos + D, (size_t)G * G * D * sizeof *out);
+        return;
+    }
+    /* scale_factor = (g + 0.1) / G (transformers' "+ 0.1 to avoid floating point error"); torch
+     * maps output i to input (i + 0.5) / scale_factor - 0.5 */
+    const float inv = (float)(1.0 / (((double)g + 0.1) / (double)G));
+    int idx[64][4];
+    float w[64][4];
+    LSC_ASSERT(g <= 64);
+    for (int i = 0; i < g; i++) {
+        const float real = (float)((double)inv * ((double)i + 0.5) - 0.5);
+        const int i0 = (int)floorf(real);
+        cubic_weights(real - (float)i0, w[i]);
+        for (int k = 0; k < 4; k++) {
+            const int j = i0 - 1 + k;
+            idx[i][k] = j < 0 ? 0 : j > G - 1 ? G - 1 : j;
+        }
+    }
+    for (int y = 0; y < g; y++)
+        for (int x = 0; x < g; x++)
+            for (int d = 0; d < D; d++) {
+                float acc = 0.0f;
+                for (int a = 0; a < 4; a++) {
+                    float row = 0.0f;
+                    for (int b = 0; b < 4; b++)
+                        row +=
+                            w[x][b] * (float)pos[(size_t)(1 + idx[y][a] * G + idx[x][b]) * D + d];
+                    acc += w[y][a] * row;
+                }
+                out[(size_t)(1 + y * g + x) * D + d] = (Real)acc;
+            }
+}
+
+/* ------------------------------------------------------------------------------------------
+ * writer */
+
+static const char *act_name(GeluKind k) {
+    return k == GELU_TANH ? "gelu_new" : k == GELU_QUICK ? "quick_gelu" : "gelu";
+}
+
+static int write_vit_config(const char *dir, const ViTConfig *c, const ViTHfSaveOptions *o) {
+    json_t *id2label = json_object(), *label2id = json_object();
+    for (int k = 0; k < c->n_classes; k++) {
+        char key[16], label[32];
+        snprintf(key, sizeof key, "%d", k);
+        snprintf(label, sizeof label, "LABEL_%d", k);
+        json_object_set_new(id2label, key, json_string(label));
+        json_object_set_new(label2id, label, json_integer(k));
+    }
+    json_t *root = json_pack(
+        "{s:[s], s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:s, s:b, s:o, s:o, s:f, s:f, s:s}",
+        "architectures", "ViTForImageClassification", "model_type", "vit", "image_size",
+        c->image_size, "patch_size", c->patch_size, "num_channels", c->channels, "hidden_size",
+        c->dim, "num_hidden_layers", c->n_layers, "num_attention_heads", c->n_heads,
+        "intermediate_size", c->mlp_dim, "layer_norm_eps", hf_config_float_value(c->norm_eps),
+        "hidden_act", act_name(c->gelu), "qkv_bias", 1, "id2label", id2label, "label2id", label2id,
+        "hidden_dropout_prob", 0.0, "attention_probs_dropout_prob", 0.0, "torch_dtype",
+        o->dtype == ST_BF16  ? "bfloat16"
+        : o->dtype == ST_F16 ? "float16"
+                             : "float32");
+    int rc = hf_config_write(dir, "config.json", root);
+    if (rc != LSC_OK || o->n_norm <= 0) return rc;
+    json_t *mean = json_array(), *std = json_array();
+    for (int i = 0; i < o->n_norm; i++) {
+        json_array_append_new(mean, json_real(hf_config_float_value(o->image_mean[i])));
+        json_array_append_new(std, json_real(hf_config_float_value(o->image_std[i])));
+    }
+    json_t *pre =
+        json_pack("{s:s, s:b, s:b, s:f, s:b, s:o, s:o, s:i, s:{s:i, s:i}}", "image_processor_type",
+                  "ViTImageProcessor", "do_resize", 1, "do_rescale", 1, "rescale_factor",
+                  1.0 / 255.0, "do_normalize", 1, "image_mean", mean, "image_std", std, "resample",
+                  2, "size", "height", c->image_size, "width", c->image_size);
+    return hf_config_write(dir, "preprocessor_config.json", pre);
+}
+
+int vit_hf_save(const char *dir, const ViT *m, const ViTHfSaveOptions *opt) {
+    static const ViTHfSaveOptions plain = {ST_F32, 0, {0}, {0}};
+    const ViTHfSaveOptions *o = opt ? opt : &plain;
+    const ViTConfig *c = &m->config;
+    if (c->pre_norm || !c->patch_bias)
+        return error_set(
+            "Cannot export a CLIP-layout ViT to %s as a Hugging Face model: transformers "
+            "has no image classifier with lorasc's CLIP head (class token after "
+            "post_layernorm); keep its lorasc checkpoint instead.",
+            dir);
+    const int L = c->n_layers, n_max = VIT_NUM_PARAM_TENSORS * L;
+    StWriteEntry *e = calloc((size_t)n_max, sizeof *e);
+    char(*names)[160] = calloc((size_t)n_max, sizeof *names);
+    float *host = malloc(m->num_params * sizeof *host);
+    Real *r = malloc(m->num_params * sizeof *r);
+    int n = 0, rc = LSC_OK;
+    if (!e || !names || !host || !r) {
+        rc = error_set("Out of memory saving %s.", dir);
+        goto done;
+    }
+    m->be->to_host(m->be, r, m->params, m->num_params * sizeof *r);
+    if ((rc = device_sync(m->be)) != LSC_OK) goto done;
+    for (size_t i = 0; i < m->num_params; i++) host[i] = (float)r[i];
+    for (int t = 0; t < VIT_NUM_PARAM_TENSORS; t++) {
+        if (!m->param_sizes[t]) continue;
+        const float *data = host + (m->w.tensors[t] - m->params);
+        int64_t shape[4];
+        const int ndim = hf_shape(VIT_HF_VIT, c, t, shape);
+        const char *mod = layer_module(VIT_HF_VIT, t);
+        if (!mod) {
+            global_name(VIT_HF_VIT, t, "vit.", names[n], sizeof names[n]);
+            e[n] = (StWriteEntry){.name = names[n], .ndim = ndim, .data = data};
+            memcpy(e[n].shape, shape, sizeof shape);
+            n++;
+            continue;
+        }
+        const size_t per = m->param_sizes[t] / (size_t)L;
+        for (int l = 0; l < L; l++, n++) {
+            snprintf(names[n], sizeof names[n], "vit.encoder.layer.%d.%s.%s", l, mod,
+                     is_bias(t) ? "bias" : "weight");
+            e[n] = (StWriteEntry){.name = names[n], .ndim = ndim, .data = data + (size_t)l * per};
+            memcpy(e[n].shape, shape, sizeof shape);
+        }
+    }
+    char path[4096];
+    static const char *const meta[] = {"format", "pt", NULL};
+    if ((rc = write_vit_config(dir, c, o)) == LSC_OK &&
+        (rc = hf_shards_path(path, sizeof path, dir, "model.safetensors")) == LSC_OK)
+        rc = safetensors_write(path, e, n, (StDtype)o->dtype, meta);
+done:
+    free(e);
+    free(names);
+    free(host);
+    free(r);
     return rc;
 }

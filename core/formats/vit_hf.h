@@ -15,8 +15,9 @@
  * Missing config fields take Hugging Face's defaults (save_pretrained omits them). One file
  * (model.safetensors) or shards listed in model.safetensors.index.json; F32 / F16 / BF16.
  * Every error is one sentence naming the file.
- * Not here: image processors (preprocessor_config.json normalisation, resizing), position
- * embedding interpolation, CLIP's text tower and projection. */
+ * Position embeddings are interpolated for other image sizes (ViTHfOptions.image_size), as
+ * transformers does. Not here: reading image processors (preprocessor_config.json), CLIP's text
+ * tower and projection, CLIP interpolation (transformers 4.44 has none). */
 #ifndef LORASC_VIT_HF_H
 #define LORASC_VIT_HF_H
 
@@ -38,13 +39,43 @@ typedef struct ViTHfOptions {
      * weights summed over channels (exactly the model applied to the grey image copied into
      * R, G and B). Other values must equal the checkpoint's. */
     int channels;
+    /* 0: the checkpoint's image size; else the images this model will see, a multiple of the
+     * patch size (HF ViT layout only): the position embeddings are interpolated to the new
+     * grid exactly as transformers 4.44's ViTEmbeddings.interpolate_pos_encoding does (torch
+     * bicubic, align_corners False, scale factor (g + 0.1) / G), so the model equals
+     * ViTForImageClassification called with interpolate_pos_encoding=True on such images. */
+    int image_size;
 } ViTHfOptions;
 
 /* Reads dir/config.json into *c (n_classes = the number of labels in id2label / num_labels,
  * 0 for CLIP) and *layout. */
 int vit_hf_read_config(const char *dir, ViTConfig *c, ViTHfLayout *layout);
 
+/* The HF ViT module of LoRA target t in a layer ("attention.attention.query", ...,
+ * "output.dense" for LORA_DOWN = fc2), NULL for LORA_GATE. */
+const char *vit_hf_lora_module(int target);
+
 /* Creates *m from dir; opt may be NULL (all zero). */
 int vit_hf_load(const char *dir, ViT *m, Backend *be, const ViTHfOptions *opt);
+
+/* Position embeddings pos [1 + G*G, D] (row 0: the class token) to out [1 + g*g, D] for a grid
+ * of g x g patches, as transformers 4.44's ViT interpolate_pos_encoding (see image_size). */
+void vit_hf_interpolate_positions(Real *out, int g, const Real *pos, int G, int D);
+
+/* What an HF export writes beside the weights. */
+typedef struct ViTHfSaveOptions {
+    int dtype; /* StDtype: ST_F32, ST_F16 or ST_BF16 */
+    /* > 0: preprocessor_config.json (ViTImageProcessor) with the per-channel normalisation
+     * the model was trained with and a resize to its image size */
+    int n_norm;
+    float image_mean[4], image_std[4];
+} ViTHfSaveOptions;
+
+/* Writes m as ViTForImageClassification (config.json, model.safetensors, and the
+ * preprocessor config when opt asks): keys vit.* and classifier.*, position embeddings for
+ * m's image size (transformers then needs no interpolation), num_channels m's (1 for a folded
+ * grey model), id2label LABEL_0.. for m's classes. A CLIP-layout model is refused (no
+ * transformers class has its head). dir must exist. */
+int vit_hf_save(const char *dir, const ViT *m, const ViTHfSaveOptions *opt);
 
 #endif

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/base/error.h"
+#include "core/model/device.h"
 
 AdamWConfig adamw_default_config(void) {
     return (AdamWConfig){.beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.0f,
@@ -36,8 +37,9 @@ int adamw_create(AdamW *opt, Backend *be, const AdamWConfig *config, const Param
     opt->m = be->alloc(be, opt->n_total * sizeof(Real));
     opt->v = be->alloc(be, opt->n_total * sizeof(Real));
     if (!opt->m || !opt->v) {
+        const size_t n = opt->n_total;
         adamw_free(opt);
-        return error_set("Out of memory allocating AdamW moments for %zu parameters.", opt->n_total);
+        return device_fail(be, "Out of memory allocating AdamW moments for %zu parameters.", n);
     }
     return LSC_OK;
 }
@@ -111,6 +113,10 @@ int adamw_prune_magnitude(AdamW *opt, const Real *p, size_t n, double ratio) {
     Real *moments[2] = {opt->m + offset, opt->v + offset};
     for (int k = 0; k < 2; k++) {
         opt->be->to_host(opt->be, host, moments[k], n * sizeof(Real));
+        if (device_sync(opt->be) != LSC_OK) {
+            free(host);
+            return LSC_ERR;
+        }
         const Real threshold = magnitude_quantile(host, n, ratio, sorted);
         for (size_t i = 0; i < n; i++)
             if (!((Real)fabs((double)host[i]) > threshold)) host[i] = 0;

@@ -56,7 +56,8 @@ void adamw_reset_group(AdamW *opt, int group, int restart_step);
 int adamw_prune_magnitude(AdamW *opt, const Real *p, size_t n, double ratio);
 /* Global L2 norm of all gradients, in double. */
 double adamw_grad_norm(AdamW *opt);
-/* One update at learning rate lr; clips by global norm first. Returns the pre-clip norm. */
+/* One update at learning rate lr; clips by global norm first. Returns the pre-clip norm (NaN
+ * or garbage once the device has failed: callers check device_sync at the end of the step). */
 double adamw_step(AdamW *opt, float lr);
 
 #endif

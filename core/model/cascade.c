@@ -9,6 +9,7 @@
 
 #include "core/base/error.h"
 #include "core/base/philox.h"
+#include "core/model/device.h"
 
 /* Indexed by the enum values; NULL ends each list. */
 static const char *const slow_merge_names[] = {[SLOW_MERGE_CUMULATIVE] = "cumulative",
@@ -184,7 +185,7 @@ int cascade_create(Cascade *c, CascadeWeightFn weight, void *model, LoraAdapters
     c->scratch = be->alloc(be, (2 * r * r + 2 * r) * sizeof(Real));
     if (!c->ones || !c->scratch) {
         cascade_free(c);
-        return error_set("Out of memory allocating the cascade's scratch buffers.");
+        return device_fail(be, "Out of memory allocating the cascade's scratch buffers.");
     }
     Real *host = malloc((size_t)widest * sizeof(Real));
     if (!host) {
@@ -194,10 +195,15 @@ int cascade_create(Cascade *c, CascadeWeightFn weight, void *model, LoraAdapters
     for (int i = 0; i < widest; i++) host[i] = 1;
     be->to_device(be, c->ones, host, (size_t)widest * sizeof(Real));
     free(host);
+    if (device_sync(be) != LSC_OK) {
+        cascade_free(c);
+        return LSC_ERR;
+    }
     return LSC_OK;
 }
 
 void cascade_free(Cascade *c) {
+    free(c->kept);
     Backend *be = c->slow.be;
     if (be) {
         if (c->ones) be->free(be, c->ones);
@@ -334,6 +340,89 @@ static int reset_optimizer(Cascade *c) {
     return LSC_OK;
 }
 
+/* keep_merges: a host copy of the slow block just merged. */
+static int keep_merge(Cascade *c) {
+    const size_t n = c->slow.num_params;
+    const int slot = c->config.slow_merge == SLOW_MERGE_REPLACE ? 0 : c->n_kept;
+    Real *k = realloc(c->kept, (size_t)(slot + 1) * n * sizeof *k);
+    if (!k) return error_set("Out of memory keeping the adapter of expert %d.", c->n_kept + 1);
+    c->kept = k;
+    c->slow.be->to_host(c->slow.be, k + (size_t)slot * n, c->slow.params, n * sizeof *k);
+    if (device_sync(c->slow.be) != LSC_OK) return LSC_ERR;
+    c->n_kept = slot + 1;
+    return LSC_OK;
+}
+
+const char *cascade_adapter_obstacle(const CascadeConfig *k, int n_experts, int use_dora) {
+    if (!k->merge)
+        return "the run merges nothing into the base, so there is no merged update to export";
+    if (k->noise > 0.0f && n_experts > 1)
+        return "the cascade added noise (lambda > 0) to the base weights between experts; that "
+               "noise "
+               "is no low-rank update, so no adapter reproduces the trained model: the merged "
+               "model "
+               "(save = \"model\", lorasc export --hf) is the only exact export";
+    if (use_dora && n_experts > 1)
+        return "a DoRA cascade of several experts rescales whole rows at every merge, which no "
+               "single "
+               "DoRA adapter reproduces: the merged model (save = \"model\", lorasc export --hf) "
+               "is "
+               "the only exact export";
+    return NULL;
+}
+
+int cascade_merged_adapter(const Cascade *c, LoraAdapters *out) {
+    memset(out, 0, sizeof *out);
+    const LoraAdapters *s = &c->slow;
+    const char *why = cascade_adapter_obstacle(&c->config, c->n_experts, s->config.use_dora);
+    if (why) return error_set("This run has no exact PEFT adapter: %s.", why);
+    if (!c->config.keep_merges)
+        return error_set("This run did not keep its merged adapters (keep_merges was off).");
+    if (c->n_kept == 0)
+        return error_set("No expert of this run has ended yet: there is no adapter.");
+    const int T = c->n_kept, r = s->config.rank, R = T * r;
+    LoraConfig lc = s->config;
+    lc.rank = R;
+    lc.alpha = s->config.alpha * (float)T;
+    if (lora_create(out, s->be, &lc, s->n_layers, s->in_dim, s->out_dim, 0) != LSC_OK)
+        return LSC_ERR;
+    size_t widest = 1;
+    for (int t = 0; t < LORA_NUM_TARGETS; t++)
+        if ((size_t)s->in_dim[t] + (size_t)s->out_dim[t] > widest)
+            widest = (size_t)s->in_dim[t] + s->out_dim[t];
+    Real *h = malloc(widest * (size_t)R * sizeof *h);
+    if (!h) {
+        lora_free(out);
+        return error_set("Out of memory stacking the adapters of %d experts.", T);
+    }
+    Backend *be = s->be;
+    for (int l = 0; l < s->n_layers; l++)
+        for (int t = 0; t < LORA_NUM_TARGETS; t++) {
+            if (!lora_enabled(s, t)) continue;
+            const size_t in = (size_t)s->in_dim[t], o = (size_t)s->out_dim[t];
+            /* offsets of this slot's A, B (and m) inside a kept block: as in slow's */
+            const size_t a_off = (size_t)(lora_a(s, l, t) - s->params);
+            const size_t b_off = (size_t)(lora_b(s, l, t) - s->params);
+            Real *ha = h, *hb = h + (size_t)R * in;
+            for (int e = 0; e < T; e++) {
+                const Real *blk = c->kept + (size_t)e * s->num_params;
+                memcpy(ha + (size_t)e * r * in, blk + a_off, (size_t)r * in * sizeof *h); /* rows */
+                for (size_t row = 0; row < o; row++) /* columns */
+                    memcpy(hb + row * R + (size_t)e * r, blk + b_off + row * (size_t)r,
+                           (size_t)r * sizeof *h);
+            }
+            be->to_device(be, lora_a(out, l, t), ha, (size_t)R * in * sizeof *h);
+            be->to_device(be, lora_b(out, l, t), hb, o * (size_t)R * sizeof *h);
+            if (lora_has_magnitude(s, t)) {
+                const size_t m_off = (size_t)(lora_magnitude(s, l, t) - s->params);
+                be->to_device(be, lora_magnitude(out, l, t), c->kept + m_off, o * sizeof *h);
+            }
+        }
+    out->magnitudes_set = s->config.use_dora;
+    free(h);
+    return LSC_OK;
+}
+
 int cascade_after_step(Cascade *c, long step, CascadeEvent *event) {
     const int e = cascade_expert_of_step(c, step);
     if (step + 1 != cascade_expert_start(c, e + 1)) return 0;
@@ -345,13 +434,14 @@ int cascade_after_step(Cascade *c, long step, CascadeEvent *event) {
         merge_slow(c, -1.0f); /* take out what the previous boundary merged */
     update_slow(c);
     if (c->config.merge) ev.merged_norm = sqrt(merge_slow(c, +1.0f));
+    if (c->config.merge && c->config.keep_merges && keep_merge(c) != LSC_OK) return -1;
     if (has_next && c->config.noise > 0.0f) add_noise(c, e + 1, &ev);
     /* after the last merge the fast adapter is reset too, so the model is the merged base */
     if ((has_next && c->config.reinit_fast) || (!has_next && c->config.merge))
         lora_init(c->fast, cascade_expert_seed(c->seed, e + 1));
     if (has_next && c->config.reset_optimizer && reset_optimizer(c) != LSC_OK) return -1;
 
-    c->slow.be->sync(c->slow.be);
+    if (device_sync(c->slow.be) != LSC_OK) return -1; /* the boundary's ops, waited for */
     ev.boundary_seconds = now_seconds() - t0;
     if (event) *event = ev;
     return 1;

@@ -101,6 +101,8 @@ typedef struct CascadeConfig {
     float min_lr_ratio;     /* JAGGED: floor of the cosine envelope (ReLoRA's 0.1) */
     SlowMerge slow_merge;
     NoiseStd noise_std;
+    int keep_merges; /* 1: keep a host copy of the slow adapter at every merge, so
+                             * cascade_merged_adapter can give the adapter of the run */
 } CascadeConfig;
 
 /* Presets by method name: "lora", "cascade" (+Cascade), "lorasc", "cola", "relora".
@@ -142,6 +144,9 @@ typedef struct Cascade {
     long total_steps;
     int n_experts;
     uint64_t seed;
+    Real *kept; /* keep_merges: host copies of the slow block at each merge
+                             * [n_kept][slow.num_params] (REPLACE: the last one only) */
+    int n_kept;
     Real *ones;             /* [max(in, out)] for row/column sums */
     Real *scratch;          /* 2 r^2 + 2 r: Gram matrices and sums */
 } Cascade;
@@ -167,6 +172,21 @@ uint64_t cascade_expert_seed(uint64_t seed, int expert);
  * expert, does the boundary work, fills *event and returns 1; else returns 0; -1 (error set)
  * when the boundary work fails (out of memory pruning the moments). */
 int cascade_after_step(Cascade *c, long step, CascadeEvent *event);
+
+/* The one adapter that reproduces every merge of the run on the base it started from
+ * (keep_merges must be set; call after the last boundary). CUMULATIVE merges W += s B_t A_t
+ * at each of T boundaries, so the adapter is the T slow adapters stacked: A = [A_1; ...; A_T]
+ * [T r, in], B = [B_1 ... B_T] [out, T r], lora_alpha = T alpha (scaling alpha / r
+ * unchanged): B A = sum_t B_t A_t, exact up to float summation order. REPLACE: the last slow
+ * adapter. One expert of DoRA: the slow adapter with its magnitudes (PEFT's DoRA forward is
+ * the DoRA merge). There is none, and the error says so in one sentence, when lambda > 0
+ * noised the base between experts (the noise is no low-rank update: the merged model is the
+ * only exact export), for DoRA over several experts (each merge rescales whole rows), without
+ * merges, or before the first boundary. *out is created on the cascade's backend. */
+int cascade_merged_adapter(const Cascade *c, LoraAdapters *out);
+/* Why a run with this config and these experts has no exact adapter (a sentence), or NULL
+ * when it has one: the checks of cascade_merged_adapter that the config alone decides. */
+const char *cascade_adapter_obstacle(const CascadeConfig *config, int n_experts, int use_dora);
 
 /* std (torch.std, unbiased) and squared Frobenius norm of scale * B * A for one slot,
  * from Gram matrices; exposed for tests. */

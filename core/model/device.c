@@ -1,8 +1,9 @@
-/* Opening and closing a compute device by name (see device.h): a thin layer over
- * kernels/backend.c's backend_create that puts its failure into the engine's error string. */
+/* Opening and closing a compute device by name, and the backend's sticky error turned into
+ * the engine's (see device.h): a thin layer over kernels/backend.h. */
 #include "core/model/device.h"
 
-#include "core/base/error.h"
+#include <stdarg.h>
+#include <stdio.h>
 
 int device_open(Backend **be, const char *name, int threads) {
     char err[256];
@@ -12,3 +13,21 @@ int device_open(Backend **be, const char *name, int threads) {
 }
 
 void device_close(Backend *be) { backend_destroy(be); }
+
+int device_sync(Backend *be) {
+    if (be->sync(be) == 0) return LSC_OK;
+    const char *e = be->error(be);
+    return error_set("%s",
+                     e ? e : "the device failed without saying why (backend sync returned -1)");
+}
+
+int device_fail(Backend *be, const char *fmt, ...) {
+    const char *e = be ? be->error(be) : NULL;
+    if (e) return error_set("%s", e);
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return error_set("%s", msg);
+}

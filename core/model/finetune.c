@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/base/error.h"
+#include "core/model/device.h"
 
 /* ------------------------------------------------------------------------------------------
  * the models */
@@ -105,6 +106,7 @@ int finetune_begin(Finetune *ft, const FinetuneModel *model, LoraAdapters *fast,
         return error_set("ReLoRA's first restart (step %ld) would come before its warm-up of %ld "
                          "steps ends: use a warm-up of at most `every` steps (ReLoRA asserts it).",
                          cfg->cascade.steps_per_expert, cfg->schedule.warmup_steps);
+    if (lora_check_rank(&fast->config, fast->in_dim, fast->out_dim) != LSC_OK) return LSC_ERR;
     ft->config = *cfg;
     ft->model = *model;
     ft->fast = fast;
@@ -114,6 +116,10 @@ int finetune_begin(Finetune *ft, const FinetuneModel *model, LoraAdapters *fast,
     if (n_groups <= 0 || adamw_create(&ft->opt, fast->be, &cfg->adamw, ft->groups, n_groups) != LSC_OK ||
         cascade_create(&ft->cascade, model->weight, model->model, fast, &ft->opt, &cfg->cascade,
                        cfg->total_steps, cfg->seed) != LSC_OK) {
+        finetune_end(ft);
+        return LSC_ERR;
+    }
+    if (device_sync(fast->be) != LSC_OK) { /* DoRA's magnitudes, the slow copy */
         finetune_end(ft);
         return LSC_ERR;
     }
@@ -127,6 +133,7 @@ int finetune_step(Finetune *ft, const void *batch, StepResult *result, float *lr
     const float step_lr = cascade_lr(&ft->cascade, &ft->config.schedule, ft->step);
     if (ft->model.forward_backward(ft->model.model, batch, &r.loss) != LSC_OK) return LSC_ERR;
     r.grad_norm = adamw_step(&ft->opt, step_lr);
+    if (device_sync(ft->opt.be) != LSC_OK) return LSC_ERR; /* the end of an optimiser step */
     if (result) *result = r;
     if (lr) *lr = step_lr;
     ft->step++;
@@ -139,6 +146,13 @@ int finetune_after_step(Finetune *ft, CascadeEvent *event) {
 }
 
 int finetune_done(const Finetune *ft) { return ft->step >= ft->config.total_steps; }
+
+int finetune_merged_adapter(const Finetune *ft, LoraAdapters *out) {
+    if (!finetune_done(ft))
+        return error_set("The run has done %ld of its %ld steps: its adapter is not final yet.",
+                         ft->step, ft->config.total_steps);
+    return cascade_merged_adapter(&ft->cascade, out);
+}
 
 void finetune_end(Finetune *ft) {
     cascade_free(&ft->cascade);

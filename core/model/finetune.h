@@ -84,6 +84,10 @@ int finetune_after_step(Finetune *ft, CascadeEvent *event);
 /* 1 once every step has run (the last boundary has merged the learned update). */
 int finetune_done(const Finetune *ft);
 void finetune_end(Finetune *ft);
+/* After the last step of a run begun with cfg->cascade.keep_merges: the adapter that
+ * reproduces everything the run merged into the base (cascade_merged_adapter), created on the
+ * run's backend; an error sentence when the run has none. */
+int finetune_merged_adapter(const Finetune *ft, LoraAdapters *out);
 
 /* Trains `fast` (attached to a Llama) for cfg->total_steps on batches from cb. On return the cascade's last merge
  * has put the learned update into the base weights and `fast` is re-initialised (B = 0). */

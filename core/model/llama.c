@@ -9,6 +9,7 @@
 
 #include "core/base/error.h"
 #include "core/base/philox.h"
+#include "core/model/device.h"
 #include "core/model/llama_internal.h"
 
 /* ------------------------------------------------------------------------------------------
@@ -49,6 +50,18 @@ int llama_config_validate(const LlamaConfig *c) {
     if (c->rope_style != ROPE_INTERLEAVED && c->rope_style != ROPE_HALF)
         return error_set("Llama config: rope_style must be 0 (interleaved) or 1 (half), got %d.",
                          (int)c->rope_style);
+    if (c->seq_len > LLAMA_MAX_SEQ_LEN)
+        return error_set("Llama config: seq_len %d is above lorasc's limit of %d positions.",
+                         c->seq_len, LLAMA_MAX_SEQ_LEN);
+    /* the parameter count in double (exact far beyond the limit): no size_t product below
+     * can overflow once it is under LLAMA_MAX_PARAMS */
+    const double C = c->dim, H = c->hidden_dim, L = c->n_layers, V = c->vocab_size;
+    const double HD = (double)(c->dim / c->n_heads), kv = c->n_kv_heads * HD;
+    const double n = V * C * (c->tied_embeddings ? 1 : 2) + L * (2 * C + 2 * C * C + 2 * kv * C + 3 * H * C) + C;
+    if (n > (double)LLAMA_MAX_PARAMS)
+        return error_set("Llama config: dim %d, hidden_dim %d, %d layers and vocab %d make %.3g "
+                         "parameters, above lorasc's limit of %.3g.", c->dim, c->hidden_dim,
+                         c->n_layers, c->vocab_size, n, (double)LLAMA_MAX_PARAMS);
     return LSC_OK;
 }
 
@@ -103,12 +116,17 @@ static void carve_weights(LlamaWeights *w, Real *block, const size_t sizes[LLAMA
 int llama_head_dim(const LlamaConfig *c) { return c->dim / c->n_heads; }
 
 /* cos/sin of p * theta^(-2i/HD) for p < seq_len, i < HD/2, computed in double. */
-static void build_rope_tables(Llama *m) {
+static int build_rope_tables(Llama *m) {
     const LlamaConfig *c = &m->config;
     const int half = llama_head_dim(c) / 2;
     const size_t n = (size_t)c->seq_len * (size_t)half;
     Real *cos_h = malloc(n * sizeof(Real)), *sin_h = malloc(n * sizeof(Real));
-    LSC_ASSERT(cos_h && sin_h);
+    if (!cos_h || !sin_h) {
+        free(cos_h);
+        free(sin_h);
+        return error_set("Out of memory building the RoPE tables of a Llama model (seq_len %d, "
+                         "%zu bytes).", c->seq_len, 2 * n * sizeof(Real));
+    }
     for (int p = 0; p < c->seq_len; p++)
         for (int i = 0; i < half; i++) {
             double freq = pow((double)c->rope_theta, -2.0 * i / (double)llama_head_dim(c));
@@ -119,6 +137,7 @@ static void build_rope_tables(Llama *m) {
     m->be->to_device(m->be, m->rope_sin, sin_h, n * sizeof(Real));
     free(cos_h);
     free(sin_h);
+    return LSC_OK;
 }
 
 int llama_create(Llama *m, Backend *be, const LlamaConfig *c) {
@@ -133,12 +152,16 @@ int llama_create(Llama *m, Backend *be, const LlamaConfig *c) {
     m->rope_cos = be->alloc(be, rope_n * sizeof(Real));
     m->rope_sin = be->alloc(be, rope_n * sizeof(Real));
     if (!m->params || !m->rope_cos || !m->rope_sin) {
+        const size_t n = m->num_params; /* llama_free clears it */
         llama_free(m);
-        return error_set("Out of memory allocating a Llama model with %zu parameters.",
-                         m->num_params);
+        return device_fail(be, "Out of memory allocating a Llama model with %zu parameters (%zu "
+                           "bytes) and seq_len %d.", n, n * sizeof(Real), c->seq_len);
     }
     carve_weights(&m->w, m->params, m->param_sizes);
-    build_rope_tables(m);
+    if (build_rope_tables(m) != LSC_OK || device_sync(be) != LSC_OK) {
+        llama_free(m);
+        return LSC_ERR;
+    }
     return LSC_OK;
 }
 
@@ -157,6 +180,10 @@ void llama_free(Llama *m) {
 int llama_clone(Llama *m, const Llama *src) {
     if (llama_create(m, src->be, &src->config) != LSC_OK) return LSC_ERR;
     src->be->copy(src->be, m->params, src->params, src->num_params * sizeof(Real));
+    if (device_sync(src->be) != LSC_OK) {
+        llama_free(m);
+        return LSC_ERR;
+    }
     return LSC_OK;
 }
 
@@ -183,7 +210,8 @@ int llama_enable_full_grads(Llama *m) {
     if (m->grads) return LSC_OK;
     m->grads = m->be->alloc(m->be, m->num_params * sizeof(Real));
     if (!m->grads)
-        return error_set("Out of memory allocating gradients for %zu parameters.", m->num_params);
+        return device_fail(m->be, "Out of memory allocating gradients for %zu parameters.",
+                           m->num_params);
     carve_weights(&m->dw, m->grads, m->param_sizes);
     return LSC_OK;
 }
@@ -239,7 +267,8 @@ static int llama_reserve(Llama *m, int B, int T) {
         m->head_idx = be->alloc(be, rows * sizeof(int32_t));
         m->row_capacity = (m->tokens && m->targets && m->head_idx) ? rows : 0;
         if (!m->row_capacity)
-            return error_set("Out of memory allocating token buffers for %d x %d tokens.", B, T);
+            return device_fail(be, "Out of memory allocating token buffers for %d x %d tokens.",
+                               B, T);
     }
     carve_acts(m, B, T, &m->acts_arena);
     m->B = B;
@@ -438,7 +467,7 @@ static int forward(Llama *m, const int32_t *tokens, const int32_t *targets, int 
     m->head_rows = 0;
     if (!targets) {
         llama_linear(be, a->logits, a->xn_final, w[LLAMA_WCLS], BT, C, V, 0);
-        return LSC_OK;
+        return device_sync(be); /* the end of a forward: a failed op surfaces here */
     }
     return head_loss_forward(m, targets, BT, sparse_ok);
 }
@@ -485,6 +514,10 @@ static int head_loss_forward(Llama *m, const int32_t *targets, int BT, int spars
     be->to_device(be, m->targets, sparse ? host_tgt : targets, (size_t)rows * sizeof(int32_t));
     be->cross_entropy_forward(be, a->losses, a->lse, a->logits, m->targets, rows, V);
     be->to_host(be, host, a->losses, (size_t)rows * sizeof(Real));
+    if (device_sync(be) != LSC_OK) { /* the losses are read: every op of the forward has run */
+        free(host), free(host_idx);
+        return LSC_ERR;
+    }
     double sum = 0.0;
     for (int i = 0; i < rows; i++) sum += host[i];
     for (int i = 0; i < rows; i++) host[i] = (sparse || targets[i] >= 0) && count ? (Real)(1.0 / count) : 0;
@@ -619,5 +652,5 @@ int llama_backward(Llama *m) {
 
     /* resid[0] = embedding(tokens) */
     if (full) be->embedding_backward(be, m->dw.tensors[LLAMA_TOKEN_EMBEDDING], a->dresid, m->tokens, BT, C);
-    return LSC_OK;
+    return device_sync(be);
 }

@@ -30,7 +30,15 @@ typedef struct LlamaConfig {
     RopeStyle rope_style;
 } LlamaConfig;
 
-/* Returns LSC_OK or LSC_ERR with a sentence naming the bad field. */
+/* Bounds on what a config (from a file or a user) may ask for, checked before anything is
+ * allocated: seq_len sizes the RoPE tables (seq_len x head_size/2 each), and the parameter
+ * count is computed without overflow. 2^20 positions is 8x the longest context of public
+ * Llamas (131072); 2^36 parameters is 256 GiB of fp32 weights. */
+#define LLAMA_MAX_SEQ_LEN (1 << 20)
+#define LLAMA_MAX_PARAMS ((size_t)1 << 36)
+
+/* Returns LSC_OK or LSC_ERR with a sentence naming the bad field (also a seq_len above
+ * LLAMA_MAX_SEQ_LEN or a parameter count above LLAMA_MAX_PARAMS). */
 int llama_config_validate(const LlamaConfig *c);
 
 enum {

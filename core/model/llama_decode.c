@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/base/error.h"
+#include "core/model/device.h"
 #include "core/model/llama.h"
 #include "core/model/llama_internal.h"
 
@@ -44,8 +45,8 @@ int llama_decoder_create(LlamaDecoder *d, Llama *m, int capacity) {
     const size_t bytes = d->arena.used;
     d->arena = (Arena){0};
     if (arena_reserve(&d->arena, m->be, bytes) != LSC_OK)
-        return error_set("Out of memory for a key/value cache of %d positions (%zu MiB).", capacity,
-                         bytes >> 20);
+        return device_fail(m->be, "Out of memory for a key/value cache of %d positions (%zu MiB).",
+                           capacity, bytes >> 20);
     decoder_carve(d);
     return LSC_OK;
 }
@@ -120,7 +121,7 @@ int llama_decoder_feed(LlamaDecoder *d, const int32_t *tokens, int n, Real *logi
         if (decoder_chunk(d, tokens + i, chunk) != LSC_OK) return LSC_ERR;
     }
     if (logits) d->m->be->to_host(d->m->be, logits, d->logits, (size_t)V * sizeof(Real));
-    return LSC_OK;
+    return device_sync(d->m->be); /* the chunk's ops (and the read) have run */
 }
 
 int llama_argmax(const Real *x, int n) {

@@ -8,6 +8,7 @@
 
 #include "core/base/error.h"
 #include "core/base/philox.h"
+#include "core/model/device.h"
 
 static const char *const target_names[LORA_NUM_TARGETS] = {
     "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
@@ -30,6 +31,19 @@ int lora_enabled(const LoraAdapters *lora, int target) {
 
 static size_t slot(int layer, int target) {
     return (size_t)layer * LORA_NUM_TARGETS + (size_t)target;
+}
+
+int lora_check_rank(const LoraConfig *config, const int in_dim[LORA_NUM_TARGETS],
+                    const int out_dim[LORA_NUM_TARGETS]) {
+    for (int t = 0; t < LORA_NUM_TARGETS; t++) {
+        if (!((config->targets >> t) & 1u)) continue;
+        const int lim = in_dim[t] < out_dim[t] ? in_dim[t] : out_dim[t];
+        if (config->rank > lim)
+            return error_set("LoRA rank %d is larger than the %d x %d matrix of target %s: B·A "
+                             "cannot have a rank above %d; use rank <= %d.", config->rank,
+                             out_dim[t], in_dim[t], lora_target_name((LoraTarget)t), lim, lim);
+    }
+    return LSC_OK;
 }
 
 int lora_create(LoraAdapters *lora, Backend *be, const LoraConfig *config, int n_layers,
@@ -87,9 +101,13 @@ int lora_create(LoraAdapters *lora, Backend *be, const LoraConfig *config, int n
     }
     if (!ok) {
         lora_free(lora);
-        return error_set("Out of memory allocating %zu LoRA parameters.", offset);
+        return device_fail(be, "Out of memory allocating %zu LoRA parameters.", offset);
     }
     lora_init(lora, seed);
+    if (device_sync(be) != LSC_OK) {
+        lora_free(lora);
+        return LSC_ERR;
+    }
     return LSC_OK;
 }
 
@@ -184,7 +202,7 @@ int lora_reserve(LoraAdapters *lora, int rows) {
     lora->max_rows = rows;
     if (!lora->xa || !lora->dxa || (lora->config.use_dora && !lora->ypre)) {
         lora->max_rows = 0;
-        return error_set("Out of memory allocating LoRA activations for %d rows.", rows);
+        return device_fail(be, "Out of memory allocating LoRA activations for %d rows.", rows);
     }
     return LSC_OK;
 }

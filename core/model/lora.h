@@ -104,6 +104,13 @@ typedef struct LoraAdapters {
  * Allocates params and grads on be, A and B initialised as PEFT does from (seed). DoRA's m
  * needs the base weights: it stays 0 (magnitudes_set = 0) until lora_init_magnitudes, which
  * llama_attach_lora calls for such an adapter. */
+/* A rank above min(rows, cols) of a trained adapter adds parameters but no expressiveness
+ * (B·A of a d x k matrix has rank at most min(d, k)): a mistake, not a choice. LSC_ERR with a
+ * sentence naming the target and the largest sensible rank. Checked when an adapter is
+ * trained (finetune_begin), not by lora_create: an exported stack of T experts (rank T x r)
+ * may exceed it and is still exact. */
+int lora_check_rank(const LoraConfig *config, const int in_dim[LORA_NUM_TARGETS],
+                    const int out_dim[LORA_NUM_TARGETS]);
 int lora_create(LoraAdapters *lora, Backend *be, const LoraConfig *config, int n_layers,
                 const int in_dim[LORA_NUM_TARGETS], const int out_dim[LORA_NUM_TARGETS],
                 uint64_t seed);

@@ -2,6 +2,7 @@
 #include "core/model/train.h"
 
 #include "core/base/error.h"
+#include "core/model/device.h"
 
 int train_step(Llama *m, AdamW *opt, const int32_t *tokens, const int32_t *targets, int B, int T,
                float lr, StepResult *result) {
@@ -10,6 +11,7 @@ int train_step(Llama *m, AdamW *opt, const int32_t *tokens, const int32_t *targe
     if (llama_backward(m) != LSC_OK) return LSC_ERR;
     const double loss = m->mean_loss;
     const double norm = adamw_step(opt, lr);
+    if (device_sync(opt->be) != LSC_OK) return LSC_ERR; /* the end of an optimiser step */
     if (result) *result = (StepResult){.loss = loss, .grad_norm = norm};
     return LSC_OK;
 }

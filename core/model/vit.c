@@ -8,6 +8,7 @@
 
 #include "core/base/error.h"
 #include "core/base/philox.h"
+#include "core/model/device.h"
 
 /* ------------------------------------------------------------------------------------------
  * config and size tables */
@@ -52,6 +53,16 @@ int vit_config_validate(const ViTConfig *c) {
     if ((c->pre_norm != 0 && c->pre_norm != 1) || (c->patch_bias != 0 && c->patch_bias != 1))
         return error_set("ViT config: pre_norm and patch_bias must be 0 or 1, got %d and %d.",
                          c->pre_norm, c->patch_bias);
+    /* the parameter count in double (exact far beyond the limit), before any size_t product */
+    const double D = c->dim, L = c->n_layers, M = c->mlp_dim, K = c->n_classes;
+    const double g = (double)(c->image_size / c->patch_size), T = 1 + g * g;
+    const double P = (double)c->channels * c->patch_size * c->patch_size;
+    const double n = D * (P + T + 6) + L * (4 * D * D + 9 * D + 2 * M * D + M) + K * (D + 1);
+    if (n > (double)VIT_MAX_PARAMS)
+        return error_set("ViT config: image_size %d, patch_size %d, dim %d, %d layers and "
+                         "mlp_dim %d make %.3g parameters, above lorasc's limit of %.3g.",
+                         c->image_size, c->patch_size, c->dim, c->n_layers, c->mlp_dim, n,
+                         (double)VIT_MAX_PARAMS);
     return LSC_OK;
 }
 
@@ -107,8 +118,10 @@ int vit_create(ViT *m, Backend *be, const ViTConfig *c) {
     m->params = be->alloc(be, m->num_params * sizeof(Real));
     m->head_grad_own = be->alloc(be, m->head_size * sizeof(Real));
     if (!m->params || !m->head_grad_own) {
+        const size_t n = m->num_params; /* vit_free clears it */
         vit_free(m);
-        return error_set("Out of memory allocating a ViT with %zu parameters.", m->num_params);
+        return device_fail(be, "Out of memory allocating a ViT with %zu parameters (%zu bytes).", n,
+                           n * sizeof(Real));
     }
     carve_weights(&m->w, m->params, m->param_sizes);
     m->head_params = m->w.tensors[VIT_HEAD_W];
@@ -164,7 +177,7 @@ int vit_init_head(ViT *m, uint64_t seed) {
     philox_normal(h, nw, seed, philox_stream(RNG_PURPOSE_INIT, 0xFFFD, 0, 0), 0.0, 0.02);
     m->be->to_device(m->be, m->w.tensors[VIT_HEAD_W], h, (nw + nb) * sizeof(Real));
     free(h);
-    return LSC_OK;
+    return device_sync(m->be);
 }
 
 /* m = a model of config c on src's backend holding src's weights, the head too if copy_head. */
@@ -175,6 +188,10 @@ static int clone_weights(ViT *m, const ViT *src, const ViTConfig *c, int copy_he
         if (m->param_sizes[t] == 0) continue;
         if (!copy_head && (t == VIT_HEAD_W || t == VIT_HEAD_B)) continue;
         be->copy(be, m->w.tensors[t], src->w.tensors[t], m->param_sizes[t] * sizeof(Real));
+    }
+    if (device_sync(be) != LSC_OK) {
+        vit_free(m);
+        return LSC_ERR;
     }
     return LSC_OK;
 }
@@ -196,8 +213,8 @@ int vit_enable_full_grads(ViT *m) {
     if (m->grads) return LSC_OK;
     m->grads = m->be->alloc(m->be, m->num_params * sizeof(Real));
     if (!m->grads)
-        return error_set("Out of memory allocating gradients for %zu ViT parameters.",
-                         m->num_params);
+        return device_fail(m->be, "Out of memory allocating gradients for %zu ViT parameters.",
+                           m->num_params);
     carve_weights(&m->dw, m->grads, m->param_sizes);
     m->head_grads = m->dw.tensors[VIT_HEAD_W];
     return LSC_OK;
@@ -253,7 +270,8 @@ static int vit_reserve(ViT *m, int B) {
     if (B > had || !m->labels) {
         if (m->labels) be->free(be, m->labels);
         m->labels = be->alloc(be, (size_t)B * sizeof(int32_t));
-        if (!m->labels) return error_set("Out of memory allocating labels for a batch of %d.", B);
+        if (!m->labels)
+            return device_fail(be, "Out of memory allocating labels for a batch of %d.", B);
     }
     carve_acts(m, B, &m->acts_arena);
     m->B = B;
@@ -441,7 +459,7 @@ int vit_forward(ViT *m, const Real *images, const int32_t *labels, int B) {
 
     m->mean_loss = 0.0;
     m->n_loss_rows = 0;
-    if (!labels) return LSC_OK;
+    if (!labels) return device_sync(be); /* the end of a forward: a failed op surfaces here */
     /* loss = mean over labelled images; dloss carries mask / count for the backward */
     Real *host = malloc((size_t)B * sizeof(Real));
     if (!host) return error_set("Out of memory computing the loss of %d images.", B);
@@ -450,6 +468,10 @@ int vit_forward(ViT *m, const Real *images, const int32_t *labels, int B) {
     be->to_device(be, m->labels, labels, (size_t)B * sizeof(int32_t));
     be->cross_entropy_forward(be, a->losses, a->lse, a->logits, m->labels, B, K);
     be->to_host(be, host, a->losses, (size_t)B * sizeof(Real));
+    if (device_sync(be) != LSC_OK) {
+        free(host);
+        return LSC_ERR;
+    }
     double sum = 0.0;
     for (int b = 0; b < B; b++) sum += host[b];
     for (int b = 0; b < B; b++) host[b] = (labels[b] >= 0 && count) ? (Real)(1.0 / count) : 0;
@@ -465,6 +487,10 @@ int vit_predict(ViT *m, int32_t *pred, const int32_t *labels) {
     Real *host = malloc((size_t)B * K * sizeof(Real));
     LSC_ASSERT(host != NULL);
     m->be->to_host(m->be, host, m->acts.logits, (size_t)B * K * sizeof(Real));
+    if (device_sync(m->be) != LSC_OK) {
+        free(host);
+        return LSC_ERR;
+    }
     int correct = 0;
     for (int b = 0; b < B; b++) {
         int best = 0;
@@ -571,7 +597,7 @@ int vit_backward(ViT *m) {
                                a->dxn, x, layer_slice(w[VIT_LN1_W], D, l), a->mean1 + lo,
                                a->rstd1 + lo, BT, D);
     }
-    if (!full) return LSC_OK;
+    if (!full) return device_sync(be); /* the end of a backward */
 
     /* resid_0 = LN_pre(x0) (CLIP): dx0 = LN_pre'(dresid) */
     Real *dx0 = a->dresid;
@@ -592,5 +618,5 @@ int vit_backward(ViT *m) {
     /* pemb = patches Wp^T + bp */
     if (w[VIT_PATCH_B]) be->bias_backward(be, m->dw.tensors[VIT_PATCH_B], a->pemb, B * NP, D);
     be->matmul(be, m->dw.tensors[VIT_PATCH_W], a->pemb, a->patches, D, CPP, B * NP, 1, 0, 1, 1);
-    return LSC_OK;
+    return device_sync(be);
 }

@@ -41,7 +41,11 @@ typedef struct ViTConfig {
     int patch_bias;   /* 1: the patch embedding has a bias (HF ViT); 0: none (CLIP) */
 } ViTConfig;
 
-/* Returns LSC_OK or LSC_ERR with a sentence naming the bad field. */
+/* At most 2^36 parameters (256 GiB of fp32 weights), checked before anything is allocated. */
+#define VIT_MAX_PARAMS ((size_t)1 << 36)
+
+/* Returns LSC_OK or LSC_ERR with a sentence naming the bad field (also a parameter count
+ * above VIT_MAX_PARAMS). */
 int vit_config_validate(const ViTConfig *c);
 /* Patches per image, (image_size / patch_size)^2, and tokens per image, 1 + that. */
 int vit_num_patches(const ViTConfig *c);
@@ -191,7 +195,8 @@ int vit_backward(ViT *m);
 /* Zeroes model grads, head grads and attached adapter grads. */
 void vit_zero_grad(ViT *m);
 /* argmax of each row of the last logits into pred[B] (host); returns the number of rows
- * whose prediction equals labels[b] when labels is not NULL, else 0. */
+ * whose prediction equals labels[b] when labels is not NULL, else 0; LSC_ERR (< 0, the
+ * device's sentence in error_last()) when the device failed. */
 int vit_predict(ViT *m, int32_t *pred, const int32_t *labels);
 
 #endif

@@ -4,6 +4,7 @@
  * (store_runs.c), queries (store_query.c), merging (store_merge.c), migrations (store_schema.c). */
 #include "core/store/store.h"
 
+#include <errno.h>
 #include <math.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -178,7 +179,41 @@ static void set_default_host(Store *s) {
     s->host[sizeof s->host - 1] = '\0';
 }
 
-int store_open(Store *s, const char *path) {
+/* "file:PATH?PARAMS" with the characters a URI path cannot hold as they are (%, ?, #) escaped. */
+int store_uri(char *out, size_t size, const char *path, const char *params) {
+    size_t n = (size_t)snprintf(out, size, "file:");
+    for (const char *p = path; *p && n + 4 < size; p++) {
+        if (*p == '%' || *p == '?' || *p == '#') n += (size_t)snprintf(out + n, size - n, "%%%02X", (unsigned char)*p);
+        else out[n++] = *p;
+    }
+    if (n + 2 + strlen(params) >= size) return error_set("Run database path is too long: %s.", path);
+    snprintf(out + n, size - n, "?%s", params);
+    return LSC_OK;
+}
+
+/* The sentence for a run database lorasc cannot write: the file, or its directory (SQLite
+ * writes its -wal and -shm files beside it), is read-only. NULL when both are writable. */
+static const char *unwritable(const char *path) {
+    if (strcmp(path, ":memory:") == 0) return NULL;
+    const char *slash = strrchr(path, '/');
+    char dir[4096] = ".";
+    if (slash) snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+    if (access(path, F_OK) == 0 && access(path, W_OK) != 0) return "the file is read-only";
+    if (access(dir, W_OK) != 0) return "its directory is read-only";
+    return NULL;
+}
+
+static int prepare_all(Store *s, const char *path) {
+    for (int i = 0; i < ST_COUNT; i++) {
+        if (sqlite3_prepare_v3(s->db, SQL[i], -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[i], NULL) !=
+            SQLITE_OK)
+            return error_set("Run database %s: cannot prepare statement %d (%s): %s.", path, i,
+                             SQL[i], sqlite3_errmsg(s->db));
+    }
+    return LSC_OK;
+}
+
+static int open_begin(Store *s, const char *path) {
     memset(s, 0, sizeof *s);
     s->stale_after_s = STORE_STALE_AFTER_S;
     s->git_dirty = -1;
@@ -191,9 +226,23 @@ int store_open(Store *s, const char *path) {
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
         rc = error_set("Cannot open run database %s: it is a directory; pass a file path such as "
                        "%s/lorasc.db.", path, path);
+        store_close(s);
+    }
+    return rc;
+}
+
+int store_open(Store *s, const char *path) {
+    int rc = open_begin(s, path);
+    if (rc != LSC_OK) return rc;
+    const char *ro = unwritable(path);
+    if (ro) {
+        rc = error_set("Cannot write the run database %s: %s. `lorasc report`, `status`, `show` "
+                       "and `merge` read it as it is; to run, pass --db a writable path (e.g. a "
+                       "copy of it).", path, ro);
         goto fail;
     }
-    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK) {
+    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI,
+                        NULL) != SQLITE_OK) {
         rc = error_set("Cannot open run database %s: %s.", path,
                        s->db ? sqlite3_errmsg(s->db) : "out of memory");
         goto fail;
@@ -222,14 +271,41 @@ int store_open(Store *s, const char *path) {
         sqlite3_free(msg);
         goto fail;
     }
-    for (int i = 0; i < ST_COUNT; i++) {
-        if (sqlite3_prepare_v3(s->db, SQL[i], -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[i], NULL) !=
-            SQLITE_OK) {
-            rc = error_set("Run database %s: cannot prepare statement %d (%s): %s.", path, i, SQL[i],
-                           sqlite3_errmsg(s->db));
-            goto fail;
-        }
+    rc = prepare_all(s, path);
+    if (rc != LSC_OK) goto fail;
+    return LSC_OK;
+fail:
+    store_close(s);
+    return rc;
+}
+
+int store_open_readonly(Store *s, const char *path) {
+    int rc = open_begin(s, path);
+    if (rc != LSC_OK) return rc;
+    if (access(path, R_OK) != 0) {
+        rc = error_set("Cannot read run database %s: %s.", path, strerror(errno));
+        goto fail;
     }
+    /* mode=ro first; a WAL database in a read-only directory cannot get its -shm file, and
+     * is then opened immutable (nobody can be writing it there) */
+    for (int attempt = 0; attempt < 2; attempt++) {
+        char uri[4200];
+        if ((rc = store_uri(uri, sizeof uri, path, attempt ? "mode=ro&immutable=1" : "mode=ro")) != LSC_OK)
+            goto fail;
+        if (sqlite3_open_v2(uri, &s->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL) != SQLITE_OK)
+            rc = error_set("Cannot open run database %s: %s.", path,
+                           s->db ? sqlite3_errmsg(s->db) : "out of memory");
+        else
+            rc = store_schema_check(s->db, path);
+        if (rc == LSC_OK) break;
+        sqlite3_close(s->db);
+        s->db = NULL;
+    }
+    if (rc != LSC_OK) goto fail;
+    sqlite3_busy_timeout(s->db, 30000);
+    s->readonly = 1;
+    rc = prepare_all(s, path);
+    if (rc != LSC_OK) goto fail;
     return LSC_OK;
 fail:
     store_close(s);
@@ -238,7 +314,7 @@ fail:
 
 int store_close(Store *s) {
     int rc = LSC_OK;
-    if (s->db && s->stmt[ST_COUNT - 1]) rc = store_flush(s);
+    if (s->db && s->stmt[ST_COUNT - 1] && !s->readonly) rc = store_flush(s);
     for (int i = 0; i < STORE_MAX_STMTS; i++) sqlite3_finalize(s->stmt[i]);
     if (s->db) sqlite3_close(s->db);
     store_buffers_free(s);

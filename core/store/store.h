@@ -145,6 +145,7 @@ typedef struct Store {
     char host[256];
     char *device, *git_commit, *build_options, *lib_versions;
     int git_dirty;
+    int readonly; /* opened by store_open_readonly */
     StoreMetricRow *metrics;
     long n_metrics, cap_metrics;
     char **names; /* metric names, interned */
@@ -161,8 +162,16 @@ typedef struct Store {
 /* Opens (creating if absent) the database at path and migrates it to STORE_SCHEMA_VERSION in
  * one transaction. The directory must exist (it is not created). Errors, one sentence each:
  * missing directory, not an SQLite file, an SQLite file that is not a run store, a store from
- * a newer lorasc. On error *s is left closed (store_close is still safe to call). */
+ * a newer lorasc, a file or directory lorasc cannot write (the sentence says it is read-only
+ * and that report/status/show/merge read it as it is). On error *s is left closed
+ * (store_close is still safe to call). */
 int store_open(Store *s, const char *path);
+/* Opens an existing run database for reading only (report, status, show, a merge's input: a
+ * finished sweep on a read-only share): nothing is written, not even a migration (a database
+ * of an older schema is an error that says it needs write access once), and a WAL database
+ * whose -shm file cannot be created (a read-only directory) is opened immutable. Writes
+ * through *s fail. */
+int store_open_readonly(Store *s, const char *path);
 /* Flushes buffered rows (see store_flush), closes the database and frees everything. Returns
  * the flush's status; *s is closed either way. Safe on a zeroed or already closed Store. */
 int store_close(Store *s);

@@ -62,6 +62,8 @@ const char *store_col_text(sqlite3_stmt *st, int i);
 double store_col_real_or_nan(sqlite3_stmt *st, int i);
 /* A malloc'd copy of text; NULL for NULL or when out of memory. */
 char *store_text_dup(const char *text);
+/* "file:PATH?PARAMS", PATH escaped for a URI (store.c). */
+int store_uri(char *out, size_t size, const char *path, const char *params);
 
 /* runs and buffers (store_runs.c) */
 /* Grows *items (of *cap elements of size bytes) to hold need, doubling. */

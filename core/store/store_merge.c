@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/base/error.h"
 #include "core/store/store_internal.h"
@@ -46,19 +47,46 @@ int store_merge(Store *s, const char *in_path, StoreMergeStats *stats) {
     if (stat(s->path, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
         return error_set("Cannot merge %s into itself; pass the shard databases after the output "
                          "database.", in_path);
-    {   /* validates the input (one clear sentence if it is not a run store) and migrates it */
+    /* validates the input (one clear sentence if it is not a run store) and migrates it;
+     * an input lorasc cannot write (a finished sweep on a read-only share) is read as it is */
+    int readonly = 0;
+    {
         Store in;
-        rc = store_open(&in, in_path);
+        if (access(in_path, W_OK) == 0) {
+            rc = store_open(&in, in_path);
+        } else {
+            rc = store_open_readonly(&in, in_path);
+            readonly = 1;
+        }
         if (rc != LSC_OK) return error_set("Cannot merge %s: %s", in_path, error_last());
+        readonly |= in.readonly;
         store_close(&in);
     }
-    sqlite3_stmt *att = NULL;
-    if (sqlite3_prepare_v2(s->db, "ATTACH ?1 AS src", -1, &att, NULL) != SQLITE_OK) {
-        return store_db_error(s, "prepare ATTACH");
+    /* read-only inputs are attached by URI (mode=ro; immutable when a WAL file cannot get
+     * its -shm file beside it) */
+    int src = SQLITE_ERROR;
+    for (int attempt = readonly ? 1 : 0; attempt < 3 && src != SQLITE_DONE; attempt++) {
+        char uri[4200];
+        const char *name = in_path;
+        if (attempt > 0) {
+            if (store_uri(uri, sizeof uri, in_path, attempt == 1 ? "mode=ro" : "mode=ro&immutable=1") != LSC_OK)
+                return LSC_ERR;
+            name = uri;
+        }
+        sqlite3_stmt *att = NULL;
+        if (sqlite3_prepare_v2(s->db, "ATTACH ?1 AS src", -1, &att, NULL) != SQLITE_OK)
+            return store_db_error(s, "prepare ATTACH");
+        sqlite3_bind_text(att, 1, name, -1, SQLITE_TRANSIENT);
+        src = sqlite3_step(att);
+        sqlite3_finalize(att);
+        /* an attached WAL file that cannot be read fails on first use: probe it */
+        if (src == SQLITE_DONE && sqlite3_exec(s->db, "SELECT count(*) FROM src.sqlite_schema", NULL,
+                                               NULL, NULL) != SQLITE_OK) {
+            sqlite3_exec(s->db, "DETACH src", NULL, NULL, NULL);
+            src = SQLITE_ERROR;
+        }
+        if (!readonly) break;
     }
-    sqlite3_bind_text(att, 1, in_path, -1, SQLITE_TRANSIENT);
-    const int src = sqlite3_step(att);
-    sqlite3_finalize(att);
     if (src != SQLITE_DONE) return error_set("Cannot attach %s to merge it into %s: %s.", in_path,
                                              s->path, sqlite3_errmsg(s->db));
     attached = 1;

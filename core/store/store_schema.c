@@ -161,6 +161,16 @@ static int exec(sqlite3 *db, const char *path, const char *sql, const char *what
     return LSC_ERR;
 }
 
+int store_schema_check(sqlite3 *db, const char *path) {
+    int version = 0;
+    if (read_version(db, path, &version) != LSC_OK) return LSC_ERR;
+    if (version == STORE_SCHEMA_VERSION) return LSC_OK;
+    if (version == 0) return error_set("%s is an empty database, not a lorasc run store yet.", path);
+    return error_set("%s has run-store schema version %d, older than this lorasc's %d, and is "
+                     "read-only here: open it once with write access (e.g. a copy of it) to "
+                     "migrate it.", path, version, STORE_SCHEMA_VERSION);
+}
+
 int store_schema_migrate(sqlite3 *db, const char *path) {
     int version = 0;
     if (read_version(db, path, &version) != LSC_OK) return LSC_ERR;

@@ -9,6 +9,9 @@ struct sqlite3;
  * BEGIN IMMEDIATE transaction (nothing is locked when it is already current). path is for
  * messages. Errors: not an SQLite file, not a run store, a newer schema than this build's. */
 int store_schema_migrate(struct sqlite3 *db, const char *path);
+/* The file is a run store of this build's schema version, read without writing anything (a
+ * read-only open); an older version is an error saying it needs write access once. */
+int store_schema_check(struct sqlite3 *db, const char *path);
 
 /* Writes the current UTC time as ISO-8601 with milliseconds, "2024-05-01T12:34:56.789Z",
  * offset by delta_s seconds. Fixed width, so text order is time order. */

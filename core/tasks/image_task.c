@@ -7,6 +7,7 @@
 
 #include "core/base/error.h"
 #include "core/base/stop.h"
+#include "core/data/image_resize.h"
 #include "core/data/corrupt.h"
 
 ImageTaskOptions image_task_default_options(void) {
@@ -125,7 +126,7 @@ int image_task_load(ImageTask *t, const char *name, const int *classes, int n_cl
 
 int image_task_check_vit(const ImageTask *t, const ViTConfig *c) {
     const int C = t->train.channels, H = t->train.height, W = t->train.width;
-    if (c->channels != C || c->image_size != H || H != W || c->n_classes != t->n_classes)
+    if (c->channels != C || c->n_classes != t->n_classes)
         return error_set("the ViT (%d x %d x %d images, %d classes) does not fit task %s "
                          "(%d x %d x %d, %d classes)", c->channels, c->image_size, c->image_size,
                          c->n_classes, t->name, C, H, W, t->n_classes);
@@ -145,17 +146,48 @@ int image_task_batch(const ImageTask *t, int split, const int *positions, int B,
     return LSC_OK;
 }
 
+/* native [B, C, H, W] -> out [B, C, size, size] */
+static int resize_batch(const ImageTask *t, Real *out, int size, const Real *native, int B) {
+    const int C = t->train.channels, H = t->train.height, W = t->train.width;
+    for (int b = 0; b < B; b++)
+        if (image_resize_bilinear(out + (size_t)b * C * size * size, size, size,
+                                  native + (size_t)b * C * H * W, C, H, W) != LSC_OK)
+            return LSC_ERR;
+    return LSC_OK;
+}
+
+static int same_size(const ImageTask *t, int size) {
+    return size == t->train.height && size == t->train.width;
+}
+
+int image_task_batch_sized(const ImageTask *t, int split, const int *positions, int B, int size,
+                           Real *out, int32_t *labels, const ImageAugment *aug, uint64_t seed,
+                           uint64_t step) {
+    if (same_size(t, size))
+        return image_task_batch(t, split, positions, B, out, labels, aug, seed, step);
+    Real *native =
+        malloc(sizeof(Real) * (size_t)B * t->train.channels * t->train.height * t->train.width);
+    if (!native) return error_set("out of memory resizing a batch of %d images of %s", B, t->name);
+    int rc = image_task_batch(t, split, positions, B, native, labels, aug, seed, step);
+    if (rc == LSC_OK) rc = resize_batch(t, out, size, native, B);
+    free(native);
+    return rc;
+}
+
 int image_task_evaluate(const ImageTask *t, ViT *m, int split, int B,
                         const ImageCorruption *corruption, double *accuracy, double *loss) {
     if (B <= 0) return error_set("evaluation batch must be > 0, got %d", B);
     if (image_task_check_vit(t, &m->config) != LSC_OK) return LSC_ERR;
     const int C = t->train.channels, H = t->train.height, W = t->train.width;
     const size_t img = (size_t)C * H * W;
+    const int S = m->config.image_size, resize = !same_size(t, S);
     Real *x = malloc(sizeof(Real) * img * (size_t)B);
+    Real *y = resize ? malloc(sizeof(Real) * (size_t)C * S * S * (size_t)B) : x;
     int32_t *labels = malloc(sizeof(int32_t) * (size_t)B), *pred = malloc(sizeof(int32_t) * (size_t)B);
     int *pos = malloc(sizeof(int) * (size_t)B);
     int rc = LSC_OK;
-    if (!x || !labels || !pred || !pos) rc = error_set("out of memory evaluating on %s", t->name);
+    if (!x || !y || !labels || !pred || !pos)
+        rc = error_set("out of memory evaluating on %s", t->name);
     long correct = 0;
     double sum_loss = 0;
     const int n = t->n[split];
@@ -172,12 +204,16 @@ int image_task_evaluate(const ImageTask *t, ViT *m, int split, int B,
             rc = corrupt_image_normalised(x + i * img, C, H, W, t->mean, t->std, corruption->kind,
                                           corruption->severity, corruption->seed,
                                           (uint64_t)(start + i));
-        if (rc == LSC_OK) rc = vit_forward(m, x, labels, b);
+        if (rc == LSC_OK && resize) rc = resize_batch(t, y, S, x, b);
+        if (rc == LSC_OK) rc = vit_forward(m, y, labels, b);
         if (rc == LSC_OK) {
-            correct += vit_predict(m, pred, labels);
+            const int right = vit_predict(m, pred, labels);
+            if (right < 0) rc = LSC_ERR;
+            correct += right;
             sum_loss += m->mean_loss * b;
         }
     }
+    if (y != x) free(y);
     free(x), free(labels), free(pred), free(pos);
     if (rc != LSC_OK) return LSC_ERR;
     *accuracy = (double)correct / n;

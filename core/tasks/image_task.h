@@ -48,8 +48,9 @@ void image_task_free(ImageTask *t);
 
 /* "train", "val", "test". */
 const char *image_task_split_name(int split);
-/* LSC_OK when a ViT of config c reads this task's images and predicts its classes; else
- * LSC_ERR with a sentence giving both shapes. */
+/* LSC_OK when a ViT of config c reads this task's images (same channels; any image size: the
+ * batches are resized to the model's, see image_task_batch_sized) and predicts its classes;
+ * else LSC_ERR with a sentence giving both shapes. */
 int image_task_check_vit(const ImageTask *t, const ViTConfig *c);
 
 /* Images at `positions` of a split (0..n[split]) into out[B, C, H, W] (normalised by the
@@ -57,6 +58,12 @@ int image_task_check_vit(const ImageTask *t, const ViTConfig *c);
  * step as imagedata_batch's. */
 int image_task_batch(const ImageTask *t, int split, const int *positions, int B, Real *out,
                      int32_t *labels, const ImageAugment *aug, uint64_t seed, uint64_t step);
+/* The same at size x size (a model's image size): the normalised, augmented images resized
+ * with torch's bilinear (core/data/image_resize.h) when size differs from theirs; out is
+ * [B, C, size, size]. */
+int image_task_batch_sized(const ImageTask *t, int split, const int *positions, int B, int size,
+                           Real *out, int32_t *labels, const ImageAugment *aug, uint64_t seed,
+                           uint64_t step);
 
 /* A corruption for evaluation: kind (CorruptKind), severity 1..5, and the seed of its noise. */
 typedef struct ImageCorruption {
@@ -65,10 +72,11 @@ typedef struct ImageCorruption {
     uint64_t seed;
 } ImageCorruption;
 
-/* Accuracy and mean loss of m on every image of a split once, in batches of B. corruption
- * NULL: clean images; else image i of the split gets the noise of (seed, kind, severity, i),
- * so every model sees the same corrupted set. A stop request (core/base/stop.h) ends it between
- * two batches with an error that says so. */
+/* Accuracy and mean loss of m on every image of a split once, in batches of B, at m's image
+ * size. corruption NULL: clean images; else image i of the split gets the noise of (seed, kind,
+ * severity, i) at the data's own size (before any resize), so every model sees the same
+ * corrupted set. A stop request (core/base/stop.h) ends it between two batches with an error
+ * that says so. */
 int image_task_evaluate(const ImageTask *t, ViT *m, int split, int B,
                         const ImageCorruption *corruption, double *accuracy, double *loss);
 

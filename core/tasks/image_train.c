@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/base/error.h"
+#include "core/model/device.h"
 
 /* Sampler ---------------------------------------------------------------------------------- */
 
@@ -20,6 +21,7 @@ int image_sampler_init(ImageSampler *s, const ImageTask *task, const ViTConfig *
     if (image_task_check_vit(task, c) != LSC_OK) return LSC_ERR;
     s->perm = malloc(sizeof(int) * (size_t)task->n[IMAGE_TRAIN]);
     s->pos = malloc(sizeof(int) * (size_t)B);
+    s->image_size = c->image_size;
     s->images = malloc(sizeof(Real) * (size_t)B * c->channels * c->image_size * c->image_size);
     s->labels = malloc(sizeof(int32_t) * (size_t)B);
     if (!s->perm || !s->pos || !s->images || !s->labels) {
@@ -45,8 +47,8 @@ int image_sampler_batch(ImageSampler *s, long step, VitBatch *batch) {
         }
         s->pos[b] = s->perm[p % n];
     }
-    if (image_task_batch(t, IMAGE_TRAIN, s->pos, B, s->images, s->labels, &s->config.aug,
-                         s->config.seed, (uint64_t)step) != LSC_OK)
+    if (image_task_batch_sized(t, IMAGE_TRAIN, s->pos, B, s->image_size, s->images, s->labels,
+                               &s->config.aug, s->config.seed, (uint64_t)step) != LSC_OK)
         return LSC_ERR;
     *batch = (VitBatch){.images = s->images, .labels = s->labels, .B = B};
     return LSC_OK;
@@ -86,6 +88,7 @@ int image_trainer_step(ImageTrainer *t, StepResult *result, float *lr) {
         return LSC_ERR;
     result->loss = t->model->mean_loss;
     result->grad_norm = adamw_step(&t->opt, rate);
+    if (device_sync(t->opt.be) != LSC_OK) return LSC_ERR; /* the end of an optimiser step */
     if (lr) *lr = rate;
     t->step++;
     return LSC_OK;

@@ -21,7 +21,8 @@ typedef struct ImageSampler {
     int *perm;               /* [n train] the shuffle of epoch `epoch` */
     long epoch;              /* -1 before the first batch */
     int *pos;                /* [B] */
-    Real *images;            /* [B, C, H, W] */
+    int image_size;          /* the model's: batches are resized to it (image_task_batch_sized) */
+    Real *images;            /* [B, C, image_size, image_size] */
     int32_t *labels;         /* [B] */
 } ImageSampler;
 

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "core/base/error.h"
+#include "core/model/device.h"
 
 int text_eval_run(const TextData *d, TextSplit split, Llama *model, int B, int T,
                   long max_windows, double *loss, double *accuracy) {
@@ -42,6 +43,10 @@ int text_eval_run(const TextData *d, TextSplit split, Llama *model, int B, int T
         loss_sum += model->mean_loss * (double)n_tok;
         model->be->to_host(model->be, logits, model->acts.logits,
                            sizeof(Real) * (size_t)n_tok * (size_t)V);
+        if (device_sync(model->be) != LSC_OK) {
+            rc = LSC_ERR;
+            goto done;
+        }
         for (long t = 0; t < n_tok; t++) {
             const Real *row = logits + (size_t)t * (size_t)V;
             int best = 0;

@@ -60,14 +60,17 @@ const char *cpu_error(Backend *be) { /* the CPU ops cannot fail (see kernels/bac
 }
 
 void cpu_describe(Backend *be, char *buf, size_t size) {
-    (void)be;
     if (!size) return;
     char blas[160];
     snprintf(blas, sizeof blas, "%s", openblas_get_config());
     for (char *c = blas; *c; c++) /* keep the JSON string valid whatever the build says */
         if (*c == '"' || *c == '\\' || (unsigned char)*c < 0x20) *c = ' ';
-    snprintf(buf, size, "{\"backend\":\"cpu\",\"threads\":%d,\"blas\":\"%s\",\"real\":\"%s\"}",
-             omp_get_max_threads(), blas, REAL_NAME);
+    static const char *const gemm_names[] = {"auto", "openblas", "onednn"};
+    const CpuCtx *ctx = be->ctx;
+    snprintf(buf, size,
+             "{\"backend\":\"cpu\",\"threads\":%d,\"blas\":\"%s\",\"gemm\":\"%s\",\"real\":\"%s\"}",
+             omp_get_max_threads(), blas, ctx->dnnl ? gemm_names[ctx->gemm] : "openblas",
+             REAL_NAME);
 }
 
 /* ---- create / destroy ---- */
@@ -75,14 +78,24 @@ void cpu_describe(Backend *be, char *buf, size_t size) {
 /* threads > 0 sets the OpenMP pool size. One pool must own the cores (see matmul.c): the
  * pthreads build of OpenBLAS is made single-threaded and called from our OpenMP threads; the
  * OpenMP build already shares libgomp's pool (and its set_num_threads is omp_set_num_threads,
- * so calling it with 1 would make every kernel single-threaded). */
+ * so calling it with 1 would make every kernel single-threaded); oneDNN (Debian builds it
+ * with the OpenMP runtime) opens its parallel regions on the same pool. */
 Backend *backend_cpu_create(int threads) {
     Backend *be = calloc(1, sizeof *be);
-    if (!be) return NULL;
+    CpuCtx *ctx = calloc(1, sizeof *ctx);
+    if (!be || !ctx) {
+        free(be);
+        free(ctx);
+        return NULL;
+    }
     if (threads > 0) omp_set_num_threads(threads);
     if (openblas_get_parallel() == OPENBLAS_THREAD) openblas_set_num_threads(1);
+    ctx->gemm = CPU_GEMM_AUTO;
+#if CPU_HAVE_DNNL
+    ctx->dnnl = cpu_dnnl_create(); /* NULL (no CPU engine): every matmul runs OpenBLAS */
+#endif
     be->name = "cpu";
-    be->ctx = NULL;
+    be->ctx = ctx;
     be->destroy = backend_cpu_destroy;
     be->error = cpu_error;
     be->describe = cpu_describe;
@@ -135,4 +148,26 @@ Backend *backend_cpu_create(int threads) {
     return be;
 }
 
-void backend_cpu_destroy(Backend *be) { free(be); }
+void backend_cpu_destroy(Backend *be) {
+    if (!be) return;
+    CpuCtx *ctx = be->ctx;
+#if CPU_HAVE_DNNL
+    if (ctx) cpu_dnnl_destroy(ctx->dnnl);
+#endif
+    free(ctx);
+    free(be);
+}
+
+int backend_cpu_has_onednn(void) { return CPU_HAVE_DNNL; }
+
+int backend_cpu_set_gemm(Backend *be, CpuGemm gemm) {
+    CpuCtx *ctx = be->ctx;
+    if (gemm == CPU_GEMM_ONEDNN && !ctx->dnnl) return -1;
+    ctx->gemm = gemm;
+    return 0;
+}
+
+void backend_cpu_gemm_stats(const Backend *be, CpuGemmStats *out) {
+    const CpuCtx *ctx = be->ctx;
+    *out = ctx->stats;
+}

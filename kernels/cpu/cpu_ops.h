@@ -52,6 +52,33 @@ static inline Real cpu_exp(Real x) {
 #endif
 }
 
+/* ---- the backend's context (be->ctx) ---- */
+
+/* oneDNN in this build: the float build linked with it (meson defines LORASC_HAVE_DNNL). */
+#if defined(LORASC_HAVE_DNNL) && !defined(LORASC_REAL_DOUBLE)
+#define CPU_HAVE_DNNL 1
+#else
+#define CPU_HAVE_DNNL 0
+#endif
+
+typedef struct CpuDnnl CpuDnnl; /* matmul_dnnl.c: oneDNN engine, stream, primitive cache */
+
+typedef struct CpuCtx {
+    CpuGemm gemm;       /* the library choice (backend_cpu_set_gemm) */
+    CpuDnnl *dnnl;      /* NULL in builds without oneDNN */
+    CpuGemmStats stats;
+} CpuCtx;
+
+#if CPU_HAVE_DNNL
+/* ---- matmul_dnnl.c ---- */
+CpuDnnl *cpu_dnnl_create(void); /* NULL when oneDNN cannot make a CPU engine */
+void cpu_dnnl_destroy(CpuDnnl *d);
+/* c = alpha op(a) op(b) + beta c as in Backend.matmul (M, N, K > 0); 0, or -1 (c untouched)
+ * when oneDNN cannot build the primitive. */
+int cpu_dnnl_matmul(CpuDnnl *d, CpuGemmStats *st, float *c, const float *a, const float *b,
+                    int M, int N, int K, int trans_a, int trans_b, float alpha, float beta);
+#endif
+
 /* ---- memory and setup (backend_cpu.c) ---- */
 void *cpu_alloc(Backend *be, size_t bytes);
 void cpu_free(Backend *be, void *ptr);

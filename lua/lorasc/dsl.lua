@@ -9,6 +9,7 @@ local sys = require "lorasc.core.sys"
 local canon = require "lorasc.canon"
 local methods = require "lorasc.methods"
 local families = require "lorasc.families"
+local export = require "lorasc.export"
 
 local M = {}
 
@@ -31,22 +32,23 @@ local function is_grid(v) return getmetatable(v) == GRID end
 -- family.
 local LLAMA_KEYS = { "dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "seq_len",
                      "vocab_size", "rope_theta", "norm_eps", "tied", "seed", "pretrain",
-                     "checkpoint", "format", "tokenizer" }
+                     "checkpoint", "format", "tokenizer", "adapter" }
 local PRETRAIN_KEYS = { "corpus", "steps", "batch", "seq", "lr", "warmup", "schedule",
-                        "weight_decay", "seed" }
+                        "weight_decay", "seed", "diverge" }
 
 function M.llama(t)
   local loc = where(2)
   check_keys(t, LLAMA_KEYS, "llama{}", loc)
   if t.pretrain ~= nil then check_keys(t.pretrain, PRETRAIN_KEYS, "llama{ pretrain = {} }", loc) end
   if t.checkpoint and t.pretrain then fail(loc .. ": llama{} takes checkpoint or pretrain, not both") end
+  if t.adapter ~= nil and not t.checkpoint then fail(loc .. ": llama{ adapter = ... } starts from a PEFT adapter of a checkpoint: give checkpoint = the base it was trained on") end
   return { kind = "model", arch = "llama", spec = t, where = loc }
 end
 
 local VIT_KEYS = { "image_size", "patch_size", "channels", "dim", "n_layers", "n_heads", "mlp_dim",
                    "norm_eps", "seed", "pretrain", "checkpoint", "hf" }
 local VIT_PRETRAIN_KEYS = { "task", "steps", "batch", "lr", "warmup", "schedule", "weight_decay",
-                            "crop_pad", "flip", "seed" }
+                            "crop_pad", "flip", "seed", "diverge" }
 
 function M.vit(t)
   local loc = where(2)
@@ -80,7 +82,7 @@ for name in pairs(methods.METHODS) do M[name] = methods.constructor(name) end
 
 -- Experiments and reports -----------------------------------------------------------------
 local EXP_KEYS = { "model", "tasks", "task", "split", "train", "method", "seeds", "select",
-                   "eval", "log_every", "save" }
+                   "eval", "log_every", "save", "device" }
 local SPLIT_KEYS = { "train", "val", "test", "max_train", "max_val", "max_test" }
 local EVAL_KEYS = { "batch", "max_windows", "corrupt", "corrupt_max", "max_examples", "max_new", "tasks" }
 local REPORT_KEYS = { "rows", "cols", "metric", "metrics", "select", "scale", "digits", "title" }
@@ -97,6 +99,10 @@ function M.new_registry()
       if t.train then check_keys(t.train, families.of_arch(model_arch(t.model)).train_keys, "train", loc) end
       if t.split then check_keys(t.split, SPLIT_KEYS, "split", loc) end
       if t.eval then check_keys(t.eval, EVAL_KEYS, "eval", loc) end
+      -- where the runs execute, not what they are: no part of a run's config or hash
+      if t.device ~= nil and t.device ~= "cpu" and t.device ~= "cuda" then
+        fail(string.format("%s: device must be \"cpu\" or \"cuda\", got %s", loc, tostring(t.device)))
+      end
       reg.experiments[name] = { name = name, spec = t, where = loc }
       reg.order[#reg.order + 1] = name
     end
@@ -105,6 +111,8 @@ function M.new_registry()
     return function(t)
       local loc = where(2)
       check_keys(t, REPORT_KEYS, "report \"" .. tostring(name) .. "\"", loc)
+      if t.scale ~= nil then num(t.scale, "scale", loc, pos, "must be > 0 (100: percentages)") end
+      if t.digits ~= nil then int(t.digits, "digits", loc, function(x) return x >= 0 and x <= 10 end, "must be in [0, 10]") end
       reg.reports[name] = { name = name, spec = t, where = loc }
     end
   end
@@ -124,9 +132,22 @@ function M.load_file(path)
     tostring = tostring, tonumber = tonumber, print = print, os = { getenv = os.getenv },
   }
   for name in pairs(methods.METHODS) do env[name] = M[name] end
+  -- A name the DSL does not define (a misspelled constructor such as lorsc{}) is an error at
+  -- its line naming the nearest defined name, not Lua's "attempt to call a nil value".
+  setmetatable(env, { __index = function(_, name)
+    local names = {}
+    for k in pairs(env) do if type(k) == "string" then names[#names + 1] = k end end
+    table.sort(names)
+    local hint = canon.nearest(name, names)
+    fail(string.format("%s: '%s' is not defined in an experiment file%s", where(2), tostring(name),
+      hint and string.format("; did you mean %s?", hint) or ("; defined: " .. table.concat(names, ", "))))
+  end })
   local chunk, perr = load(source, "@" .. path, "t", env)
   if not chunk then fail(perr) end
-  local ok, rerr = pcall(chunk)
+  -- The file's evaluation is bounded (canon.LIMITS): an endless loop or a loop that
+  -- allocates without end stops with its file:line.
+  local ok, rerr = sys.run_limited(chunk, "@" .. path, canon.LIMITS.file_instructions,
+                                   canon.LIMITS.file_mib * 1024 * 1024)
   if not ok then
     if type(rerr) == "string" and rerr:sub(1, 8) ~= "lorasc: " then rerr = "lorasc: " .. rerr end
     error(rerr, 0)
@@ -136,6 +157,33 @@ function M.load_file(path)
 end
 
 -- Expansion -------------------------------------------------------------------------------
+-- How many values expand(v) gives, counted without expanding (a float: grids can multiply
+-- past any integer).
+local function count(v)
+  if is_grid(v) then
+    local n = 0
+    for _, x in ipairs(v.values) do n = n + count(x) end
+    return n
+  end
+  if type(v) ~= "table" then return 1 end
+  local n = 1.0
+  for _, x in pairs(v) do n = n * count(x) end
+  return n
+end
+
+-- The first non-finite number in a canonical config, as "key.path", or nil (json.encode
+-- cannot write nan or inf; every value checked by canon.num is finite already).
+local function non_finite(t, prefix)
+  for k, v in pairs(t) do
+    local key = prefix and (prefix .. "." .. tostring(k)) or tostring(k)
+    if type(v) == "number" and not canon.finite(v) then return key, v end
+    if type(v) == "table" then
+      local bad, x = non_finite(v, key)
+      if bad then return bad, x end
+    end
+  end
+end
+
 -- Every concrete value a (possibly grid-holding) value takes, in a fixed order.
 local function expand(v)
   if is_grid(v) then
@@ -184,7 +232,7 @@ local function canon_train(t, loc, fam)
     schedule = t.schedule or "linear",
     warmup = int(t.warmup or 0, "train.warmup", loc, nonneg, "must be >= 0"),
     weight_decay = num(t.weight_decay or 0, "train.weight_decay", loc, nonneg, "must be >= 0"),
-    grad_clip = num(t.grad_clip or 1.0, "train.grad_clip", loc),
+    grad_clip = num(t.grad_clip or 1.0, "train.grad_clip", loc, nonneg, "must be >= 0 (the largest gradient norm; 0 turns clipping off)"),
     min_lr_ratio = num(t.min_lr_ratio or 0, "train.min_lr_ratio", loc, function(x) return x >= 0 and x <= 1 end, "must be in [0, 1]"),
   }
   if not SCHEDULES[c.schedule] then
@@ -197,15 +245,27 @@ local function canon_train(t, loc, fam)
   elseif t.sampling ~= nil then
     fail(canon.key_loc(loc, "sampling") .. ": train.sampling is for language tasks (sst2, ...); text tasks draw random windows of the text and image tasks shuffle the images every epoch")
   end
+  -- divergence (train.lua): in the config only when not the default, so runs that never
+  -- set it keep their hashes
+  c.diverge = canon.diverge(t.diverge, "train.diverge", loc)
   if ft.augment then
     c.seq = nil
     c.crop_pad = int(t.crop_pad or 0, "train.crop_pad", loc, nonneg, "must be >= 0")
     c.flip = t.flip == true
   end
+  local L = canon.LIMITS
   if t.steps ~= nil then
     c.steps = int(t.steps, "train.steps", loc, ft.eval_only and nonneg or pos, ft.eval_only and "must be >= 0 (0: evaluate the base model only)" or "must be > 0")
+    int(c.steps, "train.steps", loc, function(x) return x <= L.steps end, string.format("lorasc's limit is %d steps", L.steps))
   else
     c.epochs = int(t.epochs or 1, "train.epochs", loc, pos, "epochs must be > 0")
+    int(c.epochs, "train.epochs", loc, function(x) return x <= L.epochs end, string.format("lorasc's limit is %d epochs", L.epochs))
+  end
+  -- a warm-up longer than a run given in steps never reaches the learning rate (in epochs,
+  -- the run's length is known once its data is: runner.lua checks it there)
+  if c.steps and c.steps > 0 and c.warmup > c.steps then
+    fail(string.format("%s: train.warmup = %d is longer than the run (train.steps = %d): the learning rate would never reach train.lr; use warmup < steps",
+                       canon.key_loc(loc, "train.warmup"), c.warmup, c.steps))
   end
   return c
 end
@@ -238,8 +298,9 @@ function M.expand_experiment(e)
   for i, x in ipairs(seeds) do seeds[i] = int(x, "seeds[" .. i .. "]", loc) end
   local arch0 = model_arch(s.model, loc)
   local n_lang = 0
+  local tasks_loc = canon.key_loc(loc, s.tasks and "tasks" or "task")
   for _, t in ipairs(tasks) do
-    local _, f = families.check_task(t, loc, arch0)
+    local _, f = families.check_task(t, tasks_loc, arch0)
     if f == families.language then n_lang = n_lang + 1 end
   end
   if n_lang > 0 and n_lang < #tasks then fail(loc .. ": an experiment takes language tasks (sst2, ...) or text tasks (text:...), not both: their splits differ (counts vs fractions)") end
@@ -252,30 +313,62 @@ function M.expand_experiment(e)
   if type(select) ~= "string" or not select:match("^%w+%.[%w_.]+$") then fail(loc .. ": select must look like \"val.score\"") end
   local split_c, eval = fam.canon_split_eval(s.split or {}, s.eval or {}, loc, tasks)
   local log_every = int(s.log_every or 10, "log_every", loc, pos, "must be > 0")
-  if s.save ~= nil and type(s.save) ~= "boolean" then fail(loc .. ": save must be true or false") end
+  local save = export.canon_save(s.save, loc)
 
   local space = { model = s.model, train = s.train or {}, method = methods_of(s.method) }
+  local n_runs = count(space) * #tasks * #seeds
+  if n_runs > canon.LIMITS.runs then
+    fail(string.format("%s: experiment '%s' expands to %.0f runs (%.0f grid points x %d tasks x %d seeds), more than lorasc's limit of %d runs per experiment; split it into several experiments or files (each can be sharded with --shard)",
+                       loc, e.name, n_runs, count(space), #tasks, #seeds, canon.LIMITS.runs))
+  end
   local points = expand(space)
   local runs, seen = {}, {}
+  local models = {} -- expand shares a model's table between points: canonicalised once
   for _, task in ipairs(tasks) do
     for _, p in ipairs(points) do
-      local model = canon_model(p.model, loc, fam)
+      local mm = models[p.model]
+      if not mm then
+        local c = canon_model(p.model, loc, fam)
+        mm = { config = c, hash = sys.sha256(json.encode(c)) }
+        models[p.model] = mm
+      end
+      local model = mm.config
       local train = canon_train(p.train, loc, fam)
-      local method, label = methods.canon(p.method, train, loc)
+      -- a run that starts from a PEFT adapter trains that adapter: the method takes its shape
+      local adapter
+      if model.adapter then
+        local _, info = export.adapter_info(model.adapter, loc)
+        adapter = export.adapter_defaults(info)
+      end
+      local method, label = methods.canon(p.method, train, loc, adapter)
+      -- a rank above min(rows, cols) of an adapted matrix adds parameters, not rank
+      local shapes = fam.target_shapes and fam.target_shapes(model)
+      for _, tg in ipairs(shapes and method.targets or {}) do
+        local sh = shapes[tg]
+        if sh and method.rank > math.min(sh[1], sh[2]) then
+          local lim = math.min(sh[1], sh[2])
+          fail(string.format("%s: rank = %d is larger than the %d x %d matrix of target %s: B·A cannot have a rank above %d; use rank <= %d",
+                             canon.key_loc(p.method.where or loc, "rank"), method.rank, sh[1], sh[2], tg, lim, lim))
+        end
+      end
       if train.seq and train.seq > (model.seq_len or math.huge) then
         fail(string.format("%s: train.seq %d exceeds the model's seq_len %d", loc, train.seq, model.seq_len))
       end
       for _, seed in ipairs(seeds) do
         local config = { task = task, seed = seed, model = model, train = train, method = method,
                          split = split_c, eval = eval }
+        export.check_save(save, config, loc)
+        local bad, x = non_finite(config)
+        if bad then fail(string.format("%s: %s = %s is not a finite number", canon.key_loc(loc, bad), bad, canon.show(x))) end
         local text = json.encode(config)
         local hash = sys.sha256(text)
         if not seen[hash] then
           seen[hash] = true
           runs[#runs + 1] = { config = config, json = text, hash = hash, seed = seed, task = task,
-                              label = label, model_hash = sys.sha256(json.encode(model)),
+                              label = label, model_hash = mm.hash,
                               family = fam.name, log_every = log_every, select = select,
-                              save = s.save == true }
+                              save = save, where = loc,
+                              method_where = type(p.method) == "table" and p.method.where or loc }
         end
       end
     end

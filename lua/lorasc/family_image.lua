@@ -18,7 +18,7 @@ local F = { name = "image", arch = "vit", save_ext = "ckpt" }
 
 -- train = { ... }: no sequence length (canon_train drops it); crop_pad and flip augment.
 F.train_keys = { "epochs", "steps", "batch", "lr", "schedule", "warmup",
-                 "weight_decay", "grad_clip", "min_lr_ratio", "crop_pad", "flip" }
+                 "weight_decay", "grad_clip", "min_lr_ratio", "crop_pad", "flip", "diverge" }
 F.train = { augment = true, eval_only = false }
 
 -- "fashion-mnist", "fashion-mnist:5-9", "mnist:0,2,4": a class subset, relabelled 0..k-1
@@ -93,12 +93,13 @@ function F.canon_split_eval(split, ev, loc)
            max_test = int(split.max_test or 0, "split.max_test", loc, nonneg, "must be >= 0") }, eval
 end
 
--- vit{ hf = "dir" }: a Hugging Face ViT / CLIP-vision directory (config.json + safetensors);
--- a relative path is under the data directory. Its head is made for the task's classes, and
--- a 3-channel model is folded to MNIST's grey images (core/formats/vit_hf.h).
+-- vit{ hf = "dir", image_size = N }: a Hugging Face ViT / CLIP-vision directory (config.json +
+-- safetensors); a relative path is under the data directory. Its head is made for the task's
+-- classes, a 3-channel model is folded to MNIST's grey images, and the images are resized to
+-- N (core/formats/vit_hf.h, core/tasks/image_task.h).
 local function canon_hf(s, mloc)
   if type(s.hf) ~= "string" or s.hf == "" then fail(mloc .. ": hf must be the path of a Hugging Face ViT or CLIP directory") end
-  for _, k in ipairs { "image_size", "patch_size", "channels", "dim", "n_layers", "n_heads", "mlp_dim", "norm_eps", "seed" } do
+  for _, k in ipairs { "patch_size", "channels", "dim", "n_layers", "n_heads", "mlp_dim", "norm_eps", "seed" } do
     if s[k] ~= nil then fail(string.format("%s: vit{ hf = ... } takes its sizes from the checkpoint's config.json; drop %s", mloc, k)) end
   end
   local dir = s.hf:sub(1, 1) == "/" and s.hf or sys.datadir_path(s.hf)
@@ -106,14 +107,22 @@ local function canon_hf(s, mloc)
     fail(string.format("%s: hf = '%s': no Hugging Face checkpoint at %s (a directory with config.json and model.safetensors; relative paths are under the data directory $LORASC_DATA, default data/)", mloc, s.hf, dir))
   end
   local ok, c = pcall(vit_mod.hf_config, dir)
-  if not ok then fail(mloc .. ": " .. tostring(c)) end
-  if c.image_size ~= 28 then
-    fail(string.format("%s: %s takes %dx%d images; MNIST and Fashion-MNIST are 28x28 (resizing and position-embedding interpolation are not implemented)", mloc, dir, c.image_size, c.image_size))
-  end
+  if not ok then fail(mloc .. ": " .. canon.sentence(c)) end
   if c.channels ~= 1 and c.channels ~= 3 then
     fail(string.format("%s: %s takes %d-channel images; MNIST and Fashion-MNIST are grey (1 channel; a 3-channel model is folded)", mloc, dir, c.channels))
   end
-  return { arch = "vit", hf = dir, channels = 1 }
+  -- The images the model sees: the 28x28 task images resized (torch's bilinear) to image_size,
+  -- by default the checkpoint's own; another multiple of its patch size interpolates its
+  -- position embeddings as transformers' interpolate_pos_encoding (core/formats/vit_hf.h).
+  local size = s.image_size == nil and c.image_size or int(s.image_size, "image_size", mloc, pos, "must be > 0")
+  if size % c.patch_size ~= 0 then
+    fail(string.format("%s: image_size %d is not a multiple of the patch size %d of %s; use e.g. %d", mloc, size, c.patch_size, dir, (size + c.patch_size - 1) // c.patch_size * c.patch_size))
+  end
+  if size ~= c.image_size and c.layout == "clip" then
+    fail(string.format("%s: %s is a CLIP vision tower for %dx%d images: lorasc (like transformers 4.44) interpolates the position embeddings of ViT checkpoints only; use image_size = %d", mloc, dir, c.image_size, c.image_size, c.image_size))
+  end
+  -- image_size enters the config only when it is not 28 (configs before resizing keep their hashes)
+  return { arch = "vit", hf = dir, channels = 1, image_size = size ~= 28 and size or nil }
 end
 
 -- The canonical vit{} config (every field explicit); its hash keys the base-model cache.
@@ -144,7 +153,8 @@ function F.canon_model(m)
   if p.task == nil then fail(mloc .. ": vit{ pretrain = {} } needs task = \"fashion-mnist:0-4\" (an image task)") end
   c.pretrain = {
     task = require("lorasc.families").check_task(p.task, mloc, "vit"),
-    steps = int(p.steps or 500, "pretrain.steps", mloc, pos, "must be > 0"),
+    steps = int(p.steps or 500, "pretrain.steps", mloc, function(x) return x > 0 and x <= canon.LIMITS.steps end,
+                string.format("must be in [1, %d] (lorasc's limit)", canon.LIMITS.steps)),
     batch = int(p.batch or 64, "pretrain.batch", mloc, pos, "must be > 0"),
     lr = num(p.lr or 2e-3, "pretrain.lr", mloc, pos, "must be > 0"),
     warmup = int(p.warmup or 0, "pretrain.warmup", mloc, nonneg, "must be >= 0"),
@@ -153,8 +163,17 @@ function F.canon_model(m)
     crop_pad = int(p.crop_pad or 0, "pretrain.crop_pad", mloc, nonneg, "must be >= 0"),
     flip = p.flip == true,
     seed = int(p.seed or 1, "pretrain.seed", mloc),
+    diverge = canon.diverge(p.diverge, "pretrain.diverge", mloc),
   }
   return c
+end
+
+-- The shape (rows, cols) of each LoRA target of a vit{} config whose sizes the config holds
+-- (core's vit_lora_shapes), for the DSL's rank check.
+function F.target_shapes(mc)
+  if not mc.dim then return nil end
+  local d, m = mc.dim, mc.mlp_dim
+  return { q = { d, d }, k = { d, d }, v = { d, d }, o = { d, d }, up = { m, d }, down = { d, m } }
 end
 
 -- Running -----------------------------------------------------------------------------------
@@ -174,15 +193,16 @@ end
 local function pretrain(mc, path, report, beat)
   local p = mc.pretrain
   local d = get_images(p.task)
-  local m = vit_mod.new { image_size = mc.image_size, patch_size = mc.patch_size, channels = mc.channels,
+  local m <close> = vit_mod.new { image_size = mc.image_size, patch_size = mc.patch_size, channels = mc.channels,
                           dim = mc.dim, n_layers = mc.n_layers, n_heads = mc.n_heads, mlp_dim = mc.mlp_dim,
                           norm_eps = mc.norm_eps, n_classes = d:info().n_classes, seed = mc.seed }
-  local t = vit_mod.trainer(m, d, { total_steps = p.steps, batch = p.batch, lr = p.lr, warmup = p.warmup,
+  local t <close> = vit_mod.trainer(m, d, { total_steps = p.steps, batch = p.batch, lr = p.lr, warmup = p.warmup,
                                     schedule = p.schedule, weight_decay = p.weight_decay,
                                     crop_pad = p.crop_pad, flip = p.flip and 1 or 0, data_seed = p.seed })
   report(string.format("pretraining the base ViT (%s, %d steps on %s) -> %s", tostring(m), p.steps, p.task, path))
-  local t0, loss = train.pretrain_steps(p.steps, report, function() beat(); return t:step() end)
+  local t0, loss = train.pretrain_steps(p.steps, report, function() beat(); return t:step() end, p.diverge)
   t:close()
+  train.check_weights(m, "pretraining the base ViT (it is not cached)")
   local acc = d:evaluate(m, "val", 256)
   report(string.format("  pretrained: val accuracy %.4f on %s", acc, p.task))
   cache.save_atomic(m, path)
@@ -224,7 +244,7 @@ function F.inputs(run)
   return model_inputs(run.config.model, list)
 end
 
--- The base ViT of a run (shared by every run: clone before training) and, for a cached one,
+-- The base ViT of a run (shared by every run: see F.borrow) and, for a cached one,
 -- its path. A run that pretrains it gets run.pretrain_metrics, logged by the runner. The
 -- cache key is the canonical config and the contents of the images it is pretrained on.
 function F.base(run, cache_dir, report)
@@ -240,16 +260,33 @@ function F.base(run, cache_dir, report)
   if mc.hf then -- a Hugging Face ViT / CLIP directory; the head is sized for this run's task
     local t = assert(F.parse(run.config.task))
     report(string.format("loading the Hugging Face ViT in %s", mc.hf))
-    m = vit_mod.load_hf(mc.hf, { n_classes = #t.classes, channels = mc.channels })
+    m = vit_mod.load_hf(mc.hf, { n_classes = #t.classes, channels = mc.channels, image_size = mc.image_size or 28 })
   elseif mc.checkpoint then
     if not sys.exists(mc.checkpoint) then error(string.format("ViT checkpoint '%s' not found", mc.checkpoint), 0) end
     m = vit_mod.load(mc.checkpoint)
   else
-    m, path, run.pretrain_metrics = cache.get(cache_dir, string.format("vit-%s.ckpt", key:sub(1, 16)),
-      function(p, beat) return pretrain(mc, p, report, beat) end, vit_mod.load, report)
+    -- a base that diverged in pretraining is not cached, and not pretrained again by this process
+    m, path, run.pretrain_metrics = train.pretrain_once(key, function()
+      return cache.get(cache_dir, string.format("vit-%s.ckpt", key:sub(1, 16)),
+        function(p, beat) return pretrain(mc, p, report, beat) end, vit_mod.load, report)
+    end)
   end
   bases[key] = { m = m, path = path }
   return m, path
+end
+
+-- The run's steps per epoch (runner.lua checks every run with it before any starts); a
+-- split without images is an error (an accuracy over no images would be nan).
+function F.plan(run)
+  local c = run.config
+  local info = get_images(c.task, c.split):info()
+  for _, k in ipairs { "train", "val", "test" } do
+    if info[k] == 0 then
+      error(string.format("lorasc: task '%s': the %s split holds no images (split.val = %s, max_%s = %d); raise them", c.task, k,
+                          canon.show(c.split.val), k, c.split["max_" .. k] or 0), 0)
+    end
+  end
+  return math.max(1, info.train // c.train.batch)
 end
 
 -- The run's images and steps per epoch: floor(train / batch), at least 1.
@@ -260,8 +297,21 @@ function F.prepare(run)
   return { data = d, info = info, spe = math.max(1, info.train // c.train.batch) }
 end
 
--- A fresh head for the task's classes, initialised from the run's seed.
-function F.clone(base, ctx, c) return base:clone(ctx.info.n_classes, c.seed) end
+-- A run trains on the shared base itself, with a fresh head for the task's classes from the
+-- run's seed: the adapted matrices and the head are saved first and written back when the
+-- returned snapshot is closed. A task with another number of classes replaces the cached base
+-- by a copy with a head of its size (once, not per run: one base stays in memory).
+function F.borrow(base, ctx, c)
+  if base:config().n_classes ~= ctx.info.n_classes then
+    local resized = base:clone(ctx.info.n_classes, c.seed)
+    for _, b in pairs(bases) do if b.m == base then b.m = resized end end
+    base:close()
+    base = resized
+  end
+  local snap = base:snapshot(c.method.targets)
+  base:init_head(c.seed)
+  return base, snap
+end
 
 function F.finetune(m, ctx, opts, tr)
   opts.crop_pad, opts.flip = tr.crop_pad, tr.flip and 1 or 0

@@ -73,6 +73,7 @@ function F.canon_split_eval(split, ev, loc, tasks)
 end
 
 F.canon_model = text.canon_model
+F.target_shapes = text.target_shapes
 
 -- Language tasks need a pretrained model with its tokenizer, both present.
 function F.check_model(model, loc)
@@ -80,10 +81,7 @@ function F.check_model(model, loc)
     fail(loc .. ": language tasks need a pretrained model with its tokenizer: llama { checkpoint = \"llama2c_stories260K/stories260K.bin\", tokenizer = \"llama2c_stories260K/tok512.bin\" }")
   end
   for _, k in ipairs { "checkpoint", "tokenizer" } do
-    if not canon.data_file(model[k]) then
-      fail(string.format("%s: %s '%s' not found (looked in the working directory and in the data directory %s); get it with `lorasc data fetch %s --from DIR` (DIR a mirror such as ../shared/data)",
-                         loc, k, model[k], sys.datadir_path(""), model[k]:match("^([^/]+)/") or "NAME"))
-    end
+    if not canon.data_file(model[k]) then fail(loc .. ": " .. canon.missing_file(k, model[k])) end
   end
 end
 
@@ -98,12 +96,23 @@ end
 
 local function get_tokenizer(path)
   local file = canon.data_file(path)
-  if not file then error(string.format("tokenizer '%s' not found (looked in the working directory and in the data directory %s); get it with `lorasc data fetch`", path, sys.datadir_path("")), 0) end
+  if not file then error("lorasc: " .. canon.missing_file("tokenizer", path), 0) end
   if not tokenizers[file] then tokenizers[file] = tasks_mod.tokenizer(file) end
   return tokenizers[file]
 end
 
 F.base = text.base
+
+-- The run's steps per epoch (runner.lua checks every run with it before any starts):
+-- ceil(train / batch) of the examples the sample holds. The tokenizer is loaded here too, so
+-- an unreadable one is an error before any run, not a failure of every run.
+function F.plan(run)
+  local c = run.config
+  local ok, err = pcall(get_tokenizer, c.model.tokenizer)
+  if not ok then error({ key = "model", message = err }, 0) end -- reported at the model's line
+  local n_train = get_set(c.task, c.split, c.seed):sizes()
+  return math.max(1, (n_train + c.train.batch - 1) // c.train.batch)
+end
 
 -- The files a run reads, for its provenance (provenance.lua): the folders of its task and of
 -- the tasks it is evaluated on (every file in them), the checkpoint and the tokenizer.
@@ -131,10 +140,11 @@ function F.prepare(run, base, prog)
            spe = math.max(1, (n_train + c.train.batch - 1) // c.train.batch) }
 end
 
-F.clone = text.clone
+F.borrow = text.borrow
 
-function F.finetune(m, ctx, opts, tr)
+function F.finetune(m, ctx, opts, tr, mc)
   opts.seq, opts.sampling = tr.seq, tr.sampling
+  opts.init_adapter = mc and text.adapter_dir(mc) -- a run continues the model's PEFT adapter
   return finetune.new(m, opts)
 end
 

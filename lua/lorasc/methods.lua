@@ -70,8 +70,10 @@ end
 
 local TARGET_NAMES = { q = true, k = true, v = true, o = true, gate = true, up = true, down = true }
 
--- The canonical method config (every default filled in) and its report label.
-function M.canon(m, train, loc)
+-- The canonical method config (every default filled in) and its report label. adapter (may
+-- be nil): { rank, lora_alpha, targets, dora } of the PEFT adapter the run continues; the
+-- method takes them as defaults and may not set others.
+function M.canon(m, train, loc, adapter)
   if type(m) ~= "table" or m.kind ~= "method" then
     fail(loc .. ": method must be lora{}, loraplus{}, lorasc{}, cascade{}, cola{} or relora{} (or a list of them)")
   end
@@ -96,6 +98,22 @@ function M.canon(m, train, loc)
   c.targets = canon.sorted_keys(tset)
   if s.dora ~= nil and type(s.dora) ~= "boolean" then fail(mloc .. ": dora must be true or false") end
   if s.dora then c.dora = true end -- only when on, so plain-LoRA configs keep their hashes
+  if adapter then
+    local ts = {}
+    for _, t in ipairs(adapter.targets) do ts[t] = true end
+    local want = { rank = adapter.rank, lora_alpha = adapter.lora_alpha, targets = table.concat(canon.sorted_keys(ts), ","), dora = adapter.dora }
+    local given = { rank = s.rank, lora_alpha = s.lora_alpha, targets = s.targets and table.concat(c.targets, ","),
+                    dora = s.dora }
+    for _, k in ipairs { "rank", "lora_alpha", "targets", "dora" } do
+      if given[k] ~= nil and given[k] ~= want[k] then
+        fail(string.format("%s: %s = %s, but the run continues the model's PEFT adapter, whose %s is %s (leave %s out to take the adapter's)",
+                           mloc, k, tostring(given[k]), k, tostring(want[k]), k))
+      end
+    end
+    c.rank, c.lora_alpha = adapter.rank, adapter.lora_alpha
+    c.targets = canon.sorted_keys(ts)
+    c.dora = adapter.dora or nil
+  end
   if m.name == "cascade" or m.name == "lorasc" or m.name == "cola" then
     local e = get("experts")
     if m.name == "lorasc" and s.every ~= nil then

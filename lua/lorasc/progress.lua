@@ -14,10 +14,15 @@ local function fmt_time(s)
 end
 M.fmt_time = fmt_time
 
-function M.new(n_runs, quiet)
+-- n_runs runs to train in this sweep (every experiment of the file; runs done already are
+-- not counted), total_steps their steps. The ETA is measured on training steps alone (the
+-- one-off pretraining of a base model is not a step, and happens before a run starts) plus
+-- the mean time a run spends outside its steps (evaluation), for the runs still to come.
+function M.new(n_runs, total_steps, quiet)
   local tty = os.getenv("LORASC_PROGRESS") ~= "plain" and sys.isatty(2)
-  return setmetatable({ n_runs = n_runs, done_runs = 0, tty = tty, quiet = quiet,
-                        t0 = sys.now(), steps_done = 0, last_draw = 0, last_line = 0 }, M)
+  return setmetatable({ n_runs = n_runs, steps_left = total_steps or 0, tty = tty, quiet = quiet,
+                        index = 0, steps_done = 0, train_time = 0, runs_ended = 0, overhead = 0,
+                        last_draw = 0, last_line = 0 }, M)
 end
 
 function M:message(text)
@@ -29,16 +34,29 @@ end
 function M:run_start(index, label, total_steps, steps_per_epoch)
   self.index, self.label, self.total, self.spe = index, label, total_steps, steps_per_epoch
   self.run_t0 = sys.now()
+  self.last_t = self.run_t0
+  self.run_train_time = 0
   self.last_line = 0
   if not self.tty then self:message(string.format("[%d/%d] %s: %d steps", index, self.n_runs, label, total_steps)) end
 end
 
-function M:step(step, loss)
-  self.steps_done = self.steps_done + 1
-  local now = sys.now()
-  local per_step = (now - self.t0) / self.steps_done
+-- Seconds left: of this run (its steps), and of the sweep (every step still to train, and
+-- the mean evaluation time of each run still to finish).
+function M:eta(step)
+  local per_step = self.steps_done > 0 and self.train_time / self.steps_done or 0 / 0
+  local overhead = self.runs_ended > 0 and self.overhead / self.runs_ended or 0
   local run_left = (self.total - step) * per_step
-  local sweep_left = run_left + (self.n_runs - self.index) * self.total * per_step
+  local sweep_left = (self.steps_left - step) * per_step + (self.n_runs - self.index + 1) * overhead
+  return run_left, sweep_left
+end
+
+function M:step(step, loss)
+  local now = sys.now()
+  self.steps_done = self.steps_done + 1
+  self.train_time = self.train_time + (now - self.last_t)
+  self.run_train_time = self.run_train_time + (now - self.last_t)
+  self.last_t = now
+  local run_left, sweep_left = self:eta(step)
   local epoch = self.spe and self.spe > 0 and ((step - 1) // self.spe + 1) or 1
   local epochs = self.spe and self.spe > 0 and ((self.total - 1) // self.spe + 1) or 1
   if self.tty then
@@ -60,8 +78,22 @@ function M:step(step, loss)
   end
 end
 
-function M:run_end(text)
+-- A run of total_steps ended (done or failed): its steps leave the sweep's count, and its
+-- time outside the steps (evaluation) joins the mean overhead. A run that failed before it
+-- started (no run_start) counts no overhead.
+function M:run_end(text, total_steps)
+  if self.run_t0 then
+    self.overhead = self.overhead + math.max(0, sys.now() - self.run_t0 - self.run_train_time)
+    self.runs_ended = self.runs_ended + 1
+  end
+  self.run_t0 = nil
+  self.steps_left = self.steps_left - (total_steps or 0)
   self:message(string.format("[%d/%d] %s", self.index or 0, self.n_runs, text))
+end
+
+-- A run another process did meanwhile: its steps leave the count.
+function M:skip(total_steps)
+  self.steps_left = self.steps_left - (total_steps or 0)
 end
 
 return M

@@ -35,17 +35,21 @@ function M.stats(values)
   return mean, math.sqrt(ss / (n - 1)), n
 end
 
--- runs: the experiment's expanded runs; db_runs: store:runs() rows. Returns the table model.
+-- runs: the experiment's expanded runs; db_runs: store:runs() rows (a done run counts
+-- whatever experiment it was stored under: a result is found by its config hash; a failed
+-- one counts in its cell's "k failed" when no done copy exists). Returns the table model.
 function M.compute(runs, db_runs, spec)
   spec = spec or {}
   local rows_path, cols_path = spec.rows or "method", spec.cols or "task"
   local msplit, mname = split_metric(spec.metric or "test.score")
   local ssplit, sname = split_metric(spec.select or runs[1] and runs[1].select or "val.score")
   if not msplit or not ssplit then error("lorasc: report metric and select must look like \"test.score\"", 0) end
-  local by_hash = {}
+  local by_hash, failed = {}, {}
   for _, r in ipairs(db_runs) do
     if r.status == "done" then by_hash[r.config_hash] = r end
+    if r.status == "failed" then failed[r.config_hash] = true end
   end
+  local n_failed = {} -- cell key -> runs failed (and not done elsewhere)
   local rows, cols, cells = {}, {}, {}
   local row_seen, col_seen = {}, {}
   for _, run in ipairs(runs) do
@@ -53,6 +57,10 @@ function M.compute(runs, db_runs, spec)
     if not row_seen[row] then row_seen[row] = true; rows[#rows + 1] = row end
     if not col_seen[col] then col_seen[col] = true; cols[#cols + 1] = col end
     local db = by_hash[run.hash]
+    if not db and failed[run.hash] then
+      local key = row .. "\0" .. col
+      n_failed[key] = (n_failed[key] or 0) + 1
+    end
     if db then
       local cfg = {}
       for k, v in pairs(run.config) do if k ~= "seed" then cfg[k] = v end end
@@ -91,6 +99,10 @@ function M.compute(runs, db_runs, spec)
                          selected = dsl.describe(best.run, dsl.varying_keys(cell.runs)),
                          candidates = #cell.order }
     end
+  end
+  for key, k in pairs(n_failed) do
+    out.cells[key] = out.cells[key] or { n = 0, candidates = 0 }
+    out.cells[key].failed = k
   end
   return out
 end
@@ -159,8 +171,10 @@ function M.render(t, opts)
   local function cell_text(row, col, latex)
     local c = t.cells[row .. "\0" .. col]
     if not c then return "—" end
+    local failed = c.failed and string.format("%d failed", c.failed)
+    if c.n == 0 then return failed and ("— (" .. failed .. ")") or "—" end
     local pm = latex and " $\\pm$ " or " ± "
-    local s = fmt(c.mean, scale, digits) .. pm .. fmt(c.std, scale, digits) .. " (" .. c.n .. ")"
+    local s = fmt(c.mean, scale, digits) .. pm .. fmt(c.std, scale, digits) .. " (" .. c.n .. (failed and ("; " .. failed) or "") .. ")"
     local p = paper and paper[row .. "\0" .. col]
     if p then
       s = s .. string.format(" / %s (%s%s)", fmt(p, 1, digits), latex and "$\\Delta$ " or "Δ ",
@@ -169,15 +183,17 @@ function M.render(t, opts)
     return s
   end
   if opts.format == "csv" then
-    add("row,col,mean,std,n,select_mean,selected,paper,delta")
+    add("row,col,mean,std,n,select_mean,selected,paper,delta,failed")
     for _, row in ipairs(t.rows) do
       for _, col in ipairs(t.cols) do
         local c = t.cells[row .. "\0" .. col]
-        if c then
+        if c and c.n == 0 then
+          add(string.format("%s,%s,,,0,,,,,%d", row, col, c.failed or 0))
+        elseif c then
           local p = paper and paper[row .. "\0" .. col]
-          add(string.format("%s,%s,%s,%s,%d,%s,\"%s\",%s,%s", row, col, json.number(c.mean * scale),
-            c.std == c.std and json.number(c.std * scale) or "", c.n, json.number(c.select_mean * scale),
-            c.selected, p and json.number(p) or "", p and json.number(c.mean * scale - p) or ""))
+          add(string.format("%s,%s,%s,%s,%d,%s,\"%s\",%s,%s,%d", row, col, json.number(c.mean * scale),
+            c.std == c.std and json.number(c.std * scale) or "", c.n, c.select_mean and json.number(c.select_mean * scale) or "",
+            c.selected, p and json.number(p) or "", p and json.number(c.mean * scale - p) or "", c.failed or 0))
         end
       end
     end
@@ -219,6 +235,12 @@ function M.render(t, opts)
       add("")
       add("Selected hyper-parameters:")
       for _, s in ipairs(sel) do add(s) end
+    end
+    local n_failed = 0
+    for _, c in pairs(t.cells) do n_failed = n_failed + (c.failed or 0) end
+    if n_failed > 0 then
+      add("")
+      add(string.format("%d run(s) failed (errors or divergence) and are not in the means: `lorasc status` lists them with their messages.", n_failed))
     end
   end
   -- opts.footer: lines under the table (the commits its runs were made by), as comments in

@@ -41,18 +41,19 @@ end
 -- The state of a claimed run whose fine-tuning f has just been built: picks up the saved
 -- state if the run was interrupted and its state loads (else the run starts from step 0, and
 -- what an earlier attempt logged is cleared), and returns what train.loop needs:
--- { first = steps already done, every = seconds between saves, save = function(step) }.
+-- { first = steps already done, every = seconds between saves, watched = what the divergence
+-- watch had seen (train.divergence), save = function(step, must, watched) }.
 -- claim.kept_log: the claim kept the earlier attempt's rows (a state file was there).
 function M.start(store, run, claim, f, opts, say)
   local path, run_id = M.path(opts.db, run.hash), claim.run_id
   local st = { first = 0, every = opts.checkpoint_every or M.DEFAULT_EVERY }
   -- A state that cannot be written (a full disk) is reported and training goes on: the run
   -- then resumes from its previous state, if it has one. A stop needs it: then it raises.
-  function st.save(step, must)
+  function st.save(step, must, watched)
     store:flush() -- the state's metrics are in the database: those are the ones it keeps
     local ok, err = pcall(function()
       sys.mkdir(dirname(path))
-      f:save_state(path, key(run.hash), store:log_count(run_id))
+      f:save_state(path, key(run.hash), store:log_count(run_id), watched)
     end)
     if ok then st.saved = step
     elseif must then error(err, 0)
@@ -61,9 +62,9 @@ function M.start(store, run, claim, f, opts, say)
   if not claim.kept_log then return st end
   local keep = 0
   if claim.prior == "interrupted" or claim.was_stale then
-    local ok, mark, step = pcall(f.load_state, f, path, key(run.hash))
+    local ok, mark, step, watched = pcall(f.load_state, f, path, key(run.hash))
     if ok then
-      st.first = step
+      st.first, st.watched = step, watched
       st.saved = st.first
       keep = mark
       local have = store:log_count(run_id)

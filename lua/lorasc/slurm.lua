@@ -80,6 +80,7 @@ end
 local function run_options(opts)
   local o = {}
   if opts.experiment then o[#o + 1] = "--experiment " .. q(opts.experiment) end
+  if opts.device then o[#o + 1] = "--device " .. opts.device end -- else the experiments' own
   if opts.rerun_failed then o[#o + 1] = "--rerun-failed" end
   if opts.rerun_stale then o[#o + 1] = "--rerun-stale" end
   return table.concat(o, " ")
@@ -153,9 +154,9 @@ function M.main(list, file, opts)
   if cpus then array[#array + 1] = "#SBATCH --cpus-per-task=" .. cpus end
   if gpus then array[#array + 1] = "#SBATCH --gpus-per-task=" .. gpus end
   array[#array + 1] = "set -eu\n" .. env
-  array[#array + 1] = string.format("exec %s run %s --shard \"${SLURM_ARRAY_TASK_ID}/%d\" --db %s --results %s --skip-hashes %s --threads \"${SLURM_CPUS_PER_TASK:-1}\" --device %s %s",
+  array[#array + 1] = string.format("exec %s run %s --shard \"${SLURM_ARRAY_TASK_ID}/%d\" --db %s --results %s --skip-hashes %s --threads \"${SLURM_CPUS_PER_TASK:-1}\" %s",
     q(exe), q(file_abs), n, q(dir) .. "/shard-\"${SLURM_ARRAY_TASK_ID}\"-of-" .. n .. ".db", q(results),
-    q(dir .. "/done.txt"), opts.device or "cpu", run_options(opts))
+    q(dir .. "/done.txt"), run_options(opts))
   write(dir .. "/array.sbatch", table.concat(array, "\n") .. "\n")
 
   local exp_opt = opts.experiment and (" --experiment " .. q(opts.experiment)) or ""

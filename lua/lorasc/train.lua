@@ -12,16 +12,71 @@ function M.dirname(path)
   return path:match("^(.*)/[^/]*$") or "."
 end
 
--- Runs `steps` pretraining steps (step() returns the loss), reporting five times.
--- Returns the start time and the last loss. LORASC_TEST_PRETRAIN_DELAY (seconds per step)
--- slows it down for the tests of the cache's lock.
-function M.pretrain_steps(steps, report, step)
+-- Divergence is a failure, not a score. A run diverges when its training loss or gradient
+-- norm is not finite (nan, inf), or when, from step WINDOW on, the mean loss of its last
+-- WINDOW steps exceeds factor x its start and is at least 1 nat above it (so a loss near zero
+-- that wobbles is not called diverged). Its start is the lower of step 1's loss (the model
+-- before any update) and the mean of its first WINDOW steps (a loss that explodes at step 2
+-- is caught too). The second rule is off when factor is false (train.diverge /
+-- pretrain.diverge; default canon.DIVERGE = 4) and needs at least WINDOW steps.
+-- Returns watch(step, loss, grad_norm) -> nil, or the reason, and watched() -> what it has
+-- seen as a list of numbers, which `saved` gives back to a watch that goes on from there (a
+-- run resumed from its saved state watches as if it had never stopped).
+M.DIVERGE_WINDOW = 10
+local function finite(x) return x == x and x ~= math.huge and x ~= -math.huge end
+function M.divergence(factor, saved)
+  if factor == nil then factor = require("lorasc.canon").DIVERGE end
+  local k, n, first, l1, ring = M.DIVERGE_WINDOW, 0, 0, nil, {}
+  if saved and #saved >= 3 then
+    n, first = math.tointeger(saved[1]) or 0, saved[2]
+    if saved[3] == saved[3] then l1 = saved[3] end
+    for i = 1, k do
+      if saved[3 + i] ~= nil and saved[3 + i] == saved[3 + i] then ring[i] = saved[3 + i] end
+    end
+  end
+  local function watched()
+    local out = { n, first, l1 or 0 / 0 }
+    for i = 1, k do out[3 + i] = ring[i] or 0 / 0 end
+    return out
+  end
+  local function watch(step, loss, gnorm)
+    if not finite(loss) then return string.format("the training loss is %s at step %d", tostring(loss), step) end
+    if gnorm ~= nil and not finite(gnorm) then
+      return string.format("the gradient norm is %s at step %d (the weights would become non-finite)", tostring(gnorm), step)
+    end
+    if not factor then return nil end
+    n = n + 1
+    l1 = l1 or loss
+    if n <= k then first = first + loss end
+    ring[(n - 1) % k + 1] = loss
+    if n < k then return nil end
+    local sum = 0
+    for i = 1, k do sum = sum + ring[i] end
+    local last, start = sum / k, math.min(l1, first / k)
+    if last > factor * start and last > start + 1 then
+      return string.format("the mean training loss of steps %d-%d (%.4g) is above %g x its start (%.4g, the lower of step %d's loss and the mean of steps %d-%d)",
+                           step - k + 1, step, last, factor, start, step - n + 1, step - n + 1, step - n + k)
+    end
+  end
+  return watch, watched
+end
+
+-- Runs `steps` pretraining steps (step() returns the loss), reporting five times. A
+-- diverged pretraining (the rule above, with pretrain.diverge) is an error: its model is
+-- never cached. Returns the start time and the last loss. LORASC_TEST_PRETRAIN_DELAY
+-- (seconds per step) slows it down for the tests of the cache's lock.
+function M.pretrain_steps(steps, report, step, factor)
   local t0, loss = sys.now(), 0
+  local watch = M.divergence(factor)
   local delay = tonumber(os.getenv("LORASC_TEST_PRETRAIN_DELAY") or "")
   for i = 1, steps do
     resume.check(string.format("while pretraining the base model (step %d of %d; it starts again next time)", i - 1, steps))
     loss = step()
     if delay then sys.sleep(delay) end
+    local why = watch(i, loss)
+    if why then
+      error(string.format("lorasc: the base model diverged in pretraining at step %d (%s); it is not cached: lower pretrain.lr, or set pretrain.diverge = false to keep it", i, why), 0)
+    end
     if i % math.max(1, steps // 5) == 0 then
       report(string.format("  pretrain step %d/%d loss %.4f (%.1fs)", i, steps, loss, sys.now() - t0))
     end
@@ -29,19 +84,50 @@ function M.pretrain_steps(steps, report, step)
   return t0, loss
 end
 
+-- A base model is pretrained once per process: a pretraining that failed (diverged) fails
+-- every later run that needs it with the same message, without pretraining again.
+local failed_bases = {}
+function M.pretrain_once(key, build)
+  if failed_bases[key] then error(failed_bases[key], 0) end
+  local res = table.pack(pcall(build))
+  if not res[1] then
+    failed_bases[key] = res[2]
+    error(res[2], 0)
+  end
+  return table.unpack(res, 2, res.n)
+end
+
+-- The trained weights of model m are finite, else a divergence error naming what was done.
+function M.check_weights(m, what)
+  if not m:weights_finite() then
+    error(string.format("lorasc: diverged: the weights hold non-finite values after %s", what), 0)
+  end
+end
+
 -- The fine-tuning loop of every model and task: one Lua call per step (step() returns
 -- loss, grad_norm, lr and the expert-boundary event or nil), train.loss / lr / grad_norm every
 -- log_every steps, boundary events as metrics, the progress bar, and a flush (which also
--- refreshes the heartbeat) at least every 10 s. state (resume.start's): the loop runs steps
--- state.first + 1 .. total and saves the run's state every state.every seconds (0: never on
--- a timer), when a stop signal has arrived (then it raises the stop) and after the last step
--- if it saved one before.
+-- refreshes the heartbeat) at least every 10 s. state (resume.start's; nil: none) makes the
+-- loop run steps state.first + 1 .. total and save the run's state every state.every seconds
+-- (0: never on a timer), when a stop signal has arrived (then it raises the stop) and after
+-- the last step if it saved one before.
 function M.loop(store, run, run_id, prog, total, step, state)
+  state = state or { first = 0, every = 0, save = function() end } -- nothing saved
   local delay = tonumber(os.getenv("LORASC_TEST_STEP_DELAY") or "")
   local last_flush, last_save = sys.now(), sys.now()
+  local factor = run.config.train.diverge
+  local watch, watched = M.divergence(factor, state.watched)
   for i = state.first + 1, total do
     local loss, gnorm, lr, ev = step()
-    if loss ~= loss then error(string.format("the training loss is NaN at step %d", i), 0) end
+    local why = watch(i, loss, gnorm)
+    if why then
+      -- the step that diverged is logged, and the run fails with its step and reason
+      store:metric(run_id, i, "train.loss", loss)
+      store:metric(run_id, i, "grad_norm", gnorm)
+      store:metric(run_id, i, "train.diverged_step", i)
+      error(string.format("lorasc: diverged at step %d: %s; lower train.lr%s", i, why,
+                          factor == false and "" or ", or set train.diverge = false to keep diverging runs"), 0)
+    end
     if i % run.log_every == 0 or i == 1 or i == total then
       store:metric(run_id, i, "train.loss", loss)
       store:metric(run_id, i, "lr", lr)
@@ -57,7 +143,7 @@ function M.loop(store, run, run_id, prog, total, step, state)
     if delay then sys.sleep(delay) end
     local stop = sys.stop_signal()
     if stop or (state.every > 0 and sys.now() - last_save >= state.every) then
-      state.save(i, stop)
+      state.save(i, stop, watched())
       last_save, last_flush = sys.now(), sys.now()
     end
     if stop then resume.check(string.format("after step %d of %d (its state is saved: `lorasc run` resumes it)", i, total)) end
@@ -67,7 +153,7 @@ function M.loop(store, run, run_id, prog, total, step, state)
     end
   end
   -- an evaluation stopped later need not train again
-  if state.saved and state.saved < total then state.save(total) end
+  if state.saved and state.saved < total then state.save(total, false, watched()) end
 end
 
 return M

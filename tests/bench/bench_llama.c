@@ -1,6 +1,8 @@
 /* CPU benchmark of LoRA fine-tuning (q and v adapted, r = 8, alpha = 16, AdamW on the
  * adapters, base frozen) on the stories15M, stories110M and SmolLM2-135M shapes: tokens/s, GFLOP/s at 4N
- * FLOPs per token, and the fraction of this machine's sgemm peak measured in the same run.
+ * FLOPs per token, and the fraction of this machine's GEMM peak measured in the same run (the
+ * best f32 GEMM available: oneDNN's matmul, OpenBLAS sgemm for comparison; and oneDNN's
+ * bf16 x bf16 -> f32 where the CPU has AVX512_BF16: tests/bench/gemm_peak.c).
  * A second pass wraps the Backend's function pointers in timing shims (nothing in core/ or
  * kernels/ changes) to say where the step's time goes: per op, per phase, per GEMM shape.
  * Not a test: it checks nothing and exits 0 unless something fails. The PyTorch reference
@@ -18,6 +20,7 @@
 #include "core/model/lora.h"
 #include "core/model/adamw.h"
 #include "core/base/philox.h"
+#include "tests/bench/gemm_peak.h"
 
 /* ------------------------------------------------------------------------------------------
  * shapes and options */
@@ -54,8 +57,11 @@ typedef struct Options {
     int steps;      /* 0: the shape's default */
     int threads;
     int profile_steps;
+    CpuGemm gemm; /* --gemm: the backend's GEMM library */
     const char *json;
 } Options;
+
+static const char *const gemm_names[] = {"auto", "openblas", "onednn"};
 
 static double now_s(void) {
     struct timespec ts;
@@ -74,15 +80,14 @@ static double median(double *v, int n) {
 }
 
 /* ------------------------------------------------------------------------------------------
- * sgemm peak: best of several C = A B on square matrices, same thread count as the model */
+ * one GEMM shape in isolation, through the backend's matmul */
 
 static void fill_uniform(float *x, size_t n, uint64_t stream) {
     philox_uniform(x, n, 1234, stream, -1.0, 1.0);
 }
 
-/* Best GFLOP/s of `reps` runs of one sgemm with op(a) [M,K], op(b) [K,N] (row-major), after
- * one untimed run: through the backend's matmul when `be` is given, else straight to
- * OpenBLAS (on whatever threads it has been given). */
+/* Best GFLOP/s of `reps` runs of the backend's matmul with op(a) [M,K], op(b) [K,N]
+ * (row-major), after one untimed run. */
 static double sgemm_gflops(Backend *be, int M, int N, int K, int ta, int tb, int reps) {
     float *a = malloc((size_t)M * K * sizeof(float)), *b = malloc((size_t)K * N * sizeof(float));
     float *c = malloc((size_t)M * N * sizeof(float));
@@ -93,12 +98,7 @@ static double sgemm_gflops(Backend *be, int M, int N, int K, int ta, int tb, int
     double best = 1e30;
     for (int r = 0; r <= reps; r++) {
         const double t0 = now_s();
-        if (be)
-            be->matmul(be, c, a, b, M, N, K, ta, tb, 1.0f, 0.0f);
-        else
-            cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
-                        tb ? CblasTrans : CblasNoTrans, M, N, K, 1.0f, a, ta ? M : K, b,
-                        tb ? K : N, 0.0f, c, N);
+        be->matmul(be, c, a, b, M, N, K, ta, tb, 1.0f, 0.0f);
         const double dt = now_s() - t0;
         if (r > 0 && dt < best) best = dt;
     }
@@ -156,17 +156,6 @@ static double machine_busy_fraction(double seconds) {
     const struct timespec ts = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
     nanosleep(&ts, NULL);
     return busy_since(m);
-}
-
-/* The machine's sgemm peak at `threads` threads, with OpenBLAS doing its own threading (its
- * pthreads pool, or libgomp's in the OpenMP build); the thread count the backend gave
- * OpenBLAS is put back afterwards. */
-static double sgemm_peak(int threads) {
-    const int prev = openblas_get_num_threads();
-    openblas_set_num_threads(threads);
-    const double gflops = sgemm_gflops(NULL, 2048, 2048, 2048, 0, 0, 5);
-    openblas_set_num_threads(prev);
-    return gflops;
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -364,7 +353,8 @@ typedef struct ShapeResult {
     double flops_per_token; /* 4N */
     double step_median, step_min, step_max;
     int steps;
-    double tokens_per_s, gflops, pct_peak;
+    double tokens_per_s, gflops, pct_peak, pct_bf16_peak;
+    double onednn_calls, openblas_calls; /* per timed step: which library ran the matmuls */
     double phase_seconds[N_PHASES]; /* mean over profiled steps */
     double cat_seconds[N_PHASES][N_CATS];
     double profiled_step;
@@ -459,11 +449,16 @@ static int bench_shape(Backend *be, const BenchShape *s, const Options *o, Shape
         if ((rc = trainer_step(&tr, NULL)) != LSC_OK) goto done;
         if (i == 0) res->loss_first = tr.model.mean_loss;
     }
+    CpuGemmStats st0, st1;
+    backend_cpu_gemm_stats(be, &st0);
     for (int i = 0; i < steps; i++) {
         const double t0 = now_s();
         if ((rc = trainer_step(&tr, NULL)) != LSC_OK) goto done;
         times[i] = now_s() - t0;
     }
+    backend_cpu_gemm_stats(be, &st1);
+    res->onednn_calls = (double)(st1.onednn_calls - st0.onednn_calls) / steps;
+    res->openblas_calls = (double)(st1.openblas_calls - st0.openblas_calls) / steps;
     res->loss_last = tr.model.mean_loss;
     res->steps = steps;
     res->step_median = median(times, steps); /* sorts times */
@@ -516,7 +511,7 @@ done:
 /* ------------------------------------------------------------------------------------------
  * report */
 
-static void print_result(const ShapeResult *r, double peak) {
+static void print_result(const ShapeResult *r, double peak, double peak_bf16) {
     const BenchShape *s = r->shape;
     const LlamaConfig *c = &s->config;
     printf("\n== %s: dim %d, layers %d, heads %d, hidden %d, vocab %d, B %d x T %d ==\n", s->name,
@@ -526,8 +521,11 @@ static void print_result(const ShapeResult *r, double peak) {
     printf("loss %.4f (first warm-up step) -> %.4f (last timed step)\n", r->loss_first, r->loss_last);
     printf("step: median %.1f ms, min %.1f ms, max %.1f ms over %d timed steps\n",
            1e3 * r->step_median, 1e3 * r->step_min, 1e3 * r->step_max, r->steps);
-    printf("lorasc: %.1f tokens/s (median step), %.1f GFLOP/s at 4N, %.1f%% of sgemm peak %.1f\n",
-           r->tokens_per_s, r->gflops, r->pct_peak, peak);
+    printf("lorasc: %.1f tokens/s (median step), %.1f GFLOP/s at 4N, %.1f%% of the f32 GEMM peak "
+           "%.1f", r->tokens_per_s, r->gflops, r->pct_peak, peak);
+    if (peak_bf16 > 0) printf(", %.1f%% of the bf16 peak %.1f", r->pct_bf16_peak, peak_bf16);
+    printf("\nmatmuls per step: %.0f through oneDNN, %.0f through OpenBLAS\n", r->onednn_calls,
+           r->openblas_calls);
     if (r->profiled_step <= 0) return;
 
     printf("\nbreakdown (ms per step, shims in; profiled step %.1f ms vs clean median %.1f ms):\n",
@@ -572,23 +570,51 @@ static void print_result(const ShapeResult *r, double peak) {
     }
 }
 
+/* The machine's GEMM peaks, 2048^3: each measured at the start and at the end of the run. */
+enum { PEAK_OPENBLAS, PEAK_ONEDNN_F32, PEAK_ONEDNN_BF16, N_PEAKS };
+static const char *const peak_names[N_PEAKS] = {"OpenBLAS sgemm", "oneDNN f32",
+                                                "oneDNN bf16 x bf16 -> f32"};
+static const char *const peak_keys[N_PEAKS] = {"openblas_f32", "onednn_f32", "onednn_bf16"};
+
 typedef struct RunInfo {
     int threads;
+    CpuGemm gemm;
     double busy_before;            /* fraction of the CPUs busy just before the run */
     double busy_during;            /* ... kept busy by other processes during the run */
-    double peak_start, peak_end;   /* sgemm 2048^3 GFLOP/s at the start and the end */
-    double peak;                   /* the larger (a busy core only lowers it): what "% of
-                                    * peak" is measured against */
+    GemmPeak start[N_PEAKS], end[N_PEAKS];
+    double best[N_PEAKS];          /* the larger of start and end (a busy core only lowers it) */
+    double peak;                   /* the best f32 GEMM: what "% of peak" is measured against */
+    const char *peak_library;      /* whose it is */
 } RunInfo;
+
+static void peaks_measure(GemmPeak p[N_PEAKS], int threads) {
+    p[PEAK_OPENBLAS] = gemm_peak_openblas(threads, 2048, 5);
+    p[PEAK_ONEDNN_F32] = gemm_peak_onednn(threads, 2048, 5, 0);
+    p[PEAK_ONEDNN_BF16] = gemm_peak_onednn(threads, 2048, 5, 1);
+}
+
+static void peaks_print(const GemmPeak p[N_PEAKS], const char *when) {
+    for (int i = 0; i < N_PEAKS; i++)
+        if (p[i].why)
+            printf("%s (2048^3) at the %s: unavailable: %s\n", peak_names[i], when, p[i].why);
+        else
+            printf("%s (2048^3, best of 5) at the %s: %.1f GFLOP/s (%s, max error %.1e of "
+                   "sum|a b|)\n", peak_names[i], when, p[i].gflops, p[i].impl, p[i].max_error);
+}
 
 static int write_json(const char *path, const ShapeResult *res, int n, const RunInfo *ri) {
     FILE *f = fopen(path, "w");
     if (!f) return error_set("Cannot open %s for writing the benchmark results.", path);
-    fprintf(f, "{\n  \"engine\": \"lorasc\",\n  \"threads\": %d,\n  \"sgemm_peak_gflops\": %.3f,\n"
-               "  \"sgemm_peak_start\": %.3f,\n  \"sgemm_peak_end\": %.3f,\n  \"busy_before\": %.3f,\n"
-               "  \"busy_during\": %.3f,\n"
+    fprintf(f, "{\n  \"engine\": \"lorasc\",\n  \"threads\": %d,\n  \"gemm\": \"%s\",\n"
+               "  \"onednn\": \"%s\",\n  \"peak_f32_gflops\": %.3f,\n  \"peak_f32_library\": \"%s\",\n",
+            ri->threads, gemm_names[ri->gemm], gemm_peak_onednn_info(), ri->peak, ri->peak_library);
+    for (int i = 0; i < N_PEAKS; i++)
+        fprintf(f, "  \"peak_%s\": {\"gflops\": %.3f, \"start\": %.3f, \"end\": %.3f, "
+                   "\"impl\": \"%s\"},\n",
+                peak_keys[i], ri->best[i], ri->start[i].gflops, ri->end[i].gflops, ri->start[i].impl);
+    fprintf(f, "  \"busy_before\": %.3f,\n  \"busy_during\": %.3f,\n"
                "  \"timing\": \"median of timed steps after warm-up\",\n  \"shapes\": [\n",
-            ri->threads, ri->peak, ri->peak_start, ri->peak_end, ri->busy_before, ri->busy_during);
+            ri->busy_before, ri->busy_during);
     for (int i = 0; i < n; i++) {
         const ShapeResult *r = &res[i];
         const BenchShape *s = r->shape;
@@ -600,9 +626,12 @@ static int write_json(const char *path, const ShapeResult *res, int n, const Run
                    "\"steps\": %d, \"warmup\": %d,\n",
                 r->n_params, r->n_lora, r->flops_per_token, r->steps, s->warmup);
         fprintf(f, "     \"step_ms_median\": %.3f, \"step_ms_min\": %.3f, \"step_ms_max\": %.3f, "
-                   "\"tokens_per_s\": %.2f, \"gflops\": %.3f, \"pct_sgemm_peak\": %.2f,\n",
+                   "\"tokens_per_s\": %.2f, \"gflops\": %.3f, \"pct_peak\": %.2f, "
+                   "\"pct_bf16_peak\": %.2f,\n",
                 1e3 * r->step_median, 1e3 * r->step_min, 1e3 * r->step_max, r->tokens_per_s,
-                r->gflops, r->pct_peak);
+                r->gflops, r->pct_peak, r->pct_bf16_peak);
+        fprintf(f, "     \"matmuls_onednn\": %.0f, \"matmuls_openblas\": %.0f,\n", r->onednn_calls,
+                r->openblas_calls);
         fprintf(f, "     \"loss_first\": %.5f, \"loss_last\": %.5f,\n", r->loss_first, r->loss_last);
         fprintf(f, "     \"profile_ms\": {");
         for (int p = 0; p < N_PHASES; p++) {
@@ -635,16 +664,19 @@ static int write_json(const char *path, const ShapeResult *res, int n, const Run
 
 static void usage(FILE *f) {
     fprintf(f, "usage: bench_llama [--shape small|large|smollm2|all] [--steps N] [--threads N] "
-               "[--profile-steps N] [--json PATH]\n"
+               "[--profile-steps N] [--gemm auto|openblas|onednn] [--json PATH]\n"
                "  LoRA (q,v; r=8) fine-tuning tokens/s on the stories15M / stories110M / SmolLM2-135M\n"
                "  shapes (all: the three),\n"
-               "  GFLOP/s at 4N FLOPs/token and %% of the sgemm peak measured in the same run.\n"
-               "  --profile-steps 0 skips the per-op breakdown (default 1).\n");
+               "  GFLOP/s at 4N FLOPs/token and %% of the f32 GEMM peak (the best of oneDNN and\n"
+               "  OpenBLAS, 2048^3) and of the bf16 peak, measured in the same run.\n"
+               "  --profile-steps 0 skips the per-op breakdown (default 1).\n"
+               "  --gemm picks the backend's GEMM library (default auto: oneDNN, OpenBLAS where\n"
+               "  it measured faster).\n");
 }
 
 static int parse_options(int argc, char **argv, Options *o) {
     *o = (Options){.shape_mask = 7, .steps = 0, .threads = 2, .profile_steps = 1,
-                   .json = NULL};
+                   .gemm = CPU_GEMM_AUTO, .json = NULL};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const int has_value = i + 1 < argc;
@@ -667,6 +699,12 @@ static int parse_options(int argc, char **argv, Options *o) {
         } else if (strcmp(a, "--profile-steps") == 0 && has_value) {
             o->profile_steps = atoi(argv[++i]);
             if (o->profile_steps < 0) return error_set("--profile-steps takes an integer >= 0, got '%s'.", argv[i]);
+        } else if (strcmp(a, "--gemm") == 0 && has_value) {
+            const char *v = argv[++i];
+            int k = 0;
+            while (k < 3 && strcmp(v, gemm_names[k]) != 0) k++;
+            if (k == 3) return error_set("--gemm takes auto, openblas or onednn, got '%s'.", v);
+            o->gemm = (CpuGemm)k;
         } else if (strcmp(a, "--json") == 0 && has_value) {
             o->json = argv[++i];
         } else {
@@ -683,7 +721,7 @@ int main(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
-    RunInfo ri = {.threads = o.threads};
+    RunInfo ri = {.threads = o.threads, .gemm = o.gemm};
     ri.busy_before = machine_busy_fraction(0.5); /* before our own thread pools start */
     const BusyMark run_start = busy_mark();
     Backend *be = backend_cpu_create(o.threads);
@@ -691,18 +729,25 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_llama: cannot create the CPU backend\n");
         return 1;
     }
+    if (backend_cpu_set_gemm(be, o.gemm) != 0) {
+        fprintf(stderr, "bench_llama: --gemm onednn: this build has no oneDNN (install "
+                        "libdnnl-dev and reconfigure), use auto or openblas\n");
+        backend_cpu_destroy(be);
+        return 2;
+    }
     int rc = 0;
     ShapeResult *res = calloc(N_SHAPES, sizeof *res);
     LSC_ASSERT(res != NULL);
     static const char *const blas_threading[] = {"sequential", "pthreads", "OpenMP"};
     const int par = openblas_get_parallel();
-    printf("lorasc bench_llama: %d threads; %s (%s build)\n", o.threads, openblas_get_config(),
-           par >= 0 && par <= 2 ? blas_threading[par] : "?");
+    printf("lorasc bench_llama: %d threads; GEMM %s; %s (%s build); %s\n", o.threads,
+           gemm_names[o.gemm], openblas_get_config(),
+           par >= 0 && par <= 2 ? blas_threading[par] : "?", gemm_peak_onednn_info());
     printf("CPUs busy in the half second before the run: %.0f%%%s\n", 100.0 * ri.busy_before,
            ri.busy_before > 0.15 ? " (WARNING: other processes are running; timings are unreliable)"
                                  : "");
-    ri.peak_start = sgemm_peak(o.threads);
-    printf("sgemm (2048^3, best of 5) at the start: %.1f GFLOP/s\n", ri.peak_start);
+    peaks_measure(ri.start, o.threads);
+    peaks_print(ri.start, "start");
     fflush(stdout);
 
     int n = 0;
@@ -714,17 +759,27 @@ int main(int argc, char **argv) {
         else n++;
     }
     if (rc == 0) {
-        ri.peak_end = sgemm_peak(o.threads);
+        peaks_measure(ri.end, o.threads);
         ri.busy_during = busy_since(run_start);
-        ri.peak = fmax(ri.peak_start, ri.peak_end);
-        printf("sgemm (2048^3, best of 5) at the end: %.1f GFLOP/s; peak = %.1f GFLOP/s%s\n",
-               ri.peak_end, ri.peak,
-               fabs(ri.peak_end - ri.peak_start) > 0.1 * ri.peak
-                   ? " (WARNING: start and end more than 10% apart; the machine was not quiet)"
-                   : "");
+        peaks_print(ri.end, "end");
+        int unsteady = 0;
+        for (int k = 0; k < N_PEAKS; k++) {
+            ri.best[k] = fmax(ri.start[k].gflops, ri.end[k].gflops);
+            unsteady |= fabs(ri.end[k].gflops - ri.start[k].gflops) > 0.1 * ri.best[k];
+        }
+        const int dnn = ri.best[PEAK_ONEDNN_F32] > ri.best[PEAK_OPENBLAS];
+        ri.peak = ri.best[dnn ? PEAK_ONEDNN_F32 : PEAK_OPENBLAS];
+        ri.peak_library = dnn ? "onednn" : "openblas";
+        printf("f32 peak = %.1f GFLOP/s (%s); bf16 peak = %.1f GFLOP/s%s\n", ri.peak,
+               peak_names[dnn ? PEAK_ONEDNN_F32 : PEAK_OPENBLAS], ri.best[PEAK_ONEDNN_BF16],
+               unsteady ? " (WARNING: start and end more than 10% apart; the machine was not quiet)"
+                        : "");
         for (int i = 0; i < n; i++) {
             res[i].pct_peak = 100.0 * res[i].gflops / ri.peak;
-            print_result(&res[i], ri.peak);
+            res[i].pct_bf16_peak = ri.best[PEAK_ONEDNN_BF16] > 0
+                                       ? 100.0 * res[i].gflops / ri.best[PEAK_ONEDNN_BF16]
+                                       : 0.0;
+            print_result(&res[i], ri.peak, ri.best[PEAK_ONEDNN_BF16]);
         }
         printf("\nother processes kept %.0f%% of the CPUs busy during the run%s\n",
                100.0 * ri.busy_during,

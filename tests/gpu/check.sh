@@ -6,11 +6,15 @@
 # 2. takes the parity test and op benchmark from the carried bundle .gpu/ (tests/gpu/prepare.sh,
 #    built on the development machine), else builds them here with meson if it can;
 # 3. runs the parity suite with CUDA required (every op against double references and the CPU,
-#    Philox noise bit for bit, the error sentences), then compute-sanitizer: memcheck on the
-#    whole suite, racecheck and synccheck on the attention kernels, initcheck (reported only);
+#    Philox noise bit for bit, the error sentences), then whole fine-tuning runs CUDA against
+#    CPU (test_device_step: tiny Llama and ViT, LoRA, DoRA, LoRASC with noise, full; losses,
+#    adapters, merged base, logits, checkpoints, an op failure as a sentence), then
+#    compute-sanitizer: memcheck on the whole parity suite and on the training runs, racecheck
+#    and synccheck on the attention kernels, initcheck (reported only);
 # 4. runs the op benchmark (Llama-2-7B layer shapes against this GPU's copy and matmul ceilings).
-# Everything goes to OUTDIR (env.txt, parity.log, memcheck.log, racecheck.log, synccheck.log,
-# initcheck.log, bench.log, summary.txt: 8 files) and the summary is printed last. Exit status:
+# Everything goes to OUTDIR (env.txt, parity.log, device_step.log, memcheck.log,
+# memcheck_step.log, racecheck.log, synccheck.log, initcheck.log, bench.log, summary.txt:
+# 10 files) and the summary is printed last. Exit status:
 # 0 when every required step passed. Each step has a time limit; the whole fits in 8 minutes.
 # Without a GPU (a dry run) the script gets as far as the machine allows and says where it
 # stopped. Not here: the Llama-2-7B training-step benchmark and the PEFT comparison (they need
@@ -79,7 +83,7 @@ for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/loc
 done
 
 # ---- 2. the binaries: the carried bundle, else a build here ----
-parity="" bench=""
+parity="" bench="" device_step=""
 if [ -x .gpu/bin/test_backend_ops ]; then
   libdir=$(mktemp -d /tmp/lorasc-gpu-lib.XXXXXX)
   for f in .gpu/lib/*.xz; do
@@ -89,6 +93,7 @@ if [ -x .gpu/bin/test_backend_ops ]; then
   done
   export LD_LIBRARY_PATH="$libdir$cuda_dirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   parity=.gpu/bin/test_backend_ops
+  device_step=.gpu/bin/test_device_step
   bench=.gpu/bin/bench_backend_ops
   note "binaries" "carried bundle .gpu (libraries unpacked to $libdir)"
 else
@@ -96,8 +101,9 @@ else
   build_log="$out/parity.log"
   if command -v meson >/dev/null && command -v ninja >/dev/null && command -v nvcc >/dev/null; then
     if step "build (meson, -Dcuda=enabled)" "$build_log" 300 1 \
-         bash -c 'meson setup build-gpu -Dcuda=enabled -Dnative=false --reconfigure || meson setup build-gpu -Dcuda=enabled -Dnative=false; ninja -C build-gpu tests/kernels/test_backend_ops tests/bench_backend_ops'; then
+         bash -c 'meson setup build-gpu -Dcuda=enabled -Dnative=false --reconfigure || meson setup build-gpu -Dcuda=enabled -Dnative=false; ninja -C build-gpu tests/kernels/test_backend_ops tests/test_device_step tests/bench_backend_ops'; then
       parity=build-gpu/tests/kernels/test_backend_ops
+      device_step=build-gpu/tests/test_device_step
       bench=build-gpu/tests/bench_backend_ops
     fi
   else
@@ -106,7 +112,7 @@ else
   fi
 fi
 if [ -n "$parity" ]; then
-  missing=$(ldd "$parity" "$bench" 2>&1 | grep 'not found' | sort -u)
+  missing=$(ldd "$parity" "$device_step" "$bench" 2>&1 | grep 'not found' | sort -u)
   if [ -n "$missing" ]; then
     note "shared libraries" "FAIL: $(echo "$missing" | awk '{print $1}' | tr '\n' ' ')not found"
     failed=1
@@ -126,17 +132,22 @@ if [ -n "$parity" ]; then
   else
     tail -20 "$out/parity.log"
   fi
+  step "training runs, CUDA vs CPU (device_step)" "$out/device_step.log" 120 1 \
+    "$device_step"
+  grep -E '^worst|SKIP|FAILED|ERROR|a step that cannot run' "$out/device_step.log" | head -12
   cs=$(command -v compute-sanitizer || { [ -x /usr/local/cuda/bin/compute-sanitizer ] && echo /usr/local/cuda/bin/compute-sanitizer; } || true)
   if [ -n "$cs" ]; then
     step "memcheck (whole parity suite)" "$out/memcheck.log" 240 1 \
       "$cs" --tool memcheck --leak-check full --error-exitcode 3 "$parity"
+    LORASC_TEST_FILTER='test_*_runs' step "memcheck (training runs)" "$out/memcheck_step.log" 180 1 \
+      "$cs" --tool memcheck --leak-check full --error-exitcode 3 "$device_step"
     LORASC_TEST_FILTER=test_attention step "racecheck (attention)" "$out/racecheck.log" 240 1 \
       "$cs" --tool racecheck --racecheck-report all --error-exitcode 3 "$parity"
     LORASC_TEST_FILTER=test_attention step "synccheck (attention)" "$out/synccheck.log" 120 1 \
       "$cs" --tool synccheck --error-exitcode 3 "$parity"
     LORASC_TEST_FILTER='test_norms' step "initcheck (norms and their column sums)" \
       "$out/initcheck.log" 120 0 "$cs" --tool initcheck --error-exitcode 3 "$parity"
-    for f in memcheck racecheck synccheck initcheck; do
+    for f in memcheck memcheck_step racecheck synccheck initcheck; do
       grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|========= (Invalid|Race|Barrier|Uninit)' "$out/$f.log" | sort | uniq -c | head -5 | sed "s/^/  $f: /"
     done
   else

@@ -33,8 +33,15 @@ done
 # a typo inside a nested table is reported at its own line (train = {...} is line 6 of tiny.lua)
 "$LORASC" run bad1.lua --db bad/x.db 2>&1 | grep -qF "bad1.lua:6: unknown key 'stesp' in train" || \
   fail "nested typo line: $("$LORASC" run bad1.lua --db bad/x.db 2>&1)"
-"$LORASC" run "$TINY" --device cuda > out.txt 2>&1 && fail "--device cuda succeeded"
-grep -q "CUDA backend is not built" out.txt || fail "--device cuda message: $(cat out.txt)"
+# --device cuda starts the device before any run is claimed: where it cannot (a build without
+# the CUDA backend, no GPU answering) the sweep stops with the reason and writes nothing;
+# where it can, the runs record the device's description.
+if "$LORASC" run "$TINY" --device cuda --db cu/x.db > out.txt 2>&1; then
+  q cu/x.db "SELECT device FROM runs LIMIT 1" | grep -qF '"backend":"cuda"' || fail "CUDA runs do not record their device"
+else
+  grep -qF "device cuda cannot start: " out.txt || fail "--device cuda message: $(cat out.txt)"
+  [ ! -e cu ] || fail "a device that cannot start wrote to the database directory"
+fi
 "$LORASC" run "$TINY" --frobnicate > out.txt 2>&1 && fail "unknown option accepted"
 grep -q "unknown option '--frobnicate'" out.txt || fail "unknown option message"
 # OpenMP waits passively unless the user chose a policy (spinning threads starve other
@@ -107,13 +114,23 @@ grep -q '(2) |' rep.md || fail "report n: $(cat rep.md)"
 "$LORASC" table "$TINY" --db m/out.db --format latex | grep -q 'begin{tabular}' || fail "latex report"
 "$LORASC" show 1 --db m/out.db | grep -q 'eval test  score' || fail "show"
 
-# 6. A failing run is marked failed, the sweep goes on, exit status 1.
-sed 's|"text:apache"|"text:apache", "text:'"$W"'/short.txt"|' "$TINY" > failing.lua
-echo "too short" > short.txt
+# 6. A failing run is marked failed, the sweep goes on, exit status 1: a grid over a good
+# base model and a corrupt checkpoint (present, so validation passes; it fails to load).
+head -c 300 /dev/urandom > junk.ckpt
+sed 's|model = llama {|model = grid { llama { checkpoint = "'"$W"'/junk.ckpt" }, llama {|; s|batch = 2 } },|batch = 2 } } },|' "$TINY" > failing.lua
 "$LORASC" run failing.lua --db f/x.db > f.log 2>&1 && fail "a failed run gave exit status 0"
-[ "$(q f/x.db "SELECT count(*) FROM runs WHERE status='failed'")" = 4 ] || fail "failed runs: $(q f/x.db 'SELECT status, error FROM runs')"
+[ "$(q f/x.db "SELECT count(*) FROM runs WHERE status='failed'")" = 4 ] || fail "failed runs: $(q f/x.db 'SELECT status, error FROM runs') $(cat f.log)"
 [ "$(q f/x.db "SELECT count(*) FROM runs WHERE status='done'")" = 4 ] || fail "the sweep did not go on"
-q f/x.db "SELECT error FROM runs WHERE status='failed' LIMIT 1" | grep -q "split has" || fail "failure message"
+err=$(q f/x.db "SELECT error FROM runs WHERE status='failed' LIMIT 1")
+echo "$err" | grep -q "junk.ckpt is not a lorasc checkpoint" || fail "failure message: $err"
+# a run's failure is core's sentence as it is: no harness file:line before it, no "lorasc: "
+case $err in *.lua:*|lorasc:*) fail "failure message carries a prefix: $err" ;; esac
+# A split too short for a sequence is an error before anything is written, at the split's line.
+sed 's|"text:apache"|"text:apache", "text:'"$W"'/short.txt"|' "$TINY" > short.lua
+echo "too short" > short.txt
+"$LORASC" run short.lua --db sh/x.db > sh.log 2>&1 && fail "a split too short was accepted"
+grep -q "split has" sh.log || fail "short split message: $(cat sh.log)"
+[ ! -e sh ] || fail "a split too short wrote to the database directory"
 
 # 7. save = true: each run's trained model is saved and hashed into artifacts.
 sed 's/^}/  save = true,\n}/' "$TINY" > saving.lua

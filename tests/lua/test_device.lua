@@ -32,5 +32,32 @@ else
   m2:close()
 end
 
+-- the open device describes itself (the run's metadata), whichever it is
+local info = sys.device_info()
+assert(info:find('"backend":"' .. sys.device() .. '"', 1, true), "device_info: " .. info)
+assert(type(sys.cuda_built()) == "boolean", "cuda_built")
+
+-- A snapshot puts back what a run changes (here the head, which init_head replaces): the model
+-- then saves byte for byte as its untouched twin does. A snapshot whose model was closed
+-- first refuses to restore, by name.
+local m3 = vit.new(tiny)
+local probe = vit.new(tiny) -- same seed: the same weights
+local snap <close> = m3:snapshot { "q", "v" }
+assert(tostring(snap):find("snapshot (3 tensors", 1, true), tostring(snap))
+m3:init_head(99)
+snap:restore()
+local tmp1, tmp2 = os.tmpname(), os.tmpname()
+m3:save(tmp1)
+probe:save(tmp2)
+local function read(p) local f = assert(io.open(p, "rb")); local d = f:read("a"); f:close(); return d end
+assert(read(tmp1) == read(tmp2), "the restored model differs from an untouched one")
+os.remove(tmp1)
+os.remove(tmp2)
+local bad_snap = probe:snapshot()
+probe:close()
+fails_with("was closed before the snapshot", bad_snap.restore, bad_snap)
+bad_snap:close() -- nothing to restore into: just freed
+fails_with("unknown LoRA target 'gate'", m3.snapshot, m3, { "gate" })
+
 print("test_device: all passed")
 return 0

@@ -68,6 +68,12 @@ if okd then
   check(druns[#druns].hash ~= runs[#runs].hash, "dora changes the hash")
   check(runs[#runs].config.method.dora == nil, "no dora key when off")
 end
+-- device is where the runs execute, not what they are: in no config, no hash
+local okv, vruns = expand_text((base:gsub("seeds = { 1, 2, 3 },", 'seeds = { 1, 2, 3 }, device = "cuda",')))
+check(okv, "device expansion: " .. tostring(vruns))
+if okv then
+  check(vruns[1].hash == runs[1].hash and not vruns[1].json:find("device", 1, true), "device stays out of the config")
+end
 -- a Hugging Face directory as a checkpoint: its format is detected from config.json
 local src = os.getenv("LORASC_SOURCE_ROOT")
 if src then
@@ -86,7 +92,7 @@ check(ok2 and runs2[1].hash == runs[1].hash, "1e-3 == 0.001 and 4.0 == 4 hash th
 
 -- Bad input: each gives its message ------------------------------------------------------
 local bad = {
-  { base:gsub("epochs = 2", "epoch = 2"), { "unknown key 'epoch' in train", ":4:", "valid keys: batch, epochs" } }, -- the train line
+  { base:gsub("epochs = 2", "epoch = 2"), { "unknown key 'epoch' in train", ":4:", "valid keys: batch, diverge, epochs" } }, -- the train line
   { base:gsub("lorasc { rank = 4 }", "lorasc { rank = 4, alpah = 0.5 }"), { "unknown key 'alpah' in lorasc{}", ":5:", "alpha" } },
   { base:gsub("lorasc { rank = 4 }", "lorasc { rank = 4, alpha = 1.5 }"), { "alpha", "must be in [0, 1]", ":5:" } },
   { base:gsub("lorasc { rank = 4 }", "lorasc { rank = 4, noise = -1 }"), { "noise", "must be >= 0" } },
@@ -96,6 +102,7 @@ local bad = {
   { base:gsub('"text:gpl2"', '"text:/nonexistent/file.txt"'), { "/nonexistent/file.txt", "does not exist" } },
   { base:gsub("lorasc { rank = 4 }", "dora { rank = 4 }"), { "dora" } },
   { base:gsub("seeds", "sedes"), { "unknown key 'sedes' in experiment \"e\"", "valid keys:" } },
+  { base:gsub("seeds = { 1, 2, 3 },", 'seeds = { 1, 2, 3 }, device = "gpu",'), { 'device must be "cpu" or "cuda", got gpu', ":1:" } },
   { base:gsub("n_layers = 1", "n_layer = 1"), { "unknown key 'n_layer' in llama{}", ":2:" } },
   { base:gsub("lorasc { rank = 4 }", 'lorasc { rank = 4, dora = "yes" }'), { "dora must be true or false", ":5:" } },
 }

@@ -20,10 +20,11 @@ sed 's/"fashion-mnist:5-9"/"text:apache"/' "$TINY" > bad4.lua
 sed 's/crop_pad = 1/crop_pad = 1, seq = 4/' "$TINY" > bad5.lua
 sed 's/task = "fashion-mnist:0-4", steps/tsak = "fashion-mnist:0-4", steps/' "$TINY" > bad6.lua
 sed 's/"fashion-mnist:5-9"/"mnist"/' "$TINY" > bad7.lua
-for case in "bad1.lua:5:unknown key 'mlp_dimm' in vit{}" "bad2.lua:4:class 10 is not in fashion-mnist" \
-            "bad3.lua:4:'5-x' is not a class or a range" "bad4.lua:4:not an image task" \
+# a task is reported at its own line (tasks = ..., line 7), not the experiment's
+for case in "bad1.lua:5:unknown key 'mlp_dimm' in vit{}" "bad2.lua:7:class 10 is not in fashion-mnist" \
+            "bad3.lua:7:'5-x' is not a class or a range" "bad4.lua:7:not an image task" \
             "bad5.lua:9:unknown key 'seq' in train" "bad6.lua:6:unknown key 'tsak' in vit{ pretrain = {} }" \
-            "bad7.lua:4:lorasc data fetch"; do
+            "bad7.lua:7:lorasc data fetch"; do
   f=${case%%:*}; rest=${case#*:}; line=${rest%%:*}; msg=${rest#*:}
   if LORASC_DATA=$W/nodata "$LORASC" run "$f" --db bad/x.db > out.txt 2>&1; then fail "$f: exit status 0"; fi
   grep -qF "$msg" out.txt || fail "$f: expected '$msg', got: $(cat out.txt)"

@@ -3,7 +3,8 @@
 # directory (tests/golden/hf_vit_mnist: 28x28 RGB, folded to grey) fine-tuned with LoRA on a
 # Fashion-MNIST task whose class count sets the head, end to end; DSL errors with file:line for
 # a missing directory, a relative path under the data directory, hf beside checkpoint, sizes
-# given beside hf, and a checkpoint whose image size is not 28.
+# given beside hf, and a CLIP checkpoint asked for another image size (no interpolation for CLIP;
+# resizing the images to a checkpoint's own size is test_export_cli's).
 # Needs Fashion-MNIST: skipped (77) without it.
 # usage: test_vit_hf_cli.sh LORASC SOURCE_ROOT
 set -u
@@ -30,9 +31,9 @@ LUA
 write bad1.lua 'hf = "no/such/dir"'
 write bad2.lua "hf = \"$SRC/tests/golden/hf_vit_mnist\", checkpoint = \"x.ckpt\""
 write bad3.lua "hf = \"$SRC/tests/golden/hf_vit_mnist\", dim = 16"
-write bad4.lua "hf = \"$SRC/tests/golden/clip_vit_tiny\""
+write bad4.lua "hf = \"$SRC/tests/golden/clip_vit_tiny\", image_size = 12"
 for case in "bad1.lua:2:no Hugging Face checkpoint at" "bad2.lua:2:takes one of hf, checkpoint or pretrain" \
-            "bad3.lua:2:drop dim" "bad4.lua:2:takes 8x8 images"; do
+            "bad3.lua:2:drop dim" "bad4.lua:2:interpolates the position embeddings of ViT checkpoints only"; do
   f=${case%%:*}; rest=${case#*:}; line=${rest%%:*}; msg=${rest#*:}
   if "$LORASC" run "$f" --db bad/x.db > out.txt 2>&1; then fail "$f: exit status 0"; fi
   grep -qF "$msg" out.txt || fail "$f: expected '$msg', got: $(cat out.txt)"

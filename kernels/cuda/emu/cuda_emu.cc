@@ -5,10 +5,113 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <ucontext.h>
+#include <unistd.h>
 
 #include <map>
 #include <vector>
+
+/* ---- the device-memory guard (LORASC_CUDA_EMU_GUARD=1) ----
+ * Device memory is host memory here, so host code that reads a device pointer (a bug that
+ * faults on a GPU) would pass unseen. With the guard on, device memory comes from one
+ * reserved stretch of address space, inaccessible (PROT_NONE) except while an emulated device
+ * operation runs (a kernel, a copy, a memset, a cuBLAS call): a host dereference of device
+ * memory then faults here too. One mprotect of the stretch's used part per operation and
+ * direction; allocations are whole pages, first fit, freed pages returned to the system. */
+static char *emu_guard_base;                   /* the reserved stretch */
+static size_t emu_guard_top;                   /* bytes from base ever handed out */
+static std::map<size_t, size_t> emu_guard_free; /* offset -> bytes, coalesced, below top */
+static std::map<size_t, size_t> emu_guard_used; /* offset -> bytes */
+static int emu_guard_depth;
+static const size_t EMU_GUARD_RESERVE = (size_t)64 << 30; /* address space, not memory */
+
+static bool emu_guard_on(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("LORASC_CUDA_EMU_GUARD");
+        on = e && e[0] && strcmp(e, "0") != 0;
+    }
+    return on != 0;
+}
+
+static void emu_guard_protect(int prot) {
+    if (emu_guard_top && mprotect(emu_guard_base, emu_guard_top, prot) != 0) {
+        perror("cuda_emu: mprotect");
+        abort();
+    }
+}
+
+/* Device memory is reachable while one of these lives (they nest). */
+struct EmuDeviceAccess {
+    EmuDeviceAccess() {
+        if (emu_guard_depth++ == 0) emu_guard_protect(PROT_READ | PROT_WRITE);
+    }
+    ~EmuDeviceAccess() {
+        if (--emu_guard_depth == 0) emu_guard_protect(PROT_NONE);
+    }
+    EmuDeviceAccess(const EmuDeviceAccess &) = delete;
+    EmuDeviceAccess &operator=(const EmuDeviceAccess &) = delete;
+};
+
+static void *emu_guard_alloc(size_t bytes) {
+    static const size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    if (!emu_guard_base) {
+        void *m = mmap(NULL, EMU_GUARD_RESERVE, PROT_NONE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (m == MAP_FAILED) return NULL;
+        emu_guard_base = (char *)m;
+    }
+    const size_t len = (bytes ? (bytes + page - 1) / page : 1) * page;
+    size_t at = emu_guard_top;
+    for (std::map<size_t, size_t>::iterator f = emu_guard_free.begin(); f != emu_guard_free.end();
+         ++f)
+        if (f->second >= len) { /* first fit */
+            at = f->first;
+            if (f->second > len) emu_guard_free[at + len] = f->second - len;
+            emu_guard_free.erase(f);
+            break;
+        }
+    if (at == emu_guard_top) {
+        if (emu_guard_top + len > EMU_GUARD_RESERVE) return NULL;
+        emu_guard_top += len;
+    }
+    emu_guard_used[at] = len;
+    char *p = emu_guard_base + at;
+    if (mprotect(p, len, PROT_READ | PROT_WRITE) != 0) abort();
+    memset(p, 0xa5, bytes); /* device memory starts as garbage too */
+    if (emu_guard_depth == 0 && mprotect(p, len, PROT_NONE) != 0) abort();
+    return p;
+}
+
+/* 1 when p was a guarded allocation (now freed). */
+static int emu_guard_release(void *p) {
+    if (!emu_guard_base || (char *)p < emu_guard_base ||
+        (char *)p >= emu_guard_base + emu_guard_top)
+        return 0;
+    const size_t at = (size_t)((char *)p - emu_guard_base);
+    std::map<size_t, size_t>::iterator u = emu_guard_used.find(at);
+    if (u == emu_guard_used.end()) return 0;
+    size_t off = at, len = u->second;
+    emu_guard_used.erase(u);
+    madvise(emu_guard_base + off, len, MADV_DONTNEED); /* the memory goes back */
+    std::map<size_t, size_t>::iterator next = emu_guard_free.lower_bound(off);
+    if (next != emu_guard_free.end() && next->first == off + len) { /* coalesce forward */
+        len += next->second;
+        emu_guard_free.erase(next);
+    }
+    std::map<size_t, size_t>::iterator prev = emu_guard_free.lower_bound(off);
+    if (prev != emu_guard_free.begin()) { /* and backward */
+        --prev;
+        if (prev->first + prev->second == off) {
+            off = prev->first;
+            len += prev->second;
+            emu_guard_free.erase(prev);
+        }
+    }
+    emu_guard_free[off] = len;
+    return 1;
+}
 
 /* ---- the thread model ---- */
 
@@ -120,8 +223,18 @@ static int emu_run_block(unsigned nthreads, uint64_t *rng) {
     }
 }
 
+static cudaError_t emu_run_grid_guarded(const void *kernel, dim3 grid, dim3 block, size_t smem,
+                                       void (*body)(void *), void *arg);
+
+/* (the guard lives out here: the function that calls getcontext holds no object) */
 cudaError_t emu_run_grid(const void *kernel, dim3 grid, dim3 block, size_t smem,
                          void (*body)(void *), void *arg) {
+    EmuDeviceAccess access;
+    return emu_run_grid_guarded(kernel, grid, block, smem, body, arg);
+}
+
+static cudaError_t emu_run_grid_guarded(const void *kernel, dim3 grid, dim3 block, size_t smem,
+                                        void (*body)(void *), void *arg) {
     const unsigned nthreads = block.x * block.y * block.z;
     std::map<const void *, int>::const_iterator lim = emu_smem_limit.find(kernel);
     const size_t smem_max = lim != emu_smem_limit.end() ? (size_t)lim->second : 48 * 1024;
@@ -225,12 +338,23 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags) {
 cudaError_t cudaStreamDestroy(cudaStream_t s) { return delete s, cudaSuccess; }
 cudaError_t cudaStreamSynchronize(cudaStream_t s) { return (void)s, cudaSuccess; }
 cudaError_t cudaMalloc(void **p, size_t bytes) {
+    if (emu_guard_on()) {
+        *p = emu_guard_alloc(bytes);
+        return *p ? cudaSuccess : cudaErrorMemoryAllocation;
+    }
     *p = aligned_alloc(256, (bytes + 255) / 256 * 256);
     if (*p) memset(*p, 0xa5, bytes); /* device memory starts as garbage too */
     return *p ? cudaSuccess : cudaErrorMemoryAllocation;
 }
-cudaError_t cudaFree(void *p) { return free(p), cudaSuccess; }
-cudaError_t cudaMallocHost(void **p, size_t bytes) { return cudaMalloc(p, bytes); }
+cudaError_t cudaFree(void *p) {
+    if (!p || emu_guard_release(p)) return cudaSuccess;
+    return free(p), cudaSuccess;
+}
+/* pinned host memory is the host's: never guarded */
+cudaError_t cudaMallocHost(void **p, size_t bytes) {
+    *p = aligned_alloc(256, (bytes + 255) / 256 * 256);
+    return *p ? cudaSuccess : cudaErrorMemoryAllocation;
+}
 cudaError_t cudaFreeHost(void *p) { return free(p), cudaSuccess; }
 cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total_b) {
     *free_b = *total_b = (size_t)8 << 30;
@@ -238,6 +362,7 @@ cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total_b) {
 }
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind) {
     (void)kind;
+    EmuDeviceAccess access;
     memmove(dst, src, bytes);
     return cudaSuccess;
 }
@@ -246,7 +371,10 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpy
     (void)s;
     return cudaMemcpy(dst, src, bytes, kind);
 }
-cudaError_t cudaMemset(void *p, int v, size_t bytes) { return memset(p, v, bytes), cudaSuccess; }
+cudaError_t cudaMemset(void *p, int v, size_t bytes) {
+    EmuDeviceAccess access;
+    return memset(p, v, bytes), cudaSuccess;
+}
 cudaError_t cudaMemsetAsync(void *p, int v, size_t bytes, cudaStream_t s) {
     (void)s;
     return cudaMemset(p, v, bytes);
@@ -323,6 +451,7 @@ cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperat
                             void *C, cudaDataType_t ct, int ldc, cublasComputeType_t compute,
                             cublasGemmAlgo_t algo) {
     (void)h, (void)compute, (void)algo;
+    EmuDeviceAccess access;
     if (at != CUDA_R_32F || bt != CUDA_R_32F || ct != CUDA_R_32F || ldc < m || lda < (ta ? k : m) ||
         ldb < (tb ? n : k))
         return CUBLAS_STATUS_INVALID_VALUE;
@@ -406,6 +535,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t d, const 
                               const cublasLtMatmulAlgo_t *algo, void *ws, size_t ws_bytes,
                               cudaStream_t s) {
     (void)h, (void)ws, (void)ws_bytes, (void)s;
+    EmuDeviceAccess access;
     /* an algorithm chosen for more alignment than the operands have would fault on a GPU */
     if (!emu_aligned(A, algo->align[0]) || !emu_aligned(B, algo->align[1]) ||
         !emu_aligned(C, algo->align[2]) || !emu_aligned(D, algo->align[3])) {

@@ -12,7 +12,9 @@
  * (LORASC_CUDA_EMU_ORDER=forward|reverse|random), so a missing barrier changes results.
  * Blocks run one after another. Launch configurations are checked as the driver does (block
  * size, grid limits, dynamic shared memory above 48 KiB only after cudaFuncSetAttribute);
- * cuBLASLt checks operand alignment against the preference the caller declared. */
+ * cuBLASLt checks operand alignment against the preference the caller declared. With
+ * LORASC_CUDA_EMU_GUARD=1 device memory is unreadable outside emulated device operations, so
+ * host code that dereferences a device pointer faults here as it would with a GPU. */
 #ifndef LORASC_CUDA_EMU_H
 #define LORASC_CUDA_EMU_H
 

@@ -138,7 +138,7 @@ static int merge_cmp(const void *x, const void *y) {
 /* A tokenizer.json as Hugging Face's LlamaConverter writes it: vocab, merges ordered by the
  * merged piece's score, byte_fallback, <unk>/<s>/</s> as special added tokens, and the
  * Prepend("▁") + Replace(" ", "▁") normalizer. Built from the GGUF vocabulary. */
-static void write_hf_json(const Tokenizer *src, const char *path) {
+static void write_hf_json(const Tokenizer *src, const char *path, int metaspace) {
     json_t *vocab = json_object(), *merges = json_array(), *added = json_array();
     M *m = malloc(sizeof(M) * 200000);
     size_t nm = 0;
@@ -171,6 +171,12 @@ static void write_hf_json(const Tokenizer *src, const char *path) {
         "content", "\xe2\x96\x81", "pre_tokenizer", "model", "type", "BPE", "vocab", vocab, "merges",
         merges, "unk_token", "<unk>", "byte_fallback", 1);
     assert_non_null(root);
+    if (metaspace) { /* LlamaConverter(legacy=False): no normalizer, Metaspace "first" */
+        json_object_set_new(root, "normalizer", json_null());
+        json_object_set_new(root, "pre_tokenizer",
+                            json_pack("{s:s, s:s, s:s, s:b}", "type", "Metaspace", "replacement",
+                                      "\xe2\x96\x81", "prepend_scheme", "first", "split", 0));
+    }
     assert_int_equal(json_dump_file(root, path, JSON_COMPACT), 0);
     json_decref(root);
     free(m);
@@ -185,12 +191,76 @@ static void test_hf_json_vectors(void **state) {
     char json[] = "/tmp/lorasc_tok_XXXXXX";
     int fd = mkstemp(json);
     assert_true(fd >= 0);
-    write_hf_json(&g, json);
+    write_hf_json(&g, json, 0);
     if (tokenizer_load(&t, json) != LSC_OK) fail_msg("%s", error_last());
     assert_int_equal(t.add_dummy_prefix, 1);
     check_vectors(&t, "tokenizer.json");
     tokenizer_free(&t);
     tokenizer_free(&g);
+    remove(json);
+}
+
+/* The same vocabulary with a Metaspace "first" pre-tokenizer against Hugging Face tokenizers'
+ * ids (tests/golden/interop/tokenizer.json, made by tests/reference/make_interop_golden.py) on
+ * llama.cpp's test strings, each also with one and two leading spaces. */
+static void test_hf_json_metaspace(void **state) {
+    (void)state;
+    char path[4096];
+    datadir_path(path, sizeof path, "llama_spm_vocab/ggml-vocab-llama-spm.gguf");
+    json_t *gold = json_load_file(LORASC_GOLDEN_DIR "/interop/tokenizer.json", 0, NULL);
+    assert_non_null(gold);
+    const json_t *strings = json_object_get(gold, "llama32k_strings");
+    const json_t *ids = json_object_get(json_object_get(gold, "ids"), "llama32k_metaspace_first");
+    assert_true(json_array_size(strings) > 0 && json_array_size(strings) == json_array_size(ids));
+    Tokenizer g, t;
+    if (tokenizer_load_gguf(&g, path) != LSC_OK) fail_msg("%s", error_last());
+    char json[] = "/tmp/lorasc_tok_XXXXXX";
+    int fd = mkstemp(json);
+    assert_true(fd >= 0);
+    close(fd);
+    write_hf_json(&g, json, 1);
+    if (tokenizer_load(&t, json) != LSC_OK) fail_msg("%s", error_last());
+    assert_int_equal(t.add_dummy_prefix, TOKENIZER_PREFIX_UNLESS_SPACE);
+    size_t i;
+    const json_t *s;
+    int bad = 0, leading = 0, legacy_differs = 0;
+    json_array_foreach(strings, i, s) {
+        const char *text = json_string_value(s);
+        const size_t len = strlen(text);
+        const size_t cap = tokenizer_max_tokens(len);
+        int32_t *got = malloc(cap * sizeof *got), *old = malloc(cap * sizeof *old);
+        size_t n = 0, n_old = 0;
+        if (tokenizer_encode(&t, text, len, 0, got, cap, &n) != LSC_OK)
+            fail_msg("%s", error_last());
+        /* what lorasc gave before it read prepend_scheme: the dummy prefix always */
+        t.add_dummy_prefix = TOKENIZER_PREFIX_ALWAYS;
+        assert_int_equal(tokenizer_encode(&t, text, len, 0, old, cap, &n_old), LSC_OK);
+        t.add_dummy_prefix = TOKENIZER_PREFIX_UNLESS_SPACE;
+        const json_t *want = json_array_get(ids, i);
+        int same = json_array_size(want) == n, same_old = json_array_size(want) == n_old;
+        for (size_t k = 0; same && k < n; k++)
+            same = json_integer_value(json_array_get(want, k)) == got[k];
+        for (size_t k = 0; same_old && k < n_old; k++)
+            same_old = json_integer_value(json_array_get(want, k)) == old[k];
+        if (!same) {
+            if (bad++ < 5)
+                fprintf(stderr, "  string %zu (\"%.40s\") differs from Hugging Face\n", i, text);
+        }
+        if (text[0] == ' ') {
+            leading++;
+            legacy_differs += !same_old;
+        }
+        free(got), free(old);
+    }
+    printf("Metaspace \"first\": %zu strings = Hugging Face except %d; the dummy prefix always "
+           "(before) "
+           "gave other ids for %d of the %d strings starting with a space\n",
+           json_array_size(strings), bad, legacy_differs, leading);
+    assert_int_equal(bad, 0);
+    assert_true(legacy_differs > 0);
+    tokenizer_free(&t);
+    tokenizer_free(&g);
+    json_decref(gold);
     remove(json);
 }
 
@@ -320,9 +390,9 @@ int main(void) {
             return 77;
         }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_gguf_vectors),   cmocka_unit_test(test_llama2c_vectors),
-        cmocka_unit_test(test_hf_json_vectors), cmocka_unit_test(test_tok512_reference),
-        cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_gguf_vectors),     cmocka_unit_test(test_llama2c_vectors),
+        cmocka_unit_test(test_hf_json_vectors),  cmocka_unit_test(test_hf_json_metaspace),
+        cmocka_unit_test(test_tok512_reference), cmocka_unit_test(test_malformed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

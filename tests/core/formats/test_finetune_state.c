@@ -3,7 +3,8 @@
  * losses and the final weights of the run that was never stopped, for k = 0, mid-expert, at
  * an expert boundary, right after it, and at the end, on two threads. Llama with LoRASC
  * (slow adapter, noise, LoRA+ groups), DoRA under the cascade (continuous magnitude groups),
- * ReLoRA with magnitude pruning (its step counts carry on); a ViT whose head trains in full.
+ * ReLoRA with magnitude pruning (its step counts carry on), a cascade keeping its merges for
+ * its PEFT adapter (the same adapter after a resume); a ViT whose head trains in full.
  * A state of another run, build, length or shape, a truncated, bit-flipped or missing file is
  * one sentence, and a refused state leaves the run as it was. */
 #include <setjmp.h>
@@ -18,11 +19,13 @@
 #include <cmocka.h>
 
 #include "core/base/error.h"
+#include "core/formats/container.h"
 #include "core/formats/finetune_state.h"
 #include "tests/model_fixture.h"
 
 enum { B = 2, T = 6, STEPS = 9, MAX_STEPS = 16 };
 static const char PATH[] = "test_finetune_state.ckpt";
+static const FinetuneStateNotes NOTES = {.mark = 7};
 
 /* ------------------------------------------------------------------------------------------
  * a run of either model, rebuilt from scratch each time */
@@ -135,6 +138,9 @@ static void check_resume(const Setup *s, const long *stops, int n_stops) {
     Real *want, *got;
     size_t n, n2;
     run_weights(&ref, &want, &n);
+    LoraAdapters want_adapter = {0};
+    if (s->cfg.cascade.keep_merges && finetune_merged_adapter(&ref.ft, &want_adapter) != LSC_OK)
+        fail_msg("%s", error_last());
     run_end(&ref);
     for (int i = 0; i < n_stops; i++) {
         const long k = stops[i];
@@ -142,12 +148,15 @@ static void check_resume(const Setup *s, const long *stops, int n_stops) {
         Run r;
         run_begin(&r, be, s);
         run_steps(&r, k, loss);
-        if (finetune_state_save(PATH, &r.ft, "run-abc build-1", 1000 + k) != LSC_OK) fail_msg("%s", error_last());
+        FinetuneStateNotes notes = {.mark = 1000 + k, .values = {0.5, (double)k, -2.25}, .n_values = 3};
+        if (finetune_state_save(PATH, &r.ft, "run-abc build-1", &notes) != LSC_OK) fail_msg("%s", error_last());
         run_end(&r);
         run_begin(&r, be, s); /* a new process: the base again, the state over it */
-        int64_t mark = -1;
-        if (finetune_state_load(PATH, &r.ft, "run-abc build-1", &mark) != LSC_OK) fail_msg("%s", error_last());
-        assert_int_equal(mark, 1000 + k);
+        FinetuneStateNotes back;
+        if (finetune_state_load(PATH, &r.ft, "run-abc build-1", &back) != LSC_OK) fail_msg("%s", error_last());
+        assert_int_equal(back.mark, 1000 + k);
+        assert_int_equal(back.n_values, 3);
+        assert_true(back.values[0] == 0.5 && back.values[1] == (double)k && back.values[2] == -2.25);
         assert_int_equal(r.ft.step, k);
         run_steps(&r, total, loss);
         for (long j = k; j < total; j++)
@@ -158,9 +167,17 @@ static void check_resume(const Setup *s, const long *stops, int n_stops) {
         assert_int_equal(n, n2);
         expect_same("weights", want, got, n, k);
         free(got);
+        if (s->cfg.cascade.keep_merges) { /* the PEFT export stacks every kept merge */
+            LoraAdapters a;
+            if (finetune_merged_adapter(&r.ft, &a) != LSC_OK) fail_msg("%s", error_last());
+            assert_int_equal(a.num_params, want_adapter.num_params);
+            expect_same("merged adapter", want_adapter.params, a.params, a.num_params, k);
+            lora_free(&a);
+        }
         run_end(&r);
     }
     free(want);
+    if (s->cfg.cascade.keep_merges) lora_free(&want_adapter);
     remove(PATH);
     backend_cpu_destroy(be);
 }
@@ -201,6 +218,17 @@ static void test_relora_resumes_bit_for_bit(void **state) {
     s.cfg.cascade.moment_pruning = 0.5f;
     const long stops[] = {3, 4, 8};
     check_resume(&s, stops, 3);
+}
+
+/* A cascade that keeps its merges for its PEFT adapter (save = "adapter"): the kept slow
+ * adapters are part of the state, and the exported adapter is the same after a resume. */
+static void test_kept_merges_resume(void **state) {
+    (void)state;
+    Setup s = llama_setup("cascade");
+    s.cfg.cascade.n_experts = 3;
+    s.cfg.cascade.keep_merges = 1;
+    const long stops[] = {2, 3, 7, STEPS};
+    check_resume(&s, stops, 4);
 }
 
 static void test_vit_resumes_bit_for_bit(void **state) {
@@ -264,7 +292,7 @@ static void test_refused_states(void **state) {
     Run r;
     run_begin(&r, be, &s);
     run_steps(&r, 4, loss);
-    assert_int_equal(finetune_state_save(PATH, &r.ft, "run-abc build-1", 7), LSC_OK);
+    assert_int_equal(finetune_state_save(PATH, &r.ft, "run-abc build-1", &NOTES), LSC_OK);
     run_end(&r);
 
     run_begin(&r, be, &s);
@@ -294,7 +322,7 @@ static void test_refused_states(void **state) {
     rewrite(16 + 48 + 3, -1);
     expect_refused(&r, "run-abc build-1", "checksum");
     run_steps(&r, 4, loss);
-    assert_int_equal(finetune_state_save(PATH, &r.ft, "run-abc build-1", 7), LSC_OK);
+    assert_int_equal(finetune_state_save(PATH, &r.ft, "run-abc build-1", &NOTES), LSC_OK);
     rewrite(-1, file_size() - 5);
     expect_refused(&r, "run-abc build-1", "truncated");
     remove(PATH);
@@ -303,8 +331,8 @@ static void test_refused_states(void **state) {
     backend_cpu_destroy(be);
 }
 
-/* A bit flipped in the last large block is found by its checksum before any block is
- * copied: the run is left as it was. */
+/* A bit flipped in a block is found by its checksum before any block is copied: the run is
+ * left as it was. */
 static void test_corrupt_block(void **state) {
     (void)state;
     Backend *be = backend_cpu_create(1);
@@ -313,11 +341,15 @@ static void test_corrupt_block(void **state) {
     double loss[MAX_STEPS];
     run_begin(&r, be, &s);
     run_steps(&r, 2, loss);
-    assert_int_equal(finetune_state_save(PATH, &r.ft, "k", 0), LSC_OK);
+    assert_int_equal(finetune_state_save(PATH, &r.ft, "k", &NOTES), LSC_OK);
     run_end(&r);
     run_begin(&r, be, &s);
-    rewrite(file_size() - 200, -1); /* inside adamw.v, read last */
-    expect_refused(&r, "k", "checksum of section 'adamw.v'");
+    ContainerReader cr;
+    assert_int_equal(container_open(&cr, PATH), LSC_OK);
+    const long at = container_find(&cr, "adamw.v")->offset + 4; /* inside adamw.v, read last */
+    container_close(&cr);
+    rewrite(at, -1);
+    expect_refused(&r, "k", "is corrupt: the checksum of section 'adamw.v'");
     run_end(&r);
     remove(PATH);
     backend_cpu_destroy(be);
@@ -328,6 +360,7 @@ int main(void) {
         cmocka_unit_test(test_lorasc_resumes_bit_for_bit),
         cmocka_unit_test(test_dora_cascade_resumes_bit_for_bit),
         cmocka_unit_test(test_relora_resumes_bit_for_bit),
+        cmocka_unit_test(test_kept_merges_resume),
         cmocka_unit_test(test_vit_resumes_bit_for_bit),
         cmocka_unit_test(test_refused_states),
         cmocka_unit_test(test_corrupt_block),

@@ -178,19 +178,25 @@ static void test_model_export(void **state) {
     Llama meta, back;
     assert_int_equal(llama2c_load(GOLD "/meta.bin", &meta, be), LSC_OK);
     make_tmp();
-    if (hf_llama_save(tmpdir, &meta, ST_F32) != LSC_OK) fail_msg("%s", error_last());
+    if (hf_llama_save(tmpdir, &meta, NULL) != LSC_OK) fail_msg("%s", error_last());
     char p[256];
     snprintf(p, sizeof p, "%s/model.safetensors", tmpdir);
     same_safetensors(p, GOLD "/hf/model.safetensors");
     load_hf(tmpdir, &back);
     check_logits(&back, ex.base, "exported HF model read back", 1e-4);
     llama_free(&back);
-    if (hf_llama_save(tmpdir, &meta, ST_BF16) != LSC_OK) fail_msg("%s", error_last());
+    if (hf_llama_save(tmpdir, &meta,
+                      &(HfLlamaSaveOptions){
+                          .dtype = ST_BF16, .bos_id = 1, .eos_id = 2, .pad_id = -1}) != LSC_OK)
+        fail_msg("%s", error_last());
     same_safetensors(p, GOLD "/hf_bf16/model.safetensors");
     /* a ROPE_HALF model is written as it is */
     Llama hf;
     load_hf(GOLD "/hf", &hf);
-    if (hf_llama_save(tmpdir, &hf, ST_F16) != LSC_OK) fail_msg("%s", error_last());
+    if (hf_llama_save(tmpdir, &hf,
+                      &(HfLlamaSaveOptions){
+                          .dtype = ST_F16, .bos_id = 1, .eos_id = 2, .pad_id = -1}) != LSC_OK)
+        fail_msg("%s", error_last());
     same_safetensors(p, GOLD "/hf_f16/model.safetensors");
     printf("HF export of both layouts is byte-identical to the script's F32 / BF16 / F16 files\n");
     llama_free(&hf);

@@ -18,6 +18,7 @@
 #include "core/base/philox.h"
 #include "core/base/stop.h"
 #include "core/data/corrupt.h"
+#include "core/data/image_resize.h"
 #include "core/model/device.h"
 #include "core/tasks/image_train.h"
 
@@ -320,6 +321,62 @@ static void test_sampler(void **state) {
     image_task_free(&t);
 }
 
+/* A ViT of another image size (a Hugging Face model's): sampler batches and evaluation see
+ * the task's normalised images resized to it (torch's bilinear), corruptions applied before
+ * the resize. */
+static void test_other_size(void **state) {
+    (void)state;
+    Fixture fx;
+    fixture_open(&fx, 5);
+    ViT big;
+    ViTConfig c12 = tiny_vit(3);
+    c12.image_size = 12;
+    assert_int_equal(vit_create(&big, fx.be, &c12), LSC_OK);
+    vit_init_random(&big, 6);
+    const ImageSamplerConfig sc = {.batch = 4, .seed = 3};
+    ImageSampler s;
+    assert_int_equal(image_sampler_init(&s, &fx.t, &c12, &sc), LSC_OK);
+    VitBatch b;
+    assert_int_equal(image_sampler_batch(&s, 2, &b), LSC_OK);
+    Real native[4 * HW * HW], want[4 * 12 * 12];
+    assert_int_equal(
+        image_task_batch(&fx.t, IMAGE_TRAIN, s.pos, 4, native, NULL, &sc.aug, sc.seed, 2), LSC_OK);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(
+            image_resize_bilinear(want + i * 144, 12, 12, native + i * HW * HW, 1, HW, HW), LSC_OK);
+    assert_memory_equal(b.images, want, sizeof want);
+    image_sampler_free(&s);
+    /* evaluation at 12x12: a hand loop over the resized (corrupted) images */
+    const ImageCorruption cp = {.kind = 1, .severity = 3, .seed = 1};
+    for (int k = 0; k < 2; k++) {
+        double acc, loss, hand_loss = 0;
+        long correct = 0;
+        assert_int_equal(
+            image_task_evaluate(&fx.t, &big, IMAGE_VAL, 4, k ? &cp : NULL, &acc, &loss), LSC_OK);
+        const int n = fx.t.n[IMAGE_VAL];
+        for (int i = 0; i < n; i++) {
+            Real x[HW * HW], y[144];
+            int32_t label, pred;
+            assert_int_equal(image_task_batch(&fx.t, IMAGE_VAL, &i, 1, x, &label, NULL, 0, 0),
+                             LSC_OK);
+            if (k)
+                assert_int_equal(corrupt_image_normalised(x, 1, HW, HW, fx.t.mean, fx.t.std,
+                                                          cp.kind, cp.severity, cp.seed,
+                                                          (uint64_t)i),
+                                 LSC_OK);
+            assert_int_equal(image_resize_bilinear(y, 12, 12, x, 1, HW, HW), LSC_OK);
+            assert_int_equal(vit_forward(&big, y, &label, 1), LSC_OK);
+            correct += vit_predict(&big, &pred, &label);
+            hand_loss += big.mean_loss;
+        }
+        if (acc != (double)correct / n || fabs(loss - hand_loss / n) > 1e-5)
+            fail_msg("12x12 evaluation: %.9g %.9g, by hand %.9g %.9g", acc, loss,
+                     (double)correct / n, hand_loss / n);
+    }
+    vit_free(&big);
+    fixture_close(&fx);
+}
+
 /* Pretraining on the learnable set lowers the loss; steps report the schedule's rate. */
 static void test_trainer(void **state) {
     (void)state;
@@ -468,11 +525,12 @@ static void test_device(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_split),    cmocka_unit_test(test_relabel),
-        cmocka_unit_test(test_caps),     cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_evaluate), cmocka_unit_test(test_sampler),
-        cmocka_unit_test(test_trainer),  cmocka_unit_test(test_finetune),
-        cmocka_unit_test(test_clone),    cmocka_unit_test(test_device),
+        cmocka_unit_test(test_split),      cmocka_unit_test(test_relabel),
+        cmocka_unit_test(test_caps),       cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_evaluate),   cmocka_unit_test(test_sampler),
+        cmocka_unit_test(test_trainer),    cmocka_unit_test(test_finetune),
+        cmocka_unit_test(test_clone),      cmocka_unit_test(test_device),
+        cmocka_unit_test(test_other_size),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,164 @@
+/* Dense f32 matmul through oneDNN's matmul primitive, one primitive per (M, N, K, trans_a,
+ * trans_b, alpha, beta, threads), kept in the CPU backend's context (a small LRU cache).
+ * Not the dispatcher (matmul.c chooses oneDNN or OpenBLAS) and not built in double.
+ *
+ * Why each key field: alpha is baked into the primitive as a constant output scale, because a
+ * runtime scale (DNNL_RUNTIME_F32_VAL) makes oneDNN 2.6 fall back from its brgemm kernels
+ * (brg:avx512_core) to gemm:jit; beta is a sum post-op (dst = alpha * a.b + beta * dst),
+ * also fixed at creation; the thread count, because a primitive plans its blocking for the
+ * OpenMP thread count it was created under. Debian's oneDNN uses the OpenMP runtime, so it
+ * runs on the same libgomp pool as lorasc's kernels (one pool; nothing spins against it). */
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <oneapi/dnnl/dnnl.h>
+
+#include "kernels/cpu/cpu_ops.h"
+#include "kernels/kernel_assert.h"
+
+enum { DNNL_CACHE_SLOTS = 256 }; /* primitives kept; the least recently used one goes */
+
+typedef struct DnnlKey {
+    int M, N, K, trans_a, trans_b, threads;
+    uint32_t alpha_bits, beta_bits;
+} DnnlKey;
+
+typedef struct DnnlEntry {
+    DnnlKey key;
+    dnnl_primitive_t prim;                /* NULL: free slot */
+    dnnl_memory_t mem_a, mem_b, mem_c;    /* descriptors of the primitive; handles set per call */
+    unsigned long long last_use;
+} DnnlEntry;
+
+struct CpuDnnl {
+    dnnl_engine_t engine;
+    dnnl_stream_t stream;
+    DnnlEntry slots[DNNL_CACHE_SLOTS];
+    unsigned long long clock;
+};
+
+CpuDnnl *cpu_dnnl_create(void) {
+    CpuDnnl *d = calloc(1, sizeof *d);
+    if (!d) return NULL;
+    if (dnnl_engine_create(&d->engine, dnnl_cpu, 0) != dnnl_success) {
+        free(d);
+        return NULL;
+    }
+    if (dnnl_stream_create(&d->stream, d->engine, dnnl_stream_default_flags) != dnnl_success) {
+        dnnl_engine_destroy(d->engine);
+        free(d);
+        return NULL;
+    }
+    return d;
+}
+
+static void dnnl_entry_clear(DnnlEntry *e) {
+    if (e->prim) dnnl_primitive_destroy(e->prim);
+    if (e->mem_a) dnnl_memory_destroy(e->mem_a);
+    if (e->mem_b) dnnl_memory_destroy(e->mem_b);
+    if (e->mem_c) dnnl_memory_destroy(e->mem_c);
+    memset(e, 0, sizeof *e);
+}
+
+void cpu_dnnl_destroy(CpuDnnl *d) {
+    if (!d) return;
+    for (int i = 0; i < DNNL_CACHE_SLOTS; i++) dnnl_entry_clear(&d->slots[i]);
+    dnnl_stream_destroy(d->stream);
+    dnnl_engine_destroy(d->engine);
+    free(d);
+}
+
+static uint32_t float_bits(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    return u;
+}
+
+static int dnnl_key_equal(const DnnlKey *x, const DnnlKey *y) {
+    return x->M == y->M && x->N == y->N && x->K == y->K && x->trans_a == y->trans_a &&
+           x->trans_b == y->trans_b && x->threads == y->threads &&
+           x->alpha_bits == y->alpha_bits && x->beta_bits == y->beta_bits;
+}
+
+/* Row-major [rows, cols] with the given strides (a transposed operand is a [rows, cols] view
+ * of the stored [cols, rows] matrix: strides {1, rows}). */
+static dnnl_status_t dnnl_md_init(dnnl_memory_desc_t *md, int rows, int cols, int transposed) {
+    dnnl_dims_t dims = {rows, cols};
+    dnnl_dims_t strides = {transposed ? 1 : cols, transposed ? rows : 1};
+    return dnnl_memory_desc_init_by_strides(md, 2, dims, dnnl_f32, strides);
+}
+
+/* Builds the primitive and its three memory objects (no data handles yet) into e. */
+static int dnnl_entry_build(CpuDnnl *d, DnnlEntry *e, const DnnlKey *k, float alpha, float beta) {
+    dnnl_memory_desc_t md_a, md_b, md_c;
+    dnnl_matmul_desc_t desc;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t post_ops = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    int ok = dnnl_md_init(&md_a, k->M, k->K, k->trans_a) == dnnl_success &&
+             dnnl_md_init(&md_b, k->K, k->N, k->trans_b) == dnnl_success &&
+             dnnl_md_init(&md_c, k->M, k->N, 0) == dnnl_success &&
+             dnnl_matmul_desc_init(&desc, &md_a, &md_b, NULL, &md_c) == dnnl_success &&
+             dnnl_primitive_attr_create(&attr) == dnnl_success;
+    if (ok && alpha != 1.0f)
+        ok = dnnl_primitive_attr_set_output_scales(attr, 1, 0, &alpha) == dnnl_success;
+    if (ok && beta != 0.0f)
+        ok = dnnl_post_ops_create(&post_ops) == dnnl_success &&
+             dnnl_post_ops_append_sum(post_ops, beta) == dnnl_success &&
+             dnnl_primitive_attr_set_post_ops(attr, post_ops) == dnnl_success;
+    ok = ok && dnnl_primitive_desc_create(&pd, &desc, attr, d->engine, NULL) == dnnl_success &&
+         dnnl_primitive_create(&e->prim, pd) == dnnl_success &&
+         dnnl_memory_create(&e->mem_a, &md_a, d->engine, DNNL_MEMORY_NONE) == dnnl_success &&
+         dnnl_memory_create(&e->mem_b, &md_b, d->engine, DNNL_MEMORY_NONE) == dnnl_success &&
+         dnnl_memory_create(&e->mem_c, &md_c, d->engine, DNNL_MEMORY_NONE) == dnnl_success;
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    if (post_ops) dnnl_post_ops_destroy(post_ops);
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    if (!ok) {
+        dnnl_entry_clear(e);
+        return -1;
+    }
+    e->key = *k;
+    return 0;
+}
+
+/* The cached primitive for k, built on a miss (into a free slot, else the least recently
+ * used one); NULL when oneDNN cannot build it. */
+static DnnlEntry *dnnl_entry_get(CpuDnnl *d, CpuGemmStats *st, const DnnlKey *k, float alpha,
+                                 float beta) {
+    DnnlEntry *victim = NULL;
+    for (int i = 0; i < DNNL_CACHE_SLOTS; i++) {
+        DnnlEntry *e = &d->slots[i];
+        if (e->prim && dnnl_key_equal(&e->key, k)) return e;
+        if (!victim || (victim->prim && (!e->prim || e->last_use < victim->last_use))) victim = e;
+    }
+    if (victim->prim) {
+        dnnl_entry_clear(victim);
+        st->onednn_evictions++;
+    }
+    if (dnnl_entry_build(d, victim, k, alpha, beta) != 0) return NULL;
+    st->onednn_primitives++;
+    return victim;
+}
+
+int cpu_dnnl_matmul(CpuDnnl *d, CpuGemmStats *st, float *c, const float *a, const float *b,
+                    int M, int N, int K, int trans_a, int trans_b, float alpha, float beta) {
+    const DnnlKey k = {M, N, K, trans_a ? 1 : 0, trans_b ? 1 : 0, omp_get_max_threads(),
+                       float_bits(alpha), float_bits(beta)};
+    DnnlEntry *e = dnnl_entry_get(d, st, &k, alpha, beta);
+    if (!e) return -1;
+    e->last_use = ++d->clock;
+    /* oneDNN only reads SRC and WEIGHTS: the casts drop const for its generic setter */
+    if (dnnl_memory_set_data_handle(e->mem_a, (void *)a) != dnnl_success ||
+        dnnl_memory_set_data_handle(e->mem_b, (void *)b) != dnnl_success ||
+        dnnl_memory_set_data_handle(e->mem_c, c) != dnnl_success)
+        return -1;
+    const dnnl_exec_arg_t args[3] = {
+        {DNNL_ARG_SRC, e->mem_a}, {DNNL_ARG_WEIGHTS, e->mem_b}, {DNNL_ARG_DST, e->mem_c}};
+    /* a primitive that was built runs (it may have written c by the time it fails, so a
+     * failure here cannot fall back to OpenBLAS: it is a broken invariant) */
+    KERNEL_ASSERT(dnnl_primitive_execute(e->prim, d->stream, 3, args) == dnnl_success);
+    KERNEL_ASSERT(dnnl_stream_wait(d->stream) == dnnl_success);
+    return 0;
+}
