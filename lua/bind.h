@@ -109,6 +109,10 @@ int bind_error(lua_State *L);
 /* One training step of a Finetune on batch; pushes loss, grad_norm, lr, event|nil (4 values). */
 struct Finetune;
 int bind_finetune_step(lua_State *L, struct Finetune *ft, const void *batch);
+/* f:save_state(path, key, mark) (nothing pushed) and f:load_state(path, key) (pushes the mark
+ * and the step) on a Finetune: its whole state (core/formats/finetune_state.h). */
+int bind_finetune_save_state(lua_State *L, struct Finetune *ft);
+int bind_finetune_load_state(lua_State *L, struct Finetune *ft);
 /* Pushes what a fine-tuning step returns to Lua: loss, grad_norm, lr and the expert-boundary
  * event as a table (ev not NULL) or nil; returns 4. */
 int bind_push_step(lua_State *L, const StepResult *r, float lr, const CascadeEvent *ev);

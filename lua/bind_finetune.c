@@ -10,6 +10,7 @@
 
 #include "core/base/error.h"
 #include "core/formats/peft.h"
+#include "core/formats/finetune_state.h"
 #include "core/model/finetune.h"
 #include "lua/bind.h"
 
@@ -293,6 +294,27 @@ static int f_step(lua_State *L) {
     return bind_finetune_step(L, &f->ft, &batch);
 }
 
+/* f:save_state(path, key, mark) and f:load_state(path, key) -> mark, step: the run's whole
+ * state (core/formats/finetune_state.h); the bodies of every model's methods. */
+int bind_finetune_save_state(lua_State *L, Finetune *ft) {
+    if (finetune_state_save(luaL_checkstring(L, 2), ft, luaL_checkstring(L, 3),
+                            (int64_t)luaL_checkinteger(L, 4)) != LSC_OK)
+        return bind_error(L);
+    return 0;
+}
+
+int bind_finetune_load_state(lua_State *L, Finetune *ft) {
+    int64_t mark = 0;
+    if (finetune_state_load(luaL_checkstring(L, 2), ft, luaL_checkstring(L, 3), &mark) != LSC_OK)
+        return bind_error(L);
+    lua_pushinteger(L, (lua_Integer)mark);
+    lua_pushinteger(L, (lua_Integer)ft->step);
+    return 2;
+}
+
+static int f_save_state(lua_State *L) { return bind_finetune_save_state(L, &check_ft(L)->ft); }
+static int f_load_state(lua_State *L) { return bind_finetune_load_state(L, &check_ft(L)->ft); }
+
 static int f_info(lua_State *L) {
     LFinetune *f = check_ft(L);
     lua_pushinteger(L, f->ft.step);
@@ -410,8 +432,10 @@ static int t_tostring(lua_State *L) {
 int luaopen_lorasc_core_finetune(lua_State *L) {
     static const luaL_Reg fmethods[] = {{"step", f_step},
                                         {"info", f_info},
-                                        {"close", f_close},
                                         {"save_adapter", f_save_adapter},
+                                        {"save_state", f_save_state},
+                                        {"load_state", f_load_state},
+                                        {"close", f_close},
                                         {NULL, NULL}};
     static const luaL_Reg fmeta[] = {{"__gc", f_close}, {"__close", f_close},
                                      {"__tostring", f_tostring}, {NULL, NULL}};

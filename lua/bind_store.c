@@ -100,13 +100,15 @@ static int s_run_add(lua_State *L) {
     return 1;
 }
 
-/* s:run_claim(experiment_id, hash, json, seed, rerun_failed [, rerun_stale]) -> {run_id,
- * claimed, prior, was_stale, attempt} */
+/* s:run_claim(experiment_id, hash, json, seed, rerun_failed [, rerun_stale [, keep_log]]) ->
+ * {run_id, claimed, prior, was_stale, attempt}; keep_log: keep an earlier attempt's rows
+ * (then s:rewind) */
 static int s_run_claim(lua_State *L) {
     LStore *s = check_store(L);
     StoreClaim c;
     const unsigned flags = (lua_toboolean(L, 6) ? STORE_RERUN_FAILED : 0u) |
-                           (lua_toboolean(L, 7) ? STORE_RERUN_STALE : 0u);
+                           (lua_toboolean(L, 7) ? STORE_RERUN_STALE : 0u) |
+                           (lua_toboolean(L, 8) ? STORE_KEEP_LOG : 0u);
     CHECK(store_run_claim(&s->s, luaL_checkinteger(L, 2), luaL_checkstring(L, 3),
                           luaL_checkstring(L, 4), luaL_checkinteger(L, 5), flags, &c));
     lua_createtable(L, 0, 5);
@@ -116,6 +118,23 @@ static int s_run_claim(lua_State *L) {
     lua_pushboolean(L, c.was_stale), lua_setfield(L, -2, "was_stale");
     lua_pushinteger(L, c.attempt), lua_setfield(L, -2, "attempt");
     return 1;
+}
+
+/* s:log_count(run_id) -> the run's metric rows in the database */
+static int s_log_count(lua_State *L) {
+    LStore *s = check_store(L);
+    int64_t n = 0;
+    CHECK(store_run_log_count(&s->s, luaL_checkinteger(L, 2), &n));
+    lua_pushinteger(L, (lua_Integer)n);
+    return 1;
+}
+
+/* s:rewind(run_id, keep): keeps the run's first `keep` metric rows, deletes the rest and its
+ * evals and artifacts */
+static int s_rewind(lua_State *L) {
+    LStore *s = check_store(L);
+    CHECK(store_run_rewind(&s->s, luaL_checkinteger(L, 2), luaL_checkinteger(L, 3)));
+    return 0;
 }
 
 /* s:inputs_set(fingerprint or nil, {{path=, kind=, sha256=, bytes=}, ...}): what the next
@@ -321,6 +340,7 @@ int luaopen_lorasc_core_store(lua_State *L) {
         {"meta_set", s_meta_set},   {"experiment_upsert", s_experiment_upsert},
         {"experiment_find", s_experiment_find}, {"run_add", s_run_add},
         {"run_claim", s_run_claim}, {"heartbeat", s_heartbeat}, {"run_finish", s_run_finish},
+        {"log_count", s_log_count}, {"rewind", s_rewind},
         {"metric", s_metric},       {"eval", s_eval},       {"artifact", s_artifact},
         {"flush", s_flush},         {"status", s_status},   {"runs", s_runs},
         {"merge", s_merge},         {"metrics", s_metrics}, {"close", s_close_method},

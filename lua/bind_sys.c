@@ -4,7 +4,9 @@
 #include <dirent.h>
 #include <errno.h>
 #include <stdint.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -13,6 +15,7 @@
 #include "core/data/datadir.h"
 #include "core/base/error.h"
 #include "core/base/sha256.h"
+#include "core/base/stop.h"
 #include "core/model/device.h"
 #include "lorasc_config.h"
 #include "lua/bind.h"
@@ -153,10 +156,13 @@ static int l_datadir_path(lua_State *L) {
     lua_pushstring(L, buf);
     return 1;
 }
+/* sys.sleep(seconds): the whole time, a signal caught meanwhile (a stop request) included,
+ * as a step of that length would take it. */
 static int l_sleep(lua_State *L) {
     const double sec = luaL_checknumber(L, 1);
     struct timespec ts = {.tv_sec = (time_t)sec, .tv_nsec = (long)((sec - (double)(time_t)sec) * 1e9)};
-    nanosleep(&ts, NULL);
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
     return 0;
 }
 /* ------------------------------------------------------------------------------------------
@@ -256,8 +262,19 @@ static int l_set_threads(lua_State *L) {
     bind_set_threads((int)luaL_checkinteger(L, 1));
     return 0;
 }
+/* sys.threads() -> the CPU threads the kernels use: --threads, else the backend's default
+ * (OpenMP's: the CPUs this process may run on), read from the backend's description. Part of
+ * a run's record: OpenBLAS's results depend on how the work is split. */
 static int l_threads(lua_State *L) {
-    lua_pushinteger(L, bind_threads());
+    int n = bind_threads();
+    if (n <= 0) {
+        Backend *be = bind_backend(L);
+        char desc[512] = "";
+        be->describe(be, desc, sizeof desc);
+        const char *t = strstr(desc, "\"threads\":");
+        n = t ? atoi(t + strlen("\"threads\":")) : 0;
+    }
+    lua_pushinteger(L, n);
     return 1;
 }
 /* sys.set_device("cpu"|"cuda"): the device of every model made from now on. The backend is
@@ -300,6 +317,44 @@ static int l_cuda_built(lua_State *L) {
     return 1;
 }
 
+/* The stop signals of `lorasc run`: Ctrl-C (SIGINT), SIGTERM (kill's default, and what Slurm
+ * sends on preemption or at the time limit) and SIGUSR1 (sbatch --signal=B:USR1@SECONDS, an
+ * early warning). The first one only records a stop request (core/base/stop.h), which the
+ * run reads after its current step; a second Ctrl-C stops the process at once. */
+static const int STOP_SIGNALS[] = {SIGINT, SIGTERM, SIGUSR1};
+
+static void on_stop_signal(int sig) {
+    if (sig == SIGINT && stop_requested()) {
+        signal(SIGINT, SIG_DFL);
+        raise(SIGINT);
+        return;
+    }
+    stop_request(sig);
+}
+
+/* sys.catch_stop_signals(): from now on SIGINT, SIGTERM and SIGUSR1 request a stop. */
+static int l_catch_stop_signals(lua_State *L) {
+    (void)L;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    for (size_t i = 0; i < sizeof STOP_SIGNALS / sizeof *STOP_SIGNALS; i++)
+        sigaction(STOP_SIGNALS[i], &sa, NULL);
+    return 0;
+}
+
+/* sys.stop_signal() -> number, name ("SIGINT", "SIGTERM", "SIGUSR1"), or nil if no stop was
+ * requested. */
+static int l_stop_signal(lua_State *L) {
+    const int sig = stop_requested();
+    if (!sig) return 0;
+    lua_pushinteger(L, sig);
+    lua_pushstring(L, sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : sig == SIGUSR1 ? "SIGUSR1" : "a signal");
+    return 2;
+}
+
 int luaopen_lorasc_core_sys(lua_State *L) {
     static const luaL_Reg fns[] = {
         {"now", l_now},       {"isatty", l_isatty},     {"getpid", l_getpid},
@@ -308,7 +363,8 @@ int luaopen_lorasc_core_sys(lua_State *L) {
         {"sleep", l_sleep}, {"set_threads", l_set_threads}, {"threads", l_threads},
         {"set_device", l_set_device}, {"device", l_device}, {"device_info", l_device_info},
         {"device_error", l_device_error}, {"cuda_built", l_cuda_built},
-        {"run_limited", l_run_limited}, {"listdir", l_listdir}, {NULL, NULL}};
+        {"run_limited", l_run_limited}, {"listdir", l_listdir},
+        {"catch_stop_signals", l_catch_stop_signals}, {"stop_signal", l_stop_signal}, {NULL, NULL}};
     luaL_newlib(L, fns);
     return 1;
 }

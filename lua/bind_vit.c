@@ -346,6 +346,18 @@ static int f_step(lua_State *L) {
     return bind_push_step(L, &r, lr, boundary == 1 ? &ev : NULL);
 }
 
+/* f:save_state(path, key, mark), f:load_state(path, key) -> mark, step (bind_finetune.c) */
+static int f_save_state(lua_State *L) {
+    ImageFinetune *f = luaL_checkudata(L, 1, BIND_VIT_FINETUNE);
+    check_run(L, f->ft_live, "fine-tuning run is closed");
+    return bind_finetune_save_state(L, &f->ft);
+}
+static int f_load_state(lua_State *L) {
+    ImageFinetune *f = luaL_checkudata(L, 1, BIND_VIT_FINETUNE);
+    check_run(L, f->ft_live, "fine-tuning run is closed");
+    return bind_finetune_load_state(L, &f->ft);
+}
+
 /* Ends the run and detaches the adapter: the model then holds the merged result. */
 static int f_close(lua_State *L) {
     image_finetune_end(luaL_checkudata(L, 1, BIND_VIT_FINETUNE));
@@ -388,8 +400,12 @@ int luaopen_lorasc_core_vit(lua_State *L) {
     static const luaL_Reg tmeta[] = {{"__gc", t_close}, {"__close", t_close},
                                      {"__tostring", t_tostring}, {NULL, NULL}};
     bind_new_class(L, BIND_VIT_TRAINER, tmethods, tmeta);
-    static const luaL_Reg fmethods[] = {
-        {"step", f_step}, {"close", f_close}, {"save_adapter", f_save_adapter}, {NULL, NULL}};
+    static const luaL_Reg fmethods[] = {{"step", f_step},
+                                        {"save_adapter", f_save_adapter},
+                                        {"save_state", f_save_state},
+                                        {"load_state", f_load_state},
+                                        {"close", f_close},
+                                        {NULL, NULL}};
     static const luaL_Reg fmeta[] = {{"__gc", f_close}, {"__close", f_close},
                                      {"__tostring", f_tostring}, {NULL, NULL}};
     bind_new_class(L, BIND_VIT_FINETUNE, fmethods, fmeta);

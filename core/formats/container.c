@@ -18,7 +18,9 @@ static const char MAGIC[8] = {'L', 'S', 'C', 'C', 'K', 'P', 'T', '\0'};
 /* name, dtype, crc, count */
 #define SECTION_HEADER_BYTES (CONTAINER_NAME_LEN + 4 + 4 + 8)
 
-static size_t dtype_size(uint32_t dtype) { return dtype == CONTAINER_I64 ? 8 : 4; }
+static size_t dtype_size(uint32_t dtype) {
+    return dtype == CONTAINER_I64 ? 8 : dtype == CONTAINER_U8 ? 1 : 4;
+}
 
 uint32_t container_crc32(uint32_t crc, const void *data, size_t n) {
     const unsigned char *p = data;
@@ -174,7 +176,7 @@ int container_open(ContainerReader *r, const char *path) {
             goto fail;
         }
         s->name[CONTAINER_NAME_LEN] = '\0';
-        if (s->dtype > CONTAINER_I64) {
+        if (s->dtype > CONTAINER_U8) {
             rc = error_set("%s is corrupt: section '%s' has unknown dtype %u.", path, s->name, s->dtype);
             goto fail;
         }

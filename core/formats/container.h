@@ -1,12 +1,13 @@
 /* The lorasc checkpoint container: one file of named, typed, checksummed sections, shared by
- * the Llama checkpoints (checkpoint.h) and the ViT checkpoints (vit_checkpoint.h). What goes
- * in the sections is theirs; this module knows only the layout. Not here: llama2.c, GGUF or
- * safetensors files.
+ * the Llama checkpoints (checkpoint.h), the ViT checkpoints (vit_checkpoint.h) and the state
+ * of a fine-tuning run (finetune_state.h). What goes in the sections is theirs; this module
+ * knows only the layout. Not here: llama2.c, GGUF or safetensors files.
  *
  * Layout, version 1 (little-endian):
  *   magic "LSCCKPT\0" (8 bytes), u32 version, u32 n_sections, then n_sections times:
- *   char name[32] (NUL-padded), u32 dtype (0 = f32, 1 = i32, 2 = i64), u32 CRC-32 (IEEE
- *   802.3, as zlib) of the payload, u64 element count, payload.
+ *   char name[32] (NUL-padded), u32 dtype (0 = f32, 1 = i32, 2 = i64, 3 = u8: bytes such as
+ *   text, added within version 1: older readers refuse a file that has such a section),
+ *   u32 CRC-32 (IEEE 802.3, as zlib) of the payload, u64 element count, payload.
  * A reader finds sections by name, so later versions can add sections. */
 #ifndef LORASC_CONTAINER_H
 #define LORASC_CONTAINER_H
@@ -24,6 +25,7 @@ typedef enum ContainerDtype {
     CONTAINER_F32 = 0,
     CONTAINER_I32 = 1,
     CONTAINER_I64 = 2,
+    CONTAINER_U8 = 3,
 } ContainerDtype;
 
 /* CRC-32 of n bytes continued from crc (0 to start). */

@@ -63,6 +63,10 @@ static const char *const SQL[ST_COUNT] = {
     [ST_DEL_METRICS] = "DELETE FROM metrics WHERE run_id = ?1",
     [ST_DEL_EVALS] = "DELETE FROM evals WHERE run_id = ?1",
     [ST_DEL_ARTIFACTS] = "DELETE FROM artifacts WHERE run_id = ?1",
+    [ST_METRIC_COUNT] = "SELECT count(*) FROM metrics WHERE run_id = ?1",
+    /* rowids grow with every insert while the run's own rows are there: insertion order */
+    [ST_METRIC_REWIND] = "DELETE FROM metrics WHERE run_id = ?1 AND rowid NOT IN "
+                         "(SELECT rowid FROM metrics WHERE run_id = ?1 ORDER BY rowid LIMIT ?2)",
     [ST_METRIC_INSERT] = "INSERT INTO metrics (run_id, step, name, value) VALUES (?1, ?2, ?3, ?4)",
     [ST_EVAL_INSERT] = "INSERT INTO evals (run_id, split, metric, value) VALUES (?1, ?2, ?3, ?4) "
                        "ON CONFLICT (run_id, split, metric) DO UPDATE SET value = excluded.value",

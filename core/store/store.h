@@ -44,6 +44,9 @@ typedef enum StoreRunStatus {
  * their git_commit or git_dirty differs from this store's (store_meta_set), or their
  * inputs_sha256 from the one given to store_inputs_set (store_done_is_stale) */
 #define STORE_RERUN_STALE 2u
+/* keep what an earlier attempt logged: the caller resumes it from a saved state and then
+ * calls store_run_rewind */
+#define STORE_KEEP_LOG 4u
 
 /* Where and how this process runs, recorded on every run it claims. Strings are copied;
  * NULL leaves a field unknown (NULL in the database). */
@@ -193,11 +196,20 @@ int store_run_add(Store *s, int64_t experiment_id, const char *config_hash, cons
  * with STORE_RERUN_STALE and only if stale (store_done_is_stale); a 'running' row is claimed
  * only if its process is gone (it is first marked 'interrupted'). Claiming sets it 'running'
  * with this host, pid, metadata, inputs (store_inputs_set) and a fresh heartbeat, counts an
- * attempt, and
- * deletes what an earlier attempt logged (metrics, evals, artifacts). out->claimed says
+ * attempt, and deletes what an earlier attempt logged (metrics, evals, artifacts) unless flags
+ * has STORE_KEEP_LOG. out->claimed says
  * whether this process must now run it; out->prior says why not. */
 int store_run_claim(Store *s, int64_t experiment_id, const char *config_hash,
                     const char *config_json, int64_t seed, unsigned flags, StoreClaim *out);
+/* A run resumed from a saved state (claimed with STORE_KEEP_LOG): *n = how many metric rows
+ * it has in the database (buffered rows are not counted: flush first). The harness saves this
+ * count with the state. */
+int store_run_log_count(Store *s, int64_t run_id, int64_t *n);
+/* Of a run this process holds: keeps its first `keep` metric rows (in the order they were
+ * written: those logged before the state it resumes from was saved) and deletes the rest, its
+ * evals and its artifacts, in one transaction. keep = 0 clears them all, as a claim without
+ * STORE_KEEP_LOG does. */
+int store_run_rewind(Store *s, int64_t run_id, int64_t keep);
 /* Refreshes the heartbeat of a run this process holds. Call it at least every
  * stale_after_s / 4 seconds of work (store_flush does it too). An error means the run was
  * taken over by another process: stop working on it. */

@@ -132,7 +132,7 @@ int store_run_claim(Store *s, int64_t experiment_id, const char *config_hash,
     if (claim) {
         char now[32];
         store_schema_time_iso(now, 0);
-        rc = store_children_delete(s, out->run_id);
+        if (!(flags & STORE_KEEP_LOG)) rc = store_children_delete(s, out->run_id);
         if (rc != LSC_OK) goto done;
         sqlite3_stmt *st = store_stmt(s, ST_RUN_START);
         sqlite3_bind_int64(st, 1, out->run_id);
@@ -195,6 +195,47 @@ int store_run_heartbeat(Store *s, int64_t run_id) {
     store_schema_time_iso(now, 0);
     if (heartbeat(s, run_id, now, &held) != LSC_OK) return LSC_ERR;
     return held ? LSC_OK : not_held_error(s, run_id);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * resuming a run from a saved state: what it had logged then */
+
+int store_run_log_count(Store *s, int64_t run_id, int64_t *n) {
+    sqlite3_stmt *st = store_stmt(s, ST_METRIC_COUNT);
+    sqlite3_bind_int64(st, 1, run_id);
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        sqlite3_reset(st);
+        return store_db_error(s, "count a run's metrics");
+    }
+    *n = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return LSC_OK;
+}
+
+int store_run_rewind(Store *s, int64_t run_id, int64_t keep) {
+    if (keep < 0) return error_set("A run keeps a number of metric rows >= 0, not %lld.", (long long)keep);
+    char now[32];
+    store_schema_time_iso(now, 0);
+    int held = 0;
+    int rc = store_begin(s, "start rewinding a run");
+    if (rc != LSC_OK) return rc;
+    rc = heartbeat(s, run_id, now, &held);
+    if (rc == LSC_OK && !held) rc = not_held_error(s, run_id);
+    if (rc == LSC_OK) {
+        sqlite3_stmt *st = store_stmt(s, ST_METRIC_REWIND);
+        sqlite3_bind_int64(st, 1, run_id);
+        sqlite3_bind_int64(st, 2, keep);
+        rc = store_stmt_run(s, st, "delete the metrics logged after the saved state");
+    }
+    static const int which[2] = {ST_DEL_EVALS, ST_DEL_ARTIFACTS};
+    for (int i = 0; rc == LSC_OK && i < 2; i++) {
+        sqlite3_stmt *st = store_stmt(s, which[i]);
+        sqlite3_bind_int64(st, 1, run_id);
+        rc = store_stmt_run(s, st, "clear an earlier attempt's rows");
+    }
+    if (rc == LSC_OK) rc = store_commit(s, "commit the rewind");
+    if (rc != LSC_OK) store_rollback(s);
+    return rc;
 }
 
 /* ------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@
 
 #include "core/base/error.h"
 #include "core/data/image_resize.h"
+#include "core/base/stop.h"
 #include "core/data/corrupt.h"
 
 ImageTaskOptions image_task_default_options(void) {
@@ -191,6 +192,11 @@ int image_task_evaluate(const ImageTask *t, ViT *m, int split, int B,
     double sum_loss = 0;
     const int n = t->n[split];
     for (int start = 0; start < n && rc == LSC_OK; start += B) {
+        if (stop_requested()) { /* Ctrl-C or a scheduler's signal: the run is to stop now */
+            rc = error_set("Stopped by signal %d while evaluating on %s (image %d of %d).",
+                           stop_requested(), t->name, start, n);
+            break;
+        }
         const int b = n - start < B ? n - start : B;
         for (int i = 0; i < b; i++) pos[i] = start + i;
         rc = image_task_batch(t, split, pos, b, x, labels, NULL, 0, 0);

@@ -75,7 +75,8 @@ typedef struct ImageCorruption {
 /* Accuracy and mean loss of m on every image of a split once, in batches of B, at m's image
  * size. corruption NULL: clean images; else image i of the split gets the noise of (seed, kind,
  * severity, i) at the data's own size (before any resize), so every model sees the same
- * corrupted set. */
+ * corrupted set. A stop request (core/base/stop.h) ends it between two batches with an error
+ * that says so. */
 int image_task_evaluate(const ImageTask *t, ViT *m, int split, int B,
                         const ImageCorruption *corruption, double *accuracy, double *loss);
 

@@ -8,6 +8,7 @@
 #include "core/base/error.h"
 #include "core/tasks/metrics.h"
 #include "core/base/philox.h"
+#include "core/base/stop.h"
 #include "core/tasks/prompts.h"
 
 static const char *const sampling_names[] = {[TASK_SAMPLING_EPOCH] = "epoch",
@@ -125,6 +126,11 @@ int task_evaluate(Llama *m, const Tokenizer *tok, const Dataset *d, DataSplit sp
     }
     double f1_sum = 0.0, em_sum = 0.0;
     for (size_t i = 0; i < n && rc == LSC_OK; i++) {
+        if (stop_requested()) { /* Ctrl-C or a scheduler's signal: the run is to stop now */
+            rc = error_set("Stopped by signal %d while evaluating %s (example %zu of %zu).",
+                           stop_requested(), datasets_name(task), i, n);
+            break;
+        }
         const Example *e = &d->split[split][i];
         if (datasets_kind(task) == TASK_KIND_GENERATE) {
             char *text = NULL;

@@ -62,7 +62,8 @@ int task_batch_trim(int32_t *tokens, int32_t *targets, int B, int T);
 /* Evaluates m on a split (max_examples > 0 caps the count): candidates scored by summed
  * log-likelihood for classification and choice tasks, greedy generation of at most max_new
  * tokens otherwise (few-shot prefixes where the task has them). Alpaca has no metric of its
- * own (the paper evaluates it on MMLU and BBH): it is an error here. */
+ * own (the paper evaluates it on MMLU and BBH): it is an error here. A stop request
+ * (core/base/stop.h) ends it between two examples with an error that says so. */
 int task_evaluate(Llama *m, const Tokenizer *tok, const Dataset *d, DataSplit split,
                   size_t max_examples, int max_new, TaskScores *out);
 

@@ -145,6 +145,7 @@ function M.get(dir, name, build, load, report)
       end
       sys.sleep(delay)
       delay = math.min(delay * 2, 1.0)
+      require("lorasc.resume").check("while waiting for another process to build the base model")
     end
   end
   local last_beat = sys.now()

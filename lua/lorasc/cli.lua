@@ -41,7 +41,7 @@ local HELP = {
   run = [[
 usage: lorasc run FILE [--db PATH] [--dry-run] [--shard i/N] [--rerun-failed] [--rerun-stale]
                        [--device cpu|cuda] [--threads N] [--experiment NAME] [--results DIR]
-                       [--verbose]
+                       [--checkpoint-every SECONDS] [--verbose]
 
 Expands every experiment in FILE into runs (grid x tasks x seeds; each run's identity is
 the SHA-256 of its canonical config JSON, seed included), registers them as pending, then
@@ -50,11 +50,20 @@ of the database). Every run's length is checked against its data first. A run ki
 mid-way (its process gone) is run again; a failing run (an error, or a diverged one:
 train.diverge in lua/DSL.md) is recorded as failed with its message and the sweep goes on;
 runs that failed before are run again only with --rerun-failed.
+A run saves its state every --checkpoint-every seconds and resumes from it after a kill;
+Ctrl-C, SIGTERM or SIGUSR1 end the run after its current step, save it, mark it interrupted
+and end the sweep (the next `lorasc run` resumes it).
 Every run records the commit this lorasc was built from and the SHA-256 of every data file
 and checkpoint it reads. A done run made by other code (another commit, or a dirty build)
 or from other data is stale: it is kept, counted, and run again only with --rerun-stale.
 Base models with llama{ pretrain = {...} } are pretrained once and cached under
 <results>/cache/ (not a run of the grid), keyed by their config and their corpus's contents.
+A run saves its whole state (weights it changed, adapters, optimizer, step) under
+<db directory>/state/ every --checkpoint-every seconds; a run killed mid-way (its process
+gone) resumes from its last state, and on the CPU ends exactly as it would have without the
+kill. Ctrl-C, SIGTERM (Slurm's preemption and time limit) or SIGUSR1 (sbatch
+--signal=B:USR1@120) end the current step, save the state, mark the run interrupted and stop
+the sweep; the next `lorasc run` resumes it. A second Ctrl-C stops at once.
 
   --dry-run        list the runs and their config hashes; train nothing, write nothing
   --shard i/N      run only runs i, i+N, i+2N, ... (1 <= i <= N) of the expansion
@@ -65,7 +74,10 @@ Base models with llama{ pretrain = {...} } are pretrained once and cached under
                    database's directory)
   --skip-hashes F  leave out the runs whose config hash is a line of file F before --shard
                    cuts the rest (lorasc slurm lists the runs done already this way)
-Exit status: 0 if every run is done, 1 if any failed (or on an error).]],
+  --checkpoint-every S   seconds between saved states of a run (default 300; 0: only
+                   when stopped by a signal); not part of a run's identity
+Exit status: 0 if every run is done, 1 if any failed (or on an error), 128 + the signal's
+number when a signal stopped the sweep (130 for Ctrl-C, 143 for SIGTERM).]],
   status = [[
 usage: lorasc status FILE [--db PATH] [--experiment NAME]
 
@@ -166,7 +178,8 @@ local VALUED = { ["--db"] = "db", ["--shard"] = "shard", ["--device"] = "device"
                  ["--from"] = "from", ["--results"] = "results", ["--array"] = "array",
                  ["--partition"] = "partition", ["--time"] = "time", ["--gpus-per-task"] = "gpus_per_task",
                  ["--cpus-per-task"] = "cpus_per_task", ["--skip-hashes"] = "skip_hashes",
-                 ["--hf"] = "hf", ["--peft"] = "peft", ["--dtype"] = "dtype" }
+                 ["--hf"] = "hf", ["--peft"] = "peft", ["--dtype"] = "dtype",
+                 ["--checkpoint-every"] = "checkpoint_every" }
 
 local function parse(args)
   local opts, pos = { db = "results/lorasc.db", format = "markdown" }, {}
@@ -185,7 +198,7 @@ local function parse(args)
       end
       opts[VALUED[key]] = value
     elseif a:sub(1, 1) == "-" and a ~= "-" then
-      fail("unknown option '" .. a .. "'; valid options: --db, --dry-run, --shard, --rerun-failed, --rerun-stale, --device, --threads, --format, --paper, --experiment, --from, --results, --skip-hashes, --mix-commits, --hf, --peft, --dtype, --verbose, --help (lorasc slurm: --array, --partition, --time, --gpus-per-task, --cpus-per-task, --submit)")
+      fail("unknown option '" .. a .. "'; valid options: --db, --dry-run, --shard, --rerun-failed, --rerun-stale, --device, --threads, --format, --paper, --experiment, --from, --results, --skip-hashes, --mix-commits, --hf, --peft, --dtype, --checkpoint-every, --verbose, --help (lorasc slurm: --array, --partition, --time, --gpus-per-task, --cpus-per-task, --submit)")
     else
       pos[#pos + 1] = a
     end
@@ -199,6 +212,11 @@ local function parse(args)
     if not n or n <= 0 then fail("--threads must be a positive integer, got '" .. opts.threads .. "'") end
     opts.threads = n
     sys.set_threads(n)
+  end
+  if opts.checkpoint_every then
+    local v = tonumber(opts.checkpoint_every)
+    if not v or v ~= v or v < 0 or v == math.huge then fail("--checkpoint-every must be a number of seconds >= 0 (0: save a run's state only when a signal stops it), got '" .. opts.checkpoint_every .. "'") end
+    opts.checkpoint_every = v
   end
   if opts.shard then
     local a, b = opts.shard:match("^(%d+)/(%d+)$")
@@ -331,6 +349,10 @@ function COMMANDS.run(opts, pos)
   if n.stale > 0 then
     print(string.format("lorasc run: %d stored run(s) were made by other code or from other data than this lorasc (%s) and the files now; kept as they are: `lorasc status %s` lists them, `lorasc run %s --rerun-stale` runs them again",
       n.stale, provenance.current_code(), pos[1], pos[1]))
+  end
+  if n.stop then
+    print(string.format("lorasc run: stopped by %s; `lorasc run %s` resumes the interrupted run from its saved state", n.stop.name, pos[1]))
+    return 128 + n.stop.signal
   end
   return (n.failed > 0 or n.failed_before > 0) and 1 or 0
 end

@@ -8,12 +8,16 @@
 -- config (which every run's config contains), built by the first run that needs it and
 -- reused by every later run, process and shard. One run is the same steps for every task
 -- family; what it loads, trains and evaluates is its family's.
+-- A run saves its state now and then and resumes from it after a kill; a stop signal
+-- (Ctrl-C, SIGTERM, SIGUSR1) ends the run after its current step, marks it interrupted and
+-- ends the sweep (resume.lua).
 local sys = require "lorasc.core.sys"
 local progress = require "lorasc.progress"
 local families = require "lorasc.families"
 local methods = require "lorasc.methods"
 local train = require "lorasc.train"
 local canon = require "lorasc.canon"
+local resume = require "lorasc.resume"
 local provenance = require "lorasc.provenance"
 local export = require "lorasc.export" -- what a run keeps (save = "model" | "adapter")
 
@@ -29,13 +33,11 @@ end
 -- user errors for the host.
 local sentence = canon.sentence
 
--- One run: the base model (pretrained and cached on first use), the data, the base
--- fine-tuned with the run's method (train.steps = 0: evaluated as it is), the evaluation,
--- what save = keeps (the adapter before the run is closed, the merged model after); the
--- weights the run changed are restored when `restore` closes (the family's borrow: no copy
--- of the whole model per run). Returns the scores { val, test [, corrupt] }.
-local function train_one(store, run, run_id, prog, index, opts)
-  local c = run.config
+-- base fine-tuned with the run's method (train.steps = 0: evaluated as it is; an interrupted
+-- run resumes from its saved state), the evaluation, what save = keeps (the adapter before
+-- the run is closed, the merged model after). Returns the scores { val, test [, corrupt] }.
+local function train_one(store, run, claim, prog, index, opts)
+  local c, run_id = run.config, claim.run_id
   local fam = families[run.family]
   local base, base_path = fam.base(run, M.results_dir(opts) .. "/cache", function(msg) prog:message(msg) end)
   if base_path then store:input(run_id, base_path, "base") end
@@ -47,12 +49,14 @@ local function train_one(store, run, run_id, prog, index, opts)
     local eo = methods.engine_options(c.method, c.train, c.seed, total, ctx.spe)
     eo.keep_adapter = run.save.adapter and 1 or 0 -- the run keeps its merges for its adapter
     local f <close> = fam.finetune(m, ctx, eo, c.train, c.model)
+    local state = resume.start(store, run, claim, f, opts, function(msg) prog:message(msg) end)
     prog:run_start(index, string.format("%s %s seed %d", c.task, run.label, c.seed), total, ctx.spe)
-    train.loop(store, run, run_id, prog, total, function() return fam.step(f, ctx) end)
+    train.loop(store, run, run_id, prog, total, function() return fam.step(f, ctx) end, state)
     if run.save.adapter then export.keep_adapter(store, run, run_id, f, M.results_dir(opts)) end
     f:close() -- the cascade's last merge leaves the learned update in m's weights
     train.check_weights(m, string.format("its last step (%d) and the final merge", total))
   else
+    if claim.kept_log then store:rewind(run_id, 0) end
     prog:run_start(index, string.format("%s (evaluation only) seed %d", c.task, c.seed), 0, 1)
   end
   local scores = fam.evaluate(store, run, run_id, m, ctx)
@@ -105,6 +109,7 @@ local function score(x) return x == x and string.format("%.4f", x) or "— (empt
 -- process), elsewhere (of those, done in another experiment), failed_before (failed earlier,
 -- not run again without --rerun-failed), stale (skipped done runs that are stale) }.
 function M.run_all(store, exps, opts)
+  sys.catch_stop_signals()
   local done = {} -- config hash -> a done run, this experiment's first, else any experiment's
   local n = { ran = 0, failed = 0, skipped = 0, elsewhere = 0, failed_before = 0, stale = 0 }
   local todo, steps = {}, 0
@@ -141,10 +146,15 @@ function M.run_all(store, exps, opts)
   end
   local prog = progress.new(#todo, steps)
   for i, t in ipairs(todo) do
+    local sig, signame = sys.stop_signal()
+    if sig then n.stop = { signal = sig, name = signame }; break end
     local r = t.run
     store:inputs_set(t.inputs.fingerprint, t.inputs.list)
-    local claim = store:run_claim(t.exp_id, r.hash, r.json, r.seed, opts.rerun_failed, opts.rerun_stale)
+    local has_state = sys.exists(resume.path(opts.db, r.hash))
+    local claim = store:run_claim(t.exp_id, r.hash, r.json, r.seed, opts.rerun_failed, opts.rerun_stale, has_state)
+    claim.kept_log = has_state
     if not claim.claimed then
+      if has_state and claim.prior == "done" then resume.remove(opts.db, r.hash) end
       -- another process finished or holds it since the list above was made
       if claim.prior == "failed" then n.failed_before = n.failed_before + 1 else n.skipped = n.skipped + 1 end
       prog:skip(r.total)
@@ -155,19 +165,30 @@ function M.run_all(store, exps, opts)
       local t0 = sys.now()
       prog.index = i
       local ok, res = xpcall(train_one, function(e)
+        if resume.is_stop(e) then return e end
         local msg = sentence(e)
         if os.getenv("LORASC_DEBUG") then msg = debug.traceback(msg, 2) end
         return msg
-      end, store, r, claim.run_id, prog, i, opts)
+      end, store, r, claim, prog, i, opts)
       local wall = sys.now() - t0
       n.ran = n.ran + 1
+      local sig, signame = sys.stop_signal()
       if ok then
         store:run_finish(claim.run_id, "done", nil, wall)
+        resume.remove(opts.db, r.hash)
         prog:run_end(string.format("run %d done in %s: val %s test %s%s (%s)", claim.run_id,
           progress.fmt_time(wall), score(res.val), score(res.test),
           res.corrupt and string.format(" corrupt %.4f", res.corrupt) or "", r.hash:sub(1, 12)), r.total)
+      elseif sig then -- whatever the error says, the signal is why the run ended
+        local why = resume.is_stop(res) and res.message or string.format("stopped by %s: %s", signame, tostring(res))
+        local fok, ferr = pcall(store.run_finish, store, claim.run_id, "interrupted", why, wall)
+        if not fok then prog:message("cannot record the interruption: " .. sentence(ferr)) end
+        prog:run_end(string.format("run %d interrupted: %s", claim.run_id, why), r.total)
+        n.stop = { signal = sig, name = signame }
+        break
       else
         n.failed = n.failed + 1
+        resume.remove(opts.db, r.hash)
         local fok, ferr = pcall(store.run_finish, store, claim.run_id, "failed", res, wall)
         if not fok then prog:message("cannot record the failure: " .. sentence(ferr)) end
         prog:run_end(string.format("run %d FAILED: %s", claim.run_id, res), r.total)

@@ -1,8 +1,10 @@
 -- The loops every task family shares when `lorasc run` trains: pretraining a base model
 -- (progress lines; the cache and its atomic saves are cache.lua's) and fine-tuning (metrics
--- every log_every steps, expert-boundary events, the progress bar, periodic flushes).
+-- every log_every steps, expert-boundary events, the progress bar, periodic flushes, the
+-- run's state saved now and then and on a stop signal: resume.lua).
 -- What is trained on what is the families' (family_*.lua); the sweep is runner.lua's.
 local sys = require "lorasc.core.sys"
+local resume = require "lorasc.resume"
 
 local M = {}
 
@@ -53,6 +55,7 @@ function M.pretrain_steps(steps, report, step, factor)
   local watch = M.divergence(factor)
   local delay = tonumber(os.getenv("LORASC_TEST_PRETRAIN_DELAY") or "")
   for i = 1, steps do
+    resume.check(string.format("while pretraining the base model (step %d of %d; it starts again next time)", i - 1, steps))
     loss = step()
     if delay then sys.sleep(delay) end
     local why = watch(i, loss)
@@ -89,13 +92,18 @@ end
 -- The fine-tuning loop of every model and task: one Lua call per step (step() returns
 -- loss, grad_norm, lr and the expert-boundary event or nil), train.loss / lr / grad_norm every
 -- log_every steps, boundary events as metrics, the progress bar, and a flush (which also
--- refreshes the heartbeat) at least every 10 s.
-function M.loop(store, run, run_id, prog, total, step)
+-- refreshes the heartbeat) at least every 10 s. state (resume.start's): the loop runs steps
+-- state.first + 1 .. total and saves the run's state every state.every seconds (0: never on
+-- a timer), when a stop signal has arrived (then it raises the stop) and after the last step
+-- if it saved one before.
+function M.loop(store, run, run_id, prog, total, step, state)
+  -- no saved state (a caller that does not resume): start at step 1, never save
+  state = state or { first = 0, every = 0, save = function() end }
   local delay = tonumber(os.getenv("LORASC_TEST_STEP_DELAY") or "")
-  local last_flush = sys.now()
+  local last_flush, last_save = sys.now(), sys.now()
   local factor = run.config.train.diverge
-  local watch = M.divergence(factor)
-  for i = 1, total do
+  local watch = M.divergence(factor) -- a resumed run's window starts where it resumes
+  for i = state.first + 1, total do
     local loss, gnorm, lr, ev = step()
     local why = watch(i, loss, gnorm)
     if why then
@@ -119,11 +127,19 @@ function M.loop(store, run, run_id, prog, total, step)
     end
     prog:step(i, loss)
     if delay then sys.sleep(delay) end
+    local stop = sys.stop_signal()
+    if stop or (state.every > 0 and sys.now() - last_save >= state.every) then
+      state.save(i, stop)
+      last_save, last_flush = sys.now(), sys.now()
+    end
+    if stop then resume.check(string.format("after step %d of %d (its state is saved: `lorasc run` resumes it)", i, total)) end
     if sys.now() - last_flush > 10 then
       store:flush()
       last_flush = sys.now()
     end
   end
+  -- an evaluation stopped later need not train again
+  if state.saved and state.saved < total then state.save(total) end
 end
 
 return M

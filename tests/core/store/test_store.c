@@ -238,6 +238,60 @@ static void test_claim_lifecycle(void **state) {
     CHECK(store_close(&s));
 }
 
+/* A run resumed from a saved state keeps what it logged before the state was saved and loses
+ * what it logged after: claimed with STORE_KEEP_LOG, rewound to the count saved with the
+ * state, in the order the rows were written (another run's rows in between stay). */
+static void test_resume_keeps_log_until_state(void **state) {
+    (void)state;
+    char path[256];
+    path_in_dir(path, sizeof path, "resume.db");
+    Store s;
+    int64_t exp = 0, n = -1;
+    StoreClaim c;
+    CHECK(store_open(&s, path));
+    CHECK(store_experiment_upsert(&s, "resume", "r.lua", NULL, &exp));
+    const int64_t a = claim_ok(&s, exp, 0, 0, &c), other = claim_ok(&s, exp, 1, 0, &c);
+    CHECK(store_metric_add(&s, a, 0, "base.pretrain_loss", 3.0)); /* step 0, before training */
+    for (int step = 1; step <= 4; step++) {
+        CHECK(store_metric_add(&s, a, step, "train.loss", 1.0 / step));
+        CHECK(store_metric_add(&s, other, step, "train.loss", 5.0));
+    }
+    CHECK(store_flush(&s));
+    CHECK(store_run_log_count(&s, a, &n)); /* the state is saved here */
+    assert_int_equal(n, 5);
+    for (int step = 5; step <= 6; step++) CHECK(store_metric_add(&s, a, step, "train.loss", 1.0 / step));
+    CHECK(store_metric_add(&s, a, 0, "data.train_n", 100)); /* step 0, yet after the state */
+    CHECK(store_eval_add(&s, a, "val", "score", 0.5));
+    CHECK(store_artifact_add(&s, a, path, "model"));
+    CHECK(store_run_finish(&s, a, STORE_INTERRUPTED, "stopped by SIGTERM", 1.0));
+    expect_error(store_run_rewind(&s, a, 5), "not held by this process");
+
+    claim_ok(&s, exp, 0, STORE_KEEP_LOG, &c);
+    assert_true(c.claimed);
+    assert_int_equal(c.prior, STORE_INTERRUPTED);
+    assert_int_equal(query_int(&s, "SELECT count(*) FROM metrics WHERE run_id = 1"), 8);
+    CHECK(store_run_log_count(&s, a, &n));
+    assert_int_equal(n, 8);
+    CHECK(store_run_rewind(&s, a, 5));
+    assert_int_equal(query_int(&s, "SELECT count(*) FROM metrics WHERE run_id = 1"), 5);
+    assert_int_equal(query_int(&s, "SELECT max(step) FROM metrics WHERE run_id = 1"), 4);
+    assert_int_equal(query_int(&s, "SELECT count(*) FROM metrics WHERE run_id = 1 AND step = 0"), 1);
+    assert_int_equal(query_int(&s, "SELECT count(*) FROM metrics WHERE name = 'data.train_n'"), 0);
+    assert_int_equal(query_int(&s, "SELECT count(*) FROM evals"), 0);
+    assert_int_equal(query_int(&s, "SELECT count(*) FROM artifacts"), 0);
+    assert_int_equal(query_int(&s, "SELECT count(*) FROM metrics WHERE run_id = 2"), 4);
+    /* rows logged after the rewind come after the kept ones */
+    CHECK(store_metric_add(&s, a, 5, "train.loss", 0.2));
+    CHECK(store_flush(&s));
+    CHECK(store_run_rewind(&s, a, 6));
+    assert_int_equal(query_int(&s, "SELECT count(*) FROM metrics WHERE run_id = 1"), 6);
+    CHECK(store_run_rewind(&s, a, 0)); /* a state that cannot be used: start again */
+    assert_int_equal(query_int(&s, "SELECT count(*) FROM metrics WHERE run_id = 1"), 0);
+    expect_error(store_run_rewind(&s, a, -1), ">= 0");
+    assert_integrity(&s);
+    CHECK(store_close(&s));
+}
+
 static int commits;
 static int count_commit(void *ud) {
     (void)ud;
@@ -611,6 +665,7 @@ int main(void) {
         cmocka_unit_test(test_open_create_reopen),
         cmocka_unit_test(test_open_errors),
         cmocka_unit_test(test_claim_lifecycle),
+        cmocka_unit_test(test_resume_keeps_log_until_state),
         cmocka_unit_test(test_flush_one_transaction),
         cmocka_unit_test(test_stale_heartbeat_other_host),
         cmocka_unit_test(test_sigkill_leaves_stale_run),

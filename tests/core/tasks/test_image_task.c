@@ -1,8 +1,8 @@
 /* Image tasks and ViT training on them (core/tasks/image_task.h, image_train.h), model cloning
  * (vit_clone, llama_clone) and devices by name (core/model/device.h), on small image sets
  * made in memory: split sizes and disjointness, relabelling, caps, errors; evaluation against
- * a hand loop (clean and corrupted); the sampler's per-epoch permutation; a pretraining run
- * and a cascade fine-tuning run. */
+ * a hand loop (clean and corrupted), ended by a stop request; the sampler's per-epoch
+ * permutation; a pretraining run and a cascade fine-tuning run. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +16,7 @@
 
 #include "core/base/error.h"
 #include "core/base/philox.h"
+#include "core/base/stop.h"
 #include "core/data/corrupt.h"
 #include "core/data/image_resize.h"
 #include "core/model/device.h"
@@ -254,6 +255,14 @@ static void test_evaluate(void **state) {
     assert_non_null(strstr(error_last(), "the ViT (1 x 8 x 8 images, 4 classes) does not fit "
                                          "task synthetic (1 x 8 x 8, 3 classes)"));
     vit_free(&other);
+    /* a stop request (Ctrl-C, SIGTERM) ends an evaluation before its next batch */
+    stop_request(10);
+    assert_int_equal(image_task_evaluate(&fx.t, &fx.m, IMAGE_TEST, 4, NULL, &acc, &loss), LSC_ERR);
+    if (!strstr(error_last(), "Stopped by signal 10 while evaluating on synthetic"))
+        fail_msg("%s", error_last());
+    stop_clear();
+    if (image_task_evaluate(&fx.t, &fx.m, IMAGE_TEST, 4, NULL, &acc, &loss) != LSC_OK)
+        fail_msg("evaluate after the stop was cleared: %s", error_last());
     fixture_close(&fx);
 }
 

@@ -4,7 +4,8 @@
  * replacement sampler draws as before epochs existed; every task (but Alpaca, which
  * the paper evaluates on MMLU and BBH) evaluates with its own metric in [0, 1], on files the
  * test writes in the original formats; LoRA fine-tuning on SST-2 (the mirror's real file
- * when LORASC_DATA holds it) lowers the training loss. */
+ * when LORASC_DATA holds it) lowers the training loss; a stop request (Ctrl-C, SIGTERM) ends an
+ * evaluation between two examples with an error that says so. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,6 +20,7 @@
 
 #include "core/base/error.h"
 #include "core/base/philox.h"
+#include "core/base/stop.h"
 #include "core/model/finetune.h"
 #include "core/tasks/prompts.h"
 #include "core/tasks/task.h"
@@ -195,6 +197,31 @@ static void test_every_task_evaluates(void **state) {
     backend_cpu_destroy(be);
 }
 
+/* A stop request (core/base/stop.h) ends an evaluation with an error naming the signal; once
+ * cleared, the same evaluation runs. */
+static void test_stop_request_ends_evaluation(void **state) {
+    (void)state;
+    Backend *be = backend_cpu_create(1);
+    Llama m = tiny_model(be, g_tokenizer.vocab_size);
+    Dataset d;
+    const DatasetSizes sz = {.train = 2, .val = 2, .test = 2};
+    if (datasets_load(&d, TASK_SST2, g_dir, &sz, 3) != LSC_OK) fail_msg("%s", error_last());
+    TaskScores s;
+    stop_request(15);
+    stop_request(2); /* the first request is the one reported */
+    assert_int_equal(stop_requested(), 15);
+    assert_int_equal(task_evaluate(&m, &g_tokenizer, &d, DS_TEST, 0, 3, &s), LSC_ERR);
+    if (!strstr(error_last(), "Stopped by signal 15 while evaluating sst2"))
+        fail_msg("%s", error_last());
+    stop_clear();
+    assert_int_equal(stop_requested(), 0);
+    if (task_evaluate(&m, &g_tokenizer, &d, DS_TEST, 0, 3, &s) != LSC_OK) fail_msg("%s", error_last());
+    assert_int_equal(s.n, 2);
+    datasets_free(&d);
+    llama_free(&m);
+    backend_cpu_destroy(be);
+}
+
 /* LoRA on SST-2 prompts: the mean loss over fixed training batches drops. Uses the mirror's
  * real SST-2 and tok512 when the data directory has them, else the self-written files. */
 static void test_lora_learns_sst2(void **state) {
@@ -364,6 +391,7 @@ int main(void) {
         cmocka_unit_test(test_epoch_sampler),
         cmocka_unit_test(test_batch_trim_keeps_loss),
         cmocka_unit_test(test_every_task_evaluates),
+        cmocka_unit_test(test_stop_request_ends_evaluation),
         cmocka_unit_test(test_candidate_scores_equal_dense_logprob),
         cmocka_unit_test(test_lora_learns_sst2),
     };
