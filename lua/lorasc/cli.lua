@@ -47,9 +47,10 @@ Expands every experiment in FILE into runs (grid x tasks x seeds; each run's ide
 the SHA-256 of its canonical config JSON, seed included), registers them as pending, then
 claims and runs each one not done yet (in this experiment or, by its hash, in another one
 of the database). Every run's length is checked against its data first. A run killed
-mid-way (its process gone) runs again from its saved state (below); a failing run (an error, or a diverged one:
-train.diverge in lua/DSL.md) is recorded as failed with its message and the sweep goes on;
-runs that failed before are run again only with --rerun-failed.
+mid-way (its process gone) runs again from its saved state (below); a failing run (an
+error, or a diverged one: train.diverge in lua/DSL.md) is recorded as failed with its
+message and the sweep goes on; runs that failed before are run again only with
+--rerun-failed.
 Every run records the commit this lorasc was built from and the SHA-256 of every data file
 and checkpoint it reads. A done run made by other code (another commit, or a dirty build)
 or from other data is stale: it is kept, counted, and run again only with --rerun-stale.

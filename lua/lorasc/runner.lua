@@ -34,10 +34,10 @@ local sentence = canon.sentence
 
 -- One run: the base model (pretrained and cached on first use), the data, the base
 -- fine-tuned with the run's method (train.steps = 0: evaluated as it is; an interrupted run
--- resumes from its saved state), the evaluation,
--- what save = keeps (the adapter before the run is closed, the merged model after); the
--- weights the run changed are restored when `restore` closes (the family's borrow: no copy
--- of the whole model per run). Returns the scores { val, test [, corrupt] }.
+-- resumes from its saved state), the evaluation, what save = keeps (the adapter before the
+-- run is closed, the merged model after); the weights the run changed are restored when
+-- `restore` closes (the family's borrow: no copy of the whole model per run). Returns the
+-- scores { val, test [, corrupt] }.
 local function train_one(store, run, claim, prog, index, opts)
   local c, run_id = run.config, claim.run_id
   local fam = families[run.family]
