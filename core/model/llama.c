@@ -401,11 +401,12 @@ static int check_tokens(const Llama *m, const int32_t *tokens, const int32_t *ta
     return LSC_OK;
 }
 
-static int head_loss_forward(Llama *m, const int32_t *targets, int BT, int sparse_ok);
+static int head_loss_forward(Llama *m, const int32_t *targets, int BT, int T, int sparse_ok,
+                             double *row_loss);
 
 /* sparse_ok: the caller needs the loss and gradients only, not the masked rows' logits */
 static int forward(Llama *m, const int32_t *tokens, const int32_t *targets, int B, int T,
-                   int sparse_ok) {
+                   int sparse_ok, double *row_loss) {
     const LlamaConfig *c = &m->config;
     Backend *be = m->be;
     if (B <= 0 || T <= 0)
@@ -469,15 +470,20 @@ static int forward(Llama *m, const int32_t *tokens, const int32_t *targets, int 
         llama_linear(be, a->logits, a->xn_final, w[LLAMA_WCLS], BT, C, V, 0);
         return device_sync(be); /* the end of a forward: a failed op surfaces here */
     }
-    return head_loss_forward(m, targets, BT, sparse_ok);
+    return head_loss_forward(m, targets, BT, T, sparse_ok, row_loss);
 }
 
 int llama_forward(Llama *m, const int32_t *tokens, const int32_t *targets, int B, int T) {
-    return forward(m, tokens, targets, B, T, 0);
+    return forward(m, tokens, targets, B, T, 0, NULL);
 }
 
 int llama_forward_loss(Llama *m, const int32_t *tokens, const int32_t *targets, int B, int T) {
-    return forward(m, tokens, targets, B, T, 1);
+    return forward(m, tokens, targets, B, T, 1, NULL);
+}
+
+int llama_forward_row_losses(Llama *m, const int32_t *tokens, const int32_t *targets, int B, int T,
+                             double *row_loss) {
+    return forward(m, tokens, targets, B, T, 1, row_loss);
 }
 
 /* The classifier and the loss. Positions whose target is masked (< 0) contribute nothing, so
@@ -486,8 +492,10 @@ int llama_forward_loss(Llama *m, const int32_t *tokens, const int32_t *targets, 
  * into a->proj (free at this point of the step): with a vocabulary of 49,152 the logits of
  * every position would cost more than a layer. Then
  * m->head_rows = count, and a->logits, lse, losses, dloss and the device targets hold
- * `count` rows in position order. Loss = mean over unmasked positions; dloss = 1 / count. */
-static int head_loss_forward(Llama *m, const int32_t *targets, int BT, int sparse_ok) {
+ * `count` rows in position order. Loss = mean over unmasked positions; dloss = 1 / count.
+ * row_loss (NULL: not wanted) gets each of the BT / T batch rows' summed loss. */
+static int head_loss_forward(Llama *m, const int32_t *targets, int BT, int T, int sparse_ok,
+                             double *row_loss) {
     const LlamaConfig *c = &m->config;
     Backend *be = m->be;
     LlamaActs *a = &m->acts;
@@ -520,6 +528,10 @@ static int head_loss_forward(Llama *m, const int32_t *targets, int BT, int spars
     }
     double sum = 0.0;
     for (int i = 0; i < rows; i++) sum += host[i];
+    if (row_loss) {
+        for (int b = 0; b < BT / T; b++) row_loss[b] = 0.0;
+        for (int i = 0; i < rows; i++) row_loss[(sparse ? host_idx[i] : i) / T] += host[i];
+    }
     for (int i = 0; i < rows; i++) host[i] = (sparse || targets[i] >= 0) && count ? (Real)(1.0 / count) : 0;
     be->to_device(be, a->dloss, host, (size_t)rows * sizeof(Real));
     free(host);

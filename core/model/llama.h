@@ -163,6 +163,10 @@ int llama_forward(Llama *m, const int32_t *tokens, const int32_t *targets, int B
  * far less work with a large vocabulary), and acts.logits then holds those m->head_rows rows
  * in position order. */
 int llama_forward_loss(Llama *m, const int32_t *tokens, const int32_t *targets, int B, int T);
+/* llama_forward_loss that also writes each row's summed loss over its unmasked targets into
+ * row_loss[B] (host memory): B independent sequences scored in one forward. */
+int llama_forward_row_losses(Llama *m, const int32_t *tokens, const int32_t *targets, int B, int T,
+                             double *row_loss);
 /* Backward of the last forward (which must have had targets). Accumulates into the gradient
  * blocks (model grads in full mode, adapter grads when LoRA is attached). */
 int llama_backward(Llama *m);

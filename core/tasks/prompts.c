@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/base/error.h"
+#include "core/model/device.h"
 
 /* ---------------------------------------------------------------------------------------------
  * Strings */
@@ -257,6 +258,142 @@ int prompts_predict(Llama *m, const Tokenizer *tok, TaskId task, const Example *
         if (sc > best) best = sc, *pred = c;
     }
     free(tokens), free(targets);
+    return rc;
+}
+
+/* One row of prompts_predict_many: an example's candidate, or (cand = -1) all of an
+ * example's candidates at once when they share the prompt and are one token each (label
+ * words: SST-2, RTE, CB, BoolQ, ...): the logits at the prompt's last position score them
+ * all, one forward instead of one per candidate. */
+typedef struct CandRow {
+    int example, cand, len; /* len: tokens it uses, at most the model's seq_len */
+    int n_targets;
+    PromptSeq seq;
+} CandRow;
+
+static int cand_row_by_len(const void *a, const void *b) {
+    const CandRow *x = a, *y = b;
+    return x->len != y->len ? (x->len < y->len ? -1 : 1) : 0;
+}
+
+/* 1 when every candidate of e is one token after one and the same prompt: seqs[nc]. */
+static int one_token_candidates(const PromptSeq *seqs, int nc) {
+    for (int c = 0; c < nc; c++) {
+        if (seqs[c].n - seqs[c].n_prompt != 1 || seqs[c].n_prompt != seqs[0].n_prompt) return 0;
+        if (memcmp(seqs[c].tokens, seqs[0].tokens, (size_t)seqs[0].n_prompt * sizeof(int32_t))) return 0;
+    }
+    return 1;
+}
+
+/* Encodes e's candidates as rows (one shared row, or one per candidate); *cand_tokens gets
+ * the candidates' tokens for a shared row. Returns the number of rows written. */
+static int encode_rows(const Tokenizer *tok, TaskId task, const Example *e, int example, int fewshot,
+                       CandRow *rows, int32_t *cand_tokens, int *n_out) {
+    const int nc = prompts_num_candidates(task, e);
+    if (nc < 1) return error_set("An example of %s has no candidate answer.", datasets_name(task));
+    PromptSeq seqs[PROMPTS_MAX_CANDIDATES];
+    if (nc > PROMPTS_MAX_CANDIDATES)
+        return error_set("An example of %s has %d candidate answers, more than %d.", datasets_name(task), nc,
+                         PROMPTS_MAX_CANDIDATES);
+    int rc = LSC_OK, got = 0;
+    for (; got < nc && rc == LSC_OK; got++)
+        if ((rc = prompts_encode(tok, task, e, got, fewshot, &seqs[got])) != LSC_OK) break;
+    if (rc != LSC_OK) {
+        for (int c = 0; c < got; c++) prompts_seq_free(&seqs[c]);
+        return rc;
+    }
+    const int shared = nc > 1 && one_token_candidates(seqs, nc);
+    for (int c = 0; c < nc; c++) {
+        if (shared) cand_tokens[c] = seqs[c].tokens[seqs[c].n_prompt];
+        if (shared && c > 0) {
+            prompts_seq_free(&seqs[c]);
+            continue;
+        }
+        rows[*n_out] = (CandRow){.example = example, .cand = shared ? -1 : c, .seq = seqs[c]};
+        (*n_out)++;
+    }
+    return LSC_OK;
+}
+
+int prompts_predict_many(Llama *m, const Tokenizer *tok, TaskId task, const Example *const *ex, int n,
+                         int fewshot, int mean, int *pred) {
+    if (datasets_kind(task) == TASK_KIND_GENERATE)
+        return error_set("prompts_predict_many scores candidates; %s is a generation task (use prompts_generate).",
+                         datasets_name(task));
+    Backend *be = m->be;
+    const int T = m->config.seq_len, V = m->config.vocab_size;
+    const int32_t pad = tok->eos_id >= 0 ? tok->eos_id : 0;
+    int n_rows = 0;
+    for (int i = 0; i < n; i++) n_rows += prompts_num_candidates(task, ex[i]);
+    /* Tokens per forward: what training reserved activations for (at least 1024); a longer
+     * row goes alone. */
+    const size_t reserved = (size_t)m->B * (size_t)m->T;
+    const size_t budget = reserved > 1024 ? reserved : 1024;
+    const size_t buffer = budget > (size_t)T ? budget : (size_t)T; /* and any one row */
+    CandRow *rows = calloc((size_t)n_rows + 1, sizeof *rows);
+    double *best = malloc(((size_t)n + 1) * sizeof *best), *row_loss = malloc(((size_t)n_rows + 1) * sizeof *row_loss);
+    int32_t *cand_tokens = malloc(((size_t)n * PROMPTS_MAX_CANDIDATES + 1) * sizeof *cand_tokens);
+    int32_t *tokens = malloc(buffer * sizeof *tokens), *targets = malloc(buffer * sizeof *targets);
+    Real *logit_row = malloc((size_t)V * sizeof *logit_row);
+    int rc = rows && best && row_loss && cand_tokens && tokens && targets && logit_row
+                 ? LSC_OK : error_set("Out of memory scoring %d candidates.", n_rows);
+    n_rows = 0;
+    for (int i = 0; i < n && rc == LSC_OK; i++) {
+        best[i] = -INFINITY;
+        pred[i] = -1;
+        rc = encode_rows(tok, task, ex[i], i, fewshot, rows, cand_tokens + (size_t)i * PROMPTS_MAX_CANDIDATES,
+                         &n_rows);
+    }
+    for (int r = 0; r < n_rows && rc == LSC_OK; r++) {
+        rows[r].len = prompts_row(&rows[r].seq, T, pad, tokens, targets);
+        rows[r].n_targets = 0;
+        for (int t = 0; t < T; t++) rows[r].n_targets += targets[t] >= 0;
+    }
+    /* Rows of similar length share a forward (sorted by length: little padding); a row's
+     * loss does not depend on the rows beside it (attention is per row and causal, padding
+     * sits after its last target), so the scores are those of one forward per candidate up
+     * to float rounding. */
+    if (rc == LSC_OK) qsort(rows, (size_t)n_rows, sizeof *rows, cand_row_by_len);
+    for (int first = 0; first < n_rows && rc == LSC_OK;) {
+        int Tb = rows[first].len, B = 0;
+        while (first + B < n_rows && (B == 0 || (size_t)(B + 1) * (size_t)rows[first + B].len <= budget))
+            Tb = rows[first + B++].len;
+        for (int b = 0; b < B; b++)
+            prompts_row(&rows[first + b].seq, Tb, pad, tokens + (size_t)b * Tb, targets + (size_t)b * Tb);
+        if ((rc = llama_forward_row_losses(m, tokens, targets, B, Tb, row_loss + first)) != LSC_OK) break;
+        /* shared rows: every candidate's log-probability from the logits of their one target
+         * (the classifier ran on the target positions only, in position order) */
+        int head_row = 0;
+        for (int b = 0; b < B && rc == LSC_OK; b++) {
+            CandRow *c = &rows[first + b];
+            if (c->cand < 0) {
+                int pos = 0;
+                while (targets[(size_t)b * Tb + pos] < 0) pos++;
+                const int at = m->head_rows ? head_row : b * Tb + pos;
+                Real lse;
+                be->to_host(be, logit_row, m->acts.logits + (size_t)at * V, (size_t)V * sizeof(Real));
+                be->to_host(be, &lse, m->acts.lse + at, sizeof lse);
+                if ((rc = device_sync(be)) != LSC_OK) break;
+                const int i = c->example, nc = prompts_num_candidates(task, ex[i]);
+                for (int k = 0; k < nc; k++) {
+                    const double sc = (double)logit_row[cand_tokens[(size_t)i * PROMPTS_MAX_CANDIDATES + k]] - lse;
+                    if (sc > best[i]) best[i] = sc, pred[i] = k;
+                }
+            }
+            head_row += c->n_targets;
+        }
+        first += B;
+    }
+    /* candidates in order, the first of equal scores wins (as prompts_predict) */
+    for (int k = 0; k < n_rows && rc == LSC_OK; k++) {
+        const CandRow *c = &rows[k];
+        if (c->cand < 0) continue;
+        const double sc = -row_loss[k] / (mean && c->n_targets ? c->n_targets : 1);
+        if (sc > best[c->example] || (sc == best[c->example] && c->cand < pred[c->example]))
+            best[c->example] = sc, pred[c->example] = c->cand;
+    }
+    for (int k = 0; rows && k < n_rows; k++) prompts_seq_free(&rows[k].seq);
+    free(rows), free(best), free(row_loss), free(cand_tokens), free(tokens), free(targets), free(logit_row);
     return rc;
 }
 

@@ -46,6 +46,17 @@ double prompts_row_logprob(const Real *logits, int V, const int32_t *targets, in
  * may be NULL or hold prompts_num_candidates entries. */
 int prompts_predict(Llama *m, const Tokenizer *tok, TaskId task, const Example *e, int fewshot,
                     int mean, int *pred, double *scores);
+/* The most candidate answers an example may have (prompts_predict_many). */
+#define PROMPTS_MAX_CANDIDATES 256
+
+/* prompts_predict for n examples at once: their candidates are scored in batched forwards
+ * (rows of similar length together, never more tokens per forward than the model's
+ * activations already hold, or one full-length row), pred[n] the argmaxes. Equal to
+ * prompts_predict up to float rounding of the scores (a near-tie may break otherwise). Where
+ * all of an example's candidates are one token after the same prompt (label words), one row
+ * scores them all from the logits at the prompt's last position. */
+int prompts_predict_many(Llama *m, const Tokenizer *tok, TaskId task, const Example *const *ex, int n,
+                         int fewshot, int mean, int *pred);
 /* Greedy decoding of at most max_new tokens after e's prompt (left-truncated to fit the
  * model's seq_len), stopping at EOS or at the task's stop string ("\n" for SQuAD / DROP /
  * ReCoRD-style answers, "\n\n" for GSM8K and BBH); *out is the malloc'd decoded text with

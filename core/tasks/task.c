@@ -105,6 +105,10 @@ static void generation_scores(TaskId task, const char *out, const Example *e, do
     }
 }
 
+/* Examples whose candidates are scored together (prompts_predict_many): enough rows to fill
+ * the batched forwards, few enough that a stop request is seen soon. */
+enum { EVAL_CHUNK = 64 };
+
 int task_evaluate(Llama *m, const Tokenizer *tok, const Dataset *d, DataSplit split,
                   size_t max_examples, int max_new, TaskScores *out) {
     const TaskId task = d->task;
@@ -141,7 +145,12 @@ int task_evaluate(Llama *m, const Tokenizer *tok, const Dataset *d, DataSplit sp
             em_sum += em;
             free(text);
         } else {
-            if ((rc = prompts_predict(m, tok, task, e, 1, 0, &pred[i], NULL)) != LSC_OK) break;
+            if (i % EVAL_CHUNK == 0) { /* the next chunk's candidates, in batched forwards */
+                const Example *chunk[EVAL_CHUNK];
+                size_t k = 0;
+                for (; k < EVAL_CHUNK && i + k < n; k++) chunk[k] = &d->split[split][i + k];
+                if ((rc = prompts_predict_many(m, tok, task, chunk, (int)k, 1, 0, &pred[i])) != LSC_OK) break;
+            }
             gold[i] = e->label;
             group[i] = e->group;
             if (task == TASK_RECORD) { /* the chosen entity against the gold answers */

@@ -327,6 +327,76 @@ static void test_candidate_scores_equal_dense_logprob(void **state) {
     backend_cpu_destroy(be);
 }
 
+/* prompts_predict_many's argmaxes on n test examples of each task against prompts_predict's
+ * (one forward per candidate), except where the two best scores tie to float rounding.
+ * Returns how many examples had one-token candidates after one prompt (scored from one row). */
+static int check_batched_predictions(const Tokenizer *tok, const char *dir, int n_test) {
+    Backend *be = backend_cpu_create(1);
+    Llama m = tiny_model(be, tok->vocab_size);
+    const TaskId tasks[] = {TASK_SST2, TASK_RTE, TASK_COPA, TASK_CB};
+    int shared = 0;
+    for (size_t k = 0; k < sizeof tasks / sizeof tasks[0]; k++) {
+        Dataset d;
+        const DatasetSizes sz = {.train = 2, .val = 2, .test = (size_t)n_test};
+        if (datasets_load(&d, tasks[k], dir, &sz, 5) != LSC_OK) fail_msg("%s", error_last());
+        const int n = (int)d.n[DS_TEST];
+        const Example **ex = malloc(sizeof *ex * (size_t)n);
+        int *many = malloc(sizeof *many * (size_t)n);
+        for (int i = 0; i < n; i++) ex[i] = &d.split[DS_TEST][i];
+        for (int mean = 0; mean <= 1; mean++) {
+            if (prompts_predict_many(&m, tok, tasks[k], ex, n, 1, mean, many) != LSC_OK)
+                fail_msg("%s", error_last());
+            for (int i = 0; i < n; i++) {
+                double scores[16];
+                int one;
+                if (prompts_predict(&m, tok, tasks[k], ex[i], 1, mean, &one, scores) != LSC_OK)
+                    fail_msg("%s", error_last());
+                assert_true(many[i] >= 0 && many[i] < prompts_num_candidates(tasks[k], ex[i]));
+                if (many[i] != one && fabs(scores[many[i]] - scores[one]) > 1e-5 * (1 + fabs(scores[one])))
+                    fail_msg("%s example %d (mean %d): batched picks %d (score %.9g), one by one %d (%.9g)",
+                             datasets_name(tasks[k]), i, mean, many[i], scores[many[i]], one, scores[one]);
+            }
+        }
+        for (int i = 0; i < n; i++) { /* the shared-row path: one token per candidate */
+            int one_token = 1;
+            for (int c = 0; c < prompts_num_candidates(tasks[k], ex[i]); c++) {
+                PromptSeq ps;
+                assert_int_equal(prompts_encode(tok, tasks[k], ex[i], c, 1, &ps), LSC_OK);
+                one_token &= ps.n - ps.n_prompt == 1;
+                prompts_seq_free(&ps);
+            }
+            shared += one_token;
+        }
+        free(ex), free(many);
+        datasets_free(&d);
+    }
+    llama_free(&m);
+    backend_cpu_destroy(be);
+    return shared;
+}
+
+/* prompts_predict_many scores many examples' candidates in batched forwards of rows sorted by
+ * length: on the self-written files (byte tokens: one row per candidate) and, where the data
+ * directory has them, on 40 real test examples of each task with SmolLM2's tokenizer (its
+ * label words are one token: one row per example; RTE's rows fill several forwards). */
+static void test_batched_predictions_equal_one_by_one(void **state) {
+    (void)state;
+    check_batched_predictions(&g_tokenizer, g_dir, 40);
+    const char *root = getenv("LORASC_DATA");
+    char gguf[512];
+    snprintf(gguf, sizeof gguf, "%s/smollm2_135m/SmolLM2-135M-Instruct.Q4_1.gguf", root ? root : "data");
+    if (!root || access(gguf, R_OK) != 0) {
+        printf("  SKIP (real data): no SmolLM2 GGUF in $LORASC_DATA (%s)\n", gguf);
+        return;
+    }
+    Tokenizer smol;
+    if (tokenizer_load(&smol, gguf) != LSC_OK) fail_msg("%s", error_last());
+    const int shared = check_batched_predictions(&smol, root, 40);
+    printf("  real data, SmolLM2 tokenizer: %d examples scored from one shared row\n", shared);
+    assert_true(shared >= 80); /* SST-2's and RTE's label words, at least */
+    tokenizer_free(&smol);
+}
+
 /* task_batch_trim drops the padding after every row's last target: the rows keep their
  * tokens and targets, and the model's loss and adapter gradients are those of the padded batch. */
 static void test_batch_trim_keeps_loss(void **state) {
@@ -393,6 +463,7 @@ int main(void) {
         cmocka_unit_test(test_every_task_evaluates),
         cmocka_unit_test(test_stop_request_ends_evaluation),
         cmocka_unit_test(test_candidate_scores_equal_dense_logprob),
+        cmocka_unit_test(test_batched_predictions_equal_one_by_one),
         cmocka_unit_test(test_lora_learns_sst2),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
