@@ -38,12 +38,23 @@ local function need_lang(...)
   end
 end
 
+local function need_smollm2(...)
+  local gguf = "smollm2_135m/SmolLM2-135M-Instruct.Q4_1.gguf"
+  if not sys.exists(sys.datadir_path(gguf)) then return sys.datadir_path(gguf) .. " is absent (lorasc data fetch smollm2-135m)" end
+  for _, t in ipairs { ... } do
+    local ok, err = tasks_mod.check(t)
+    if not ok then return "task " .. t .. ": " .. tostring(err) end
+  end
+end
+
 local FILES = {
   { "experiments/quickstart.lua", need_fashion },
   { "experiments/text_quickstart.lua", function() return need_text("text:gnu", "text:apache") end },
   { "experiments/table1_stories260k.lua", function()
       return need_lang("sst2", "rte", "cb", "boolq", "wsc", "wic", "multirc", "copa", "record", "gsm8k", "mmlu", "bbh") end },
   { "experiments/table2_stories260k.lua", function() return need_lang("alpaca", "mmlu", "bbh") end },
+  { "experiments/paper/table1_smollm2.lua", function() return need_smollm2("sst2", "rte", "cb", "copa") end },
+  { "experiments/paper/table2_smollm2.lua", function() return need_smollm2("alpaca", "mmlu", "bbh", "gsm8k") end },
   { "tests/lua/tiny.lua", function() return need_text("text:gpl3", "text:apache") end },
   { "tests/lua/tiny_image.lua", need_fashion },
   { "tests/lua/pinned_methods.lua", function() return need_text("text:gpl3", "text:apache") end },
