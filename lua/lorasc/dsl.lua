@@ -84,7 +84,7 @@ for name in pairs(methods.METHODS) do M[name] = methods.constructor(name) end
 local EXP_KEYS = { "model", "tasks", "task", "split", "train", "method", "seeds", "select",
                    "eval", "log_every", "save", "device" }
 local SPLIT_KEYS = { "train", "val", "test", "max_train", "max_val", "max_test" }
-local EVAL_KEYS = { "batch", "max_windows", "corrupt", "corrupt_max", "max_examples", "max_new", "tasks" }
+local EVAL_KEYS = { "batch", "max_windows", "corrupt", "corrupt_max", "max_examples", "max_new", "tasks", "every" }
 local REPORT_KEYS = { "rows", "cols", "metric", "metrics", "select", "scale", "digits", "title" }
 
 function M.new_registry()
@@ -312,6 +312,11 @@ function M.expand_experiment(e)
   local select = s.select or "val.score"
   if type(select) ~= "string" or not select:match("^%w+%.[%w_.]+$") then fail(loc .. ": select must look like \"val.score\"") end
   local split_c, eval = fam.canon_split_eval(s.split or {}, s.eval or {}, loc, tasks)
+  -- validation curves (train.lua): in the config only when set, so runs without keep their hashes
+  if s.eval and s.eval.every ~= nil then
+    eval.every = int(s.eval.every, "eval.every", loc, pos, "must be > 0 (evaluate on the validation split every k training steps)")
+    if split_c.val == 0 then fail(canon.key_loc(loc, "eval.every") .. ": eval.every needs a validation split to evaluate on; split.val is 0") end
+  end
   local log_every = int(s.log_every or 10, "log_every", loc, pos, "must be > 0")
   local save = export.canon_save(s.save, loc)
 
