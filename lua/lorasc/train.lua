@@ -115,10 +115,13 @@ end
 -- at a curve step whose point is not in its kept log (a stop during that evaluation saves the
 -- finished step first) evaluates that point before going on, so its curve is the
 -- uninterrupted run's.
+-- LORASC_TEST_CURVE_DELAY (seconds before each point) lets the tests stop a run in one.
 function M.val_curve(store, run, run_id, prog, total, curve, state, watched)
   local every, shown = run.config.eval.every, false
+  local delay = tonumber(os.getenv("LORASC_TEST_CURVE_DELAY") or "")
   local point = setmetatable({}, { __call = function(_, i)
     local t0 = sys.now()
+    if delay then sys.sleep(delay) end
     local ok, list = pcall(curve)
     if not ok then
       if sys.stop_signal() then -- stopped mid-evaluation: step i is done, save it without its point
