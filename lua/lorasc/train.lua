@@ -120,8 +120,8 @@ function M.val_curve(store, run, run_id, prog, total, curve, state, watched)
   local every, shown = run.config.eval.every, false
   local delay = tonumber(os.getenv("LORASC_TEST_CURVE_DELAY") or "")
   local point = setmetatable({}, { __call = function(_, i)
-    local t0 = sys.now()
     if delay then sys.sleep(delay) end
+    local t0 = sys.now()
     local ok, list = pcall(curve)
     if not ok then
       if sys.stop_signal() then -- stopped mid-evaluation: step i is done, save it without its point
