@@ -330,6 +330,37 @@ static int s_merge(lua_State *L) {
 /* s:metrics(run_id) -> {name = {count=, last=, min=}} (for `lorasc show`) */
 static int s_metrics(lua_State *L);
 
+/* One row of s:metric_rows: appended to series[name] = {steps = {...}, values = {...}} (the
+ * series table at the top of the stack). */
+static int add_metric_row(void *ud, int64_t step, const char *name, double value) {
+    lua_State *L = ud;
+    if (lua_getfield(L, -1, name) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_createtable(L, 0, 2);
+        lua_newtable(L), lua_setfield(L, -2, "steps");
+        lua_newtable(L), lua_setfield(L, -2, "values");
+        lua_pushvalue(L, -1), lua_setfield(L, -3, name);
+    }
+    lua_getfield(L, -1, "steps");
+    const lua_Integer n = (lua_Integer)luaL_len(L, -1) + 1;
+    lua_pushinteger(L, (lua_Integer)step), lua_rawseti(L, -2, n);
+    lua_getfield(L, -2, "values");
+    lua_pushnumber(L, value), lua_rawseti(L, -2, n);
+    lua_pop(L, 3);
+    return LSC_OK;
+}
+
+/* s:metric_rows(run_id [, prefix]) -> {name = {steps = {...}, values = {...}}}: the run's metric
+ * rows in the database (flushed ones) whose name starts with prefix, in the order written */
+static int s_metric_rows(lua_State *L) {
+    LStore *s = check_store(L);
+    const lua_Integer run_id = luaL_checkinteger(L, 2);
+    const char *prefix = luaL_optstring(L, 3, "");
+    lua_newtable(L);
+    CHECK(store_metric_rows(&s->s, run_id, prefix, add_metric_row, L));
+    return 1;
+}
+
 static int l_sqlite_version(lua_State *L) {
     lua_pushstring(L, store_sqlite_version());
     return 1;
@@ -344,6 +375,7 @@ int luaopen_lorasc_core_store(lua_State *L) {
         {"metric", s_metric},       {"eval", s_eval},       {"artifact", s_artifact},
         {"flush", s_flush},         {"status", s_status},   {"runs", s_runs},
         {"merge", s_merge},         {"metrics", s_metrics}, {"close", s_close_method},
+        {"metric_rows", s_metric_rows},
         {"inputs_set", s_inputs_set}, {"input", s_input}, {"run_inputs", s_run_inputs},
         {NULL, NULL}};
     static const luaL_Reg meta[] = {{"__gc", s_close}, {"__close", s_close},

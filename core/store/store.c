@@ -92,6 +92,9 @@ static const char *const SQL[ST_COUNT] = {
     [ST_RUN_SET_INPUTS] = "UPDATE runs SET inputs_sha256 = ?2 WHERE id = ?1",
     [ST_QUERY_INPUTS] = "SELECT path, kind, sha256, bytes FROM run_inputs WHERE run_id = ?1 "
                         "ORDER BY kind, path",
+    /* ?2: a name prefix, "" for every row */
+    [ST_QUERY_METRICS] = "SELECT step, name, value FROM metrics WHERE run_id = ?1 AND "
+                         "substr(name, 1, length(?2)) = ?2 ORDER BY rowid",
 };
 
 /* ------------------------------------------------------------------------------------------

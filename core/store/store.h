@@ -244,6 +244,14 @@ int store_status(Store *s, int64_t experiment_id, StoreCounts *out);
 int store_runs_query(Store *s, int64_t experiment_id, unsigned status_mask, StoreRunFn fn,
                      void *ud);
 
+/* Called once per metric row by store_metric_rows; return LSC_OK to continue. */
+typedef int (*StoreMetricFn)(void *ud, int64_t step, const char *name, double value);
+/* Calls fn once per metric row of the run whose name starts with prefix (NULL or "": every
+ * row), in the order the rows were written (a resumed run's rows stay in step order), from
+ * the database (rows still buffered are not seen: store_flush first). For plots
+ * (`lorasc plot RUN_ID`); fn must not call other store functions on s. */
+int store_metric_rows(Store *s, int64_t run_id, const char *prefix, StoreMetricFn fn, void *ud);
+
 /* Merges the run store at in_path into s (`lorasc merge OUT.db IN.db...`), in one
  * transaction: experiments matched by name, runs by (experiment name, config hash). A run
  * not in s is copied with its metrics, evals and artifacts (ids remapped); a duplicate is

@@ -42,6 +42,7 @@ enum {
     ST_INPUT_INSERT,
     ST_RUN_SET_INPUTS,
     ST_QUERY_INPUTS,
+    ST_QUERY_METRICS,
     ST_COUNT
 };
 _Static_assert(ST_COUNT <= STORE_MAX_STMTS, "raise STORE_MAX_STMTS in store.h");

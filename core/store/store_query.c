@@ -1,6 +1,6 @@
-/* Reading the run store: run counts per status (`lorasc status`) and the runs with their
- * evals, one consistent snapshot, for listings and reports. Not here: the report arithmetic,
- * which is the Lua harness's; writing runs (store_runs.c). */
+/* Reading the run store: run counts per status (`lorasc status`), the runs with their
+ * evals, one consistent snapshot, for listings and reports, and a run's metric rows (plots).
+ * Not here: the report arithmetic, which is the Lua harness's; writing runs (store_runs.c). */
 #include "core/store/store.h"
 
 #include <sqlite3.h>
@@ -130,6 +130,27 @@ int store_runs_query(Store *s, int64_t experiment_id, unsigned status_mask, Stor
     free(scratch.evals);
     free(scratch.offsets);
     free(scratch.pool);
+    if (rc == LSC_OK) rc = store_commit(s, "end a read");
+    else store_rollback(s);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * a run's metric rows (plots) */
+
+int store_metric_rows(Store *s, int64_t run_id, const char *prefix, StoreMetricFn fn, void *ud) {
+    int rc = store_stmt_run(s, store_stmt(s, ST_BEGIN), "start a read");
+    if (rc != LSC_OK) return rc;
+    sqlite3_stmt *q = store_stmt(s, ST_QUERY_METRICS);
+    sqlite3_bind_int64(q, 1, run_id);
+    sqlite3_bind_text(q, 2, prefix ? prefix : "", -1, SQLITE_TRANSIENT);
+    int src = SQLITE_DONE;
+    while (rc == LSC_OK && (src = sqlite3_step(q)) == SQLITE_ROW) {
+        rc = fn(ud, sqlite3_column_int64(q, 0), store_col_text(q, 1), store_col_real_or_nan(q, 2));
+        src = SQLITE_DONE;
+    }
+    if (rc == LSC_OK && src != SQLITE_DONE) rc = store_db_error(s, "read a run's metrics");
+    sqlite3_reset(q);
     if (rc == LSC_OK) rc = store_commit(s, "end a read");
     else store_rollback(s);
     return rc;

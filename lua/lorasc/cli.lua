@@ -29,6 +29,8 @@ Commands:
                      a run's trained model as a Hugging Face directory, its adapter for PEFT
   data fetch [NAMES] [--from DIR]
                      fill the data directory ($LORASC_DATA, default data/) with datasets
+  plot RUN_ID | FILE [--figure NAME] [--out DIR]
+                     PNG and SVG (gnuplot): a run's training curves, or FILE's figures
 
 Common options:
   --db PATH          run database (default results/lorasc.db; its directory is created)
@@ -166,6 +168,23 @@ directory), shared by the tasks: one builds a base while the others wait. Logs: 
                       node sees: the scripts name them by absolute path
   --submit            submit the jobs now (sbatch); refused while jobs of this sweep are
                       still queued]]
+HELP.plot = [[
+usage: lorasc plot RUN_ID [--db PATH] [--out DIR]
+       lorasc plot FILE [--figure NAME] [--db PATH] [--out DIR]
+
+Draws PNG and SVG files from the database through gnuplot (Debian: apt-get install
+gnuplot-nox; LORASC_GNUPLOT names another gnuplot). Beside each image: the data it draws
+(NAME.dat; a figure also NAME.csv) and the gnuplot script (NAME.gp) that redraws it by hand.
+  RUN_ID         the run's training curves against the step: training loss, learning rate,
+                 gradient norm, the validation curve when the run logged one (eval.every in
+                 lua/DSL.md), and the expert boundaries (the cascade's merges) as dashed lines;
+                 files run-RUN_ID.*
+  FILE           the figures FILE declares (figure "name" { x =, y =, series =, ... }: lua/DSL.md),
+                 each point chosen on validation as in `lorasc report` (the hyper-parameters with
+                 the best mean select metric over seeds), drawn as the mean ± std over seeds;
+                 files NAME.*
+  --figure NAME  only that figure of FILE
+  --out DIR      where the files go (default: the database's directory/plots)]]
 HELP.table = HELP.report
 
 local FLAGS = { ["--dry-run"] = "dry_run", ["--rerun-failed"] = "rerun_failed", ["--verbose"] = "verbose",
@@ -177,7 +196,7 @@ local VALUED = { ["--db"] = "db", ["--shard"] = "shard", ["--device"] = "device"
                  ["--partition"] = "partition", ["--time"] = "time", ["--gpus-per-task"] = "gpus_per_task",
                  ["--cpus-per-task"] = "cpus_per_task", ["--skip-hashes"] = "skip_hashes",
                  ["--hf"] = "hf", ["--peft"] = "peft", ["--dtype"] = "dtype",
-                 ["--checkpoint-every"] = "checkpoint_every" }
+                 ["--checkpoint-every"] = "checkpoint_every", ["--out"] = "out", ["--figure"] = "figure" }
 
 local function parse(args)
   local opts, pos = { db = "results/lorasc.db", format = "markdown" }, {}
@@ -196,7 +215,7 @@ local function parse(args)
       end
       opts[VALUED[key]] = value
     elseif a:sub(1, 1) == "-" and a ~= "-" then
-      fail("unknown option '" .. a .. "'; valid options: --db, --dry-run, --shard, --rerun-failed, --rerun-stale, --device, --threads, --format, --paper, --experiment, --from, --results, --skip-hashes, --mix-commits, --hf, --peft, --dtype, --checkpoint-every, --verbose, --help (lorasc slurm: --array, --partition, --time, --gpus-per-task, --cpus-per-task, --submit)")
+      fail("unknown option '" .. a .. "'; valid options: --db, --dry-run, --shard, --rerun-failed, --rerun-stale, --device, --threads, --format, --paper, --experiment, --from, --results, --skip-hashes, --mix-commits, --hf, --peft, --dtype, --checkpoint-every, --out, --figure, --verbose, --help (lorasc slurm: --array, --partition, --time, --gpus-per-task, --cpus-per-task, --submit)")
     else
       pos[#pos + 1] = a
     end
@@ -441,20 +460,7 @@ function COMMANDS.report(opts, pos)
   for _, e in ipairs(list) do
     -- done runs of any experiment (a result is found by its config hash), and this
     -- experiment's failed ones (counted per cell)
-    local db_runs = {}
-    if store then
-      local id = store:experiment_find(e.name)
-      local pick = {} -- one done row per hash, this experiment's when it has one
-      for _, r in ipairs(store:runs(0, { "done" })) do
-        local p = pick[r.config_hash]
-        if not p or (p.experiment_id ~= id and r.experiment_id == id) then pick[r.config_hash] = r end
-      end
-      for _, r in pairs(pick) do db_runs[#db_runs + 1] = r end
-      table.sort(db_runs, function(a, b) return a.id < b.id end)
-      if id then
-        for _, r in ipairs(store:runs(id, { "failed" })) do db_runs[#db_runs + 1] = r end
-      end
-    end
+    local db_runs = report.db_runs(store, e.name)
     local spec = reg.reports[e.name] and reg.reports[e.name].spec or {}
     local t = report.compute_multi(e.runs, db_runs, spec)
     out[#out + 1] = report.render(t, { format = opts.format, paper = paper, title = spec.title or e.name,
@@ -554,6 +560,11 @@ end
 -- `lorasc export RUN_ID --hf DIR | --peft DIR` (lorasc/export.lua).
 function COMMANDS.export(opts, pos) return require("lorasc.export").command(opts, pos) end
 
+-- `lorasc plot RUN_ID | FILE [--figure NAME] [--out DIR]` (lorasc/plot.lua).
+function COMMANDS.plot(opts, pos)
+  return require("lorasc.plot").command(opts, pos, { open_store = open_store, load_experiments = load_experiments })
+end
+
 -- Developer tool (the Lua-level tests): run a Lua file with the harness's modules.
 function COMMANDS.lua(_, pos, args)
   if not pos[1] then fail("lua needs a FILE") end
@@ -571,7 +582,7 @@ function M.main(args)
     return cmd == nil and 2 or 0
   end
   if cmd == "--version" then print("lorasc " .. LORASC_VERSION); return 0 end
-  if not COMMANDS[cmd] then fail("unknown command '" .. cmd .. "'; valid commands: run, status, report, table, show, merge, slurm, export, data") end
+  if not COMMANDS[cmd] then fail("unknown command '" .. cmd .. "'; valid commands: run, status, report, table, show, merge, slurm, export, data, plot") end
   if cmd == "lua" then return COMMANDS.lua({}, { args[2] }, args) end
   local rest = {}
   for i = 2, #args do rest[#rest + 1] = args[i] end

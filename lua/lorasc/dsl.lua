@@ -84,11 +84,12 @@ for name in pairs(methods.METHODS) do M[name] = methods.constructor(name) end
 local EXP_KEYS = { "model", "tasks", "task", "split", "train", "method", "seeds", "select",
                    "eval", "log_every", "save", "device" }
 local SPLIT_KEYS = { "train", "val", "test", "max_train", "max_val", "max_test" }
-local EVAL_KEYS = { "batch", "max_windows", "corrupt", "corrupt_max", "max_examples", "max_new", "tasks" }
+local EVAL_KEYS = { "batch", "max_windows", "corrupt", "corrupt_max", "max_examples", "max_new", "tasks", "every" }
 local REPORT_KEYS = { "rows", "cols", "metric", "metrics", "select", "scale", "digits", "title" }
+local FIGURE_KEYS = { "experiment", "x", "y", "series", "select", "task", "scale", "logx", "title", "xlabel", "ylabel" }
 
 function M.new_registry()
-  local reg = { experiments = {}, reports = {}, order = {} }
+  local reg = { experiments = {}, reports = {}, figures = {}, figure_order = {}, order = {} }
   function reg.experiment(name)
     local loc = where(2)
     if type(name) ~= "string" or name == "" then fail(loc .. ": experiment needs a name: experiment \"name\" { ... }") end
@@ -116,6 +117,32 @@ function M.new_registry()
       reg.reports[name] = { name = name, spec = t, where = loc }
     end
   end
+  -- figure "name" { x = "method.rank", y = "test.score", series = "method", ... }: drawn by
+  -- `lorasc plot FILE --figure name` (plot.lua, which checks the paths against the runs)
+  function reg.figure(name)
+    local loc = where(2)
+    if type(name) ~= "string" or not name:match("^[%w_.-]+$") then
+      fail(loc .. ": figure needs a name of letters, digits, '_', '-' or '.' (it names its files): figure \"rank\" { ... }")
+    end
+    return function(t)
+      loc = where(2)
+      check_keys(t, FIGURE_KEYS, "figure \"" .. name .. "\"", loc)
+      if reg.figures[name] then fail(loc .. ": figure '" .. name .. "' is defined twice") end
+      if type(t.x) ~= "string" then fail(canon.key_loc(loc, "x") .. ": figure '" .. name .. "' needs x = the config value on its x axis, e.g. x = \"method.rank\"") end
+      for _, k in ipairs { "experiment", "series", "task", "title", "xlabel", "ylabel" } do
+        if t[k] ~= nil and type(t[k]) ~= "string" then fail(string.format("%s: figure '%s': %s must be a string, got %s", canon.key_loc(loc, k), name, k, canon.show(t[k]))) end
+      end
+      for _, k in ipairs { "y", "select" } do
+        if t[k] ~= nil and (type(t[k]) ~= "string" or not t[k]:match("^%w+%.[%w_.]+$")) then
+          fail(string.format("%s: figure '%s': %s must look like \"%s\", got %s", canon.key_loc(loc, k), name, k, k == "y" and "test.score" or "val.score", canon.show(t[k])))
+        end
+      end
+      if t.scale ~= nil then num(t.scale, "scale", loc, pos, "must be > 0 (100: percentages)") end
+      if t.logx ~= nil and type(t.logx) ~= "boolean" then fail(canon.key_loc(loc, "logx") .. ": figure '" .. name .. "': logx must be true or false") end
+      reg.figures[name] = { name = name, spec = t, where = loc }
+      reg.figure_order[#reg.figure_order + 1] = name
+    end
+  end
   return reg
 end
 
@@ -127,7 +154,7 @@ function M.load_file(path)
   f:close()
   local reg = M.new_registry()
   local env = {
-    experiment = reg.experiment, report = reg.report, grid = M.grid, llama = M.llama, vit = M.vit,
+    experiment = reg.experiment, report = reg.report, figure = reg.figure, grid = M.grid, llama = M.llama, vit = M.vit,
     math = math, string = string, table = table, ipairs = ipairs, pairs = pairs,
     tostring = tostring, tonumber = tonumber, print = print, os = { getenv = os.getenv },
   }
@@ -312,6 +339,11 @@ function M.expand_experiment(e)
   local select = s.select or "val.score"
   if type(select) ~= "string" or not select:match("^%w+%.[%w_.]+$") then fail(loc .. ": select must look like \"val.score\"") end
   local split_c, eval = fam.canon_split_eval(s.split or {}, s.eval or {}, loc, tasks)
+  -- validation curves (train.lua): in the config only when set, so runs without keep their hashes
+  if s.eval and s.eval.every ~= nil then
+    eval.every = int(s.eval.every, "eval.every", loc, pos, "must be > 0 (evaluate on the validation split every k training steps)")
+    if split_c.val == 0 then fail(canon.key_loc(loc, "eval.every") .. ": eval.every needs a validation split to evaluate on; split.val is 0") end
+  end
   local log_every = int(s.log_every or 10, "log_every", loc, pos, "must be > 0")
   local save = export.canon_save(s.save, loc)
 

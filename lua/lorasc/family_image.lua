@@ -320,6 +320,13 @@ end
 
 function F.step(f) return f:step() end
 
+-- Accuracy ("score") and loss on the clean images of one split, as a list of { metric, value }
+-- (the final evaluation's, and eval.every's validation curve: train.lua).
+function F.eval_split(run, m, ctx, split)
+  local acc, loss = ctx.data:evaluate(m, split, run.config.eval.batch)
+  return { { "score", acc }, { "loss", loss } }
+end
+
 -- Accuracy ("score") and loss on val and test; with eval.corrupt, ImageNet-C's protocol:
 -- per corruption, the accuracy averaged over the five severities; then the mean over
 -- corruptions. The corrupted images are the same for every run (seed 1, keyed by each
@@ -327,10 +334,9 @@ function F.step(f) return f:step() end
 function F.evaluate(store, run, run_id, m, ctx)
   local c, d, scores = run.config, ctx.data, {}
   for _, split in ipairs { "val", "test" } do
-    local acc, loss = d:evaluate(m, split, c.eval.batch)
-    store:eval(run_id, split, "score", acc)
-    store:eval(run_id, split, "loss", loss)
-    scores[split] = acc
+    local list = F.eval_split(run, m, ctx, split)
+    for _, e in ipairs(list) do store:eval(run_id, split, e[1], e[2]) end
+    scores[split] = list[1][2] -- the score
   end
   if c.eval.corrupt then
     local total_acc, names = 0, images.corruptions()

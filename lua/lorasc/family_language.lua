@@ -150,42 +150,46 @@ end
 
 function F.step(f, ctx) return f:step(ctx.data, ctx.tok) end
 
--- val and test with the task's metric, beside the majority-class baseline; "subset" = 1
--- marks a dataset that holds only part of the original data (not the paper's protocol).
-function F.evaluate(store, run, run_id, m, ctx)
-  local c, tok, info, scores = run.config, ctx.tok, ctx.info, {}
+-- One split through the task's metric, beside the majority-class baseline, as a list of
+-- { metric, value } (empty when the split has no examples): score, f1, em, majority, n; for
+-- alpaca (Table 2) each of eval.tasks' as "<task>.score" etc., and "score" their mean. The
+-- final evaluation's, and eval.every's validation curve (train.lua).
+local KEYS = { "score", "f1", "em", "majority", "n" }
+function F.eval_split(run, m, ctx, split)
+  local c, list = run.config, {}
   if c.eval.tasks then
-    -- Table 2: the instruction-tuned model on other tasks (alpaca has no metric of its own).
-    -- Each task's numbers are logged as "<task>.score" etc.; "score" is their mean.
-    for _, split in ipairs { "val", "test" } do
-      local sum, count = 0, 0
-      for _, et in ipairs(c.eval.tasks) do
-        local ed = get_set(et, c.split, c.seed)
-        local _, ev_n_val, ev_n_test = ed:sizes()
-        if (split == "val" and ev_n_val or ev_n_test) > 0 then
-          local s = ed:evaluate(m, tok, split, c.eval.max_examples, c.eval.max_new)
-          for _, k in ipairs { "score", "f1", "em", "majority", "n" } do store:eval(run_id, split, et .. "." .. k, s[k]) end
-          sum, count = sum + s.score, count + 1
-        end
-      end
-      scores[split] = count > 0 and sum / count or 0 / 0
-      if count > 0 then store:eval(run_id, split, "score", scores[split]) end
-      store:eval(run_id, split, "subset", info.subset and 1 or 0)
-      store:flush()
-    end
-  else
-    for _, split in ipairs { "val", "test" } do
-      local n = split == "val" and ctx.n_val or ctx.n_test
-      if n > 0 then
-        local s = ctx.data:evaluate(m, tok, split, c.eval.max_examples, c.eval.max_new)
-        for _, k in ipairs { "score", "f1", "em", "majority", "n" } do store:eval(run_id, split, k, s[k]) end
-        store:eval(run_id, split, "subset", info.subset and 1 or 0)
-        scores[split] = s.score
-        store:flush()
-      else
-        scores[split] = 0 / 0
+    -- the instruction-tuned model on other tasks (alpaca has no metric of its own)
+    local sum, count = 0, 0
+    for _, et in ipairs(c.eval.tasks) do
+      local ed = get_set(et, c.split, c.seed)
+      local _, ev_n_val, ev_n_test = ed:sizes()
+      if (split == "val" and ev_n_val or ev_n_test) > 0 then
+        local s = ed:evaluate(m, ctx.tok, split, c.eval.max_examples, c.eval.max_new)
+        for _, k in ipairs(KEYS) do list[#list + 1] = { et .. "." .. k, s[k] } end
+        sum, count = sum + s.score, count + 1
       end
     end
+    if count > 0 then list[#list + 1] = { "score", sum / count } end
+  elseif (split == "val" and ctx.n_val or ctx.n_test) > 0 then
+    local s = ctx.data:evaluate(m, ctx.tok, split, c.eval.max_examples, c.eval.max_new)
+    for _, k in ipairs(KEYS) do list[#list + 1] = { k, s[k] } end
+  end
+  return list
+end
+
+-- val and test (F.eval_split); "subset" = 1 marks a dataset that holds only part of the
+-- original data (not the paper's protocol).
+function F.evaluate(store, run, run_id, m, ctx)
+  local c, info, scores = run.config, ctx.info, {}
+  for _, split in ipairs { "val", "test" } do
+    local list = F.eval_split(run, m, ctx, split)
+    scores[split] = 0 / 0
+    for _, e in ipairs(list) do
+      store:eval(run_id, split, e[1], e[2])
+      if e[1] == "score" then scores[split] = e[2] end
+    end
+    if #list > 0 or c.eval.tasks then store:eval(run_id, split, "subset", info.subset and 1 or 0) end
+    store:flush()
   end
   store:metric(run_id, 0, "data.train_n", ctx.n_train)
   store:metric(run_id, 0, "data.subset", info.subset and 1 or 0)

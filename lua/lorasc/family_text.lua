@@ -275,14 +275,21 @@ end
 
 function F.step(f, ctx) return f:step(ctx.data) end
 
--- Next-byte accuracy ("score") and loss on consecutive windows of val and test.
+-- Next-byte accuracy ("score") and loss on consecutive windows of one split, as a list of
+-- { metric, value } (the final evaluation's, and eval.every's validation curve: train.lua).
+function F.eval_split(run, m, ctx, split)
+  local c = run.config
+  local loss, acc = ctx.data:evaluate(m, split, c.eval.batch, c.train.seq, c.eval.max_windows)
+  return { { "score", acc }, { "loss", loss } }
+end
+
+-- Next-byte accuracy ("score") and loss on val and test.
 function F.evaluate(store, run, run_id, m, ctx)
-  local c, scores = run.config, {}
+  local scores = {}
   for _, split in ipairs { "val", "test" } do
-    local loss, acc = ctx.data:evaluate(m, split, c.eval.batch, c.train.seq, c.eval.max_windows)
-    store:eval(run_id, split, "score", acc)
-    store:eval(run_id, split, "loss", loss)
-    scores[split] = acc
+    local list = F.eval_split(run, m, ctx, split)
+    for _, e in ipairs(list) do store:eval(run_id, split, e[1], e[2]) end
+    scores[split] = list[1][2] -- the score
   end
   return scores
 end

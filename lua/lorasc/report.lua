@@ -254,4 +254,25 @@ function M.render(t, opts)
   return table.concat(lines, "\n")
 end
 
+-- The stored runs a report (or a figure: plot.lua) of experiment `name` reads: one done row
+-- per config hash from any experiment of the database (a result is found by its config
+-- hash; this experiment's copy when it has one), then this experiment's failed rows
+-- (counted per cell). store nil (no database): none.
+function M.db_runs(store, name)
+  local db_runs = {}
+  if not store then return db_runs end
+  local id = store:experiment_find(name)
+  local pick = {}
+  for _, r in ipairs(store:runs(0, { "done" })) do
+    local p = pick[r.config_hash]
+    if not p or (p.experiment_id ~= id and r.experiment_id == id) then pick[r.config_hash] = r end
+  end
+  for _, r in pairs(pick) do db_runs[#db_runs + 1] = r end
+  table.sort(db_runs, function(a, b) return a.id < b.id end)
+  if id then
+    for _, r in ipairs(store:runs(id, { "failed" })) do db_runs[#db_runs + 1] = r end
+  end
+  return db_runs
+end
+
 return M

@@ -53,7 +53,8 @@ local function train_one(store, run, claim, prog, index, opts)
     local f <close> = fam.finetune(m, ctx, eo, c.train, c.model)
     local state = resume.start(store, run, claim, f, opts, function(msg) prog:message(msg) end)
     prog:run_start(index, string.format("%s %s seed %d", c.task, run.label, c.seed), total, ctx.spe)
-    train.loop(store, run, run_id, prog, total, function() return fam.step(f, ctx) end, state)
+    train.loop(store, run, run_id, prog, total, function() return fam.step(f, ctx) end, state,
+               c.eval.every and function() return M.curve_metrics(fam.eval_split(run, m, ctx, "val")) end)
     if run.save.adapter then export.keep_adapter(store, run, run_id, f, M.results_dir(opts)) end
     f:close() -- the cascade's last merge leaves the learned update in m's weights
     train.check_weights(m, string.format("its last step (%d) and the final merge", total))
@@ -65,6 +66,16 @@ local function train_one(store, run, claim, prog, index, opts)
   if run.save.adapter and total == 0 then export.keep_adapter(store, run, run_id, nil, M.results_dir(opts)) end
   if run.save.model then export.keep_model(store, run, run_id, m, M.results_dir(opts), fam.save_ext) end
   return scores
+end
+
+-- A validation-curve point (eval.every: train.val_curve): the split's metrics but its constants
+-- (a language task's majority baseline and example count).
+function M.curve_metrics(list)
+  local out = {}
+  for _, e in ipairs(list) do
+    if not (e[1]:match("majority$") or e[1] == "n" or e[1]:match("%.n$")) then out[#out + 1] = e end
+  end
+  return out
 end
 
 -- Every run's length, from its data (loaded once per process), checked before anything is
@@ -95,6 +106,10 @@ function M.plan(runs)
       canon.fail(string.format("%s: %d experts do not fit in a run of %d steps (%s%s); use experts <= %d",
                                canon.key_loc(r.method_where, "experts"), experts, total, c.task,
                                c.train.steps and "" or string.format(", %d epoch%s x %d steps", c.train.epochs, c.train.epochs == 1 and "" or "s", spe), total))
+    end
+    if total > 0 and c.eval.every and c.eval.every > total then
+      canon.fail(string.format("%s: eval.every = %d is longer than the run (%d steps on %s): no validation point would be logged; use every <= %d",
+                               canon.key_loc(r.where, "eval.every"), c.eval.every, total, c.task, total))
     end
     r.total = total
   end

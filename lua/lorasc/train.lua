@@ -104,19 +104,66 @@ function M.check_weights(m, what)
   end
 end
 
+-- Validation curves (eval.every = k): after every k-th training step (and its expert
+-- boundary) the model as it is then (the base, with the cascade's merges and noise so far,
+-- plus the fast adapter) is evaluated on the validation split by the family's own evaluation
+-- (eval_split, the one the final evaluation uses: at the last step the point equals the final
+-- val eval), and each metric is logged as "val.<metric>" at that step, with
+-- "val.eval_seconds" (its cost, shown once per run). Constants of the split (a language
+-- task's majority baseline and example count) are left out. curve() returns the list of
+-- { metric, value }. Returns point(i) and point.resume(): a run resumed from a state saved
+-- at a curve step whose point is not in its kept log (a stop during that evaluation saves the
+-- finished step first) evaluates that point before going on, so its curve is the
+-- uninterrupted run's.
+-- LORASC_TEST_CURVE_DELAY (seconds before each point) lets the tests stop a run in one.
+function M.val_curve(store, run, run_id, prog, total, curve, state, watched)
+  local every, shown = run.config.eval.every, false
+  local delay = tonumber(os.getenv("LORASC_TEST_CURVE_DELAY") or "")
+  local point = setmetatable({}, { __call = function(_, i)
+    if delay then sys.sleep(delay) end
+    local t0 = sys.now()
+    local ok, list = pcall(curve)
+    if not ok then
+      if sys.stop_signal() then -- stopped mid-evaluation: step i is done, save it without its point
+        state.save(i, true, watched())
+        resume.check(string.format("after step %d of %d, in its validation point (its state is saved: `lorasc run` resumes it)", i, total))
+      end
+      error(list, 0)
+    end
+    for _, e in ipairs(list) do store:metric(run_id, i, "val." .. e[1], e[2]) end
+    local dt = sys.now() - t0
+    store:metric(run_id, i, "val.eval_seconds", dt)
+    if not shown then
+      shown = true
+      prog:message(string.format("  validation curve: %.2f s per point, every %d steps (%d points in this run; eval.every in lua/DSL.md)",
+                                 dt, every, total // every))
+    end
+  end })
+  function point.resume()
+    local i = state.first
+    if i == 0 or i % every ~= 0 then return end
+    local kept = store:metric_rows(run_id, "val.eval_seconds")["val.eval_seconds"]
+    if not kept or kept.steps[#kept.steps] ~= i then point(i) end
+  end
+  return point
+end
+
 -- The fine-tuning loop of every model and task: one Lua call per step (step() returns
 -- loss, grad_norm, lr and the expert-boundary event or nil), train.loss / lr / grad_norm every
 -- log_every steps, boundary events as metrics, the progress bar, and a flush (which also
 -- refreshes the heartbeat) at least every 10 s. state (resume.start's; nil: none) makes the
 -- loop run steps state.first + 1 .. total and save the run's state every state.every seconds
 -- (0: never on a timer), when a stop signal has arrived (then it raises the stop) and after
--- the last step if it saved one before.
-function M.loop(store, run, run_id, prog, total, step, state)
+-- the last step if it saved one before. curve (nil: none) is eval.every's validation point
+-- (M.val_curve).
+function M.loop(store, run, run_id, prog, total, step, state, curve)
   state = state or { first = 0, every = 0, save = function() end } -- nothing saved
   local delay = tonumber(os.getenv("LORASC_TEST_STEP_DELAY") or "")
   local last_flush, last_save = sys.now(), sys.now()
   local factor = run.config.train.diverge
   local watch, watched = M.divergence(factor, state.watched)
+  local val_point = curve and M.val_curve(store, run, run_id, prog, total, curve, state, watched)
+  if val_point then val_point.resume() end
   for i = state.first + 1, total do
     local loss, gnorm, lr, ev = step()
     local why = watch(i, loss, gnorm)
@@ -139,6 +186,7 @@ function M.loop(store, run, run_id, prog, total, step, state)
       store:metric(run_id, ev.step, "expert.noise_std_mean", ev.noise_std_mean)
       store:metric(run_id, ev.step, "expert.boundary_seconds", ev.boundary_seconds)
     end
+    if val_point and i % run.config.eval.every == 0 then val_point(i) end
     prog:step(i, loss)
     if delay then sys.sleep(delay) end
     local stop = sys.stop_signal()

@@ -1,7 +1,8 @@
 /* The SQLite run store: schema creation and migrations, the claim/finish lifecycle, stale
  * runs after a real SIGKILL, two processes claiming from one database, metrics written one
- * transaction per flush, merging shard databases, bad paths giving one clear sentence, and
- * SHA-256 against the FIPS 180-2 vectors. Everything runs in a fresh temporary directory. */
+ * transaction per flush and read back (plots), merging shard databases, bad paths giving one
+ * clear sentence, and SHA-256 against the FIPS 180-2 vectors. Everything runs in a fresh
+ * temporary directory. */
 #define _XOPEN_SOURCE 700 /* nftw */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -289,6 +290,78 @@ static void test_resume_keeps_log_until_state(void **state) {
     assert_int_equal(query_int(&s, "SELECT count(*) FROM metrics WHERE run_id = 1"), 0);
     expect_error(store_run_rewind(&s, a, -1), ">= 0");
     assert_integrity(&s);
+    CHECK(store_close(&s));
+}
+
+/* store_metric_rows: a run's rows in the order written (a resumed run's rewound and
+ * re-logged rows in step order), filtered by name prefix, NaN kept, other runs' rows left out;
+ * a callback's error stops the read. */
+typedef struct Rows {
+    int n;
+    int64_t step[16];
+    char name[16][24];
+    double value[16];
+} Rows;
+static int collect_row(void *ud, int64_t step, const char *name, double value) {
+    Rows *r = ud;
+    if (r->n == 16) return error_set("Too many rows.");
+    r->step[r->n] = step;
+    snprintf(r->name[r->n], sizeof r->name[0], "%s", name);
+    r->value[r->n++] = value;
+    return LSC_OK;
+}
+
+static void test_metric_rows(void **state) {
+    (void)state;
+    char path[256];
+    path_in_dir(path, sizeof path, "rows.db");
+    Store s;
+    int64_t exp = 0;
+    StoreClaim c;
+    CHECK(store_open(&s, path));
+    CHECK(store_experiment_upsert(&s, "rows", "r.lua", NULL, &exp));
+    const int64_t a = claim_ok(&s, exp, 0, 0, &c), other = claim_ok(&s, exp, 1, 0, &c);
+    for (int step = 1; step <= 4; step++) {
+        CHECK(store_metric_add(&s, a, step, "train.loss", 4.0 - step));
+        CHECK(store_metric_add(&s, other, step, "val.score", 9.0));
+        if (step % 2 == 0) CHECK(store_metric_add(&s, a, step, "val.score", step * 0.1));
+    }
+    CHECK(store_metric_add(&s, a, 5, "val.loss", NAN));
+    CHECK(store_metric_add(&s, a, 5, "validation", 1.0)); /* shares "val" but not "val." */
+    Rows r = {0};
+    CHECK(store_metric_rows(&s, a, "val.", collect_row, &r)); /* buffered rows: not yet seen */
+    assert_int_equal(r.n, 0);
+    CHECK(store_flush(&s));
+    CHECK(store_metric_rows(&s, a, "val.", collect_row, &r));
+    assert_int_equal(r.n, 3);
+    assert_int_equal(r.step[0], 2);
+    assert_string_equal(r.name[0], "val.score");
+    assert_true(r.value[0] == 0.2);
+    assert_int_equal(r.step[1], 4);
+    assert_true(r.value[1] == 0.4);
+    assert_string_equal(r.name[2], "val.loss");
+    assert_true(isnan(r.value[2]));
+    memset(&r, 0, sizeof r);
+    CHECK(store_metric_rows(&s, a, NULL, collect_row, &r)); /* every row, in written order */
+    assert_int_equal(r.n, 8);
+    assert_string_equal(r.name[0], "train.loss");
+    assert_string_equal(r.name[7], "validation");
+    /* a resumed run: the rows after its state are dropped and logged again, in step order */
+    CHECK(store_run_rewind(&s, a, 3));
+    CHECK(store_metric_add(&s, a, 3, "train.loss", 1.5));
+    CHECK(store_metric_add(&s, a, 4, "val.score", 0.45));
+    CHECK(store_flush(&s));
+    memset(&r, 0, sizeof r);
+    CHECK(store_metric_rows(&s, a, "", collect_row, &r));
+    assert_int_equal(r.n, 5);
+    const int64_t steps[5] = {1, 2, 2, 3, 4};
+    for (int i = 0; i < 5; i++)
+        if (r.step[i] != steps[i]) fail_msg("row %d: step %lld, expected %lld", i, (long long)r.step[i], (long long)steps[i]);
+    assert_true(r.value[4] == 0.45);
+    /* the callback's error ends the read with that error */
+    Rows full = {.n = 16};
+    expect_error(store_metric_rows(&s, a, NULL, collect_row, &full), "Too many rows");
+    CHECK(store_metric_rows(&s, a, NULL, collect_row, &(Rows){0})); /* the store is usable after */
     CHECK(store_close(&s));
 }
 
@@ -666,6 +739,7 @@ int main(void) {
         cmocka_unit_test(test_open_errors),
         cmocka_unit_test(test_claim_lifecycle),
         cmocka_unit_test(test_resume_keeps_log_until_state),
+        cmocka_unit_test(test_metric_rows),
         cmocka_unit_test(test_flush_one_transaction),
         cmocka_unit_test(test_stale_heartbeat_other_host),
         cmocka_unit_test(test_sigkill_leaves_stale_run),
