@@ -15,6 +15,7 @@
 #include "core/base/error.h"
 #include "core/base/sha256.h"
 #include "core/data/datadir.h"
+#include "core/data/datafetch.h"
 
 /* The most text one digits file may hold (the real one is 264,712 bytes). */
 #define DIGITS_MAX_TEXT ((size_t)64 << 20)
@@ -237,33 +238,6 @@ static int exists(const char *path) {
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-/* Copies src to dst through dst.part and a rename. */
-static int copy_file(const char *src, const char *dst) {
-    char part[4400];
-    snprintf(part, sizeof part, "%s.part", dst);
-    FILE *in = fopen(src, "rb");
-    if (!in) return error_set("Could not open %s: %s.", src, strerror(errno));
-    FILE *out = fopen(part, "wb");
-    if (!out) {
-        fclose(in);
-        return error_set("Could not create %s: %s.", part, strerror(errno));
-    }
-    char buf[1 << 16];
-    size_t k;
-    int rc = LSC_OK;
-    while ((k = fread(buf, 1, sizeof buf, in)) > 0)
-        if (fwrite(buf, 1, k, out) != k) {
-            rc = error_set("Could not write %s: %s.", part, strerror(errno));
-            break;
-        }
-    if (rc == LSC_OK && ferror(in)) rc = error_set("Could not read %s.", src);
-    fclose(in);
-    if (fclose(out) != 0 && rc == LSC_OK) rc = error_set("Could not write %s: %s.", part, strerror(errno));
-    if (rc == LSC_OK && rename(part, dst) != 0) rc = error_set("Could not rename %s to %s: %s.", part, dst, strerror(errno));
-    if (rc != LSC_OK) remove(part);
-    return rc;
-}
-
 /* Checks a candidate file: the right text and row count. */
 static int verify_file(const char *path) {
     uint8_t *counts;
@@ -304,7 +278,7 @@ int digits_fetch(const char *from, const char *dest_dir, char *src_out, size_t s
     const int same = strcmp(src, dst) == 0 ||
                      (sha256_file_hex(dst, have, &have_bytes) == LSC_OK && strcmp(have, want) == 0);
     error_clear();
-    if (!same && copy_file(src, dst) != LSC_OK) return LSC_ERR;
+    if (!same && datafetch_copy_file(src, dst) != LSC_OK) return LSC_ERR;
     if (exists(txt) && same) return LSC_OK;
     FILE *f = fopen(txt, "w");
     if (!f) return error_set("Could not create %s: %s.", txt, strerror(errno));
