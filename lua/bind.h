@@ -28,6 +28,7 @@
 #define BIND_VIT_FINETUNE "lorasc.ViTFinetune"
 #define BIND_VIT_TRAINER "lorasc.ViTTrainer"
 #define BIND_IMAGES "lorasc.Images"
+#define BIND_IMAGESET "lorasc.ImageSet"
 #define BIND_TASK "lorasc.Task"
 #define BIND_TOKENIZER "lorasc.Tokenizer"
 

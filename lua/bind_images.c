@@ -1,13 +1,15 @@
 /* lorasc.core.images: image classification tasks (core/tasks/image_task.h) as userdata: a
  * dataset's train file split into train/val, its t10k file as test, a class subset
  * relabelled 0..k-1, optionally capped in size; evaluation of a ViT on a split, clean or
- * under one corruption of core/data/corrupt.h at one severity. The userdata is the core
- * ImageTask itself, created empty before the files are read. */
+ * under one corruption of core/data/corrupt.h at one severity, or on a shift set (an
+ * ImageSet userdata, images.shift); `lorasc data fetch digits`. The userdata is the core
+ * ImageTask (ImageSet) itself, created empty before the files are read. */
 #include <limits.h>
 #include <string.h>
 
 #include "core/base/error.h"
 #include "core/data/corrupt.h"
+#include "core/data/digits.h"
 #include "lua/bind.h"
 
 ImageTask *bind_check_images(lua_State *L, int idx) {
@@ -105,6 +107,59 @@ static int d_evaluate(lua_State *L) {
     return 2;
 }
 
+/* images.shift(name) -> a shift set: one file's images alone (imagedata_load(name, "test"),
+ * e.g. "digits", the UCI digits in MNIST's geometry), to evaluate a task's model on. */
+static int l_shift(lua_State *L) {
+    const char *name = luaL_checkstring(L, 1);
+    ImageSet *s = lua_newuserdatauv(L, sizeof *s, 0);
+    memset(s, 0, sizeof *s);
+    luaL_setmetatable(L, BIND_IMAGESET);
+    if (imagedata_load(s, name, "test") != LSC_OK) return bind_error(L);
+    return 1;
+}
+
+static ImageSet *check_set(lua_State *L, int idx) {
+    ImageSet *s = luaL_checkudata(L, idx, BIND_IMAGESET);
+    if (!s->pixels) luaL_argerror(L, idx, "image set is closed");
+    return s;
+}
+
+/* set:info() -> { n =, n_classes =, height =, width =, channels = } */
+static int s_info(lua_State *L) {
+    ImageSet *s = check_set(L, 1);
+    lua_createtable(L, 0, 5);
+#define SETI(k, v) (lua_pushinteger(L, (v)), lua_setfield(L, -2, k))
+    SETI("n", s->n);
+    SETI("n_classes", s->n_classes);
+    SETI("channels", s->channels);
+    SETI("height", s->height);
+    SETI("width", s->width);
+#undef SETI
+    return 1;
+}
+
+static int s_close(lua_State *L) {
+    imagedata_free(luaL_checkudata(L, 1, BIND_IMAGESET));
+    return 0;
+}
+
+/* d:evaluate_shift(vit, set, batch) -> accuracy, loss, n: the images of the shift set whose
+ * class is one of the task's, labelled and normalised as the task's (image_task_evaluate_shift). */
+static int d_evaluate_shift(lua_State *L) {
+    ImageTask *d = bind_check_images(L, 1);
+    LVit *v = bind_check_vit(L, 2);
+    ImageSet *s = check_set(L, 3);
+    const int B = (int)luaL_checkinteger(L, 4);
+    luaL_argcheck(L, B > 0, 4, "batch must be > 0");
+    double accuracy, loss;
+    int n;
+    if (image_task_evaluate_shift(d, &v->m, s, B, &accuracy, &loss, &n) != LSC_OK) return bind_error(L);
+    lua_pushnumber(L, accuracy);
+    lua_pushnumber(L, loss);
+    lua_pushinteger(L, n);
+    return 3;
+}
+
 /* images.corruptions() -> { "gaussian_noise", ... } in the suite's order */
 static int l_corruptions(lua_State *L) {
     lua_createtable(L, CORRUPT_NUM, 0);
@@ -112,6 +167,16 @@ static int l_corruptions(lua_State *L) {
         lua_pushstring(L, corrupt_name(k));
         lua_rawseti(L, -2, k + 1);
     }
+    return 1;
+}
+
+/* images.fetch_digits([from_dir]) -> the file copied from: `lorasc data fetch digits`
+ * (core/data/digits.h) into the data directory. */
+static int l_fetch_digits(lua_State *L) {
+    const char *from = luaL_optstring(L, 1, NULL);
+    char src[4200];
+    if (digits_fetch(from, NULL, src, sizeof src) != LSC_OK) return bind_error(L);
+    lua_pushstring(L, src);
     return 1;
 }
 
@@ -133,11 +198,15 @@ static int d_tostring(lua_State *L) {
 
 int luaopen_lorasc_core_images(lua_State *L) {
     static const luaL_Reg methods[] = {{"info", d_info}, {"evaluate", d_evaluate},
-                                       {"close", d_close}, {NULL, NULL}};
+                                       {"evaluate_shift", d_evaluate_shift}, {"close", d_close}, {NULL, NULL}};
     static const luaL_Reg meta[] = {{"__gc", d_close}, {"__close", d_close},
                                     {"__tostring", d_tostring}, {NULL, NULL}};
     bind_new_class(L, BIND_IMAGES, methods, meta);
-    static const luaL_Reg fns[] = {{"load", l_load}, {"corruptions", l_corruptions}, {NULL, NULL}};
+    static const luaL_Reg set_methods[] = {{"info", s_info}, {"close", s_close}, {NULL, NULL}};
+    static const luaL_Reg set_meta[] = {{"__gc", s_close}, {"__close", s_close}, {NULL, NULL}};
+    bind_new_class(L, BIND_IMAGESET, set_methods, set_meta);
+    static const luaL_Reg fns[] = {{"load", l_load}, {"shift", l_shift}, {"corruptions", l_corruptions},
+                                   {"fetch_digits", l_fetch_digits}, {NULL, NULL}};
     luaL_newlib(L, fns);
     return 1;
 }

@@ -31,8 +31,7 @@ static int make_parents(const char *path) {
     return LSC_OK;
 }
 
-/* Copies src to dst through dst.part and a rename, so a crash leaves no half file. */
-static int copy_file(const char *src, const char *dst) {
+int datafetch_copy_file(const char *src, const char *dst) {
     char part[4200];
     snprintf(part, sizeof part, "%s.part", dst);
     if (make_parents(dst) != LSC_OK) return LSC_ERR;
@@ -68,7 +67,7 @@ static int fetch_listed(const char *name, const char *src_root, const char *dst_
     snprintf(dst, sizeof dst, "%s/%s", dst_root, rel);
     if (sha256_file_hex(dst, hex, &bytes) == LSC_OK && strcmp(hex, want_hex) == 0 && bytes == want_bytes)
         return LSC_OK;
-    if (copy_file(src, dst) != LSC_OK) return LSC_ERR;
+    if (datafetch_copy_file(src, dst) != LSC_OK) return LSC_ERR;
     if (sha256_file_hex(dst, hex, &bytes) != LSC_OK) return LSC_ERR;
     if (strcmp(hex, want_hex) != 0 || bytes != want_bytes) {
         remove(dst);
@@ -93,7 +92,7 @@ static int copy_tree(const char *src, const char *dst, size_t *files) {
         struct stat st;
         if (stat(s, &st) != 0) rc = error_set("Could not stat %s: %s.", s, strerror(errno));
         else if (S_ISDIR(st.st_mode)) rc = copy_tree(s, t, files);
-        else if (S_ISREG(st.st_mode)) rc = copy_file(s, t), (*files)++;
+        else if (S_ISREG(st.st_mode)) rc = datafetch_copy_file(s, t), (*files)++;
     }
     closedir(d);
     return rc;
@@ -147,7 +146,7 @@ static int fetch_one(const char *name, const char *src_dir, const char *dest_dir
         if (rc == LSC_OK) {
             char dst_txt[4200];
             snprintf(dst_txt, sizeof dst_txt, "%s/SOURCE.txt", dst_root);
-            rc = copy_file(source_txt, dst_txt);
+            rc = datafetch_copy_file(source_txt, dst_txt);
         }
     }
     if (rc == LSC_OK && listed == 0) {

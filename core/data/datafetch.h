@@ -15,6 +15,9 @@
  * counted in *unverified (may be NULL). Existing identical files are kept. */
 int datafetch_from_dir(const char *const *names, size_t n, const char *src_dir, const char *dest_dir,
                        size_t *unverified);
+/* Copies src to dst (its parent folders made) through dst.part and a rename, so a crash
+ * leaves no half file. */
+int datafetch_copy_file(const char *src, const char *dst);
 /* Online fetch: always LSC_ERR with a sentence naming the datasets and the --from command. */
 int datafetch_online(const char *const *names, size_t n);
 

@@ -10,6 +10,7 @@
 #include <zlib.h>
 
 #include "core/data/datadir.h"
+#include "core/data/digits.h"
 #include "core/base/error.h"
 #include "core/base/philox.h"
 
@@ -138,14 +139,68 @@ static int file_exists(const char *path) {
     return f != NULL;
 }
 
+int imagedata_subset(ImageSet *dst, const ImageSet *src, const int *idx, int n) {
+    memset(dst, 0, sizeof *dst);
+    const size_t img = (size_t)src->channels * src->height * src->width;
+    dst->pixels = malloc(img * (size_t)(n > 0 ? n : 1));
+    dst->labels = malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
+    if (!dst->pixels || !dst->labels) {
+        imagedata_free(dst);
+        return error_set("Out of memory for %d images of %s.", n, src->name);
+    }
+    *dst = (ImageSet){.n = n, .channels = src->channels, .height = src->height, .width = src->width,
+                      .n_classes = src->n_classes, .pixels = dst->pixels, .labels = dst->labels};
+    for (int i = 0; i < n; i++) {
+        LSC_ASSERT(idx[i] >= 0 && idx[i] < src->n);
+        memcpy(dst->pixels + (size_t)i * img, src->pixels + (size_t)idx[i] * img, img);
+        dst->labels[i] = src->labels[idx[i]];
+    }
+    snprintf(dst->name, sizeof dst->name, "%s", src->name);
+    return LSC_OK;
+}
+
+/* "mnist-t10k": MNIST's t10k file alone, cut in two by a fixed Philox permutation (seed
+ * MNIST_T10K_SEED): the images at its first MNIST_T10K_TRAIN positions are the "train" file,
+ * the rest the "test" file, each in the t10k file's order. */
+static int load_t10k_part(ImageSet *s, const char *split) {
+    ImageSet all;
+    if (imagedata_load(&all, "mnist", "test") != LSC_OK) return LSC_ERR;
+    int *perm = malloc(sizeof(int) * (size_t)all.n);
+    char *in_train = calloc((size_t)all.n, 1);
+    int *idx = malloc(sizeof(int) * (size_t)all.n);
+    if (!perm || !in_train || !idx) {
+        free(perm), free(in_train), free(idx), imagedata_free(&all);
+        return error_set("Out of memory splitting MNIST's t10k file.");
+    }
+    imagedata_shuffle(perm, all.n, MNIST_T10K_SEED, 0);
+    const int n_train = all.n < MNIST_T10K_TRAIN ? all.n : MNIST_T10K_TRAIN;
+    for (int i = 0; i < n_train; i++) in_train[perm[i]] = 1;
+    const int want = strcmp(split, "train") == 0;
+    int n = 0;
+    for (int i = 0; i < all.n; i++)
+        if (in_train[i] == want) idx[n++] = i;
+    const int rc = imagedata_subset(s, &all, idx, n);
+    free(perm), free(in_train), free(idx), imagedata_free(&all);
+    if (rc == LSC_OK) snprintf(s->name, sizeof s->name, "mnist-t10k");
+    return rc;
+}
+
 int imagedata_load(ImageSet *s, const char *name, const char *split) {
     memset(s, 0, sizeof *s);
     const int fashion = strcmp(name, "fashion-mnist") == 0;
-    if (!fashion && strcmp(name, "mnist") != 0)
-        return error_set("Unknown image dataset \"%s\" (known: mnist, fashion-mnist).", name);
+    const int is_t10k = strcmp(name, "mnist-t10k") == 0, is_digits = strcmp(name, "digits") == 0;
+    if (!fashion && !is_t10k && !is_digits && strcmp(name, "mnist") != 0)
+        return error_set("Unknown image dataset \"%s\" (known: mnist, mnist-t10k, fashion-mnist, digits).", name);
     const char *prefix = strcmp(split, "train") == 0 ? "train" : strcmp(split, "test") == 0 ? "t10k" : NULL;
     if (!prefix)
         return error_set("Unknown split \"%s\" for %s (use \"train\" or \"test\").", split, name);
+    if (is_t10k) return load_t10k_part(s, split);
+    if (is_digits) {
+        if (strcmp(split, "test") != 0)
+            return error_set("The UCI digits (\"digits\") are a test set only: a distribution shift to "
+                             "evaluate MNIST models on (eval.shift), not a task to train on.");
+        return digits_load(s);
+    }
     char img[1024], lab[1024], rel[256];
     /* 1. the data directory: <root>/<name>/<prefix>-images-idx3-ubyte.gz */
     snprintf(rel, sizeof rel, "%s/%s-images-idx3-ubyte.gz", name, prefix);

@@ -2,7 +2,7 @@
  * Fashion-MNIST IDX files (gzip or plain), per-channel normalisation, and seeded
  * augmentation (random crop with zero padding, horizontal flip). Pixels stay uint8 in
  * memory; a batch is made on demand. Not here: the robustness corruptions (issue 6's suite),
- * other image formats. */
+ * the UCI digits' CSV and transform (digits.h), other image formats. */
 #ifndef LORASC_IMAGEDATA_H
 #define LORASC_IMAGEDATA_H
 
@@ -28,8 +28,15 @@ int imagedata_load_idx(ImageSet *s, const char *images_path, const char *labels_
 /* A named dataset split: name "mnist" or "fashion-mnist", split "train" or "test" (t10k).
  * Looks in the data directory ($LORASC_DATA, default data/) under <name>/, then for
  * Fashion-MNIST in /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist).
- * The error names the files it tried and how to get them. */
+ * The error names the files it tried and how to get them.
+ * "mnist-t10k": MNIST's t10k file alone (where the 60,000 train images are absent, as in a
+ * data directory filled from ../shared/data), cut in two by a fixed seeded permutation:
+ * "train" = 8,000 of its images, "test" = the other 2,000 (load_t10k_part in imagedata.c).
+ * "digits": the UCI handwritten digits in MNIST's geometry, "test" only (core/data/digits.h). */
 int imagedata_load(ImageSet *s, const char *name, const char *split);
+enum { MNIST_T10K_TRAIN = 8000, MNIST_T10K_SEED = 0x710 };
+/* dst = the images idx[0..n) of src, in that order (a copy). */
+int imagedata_subset(ImageSet *dst, const ImageSet *src, const int *idx, int n);
 void imagedata_free(ImageSet *s);
 
 /* Per-channel mean and standard deviation of the pixels in [0, 1] (computed in double). */

@@ -174,8 +174,11 @@ int image_task_batch_sized(const ImageTask *t, int split, const int *positions, 
     return rc;
 }
 
-int image_task_evaluate(const ImageTask *t, ViT *m, int split, int B,
-                        const ImageCorruption *corruption, double *accuracy, double *loss) {
+/* The evaluation loop: images idx[0..n) of set (the task's train or test file, or a shift
+ * set of the same geometry) in batches of B, labels through the task's relabelling (every
+ * idx is of a task class), optionally corrupted, resized to the model's size. */
+static int evaluate_images(const ImageTask *t, ViT *m, const ImageSet *set, const int *idx, int n, int B,
+                           const ImageCorruption *corruption, double *accuracy, double *loss) {
     if (B <= 0) return error_set("evaluation batch must be > 0, got %d", B);
     if (image_task_check_vit(t, &m->config) != LSC_OK) return LSC_ERR;
     const int C = t->train.channels, H = t->train.height, W = t->train.width;
@@ -184,22 +187,20 @@ int image_task_evaluate(const ImageTask *t, ViT *m, int split, int B,
     Real *x = malloc(sizeof(Real) * img * (size_t)B);
     Real *y = resize ? malloc(sizeof(Real) * (size_t)C * S * S * (size_t)B) : x;
     int32_t *labels = malloc(sizeof(int32_t) * (size_t)B), *pred = malloc(sizeof(int32_t) * (size_t)B);
-    int *pos = malloc(sizeof(int) * (size_t)B);
     int rc = LSC_OK;
-    if (!x || !y || !labels || !pred || !pos)
-        rc = error_set("out of memory evaluating on %s", t->name);
+    if (!x || !y || !labels || !pred)
+        rc = error_set("out of memory evaluating on %s", set->name);
     long correct = 0;
     double sum_loss = 0;
-    const int n = t->n[split];
     for (int start = 0; start < n && rc == LSC_OK; start += B) {
         if (stop_requested()) { /* Ctrl-C or a scheduler's signal: the run is to stop now */
             rc = error_set("Stopped by signal %d while evaluating on %s (image %d of %d).",
-                           stop_requested(), t->name, start, n);
+                           stop_requested(), set->name, start, n);
             break;
         }
         const int b = n - start < B ? n - start : B;
-        for (int i = 0; i < b; i++) pos[i] = start + i;
-        rc = image_task_batch(t, split, pos, b, x, labels, NULL, 0, 0);
+        imagedata_batch(set, x, labels, idx + start, b, t->mean, t->std, NULL, 0, 0);
+        for (int i = 0; i < b; i++) labels[i] = t->relabel[labels[i] & 0xFF];
         for (int i = 0; i < b && corruption && rc == LSC_OK; i++)
             rc = corrupt_image_normalised(x + i * img, C, H, W, t->mean, t->std, corruption->kind,
                                           corruption->severity, corruption->seed,
@@ -214,9 +215,38 @@ int image_task_evaluate(const ImageTask *t, ViT *m, int split, int B,
         }
     }
     if (y != x) free(y);
-    free(x), free(labels), free(pred), free(pos);
+    free(x), free(labels), free(pred);
     if (rc != LSC_OK) return LSC_ERR;
     *accuracy = (double)correct / n;
     *loss = sum_loss / n;
     return LSC_OK;
+}
+
+int image_task_evaluate(const ImageTask *t, ViT *m, int split, int B,
+                        const ImageCorruption *corruption, double *accuracy, double *loss) {
+    return evaluate_images(t, m, split == IMAGE_TEST ? &t->test : &t->train, t->idx[split], t->n[split], B,
+                           corruption, accuracy, loss);
+}
+
+int image_task_evaluate_shift(const ImageTask *t, ViT *m, const ImageSet *shift, int B,
+                              double *accuracy, double *loss, int *n) {
+    *n = 0;
+    if (shift->channels != t->train.channels || shift->height != t->train.height ||
+        shift->width != t->train.width)
+        return error_set("the shift set %s (%d x %d x %d images) does not have the geometry of task %s "
+                         "(%d x %d x %d)", shift->name, shift->channels, shift->height, shift->width, t->name,
+                         t->train.channels, t->train.height, t->train.width);
+    int *idx = malloc(sizeof(int) * (size_t)(shift->n > 0 ? shift->n : 1));
+    if (!idx) return error_set("out of memory evaluating on %s", shift->name);
+    int k = 0;
+    for (int i = 0; i < shift->n; i++)
+        if (shift->labels[i] >= 0 && shift->labels[i] < 256 && t->relabel[shift->labels[i]] >= 0) idx[k++] = i;
+    int rc = LSC_OK;
+    if (k == 0)
+        rc = error_set("the shift set %s holds no image of task %s's classes", shift->name, t->name);
+    else
+        rc = evaluate_images(t, m, shift, idx, k, B, NULL, accuracy, loss);
+    free(idx);
+    if (rc == LSC_OK) *n = k;
+    return rc;
 }

@@ -1,8 +1,9 @@
 /* An image classification task: a dataset's train file split into train and validation by a
  * seeded shuffle, its test file as test, restricted to a class subset relabelled 0..k-1 and
  * optionally capped in size; batches of a split; evaluation of a ViT on a split, clean or
- * under one corruption of core/data/corrupt.h at one severity. Not here: the image files
- * (core/data/imagedata.h), training on a task (core/tasks/image_train.h). */
+ * under one corruption of core/data/corrupt.h at one severity, or on a shift set (another
+ * image set of the same classes). Not here: the image files (core/data/imagedata.h),
+ * training on a task (core/tasks/image_train.h). */
 #ifndef LORASC_IMAGE_TASK_H
 #define LORASC_IMAGE_TASK_H
 
@@ -79,5 +80,14 @@ typedef struct ImageCorruption {
  * that says so. */
 int image_task_evaluate(const ImageTask *t, ViT *m, int split, int B,
                         const ImageCorruption *corruption, double *accuracy, double *loss);
+
+/* Accuracy and mean loss of m on a distribution shift: every image of `shift` (e.g. the UCI
+ * digits, core/data/digits.h, for an MNIST task) whose label is one of the task's classes,
+ * relabelled as the task's and normalised by the task's train statistics (as its test
+ * images are), in batches of B at m's image size; *n gets how many images that is. The
+ * shift set must have the task's image geometry and hold at least one of its classes (else
+ * one sentence naming both). */
+int image_task_evaluate_shift(const ImageTask *t, ViT *m, const ImageSet *shift, int B,
+                              double *accuracy, double *loss, int *n);
 
 #endif

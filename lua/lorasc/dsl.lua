@@ -84,7 +84,7 @@ for name in pairs(methods.METHODS) do M[name] = methods.constructor(name) end
 local EXP_KEYS = { "model", "tasks", "task", "split", "train", "method", "seeds", "select",
                    "eval", "log_every", "save", "device" }
 local SPLIT_KEYS = { "train", "val", "test", "max_train", "max_val", "max_test" }
-local EVAL_KEYS = { "batch", "max_windows", "corrupt", "corrupt_max", "max_examples", "max_new", "tasks", "every" }
+local EVAL_KEYS = { "batch", "max_windows", "corrupt", "corrupt_max", "shift", "max_examples", "max_new", "tasks", "every" }
 local REPORT_KEYS = { "rows", "cols", "metric", "metrics", "select", "scale", "digits", "title" }
 local FIGURE_KEYS = { "experiment", "x", "y", "series", "select", "task", "scale", "logx", "title", "xlabel", "ylabel" }
 

@@ -1,8 +1,9 @@
 -- The image family: classification of MNIST / Fashion-MNIST classes ("fashion-mnist",
--- "fashion-mnist:5-9", "mnist:0,2,4"; core/data/imagedata.h) with a ViT. Its
+-- "fashion-mnist:5-9", "mnist:0,2,4", "mnist-t10k"; core/data/imagedata.h) with a ViT. Its
 -- canonicalisation (the vit{} model, pretrained here, a checkpoint or a Hugging Face
--- directory; the val fraction and caps; eval with corruptions) and, for `lorasc run`, the
--- base ViT, the images, the engine and the evaluation (clean, then ImageNet-C's protocol).
+-- directory; the val fraction and caps; eval with corruptions and shift sets) and, for
+-- `lorasc run`, the base ViT, the images, the engine and the evaluation (clean, then
+-- ImageNet-C's protocol, then each distribution shift: the UCI digits for MNIST).
 local sys = require "lorasc.core.sys"
 local vit_mod = require "lorasc.core.vit"
 local images = require "lorasc.core.images"
@@ -24,7 +25,13 @@ F.train = { augment = true, eval_only = false }
 -- "fashion-mnist", "fashion-mnist:5-9", "mnist:0,2,4": a class subset, relabelled 0..k-1
 -- in the order given. Returns { dataset, classes }, or nil (not an image task), or nil and
 -- the error of a malformed one.
-local SETS = { ["fashion-mnist"] = 10, mnist = 10 }
+local SETS = { ["fashion-mnist"] = 10, mnist = 10, ["mnist-t10k"] = 10 }
+-- The file a dataset's images come from in the data directory: "mnist-t10k" is MNIST's t10k
+-- file alone, cut into 8,000 "train" and 2,000 "test" images by a fixed permutation.
+local FOLDER = { mnist = "mnist", ["mnist-t10k"] = "mnist", ["fashion-mnist"] = "fashion-mnist" }
+-- Distribution shifts (eval.shift): the real-data sets a task's model is also evaluated on,
+-- and the datasets whose classes they share (the UCI digits: the ten digits, as MNIST's).
+local SHIFTS = { digits = { mnist = true, ["mnist-t10k"] = true } }
 function F.parse(task)
   if type(task) ~= "string" then return nil end
   local name, spec = task:match("^([%w%-]+):(.+)$")
@@ -68,6 +75,11 @@ end
 -- the error says how to get them.
 function F.check_task(task, loc)
   local name = F.parse(task).dataset
+  if name == "mnist-t10k" then
+    local tried = sys.datadir_path("mnist/t10k-images-idx3-ubyte.gz")
+    if sys.exists(tried) then return task end
+    fail(string.format("%s: task '%s' needs MNIST's t10k IDX files, not found at %s: copy them with `lorasc data fetch mnist --from DIR` (e.g. --from ../shared/data) into $LORASC_DATA/mnist/ (LORASC_DATA is the data directory, default data/)", loc, task, tried))
+  end
   local tried = sys.datadir_path(name .. "/train-images-idx3-ubyte.gz")
   if sys.exists(tried) then return task end
   if name == "fashion-mnist" and sys.exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz") then return task end
@@ -77,16 +89,43 @@ function F.check_task(task, loc)
   fail(string.format("%s: task '%s' needs the MNIST IDX files (train/t10k images and labels), not found at %s: get them with `lorasc data fetch mnist` or copy them into $LORASC_DATA/%s/ (LORASC_DATA is the data directory, default data/)", loc, task, tried, name))
 end
 
+-- eval.shift = { "digits" }: each name a shift set of SHIFTS whose classes every task's
+-- dataset shares; nil or {} for none (left out of the config, so older runs keep their hashes).
+local function canon_shift(shift, loc, tasks)
+  if shift == nil then return nil end
+  local at = canon.key_loc(loc, "shift")
+  if type(shift) == "string" then shift = { shift } end
+  if type(shift) ~= "table" then fail(at .. ": eval.shift must be a list of shift sets such as { \"digits\" }") end
+  local names = canon.sorted_keys(SHIFTS)
+  local out, seen = {}, {}
+  for _, name in ipairs(shift) do
+    if not SHIFTS[name] then
+      fail(string.format("%s: unknown eval.shift '%s'; valid: %s", at, tostring(name), table.concat(names, ", ")))
+    end
+    for _, task in ipairs(tasks or {}) do
+      local t = F.parse(task)
+      if t and not SHIFTS[name][t.dataset] then
+        fail(string.format("%s: eval.shift '%s' holds handwritten digits 0-9, which task '%s' does not classify; it is a shift for mnist and mnist-t10k tasks", at, name, task))
+      end
+    end
+    if not seen[name] then seen[name] = true; out[#out + 1] = name end
+  end
+  if #out == 0 then return nil end
+  table.sort(out)
+  return out
+end
+
 -- split = { val, max_train, max_val, max_test }: the val fraction of the train file and
--- optional caps; eval = { batch, corrupt, corrupt_max }.
-function F.canon_split_eval(split, ev, loc)
+-- optional caps; eval = { batch, corrupt, corrupt_max, shift }.
+function F.canon_split_eval(split, ev, loc, tasks)
   local _, val_frac = text.fractions(split, loc)
-  if ev.max_windows ~= nil then fail(loc .. ": eval.max_windows is for text tasks; image tasks take eval = { batch, corrupt, corrupt_max }") end
+  if ev.max_windows ~= nil then fail(loc .. ": eval.max_windows is for text tasks; image tasks take eval = { batch, corrupt, corrupt_max, shift }") end
   if split.train ~= nil then fail(loc .. ": split.train is for text tasks; image tasks take the val fraction of the train file (split.val) and optional caps max_train, max_val, max_test") end
   if ev.corrupt ~= nil and type(ev.corrupt) ~= "boolean" then fail(loc .. ": eval.corrupt must be true or false") end
   local eval = { batch = int(ev.batch or 128, "eval.batch", loc, pos, "must be > 0"),
                  corrupt = ev.corrupt ~= false,
-                 corrupt_max = int(ev.corrupt_max or 0, "eval.corrupt_max", loc, nonneg, "must be >= 0") }
+                 corrupt_max = int(ev.corrupt_max or 0, "eval.corrupt_max", loc, nonneg, "must be >= 0"),
+                 shift = canon_shift(ev.shift, loc, tasks) }
   return { val = val_frac,
            max_train = int(split.max_train or 0, "split.max_train", loc, nonneg, "must be >= 0"),
            max_val = int(split.max_val or 0, "split.max_val", loc, nonneg, "must be >= 0"),
@@ -178,7 +217,12 @@ end
 
 -- Running -----------------------------------------------------------------------------------
 -- Base models and image sets are cached in the process: loaded once per sweep.
-local bases, sets = {}, {}
+local bases, sets, shifts = {}, {}, {}
+-- A shift set (core/data/digits.h for "digits"), loaded once per process.
+local function get_shift(name)
+  if not shifts[name] then shifts[name] = images.shift(name) end
+  return shifts[name]
+end
 local function get_images(task, split)
   split = split or { val = 0.1 }
   local key = table.concat({ task, split.val, split.max_train or 0, split.max_val or 0, split.max_test or 0 }, "|")
@@ -215,9 +259,9 @@ end
 -- directory, then (Fashion-MNIST) Debian's dataset-fashion-mnist.
 local function idx_files(name)
   local out = {}
-  for _, prefix in ipairs { "train", "t10k" } do
-    local img = sys.datadir_path(string.format("%s/%s-images-idx3-ubyte.gz", name, prefix))
-    local lab = sys.datadir_path(string.format("%s/%s-labels-idx1-ubyte.gz", name, prefix))
+  for _, prefix in ipairs(name == "mnist-t10k" and { "t10k" } or { "train", "t10k" }) do
+    local img = sys.datadir_path(string.format("%s/%s-images-idx3-ubyte.gz", FOLDER[name], prefix))
+    local lab = sys.datadir_path(string.format("%s/%s-labels-idx1-ubyte.gz", FOLDER[name], prefix))
     if not sys.exists(img) and name == "fashion-mnist" then
       img = string.format("/usr/share/datasets/fashion-mnist/%s-images-idx3-ubyte.gz", prefix)
       lab = string.format("/usr/share/datasets/fashion-mnist/%s-labels-idx1-ubyte.gz", prefix)
@@ -241,6 +285,9 @@ end
 function F.inputs(run)
   local list = {}
   for _, f in ipairs(idx_files(F.parse(run.config.task).dataset)) do list[#list + 1] = { path = f, kind = "data" } end
+  for _, name in ipairs(run.config.eval.shift or {}) do
+    list[#list + 1] = { path = sys.datadir_path(name .. "/" .. name .. ".csv.gz"), kind = "data" }
+  end
   return model_inputs(run.config.model, list)
 end
 
@@ -286,6 +333,7 @@ function F.plan(run)
                           canon.show(c.split.val), k, c.split["max_" .. k] or 0), 0)
     end
   end
+  for _, name in ipairs(c.eval.shift or {}) do get_shift(name) end -- a missing or bad file: an error now
   return math.max(1, info.train // c.train.batch)
 end
 
@@ -329,7 +377,7 @@ end
 
 -- Accuracy ("score") and loss on val and test; with eval.corrupt, ImageNet-C's protocol:
 -- per corruption, the accuracy averaged over the five severities; then the mean over
--- corruptions. The corrupted images are the same for every run (seed 1, keyed by each
+-- corruptions; with eval.shift, the accuracy on each shift set (test.shift.digits). The corrupted images are the same for every run (seed 1, keyed by each
 -- test image's position).
 function F.evaluate(store, run, run_id, m, ctx)
   local c, d, scores = run.config, ctx.data, {}
@@ -352,6 +400,15 @@ function F.evaluate(store, run, run_id, m, ctx)
     end
     store:eval(run_id, "test", "corrupt.mean", total_acc / #names)
     scores.corrupt = total_acc / #names
+  end
+  -- distribution shifts: every image of the set in the task's classes (test.shift.<name>)
+  for _, name in ipairs(c.eval.shift or {}) do
+    local acc, loss, n = d:evaluate_shift(m, get_shift(name), c.eval.batch)
+    store:eval(run_id, "test", "shift." .. name, acc)
+    store:eval(run_id, "test", "shift." .. name .. ".loss", loss)
+    store:eval(run_id, "test", "shift." .. name .. ".n", n)
+    store:flush()
+    scores["shift." .. name] = acc
   end
   return scores
 end

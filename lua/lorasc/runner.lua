@@ -37,7 +37,7 @@ local sentence = canon.sentence
 -- resumes from its saved state), the evaluation, what save = keeps (the adapter before the
 -- run is closed, the merged model after); the weights the run changed are restored when
 -- `restore` closes (the family's borrow: no copy of the whole model per run). Returns the
--- scores { val, test [, corrupt] }.
+-- scores { val, test [, corrupt] [, ["shift.<name>"] ] }.
 local function train_one(store, run, claim, prog, index, opts)
   local c, run_id = run.config, claim.run_id
   local fam = families[run.family]
@@ -198,9 +198,12 @@ function M.run_all(store, exps, opts)
       if ok then
         store:run_finish(claim.run_id, "done", nil, wall)
         resume.remove(opts.db, r.hash)
-        prog:run_end(string.format("run %d done in %s: val %s test %s%s (%s)", claim.run_id,
+        local shifts = {} -- image tasks' eval.shift accuracies, "shift.digits 0.5446"
+        for k, v in pairs(res) do if type(k) == "string" and k:match("^shift%.") then shifts[#shifts + 1] = string.format(" %s %.4f", k, v) end end
+        table.sort(shifts)
+        prog:run_end(string.format("run %d done in %s: val %s test %s%s%s (%s)", claim.run_id,
           progress.fmt_time(wall), score(res.val), score(res.test),
-          res.corrupt and string.format(" corrupt %.4f", res.corrupt) or "", r.hash:sub(1, 12)), r.total)
+          res.corrupt and string.format(" corrupt %.4f", res.corrupt) or "", table.concat(shifts), r.hash:sub(1, 12)), r.total)
       elseif sig then -- whatever the error says, the signal is why the run ended
         local why = resume.is_stop(res) and res.message or string.format("stopped by %s: %s", signame, sentence(res))
         local fok, ferr = pcall(store.run_finish, store, claim.run_id, "interrupted", why, wall)

@@ -1,4 +1,4 @@
--- Pinned run hashes (issue 10): expands every committed experiment file (experiments/*.lua)
+-- Pinned run hashes (issue 10): expands every committed experiment file (experiments/*.lua, experiments/paper/*.lua)
 -- plus tests/lua/{tiny,tiny_image,pinned_methods}.lua and compares each run's config hash
 -- (SHA-256 of its canonical JSON) with tests/lua/expected_hashes.txt. A refactoring of the
 -- DSL must leave them identical; a deliberate change of canonicalisation updates the file
@@ -28,6 +28,10 @@ local function need_fashion()
   if sys.exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz") then return end
   return "Fashion-MNIST is absent (apt-get install dataset-fashion-mnist)"
 end
+local function need_mnist_t10k()
+  if sys.exists(sys.datadir_path("mnist/t10k-images-idx3-ubyte.gz")) then return end
+  return "MNIST's t10k is absent from $LORASC_DATA/mnist (lorasc data fetch mnist --from DIR)"
+end
 local function need_lang(...)
   for _, f in ipairs { "llama2c_stories260K/stories260K.bin", "llama2c_stories260K/tok512.bin" } do
     if not sys.exists(sys.datadir_path(f)) then return sys.datadir_path(f) .. " is absent (set LORASC_DATA)" end
@@ -55,6 +59,8 @@ local FILES = {
   { "experiments/table2_stories260k.lua", function() return need_lang("alpaca", "mmlu", "bbh") end },
   { "experiments/paper/table1_smollm2.lua", function() return need_smollm2("sst2", "rte", "cb", "copa") end },
   { "experiments/paper/table2_smollm2.lua", function() return need_smollm2("alpaca", "mmlu", "bbh", "gsm8k") end },
+  { "experiments/paper/table3_vision.lua", need_mnist_t10k },
+  { "experiments/paper/table4_experts.lua", need_mnist_t10k },
   { "tests/lua/tiny.lua", function() return need_text("text:gpl3", "text:apache") end },
   { "tests/lua/tiny_image.lua", need_fashion },
   { "tests/lua/pinned_methods.lua", function() return need_text("text:gpl3", "text:apache") end },

@@ -136,6 +136,40 @@ static void test_shuffle(void **state) {
     assert_true(memcmp(p, q, sizeof p) != 0);
 }
 
+/* "mnist-t10k": the t10k file cut into 8,000 "train" and 2,000 "test" images, disjoint and
+ * together the whole file (each image once, compared pixel for pixel), the same every time;
+ * "digits" has no train split. Skipped without $LORASC_DATA/mnist. */
+static void test_mnist_t10k(void **state) {
+    (void)state;
+    ImageSet all, tr, te, again;
+    if (imagedata_load(&all, "mnist", "test") != LSC_OK) {
+        printf("[ skipped  ] mnist-t10k: %s\n", error_last());
+        skip();
+    }
+    if (imagedata_load(&tr, "mnist-t10k", "train") != LSC_OK) fail_msg("%s", error_last());
+    if (imagedata_load(&te, "mnist-t10k", "test") != LSC_OK) fail_msg("%s", error_last());
+    assert_int_equal(tr.n, MNIST_T10K_TRAIN);
+    assert_int_equal(te.n, all.n - MNIST_T10K_TRAIN);
+    assert_string_equal(tr.name, "mnist-t10k");
+    /* each part keeps the file's order: walk the file once, matching the next image of either */
+    const size_t px = 28 * 28;
+    int a = 0, b = 0;
+    for (int i = 0; i < all.n; i++) {
+        const uint8_t *p = all.pixels + i * px;
+        if (a < tr.n && memcmp(p, tr.pixels + a * px, px) == 0 && all.labels[i] == tr.labels[a]) a++;
+        else if (b < te.n && memcmp(p, te.pixels + b * px, px) == 0 && all.labels[i] == te.labels[b]) b++;
+        else fail_msg("t10k image %d is in neither part (after %d train and %d test images)", i, a, b);
+    }
+    assert_int_equal(a, tr.n);
+    assert_int_equal(b, te.n);
+    assert_int_equal(imagedata_load(&again, "mnist-t10k", "test"), LSC_OK);
+    assert_memory_equal(again.pixels, te.pixels, (size_t)te.n * px);
+    imagedata_free(&again);
+    assert_int_equal(imagedata_load(&again, "digits", "train"), LSC_ERR);
+    assert_non_null(strstr(error_last(), "are a test set only"));
+    imagedata_free(&all), imagedata_free(&tr), imagedata_free(&te);
+}
+
 /* The real files, when installed: Fashion-MNIST t10k (Debian) and MNIST t10k (data dir). */
 static void test_real_datasets(void **state) {
     (void)state;
@@ -168,6 +202,7 @@ int main(void) {
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_shuffle),
         cmocka_unit_test(test_real_datasets),
+        cmocka_unit_test(test_mnist_t10k),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

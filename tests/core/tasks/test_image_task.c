@@ -1,7 +1,7 @@
 /* Image tasks and ViT training on them (core/tasks/image_task.h, image_train.h), model cloning
  * (vit_clone, llama_clone) and devices by name (core/model/device.h), on small image sets
  * made in memory: split sizes and disjointness, relabelling, caps, errors; evaluation against
- * a hand loop (clean and corrupted), ended by a stop request; the sampler's per-epoch
+ * a hand loop (clean and corrupted, and on a shift set), ended by a stop request; the sampler's per-epoch
  * permutation; a pretraining run and a cascade fine-tuning run. */
 #include <math.h>
 #include <setjmp.h>
@@ -263,6 +263,49 @@ static void test_evaluate(void **state) {
     stop_clear();
     if (image_task_evaluate(&fx.t, &fx.m, IMAGE_TEST, 4, NULL, &acc, &loss) != LSC_OK)
         fail_msg("evaluate after the stop was cleared: %s", error_last());
+    fixture_close(&fx);
+}
+
+/* image_task_evaluate_shift: the shift set's images of the task's classes (relabelled,
+ * normalised by the task's statistics), against a hand loop; the geometry and class checks. */
+static void test_shift(void **state) {
+    (void)state;
+    Fixture fx;
+    fixture_open(&fx, 13);
+    ImageSet shift;
+    make_set(&shift, 25, 9); /* labels (7i + 3) % 6: every class, the task's {4, 1, 3} among them */
+    Real x[HW * HW];
+    long correct = 0, n = 0;
+    double sum = 0;
+    for (int i = 0; i < shift.n; i++) {
+        if (fx.t.relabel[shift.labels[i]] < 0) continue;
+        int32_t label;
+        imagedata_batch(&shift, x, &label, &i, 1, fx.t.mean, fx.t.std, NULL, 0, 0);
+        label = fx.t.relabel[label];
+        assert_int_equal(vit_forward(&fx.m, x, &label, 1), LSC_OK);
+        int best = 0;
+        for (int k = 1; k < fx.t.n_classes; k++)
+            if (fx.m.acts.logits[k] > fx.m.acts.logits[best]) best = k;
+        correct += best == label, sum += fx.m.mean_loss, n++;
+    }
+    double acc, loss;
+    int got_n;
+    if (image_task_evaluate_shift(&fx.t, &fx.m, &shift, 4, &acc, &loss, &got_n) != LSC_OK)
+        fail_msg("evaluate_shift: %s", error_last());
+    if (got_n != n || acc != (double)correct / n || fabs(loss - sum / n) > 1e-5 + 1e-5 * fabs(sum / n))
+        fail_msg("evaluate_shift gives %d images, accuracy %.9g, loss %.9g; the hand loop %ld, %.9g, %.9g",
+                 got_n, acc, loss, n, (double)correct / n, sum / n);
+    assert_true(n > 0 && n < shift.n);
+    /* no image of the task's classes: refused */
+    for (int i = 0; i < shift.n; i++) shift.labels[i] = (int32_t)(i % 2 ? 0 : 5);
+    assert_int_equal(image_task_evaluate_shift(&fx.t, &fx.m, &shift, 4, &acc, &loss, &got_n), LSC_ERR);
+    assert_non_null(strstr(error_last(), "holds no image of task synthetic's classes"));
+    /* another geometry: refused with both */
+    shift.width = HW / 2, shift.height = 2 * HW;
+    assert_int_equal(image_task_evaluate_shift(&fx.t, &fx.m, &shift, 4, &acc, &loss, &got_n), LSC_ERR);
+    if (!strstr(error_last(), "(1 x 16 x 4 images) does not have the geometry of task synthetic (1 x 8 x 8)"))
+        fail_msg("%s", error_last());
+    imagedata_free(&shift);
     fixture_close(&fx);
 }
 
@@ -530,7 +573,7 @@ int main(void) {
         cmocka_unit_test(test_evaluate),   cmocka_unit_test(test_sampler),
         cmocka_unit_test(test_trainer),    cmocka_unit_test(test_finetune),
         cmocka_unit_test(test_clone),      cmocka_unit_test(test_device),
-        cmocka_unit_test(test_other_size),
+        cmocka_unit_test(test_other_size), cmocka_unit_test(test_shift),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
