@@ -61,6 +61,7 @@ local FILES = {
   { "experiments/paper/table2_smollm2.lua", function() return need_smollm2("alpaca", "mmlu", "bbh", "gsm8k") end },
   { "experiments/paper/table3_vision.lua", need_mnist_t10k },
   { "experiments/paper/table4_experts.lua", need_mnist_t10k },
+  { "experiments/paper/figure2_vision.lua", need_mnist_t10k },
   { "tests/lua/tiny.lua", function() return need_text("text:gpl3", "text:apache") end },
   { "tests/lua/tiny_image.lua", need_fashion },
   { "tests/lua/pinned_methods.lua", function() return need_text("text:gpl3", "text:apache") end },
