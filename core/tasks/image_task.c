@@ -176,6 +176,12 @@ int image_task_batch_sized(const ImageTask *t, int split, const int *positions, 
 
 int image_task_evaluate(const ImageTask *t, ViT *m, int split, int B,
                         const ImageCorruption *corruption, double *accuracy, double *loss) {
+    return image_task_evaluate_images(t, m, split, B, corruption, accuracy, loss, NULL);
+}
+
+int image_task_evaluate_images(const ImageTask *t, ViT *m, int split, int B,
+                               const ImageCorruption *corruption, double *accuracy, double *loss,
+                               double *per_image) {
     if (B <= 0) return error_set("evaluation batch must be > 0, got %d", B);
     if (image_task_check_vit(t, &m->config) != LSC_OK) return LSC_ERR;
     const int C = t->train.channels, H = t->train.height, W = t->train.width;
@@ -211,6 +217,8 @@ int image_task_evaluate(const ImageTask *t, ViT *m, int split, int B,
             if (right < 0) rc = LSC_ERR;
             correct += right;
             sum_loss += m->mean_loss * b;
+            for (int i = 0; per_image && right >= 0 && i < b; i++)
+                per_image[start + i] = pred[i] == labels[i] ? 1.0 : 0.0;
         }
     }
     if (y != x) free(y);

@@ -323,13 +323,15 @@ function F.step(f) return f:step() end
 -- Accuracy ("score") and loss on val and test; with eval.corrupt, ImageNet-C's protocol:
 -- per corruption, the accuracy averaged over the five severities; then the mean over
 -- corruptions. The corrupted images are the same for every run (seed 1, keyed by each
--- test image's position).
+-- test image's position). Whether each test image was right is stored too (for corruptions:
+-- its mean over corruptions and severities), for the report's paired bootstrap.
 function F.evaluate(store, run, run_id, m, ctx)
   local c, d, scores = run.config, ctx.data, {}
   for _, split in ipairs { "val", "test" } do
-    local acc, loss = d:evaluate(m, split, c.eval.batch)
+    local acc, loss, per_image = d:evaluate(m, split, c.eval.batch)
     store:eval(run_id, split, "score", acc)
     store:eval(run_id, split, "loss", loss)
+    if split == "test" then store:eval_examples(run_id, split, "score", per_image) end
     scores[split] = acc
   end
   if c.eval.corrupt then
@@ -337,14 +339,20 @@ function F.evaluate(store, run, run_id, m, ctx)
     local cap = c.eval.corrupt_max > 0 and c.eval.corrupt_max or nil
     local dc = cap and get_images(c.task, { val = c.split.val, max_train = c.split.max_train,
                                             max_val = c.split.max_val, max_test = math.min(cap, c.split.max_test > 0 and c.split.max_test or cap) }) or d
+    local per_image = {} -- each test image's accuracy over every corruption and severity
     for _, name in ipairs(names) do
       local sum = 0
-      for sev = 1, 5 do sum = sum + dc:evaluate(m, "test", c.eval.batch, name, sev, 1) end
+      for sev = 1, 5 do
+        local acc, _, right = dc:evaluate(m, "test", c.eval.batch, name, sev, 1)
+        sum = sum + acc
+        for i, v in ipairs(right) do per_image[i] = (per_image[i] or 0) + v / (5 * #names) end
+      end
       store:eval(run_id, "test", "corrupt." .. name, sum / 5)
       total_acc = total_acc + sum / 5
       store:flush()
     end
     store:eval(run_id, "test", "corrupt.mean", total_acc / #names)
+    store:eval_examples(run_id, "test", "corrupt.mean", per_image)
     scores.corrupt = total_acc / #names
   end
   return scores

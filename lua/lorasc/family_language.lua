@@ -151,7 +151,8 @@ end
 function F.step(f, ctx) return f:step(ctx.data, ctx.tok) end
 
 -- val and test with the task's metric, beside the majority-class baseline; "subset" = 1
--- marks a dataset that holds only part of the original data (not the paper's protocol).
+-- marks a dataset that holds only part of the original data (not the paper's protocol). Each
+-- test example's outcome of the score is stored too (the report's paired bootstrap).
 function F.evaluate(store, run, run_id, m, ctx)
   local c, tok, info, scores = run.config, ctx.tok, ctx.info, {}
   if c.eval.tasks then
@@ -165,6 +166,7 @@ function F.evaluate(store, run, run_id, m, ctx)
         if (split == "val" and ev_n_val or ev_n_test) > 0 then
           local s = ed:evaluate(m, tok, split, c.eval.max_examples, c.eval.max_new)
           for _, k in ipairs { "score", "f1", "em", "majority", "n" } do store:eval(run_id, split, et .. "." .. k, s[k]) end
+          if split == "test" then store:eval_examples(run_id, split, et .. ".score", s.examples) end
           sum, count = sum + s.score, count + 1
         end
       end
@@ -179,6 +181,7 @@ function F.evaluate(store, run, run_id, m, ctx)
       if n > 0 then
         local s = ctx.data:evaluate(m, tok, split, c.eval.max_examples, c.eval.max_new)
         for _, k in ipairs { "score", "f1", "em", "majority", "n" } do store:eval(run_id, split, k, s[k]) end
+        if split == "test" then store:eval_examples(run_id, split, "score", s.examples) end
         store:eval(run_id, split, "subset", info.subset and 1 or 0)
         scores[split] = s.score
         store:flush()

@@ -275,13 +275,15 @@ end
 
 function F.step(f, ctx) return f:step(ctx.data) end
 
--- Next-byte accuracy ("score") and loss on consecutive windows of val and test.
+-- Next-byte accuracy ("score") and loss on consecutive windows of val and test; each test
+-- window's accuracy is stored too (the report's paired bootstrap over test examples).
 function F.evaluate(store, run, run_id, m, ctx)
   local c, scores = run.config, {}
   for _, split in ipairs { "val", "test" } do
-    local loss, acc = ctx.data:evaluate(m, split, c.eval.batch, c.train.seq, c.eval.max_windows)
+    local loss, acc, per_window = ctx.data:evaluate(m, split, c.eval.batch, c.train.seq, c.eval.max_windows)
     store:eval(run_id, split, "score", acc)
     store:eval(run_id, split, "loss", loss)
+    if split == "test" then store:eval_examples(run_id, split, "score", per_window) end
     scores[split] = acc
   end
   return scores

@@ -117,8 +117,11 @@ function M.loop(store, run, run_id, prog, total, step, state)
   local last_flush, last_save = sys.now(), sys.now()
   local factor = run.config.train.diverge
   local watch, watched = M.divergence(factor, state.watched)
+  local t_start, units = sys.now(), 0
   for i = state.first + 1, total do
-    local loss, gnorm, lr, ev = step()
+    local loss, gnorm, lr, ev, u = step()
+    -- what the step trained on: the tokens its forward ran (Llama), else a batch of images
+    units = units + (u or run.config.train.batch or 0)
     local why = watch(i, loss, gnorm)
     if why then
       -- the step that diverged is logged, and the run fails with its step and reason
@@ -151,6 +154,14 @@ function M.loop(store, run, run_id, prog, total, step, state)
       store:flush()
       last_flush = sys.now()
     end
+  end
+  -- the cost of training (the report's cost column): the steps this attempt ran, their wall
+  -- seconds and their tokens (images for a ViT); logged before the last state is saved, so a
+  -- run resumed in its evaluation keeps them
+  if total > state.first then
+    store:metric(run_id, total, "train.seconds", sys.now() - t_start)
+    store:metric(run_id, total, "train.units", units)
+    store:metric(run_id, total, "train.steps_timed", total - state.first)
   end
   -- an evaluation stopped later need not train again
   if state.saved and state.saved < total then state.save(total, false, watched()) end
