@@ -14,7 +14,7 @@ local provenance = require "lorasc.provenance"
 
 local fail, num, int, pos, nonneg = canon.fail, canon.num, canon.int, canon.pos, canon.nonneg
 
-local F = { name = "image", arch = "vit", save_ext = "ckpt" }
+local F = { name = "image", arch = "vit", save_ext = "ckpt", cost_unit = "images" }
 
 -- train = { ... }: no sequence length (canon_train drops it); crop_pad and flip augment.
 F.train_keys = { "epochs", "steps", "batch", "lr", "schedule", "warmup",
