@@ -478,7 +478,9 @@ function COMMANDS.report(opts, pos)
     local r = reg.reports[e.name]
     local spec, where = r and r.spec or {}, r and r.where or reg.experiments[e.name].where
     local any_done = report.check(spec, e.runs, db_runs, where, e.name)
-    if not any_done and #db_runs == 0 then
+    local any_failed = false -- the failed runs in db_runs are this experiment's
+    for _, db in ipairs(db_runs) do any_failed = any_failed or db.status == "failed" end
+    if not any_done and not any_failed then
       fail(string.format("report: no run of experiment '%s' is done in %s yet (nothing to report); `lorasc run %s --db %s` runs them, `lorasc status %s` shows where they are",
         e.name, opts.db, pos[1], opts.db, pos[1]))
     end
@@ -517,7 +519,7 @@ function COMMANDS.show(opts, pos)
       print(string.format("run %d of experiment %s: %s%s (attempt %d)", r.id, r.experiment, r.status, r.stale and " (stale)" or "", r.attempts))
       for _, k in ipairs { "config_hash", "seed", "error", "created_at", "started_at", "finished_at", "heartbeat_at",
                            "wall_time_s", "host", "pid", "device", "git_commit", "git_dirty", "build_options", "lib_versions",
-                           "inputs_sha256" } do
+                           "inputs_sha256", "label" } do
         if r[k] ~= nil then print(string.format("  %-13s %s", k, tostring(r[k]))) end
       end
       print("  config        " .. tostring(r.config))

@@ -134,6 +134,11 @@ for case in "badrep.lua:m/out.db:badrep.lua:24: report 'tiny2': metric = \"test.
   grep -q "traceback" out.txt && fail "report $f: a traceback"
 done
 [ ! -e nodb ] || fail "report created a database directory"
+# an experiment none of whose runs is in the database: refused, not an empty table
+sed 's/experiment "tiny"/experiment "tiny3"/; s/seeds = { 1, 2 }/seeds = { 7 }/' "$TINY" > three.lua
+"$LORASC" report three.lua --db m/out.db > out.txt 2>&1 && fail "report of an experiment with no run: exit status 0"
+grep -q "no run of experiment 'tiny3' is done in m/out.db yet" out.txt || fail "report of nothing: $(cat out.txt)"
+"$LORASC" show 1 --db m/out.db | grep -q 'label .*lora' || fail "show prints the run's label"
 "$LORASC" table "$TINY" --db m/out.db --format latex | grep -q 'begin{tabular}' || fail "latex report"
 "$LORASC" show 1 --db m/out.db | grep -q 'eval test  score' || fail "show"
 
