@@ -231,24 +231,23 @@ function M.compute(runs, db_runs, spec, env)
       if c and c.diff then c.verdict = stats.verdict(c.diff.lo, c.diff.hi, out.lower_better) end
     end
   end
-  -- the cost of each row: training throughput over its reported runs, wall seconds per run
+  -- the cost of each row: the mean training throughput of its reported runs (tokens or images
+-- per second: 1 / train.unit_seconds) and their mean wall seconds per run
   for _, row in ipairs(rows) do
-    local units, seconds, wall, n_wall, unit = 0, 0, 0, 0, nil
+    local rate, n_rate, wall, n_wall, unit = 0, 0, 0, 0, nil
     for _, col in ipairs(cols) do
       local c = out.cells[row .. "\0" .. col]
       for _, it in ipairs(c and c.items or {}) do
         unit = unit or families[it.run.family] and families[it.run.family].cost_unit
         if it.db.wall_time_s then wall, n_wall = wall + it.db.wall_time_s, n_wall + 1 end
         if env.metrics and it.db.id then
-          local u, s
           for _, m in ipairs(env.metrics(it.db.id)) do
-            if m.name == "train.units" then u = m.last elseif m.name == "train.seconds" then s = m.last end
+            if m.name == "train.unit_seconds" and m.last > 0 then rate, n_rate = rate + 1 / m.last, n_rate + 1 end
           end
-          if u and s and s > 0 then units, seconds = units + u, seconds + s end
         end
       end
     end
-    out.cost[row] = { per_s = seconds > 0 and units / seconds or nil, unit = unit or "tokens",
+    out.cost[row] = { per_s = n_rate > 0 and rate / n_rate or nil, unit = unit or "tokens",
                       wall = n_wall > 0 and wall / n_wall or nil }
   end
   return out

@@ -155,13 +155,14 @@ function M.loop(store, run, run_id, prog, total, step, state)
       last_flush = sys.now()
     end
   end
-  -- the cost of training (the report's cost column): the steps this attempt ran, their wall
-  -- seconds and their tokens (images for a ViT); logged before the last state is saved, so a
-  -- run resumed in its evaluation keeps them
-  if total > state.first then
-    store:metric(run_id, total, "train.seconds", sys.now() - t_start)
-    store:metric(run_id, total, "train.units", units)
-    store:metric(run_id, total, "train.steps_timed", total - state.first)
+  -- the cost of training (the report's cost column): the wall seconds of the steps this
+  -- attempt ran, and those seconds per token (per image for a ViT) they trained on. Both are
+  -- timings (names ending in "seconds": what a resumed run may differ in); logged before the
+  -- last state is saved, so a run resumed in its evaluation keeps them
+  if total > state.first and units > 0 then
+    local seconds = sys.now() - t_start
+    store:metric(run_id, total, "train.seconds", seconds)
+    store:metric(run_id, total, "train.unit_seconds", seconds / units)
   end
   -- an evaluation stopped later need not train again
   if state.saved and state.saved < total then state.save(total, false, watched()) end

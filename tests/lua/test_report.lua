@@ -68,7 +68,7 @@ end
 local function env_with(examples)
   return {
     where = where,
-    metrics = function(id) return { { name = "train.units", last = 1000 }, { name = "train.seconds", last = 2 } } end,
+    metrics = function(id) return { { name = "train.unit_seconds", last = 0.002 }, { name = "train.seconds", last = 2 } } end,
     examples = examples,
   }
 end
@@ -108,7 +108,7 @@ has(md, "1.20 ± 0.00 (3)", "markdown loss cell not scaled")
 has(md, "▲", "markdown mark for the significant row")
 has(md, "Student t over seeds", "caption names the interval")
 has(md, "paired percentile bootstrap over the test examples, 2000 resamples", "caption names the bootstrap")
-has(md, "| 500 tokens/s, 20 s/run |", "cost column: 1000 tokens / 2 s per run, mean wall (19.5 s) of lora's reported runs")
+has(md, "| 500 tokens/s, 20 s/run |", "cost column: 1 / 0.002 s per token, mean wall (19.5 s) of lora's reported runs")
 check(not md:find("nil", 1, true), "no 'nil' anywhere: " .. md)
 -- the marks only where the interval excludes zero: one ▲ (apache lr 1e-3 score), in the table
 -- and in the differences table
