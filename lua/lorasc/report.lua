@@ -232,19 +232,22 @@ function M.compute(runs, db_runs, spec, env)
     end
   end
   -- the cost of each row: the mean training throughput of its reported runs (tokens or images
--- per second: 1 / train.unit_seconds) and their mean wall seconds per run
+-- per second: 1 / train.unit_seconds) and their mean wall seconds per run (without the
+-- pretraining of a base model the first run that needed it did: base.pretrain_seconds)
   for _, row in ipairs(rows) do
     local rate, n_rate, wall, n_wall, unit = 0, 0, 0, 0, nil
     for _, col in ipairs(cols) do
       local c = out.cells[row .. "\0" .. col]
       for _, it in ipairs(c and c.items or {}) do
         unit = unit or families[it.run.family] and families[it.run.family].cost_unit
-        if it.db.wall_time_s then wall, n_wall = wall + it.db.wall_time_s, n_wall + 1 end
+        local pretrain = 0 -- the one-off pretraining of a cached base is not this run's cost
         if env.metrics and it.db.id then
           for _, m in ipairs(env.metrics(it.db.id)) do
             if m.name == "train.unit_seconds" and m.last > 0 then rate, n_rate = rate + 1 / m.last, n_rate + 1 end
+            if m.name == "base.pretrain_seconds" then pretrain = m.last end
           end
         end
+        if it.db.wall_time_s then wall, n_wall = wall + it.db.wall_time_s - pretrain, n_wall + 1 end
       end
     end
     out.cost[row] = { per_s = n_rate > 0 and rate / n_rate or nil, unit = unit or "tokens",
