@@ -351,7 +351,7 @@ local MARK = { better = "▲", worse = "▼" }
 
 -- What the intervals are, for the caption.
 local function interval_caption(t)
-  return string.format("95%% intervals in brackets: Student t over seeds; ▲ / ▼: better / worse than the baseline row (%s) in the same column, marked only when the 95%% interval of the paired difference excludes 0 (paired t over the seeds both share; with one shared seed, a paired percentile bootstrap over the test examples, %d resamples, seed %d)",
+  return string.format("95%% intervals in brackets: Student t over seeds; ▲ / ▼: better / worse than the baseline row (%s) in the same column, marked only when the 95%% interval of the paired difference excludes 0 (paired t over the seeds both share; with one shared seed, a paired percentile bootstrap over the test examples, %d resamples, seed %d, which covers the test sample's noise but not the spread between training seeds)",
     t.baseline or "—", M.BOOTSTRAP.resamples, M.BOOTSTRAP.seed)
 end
 
