@@ -258,13 +258,15 @@ end
 
 -- The paired difference of cell c against the baseline cell b (their selected runs): over
 -- the seeds they share (t interval), or, with one shared seed, a paired bootstrap over the
--- test examples both runs stored. nil when they share no seed.
+-- test examples both runs stored. nil when they share no (seed, task).
 function M.paired(c, b, split, metric, env)
+  -- runs pair when they share the seed and the task: the same data split, the same examples
+  -- (rows of tasks are never paired)
   local by_seed = {}
-  for _, it in ipairs(b.items) do by_seed[it.seed] = it end
+  for _, it in ipairs(b.items) do by_seed[it.seed .. "\0" .. it.run.task] = it end
   local xs, ys, pairs_ = {}, {}, {}
   for _, it in ipairs(c.items) do
-    local other = by_seed[it.seed]
+    local other = by_seed[it.seed .. "\0" .. it.run.task]
     if other then xs[#xs + 1], ys[#ys + 1], pairs_[#pairs_ + 1] = it.value, other.value, { it, other } end
   end
   if #xs == 0 then return nil end
@@ -350,8 +352,10 @@ end
 local MARK = { better = "▲", worse = "▼" }
 
 -- What the intervals are, for the caption.
-local function interval_caption(t)
-  return string.format("95%% intervals in brackets: Student t over seeds; ▲ / ▼: better / worse than the baseline row (%s) in the same column, marked only when the 95%% interval of the paired difference excludes 0 (paired t over the seeds both share; with one shared seed, a paired percentile bootstrap over the test examples, %d resamples, seed %d, which covers the test sample's noise but not the spread between training seeds)",
+local function interval_caption(t, any_diff)
+  local s = "95% intervals in brackets: Student t over seeds"
+  if not any_diff then return s end
+  return s .. string.format("; ▲ / ▼: better / worse than the baseline row (%s) in the same column, marked only when the 95%% interval of the paired difference excludes 0 (paired t over the seeds both share; with one shared seed, a paired percentile bootstrap over the test examples, %d resamples, seed %d, which covers the test sample's noise but not the spread between training seeds)",
     t.baseline or "—", M.BOOTSTRAP.resamples, M.BOOTSTRAP.seed)
 end
 
@@ -429,7 +433,7 @@ function M.render(t, opts)
     end
   elseif opts.format == "latex" then
     add("% " .. (opts.title or "") .. ": " .. t.metric .. " (scores x" .. json.number(opts.scale or 100) .. "), mean $\\pm$ std over seeds (n) [95\\% t interval], selected on " .. t.select)
-    if any_diff then add("% " .. interval_caption(t)) end
+    add("% " .. interval_caption(t, any_diff))
     if opts.paper_caption then add("% paper: " .. opts.paper_caption) end
     add("\\begin{tabular}{l" .. string.rep("c", #t.cols) .. "r}")
     add("\\toprule")
@@ -446,7 +450,8 @@ function M.render(t, opts)
     add(string.format("### %s: %s (scores x%s, losses as they are), mean ± std over seeds (n), hyper-parameters chosen on %s",
       opts.title or "", t.metric, json.number(opts.scale or 100), t.select))
     add("")
-    if any_diff then add(interval_caption(t) .. ".") add("") end
+    add(interval_caption(t, any_diff) .. ".")
+    add("")
     if opts.paper_caption then add("Beside each cell: the paper's number / Δ (ours − paper); " .. opts.paper_caption .. ".") add("") end
     add("| " .. t.rows_path .. " | " .. table.concat(t.cols, " | ") .. " | cost (train throughput, wall time) |")
     add("|" .. string.rep(" --- |", #t.cols + 2))

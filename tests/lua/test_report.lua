@@ -137,6 +137,13 @@ local labelled = false
 for _, c in ipairs(tt.cols) do labelled = labelled or c:find("^lorasc %(train.lr = 0.001%)") ~= nil end
 check(labelled, "rows = task, cols = train.lr: the method named in the column: " .. table.concat(tt.cols, " | "))
 
+-- rows = task: rows of different tasks are never paired (other examples, other data)
+local tr = report.compute(runs, db, { rows = "task", cols = "method" }, env_with(function() return { 1, 0, 1 } end))
+for key, c in pairs(tr.cells) do check(c.diff == nil and c.verdict == nil, "rows of tasks paired: " .. key:gsub("\0", " / ")) end
+local mdr = report.render(tr, { format = "markdown" })
+check(not mdr:find("Paired difference", 1, true) and not mdr:find("▲", 1, true), "no differences between tasks: " .. mdr)
+has(mdr, "95% intervals in brackets: Student t over seeds.", "the caption still names the cells' interval")
+
 -- (c) labels: rows = method.alpha on lora and lorasc: "lora", never "nil"
 local reg2 = load([[
 experiment "a" {
