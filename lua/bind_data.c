@@ -55,7 +55,7 @@ static int d_steps_per_epoch(lua_State *L) {
     return 1;
 }
 
-/* d:evaluate(model, split, B, T [, max_windows]) -> loss, accuracy */
+/* d:evaluate(model, split, B, T [, max_windows]) -> loss, accuracy, { each window's accuracy } */
 static int d_evaluate(lua_State *L) {
     LTextData *d = bind_check_textdata(L, 1);
     LModel *m = bind_check_model(L, 2);
@@ -65,12 +65,17 @@ static int d_evaluate(lua_State *L) {
     luaL_argcheck(L, B > 0 && T > 0 && T <= m->m.config.seq_len, 5,
                   "batch must be > 0 and seq in [1, model seq_len]");
     double loss, acc;
-    if (text_eval_run(&d->d, (TextSplit)split, &m->m, B, T, luaL_optinteger(L, 6, 0), &loss,
-                      &acc) != LSC_OK)
+    const long max_windows = (long)luaL_optinteger(L, 6, 0);
+    const long n = text_eval_windows(&d->d, (TextSplit)split, T, max_windows);
+    double *per = lua_newuserdatauv(L, sizeof(double) * (size_t)(n > 0 ? n : 1), 0); /* GC'd */
+    if (text_eval_run_windows(&d->d, (TextSplit)split, &m->m, B, T, max_windows, &loss, &acc,
+                              per) != LSC_OK)
         return bind_error(L);
     lua_pushnumber(L, loss);
     lua_pushnumber(L, acc);
-    return 2;
+    lua_createtable(L, (int)n, 0);
+    for (long i = 0; i < n; i++) lua_pushnumber(L, per[i]), lua_rawseti(L, -2, i + 1);
+    return 3;
 }
 
 static int d_close(lua_State *L) {

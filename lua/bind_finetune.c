@@ -281,7 +281,9 @@ int bind_finetune_step(lua_State *L, Finetune *ft, const void *batch) {
 }
 
 /* f:step(data [, tokenizer]) -> loss, grad_norm, lr, event (a table at an expert boundary,
- * else nil). data: a text dataset, or a language-task dataset with its tokenizer. */
+ * else nil), tokens (the positions the step's forward ran: B x T after a language batch is
+ * cut after its last target). data: a text dataset, or a language-task dataset with its
+ * tokenizer. */
 static int f_step(lua_State *L) {
     LFinetune *f = check_ft(L);
     if (finetune_done(&f->ft)) return luaL_error(L, "the fine-tuning run has no steps left");
@@ -291,7 +293,9 @@ static int f_step(lua_State *L) {
                          f->tokens, f->targets, &B_used, &T_used))
         fill_batch(L, bind_check_textdata(L, 2), f->data_seed, f->ft.step, B, T, f->tokens, f->targets);
     const LlamaBatch batch = {.tokens = f->tokens, .targets = f->targets, .B = B_used, .T = T_used};
-    return bind_finetune_step(L, &f->ft, &batch);
+    const int n = bind_finetune_step(L, &f->ft, &batch);
+    lua_pushinteger(L, (lua_Integer)B_used * T_used);
+    return n + 1;
 }
 
 /* f:save_state(path, key, mark [, {numbers}]) and f:load_state(path, key) -> mark, step,

@@ -81,7 +81,8 @@ static int d_info(lua_State *L) {
 
 static const char *const SPLITS[] = {"train", "val", "test", NULL};
 
-/* d:evaluate(vit, split, batch [, corruption, severity, seed]) -> accuracy, loss.
+/* d:evaluate(vit, split, batch [, corruption, severity, seed]) -> accuracy, loss, { 1 or 0
+ * per image: classified right }.
  * Every image of the split once; under a corruption, image i of the split gets the noise of
  * (seed, corruption, severity, i), so every model sees the same corrupted set. */
 static int d_evaluate(lua_State *L) {
@@ -99,12 +100,16 @@ static int d_evaluate(lua_State *L) {
     }
     corruption.seed = (uint64_t)luaL_optinteger(L, 7, 1);
     double accuracy, loss;
-    if (image_task_evaluate(d, &v->m, split, B, corruption.kind >= 0 ? &corruption : NULL,
-                            &accuracy, &loss) != LSC_OK)
+    const int n = d->n[split];
+    double *per = lua_newuserdatauv(L, sizeof(double) * (size_t)(n > 0 ? n : 1), 0); /* GC'd */
+    if (image_task_evaluate_images(d, &v->m, split, B, corruption.kind >= 0 ? &corruption : NULL,
+                                   &accuracy, &loss, per) != LSC_OK)
         return bind_error(L);
     lua_pushnumber(L, accuracy);
     lua_pushnumber(L, loss);
-    return 2;
+    lua_createtable(L, n, 0);
+    for (int i = 0; i < n; i++) lua_pushnumber(L, per[i]), lua_rawseti(L, -2, i + 1);
+    return 3;
 }
 
 /* images.shift(name) -> a shift set: one file's images alone (imagedata_load(name, "test"),

@@ -1,6 +1,7 @@
 /* lorasc.core.store: the SQLite run store (core/store/store.h) as userdata. Thin: every method is
  * one store_* call; the grid, hashing and report arithmetic are Lua's. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/base/error.h"
@@ -217,6 +218,52 @@ static int s_eval(lua_State *L) {
     return 0;
 }
 
+/* s:eval_examples(run_id, split, metric, { v1, v2, ... }): every example's outcome of an eval */
+static int s_eval_examples(lua_State *L) {
+    LStore *s = check_store(L);
+    const lua_Integer run_id = luaL_checkinteger(L, 2);
+    const char *split = luaL_checkstring(L, 3), *metric = luaL_checkstring(L, 4);
+    luaL_checktype(L, 5, LUA_TTABLE);
+    const lua_Integer n = luaL_len(L, 5);
+    double *v = lua_newuserdatauv(L, (size_t)(n > 0 ? n : 1) * sizeof *v, 0); /* freed by the GC */
+    for (lua_Integer i = 0; i < n; i++) {
+        lua_geti(L, 5, i + 1);
+        int ok = 0;
+        v[i] = lua_tonumberx(L, -1, &ok);
+        if (!ok) return luaL_error(L, "eval_examples: value %d is not a number", (int)(i + 1));
+        lua_pop(L, 1);
+    }
+    CHECK(store_eval_examples_set(&s->s, run_id, split, metric, v, n));
+    return 0;
+}
+
+/* s:eval_examples_get(run_id, split, metric) -> { v1, ... } or nil when none are stored */
+static int s_eval_examples_get(lua_State *L) {
+    LStore *s = check_store(L);
+    double *v = NULL;
+    int64_t n = 0;
+    CHECK(store_eval_examples_get(&s->s, luaL_checkinteger(L, 2), luaL_checkstring(L, 3),
+                                  luaL_checkstring(L, 4), &v, &n));
+    if (!v) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_createtable(L, (int)n, 0);
+    for (int64_t i = 0; i < n; i++) {
+        lua_pushnumber(L, v[i]);
+        lua_rawseti(L, -2, (lua_Integer)(i + 1));
+    }
+    free(v);
+    return 1;
+}
+
+/* s:run_label(run_id, label): the method's label of a run (runs.label) */
+static int s_run_label(lua_State *L) {
+    LStore *s = check_store(L);
+    CHECK(store_run_label_set(&s->s, luaL_checkinteger(L, 2), luaL_optstring(L, 3, NULL)));
+    return 0;
+}
+
 static int s_artifact(lua_State *L) {
     LStore *s = check_store(L);
     CHECK(store_artifact_add(&s->s, luaL_checkinteger(L, 2), luaL_checkstring(L, 3),
@@ -275,6 +322,7 @@ static int push_run(void *ud, const StoreRun *r) {
     set_str(L, "build_options", r->build_options);
     set_str(L, "lib_versions", r->lib_versions);
     set_str(L, "inputs_sha256", r->inputs_sha256);
+    set_str(L, "label", r->label);
     lua_pushinteger(L, r->pid), lua_setfield(L, -2, "pid");
     lua_pushinteger(L, r->git_dirty), lua_setfield(L, -2, "git_dirty");
     lua_createtable(L, 0, 3); /* evals[split][metric] = value */
@@ -377,6 +425,8 @@ int luaopen_lorasc_core_store(lua_State *L) {
         {"merge", s_merge},         {"metrics", s_metrics}, {"close", s_close_method},
         {"metric_rows", s_metric_rows},
         {"inputs_set", s_inputs_set}, {"input", s_input}, {"run_inputs", s_run_inputs},
+        {"eval_examples", s_eval_examples}, {"eval_examples_get", s_eval_examples_get},
+        {"run_label", s_run_label},
         {NULL, NULL}};
     static const luaL_Reg meta[] = {{"__gc", s_close}, {"__close", s_close},
                                     {"__tostring", s_tostring}, {NULL, NULL}};

@@ -137,7 +137,8 @@ static int d_info(lua_State *L) {
 
 static const char *const SPLITS[] = {"train", "val", "test", NULL};
 
-/* d:evaluate(model, tokenizer, split [, max_examples [, max_new]]) -> {score, f1, em, majority, n} */
+/* d:evaluate(model, tokenizer, split [, max_examples [, max_new]]) -> {score, f1, em, majority, n,
+ * examples = { the score's outcome per example (per question for MultiRC) }} */
 static int d_evaluate(lua_State *L) {
     LTask *d = check_task(L, 1);
     LModel *m = bind_check_model(L, 2);
@@ -147,9 +148,16 @@ static int d_evaluate(lua_State *L) {
     luaL_argcheck(L, max_ex >= 0, 5, "max_examples must be >= 0");
     luaL_argcheck(L, max_new > 0, 6, "max_new must be > 0");
     TaskScores s;
-    if (task_evaluate(&m->m, &t->t, &d->d, (DataSplit)split, (size_t)max_ex, (int)max_new, &s) != LSC_OK)
+    size_t cap = d->d.n[split], n_ex = 0;
+    if (max_ex > 0 && (size_t)max_ex < cap) cap = (size_t)max_ex;
+    double *per = lua_newuserdatauv(L, sizeof(double) * (cap > 0 ? cap : 1), 0); /* GC'd */
+    if (task_evaluate_examples(&m->m, &t->t, &d->d, (DataSplit)split, (size_t)max_ex,
+                               (int)max_new, &s, per, &n_ex) != LSC_OK)
         return bind_error(L);
-    lua_createtable(L, 0, 5);
+    lua_createtable(L, 0, 6);
+    lua_createtable(L, (int)n_ex, 0);
+    for (size_t i = 0; i < n_ex; i++) lua_pushnumber(L, per[i]), lua_rawseti(L, -2, (lua_Integer)i + 1);
+    lua_setfield(L, -2, "examples");
     lua_pushnumber(L, s.score), lua_setfield(L, -2, "score");
     lua_pushnumber(L, s.f1), lua_setfield(L, -2, "f1");
     lua_pushnumber(L, s.em), lua_setfield(L, -2, "em");

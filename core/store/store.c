@@ -28,7 +28,7 @@ static const char *const STATUS_NAMES[STORE_NUM_STATUS] = {"pending", "running",
     "r.id, r.experiment_id, e.name, r.config_hash, r.config, r.seed, r.status, r.error, "        \
     "r.attempts, r.created_at, r.started_at, r.finished_at, r.heartbeat_at, r.wall_time_s, "     \
     "r.host, r.pid, r.device, r.git_commit, r.git_dirty, r.build_options, r.lib_versions, "      \
-    "r.inputs_sha256"
+    "r.inputs_sha256, r.label"
 
 static const char *const SQL[ST_COUNT] = {
     [ST_BEGIN_IMMEDIATE] = "BEGIN IMMEDIATE",

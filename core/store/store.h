@@ -20,7 +20,7 @@ struct sqlite3;
 struct sqlite3_stmt;
 
 /* The schema version this build writes; store_open migrates older files up to it. */
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 /* Default for Store.stale_after_s: a run whose heartbeat is older is presumed dead. */
 #define STORE_STALE_AFTER_S 600.0
 #define STORE_MAX_STMTS 32
@@ -94,6 +94,7 @@ typedef struct StoreRun {
     double wall_time_s;      /* NaN if unknown */
     const char *host, *device, *git_commit, *build_options, *lib_versions;
     const char *inputs_sha256; /* fingerprint of the run's data files and checkpoints, or NULL */
+    const char *label;       /* the method's label ("lora+", "lorasc"), or NULL: not recorded */
     long pid;
     int git_dirty;           /* 1, 0, or -1 unknown */
     const StoreEval *evals;  /* every eval of the run, ordered by split then metric */
@@ -277,6 +278,22 @@ int store_run_inputs(Store *s, int64_t run_id, StoreInputFn fn, void *ud);
  * store_inputs_set); unknown differs from anything known. */
 int store_done_is_stale(const Store *s, const char *git_commit, int git_dirty,
                         const char *inputs_sha256);
+
+/* Per-example outcomes and labels (store_examples.c, schema version 3). */
+
+/* Stores the outcome of every example of one eval of a run this process holds (e.g. 1/0 for
+ * each test example's correctness, its F1, a text window's accuracy), in example order, so
+ * that a report can pair two runs example by example (a bootstrap over test examples). Written
+ * at once, replacing what the run stored for (split, metric). The mean of values is the eval's
+ * value where the eval is a mean over examples. */
+int store_eval_examples_set(Store *s, int64_t run_id, const char *split, const char *metric,
+                            const double *values, int64_t n);
+/* The stored outcomes of (run, split, metric): *values malloc'd (the caller frees it) and *n;
+ * *values = NULL and *n = 0 when none are stored. */
+int store_eval_examples_get(Store *s, int64_t run_id, const char *split, const char *metric,
+                            double **values, int64_t *n);
+/* Records the method's label of a run (runs.label; the report's row name): written at once. */
+int store_run_label_set(Store *s, int64_t run_id, const char *label);
 
 /* "pending", "running", ...; NULL for an out-of-range value. */
 const char *store_status_name(StoreRunStatus status);

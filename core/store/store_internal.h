@@ -75,6 +75,8 @@ int store_running_is_stale(const Store *s, const char *host, long pid, const cha
 /* Deletes the run's metrics, evals, artifacts and inputs (an earlier attempt's, or a merged
  * copy's). */
 int store_children_delete(Store *s, int64_t run_id);
+/* Deletes the run's per-example outcomes (store_examples.c), with its evals. */
+int store_examples_delete(Store *s, int64_t run_id);
 /* Frees the buffered rows and interned metric names (store_close). */
 void store_buffers_free(Store *s);
 

@@ -32,6 +32,7 @@ enum {
     M_COPY_EVALS,
     M_COPY_ARTIFACTS,
     M_COPY_INPUTS,
+    M_COPY_EXAMPLES,
     M_COUNT
 };
 
@@ -106,16 +107,17 @@ int store_merge(Store *s, const char *in_path, StoreMergeStats *stats) {
         [M_INSERT_RUN] =
             "INSERT INTO main.runs (experiment_id, config_hash, config, seed, status, error, "
             "attempts, created_at, started_at, finished_at, heartbeat_at, wall_time_s, host, pid, "
-            "device, git_commit, git_dirty, build_options, lib_versions, inputs_sha256) SELECT ?2, "
+            "device, git_commit, git_dirty, build_options, lib_versions, inputs_sha256, label) SELECT ?2, "
             "config_hash, config, seed, status, error, attempts, created_at, started_at, "
             "finished_at, heartbeat_at, wall_time_s, host, pid, device, git_commit, git_dirty, "
-            "build_options, lib_versions, inputs_sha256 FROM src.runs WHERE id = ?1",
+            "build_options, lib_versions, inputs_sha256, label FROM src.runs WHERE id = ?1",
         [M_REPLACE_RUN] =
             "UPDATE main.runs SET (config, seed, status, error, attempts, created_at, started_at, "
             "finished_at, heartbeat_at, wall_time_s, host, pid, device, git_commit, git_dirty, "
-            "build_options, lib_versions, inputs_sha256) = (SELECT config, seed, status, error, "
-            "attempts, created_at, started_at, finished_at, heartbeat_at, wall_time_s, host, pid, "
-            "device, git_commit, git_dirty, build_options, lib_versions, inputs_sha256 "
+            "build_options, lib_versions, inputs_sha256, label) = (SELECT config, seed, status, "
+            "error, attempts, created_at, started_at, finished_at, heartbeat_at, wall_time_s, "
+            "host, pid, device, git_commit, git_dirty, build_options, lib_versions, inputs_sha256, "
+            "label "
             "FROM src.runs WHERE id = ?1) WHERE id = ?2",
         [M_COPY_METRICS] = "INSERT INTO main.metrics (run_id, step, name, value) "
                            "SELECT ?2, step, name, value FROM src.metrics WHERE run_id = ?1 "
@@ -128,6 +130,9 @@ int store_merge(Store *s, const char *in_path, StoreMergeStats *stats) {
         [M_COPY_INPUTS] = "INSERT INTO main.run_inputs (run_id, path, kind, sha256, bytes) "
                           "SELECT ?2, path, kind, sha256, bytes FROM src.run_inputs "
                           "WHERE run_id = ?1",
+        [M_COPY_EXAMPLES] = "INSERT INTO main.eval_examples (run_id, split, metric, n, outcomes) "
+                            "SELECT ?2, split, metric, n, outcomes FROM src.eval_examples "
+                            "WHERE run_id = ?1",
     };
     /* The output's copy of the run (id, and whether the input's copy ranks higher). */
     snprintf(sql, sizeof sql,
@@ -189,11 +194,11 @@ int store_merge(Store *s, const char *in_path, StoreMergeStats *stats) {
             dst_id = sqlite3_last_insert_rowid(s->db);
             local.runs_added++;
         }
-        for (int k = M_COPY_METRICS; rc == LSC_OK && k <= M_COPY_INPUTS; k++) {
+        for (int k = M_COPY_METRICS; rc == LSC_OK && k <= M_COPY_EXAMPLES; k++) {
             sqlite3_reset(m[k]);
             sqlite3_bind_int64(m[k], 1, src_id);
             sqlite3_bind_int64(m[k], 2, dst_id);
-            rc = store_stmt_run(s, m[k], "copy a run's metrics, evals, artifacts and inputs");
+            rc = store_stmt_run(s, m[k], "copy a run's metrics, evals, artifacts, inputs and outcomes");
         }
         if (rc != LSC_OK) goto done;
     }

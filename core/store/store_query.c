@@ -118,6 +118,7 @@ int store_runs_query(Store *s, int64_t experiment_id, unsigned status_mask, Stor
         r.build_options = store_col_text(q, 19);
         r.lib_versions = store_col_text(q, 20);
         r.inputs_sha256 = store_col_text(q, 21);
+        r.label = store_col_text(q, 22);
         r.stale = r.status == STORE_RUNNING &&
                   store_running_is_stale(s, r.host, r.pid, r.heartbeat_at, r.started_at);
         rc = read_evals(s, r.id, &scratch, &r.n_evals);

@@ -90,7 +90,7 @@ int store_children_delete(Store *s, int64_t run_id) {
         sqlite3_bind_int64(st, 1, run_id);
         if (store_stmt_run(s, st, "clear an earlier attempt's rows") != LSC_OK) return LSC_ERR;
     }
-    return LSC_OK;
+    return store_examples_delete(s, run_id);
 }
 
 int store_run_claim(Store *s, int64_t experiment_id, const char *config_hash,
@@ -233,6 +233,7 @@ int store_run_rewind(Store *s, int64_t run_id, int64_t keep) {
         sqlite3_bind_int64(st, 1, run_id);
         rc = store_stmt_run(s, st, "clear an earlier attempt's rows");
     }
+    if (rc == LSC_OK) rc = store_examples_delete(s, run_id);
     if (rc == LSC_OK) rc = store_commit(s, "commit the rewind");
     if (rc != LSC_OK) store_rollback(s);
     return rc;

@@ -84,6 +84,18 @@ static const char *const MIGRATIONS[STORE_SCHEMA_VERSION] = {
     "  bytes  INTEGER NOT NULL,\n"
     "  PRIMARY KEY (run_id, path)\n"
     ");\n",
+    /* 3: the method's label of each run (the report's row name; not part of its config, so
+     * config hashes are unchanged), and the per-example outcomes of an eval (paired
+     * bootstraps over test examples) */
+    "ALTER TABLE runs ADD COLUMN label TEXT;\n"
+    "CREATE TABLE eval_examples (\n"
+    "  run_id   INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,\n"
+    "  split    TEXT NOT NULL,\n"
+    "  metric   TEXT NOT NULL,\n"
+    "  n        INTEGER NOT NULL,\n"
+    "  outcomes BLOB NOT NULL,\n"
+    "  PRIMARY KEY (run_id, split, metric)\n"
+    ");\n",
 };
 
 void store_schema_time_iso(char out[32], double delta_s) {

@@ -176,9 +176,11 @@ int image_task_batch_sized(const ImageTask *t, int split, const int *positions, 
 
 /* The evaluation loop: images idx[0..n) of set (the task's train or test file, or a shift
  * set of the same geometry) in batches of B, labels through the task's relabelling (every
- * idx is of a task class), optionally corrupted, resized to the model's size. */
+ * idx is of a task class), optionally corrupted, resized to the model's size; whether each
+ * image was classified right (1 or 0) into per_image[0..n) when it is not NULL. */
 static int evaluate_images(const ImageTask *t, ViT *m, const ImageSet *set, const int *idx, int n, int B,
-                           const ImageCorruption *corruption, double *accuracy, double *loss) {
+                           const ImageCorruption *corruption, double *accuracy, double *loss,
+                           double *per_image) {
     if (B <= 0) return error_set("evaluation batch must be > 0, got %d", B);
     if (image_task_check_vit(t, &m->config) != LSC_OK) return LSC_ERR;
     const int C = t->train.channels, H = t->train.height, W = t->train.width;
@@ -212,6 +214,8 @@ static int evaluate_images(const ImageTask *t, ViT *m, const ImageSet *set, cons
             if (right < 0) rc = LSC_ERR;
             correct += right;
             sum_loss += m->mean_loss * b;
+            for (int i = 0; per_image && right >= 0 && i < b; i++)
+                per_image[start + i] = pred[i] == labels[i] ? 1.0 : 0.0;
         }
     }
     if (y != x) free(y);
@@ -224,8 +228,14 @@ static int evaluate_images(const ImageTask *t, ViT *m, const ImageSet *set, cons
 
 int image_task_evaluate(const ImageTask *t, ViT *m, int split, int B,
                         const ImageCorruption *corruption, double *accuracy, double *loss) {
+    return image_task_evaluate_images(t, m, split, B, corruption, accuracy, loss, NULL);
+}
+
+int image_task_evaluate_images(const ImageTask *t, ViT *m, int split, int B,
+                               const ImageCorruption *corruption, double *accuracy, double *loss,
+                               double *per_image) {
     return evaluate_images(t, m, split == IMAGE_TEST ? &t->test : &t->train, t->idx[split], t->n[split], B,
-                           corruption, accuracy, loss);
+                           corruption, accuracy, loss, per_image);
 }
 
 int image_task_evaluate_shift(const ImageTask *t, ViT *m, const ImageSet *shift, int B,
@@ -245,7 +255,7 @@ int image_task_evaluate_shift(const ImageTask *t, ViT *m, const ImageSet *shift,
     if (k == 0)
         rc = error_set("the shift set %s holds no image of task %s's classes", shift->name, t->name);
     else
-        rc = evaluate_images(t, m, shift, idx, k, B, NULL, accuracy, loss);
+        rc = evaluate_images(t, m, shift, idx, k, B, NULL, accuracy, loss, NULL);
     free(idx);
     if (rc == LSC_OK) *n = k;
     return rc;

@@ -80,6 +80,11 @@ typedef struct ImageCorruption {
  * that says so. */
 int image_task_evaluate(const ImageTask *t, ViT *m, int split, int B,
                         const ImageCorruption *corruption, double *accuracy, double *loss);
+/* image_task_evaluate, and whether each image was classified right (1 or 0) into
+ * per_image[0 .. the split's count) when per_image is not NULL. */
+int image_task_evaluate_images(const ImageTask *t, ViT *m, int split, int B,
+                               const ImageCorruption *corruption, double *accuracy, double *loss,
+                               double *per_image);
 
 /* Accuracy and mean loss of m on a distribution shift: every image of `shift` (e.g. the UCI
  * digits, core/data/digits.h, for an MNIST task) whose label is one of the task's classes,

@@ -111,7 +111,14 @@ enum { EVAL_CHUNK = 64 };
 
 int task_evaluate(Llama *m, const Tokenizer *tok, const Dataset *d, DataSplit split,
                   size_t max_examples, int max_new, TaskScores *out) {
+    return task_evaluate_examples(m, tok, d, split, max_examples, max_new, out, NULL, NULL);
+}
+
+int task_evaluate_examples(Llama *m, const Tokenizer *tok, const Dataset *d, DataSplit split,
+                           size_t max_examples, int max_new, TaskScores *out,
+                           double *per_example, size_t *n_examples) {
     const TaskId task = d->task;
+    if (n_examples) *n_examples = 0;
     if (task == TASK_ALPACA)
         return error_set("Alpaca has no metric of its own: evaluate the instruction-tuned model on "
                          "mmlu and bbh, as the paper does.");
@@ -143,6 +150,7 @@ int task_evaluate(Llama *m, const Tokenizer *tok, const Dataset *d, DataSplit sp
             generation_scores(task, text, e, &f1, &em);
             f1_sum += f1;
             em_sum += em;
+            if (per_example) per_example[i] = (task == TASK_GSM8K || task == TASK_BBH) ? em : f1;
             free(text);
         } else {
             if (i % EVAL_CHUNK == 0) { /* the next chunk's candidates, in batched forwards */
@@ -155,8 +163,12 @@ int task_evaluate(Llama *m, const Tokenizer *tok, const Dataset *d, DataSplit sp
             group[i] = e->group;
             if (task == TASK_RECORD) { /* the chosen entity against the gold answers */
                 const char *const *ans = (const char *const *)e->answers;
-                f1_sum += metrics_squad_f1(e->cands[pred[i]], ans, e->n_answers);
+                const double f1 = metrics_squad_f1(e->cands[pred[i]], ans, e->n_answers);
+                f1_sum += f1;
                 em_sum += metrics_squad_em(e->cands[pred[i]], ans, e->n_answers);
+                if (per_example) per_example[i] = f1;
+            } else if (per_example) {
+                per_example[i] = pred[i] == gold[i] ? 1.0 : 0.0;
             }
         }
     }
@@ -169,10 +181,22 @@ int task_evaluate(Llama *m, const Tokenizer *tok, const Dataset *d, DataSplit sp
     } else if (task == TASK_MULTIRC) {
         metrics_multirc(pred, gold, group, n, &out->f1, &out->em);
         out->score = out->em;
+        /* the score is exact match per question: one outcome per question (a maximal run of
+         * one group id), in order */
+        size_t q = 0;
+        for (size_t i = 0; per_example && i < n;) {
+            size_t j = i;
+            int ok = 1;
+            while (j < n && group[j] == group[i]) ok &= pred[j] == gold[j], j++;
+            per_example[q++] = ok ? 1.0 : 0.0;
+            i = j;
+        }
+        if (n_examples) *n_examples = q;
     } else {
         out->score = out->em = metrics_accuracy(pred, gold, n);
         out->f1 = task == TASK_CB ? metrics_macro_f1(pred, gold, n, 3) : out->score;
     }
+    if (n_examples && task != TASK_MULTIRC) *n_examples = n;
 cleanup:
     free(pred);
     free(gold);

@@ -66,5 +66,13 @@ int task_batch_trim(int32_t *tokens, int32_t *targets, int B, int T);
  * (core/base/stop.h) ends it between two examples with an error that says so. */
 int task_evaluate(Llama *m, const Tokenizer *tok, const Dataset *d, DataSplit split,
                   size_t max_examples, int max_new, TaskScores *out);
+/* task_evaluate, and the outcome of every example into per_example (room for the split's
+ * count, capped by max_examples; may be NULL), *n_examples how many were written: the
+ * headline score's per-example value (1/0 correct, F1, or EM for GSM8K and BBH; MultiRC: one
+ * exact match per question), whose mean is out->score (CB's macro-F1 is out->f1, not the
+ * score). */
+int task_evaluate_examples(Llama *m, const Tokenizer *tok, const Dataset *d, DataSplit split,
+                           size_t max_examples, int max_new, TaskScores *out,
+                           double *per_example, size_t *n_examples);
 
 #endif

@@ -6,14 +6,26 @@
 #include "core/base/error.h"
 #include "core/model/device.h"
 
+long text_eval_windows(const TextData *d, TextSplit split, int T, long max_windows) {
+    const size_t len = d->len[split];
+    if (T <= 0 || len < (size_t)T + 1) return 0;
+    long n_windows = (long)((len - 1) / (size_t)T);
+    if (max_windows > 0 && n_windows > max_windows) n_windows = max_windows;
+    return n_windows;
+}
+
 int text_eval_run(const TextData *d, TextSplit split, Llama *model, int B, int T,
                   long max_windows, double *loss, double *accuracy) {
+    return text_eval_run_windows(d, split, model, B, T, max_windows, loss, accuracy, NULL);
+}
+
+int text_eval_run_windows(const TextData *d, TextSplit split, Llama *model, int B, int T,
+                          long max_windows, double *loss, double *accuracy, double *per_window) {
     const size_t len = d->len[split];
     if (len < (size_t)T + 1)
         return error_set("task '%s': split too short (%zu bytes) for sequence length %d", d->name,
                          len, T);
-    long n_windows = (long)((len - 1) / (size_t)T);
-    if (max_windows > 0 && n_windows > max_windows) n_windows = max_windows;
+    const long n_windows = text_eval_windows(d, split, T, max_windows);
     const int V = model->config.vocab_size;
     int32_t *tokens = malloc(sizeof(int32_t) * (size_t)B * (size_t)T);
     int32_t *targets = malloc(sizeof(int32_t) * (size_t)B * (size_t)T);
@@ -47,12 +59,17 @@ int text_eval_run(const TextData *d, TextSplit split, Llama *model, int B, int T
             rc = LSC_ERR;
             goto done;
         }
-        for (long t = 0; t < n_tok; t++) {
-            const Real *row = logits + (size_t)t * (size_t)V;
-            int best = 0;
-            for (int v = 1; v < V; v++)
-                if (row[v] > row[best]) best = v;
-            correct += best == targets[t];
+        for (int b = 0; b < nb; b++) {
+            long win_correct = 0;
+            for (long t = (long)b * T; t < (long)(b + 1) * T; t++) {
+                const Real *row = logits + (size_t)t * (size_t)V;
+                int best = 0;
+                for (int v = 1; v < V; v++)
+                    if (row[v] > row[best]) best = v;
+                win_correct += best == targets[t];
+            }
+            correct += win_correct;
+            if (per_window) per_window[w0 + b] = (double)win_correct / (double)T;
         }
         count += n_tok;
     }

@@ -88,16 +88,27 @@ code or from other data than this lorasc and the files on disk now (with what di
 `lorasc run FILE --rerun-stale` runs them again).]],
   report = [[
 usage: lorasc report FILE [--db PATH] [--format markdown|latex|csv] [--paper CSV]
-                          [--experiment NAME] [--mix-commits]
+                          [--out DIR] [--experiment NAME] [--mix-commits]
 
 For each (row, column) cell (default: method x task; set with report "name" { rows =,
-cols =, metric =, select =, scale =, digits = } in FILE), chooses the hyper-parameters
-with the best mean validation score over seeds (select, default val.score) and prints
-the test metric (metric, default test.score) as mean ± sample std (n) over those seeds.
-Under every table: the commit(s) its runs were made by, and how many were made from other
-data than the files on disk now. A table whose runs come from several commits is refused.
-  --paper CSV     published numbers (header: row,col,value; value on the printed scale),
-                  printed beside each cell with the delta
+cols =, metric =, select =, baseline =, scale =, digits = } in FILE), chooses the
+hyper-parameters with the best mean validation score over seeds (select, default
+val.score) and prints the test metric (metric, default test.score) as mean ± sample std (n)
+[95% Student t interval] over those seeds. Every cell is one (row, column, task, method)
+combination: a task or method the layout leaves out is named in the column or row. Each
+row is compared with its baseline row (default: the first) in the same column: the paired
+difference over shared seeds with its 95% t interval, or with one seed a paired bootstrap
+over the test examples; ▲ / ▼ mark a cell only when that interval excludes 0. A cost column
+gives each row's training tokens (images)/s and wall seconds per run. scale (default 100)
+applies to scores, not to losses or counts. Under every table: the commit(s) its runs were
+made by, and how many were made from other data than the files on disk now. A table whose
+runs come from several commits is refused. A report that names no experiment, a row or
+column path no config has, a metric no run logged, or a missing database is an error.
+  --paper CSV     published numbers (header: row,col,value; value on the printed scale;
+                  # lines: the table's caption and source), beside each cell with the delta
+                  (results/paper/ holds the paper's tables that could be transcribed)
+  --out DIR       one file per report, DIR/NAME.md (.tex, .csv); without it, the reports
+                  go to stdout, CSV as one long table whose first column names the report
   --mix-commits   report runs of several commits in one table anyway]],
   show = [[
 usage: lorasc show RUN_ID [--db PATH]
@@ -457,19 +468,51 @@ end
 function COMMANDS.report(opts, pos)
   local list, reg = load_experiments(pos[1], opts)
   local store <close> = open_store(opts, false)
-  local paper = opts.paper and report.read_paper(opts.paper)
+  if not store then
+    fail(string.format("report: there is no run database at %s: `lorasc run %s --db %s` makes it, or pass --db the database the runs were logged to", opts.db, pos[1], opts.db))
+  end
+  local paper, paper_caption
+  if opts.paper then paper, paper_caption = report.read_paper(opts.paper) end
+  local env = {
+    examples = function(run_id, split, metric) return store:eval_examples_get(run_id, split, metric) end,
+    metrics = function(run_id) return store:metrics(run_id) end,
+  }
+  if opts.out then sys.mkdir(opts.out) end
   local out = {}
   for _, e in ipairs(list) do
     -- done runs of any experiment (a result is found by its config hash), and this
     -- experiment's failed ones (counted per cell)
     local db_runs = report.db_runs(store, e.name)
-    local spec = reg.reports[e.name] and reg.reports[e.name].spec or {}
-    local t = report.compute_multi(e.runs, db_runs, spec)
-    out[#out + 1] = report.render(t, { format = opts.format, paper = paper, title = spec.title or e.name,
-                                       scale = spec.scale, digits = spec.digits,
-                                       footer = provenance_footer(e, db_runs, store, opts, pos[1]) })
+    local r = reg.reports[e.name]
+    local spec, where = r and r.spec or {}, r and r.where or reg.experiments[e.name].where
+    local any_done = report.check(spec, e.runs, db_runs, where, e.name)
+    local any_failed = false -- the failed runs in db_runs are this experiment's
+    for _, db in ipairs(db_runs) do any_failed = any_failed or db.status == "failed" end
+    if not any_done and not any_failed then
+      fail(string.format("report: no run of experiment '%s' is done in %s yet (nothing to report); `lorasc run %s --db %s` runs them, `lorasc status %s` shows where they are",
+        e.name, opts.db, pos[1], opts.db, pos[1]))
+    end
+    env.where = where
+    local t = report.compute_multi(e.runs, db_runs, spec, env)
+    local text = report.render(t, { format = opts.format, paper = paper, paper_caption = paper_caption,
+                                    title = spec.title or e.name, report = e.name,
+                                    csv_header = opts.out ~= nil or #out == 0,
+                                    scale = spec.scale, digits = spec.digits,
+                                    footer = provenance_footer(e, db_runs, store, opts, pos[1]) })
+    if opts.out then
+      local ext = opts.format == "csv" and "csv" or opts.format == "latex" and "tex" or "md"
+      local path = opts.out .. "/" .. e.name:gsub("[^%w_.-]", "_") .. "." .. ext
+      local f, err = io.open(path, "w")
+      if not f then fail("report: cannot write " .. path .. ": " .. tostring(err)) end
+      f:write(text, "\n")
+      f:close()
+      print(string.format("lorasc report: %s (%s)", path, e.name))
+    else
+      out[#out + 1] = text
+    end
   end
-  print(table.concat(out, "\n\n"))
+  -- one long-format CSV (a report column) or one markdown / LaTeX block per report
+  if #out > 0 then print(table.concat(out, opts.format == "csv" and "\n" or "\n\n")) end
   return 0
 end
 COMMANDS.table = COMMANDS.report
@@ -484,7 +527,7 @@ function COMMANDS.show(opts, pos)
       print(string.format("run %d of experiment %s: %s%s (attempt %d)", r.id, r.experiment, r.status, r.stale and " (stale)" or "", r.attempts))
       for _, k in ipairs { "config_hash", "seed", "error", "created_at", "started_at", "finished_at", "heartbeat_at",
                            "wall_time_s", "host", "pid", "device", "git_commit", "git_dirty", "build_options", "lib_versions",
-                           "inputs_sha256" } do
+                           "inputs_sha256", "label" } do
         if r[k] ~= nil then print(string.format("  %-13s %s", k, tostring(r[k]))) end
       end
       print("  config        " .. tostring(r.config))

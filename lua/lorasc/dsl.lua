@@ -85,7 +85,7 @@ local EXP_KEYS = { "model", "tasks", "task", "split", "train", "method", "seeds"
                    "eval", "log_every", "save", "device" }
 local SPLIT_KEYS = { "train", "val", "test", "max_train", "max_val", "max_test" }
 local EVAL_KEYS = { "batch", "max_windows", "corrupt", "corrupt_max", "shift", "max_examples", "max_new", "tasks", "every" }
-local REPORT_KEYS = { "rows", "cols", "metric", "metrics", "select", "scale", "digits", "title" }
+local REPORT_KEYS = { "rows", "cols", "metric", "metrics", "select", "scale", "digits", "title", "baseline" }
 local FIGURE_KEYS = { "experiment", "x", "y", "series", "select", "task", "scale", "logx", "title", "xlabel", "ylabel" }
 
 function M.new_registry()
@@ -114,6 +114,12 @@ function M.new_registry()
       check_keys(t, REPORT_KEYS, "report \"" .. tostring(name) .. "\"", loc)
       if t.scale ~= nil then num(t.scale, "scale", loc, pos, "must be > 0 (100: percentages)") end
       if t.digits ~= nil then int(t.digits, "digits", loc, function(x) return x >= 0 and x <= 10 end, "must be in [0, 10]") end
+      for _, k in ipairs { "rows", "cols", "metric", "select", "baseline", "title" } do
+        if t[k] ~= nil and type(t[k]) ~= "string" then
+          fail(string.format("%s: report \"%s\": %s must be a string, got %s", canon.key_loc(loc, k), tostring(name), k, canon.show(t[k])))
+        end
+      end
+      if reg.reports[name] then fail(loc .. ": report '" .. tostring(name) .. "' is defined twice") end
       reg.reports[name] = { name = name, spec = t, where = loc }
     end
   end
@@ -180,6 +186,13 @@ function M.load_file(path)
     error(rerr, 0)
   end
   if #reg.order == 0 then fail(path .. ": no experiment defined (experiment \"name\" { ... })") end
+  -- a report is the table of the experiment of its name
+  for name, r in pairs(reg.reports) do
+    if not reg.experiments[name] then
+      fail(string.format("%s: report '%s' names no experiment of this file%s; experiments: %s (a report is the table of the experiment of its name)",
+        r.where, tostring(name), canon.did_you_mean(name, reg.order), table.concat(reg.order, ", ")))
+    end
+  end
   return reg, source
 end
 

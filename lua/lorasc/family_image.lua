@@ -15,7 +15,7 @@ local provenance = require "lorasc.provenance"
 
 local fail, num, int, pos, nonneg = canon.fail, canon.num, canon.int, canon.pos, canon.nonneg
 
-local F = { name = "image", arch = "vit", save_ext = "ckpt" }
+local F = { name = "image", arch = "vit", save_ext = "ckpt", cost_unit = "images" }
 
 -- train = { ... }: no sequence length (canon_train drops it); crop_pad and flip augment.
 F.train_keys = { "epochs", "steps", "batch", "lr", "schedule", "warmup",
@@ -368,22 +368,28 @@ end
 
 function F.step(f) return f:step() end
 
--- Accuracy ("score") and loss on the clean images of one split, as a list of { metric, value }
--- (the final evaluation's, and eval.every's validation curve: train.lua).
+-- Accuracy ("score") and loss on the clean images of one split, as a list of
+-- { metric, value [, per-example outcomes] } (the final evaluation's, and eval.every's
+-- validation curve: train.lua); the score carries whether each image was right (1 or 0).
 function F.eval_split(run, m, ctx, split)
-  local acc, loss = ctx.data:evaluate(m, split, run.config.eval.batch)
-  return { { "score", acc }, { "loss", loss } }
+  local acc, loss, per_image = ctx.data:evaluate(m, split, run.config.eval.batch)
+  return { { "score", acc, per_image }, { "loss", loss } }
 end
 
 -- Accuracy ("score") and loss on val and test; with eval.corrupt, ImageNet-C's protocol:
 -- per corruption, the accuracy averaged over the five severities; then the mean over
--- corruptions; with eval.shift, the accuracy on each shift set (test.shift.digits). The corrupted images are the same for every run (seed 1, keyed by each
--- test image's position).
+-- corruptions; with eval.shift, the accuracy on each shift set (test.shift.digits). The
+-- corrupted images are the same for every run (seed 1, keyed by each test image's position).
+-- Whether each clean test image was right is stored too (for corruptions: its mean over
+-- corruptions and severities), for the report's paired bootstrap.
 function F.evaluate(store, run, run_id, m, ctx)
   local c, d, scores = run.config, ctx.data, {}
   for _, split in ipairs { "val", "test" } do
     local list = F.eval_split(run, m, ctx, split)
-    for _, e in ipairs(list) do store:eval(run_id, split, e[1], e[2]) end
+    for _, e in ipairs(list) do
+      store:eval(run_id, split, e[1], e[2])
+      if split == "test" and e[3] then store:eval_examples(run_id, split, e[1], e[3]) end
+    end
     scores[split] = list[1][2] -- the score
   end
   if c.eval.corrupt then
@@ -391,14 +397,20 @@ function F.evaluate(store, run, run_id, m, ctx)
     local cap = c.eval.corrupt_max > 0 and c.eval.corrupt_max or nil
     local dc = cap and get_images(c.task, { val = c.split.val, max_train = c.split.max_train,
                                             max_val = c.split.max_val, max_test = math.min(cap, c.split.max_test > 0 and c.split.max_test or cap) }) or d
+    local per_image = {} -- each test image's accuracy over every corruption and severity
     for _, name in ipairs(names) do
       local sum = 0
-      for sev = 1, 5 do sum = sum + dc:evaluate(m, "test", c.eval.batch, name, sev, 1) end
+      for sev = 1, 5 do
+        local acc, _, right = dc:evaluate(m, "test", c.eval.batch, name, sev, 1)
+        sum = sum + acc
+        for i, v in ipairs(right) do per_image[i] = (per_image[i] or 0) + v / (5 * #names) end
+      end
       store:eval(run_id, "test", "corrupt." .. name, sum / 5)
       total_acc = total_acc + sum / 5
       store:flush()
     end
     store:eval(run_id, "test", "corrupt.mean", total_acc / #names)
+    store:eval_examples(run_id, "test", "corrupt.mean", per_image)
     scores.corrupt = total_acc / #names
   end
   -- distribution shifts: every image of the set in the task's classes (test.shift.<name>)

@@ -12,7 +12,7 @@ local text = require "lorasc.family_text"
 
 local fail, int, pos, nonneg = canon.fail, canon.int, canon.pos, canon.nonneg
 
-local F = { name = "language", arch = "llama", save_ext = "lsc" }
+local F = { name = "language", arch = "llama", save_ext = "lsc", cost_unit = "tokens" }
 
 -- train = { ... } takes the text family's keys; seq defaults to 256 tokens, steps = 0
 -- evaluates the base model only, and sampling = "epoch" (default: every epoch visits each
@@ -151,9 +151,10 @@ end
 function F.step(f, ctx) return f:step(ctx.data, ctx.tok) end
 
 -- One split through the task's metric, beside the majority-class baseline, as a list of
--- { metric, value } (empty when the split has no examples): score, f1, em, majority, n; for
--- alpaca (Table 2) each of eval.tasks' as "<task>.score" etc., and "score" their mean. The
--- final evaluation's, and eval.every's validation curve (train.lua).
+-- { metric, value [, per-example outcomes] } (empty when the split has no examples): score,
+-- f1, em, majority, n; for alpaca (Table 2) each of eval.tasks' as "<task>.score" etc., and
+-- "score" their mean. A task's score carries each example's outcome (s.examples). The final
+-- evaluation's, and eval.every's validation curve (train.lua).
 local KEYS = { "score", "f1", "em", "majority", "n" }
 function F.eval_split(run, m, ctx, split)
   local c, list = run.config, {}
@@ -165,20 +166,25 @@ function F.eval_split(run, m, ctx, split)
       local _, ev_n_val, ev_n_test = ed:sizes()
       if (split == "val" and ev_n_val or ev_n_test) > 0 then
         local s = ed:evaluate(m, ctx.tok, split, c.eval.max_examples, c.eval.max_new)
-        for _, k in ipairs(KEYS) do list[#list + 1] = { et .. "." .. k, s[k] } end
+        for _, k in ipairs(KEYS) do
+          list[#list + 1] = { et .. "." .. k, s[k], k == "score" and s.examples or nil }
+        end
         sum, count = sum + s.score, count + 1
       end
     end
     if count > 0 then list[#list + 1] = { "score", sum / count } end
   elseif (split == "val" and ctx.n_val or ctx.n_test) > 0 then
     local s = ctx.data:evaluate(m, ctx.tok, split, c.eval.max_examples, c.eval.max_new)
-    for _, k in ipairs(KEYS) do list[#list + 1] = { k, s[k] } end
+    for _, k in ipairs(KEYS) do
+      list[#list + 1] = { k, s[k], k == "score" and s.examples or nil }
+    end
   end
   return list
 end
 
 -- val and test (F.eval_split); "subset" = 1 marks a dataset that holds only part of the
--- original data (not the paper's protocol).
+-- original data (not the paper's protocol). Each test example's outcome of the score is
+-- stored too (the report's paired bootstrap).
 function F.evaluate(store, run, run_id, m, ctx)
   local c, info, scores = run.config, ctx.info, {}
   for _, split in ipairs { "val", "test" } do
@@ -186,6 +192,7 @@ function F.evaluate(store, run, run_id, m, ctx)
     scores[split] = 0 / 0
     for _, e in ipairs(list) do
       store:eval(run_id, split, e[1], e[2])
+      if split == "test" and e[3] then store:eval_examples(run_id, split, e[1], e[3]) end
       if e[1] == "score" then scores[split] = e[2] end
     end
     if #list > 0 or c.eval.tasks then store:eval(run_id, split, "subset", info.subset and 1 or 0) end

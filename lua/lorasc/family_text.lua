@@ -15,7 +15,7 @@ local provenance = require "lorasc.provenance"
 
 local fail, num, int, pos, nonneg = canon.fail, canon.num, canon.int, canon.pos, canon.nonneg
 
-local F = { name = "text", arch = "llama", save_ext = "lsc" }
+local F = { name = "text", arch = "llama", save_ext = "lsc", cost_unit = "tokens" }
 
 -- train = { ... }: its keys, and how canon_train (dsl.lua) treats this family.
 -- (sampling is the language family's, which shares these keys; canon_train refuses it here)
@@ -276,19 +276,24 @@ end
 function F.step(f, ctx) return f:step(ctx.data) end
 
 -- Next-byte accuracy ("score") and loss on consecutive windows of one split, as a list of
--- { metric, value } (the final evaluation's, and eval.every's validation curve: train.lua).
+-- { metric, value [, per-example outcomes] } (the final evaluation's, and eval.every's
+-- validation curve: train.lua); the score carries each window's accuracy.
 function F.eval_split(run, m, ctx, split)
   local c = run.config
-  local loss, acc = ctx.data:evaluate(m, split, c.eval.batch, c.train.seq, c.eval.max_windows)
-  return { { "score", acc }, { "loss", loss } }
+  local loss, acc, per_window = ctx.data:evaluate(m, split, c.eval.batch, c.train.seq, c.eval.max_windows)
+  return { { "score", acc, per_window }, { "loss", loss } }
 end
 
--- Next-byte accuracy ("score") and loss on val and test.
+-- Next-byte accuracy ("score") and loss on val and test; each test window's accuracy is
+-- stored too (the report's paired bootstrap over test examples).
 function F.evaluate(store, run, run_id, m, ctx)
   local scores = {}
   for _, split in ipairs { "val", "test" } do
     local list = F.eval_split(run, m, ctx, split)
-    for _, e in ipairs(list) do store:eval(run_id, split, e[1], e[2]) end
+    for _, e in ipairs(list) do
+      store:eval(run_id, split, e[1], e[2])
+      if split == "test" and e[3] then store:eval_examples(run_id, split, e[1], e[3]) end
+    end
     scores[split] = list[1][2] -- the score
   end
   return scores

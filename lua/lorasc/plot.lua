@@ -202,23 +202,6 @@ local function config_paths(runs)
   return list, seen
 end
 
--- The metric names (split.metric) the done runs logged.
-local function logged(db_runs, hashes)
-  local seen, list = {}, {}
-  for _, r in ipairs(db_runs) do
-    if r.status == "done" and hashes[r.config_hash] then
-      for split, ms in pairs(r.evals or {}) do
-        for m in pairs(ms) do
-          local k = split .. "." .. m
-          if not seen[k] then seen[k] = true; list[#list + 1] = k end
-        end
-      end
-    end
-  end
-  table.sort(list)
-  return seen, list
-end
-
 -- The points of figure fig (reg.figures[name]) of FILE: per series (the `series` path's
 -- values), per x (the `x` path's values), the cell report.compute chooses on validation, as
 -- { series = { { name, points = { { x =, pos =, label =, mean =, std =, n =, ... } } } } }.
@@ -263,10 +246,14 @@ function M.figure_points(fig, reg, runs_of, store, file)
                          table.concat(varying, ", ")))
     end
   end
+  if series_path == s.x then -- report.compute needs two paths (one combination per point)
+    fail(string.format("%s: figure '%s': series and x are both '%s': a series needs another path than the x axis (e.g. series = \"method\")",
+                       canon.key_loc(loc, "series"), name, s.x))
+  end
   local y = s.y or "test.score"
   local select = s.select or (mine[1] and mine[1].select) or "val.score"
   local db_runs = report.db_runs(store, ename)
-  local have, names = logged(db_runs, hashes)
+  local have, names = report.logged(db_runs, hashes)
   if #names == 0 then
     fail(string.format("no run of experiment '%s' (task %s) is done in the database: `lorasc run %s` runs them (figure '%s')", ename, task, file, name))
   end
@@ -280,7 +267,7 @@ function M.figure_points(fig, reg, runs_of, store, file)
   end
   -- the table's arithmetic: per (series, x) cell, the hyper-parameters with the best mean
   -- validation score over seeds, and the metric's mean ± std over those seeds
-  local t = report.compute(mine, db_runs, { rows = series_path, cols = s.x, metric = y, select = select })
+  local t = report.compute(mine, db_runs, { rows = series_path, cols = s.x, metric = y, select = select }, { where = loc })
   local numeric = true
   for _, c in ipairs(t.cols) do numeric = numeric and tonumber(c) ~= nil end
   local xs = {}

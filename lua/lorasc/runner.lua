@@ -182,6 +182,8 @@ function M.run_all(store, exps, opts)
       prog:skip(r.total)
       if opts.verbose then prog:message(string.format("[%d/%d] skip %s (%s)", i, #todo, r.hash:sub(1, 12), claim.prior)) end
     else
+      -- the method's label beside the run (runs.label; not part of its config or hash)
+      store:run_label(claim.run_id, r.label)
       if claim.was_stale then prog:message(string.format("[%d/%d] run %d was interrupted (its process is gone): running it again", i, #todo, claim.run_id)) end
       if claim.prior == "done" then prog:message(string.format("[%d/%d] run %d is stale (%s): running it again", i, #todo, claim.run_id, t.why or "other code or inputs")) end
       local t0 = sys.now()

@@ -111,10 +111,10 @@ end
 -- val eval), and each metric is logged as "val.<metric>" at that step, with
 -- "val.eval_seconds" (its cost, shown once per run). Constants of the split (a language
 -- task's majority baseline and example count) are left out. curve() returns the list of
--- { metric, value }. Returns point(i) and point.resume(): a run resumed from a state saved
--- at a curve step whose point is not in its kept log (a stop during that evaluation saves the
--- finished step first) evaluates that point before going on, so its curve is the
--- uninterrupted run's.
+-- { metric, value }. Returns point(i) (which returns its seconds) and point.resume(): a run
+-- resumed from a state saved at a curve step whose point is not in its kept log (a stop
+-- during that evaluation saves the finished step first) evaluates that point before going
+-- on, so its curve is the uninterrupted run's.
 -- LORASC_TEST_CURVE_DELAY (seconds before each point) lets the tests stop a run in one.
 function M.val_curve(store, run, run_id, prog, total, curve, state, watched)
   local every, shown = run.config.eval.every, false
@@ -138,6 +138,7 @@ function M.val_curve(store, run, run_id, prog, total, curve, state, watched)
       prog:message(string.format("  validation curve: %.2f s per point, every %d steps (%d points in this run; eval.every in lua/DSL.md)",
                                  dt, every, total // every))
     end
+    return sys.now() - t0 -- with its store writes and message
   end })
   function point.resume()
     local i = state.first
@@ -164,8 +165,12 @@ function M.loop(store, run, run_id, prog, total, step, state, curve)
   local watch, watched = M.divergence(factor, state.watched)
   local val_point = curve and M.val_curve(store, run, run_id, prog, total, curve, state, watched)
   if val_point then val_point.resume() end
+  -- train.seconds counts the steps, not the validation points between them (val.eval_seconds)
+  local t_start, units, curve_seconds = sys.now(), 0, 0
   for i = state.first + 1, total do
-    local loss, gnorm, lr, ev = step()
+    local loss, gnorm, lr, ev, u = step()
+    -- what the step trained on: the tokens its forward ran (Llama), else a batch of images
+    units = units + (u or run.config.train.batch or 0)
     local why = watch(i, loss, gnorm)
     if why then
       -- the step that diverged is logged, and the run fails with its step and reason
@@ -186,7 +191,7 @@ function M.loop(store, run, run_id, prog, total, step, state, curve)
       store:metric(run_id, ev.step, "expert.noise_std_mean", ev.noise_std_mean)
       store:metric(run_id, ev.step, "expert.boundary_seconds", ev.boundary_seconds)
     end
-    if val_point and i % run.config.eval.every == 0 then val_point(i) end
+    if val_point and i % run.config.eval.every == 0 then curve_seconds = curve_seconds + val_point(i) end
     prog:step(i, loss)
     if delay then sys.sleep(delay) end
     local stop = sys.stop_signal()
@@ -199,6 +204,15 @@ function M.loop(store, run, run_id, prog, total, step, state, curve)
       store:flush()
       last_flush = sys.now()
     end
+  end
+  -- the cost of training (the report's cost column): the wall seconds of the steps this
+  -- attempt ran (without its validation points), and those seconds per token (per image for a ViT) they trained on. Both are
+  -- timings (names ending in "seconds": what a resumed run may differ in); logged before the
+  -- last state is saved, so a run resumed in its evaluation keeps them
+  if total > state.first and units > 0 then
+    local seconds = sys.now() - t_start - curve_seconds
+    store:metric(run_id, total, "train.seconds", seconds)
+    store:metric(run_id, total, "train.unit_seconds", seconds / units)
   end
   -- an evaluation stopped later need not train again
   if state.saved and state.saved < total then state.save(total, false, watched()) end

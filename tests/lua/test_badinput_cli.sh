@@ -50,7 +50,7 @@ grep -q "0 run(s) ran, 0 failed, 4 skipped (done already or held by another proc
   fail "the same configuration was trained twice: $(tail -1 h2.log)"
 [ "$(q h/x.db "SELECT count(*) FROM runs")" = 4 ] || fail "runs stored twice: $(q h/x.db 'SELECT experiment_id, status FROM runs')"
 "$LORASC" status again.lua --db h/x.db | grep -q "4 done" || fail "status of the second experiment"
-"$LORASC" report again.lua --db h/x.db | grep -q "| lora | .* (2) |" || fail "report of the second experiment: $("$LORASC" report again.lua --db h/x.db)"
+"$LORASC" report again.lua --db h/x.db | grep -q "| lora | .* (2) \[" || fail "report of the second experiment: $("$LORASC" report again.lua --db h/x.db)"
 
 # 5. A read-only database (a finished sweep on a read-only share) is reported, shown, listed and
 # merged from; `run` says it is read-only. As root, permissions do not bind: run as nobody.
@@ -103,7 +103,7 @@ sed 's/lr = 1e3, schedule = "constant"/lr = 1e3, schedule = "constant", diverge 
 # 8. A diverged fine-tuning run is failed with its step and reason, and reported per cell:
 # a ViT (its head is trained: the loss is not bounded) at lr 10 without clipping.
 if [ -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || [ -e "${LORASC_DATA:-data}/fashion-mnist/train-images-idx3-ubyte.gz" ]; then
-  sed 's/lr = 3e-3, crop_pad = 1/lr = grid { 3e-3, 10 }, crop_pad = 1, schedule = "constant", grad_clip = 0/; s/steps = 8, batch = 16/steps = 30, batch = 16/; s/method = { lora { rank = 2 }, lorasc { rank = 2, experts = 2 } }/method = lora { rank = 2 }/; s/corrupt_max = 50/corrupt = false/' \
+  sed 's/lr = 3e-3, crop_pad = 1/lr = grid { 3e-3, 10 }, crop_pad = 1, schedule = "constant", grad_clip = 0/; s/steps = 8, batch = 16/steps = 30, batch = 16/; s/method = { lora { rank = 2 }, lorasc { rank = 2, experts = 2 } }/method = lora { rank = 2 }/; s/corrupt_max = 50/corrupt = false/; s/metrics = { "test.score", "test.corrupt.mean" }/metric = "test.score"/' \
     "$SRC/tests/lua/tiny_image.lua" > vdiv.lua
   "$LORASC" run vdiv.lua --db v/x.db > v.log 2>&1 && fail "a diverged run gave exit status 0"
   [ "$(q v/x.db "SELECT count(*) FROM runs WHERE status='done'")" = 1 ] || fail "the stable run: $(q v/x.db 'SELECT status, error FROM runs')"

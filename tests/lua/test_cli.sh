@@ -109,8 +109,36 @@ n1=$(sed -n 's/.*: \([0-9]*\) run(s) ran.*/\1/p' c1.log); n2=$(sed -n 's/.*: \([
 [ "$(q m/out.db "SELECT count(*) FROM runs WHERE status='done'")" = 4 ] || fail "merge: runs"
 "$LORASC" report "$TINY" --db m/out.db > rep.md || fail "report"
 grep -q '| lora | ' rep.md && grep -q '| lorasc | ' rep.md || fail "report rows: $(cat rep.md)"
-grep -q '(2) |' rep.md || fail "report n: $(cat rep.md)"
-"$LORASC" report "$TINY" --db m/out.db --format csv | grep -q '^lora,text:apache,' || fail "csv report"
+grep -q '(2) \[' rep.md || fail "report n and interval: $(cat rep.md)"
+grep -q 'cost (train throughput, wall time)' rep.md && grep -q 'tokens/s' rep.md || fail "report cost column: $(cat rep.md)"
+grep -q 'Paired difference to lora' rep.md || fail "report paired differences: $(cat rep.md)"
+"$LORASC" report "$TINY" --db m/out.db --format csv | grep -q '^tiny,lora,text:apache,' || fail "csv report"
+# the label of each run and the per-example test outcomes are stored, and merged
+[ "$(q m/out.db "SELECT count(*) FROM runs WHERE label = 'lorasc'")" = 2 ] || fail "labels stored and merged"
+[ "$(q m/out.db "SELECT count(*) FROM eval_examples WHERE split = 'test' AND metric = 'score' AND n = 4")" = 4 ] || fail "per-example outcomes stored and merged"
+# two reports in one file: one long CSV (the report column, one header) or one file each (--out)
+{ cat "$TINY"; sed 's/experiment "tiny"/experiment "tiny2"/; s/seeds = { 1, 2 }/seeds = { 1 }/' "$TINY"
+  printf 'report "tiny" { rows = "method", cols = "task" }\nreport "tiny2" { baseline = "lorasc" }\n'; } > two.lua
+"$LORASC" run two.lua --db m/out.db > two.txt || fail "run two.lua: $(cat two.txt)"
+"$LORASC" report two.lua --db m/out.db --format csv > two.csv || fail "csv of two reports"
+[ "$(grep -c '^report,row,col' two.csv)" = 1 ] && grep -q '^tiny,lorasc,' two.csv && grep -q '^tiny2,lora,' two.csv || fail "long CSV: $(cat two.csv)"
+"$LORASC" report two.lua --db m/out.db --format csv --out o > out.txt || fail "--out"
+for n in tiny tiny2; do head -1 "o/$n.csv" | grep -q '^report,row,col' && grep -q "^$n,lora," "o/$n.csv" || fail "o/$n.csv: $(cat o/$n.csv)"; done
+# a refused spec, a missing database: one sentence, non-zero, no traceback
+sed 's/report "tiny2" { baseline = "lorasc" }/report "tiny2" { metric = "test.acuracy" }/' two.lua > badrep.lua
+for case in "badrep.lua:m/out.db:badrep.lua:24: report 'tiny2': metric = \"test.acuracy\" was logged by no done run" \
+            "two.lua:nodb/x.db:there is no run database at nodb/x.db"; do
+  f=${case%%:*}; rest=${case#*:}; db=${rest%%:*}; msg=${rest#*:}
+  if "$LORASC" report "$f" --db "$db" > out.txt 2>&1; then fail "report $f --db $db: exit status 0"; fi
+  grep -qF "$msg" out.txt || fail "report $f: expected '$msg', got: $(cat out.txt)"
+  grep -q "traceback" out.txt && fail "report $f: a traceback"
+done
+[ ! -e nodb ] || fail "report created a database directory"
+# an experiment none of whose runs is in the database: refused, not an empty table
+sed 's/experiment "tiny"/experiment "tiny3"/; s/seeds = { 1, 2 }/seeds = { 7 }/' "$TINY" > three.lua
+"$LORASC" report three.lua --db m/out.db > out.txt 2>&1 && fail "report of an experiment with no run: exit status 0"
+grep -q "no run of experiment 'tiny3' is done in m/out.db yet" out.txt || fail "report of nothing: $(cat out.txt)"
+"$LORASC" show 1 --db m/out.db | grep -q 'label .*lora' || fail "show prints the run's label"
 "$LORASC" table "$TINY" --db m/out.db --format latex | grep -q 'begin{tabular}' || fail "latex report"
 "$LORASC" show 1 --db m/out.db | grep -q 'eval test  score' || fail "show"
 

@@ -150,12 +150,12 @@ if ok3 then
     eq(c.selected, "train.lr=0.001", "selected hyper-parameters")
   end
   local md = report.render(t, { format = "markdown", title = "r" })
-  check(md:find("| lora | 63.00 ± 3.61 (3) |", 1, true) ~= nil, "markdown cell: " .. md)
+  check(md:find("| lora | 63.00 ± 3.61 (3) [54.04, 71.96] |", 1, true) ~= nil, "markdown cell: " .. md)
   local csv = report.render(t, { format = "csv", paper = { ["lora\0text:apache"] = 61.5 } })
   check(csv:find("lora,text:apache,63,3.605551275463", 1, true) ~= nil, "csv row: " .. csv)
   check(csv:find(",61.5,1.5", 1, true) ~= nil, "csv paper delta: " .. csv)
   local tex = report.render(t, { format = "latex", paper = { ["lora\0text:apache"] = 61.5 } })
-  check(tex:find("63.00 $\\pm$ 3.61 (3) / 61.50 ($\\Delta$ +1.50)", 1, true) ~= nil, "latex cell: " .. tex)
+  check(tex:find("63.00 $\\pm$ 3.61 (3) [54.04, 71.96] / 61.50 ($\\Delta$ +1.50)", 1, true) ~= nil, "latex cell: " .. tex)
   -- a failed or missing seed: n drops
   db[1].status = "failed"
   local c2 = report.compute(rruns, db, {}).cells["lora\0text:apache"]

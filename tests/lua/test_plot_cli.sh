@@ -7,7 +7,7 @@
 #    every series, and the .dat / .csv numbers equal to a selection computed here in SQL
 #    (best mean val.score over seeds per cell, test.score mean and sample std x100, n);
 #  - the .gp redraws the PNG and the SVG by hand;
-#  - unknown run id, unknown figure, a path that matches no config key, a metric no run
+#  - unknown run id, unknown figure, a path that matches no config key, series = x, a metric no run
 #    logged, no database, no gnuplot: one sentence each, exit 1, no traceback.
 # Skipped (77) without gnuplot (Debian: gnuplot-nox; .ci/setup installs it).
 # usage: test_plot_cli.sh LORASC SOURCE_ROOT
@@ -105,6 +105,8 @@ sed 's/x = "method.rank"/x = "method.rnk"/' fig.lua > badx.lua
 expect_error "bad x" "badx.lua:10: figure 'rank': x = \"method.rnk\" matches no config key of experiment 'fig' (did you mean 'method.rank'?)" "$LORASC" plot badx.lua --db f/x.db --out e
 sed 's/series = "method.rank"/series = "train.batchh"/' fig.lua > bads.lua
 expect_error "bad series" "bads.lua:11: figure 'lr': series = \"train.batchh\" matches no config key" "$LORASC" plot bads.lua --figure lr --db f/x.db --out e
+sed 's/series = "method.rank"/series = "train.lr"/' fig.lua > bad_same.lua
+expect_error "series = x" "bad_same.lua:11: figure 'lr': series and x are both 'train.lr'" "$LORASC" plot bad_same.lua --figure lr --db f/x.db --out e
 sed 's/y = "test.score"/y = "test.scor"/' fig.lua > bady.lua
 expect_error "bad y" "bady.lua:10: figure 'rank': y = \"test.scor\" was logged by no done run of experiment 'fig' (did you mean 'test.score'?)" "$LORASC" plot bady.lua --figure rank --db f/x.db --out e
 expect_error "no runs" "no run of experiment 'fig' (task text:apache) is done in the database" "$LORASC" plot fig.lua --db r/x.db --out e

@@ -186,12 +186,13 @@ static void test_migrate_from_v1(void **state) {
     CHECK(store_close(&s));
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    exec_sql(db, "DROP TABLE run_inputs; ALTER TABLE runs DROP COLUMN inputs_sha256; "
+    exec_sql(db, "DROP TABLE eval_examples; ALTER TABLE runs DROP COLUMN label; "
+                 "DROP TABLE run_inputs; ALTER TABLE runs DROP COLUMN inputs_sha256; "
                  "DELETE FROM schema_version WHERE version > 1;");
     sqlite3_close(db);
 
     CHECK(store_open(&s, path));
-    assert_int_equal(query_int(&s, "SELECT max(version) FROM schema_version"), 2);
+    assert_int_equal(query_int(&s, "SELECT max(version) FROM schema_version"), STORE_SCHEMA_VERSION);
     assert_int_equal(query_int(&s, "SELECT count(*) FROM runs WHERE status = 'done' AND "
                                    "inputs_sha256 IS NULL"), 1);
     assert_int_equal(query_int(&s, "SELECT count(*) FROM run_inputs"), 0);
