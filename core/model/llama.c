@@ -513,20 +513,24 @@ static int head_loss_forward(Llama *m, const int32_t *targets, int BT, int spars
     llama_linear(be, a->logits, x, m->w.tensors[LLAMA_WCLS], rows, C, V, 0);
     be->to_device(be, m->targets, sparse ? host_tgt : targets, (size_t)rows * sizeof(int32_t));
     be->cross_entropy_forward(be, a->losses, a->lse, a->logits, m->targets, rows, V);
-    be->to_host(be, host, a->losses, (size_t)rows * sizeof(Real));
-    if (device_sync(be) != LSC_OK) { /* the losses are read: every op of the forward has run */
-        free(host), free(host_idx);
-        return LSC_ERR;
-    }
     double sum = 0.0;
-    for (int i = 0; i < rows; i++) sum += host[i];
+    if (m->loss_out) { /* a training step: the mean loss stays on the device */
+        be->mean_to(be, m->loss_out, a->losses, (size_t)rows, (double)count);
+    } else {
+        be->to_host(be, host, a->losses, (size_t)rows * sizeof(Real));
+        if (device_sync(be) != LSC_OK) { /* the losses are read: every op of the forward has run */
+            free(host), free(host_idx);
+            return LSC_ERR;
+        }
+        for (int i = 0; i < rows; i++) sum += host[i];
+    }
     for (int i = 0; i < rows; i++) host[i] = (sparse || targets[i] >= 0) && count ? (Real)(1.0 / count) : 0;
     be->to_device(be, a->dloss, host, (size_t)rows * sizeof(Real));
     free(host);
     free(host_idx);
     m->n_loss_tokens = count;
-    m->mean_loss = count ? sum / count : 0.0;
-    return LSC_OK;
+    m->mean_loss = m->loss_out ? NAN : count ? sum / count : 0.0;
+    return m->loss_out ? device_check(be) : LSC_OK;
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -652,5 +656,5 @@ int llama_backward(Llama *m) {
 
     /* resid[0] = embedding(tokens) */
     if (full) be->embedding_backward(be, m->dw.tensors[LLAMA_TOKEN_EMBEDDING], a->dresid, m->tokens, BT, C);
-    return device_sync(be);
+    return m->loss_out ? device_check(be) : device_sync(be); /* the end of a backward */
 }

@@ -111,14 +111,21 @@ end
 -- loop run steps state.first + 1 .. total and save the run's state every state.every seconds
 -- (0: never on a timer), when a stop signal has arrived (then it raises the stop) and after
 -- the last step if it saved one before.
-function M.loop(store, run, run_id, prog, total, step, state)
+-- On a GPU a step's loss and gradient norm stay on the device: step() returns nil for both,
+-- and results() reads those of every such step since the last read ({ loss, grad_norm, ... },
+-- oldest first). The loop reads at each log step, before an expert boundary's metrics and a
+-- state save, and every READ_EVERY steps, then treats each step in order as if it had
+-- just run (divergence watch, metrics, progress): the same rows, in the same order; a
+-- divergence is found up to READ_EVERY - 1 steps late and still names its own step.
+M.READ_EVERY = 32
+function M.loop(store, run, run_id, prog, total, step, state, results)
   state = state or { first = 0, every = 0, save = function() end } -- nothing saved
   local delay = tonumber(os.getenv("LORASC_TEST_STEP_DELAY") or "")
   local last_flush, last_save = sys.now(), sys.now()
   local factor = run.config.train.diverge
   local watch, watched = M.divergence(factor, state.watched)
-  for i = state.first + 1, total do
-    local loss, gnorm, lr, ev = step()
+  local function log_step(i) return i % run.log_every == 0 or i == 1 or i == total end
+  local function settle(i, loss, gnorm, lr)
     local why = watch(i, loss, gnorm)
     if why then
       -- the step that diverged is logged, and the run fails with its step and reason
@@ -128,10 +135,29 @@ function M.loop(store, run, run_id, prog, total, step, state)
       error(string.format("lorasc: diverged at step %d: %s; lower train.lr%s", i, why,
                           factor == false and "" or ", or set train.diverge = false to keep diverging runs"), 0)
     end
-    if i % run.log_every == 0 or i == 1 or i == total then
+    if log_step(i) then
       store:metric(run_id, i, "train.loss", loss)
       store:metric(run_id, i, "lr", lr)
       store:metric(run_id, i, "grad_norm", gnorm)
+    end
+    prog:step(i, loss)
+  end
+  local pending = {} -- steps whose loss is still on the device: { step, lr }
+  local function read_pending()
+    if #pending == 0 then return end
+    local got = results()
+    assert(#got == 2 * #pending, "lorasc: the device returned the results of a different number of steps")
+    local steps = pending
+    pending = {}
+    for j, p in ipairs(steps) do settle(p[1], got[2 * j - 1], got[2 * j], p[2]) end
+  end
+  for i = state.first + 1, total do
+    local loss, gnorm, lr, ev = step()
+    if loss == nil then
+      pending[#pending + 1] = { i, lr }
+      if log_step(i) or ev or #pending >= M.READ_EVERY then read_pending() end
+    else
+      settle(i, loss, gnorm, lr)
     end
     if ev then
       store:metric(run_id, ev.step, "expert.end", ev.expert)
@@ -139,10 +165,10 @@ function M.loop(store, run, run_id, prog, total, step, state)
       store:metric(run_id, ev.step, "expert.noise_std_mean", ev.noise_std_mean)
       store:metric(run_id, ev.step, "expert.boundary_seconds", ev.boundary_seconds)
     end
-    prog:step(i, loss)
     if delay then sys.sleep(delay) end
     local stop = sys.stop_signal()
     if stop or (state.every > 0 and sys.now() - last_save >= state.every) then
+      read_pending() -- the state holds the watch as of step i
       state.save(i, stop, watched())
       last_save, last_flush = sys.now(), sys.now()
     end
@@ -152,6 +178,7 @@ function M.loop(store, run, run_id, prog, total, step, state)
       last_flush = sys.now()
     end
   end
+  read_pending()
   -- an evaluation stopped later need not train again
   if state.saved and state.saved < total then state.save(total, false, watched()) end
 end
