@@ -225,13 +225,22 @@ typedef struct ActSlot {
     size_t n;
 } ActSlot;
 
+/* Entries of each layer's att (and of datt): the B NH T T probabilities on the CPU; where
+ * memory is the device's, the flash-style attention keeps only the log-sum-exp of each row
+ * there (backend.h), so B NH T: a Llama-2-7B layer at T = 1024 then holds 128 KiB per
+ * sequence there instead of 128 MiB. */
+static size_t att_entries(const Llama *m, int B, int T) {
+    const size_t rows = (size_t)B * (size_t)m->config.n_heads * (size_t)T;
+    return device_is_host(m->be) ? rows * (size_t)T : rows;
+}
+
 static void carve_acts(Llama *m, int B, int T, Arena *arena) {
     const LlamaConfig *c = &m->config;
     const size_t L = (size_t)c->n_layers, C = (size_t)c->dim, H = (size_t)c->hidden_dim;
     const size_t BT = (size_t)B * (size_t)T, V = (size_t)c->vocab_size;
     const size_t HD = (size_t)llama_head_dim(c), qdim = (size_t)c->n_heads * HD;
     const size_t kvdim = (size_t)c->n_kv_heads * HD;
-    const size_t attn = (size_t)B * (size_t)c->n_heads * (size_t)T * (size_t)T;
+    const size_t attn = att_entries(m, B, T);
     LlamaActs *a = &m->acts;
     const ActSlot slots[] = {
         {&a->resid, (L + 1) * BT * C}, {&a->xn_att, L * BT * C},   {&a->rstd_att, L * BT},
@@ -421,7 +430,7 @@ static int forward(Llama *m, const int32_t *tokens, const int32_t *targets, int 
     const int NH = c->n_heads, NKV = c->n_kv_heads, HD = llama_head_dim(c);
     const int qdim = NH * HD, kvdim = NKV * HD;
     const size_t BTC = (size_t)BT * C, BTH = (size_t)BT * H;
-    const size_t attn = (size_t)B * NH * T * T;
+    const size_t attn = att_entries(m, B, T);
     LlamaActs *a = &m->acts;
     Real *const *w = m->w.tensors;
 
@@ -565,7 +574,7 @@ int llama_backward(Llama *m) {
     const int NH = c->n_heads, NKV = c->n_kv_heads, HD = llama_head_dim(c);
     const int qdim = NH * HD, kvdim = NKV * HD;
     const size_t BTC = (size_t)BT * C, BTH = (size_t)BT * H;
-    const size_t attn = (size_t)B * NH * T * T;
+    const size_t attn = att_entries(m, B, T);
     LlamaActs *a = &m->acts;
     Real *const *w = m->w.tensors;
     const int full = m->grads != NULL;
