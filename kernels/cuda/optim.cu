@@ -124,7 +124,8 @@ void cuda_adamw_update_dev(Backend *be, Real *p, const Real *g, Real *m, Real *v
  * alone, so the sum's bits do too. 0 with the error recorded on failure. */
 static int sumsq_blocks(size_t n, size_t *chunk) {
     *chunk = SUMSQ_CHUNK;
-    if ((n + *chunk - 1) / *chunk > SUMSQ_MAX_BLOCKS) *chunk = (n + SUMSQ_MAX_BLOCKS - 1) / SUMSQ_MAX_BLOCKS;
+    if ((n + *chunk - 1) / *chunk > SUMSQ_MAX_BLOCKS)
+        *chunk = (n + SUMSQ_MAX_BLOCKS - 1) / SUMSQ_MAX_BLOCKS;
     return (int)((n + *chunk - 1) / *chunk);
 }
 

@@ -31,6 +31,7 @@
 #include "core/model/device.h"
 #include "core/model/finetune.h"
 #include "lorasc_config.h"
+#include "tests/bench/bench_time.h"
 
 #if defined(__has_include)
 #if __has_include("core/model/precision.h")
@@ -60,22 +61,6 @@ static void die(const char *what) {
 
 static void ok(int rc, const char *what) {
     if (rc != LSC_OK) die(what);
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 /* ---- the backend's allocations, tracked (the peak comparable to torch's
@@ -390,9 +375,10 @@ int main(int argc, char **argv) {
     LoraAdapters lora;
     ok(lora_create(&lora, be, &lc, c.n_layers, in, out, 7), "lora_create");
     const int T = o.seq;
-    int32_t *tok = malloc(64 * (size_t)T * sizeof *tok), *tgt = malloc(64 * (size_t)T * sizeof *tgt);
+    const size_t rows = 64 * (size_t)T; /* room for the largest batch */
+    int32_t *tok = malloc(rows * sizeof *tok), *tgt = malloc(rows * sizeof *tgt);
     if (!tok || !tgt) die("host memory for the batch");
-    for (size_t i = 0; i < 64 * (size_t)T; i++) {
+    for (size_t i = 0; i < rows; i++) {
         tok[i] = (int32_t)(philox_u32(3, 1, i) % (uint32_t)c.vocab_size);
         tgt[i] = (int32_t)(philox_u32(3, 2, i) % (uint32_t)c.vocab_size);
     }

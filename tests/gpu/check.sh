@@ -238,7 +238,7 @@ fi
 
 note "total" "$(( $(date +%s) - t_start )) s of the ${budget} s budget, $([ $failed -eq 0 ] && echo 'all required steps passed' || echo 'FAILED (see above)')"
 cp "$env_txt" "$logs/" 2>/dev/null
-pack
+pack && rm -rf "$logs" # the tarball holds them: fewer files to bring back
 echo "---- summary ($summary)"
 cat "$summary"
 exit $failed
