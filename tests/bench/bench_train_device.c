@@ -19,7 +19,9 @@
  * Usage: bench_train_device [--device cuda|cpu] [--precision fp32|bf16] [--shape llama2-7b|tiny]
  *   [--batch B (0: as large as fits)] [--seq T] [--steps N] [--boundaries N] [--epoch-seqs N]
  *   [--json FILE]. --precision bf16 needs the model precision setting (core/model/precision.h,
- * llama_set_precision) in this build; without it the bench says so and exits 2. */
+ * llama_set_precision) in this build; without it the bench says so and exits 2.
+ * bench_train_device_cuda_emu is this program on the emulated device (kernels/cuda/emu): a dry
+ * run of its device path on a CPU machine (no cuBLAS peak and no memory query there). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,7 +42,7 @@
 #endif
 #endif
 
-#if LORASC_HAVE_CUDA
+#if LORASC_HAVE_CUDA && !defined(LORASC_CUDA_EMU)
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #endif
@@ -100,7 +102,7 @@ static void tracked_free(Backend *b, void *p) {
 
 /* bytes in use on the device (everything: other allocations, the CUDA context), or -1 */
 static double device_used_bytes(void) {
-#if LORASC_HAVE_CUDA
+#if LORASC_HAVE_CUDA && !defined(LORASC_CUDA_EMU)
     size_t free_b = 0, total_b = 0;
     if (strcmp(be->name, "cuda") == 0 && cudaMemGetInfo(&free_b, &total_b) == cudaSuccess)
         return (double)(total_b - free_b);
@@ -109,7 +111,7 @@ static double device_used_bytes(void) {
 }
 
 static double device_free_bytes(void) {
-#if LORASC_HAVE_CUDA
+#if LORASC_HAVE_CUDA && !defined(LORASC_CUDA_EMU)
     size_t free_b = 0, total_b = 0;
     if (strcmp(be->name, "cuda") == 0 && cudaMemGetInfo(&free_b, &total_b) == cudaSuccess)
         return (double)free_b;
@@ -140,7 +142,7 @@ static double backend_gemm_tflops(int n, int reps) {
     return 2.0 * n * (double)n * n / median(t, reps) / 1e12;
 }
 
-#if LORASC_HAVE_CUDA
+#if LORASC_HAVE_CUDA && !defined(LORASC_CUDA_EMU)
 static uint16_t to_bf16(float f) {
     uint32_t u;
     memcpy(&u, &f, sizeof u);
@@ -354,8 +356,12 @@ int main(int argc, char **argv) {
     /* the ceilings, measured before the model takes the memory */
     const double peak_be = backend_gemm_tflops(small ? 256 : 8192, 5);
     double peak_bf16 = 0, bf16_err = NAN;
+#ifdef LORASC_CUDA_EMU
+    const char *bf16_why = "not measured on the emulated device";
+#else
     const char *bf16_why = "this build has no CUDA";
-#if LORASC_HAVE_CUDA
+#endif
+#if LORASC_HAVE_CUDA && !defined(LORASC_CUDA_EMU)
     bf16_why = "the device is not CUDA";
     if (!strcmp(be->name, "cuda"))
         peak_bf16 = bf16_gemm_tflops(small ? 1024 : 8192, 10, &bf16_err, &bf16_why);
