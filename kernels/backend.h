@@ -213,6 +213,27 @@ struct Backend {
     /* y[N,C] += bias[C] on every row; backward accumulates dbias[c] += sum_n dy[n,c]. */
     void (*bias_forward)(Backend *be, Real *y, const Real *bias, int N, int C);
     void (*bias_backward)(Backend *be, Real *dbias, const Real *dy, int N, int C);
+
+    /* ---- device-resident step statistics (issue 11: no per-step host round trips) ----
+     * A block of its own (the bf16 storage work changes the ops above). Each op writes its
+     * result into backend memory (a double or a float there), so a training step reads nothing
+     * back; the host reads the step's loss and gradient norm when it logs. Deterministic:
+     * fixed-order sums, no atomics. On the CPU each gives the bits of the host code it replaces. */
+    /* out[0] = (sum_i x[i]) / divisor, summed in double (in index order on the CPU, a fixed
+     * tree on CUDA); 0 when divisor == 0. A batch's mean loss over its unmasked rows. */
+    void (*mean_to)(Backend *be, double *out, const Real *x, size_t n, double divisor);
+    /* acc[0] += sum_squares(x, n): the same double sum_squares returns, added in place. */
+    void (*sum_squares_acc)(Backend *be, double *acc, const Real *x, size_t n);
+    /* From acc[0], the sum of squares of every gradient: norm[0] = sqrt(acc[0]) and
+     * scale[0] = (float)min(1, max_norm / (norm + 1e-6)) in double (torch's clip_grad_norm_),
+     * or 1 when max_norm <= 0. */
+    void (*clip_scale)(Backend *be, float *scale, double *norm, const double *acc,
+                       float max_norm);
+    /* adamw_update with its gradient scale read from backend memory (grad_scale[0]). */
+    void (*adamw_update_dev)(Backend *be, Real *p, const Real *g, Real *m, Real *v, size_t n,
+                             float lr, float beta1, float beta2, float eps, float weight_decay,
+                             const float *grad_scale, float bias_correction1,
+                             float bias_correction2);
 };
 
 /* A backend by name (kernels/backend.c): "cpu" (threads <= 0 keeps the OpenMP default) or

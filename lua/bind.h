@@ -107,16 +107,24 @@ LSnapshot *bind_new_snapshot(lua_State *L, int owner, const int *owner_live);
 
 /* Raises "lorasc: " .. error_last() as a Lua error, without a position (never returns). */
 int bind_error(lua_State *L);
-/* One training step of a Finetune on batch; pushes loss, grad_norm, lr, event|nil (4 values). */
+/* One training step of a Finetune on batch; pushes loss, grad_norm, lr, event|nil (4 values).
+ * On a device whose memory is not the host's the step's loss and gradient norm stay there:
+ * loss and grad_norm are nil, and f:results() reads them when the loop logs. */
 struct Finetune;
 int bind_finetune_step(lua_State *L, struct Finetune *ft, const void *batch);
+/* 1 when a step of ft leaves its results on the device (bind_finetune_step's nil loss). */
+int bind_finetune_defers(const struct Finetune *ft);
+/* f:results() -> { loss, grad_norm, loss, grad_norm, ... } of the steps whose loss was nil,
+ * oldest first (one read back from the device); an empty table when none is pending. */
+int bind_finetune_results(lua_State *L, struct Finetune *ft);
 /* f:save_state(path, key, mark [, {numbers}]) (nothing pushed) and f:load_state(path, key)
  * (pushes the mark, the step and the numbers) on a Finetune: its whole state
  * (core/formats/finetune_state.h). */
 int bind_finetune_save_state(lua_State *L, struct Finetune *ft);
 int bind_finetune_load_state(lua_State *L, struct Finetune *ft);
-/* Pushes what a fine-tuning step returns to Lua: loss, grad_norm, lr and the expert-boundary
- * event as a table (ev not NULL) or nil; returns 4. */
+/* Pushes what a fine-tuning step returns to Lua: loss, grad_norm (nil, nil when r is NULL: the
+ * step's results stay on the device), lr and the expert-boundary event as a table (ev not
+ * NULL) or nil; returns 4. */
 int bind_push_step(lua_State *L, const StepResult *r, float lr, const CascadeEvent *ev);
 /* The learning-rate schedule of a config table at t: schedule, lr, warmup, min_lr_ratio. */
 Schedule bind_schedule(lua_State *L, int t);

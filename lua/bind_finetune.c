@@ -11,6 +11,7 @@
 #include "core/base/error.h"
 #include "core/formats/finetune_state.h"
 #include "core/formats/peft.h"
+#include "core/model/device.h"
 #include "core/model/finetune.h"
 #include "lua/bind.h"
 
@@ -251,8 +252,13 @@ static LFinetune *check_ft(lua_State *L) {
 }
 
 int bind_push_step(lua_State *L, const StepResult *r, float lr, const CascadeEvent *ev) {
-    lua_pushnumber(L, r->loss);
-    lua_pushnumber(L, r->grad_norm);
+    if (r) {
+        lua_pushnumber(L, r->loss);
+        lua_pushnumber(L, r->grad_norm);
+    } else {
+        lua_pushnil(L);
+        lua_pushnil(L);
+    }
     lua_pushnumber(L, lr);
     if (ev) {
         lua_createtable(L, 0, 6);
@@ -273,11 +279,33 @@ int bind_push_step(lua_State *L, const StepResult *r, float lr, const CascadeEve
 int bind_finetune_step(lua_State *L, Finetune *ft, const void *batch) {
     StepResult r;
     float lr;
-    if (finetune_step(ft, batch, &r, &lr) != LSC_OK) return bind_error(L);
+    const int defer = bind_finetune_defers(ft);
+    if (finetune_step(ft, batch, defer ? NULL : &r, &lr) != LSC_OK) return bind_error(L);
     CascadeEvent ev;
     const int boundary = finetune_after_step(ft, &ev);
     if (boundary < 0) return bind_error(L);
-    return bind_push_step(L, &r, lr, boundary == 1 ? &ev : NULL);
+    return bind_push_step(L, defer ? NULL : &r, lr, boundary == 1 ? &ev : NULL);
+}
+
+int bind_finetune_defers(const Finetune *ft) { return !device_is_host(ft->opt.be); }
+
+int bind_finetune_results(lua_State *L, Finetune *ft) {
+    const int n = finetune_pending(ft);
+    StepResult *r = malloc((size_t)(n > 0 ? n : 1) * sizeof *r);
+    if (!r) return luaL_error(L, "out of memory");
+    if (finetune_take_results(ft, r) != LSC_OK) {
+        free(r);
+        return bind_error(L);
+    }
+    lua_createtable(L, 2 * n, 0);
+    for (int i = 0; i < n; i++) {
+        lua_pushnumber(L, r[i].loss);
+        lua_rawseti(L, -2, 2 * i + 1);
+        lua_pushnumber(L, r[i].grad_norm);
+        lua_rawseti(L, -2, 2 * i + 2);
+    }
+    free(r);
+    return 1;
 }
 
 /* f:step(data [, tokenizer]) -> loss, grad_norm, lr, event (a table at an expert boundary,
@@ -337,6 +365,7 @@ int bind_finetune_load_state(lua_State *L, Finetune *ft) {
 
 static int f_save_state(lua_State *L) { return bind_finetune_save_state(L, &check_ft(L)->ft); }
 static int f_load_state(lua_State *L) { return bind_finetune_load_state(L, &check_ft(L)->ft); }
+static int f_results(lua_State *L) { return bind_finetune_results(L, &check_ft(L)->ft); }
 
 static int f_info(lua_State *L) {
     LFinetune *f = check_ft(L);
@@ -454,6 +483,7 @@ static int t_tostring(lua_State *L) {
 
 int luaopen_lorasc_core_finetune(lua_State *L) {
     static const luaL_Reg fmethods[] = {{"step", f_step},
+                                        {"results", f_results},
                                         {"info", f_info},
                                         {"save_state", f_save_state},
                                         {"load_state", f_load_state},

@@ -341,9 +341,17 @@ static int f_step(lua_State *L) {
     StepResult r;
     float lr;
     CascadeEvent ev;
-    const int boundary = image_finetune_step(f, &r, &lr, &ev);
+    const int defer = bind_finetune_defers(&f->ft);
+    const int boundary = image_finetune_step(f, defer ? NULL : &r, &lr, &ev);
     if (boundary < 0) return bind_error(L);
-    return bind_push_step(L, &r, lr, boundary == 1 ? &ev : NULL);
+    return bind_push_step(L, defer ? NULL : &r, lr, boundary == 1 ? &ev : NULL);
+}
+
+/* f:results() -> the pending steps' losses and gradient norms (bind_finetune_results) */
+static int f_results(lua_State *L) {
+    ImageFinetune *f = luaL_checkudata(L, 1, BIND_VIT_FINETUNE);
+    check_run(L, f->ft_live, "fine-tuning run is closed");
+    return bind_finetune_results(L, &f->ft);
 }
 
 /* f:save_state(path, key, mark [, {numbers}]), f:load_state(path, key) -> mark, step,
@@ -402,6 +410,7 @@ int luaopen_lorasc_core_vit(lua_State *L) {
                                      {"__tostring", t_tostring}, {NULL, NULL}};
     bind_new_class(L, BIND_VIT_TRAINER, tmethods, tmeta);
     static const luaL_Reg fmethods[] = {{"step", f_step},
+                                        {"results", f_results},
                                         {"save_state", f_save_state},
                                         {"load_state", f_load_state},
                                         {"close", f_close},

@@ -36,7 +36,8 @@ int adamw_create(AdamW *opt, Backend *be, const AdamWConfig *config, const Param
     }
     opt->m = be->alloc(be, opt->n_total * sizeof(Real));
     opt->v = be->alloc(be, opt->n_total * sizeof(Real));
-    if (!opt->m || !opt->v) {
+    opt->stats = be->alloc(be, ADAMW_STATS_BYTES);
+    if (!opt->m || !opt->v || !opt->stats) {
         const size_t n = opt->n_total;
         adamw_free(opt);
         return device_fail(be, "Out of memory allocating AdamW moments for %zu parameters.", n);
@@ -50,6 +51,7 @@ void adamw_free(AdamW *opt) {
     if (opt->be) {
         if (opt->m) opt->be->free(opt->be, opt->m);
         if (opt->v) opt->be->free(opt->be, opt->v);
+        if (opt->stats) opt->be->free(opt->be, opt->stats);
     }
     memset(opt, 0, sizeof *opt);
 }
@@ -133,22 +135,32 @@ double adamw_grad_norm(AdamW *opt) {
     return sqrt(sum);
 }
 
-double adamw_step(AdamW *opt, float lr) {
+void adamw_step_dev(AdamW *opt, float lr, double *norm_out) {
     const AdamWConfig *c = &opt->config;
-    const double norm = adamw_grad_norm(opt);
+    Backend *be = opt->be;
+    double *sumsq = opt->stats;
+    float *scale = (float *)(opt->stats + 2);
     /* torch.nn.utils.clip_grad_norm_: coef = max_norm / (norm + 1e-6), clamped to 1 */
-    double grad_scale = 1.0;
-    if (c->grad_clip > 0.0f) grad_scale = fmin(1.0, c->grad_clip / (norm + 1e-6));
+    be->zero(be, sumsq, sizeof *sumsq);
+    for (int i = 0; i < opt->n_groups; i++)
+        be->sum_squares_acc(be, sumsq, opt->groups[i].g, opt->groups[i].n);
+    be->clip_scale(be, scale, norm_out ? norm_out : opt->stats + 1, sumsq, c->grad_clip);
     opt->step++;
     size_t offset = 0;
     for (int i = 0; i < opt->n_groups; i++) {
         const ParamGroup *g = &opt->groups[i];
         const long t = ++opt->group_step[i];
         const double bc1 = 1.0 - pow(c->beta1, (double)t), bc2 = 1.0 - pow(c->beta2, (double)t);
-        opt->be->adamw_update(opt->be, g->p, g->g, opt->m + offset, opt->v + offset, g->n,
-                              lr * g->lr_scale, c->beta1, c->beta2, c->eps, g->weight_decay,
-                              (float)grad_scale, (float)bc1, (float)bc2);
+        be->adamw_update_dev(be, g->p, g->g, opt->m + offset, opt->v + offset, g->n,
+                             lr * g->lr_scale, c->beta1, c->beta2, c->eps, g->weight_decay,
+                             scale, (float)bc1, (float)bc2);
         offset += g->n;
     }
+}
+
+double adamw_step(AdamW *opt, float lr) {
+    double norm = NAN;
+    adamw_step_dev(opt, lr, NULL);
+    opt->be->to_host(opt->be, &norm, opt->stats + 1, sizeof norm);
     return norm;
 }

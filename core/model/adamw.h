@@ -38,7 +38,12 @@ typedef struct AdamW {
     size_t n_total;
     long step;        /* updates done since the last adamw_reset */
     long *group_step; /* [n_groups] updates in each group's bias correction since its reset */
+    double *stats;    /* backend memory, ADAMW_STATS_BYTES: [0] the gradients' sum of squares,
+                       * [1] the last norm (when the caller gave no slot), then the float clip
+                       * scale at byte 16: a step computes and applies them on the device */
 } AdamW;
+
+enum { ADAMW_STATS_BYTES = 64 };
 
 int adamw_create(AdamW *opt, Backend *be, const AdamWConfig *config, const ParamGroup *groups,
                  int n_groups);
@@ -56,8 +61,14 @@ void adamw_reset_group(AdamW *opt, int group, int restart_step);
 int adamw_prune_magnitude(AdamW *opt, const Real *p, size_t n, double ratio);
 /* Global L2 norm of all gradients, in double. */
 double adamw_grad_norm(AdamW *opt);
-/* One update at learning rate lr; clips by global norm first. Returns the pre-clip norm (NaN
- * or garbage once the device has failed: callers check device_sync at the end of the step). */
+/* One update at learning rate lr, clipped by global norm first, the norm and the clip scale
+ * computed and applied on the device: writes the pre-clip norm (a double) to norm_out, backend
+ * memory (NULL: opt->stats[1]), and reads nothing back. The groups' sums of squares are added
+ * in group order, each as sum_squares computes it: on the CPU the bits of adamw_step's. */
+void adamw_step_dev(AdamW *opt, float lr, double *norm_out);
+/* adamw_step_dev, then the norm read back (the host waits for the device). Returns the
+ * pre-clip norm (NaN once the device has failed: callers check device_sync at the end of the
+ * step). */
 double adamw_step(AdamW *opt, float lr);
 
 #endif

@@ -4,6 +4,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 int device_open(Backend **be, const char *name, int threads) {
     char err[256];
@@ -20,6 +21,13 @@ int device_sync(Backend *be) {
     return error_set("%s",
                      e ? e : "the device failed without saying why (backend sync returned -1)");
 }
+
+int device_check(Backend *be) {
+    const char *e = be->error(be);
+    return e ? error_set("%s", e) : LSC_OK;
+}
+
+int device_is_host(const Backend *be) { return strcmp(be->name, "cpu") == 0; }
 
 int device_fail(Backend *be, const char *fmt, ...) {
     const char *e = be ? be->error(be) : NULL;

@@ -20,6 +20,13 @@ void device_close(Backend *be);
 /* Waits for every op issued on be: LSC_OK, or LSC_ERR with the backend's error sentence
  * (the first op that failed, its file and line, the cause) in error_last(). */
 int device_sync(Backend *be);
+/* Without waiting: LSC_ERR with the backend's sentence once it has recorded an error, else
+ * LSC_OK. A training step's check between reads (a fault the device has not reported yet
+ * surfaces at the next device_sync). */
+int device_check(Backend *be);
+/* 1 when be's memory is the host's (the CPU backend): reading it back costs nothing, so
+ * loops may read every step's loss there. */
+int device_is_host(const Backend *be);
 /* For a failed allocation (or anything else the backend may have caused): LSC_ERR with the
  * backend's sentence when it recorded one (CUDA: the size asked and the memory free), else
  * with the sentence given here. */

@@ -15,14 +15,17 @@ static int llama_attach(void *model, LoraAdapters *lora) {
     return LSC_OK;
 }
 
-static int llama_forward_backward(void *model, const void *batch, double *loss) {
+static int llama_forward_backward(void *model, const void *batch, double *loss_dev) {
     Llama *m = model;
     const LlamaBatch *b = batch;
     llama_zero_grad(m);
-    if (llama_forward_loss(m, b->tokens, b->targets, b->B, b->T) != LSC_OK || llama_backward(m) != LSC_OK)
-        return LSC_ERR;
-    *loss = m->mean_loss;
-    return LSC_OK;
+    m->loss_out = loss_dev;
+    const int rc = llama_forward_loss(m, b->tokens, b->targets, b->B, b->T) == LSC_OK &&
+                           llama_backward(m) == LSC_OK
+                       ? LSC_OK
+                       : LSC_ERR;
+    m->loss_out = NULL;
+    return rc;
 }
 
 static Real *llama_weight(void *model, int layer, int target) {
@@ -36,14 +39,17 @@ FinetuneModel finetune_model_llama(Llama *m) {
 
 static int vit_attach(void *model, LoraAdapters *lora) { return vit_attach_lora(model, lora); }
 
-static int vit_forward_backward(void *model, const void *batch, double *loss) {
+static int vit_forward_backward(void *model, const void *batch, double *loss_dev) {
     ViT *m = model;
     const VitBatch *b = batch;
     vit_zero_grad(m);
-    if (vit_forward(m, b->images, b->labels, b->B) != LSC_OK || vit_backward(m) != LSC_OK)
-        return LSC_ERR;
-    *loss = m->mean_loss;
-    return LSC_OK;
+    m->loss_out = loss_dev;
+    const int rc =
+        vit_forward(m, b->images, b->labels, b->B) == LSC_OK && vit_backward(m) == LSC_OK
+            ? LSC_OK
+            : LSC_ERR;
+    m->loss_out = NULL;
+    return rc;
 }
 
 static Real *vit_weight(void *model, int layer, int target) {
@@ -113,6 +119,11 @@ int finetune_begin(Finetune *ft, const FinetuneModel *model, LoraAdapters *fast,
     if (model->attach(model->model, fast) != LSC_OK) return LSC_ERR;
     const int n_groups = finetune_lora_groups(fast, cfg->weight_decay, cfg->lora_plus_ratio,
                                               &model->extra, &ft->groups);
+    ft->log_dev = fast->be->alloc(fast->be, 2 * FINETUNE_LOG_STEPS * sizeof(double));
+    if (!ft->log_dev) {
+        finetune_end(ft);
+        return device_fail(fast->be, "Out of memory allocating the step log.");
+    }
     if (n_groups <= 0 || adamw_create(&ft->opt, fast->be, &cfg->adamw, ft->groups, n_groups) != LSC_OK ||
         cascade_create(&ft->cascade, model->weight, model->model, fast, &ft->opt, &cfg->cascade,
                        cfg->total_steps, cfg->seed) != LSC_OK) {
@@ -126,17 +137,51 @@ int finetune_begin(Finetune *ft, const FinetuneModel *model, LoraAdapters *fast,
     return LSC_OK;
 }
 
+/* Reads the device log's log_n results into the queue (one read, then a wait). */
+static int read_log(Finetune *ft) {
+    if (ft->log_n == 0) return LSC_OK;
+    Backend *be = ft->opt.be;
+    if (ft->queue_n + ft->log_n > ft->queue_cap) {
+        const int cap = 2 * (ft->queue_n + ft->log_n);
+        StepResult *q = realloc(ft->queue, (size_t)cap * sizeof *q);
+        if (!q) return error_set("Out of memory keeping %d steps' results.", cap);
+        ft->queue = q;
+        ft->queue_cap = cap;
+    }
+    double host[2 * FINETUNE_LOG_STEPS];
+    be->to_host(be, host, ft->log_dev, 2 * (size_t)ft->log_n * sizeof(double));
+    if (device_sync(be) != LSC_OK) return LSC_ERR; /* every op of those steps has run */
+    for (int i = 0; i < ft->log_n; i++)
+        ft->queue[ft->queue_n++] = (StepResult){.loss = host[2 * i], .grad_norm = host[2 * i + 1]};
+    ft->log_n = 0;
+    return LSC_OK;
+}
+
 int finetune_step(Finetune *ft, const void *batch, StepResult *result, float *lr) {
     if (finetune_done(ft))
         return error_set("This run has done all of its %ld steps.", ft->config.total_steps);
-    StepResult r;
+    if (ft->log_n == FINETUNE_LOG_STEPS && read_log(ft) != LSC_OK) return LSC_ERR;
+    double *slot = ft->log_dev + 2 * ft->log_n; /* this step's loss, then its gradient norm */
     const float step_lr = cascade_lr(&ft->cascade, &ft->config.schedule, ft->step);
-    if (ft->model.forward_backward(ft->model.model, batch, &r.loss) != LSC_OK) return LSC_ERR;
-    r.grad_norm = adamw_step(&ft->opt, step_lr);
-    if (device_sync(ft->opt.be) != LSC_OK) return LSC_ERR; /* the end of an optimiser step */
-    if (result) *result = r;
+    if (ft->model.forward_backward(ft->model.model, batch, slot) != LSC_OK) return LSC_ERR;
+    adamw_step_dev(&ft->opt, step_lr, slot + 1);
+    if (device_check(ft->opt.be) != LSC_OK) return LSC_ERR; /* the end of an optimiser step */
+    ft->log_n++;
     if (lr) *lr = step_lr;
     ft->step++;
+    if (result) {
+        if (read_log(ft) != LSC_OK) return LSC_ERR;
+        *result = ft->queue[--ft->queue_n];
+    }
+    return LSC_OK;
+}
+
+int finetune_pending(const Finetune *ft) { return ft->queue_n + ft->log_n; }
+
+int finetune_take_results(Finetune *ft, StepResult *out) {
+    if (read_log(ft) != LSC_OK) return LSC_ERR;
+    if (ft->queue_n) memcpy(out, ft->queue, (size_t)ft->queue_n * sizeof *out);
+    ft->queue_n = 0;
     return LSC_OK;
 }
 
@@ -155,6 +200,8 @@ int finetune_merged_adapter(const Finetune *ft, LoraAdapters *out) {
 }
 
 void finetune_end(Finetune *ft) {
+    if (ft->log_dev) ft->fast->be->free(ft->fast->be, ft->log_dev);
+    free(ft->queue);
     cascade_free(&ft->cascade);
     adamw_free(&ft->opt);
     free(ft->groups);

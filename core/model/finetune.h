@@ -15,8 +15,9 @@ typedef struct FinetuneModel {
     void *model;
     /* Attaches the adapters (and initialises DoRA magnitudes from the base). */
     int (*attach)(void *model, LoraAdapters *lora);
-    /* Zeroes all gradients, runs forward and backward on one batch; *loss = mean loss. */
-    int (*forward_backward)(void *model, const void *batch, double *loss);
+    /* Zeroes all gradients, runs forward and backward on one batch and writes its mean loss
+     * into loss_dev, a double in backend memory: reads nothing back, waits for nothing. */
+    int (*forward_backward)(void *model, const void *batch, double *loss_dev);
     /* The base weight of a slot, for the cascade's merges and noise. */
     CascadeWeightFn weight;
     /* Parameters trained in full beside the adapters (ViT's head, as PEFT's
@@ -69,15 +70,33 @@ typedef struct Finetune {
     AdamW opt;
     Cascade cascade;
     long step;               /* steps done */
+    /* Step results not yet taken (finetune_step without result): the newest in backend
+     * memory, log_dev[2 i] the loss and log_dev[2 i + 1] the gradient norm of the i-th of
+     * log_n, the older ones already read into queue[0..queue_n) when the log was full. */
+    double *log_dev;
+    int log_n;
+    StepResult *queue;
+    int queue_n, queue_cap;
 } Finetune;
+
+enum { FINETUNE_LOG_STEPS = 64 }; /* steps log_dev holds before a read empties it */
 
 /* Attaches fast to the model and sets up the optimiser and cascade. */
 int finetune_begin(Finetune *ft, const FinetuneModel *model, LoraAdapters *fast,
                    const FinetuneConfig *cfg);
 /* One optimiser step on a batch (LlamaBatch or VitBatch) at the cascade's learning rate.
- * *result and *lr (may be NULL) describe it. The expert boundary, if this step ends an
- * expert, is left to finetune_after_step, so a caller can look at the trained expert first. */
+ * *lr (may be NULL) is its rate. The step's loss, gradient norm and clipping stay on the
+ * device: with result NULL nothing is read back and nothing waits for the device (the step's
+ * result joins the pending ones, finetune_take_results; one read per FINETUNE_LOG_STEPS steps
+ * at most); with result, the pending results are read (one read and a wait) and *result is
+ * this step's. The expert boundary, if this step ends an expert, is left to
+ * finetune_after_step, so a caller can look at the trained expert first. */
 int finetune_step(Finetune *ft, const void *batch, StepResult *result, float *lr);
+/* The number of steps whose results were not taken (finetune_step without result). */
+int finetune_pending(const Finetune *ft);
+/* The pending steps' results, oldest first, into out[0..finetune_pending(ft)) (one read back
+ * from the device and a wait, the run's sync point), and none pending after. */
+int finetune_take_results(Finetune *ft, StepResult *out);
 /* After finetune_step: if that step ended an expert, does the boundary work and returns 1
  * with *event filled; else 0; -1 (error set) if the boundary work failed. */
 int finetune_after_step(Finetune *ft, CascadeEvent *event);

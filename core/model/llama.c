@@ -225,13 +225,22 @@ typedef struct ActSlot {
     size_t n;
 } ActSlot;
 
+/* Entries of each layer's att (and of datt): the B NH T T probabilities on the CPU; where
+ * memory is the device's, the flash-style attention keeps only the log-sum-exp of each row
+ * there (backend.h), so B NH T: a Llama-2-7B layer at T = 1024 then holds 128 KiB per
+ * sequence there instead of 128 MiB. */
+static size_t att_entries(const Llama *m, int B, int T) {
+    const size_t rows = (size_t)B * (size_t)m->config.n_heads * (size_t)T;
+    return device_is_host(m->be) ? rows * (size_t)T : rows;
+}
+
 static void carve_acts(Llama *m, int B, int T, Arena *arena) {
     const LlamaConfig *c = &m->config;
     const size_t L = (size_t)c->n_layers, C = (size_t)c->dim, H = (size_t)c->hidden_dim;
     const size_t BT = (size_t)B * (size_t)T, V = (size_t)c->vocab_size;
     const size_t HD = (size_t)llama_head_dim(c), qdim = (size_t)c->n_heads * HD;
     const size_t kvdim = (size_t)c->n_kv_heads * HD;
-    const size_t attn = (size_t)B * (size_t)c->n_heads * (size_t)T * (size_t)T;
+    const size_t attn = att_entries(m, B, T);
     LlamaActs *a = &m->acts;
     const ActSlot slots[] = {
         {&a->resid, (L + 1) * BT * C}, {&a->xn_att, L * BT * C},   {&a->rstd_att, L * BT},
@@ -422,7 +431,7 @@ static int forward(Llama *m, const int32_t *tokens, const int32_t *targets, int 
     const int NH = c->n_heads, NKV = c->n_kv_heads, HD = llama_head_dim(c);
     const int qdim = NH * HD, kvdim = NKV * HD;
     const size_t BTC = (size_t)BT * C, BTH = (size_t)BT * H;
-    const size_t attn = (size_t)B * NH * T * T;
+    const size_t attn = att_entries(m, B, T);
     LlamaActs *a = &m->acts;
     Real *const *w = m->w.tensors;
 
@@ -521,24 +530,28 @@ static int head_loss_forward(Llama *m, const int32_t *targets, int BT, int T, in
     llama_linear(be, a->logits, x, m->w.tensors[LLAMA_WCLS], rows, C, V, 0);
     be->to_device(be, m->targets, sparse ? host_tgt : targets, (size_t)rows * sizeof(int32_t));
     be->cross_entropy_forward(be, a->losses, a->lse, a->logits, m->targets, rows, V);
-    be->to_host(be, host, a->losses, (size_t)rows * sizeof(Real));
-    if (device_sync(be) != LSC_OK) { /* the losses are read: every op of the forward has run */
-        free(host), free(host_idx);
-        return LSC_ERR;
-    }
     double sum = 0.0;
-    for (int i = 0; i < rows; i++) sum += host[i];
-    if (row_loss) {
-        for (int b = 0; b < BT / T; b++) row_loss[b] = 0.0;
-        for (int i = 0; i < rows; i++) row_loss[(sparse ? host_idx[i] : i) / T] += host[i];
+    if (m->loss_out && !row_loss) { /* a training step: the mean loss stays on the device */
+        be->mean_to(be, m->loss_out, a->losses, (size_t)rows, (double)count);
+    } else {
+        be->to_host(be, host, a->losses, (size_t)rows * sizeof(Real));
+        if (device_sync(be) != LSC_OK) { /* the losses are read: every op of the forward has run */
+            free(host), free(host_idx);
+            return LSC_ERR;
+        }
+        for (int i = 0; i < rows; i++) sum += host[i];
+        if (row_loss) {
+            for (int b = 0; b < BT / T; b++) row_loss[b] = 0.0;
+            for (int i = 0; i < rows; i++) row_loss[(sparse ? host_idx[i] : i) / T] += host[i];
+        }
     }
     for (int i = 0; i < rows; i++) host[i] = (sparse || targets[i] >= 0) && count ? (Real)(1.0 / count) : 0;
     be->to_device(be, a->dloss, host, (size_t)rows * sizeof(Real));
     free(host);
     free(host_idx);
     m->n_loss_tokens = count;
-    m->mean_loss = count ? sum / count : 0.0;
-    return LSC_OK;
+    m->mean_loss = m->loss_out && !row_loss ? NAN : count ? sum / count : 0.0;
+    return m->loss_out && !row_loss ? device_check(be) : LSC_OK;
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -573,7 +586,7 @@ int llama_backward(Llama *m) {
     const int NH = c->n_heads, NKV = c->n_kv_heads, HD = llama_head_dim(c);
     const int qdim = NH * HD, kvdim = NKV * HD;
     const size_t BTC = (size_t)BT * C, BTH = (size_t)BT * H;
-    const size_t attn = (size_t)B * NH * T * T;
+    const size_t attn = att_entries(m, B, T);
     LlamaActs *a = &m->acts;
     Real *const *w = m->w.tensors;
     const int full = m->grads != NULL;
@@ -664,5 +677,5 @@ int llama_backward(Llama *m) {
 
     /* resid[0] = embedding(tokens) */
     if (full) be->embedding_backward(be, m->dw.tensors[LLAMA_TOKEN_EMBEDDING], a->dresid, m->tokens, BT, C);
-    return device_sync(be);
+    return m->loss_out ? device_check(be) : device_sync(be); /* the end of a backward */
 }

@@ -123,6 +123,10 @@ typedef struct Llama {
     int B, T;                     /* current activation capacity */
     double mean_loss;             /* of the last forward with targets */
     int n_loss_tokens;            /* unmasked targets in the last forward */
+    double *loss_out;             /* backend memory, or NULL (default): when set, a forward with
+                                   * targets writes its mean loss there and reads nothing back
+                                   * (mean_loss is then NaN), and neither it nor the backward
+                                   * waits for the device (a training step between logs) */
 } Llama;
 
 /* Allocates parameters (zeroed) for c on be. */

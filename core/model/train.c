@@ -7,12 +7,23 @@
 int train_step(Llama *m, AdamW *opt, const int32_t *tokens, const int32_t *targets, int B, int T,
                float lr, StepResult *result) {
     llama_zero_grad(m);
+    if (!result) { /* nothing to report: the loss and the norm stay on the device */
+        m->loss_out = opt->stats + 1; /* scratch until adamw_step_dev writes the norm there */
+        const int rc = llama_forward_loss(m, tokens, targets, B, T) == LSC_OK &&
+                               llama_backward(m) == LSC_OK
+                           ? LSC_OK
+                           : LSC_ERR;
+        m->loss_out = NULL;
+        if (rc != LSC_OK) return LSC_ERR;
+        adamw_step_dev(opt, lr, NULL);
+        return device_check(opt->be);
+    }
     if (llama_forward_loss(m, tokens, targets, B, T) != LSC_OK) return LSC_ERR;
     if (llama_backward(m) != LSC_OK) return LSC_ERR;
     const double loss = m->mean_loss;
     const double norm = adamw_step(opt, lr);
     if (device_sync(opt->be) != LSC_OK) return LSC_ERR; /* the end of an optimiser step */
-    if (result) *result = (StepResult){.loss = loss, .grad_norm = norm};
+    *result = (StepResult){.loss = loss, .grad_norm = norm};
     return LSC_OK;
 }
 

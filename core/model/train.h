@@ -12,6 +12,9 @@ typedef struct StepResult {
     double grad_norm; /* global gradient norm before clipping */
 } StepResult;
 
+/* With result NULL nothing is read back and nothing waits for the device (errors recorded
+ * so far are still returned); with result, the loss and norm are read and the device waited
+ * for. */
 int train_step(Llama *m, AdamW *opt, const int32_t *tokens, const int32_t *targets, int B, int T,
                float lr, StepResult *result);
 

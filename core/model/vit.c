@@ -4,6 +4,7 @@
  * it differentiates. */
 #include "core/model/vit.h"
 
+#include <math.h>
 #include <string.h>
 
 #include "core/base/error.h"
@@ -467,19 +468,23 @@ int vit_forward(ViT *m, const Real *images, const int32_t *labels, int B) {
     for (int b = 0; b < B; b++) count += labels[b] >= 0;
     be->to_device(be, m->labels, labels, (size_t)B * sizeof(int32_t));
     be->cross_entropy_forward(be, a->losses, a->lse, a->logits, m->labels, B, K);
-    be->to_host(be, host, a->losses, (size_t)B * sizeof(Real));
-    if (device_sync(be) != LSC_OK) {
-        free(host);
-        return LSC_ERR;
-    }
     double sum = 0.0;
-    for (int b = 0; b < B; b++) sum += host[b];
+    if (m->loss_out) { /* a training step: the mean loss stays on the device */
+        be->mean_to(be, m->loss_out, a->losses, (size_t)B, (double)count);
+    } else {
+        be->to_host(be, host, a->losses, (size_t)B * sizeof(Real));
+        if (device_sync(be) != LSC_OK) {
+            free(host);
+            return LSC_ERR;
+        }
+        for (int b = 0; b < B; b++) sum += host[b];
+    }
     for (int b = 0; b < B; b++) host[b] = (labels[b] >= 0 && count) ? (Real)(1.0 / count) : 0;
     be->to_device(be, a->dloss, host, (size_t)B * sizeof(Real));
     free(host);
     m->n_loss_rows = count;
-    m->mean_loss = count ? sum / count : 0.0;
-    return LSC_OK;
+    m->mean_loss = m->loss_out ? NAN : count ? sum / count : 0.0;
+    return m->loss_out ? device_check(be) : LSC_OK;
 }
 
 int vit_predict(ViT *m, int32_t *pred, const int32_t *labels) {
@@ -597,7 +602,7 @@ int vit_backward(ViT *m) {
                                a->dxn, x, layer_slice(w[VIT_LN1_W], D, l), a->mean1 + lo,
                                a->rstd1 + lo, BT, D);
     }
-    if (!full) return device_sync(be); /* the end of a backward */
+    if (!full) return m->loss_out ? device_check(be) : device_sync(be); /* the end of a backward */
 
     /* resid_0 = LN_pre(x0) (CLIP): dx0 = LN_pre'(dresid) */
     Real *dx0 = a->dresid;
@@ -618,5 +623,5 @@ int vit_backward(ViT *m) {
     /* pemb = patches Wp^T + bp */
     if (w[VIT_PATCH_B]) be->bias_backward(be, m->dw.tensors[VIT_PATCH_B], a->pemb, B * NP, D);
     be->matmul(be, m->dw.tensors[VIT_PATCH_W], a->pemb, a->patches, D, CPP, B * NP, 1, 0, 1, 1);
-    return device_sync(be);
+    return m->loss_out ? device_check(be) : device_sync(be);
 }

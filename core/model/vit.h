@@ -149,6 +149,8 @@ typedef struct ViT {
     int B;                        /* current activation capacity */
     double mean_loss;             /* of the last forward with labels */
     int n_loss_rows;              /* labels >= 0 in the last forward */
+    double *loss_out;             /* backend memory, or NULL (default): as Llama's loss_out (a
+                                   * training step's mean loss stays on the device) */
     Real *head_grad_own;          /* private: the LoRA-mode head gradient block */
 } ViT;
 

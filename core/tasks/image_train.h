@@ -75,9 +75,9 @@ typedef struct ImageFinetune {
 int image_finetune_begin(ImageFinetune *f, ViT *m, const ImageTask *task,
                          const FinetuneConfig *cfg, const LoraConfig *lc,
                          const ImageSamplerConfig *scfg);
-/* One finetune_step on the sampler's batch, then finetune_after_step: returns 1 with *event
- * filled when the step ended an expert, 0 when not, LSC_ERR on failure (also when no steps
- * are left). */
+/* One finetune_step on the sampler's batch (result NULL: its results stay on the device, as
+ * finetune_step's), then finetune_after_step: returns 1 with *event filled when the step ended
+ * an expert, 0 when not, LSC_ERR on failure (also when no steps are left). */
 int image_finetune_step(ImageFinetune *f, StepResult *result, float *lr, CascadeEvent *event);
 /* Ends the run and detaches the adapters: the model keeps the merged update. */
 void image_finetune_end(ImageFinetune *f);

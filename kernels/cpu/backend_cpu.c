@@ -145,6 +145,11 @@ Backend *backend_cpu_create(int threads) {
     be->patchify = cpu_patchify;
     be->bias_forward = cpu_bias_forward;
     be->bias_backward = cpu_bias_backward;
+
+    be->mean_to = cpu_mean_to;
+    be->sum_squares_acc = cpu_sum_squares_acc;
+    be->clip_scale = cpu_clip_scale;
+    be->adamw_update_dev = cpu_adamw_update_dev;
     return be;
 }
 

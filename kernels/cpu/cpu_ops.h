@@ -148,6 +148,13 @@ void cpu_adamw_update(Backend *be, Real *p, const Real *g, Real *m, Real *v, siz
                       float beta1, float beta2, float eps, float weight_decay, float grad_scale,
                       float bias_correction1, float bias_correction2);
 double cpu_sum_squares(Backend *be, const Real *x, size_t n);
+void cpu_mean_to(Backend *be, double *out, const Real *x, size_t n, double divisor);
+void cpu_sum_squares_acc(Backend *be, double *acc, const Real *x, size_t n);
+void cpu_clip_scale(Backend *be, float *scale, double *norm, const double *acc, float max_norm);
+void cpu_adamw_update_dev(Backend *be, Real *p, const Real *g, Real *m, Real *v, size_t n,
+                          float lr, float beta1, float beta2, float eps, float weight_decay,
+                          const float *grad_scale, float bias_correction1,
+                          float bias_correction2);
 void cpu_scale(Backend *be, Real *x, size_t n, float s);
 void cpu_axpy(Backend *be, Real *y, const Real *x, size_t n, float s);
 void cpu_add_uniform_noise(Backend *be, Real *w, size_t n, uint64_t seed, uint64_t stream,

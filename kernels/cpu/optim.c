@@ -71,3 +71,32 @@ void cpu_axpy(Backend *be, Real *y, const Real *x, size_t n, float s) {
 #pragma omp parallel for simd schedule(static) if (n >= CPU_PARALLEL_MIN)
     for (size_t i = 0; i < n; i++) y[i] += rs * x[i];
 }
+
+/* ---- device-resident step statistics (backend.h): host memory here, so each is the host
+ * code it replaces, operation for operation (the same bits) ---- */
+
+void cpu_mean_to(Backend *be, double *out, const Real *x, size_t n, double divisor) {
+    (void)be;
+    double sum = 0.0;
+    for (size_t i = 0; i < n; i++) sum += x[i];
+    *out = divisor != 0.0 ? sum / divisor : 0.0;
+}
+
+void cpu_sum_squares_acc(Backend *be, double *acc, const Real *x, size_t n) {
+    *acc += cpu_sum_squares(be, x, n);
+}
+
+void cpu_clip_scale(Backend *be, float *scale, double *norm, const double *acc, float max_norm) {
+    (void)be;
+    const double nrm = sqrt(*acc);
+    *norm = nrm;
+    *scale = max_norm > 0.0f ? (float)fmin(1.0, max_norm / (nrm + 1e-6)) : 1.0f;
+}
+
+void cpu_adamw_update_dev(Backend *be, Real *p, const Real *g, Real *m, Real *v, size_t n,
+                          float lr, float beta1, float beta2, float eps, float weight_decay,
+                          const float *grad_scale, float bias_correction1,
+                          float bias_correction2) {
+    cpu_adamw_update(be, p, g, m, v, n, lr, beta1, beta2, eps, weight_decay, *grad_scale,
+                     bias_correction1, bias_correction2);
+}

@@ -162,8 +162,25 @@ static void cuda_copy_wait(Backend *be, const char *func, void *dst, const void 
         CUDA_OK(ctx, cudaStreamSynchronize(ctx->stream));
 }
 
+/* An upload that fits a staging slot does not wait for the device: the host's bytes are
+ * copied into the pinned slot (the caller may reuse its buffer at once) and sent in stream
+ * order; the slot is reused only once its last copy has run (its event), so the host runs at
+ * most CUDA_STAGE_SLOTS uploads ahead. A training step's batch, targets and loss weights go
+ * this way, so a step never waits for the one before it. Larger uploads wait. */
 void cuda_to_device(Backend *be, void *dst, const void *src_host, size_t bytes) {
-    cuda_copy_wait(be, __func__, dst, src_host, bytes, cudaMemcpyHostToDevice);
+    CudaCtx *ctx = (CudaCtx *)be->ctx;
+    if (!ctx->stage || bytes > CUDA_STAGE_BYTES) {
+        cuda_copy_wait(be, __func__, dst, src_host, bytes, cudaMemcpyHostToDevice);
+        return;
+    }
+    if (!cuda_begin(be, __func__) || !bytes) return;
+    const int slot = ctx->stage_next;
+    char *buf = ctx->stage + (size_t)slot * CUDA_STAGE_BYTES;
+    if (!CUDA_OK(ctx, cudaEventSynchronize(ctx->stage_done[slot]))) return;
+    memcpy(buf, src_host, bytes);
+    if (CUDA_OK(ctx, cudaMemcpyAsync(dst, buf, bytes, cudaMemcpyHostToDevice, ctx->stream)) &&
+        CUDA_OK(ctx, cudaEventRecord(ctx->stage_done[slot], ctx->stream)))
+        ctx->stage_next = (slot + 1) % CUDA_STAGE_SLOTS;
 }
 
 void cuda_to_host(Backend *be, void *dst_host, const void *src, size_t bytes) {
@@ -254,6 +271,9 @@ void backend_cuda_destroy(Backend *be) {
         cudaFree(ctx->scratch);
         cudaFree(ctx->flags);
         if (ctx->host_result) cudaFreeHost(ctx->host_result);
+        if (ctx->stage) cudaFreeHost(ctx->stage);
+        for (int i = 0; i < CUDA_STAGE_SLOTS; i++)
+            if (ctx->stage_done[i]) cudaEventDestroy(ctx->stage_done[i]);
         if (ctx->stream) cudaStreamDestroy(ctx->stream);
         free(ctx);
     }
@@ -304,6 +324,8 @@ extern "C" Backend *backend_cuda_create(char *err, size_t err_size) {
     ok = ok && CUDA_OK(ctx, cudaStreamCreateWithFlags(&ctx->stream, cudaStreamNonBlocking)) &&
          CUDA_OK(ctx, cudaMalloc(&ctx->workspace, CUDA_WORKSPACE_BYTES)) &&
          CUDA_OK(ctx, cudaMallocHost((void **)&ctx->host_result, 64)) &&
+         CUDA_OK(ctx, cudaMallocHost((void **)&ctx->stage,
+                                     (size_t)CUDA_STAGE_SLOTS * CUDA_STAGE_BYTES)) &&
          CUDA_OK(ctx, cudaMalloc((void **)&ctx->flags, 3 * sizeof(int))) &&
          CUDA_OK(ctx, cudaMemsetAsync(ctx->flags, 0, 3 * sizeof(int), ctx->stream)) &&
          CUBLAS_OK(ctx, cublasLtCreate(&ctx->lt)) && CUBLAS_OK(ctx, cublasCreate(&ctx->blas)) &&
@@ -311,6 +333,8 @@ extern "C" Backend *backend_cuda_create(char *err, size_t err_size) {
          CUBLAS_OK(ctx, cublasSetWorkspace(ctx->blas, ctx->workspace, CUDA_WORKSPACE_BYTES)) &&
          CUBLAS_OK(ctx, cublasSetMathMode(ctx->blas, ctx->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH
                                                                : CUBLAS_PEDANTIC_MATH));
+    for (int i = 0; ok && i < CUDA_STAGE_SLOTS; i++)
+        ok = CUDA_OK(ctx, cudaEventCreateWithFlags(&ctx->stage_done[i], cudaEventDisableTiming));
     if (!ok) {
         if (err && err_size) snprintf(err, err_size, "%s", ctx->error);
         backend_cuda_destroy(be);
@@ -370,4 +394,9 @@ static void cuda_fill_ops(Backend *be) {
     be->patchify = cuda_patchify;
     be->bias_forward = cuda_bias_forward;
     be->bias_backward = cuda_bias_backward;
+
+    be->mean_to = cuda_mean_to;
+    be->sum_squares_acc = cuda_sum_squares_acc;
+    be->clip_scale = cuda_clip_scale;
+    be->adamw_update_dev = cuda_adamw_update_dev;
 }

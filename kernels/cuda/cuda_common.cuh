@@ -40,6 +40,8 @@
 enum {
     CUDA_WORKSPACE_BYTES = 32 << 20, /* cuBLASLt workspace: Hopper's kernels want 32 MiB */
     CUDA_ERROR_CHARS = 512,
+    CUDA_STAGE_SLOTS = 8,            /* pinned staging for small uploads (to_device) */
+    CUDA_STAGE_BYTES = 1 << 20,      /* per slot: a batch's tokens, targets, loss weights */
 };
 
 typedef struct CudaCtx {
@@ -54,6 +56,10 @@ typedef struct CudaCtx {
     size_t scratch_bytes;
     double *host_result;        /* pinned: sum_squares' result comes back through it */
     int *flags;                 /* device int[3]: the first bad input a kernel met (below) */
+    char *stage;                /* pinned CUDA_STAGE_SLOTS x CUDA_STAGE_BYTES: uploads of up to
+                                 * a slot are copied here and sent without waiting */
+    cudaEvent_t stage_done[CUDA_STAGE_SLOTS]; /* recorded after each slot's copy */
+    int stage_next;
     int tf32;                   /* LORASC_CUDA_TF32=1: matmul may round inputs to tf32 */
     int sync_each_op;           /* LORASC_CUDA_SYNC=1: synchronise after every launch */
     const char *op;             /* the op now running (for the error sentence) */
@@ -286,6 +292,13 @@ void cuda_adamw_update(Backend *be, Real *p, const Real *g, Real *m, Real *v, si
 double cuda_sum_squares(Backend *be, const Real *x, size_t n);
 void cuda_scale(Backend *be, Real *x, size_t n, float s);
 void cuda_axpy(Backend *be, Real *y, const Real *x, size_t n, float s);
+void cuda_mean_to(Backend *be, double *out, const Real *x, size_t n, double divisor);
+void cuda_sum_squares_acc(Backend *be, double *acc, const Real *x, size_t n);
+void cuda_clip_scale(Backend *be, float *scale, double *norm, const double *acc, float max_norm);
+void cuda_adamw_update_dev(Backend *be, Real *p, const Real *g, Real *m, Real *v, size_t n,
+                           float lr, float beta1, float beta2, float eps, float weight_decay,
+                           const float *grad_scale, float bias_correction1,
+                           float bias_correction2);
 /* noise.cu */
 void cuda_add_uniform_noise(Backend *be, Real *w, size_t n, uint64_t seed, uint64_t stream,
                             float scale);

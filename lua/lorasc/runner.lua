@@ -54,7 +54,8 @@ local function train_one(store, run, claim, prog, index, opts)
     local state = resume.start(store, run, claim, f, opts, function(msg) prog:message(msg) end)
     prog:run_start(index, string.format("%s %s seed %d", c.task, run.label, c.seed), total, ctx.spe)
     train.loop(store, run, run_id, prog, total, function() return fam.step(f, ctx) end, state,
-               c.eval.every and function() return M.curve_metrics(fam.eval_split(run, m, ctx, "val")) end)
+               c.eval.every and function() return M.curve_metrics(fam.eval_split(run, m, ctx, "val")) end,
+               function() return f:results() end)
     if run.save.adapter then export.keep_adapter(store, run, run_id, f, M.results_dir(opts)) end
     f:close() -- the cascade's last merge leaves the learned update in m's weights
     train.check_weights(m, string.format("its last step (%d) and the final merge", total))

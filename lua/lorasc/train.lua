@@ -157,7 +157,15 @@ end
 -- (0: never on a timer), when a stop signal has arrived (then it raises the stop) and after
 -- the last step if it saved one before. curve (nil: none) is eval.every's validation point
 -- (M.val_curve).
-function M.loop(store, run, run_id, prog, total, step, state, curve)
+-- On a GPU a step's loss and gradient norm stay on the device: step() returns nil for both,
+-- and results() reads those of every such step since the last read ({ loss, grad_norm, ... },
+-- oldest first). The loop reads at each log step, before an expert boundary's metrics, a
+-- validation point and a state save, and every READ_EVERY steps, then treats each step in
+-- order as if it had just run (divergence watch, metrics, progress): the same rows, in the
+-- same order; a divergence is found up to READ_EVERY - 1 steps late and still names its own
+-- step.
+M.READ_EVERY = 32
+function M.loop(store, run, run_id, prog, total, step, state, curve, results)
   state = state or { first = 0, every = 0, save = function() end } -- nothing saved
   local delay = tonumber(os.getenv("LORASC_TEST_STEP_DELAY") or "")
   local last_flush, last_save = sys.now(), sys.now()
@@ -165,12 +173,8 @@ function M.loop(store, run, run_id, prog, total, step, state, curve)
   local watch, watched = M.divergence(factor, state.watched)
   local val_point = curve and M.val_curve(store, run, run_id, prog, total, curve, state, watched)
   if val_point then val_point.resume() end
-  -- train.seconds counts the steps, not the validation points between them (val.eval_seconds)
-  local t_start, units, curve_seconds = sys.now(), 0, 0
-  for i = state.first + 1, total do
-    local loss, gnorm, lr, ev, u = step()
-    -- what the step trained on: the tokens its forward ran (Llama), else a batch of images
-    units = units + (u or run.config.train.batch or 0)
+  local function log_step(i) return i % run.log_every == 0 or i == 1 or i == total end
+  local function settle(i, loss, gnorm, lr)
     local why = watch(i, loss, gnorm)
     if why then
       -- the step that diverged is logged, and the run fails with its step and reason
@@ -180,10 +184,34 @@ function M.loop(store, run, run_id, prog, total, step, state, curve)
       error(string.format("lorasc: diverged at step %d: %s; lower train.lr%s", i, why,
                           factor == false and "" or ", or set train.diverge = false to keep diverging runs"), 0)
     end
-    if i % run.log_every == 0 or i == 1 or i == total then
+    if log_step(i) then
       store:metric(run_id, i, "train.loss", loss)
       store:metric(run_id, i, "lr", lr)
       store:metric(run_id, i, "grad_norm", gnorm)
+    end
+    prog:step(i, loss)
+  end
+  local pending = {} -- steps whose loss is still on the device: { step, lr }
+  local function read_pending()
+    if #pending == 0 then return end
+    local got = results()
+    assert(#got == 2 * #pending, "lorasc: the device returned the results of a different number of steps")
+    local steps = pending
+    pending = {}
+    for j, p in ipairs(steps) do settle(p[1], got[2 * j - 1], got[2 * j], p[2]) end
+  end
+  -- train.seconds counts the steps, not the validation points between them (val.eval_seconds)
+  local t_start, units, curve_seconds = sys.now(), 0, 0
+  for i = state.first + 1, total do
+    local loss, gnorm, lr, ev, u = step()
+    -- what the step trained on: the tokens its forward ran (Llama), else a batch of images
+    units = units + (u or run.config.train.batch or 0)
+    local point = val_point and i % run.config.eval.every == 0
+    if loss == nil then
+      pending[#pending + 1] = { i, lr }
+      if log_step(i) or ev or point or #pending >= M.READ_EVERY then read_pending() end
+    else
+      settle(i, loss, gnorm, lr)
     end
     if ev then
       store:metric(run_id, ev.step, "expert.end", ev.expert)
@@ -191,11 +219,11 @@ function M.loop(store, run, run_id, prog, total, step, state, curve)
       store:metric(run_id, ev.step, "expert.noise_std_mean", ev.noise_std_mean)
       store:metric(run_id, ev.step, "expert.boundary_seconds", ev.boundary_seconds)
     end
-    if val_point and i % run.config.eval.every == 0 then curve_seconds = curve_seconds + val_point(i) end
-    prog:step(i, loss)
+    if point then curve_seconds = curve_seconds + val_point(i) end
     if delay then sys.sleep(delay) end
     local stop = sys.stop_signal()
     if stop or (state.every > 0 and sys.now() - last_save >= state.every) then
+      read_pending() -- the state holds the watch as of step i
       state.save(i, stop, watched())
       last_save, last_flush = sys.now(), sys.now()
     end
@@ -205,10 +233,12 @@ function M.loop(store, run, run_id, prog, total, step, state, curve)
       last_flush = sys.now()
     end
   end
+  read_pending()
   -- the cost of training (the report's cost column): the wall seconds of the steps this
-  -- attempt ran (without its validation points), and those seconds per token (per image for a ViT) they trained on. Both are
-  -- timings (names ending in "seconds": what a resumed run may differ in); logged before the
-  -- last state is saved, so a run resumed in its evaluation keeps them
+  -- attempt ran (without its validation points), and those seconds per token (per image for
+  -- a ViT) they trained on. Both are timings (names ending in "seconds": what a resumed run
+  -- may differ in); logged before the last state is saved, so a run resumed in its
+  -- evaluation keeps them
   if total > state.first and units > 0 then
     local seconds = sys.now() - t_start - curve_seconds
     store:metric(run_id, total, "train.seconds", seconds)

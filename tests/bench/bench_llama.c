@@ -21,6 +21,7 @@
 #include "core/model/adamw.h"
 #include "core/base/philox.h"
 #include "tests/bench/gemm_peak.h"
+#include "tests/bench/bench_time.h"
 
 /* ------------------------------------------------------------------------------------------
  * shapes and options */
@@ -62,22 +63,6 @@ typedef struct Options {
 } Options;
 
 static const char *const gemm_names[] = {"auto", "openblas", "onednn"};
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 /* ------------------------------------------------------------------------------------------
  * one GEMM shape in isolation, through the backend's matmul */

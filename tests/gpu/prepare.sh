@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepares the bundle tests/gpu/check.sh runs on a GPU machine that cannot build lorasc (no
 # OpenBLAS, cmocka, Lua, SQLite or jansson development files, no network): builds the CUDA
-# parity test, the training-run test (test_device_step) and the op benchmark here (nvcc compiles for sm_90 without a GPU; -Dnative=false
+# parity test, the training-run test (test_device_step), the op benchmark and the training-step
+# benchmark (bench_train_device) here (nvcc compiles for sm_90 without a GPU; -Dnative=false
 # so the host code runs on any x86-64), and copies them into .gpu/ (in .gitignore: the device
 # tool carries ignored paths named in `carry`) with the shared libraries a CUDA image lacks,
 # xz-compressed (OpenBLAS is 36 MB raw, 4 MB compressed; the carried tree has a 64 MiB limit).
@@ -16,16 +17,17 @@ export PATH
 
 meson setup build-gpu -Dcuda=enabled -Dnative=false --buildtype=release --reconfigure >/dev/null 2>&1 ||
   meson setup build-gpu -Dcuda=enabled -Dnative=false --buildtype=release
-ninja -C build-gpu tests/kernels/test_backend_ops tests/test_device_step tests/bench_backend_ops
+ninja -C build-gpu tests/kernels/test_backend_ops tests/test_device_step tests/bench_backend_ops \
+  tests/bench_train_device
 
 rm -rf .gpu
 mkdir -p .gpu/bin .gpu/lib
 cp build-gpu/tests/kernels/test_backend_ops build-gpu/tests/test_device_step \
-  build-gpu/tests/bench_backend_ops .gpu/bin/
+  build-gpu/tests/bench_backend_ops build-gpu/tests/bench_train_device .gpu/bin/
 
 # Libraries the binaries need that a CUDA image may lack: everything ldd resolves except libc's
 # own, the compiler runtime every image with nvcc has, and CUDA's (found there, not carried).
-ldd .gpu/bin/test_backend_ops .gpu/bin/test_device_step .gpu/bin/bench_backend_ops | awk '/=>/ {print $1, $3}' | sort -u |
+ldd .gpu/bin/* | awk '/=>/ {print $1, $3}' | sort -u |
   while read -r name path; do
     case $name in
       libc.so*|libm.so*|libdl.so*|libpthread.so*|librt.so*|ld-linux*|libstdc++.so*|libgcc_s.so*) continue ;;

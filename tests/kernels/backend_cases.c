@@ -268,6 +268,105 @@ void test_optim(void **state) {
     free(p), free(g), free(m), free(v), free(x);
 }
 
+/* n doubles of backend memory on the host (the sync checked). */
+static void dget_doubles(Backend *be, double *h, const double *d, size_t n) {
+    be->to_host(be, h, d, n * sizeof(double));
+    if (be->sync(be) != 0) fail_msg("%s", be->error(be));
+}
+
+/* The device-resident step statistics: a mean loss in double against the double reference
+ * (every backend) and the CPU's index-order sum (its bits); sum_squares_acc adding exactly
+ * what sum_squares returns, group after group; clip_scale's norm and scale the bits of the
+ * host formula (clipping, not clipping, off); adamw_update_dev the bits of adamw_update. */
+void test_step_stats(void **state) {
+    (void)state;
+    const size_t nl = 3001, ng[3] = {100003, 17, 4099};
+    float *loss = rnd(nl, 95, 0, 12);
+    float *gr[3];
+    for (int k = 0; k < 3; k++) gr[k] = rnd(ng[k], 96 + (uint64_t)k, -1, 1);
+    double ref = 0, seq = 0;
+    for (size_t i = 0; i < nl; i++) ref += (double)loss[i], seq += loss[i];
+    for (int bi = 0; bi < g_nbe; bi++) {
+        Backend *be = g_be[bi];
+        op_begin("mean_to / sum_squares_acc / clip_scale");
+        backend_begin(bi);
+        float *dl = dputf(be, loss, nl);
+        double *dd = dput(be, (double[4]){NAN, NAN, NAN, NAN}, 4 * sizeof(double));
+        double h[4];
+        be->mean_to(be, dd, dl, nl, 1000.0);
+        be->mean_to(be, dd + 1, dl, nl, 0.0); /* no unmasked rows: 0 */
+        dget_doubles(be, h, dd, 2);
+        printf("  %s mean_to: %.17g (double reference %.17g)\n", be->name, h[0], ref / 1000.0);
+        if (!(fabs(h[0] - ref / 1000.0) <= 1e-13 * ref / 1000.0) || h[1] != 0.0)
+            fail_msg("%s mean_to: %.17g and %.17g, expected %.17g and 0", be->name, h[0], h[1],
+                     ref / 1000.0);
+        if (is_cpu(be) && h[0] != seq / 1000.0)
+            fail_msg("cpu mean_to %.17g is not the index-order sum's %.17g", h[0], seq / 1000.0);
+        /* the norm of three gradients, as adamw_step adds them */
+        double host_sum = 0.0;
+        be->zero(be, dd, sizeof(double));
+        for (int k = 0; k < 3; k++) {
+            float *dg = dputf(be, gr[k], ng[k]);
+            host_sum += be->sum_squares(be, dg, ng[k]);
+            be->sum_squares_acc(be, dd, dg, ng[k]);
+            be->free(be, dg);
+        }
+        dget_doubles(be, h, dd, 1);
+        if (memcmp(&h[0], &host_sum, sizeof h[0]) != 0)
+            fail_msg("%s sum_squares_acc: %.17g, the sum_squares of the groups add to %.17g",
+                     be->name, h[0], host_sum);
+        const float clips[3] = {1.0f, 1e6f, 0.0f}; /* clips, does not clip, off */
+        for (int c = 0; c < 3; c++) {
+            float *ds = dputf(be, (float[1]){NAN}, 1);
+            be->clip_scale(be, ds, dd + 1, dd, clips[c]);
+            float *sc = dget(be, ds, 1);
+            dget_doubles(be, h, dd, 2);
+            const double norm = sqrt(host_sum);
+            const float want = clips[c] > 0.0f ? (float)fmin(1.0, clips[c] / (norm + 1e-6)) : 1.0f;
+            if (memcmp(&h[1], &norm, sizeof norm) != 0 || memcmp(sc, &want, sizeof want) != 0)
+                fail_msg("%s clip_scale (max %g): norm %.17g scale %.9g, expected %.17g and %.9g",
+                         be->name, (double)clips[c], h[1], (double)sc[0], norm, (double)want);
+            free(sc);
+            be->free(be, ds);
+        }
+        be->free(be, dl), be->free(be, dd);
+        op_end();
+    }
+    /* adamw_update_dev = adamw_update with the scale it reads */
+    const size_t n = 1001;
+    float *p = rnd(n, 97, -1, 1), *g = rnd(n, 98, -1, 1), *m = rnd(n, 99, -0.1, 0.1);
+    float *v = rnd(n, 100, 0, 0.01);
+    const float gs = 0.37f;
+    op_begin("adamw_update_dev");
+    for (int bi = 0; bi < g_nbe; bi++) {
+        backend_begin(bi);
+        Backend *be = g_be[bi];
+        float *out[2][3];
+        for (int k = 0; k < 2; k++) {
+            float *dp = dputf(be, p, n), *dg = dputf(be, g, n), *dm = dputf(be, m, n),
+                  *dv = dputf(be, v, n), *ds = dputf(be, &gs, 1);
+            if (k == 0)
+                be->adamw_update(be, dp, dg, dm, dv, n, 1e-2f, 0.9f, 0.999f, 1e-8f, 0.01f, gs,
+                                 0.271f, 0.002997f);
+            else
+                be->adamw_update_dev(be, dp, dg, dm, dv, n, 1e-2f, 0.9f, 0.999f, 1e-8f, 0.01f,
+                                     ds, 0.271f, 0.002997f);
+            out[k][0] = dget(be, dp, n), out[k][1] = dget(be, dm, n), out[k][2] = dget(be, dv, n);
+            be->free(be, dp), be->free(be, dg), be->free(be, dm), be->free(be, dv);
+            be->free(be, ds);
+        }
+        for (int j = 0; j < 3; j++) {
+            if (memcmp(out[0][j], out[1][j], n * sizeof(float)) != 0)
+                fail_msg("%s adamw_update_dev: %s differs from adamw_update's", be->name,
+                         j == 0 ? "p" : j == 1 ? "m" : "v");
+            free(out[0][j]), free(out[1][j]);
+        }
+    }
+    op_end();
+    free(loss), free(p), free(g), free(m), free(v);
+    for (int k = 0; k < 3; k++) free(gr[k]);
+}
+
 /* The LoRASC noise: every backend gives the bits of the float formula w + scale (u - 1/2). */
 void test_noise(void **state) {
     (void)state;

@@ -52,6 +52,7 @@ void test_elementwise(void **state);
 void test_rowcol(void **state);
 void test_cross_entropy(void **state);
 void test_optim(void **state);
+void test_step_stats(void **state);
 void test_noise(void **state);
 void test_vision(void **state);
 

@@ -504,6 +504,7 @@ int main(void) {
         cmocka_unit_test(test_rope),          cmocka_unit_test(test_attention),
         cmocka_unit_test(test_elementwise),   cmocka_unit_test(test_rowcol),
         cmocka_unit_test(test_cross_entropy), cmocka_unit_test(test_optim),
+        cmocka_unit_test(test_step_stats),
         cmocka_unit_test(test_noise),         cmocka_unit_test(test_vision),
         cmocka_unit_test(test_determinism),   cmocka_unit_test(test_errors),
     };

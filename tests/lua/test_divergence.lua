@@ -93,6 +93,43 @@ ok, err = pcall(train.loop, store, { config = { train = { diverge = false } }, l
 end)
 check(ok and n == 12, "diverge = false runs to the end: " .. tostring(err))
 
+-- The same loop on a GPU: steps return nil for loss and norm, results() reads them in
+-- batches; the loop logs the same rows in the same order as a loop that got them at once,
+-- reads at log steps, boundaries and every READ_EVERY steps, and a divergence still names
+-- its own step.
+local function run_loop(total, losses, deferred, log_every, events)
+  local rows, reads, n, pending = {}, 0, 0, {}
+  local st = { metric = function(_, _, step, name, value) rows[#rows + 1] = string.format("%d %s %.17g", step, name, value) end,
+               flush = function() end }
+  local ok_, err_ = pcall(train.loop, st, { config = { train = {} }, log_every = log_every }, 1, prog, total, function()
+    n = n + 1
+    local ev = events[n] and { step = n, expert = 1, merged_norm = 0.5, noise_std_mean = 0, boundary_seconds = 0 } or nil
+    if not deferred then return losses[math.min(n, #losses)], 0.25 * n, 1e-3, ev end
+    pending[#pending + 1] = n
+    return nil, nil, 1e-3, ev
+  end, nil, nil, function()
+    reads = reads + 1
+    local out = {}
+    for _, i in ipairs(pending) do out[#out + 1] = losses[math.min(i, #losses)]; out[#out + 1] = 0.25 * i end
+    pending = {}
+    return out
+  end)
+  return ok_, err_, rows, reads, n
+end
+local smooth = {}
+for i = 1, 70 do smooth[i] = 3 - i / 100 end
+local ev_at = { [20] = true, [45] = true }
+local ok_a, _, rows_a = run_loop(70, smooth, false, 7, ev_at)
+local ok_b, _, rows_b, reads_b = run_loop(70, smooth, true, 7, ev_at)
+check(ok_a and ok_b and #rows_a == #rows_b and #rows_a > 0, "deferred loop: same number of rows")
+for i = 1, #rows_a do check(rows_a[i] == rows_b[i], string.format("deferred loop row %d: %s vs %s", i, rows_a[i], rows_b[i])) end
+check(reads_b == 13, "deferred loop: read at the 11 log steps (1, 7, ..., 70) and the 2 boundaries, got " .. reads_b)
+local _, _, _, reads_c = run_loop(70, smooth, true, 1000, {})
+check(reads_c == 4, "deferred loop, log_every 1000: steps 1, 33, 65 and 70, got " .. reads_c)
+local ok_d, err_d, rows_d, _, ran = run_loop(50, boom, true, 1000, {})
+check(not ok_d and tostring(err_d):find("^lorasc: diverged at step 10: ") ~= nil, "deferred divergence names step 10: " .. tostring(err_d))
+check(ran == 33 and rows_d[#rows_d] == "10 train.diverged_step 10", "found at the read after step 33, step 10 logged: ran " .. ran)
+
 -- Pretraining: a diverged base is an error (so it is never saved to the cache) ...
 local calls = 0
 ok, err = pcall(train.pretrain_steps, 30, function() end, function() calls = calls + 1 return boom[math.min(calls, #boom)] end)

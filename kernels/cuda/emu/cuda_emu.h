@@ -108,6 +108,8 @@ typedef enum cudaError {
     cudaErrorLaunchFailure = 719,
 } cudaError_t;
 typedef struct EmuStream *cudaStream_t;
+typedef struct EmuEvent *cudaEvent_t;
+#define cudaEventDisableTiming 2u
 typedef enum cudaMemcpyKind {
     cudaMemcpyHostToDevice = 1,
     cudaMemcpyDeviceToHost = 2,
@@ -144,6 +146,15 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpy
 cudaError_t cudaMemset(void *p, int v, size_t bytes);
 cudaError_t cudaMemsetAsync(void *p, int v, size_t bytes, cudaStream_t s);
 cudaError_t cudaFuncSetAttribute(const void *kernel, cudaFuncAttribute attr, int value);
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned flags);
+cudaError_t cudaEventDestroy(cudaEvent_t e);
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s);
+cudaError_t cudaEventSynchronize(cudaEvent_t e);
+
+/* What the host read back or waited for since the program started (tests count a training
+ * step's round trips with these): copies device -> host, and stream synchronisations. */
+extern "C" long cuda_emu_reads_to_host(void);
+extern "C" long cuda_emu_waits(void);
 
 /* Runs body() as every thread of every block of the grid; 0, or the launch error. */
 cudaError_t emu_run_grid(const void *kernel, dim3 grid, dim3 block, size_t smem,

@@ -106,17 +106,63 @@ static FinetuneConfig run_config(const Method *meth, LoraConfig *lc, unsigned ta
     return cfg;
 }
 
+/* Deferred results (test_deferred_reads): finetune_steps leaves each step's loss and norm on
+ * the device and takes them every DEFER_READ_EVERY steps and at the end, counting the host's
+ * reads (be->to_host, wrapped) and, in the emulation, every device-to-host copy and stream
+ * wait made inside finetune_step. */
+enum { DEFER_READ_EVERY = 3 };
+static int g_defer;
+static long g_to_host_calls, g_step_reads, g_step_emu_reads, g_step_emu_waits, g_takes;
+static void (*g_to_host_real)(Backend *, void *, const void *, size_t);
+static void counting_to_host(Backend *be, void *dst, const void *src, size_t bytes) {
+    g_to_host_calls++;
+    g_to_host_real(be, dst, src, bytes);
+}
+#ifdef LORASC_CUDA_EMU
+long cuda_emu_reads_to_host(void);
+long cuda_emu_waits(void);
+#else
+static long cuda_emu_reads_to_host(void) { return 0; }
+static long cuda_emu_waits(void) { return 0; }
+#endif
+
 /* The fine-tuning loop shared by both models: STEPS updates on batch(step), the fast adapter
  * kept after the last update, the events and the slow adapter. */
 typedef const void *(*BatchFn)(void *ctx, long step);
 
+/* One step, its results read at once, or left on the device and taken in batches (g_defer). */
+static void one_step(Finetune *ft, const void *batch, long s, Outcome *o) {
+    if (!g_defer) {
+        StepResult r;
+        ok(finetune_step(ft, batch, &r, NULL));
+        o->loss[s] = r.loss;
+        o->grad_norm[s] = r.grad_norm;
+        return;
+    }
+    const long calls = g_to_host_calls, reads = cuda_emu_reads_to_host(), waits = cuda_emu_waits();
+    ok(finetune_step(ft, batch, NULL, NULL));
+    g_step_reads += g_to_host_calls - calls;
+    g_step_emu_reads += cuda_emu_reads_to_host() - reads;
+    g_step_emu_waits += cuda_emu_waits() - waits;
+    if ((s + 1) % DEFER_READ_EVERY && s != STEPS - 1) return;
+    StepResult r[STEPS];
+    const int n = finetune_pending(ft);
+    assert_int_equal(n, s % DEFER_READ_EVERY + 1);
+    const long before = g_to_host_calls;
+    ok(finetune_take_results(ft, r));
+    assert_int_equal(g_to_host_calls - before, 1); /* all of them in one read */
+    assert_int_equal(finetune_pending(ft), 0);
+    g_takes++;
+    for (int i = 0; i < n; i++) {
+        o->loss[s - n + 1 + i] = r[i].loss;
+        o->grad_norm[s - n + 1 + i] = r[i].grad_norm;
+    }
+}
+
 static void finetune_steps(Finetune *ft, LoraAdapters *lora, BatchFn batch, void *ctx, Outcome *o) {
     Backend *be = lora->be;
     for (long s = 0; s < STEPS; s++) {
-        StepResult r;
-        ok(finetune_step(ft, batch(ctx, s), &r, NULL));
-        o->loss[s] = r.loss;
-        o->grad_norm[s] = r.grad_norm;
+        one_step(ft, batch(ctx, s), s, o);
         if (s == STEPS - 1) o->fast = host_copy(be, lora->params, lora->num_params);
         CascadeEvent ev;
         const int k = finetune_after_step(ft, &ev);
@@ -436,6 +482,56 @@ static void test_vit_runs(void **state) {
     run_both("vit", run_vit);
 }
 
+/* Runs whose steps leave their loss and gradient norm on the device (finetune_step without a
+ * result, read back every DEFER_READ_EVERY steps): on each backend, the same losses, norms,
+ * events, adapters and merged base as the runs that read every step, bit for bit, and inside
+ * the steps no read back to the host at all (be->to_host counted through a wrapper; in the
+ * emulation also every device-to-host copy and every stream synchronisation). */
+static void test_deferred_reads(void **state) {
+    (void)state;
+    Backend *bes[2] = {g_cpu, g_cuda};
+    const Method *meths[2] = {&k_methods[0], &k_methods[2]}; /* lora; lorasc with 2 experts */
+    void (*runs[2])(Backend *, const Method *, Outcome *) = {run_llama, run_vit};
+    for (int k = 0; k < 2; k++)
+        for (int r = 0; r < 2; r++)
+            for (int mi = 0; mi < 2; mi++) {
+                Backend *be = bes[k];
+                Outcome now, later;
+                g_defer = 0;
+                runs[r](be, meths[mi], &now);
+                g_to_host_real = be->to_host;
+                be->to_host = counting_to_host;
+                g_defer = 1;
+                g_step_reads = g_step_emu_reads = g_step_emu_waits = g_takes = 0;
+                runs[r](be, meths[mi], &later);
+                g_defer = 0;
+                be->to_host = g_to_host_real;
+                const char *what = r ? "vit" : "llama";
+                printf("  %s %s %s: %ld reads and %ld waits inside %d steps, %ld takes\n",
+                       be->name, what, meths[mi]->name, g_step_reads + g_step_emu_reads,
+                       g_step_emu_waits, STEPS, g_takes);
+                if (g_step_reads || g_step_emu_reads || g_step_emu_waits)
+                    fail_msg("%s %s %s: the steps read back %ld times (%ld device-to-host copies) "
+                             "and waited %ld times; expected none between reads",
+                             be->name, what, meths[mi]->name, g_step_reads, g_step_emu_reads,
+                             g_step_emu_waits);
+                assert_int_equal(g_takes, (STEPS + DEFER_READ_EVERY - 1) / DEFER_READ_EVERY);
+                for (int s = 0; s < STEPS; s++)
+                    if (memcmp(&now.loss[s], &later.loss[s], sizeof(double)) ||
+                        memcmp(&now.grad_norm[s], &later.grad_norm[s], sizeof(double)))
+                        fail_msg("%s %s %s step %d: loss %.17g / %.17g, norm %.17g / %.17g "
+                                 "(read every step / deferred)",
+                                 be->name, what, meths[mi]->name, s, now.loss[s], later.loss[s],
+                                 now.grad_norm[s], later.grad_norm[s]);
+                assert_int_equal(now.n_events, later.n_events);
+                assert_memory_equal(now.fast, later.fast, now.n_lora * sizeof(Real));
+                assert_memory_equal(now.slow, later.slow, now.n_lora * sizeof(Real));
+                assert_memory_equal(now.params, later.params, now.n_params * sizeof(Real));
+                outcome_free(&now);
+                outcome_free(&later);
+            }
+}
+
 /* The cascade's noise at its own streams (expert 2, every layer and adapted target) and slot
  * sizes, plus a long odd-sized stretch, added to the same weights: the same bits on both. */
 static void test_noise_bits(void **state) {
@@ -566,6 +662,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_llama_runs),
         cmocka_unit_test(test_vit_runs),
+        cmocka_unit_test(test_deferred_reads),
         cmocka_unit_test(test_noise_bits),
         cmocka_unit_test(test_errors),
     };
