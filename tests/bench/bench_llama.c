@@ -58,6 +58,7 @@ typedef struct Options {
     int threads;
     int profile_steps;
     CpuGemm gemm; /* --gemm: the backend's GEMM library */
+    int precisions; /* --precision: bit 0 fp32, bit 1 bf16 (a bf16 frozen base) */
     const char *json;
 } Options;
 
@@ -229,6 +230,29 @@ static void shim_matmul(Backend *be, Real *c, const Real *a, const Real *b, int 
     prof.mm[i].seconds += dt;
 }
 
+/* bf16 matmuls are tallied as shapes with tA = 2 (a rounded to bf16 inside) */
+static void shim_matmul_bf16(Backend *be, Real *c, const Real *a, const uint16_t *w, int M, int N,
+                             int K, int tw, Real alpha, Real beta) {
+    const double t0 = now_s();
+    prof.orig.matmul_bf16(be, c, a, w, M, N, K, tw, alpha, beta);
+    const double dt = now_s() - t0;
+    const int cat = matmul_category(M, N, K);
+    prof.seconds[prof.phase][cat] += dt;
+    int i = 0;
+    while (i < prof.n_mm && !(prof.mm[i].M == M && prof.mm[i].N == N && prof.mm[i].K == K &&
+                              prof.mm[i].ta == 2 && prof.mm[i].tb == tw))
+        i++;
+    if (i == prof.n_mm) {
+        if (i == MAX_MM_SHAPES) return;
+        prof.mm[prof.n_mm++] = (MatmulShape){M, N, K, 2, tw, cat, 0, 0.0, 0.0};
+    }
+    prof.mm[i].calls++;
+    prof.mm[i].seconds += dt;
+}
+static void shim_to_bf16(Backend *be, uint16_t *d, const Real *s, size_t n) {
+    SHIM_TIME(CAT_MEMORY, prof.orig.to_bf16(be, d, s, n));
+}
+
 static void shim_to_device(Backend *be, void *d, const void *s, size_t n) {
     SHIM_TIME(CAT_MEMORY, prof.orig.to_device(be, d, s, n));
 }
@@ -322,6 +346,8 @@ static void shims_install(Backend *be, int vocab) {
     be->copy = shim_copy;
     be->zero = shim_zero;
     be->matmul = shim_matmul;
+    if (be->matmul_bf16) be->matmul_bf16 = shim_matmul_bf16;
+    if (be->to_bf16) be->to_bf16 = shim_to_bf16;
     be->embedding_forward = shim_embedding_forward;
     be->embedding_backward = shim_embedding_backward;
     be->rmsnorm_forward = shim_rmsnorm_forward;
@@ -349,6 +375,7 @@ static void shims_remove(Backend *be) { *be = prof.orig; }
 
 typedef struct ShapeResult {
     const BenchShape *shape;
+    ModelPrecision precision;
     size_t n_params, n_lora;
     double flops_per_token; /* 4N */
     double step_median, step_min, step_max;
@@ -372,10 +399,13 @@ typedef struct Trainer {
     int B, T;
 } Trainer;
 
-static int trainer_build(Trainer *tr, Backend *be, const BenchShape *s) {
+static int trainer_build(Trainer *tr, Backend *be, const BenchShape *s, ModelPrecision p) {
     memset(tr, 0, sizeof *tr);
     if (llama_create(&tr->model, be, &s->config) != LSC_OK) return LSC_ERR;
     llama_init_random(&tr->model, 42);
+    if (llama_set_precision(&tr->model, p) != LSC_OK ||
+        llama_ensure_masters(&tr->model, LORA_DEFAULT_TARGETS) != LSC_OK)
+        return LSC_ERR;
     int in[LORA_NUM_TARGETS], out[LORA_NUM_TARGETS];
     llama_lora_shapes(&s->config, in, out);
     const LoraConfig lc = {.rank = LORA_RANK, .alpha = LORA_ALPHA, .targets = LORA_DEFAULT_TARGETS};
@@ -427,13 +457,15 @@ static int trainer_step(Trainer *tr, double *phases) {
     return LSC_OK;
 }
 
-static int bench_shape(Backend *be, const BenchShape *s, const Options *o, ShapeResult *res) {
+static int bench_shape(Backend *be, const BenchShape *s, ModelPrecision p, const Options *o,
+                       ShapeResult *res) {
     int rc = LSC_OK;
     double *times = NULL;
     Trainer tr;
     memset(res, 0, sizeof *res);
     res->shape = s;
-    if (trainer_build(&tr, be, s) != LSC_OK) {
+    res->precision = p;
+    if (trainer_build(&tr, be, s, p) != LSC_OK) {
         rc = LSC_ERR;
         goto done;
     }
@@ -496,8 +528,8 @@ static int bench_shape(Backend *be, const BenchShape *s, const Options *o, Shape
          * efficiency from in-situ effects; skip the tiny LoRA ones */
         for (int i = 0; i < res->n_mm; i++) {
             MatmulShape *m = &res->mm[i];
-            m->isolated_gflops = m->cat == CAT_MM_LORA
-                                     ? 0.0
+            m->isolated_gflops = m->cat == CAT_MM_LORA || m->ta == 2
+                                     ? 0.0 /* bf16 shapes: not measured alone */
                                      : sgemm_gflops(be, m->M, m->N, m->K, m->ta, m->tb, 4);
         }
     }
@@ -514,8 +546,9 @@ done:
 static void print_result(const ShapeResult *r, double peak, double peak_bf16) {
     const BenchShape *s = r->shape;
     const LlamaConfig *c = &s->config;
-    printf("\n== %s: dim %d, layers %d, heads %d, hidden %d, vocab %d, B %d x T %d ==\n", s->name,
-           c->dim, c->n_layers, c->n_heads, c->hidden_dim, c->vocab_size, s->B, s->T);
+    printf("\n== %s, %s base: dim %d, layers %d, heads %d, hidden %d, vocab %d, B %d x T %d ==\n",
+           s->name, precision_name(r->precision), c->dim, c->n_layers, c->n_heads, c->hidden_dim,
+           c->vocab_size, s->B, s->T);
     printf("params N = %zu (embedding counted once), LoRA params = %zu, 4N = %.1f MFLOP/token\n",
            r->n_params, r->n_lora, r->flops_per_token * 1e-6);
     printf("loss %.4f (first warm-up step) -> %.4f (last timed step)\n", r->loss_first, r->loss_last);
@@ -618,9 +651,9 @@ static int write_json(const char *path, const ShapeResult *res, int n, const Run
     for (int i = 0; i < n; i++) {
         const ShapeResult *r = &res[i];
         const BenchShape *s = r->shape;
-        fprintf(f, "    {\"name\": \"%s\", \"dim\": %d, \"n_layers\": %d, \"n_heads\": %d, "
+        fprintf(f, "    {\"name\": \"%s\", \"precision\": \"%s\", \"dim\": %d, \"n_layers\": %d, \"n_heads\": %d, "
                    "\"hidden_dim\": %d, \"vocab_size\": %d, \"B\": %d, \"T\": %d,\n",
-                s->name, s->config.dim, s->config.n_layers, s->config.n_heads, s->config.hidden_dim,
+                s->name, precision_name(r->precision), s->config.dim, s->config.n_layers, s->config.n_heads, s->config.hidden_dim,
                 s->config.vocab_size, s->B, s->T);
         fprintf(f, "     \"n_params\": %zu, \"n_lora_params\": %zu, \"flops_per_token\": %.0f, "
                    "\"steps\": %d, \"warmup\": %d,\n",
@@ -664,19 +697,22 @@ static int write_json(const char *path, const ShapeResult *res, int n, const Run
 
 static void usage(FILE *f) {
     fprintf(f, "usage: bench_llama [--shape small|large|smollm2|all] [--steps N] [--threads N] "
-               "[--profile-steps N] [--gemm auto|openblas|onednn] [--json PATH]\n"
+               "[--profile-steps N] [--gemm auto|openblas|onednn] [--precision fp32|bf16|both]\n"
+               "       [--json PATH]\n"
                "  LoRA (q,v; r=8) fine-tuning tokens/s on the stories15M / stories110M / SmolLM2-135M\n"
                "  shapes (all: the three),\n"
                "  GFLOP/s at 4N FLOPs/token and %% of the f32 GEMM peak (the best of oneDNN and\n"
                "  OpenBLAS, 2048^3) and of the bf16 peak, measured in the same run.\n"
                "  --profile-steps 0 skips the per-op breakdown (default 1).\n"
                "  --gemm picks the backend's GEMM library (default auto: oneDNN, OpenBLAS where\n"
-               "  it measured faster).\n");
+               "  it measured faster).\n"
+               "  --precision: the frozen base in fp32 (default), bf16 (matmul_bf16), or both\n"
+               "  (each shape twice, and the bf16/fp32 tokens/s ratio).\n");
 }
 
 static int parse_options(int argc, char **argv, Options *o) {
     *o = (Options){.shape_mask = 7, .steps = 0, .threads = 2, .profile_steps = 1,
-                   .gemm = CPU_GEMM_AUTO, .json = NULL};
+                   .gemm = CPU_GEMM_AUTO, .precisions = 1, .json = NULL};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const int has_value = i + 1 < argc;
@@ -705,6 +741,12 @@ static int parse_options(int argc, char **argv, Options *o) {
             while (k < 3 && strcmp(v, gemm_names[k]) != 0) k++;
             if (k == 3) return error_set("--gemm takes auto, openblas or onednn, got '%s'.", v);
             o->gemm = (CpuGemm)k;
+        } else if (strcmp(a, "--precision") == 0 && has_value) {
+            const char *v = argv[++i];
+            if (strcmp(v, "fp32") == 0) o->precisions = 1;
+            else if (strcmp(v, "bf16") == 0) o->precisions = 2;
+            else if (strcmp(v, "both") == 0) o->precisions = 3;
+            else return error_set("--precision takes fp32, bf16 or both, got '%s'.", v);
         } else if (strcmp(a, "--json") == 0 && has_value) {
             o->json = argv[++i];
         } else {
@@ -736,7 +778,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     int rc = 0;
-    ShapeResult *res = calloc(N_SHAPES, sizeof *res);
+    ShapeResult *res = calloc(2 * N_SHAPES, sizeof *res);
     LSC_ASSERT(res != NULL);
     static const char *const blas_threading[] = {"sequential", "pthreads", "OpenMP"};
     const int par = openblas_get_parallel();
@@ -753,10 +795,13 @@ int main(int argc, char **argv) {
     int n = 0;
     for (int i = 0; i < N_SHAPES && rc == 0; i++) {
         if (!(o.shape_mask & (1 << i))) continue;
-        printf("running %s ...\n", shapes[i].name);
-        fflush(stdout);
-        if (bench_shape(be, &shapes[i], &o, &res[n]) != LSC_OK) rc = 1;
-        else n++;
+        for (int p = 0; p < 2 && rc == 0; p++) {
+            if (!(o.precisions & (1 << p))) continue;
+            printf("running %s (%s base) ...\n", shapes[i].name, precision_name(p));
+            fflush(stdout);
+            if (bench_shape(be, &shapes[i], (ModelPrecision)p, &o, &res[n]) != LSC_OK) rc = 1;
+            else n++;
+        }
     }
     if (rc == 0) {
         peaks_measure(ri.end, o.threads);
@@ -781,6 +826,12 @@ int main(int argc, char **argv) {
                                        : 0.0;
             print_result(&res[i], ri.peak, ri.best[PEAK_ONEDNN_BF16]);
         }
+        for (int i = 0; i + 1 < n; i++)
+            if (res[i].shape == res[i + 1].shape && res[i].precision == PRECISION_FP32 &&
+                res[i + 1].precision == PRECISION_BF16)
+                printf("\n%s: bf16 base %.1f tokens/s, fp32 %.1f tokens/s: ratio %.2f\n",
+                       res[i].shape->name, res[i + 1].tokens_per_s, res[i].tokens_per_s,
+                       res[i + 1].tokens_per_s / res[i].tokens_per_s);
         printf("\nother processes kept %.0f%% of the CPUs busy during the run%s\n",
                100.0 * ri.busy_during,
                ri.busy_during > 0.05 ? " (WARNING: timings are unreliable)" : "");
