@@ -159,7 +159,7 @@ Real *llama_target_master(Llama *m, int target, int layer);
 void llama_refresh_bf16(Llama *m);
 /* Tensor `tensor` in fp32 on the device: *ptr = the model's own (owned = 0), or, for a
  * bf16-only matrix, a fresh widened copy the caller frees with be->free (owned = 1). */
-int llama_tensor_fp32(Llama *m, int tensor, Real **ptr, int *owned);
+int llama_tensor_fp32(const Llama *m, int tensor, Real **ptr, int *owned);
 /* Sum of squares (double) of every weight that can change (fp32 block and masters). */
 double llama_weight_sum_squares(Llama *m);
 

@@ -159,7 +159,7 @@ void llama_refresh_bf16(Llama *m) {
     m->stale = 0;
 }
 
-int llama_tensor_fp32(Llama *m, int tensor, Real **ptr, int *owned) {
+int llama_tensor_fp32(const Llama *m, int tensor, Real **ptr, int *owned) {
     *owned = 0;
     *ptr = m->w.tensors[tensor];
     if (*ptr || !m->param_sizes[tensor]) return LSC_OK;
