@@ -576,7 +576,8 @@ int peft_merge_vit(const char *dir, ViT *model) {
     LoraAdapters lora;
     if (peft_load_vit(dir, model, &lora, model->be) != LSC_OK) return LSC_ERR;
     LoraAdapters *was = model->lora;
-    int rc = vit_attach_lora(model, &lora);
+    int rc = vit_ensure_masters(model, lora.config.targets); /* a bf16 base */
+    if (rc == LSC_OK) rc = vit_attach_lora(model, &lora);
     if (rc == LSC_OK) {
         vit_merge_lora(model, 1.0f);
         rc = vit_attach_lora(model, was);

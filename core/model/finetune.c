@@ -38,7 +38,10 @@ FinetuneModel finetune_model_llama(Llama *m) {
                            .forward_backward = llama_forward_backward, .weight = llama_weight};
 }
 
-static int vit_attach(void *model, LoraAdapters *lora) { return vit_attach_lora(model, lora); }
+static int vit_attach(void *model, LoraAdapters *lora) {
+    if (vit_ensure_masters(model, lora->config.targets) != LSC_OK) return LSC_ERR; /* bf16 */
+    return vit_attach_lora(model, lora);
+}
 
 static int vit_forward_backward(void *model, const void *batch, double *loss) {
     ViT *m = model;
@@ -51,7 +54,7 @@ static int vit_forward_backward(void *model, const void *batch, double *loss) {
 }
 
 static Real *vit_weight(void *model, int layer, int target) {
-    return vit_target_weight(model, target, layer);
+    return vit_target_master(model, target, layer);
 }
 
 FinetuneModel finetune_model_vit(ViT *m) {

@@ -62,6 +62,8 @@ int snapshot_llama(Snapshot *s, Llama *m, unsigned targets) {
 
 int snapshot_vit(Snapshot *s, ViT *m, unsigned targets, int head) {
     int in[LORA_NUM_TARGETS], out[LORA_NUM_TARGETS], n = 0;
+    memset(s, 0, sizeof *s);
+    if (vit_ensure_masters(m, targets) != LSC_OK) return LSC_ERR;
     Real *ptr[LORA_NUM_TARGETS + 1];
     size_t len[LORA_NUM_TARGETS + 1];
     vit_lora_shapes(&m->config, in, out);
@@ -75,7 +77,10 @@ int snapshot_vit(Snapshot *s, ViT *m, unsigned targets, int head) {
         ptr[n] = m->head_params;
         len[n++] = m->head_size;
     }
-    return snapshot_take(s, m->be, ptr, len, n);
+    if (snapshot_take(s, m->be, ptr, len, n) != LSC_OK) return LSC_ERR;
+    s->vit = m;
+    s->targets = targets;
+    return LSC_OK;
 }
 
 int snapshot_restore(const Snapshot *s) {
@@ -87,6 +92,7 @@ int snapshot_restore(const Snapshot *s) {
         at += s->len[i];
     }
     if (s->llama && s->llama->precision == PRECISION_BF16) s->llama->stale |= s->targets;
+    if (s->vit && s->vit->precision == PRECISION_BF16) s->vit->stale |= s->targets;
     return device_sync(be);
 }
 

@@ -19,8 +19,8 @@ typedef struct Snapshot {
     Real **ptr;   /* [n] where each range lives in the model */
     size_t *len;  /* [n] its length in Reals */
     size_t total; /* sum of len */
-    Llama *llama; /* a Llama snapshot: its bf16 copies of `targets` are refreshed after a
-                   * restore (the ranges are then the fp32 masters); NULL otherwise */
+    Llama *llama; /* the model (one of the two): its bf16 copies of `targets` are refreshed */
+    ViT *vit;     /* after a restore (the ranges are then the fp32 masters) */
     unsigned targets;
 } Snapshot;
 

@@ -1,16 +1,21 @@
-/* A bf16 frozen base (llama_set_precision, core/model/llama_bf16.c): the same fine-tuning runs
- * in fp32 and bf16 (LoRA, LoRASC with noise, DoRA under the cascade) follow one loss
- * trajectory within the bf16 tolerance below; the cascade's fp32 masters hold the exact fp32
- * sum of many merges (against a double recomputation from the kept slow adapters, where
- * rounding each merge to bf16 would be far off); the bf16 copies are the masters rounded; a
- * run repeats bit for bit; snapshots restore masters and bf16 copies; checkpoints widen;
- * refusals (full training, a backend without matmul_bf16) are one sentence.
+/* A bf16 frozen base (llama_set_precision, vit_set_precision): the same fine-tuning runs in
+ * fp32 and bf16 (Llama: LoRA, LoRASC with noise, a DoRA cascade; ViT: LoRASC with noise, a
+ * DoRA cascade) follow one loss trajectory within the bf16 tolerance below; the cascade's
+ * fp32 masters hold the exact fp32 sum of many merges (against a double recomputation from
+ * the kept slow adapters, where rounding each merge to bf16 would be far off); the bf16
+ * copies are the masters rounded; a run repeats bit for bit; snapshots restore masters and
+ * bf16 copies; checkpoints widen; refusals (full training, a backend without matmul_bf16)
+ * are one sentence.
  *
  * The bf16 tolerance: every frozen matmul rounds its inputs to bf16 (2^-8 relative each), so
- * the losses of the two runs differ by about 1e-3 relative and drift apart slowly: measured
- * worst gaps over these 24-step runs 1.5e-3 (LoRA, LoRASC with noise) and 5.4e-3 (a DoRA
- * cascade, whose row norms see the rounded base); LOSS_RTOL = 2e-2 is the documented bound
- * (each case prints its own). */
+ * the losses of the two runs differ by about 1e-3 relative and drift apart slowly. The
+ * documented bound, at every step of these 24-step runs: |loss_bf16 - loss_fp32| <=
+ * LOSS_RTOL |loss_fp32| + LOSS_ATOL, 2e-2 relative plus 1e-2 nats (the absolute part for
+ * losses near 0, where a relative gap means little). Measured worst relative gaps: Llama
+ * 1.5e-3 (LoRA, LoRASC with noise), 5.4e-3 (a DoRA cascade, whose row norms see the
+ * rounded base); ViT printed by its case. A run that fits one small batch fast (a ViT at lr
+ * 2e-2 reached losses near 0.05) amplifies the gap along its steep descent (12% at a loss of
+ * 0.26): the cases train at rates where the curves are smooth. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -32,6 +37,7 @@
 
 enum { B = 2, T = 12, STEPS = 24 };
 #define LOSS_RTOL 2e-2
+#define LOSS_ATOL 1e-2
 
 static Backend *be;
 
@@ -105,22 +111,23 @@ static void trajectories(const char *name, const RunSpec *k) {
     base_model(&m, PRECISION_BF16);
     run(&m, k, again, NULL);
     llama_free(&m);
-    double worst = 0;
+    double worst = 0, worst_abs = 0;
     int differ = 0;
     for (int s = 0; s < STEPS; s++) {
         const double rel = fabs(l16[s] - l32[s]) / fabs(l32[s]);
         if (rel > worst) worst = rel;
+        if (fabs(l16[s] - l32[s]) > worst_abs) worst_abs = fabs(l16[s] - l32[s]);
         differ |= l16[s] != l32[s];
-        if (!(rel <= LOSS_RTOL))
-            fail_msg("%s: step %d loss bf16 %.6f vs fp32 %.6f (rel %.3g > %.3g)", name, s, l16[s],
-                     l32[s], rel, LOSS_RTOL);
+        if (!(fabs(l16[s] - l32[s]) <= LOSS_RTOL * fabs(l32[s]) + LOSS_ATOL))
+            fail_msg("%s: step %d loss bf16 %.6f vs fp32 %.6f (rel %.3g, tolerance %.3g rel + "
+                     "%.3g)", name, s, l16[s], l32[s], rel, LOSS_RTOL, LOSS_ATOL);
         if (memcmp(&again[s], &l16[s], sizeof again[s]) != 0)
             fail_msg("%s: bf16 rerun differs at step %d: %.9g vs %.9g", name, s, again[s], l16[s]);
     }
     assert_true(differ);
     assert_true(l16[STEPS - 1] < l16[0]); /* it trains */
-    printf("%-22s loss %.4f -> %.4f (fp32 %.4f -> %.4f), worst relative gap %.3g\n", name, l16[0],
-           l16[STEPS - 1], l32[0], l32[STEPS - 1], worst);
+    printf("%-22s loss %.4f -> %.4f (fp32 %.4f -> %.4f), worst relative gap %.3g, absolute %.3g\n",
+           name, l16[0], l16[STEPS - 1], l32[0], l32[STEPS - 1], worst, worst_abs);
 }
 
 static void test_lora_trajectory(void **state) {
@@ -137,6 +144,81 @@ static void test_lorasc_noise_trajectory(void **state) {
 static void test_dora_cascade_trajectory(void **state) {
     (void)state;
     trajectories("dora cascade", &(RunSpec){.method = "cascade", .experts = 3, .dora = 1});
+}
+
+/* ---- ViT: LoRASC with noise and a DoRA cascade, fp32 against bf16 ---- */
+
+static const ViTConfig k_vit = {.image_size = 8, .patch_size = 4, .channels = 2, .dim = 32,
+                                .n_layers = 2, .n_heads = 4, .mlp_dim = 64, .n_classes = 3,
+                                .norm_eps = 1e-5f, .gelu = GELU_ERF, .pre_norm = 0,
+                                .patch_bias = 1};
+enum { VB = 6 };
+
+static void vit_run(ModelPrecision p, const RunSpec *k, double *losses) {
+    ViT m;
+    assert_int_equal(vit_create(&m, be, &k_vit), LSC_OK);
+    vit_init_random(&m, 17);
+    if (vit_set_precision(&m, p) != LSC_OK) fail_msg("%s", error_last());
+    int in[LORA_NUM_TARGETS], out[LORA_NUM_TARGETS];
+    vit_lora_shapes(&k_vit, in, out);
+    const LoraConfig lc = {.rank = 4, .alpha = 8, .targets = LORA_DEFAULT_TARGETS | LORA_BIT(LORA_UP),
+                           .use_dora = k->dora};
+    FinetuneConfig cfg = {.total_steps = STEPS, .batch = VB, .seq = 1, .lora_plus_ratio = 1,
+                          .schedule = {.kind = SCHEDULE_LINEAR, .peak_lr = 5e-3f, .warmup_steps = 2},
+                          .adamw = adamw_default_config(), .seed = 93};
+    assert_int_equal(cascade_preset(k->method, &cfg.cascade), LSC_OK);
+    cfg.cascade.n_experts = k->experts;
+    cfg.cascade.alpha = k->alpha;
+    cfg.cascade.noise = k->noise;
+    LoraAdapters fast;
+    assert_int_equal(lora_create(&fast, be, &lc, k_vit.n_layers, in, out, cfg.seed), LSC_OK);
+    Finetune ft;
+    const FinetuneModel fm = finetune_model_vit(&m);
+    if (finetune_begin(&ft, &fm, &fast, &cfg) != LSC_OK) fail_msg("%s", error_last());
+    Real images[VB * 2 * 8 * 8];
+    int32_t labels[VB];
+    philox_uniform(images, sizeof images / sizeof images[0], 31, 5, -1.0, 1.0);
+    for (int b = 0; b < VB; b++) labels[b] = b % k_vit.n_classes;
+    const VitBatch batch = {.images = images, .labels = labels, .B = VB};
+    while (!finetune_done(&ft)) {
+        StepResult r;
+        const long step = ft.step;
+        if (finetune_step(&ft, &batch, &r, NULL) != LSC_OK) fail_msg("%s", error_last());
+        losses[step] = r.loss;
+        assert_true(finetune_after_step(&ft, NULL) >= 0);
+    }
+    finetune_end(&ft);
+    assert_int_equal(vit_attach_lora(&m, NULL), LSC_OK);
+    lora_free(&fast);
+    vit_free(&m);
+}
+
+static void vit_trajectories(const char *name, const RunSpec *k) {
+    double l32[STEPS], l16[STEPS], again[STEPS];
+    vit_run(PRECISION_FP32, k, l32);
+    vit_run(PRECISION_BF16, k, l16);
+    vit_run(PRECISION_BF16, k, again);
+    double worst = 0, worst_abs = 0;
+    for (int s = 0; s < STEPS; s++) {
+        const double rel = fabs(l16[s] - l32[s]) / fabs(l32[s]);
+        if (rel > worst) worst = rel;
+        if (fabs(l16[s] - l32[s]) > worst_abs) worst_abs = fabs(l16[s] - l32[s]);
+        if (!(fabs(l16[s] - l32[s]) <= LOSS_RTOL * fabs(l32[s]) + LOSS_ATOL))
+            fail_msg("%s: step %d loss bf16 %.6f vs fp32 %.6f (rel %.3g, tolerance %.3g rel + "
+                     "%.3g)", name, s, l16[s], l32[s], rel, LOSS_RTOL, LOSS_ATOL);
+        if (memcmp(&again[s], &l16[s], sizeof again[s]) != 0)
+            fail_msg("%s: bf16 rerun differs at step %d", name, s);
+    }
+    assert_true(l16[STEPS - 1] < l16[0]);
+    printf("%-22s loss %.4f -> %.4f (fp32 %.4f -> %.4f), worst relative gap %.3g, absolute %.3g\n",
+           name, l16[0], l16[STEPS - 1], l32[0], l32[STEPS - 1], worst, worst_abs);
+}
+
+static void test_vit_trajectories(void **state) {
+    (void)state;
+    vit_trajectories("vit lorasc + noise", &(RunSpec){.method = "lorasc", .experts = 4,
+                                                      .alpha = 0.5f, .noise = 1.0f});
+    vit_trajectories("vit dora cascade", &(RunSpec){.method = "cascade", .experts = 3, .dora = 1});
 }
 
 static Real *host_of(const Real *d, size_t n) {
@@ -313,6 +395,7 @@ int main(void) {
         cmocka_unit_test(test_lora_trajectory),
         cmocka_unit_test(test_lorasc_noise_trajectory),
         cmocka_unit_test(test_dora_cascade_trajectory),
+        cmocka_unit_test(test_vit_trajectories),
         cmocka_unit_test(test_masters_keep_the_merge_sum),
         cmocka_unit_test(test_snapshot_restores),
         cmocka_unit_test(test_widen_and_save),
