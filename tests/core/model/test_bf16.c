@@ -360,6 +360,37 @@ static void test_widen_and_save(void **state) {
     llama_free(&m), llama_free(&wide), llama_free(&loaded);
 }
 
+/* Cached decoding on a bf16 base (after a merge, so through refreshed masters) gives the
+ * full forward's logits at every position, to fp32 summation order. */
+static void test_decode(void **state) {
+    (void)state;
+    Llama m;
+    base_model(&m, PRECISION_BF16);
+    double losses[STEPS];
+    run(&m, &(RunSpec){.method = "lorasc", .experts = 2, .alpha = 0.5f, .noise = 1.0f}, losses,
+        NULL);
+    const int V = m.config.vocab_size;
+    int32_t tokens[T], targets[T];
+    fixture_batch(tokens, targets, 1, T, V, 42);
+    assert_int_equal(llama_forward(&m, tokens, NULL, 1, T), LSC_OK);
+    Real *full = host_of(m.acts.logits, (size_t)T * V);
+    LlamaDecoder d;
+    assert_int_equal(llama_decoder_create(&d, &m, 0), LSC_OK);
+    Real *row = malloc((size_t)V * sizeof *row);
+    double scale = 0, worst = 0;
+    for (int i = 0; i < T * V; i++) scale = fmax(scale, fabs((double)full[i]));
+    for (int t = 0; t < T; t++) {
+        assert_int_equal(llama_decoder_feed(&d, tokens + t, 1, row), LSC_OK);
+        for (int v = 0; v < V; v++)
+            worst = fmax(worst, fabs((double)row[v] - full[(size_t)t * V + v]) / scale);
+    }
+    printf("bf16 decoder vs full forward: worst |diff| / max|logit| %.3g\n", worst);
+    assert_true(worst < 1e-5);
+    llama_decoder_free(&d);
+    free(row), free(full);
+    llama_free(&m);
+}
+
 static void test_refusals(void **state) {
     (void)state;
     Llama m;
@@ -399,6 +430,7 @@ int main(void) {
         cmocka_unit_test(test_masters_keep_the_merge_sum),
         cmocka_unit_test(test_snapshot_restores),
         cmocka_unit_test(test_widen_and_save),
+        cmocka_unit_test(test_decode),
         cmocka_unit_test(test_refusals),
     };
     const int rc = cmocka_run_group_tests(tests, NULL, NULL);
