@@ -418,9 +418,20 @@ static void test_refusals(void **state) {
 int main(void) {
     char err[256];
     be = backend_create("cpu", 2, err, sizeof err);
-    if (!be || !be->matmul_bf16) {
-        printf("SKIP bf16: %s\n", be ? "this build has no matmul_bf16 (no oneDNN)" : err);
+    if (!be) {
+        printf("SKIP bf16: %s\n", err);
         return 77;
+    }
+    if (!be->matmul_bf16) { /* a build without oneDNN: bf16 is refused with one sentence */
+        Llama m;
+        base_model(&m, PRECISION_FP32);
+        const int rc = llama_set_precision(&m, PRECISION_BF16);
+        printf("no matmul_bf16 in this build: %s\n", error_last());
+        const int good = rc == LSC_ERR && strstr(error_last(), "oneDNN") &&
+                         m.precision == PRECISION_FP32;
+        llama_free(&m);
+        backend_destroy(be);
+        return good ? 0 : 1;
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lora_trajectory),
