@@ -180,9 +180,7 @@ void llama_free(Llama *m) {
 }
 
 int llama_clone(Llama *m, const Llama *src) {
-    if (src->precision != PRECISION_FP32)
-        return error_set("A bf16 Llama model cannot be cloned; clone it in fp32 and convert the "
-                         "copy (llama_set_precision).");
+    if (src->precision != PRECISION_FP32) return llama_clone_bf16(m, src);
     if (llama_create(m, src->be, &src->config) != LSC_OK) return LSC_ERR;
     src->be->copy(src->be, m->params, src->params, src->num_params * sizeof(Real));
     if (device_sync(src->be) != LSC_OK) {

@@ -138,7 +138,8 @@ typedef struct Llama {
 /* Allocates parameters (zeroed) for c on be. */
 int llama_create(Llama *m, Backend *be, const LlamaConfig *c);
 void llama_free(Llama *m);
-/* m = a copy of src on src's backend (weights only: no gradients, adapters or optimiser). */
+/* m = a copy of src on src's backend (weights only: no gradients, adapters or optimiser), in
+ * src's precision (a bf16 copy's masters are re-made from its bf16 values when needed). */
 int llama_clone(Llama *m, const Llama *src);
 
 /* ---- precision (core/model/llama_bf16.c) ----

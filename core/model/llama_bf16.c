@@ -127,6 +127,23 @@ int llama_set_precision(Llama *m, ModelPrecision p) {
     return to_bf16(m);
 }
 
+int llama_clone_bf16(Llama *m, const Llama *src) {
+    if (llama_create(m, src->be, &src->config) != LSC_OK) return LSC_ERR;
+    Backend *be = src->be;
+    for (int i = 0; i < LLAMA_NUM_PARAM_TENSORS; i++) {
+        if (!m->param_sizes[i]) continue;
+        if (src->w.tensors[i]) /* fp32, or a master (rounded below as the refresh would) */
+            be->copy(be, m->w.tensors[i], src->w.tensors[i], m->param_sizes[i] * sizeof(Real));
+        else
+            be->from_bf16(be, m->w.tensors[i], src->w16[i], m->param_sizes[i]);
+    }
+    if (device_sync(be) != LSC_OK || llama_set_precision(m, src->precision) != LSC_OK) {
+        llama_free(m);
+        return LSC_ERR;
+    }
+    return LSC_OK;
+}
+
 int llama_ensure_masters(Llama *m, unsigned targets) {
     if (m->precision != PRECISION_BF16) return LSC_OK;
     Backend *be = m->be;

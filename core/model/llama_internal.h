@@ -19,6 +19,9 @@ int llama_tensor_of_target(int target);
  * llama_linear (forward) or the plain transpose-free one (backward) would. */
 void llama_weight_matmul(Llama *m, Real *y, const Real *x, int tensor, int l, int rows,
                          int backward, int accumulate);
+/* llama_clone of a bf16 model: a bf16 copy (its matrices widened and rounded again, the same
+ * bits; masters re-made from them by llama_ensure_masters when needed). */
+int llama_clone_bf16(Llama *m, const Llama *src);
 /* Frees the bf16 block and the masters (llama_free). */
 void llama_free_bf16(Llama *m);
 /* The attached adapter of (layer, target) applied to the projection y = x W^T, if any. */

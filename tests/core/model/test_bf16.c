@@ -357,6 +357,20 @@ static void test_widen_and_save(void **state) {
         }
     }
     free(orig), free(a), free(b);
+    /* a clone of a bf16 model is bf16 with the same bits */
+    Llama copy;
+    assert_int_equal(llama_clone(&copy, &m), LSC_OK);
+    assert_int_equal(copy.precision, PRECISION_BF16);
+    for (int i = 0; i < LLAMA_NUM_PARAM_TENSORS; i++) {
+        if (!m.w16[i]) continue;
+        const size_t n = i == LLAMA_WCLS ? m.param_sizes[LLAMA_TOKEN_EMBEDDING] : m.param_sizes[i];
+        uint16_t *x = malloc(n * 2), *y = malloc(n * 2);
+        be->to_host(be, x, m.w16[i], n * 2);
+        be->to_host(be, y, copy.w16[i], n * 2);
+        if (memcmp(x, y, n * 2) != 0) fail_msg("clone: bf16 %s differs", llama_param_name(i));
+        free(x), free(y);
+    }
+    llama_free(&copy);
     llama_free(&m), llama_free(&wide), llama_free(&loaded);
 }
 
