@@ -56,7 +56,8 @@ if [ ! -x "$BIN" ]; then
     [ -e "$OB/libopenblas.so" ] && BLAS=(-L"$OB" -Wl,-rpath,"$OB" -lopenblas)
     grep -q matmul_dnnl "$BUILD/build.ninja" && BLAS+=(-DLORASC_HAVE_DNNL -ldnnl)
     gcc -std=c11 -O3 -march=native -fopenmp -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE \
-        -I"$ROOT" -I"$BUILD" "$ROOT/tests/bench/bench_llama.c" "$ROOT/tests/bench/gemm_peak.c" \
+        -I"$ROOT" -I"$BUILD" "$ROOT/tests/bench/bench_llama.c" "$ROOT/tests/bench/bench_shims.c" \
+        "$ROOT/tests/bench/gemm_peak.c" \
         "$BUILD/core/liblorasc_core.a" "$BUILD/kernels/liblorasc_kernels.a" "${BLAS[@]}" -lm \
         -o "$BIN" ||
         { echo "run_bench.sh: compiling bench_llama failed" >&2; exit 1; }
