@@ -80,6 +80,25 @@ struct Backend {
     void (*matmul)(Backend *be, Real *c, const Real *a, const Real *b, int M, int N, int K,
                    int trans_a, int trans_b, Real alpha, Real beta);
 
+    /* ---- bf16 storage (a frozen base held in bf16: ARCHITECTURE.md, "Devices and
+     * precision") ----
+     * A bf16 value is the upper half of an fp32's bits (uint16_t here, 2 bytes per element in
+     * the backend's memory). These three are NULL where the backend cannot run them (the
+     * double build; the CPU without oneDNN for matmul_bf16): callers refuse bf16 then.
+     * to_bf16 writes dst[i] = bf16(src[i]), round to nearest even; NaN stays NaN (quiet, sign
+     * kept), +-inf stays +-inf, finite values beyond the largest bf16 become +-inf.
+     * from_bf16 writes dst[i] = the fp32 value of src[i] (exact).
+     * matmul_bf16: c[M,N] (fp32) = alpha * bf16(a)[M,K] . op(w)[K,N] + beta * c, a fp32
+     * activations/gradients stored [M,K] (never transposed) and rounded to bf16 inside the op
+     * (scratch owned by the backend), w bf16 stored [K,N], or [N,K] when trans_w; products
+     * exact, accumulation in fp32. The two uses of a frozen weight W [out,in]:
+     *   forward  y = x W^T:  matmul_bf16(y, x, W, rows, out, in, 1, 1, 0)
+     *   backward dx = dy W:  matmul_bf16(dx, dy, W, rows, in, out, 0, 1, beta). */
+    void (*to_bf16)(Backend *be, uint16_t *dst, const Real *src, size_t n);
+    void (*from_bf16)(Backend *be, Real *dst, const uint16_t *src, size_t n);
+    void (*matmul_bf16)(Backend *be, Real *c, const Real *a, const uint16_t *w, int M, int N,
+                        int K, int trans_w, Real alpha, Real beta);
+
     /* ---- embedding ----
      * out[N,C] = table[tokens[n], :]; backward accumulates dtable[V,C] += scatter(dout). */
     void (*embedding_forward)(Backend *be, Real *out, const int32_t *tokens, const Real *table,

@@ -158,6 +158,15 @@ static int m_merge_adapter(lua_State *L) {
     return 0;
 }
 
+/* m:set_precision("fp32"|"bf16"): the precision of the frozen base (core/model/llama.h). */
+static int m_set_precision(lua_State *L) {
+    LModel *m = bind_check_model(L, 1);
+    static const char *const names[] = {"fp32", "bf16", NULL};
+    const int p = luaL_checkoption(L, 2, NULL, names);
+    if (llama_set_precision(&m->m, (ModelPrecision)p) != LSC_OK) return bind_error(L);
+    return 0;
+}
+
 static int m_config(lua_State *L) {
     const LlamaConfig *c = &bind_check_model(L, 1)->m.config;
     lua_createtable(L, 0, 10);
@@ -180,7 +189,7 @@ static int m_config(lua_State *L) {
 static int m_weights_finite(lua_State *L) {
     LModel *m = bind_check_model(L, 1);
     Backend *be = m->m.be;
-    const double sq = be->sum_squares(be, m->m.params, m->m.num_params);
+    const double sq = llama_weight_sum_squares(&m->m);
     if (device_sync(be) != LSC_OK) return bind_error(L); /* a failed device, not a divergence */
     lua_pushboolean(L, isfinite(sq));
     return 1;
@@ -217,6 +226,7 @@ int luaopen_lorasc_core_model(lua_State *L) {
                                        {"config", m_config},
                                        {"save_hf", m_save_hf},
                                        {"merge_adapter", m_merge_adapter},
+                                       {"set_precision", m_set_precision},
                                        {"num_params", m_num_params},
                                        {"weights_finite", m_weights_finite},
                                        {"close", m_close},

@@ -200,12 +200,21 @@ static int m_config(lua_State *L) {
     return 1;
 }
 
+/* m:set_precision("fp32"|"bf16"): the precision of the frozen base (core/model/vit.h). */
+static int m_set_precision(lua_State *L) {
+    LVit *m = bind_check_vit(L, 1);
+    static const char *const names[] = {"fp32", "bf16", NULL};
+    const int p = luaL_checkoption(L, 2, NULL, names);
+    if (vit_set_precision(&m->m, (ModelPrecision)p) != LSC_OK) return bind_error(L);
+    return 0;
+}
+
 /* m:weights_finite() -> true when every weight is finite (their sum of squares, in double,
  * is finite exactly then): a diverged run is failed, never scored. */
 static int m_weights_finite(lua_State *L) {
     LVit *m = bind_check_vit(L, 1);
     Backend *be = m->m.be;
-    const double sq = be->sum_squares(be, m->m.params, m->m.num_params);
+    const double sq = vit_weight_sum_squares(&m->m);
     if (device_sync(be) != LSC_OK) return bind_error(L); /* a failed device, not a divergence */
     lua_pushboolean(L, isfinite(sq));
     return 1;
@@ -400,6 +409,7 @@ int luaopen_lorasc_core_vit(lua_State *L) {
                                        {"save_hf", m_save_hf}, {"merge_adapter", m_merge_adapter},
                                        {"config", m_config},   {"num_params", m_num_params},
                                        {"weights_finite", m_weights_finite},
+                                       {"set_precision", m_set_precision},
                                        {"close", m_close},     {NULL, NULL}};
     static const luaL_Reg meta[] = {{"__gc", m_close}, {"__close", m_close},
                                     {"__tostring", m_tostring}, {NULL, NULL}};

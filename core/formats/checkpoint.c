@@ -27,7 +27,14 @@ static void write_model(ContainerWriter *w, const Llama *m) {
         if (!m->param_sizes[i]) continue;
         char name[CONTAINER_NAME_LEN];
         snprintf(name, sizeof name, "llama.%s", llama_param_name(i));
-        container_write_reals(w, m->be, name, m->w.tensors[i], m->param_sizes[i]);
+        Real *t; /* a bf16 base's matrices widened to fp32 on the fly */
+        int owned;
+        if (llama_tensor_fp32(m, i, &t, &owned) != LSC_OK) {
+            w->failed = 1;
+            continue;
+        }
+        container_write_reals(w, m->be, name, t, m->param_sizes[i]);
+        if (owned) m->be->free(m->be, t);
     }
 }
 

@@ -279,8 +279,14 @@ int hf_llama_save(const char *dir, const Llama *model, const HfLlamaSaveOptions 
         llama_tensor_shape(c, i, &rows, &cols);
         const int permuted = c->rope_style == ROPE_INTERLEAVED && (i == LLAMA_WQ || i == LLAMA_WK);
         const int heads = !permuted ? 0 : i == LLAMA_WQ ? c->n_heads : c->n_kv_heads;
-        host[i] = hf_llama_host_copy(model->be, model->w.tensors[i], model->param_sizes[i], heads,
-                                     HD, (int)cols);
+        Real *t; /* a bf16 base's matrices widened to fp32 on the fly */
+        int owned;
+        if (llama_tensor_fp32(model, i, &t, &owned) != LSC_OK) {
+            rc = error_set("Cannot save %s: %s", dir, error_last());
+            goto done;
+        }
+        host[i] = hf_llama_host_copy(model->be, t, model->param_sizes[i], heads, HD, (int)cols);
+        if (owned) model->be->free(model->be, t);
         if (!host[i]) {
             rc = error_set("Cannot save %s: %s", dir, error_last());
             goto done;

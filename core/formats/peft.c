@@ -561,6 +561,10 @@ int peft_merge(const char *dir, Llama *model) {
     LoraAdapters lora;
     if (peft_load(dir, model, &lora, model->be) != LSC_OK) return LSC_ERR;
     LoraAdapters *was = model->lora;
+    if (llama_ensure_masters(model, lora.config.targets) != LSC_OK) { /* a bf16 base */
+        lora_free(&lora);
+        return LSC_ERR;
+    }
     llama_attach_lora(model, &lora);
     llama_merge_lora(model, 1.0f);
     llama_attach_lora(model, was);
@@ -572,7 +576,8 @@ int peft_merge_vit(const char *dir, ViT *model) {
     LoraAdapters lora;
     if (peft_load_vit(dir, model, &lora, model->be) != LSC_OK) return LSC_ERR;
     LoraAdapters *was = model->lora;
-    int rc = vit_attach_lora(model, &lora);
+    int rc = vit_ensure_masters(model, lora.config.targets); /* a bf16 base */
+    if (rc == LSC_OK) rc = vit_attach_lora(model, &lora);
     if (rc == LSC_OK) {
         vit_merge_lora(model, 1.0f);
         rc = vit_attach_lora(model, was);

@@ -25,7 +25,14 @@ int vit_checkpoint_save(const char *path, const ViT *m) {
         if (m->param_sizes[t] == 0) continue;
         char name[CONTAINER_NAME_LEN];
         snprintf(name, sizeof name, "vit.%s", vit_param_name(t));
-        container_write_reals(&w, m->be, name, m->w.tensors[t], m->param_sizes[t]);
+        Real *data; /* a bf16 ViT's matrices widened to fp32 on the fly */
+        int owned;
+        if (vit_tensor_fp32(m, t, &data, &owned) != LSC_OK) {
+            w.failed = 1;
+            continue;
+        }
+        container_write_reals(&w, m->be, name, data, m->param_sizes[t]);
+        if (owned) m->be->free(m->be, data);
     }
     return container_write_end(&w);
 }

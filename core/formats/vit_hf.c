@@ -478,12 +478,22 @@ int vit_hf_save(const char *dir, const ViT *m, const ViTHfSaveOptions *opt) {
         rc = error_set("Out of memory saving %s.", dir);
         goto done;
     }
-    m->be->to_host(m->be, r, m->params, m->num_params * sizeof *r);
-    if ((rc = device_sync(m->be)) != LSC_OK) goto done;
+    /* every tensor to the host in tensor order (a bf16 ViT's matrices widened on the fly) */
+    size_t at = 0, offset[VIT_NUM_PARAM_TENSORS];
+    for (int t = 0; t < VIT_NUM_PARAM_TENSORS && rc == LSC_OK; t++) {
+        offset[t] = at;
+        Real *data;
+        int owned;
+        if ((rc = vit_tensor_fp32(m, t, &data, &owned)) != LSC_OK) break;
+        if (m->param_sizes[t]) m->be->to_host(m->be, r + at, data, m->param_sizes[t] * sizeof *r);
+        if ((rc = device_sync(m->be)) == LSC_OK && owned) m->be->free(m->be, data);
+        at += m->param_sizes[t];
+    }
+    if (rc != LSC_OK) goto done;
     for (size_t i = 0; i < m->num_params; i++) host[i] = (float)r[i];
     for (int t = 0; t < VIT_NUM_PARAM_TENSORS; t++) {
         if (!m->param_sizes[t]) continue;
-        const float *data = host + (m->w.tensors[t] - m->params);
+        const float *data = host + offset[t];
         int64_t shape[4];
         const int ndim = hf_shape(VIT_HF_VIT, c, t, shape);
         const char *mod = layer_module(VIT_HF_VIT, t);

@@ -11,6 +11,8 @@
  * the models */
 
 static int llama_attach(void *model, LoraAdapters *lora) {
+    /* a bf16 base: fp32 masters for the adapted matrices, which merges and noise write */
+    if (llama_ensure_masters(model, lora->config.targets) != LSC_OK) return LSC_ERR;
     llama_attach_lora(model, lora);
     return LSC_OK;
 }
@@ -28,8 +30,10 @@ static int llama_forward_backward(void *model, const void *batch, double *loss_d
     return rc;
 }
 
+/* the cascade writes through it: in bf16 the master, whose bf16 copy is refreshed before
+ * the next forward (so at every boundary, from the exact fp32 sum of the merges) */
 static Real *llama_weight(void *model, int layer, int target) {
-    return llama_target_weight(model, target, layer);
+    return llama_target_master(model, target, layer);
 }
 
 FinetuneModel finetune_model_llama(Llama *m) {
@@ -37,7 +41,10 @@ FinetuneModel finetune_model_llama(Llama *m) {
                            .forward_backward = llama_forward_backward, .weight = llama_weight};
 }
 
-static int vit_attach(void *model, LoraAdapters *lora) { return vit_attach_lora(model, lora); }
+static int vit_attach(void *model, LoraAdapters *lora) {
+    if (vit_ensure_masters(model, lora->config.targets) != LSC_OK) return LSC_ERR; /* bf16 */
+    return vit_attach_lora(model, lora);
+}
 
 static int vit_forward_backward(void *model, const void *batch, double *loss_dev) {
     ViT *m = model;
@@ -53,7 +60,7 @@ static int vit_forward_backward(void *model, const void *batch, double *loss_dev
 }
 
 static Real *vit_weight(void *model, int layer, int target) {
-    return vit_target_weight(model, target, layer);
+    return vit_target_master(model, target, layer);
 }
 
 FinetuneModel finetune_model_vit(ViT *m) {

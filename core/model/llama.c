@@ -147,6 +147,7 @@ int llama_create(Llama *m, Backend *be, const LlamaConfig *c) {
     m->be = be;
     llama_param_sizes(c, m->param_sizes);
     for (int i = 0; i < LLAMA_NUM_PARAM_TENSORS; i++) m->num_params += m->param_sizes[i];
+    m->params_len = m->num_params;
     m->params = be->alloc(be, m->num_params * sizeof(Real));
     const size_t rope_n = (size_t)c->seq_len * (size_t)(llama_head_dim(c) / 2);
     m->rope_cos = be->alloc(be, rope_n * sizeof(Real));
@@ -168,6 +169,7 @@ int llama_create(Llama *m, Backend *be, const LlamaConfig *c) {
 void llama_free(Llama *m) {
     Backend *be = m->be;
     if (be) {
+        llama_free_bf16(m);
         void *blocks[] = {m->params, m->grads, m->rope_cos, m->rope_sin, m->tokens, m->targets,
                           m->head_idx};
         for (size_t i = 0; i < sizeof blocks / sizeof blocks[0]; i++)
@@ -178,6 +180,7 @@ void llama_free(Llama *m) {
 }
 
 int llama_clone(Llama *m, const Llama *src) {
+    if (src->precision != PRECISION_FP32) return llama_clone_bf16(m, src);
     if (llama_create(m, src->be, &src->config) != LSC_OK) return LSC_ERR;
     src->be->copy(src->be, m->params, src->params, src->num_params * sizeof(Real));
     if (device_sync(src->be) != LSC_OK) {
@@ -208,6 +211,9 @@ void llama_init_random(Llama *m, uint64_t seed) {
 
 int llama_enable_full_grads(Llama *m) {
     if (m->grads) return LSC_OK;
+    if (m->precision != PRECISION_FP32)
+        return error_set("Full training needs every weight in fp32: a bf16 base is for LoRA, "
+                         "DoRA and the cascade; use precision = \"fp32\".");
     m->grads = m->be->alloc(m->be, m->num_params * sizeof(Real));
     if (!m->grads)
         return device_fail(m->be, "Out of memory allocating gradients for %zu parameters.",
@@ -299,14 +305,37 @@ void llama_linear(Backend *be, Real *y, const Real *x, const Real *w, int rows, 
     be->matmul(be, y, x, w, rows, out, in, 0, 1, 1, (Real)(accumulate ? 1 : 0));
 }
 
-Real *llama_target_weight(Llama *m, int target, int layer) {
+int llama_tensor_of_target(int target) {
     static const int tensor_of_target[LORA_NUM_TARGETS] = {
         [LORA_Q] = LLAMA_WQ,    [LORA_K] = LLAMA_WK,  [LORA_V] = LLAMA_WV,   [LORA_O] = LLAMA_WO,
         [LORA_GATE] = LLAMA_W1, [LORA_UP] = LLAMA_W3, [LORA_DOWN] = LLAMA_W2,
     };
-    const int tensor = tensor_of_target[target];
+    return tensor_of_target[target];
+}
+
+Real *llama_target_weight(Llama *m, int target, int layer) {
+    const int tensor = llama_tensor_of_target(target);
     const size_t per_layer = m->param_sizes[tensor] / (size_t)m->config.n_layers;
+    LSC_ASSERT(m->w.tensors[tensor] != NULL); /* bf16: a master, made by llama_ensure_masters */
     return llama_layer_slice(m->w.tensors[tensor], per_layer, layer);
+}
+
+void llama_weight_matmul(Llama *m, Real *y, const Real *x, int tensor, int l, int rows,
+                         int backward, int accumulate) {
+    Backend *be = m->be;
+    int64_t out, in;
+    llama_tensor_shape(&m->config, tensor, &out, &in);
+    const size_t per_layer = (size_t)out * (size_t)in;
+    const Real beta = (Real)(accumulate ? 1 : 0);
+    if (m->precision == PRECISION_BF16) {
+        const uint16_t *w = m->w16[tensor] + (size_t)l * per_layer;
+        if (backward) be->matmul_bf16(be, y, x, w, rows, (int)in, (int)out, 0, 1, beta);
+        else be->matmul_bf16(be, y, x, w, rows, (int)out, (int)in, 1, 1, beta);
+        return;
+    }
+    const Real *w = m->w.tensors[tensor] + (size_t)l * per_layer;
+    if (backward) be->matmul(be, y, x, w, rows, (int)in, (int)out, 0, 0, 1, beta);
+    else llama_linear(be, y, x, w, rows, (int)in, (int)out, accumulate);
 }
 
 void llama_lora_shapes(const LlamaConfig *c, int in_dim[LORA_NUM_TARGETS],
@@ -346,7 +375,7 @@ void llama_merge_lora(Llama *m, float sign) {
     LSC_ASSERT(lora->merged == (sign < 0));
     for (int l = 0; l < m->config.n_layers; l++)
         for (int t = 0; t < LORA_NUM_TARGETS; t++)
-            if (lora_enabled(lora, t)) lora_apply_to_weight(lora, llama_target_weight(m, t, l), l, t, sign);
+            if (lora_enabled(lora, t)) lora_apply_to_weight(lora, llama_target_master(m, t, l), l, t, sign);
     lora->merged = sign > 0;
 }
 
@@ -360,7 +389,8 @@ static int dora_active(const Llama *m, int target) {
 void llama_adapter_forward(Llama *m, Real *y, const Real *x, int l, int target, int rows) {
     if (!m->lora) return;
     lora_forward(m->lora, y, x, l, target, rows);
-    lora_magnitude_forward(m->lora, y, llama_target_weight(m, target, l), l, target, rows);
+    if (dora_active(m, target)) /* (the weight is read only then: bf16 keeps masters only) */
+        lora_magnitude_forward(m->lora, y, llama_target_weight(m, target, l), l, target, rows);
 }
 
 /* The backward of DoRA's output scaling for (layer, target): accumulates dm and returns the
@@ -384,15 +414,15 @@ static void adapter_backward(Llama *m, Real *dx, const Real *dy, const Real *x, 
 void llama_residual_projection(Llama *m, Real *out, const Real *resid, const Real *x, int l,
                                int target, int rows, int in, Real *proj) {
     Backend *be = m->be;
-    const int C = m->config.dim;
-    const Real *w = llama_target_weight(m, target, l);
+    const int C = m->config.dim, tensor = llama_tensor_of_target(target);
+    (void)in;
     if (!dora_active(m, target)) {
         be->copy(be, out, resid, (size_t)rows * C * sizeof(Real));
-        llama_linear(be, out, x, w, rows, in, C, 1);
+        llama_weight_matmul(m, out, x, tensor, l, rows, 0, 1);
         llama_adapter_forward(m, out, x, l, target, rows);
         return;
     }
-    llama_linear(be, proj, x, w, rows, in, C, 0);
+    llama_weight_matmul(m, proj, x, tensor, l, rows, 0, 0);
     llama_adapter_forward(m, proj, x, l, target, rows);
     be->residual_forward(be, out, resid, proj, (size_t)rows * C);
 }
@@ -426,8 +456,9 @@ static int forward(Llama *m, const int32_t *tokens, const int32_t *targets, int 
     if (check_tokens(m, tokens, targets, BT) != LSC_OK) return LSC_ERR;
     if (llama_reserve(m, B, T) != LSC_OK) return LSC_ERR;
     if (m->lora && !m->lora->merged && lora_reserve(m->lora, BT) != LSC_OK) return LSC_ERR;
+    llama_refresh_bf16(m);
 
-    const int C = c->dim, H = c->hidden_dim, L = c->n_layers, V = c->vocab_size;
+    const int C = c->dim, H = c->hidden_dim, L = c->n_layers;
     const int NH = c->n_heads, NKV = c->n_kv_heads, HD = llama_head_dim(c);
     const int qdim = NH * HD, kvdim = NKV * HD;
     const size_t BTC = (size_t)BT * C, BTH = (size_t)BT * H;
@@ -449,11 +480,11 @@ static int forward(Llama *m, const int32_t *tokens, const int32_t *targets, int 
 
         /* attention block: mid = x + attn(rope(xn Wq^T), rope(xn Wk^T), xn Wv^T) Wo^T */
         be->rmsnorm_forward(be, xn, rstd, x, llama_layer_slice(w[LLAMA_RMS_ATT], C, l), BT, C, c->norm_eps);
-        llama_linear(be, q, xn, llama_target_weight(m, LORA_Q, l), BT, C, qdim, 0);
+        llama_weight_matmul(m, q, xn, llama_tensor_of_target(LORA_Q), l, BT, 0, 0);
         llama_adapter_forward(m, q, xn, l, LORA_Q, BT);
-        llama_linear(be, k, xn, llama_target_weight(m, LORA_K, l), BT, C, kvdim, 0);
+        llama_weight_matmul(m, k, xn, llama_tensor_of_target(LORA_K), l, BT, 0, 0);
         llama_adapter_forward(m, k, xn, l, LORA_K, BT);
-        llama_linear(be, v, xn, llama_target_weight(m, LORA_V, l), BT, C, kvdim, 0);
+        llama_weight_matmul(m, v, xn, llama_tensor_of_target(LORA_V), l, BT, 0, 0);
         llama_adapter_forward(m, v, xn, l, LORA_V, BT);
         be->rope_forward(be, q, m->rope_cos, m->rope_sin, B, T, NH, HD, 0, c->rope_style);
         be->rope_forward(be, k, m->rope_cos, m->rope_sin, B, T, NKV, HD, 0, c->rope_style);
@@ -462,9 +493,9 @@ static int forward(Llama *m, const int32_t *tokens, const int32_t *targets, int 
 
         /* feed-forward block: out = mid + (silu(xn2 W1^T) * (xn2 W3^T)) W2^T */
         be->rmsnorm_forward(be, xn2, rstd2, mid, llama_layer_slice(w[LLAMA_RMS_FFN], C, l), BT, C, c->norm_eps);
-        llama_linear(be, gate, xn2, llama_target_weight(m, LORA_GATE, l), BT, C, H, 0);
+        llama_weight_matmul(m, gate, xn2, llama_tensor_of_target(LORA_GATE), l, BT, 0, 0);
         llama_adapter_forward(m, gate, xn2, l, LORA_GATE, BT);
-        llama_linear(be, up, xn2, llama_target_weight(m, LORA_UP, l), BT, C, H, 0);
+        llama_weight_matmul(m, up, xn2, llama_tensor_of_target(LORA_UP), l, BT, 0, 0);
         llama_adapter_forward(m, up, xn2, l, LORA_UP, BT);
         be->swiglu_forward(be, swi, gate, up, BTH);
         llama_residual_projection(m, out, mid, swi, l, LORA_DOWN, BT, H, a->proj);
@@ -476,7 +507,7 @@ static int forward(Llama *m, const int32_t *tokens, const int32_t *targets, int 
     m->n_loss_tokens = 0;
     m->head_rows = 0;
     if (!targets) {
-        llama_linear(be, a->logits, a->xn_final, w[LLAMA_WCLS], BT, C, V, 0);
+        llama_weight_matmul(m, a->logits, a->xn_final, LLAMA_WCLS, 0, BT, 0, 0);
         return device_sync(be); /* the end of a forward: a failed op surfaces here */
     }
     return head_loss_forward(m, targets, BT, T, sparse_ok, row_loss);
@@ -527,7 +558,7 @@ static int head_loss_forward(Llama *m, const int32_t *targets, int BT, int T, in
         x = a->proj;
         m->head_rows = count;
     }
-    llama_linear(be, a->logits, x, m->w.tensors[LLAMA_WCLS], rows, C, V, 0);
+    llama_weight_matmul(m, a->logits, x, LLAMA_WCLS, 0, rows, 0, 0);
     be->to_device(be, m->targets, sparse ? host_tgt : targets, (size_t)rows * sizeof(int32_t));
     be->cross_entropy_forward(be, a->losses, a->lse, a->logits, m->targets, rows, V);
     double sum = 0.0;
@@ -600,11 +631,11 @@ int llama_backward(Llama *m) {
     be->cross_entropy_backward(be, dlogits, a->logits, a->lse, m->targets, a->dloss, rows, V);
     weight_grad(m, full ? m->dw.tensors[LLAMA_WCLS] : NULL, dlogits, head_x, rows, C, V);
     if (m->head_rows) {
-        be->matmul(be, a->dq, dlogits, w[LLAMA_WCLS], rows, C, V, 0, 0, 1, 0); /* scratch [rows, C] */
+        llama_weight_matmul(m, a->dq, dlogits, LLAMA_WCLS, 0, rows, 1, 0); /* scratch [rows, C] */
         be->zero(be, a->dxn, BTC * sizeof(Real));
         be->embedding_backward(be, a->dxn, a->dq, m->head_idx, rows, C);
     } else {
-        be->matmul(be, a->dxn, dlogits, w[LLAMA_WCLS], BT, C, V, 0, 0, 1, 0); /* dxn = dlogits Wcls */
+        llama_weight_matmul(m, a->dxn, dlogits, LLAMA_WCLS, 0, BT, 1, 0); /* dxn = dlogits Wcls */
     }
     be->zero(be, a->dresid, BTC * sizeof(Real));
     be->rmsnorm_backward(be, a->dresid, full ? m->dw.tensors[LLAMA_RMS_FINAL] : NULL, a->dxn,
@@ -623,7 +654,7 @@ int llama_backward(Llama *m) {
         /* out = mid + proj, proj = swi W2^T (DoRA-scaled): d(mid) += d(out) (kept in dresid),
          * dswi = dproj W2 with dproj = d(out), or d(out) (.) m/n under DoRA (in a->proj) */
         const Real *dproj = magnitude_backward(m, a->proj, dresid, l, LORA_DOWN, BT);
-        be->matmul(be, a->dswi, dproj, llama_target_weight(m, LORA_DOWN, l), BT, H, C, 0, 0, 1, 0);
+        llama_weight_matmul(m, a->dswi, dproj, LLAMA_W2, l, BT, 1, 0);
         weight_grad(m, grad_slice(m, LLAMA_W2, l), dproj, swi, BT, H, C);
         adapter_backward(m, a->dswi, dproj, swi, l, LORA_DOWN, BT);
         /* swi = silu(gate) * up */
@@ -631,8 +662,8 @@ int llama_backward(Llama *m) {
         /* gate = xn2 W1^T, up = xn2 W3^T (DoRA scaling undone in place): dxn2 = dgate W1 + dup W3 */
         const Real *dgate = magnitude_backward(m, a->dgate, a->dgate, l, LORA_GATE, BT);
         const Real *dup = magnitude_backward(m, a->dup, a->dup, l, LORA_UP, BT);
-        be->matmul(be, a->dxn, dgate, llama_target_weight(m, LORA_GATE, l), BT, C, H, 0, 0, 1, 0);
-        be->matmul(be, a->dxn, dup, llama_target_weight(m, LORA_UP, l), BT, C, H, 0, 0, 1, 1);
+        llama_weight_matmul(m, a->dxn, dgate, LLAMA_W1, l, BT, 1, 0);
+        llama_weight_matmul(m, a->dxn, dup, LLAMA_W3, l, BT, 1, 1);
         weight_grad(m, grad_slice(m, LLAMA_W1, l), dgate, xn2, BT, C, H);
         weight_grad(m, grad_slice(m, LLAMA_W3, l), dup, xn2, BT, C, H);
         adapter_backward(m, a->dxn, dgate, xn2, l, LORA_GATE, BT);
@@ -643,7 +674,7 @@ int llama_backward(Llama *m) {
 
         /* mid = x + proj, proj = atty Wo^T (DoRA-scaled): d(x) += d(mid), datty = dproj Wo */
         dproj = magnitude_backward(m, a->proj, dresid, l, LORA_O, BT);
-        be->matmul(be, a->datty, dproj, llama_target_weight(m, LORA_O, l), BT, qdim, C, 0, 0, 1, 0);
+        llama_weight_matmul(m, a->datty, dproj, LLAMA_WO, l, BT, 1, 0);
         weight_grad(m, grad_slice(m, LLAMA_WO, l), dproj, atty, BT, qdim, C);
         adapter_backward(m, a->datty, dproj, atty, l, LORA_O, BT);
         be->attention_backward(be, a->dq, a->dk, a->dv, a->datt, a->datty, q, k, v, att, B, T, NH,
@@ -659,9 +690,9 @@ int llama_backward(Llama *m) {
          * its three input-gradient GEMMs and the rmsnorm backward are skipped. */
         const int need_dx = full || l > 0;
         if (need_dx) {
-            be->matmul(be, a->dxn, dq, llama_target_weight(m, LORA_Q, l), BT, C, qdim, 0, 0, 1, 0);
-            be->matmul(be, a->dxn, dk, llama_target_weight(m, LORA_K, l), BT, C, kvdim, 0, 0, 1, 1);
-            be->matmul(be, a->dxn, dv, llama_target_weight(m, LORA_V, l), BT, C, kvdim, 0, 0, 1, 1);
+            llama_weight_matmul(m, a->dxn, dq, LLAMA_WQ, l, BT, 1, 0);
+            llama_weight_matmul(m, a->dxn, dk, LLAMA_WK, l, BT, 1, 1);
+            llama_weight_matmul(m, a->dxn, dv, LLAMA_WV, l, BT, 1, 1);
         }
         weight_grad(m, grad_slice(m, LLAMA_WQ, l), dq, xn, BT, C, qdim);
         weight_grad(m, grad_slice(m, LLAMA_WK, l), dk, xn, BT, C, kvdim);

@@ -14,6 +14,7 @@
 
 #include "core/base/arena.h"
 #include "core/model/lora.h"
+#include "core/model/precision.h"
 #include "kernels/backend.h"
 
 typedef struct LlamaConfig {
@@ -127,13 +128,45 @@ typedef struct Llama {
                                    * targets writes its mean loss there and reads nothing back
                                    * (mean_loss is then NaN), and neither it nor the backward
                                    * waits for the device (a training step between logs) */
+    /* A bf16 frozen base (llama_set_precision; core/model/llama_bf16.c). In bf16 the 2-D
+     * matrices (wq wk wv wo w1 w2 w3 and the classifier) live in w16, their fp32 tensors in
+     * w are NULL except the fp32 masters of adapted targets (separate blocks, made by
+     * llama_ensure_masters), and params holds the embedding and norm weights only. */
+    ModelPrecision precision;
+    uint16_t *w16[LLAMA_NUM_PARAM_TENSORS]; /* NULL for the vectors and in fp32 */
+    uint16_t *base16;             /* the block w16 points into */
+    size_t params_len;            /* Reals in params (num_params in fp32) */
+    unsigned stale;               /* LORA_BIT of targets whose bf16 copy lags its master */
 } Llama;
 
 /* Allocates parameters (zeroed) for c on be. */
 int llama_create(Llama *m, Backend *be, const LlamaConfig *c);
 void llama_free(Llama *m);
-/* m = a copy of src on src's backend (weights only: no gradients, adapters or optimiser). */
+/* m = a copy of src on src's backend (weights only: no gradients, adapters or optimiser), in
+ * src's precision (a bf16 copy's masters are re-made from its bf16 values when needed). */
 int llama_clone(Llama *m, const Llama *src);
+
+/* ---- precision (core/model/llama_bf16.c) ----
+ * PRECISION_BF16: rounds the matrices to bf16 (round to nearest even) and frees their fp32
+ * storage; the frozen matmuls then run bf16 x bf16 with fp32 accumulation (matmul_bf16),
+ * everything else stays fp32. Refused (one sentence) on a backend without matmul_bf16, with
+ * full gradients on, or with adapters attached. Back to PRECISION_FP32 widens every matrix
+ * (exactly: the model stays the bf16-rounded one). */
+int llama_set_precision(Llama *m, ModelPrecision p);
+/* bf16: gives each target of the LORA_BIT mask an fp32 master (the bf16 values widened,
+ * exactly), which merges and noise write and llama_target_weight returns; a no-op in fp32
+ * and for targets that have one. */
+int llama_ensure_masters(Llama *m, unsigned targets);
+/* The writable master of a target (llama_target_weight) marked stale: its bf16 copy is
+ * refreshed from it before the next forward. What the cascade writes through. */
+Real *llama_target_master(Llama *m, int target, int layer);
+/* bf16: rounds the stale masters into their bf16 copies (forwards call it); no-op in fp32. */
+void llama_refresh_bf16(Llama *m);
+/* Tensor `tensor` in fp32 on the device: *ptr = the model's own (owned = 0), or, for a
+ * bf16-only matrix, a fresh widened copy the caller frees with be->free (owned = 1). */
+int llama_tensor_fp32(const Llama *m, int tensor, Real **ptr, int *owned);
+/* Sum of squares (double) of every weight that can change (fp32 block and masters). */
+double llama_weight_sum_squares(Llama *m);
 
 /* Random initialisation for pretraining: normal(0, 0.02) matrices, ones for norm weights. */
 void llama_init_random(Llama *m, uint64_t seed);
@@ -151,7 +184,8 @@ void llama_init_lora_magnitudes(Llama *m);
 /* The (in, out) dimensions of each LoRA target for this model. */
 void llama_lora_shapes(const LlamaConfig *c, int in_dim[LORA_NUM_TARGETS],
                        int out_dim[LORA_NUM_TARGETS]);
-/* The base weight [L, out, in] that target t adapts (layer l's slice is at l*out*in). */
+/* The base weight [L, out, in] that target t adapts (layer l's slice is at l*out*in); in
+ * bf16 its fp32 master (the target must have one: llama_ensure_masters). */
 Real *llama_target_weight(Llama *m, int target, int layer);
 /* Merge every adapter into the base (sign +1) or take it out again (sign -1): s*B*A for LoRA,
  * the rule in core/model/lora.h for DoRA. */

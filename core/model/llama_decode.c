@@ -64,11 +64,12 @@ static int decoder_chunk(LlamaDecoder *d, const int32_t *tokens, int n) {
     Llama *m = d->m;
     const LlamaConfig *c = &m->config;
     Backend *be = m->be;
-    const int C = c->dim, H = c->hidden_dim, V = c->vocab_size, pos = d->pos;
+    const int C = c->dim, H = c->hidden_dim, pos = d->pos;
     const int NH = c->n_heads, NKV = c->n_kv_heads, HD = llama_head_dim(c);
     const int qdim = NH * HD, kvdim = NKV * HD;
     Real *const *w = m->w.tensors;
     if (m->lora && !m->lora->merged && lora_reserve(m->lora, n) != LSC_OK) return LSC_ERR;
+    llama_refresh_bf16(m);
 
     be->to_device(be, d->tokens, tokens, (size_t)n * sizeof(int32_t));
     be->embedding_forward(be, d->x, d->tokens, w[LLAMA_TOKEN_EMBEDDING], n, C);
@@ -78,11 +79,11 @@ static int decoder_chunk(LlamaDecoder *d, const int32_t *tokens, int n) {
         /* attention block (llama.c: mid = x + attn(...) Wo^T), new keys/values into the cache */
         be->rmsnorm_forward(be, d->xn, d->mid, d->x, llama_layer_slice(w[LLAMA_RMS_ATT], C, l), n, C,
                             c->norm_eps); /* mid holds rstd here: it is free until the residual */
-        llama_linear(be, d->q, d->xn, llama_target_weight(m, LORA_Q, l), n, C, qdim, 0);
+        llama_weight_matmul(m, d->q, d->xn, llama_tensor_of_target(LORA_Q), l, n, 0, 0);
         llama_adapter_forward(m, d->q, d->xn, l, LORA_Q, n);
-        llama_linear(be, knew, d->xn, llama_target_weight(m, LORA_K, l), n, C, kvdim, 0);
+        llama_weight_matmul(m, knew, d->xn, llama_tensor_of_target(LORA_K), l, n, 0, 0);
         llama_adapter_forward(m, knew, d->xn, l, LORA_K, n);
-        llama_linear(be, vnew, d->xn, llama_target_weight(m, LORA_V, l), n, C, kvdim, 0);
+        llama_weight_matmul(m, vnew, d->xn, llama_tensor_of_target(LORA_V), l, n, 0, 0);
         llama_adapter_forward(m, vnew, d->xn, l, LORA_V, n);
         be->rope_forward(be, d->q, m->rope_cos, m->rope_sin, 1, n, NH, HD, pos, c->rope_style);
         be->rope_forward(be, knew, m->rope_cos, m->rope_sin, 1, n, NKV, HD, pos, c->rope_style);
@@ -91,9 +92,9 @@ static int decoder_chunk(LlamaDecoder *d, const int32_t *tokens, int n) {
         /* feed-forward block: x = mid + (silu(xn W1^T) * (xn W3^T)) W2^T */
         be->rmsnorm_forward(be, d->xn, d->x, d->mid, llama_layer_slice(w[LLAMA_RMS_FFN], C, l), n,
                             C, c->norm_eps); /* x holds rstd: it is rewritten below */
-        llama_linear(be, d->gate, d->xn, llama_target_weight(m, LORA_GATE, l), n, C, H, 0);
+        llama_weight_matmul(m, d->gate, d->xn, llama_tensor_of_target(LORA_GATE), l, n, 0, 0);
         llama_adapter_forward(m, d->gate, d->xn, l, LORA_GATE, n);
-        llama_linear(be, d->up, d->xn, llama_target_weight(m, LORA_UP, l), n, C, H, 0);
+        llama_weight_matmul(m, d->up, d->xn, llama_tensor_of_target(LORA_UP), l, n, 0, 0);
         llama_adapter_forward(m, d->up, d->xn, l, LORA_UP, n);
         be->swiglu_forward(be, d->gate, d->gate, d->up, (size_t)n * H);
         llama_residual_projection(m, d->x, d->mid, d->gate, l, LORA_DOWN, n, H, d->proj);
@@ -101,7 +102,7 @@ static int decoder_chunk(LlamaDecoder *d, const int32_t *tokens, int n) {
     /* the last row only: final norm and classifier */
     const Real *last = d->x + (size_t)(n - 1) * C;
     be->rmsnorm_forward(be, d->xn, d->mid, last, w[LLAMA_RMS_FINAL], 1, C, c->norm_eps);
-    llama_linear(be, d->logits, d->xn, w[LLAMA_WCLS], 1, C, V, 0);
+    llama_weight_matmul(m, d->logits, d->xn, LLAMA_WCLS, 0, 1, 0, 0);
     d->pos += n;
     return LSC_OK;
 }

@@ -11,6 +11,19 @@ Real *llama_layer_slice(Real *stacked, size_t per_layer, int l);
 /* y[rows,out] (=, or += when accumulate) x[rows,in] W^T */
 void llama_linear(Backend *be, Real *y, const Real *x, const Real *w, int rows, int in, int out,
                   int accumulate);
+/* The tensor (LLAMA_WQ ...) that LoRA target t adapts. */
+int llama_tensor_of_target(int target);
+/* With W the [out,in] slice of `tensor` for layer l (l = 0 for the classifier), in the
+ * model's precision: y[rows,out] = x W^T (forward), or y[rows,in] = x W (backward, x the
+ * output's gradient); written, or added to y when accumulate. fp32 runs exactly the matmul
+ * llama_linear (forward) or the plain transpose-free one (backward) would. */
+void llama_weight_matmul(Llama *m, Real *y, const Real *x, int tensor, int l, int rows,
+                         int backward, int accumulate);
+/* llama_clone of a bf16 model: a bf16 copy (its matrices widened and rounded again, the same
+ * bits; masters re-made from them by llama_ensure_masters when needed). */
+int llama_clone_bf16(Llama *m, const Llama *src);
+/* Frees the bf16 block and the masters (llama_free). */
+void llama_free_bf16(Llama *m);
 /* The attached adapter of (layer, target) applied to the projection y = x W^T, if any. */
 void llama_adapter_forward(Llama *m, Real *y, const Real *x, int l, int target, int rows);
 /* out[rows,C] = resid + x W^T (+ adapter) for the o / down projections; proj [rows, C] is

@@ -44,6 +44,8 @@ static int snapshot_take(Snapshot *s, Backend *be, Real *const *ptr, const size_
 
 int snapshot_llama(Snapshot *s, Llama *m, unsigned targets) {
     int in[LORA_NUM_TARGETS], out[LORA_NUM_TARGETS], n = 0;
+    memset(s, 0, sizeof *s);
+    if (llama_ensure_masters(m, targets) != LSC_OK) return LSC_ERR;
     Real *ptr[LORA_NUM_TARGETS];
     size_t len[LORA_NUM_TARGETS];
     llama_lora_shapes(&m->config, in, out);
@@ -52,11 +54,16 @@ int snapshot_llama(Snapshot *s, Llama *m, unsigned targets) {
         ptr[n] = llama_target_weight(m, t, 0); /* a target's layers are one stacked tensor */
         len[n++] = (size_t)m->config.n_layers * (size_t)in[t] * (size_t)out[t];
     }
-    return snapshot_take(s, m->be, ptr, len, n);
+    if (snapshot_take(s, m->be, ptr, len, n) != LSC_OK) return LSC_ERR;
+    s->llama = m;
+    s->targets = targets;
+    return LSC_OK;
 }
 
 int snapshot_vit(Snapshot *s, ViT *m, unsigned targets, int head) {
     int in[LORA_NUM_TARGETS], out[LORA_NUM_TARGETS], n = 0;
+    memset(s, 0, sizeof *s);
+    if (vit_ensure_masters(m, targets) != LSC_OK) return LSC_ERR;
     Real *ptr[LORA_NUM_TARGETS + 1];
     size_t len[LORA_NUM_TARGETS + 1];
     vit_lora_shapes(&m->config, in, out);
@@ -70,7 +77,10 @@ int snapshot_vit(Snapshot *s, ViT *m, unsigned targets, int head) {
         ptr[n] = m->head_params;
         len[n++] = m->head_size;
     }
-    return snapshot_take(s, m->be, ptr, len, n);
+    if (snapshot_take(s, m->be, ptr, len, n) != LSC_OK) return LSC_ERR;
+    s->vit = m;
+    s->targets = targets;
+    return LSC_OK;
 }
 
 int snapshot_restore(const Snapshot *s) {
@@ -81,6 +91,8 @@ int snapshot_restore(const Snapshot *s) {
         be->copy(be, s->ptr[i], s->block + at, s->len[i] * sizeof(Real));
         at += s->len[i];
     }
+    if (s->llama && s->llama->precision == PRECISION_BF16) s->llama->stale |= s->targets;
+    if (s->vit && s->vit->precision == PRECISION_BF16) s->vit->stale |= s->targets;
     return device_sync(be);
 }
 

@@ -19,9 +19,13 @@ typedef struct Snapshot {
     Real **ptr;   /* [n] where each range lives in the model */
     size_t *len;  /* [n] its length in Reals */
     size_t total; /* sum of len */
+    Llama *llama; /* the model (one of the two): its bf16 copies of `targets` are refreshed */
+    ViT *vit;     /* after a restore (the ranges are then the fp32 masters) */
+    unsigned targets;
 } Snapshot;
 
-/* Saves the weights of the targets (a LORA_BIT mask) of every layer of m. */
+/* Saves the weights of the targets (a LORA_BIT mask) of every layer of m; for a bf16 base,
+ * their fp32 masters (made first if missing), and a restore marks their bf16 copies stale. */
 int snapshot_llama(Snapshot *s, Llama *m, unsigned targets);
 /* Saves the targets of every layer of m (LORA_GATE, no ViT matrix, is ignored) and, when
  * head is 1, the classification head. */

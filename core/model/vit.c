@@ -115,6 +115,7 @@ int vit_create(ViT *m, Backend *be, const ViTConfig *c) {
     m->be = be;
     vit_param_sizes(c, m->param_sizes);
     for (int i = 0; i < VIT_NUM_PARAM_TENSORS; i++) m->num_params += m->param_sizes[i];
+    m->params_len = m->num_params;
     m->head_size = m->param_sizes[VIT_HEAD_W] + m->param_sizes[VIT_HEAD_B];
     m->params = be->alloc(be, m->num_params * sizeof(Real));
     m->head_grad_own = be->alloc(be, m->head_size * sizeof(Real));
@@ -131,9 +132,12 @@ int vit_create(ViT *m, Backend *be, const ViTConfig *c) {
     return LSC_OK;
 }
 
+void vit_free_bf16(ViT *m); /* vit_bf16.c */
+
 void vit_free(ViT *m) {
     Backend *be = m->be;
     if (be) {
+        vit_free_bf16(m);
         void *blocks[] = {m->params, m->grads, m->head_grad_own, m->labels};
         for (size_t i = 0; i < sizeof blocks / sizeof blocks[0]; i++)
             if (blocks[i]) be->free(be, blocks[i]);
@@ -181,16 +185,21 @@ int vit_init_head(ViT *m, uint64_t seed) {
     return device_sync(m->be);
 }
 
-/* m = a model of config c on src's backend holding src's weights, the head too if copy_head. */
+/* m = a model of config c on src's backend holding src's weights, the head too if copy_head.
+ * A bf16 src gives a bf16 copy: its matrices widened and rounded again (the same bits), its
+ * masters re-made from them by vit_ensure_masters when needed. */
 static int clone_weights(ViT *m, const ViT *src, const ViTConfig *c, int copy_head) {
     if (vit_create(m, src->be, c) != LSC_OK) return LSC_ERR;
     Backend *be = src->be;
     for (int t = 0; t < VIT_NUM_PARAM_TENSORS; t++) {
         if (m->param_sizes[t] == 0) continue;
         if (!copy_head && (t == VIT_HEAD_W || t == VIT_HEAD_B)) continue;
-        be->copy(be, m->w.tensors[t], src->w.tensors[t], m->param_sizes[t] * sizeof(Real));
+        if (src->w.tensors[t])
+            be->copy(be, m->w.tensors[t], src->w.tensors[t], m->param_sizes[t] * sizeof(Real));
+        else
+            be->from_bf16(be, m->w.tensors[t], src->w16[t], m->param_sizes[t]);
     }
-    if (device_sync(be) != LSC_OK) {
+    if (device_sync(be) != LSC_OK || vit_set_precision(m, src->precision) != LSC_OK) {
         vit_free(m);
         return LSC_ERR;
     }
@@ -212,6 +221,9 @@ int vit_clone_new_head(ViT *m, const ViT *src, int n_classes, uint64_t head_seed
 
 int vit_enable_full_grads(ViT *m) {
     if (m->grads) return LSC_OK;
+    if (m->precision != PRECISION_FP32)
+        return error_set("Full training needs every weight in fp32: a bf16 base is for LoRA, "
+                         "DoRA and the cascade; use precision = \"fp32\".");
     m->grads = m->be->alloc(m->be, m->num_params * sizeof(Real));
     if (!m->grads)
         return device_fail(m->be, "Out of memory allocating gradients for %zu ViT parameters.",
@@ -291,6 +303,8 @@ static const int tensor_of_target[LORA_NUM_TARGETS] = {
     [LORA_GATE] = -1,  [LORA_UP] = VIT_W1, [LORA_DOWN] = VIT_W2,
 };
 
+int vit_tensor_of_target(int target) { return tensor_of_target[target]; }
+
 Real *vit_target_weight(ViT *m, int target, int layer) {
     const int tensor = tensor_of_target[target];
     if (tensor < 0) return NULL;
@@ -344,19 +358,28 @@ void vit_merge_lora(ViT *m, float sign) {
     for (int l = 0; l < m->config.n_layers; l++)
         for (int t = 0; t < LORA_NUM_TARGETS; t++)
             if (lora_enabled(lora, t))
-                lora_apply_to_weight(lora, vit_target_weight(m, t, l), l, t, sign);
+                lora_apply_to_weight(lora, vit_target_master(m, t, l), l, t, sign);
     lora->merged = sign > 0;
 }
 
 static int adapters_active(const ViT *m) { return m->lora && !m->lora->merged; }
+
+/* The bf16 slice of target's matrix for layer l. */
+static const uint16_t *vit_target_w16(const ViT *m, int target, int l) {
+    const int tensor = tensor_of_target[target];
+    return m->w16[tensor] + (size_t)l * (m->param_sizes[tensor] / (size_t)m->config.n_layers);
+}
 
 /* y[rows,out] = x[rows,in] W^T (+ adapter, DoRA scaling) + bias: the per-slot sequence of
  * core/model/lora.h, the bias last (PEFT adds the base layer's bias outside DoRA's scaling). */
 static void linear_forward(ViT *m, Real *y, const Real *x, int l, int target, const Real *bias,
                            int rows, int in, int out) {
     Backend *be = m->be;
-    const Real *w = vit_target_weight(m, target, l);
-    be->matmul(be, y, x, w, rows, out, in, 0, 1, 1, 0);
+    const Real *w = vit_target_weight(m, target, l); /* bf16: a master, or NULL */
+    if (m->precision == PRECISION_BF16)
+        be->matmul_bf16(be, y, x, vit_target_w16(m, target, l), rows, out, in, 1, 1, 0);
+    else
+        be->matmul(be, y, x, w, rows, out, in, 0, 1, 1, 0);
     if (adapters_active(m)) {
         lora_forward(m->lora, y, x, l, target, rows);
         lora_magnitude_forward(m->lora, y, w, l, target, rows);
@@ -374,8 +397,12 @@ static void linear_backward(ViT *m, Real *dx, Real *dy, const Real *x, int l, in
     const Real *g = dy;
     if (adapters_active(m) && lora_has_magnitude(m->lora, target))
         g = lora_magnitude_backward(m->lora, dy, dy, l, target, rows);
-    be->matmul(be, dx, g, vit_target_weight(m, target, l), rows, in, out, 0, 0, 1,
-               (Real)(accumulate ? 1 : 0));
+    if (m->precision == PRECISION_BF16)
+        be->matmul_bf16(be, dx, g, vit_target_w16(m, target, l), rows, in, out, 0, 1,
+                        (Real)(accumulate ? 1 : 0));
+    else
+        be->matmul(be, dx, g, vit_target_weight(m, target, l), rows, in, out, 0, 0, 1,
+                   (Real)(accumulate ? 1 : 0));
     if (dw) be->matmul(be, dw, g, x, out, in, rows, 1, 0, 1, 1);
     if (adapters_active(m)) lora_backward(m->lora, dx, g, x, l, target, rows);
 }
@@ -397,6 +424,7 @@ int vit_forward(ViT *m, const Real *images, const int32_t *labels, int B) {
     const int CPP = c->channels * P * P;
     if (vit_reserve(m, B) != LSC_OK) return LSC_ERR;
     if (adapters_active(m) && lora_reserve(m->lora, BT) != LSC_OK) return LSC_ERR;
+    vit_refresh_bf16(m);
     const size_t BTD = (size_t)BT * D, BTM = (size_t)BT * M, attn = (size_t)B * NH * T * T;
     ViTActs *a = &m->acts;
     Real *const *w = m->w.tensors;

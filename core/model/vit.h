@@ -23,6 +23,7 @@
 
 #include "core/base/arena.h"
 #include "core/model/lora.h"
+#include "core/model/precision.h"
 #include "kernels/backend.h"
 
 typedef struct ViTConfig {
@@ -152,7 +153,32 @@ typedef struct ViT {
     double *loss_out;             /* backend memory, or NULL (default): as Llama's loss_out (a
                                    * training step's mean loss stays on the device) */
     Real *head_grad_own;          /* private: the LoRA-mode head gradient block */
+    /* A bf16 frozen base (vit_set_precision; core/model/vit_bf16.c): the encoder matrices
+     * (wq wk wv wo w1 w2) in w16, their fp32 tensors in w NULL except the fp32 masters of
+     * adapted targets (separate blocks); params holds the rest (patch embedding, biases,
+     * norms, head). */
+    ModelPrecision precision;
+    uint16_t *w16[VIT_NUM_PARAM_TENSORS];
+    uint16_t *base16;
+    size_t params_len;            /* Reals in params (num_params in fp32) */
+    unsigned stale;               /* LORA_BIT of targets whose bf16 copy lags its master */
 } ViT;
+
+/* ---- precision (core/model/vit_bf16.c), as for a Llama (core/model/llama.h) ----
+ * bf16: the encoder matrices rounded to bf16, used through matmul_bf16; refused with full
+ * gradients, adapters attached, or a backend without matmul_bf16. fp32 widens back. */
+int vit_set_precision(ViT *m, ModelPrecision p);
+/* bf16: fp32 masters (the bf16 values widened) for the targets of the LORA_BIT mask. */
+int vit_ensure_masters(ViT *m, unsigned targets);
+/* The writable master of a target, its bf16 copy marked stale (refreshed before a forward). */
+Real *vit_target_master(ViT *m, int target, int layer);
+void vit_refresh_bf16(ViT *m);
+/* Tensor `tensor` in fp32: the model's own (owned 0) or a widened copy to free (owned 1). */
+int vit_tensor_fp32(const ViT *m, int tensor, Real **ptr, int *owned);
+/* Sum of squares of every weight that can change (fp32 block and masters). */
+double vit_weight_sum_squares(ViT *m);
+/* The tensor (VIT_WQ ...) that target t adapts, -1 for none (gate). */
+int vit_tensor_of_target(int target);
 
 /* Allocates parameters (zeroed) for c on be. */
 int vit_create(ViT *m, Backend *be, const ViTConfig *c);

@@ -109,6 +109,13 @@ Backend *backend_cpu_create(int threads) {
     be->sync = cpu_sync;
 
     be->matmul = cpu_matmul;
+#ifndef LORASC_REAL_DOUBLE /* bf16 storage: float builds; its matmul needs oneDNN */
+    be->to_bf16 = cpu_to_bf16;
+    be->from_bf16 = cpu_from_bf16;
+#if CPU_HAVE_DNNL
+    if (ctx->dnnl) be->matmul_bf16 = cpu_matmul_bf16;
+#endif
+#endif
     be->embedding_forward = cpu_embedding_forward;
     be->embedding_backward = cpu_embedding_backward;
     be->rmsnorm_forward = cpu_rmsnorm_forward;
@@ -159,6 +166,10 @@ void backend_cpu_destroy(Backend *be) {
 #if CPU_HAVE_DNNL
     if (ctx) cpu_dnnl_destroy(ctx->dnnl);
 #endif
+    if (ctx) {
+        free(ctx->bf16_a);
+        free(ctx->bf16_wide);
+    }
     free(ctx);
     free(be);
 }

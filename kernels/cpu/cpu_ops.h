@@ -67,6 +67,12 @@ typedef struct CpuCtx {
     CpuGemm gemm;       /* the library choice (backend_cpu_set_gemm) */
     CpuDnnl *dnnl;      /* NULL in builds without oneDNN */
     CpuGemmStats stats;
+    /* matmul_bf16's scratch, grown on demand: the activations rounded to bf16; and, where
+     * oneDNN cannot build a bf16 primitive, both operands widened back to fp32 */
+    uint16_t *bf16_a;
+    size_t bf16_a_cap;  /* elements */
+    float *bf16_wide;
+    size_t bf16_wide_cap;
 } CpuCtx;
 
 #if CPU_HAVE_DNNL
@@ -77,6 +83,10 @@ void cpu_dnnl_destroy(CpuDnnl *d);
  * when oneDNN cannot build the primitive. */
 int cpu_dnnl_matmul(CpuDnnl *d, CpuGemmStats *st, float *c, const float *a, const float *b,
                     int M, int N, int K, int trans_a, int trans_b, float alpha, float beta);
+/* The same with bf16 operands (a [M,K] never transposed), f32 c, f32 accumulation. */
+int cpu_dnnl_matmul_bf16(CpuDnnl *d, CpuGemmStats *st, float *c, const uint16_t *a,
+                         const uint16_t *b, int M, int N, int K, int trans_b, float alpha,
+                         float beta);
 #endif
 
 /* ---- memory and setup (backend_cpu.c) ---- */
@@ -93,6 +103,17 @@ void cpu_describe(Backend *be, char *buf, size_t size);
 /* ---- matmul.c ---- */
 void cpu_matmul(Backend *be, Real *c, const Real *a, const Real *b, int M, int N, int K,
                 int trans_a, int trans_b, Real alpha, Real beta);
+
+#if CPU_HAVE_DNNL
+void cpu_matmul_bf16(Backend *be, Real *c, const Real *a, const uint16_t *w, int M, int N, int K,
+                     int trans_w, Real alpha, Real beta);
+#endif
+
+/* ---- bf16.c (float builds only) ---- */
+#ifndef LORASC_REAL_DOUBLE
+void cpu_to_bf16(Backend *be, uint16_t *dst, const Real *src, size_t n);
+void cpu_from_bf16(Backend *be, Real *dst, const uint16_t *src, size_t n);
+#endif
 
 /* ---- embedding.c ---- */
 void cpu_embedding_forward(Backend *be, Real *out, const int32_t *tokens, const Real *table, int N,

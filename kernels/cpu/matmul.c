@@ -10,10 +10,12 @@
  * the OpenMP build, slabs and OpenBLAS's own threading run at the same speed. oneDNN threads
  * itself, on the same libgomp pool. */
 #include <omp.h>
+#include <stdlib.h>
 
 #include <cblas.h>
 
 #include "kernels/cpu/cpu_ops.h"
+#include "kernels/kernel_assert.h"
 
 #ifdef LORASC_REAL_DOUBLE
 #define CPU_GEMM cblas_dgemm
@@ -101,3 +103,52 @@ void cpu_matmul(Backend *be, Real *c, const Real *a, const Real *b, int M, int N
     ctx->stats.openblas_calls++;
     matmul_blas(c, a, b, M, N, K, trans_a, trans_b, alpha, beta);
 }
+
+#if CPU_HAVE_DNNL
+/* A scratch array of at least n elements of `size` bytes in *buf (capacity *cap), grown on
+ * demand; NULL when out of memory. */
+static void *bf16_scratch(void **buf, size_t *cap, size_t n, size_t size) {
+    if (n <= *cap) return *buf;
+    free(*buf);
+    *buf = NULL;
+    *cap = 0;
+    const size_t bytes = (n * size + 63) / 64 * 64;
+    void *p = aligned_alloc(64, bytes);
+    if (!p) return NULL;
+    *buf = p;
+    *cap = n;
+    return p;
+}
+
+/* matmul_bf16 (kernels/backend.h): a rounded to bf16 into the context's scratch, then oneDNN's
+ * bf16 x bf16 -> f32 matmul. Where oneDNN cannot build that primitive (a processor without
+ * the instructions it needs), both operands are widened back to fp32 (exactly: a bf16 is an
+ * fp32) and OpenBLAS multiplies them: the products of bf16 values are exact in fp32, so only
+ * the order of the fp32 sums differs. */
+void cpu_matmul_bf16(Backend *be, Real *c, const Real *a, const uint16_t *w, int M, int N, int K,
+                     int trans_w, Real alpha, Real beta) {
+    CpuCtx *ctx = be->ctx;
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        for (size_t i = 0; i < (size_t)M * N; i++) c[i] = beta == 0 ? 0 : beta * c[i];
+        return;
+    }
+    const size_t na = (size_t)M * K, nw = (size_t)K * N;
+    uint16_t *a16 = bf16_scratch((void **)&ctx->bf16_a, &ctx->bf16_a_cap, na, sizeof *a16);
+    KERNEL_ASSERT(a16 != NULL); /* the CPU's ops cannot fail: out of memory is fatal here */
+    cpu_to_bf16(be, a16, a, na);
+    if (ctx->dnnl && cpu_dnnl_matmul_bf16(ctx->dnnl, &ctx->stats, c, a16, w, M, N, K, trans_w,
+                                          alpha, beta) == 0) {
+        ctx->stats.onednn_calls++;
+        return;
+    }
+    ctx->stats.onednn_fallbacks++;
+    ctx->stats.openblas_calls++;
+    float *wide = bf16_scratch((void **)&ctx->bf16_wide, &ctx->bf16_wide_cap, na + nw,
+                               sizeof *wide);
+    KERNEL_ASSERT(wide != NULL);
+    cpu_from_bf16(be, wide, a16, na);
+    cpu_from_bf16(be, wide + na, w, nw);
+    matmul_blas(c, wide, wide + na, M, N, K, 0, trans_w, alpha, beta);
+}
+#endif

@@ -1,5 +1,8 @@
-/* Dense f32 matmul through oneDNN's matmul primitive, one primitive per (M, N, K, trans_a,
- * trans_b, alpha, beta, threads), kept in the CPU backend's context (a small LRU cache).
+/* Dense matmul through oneDNN's matmul primitive: f32 x f32 -> f32, and bf16 x bf16 -> f32
+ * for a bf16 frozen base (fp32 accumulation; oneDNN 2.6 has no f32 x bf16 matmul, so the
+ * caller rounds the activations to bf16 first: matmul.c). One primitive per (M, N, K,
+ * trans_a, trans_b, alpha, beta, threads, data type), kept in the CPU backend's context (a
+ * small LRU cache).
  * Not the dispatcher (matmul.c chooses oneDNN or OpenBLAS) and not built in double.
  *
  * Why each key field: alpha is baked into the primitive as a constant output scale, because a
@@ -22,6 +25,7 @@ enum { DNNL_CACHE_SLOTS = 256 }; /* primitives kept; the least recently used one
 typedef struct DnnlKey {
     int M, N, K, trans_a, trans_b, threads;
     uint32_t alpha_bits, beta_bits;
+    int bf16; /* 1: a and b are bf16 (c stays f32) */
 } DnnlKey;
 
 typedef struct DnnlEntry {
@@ -78,15 +82,16 @@ static uint32_t float_bits(float x) {
 static int dnnl_key_equal(const DnnlKey *x, const DnnlKey *y) {
     return x->M == y->M && x->N == y->N && x->K == y->K && x->trans_a == y->trans_a &&
            x->trans_b == y->trans_b && x->threads == y->threads &&
-           x->alpha_bits == y->alpha_bits && x->beta_bits == y->beta_bits;
+           x->alpha_bits == y->alpha_bits && x->beta_bits == y->beta_bits && x->bf16 == y->bf16;
 }
 
 /* Row-major [rows, cols] with the given strides (a transposed operand is a [rows, cols] view
  * of the stored [cols, rows] matrix: strides {1, rows}). */
-static dnnl_status_t dnnl_md_init(dnnl_memory_desc_t *md, int rows, int cols, int transposed) {
+static dnnl_status_t dnnl_md_init(dnnl_memory_desc_t *md, int rows, int cols, int transposed,
+                                  dnnl_data_type_t type) {
     dnnl_dims_t dims = {rows, cols};
     dnnl_dims_t strides = {transposed ? 1 : cols, transposed ? rows : 1};
-    return dnnl_memory_desc_init_by_strides(md, 2, dims, dnnl_f32, strides);
+    return dnnl_memory_desc_init_by_strides(md, 2, dims, type, strides);
 }
 
 /* Builds the primitive and its three memory objects (no data handles yet) into e. */
@@ -96,9 +101,10 @@ static int dnnl_entry_build(CpuDnnl *d, DnnlEntry *e, const DnnlKey *k, float al
     dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t post_ops = NULL;
     dnnl_primitive_desc_t pd = NULL;
-    int ok = dnnl_md_init(&md_a, k->M, k->K, k->trans_a) == dnnl_success &&
-             dnnl_md_init(&md_b, k->K, k->N, k->trans_b) == dnnl_success &&
-             dnnl_md_init(&md_c, k->M, k->N, 0) == dnnl_success &&
+    const dnnl_data_type_t in_type = k->bf16 ? dnnl_bf16 : dnnl_f32;
+    int ok = dnnl_md_init(&md_a, k->M, k->K, k->trans_a, in_type) == dnnl_success &&
+             dnnl_md_init(&md_b, k->K, k->N, k->trans_b, in_type) == dnnl_success &&
+             dnnl_md_init(&md_c, k->M, k->N, 0, dnnl_f32) == dnnl_success &&
              dnnl_matmul_desc_init(&desc, &md_a, &md_b, NULL, &md_c) == dnnl_success &&
              dnnl_primitive_attr_create(&attr) == dnnl_success;
     if (ok && alpha != 1.0f)
@@ -142,11 +148,10 @@ static DnnlEntry *dnnl_entry_get(CpuDnnl *d, CpuGemmStats *st, const DnnlKey *k,
     return victim;
 }
 
-int cpu_dnnl_matmul(CpuDnnl *d, CpuGemmStats *st, float *c, const float *a, const float *b,
-                    int M, int N, int K, int trans_a, int trans_b, float alpha, float beta) {
-    const DnnlKey k = {M, N, K, trans_a ? 1 : 0, trans_b ? 1 : 0, omp_get_max_threads(),
-                       float_bits(alpha), float_bits(beta)};
-    DnnlEntry *e = dnnl_entry_get(d, st, &k, alpha, beta);
+/* Runs the cached primitive of k on (a, b, c). */
+static int dnnl_run(CpuDnnl *d, CpuGemmStats *st, const DnnlKey *k, float *c, const void *a,
+                    const void *b, float alpha, float beta) {
+    DnnlEntry *e = dnnl_entry_get(d, st, k, alpha, beta);
     if (!e) return -1;
     e->last_use = ++d->clock;
     /* oneDNN only reads SRC and WEIGHTS: the casts drop const for its generic setter */
@@ -161,4 +166,19 @@ int cpu_dnnl_matmul(CpuDnnl *d, CpuGemmStats *st, float *c, const float *a, cons
     KERNEL_ASSERT(dnnl_primitive_execute(e->prim, d->stream, 3, args) == dnnl_success);
     KERNEL_ASSERT(dnnl_stream_wait(d->stream) == dnnl_success);
     return 0;
+}
+
+int cpu_dnnl_matmul(CpuDnnl *d, CpuGemmStats *st, float *c, const float *a, const float *b,
+                    int M, int N, int K, int trans_a, int trans_b, float alpha, float beta) {
+    const DnnlKey k = {M, N, K, trans_a ? 1 : 0, trans_b ? 1 : 0, omp_get_max_threads(),
+                       float_bits(alpha), float_bits(beta), 0};
+    return dnnl_run(d, st, &k, c, a, b, alpha, beta);
+}
+
+int cpu_dnnl_matmul_bf16(CpuDnnl *d, CpuGemmStats *st, float *c, const uint16_t *a,
+                         const uint16_t *b, int M, int N, int K, int trans_b, float alpha,
+                         float beta) {
+    const DnnlKey k = {M, N, K, 0, trans_b ? 1 : 0, omp_get_max_threads(), float_bits(alpha),
+                       float_bits(beta), 1};
+    return dnnl_run(d, st, &k, c, a, b, alpha, beta);
 }

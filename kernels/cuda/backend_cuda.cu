@@ -358,6 +358,9 @@ static void cuda_fill_ops(Backend *be) {
     be->sync = cuda_sync;
 
     be->matmul = cuda_matmul;
+    be->to_bf16 = cuda_to_bf16;
+    be->from_bf16 = cuda_from_bf16;
+    be->matmul_bf16 = cuda_matmul_bf16;
     be->embedding_forward = cuda_embedding_forward;
     be->embedding_backward = cuda_embedding_backward;
     be->rmsnorm_forward = cuda_rmsnorm_forward;

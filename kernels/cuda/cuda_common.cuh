@@ -239,6 +239,10 @@ int cuda_sync(Backend *be);
 /* matmul.cu */
 void cuda_matmul(Backend *be, Real *c, const Real *a, const Real *b, int M, int N, int K,
                  int trans_a, int trans_b, Real alpha, Real beta);
+void cuda_to_bf16(Backend *be, uint16_t *dst, const Real *src, size_t n);
+void cuda_from_bf16(Backend *be, Real *dst, const uint16_t *src, size_t n);
+void cuda_matmul_bf16(Backend *be, Real *c, const Real *a, const uint16_t *w, int M, int N, int K,
+                      int trans_w, Real alpha, Real beta);
 /* embedding.cu */
 void cuda_embedding_forward(Backend *be, Real *out, const int32_t *tokens, const Real *table,
                             int N, int C);

@@ -2,9 +2,12 @@
  * c = alpha op(a) op(b) + beta c computed as the column-major c^T = op(b)^T op(a)^T, which
  * is the same memory. fp32 in, fp32 out, fp32 compute (CUBLAS_COMPUTE_32F: no tf32 rounding
  * unless LORASC_CUDA_TF32=1, so the CPU and CUDA backends agree to fp32 tolerance).
- * cublasSgemm on the same workspace covers shapes for which the heuristic offers no algorithm.
- * Not here: bf16 GEMMs (the storage step of ARCHITECTURE.md adds them through cuda_gemm's
- * data-type arguments) and epilogue fusion. */
+ * cublasGemmEx on the same workspace covers shapes for which the heuristic offers no algorithm.
+ * A bf16 frozen base: matmul_bf16 rounds the fp32 activations to bf16 (the conversion kernel,
+ * into the backend's scratch) and multiplies bf16 x bf16 -> fp32 with fp32 accumulation
+ * (CUBLAS_COMPUTE_32F, tensor cores); to_bf16 / from_bf16 convert arrays with the rounding of
+ * kernels/bf16.h, the CPU's bits. Not here: epilogue fusion. */
+#include "kernels/bf16.h"
 #include "kernels/cuda/cuda_common.cuh"
 
 /* ---- kernels ---- */
@@ -14,6 +17,20 @@ __global__ void matmul_scale_kernel(float *c, size_t n, float beta) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x)
         c[i] = beta == 0.0f ? 0.0f : beta * c[i];
+}
+
+/* dst[i] = bf16(src[i]) (round to nearest even; NaN quiet) */
+__global__ void to_bf16_kernel(uint16_t *dst, const float *src, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        dst[i] = bf16_from_float(src[i]);
+}
+
+/* dst[i] = the fp32 value of src[i] */
+__global__ void from_bf16_kernel(float *dst, const uint16_t *src, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        dst[i] = bf16_to_float(src[i]);
 }
 
 /* ---- launchers ---- */
@@ -31,8 +48,10 @@ static int cuda_gemm(CudaCtx *ctx, void *d, cudaDataType_t dtype, const void *A,
                      cudaDataType_t atype, int lda, int transa, const void *B,
                      cudaDataType_t btype, int ldb, int transb, int m, int n, int k, float alpha,
                      float beta) {
-    const cublasComputeType_t compute = ctx->tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32
-                                                  : CUBLAS_COMPUTE_32F;
+    /* tf32 applies to fp32 operands; bf16 ones always compute in fp32 */
+    const cublasComputeType_t compute = ctx->tf32 && atype == CUDA_R_32F
+                                            ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                            : CUBLAS_COMPUTE_32F;
     const cublasOperation_t opa = transa ? CUBLAS_OP_T : CUBLAS_OP_N;
     const cublasOperation_t opb = transb ? CUBLAS_OP_T : CUBLAS_OP_N;
     cublasLtMatmulDesc_t desc = NULL;
@@ -108,4 +127,42 @@ void cuda_matmul(Backend *be, Real *c, const Real *a, const Real *b, int M, int 
     const int lda = trans_a ? M : K, ldb = trans_b ? K : N;
     cuda_gemm(ctx, c, CUDA_R_32F, b, CUDA_R_32F, ldb, trans_b, a, CUDA_R_32F, lda, trans_a, N, M,
               K, alpha, beta);
+}
+
+void cuda_to_bf16(Backend *be, uint16_t *dst, const Real *src, size_t n) {
+    CudaCtx *ctx = cuda_begin(be, __func__);
+    if (!ctx || n == 0) return;
+    to_bf16_kernel<<<cuda_grid_for(ctx, n, CUDA_BLOCK), CUDA_BLOCK, 0, ctx->stream>>>(dst, src, n);
+    CUDA_LAUNCHED(ctx);
+}
+
+void cuda_from_bf16(Backend *be, Real *dst, const uint16_t *src, size_t n) {
+    CudaCtx *ctx = cuda_begin(be, __func__);
+    if (!ctx || n == 0) return;
+    from_bf16_kernel<<<cuda_grid_for(ctx, n, CUDA_BLOCK), CUDA_BLOCK, 0, ctx->stream>>>(dst, src,
+                                                                                        n);
+    CUDA_LAUNCHED(ctx);
+}
+
+/* Row-major c[M,N] = alpha bf16(a)[M,K] op(w)[K,N] + beta c: a rounded into the scratch, then
+ * the column-major c^T = op(w)^T a16^T with bf16 operands and fp32 c (as cuda_matmul). */
+void cuda_matmul_bf16(Backend *be, Real *c, const Real *a, const uint16_t *w, int M, int N, int K,
+                      int trans_w, Real alpha, Real beta) {
+    CudaCtx *ctx = cuda_begin(be, __func__);
+    if (!ctx || M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        const size_t n = (size_t)M * N;
+        matmul_scale_kernel<<<cuda_grid_for(ctx, n, CUDA_BLOCK), CUDA_BLOCK, 0, ctx->stream>>>(
+            c, n, beta);
+        CUDA_LAUNCHED(ctx);
+        return;
+    }
+    const size_t na = (size_t)M * K;
+    uint16_t *a16 = (uint16_t *)cuda_scratch(ctx, na * sizeof(uint16_t));
+    if (!a16) return; /* the failure is recorded */
+    to_bf16_kernel<<<cuda_grid_for(ctx, na, CUDA_BLOCK), CUDA_BLOCK, 0, ctx->stream>>>(a16, a, na);
+    if (!CUDA_LAUNCHED(ctx)) return;
+    const int ldw = trans_w ? K : N;
+    cuda_gemm(ctx, c, CUDA_R_32F, w, CUDA_R_16BF, ldw, trans_w, a16, CUDA_R_16BF, K, 0, N, M, K,
+              alpha, beta);
 }

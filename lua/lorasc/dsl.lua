@@ -82,7 +82,7 @@ for name in pairs(methods.METHODS) do M[name] = methods.constructor(name) end
 
 -- Experiments and reports -----------------------------------------------------------------
 local EXP_KEYS = { "model", "tasks", "task", "split", "train", "method", "seeds", "select",
-                   "eval", "log_every", "save", "device" }
+                   "eval", "log_every", "save", "device", "precision" }
 local SPLIT_KEYS = { "train", "val", "test", "max_train", "max_val", "max_test" }
 local EVAL_KEYS = { "batch", "max_windows", "corrupt", "corrupt_max", "shift", "max_examples", "max_new", "tasks", "every" }
 local REPORT_KEYS = { "rows", "cols", "metric", "metrics", "select", "scale", "digits", "title", "baseline" }
@@ -328,6 +328,18 @@ end
 
 -- Expands one experiment into its runs: { config = table, json = string, hash = hex,
 -- seed = int, task = string, label = string, model_hash = hex, family = name, ... }.
+-- precision = "fp32" | "bf16": nil (the default, fp32) or "bf16"; anything else an error.
+local function canon_precision(v, loc, fam)
+  if v == nil or v == "fp32" then return nil end
+  if v ~= "bf16" then
+    fail(string.format("%s: precision must be \"fp32\" or \"bf16\", got %s", canon.key_loc(loc, "precision"), canon.show(v)))
+  end
+  if fam.bf16 == false then
+    fail(string.format("%s: precision = \"bf16\" is not available for %s experiments (their models run in fp32 only)", canon.key_loc(loc, "precision"), fam.name))
+  end
+  return v
+end
+
 function M.expand_experiment(e)
   local s, loc = e.spec, e.where
   local tasks = s.tasks or s.task
@@ -360,7 +372,11 @@ function M.expand_experiment(e)
   local log_every = int(s.log_every or 10, "log_every", loc, pos, "must be > 0")
   local save = export.canon_save(s.save, loc)
 
-  local space = { model = s.model, train = s.train or {}, method = methods_of(s.method) }
+  -- precision: the frozen base's storage (core/model/precision.h); a grid like any value.
+  -- "fp32" is the default and is left out of the config, so the runs of files without the
+  -- key, and with precision = "fp32", keep their hashes.
+  local space = { model = s.model, train = s.train or {}, method = methods_of(s.method),
+                  precision = s.precision }
   local n_runs = count(space) * #tasks * #seeds
   if n_runs > canon.LIMITS.runs then
     fail(string.format("%s: experiment '%s' expands to %.0f runs (%.0f grid points x %d tasks x %d seeds), more than lorasc's limit of %d runs per experiment; split it into several experiments or files (each can be sharded with --shard)",
@@ -401,7 +417,7 @@ function M.expand_experiment(e)
       end
       for _, seed in ipairs(seeds) do
         local config = { task = task, seed = seed, model = model, train = train, method = method,
-                         split = split_c, eval = eval }
+                         split = split_c, eval = eval, precision = canon_precision(p.precision, loc, fam) }
         export.check_save(save, config, loc)
         local bad, x = non_finite(config)
         if bad then fail(string.format("%s: %s = %s is not a finite number", canon.key_loc(loc, bad), bad, canon.show(x))) end

@@ -302,7 +302,10 @@ function F.base(run, cache_dir, report)
     for _, i in ipairs(model_inputs(mc, {})) do parts[#parts + 1] = i.path .. " " .. (provenance.file_sha256(i.path) or "missing") end
     key = sys.sha256(table.concat(parts, "\n"))
   end
-  if bases[key] then return bases[key].m, bases[key].path end
+  -- a bf16 run gets its own base, converted after loading (the pretraining cache is fp32)
+  local precision = run.config.precision or "fp32"
+  local bkey = precision == "fp32" and key or (key .. " " .. precision)
+  if bases[bkey] then return bases[bkey].m, bases[bkey].path end
   local m, path
   if mc.hf then -- a Hugging Face ViT / CLIP directory; the head is sized for this run's task
     local t = assert(F.parse(run.config.task))
@@ -318,7 +321,8 @@ function F.base(run, cache_dir, report)
         function(p, beat) return pretrain(mc, p, report, beat) end, vit_mod.load, report)
     end)
   end
-  bases[key] = { m = m, path = path }
+  if precision ~= "fp32" then m:set_precision(precision) end
+  bases[bkey] = { m = m, path = path }
   return m, path
 end
 

@@ -215,10 +215,15 @@ end
 -- The base model of a run (a Model userdata shared by every run: see F.borrow) and,
 -- for a cached one, its path. A run that pretrains it gets run.pretrain_metrics, logged by
 -- the runner.
+-- A run with precision = "bf16" gets its own base, loaded (or read from the pretraining
+-- cache, which is fp32) and converted: its matrices in bf16, fp32 masters made for the
+-- targets each run adapts (core/model/llama.h).
 function F.base(run, cache_dir, report)
   local mc = run.config.model
   local key = mc.checkpoint and run.model_hash or F.cache_key(run)
-  if bases[key] then return bases[key].m, bases[key].path end
+  local precision = run.config.precision or "fp32"
+  local bkey = precision == "fp32" and key or (key .. " " .. precision)
+  if bases[bkey] then return bases[bkey].m, bases[bkey].path end
   local m, path
   if mc.checkpoint then
     local path = canon.data_file(mc.checkpoint)
@@ -233,7 +238,8 @@ function F.base(run, cache_dir, report)
     end)
   end
   if m:config().vocab_size < 256 then error("the base model's vocabulary (" .. m:config().vocab_size .. ") is smaller than 256 bytes", 0) end
-  bases[key] = { m = m, path = path }
+  if precision ~= "fp32" then m:set_precision(precision) end
+  bases[bkey] = { m = m, path = path }
   return m, path
 end
 

@@ -20,6 +20,7 @@
 #include "core/model/lora.h"
 #include "core/model/adamw.h"
 #include "core/base/philox.h"
+#include "tests/bench/bench_shims.h"
 #include "tests/bench/gemm_peak.h"
 #include "tests/bench/bench_time.h"
 
@@ -59,6 +60,7 @@ typedef struct Options {
     int threads;
     int profile_steps;
     CpuGemm gemm; /* --gemm: the backend's GEMM library */
+    int precisions; /* --precision: bit 0 fp32, bit 1 bf16 (a bf16 frozen base) */
     const char *json;
 } Options;
 
@@ -144,196 +146,11 @@ static double machine_busy_fraction(double seconds) {
 }
 
 /* ------------------------------------------------------------------------------------------
- * timing shims: every Backend op is replaced by a wrapper that calls the original and adds
- * its wall time to (phase, category); matmuls are also tallied per (M, N, K, trans) shape. */
-
-enum { PH_FORWARD, PH_BACKWARD, PH_OPTIMIZER, N_PHASES };
-static const char *const phase_names[N_PHASES] = {"forward", "backward", "optimizer"};
-
-enum {
-    CAT_MM_BASE, CAT_MM_CLS, CAT_MM_LORA, CAT_ATTENTION, CAT_CE, CAT_RMSNORM, CAT_ROPE,
-    CAT_SWIGLU, CAT_RESIDUAL, CAT_EMBED, CAT_MEMORY, CAT_ADAMW, CAT_UNTRACKED, N_CATS
-};
-static const char *const cat_names[N_CATS] = {
-    "matmul base (frozen W)", "matmul classifier", "matmul lora (r=8)", "attention",
-    "cross_entropy", "rmsnorm", "rope", "swiglu", "residual", "embedding",
-    "copy/zero/transfer", "adamw+norm", "untracked (core/)",
-};
-static const char *const cat_keys[N_CATS] = {
-    "matmul_base", "matmul_classifier", "matmul_lora", "attention", "cross_entropy", "rmsnorm",
-    "rope", "swiglu", "residual", "embedding", "memory", "adamw", "untracked",
-};
-
-typedef struct MatmulShape {
-    int M, N, K, ta, tb, cat;
-    long calls;
-    double seconds;
-    double isolated_gflops;
-} MatmulShape;
-
-#define MAX_MM_SHAPES 128
-
-static struct {
-    Backend orig;
-    int phase;
-    int vocab;
-    double seconds[N_PHASES][N_CATS];
-    MatmulShape mm[MAX_MM_SHAPES];
-    int n_mm;
-} prof;
-
-#define SHIM_TIME(cat, call)                                \
-    do {                                                    \
-        const double t0_ = now_s();                         \
-        call;                                               \
-        prof.seconds[prof.phase][cat] += now_s() - t0_;     \
-    } while (0)
-
-static int matmul_category(int M, int N, int K) {
-    if (M == LORA_RANK || N == LORA_RANK || K == LORA_RANK) return CAT_MM_LORA;
-    if (M == prof.vocab || N == prof.vocab || K == prof.vocab) return CAT_MM_CLS;
-    return CAT_MM_BASE;
-}
-
-static void shim_matmul(Backend *be, Real *c, const Real *a, const Real *b, int M, int N, int K,
-                        int ta, int tb, Real alpha, Real beta) {
-    const double t0 = now_s();
-    prof.orig.matmul(be, c, a, b, M, N, K, ta, tb, alpha, beta);
-    const double dt = now_s() - t0;
-    const int cat = matmul_category(M, N, K);
-    prof.seconds[prof.phase][cat] += dt;
-    int i = 0;
-    while (i < prof.n_mm && !(prof.mm[i].M == M && prof.mm[i].N == N && prof.mm[i].K == K &&
-                              prof.mm[i].ta == ta && prof.mm[i].tb == tb))
-        i++;
-    if (i == prof.n_mm) {
-        if (i == MAX_MM_SHAPES) return;
-        prof.mm[prof.n_mm++] = (MatmulShape){M, N, K, ta, tb, cat, 0, 0.0, 0.0};
-    }
-    prof.mm[i].calls++;
-    prof.mm[i].seconds += dt;
-}
-
-static void shim_to_device(Backend *be, void *d, const void *s, size_t n) {
-    SHIM_TIME(CAT_MEMORY, prof.orig.to_device(be, d, s, n));
-}
-static void shim_to_host(Backend *be, void *d, const void *s, size_t n) {
-    SHIM_TIME(CAT_MEMORY, prof.orig.to_host(be, d, s, n));
-}
-static void shim_copy(Backend *be, void *d, const void *s, size_t n) {
-    SHIM_TIME(CAT_MEMORY, prof.orig.copy(be, d, s, n));
-}
-static void shim_zero(Backend *be, void *d, size_t n) {
-    SHIM_TIME(CAT_MEMORY, prof.orig.zero(be, d, n));
-}
-static void shim_embedding_forward(Backend *be, Real *out, const int32_t *tok, const Real *tab,
-                                   int N, int C) {
-    SHIM_TIME(CAT_EMBED, prof.orig.embedding_forward(be, out, tok, tab, N, C));
-}
-static void shim_embedding_backward(Backend *be, Real *dtab, const Real *dout, const int32_t *tok,
-                                    int N, int C) {
-    SHIM_TIME(CAT_EMBED, prof.orig.embedding_backward(be, dtab, dout, tok, N, C));
-}
-static void shim_rmsnorm_forward(Backend *be, Real *out, Real *rstd, const Real *x, const Real *w,
-                                 int N, int C, float eps) {
-    SHIM_TIME(CAT_RMSNORM, prof.orig.rmsnorm_forward(be, out, rstd, x, w, N, C, eps));
-}
-static void shim_rmsnorm_backward(Backend *be, Real *dx, Real *dw, const Real *dout, const Real *x,
-                                  const Real *w, const Real *rstd, int N, int C) {
-    SHIM_TIME(CAT_RMSNORM, prof.orig.rmsnorm_backward(be, dx, dw, dout, x, w, rstd, N, C));
-}
-static void shim_rope_forward(Backend *be, Real *x, const Real *c, const Real *s, int B, int T,
-                              int NH, int HD, int pos0, RopeStyle st) {
-    SHIM_TIME(CAT_ROPE, prof.orig.rope_forward(be, x, c, s, B, T, NH, HD, pos0, st));
-}
-static void shim_rope_backward(Backend *be, Real *dx, const Real *c, const Real *s, int B, int T,
-                               int NH, int HD, int pos0, RopeStyle st) {
-    SHIM_TIME(CAT_ROPE, prof.orig.rope_backward(be, dx, c, s, B, T, NH, HD, pos0, st));
-}
-static void shim_attention_forward(Backend *be, Real *out, Real *att, const Real *q, const Real *k,
-                                   const Real *v, int B, int T, int NH, int NKV, int HD) {
-    SHIM_TIME(CAT_ATTENTION, prof.orig.attention_forward(be, out, att, q, k, v, B, T, NH, NKV, HD));
-}
-static void shim_attention_backward(Backend *be, Real *dq, Real *dk, Real *dv, Real *datt,
-                                    const Real *dout, const Real *q, const Real *k, const Real *v,
-                                    const Real *att, int B, int T, int NH, int NKV, int HD) {
-    SHIM_TIME(CAT_ATTENTION, prof.orig.attention_backward(be, dq, dk, dv, datt, dout, q, k, v, att,
-                                                          B, T, NH, NKV, HD));
-}
-static void shim_swiglu_forward(Backend *be, Real *out, const Real *g, const Real *u, size_t n) {
-    SHIM_TIME(CAT_SWIGLU, prof.orig.swiglu_forward(be, out, g, u, n));
-}
-static void shim_swiglu_backward(Backend *be, Real *dg, Real *du, const Real *dout, const Real *g,
-                                 const Real *u, size_t n) {
-    SHIM_TIME(CAT_SWIGLU, prof.orig.swiglu_backward(be, dg, du, dout, g, u, n));
-}
-static void shim_residual_forward(Backend *be, Real *out, const Real *a, const Real *b, size_t n) {
-    SHIM_TIME(CAT_RESIDUAL, prof.orig.residual_forward(be, out, a, b, n));
-}
-static void shim_residual_backward(Backend *be, Real *da, Real *db, const Real *dout, size_t n) {
-    SHIM_TIME(CAT_RESIDUAL, prof.orig.residual_backward(be, da, db, dout, n));
-}
-static void shim_ce_forward(Backend *be, Real *losses, Real *lse, const Real *logits,
-                            const int32_t *tg, int N, int V) {
-    SHIM_TIME(CAT_CE, prof.orig.cross_entropy_forward(be, losses, lse, logits, tg, N, V));
-}
-static void shim_ce_backward(Backend *be, Real *dl, const Real *logits, const Real *lse,
-                             const int32_t *tg, const Real *dloss, int N, int V) {
-    SHIM_TIME(CAT_CE, prof.orig.cross_entropy_backward(be, dl, logits, lse, tg, dloss, N, V));
-}
-static void shim_adamw_update(Backend *be, Real *p, const Real *g, Real *m, Real *v, size_t n,
-                              float lr, float b1, float b2, float eps, float wd, float gs,
-                              float bc1, float bc2) {
-    SHIM_TIME(CAT_ADAMW, prof.orig.adamw_update(be, p, g, m, v, n, lr, b1, b2, eps, wd, gs, bc1, bc2));
-}
-static double shim_sum_squares(Backend *be, const Real *x, size_t n) {
-    double r;
-    SHIM_TIME(CAT_ADAMW, r = prof.orig.sum_squares(be, x, n));
-    return r;
-}
-static void shim_scale(Backend *be, Real *x, size_t n, float s) {
-    SHIM_TIME(CAT_ADAMW, prof.orig.scale(be, x, n, s));
-}
-static void shim_axpy(Backend *be, Real *y, const Real *x, size_t n, float s) {
-    SHIM_TIME(CAT_ADAMW, prof.orig.axpy(be, y, x, n, s));
-}
-
-static void shims_install(Backend *be, int vocab) {
-    memset(&prof, 0, sizeof prof);
-    prof.orig = *be;
-    prof.vocab = vocab;
-    be->to_device = shim_to_device;
-    be->to_host = shim_to_host;
-    be->copy = shim_copy;
-    be->zero = shim_zero;
-    be->matmul = shim_matmul;
-    be->embedding_forward = shim_embedding_forward;
-    be->embedding_backward = shim_embedding_backward;
-    be->rmsnorm_forward = shim_rmsnorm_forward;
-    be->rmsnorm_backward = shim_rmsnorm_backward;
-    be->rope_forward = shim_rope_forward;
-    be->rope_backward = shim_rope_backward;
-    be->attention_forward = shim_attention_forward;
-    be->attention_backward = shim_attention_backward;
-    be->swiglu_forward = shim_swiglu_forward;
-    be->swiglu_backward = shim_swiglu_backward;
-    be->residual_forward = shim_residual_forward;
-    be->residual_backward = shim_residual_backward;
-    be->cross_entropy_forward = shim_ce_forward;
-    be->cross_entropy_backward = shim_ce_backward;
-    be->adamw_update = shim_adamw_update;
-    be->sum_squares = shim_sum_squares;
-    be->scale = shim_scale;
-    be->axpy = shim_axpy;
-}
-
-static void shims_remove(Backend *be) { *be = prof.orig; }
-
-/* ------------------------------------------------------------------------------------------
  * one shape: build, time, profile */
 
 typedef struct ShapeResult {
     const BenchShape *shape;
+    ModelPrecision precision;
     size_t n_params, n_lora;
     double flops_per_token; /* 4N */
     double step_median, step_min, step_max;
@@ -357,10 +174,13 @@ typedef struct Trainer {
     int B, T;
 } Trainer;
 
-static int trainer_build(Trainer *tr, Backend *be, const BenchShape *s) {
+static int trainer_build(Trainer *tr, Backend *be, const BenchShape *s, ModelPrecision p) {
     memset(tr, 0, sizeof *tr);
     if (llama_create(&tr->model, be, &s->config) != LSC_OK) return LSC_ERR;
     llama_init_random(&tr->model, 42);
+    if (llama_set_precision(&tr->model, p) != LSC_OK ||
+        llama_ensure_masters(&tr->model, LORA_DEFAULT_TARGETS) != LSC_OK)
+        return LSC_ERR;
     int in[LORA_NUM_TARGETS], out[LORA_NUM_TARGETS];
     llama_lora_shapes(&s->config, in, out);
     const LoraConfig lc = {.rank = LORA_RANK, .alpha = LORA_ALPHA, .targets = LORA_DEFAULT_TARGETS};
@@ -412,13 +232,15 @@ static int trainer_step(Trainer *tr, double *phases) {
     return LSC_OK;
 }
 
-static int bench_shape(Backend *be, const BenchShape *s, const Options *o, ShapeResult *res) {
+static int bench_shape(Backend *be, const BenchShape *s, ModelPrecision p, const Options *o,
+                       ShapeResult *res) {
     int rc = LSC_OK;
     double *times = NULL;
     Trainer tr;
     memset(res, 0, sizeof *res);
     res->shape = s;
-    if (trainer_build(&tr, be, s) != LSC_OK) {
+    res->precision = p;
+    if (trainer_build(&tr, be, s, p) != LSC_OK) {
         rc = LSC_ERR;
         goto done;
     }
@@ -454,7 +276,7 @@ static int bench_shape(Backend *be, const BenchShape *s, const Options *o, Shape
 
     /* profiled pass: same steps with the shims in */
     if (o->profile_steps > 0) {
-        shims_install(be, s->config.vocab_size);
+        shims_install(be, s->config.vocab_size, LORA_RANK);
         double phases[N_PHASES] = {0};
         for (int i = 0; i < o->profile_steps && rc == LSC_OK; i++) rc = trainer_step(&tr, phases);
         shims_remove(be);
@@ -481,8 +303,8 @@ static int bench_shape(Backend *be, const BenchShape *s, const Options *o, Shape
          * efficiency from in-situ effects; skip the tiny LoRA ones */
         for (int i = 0; i < res->n_mm; i++) {
             MatmulShape *m = &res->mm[i];
-            m->isolated_gflops = m->cat == CAT_MM_LORA
-                                     ? 0.0
+            m->isolated_gflops = m->cat == CAT_MM_LORA || m->ta == 2
+                                     ? 0.0 /* bf16 shapes: not measured alone */
                                      : sgemm_gflops(be, m->M, m->N, m->K, m->ta, m->tb, 4);
         }
     }
@@ -499,8 +321,9 @@ done:
 static void print_result(const ShapeResult *r, double peak, double peak_bf16) {
     const BenchShape *s = r->shape;
     const LlamaConfig *c = &s->config;
-    printf("\n== %s: dim %d, layers %d, heads %d, hidden %d, vocab %d, B %d x T %d ==\n", s->name,
-           c->dim, c->n_layers, c->n_heads, c->hidden_dim, c->vocab_size, s->B, s->T);
+    printf("\n== %s, %s base: dim %d, layers %d, heads %d, hidden %d, vocab %d, B %d x T %d ==\n",
+           s->name, precision_name(r->precision), c->dim, c->n_layers, c->n_heads, c->hidden_dim,
+           c->vocab_size, s->B, s->T);
     printf("params N = %zu (embedding counted once), LoRA params = %zu, 4N = %.1f MFLOP/token\n",
            r->n_params, r->n_lora, r->flops_per_token * 1e-6);
     printf("loss %.4f (first warm-up step) -> %.4f (last timed step)\n", r->loss_first, r->loss_last);
@@ -603,9 +426,9 @@ static int write_json(const char *path, const ShapeResult *res, int n, const Run
     for (int i = 0; i < n; i++) {
         const ShapeResult *r = &res[i];
         const BenchShape *s = r->shape;
-        fprintf(f, "    {\"name\": \"%s\", \"dim\": %d, \"n_layers\": %d, \"n_heads\": %d, "
+        fprintf(f, "    {\"name\": \"%s\", \"precision\": \"%s\", \"dim\": %d, \"n_layers\": %d, \"n_heads\": %d, "
                    "\"hidden_dim\": %d, \"vocab_size\": %d, \"B\": %d, \"T\": %d,\n",
-                s->name, s->config.dim, s->config.n_layers, s->config.n_heads, s->config.hidden_dim,
+                s->name, precision_name(r->precision), s->config.dim, s->config.n_layers, s->config.n_heads, s->config.hidden_dim,
                 s->config.vocab_size, s->B, s->T);
         fprintf(f, "     \"n_params\": %zu, \"n_lora_params\": %zu, \"flops_per_token\": %.0f, "
                    "\"steps\": %d, \"warmup\": %d,\n",
@@ -649,19 +472,22 @@ static int write_json(const char *path, const ShapeResult *res, int n, const Run
 
 static void usage(FILE *f) {
     fprintf(f, "usage: bench_llama [--shape small|large|smollm2|all] [--steps N] [--threads N] "
-               "[--profile-steps N] [--gemm auto|openblas|onednn] [--json PATH]\n"
+               "[--profile-steps N] [--gemm auto|openblas|onednn] [--precision fp32|bf16|both]\n"
+               "       [--json PATH]\n"
                "  LoRA (q,v; r=8) fine-tuning tokens/s on the stories15M / stories110M / SmolLM2-135M\n"
                "  shapes (all: the three),\n"
                "  GFLOP/s at 4N FLOPs/token and %% of the f32 GEMM peak (the best of oneDNN and\n"
                "  OpenBLAS, 2048^3) and of the bf16 peak, measured in the same run.\n"
                "  --profile-steps 0 skips the per-op breakdown (default 1).\n"
                "  --gemm picks the backend's GEMM library (default auto: oneDNN, OpenBLAS where\n"
-               "  it measured faster).\n");
+               "  it measured faster).\n"
+               "  --precision: the frozen base in fp32 (default), bf16 (matmul_bf16), or both\n"
+               "  (each shape twice, and the bf16/fp32 tokens/s ratio).\n");
 }
 
 static int parse_options(int argc, char **argv, Options *o) {
     *o = (Options){.shape_mask = 7, .steps = 0, .threads = 2, .profile_steps = 1,
-                   .gemm = CPU_GEMM_AUTO, .json = NULL};
+                   .gemm = CPU_GEMM_AUTO, .precisions = 1, .json = NULL};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const int has_value = i + 1 < argc;
@@ -690,6 +516,12 @@ static int parse_options(int argc, char **argv, Options *o) {
             while (k < 3 && strcmp(v, gemm_names[k]) != 0) k++;
             if (k == 3) return error_set("--gemm takes auto, openblas or onednn, got '%s'.", v);
             o->gemm = (CpuGemm)k;
+        } else if (strcmp(a, "--precision") == 0 && has_value) {
+            const char *v = argv[++i];
+            if (strcmp(v, "fp32") == 0) o->precisions = 1;
+            else if (strcmp(v, "bf16") == 0) o->precisions = 2;
+            else if (strcmp(v, "both") == 0) o->precisions = 3;
+            else return error_set("--precision takes fp32, bf16 or both, got '%s'.", v);
         } else if (strcmp(a, "--json") == 0 && has_value) {
             o->json = argv[++i];
         } else {
@@ -721,7 +553,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     int rc = 0;
-    ShapeResult *res = calloc(N_SHAPES, sizeof *res);
+    ShapeResult *res = calloc(2 * N_SHAPES, sizeof *res);
     LSC_ASSERT(res != NULL);
     static const char *const blas_threading[] = {"sequential", "pthreads", "OpenMP"};
     const int par = openblas_get_parallel();
@@ -738,10 +570,13 @@ int main(int argc, char **argv) {
     int n = 0;
     for (int i = 0; i < N_SHAPES && rc == 0; i++) {
         if (!(o.shape_mask & (1 << i))) continue;
-        printf("running %s ...\n", shapes[i].name);
-        fflush(stdout);
-        if (bench_shape(be, &shapes[i], &o, &res[n]) != LSC_OK) rc = 1;
-        else n++;
+        for (int p = 0; p < 2 && rc == 0; p++) {
+            if (!(o.precisions & (1 << p))) continue;
+            printf("running %s (%s base) ...\n", shapes[i].name, precision_name(p));
+            fflush(stdout);
+            if (bench_shape(be, &shapes[i], (ModelPrecision)p, &o, &res[n]) != LSC_OK) rc = 1;
+            else n++;
+        }
     }
     if (rc == 0) {
         peaks_measure(ri.end, o.threads);
@@ -766,6 +601,12 @@ int main(int argc, char **argv) {
                                        : 0.0;
             print_result(&res[i], ri.peak, ri.best[PEAK_ONEDNN_BF16]);
         }
+        for (int i = 0; i + 1 < n; i++)
+            if (res[i].shape == res[i + 1].shape && res[i].precision == PRECISION_FP32 &&
+                res[i + 1].precision == PRECISION_BF16)
+                printf("\n%s: bf16 base %.1f tokens/s, fp32 %.1f tokens/s: ratio %.2f\n",
+                       res[i].shape->name, res[i + 1].tokens_per_s, res[i].tokens_per_s,
+                       res[i + 1].tokens_per_s / res[i].tokens_per_s);
         printf("\nother processes kept %.0f%% of the CPUs busy during the run%s\n",
                100.0 * ri.busy_during,
                ri.busy_during > 0.05 ? " (WARNING: timings are unreliable)" : "");

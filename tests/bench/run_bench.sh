@@ -6,7 +6,10 @@
 # reported, not failed; the exit status is non-zero only when a program crashed.
 #
 #   tests/bench/run_bench.sh [--shape small|large|smollm2|all] [--steps N] [--threads N] [--quick]
-#                            [--retries N] [--gemm auto|openblas|onednn]
+#                            [--retries N] [--gemm auto|openblas|onednn] [--precision fp32|bf16|both]
+#
+# --precision (default both): lorasc's frozen base in fp32, bf16, or each shape in both, with
+# the bf16 / fp32 tokens/s ratio against issue 17's target (>= 1.6x); PyTorch runs in fp32.
 #
 # PyTorch runs twice, as the environment has it and with OMP_WAIT_POLICY=passive (Debian's
 # torch pairs OpenMP kernels with the pthreads OpenBLAS, whose pools spin against each other
@@ -21,7 +24,7 @@ set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${BUILD:-$ROOT/build}
 PYTHON=${PYTHON:-/usr/bin/python3}
-SHAPE=all STEPS="" THREADS=2 QUICK=0 RETRIES=2 GEMM=auto
+SHAPE=all STEPS="" THREADS=2 QUICK=0 RETRIES=2 GEMM=auto PRECISION=both
 while [ $# -gt 0 ]; do
     case "$1" in
         --shape) SHAPE=$2; shift 2 ;;
@@ -30,7 +33,8 @@ while [ $# -gt 0 ]; do
         --quick) QUICK=1; shift ;;
         --retries) RETRIES=$2; shift 2 ;;
         --gemm) GEMM=$2; shift 2 ;;
-        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        --precision) PRECISION=$2; shift 2 ;;
+        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
         *) echo "run_bench.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -52,7 +56,8 @@ if [ ! -x "$BIN" ]; then
     [ -e "$OB/libopenblas.so" ] && BLAS=(-L"$OB" -Wl,-rpath,"$OB" -lopenblas)
     grep -q matmul_dnnl "$BUILD/build.ninja" && BLAS+=(-DLORASC_HAVE_DNNL -ldnnl)
     gcc -std=c11 -O3 -march=native -fopenmp -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE \
-        -I"$ROOT" -I"$BUILD" "$ROOT/tests/bench/bench_llama.c" "$ROOT/tests/bench/gemm_peak.c" \
+        -I"$ROOT" -I"$BUILD" "$ROOT/tests/bench/bench_llama.c" "$ROOT/tests/bench/bench_shims.c" \
+        "$ROOT/tests/bench/gemm_peak.c" \
         "$BUILD/core/liblorasc_core.a" "$BUILD/kernels/liblorasc_kernels.a" "${BLAS[@]}" -lm \
         -o "$BIN" ||
         { echo "run_bench.sh: compiling bench_llama failed" >&2; exit 1; }
@@ -81,7 +86,8 @@ run() { # run NAME JSON CMD...: runs CMD (which writes JSON), again if disturbed
     done
 }
 
-run lorasc "$OUT/lorasc.json" "$BIN" "${ARGS[@]}" --gemm "$GEMM" --json "$OUT/lorasc.json"
+run lorasc "$OUT/lorasc.json" "$BIN" "${ARGS[@]}" --gemm "$GEMM" --precision "$PRECISION" \
+    --json "$OUT/lorasc.json"
 have_torch=1
 if ! "$PYTHON" -c 'import torch' 2>/dev/null; then
     echo "run_bench.sh: $PYTHON cannot import torch (apt install python3-torch); no reference"
@@ -122,7 +128,17 @@ if noisy:
     print("WARNING: other processes used the CPUs during: " + ", ".join(noisy) + "; rerun on a quiet machine")
 hdr = f"{'shape':7} {'run':34} {'tokens/s':>9} {'%f32 peak':>10} {'%bf16 peak':>11}"
 print(hdr)
+bf16_target = 1.6  # issue 17: a bf16 base at >= 1.6x the fp32 tokens/s
+fp32_of = {s["name"]: s for s in lor["shapes"] if s.get("precision", "fp32") == "fp32"}
 for s in lor["shapes"]:
+    if s.get("precision", "fp32") != "fp32":
+        f = fp32_of.get(s["name"])
+        line = f"{s['name']:7} {'lorasc, bf16 base':34} {s['tokens_per_s']:9.1f}"
+        if f:
+            r = s["tokens_per_s"] / f["tokens_per_s"]
+            line += f"   bf16 / fp32 = {r:.2f} (>= {bf16_target}x) {verdict(r >= bf16_target)}"
+        print(line)
+        continue
     name = s["name"]
     rows = [("lorasc", s)]
     best = None

@@ -55,5 +55,8 @@ void test_optim(void **state);
 void test_step_stats(void **state);
 void test_noise(void **state);
 void test_vision(void **state);
+/* tests/kernels/backend_cases_bf16.c */
+void test_bf16_convert(void **state);
+void test_bf16_matmul(void **state);
 
 #endif

@@ -74,6 +74,20 @@ check(okv, "device expansion: " .. tostring(vruns))
 if okv then
   check(vruns[1].hash == runs[1].hash and not vruns[1].json:find("device", 1, true), "device stays out of the config")
 end
+-- precision: "bf16" is in the config and changes the hash; "fp32" is the default, left out
+-- of the config (the same run as without the key); a grid gives both
+local okp, pruns = expand_text((base:gsub("seeds = { 1, 2, 3 },", 'seeds = { 1, 2, 3 }, precision = "bf16",')))
+check(okp, "precision expansion: " .. tostring(pruns))
+if okp then
+  eq(pruns[1].config.precision, "bf16", "bf16 in the config")
+  check(pruns[1].json:find('"precision":"bf16"', 1, true) ~= nil, "bf16 in the canonical json")
+  check(pruns[1].hash ~= runs[1].hash, "bf16 changes the hash")
+end
+local okf, fruns = expand_text((base:gsub("seeds = { 1, 2, 3 },", 'seeds = { 1, 2, 3 }, precision = "fp32",')))
+check(okf and fruns[1].hash == runs[1].hash and not fruns[1].json:find("precision", 1, true),
+      "precision = fp32 is the default run")
+local okg, gruns = expand_text((base:gsub("seeds = { 1, 2, 3 },", 'seeds = { 1, 2, 3 }, precision = grid { "fp32", "bf16" },')))
+check(okg and #gruns == 2 * #runs, "a grid over precision doubles the runs")
 -- a Hugging Face directory as a checkpoint: its format is detected from config.json
 local src = os.getenv("LORASC_SOURCE_ROOT")
 if src then
@@ -104,6 +118,7 @@ local bad = {
   { base:gsub("seeds", "sedes"), { "unknown key 'sedes' in experiment \"e\"", "valid keys:" } },
   { base:gsub("seeds = { 1, 2, 3 },", 'seeds = { 1, 2, 3 }, device = "gpu",'), { 'device must be "cpu" or "cuda", got gpu', ":1:" } },
   { base:gsub("n_layers = 1", "n_layer = 1"), { "unknown key 'n_layer' in llama{}", ":2:" } },
+  { base:gsub("seeds = { 1, 2, 3 },", 'seeds = { 1, 2, 3 }, precision = "fp16",'), { 'precision must be "fp32" or "bf16", got "fp16"', ":6:" } },
   { base:gsub("lorasc { rank = 4 }", 'lorasc { rank = 4, dora = "yes" }'), { "dora must be true or false", ":5:" } },
 }
 for i, case in ipairs(bad) do

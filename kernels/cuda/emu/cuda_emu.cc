@@ -416,6 +416,7 @@ struct EmuBlas {
 };
 struct EmuLtDesc {
     cublasOperation_t ta, tb;
+    cublasComputeType_t compute;
 };
 struct EmuLtLayout {
     cudaDataType_t type;
@@ -451,16 +452,29 @@ cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t mode) {
     return (void)h, (void)mode, CUBLAS_STATUS_SUCCESS;
 }
 
-/* D[m,n] = alpha op(A) op(B) + beta C, column-major, fp32 storage */
-static void emu_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *A, int lda,
-                     const float *B, int ldb, float beta, const float *C, float *D, int ldd) {
+/* Element i of an operand stored as `type` (fp32, or bf16: the upper half of an fp32). */
+static double emu_elem(const void *p, cudaDataType_t type, size_t i) {
+    if (type == CUDA_R_16BF) {
+        const uint32_t u = (uint32_t)((const uint16_t *)p)[i] << 16;
+        float f;
+        memcpy(&f, &u, sizeof f);
+        return f;
+    }
+    return ((const float *)p)[i];
+}
+
+/* D[m,n] = alpha op(A) op(B) + beta C, column-major, A and B fp32 or bf16, C and D fp32;
+ * sums in double */
+static void emu_gemm(int ta, int tb, int m, int n, int k, float alpha, const void *A,
+                     cudaDataType_t at, int lda, const void *B, cudaDataType_t bt, int ldb,
+                     float beta, const float *C, float *D, int ldd) {
     std::vector<float> out((size_t)m * n);
     for (int j = 0; j < n; j++)
         for (int i = 0; i < m; i++) {
             double s = 0;
             for (int p = 0; p < k; p++)
-                s += (double)(ta ? A[(size_t)i * lda + p] : A[(size_t)p * lda + i]) *
-                     (tb ? B[(size_t)p * ldb + j] : B[(size_t)j * ldb + p]);
+                s += emu_elem(A, at, ta ? (size_t)i * lda + p : (size_t)p * lda + i) *
+                     emu_elem(B, bt, tb ? (size_t)p * ldb + j : (size_t)j * ldb + p);
             const double c = beta == 0 ? 0.0 : (double)beta * C[(size_t)j * ldd + i];
             out[(size_t)j * m + i] = (float)(alpha * s + c);
         }
@@ -468,17 +482,21 @@ static void emu_gemm(int ta, int tb, int m, int n, int k, float alpha, const flo
         for (int i = 0; i < m; i++) D[(size_t)j * ldd + i] = out[(size_t)j * m + i];
 }
 
+static int emu_operand_type(cudaDataType_t t) { return t == CUDA_R_32F || t == CUDA_R_16BF; }
+
 cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m,
                             int n, int k, const void *alpha, const void *A, cudaDataType_t at,
                             int lda, const void *B, cudaDataType_t bt, int ldb, const void *beta,
                             void *C, cudaDataType_t ct, int ldc, cublasComputeType_t compute,
                             cublasGemmAlgo_t algo) {
-    (void)h, (void)compute, (void)algo;
+    (void)h, (void)algo;
     EmuDeviceAccess access;
-    if (at != CUDA_R_32F || bt != CUDA_R_32F || ct != CUDA_R_32F || ldc < m || lda < (ta ? k : m) ||
-        ldb < (tb ? n : k))
+    /* bf16 operands need fp32 compute (cuBLAS refuses tf32 with them) */
+    if (!emu_operand_type(at) || at != bt || ct != CUDA_R_32F || ldc < m ||
+        lda < (ta ? k : m) || ldb < (tb ? n : k) ||
+        (at == CUDA_R_16BF && compute != CUBLAS_COMPUTE_32F))
         return CUBLAS_STATUS_INVALID_VALUE;
-    emu_gemm(ta, tb, m, n, k, *(const float *)alpha, (const float *)A, lda, (const float *)B, ldb,
+    emu_gemm(ta, tb, m, n, k, *(const float *)alpha, A, at, lda, B, bt, ldb,
              *(const float *)beta, (const float *)C, (float *)C, ldc);
     return CUBLAS_STATUS_SUCCESS;
 }
@@ -490,8 +508,8 @@ cublasStatus_t cublasLtCreate(cublasLtHandle_t *h) {
 cublasStatus_t cublasLtDestroy(cublasLtHandle_t h) { return delete h, CUBLAS_STATUS_SUCCESS; }
 cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t *d, cublasComputeType_t c,
                                         cudaDataType_t scale) {
-    (void)c, (void)scale;
-    *d = new EmuLtDesc{CUBLAS_OP_N, CUBLAS_OP_N};
+    (void)scale;
+    *d = new EmuLtDesc{CUBLAS_OP_N, CUBLAS_OP_N, c};
     return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t d) {
@@ -573,8 +591,10 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t d, const 
         (tb ? lb->cols : lb->rows) != (uint64_t)k || (tb ? lb->rows : lb->cols) != (uint64_t)n ||
         lc->rows != ld->rows || lc->cols != ld->cols || lc->ld != ld->ld)
         return CUBLAS_STATUS_INVALID_VALUE;
-    emu_gemm(ta, tb, m, n, k, *(const float *)alpha, (const float *)A, (int)la->ld,
-             (const float *)B, (int)lb->ld, *(const float *)beta, (const float *)C, (float *)D,
-             (int)ld->ld);
+    if (!emu_operand_type(la->type) || la->type != lb->type || lc->type != CUDA_R_32F ||
+        ld->type != CUDA_R_32F || (la->type == CUDA_R_16BF && d->compute != CUBLAS_COMPUTE_32F))
+        return CUBLAS_STATUS_NOT_SUPPORTED;
+    emu_gemm(ta, tb, m, n, k, *(const float *)alpha, A, la->type, (int)la->ld, B, lb->type,
+             (int)lb->ld, *(const float *)beta, (const float *)C, (float *)D, (int)ld->ld);
     return CUBLAS_STATUS_SUCCESS;
 }

@@ -477,6 +477,80 @@ static void test_llama_runs(void **state) {
     run_both("llama", run_llama);
 }
 
+/* A bf16 frozen base (LoRASC with noise over 2 experts, and DoRA): the same run on both
+ * backends. Each backend rounds the activations it computed itself to bf16, so an element
+ * whose fp32 values differ in the last bit may round to neighbouring bf16 values: the
+ * tolerance is bf16's (RTOL_BF16), not fp32's. The fp32 masters after the run (the merged
+ * and noised targets) and the logits, on the host through llama_tensor_fp32. */
+#define RTOL_BF16 2e-3
+static void run_llama_bf16(Backend *be, const Method *meth, Outcome *o) {
+    memset(o, 0, sizeof *o);
+    const LlamaConfig c = fixture_tiny_config(ROPE_HALF, 0);
+    Llama m;
+    ok(llama_create(&m, be, &c));
+    fixture_randomize(&m, 11, 0.5);
+    ok(llama_set_precision(&m, PRECISION_BF16));
+    LlamaData data = {.V = c.vocab_size};
+    LoraConfig lc;
+    FinetuneConfig cfg = run_config(meth, &lc, LORA_DEFAULT_TARGETS);
+    int in[LORA_NUM_TARGETS], out[LORA_NUM_TARGETS];
+    llama_lora_shapes(&c, in, out);
+    LoraAdapters lora;
+    ok(lora_create(&lora, be, &lc, c.n_layers, in, out, 21));
+    Finetune ft;
+    const FinetuneModel fm = finetune_model_llama(&m);
+    ok(finetune_begin(&ft, &fm, &lora, &cfg));
+    finetune_steps(&ft, &lora, llama_batch, &data, o);
+    finetune_end(&ft);
+    llama_attach_lora(&m, NULL);
+    lora_free(&lora);
+    /* the masters of q and v, end to end */
+    const size_t nq = m.param_sizes[LLAMA_WQ], nv = m.param_sizes[LLAMA_WV];
+    o->n_params = nq + nv;
+    o->params = malloc(o->n_params * sizeof(Real));
+    assert_non_null(o->params);
+    be->to_host(be, o->params, m.w.tensors[LLAMA_WQ], nq * sizeof(Real));
+    be->to_host(be, o->params + nq, m.w.tensors[LLAMA_WV], nv * sizeof(Real));
+    ok(device_sync(be));
+    fixture_batch(data.tokens, data.targets, B, T, c.vocab_size, 999);
+    ok(llama_forward(&m, data.tokens, NULL, B, T));
+    o->n_logits = (size_t)B * T * c.vocab_size;
+    o->logits = host_copy(be, m.acts.logits, o->n_logits);
+    llama_free(&m);
+}
+
+static void test_llama_bf16_runs(void **state) {
+    (void)state;
+    if (!g_cpu->matmul_bf16) {
+        printf("  skipped: the CPU backend of this build has no matmul_bf16 (no oneDNN)\n");
+        return;
+    }
+    const Method cases[] = {{"lorasc bf16", "lorasc", 0, 2}, {"dora bf16", "lora", 1, 1}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        Outcome cpu, cu;
+        run_llama_bf16(g_cpu, &cases[i], &cpu);
+        run_llama_bf16(g_cuda, &cases[i], &cu);
+        double worst[3] = {0, 0, 0};
+        int good = 1;
+        for (int s = 0; s < STEPS; s++) {
+            const double rel = fabs(cu.loss[s] - cpu.loss[s]) / fabs(cpu.loss[s]);
+            if (rel > worst[0]) worst[0] = rel;
+            if (!(rel <= RTOL_BF16))
+                fail_msg("%s: step %d loss cuda %.7f cpu %.7f", cases[i].name, s, cu.loss[s],
+                         cpu.loss[s]);
+        }
+        good &= compare("llama bf16 masters", cu.params, cpu.params, cu.n_params, RTOL_BF16,
+                        &worst[1]);
+        good &= compare("llama bf16 logits", cu.logits, cpu.logits, cu.n_logits, RTOL_BF16,
+                        &worst[2]);
+        printf("  %s: worst relative gap cuda vs cpu: losses %.3g, masters %.3g, logits %.3g\n",
+               cases[i].name, worst[0], worst[1], worst[2]);
+        if (!good) fail_msg("%s: cuda differs from cpu beyond the bf16 tolerance", cases[i].name);
+        outcome_free(&cpu);
+        outcome_free(&cu);
+    }
+}
+
 static void test_vit_runs(void **state) {
     (void)state;
     run_both("vit", run_vit);
@@ -663,6 +737,7 @@ int main(void) {
         cmocka_unit_test(test_llama_runs),
         cmocka_unit_test(test_vit_runs),
         cmocka_unit_test(test_deferred_reads),
+        cmocka_unit_test(test_llama_bf16_runs),
         cmocka_unit_test(test_noise_bits),
         cmocka_unit_test(test_errors),
     };

@@ -1,0 +1,24 @@
+/* The precision a model's frozen base is stored and multiplied in: fp32 (the default,
+ * bit-identical to a build without this choice) or bf16 (the matrices in bf16, adapters,
+ * gradients, optimiser and every accumulation in fp32; ARCHITECTURE.md, "Devices and
+ * precision"). Names for the harness and the check that a backend can run bf16. Not here:
+ * the conversion of a model (llama_set_precision, vit_set_precision). */
+#ifndef LORASC_PRECISION_H
+#define LORASC_PRECISION_H
+
+#include "kernels/backend.h"
+
+typedef enum ModelPrecision {
+    PRECISION_FP32 = 0,
+    PRECISION_BF16 = 1,
+} ModelPrecision;
+
+/* "fp32", "bf16"; NULL past the end (callers list the names in their errors). */
+const char *precision_name(int p);
+/* The precision named s, or -1. */
+int precision_parse(const char *s);
+/* LSC_OK when be runs the bf16 ops, else LSC_ERR with a sentence naming the backend and the
+ * fix; `what` names the model ("a Llama model"). */
+int precision_check_backend(const Backend *be, const char *what);
+
+#endif

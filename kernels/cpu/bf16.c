@@ -1,0 +1,25 @@
+/* fp32 <-> bf16 over arrays on the CPU (kernels/bf16.h has the scalar rounding): the
+ * conversions of a bf16 frozen base and of matmul_bf16's activations. Float builds only (the
+ * double build has no bf16 ops). Not here: the bf16 matmul (matmul.c). */
+#include <omp.h>
+
+#include "kernels/bf16.h"
+#include "kernels/cpu/cpu_ops.h"
+
+#ifndef LORASC_REAL_DOUBLE
+
+void cpu_to_bf16(Backend *be, uint16_t *dst, const Real *src, size_t n) {
+    (void)be;
+    const long long nn = (long long)n;
+#pragma omp parallel for simd schedule(static) if (nn >= CPU_PARALLEL_MIN)
+    for (long long i = 0; i < nn; i++) dst[i] = bf16_from_float(src[i]);
+}
+
+void cpu_from_bf16(Backend *be, Real *dst, const uint16_t *src, size_t n) {
+    (void)be;
+    const long long nn = (long long)n;
+#pragma omp parallel for simd schedule(static) if (nn >= CPU_PARALLEL_MIN)
+    for (long long i = 0; i < nn; i++) dst[i] = bf16_to_float(src[i]);
+}
+
+#endif

@@ -1,0 +1,160 @@
+/* The bf16 ops of kernels/backend.h in the parity harness: to_bf16 and from_bf16 bit for bit
+ * (ties to even, NaN, infinities, overflow, subnormals; random values against the nearest
+ * bf16 found in double), and matmul_bf16 against a double reference made from the
+ * bf16-rounded inputs (fp32-accumulation tolerance) and against the fp32 product of the
+ * unrounded inputs (bf16 tolerance, 2^-7 of the sum of |products|). A backend without the
+ * bf16 matmul (the CPU built without oneDNN) is skipped with that reason. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "kernels/bf16.h"
+#include "tests/kernels/backend_harness.h"
+#include "tests/kernels/backend_ref.h"
+
+static float from_bits(uint32_t u) {
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* The bf16 nearest to x found in double (ties to the even pattern), for finite x within
+ * range; an independent reading of round-to-nearest-even. */
+static uint16_t nearest_bf16(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    const uint16_t lo = (uint16_t)(u >> 16), hi = (uint16_t)(lo + 1); /* toward zero, away */
+    const double dl = fabs((double)x - bf16_to_float(lo)), dh = fabs((double)x - bf16_to_float(hi));
+    if (dl < dh) return lo;
+    if (dh < dl) return hi;
+    return (lo & 1) ? hi : lo;
+}
+
+/* to_bf16 of n fp32 values on be, back on the host */
+static uint16_t *convert(Backend *be, const float *x, size_t n) {
+    float *dx = dputf(be, x, n);
+    uint16_t *dy = be->alloc(be, n * sizeof(uint16_t)), *y = xmalloc(n * sizeof(uint16_t));
+    be->to_bf16(be, dy, dx, n);
+    assert_int_equal(be->sync(be), 0);
+    be->to_host(be, y, dy, n * sizeof(uint16_t));
+    be->free(be, dx), be->free(be, dy);
+    return y;
+}
+
+void test_bf16_convert(void **state) {
+    (void)state;
+    /* {fp32 bits, bf16 bits}: written out by hand */
+    static const uint32_t cases[][2] = {
+        {0x3F800000u, 0x3F80u}, /* 1 */
+        {0x3F808000u, 0x3F80u}, /* 1 + 2^-8: a tie, to the even 1 */
+        {0x3F818000u, 0x3F82u}, /* a tie, to the even 0x3F82 (up) */
+        {0x3F807FFFu, 0x3F80u}, /* just below a tie: down */
+        {0x3F808001u, 0x3F81u}, /* just above a tie: up */
+        {0xBF808001u, 0xBF81u}, /* the same, negative: away from zero */
+        {0xBF818000u, 0xBF82u}, /* a negative tie, to even */
+        {0x80000000u, 0x8000u}, /* -0 */
+        {0x00008000u, 0x0000u}, /* a subnormal tie, to the even 0 */
+        {0x00018000u, 0x0002u}, /* a subnormal tie, to the even 2 */
+        {0x7F800000u, 0x7F80u}, /* +inf */
+        {0xFF800000u, 0xFF80u}, /* -inf */
+        {0x7F7FFFFFu, 0x7F80u}, /* FLT_MAX rounds past the largest bf16: +inf */
+        {0x7F7F7FFFu, 0x7F7Fu}, /* the largest bf16 stays */
+        {0x7FC00000u, 0x7FC0u}, /* quiet NaN */
+        {0x7F800001u, 0x7FC0u}, /* a signalling NaN whose payload is in the dropped half: quiet */
+        {0xFFA00000u, 0xFFE0u}, /* a negative NaN keeps its sign and payload, quieted */
+        {0x7FFFFFFFu, 0x7FFFu}, /* a NaN with every bit set must not round into the sign */
+    };
+    const size_t nc = sizeof cases / sizeof cases[0], nr = 4099, n = nc + nr;
+    float *x = rnd(n, 40, -3, 3);
+    for (size_t i = 0; i < nc; i++) x[i] = from_bits(cases[i][0]);
+    for (size_t i = nc; i < n; i += 7) x[i] *= 1e-30f; /* some tiny values */
+    for (int bi = 0; bi < g_nbe; bi++) {
+        backend_begin(bi);
+        Backend *be = g_be[bi];
+        if (!be->to_bf16 || !be->from_bf16) {
+            printf("  %s: no bf16 conversions in this build, skipped\n", be->name);
+            continue;
+        }
+        op_begin("to_bf16");
+        uint16_t *y = convert(be, x, n);
+        size_t bad = 0;
+        for (size_t i = 0; i < n; i++) {
+            const uint16_t want = i < nc ? (uint16_t)cases[i][1] : nearest_bf16(x[i]);
+            if (y[i] != want && bad++ < 5)
+                fprintf(stderr, "  %s to_bf16[%zu]: 0x%08x gave 0x%04x, want 0x%04x\n", be->name,
+                        i, (unsigned)(i < nc ? cases[i][0] : 0), y[i], want);
+        }
+        if (bad) fail_msg("%s: to_bf16 wrong on %zu of %zu values", be->name, bad, n);
+        op_end();
+        op_begin("from_bf16");
+        uint16_t *dy = dput(be, y, n * sizeof(uint16_t));
+        float *dz = dpoison(be, n);
+        be->from_bf16(be, dz, dy, n);
+        float *z = dget(be, dz, n);
+        for (size_t i = 0; i < n; i++) {
+            const float want = bf16_to_float(y[i]);
+            if (memcmp(&z[i], &want, sizeof want) != 0)
+                fail_msg("%s: from_bf16[%zu] of 0x%04x gave %.9g, want %.9g", be->name, i, y[i],
+                         (double)z[i], (double)want);
+        }
+        op_end();
+        be->free(be, dy), be->free(be, dz);
+        free(y), free(z);
+    }
+    free(x);
+}
+
+void test_bf16_matmul(void **state) {
+    (void)state;
+    op_begin("matmul_bf16");
+    /* the model's two uses (forward: trans_w, beta 0 or 1; backward: no trans, beta 0 or 1),
+     * odd shapes, a K of one, an empty K, and a shape where oneDNN blocks */
+    const struct {
+        int M, N, K, tw;
+        float alpha, beta;
+    } cs[] = {{37, 29, 53, 1, 1, 0}, {37, 29, 53, 1, 1, 1},       {37, 29, 53, 0, 1, 0},
+              {37, 29, 53, 0, 1, 1}, {64, 96, 288, 1, 0.5f, 0.25f}, {130, 70, 300, 0, -1, 0},
+              {1, 64, 17, 1, 2, 0},  {9, 5, 1, 0, 1, 0},          {5, 3, 0, 1, 1, 0.5f}};
+    for (size_t ci = 0; ci < sizeof cs / sizeof cs[0]; ci++) {
+        const int M = cs[ci].M, N = cs[ci].N, K = cs[ci].K, tw = cs[ci].tw;
+        const size_t na = (size_t)M * K, nw = (size_t)K * N, nc = (size_t)M * N;
+        float *a = rnd(na + 1, 41, -1, 1), *w = rnd(nw + 1, 42, -1, 1), *c0 = rnd(nc, 43, -1, 1);
+        uint16_t *w16 = xmalloc((nw + 1) * sizeof(uint16_t));
+        float *ar = xmalloc((na + 1) * sizeof(float)), *wr = xmalloc((nw + 1) * sizeof(float));
+        for (size_t i = 0; i < nw; i++) w16[i] = bf16_from_float(w[i]), wr[i] = bf16_to_float(w16[i]);
+        for (size_t i = 0; i < na; i++) ar[i] = bf16_to_float(bf16_from_float(a[i]));
+        /* reference 1: the rounded inputs, exactly; reference 2: the fp32 inputs */
+        double *ref = widen(c0, nc), *mag = dvec(nc), *ref32 = widen(c0, nc), *mag32 = dvec(nc);
+        ref_matmul(ref, mag, ar, wr, M, N, K, 0, tw, cs[ci].alpha, cs[ci].beta);
+        ref_matmul(ref32, mag32, a, w, M, N, K, 0, tw, cs[ci].alpha, cs[ci].beta);
+        for (int bi = 0; bi < g_nbe; bi++) {
+            backend_begin(bi);
+            Backend *be = g_be[bi];
+            if (!be->matmul_bf16) {
+                if (ci == 0) printf("  %s: no matmul_bf16 (built without oneDNN), skipped\n", be->name);
+                continue;
+            }
+            float *da = dputf(be, a, na + 1);
+            uint16_t *dw = dput(be, w16, (nw + 1) * sizeof(uint16_t));
+            float *dc = cs[ci].beta == 0 ? dpoison(be, nc) : dputf(be, c0, nc);
+            be->matmul_bf16(be, dc, da, dw, M, N, K, tw, cs[ci].alpha, cs[ci].beta);
+            float *got = dget(be, dc, nc);
+            compare("expected", "c (rounded inputs)", got, ref, mag, nc, 16, 1);
+            /* bf16 rounding: each input within 2^-8 relative (half an ulp of an 8-bit
+             * significand), each product within 2^-7 (+ 2^-16), so |err| <= 2^-7 sum|a w| */
+            compare("fp32", "c (vs fp32 inputs)", got, ref32, mag32, nc,
+                    1.01 * ldexp(1.0, -7) / F32_EPS, 0);
+            be->free(be, da), be->free(be, dw), be->free(be, dc), free(got);
+        }
+        free(a), free(w), free(c0), free(w16), free(ar), free(wr);
+        free(ref), free(mag), free(ref32), free(mag32);
+    }
+    op_end();
+}
