@@ -273,6 +273,7 @@ void cpu_attention_decode_forward(Backend *be, Real *out, const Real *q, const R
             for (int s = 0; s <= last; s++) {
                 const Real *kr = kh0 + (size_t)s * ks;
                 Real dot = 0;
+#pragma omp simd reduction(+ : dot) /* vectorised: a prompt's prefill runs through here too */
                 for (int d = 0; d < HD; d++) dot += qr[d] * kr[d];
                 sc[s] = dot;
                 mx = dot > mx ? dot : mx;

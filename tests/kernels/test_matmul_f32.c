@@ -143,6 +143,7 @@ static void test_parity(void **state) {
         {1, 1, 1},     {5, 7, 3},     {1, 300, 17},  {17, 1, 511}, {64, 64, 64},
         {100, 60, 50}, {40, 90, 80},  {333, 37, 29}, {257, 33, 511}, {512, 96, 8},
         {8, 96, 512},  {96, 8, 512},  {31, 129, 511},
+        {1, 2000, 257}, {1, 4099, 96}, /* one row: matrix-vector products over column slabs */
     };
     static const float ab[][2] = {{1, 0}, {1, 1}, {0.7f, 0}, {0.7f, 1}, {-0.25f, 0.3f}, {2, -1}};
     size_t bad = 0;
@@ -245,13 +246,14 @@ static void test_onednn_cache(void **state) {
     free(a), free(b), free(c);
 }
 
-/* AUTO sends tiny GEMMs (below 64x32x32 of work) to OpenBLAS and the rest to oneDNN. */
+/* AUTO sends tiny GEMMs (below 64x32x32 of work) and single rows (decoding) to OpenBLAS and
+ * the rest to oneDNN. */
 static void test_auto_choice(void **state) {
     (void)state;
     skip_without_onednn();
     static const int shapes[][3] = {{4, 4, 4}, {32, 32, 32}, {40, 40, 40}, {48, 48, 48},
-                                    {1024, 8, 288}, {8, 288, 1024}};
-    static const int onednn[] = {0, 0, 0, 1, 1, 1};
+                                    {1024, 8, 288}, {8, 288, 1024}, {1, 1024, 288}};
+    static const int onednn[] = {0, 0, 0, 1, 1, 1, 0};
     float *a = rand_f32(1024 * 288, 10), *b = rand_f32(1024 * 288, 11);
     float *c = rand_f32(1024 * 288, 12);
     assert_int_equal(backend_cpu_set_gemm(be, CPU_GEMM_AUTO), 0);
