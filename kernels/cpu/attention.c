@@ -253,6 +253,44 @@ void cpu_attention_full_backward(Backend *be, Real *dq, Real *dk, Real *dv, Real
 /* Decoding with a key/value cache: the same arithmetic as attention_forward's causal rows
  * (dot products summed over d in order, softmax with the row maximum and a double sum, the
  * mix summed over s in order), so a cached step reproduces the full forward's numbers. */
+/* One query row of the decode attention: out[HD] = softmax(q K^T * scale) V over keys
+ * 0..last (rows of kh0 / vh0 with stride ks); sc[last + 1] is scratch. Inlined with HD a
+ * constant where it is 64 or 128 (below), so the output row is accumulated in vector
+ * registers instead of memory. */
+static inline __attribute__((always_inline)) void decode_row(Real *restrict outr, const Real *restrict qr,
+                                                             const Real *kh0, const Real *vh0, size_t ks,
+                                                             int last, Real scale, Real *restrict sc,
+                                                             const int HD) {
+    Real mx = -INFINITY;
+    for (int s = 0; s <= last; s++) {
+        const Real *kr = kh0 + (size_t)s * ks;
+        Real dot = 0;
+#pragma omp simd reduction(+ : dot)
+        for (int d = 0; d < HD; d++) dot += qr[d] * kr[d];
+        sc[s] = dot;
+        mx = dot > mx ? dot : mx;
+    }
+    double sum = 0.0;
+    for (int s = 0; s <= last; s++) {
+        const Real e = cpu_exp((sc[s] - mx) * scale);
+        sc[s] = e;
+        sum += (double)e;
+    }
+    const Real inv = (Real)(1.0 / sum);
+    Real acc[128];
+    const int hd = HD <= 128 ? HD : 128;
+    for (int d0 = 0; d0 < HD; d0 += hd) { /* HD > 128 (no model here has it): in 128-wide parts */
+        const int w = HD - d0 < hd ? HD - d0 : hd;
+        for (int d = 0; d < w; d++) acc[d] = 0;
+        for (int s = 0; s <= last; s++) {
+            const Real p = sc[s] * inv, *vr = vh0 + (size_t)s * ks + d0;
+#pragma omp simd
+            for (int d = 0; d < w; d++) acc[d] += p * vr[d];
+        }
+        for (int d = 0; d < w; d++) outr[d0 + d] = acc[d];
+    }
+}
+
 void cpu_attention_decode_forward(Backend *be, Real *out, const Real *q, const Real *kcache,
                                   const Real *vcache, int Tq, int pos0, int NH, int NKV, int HD) {
     (void)be;
@@ -261,37 +299,17 @@ void cpu_attention_decode_forward(Backend *be, Real *out, const Real *q, const R
     const size_t qs = (size_t)NH * HD, ks = (size_t)NKV * HD;
 #pragma omp parallel if ((size_t)Tq * NH * n_keys * HD >= CPU_PARALLEL_MIN)
     {
-        Real *sc = malloc(((size_t)n_keys + (size_t)HD) * sizeof(Real));
+        Real *sc = malloc((size_t)n_keys * sizeof(Real));
         KERNEL_ASSERT(sc != NULL);
-        Real *acc = sc + n_keys;
 #pragma omp for schedule(static)
         for (int th = 0; th < Tq * NH; th++) {
             const int t = th / NH, h = th % NH, kh = h / rep, last = pos0 + t;
             const Real *qr = q + (size_t)t * qs + (size_t)h * HD;
             const Real *kh0 = kcache + (size_t)kh * HD, *vh0 = vcache + (size_t)kh * HD;
-            Real mx = -INFINITY;
-            for (int s = 0; s <= last; s++) {
-                const Real *kr = kh0 + (size_t)s * ks;
-                Real dot = 0;
-#pragma omp simd reduction(+ : dot) /* vectorised: a prompt's prefill runs through here too */
-                for (int d = 0; d < HD; d++) dot += qr[d] * kr[d];
-                sc[s] = dot;
-                mx = dot > mx ? dot : mx;
-            }
-            double sum = 0.0;
-            for (int s = 0; s <= last; s++) {
-                const Real e = cpu_exp((sc[s] - mx) * scale);
-                sc[s] = e;
-                sum += (double)e;
-            }
-            const Real inv = (Real)(1.0 / sum);
-            for (int d = 0; d < HD; d++) acc[d] = 0;
-            for (int s = 0; s <= last; s++) {
-                const Real p = sc[s] * inv, *vr = vh0 + (size_t)s * ks;
-#pragma omp simd
-                for (int d = 0; d < HD; d++) acc[d] += p * vr[d];
-            }
-            memcpy(out + (size_t)t * qs + (size_t)h * HD, acc, (size_t)HD * sizeof(Real));
+            Real *outr = out + (size_t)t * qs + (size_t)h * HD;
+            if (HD == 64) decode_row(outr, qr, kh0, vh0, ks, last, scale, sc, 64);
+            else if (HD == 128) decode_row(outr, qr, kh0, vh0, ks, last, scale, sc, 128);
+            else decode_row(outr, qr, kh0, vh0, ks, last, scale, sc, HD);
         }
         free(sc);
     }

@@ -411,6 +411,7 @@ static void test_attention(void **state) {
     attention_decode_case(37, 1, 9, 3, 64);  /* one token after 37 (SmolLM2's heads) */
     attention_decode_case(100, 3, 3, 1, 48); /* a chunk after 100 */
     attention_decode_case(20, 2, 1, 1, 200);
+    attention_decode_case(12, 4, 4, 2, 128); /* Llama-2-7B's head size (its own inlined loop) */
 }
 /* ---- determinism: the reductions give the same bits when run again ---- */
 
