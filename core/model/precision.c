@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/base/error.h"
+#include "core/model/device.h"
 
 static const char *const names[] = {[PRECISION_FP32] = "fp32", [PRECISION_BF16] = "bf16", NULL};
 
@@ -27,4 +28,18 @@ int precision_check_backend(const Backend *be, const char *what) {
                      "lorasc lacks for %s (the CPU's comes with oneDNN: install libdnnl-dev "
                      "and rebuild); use precision = \"fp32\".", be->name, what);
 #endif
+}
+
+int precision_widen(Backend *be, Real *fp32, const uint16_t *w16, size_t n, const char *name,
+                    const char *what, Real **ptr, int *owned) {
+    *owned = 0;
+    *ptr = fp32;
+    if (fp32 || !n) return LSC_OK;
+    Real *wide = be->alloc(be, n * sizeof(Real));
+    if (!wide)
+        return device_fail(be, "Out of memory widening %s (%zu weights) of %s to fp32.", name, n, what);
+    be->from_bf16(be, wide, w16, n);
+    *ptr = wide;
+    *owned = 1;
+    return LSC_OK;
 }

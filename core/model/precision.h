@@ -20,5 +20,10 @@ int precision_parse(const char *s);
 /* LSC_OK when be runs the bf16 ops, else LSC_ERR with a sentence naming the backend and the
  * fix; `what` names the model ("a Llama model"). */
 int precision_check_backend(const Backend *be, const char *what);
+/* A tensor's fp32 values for a reader (checkpoint save, HF export): *ptr = fp32 when it is
+ * not NULL (or n is 0), *owned = 0; else a new fp32 copy of the n bf16 values w16, *owned =
+ * 1 (free it with be->free). LSC_ERR on out of memory, naming `name` of `what`. */
+int precision_widen(Backend *be, Real *fp32, const uint16_t *w16, size_t n, const char *name,
+                    const char *what, Real **ptr, int *owned);
 
 #endif

@@ -159,18 +159,8 @@ void vit_refresh_bf16(ViT *m) {
 }
 
 int vit_tensor_fp32(const ViT *m, int tensor, Real **ptr, int *owned) {
-    *owned = 0;
-    *ptr = m->w.tensors[tensor];
-    if (*ptr || !m->param_sizes[tensor]) return LSC_OK;
-    Backend *be = m->be;
-    Real *wide = be->alloc(be, m->param_sizes[tensor] * sizeof(Real));
-    if (!wide)
-        return device_fail(be, "Out of memory widening %s (%zu weights) of a bf16 ViT to fp32.",
-                           vit_param_name(tensor), m->param_sizes[tensor]);
-    be->from_bf16(be, wide, m->w16[tensor], m->param_sizes[tensor]);
-    *ptr = wide;
-    *owned = 1;
-    return LSC_OK;
+    return precision_widen(m->be, m->w.tensors[tensor], m->w16[tensor], m->param_sizes[tensor],
+                           vit_param_name(tensor), "a bf16 ViT", ptr, owned);
 }
 
 double vit_weight_sum_squares(ViT *m) {
