@@ -98,6 +98,11 @@ struct Backend {
     void (*from_bf16)(Backend *be, Real *dst, const uint16_t *src, size_t n);
     void (*matmul_bf16)(Backend *be, Real *c, const Real *a, const uint16_t *w, int M, int N,
                         int K, int trans_w, Real alpha, Real beta);
+    /* matmul_bf16_rounded: matmul_bf16 with a already bf16 (a16 = to_bf16(a), made by the
+     * caller or by cross_entropy_backward_bf16): the same bits as matmul_bf16 on the fp32 a,
+     * without the rounding pass over a. NULL where matmul_bf16 is. */
+    void (*matmul_bf16_rounded)(Backend *be, Real *c, const uint16_t *a16, const uint16_t *w,
+                                int M, int N, int K, int trans_w, Real alpha, Real beta);
 
     /* ---- embedding ----
      * out[N,C] = table[tokens[n], :]; backward accumulates dtable[V,C] += scatter(dout). */
@@ -164,6 +169,14 @@ struct Backend {
                                   const int32_t *targets, int N, int V);
     void (*cross_entropy_backward)(Backend *be, Real *dlogits, const Real *logits, const Real *lse,
                                    const int32_t *targets, const Real *dloss, int N, int V);
+    /* cross_entropy_backward_bf16: the same gradient written as bf16 (dlogits16[i] =
+     * to_bf16 of what cross_entropy_backward writes, bit for bit), for a frozen bf16
+     * classifier whose dx = dlogits W reads it through matmul_bf16_rounded: one pass writing
+     * 2 bytes per logit instead of writing 4, reading them back and rounding. NULL where the
+     * backend has no bf16 storage. */
+    void (*cross_entropy_backward_bf16)(Backend *be, uint16_t *dlogits16, const Real *logits,
+                                        const Real *lse, const int32_t *targets,
+                                        const Real *dloss, int N, int V);
 
     /* ---- per-row and per-column ops on a matrix x[N,C] ----
      * (DoRA splits a weight into a per-row magnitude and a direction with these.)

@@ -263,6 +263,9 @@ static void carve_acts(Llama *m, int B, int T, Arena *arena) {
     };
     arena_reset(arena);
     for (size_t i = 0; i < sizeof slots / sizeof slots[0]; i++) *slots[i].ptr = arena_alloc(arena, slots[i].n);
+    /* bf16: 2 bytes per logit, carved as whole floats */
+    a->dlogits16 = m->precision == PRECISION_BF16 ? (uint16_t *)arena_alloc(arena, (BT * V + 1) / 2)
+                                                  : NULL;
 }
 
 static int llama_reserve(Llama *m, int B, int T) {
@@ -628,14 +631,21 @@ int llama_backward(Llama *m) {
     Real *dlogits = a->logits;
     const int rows = m->head_rows ? m->head_rows : BT;
     const Real *head_x = m->head_rows ? a->proj : a->xn_final;
-    be->cross_entropy_backward(be, dlogits, a->logits, a->lse, m->targets, a->dloss, rows, V);
-    weight_grad(m, full ? m->dw.tensors[LLAMA_WCLS] : NULL, dlogits, head_x, rows, C, V);
-    if (m->head_rows) {
-        llama_weight_matmul(m, a->dq, dlogits, LLAMA_WCLS, 0, rows, 1, 0); /* scratch [rows, C] */
+    Real *dhead = m->head_rows ? a->dq : a->dxn; /* the head's input gradient [rows, C] */
+    if (!full && a->dlogits16 && be->cross_entropy_backward_bf16 && be->matmul_bf16_rounded) {
+        /* a frozen bf16 classifier: the gradient written once, as the bf16 its matmul would
+         * round it to (the same bits as the fp32 path below, a third of its memory traffic) */
+        be->cross_entropy_backward_bf16(be, a->dlogits16, a->logits, a->lse, m->targets, a->dloss,
+                                        rows, V);
+        be->matmul_bf16_rounded(be, dhead, a->dlogits16, m->w16[LLAMA_WCLS], rows, C, V, 0, 1, 0);
+    } else {
+        be->cross_entropy_backward(be, dlogits, a->logits, a->lse, m->targets, a->dloss, rows, V);
+        weight_grad(m, full ? m->dw.tensors[LLAMA_WCLS] : NULL, dlogits, head_x, rows, C, V);
+        llama_weight_matmul(m, dhead, dlogits, LLAMA_WCLS, 0, rows, 1, 0); /* dx = dlogits Wcls */
+    }
+    if (m->head_rows) { /* scatter the gathered rows' gradient back */
         be->zero(be, a->dxn, BTC * sizeof(Real));
         be->embedding_backward(be, a->dxn, a->dq, m->head_idx, rows, C);
-    } else {
-        llama_weight_matmul(m, a->dxn, dlogits, LLAMA_WCLS, 0, BT, 1, 0); /* dxn = dlogits Wcls */
     }
     be->zero(be, a->dresid, BTC * sizeof(Real));
     be->rmsnorm_backward(be, a->dresid, full ? m->dw.tensors[LLAMA_RMS_FINAL] : NULL, a->dxn,

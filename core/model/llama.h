@@ -101,6 +101,8 @@ typedef struct LlamaActs {
     Real *datt;      /* [B, NH, T, T] */
     Real *datty;     /* [BT, NH*HD] */
     Real *dgate, *dup, *dswi; /* [BT, H] */
+    uint16_t *dlogits16; /* [BT, V] the classifier's gradient in bf16, for a frozen bf16
+                          * classifier (NULL in fp32): cross_entropy_backward_bf16 writes it */
 } LlamaActs;
 
 typedef struct Llama {

@@ -76,6 +76,7 @@ static int to_bf16(Llama *m) {
     memcpy(m->w.tensors, tensors, sizeof tensors);
     if (m->config.tied_embeddings) m->w.tensors[LLAMA_WCLS] = m->w.tensors[LLAMA_TOKEN_EMBEDDING];
     m->precision = PRECISION_BF16;
+    m->B = m->T = 0; /* the activations are re-carved: dlogits16 exists in bf16 only */
     m->stale = 0;
     return LSC_OK;
 }
@@ -109,6 +110,7 @@ static int to_fp32(Llama *m) {
     m->params_len = m->num_params;
     m->w = w;
     m->precision = PRECISION_FP32;
+    m->B = m->T = 0; /* the activations are re-carved: dlogits16 exists in bf16 only */
     m->stale = 0;
     return LSC_OK;
 }

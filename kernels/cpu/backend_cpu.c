@@ -113,7 +113,11 @@ Backend *backend_cpu_create(int threads) {
     be->to_bf16 = cpu_to_bf16;
     be->from_bf16 = cpu_from_bf16;
 #if CPU_HAVE_DNNL
-    if (ctx->dnnl) be->matmul_bf16 = cpu_matmul_bf16;
+    if (ctx->dnnl) {
+        be->matmul_bf16 = cpu_matmul_bf16;
+        be->matmul_bf16_rounded = cpu_matmul_bf16_rounded;
+        be->cross_entropy_backward_bf16 = cpu_cross_entropy_backward_bf16;
+    }
 #endif
 #endif
     be->embedding_forward = cpu_embedding_forward;

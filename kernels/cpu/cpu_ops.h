@@ -107,6 +107,8 @@ void cpu_matmul(Backend *be, Real *c, const Real *a, const Real *b, int M, int N
 #if CPU_HAVE_DNNL
 void cpu_matmul_bf16(Backend *be, Real *c, const Real *a, const uint16_t *w, int M, int N, int K,
                      int trans_w, Real alpha, Real beta);
+void cpu_matmul_bf16_rounded(Backend *be, Real *c, const uint16_t *a16, const uint16_t *w, int M,
+                             int N, int K, int trans_w, Real alpha, Real beta);
 #endif
 
 /* ---- bf16.c (float builds only) ---- */
@@ -163,6 +165,9 @@ void cpu_cross_entropy_forward(Backend *be, Real *losses, Real *lse, const Real 
                                const int32_t *targets, int N, int V);
 void cpu_cross_entropy_backward(Backend *be, Real *dlogits, const Real *logits, const Real *lse,
                                 const int32_t *targets, const Real *dloss, int N, int V);
+void cpu_cross_entropy_backward_bf16(Backend *be, uint16_t *dlogits16, const Real *logits,
+                                     const Real *lse, const int32_t *targets, const Real *dloss,
+                                     int N, int V);
 
 /* ---- optim.c ---- */
 void cpu_adamw_update(Backend *be, Real *p, const Real *g, Real *m, Real *v, size_t n, float lr,

@@ -2,6 +2,7 @@
  * an online logsumexp over L1-sized chunks, so a row streams from memory once, and keeps only
  * lse; the backward recomputes softmax from lse in one read-write pass, which is what lets it
  * run in place (dlogits == logits). Sums of exponentials are taken in double. */
+#include "kernels/bf16.h"
 #include "kernels/kernel_assert.h"
 #include "kernels/cpu/cpu_ops.h"
 
@@ -70,3 +71,35 @@ void cpu_cross_entropy_backward(Backend *be, Real *dlogits, const Real *logits, 
         d[tgt] -= dl;
     }
 }
+
+#ifndef LORASC_REAL_DOUBLE
+/* The backward written as bf16 (backend.h, cross_entropy_backward_bf16): each chunk of a row is
+ * computed into an fp32 buffer exactly as above (the product, then the target's subtraction
+ * as a separate store), then rounded, so the bits are those of to_bf16(cross_entropy_backward)
+ * while the row is written once at 2 bytes per logit. */
+void cpu_cross_entropy_backward_bf16(Backend *be, uint16_t *dlogits16, const Real *logits,
+                                     const Real *lse, const int32_t *targets, const Real *dloss,
+                                     int N, int V) {
+    (void)be;
+#pragma omp parallel for schedule(static) if ((size_t)N * V >= CPU_PARALLEL_MIN)
+    for (int n = 0; n < N; n++) {
+        const Real *x = logits + (size_t)n * V;
+        uint16_t *d = dlogits16 + (size_t)n * V;
+        const int tgt = targets[n];
+        const Real dl = dloss[n];
+        if (tgt < 0 || dl == 0) {
+            memset(d, 0, (size_t)V * sizeof *d);
+            continue;
+        }
+        KERNEL_ASSERT(tgt < V);
+        Real g[CE_CHUNK];
+        for (int c0 = 0; c0 < V; c0 += CE_CHUNK) {
+            const int len = c0 + CE_CHUNK < V ? CE_CHUNK : V - c0;
+            ce_softmax_scaled(g, x + c0, lse[n], dl, len);
+            if (tgt >= c0 && tgt < c0 + len) g[tgt - c0] -= dl;
+#pragma omp simd
+            for (int i = 0; i < len; i++) d[c0 + i] = bf16_from_float(g[i]);
+        }
+    }
+}
+#endif

@@ -154,23 +154,18 @@ static void *bf16_scratch(void **buf, size_t *cap, size_t n, size_t size) {
     return p;
 }
 
-/* matmul_bf16 (kernels/backend.h): a rounded to bf16 into the context's scratch, then oneDNN's
- * bf16 x bf16 -> f32 matmul. Where oneDNN cannot build that primitive (a processor without
- * the instructions it needs), both operands are widened back to fp32 (exactly: a bf16 is an
- * fp32) and OpenBLAS multiplies them: the products of bf16 values are exact in fp32, so only
- * the order of the fp32 sums differs. */
-void cpu_matmul_bf16(Backend *be, Real *c, const Real *a, const uint16_t *w, int M, int N, int K,
-                     int trans_w, Real alpha, Real beta) {
+/* matmul_bf16_rounded (kernels/backend.h): oneDNN's bf16 x bf16 -> f32 matmul. Where oneDNN
+ * cannot build that primitive (a processor without the instructions it needs), both operands
+ * are widened back to fp32 (exactly: a bf16 is an fp32) and OpenBLAS multiplies them: the
+ * products of bf16 values are exact in fp32, so only the order of the fp32 sums differs. */
+void cpu_matmul_bf16_rounded(Backend *be, Real *c, const uint16_t *a16, const uint16_t *w, int M,
+                             int N, int K, int trans_w, Real alpha, Real beta) {
     CpuCtx *ctx = be->ctx;
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {
         for (size_t i = 0; i < (size_t)M * N; i++) c[i] = beta == 0 ? 0 : beta * c[i];
         return;
     }
-    const size_t na = (size_t)M * K, nw = (size_t)K * N;
-    uint16_t *a16 = bf16_scratch((void **)&ctx->bf16_a, &ctx->bf16_a_cap, na, sizeof *a16);
-    KERNEL_ASSERT(a16 != NULL); /* the CPU's ops cannot fail: out of memory is fatal here */
-    cpu_to_bf16(be, a16, a, na);
     if (ctx->dnnl && cpu_dnnl_matmul_bf16(ctx->dnnl, &ctx->stats, c, a16, w, M, N, K, trans_w,
                                           alpha, beta) == 0) {
         ctx->stats.onednn_calls++;
@@ -178,11 +173,25 @@ void cpu_matmul_bf16(Backend *be, Real *c, const Real *a, const uint16_t *w, int
     }
     ctx->stats.onednn_fallbacks++;
     ctx->stats.openblas_calls++;
+    const size_t na = (size_t)M * K, nw = (size_t)K * N;
     float *wide = bf16_scratch((void **)&ctx->bf16_wide, &ctx->bf16_wide_cap, na + nw,
                                sizeof *wide);
-    KERNEL_ASSERT(wide != NULL);
+    KERNEL_ASSERT(wide != NULL); /* the CPU's ops cannot fail: out of memory is fatal here */
     cpu_from_bf16(be, wide, a16, na);
     cpu_from_bf16(be, wide + na, w, nw);
     matmul_blas(c, wide, wide + na, M, N, K, 0, trans_w, alpha, beta);
+}
+
+/* matmul_bf16 (kernels/backend.h): a rounded to bf16 into the context's scratch, then
+ * matmul_bf16_rounded. */
+void cpu_matmul_bf16(Backend *be, Real *c, const Real *a, const uint16_t *w, int M, int N, int K,
+                     int trans_w, Real alpha, Real beta) {
+    CpuCtx *ctx = be->ctx;
+    if (M <= 0 || N <= 0) return;
+    const size_t na = K > 0 ? (size_t)M * K : 0;
+    uint16_t *a16 = bf16_scratch((void **)&ctx->bf16_a, &ctx->bf16_a_cap, na, sizeof *a16);
+    KERNEL_ASSERT(na == 0 || a16 != NULL); /* out of memory is fatal in the CPU's ops */
+    cpu_to_bf16(be, a16, a, na);
+    cpu_matmul_bf16_rounded(be, c, a16, w, M, N, K, trans_w, alpha, beta);
 }
 #endif

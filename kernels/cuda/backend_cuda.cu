@@ -361,6 +361,7 @@ static void cuda_fill_ops(Backend *be) {
     be->to_bf16 = cuda_to_bf16;
     be->from_bf16 = cuda_from_bf16;
     be->matmul_bf16 = cuda_matmul_bf16;
+    be->matmul_bf16_rounded = cuda_matmul_bf16_rounded;
     be->embedding_forward = cuda_embedding_forward;
     be->embedding_backward = cuda_embedding_backward;
     be->rmsnorm_forward = cuda_rmsnorm_forward;
@@ -381,6 +382,7 @@ static void cuda_fill_ops(Backend *be) {
     be->divide = cuda_divide;
     be->cross_entropy_forward = cuda_cross_entropy_forward;
     be->cross_entropy_backward = cuda_cross_entropy_backward;
+    be->cross_entropy_backward_bf16 = cuda_cross_entropy_backward_bf16;
 
     be->adamw_update = cuda_adamw_update;
     be->sum_squares = cuda_sum_squares;

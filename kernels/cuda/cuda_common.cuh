@@ -243,6 +243,8 @@ void cuda_to_bf16(Backend *be, uint16_t *dst, const Real *src, size_t n);
 void cuda_from_bf16(Backend *be, Real *dst, const uint16_t *src, size_t n);
 void cuda_matmul_bf16(Backend *be, Real *c, const Real *a, const uint16_t *w, int M, int N, int K,
                       int trans_w, Real alpha, Real beta);
+void cuda_matmul_bf16_rounded(Backend *be, Real *c, const uint16_t *a16, const uint16_t *w, int M,
+                              int N, int K, int trans_w, Real alpha, Real beta);
 /* embedding.cu */
 void cuda_embedding_forward(Backend *be, Real *out, const int32_t *tokens, const Real *table,
                             int N, int C);
@@ -289,6 +291,9 @@ void cuda_cross_entropy_forward(Backend *be, Real *losses, Real *lse, const Real
                                 const int32_t *targets, int N, int V);
 void cuda_cross_entropy_backward(Backend *be, Real *dlogits, const Real *logits, const Real *lse,
                                  const int32_t *targets, const Real *dloss, int N, int V);
+void cuda_cross_entropy_backward_bf16(Backend *be, uint16_t *dlogits16, const Real *logits,
+                                      const Real *lse, const int32_t *targets, const Real *dloss,
+                                      int N, int V);
 /* optim.cu */
 void cuda_adamw_update(Backend *be, Real *p, const Real *g, Real *m, Real *v, size_t n, float lr,
                        float beta1, float beta2, float eps, float weight_decay, float grad_scale,

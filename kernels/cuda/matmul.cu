@@ -166,3 +166,20 @@ void cuda_matmul_bf16(Backend *be, Real *c, const Real *a, const uint16_t *w, in
     cuda_gemm(ctx, c, CUDA_R_32F, w, CUDA_R_16BF, ldw, trans_w, a16, CUDA_R_16BF, K, 0, N, M, K,
               alpha, beta);
 }
+
+/* The same with a already bf16 (backend.h, matmul_bf16_rounded): no conversion pass. */
+void cuda_matmul_bf16_rounded(Backend *be, Real *c, const uint16_t *a16, const uint16_t *w, int M,
+                              int N, int K, int trans_w, Real alpha, Real beta) {
+    CudaCtx *ctx = cuda_begin(be, __func__);
+    if (!ctx || M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        const size_t n = (size_t)M * N;
+        matmul_scale_kernel<<<cuda_grid_for(ctx, n, CUDA_BLOCK), CUDA_BLOCK, 0, ctx->stream>>>(
+            c, n, beta);
+        CUDA_LAUNCHED(ctx);
+        return;
+    }
+    const int ldw = trans_w ? K : N;
+    cuda_gemm(ctx, c, CUDA_R_32F, w, CUDA_R_16BF, ldw, trans_w, a16, CUDA_R_16BF, K, 0, N, M, K,
+              alpha, beta);
+}

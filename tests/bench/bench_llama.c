@@ -303,7 +303,7 @@ static int bench_shape(Backend *be, const BenchShape *s, ModelPrecision p, const
          * efficiency from in-situ effects; skip the tiny LoRA ones */
         for (int i = 0; i < res->n_mm; i++) {
             MatmulShape *m = &res->mm[i];
-            m->isolated_gflops = m->cat == CAT_MM_LORA || m->ta == 2
+            m->isolated_gflops = m->cat == CAT_MM_LORA || m->ta >= 2
                                      ? 0.0 /* bf16 shapes: not measured alone */
                                      : sgemm_gflops(be, m->M, m->N, m->K, m->ta, m->tb, 4);
         }

@@ -60,6 +60,13 @@ static void shim_matmul_bf16(Backend *be, Real *c, const Real *a, const uint16_t
     prof.orig.matmul_bf16(be, c, a, w, M, N, K, tw, alpha, beta);
     matmul_tally(M, N, K, 2, tw, bench_now_s() - t0);
 }
+/* ... and with a already bf16 (tA = 3) */
+static void shim_matmul_bf16_rounded(Backend *be, Real *c, const uint16_t *a, const uint16_t *w,
+                                     int M, int N, int K, int tw, Real alpha, Real beta) {
+    const double t0 = bench_now_s();
+    prof.orig.matmul_bf16_rounded(be, c, a, w, M, N, K, tw, alpha, beta);
+    matmul_tally(M, N, K, 3, tw, bench_now_s() - t0);
+}
 static void shim_to_bf16(Backend *be, uint16_t *d, const Real *s, size_t n) {
     SHIM_TIME(CAT_MEMORY, prof.orig.to_bf16(be, d, s, n));
 }
@@ -131,6 +138,10 @@ static void shim_ce_backward(Backend *be, Real *dl, const Real *logits, const Re
                              const int32_t *tg, const Real *dloss, int N, int V) {
     SHIM_TIME(CAT_CE, prof.orig.cross_entropy_backward(be, dl, logits, lse, tg, dloss, N, V));
 }
+static void shim_ce_backward_bf16(Backend *be, uint16_t *dl, const Real *logits, const Real *lse,
+                                  const int32_t *tg, const Real *dloss, int N, int V) {
+    SHIM_TIME(CAT_CE, prof.orig.cross_entropy_backward_bf16(be, dl, logits, lse, tg, dloss, N, V));
+}
 static void shim_adamw_update(Backend *be, Real *p, const Real *g, Real *m, Real *v, size_t n,
                               float lr, float b1, float b2, float eps, float wd, float gs,
                               float bc1, float bc2) {
@@ -159,6 +170,7 @@ void shims_install(Backend *be, int vocab, int lora_rank) {
     be->zero = shim_zero;
     be->matmul = shim_matmul;
     if (be->matmul_bf16) be->matmul_bf16 = shim_matmul_bf16;
+    if (be->matmul_bf16_rounded) be->matmul_bf16_rounded = shim_matmul_bf16_rounded;
     if (be->to_bf16) be->to_bf16 = shim_to_bf16;
     be->embedding_forward = shim_embedding_forward;
     be->embedding_backward = shim_embedding_backward;
@@ -174,6 +186,7 @@ void shims_install(Backend *be, int vocab, int lora_rank) {
     be->residual_backward = shim_residual_backward;
     be->cross_entropy_forward = shim_ce_forward;
     be->cross_entropy_backward = shim_ce_backward;
+    if (be->cross_entropy_backward_bf16) be->cross_entropy_backward_bf16 = shim_ce_backward_bf16;
     be->adamw_update = shim_adamw_update;
     be->sum_squares = shim_sum_squares;
     be->scale = shim_scale;

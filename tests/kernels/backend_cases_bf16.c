@@ -158,3 +158,97 @@ void test_bf16_matmul(void **state) {
     }
     op_end();
 }
+
+/* n bf16 values of device array d, back on the host */
+static uint16_t *get16(Backend *be, const uint16_t *d, size_t n) {
+    uint16_t *h = xmalloc(n * sizeof *h);
+    assert_int_equal(be->sync(be), 0);
+    be->to_host(be, h, d, n * sizeof *h);
+    return h;
+}
+
+static void same_bits16(const char *what, const char *be_name, const uint16_t *got,
+                        const uint16_t *want, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (got[i] != want[i])
+            fail_msg("%s: %s[%zu] is 0x%04x, want 0x%04x", be_name, what, i, got[i], want[i]);
+}
+
+/* The head of a frozen bf16 classifier: cross_entropy_backward_bf16 writes the bits of
+ * to_bf16(cross_entropy_backward) (rows longer than the CPU's 2048-logit chunks, the target in
+ * a later chunk, ignored and zero-weight rows), and they lie within bf16 rounding of the double
+ * reference; matmul_bf16_rounded on to_bf16(a) gives matmul_bf16's bits. */
+void test_bf16_head(void **state) {
+    (void)state;
+    const int N = 7, V = 4099;
+    const size_t n = (size_t)N * V;
+    float *logits = rnd(n, 140, -6, 6), *dloss = rnd(N, 141, 0.1, 1);
+    int32_t *tgt = ids(N, 142, V);
+    tgt[1] = -1, dloss[3] = 0;                        /* an ignored row; a zero-weight row */
+    tgt[0] = 2047, tgt[4] = 2048, tgt[5] = 4098, tgt[6] = 0; /* at the CPU chunks' edges */
+    double *rl = dvec(N), *rlse = dvec(N), *rd = dvec(n);
+    ref_cross_entropy_forward(rl, rlse, logits, tgt, N, V);
+    float *lse = narrow(rlse, N);
+    ref_cross_entropy_backward(rd, logits, lse, tgt, dloss, N, V);
+    for (int bi = 0; bi < g_nbe; bi++) {
+        backend_begin(bi);
+        Backend *be = g_be[bi];
+        if (!be->cross_entropy_backward_bf16 || !be->matmul_bf16_rounded) {
+            printf("  %s: no bf16 head ops (built without oneDNN), skipped\n", be->name);
+            continue;
+        }
+        op_begin("cross_entropy_backward_bf16");
+        float *dlog = dputf(be, logits, n), *ddl = dputf(be, dloss, N), *dlse = dputf(be, lse, N);
+        int32_t *dt = dput(be, tgt, N * sizeof(int32_t));
+        float *od = dpoison(be, n);
+        uint16_t *want16 = be->alloc(be, n * sizeof(uint16_t)), *got16 = be->alloc(be, n * sizeof(uint16_t));
+        be->cross_entropy_backward(be, od, dlog, dlse, dt, ddl, N, V);
+        be->to_bf16(be, want16, od, n);
+        be->cross_entropy_backward_bf16(be, got16, dlog, dlse, dt, ddl, N, V);
+        uint16_t *want = get16(be, want16, n), *got = get16(be, got16, n);
+        same_bits16("dlogits16", be->name, got, want, n);
+        for (size_t i = 0; i < n; i++) { /* independent: the double reference, rounded */
+            const double g = bf16_to_float(got[i]), tol = ldexp(fabs(rd[i]), -8) + 16 * F32_EPS * fabs(rd[i]) + 1e-30;
+            if (fabs(g - rd[i]) > tol)
+                fail_msg("%s: dlogits16[%zu] = %.9g, reference %.9g (tolerance %.3g)", be->name, i,
+                         g, rd[i], tol);
+        }
+        op_end();
+
+        /* dx = dlogits W (the head's backward shape) and a forward-shaped product */
+        op_begin("matmul_bf16_rounded");
+        const int C = 37;
+        float *w = rnd((size_t)V * C, 143, -1, 1), *c0 = rnd((size_t)N * C, 144, -1, 1);
+        uint16_t *w16 = xmalloc((size_t)V * C * sizeof *w16);
+        for (size_t i = 0; i < (size_t)V * C; i++) w16[i] = bf16_from_float(w[i]);
+        uint16_t *dw = dput(be, w16, (size_t)V * C * sizeof *w16);
+        for (int beta = 0; beta <= 1; beta++) {
+            float *c1 = dputf(be, c0, (size_t)N * C), *c2 = dputf(be, c0, (size_t)N * C);
+            be->matmul_bf16(be, c1, od, dw, N, C, V, 0, 1, (Real)beta);
+            be->matmul_bf16_rounded(be, c2, want16, dw, N, C, V, 0, 1, (Real)beta);
+            float *h1 = dget(be, c1, (size_t)N * C), *h2 = dget(be, c2, (size_t)N * C);
+            if (memcmp(h1, h2, (size_t)N * C * sizeof *h1) != 0)
+                for (size_t i = 0; i < (size_t)N * C; i++)
+                    if (memcmp(&h1[i], &h2[i], sizeof *h1) != 0)
+                        fail_msg("%s: beta %d: c[%zu] is %.9g, matmul_bf16 gave %.9g", be->name,
+                                 beta, i, (double)h2[i], (double)h1[i]);
+            be->free(be, c1), be->free(be, c2), free(h1), free(h2);
+        }
+        /* forward shape: y[N, C'] = dlogits16[N, V] . W'^T with W' [C', V] */
+        float *y1 = dpoison(be, (size_t)N * 5), *y2 = dpoison(be, (size_t)N * 5);
+        be->matmul_bf16(be, y1, od, dw, N, 5, V, 1, 0.5f, 0);
+        be->matmul_bf16_rounded(be, y2, want16, dw, N, 5, V, 1, 0.5f, 0);
+        float *h1 = dget(be, y1, (size_t)N * 5), *h2 = dget(be, y2, (size_t)N * 5);
+        for (size_t i = 0; i < (size_t)N * 5; i++)
+            if (memcmp(&h1[i], &h2[i], sizeof *h1) != 0)
+                fail_msg("%s: trans_w: y[%zu] is %.9g, matmul_bf16 gave %.9g", be->name, i,
+                         (double)h2[i], (double)h1[i]);
+        op_end();
+        be->free(be, y1), be->free(be, y2), free(h1), free(h2);
+        be->free(be, dw), free(w), free(c0), free(w16);
+        be->free(be, dlog), be->free(be, ddl), be->free(be, dlse), be->free(be, dt);
+        be->free(be, od), be->free(be, want16), be->free(be, got16);
+        free(want), free(got);
+    }
+    free(logits), free(dloss), free(tgt), free(rl), free(rlse), free(rd), free(lse);
+}

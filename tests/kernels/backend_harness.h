@@ -58,5 +58,6 @@ void test_vision(void **state);
 /* tests/kernels/backend_cases_bf16.c */
 void test_bf16_convert(void **state);
 void test_bf16_matmul(void **state);
+void test_bf16_head(void **state);
 
 #endif

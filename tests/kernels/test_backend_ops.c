@@ -508,6 +508,7 @@ int main(void) {
         cmocka_unit_test(test_step_stats),
         cmocka_unit_test(test_noise),         cmocka_unit_test(test_vision),
         cmocka_unit_test(test_bf16_convert),  cmocka_unit_test(test_bf16_matmul),
+        cmocka_unit_test(test_bf16_head),
         cmocka_unit_test(test_determinism),   cmocka_unit_test(test_errors),
     };
     const char *filter = getenv("LORASC_TEST_FILTER"); /* e.g. test_attention (tests/gpu) */
