@@ -177,6 +177,16 @@ struct Backend {
     void (*cross_entropy_backward_bf16)(Backend *be, uint16_t *dlogits16, const Real *logits,
                                         const Real *lse, const int32_t *targets,
                                         const Real *dloss, int N, int V);
+    /* cross_entropy_forward_backward: forward and backward in one pass over each row (a
+     * training step whose dloss is known before its forward): losses and lse as forward, the
+     * gradient as backward into dlogits (may alias logits) or, when dlogits16 is not NULL, as
+     * cross_entropy_backward_bf16 into dlogits16 (dlogits unused); the bits of the separate
+     * ops, with the logits read from memory once instead of twice. dlogits16 must be NULL in
+     * the double build. */
+    void (*cross_entropy_forward_backward)(Backend *be, Real *losses, Real *lse, Real *dlogits,
+                                           uint16_t *dlogits16, const Real *logits,
+                                           const int32_t *targets, const Real *dloss, int N,
+                                           int V);
 
     /* ---- per-row and per-column ops on a matrix x[N,C] ----
      * (DoRA splits a weight into a per-row magnitude and a direction with these.)

@@ -22,11 +22,13 @@ static int llama_forward_backward(void *model, const void *batch, double *loss_d
     const LlamaBatch *b = batch;
     llama_zero_grad(m);
     m->loss_out = loss_dev;
+    m->backward_follows = 1;
     const int rc = llama_forward_loss(m, b->tokens, b->targets, b->B, b->T) == LSC_OK &&
                            llama_backward(m) == LSC_OK
                        ? LSC_OK
                        : LSC_ERR;
     m->loss_out = NULL;
+    m->backward_follows = 0;
     return rc;
 }
 

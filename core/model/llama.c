@@ -509,6 +509,7 @@ static int forward(Llama *m, const int32_t *tokens, const int32_t *targets, int 
     m->mean_loss = 0.0;
     m->n_loss_tokens = 0;
     m->head_rows = 0;
+    m->head_grad = HEAD_GRAD_NONE;
     if (!targets) {
         llama_weight_matmul(m, a->logits, a->xn_final, LLAMA_WCLS, 0, BT, 0, 0);
         return device_sync(be); /* the end of a forward: a failed op surfaces here */
@@ -529,6 +530,13 @@ int llama_forward_row_losses(Llama *m, const int32_t *tokens, const int32_t *tar
     return forward(m, tokens, targets, B, T, 1, row_loss);
 }
 
+/* Whether the classifier's gradient can go through the bf16 head: a frozen bf16 classifier
+ * (dlogits16 exists in bf16 only) and a backend with the two ops. */
+static int head_grad_bf16(const Llama *m) {
+    return !m->grads && m->acts.dlogits16 && m->be->cross_entropy_backward_bf16 &&
+           m->be->matmul_bf16_rounded;
+}
+
 /* The classifier and the loss. Positions whose target is masked (< 0) contribute nothing, so
  * when some are masked (a task's label words, a response after its prompt) and the caller
  * allows it (llama_forward_loss), the classifier runs on the unmasked rows only, gathered
@@ -544,7 +552,7 @@ static int head_loss_forward(Llama *m, const int32_t *targets, int BT, int T, in
     LlamaActs *a = &m->acts;
     const int C = c->dim, V = c->vocab_size;
     int32_t *host_idx = malloc((size_t)BT * 2 * sizeof(int32_t));
-    Real *host = malloc((size_t)BT * sizeof(Real));
+    Real *host = malloc((size_t)BT * 2 * sizeof(Real)), *host_dloss = host + BT;
     if (!host || !host_idx) {
         free(host), free(host_idx);
         return error_set("Out of memory computing the loss of %d tokens.", BT);
@@ -561,9 +569,23 @@ static int head_loss_forward(Llama *m, const int32_t *targets, int BT, int T, in
         x = a->proj;
         m->head_rows = count;
     }
+    for (int i = 0; i < rows; i++)
+        host_dloss[i] = (sparse || targets[i] >= 0) && count ? (Real)(1.0 / count) : 0;
+    be->to_device(be, a->dloss, host_dloss, (size_t)rows * sizeof(Real));
     llama_weight_matmul(m, a->logits, x, LLAMA_WCLS, 0, rows, 0, 0);
     be->to_device(be, m->targets, sparse ? host_tgt : targets, (size_t)rows * sizeof(int32_t));
-    be->cross_entropy_forward(be, a->losses, a->lse, a->logits, m->targets, rows, V);
+    m->head_grad = HEAD_GRAD_NONE;
+    if (m->backward_follows && be->cross_entropy_forward_backward) {
+        /* a training step: the gradient too, while each row is in cache (llama_backward
+         * then starts at the classifier's matmul) */
+        const int bf16 = head_grad_bf16(m);
+        be->cross_entropy_forward_backward(be, a->losses, a->lse, a->logits,
+                                           bf16 ? a->dlogits16 : NULL, a->logits, m->targets,
+                                           a->dloss, rows, V);
+        m->head_grad = bf16 ? HEAD_GRAD_BF16 : HEAD_GRAD_FP32;
+    } else {
+        be->cross_entropy_forward(be, a->losses, a->lse, a->logits, m->targets, rows, V);
+    }
     double sum = 0.0;
     if (m->loss_out && !row_loss) { /* a training step: the mean loss stays on the device */
         be->mean_to(be, m->loss_out, a->losses, (size_t)rows, (double)count);
@@ -579,8 +601,6 @@ static int head_loss_forward(Llama *m, const int32_t *targets, int BT, int T, in
             for (int i = 0; i < rows; i++) row_loss[(sparse ? host_idx[i] : i) / T] += host[i];
         }
     }
-    for (int i = 0; i < rows; i++) host[i] = (sparse || targets[i] >= 0) && count ? (Real)(1.0 / count) : 0;
-    be->to_device(be, a->dloss, host, (size_t)rows * sizeof(Real));
     free(host);
     free(host_idx);
     m->n_loss_tokens = count;
@@ -632,14 +652,19 @@ int llama_backward(Llama *m) {
     const int rows = m->head_rows ? m->head_rows : BT;
     const Real *head_x = m->head_rows ? a->proj : a->xn_final;
     Real *dhead = m->head_rows ? a->dq : a->dxn; /* the head's input gradient [rows, C] */
-    if (!full && a->dlogits16 && be->cross_entropy_backward_bf16 && be->matmul_bf16_rounded) {
+    const int grad16 = m->head_grad == HEAD_GRAD_BF16 ||
+                       (m->head_grad == HEAD_GRAD_NONE && head_grad_bf16(m));
+    if (grad16) {
         /* a frozen bf16 classifier: the gradient written once, as the bf16 its matmul would
          * round it to (the same bits as the fp32 path below, a third of its memory traffic) */
-        be->cross_entropy_backward_bf16(be, a->dlogits16, a->logits, a->lse, m->targets, a->dloss,
-                                        rows, V);
+        if (m->head_grad == HEAD_GRAD_NONE)
+            be->cross_entropy_backward_bf16(be, a->dlogits16, a->logits, a->lse, m->targets,
+                                            a->dloss, rows, V);
         be->matmul_bf16_rounded(be, dhead, a->dlogits16, m->w16[LLAMA_WCLS], rows, C, V, 0, 1, 0);
     } else {
-        be->cross_entropy_backward(be, dlogits, a->logits, a->lse, m->targets, a->dloss, rows, V);
+        if (m->head_grad == HEAD_GRAD_NONE) /* else the forward wrote it (in place) */
+            be->cross_entropy_backward(be, dlogits, a->logits, a->lse, m->targets, a->dloss,
+                                       rows, V);
         weight_grad(m, full ? m->dw.tensors[LLAMA_WCLS] : NULL, dlogits, head_x, rows, C, V);
         llama_weight_matmul(m, dhead, dlogits, LLAMA_WCLS, 0, rows, 1, 0); /* dx = dlogits Wcls */
     }

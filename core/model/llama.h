@@ -70,6 +70,13 @@ void llama_tensor_shape(const LlamaConfig *c, int tensor, int64_t *rows, int64_t
 /* Number of elements of each tensor for config c. */
 void llama_param_sizes(const LlamaConfig *c, size_t sizes[LLAMA_NUM_PARAM_TENSORS]);
 
+/* Where a forward with targets left the classifier's gradient (Llama.head_grad). */
+enum {
+    HEAD_GRAD_NONE = 0, /* not computed: llama_backward runs the cross-entropy's backward */
+    HEAD_GRAD_FP32,     /* in acts.logits (in place) */
+    HEAD_GRAD_BF16,     /* in acts.dlogits16 */
+};
+
 /* Activations for one step at (B, T), carved from one block. Shapes in comments. */
 typedef struct LlamaActs {
     Real *resid;     /* [L+1, BT, C] residual stream entering each layer (and final) */
@@ -122,6 +129,10 @@ typedef struct Llama {
     int32_t *head_idx;            /* [BT] positions of the unmasked targets (sparse head) */
     int head_rows;                /* rows the classifier ran on in the last forward with targets
                                    * when some were masked; 0: every position (dense) */
+    int backward_follows;         /* set by a trainer around a forward that llama_backward
+                                   * follows: the forward then computes the classifier's
+                                   * gradient with the loss (cross_entropy_forward_backward) */
+    int head_grad;                /* HEAD_GRAD_*: where the last forward left that gradient */
     size_t row_capacity;          /* entries in tokens/targets */
     int B, T;                     /* current activation capacity */
     double mean_loss;             /* of the last forward with targets */

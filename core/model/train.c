@@ -9,16 +9,21 @@ int train_step(Llama *m, AdamW *opt, const int32_t *tokens, const int32_t *targe
     llama_zero_grad(m);
     if (!result) { /* nothing to report: the loss and the norm stay on the device */
         m->loss_out = opt->stats + 1; /* scratch until adamw_step_dev writes the norm there */
+        m->backward_follows = 1;
         const int rc = llama_forward_loss(m, tokens, targets, B, T) == LSC_OK &&
                                llama_backward(m) == LSC_OK
                            ? LSC_OK
                            : LSC_ERR;
         m->loss_out = NULL;
+        m->backward_follows = 0;
         if (rc != LSC_OK) return LSC_ERR;
         adamw_step_dev(opt, lr, NULL);
         return device_check(opt->be);
     }
-    if (llama_forward_loss(m, tokens, targets, B, T) != LSC_OK) return LSC_ERR;
+    m->backward_follows = 1;
+    const int fw = llama_forward_loss(m, tokens, targets, B, T);
+    m->backward_follows = 0;
+    if (fw != LSC_OK) return LSC_ERR;
     if (llama_backward(m) != LSC_OK) return LSC_ERR;
     const double loss = m->mean_loss;
     const double norm = adamw_step(opt, lr);

@@ -140,6 +140,7 @@ Backend *backend_cpu_create(int threads) {
     be->divide = cpu_divide;
     be->cross_entropy_forward = cpu_cross_entropy_forward;
     be->cross_entropy_backward = cpu_cross_entropy_backward;
+    be->cross_entropy_forward_backward = cpu_cross_entropy_forward_backward;
 
     be->adamw_update = cpu_adamw_update;
     be->sum_squares = cpu_sum_squares;

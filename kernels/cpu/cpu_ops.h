@@ -168,6 +168,9 @@ void cpu_cross_entropy_backward(Backend *be, Real *dlogits, const Real *logits, 
 void cpu_cross_entropy_backward_bf16(Backend *be, uint16_t *dlogits16, const Real *logits,
                                      const Real *lse, const int32_t *targets, const Real *dloss,
                                      int N, int V);
+void cpu_cross_entropy_forward_backward(Backend *be, Real *losses, Real *lse, Real *dlogits,
+                                        uint16_t *dlogits16, const Real *logits,
+                                        const int32_t *targets, const Real *dloss, int N, int V);
 
 /* ---- optim.c ---- */
 void cpu_adamw_update(Backend *be, Real *p, const Real *g, Real *m, Real *v, size_t n, float lr,

@@ -383,6 +383,7 @@ static void cuda_fill_ops(Backend *be) {
     be->cross_entropy_forward = cuda_cross_entropy_forward;
     be->cross_entropy_backward = cuda_cross_entropy_backward;
     be->cross_entropy_backward_bf16 = cuda_cross_entropy_backward_bf16;
+    be->cross_entropy_forward_backward = cuda_cross_entropy_forward_backward;
 
     be->adamw_update = cuda_adamw_update;
     be->sum_squares = cuda_sum_squares;

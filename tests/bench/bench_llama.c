@@ -186,6 +186,7 @@ static int trainer_build(Trainer *tr, Backend *be, const BenchShape *s, ModelPre
     const LoraConfig lc = {.rank = LORA_RANK, .alpha = LORA_ALPHA, .targets = LORA_DEFAULT_TARGETS};
     if (lora_create(&tr->lora, be, &lc, s->config.n_layers, in, out, 7) != LSC_OK) return LSC_ERR;
     llama_attach_lora(&tr->model, &tr->lora);
+    tr->model.backward_follows = 1; /* every forward here is a training step's (as finetune's) */
     AdamWConfig ac = adamw_default_config(); /* wd 0, clip 1.0: bench_torch.py does the same */
     const ParamGroup group = {.p = tr->lora.params, .g = tr->lora.grads, .n = tr->lora.num_params,
                               .lr_scale = 1.0f, .weight_decay = 0.0f};

@@ -142,6 +142,12 @@ static void shim_ce_backward_bf16(Backend *be, uint16_t *dl, const Real *logits,
                                   const int32_t *tg, const Real *dloss, int N, int V) {
     SHIM_TIME(CAT_CE, prof.orig.cross_entropy_backward_bf16(be, dl, logits, lse, tg, dloss, N, V));
 }
+static void shim_ce_forward_backward(Backend *be, Real *losses, Real *lse, Real *dl,
+                                     uint16_t *dl16, const Real *logits, const int32_t *tg,
+                                     const Real *dloss, int N, int V) {
+    SHIM_TIME(CAT_CE, prof.orig.cross_entropy_forward_backward(be, losses, lse, dl, dl16, logits,
+                                                               tg, dloss, N, V));
+}
 static void shim_adamw_update(Backend *be, Real *p, const Real *g, Real *m, Real *v, size_t n,
                               float lr, float b1, float b2, float eps, float wd, float gs,
                               float bc1, float bc2) {
@@ -187,6 +193,8 @@ void shims_install(Backend *be, int vocab, int lora_rank) {
     be->cross_entropy_forward = shim_ce_forward;
     be->cross_entropy_backward = shim_ce_backward;
     if (be->cross_entropy_backward_bf16) be->cross_entropy_backward_bf16 = shim_ce_backward_bf16;
+    if (be->cross_entropy_forward_backward)
+        be->cross_entropy_forward_backward = shim_ce_forward_backward;
     be->adamw_update = shim_adamw_update;
     be->sum_squares = shim_sum_squares;
     be->scale = shim_scale;

@@ -216,6 +216,27 @@ void test_cross_entropy(void **state) {
         be->cross_entropy_backward(be, dlog, dlog, dlse, dt, ddl, N, V); /* in place */
         got = dget(be, dlog, n);
         check("dlogits (in place)", got, rd, NULL, n, 16), free(got), op_end();
+        /* both in one pass: the bits of the backend's forward, then its backward from the lse
+         * that forward computed */
+        op_begin("cross_entropy_forward_backward");
+        float *dlog2 = dputf(be, logits, n);
+        be->cross_entropy_backward(be, od, dlog2, olse, dt, ddl, N, V);
+        float *want_l = dget(be, ol, N), *want_lse = dget(be, olse, N), *want_d = dget(be, od, n);
+        float *fl = dpoison(be, N), *flse = dpoison(be, N), *fd = dpoison(be, n);
+        for (int inplace = 0; inplace <= 1; inplace++) {
+            be->cross_entropy_forward_backward(be, fl, flse, inplace ? dlog2 : fd, NULL, dlog2, dt,
+                                               ddl, N, V);
+            float *gl = dget(be, fl, N), *glse = dget(be, flse, N);
+            float *gd = dget(be, inplace ? dlog2 : fd, n);
+            if (memcmp(gl, want_l, N * sizeof *gl) || memcmp(glse, want_lse, N * sizeof *glse) ||
+                memcmp(gd, want_d, n * sizeof *gd))
+                fail_msg("%s: cross_entropy_forward_backward (%s) differs from the separate ops",
+                         be->name, inplace ? "in place" : "separate output");
+            free(gl), free(glse), free(gd);
+        }
+        op_end();
+        free(want_l), free(want_lse), free(want_d);
+        be->free(be, fl), be->free(be, flse), be->free(be, fd), be->free(be, dlog2);
         be->free(be, dlog), be->free(be, ddl), be->free(be, dlse), be->free(be, dt);
         be->free(be, ol), be->free(be, olse), be->free(be, od);
     }

@@ -207,6 +207,25 @@ void test_bf16_head(void **state) {
         be->cross_entropy_backward_bf16(be, got16, dlog, dlse, dt, ddl, N, V);
         uint16_t *want = get16(be, want16, n), *got = get16(be, got16, n);
         same_bits16("dlogits16", be->name, got, want, n);
+        /* the one-pass op: the bits of the backend's own forward, then backward, then to_bf16 */
+        {
+            float *ol = dpoison(be, N), *olse = dpoison(be, N), *od2 = dpoison(be, n);
+            float *fl = dpoison(be, N), *flse = dpoison(be, N);
+            uint16_t *w16d = be->alloc(be, n * sizeof(uint16_t));
+            be->cross_entropy_forward(be, ol, olse, dlog, dt, N, V);
+            be->cross_entropy_backward(be, od2, dlog, olse, dt, ddl, N, V);
+            be->to_bf16(be, w16d, od2, n);
+            be->cross_entropy_forward_backward(be, fl, flse, NULL, got16, dlog, dt, ddl, N, V);
+            uint16_t *fused = get16(be, got16, n), *want2 = get16(be, w16d, n);
+            same_bits16("dlogits16 (forward_backward)", be->name, fused, want2, n);
+            float *a1 = dget(be, ol, N), *a2 = dget(be, fl, N), *b1 = dget(be, olse, N),
+                  *b2 = dget(be, flse, N);
+            if (memcmp(a1, a2, N * sizeof *a1) || memcmp(b1, b2, N * sizeof *b1))
+                fail_msg("%s: forward_backward's losses or lse differ from the forward's", be->name);
+            free(fused), free(want2), free(a1), free(a2), free(b1), free(b2);
+            be->free(be, ol), be->free(be, olse), be->free(be, od2), be->free(be, fl);
+            be->free(be, flse), be->free(be, w16d);
+        }
         for (size_t i = 0; i < n; i++) { /* independent: the double reference, rounded */
             const double g = bf16_to_float(got[i]), tol = ldexp(fabs(rd[i]), -8) + 16 * F32_EPS * fabs(rd[i]) + 1e-30;
             if (fabs(g - rd[i]) > tol)

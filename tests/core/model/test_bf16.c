@@ -97,46 +97,55 @@ static void run(Llama *m, const RunSpec *k, double *losses, LoraAdapters *kept) 
     lora_free(&fast);
 }
 
-/* The bf16 head (cross_entropy_backward_bf16 + matmul_bf16_rounded) counted as it runs. */
-static void (*head_bf16_orig)(Backend *, uint16_t *, const Real *, const Real *, const int32_t *,
-                              const Real *, int, int);
-static int head_bf16_calls;
-static void head_bf16_counted(Backend *b, uint16_t *d, const Real *logits, const Real *lse,
-                              const int32_t *t, const Real *dloss, int N, int V) {
-    head_bf16_calls++;
-    head_bf16_orig(b, d, logits, lse, t, dloss, N, V);
+/* The bf16 head counted as it runs: the one-pass cross-entropy writing bf16 gradients. */
+static void (*fused_orig)(Backend *, Real *, Real *, Real *, uint16_t *, const Real *,
+                          const int32_t *, const Real *, int, int);
+static int fused_bf16_calls;
+static void fused_counted(Backend *b, Real *losses, Real *lse, Real *d, uint16_t *d16,
+                          const Real *logits, const int32_t *t, const Real *dloss, int N, int V) {
+    fused_bf16_calls += d16 != NULL;
+    fused_orig(b, losses, lse, d, d16, logits, t, dloss, N, V);
 }
 
 /* The fp32 and bf16 runs of a spec: trajectories within LOSS_RTOL at every step, the bf16
- * run different (it is not silently fp32), a second bf16 run bit-identical, and a third one
- * with the classifier's gradient through the fp32 path (cross-entropy in fp32, rounded inside
- * matmul_bf16) bit-identical too: the bf16 head is an optimisation, not another rounding. */
+ * run different (it is not silently fp32), a second bf16 run bit-identical, and the
+ * classifier's gradient taken three ways giving the same bits: the one-pass cross-entropy
+ * writing bf16 (the default, checked to run), the separate backward writing bf16, and the
+ * fp32 backward rounded inside matmul_bf16. They are optimisations, not other roundings. */
 static void trajectories(const char *name, const RunSpec *k) {
-    double l32[STEPS], l16[STEPS], again[STEPS], unfused[STEPS];
+    double l32[STEPS], l16[STEPS], again[STEPS], separate[STEPS], unfused[STEPS];
     Llama m;
     base_model(&m, PRECISION_FP32);
     run(&m, k, l32, NULL);
     llama_free(&m);
-    head_bf16_orig = be->cross_entropy_backward_bf16;
-    head_bf16_calls = 0;
-    if (head_bf16_orig) be->cross_entropy_backward_bf16 = head_bf16_counted;
+    fused_orig = be->cross_entropy_forward_backward;
+    void (*bwd16)(Backend *, uint16_t *, const Real *, const Real *, const int32_t *,
+                  const Real *, int, int) = be->cross_entropy_backward_bf16;
+    fused_bf16_calls = 0;
+    if (fused_orig) be->cross_entropy_forward_backward = fused_counted;
     base_model(&m, PRECISION_BF16);
     run(&m, k, l16, NULL);
     llama_free(&m);
-    be->cross_entropy_backward_bf16 = head_bf16_orig;
-    if (head_bf16_orig) assert_int_equal(head_bf16_calls, STEPS); /* one per backward */
+    be->cross_entropy_forward_backward = fused_orig;
+    if (fused_orig && bwd16) assert_int_equal(fused_bf16_calls, STEPS); /* one per step */
     base_model(&m, PRECISION_BF16);
     run(&m, k, again, NULL);
+    llama_free(&m);
+    be->cross_entropy_forward_backward = NULL;
+    base_model(&m, PRECISION_BF16);
+    run(&m, k, separate, NULL);
     llama_free(&m);
     be->cross_entropy_backward_bf16 = NULL;
     base_model(&m, PRECISION_BF16);
     run(&m, k, unfused, NULL);
     llama_free(&m);
-    be->cross_entropy_backward_bf16 = head_bf16_orig;
+    be->cross_entropy_forward_backward = fused_orig;
+    be->cross_entropy_backward_bf16 = bwd16;
     for (int s = 0; s < STEPS; s++)
-        if (memcmp(&unfused[s], &l16[s], sizeof l16[s]) != 0)
-            fail_msg("%s: the fp32 head path differs at step %d: %.9g vs %.9g", name, s,
-                     unfused[s], l16[s]);
+        if (memcmp(&unfused[s], &l16[s], sizeof l16[s]) != 0 ||
+            memcmp(&separate[s], &l16[s], sizeof l16[s]) != 0)
+            fail_msg("%s: the head's paths differ at step %d: one pass %.9g, separate %.9g, "
+                     "fp32 %.9g", name, s, l16[s], separate[s], unfused[s]);
     double worst = 0, worst_abs = 0;
     int differ = 0;
     for (int s = 0; s < STEPS; s++) {
