@@ -18,6 +18,9 @@
 enum {
     ATT_R = 4,  /* rows of a register tile (query rows, or key rows for dk/dv) */
     ATT_W = 16, /* columns of a register tile: one 64-byte vector of floats */
+    /* decoder feeds of at least this many rows (a prompt) go through the tiles; single
+     * tokens through decode_row, which packs nothing */
+    ATT_PREFILL_MIN = 16,
 };
 
 static inline int att_round_up(int x) { return (x + ATT_W - 1) / ATT_W * ATT_W; }
@@ -82,6 +85,55 @@ static void att_pack_rows(Real *dst, const Real *src, size_t stride, int T, int 
                                        (size_t)HD * sizeof(Real));
 }
 
+/* One head's rows: out_t = softmax(scale q_t K^T) V for query rows t < nq, row t seeing keys
+ * 0..last(t), last = pos0 + t when causal (the queries continue a prefix of pos0 keys), else
+ * every key. kt [HD][Tp] and vp [Tp][HDp] are the head's keys and values packed by
+ * att_pack_transposed / att_pack_rows (Tp, HDp padded); sc [ATT_R][Tp] and oacc [ATT_R][HDp]
+ * are scratch. att (NULL: not kept) receives row t's probabilities at att + t * n_keys, zeros
+ * past last. Query and output rows have strides qs. */
+static void att_head_rows(Real *out, Real *att, const Real *qh, size_t qs, int nq, int pos0,
+                          int n_keys, int causal, const Real *kt, const Real *vp, int Tp,
+                          int HD, int HDp, Real scale, Real *sc, Real *oacc) {
+    for (int t0 = 0; t0 < nq; t0 += ATT_R) {
+        const int nr = nq - t0 < ATT_R ? nq - t0 : ATT_R, n = causal ? pos0 + t0 + nr : n_keys;
+        const int np = att_round_up(n);
+        const Real *qrows[ATT_R], *prows[ATT_R];
+        for (int r = 0; r < ATT_R; r++) {
+            qrows[r] = qh + (size_t)(r < nr ? t0 + r : t0) * qs; /* spare rows repeat */
+            prows[r] = sc + (size_t)r * Tp;
+        }
+        /* scores of rows t0..t0+nr-1 against keys 0..n-1 */
+        att_tile_dots(sc, Tp, qrows, kt, Tp, HD, np);
+        for (int r = 0; r < nr; r++) {
+            const int t = t0 + r, last = causal ? pos0 + t : n_keys - 1; /* keys 0..last */
+            Real *srow = sc + (size_t)r * Tp;
+            Real mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+            for (int s = 0; s <= last; s++) mx = srow[s] > mx ? srow[s] : mx;
+            double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
+            for (int s = 0; s <= last; s++) {
+                Real e = cpu_exp((srow[s] - mx) * scale);
+                srow[s] = e;
+                sum += (double)e;
+            }
+            const Real inv = (Real)(1.0 / sum);
+            for (int s = 0; s <= last; s++) srow[s] = srow[s] * inv;
+            for (int s = last + 1; s < np; s++) srow[s] = 0;
+            if (att) {
+                Real *arow = att + (size_t)t * n_keys;
+                memcpy(arow, srow, (size_t)(last + 1) * sizeof(Real));
+                for (int s = last + 1; s < n_keys; s++) arow[s] = 0;
+            }
+        }
+        /* out_t = sum_{s <= last} p_ts v_s */
+        memset(oacc, 0, (size_t)ATT_R * HDp * sizeof(Real));
+        att_tile_mix(oacc, HDp, prows, 1, 0, n, vp, HDp, HDp);
+        for (int r = 0; r < nr; r++)
+            memcpy(out + (size_t)(t0 + r) * qs, oacc + (size_t)r * HDp, (size_t)HD * sizeof(Real));
+    }
+}
+
 static void attention_forward(Real *out, Real *att, const Real *q, const Real *k, const Real *v,
                               int B, int T, int NH, int NKV, int HD, int causal) {
     const int rep = NH / NKV, Tp = att_round_up(T), HDp = att_round_up(HD);
@@ -97,45 +149,11 @@ static void attention_forward(Real *out, Real *att, const Real *q, const Real *k
 #pragma omp for schedule(static)
         for (int bh = 0; bh < B * NH; bh++) {
             const int b = bh / NH, h = bh % NH, kh = h / rep;
-            const Real *qh = q + (size_t)b * T * qs + (size_t)h * HD;
-            Real *oh = out + (size_t)b * T * qs + (size_t)h * HD;
             att_pack_transposed(kt, k + (size_t)b * T * ks + (size_t)kh * HD, ks, T, HD, Tp);
             att_pack_rows(vp, v + (size_t)b * T * ks + (size_t)kh * HD, ks, T, HD, Tp, HDp);
-            for (int t0 = 0; t0 < T; t0 += ATT_R) {
-                const int nr = T - t0 < ATT_R ? T - t0 : ATT_R, n = causal ? t0 + nr : T;
-                const int np = att_round_up(n);
-                const Real *qrows[ATT_R], *prows[ATT_R];
-                for (int r = 0; r < ATT_R; r++) {
-                    qrows[r] = qh + (size_t)(r < nr ? t0 + r : t0) * qs; /* spare rows repeat */
-                    prows[r] = sc + (size_t)r * Tp;
-                }
-                /* scores of rows t0..t0+nr-1 against keys 0..n-1 */
-                att_tile_dots(sc, Tp, qrows, kt, Tp, HD, np);
-                for (int r = 0; r < nr; r++) {
-                    const int t = t0 + r, last = causal ? t : T - 1; /* keys 0..last */
-                    Real *srow = sc + (size_t)r * Tp, *arow = att + ((size_t)bh * T + t) * T;
-                    Real mx = -INFINITY;
-#pragma omp simd reduction(max : mx)
-                    for (int s = 0; s <= last; s++) mx = srow[s] > mx ? srow[s] : mx;
-                    double sum = 0.0;
-#pragma omp simd reduction(+ : sum)
-                    for (int s = 0; s <= last; s++) {
-                        Real e = cpu_exp((srow[s] - mx) * scale);
-                        srow[s] = e;
-                        sum += (double)e;
-                    }
-                    const Real inv = (Real)(1.0 / sum);
-                    for (int s = 0; s <= last; s++) arow[s] = srow[s] = srow[s] * inv;
-                    for (int s = last + 1; s < T; s++) arow[s] = 0;
-                    for (int s = last + 1; s < np; s++) srow[s] = 0;
-                }
-                /* out_t = sum_{s <= t} p_ts v_s */
-                memset(oacc, 0, (size_t)ATT_R * HDp * sizeof(Real));
-                att_tile_mix(oacc, HDp, prows, 1, 0, n, vp, HDp, HDp);
-                for (int r = 0; r < nr; r++)
-                    memcpy(oh + (size_t)(t0 + r) * qs, oacc + (size_t)r * HDp,
-                           (size_t)HD * sizeof(Real));
-            }
+            att_head_rows(out + (size_t)b * T * qs + (size_t)h * HD, att + (size_t)bh * T * T,
+                          q + (size_t)b * T * qs + (size_t)h * HD, qs, T, 0, T, causal, kt, vp,
+                          Tp, HD, HDp, scale, sc, oacc);
         }
         free(kt);
     }
@@ -291,9 +309,40 @@ static inline __attribute__((always_inline)) void decode_row(Real *restrict outr
     }
 }
 
+/* A prompt fed to the decoder (Tq >= ATT_PREFILL_MIN rows): each head's rows through the
+ * training forward's tiles (att_head_rows, causal with the cache's pos0 keys before them),
+ * the keys and values packed once per head; the same arithmetic as the full forward's rows. */
+static void attention_prefill(Real *out, const Real *q, const Real *kcache, const Real *vcache,
+                              int Tq, int pos0, int NH, int NKV, int HD) {
+    const int rep = NH / NKV, n_keys = pos0 + Tq, Tp = att_round_up(n_keys);
+    const int HDp = att_round_up(HD);
+    const Real scale = (Real)(1.0 / sqrt((double)HD));
+    const size_t qs = (size_t)NH * HD, ks = (size_t)NKV * HD;
+#pragma omp parallel if ((size_t)Tq * NH * n_keys * HD >= CPU_PARALLEL_MIN)
+    {
+        Real *kt = malloc(((size_t)HD * Tp + (size_t)Tp * HDp + ATT_R * ((size_t)Tp + HDp)) *
+                          sizeof(Real));
+        KERNEL_ASSERT(kt != NULL);
+        Real *vp = kt + (size_t)HD * Tp, *sc = vp + (size_t)Tp * HDp, *oacc = sc + ATT_R * Tp;
+#pragma omp for schedule(static)
+        for (int h = 0; h < NH; h++) {
+            const int kh = h / rep;
+            att_pack_transposed(kt, kcache + (size_t)kh * HD, ks, n_keys, HD, Tp);
+            att_pack_rows(vp, vcache + (size_t)kh * HD, ks, n_keys, HD, Tp, HDp);
+            att_head_rows(out + (size_t)h * HD, NULL, q + (size_t)h * HD, qs, Tq, pos0, n_keys,
+                          1, kt, vp, Tp, HD, HDp, scale, sc, oacc);
+        }
+        free(kt);
+    }
+}
+
 void cpu_attention_decode_forward(Backend *be, Real *out, const Real *q, const Real *kcache,
                                   const Real *vcache, int Tq, int pos0, int NH, int NKV, int HD) {
     (void)be;
+    if (Tq >= ATT_PREFILL_MIN) {
+        attention_prefill(out, q, kcache, vcache, Tq, pos0, NH, NKV, HD);
+        return;
+    }
     const int rep = NH / NKV, n_keys = pos0 + Tq;
     const Real scale = (Real)(1.0 / sqrt((double)HD));
     const size_t qs = (size_t)NH * HD, ks = (size_t)NKV * HD;

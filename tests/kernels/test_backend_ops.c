@@ -412,6 +412,10 @@ static void test_attention(void **state) {
     attention_decode_case(100, 3, 3, 1, 48); /* a chunk after 100 */
     attention_decode_case(20, 2, 1, 1, 200);
     attention_decode_case(12, 4, 4, 2, 128); /* Llama-2-7B's head size (its own inlined loop) */
+    /* prompts of 16 rows or more: the CPU's tiled prefill (kernels/cpu/attention.c) */
+    attention_decode_case(0, 40, 9, 3, 64);  /* a prompt from 0, across tile edges */
+    attention_decode_case(33, 21, 4, 2, 48); /* a chunk of a prompt after 33 cached keys */
+    attention_decode_case(0, 16, 2, 1, 6);   /* the threshold, a tiny head */
 }
 /* ---- determinism: the reductions give the same bits when run again ---- */
 
