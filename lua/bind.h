@@ -114,9 +114,11 @@ struct Finetune;
 int bind_finetune_step(lua_State *L, struct Finetune *ft, const void *batch);
 /* 1 when a step of ft leaves its results on the device (bind_finetune_step's nil loss). */
 int bind_finetune_defers(const struct Finetune *ft);
-/* f:results() -> { loss, grad_norm, loss, grad_norm, ... } of the steps whose loss was nil,
- * oldest first (one read back from the device); an empty table when none is pending. */
-int bind_finetune_results(lua_State *L, struct Finetune *ft);
+/* f:results() and t:results() -> { loss, grad_norm, loss, grad_norm, ... } of the steps whose
+ * loss was nil, oldest first (one read back from the device); an empty table when none is
+ * pending. */
+struct StepLog;
+int bind_step_log_results(lua_State *L, struct StepLog *log);
 /* f:save_state(path, key, mark [, {numbers}]) (nothing pushed) and f:load_state(path, key)
  * (pushes the mark, the step and the numbers) on a Finetune: its whole state
  * (core/formats/finetune_state.h). */

@@ -34,6 +34,8 @@ typedef struct LTrainer {
     int B, T;
     uint64_t data_seed;
     int32_t *tokens, *targets;
+    StepLog log;    /* on a device: the steps' results, read when the loop reports */
+    int defer;      /* 1: t:step leaves loss and norm on the device (nil, nil) */
     int opt_live;
 } LTrainer;
 
@@ -289,11 +291,11 @@ int bind_finetune_step(lua_State *L, Finetune *ft, const void *batch) {
 
 int bind_finetune_defers(const Finetune *ft) { return !device_is_host(ft->opt.be); }
 
-int bind_finetune_results(lua_State *L, Finetune *ft) {
-    const int n = finetune_pending(ft);
+int bind_step_log_results(lua_State *L, StepLog *log) {
+    const int n = step_log_pending(log);
     StepResult *r = malloc((size_t)(n > 0 ? n : 1) * sizeof *r);
     if (!r) return luaL_error(L, "out of memory");
-    if (finetune_take_results(ft, r) != LSC_OK) {
+    if (step_log_take(log, r) != LSC_OK) {
         free(r);
         return bind_error(L);
     }
@@ -365,7 +367,7 @@ int bind_finetune_load_state(lua_State *L, Finetune *ft) {
 
 static int f_save_state(lua_State *L) { return bind_finetune_save_state(L, &check_ft(L)->ft); }
 static int f_load_state(lua_State *L) { return bind_finetune_load_state(L, &check_ft(L)->ft); }
-static int f_results(lua_State *L) { return bind_finetune_results(L, &check_ft(L)->ft); }
+static int f_results(lua_State *L) { return bind_step_log_results(L, &check_ft(L)->ft.log); }
 
 static int f_info(lua_State *L) {
     LFinetune *f = check_ft(L);
@@ -440,6 +442,8 @@ static int l_trainer(lua_State *L) {
     train_param_groups(&m->m, (float)bind_opt_num(L, 2, "weight_decay", 0.0), &g);
     if (adamw_create(&t->opt, m->m.be, &oc, &g, 1) != LSC_OK) return bind_error(L);
     t->opt_live = 1;
+    if (step_log_init(&t->log, m->m.be) != LSC_OK) return bind_error(L);
+    t->defer = !device_is_host(m->m.be);
     return 1;
 }
 
@@ -449,26 +453,37 @@ static LTrainer *check_trainer(lua_State *L) {
     return t;
 }
 
-/* t:step(data) -> loss, grad_norm, lr */
+/* t:step(data) -> loss, grad_norm, lr; on a device nil, nil, lr (t:results() reads them) */
 static int t_step(lua_State *L) {
     LTrainer *t = check_trainer(L);
     LTextData *d = bind_check_textdata(L, 2);
     fill_batch(L, d, t->data_seed, t->step, t->B, t->T, t->tokens, t->targets);
     const float lr = schedule_lr(&t->schedule, t->step, t->total_steps);
     StepResult r;
-    if (train_step(t->model, &t->opt, t->tokens, t->targets, t->B, t->T, lr, &r) != LSC_OK)
+    if (t->defer) {
+        double *slot = step_log_slot(&t->log);
+        if (!slot || train_step_dev(t->model, &t->opt, t->tokens, t->targets, t->B, t->T, lr,
+                                    slot) != LSC_OK)
+            return bind_error(L);
+        step_log_commit(&t->log);
+    } else if (train_step(t->model, &t->opt, t->tokens, t->targets, t->B, t->T, lr, &r) != LSC_OK) {
         return bind_error(L);
+    }
     t->step++;
-    lua_pushnumber(L, r.loss);
-    lua_pushnumber(L, r.grad_norm);
+    if (t->defer) lua_pushnil(L), lua_pushnil(L);
+    else lua_pushnumber(L, r.loss), lua_pushnumber(L, r.grad_norm);
     lua_pushnumber(L, lr);
     return 3;
 }
+
+/* t:results() -> the deferred steps' losses and gradient norms (bind_step_log_results) */
+static int t_results(lua_State *L) { return bind_step_log_results(L, &check_trainer(L)->log); }
 
 static int t_close(lua_State *L) {
     LTrainer *t = luaL_checkudata(L, 1, BIND_TRAINER);
     if (t->opt_live) adamw_free(&t->opt);
     t->opt_live = 0;
+    step_log_free(&t->log);
     free(t->tokens);
     free(t->targets);
     t->tokens = t->targets = NULL;
@@ -493,7 +508,8 @@ int luaopen_lorasc_core_finetune(lua_State *L) {
     static const luaL_Reg fmeta[] = {{"__gc", f_close}, {"__close", f_close},
                                      {"__tostring", f_tostring}, {NULL, NULL}};
     bind_new_class(L, BIND_FINETUNE, fmethods, fmeta);
-    static const luaL_Reg tmethods[] = {{"step", t_step}, {"close", t_close}, {NULL, NULL}};
+    static const luaL_Reg tmethods[] = {
+        {"step", t_step}, {"results", t_results}, {"close", t_close}, {NULL, NULL}};
     static const luaL_Reg tmeta[] = {{"__gc", t_close}, {"__close", t_close},
                                      {"__tostring", t_tostring}, {NULL, NULL}};
     bind_new_class(L, BIND_TRAINER, tmethods, tmeta);

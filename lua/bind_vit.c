@@ -292,17 +292,25 @@ static int l_trainer(lua_State *L) {
     return 1;
 }
 
-/* t:step() -> loss, grad_norm, lr */
+/* t:step() -> loss, grad_norm, lr; on a device nil, nil, lr (t:results() reads them) */
 static int t_step(lua_State *L) {
     ImageTrainer *t = luaL_checkudata(L, 1, BIND_VIT_TRAINER);
     check_run(L, t->opt_live, "trainer is closed");
     StepResult r;
     float lr;
-    if (image_trainer_step(t, &r, &lr) != LSC_OK) return bind_error(L);
-    lua_pushnumber(L, r.loss);
-    lua_pushnumber(L, r.grad_norm);
+    const int defer = !device_is_host(t->opt.be);
+    if (image_trainer_step(t, defer ? NULL : &r, &lr) != LSC_OK) return bind_error(L);
+    if (defer) lua_pushnil(L), lua_pushnil(L);
+    else lua_pushnumber(L, r.loss), lua_pushnumber(L, r.grad_norm);
     lua_pushnumber(L, lr);
     return 3;
+}
+
+/* t:results() -> the deferred steps' losses and gradient norms (bind_step_log_results) */
+static int t_results(lua_State *L) {
+    ImageTrainer *t = luaL_checkudata(L, 1, BIND_VIT_TRAINER);
+    check_run(L, t->opt_live, "trainer is closed");
+    return bind_step_log_results(L, &t->log);
 }
 
 static int t_close(lua_State *L) {
@@ -356,11 +364,11 @@ static int f_step(lua_State *L) {
     return bind_push_step(L, defer ? NULL : &r, lr, boundary == 1 ? &ev : NULL);
 }
 
-/* f:results() -> the pending steps' losses and gradient norms (bind_finetune_results) */
+/* f:results() -> the pending steps' losses and gradient norms (bind_step_log_results) */
 static int f_results(lua_State *L) {
     ImageFinetune *f = luaL_checkudata(L, 1, BIND_VIT_FINETUNE);
     check_run(L, f->ft_live, "fine-tuning run is closed");
-    return bind_finetune_results(L, &f->ft);
+    return bind_step_log_results(L, &f->ft.log);
 }
 
 /* f:save_state(path, key, mark [, {numbers}]), f:load_state(path, key) -> mark, step,
@@ -415,7 +423,8 @@ int luaopen_lorasc_core_vit(lua_State *L) {
                                     {"__tostring", m_tostring}, {NULL, NULL}};
     bind_new_class(L, BIND_VIT, methods, meta);
     bind_snapshot_class(L);
-    static const luaL_Reg tmethods[] = {{"step", t_step}, {"close", t_close}, {NULL, NULL}};
+    static const luaL_Reg tmethods[] = {
+        {"step", t_step}, {"results", t_results}, {"close", t_close}, {NULL, NULL}};
     static const luaL_Reg tmeta[] = {{"__gc", t_close}, {"__close", t_close},
                                      {"__tostring", t_tostring}, {NULL, NULL}};
     bind_new_class(L, BIND_VIT_TRAINER, tmethods, tmeta);

@@ -233,7 +233,7 @@ int finetune_state_load(const char *path, Finetune *ft, const char *key, Finetun
         for (size_t i = 0, at = 0; i < (size_t)n_blocks; at += blocks[i++].n)
             block_to_device(ft->fast->be, &blocks[i], f32 + at, host);
         ft->step = (long)step;
-        ft->log_n = ft->queue_n = 0; /* results not taken before the load are not this run's */
+        step_log_clear(&ft->log); /* results not taken before the load are not this run's */
         ft->opt.step = (long)opt_step;
         for (int i = 0; i < ft->opt.n_groups; i++) ft->opt.group_step[i] = (long)group_steps[i];
         ft->fast->magnitudes_set = magset[0];

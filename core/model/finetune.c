@@ -18,18 +18,8 @@ static int llama_attach(void *model, LoraAdapters *lora) {
 }
 
 static int llama_forward_backward(void *model, const void *batch, double *loss_dev) {
-    Llama *m = model;
     const LlamaBatch *b = batch;
-    llama_zero_grad(m);
-    m->loss_out = loss_dev;
-    m->backward_follows = 1;
-    const int rc = llama_forward_loss(m, b->tokens, b->targets, b->B, b->T) == LSC_OK &&
-                           llama_backward(m) == LSC_OK
-                       ? LSC_OK
-                       : LSC_ERR;
-    m->loss_out = NULL;
-    m->backward_follows = 0;
-    return rc;
+    return train_forward_backward(model, b->tokens, b->targets, b->B, b->T, loss_dev);
 }
 
 /* the cascade writes through it: in bf16 the master, whose bf16 copy is refreshed before
@@ -128,10 +118,9 @@ int finetune_begin(Finetune *ft, const FinetuneModel *model, LoraAdapters *fast,
     if (model->attach(model->model, fast) != LSC_OK) return LSC_ERR;
     const int n_groups = finetune_lora_groups(fast, cfg->weight_decay, cfg->lora_plus_ratio,
                                               &model->extra, &ft->groups);
-    ft->log_dev = fast->be->alloc(fast->be, 2 * FINETUNE_LOG_STEPS * sizeof(double));
-    if (!ft->log_dev) {
+    if (step_log_init(&ft->log, fast->be) != LSC_OK) {
         finetune_end(ft);
-        return device_fail(fast->be, "Out of memory allocating the step log.");
+        return LSC_ERR;
     }
     if (n_groups <= 0 || adamw_create(&ft->opt, fast->be, &cfg->adamw, ft->groups, n_groups) != LSC_OK ||
         cascade_create(&ft->cascade, model->weight, model->model, fast, &ft->opt, &cfg->cascade,
@@ -146,53 +135,24 @@ int finetune_begin(Finetune *ft, const FinetuneModel *model, LoraAdapters *fast,
     return LSC_OK;
 }
 
-/* Reads the device log's log_n results into the queue (one read, then a wait). */
-static int read_log(Finetune *ft) {
-    if (ft->log_n == 0) return LSC_OK;
-    Backend *be = ft->opt.be;
-    if (ft->queue_n + ft->log_n > ft->queue_cap) {
-        const int cap = 2 * (ft->queue_n + ft->log_n);
-        StepResult *q = realloc(ft->queue, (size_t)cap * sizeof *q);
-        if (!q) return error_set("Out of memory keeping %d steps' results.", cap);
-        ft->queue = q;
-        ft->queue_cap = cap;
-    }
-    double host[2 * FINETUNE_LOG_STEPS];
-    be->to_host(be, host, ft->log_dev, 2 * (size_t)ft->log_n * sizeof(double));
-    if (device_sync(be) != LSC_OK) return LSC_ERR; /* every op of those steps has run */
-    for (int i = 0; i < ft->log_n; i++)
-        ft->queue[ft->queue_n++] = (StepResult){.loss = host[2 * i], .grad_norm = host[2 * i + 1]};
-    ft->log_n = 0;
-    return LSC_OK;
-}
-
 int finetune_step(Finetune *ft, const void *batch, StepResult *result, float *lr) {
     if (finetune_done(ft))
         return error_set("This run has done all of its %ld steps.", ft->config.total_steps);
-    if (ft->log_n == FINETUNE_LOG_STEPS && read_log(ft) != LSC_OK) return LSC_ERR;
-    double *slot = ft->log_dev + 2 * ft->log_n; /* this step's loss, then its gradient norm */
+    double *slot = step_log_slot(&ft->log); /* this step's loss, then its gradient norm */
+    if (!slot) return LSC_ERR;
     const float step_lr = cascade_lr(&ft->cascade, &ft->config.schedule, ft->step);
     if (ft->model.forward_backward(ft->model.model, batch, slot) != LSC_OK) return LSC_ERR;
     adamw_step_dev(&ft->opt, step_lr, slot + 1);
     if (device_check(ft->opt.be) != LSC_OK) return LSC_ERR; /* the end of an optimiser step */
-    ft->log_n++;
+    step_log_commit(&ft->log);
     if (lr) *lr = step_lr;
     ft->step++;
-    if (result) {
-        if (read_log(ft) != LSC_OK) return LSC_ERR;
-        *result = ft->queue[--ft->queue_n];
-    }
-    return LSC_OK;
+    return result ? step_log_take_last(&ft->log, result) : LSC_OK;
 }
 
-int finetune_pending(const Finetune *ft) { return ft->queue_n + ft->log_n; }
+int finetune_pending(const Finetune *ft) { return step_log_pending(&ft->log); }
 
-int finetune_take_results(Finetune *ft, StepResult *out) {
-    if (read_log(ft) != LSC_OK) return LSC_ERR;
-    if (ft->queue_n) memcpy(out, ft->queue, (size_t)ft->queue_n * sizeof *out);
-    ft->queue_n = 0;
-    return LSC_OK;
-}
+int finetune_take_results(Finetune *ft, StepResult *out) { return step_log_take(&ft->log, out); }
 
 int finetune_after_step(Finetune *ft, CascadeEvent *event) {
     LSC_ASSERT(ft->step > 0);
@@ -209,8 +169,7 @@ int finetune_merged_adapter(const Finetune *ft, LoraAdapters *out) {
 }
 
 void finetune_end(Finetune *ft) {
-    if (ft->log_dev) ft->fast->be->free(ft->fast->be, ft->log_dev);
-    free(ft->queue);
+    step_log_free(&ft->log);
     cascade_free(&ft->cascade);
     adamw_free(&ft->opt);
     free(ft->groups);

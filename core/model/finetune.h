@@ -7,6 +7,7 @@
 #define LORASC_FINETUNE_H
 
 #include "core/model/cascade.h"
+#include "core/model/step_log.h"
 #include "core/model/train.h"
 #include "core/model/vit.h"
 
@@ -70,16 +71,8 @@ typedef struct Finetune {
     AdamW opt;
     Cascade cascade;
     long step;               /* steps done */
-    /* Step results not yet taken (finetune_step without result): the newest in backend
-     * memory, log_dev[2 i] the loss and log_dev[2 i + 1] the gradient norm of the i-th of
-     * log_n, the older ones already read into queue[0..queue_n) when the log was full. */
-    double *log_dev;
-    int log_n;
-    StepResult *queue;
-    int queue_n, queue_cap;
+    StepLog log;             /* step results not yet taken (finetune_step without result) */
 } Finetune;
-
-enum { FINETUNE_LOG_STEPS = 64 }; /* steps log_dev holds before a read empties it */
 
 /* Attaches fast to the model and sets up the optimiser and cascade. */
 int finetune_begin(Finetune *ft, const FinetuneModel *model, LoraAdapters *fast,
@@ -87,7 +80,7 @@ int finetune_begin(Finetune *ft, const FinetuneModel *model, LoraAdapters *fast,
 /* One optimiser step on a batch (LlamaBatch or VitBatch) at the cascade's learning rate.
  * *lr (may be NULL) is its rate. The step's loss, gradient norm and clipping stay on the
  * device: with result NULL nothing is read back and nothing waits for the device (the step's
- * result joins the pending ones, finetune_take_results; one read per FINETUNE_LOG_STEPS steps
+ * result joins the pending ones, finetune_take_results; one read per STEP_LOG_SLOTS steps
  * at most); with result, the pending results are read (one read and a wait) and *result is
  * this step's. The expert boundary, if this step ends an expert, is left to
  * finetune_after_step, so a caller can look at the trained expert first. */

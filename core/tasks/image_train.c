@@ -64,6 +64,7 @@ int image_trainer_begin(ImageTrainer *t, ViT *m, const ImageTask *task,
     t->total_steps = cfg->total_steps;
     t->schedule = cfg->schedule;
     int rc = image_sampler_init(&t->sampler, task, &m->config, scfg);
+    if (rc == LSC_OK) rc = step_log_init(&t->log, m->be);
     if (rc == LSC_OK) rc = vit_enable_full_grads(m);
     if (rc == LSC_OK) {
         const ParamGroup g = {.p = m->params, .g = m->grads, .n = m->num_params, .lr_scale = 1,
@@ -82,13 +83,25 @@ int image_trainer_step(ImageTrainer *t, StepResult *result, float *lr) {
     VitBatch b;
     if (image_sampler_batch(&t->sampler, t->step, &b) != LSC_OK) return LSC_ERR;
     const float rate = schedule_lr(&t->schedule, t->step, t->total_steps);
+    double *slot = NULL; /* deferred: the step's loss and norm, in backend memory */
+    if (!result && !(slot = step_log_slot(&t->log))) return LSC_ERR;
     vit_zero_grad(t->model);
-    if (vit_forward(t->model, b.images, b.labels, b.B) != LSC_OK ||
-        vit_backward(t->model) != LSC_OK)
-        return LSC_ERR;
-    result->loss = t->model->mean_loss;
-    result->grad_norm = adamw_step(&t->opt, rate);
-    if (device_sync(t->opt.be) != LSC_OK) return LSC_ERR; /* the end of an optimiser step */
+    t->model->loss_out = slot;
+    const int rc = vit_forward(t->model, b.images, b.labels, b.B) == LSC_OK &&
+                           vit_backward(t->model) == LSC_OK
+                       ? LSC_OK
+                       : LSC_ERR;
+    t->model->loss_out = NULL;
+    if (rc != LSC_OK) return LSC_ERR;
+    if (slot) {
+        adamw_step_dev(&t->opt, rate, slot + 1);
+        if (device_check(t->opt.be) != LSC_OK) return LSC_ERR;
+        step_log_commit(&t->log);
+    } else {
+        result->loss = t->model->mean_loss;
+        result->grad_norm = adamw_step(&t->opt, rate);
+        if (device_sync(t->opt.be) != LSC_OK) return LSC_ERR; /* the end of an optimiser step */
+    }
     if (lr) *lr = rate;
     t->step++;
     return LSC_OK;
@@ -98,6 +111,7 @@ void image_trainer_end(ImageTrainer *t) {
     if (t->opt_live) adamw_free(&t->opt);
     t->opt_live = 0;
     image_sampler_free(&t->sampler);
+    step_log_free(&t->log);
 }
 
 /* Fine-tuning ------------------------------------------------------------------------------ */

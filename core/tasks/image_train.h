@@ -49,6 +49,7 @@ typedef struct ImageTrainer {
     Schedule schedule;
     long total_steps, step;
     ImageSampler sampler;
+    StepLog log;         /* deferred steps' results (image_trainer_step without result) */
     int opt_live;
 } ImageTrainer;
 
@@ -57,7 +58,9 @@ typedef struct ImageTrainer {
 int image_trainer_begin(ImageTrainer *t, ViT *m, const ImageTask *task,
                         const ImageTrainConfig *cfg, const ImageSamplerConfig *scfg);
 /* One step: the sampler's batch, forward, backward, AdamW at the schedule's rate.
- * result->loss is the batch's mean loss, result->grad_norm the norm before clipping. */
+ * result->loss is the batch's mean loss, result->grad_norm the norm before clipping. With
+ * result NULL they stay on the device (t->log, taken with step_log_take): nothing is read
+ * back and nothing waited for, as in fine-tuning. */
 int image_trainer_step(ImageTrainer *t, StepResult *result, float *lr);
 void image_trainer_end(ImageTrainer *t);
 

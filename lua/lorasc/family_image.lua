@@ -244,7 +244,8 @@ local function pretrain(mc, path, report, beat)
                                     schedule = p.schedule, weight_decay = p.weight_decay,
                                     crop_pad = p.crop_pad, flip = p.flip and 1 or 0, data_seed = p.seed })
   report(string.format("pretraining the base ViT (%s, %d steps on %s) -> %s", tostring(m), p.steps, p.task, path))
-  local t0, loss = train.pretrain_steps(p.steps, report, function() beat(); return t:step() end, p.diverge)
+  local t0, loss = train.pretrain_steps(p.steps, report, function() beat(); return t:step() end, p.diverge,
+                                        function() return t:results() end)
   t:close()
   train.check_weights(m, "pretraining the base ViT (it is not cached)")
   local acc = d:evaluate(m, "val", 256)

@@ -174,7 +174,8 @@ local function pretrain(mc, path, report, beat)
                                   warmup = p.warmup, schedule = p.schedule,
                                   weight_decay = p.weight_decay, data_seed = p.seed })
   report(string.format("pretraining the base model (%s, %d steps on %s) -> %s", tostring(m), p.steps, p.corpus, path))
-  local t0, loss = train.pretrain_steps(p.steps, report, function() beat(); return t:step(corpus) end, p.diverge)
+  local t0, loss = train.pretrain_steps(p.steps, report, function() beat(); return t:step(corpus) end, p.diverge,
+                                        function() return t:results() end)
   t:close()
   train.check_weights(m, "pretraining the base model (it is not cached)")
   cache.save_atomic(m, path)

@@ -61,26 +61,49 @@ function M.divergence(factor, saved)
   return watch, watched
 end
 
--- Runs `steps` pretraining steps (step() returns the loss), reporting five times. A
+-- Runs `steps` pretraining steps (step() returns the loss, or nil on a GPU, where results()
+-- reads the pending ones: { loss, grad_norm, ... }), reporting five times. A
 -- diverged pretraining (the rule above, with pretrain.diverge) is an error: its model is
 -- never cached. Returns the start time and the last loss. LORASC_TEST_PRETRAIN_DELAY
 -- (seconds per step) slows it down for the tests of the cache's lock.
-function M.pretrain_steps(steps, report, step, factor)
+function M.pretrain_steps(steps, report, step, factor, results)
   local t0, loss = sys.now(), 0
   local watch = M.divergence(factor)
   local delay = tonumber(os.getenv("LORASC_TEST_PRETRAIN_DELAY") or "")
-  for i = 1, steps do
-    resume.check(string.format("while pretraining the base model (step %d of %d; it starts again next time)", i - 1, steps))
-    loss = step()
-    if delay then sys.sleep(delay) end
-    local why = watch(i, loss)
+  local every = math.max(1, steps // 5)
+  local function settle(i, l)
+    local why = watch(i, l)
     if why then
       error(string.format("lorasc: the base model diverged in pretraining at step %d (%s); it is not cached: lower pretrain.lr, or set pretrain.diverge = false to keep it", i, why), 0)
     end
-    if i % math.max(1, steps // 5) == 0 then
-      report(string.format("  pretrain step %d/%d loss %.4f (%.1fs)", i, steps, loss, sys.now() - t0))
+    loss = l
+    if i % every == 0 then
+      report(string.format("  pretrain step %d/%d loss %.4f (%.1fs)", i, steps, l, sys.now() - t0))
     end
   end
+  -- on a GPU a step's loss stays on the device (step() returns nil): read at report steps,
+  -- every READ_EVERY steps and at the end, then settled in order (as M.loop does)
+  local pending = {}
+  local function read_pending()
+    if #pending == 0 then return end
+    local got = results()
+    assert(#got == 2 * #pending, "lorasc: the device returned the results of a different number of steps")
+    local list = pending
+    pending = {}
+    for j, i in ipairs(list) do settle(i, got[2 * j - 1]) end
+  end
+  for i = 1, steps do
+    resume.check(string.format("while pretraining the base model (step %d of %d; it starts again next time)", i - 1, steps))
+    local l = step()
+    if delay then sys.sleep(delay) end
+    if l == nil then
+      pending[#pending + 1] = i
+      if i % every == 0 or #pending >= M.READ_EVERY then read_pending() end
+    else
+      settle(i, l)
+    end
+  end
+  read_pending()
   return t0, loss
 end
 

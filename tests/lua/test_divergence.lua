@@ -135,6 +135,28 @@ local calls = 0
 ok, err = pcall(train.pretrain_steps, 30, function() end, function() calls = calls + 1 return boom[math.min(calls, #boom)] end)
 check(not ok and tostring(err):find("diverged in pretraining at step 10", 1, true) ~= nil, "pretraining diverges: " .. tostring(err))
 check(tostring(err):find("it is not cached", 1, true) ~= nil, "says it is not cached: " .. tostring(err))
+-- ... deferred on a GPU (step() returns nil, results() reads the pending losses): the same
+-- step named, found at the read after it (step 12, the first report step of 60), the reports
+-- in order; and a smooth deferred pretraining reads at 12, 24, ..., 60 only
+local function deferred(n, losses)
+  local k, pending, reads, reported = 0, 0, 0, {}
+  local okp, errp, last = pcall(train.pretrain_steps, n, function(line) reported[#reported + 1] = line end,
+    function() k = k + 1; pending = pending + 1; return nil end, nil,
+    function()
+      reads = reads + 1
+      local got = {}
+      for j = k - pending + 1, k do got[#got + 1] = losses[math.min(j, #losses)]; got[#got + 1] = 1.0 end
+      pending = 0
+      return got
+    end)
+  return okp, errp, last, k, reads, reported
+end
+local okq, errq, _, ranq = deferred(60, boom)
+check(not okq and tostring(errq):find("diverged in pretraining at step 10", 1, true) ~= nil, "deferred pretraining names step 10: " .. tostring(errq))
+check(ranq == 12, "deferred pretraining: found at the read after step 12, ran " .. ranq)
+local okr, _, lastr, _, readsr, rep = deferred(60, smooth)
+check(okr and lastr == smooth[60] and readsr == 5 and #rep == 5 and rep[1]:find("step 12/60 loss 2.8800", 1, true),
+      string.format("deferred smooth pretraining: last %s, %s reads, report %s", tostring(lastr), tostring(readsr), tostring(rep[1])))
 -- ... and a process does not pretrain it again for the next run: the same error at once
 local builds = 0
 local function build() builds = builds + 1 error("lorasc: the base model diverged in pretraining at step 10 (x)", 0) end

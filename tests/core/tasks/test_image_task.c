@@ -425,7 +425,7 @@ static void test_trainer(void **state) {
     (void)state;
     Fixture fx;
     fixture_open(&fx, 3);
-    const long steps = 60;
+    const long steps = 70; /* more than a StepLog holds (STEP_LOG_SLOTS) */
     ImageTrainConfig cfg = {.total_steps = steps,
                             .schedule = {.kind = SCHEDULE_LINEAR, .peak_lr = 1e-2f},
                             .adamw = adamw_default_config()};
@@ -433,6 +433,7 @@ static void test_trainer(void **state) {
     ImageTrainer tr;
     if (image_trainer_begin(&tr, &fx.m, &fx.t, &cfg, &sc) != LSC_OK) fail_msg("%s", error_last());
     double first = 0, last = 0;
+    StepResult now[70];
     for (long i = 0; i < steps; i++) {
         StepResult r;
         float lr;
@@ -441,9 +442,38 @@ static void test_trainer(void **state) {
         assert_true(r.grad_norm > 0 && isfinite(r.loss));
         if (i < 10) first += r.loss / 10;
         if (i >= steps - 10) last += r.loss / 10;
+        now[i] = r;
     }
     if (!(last < 0.7 * first)) fail_msg("pretraining: mean loss %.4f over the first 10 steps, %.4f over the last 10", first, last);
     assert_int_equal(tr.step, steps);
+    image_trainer_end(&tr);
+    Real *trained = malloc(fx.m.num_params * sizeof(Real));
+    memcpy(trained, fx.m.params, fx.m.num_params * sizeof(Real));
+
+    /* deferred (as on a GPU): the results stay in the step log, taken after step 25 and at
+     * the end (the log fills at 64 and is read into its queue): the same bits */
+    vit_free(&fx.m);
+    assert_int_equal(vit_create(&fx.m, fx.be, &fx.c), LSC_OK);
+    vit_init_random(&fx.m, 3);
+    if (image_trainer_begin(&tr, &fx.m, &fx.t, &cfg, &sc) != LSC_OK) fail_msg("%s", error_last());
+    StepResult later[70];
+    int taken = 0;
+    for (long i = 0; i < steps; i++) {
+        float lr;
+        assert_int_equal(image_trainer_step(&tr, NULL, &lr), LSC_OK);
+        if (i == 25 || i == steps - 1) {
+            assert_int_equal(step_log_pending(&tr.log), i == 25 ? 26 : (int)steps - 26);
+            assert_int_equal(step_log_take(&tr.log, later + taken), LSC_OK);
+            taken = (int)i + 1;
+            assert_int_equal(step_log_pending(&tr.log), 0);
+        }
+    }
+    for (long i = 0; i < steps; i++)
+        if (memcmp(&now[i], &later[i], sizeof now[i]) != 0)
+            fail_msg("deferred step %ld: loss %.17g / %.17g, norm %.17g / %.17g", i, now[i].loss,
+                     later[i].loss, now[i].grad_norm, later[i].grad_norm);
+    assert_memory_equal(trained, fx.m.params, fx.m.num_params * sizeof(Real));
+    free(trained);
     image_trainer_end(&tr);
     image_trainer_end(&tr); /* twice is safe */
     cfg.total_steps = 0;
