@@ -240,13 +240,16 @@ static size_t att_entries(const Llama *m, int B, int T) {
     return device_is_host(m->be) ? rows * (size_t)T : rows;
 }
 
-static void carve_acts(Llama *m, int B, int T, Arena *arena) {
+/* full_logits: every position's logits are kept (an inference forward, or a caller that reads
+ * them); else the head keeps llama_head_chunk's rows at a time (llama_head.c). */
+static void carve_acts(Llama *m, int B, int T, int full_logits, Arena *arena) {
     const LlamaConfig *c = &m->config;
     const size_t L = (size_t)c->n_layers, C = (size_t)c->dim, H = (size_t)c->hidden_dim;
     const size_t BT = (size_t)B * (size_t)T, V = (size_t)c->vocab_size;
     const size_t HD = (size_t)llama_head_dim(c), qdim = (size_t)c->n_heads * HD;
     const size_t kvdim = (size_t)c->n_kv_heads * HD;
     const size_t attn = att_entries(m, B, T);
+    const size_t head_rows = full_logits ? BT : (size_t)llama_head_chunk(m, (int)BT);
     LlamaActs *a = &m->acts;
     const ActSlot slots[] = {
         {&a->resid, (L + 1) * BT * C}, {&a->xn_att, L * BT * C},   {&a->rstd_att, L * BT},
@@ -254,7 +257,7 @@ static void carve_acts(Llama *m, int B, int T, Arena *arena) {
         {&a->att, L * attn},           {&a->atty, L * BT * qdim},  {&a->resid_mid, L * BT * C},
         {&a->xn_ffn, L * BT * C},      {&a->rstd_ffn, L * BT},     {&a->gate, L * BT * H},
         {&a->up, L * BT * H},          {&a->swi, L * BT * H},      {&a->xn_final, BT * C},
-        {&a->rstd_final, BT},          {&a->logits, BT * V},       {&a->losses, BT},
+        {&a->rstd_final, BT},          {&a->logits, head_rows * V}, {&a->losses, BT},
         {&a->lse, BT},                 {&a->dloss, BT},            {&a->proj, BT * C},
         {&a->dresid, BT * C},          {&a->dxn, BT * C},          {&a->dq, BT * qdim},
         {&a->dk, BT * kvdim},          {&a->dv, BT * kvdim},       {&a->datt, attn},
@@ -264,15 +267,18 @@ static void carve_acts(Llama *m, int B, int T, Arena *arena) {
     arena_reset(arena);
     for (size_t i = 0; i < sizeof slots / sizeof slots[0]; i++) *slots[i].ptr = arena_alloc(arena, slots[i].n);
     /* bf16: 2 bytes per logit, carved as whole floats */
-    a->dlogits16 = m->precision == PRECISION_BF16 ? (uint16_t *)arena_alloc(arena, (BT * V + 1) / 2)
-                                                  : NULL;
+    a->dlogits16 = m->precision == PRECISION_BF16
+                       ? (uint16_t *)arena_alloc(arena, (head_rows * V + 1) / 2)
+                       : NULL;
+    m->logits_rows = (int)head_rows;
 }
 
-static int llama_reserve(Llama *m, int B, int T) {
-    if (m->B == B && m->T == T && m->acts_arena.base) return LSC_OK;
+static int llama_reserve(Llama *m, int B, int T, int full_logits) {
+    if (m->B == B && m->T == T && m->acts_arena.base && m->logits_rows >= (full_logits ? B * T : 0))
+        return LSC_OK;
     Backend *be = m->be;
     Arena measure = arena_measure();
-    carve_acts(m, B, T, &measure);
+    carve_acts(m, B, T, full_logits, &measure);
     const size_t rows = (size_t)B * (size_t)T;
     m->B = m->T = 0;
     if (arena_reserve(&m->acts_arena, be, measure.used) != LSC_OK) return LSC_ERR;
@@ -288,7 +294,7 @@ static int llama_reserve(Llama *m, int B, int T) {
             return device_fail(be, "Out of memory allocating token buffers for %d x %d tokens.",
                                B, T);
     }
-    carve_acts(m, B, T, &m->acts_arena);
+    carve_acts(m, B, T, full_logits, &m->acts_arena);
     m->B = B;
     m->T = T;
     return LSC_OK;
@@ -443,9 +449,6 @@ static int check_tokens(const Llama *m, const int32_t *tokens, const int32_t *ta
     return LSC_OK;
 }
 
-static int head_loss_forward(Llama *m, const int32_t *targets, int BT, int T, int sparse_ok,
-                             double *row_loss);
-
 /* sparse_ok: the caller needs the loss and gradients only, not the masked rows' logits */
 static int forward(Llama *m, const int32_t *tokens, const int32_t *targets, int B, int T,
                    int sparse_ok, double *row_loss) {
@@ -457,7 +460,8 @@ static int forward(Llama *m, const int32_t *tokens, const int32_t *targets, int 
         return error_set("Sequence of %d tokens is longer than the model's seq_len %d.", T, c->seq_len);
     const int BT = B * T;
     if (check_tokens(m, tokens, targets, BT) != LSC_OK) return LSC_ERR;
-    if (llama_reserve(m, B, T) != LSC_OK) return LSC_ERR;
+    /* a caller of llama_forward reads every position's logits (acts.logits) */
+    if (llama_reserve(m, B, T, !targets || !sparse_ok) != LSC_OK) return LSC_ERR;
     if (m->lora && !m->lora->merged && lora_reserve(m->lora, BT) != LSC_OK) return LSC_ERR;
     llama_refresh_bf16(m);
 
@@ -514,7 +518,7 @@ static int forward(Llama *m, const int32_t *tokens, const int32_t *targets, int 
         llama_weight_matmul(m, a->logits, a->xn_final, LLAMA_WCLS, 0, BT, 0, 0);
         return device_sync(be); /* the end of a forward: a failed op surfaces here */
     }
-    return head_loss_forward(m, targets, BT, T, sparse_ok, row_loss);
+    return llama_head_forward(m, targets, BT, T, sparse_ok, row_loss);
 }
 
 int llama_forward(Llama *m, const int32_t *tokens, const int32_t *targets, int B, int T) {
@@ -528,84 +532,6 @@ int llama_forward_loss(Llama *m, const int32_t *tokens, const int32_t *targets, 
 int llama_forward_row_losses(Llama *m, const int32_t *tokens, const int32_t *targets, int B, int T,
                              double *row_loss) {
     return forward(m, tokens, targets, B, T, 1, row_loss);
-}
-
-/* Whether the classifier's gradient can go through the bf16 head: a frozen bf16 classifier
- * (dlogits16 exists in bf16 only) and a backend with the two ops. */
-static int head_grad_bf16(const Llama *m) {
-    return !m->grads && m->acts.dlogits16 && m->be->cross_entropy_backward_bf16 &&
-           m->be->matmul_bf16_rounded;
-}
-
-/* The classifier and the loss. Positions whose target is masked (< 0) contribute nothing, so
- * when some are masked (a task's label words, a response after its prompt) and the caller
- * allows it (llama_forward_loss), the classifier runs on the unmasked rows only, gathered
- * into a->proj (free at this point of the step): with a vocabulary of 49,152 the logits of
- * every position would cost more than a layer. Then
- * m->head_rows = count, and a->logits, lse, losses, dloss and the device targets hold
- * `count` rows in position order. Loss = mean over unmasked positions; dloss = 1 / count.
- * row_loss (NULL: not wanted) gets each of the BT / T batch rows' summed loss. */
-static int head_loss_forward(Llama *m, const int32_t *targets, int BT, int T, int sparse_ok,
-                             double *row_loss) {
-    const LlamaConfig *c = &m->config;
-    Backend *be = m->be;
-    LlamaActs *a = &m->acts;
-    const int C = c->dim, V = c->vocab_size;
-    int32_t *host_idx = malloc((size_t)BT * 2 * sizeof(int32_t));
-    Real *host = malloc((size_t)BT * 2 * sizeof(Real)), *host_dloss = host + BT;
-    if (!host || !host_idx) {
-        free(host), free(host_idx);
-        return error_set("Out of memory computing the loss of %d tokens.", BT);
-    }
-    int32_t *host_tgt = host_idx + BT;
-    int count = 0;
-    for (int i = 0; i < BT; i++)
-        if (targets[i] >= 0) host_idx[count] = i, host_tgt[count++] = targets[i];
-    const int sparse = sparse_ok && count > 0 && count < BT, rows = sparse ? count : BT;
-    const Real *x = a->xn_final;
-    if (sparse) {
-        be->to_device(be, m->head_idx, host_idx, (size_t)count * sizeof(int32_t));
-        be->embedding_forward(be, a->proj, m->head_idx, a->xn_final, count, C); /* gather rows */
-        x = a->proj;
-        m->head_rows = count;
-    }
-    for (int i = 0; i < rows; i++)
-        host_dloss[i] = (sparse || targets[i] >= 0) && count ? (Real)(1.0 / count) : 0;
-    be->to_device(be, a->dloss, host_dloss, (size_t)rows * sizeof(Real));
-    llama_weight_matmul(m, a->logits, x, LLAMA_WCLS, 0, rows, 0, 0);
-    be->to_device(be, m->targets, sparse ? host_tgt : targets, (size_t)rows * sizeof(int32_t));
-    m->head_grad = HEAD_GRAD_NONE;
-    if (m->backward_follows && be->cross_entropy_forward_backward) {
-        /* a training step: the gradient too, while each row is in cache (llama_backward
-         * then starts at the classifier's matmul) */
-        const int bf16 = head_grad_bf16(m);
-        be->cross_entropy_forward_backward(be, a->losses, a->lse, a->logits,
-                                           bf16 ? a->dlogits16 : NULL, a->logits, m->targets,
-                                           a->dloss, rows, V);
-        m->head_grad = bf16 ? HEAD_GRAD_BF16 : HEAD_GRAD_FP32;
-    } else {
-        be->cross_entropy_forward(be, a->losses, a->lse, a->logits, m->targets, rows, V);
-    }
-    double sum = 0.0;
-    if (m->loss_out && !row_loss) { /* a training step: the mean loss stays on the device */
-        be->mean_to(be, m->loss_out, a->losses, (size_t)rows, (double)count);
-    } else {
-        be->to_host(be, host, a->losses, (size_t)rows * sizeof(Real));
-        if (device_sync(be) != LSC_OK) { /* the losses are read: every op of the forward has run */
-            free(host), free(host_idx);
-            return LSC_ERR;
-        }
-        for (int i = 0; i < rows; i++) sum += host[i];
-        if (row_loss) {
-            for (int b = 0; b < BT / T; b++) row_loss[b] = 0.0;
-            for (int i = 0; i < rows; i++) row_loss[(sparse ? host_idx[i] : i) / T] += host[i];
-        }
-    }
-    free(host);
-    free(host_idx);
-    m->n_loss_tokens = count;
-    m->mean_loss = m->loss_out && !row_loss ? NAN : count ? sum / count : 0.0;
-    return m->loss_out && !row_loss ? device_check(be) : LSC_OK;
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -636,7 +562,7 @@ int llama_backward(Llama *m) {
     if (!m->grads && (!m->lora || m->lora->merged))
         return error_set("Nothing to train: enable full gradients or attach an unmerged LoRA adapter.");
     const int B = m->B, T = m->T, BT = B * T;
-    const int C = c->dim, H = c->hidden_dim, L = c->n_layers, V = c->vocab_size;
+    const int C = c->dim, H = c->hidden_dim, L = c->n_layers;
     const int NH = c->n_heads, NKV = c->n_kv_heads, HD = llama_head_dim(c);
     const int qdim = NH * HD, kvdim = NKV * HD;
     const size_t BTC = (size_t)BT * C, BTH = (size_t)BT * H;
@@ -645,33 +571,7 @@ int llama_backward(Llama *m) {
     Real *const *w = m->w.tensors;
     const int full = m->grads != NULL;
 
-    /* logits = xn_final Wcls^T; loss = CE(logits). dlogits overwrite the logits in place.
-     * With a sparse head the rows are the gathered ones (in a->proj): their gradient is
-     * scattered back into a zeroed dxn (the gather's transpose). */
-    Real *dlogits = a->logits;
-    const int rows = m->head_rows ? m->head_rows : BT;
-    const Real *head_x = m->head_rows ? a->proj : a->xn_final;
-    Real *dhead = m->head_rows ? a->dq : a->dxn; /* the head's input gradient [rows, C] */
-    const int grad16 = m->head_grad == HEAD_GRAD_BF16 ||
-                       (m->head_grad == HEAD_GRAD_NONE && head_grad_bf16(m));
-    if (grad16) {
-        /* a frozen bf16 classifier: the gradient written once, as the bf16 its matmul would
-         * round it to (the same bits as the fp32 path below, a third of its memory traffic) */
-        if (m->head_grad == HEAD_GRAD_NONE)
-            be->cross_entropy_backward_bf16(be, a->dlogits16, a->logits, a->lse, m->targets,
-                                            a->dloss, rows, V);
-        be->matmul_bf16_rounded(be, dhead, a->dlogits16, m->w16[LLAMA_WCLS], rows, C, V, 0, 1, 0);
-    } else {
-        if (m->head_grad == HEAD_GRAD_NONE) /* else the forward wrote it (in place) */
-            be->cross_entropy_backward(be, dlogits, a->logits, a->lse, m->targets, a->dloss,
-                                       rows, V);
-        weight_grad(m, full ? m->dw.tensors[LLAMA_WCLS] : NULL, dlogits, head_x, rows, C, V);
-        llama_weight_matmul(m, dhead, dlogits, LLAMA_WCLS, 0, rows, 1, 0); /* dx = dlogits Wcls */
-    }
-    if (m->head_rows) { /* scatter the gathered rows' gradient back */
-        be->zero(be, a->dxn, BTC * sizeof(Real));
-        be->embedding_backward(be, a->dxn, a->dq, m->head_idx, rows, C);
-    }
+    llama_head_backward(m); /* d(xn_final) into a->dxn (llama_head.c) */
     be->zero(be, a->dresid, BTC * sizeof(Real));
     be->rmsnorm_backward(be, a->dresid, full ? m->dw.tensors[LLAMA_RMS_FINAL] : NULL, a->dxn,
                          a->resid + (size_t)L * BTC, w[LLAMA_RMS_FINAL], a->rstd_final, BT, C);

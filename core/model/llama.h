@@ -75,7 +75,12 @@ enum {
     HEAD_GRAD_NONE = 0, /* not computed: llama_backward runs the cross-entropy's backward */
     HEAD_GRAD_FP32,     /* in acts.logits (in place) */
     HEAD_GRAD_BF16,     /* in acts.dlogits16 */
+    HEAD_GRAD_DX,       /* the head's input gradient is done (a chunked head's forward) */
 };
+
+/* Rows of logits a head on a device keeps at once (llama_head.c): 256 MiB of fp32 logits at a
+ * vocabulary of 65,536. */
+#define LLAMA_HEAD_CHUNK 1024
 
 /* Activations for one step at (B, T), carved from one block. Shapes in comments. */
 typedef struct LlamaActs {
@@ -95,7 +100,8 @@ typedef struct LlamaActs {
     Real *swi;       /* [L, BT, H] silu(gate) * up */
     Real *xn_final;  /* [BT, C] */
     Real *rstd_final; /* [BT] */
-    Real *logits;    /* [BT, V]; overwritten by dlogits in backward */
+    Real *logits;    /* [BT, V] (every position's, llama_forward), or a chunk's rows of the
+                      * head's (llama_head.c); overwritten by their gradient in place */
     Real *losses;    /* [BT] per-token loss (0 where masked) */
     Real *lse;       /* [BT] */
     Real *dloss;     /* [BT] mask / count */
@@ -133,6 +139,10 @@ typedef struct Llama {
                                    * follows: the forward then computes the classifier's
                                    * gradient with the loss (cross_entropy_forward_backward) */
     int head_grad;                /* HEAD_GRAD_*: where the last forward left that gradient */
+    int head_chunked;             /* rows per chunk of the last forward's head; 0: one pass */
+    int head_chunk;               /* rows of logits the head keeps at once; 0 (default): all on
+                                   * the CPU, LLAMA_HEAD_CHUNK on a device (llama_head.c) */
+    int logits_rows;              /* rows acts.logits holds (all BT, or a chunk's) */
     size_t row_capacity;          /* entries in tokens/targets */
     int B, T;                     /* current activation capacity */
     double mean_loss;             /* of the last forward with targets */

@@ -31,4 +31,13 @@ void llama_adapter_forward(Llama *m, Real *y, const Real *x, int l, int target, 
 void llama_residual_projection(Llama *m, Real *out, const Real *resid, const Real *x, int l,
                                int target, int rows, int in, Real *proj);
 
+/* ---- the head (llama_head.c) ---- */
+/* The rows of logits the head keeps at once for a batch of `rows` head rows. */
+int llama_head_chunk(const Llama *m, int rows);
+/* The classifier and the loss of a forward with targets (see llama_head.c). */
+int llama_head_forward(Llama *m, const int32_t *targets, int BT, int T, int sparse_ok,
+                       double *row_loss);
+/* The head's part of the backward: d(xn_final) into acts.dxn. */
+void llama_head_backward(Llama *m);
+
 #endif

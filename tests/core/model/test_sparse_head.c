@@ -1,7 +1,10 @@
 /* The sparse classifier head of llama_forward_loss (only the rows of unmasked targets reach the
  * classifier) against the dense llama_forward: the same loss and the same gradients, in full
  * and LoRA modes, tied and untied classifiers, for a batch with most positions masked, one
- * with none masked, and one with a single unmasked position. */
+ * with none masked, and one with a single unmasked position. The same again with the head in
+ * chunks of a few rows (as on a device, llama_head.c), its gradient taken in the forward of a
+ * training step (backward_follows) or recomputed by the backward; and the logits buffer then
+ * holds one chunk. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -29,7 +32,7 @@ static void make_batch(int32_t *tokens, int32_t *targets, int V, const char *mas
 /* loss and a copy of every trainable gradient after forward (dense or sparse) + backward */
 static Real *grads_after(Llama *m, LoraAdapters *lora, const int32_t *tokens, const int32_t *targets,
                          int sparse, double *loss, size_t *n) {
-    llama_zero_grad(m);
+    llama_zero_grad(m); /* before the forward: a chunked training step's head adds dWcls there */
     const int rc = sparse ? llama_forward_loss(m, tokens, targets, B, T)
                           : llama_forward(m, tokens, targets, B, T);
     if (rc != LSC_OK || llama_backward(m) != LSC_OK) fail_msg("%s", error_last());
@@ -73,6 +76,24 @@ static void check_case(int tied, int use_lora, const char *mask, const char *wha
     if (check_close_real(what, sparse, dense, n, 1e-6, 1e-5) != 0) fail_msg("%s: gradients differ", what);
     printf("%s: %d of %d positions scored, loss %.6f, %zu gradients equal\n", what, unmasked, B * T,
            sparse_loss, n);
+    /* chunks of 2 and 5 rows, the gradient in the forward or recomputed by the backward */
+    for (int chunk = 2; chunk <= 5; chunk += 3)
+        for (int follows = 0; follows <= 1; follows++) {
+            m.head_chunk = chunk;
+            m.backward_follows = follows;
+            double chunk_loss;
+            Real *g = grads_after(&m, use_lora ? &lora : NULL, tokens, targets, 1, &chunk_loss, &n);
+            const int rows = unmasked == B * T ? B * T : unmasked;
+            assert_int_equal(m.head_chunked, chunk < rows ? chunk : 0);
+            if (fabs(dense_loss - chunk_loss) > 1e-6 * (1 + fabs(dense_loss)) ||
+                check_close_real(what, g, dense, n, 1e-6, 1e-5) != 0)
+                fail_msg("%s: chunks of %d (gradient in the %s): loss %.9g vs %.9g, or gradients "
+                         "differ", what, chunk, follows ? "forward" : "backward", chunk_loss,
+                         dense_loss);
+            free(g);
+        }
+    m.head_chunk = 0;
+    m.backward_follows = 0;
     free(dense), free(sparse);
     if (use_lora) {
         llama_attach_lora(&m, NULL);
@@ -95,7 +116,32 @@ static void test_sparse_equals_dense(void **state) {
     check_case(1, 0, ALL, "full, tied, none masked (dense path)");
 }
 
+/* A chunked head keeps one chunk's logits: the activations are carved for it, and for every
+ * position again when llama_forward's caller reads them all. */
+static void test_chunk_memory(void **state) {
+    (void)state;
+    Backend *be = backend_cpu_create(0);
+    const LlamaConfig c = fixture_tiny_config(ROPE_HALF, 1);
+    Llama m;
+    assert_int_equal(llama_create(&m, be, &c), LSC_OK);
+    fixture_randomize(&m, 5, 0.5);
+    m.head_chunk = 5;
+    int32_t tokens[B * T], targets[B * T];
+    make_batch(tokens, targets, c.vocab_size, ALL);
+    assert_int_equal(llama_forward_loss(&m, tokens, targets, B, T), LSC_OK);
+    assert_int_equal(m.logits_rows, 5);
+    const double chunked = m.mean_loss;
+    assert_int_equal(llama_forward(&m, tokens, targets, B, T), LSC_OK);
+    assert_int_equal(m.logits_rows, B * T);
+    assert_int_equal(m.head_chunked, 0);
+    if (fabs(m.mean_loss - chunked) > 1e-6 * (1 + fabs(chunked)))
+        fail_msg("loss with every logit kept %.9g, chunked %.9g", m.mean_loss, chunked);
+    llama_free(&m);
+    backend_cpu_destroy(be);
+}
+
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_sparse_equals_dense)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_sparse_equals_dense),
+                                       cmocka_unit_test(test_chunk_memory)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
