@@ -129,10 +129,10 @@ struct Backend {
 
     /* ---- causal self-attention with grouped-query heads ----
      * q[B,T,NH,HD], k,v[B,T,NKV,HD] (NH % NKV == 0; query head h reads kv head h/(NH/NKV)).
-     * forward writes out[B,T,NH,HD] and att[B,NH,T,T] (softmax probabilities, zero above the
-     * diagonal; scale 1/sqrt(HD)). backward writes dq, dk, dv and uses datt[B,NH,T,T] as scratch.
+     * forward writes out[B,T,NH,HD] and att[B,NH,T,T] (softmax probabilities; scale
+     * 1/sqrt(HD)). backward writes dq, dk, dv and uses datt[B,NH,T,T] as scratch.
      * att and datt are backend-private between forward and backward: the CPU keeps the
-     * probabilities there; CUDA (flash-style, never a T x T matrix) writes only the
+     * probabilities there (s <= t; above the diagonal only the zeros its backward reads); CUDA (flash-style, never a T x T matrix) writes only the
      * log-sum-exp lse[B,NH,T] of the scaled scores into att's first B*NH*T entries and uses
      * datt's first B*NH*T as scratch (rowsum(dO * O)); the rest of both is untouched. */
     void (*attention_forward)(Backend *be, Real *out, Real *att, const Real *q, const Real *k,
