@@ -169,8 +169,11 @@ if [ -n "$parity" ]; then
   grep -E '^worst|SKIP|FAILED|ERROR|a step that cannot run|reads and' "$logs/device_step.log" | head -16
 
   # ---- 4. the training-step benchmark, lorasc and PyTorch + PEFT ----
-  step "lorasc training step (Llama-2-7B shape, fp32)" "$logs/bench_train.log" 180 1 \
-    "$train_bench" --device cuda --precision "${LORASC_BENCH_PRECISION:-fp32}" \
+  # the bf16 base by default: the precision PEFT's side runs in (LORASC_BENCH_PRECISION=fp32
+  # for the all-fp32 path)
+  prec=${LORASC_BENCH_PRECISION:-bf16}
+  step "lorasc training step (Llama-2-7B shape, $prec base)" "$logs/bench_train.log" 180 1 \
+    "$train_bench" --device cuda --precision "$prec" \
     --shape llama2-7b --seq 1024 --steps 4 --boundaries 2 --json "$out/bench_train.json"
   grep -vE '^\{|^== ' "$logs/bench_train.log" | tail -12
   batch=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["batch"])' "$out/bench_train.json" 2>/dev/null || echo 8)
