@@ -21,7 +21,7 @@ meson compile -C build-asan
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   meson test -C build-asan --print-errorlogs --num-processes "$jobs" \
   checkpoint finetune_state lora gradcheck_model golden train stories260k store store_provenance \
-  cascade bpe bpe_smollm2 backend_ops_cuda_emu bf16_model \
+  cascade bpe bpe_smollm2 backend_ops_cuda_emu bf16_model sparse_head \
   interop metaspace merged_adapter hf \
   huge_sizes bad_data_files model_limits
 

@@ -124,7 +124,8 @@ int llama_head_forward(Llama *m, const int32_t *targets, int BT, int T, int spar
     be->to_device(be, a->dloss, host_dloss, (size_t)rows * sizeof(Real));
     be->to_device(be, m->targets, sparse ? host_tgt : targets, (size_t)rows * sizeof(int32_t));
     /* a caller of llama_forward reads every row's logits: no chunks then */
-    const int chunk = sparse_ok ? llama_head_chunk(m, rows) : rows;
+    int chunk = sparse_ok ? llama_head_chunk(m, rows) : rows;
+    if (chunk > m->logits_rows) chunk = m->logits_rows; /* head_chunk raised after the carve */
     m->head_chunked = chunk < rows ? chunk : 0;
     for (int r0 = 0; r0 < rows; r0 += chunk)
         m->head_grad = rows_forward(m, r0, rows - r0 < chunk ? rows - r0 : chunk, chunk < rows);

@@ -131,6 +131,11 @@ static void test_chunk_memory(void **state) {
     assert_int_equal(llama_forward_loss(&m, tokens, targets, B, T), LSC_OK);
     assert_int_equal(m.logits_rows, 5);
     const double chunked = m.mean_loss;
+    m.head_chunk = 7; /* raised after the carve: the head stays within the 5 rows it has */
+    assert_int_equal(llama_forward_loss(&m, tokens, targets, B, T), LSC_OK);
+    assert_int_equal(m.head_chunked, 5);
+    if (fabs(m.mean_loss - chunked) > 1e-6 * (1 + fabs(chunked)))
+        fail_msg("loss with head_chunk raised %.9g, chunked %.9g", m.mean_loss, chunked);
     assert_int_equal(llama_forward(&m, tokens, targets, B, T), LSC_OK);
     assert_int_equal(m.logits_rows, B * T);
     assert_int_equal(m.head_chunked, 0);
