@@ -252,6 +252,28 @@ typedef struct LlamaDecoder {
     Arena arena;         /* owns all of the above */
 } LlamaDecoder;
 
+/* One token for each of several sequences in one forward (greedy generation of a batch of
+ * examples): the matmuls run on all rows at once, so a step reads the weights once for all
+ * of them instead of once per sequence; each row's rotary position, cache and attention are
+ * its own decoder's. The scratch is sized for `max_rows` sequences. */
+typedef struct LlamaDecodeBatch {
+    Llama *m;            /* not owned */
+    int max_rows;
+    Real *x, *xn, *q, *k, *v, *atty, *mid, *gate, *up, *proj; /* [rows, C | qdim | kvdim | H] */
+    Real *logits;        /* [rows, V] */
+    int32_t *tokens;     /* device copy [rows] */
+    Arena arena;         /* owns all of the above */
+} LlamaDecodeBatch;
+
+int llama_decode_batch_create(LlamaDecodeBatch *b, Llama *m, int max_rows);
+void llama_decode_batch_free(LlamaDecodeBatch *b);
+/* Feeds tokens[i] to decoder ds[i] (each at its own position; every decoder on b's model,
+ * none full) for i < n <= max_rows; logits (host, [n, V]) receive each row's next-token
+ * logits. Row i equals llama_decoder_feed(ds[i], tokens + i, 1, ...) up to float rounding
+ * (the matmuls run on n rows instead of one). */
+int llama_decode_batch_step(LlamaDecodeBatch *b, LlamaDecoder *const *ds, const int32_t *tokens,
+                            int n, Real *logits);
+
 /* A decoder for up to `capacity` positions (0 = the model's seq_len) on m's backend. */
 int llama_decoder_create(LlamaDecoder *d, Llama *m, int capacity);
 void llama_decoder_free(LlamaDecoder *d);

@@ -1,7 +1,8 @@
 /* Llama inference with a key/value cache: the forward of llama.c for one sequence, fed in
  * chunks, keeping every layer's rotated keys and values so that the next token only needs
  * its own row. Used for greedy generation (GSM8K, SQuAD, DROP, BBH evaluation).
- * Not here: training (llama.c), sampling other than greedy, batches of sequences. */
+ * A batch of decoders can also take one token each in a single forward (llama_decode_batch_step).
+ * Not here: training (llama.c), sampling other than greedy. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,13 +59,40 @@ void llama_decoder_free(LlamaDecoder *d) {
 
 void llama_decoder_reset(LlamaDecoder *d) { d->pos = 0; }
 
+/* A layer's query, key and value projections of the n rows of xn (adapters applied). */
+static void decode_qkv(Llama *m, Real *q, Real *k, Real *v, const Real *xn, int l, int n) {
+    llama_weight_matmul(m, q, xn, llama_tensor_of_target(LORA_Q), l, n, 0, 0);
+    llama_adapter_forward(m, q, xn, l, LORA_Q, n);
+    llama_weight_matmul(m, k, xn, llama_tensor_of_target(LORA_K), l, n, 0, 0);
+    llama_adapter_forward(m, k, xn, l, LORA_K, n);
+    llama_weight_matmul(m, v, xn, llama_tensor_of_target(LORA_V), l, n, 0, 0);
+    llama_adapter_forward(m, v, xn, l, LORA_V, n);
+}
+
+/* A layer's feed-forward block on n rows: x = mid + (silu(xn W1^T) * (xn W3^T)) W2^T with
+ * xn = rmsnorm(mid); xn, gate, up and proj are scratch (x holds the norm's rstd meanwhile). */
+static void decode_ffn(Llama *m, Real *x, const Real *mid, Real *xn, Real *gate, Real *up,
+                       Real *proj, int l, int n) {
+    const LlamaConfig *c = &m->config;
+    Backend *be = m->be;
+    const int C = c->dim, H = c->hidden_dim;
+    be->rmsnorm_forward(be, xn, x, mid, llama_layer_slice(m->w.tensors[LLAMA_RMS_FFN], C, l), n,
+                        C, c->norm_eps); /* x holds rstd: it is rewritten below */
+    llama_weight_matmul(m, gate, xn, llama_tensor_of_target(LORA_GATE), l, n, 0, 0);
+    llama_adapter_forward(m, gate, xn, l, LORA_GATE, n);
+    llama_weight_matmul(m, up, xn, llama_tensor_of_target(LORA_UP), l, n, 0, 0);
+    llama_adapter_forward(m, up, xn, l, LORA_UP, n);
+    be->swiglu_forward(be, gate, gate, up, (size_t)n * H);
+    llama_residual_projection(m, x, mid, gate, l, LORA_DOWN, n, H, proj);
+}
+
 /* One chunk of n <= rows tokens at positions d->pos..: llama_forward's layer loop, with k and v
  * written into the cache and attention reading the cache. Only the last row's logits. */
 static int decoder_chunk(LlamaDecoder *d, const int32_t *tokens, int n) {
     Llama *m = d->m;
     const LlamaConfig *c = &m->config;
     Backend *be = m->be;
-    const int C = c->dim, H = c->hidden_dim, pos = d->pos;
+    const int C = c->dim, pos = d->pos;
     const int NH = c->n_heads, NKV = c->n_kv_heads, HD = llama_head_dim(c);
     const int qdim = NH * HD, kvdim = NKV * HD;
     Real *const *w = m->w.tensors;
@@ -79,25 +107,12 @@ static int decoder_chunk(LlamaDecoder *d, const int32_t *tokens, int n) {
         /* attention block (llama.c: mid = x + attn(...) Wo^T), new keys/values into the cache */
         be->rmsnorm_forward(be, d->xn, d->mid, d->x, llama_layer_slice(w[LLAMA_RMS_ATT], C, l), n, C,
                             c->norm_eps); /* mid holds rstd here: it is free until the residual */
-        llama_weight_matmul(m, d->q, d->xn, llama_tensor_of_target(LORA_Q), l, n, 0, 0);
-        llama_adapter_forward(m, d->q, d->xn, l, LORA_Q, n);
-        llama_weight_matmul(m, knew, d->xn, llama_tensor_of_target(LORA_K), l, n, 0, 0);
-        llama_adapter_forward(m, knew, d->xn, l, LORA_K, n);
-        llama_weight_matmul(m, vnew, d->xn, llama_tensor_of_target(LORA_V), l, n, 0, 0);
-        llama_adapter_forward(m, vnew, d->xn, l, LORA_V, n);
+        decode_qkv(m, d->q, knew, vnew, d->xn, l, n);
         be->rope_forward(be, d->q, m->rope_cos, m->rope_sin, 1, n, NH, HD, pos, c->rope_style);
         be->rope_forward(be, knew, m->rope_cos, m->rope_sin, 1, n, NKV, HD, pos, c->rope_style);
         be->attention_decode_forward(be, d->atty, d->q, kc, vc, n, pos, NH, NKV, HD);
         llama_residual_projection(m, d->mid, d->x, d->atty, l, LORA_O, n, qdim, d->proj);
-        /* feed-forward block: x = mid + (silu(xn W1^T) * (xn W3^T)) W2^T */
-        be->rmsnorm_forward(be, d->xn, d->x, d->mid, llama_layer_slice(w[LLAMA_RMS_FFN], C, l), n,
-                            C, c->norm_eps); /* x holds rstd: it is rewritten below */
-        llama_weight_matmul(m, d->gate, d->xn, llama_tensor_of_target(LORA_GATE), l, n, 0, 0);
-        llama_adapter_forward(m, d->gate, d->xn, l, LORA_GATE, n);
-        llama_weight_matmul(m, d->up, d->xn, llama_tensor_of_target(LORA_UP), l, n, 0, 0);
-        llama_adapter_forward(m, d->up, d->xn, l, LORA_UP, n);
-        be->swiglu_forward(be, d->gate, d->gate, d->up, (size_t)n * H);
-        llama_residual_projection(m, d->x, d->mid, d->gate, l, LORA_DOWN, n, H, d->proj);
+        decode_ffn(m, d->x, d->mid, d->xn, d->gate, d->up, d->proj, l, n);
     }
     /* the last row only: final norm and classifier */
     const Real *last = d->x + (size_t)(n - 1) * C;
@@ -123,6 +138,102 @@ int llama_decoder_feed(LlamaDecoder *d, const int32_t *tokens, int n, Real *logi
     }
     if (logits) d->m->be->to_host(d->m->be, logits, d->logits, (size_t)V * sizeof(Real));
     return device_sync(d->m->be); /* the chunk's ops (and the read) have run */
+}
+
+/* ---- one token for each of several decoders ---- */
+
+static void batch_carve(LlamaDecodeBatch *b) {
+    const LlamaConfig *c = &b->m->config;
+    const size_t C = (size_t)c->dim, H = (size_t)c->hidden_dim, R = (size_t)b->max_rows;
+    const size_t HD = (size_t)llama_head_dim(c), qdim = (size_t)c->n_heads * HD;
+    const size_t kvdim = (size_t)c->n_kv_heads * HD;
+    arena_reset(&b->arena);
+    b->x = arena_alloc(&b->arena, R * C);
+    b->xn = arena_alloc(&b->arena, R * C);
+    b->q = arena_alloc(&b->arena, R * qdim);
+    b->k = arena_alloc(&b->arena, R * kvdim);
+    b->v = arena_alloc(&b->arena, R * kvdim);
+    b->atty = arena_alloc(&b->arena, R * qdim);
+    b->mid = arena_alloc(&b->arena, R * C);
+    b->gate = arena_alloc(&b->arena, R * H);
+    b->up = arena_alloc(&b->arena, R * H);
+    b->proj = arena_alloc(&b->arena, R * C);
+    b->logits = arena_alloc(&b->arena, R * (size_t)c->vocab_size);
+    b->tokens = (int32_t *)arena_alloc(&b->arena, R); /* int32 in Real-sized slots */
+}
+
+int llama_decode_batch_create(LlamaDecodeBatch *b, Llama *m, int max_rows) {
+    memset(b, 0, sizeof *b);
+    if (max_rows <= 0) return error_set("A decoding batch needs at least one row, got %d.", max_rows);
+    b->m = m;
+    b->max_rows = max_rows;
+    b->arena = arena_measure();
+    batch_carve(b);
+    const size_t bytes = b->arena.used;
+    b->arena = (Arena){0};
+    if (arena_reserve(&b->arena, m->be, bytes) != LSC_OK)
+        return device_fail(m->be, "Out of memory for a decoding batch of %d rows (%zu MiB).",
+                           max_rows, bytes >> 20);
+    batch_carve(b);
+    return LSC_OK;
+}
+
+void llama_decode_batch_free(LlamaDecodeBatch *b) {
+    arena_free(&b->arena);
+    memset(b, 0, sizeof *b);
+}
+
+int llama_decode_batch_step(LlamaDecodeBatch *b, LlamaDecoder *const *ds, const int32_t *tokens,
+                            int n, Real *logits) {
+    Llama *m = b->m;
+    const LlamaConfig *c = &m->config;
+    Backend *be = m->be;
+    const int C = c->dim, V = c->vocab_size;
+    const int NH = c->n_heads, NKV = c->n_kv_heads, HD = llama_head_dim(c);
+    const int qdim = NH * HD, kvdim = NKV * HD;
+    Real *const *w = m->w.tensors;
+    if (n <= 0 || n > b->max_rows)
+        return error_set("A decoding batch of %d rows takes 1 to %d sequences, got %d.",
+                         b->max_rows, b->max_rows, n);
+    for (int i = 0; i < n; i++) {
+        if (ds[i]->m != m) return error_set("Decoder %d of the batch is on another model.", i);
+        if (ds[i]->pos >= ds[i]->capacity)
+            return error_set("The key/value cache of sequence %d holds %d positions; it is full.",
+                             i, ds[i]->capacity);
+        if (tokens[i] < 0 || tokens[i] >= V)
+            return error_set("Token %d of sequence %d is outside the vocabulary [0, %d).",
+                             tokens[i], i, V);
+    }
+    if (m->lora && !m->lora->merged && lora_reserve(m->lora, n) != LSC_OK) return LSC_ERR;
+    llama_refresh_bf16(m);
+
+    be->to_device(be, b->tokens, tokens, (size_t)n * sizeof(int32_t));
+    be->embedding_forward(be, b->x, b->tokens, w[LLAMA_TOKEN_EMBEDDING], n, C);
+    for (int l = 0; l < c->n_layers; l++) {
+        /* attention block: the projections on all rows, then per row its position's rotation,
+         * its cache row and its attention (decoder_chunk's layer, one row per sequence) */
+        be->rmsnorm_forward(be, b->xn, b->mid, b->x, llama_layer_slice(w[LLAMA_RMS_ATT], C, l), n,
+                            C, c->norm_eps); /* mid holds rstd here: it is free until the residual */
+        decode_qkv(m, b->q, b->k, b->v, b->xn, l, n);
+        for (int i = 0; i < n; i++) {
+            const LlamaDecoder *d = ds[i];
+            const size_t layer = (size_t)l * d->capacity * kvdim, at = (size_t)d->pos * kvdim;
+            Real *qi = b->q + (size_t)i * qdim, *ki = d->k + layer + at, *vi = d->v + layer + at;
+            be->copy(be, ki, b->k + (size_t)i * kvdim, (size_t)kvdim * sizeof(Real));
+            be->copy(be, vi, b->v + (size_t)i * kvdim, (size_t)kvdim * sizeof(Real));
+            be->rope_forward(be, qi, m->rope_cos, m->rope_sin, 1, 1, NH, HD, d->pos, c->rope_style);
+            be->rope_forward(be, ki, m->rope_cos, m->rope_sin, 1, 1, NKV, HD, d->pos, c->rope_style);
+            be->attention_decode_forward(be, b->atty + (size_t)i * qdim, qi, d->k + layer,
+                                         d->v + layer, 1, d->pos, NH, NKV, HD);
+        }
+        llama_residual_projection(m, b->mid, b->x, b->atty, l, LORA_O, n, qdim, b->proj);
+        decode_ffn(m, b->x, b->mid, b->xn, b->gate, b->up, b->proj, l, n);
+    }
+    be->rmsnorm_forward(be, b->xn, b->mid, b->x, w[LLAMA_RMS_FINAL], n, C, c->norm_eps);
+    llama_weight_matmul(m, b->logits, b->xn, LLAMA_WCLS, 0, n, 0, 0);
+    for (int i = 0; i < n; i++) ds[i]->pos++;
+    if (logits) be->to_host(be, logits, b->logits, (size_t)n * V * sizeof(Real));
+    return device_sync(be); /* the step's ops (and the read) have run */
 }
 
 int llama_argmax(const Real *x, int n) {

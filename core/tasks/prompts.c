@@ -397,60 +397,113 @@ int prompts_predict_many(Llama *m, const Tokenizer *tok, TaskId task, const Exam
     return rc;
 }
 
-int prompts_generate(Llama *m, const Tokenizer *tok, TaskId task, const Example *e, int fewshot, int max_new,
-                     char **out) {
-    *out = NULL;
-    const int T = m->config.seq_len;
+/* One sequence of prompts_generate_many: its tokens (the prompt's last `keep`, then the
+ * generated ones up to len), its cache and the logits of its next token. */
+typedef struct GenSeq {
+    int32_t *buf;      /* [seq_len] */
+    int keep, len, active;
+    LlamaDecoder dec;
+    int dec_live;
+    Real *row;         /* [V], host */
+} GenSeq;
+
+/* Appends seq's greedy token; 0 when it is done (EOS, the stop string, or max_new tokens),
+ * 1 when it needs its new token fed. */
+static int gen_advance(GenSeq *q, const Tokenizer *tok, const char *stop, int V, int max_new,
+                       int *rc) {
+    q->buf[q->len++] = llama_argmax(q->row, V);
+    if (q->buf[q->len - 1] == tok->eos_id) {
+        q->len--;
+        return 0;
+    }
+    if (stop) {
+        char *text = NULL;
+        if ((*rc = tokenizer_decode(tok, q->buf + q->keep, (size_t)(q->len - q->keep), &text,
+                                    NULL)) != LSC_OK)
+            return 0;
+        const int hit = strstr(text, stop) != NULL;
+        free(text);
+        if (hit) return 0;
+    }
+    return q->len < q->keep + max_new;
+}
+
+int prompts_generate_many(Llama *m, const Tokenizer *tok, TaskId task, const Example *const *ex,
+                          int n, int fewshot, int max_new, char **out) {
+    for (int i = 0; i < n; i++) out[i] = NULL;
+    const int T = m->config.seq_len, V = m->config.vocab_size;
     const char *stop = (task == TASK_GSM8K || task == TASK_BBH) ? "\n\n" : task == TASK_ALPACA ? NULL : "\n";
     if (max_new < 1 || max_new >= T)
         return error_set("Generation needs 1 <= max_new (%d) < seq_len (%d).", max_new, T);
-    char *p = NULL;
-    int32_t *ids = NULL, *buf = NULL;
-    int n = 0, rc = prompts_text(task, e, fewshot, &p);
-    if (!rc) rc = encode_alloc(tok, p, TOKENIZER_BOS, &ids, &n);
-    free(p);
-    if (rc) return rc;
-    const int keep = n < T - max_new ? n : T - max_new; /* left-truncate the prompt */
-    buf = malloc((size_t)T * sizeof *buf);
-    if (!buf) {
-        free(ids);
-        return error_set("Out of memory for generation.");
-    }
-    memcpy(buf, ids + (n - keep), (size_t)keep * sizeof *buf);
-    free(ids);
-    /* greedy, one token per step through a key/value cache */
-    const int V = m->config.vocab_size;
-    Real *row = malloc((size_t)V * sizeof *row);
-    LlamaDecoder dec;
-    rc = row ? llama_decoder_create(&dec, m, keep + max_new) : error_set("Out of memory for generation.");
-    if (rc == LSC_OK) rc = llama_decoder_feed(&dec, buf, keep, row);
-    int len = keep;
-    char *text = NULL;
-    while (rc == LSC_OK && len < keep + max_new) {
-        buf[len++] = llama_argmax(row, V);
-        if (buf[len - 1] == tok->eos_id) {
-            len--;
+    if (n <= 0) return LSC_OK;
+    GenSeq *seq = calloc((size_t)n, sizeof *seq);
+    LlamaDecoder **rows = calloc((size_t)n, sizeof *rows);
+    int32_t *step_tokens = calloc((size_t)n, sizeof *step_tokens);
+    Real *logits = malloc((size_t)n * V * sizeof *logits);
+    int *which = calloc((size_t)n, sizeof *which);
+    LlamaDecodeBatch batch = {0};
+    int rc = seq && rows && step_tokens && logits && which ? LSC_OK
+                                                           : error_set("Out of memory for generation.");
+    /* each prompt (left-truncated to fit) through its own cache */
+    for (int i = 0; i < n && rc == LSC_OK; i++) {
+        GenSeq *q = &seq[i];
+        char *p = NULL;
+        int32_t *ids = NULL;
+        int n_ids = 0;
+        rc = prompts_text(task, ex[i], fewshot, &p);
+        if (!rc) rc = encode_alloc(tok, p, TOKENIZER_BOS, &ids, &n_ids);
+        free(p);
+        if (rc) break;
+        q->keep = n_ids < T - max_new ? n_ids : T - max_new;
+        q->buf = malloc((size_t)T * sizeof *q->buf);
+        q->row = malloc((size_t)V * sizeof *q->row);
+        if (!q->buf || !q->row) {
+            free(ids);
+            rc = error_set("Out of memory for generation.");
             break;
         }
-        if (stop) {
-            free(text);
-            text = NULL;
-            if ((rc = tokenizer_decode(tok, buf + keep, (size_t)(len - keep), &text, NULL)) != LSC_OK) break;
-            if (strstr(text, stop)) break;
-        }
-        if (len < keep + max_new) rc = llama_decoder_feed(&dec, buf + len - 1, 1, row);
+        memcpy(q->buf, ids + (n_ids - q->keep), (size_t)q->keep * sizeof *q->buf);
+        free(ids);
+        q->len = q->keep;
+        rc = llama_decoder_create(&q->dec, m, q->keep + max_new);
+        q->dec_live = rc == LSC_OK;
+        if (rc == LSC_OK) rc = llama_decoder_feed(&q->dec, q->buf, q->keep, q->row);
+        q->active = 1;
     }
-    if (row) llama_decoder_free(&dec);
-    free(row);
-    free(text);
-    text = NULL;
-    if (rc == LSC_OK) rc = tokenizer_decode(tok, buf + keep, (size_t)(len - keep), &text, NULL);
-    free(buf);
-    if (rc != LSC_OK) return rc;
-    if (stop) {
-        char *h = strstr(text, stop);
+    if (rc == LSC_OK) rc = llama_decode_batch_create(&batch, m, n);
+    /* greedy, one token per step for every sequence still going, in one forward */
+    while (rc == LSC_OK) {
+        int k = 0;
+        for (int i = 0; i < n && rc == LSC_OK; i++) {
+            GenSeq *q = &seq[i];
+            if (!q->active) continue;
+            q->active = gen_advance(q, tok, stop, V, max_new, &rc);
+            if (q->active) rows[k] = &q->dec, step_tokens[k] = q->buf[q->len - 1], which[k++] = i;
+        }
+        if (rc != LSC_OK || k == 0) break;
+        rc = llama_decode_batch_step(&batch, rows, step_tokens, k, logits);
+        for (int j = 0; j < k && rc == LSC_OK; j++)
+            memcpy(seq[which[j]].row, logits + (size_t)j * V, (size_t)V * sizeof *logits);
+    }
+    for (int i = 0; i < n && rc == LSC_OK; i++) { /* the answers, cut at the stop string */
+        GenSeq *q = &seq[i];
+        rc = tokenizer_decode(tok, q->buf + q->keep, (size_t)(q->len - q->keep), &out[i], NULL);
+        char *h = rc == LSC_OK && stop ? strstr(out[i], stop) : NULL;
         if (h) *h = 0;
     }
-    *out = text;
-    return LSC_OK;
+    if (rc != LSC_OK)
+        for (int i = 0; i < n; i++) free(out[i]), out[i] = NULL;
+    if (batch.m) llama_decode_batch_free(&batch);
+    for (int i = 0; seq && i < n; i++) {
+        if (seq[i].dec_live) llama_decoder_free(&seq[i].dec);
+        free(seq[i].buf);
+        free(seq[i].row);
+    }
+    free(seq), free(rows), free(step_tokens), free(logits), free(which);
+    return rc;
+}
+
+int prompts_generate(Llama *m, const Tokenizer *tok, TaskId task, const Example *e, int fewshot,
+                     int max_new, char **out) {
+    return prompts_generate_many(m, tok, task, &e, 1, fewshot, max_new, out);
 }

@@ -63,5 +63,11 @@ int prompts_predict_many(Llama *m, const Tokenizer *tok, TaskId task, const Exam
  * the stop string removed. */
 int prompts_generate(Llama *m, const Tokenizer *tok, TaskId task, const Example *e, int fewshot,
                      int max_new, char **out);
+/* prompts_generate for n examples at once: each prompt through its own key/value cache, then
+ * one token for every sequence still going in one forward (llama_decode_batch_step), so a
+ * step reads the weights once for all of them. out[i] is example i's answer (NULL for all on
+ * failure). With n = 1 the same bits as a lone decoder. */
+int prompts_generate_many(Llama *m, const Tokenizer *tok, TaskId task, const Example *const *ex,
+                          int n, int fewshot, int max_new, char **out);
 
 #endif

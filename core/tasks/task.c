@@ -108,6 +108,9 @@ static void generation_scores(TaskId task, const char *out, const Example *e, do
 /* Examples whose candidates are scored together (prompts_predict_many): enough rows to fill
  * the batched forwards, few enough that a stop request is seen soon. */
 enum { EVAL_CHUNK = 64 };
+/* Examples generated together (prompts_generate_many): one weight pass per decoding step for
+ * all of them. */
+enum { GEN_CHUNK = 8 };
 
 int task_evaluate(Llama *m, const Tokenizer *tok, const Dataset *d, DataSplit split,
                   size_t max_examples, int max_new, TaskScores *out) {
@@ -129,6 +132,7 @@ int task_evaluate_examples(Llama *m, const Tokenizer *tok, const Dataset *d, Dat
     out->majority = datasets_majority(d, split);
     if (n == 0) return LSC_OK;
     int rc = LSC_OK;
+    char *texts[GEN_CHUNK] = {0}; /* the generated answers of the current chunk */
     int *pred = calloc(n, sizeof *pred), *gold = calloc(n, sizeof *gold);
     long *group = calloc(n, sizeof *group);
     if (!pred || !gold || !group) {
@@ -144,14 +148,21 @@ int task_evaluate_examples(Llama *m, const Tokenizer *tok, const Dataset *d, Dat
         }
         const Example *e = &d->split[split][i];
         if (datasets_kind(task) == TASK_KIND_GENERATE) {
-            char *text = NULL;
+            if (i % GEN_CHUNK == 0) { /* the next chunk's answers, generated together */
+                const Example *chunk[GEN_CHUNK];
+                size_t k = 0;
+                for (; k < GEN_CHUNK && i + k < n; k++) chunk[k] = &d->split[split][i + k];
+                if ((rc = prompts_generate_many(m, tok, task, chunk, (int)k, 1, max_new, texts)) != LSC_OK)
+                    break;
+            }
+            char *text = texts[i % GEN_CHUNK];
             double f1, em;
-            if ((rc = prompts_generate(m, tok, task, e, 1, max_new, &text)) != LSC_OK) break;
             generation_scores(task, text, e, &f1, &em);
             f1_sum += f1;
             em_sum += em;
             if (per_example) per_example[i] = (task == TASK_GSM8K || task == TASK_BBH) ? em : f1;
             free(text);
+            texts[i % GEN_CHUNK] = NULL;
         } else {
             if (i % EVAL_CHUNK == 0) { /* the next chunk's candidates, in batched forwards */
                 const Example *chunk[EVAL_CHUNK];
@@ -198,6 +209,7 @@ int task_evaluate_examples(Llama *m, const Tokenizer *tok, const Dataset *d, Dat
     }
     if (n_examples && task != TASK_MULTIRC) *n_examples = n;
 cleanup:
+    for (int k = 0; k < GEN_CHUNK; k++) free(texts[k]); /* a chunk cut short by an error */
     free(pred);
     free(gold);
     free(group);

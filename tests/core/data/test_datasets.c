@@ -339,6 +339,19 @@ static double run_task(TaskId task, const char *dir, const Tokenizer *tok, Llama
             case TASK_ALPACA: break;
             default: metric += metrics_squad_f1(out, ans, e->n_answers); break;
             }
+            /* generated together with the next example (one decoding forward for both): the
+             * same answer as alone (greedy; the rows' logits agree to float rounding) */
+            if (i + 1 < n) {
+                const Example *two[2] = {e, &d.split[DS_TEST][i + 1]};
+                char *both[2], *next;
+                if (prompts_generate_many(m, tok, task, two, 2, 1, 3, both) != LSC_OK ||
+                    prompts_generate(m, tok, task, two[1], 1, 3, &next) != LSC_OK)
+                    fail_msg("%s", error_last());
+                if (strcmp(both[0], out) || strcmp(both[1], next))
+                    fail_msg("%s: generated together \"%s\" / \"%s\", alone \"%s\" / \"%s\"",
+                             datasets_name(task), both[0], both[1], out, next);
+                free(both[0]), free(both[1]), free(next);
+            }
             free(out);
         }
     }

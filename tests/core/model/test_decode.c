@@ -1,7 +1,8 @@
 /* Key/value-cache inference (core/model/llama_decode.c) against the full forward: the logits
  * of every position fed one token at a time, a prompt longer than one chunk, LoRA and DoRA
  * adapters attached unmerged, both rotary layouts, tied and untied classifiers; greedy
- * generation equal token for token to the recompute-everything loop; cache overflow. */
+ * generation equal token for token to the recompute-everything loop; cache overflow; a batch of
+ * decoders stepped together (llama_decode_batch_step) equal to each fed alone. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -148,6 +149,67 @@ static void test_greedy_equals_recompute(void **state) {
     }
 }
 
+/* Three sequences with prompts of 1, 7 and 20 tokens (the last through the prefill tiles),
+ * then 6 steps of one token each: stepped together, every row's logits equal its decoder's fed
+ * alone (the same tokens), with LoRA attached; a batch of one is the lone decoder bit for bit;
+ * bad batches are refused. */
+static void test_batch_step(void **state) {
+    (void)state;
+    Setup s;
+    setup(&s, ROPE_HALF, 0, 1);
+    enum { NS = 3, STEPS = 6 };
+    const int prompt[NS] = {1, 7, 20};
+    int32_t tok[NS][40];
+    for (int i = 0; i < NS; i++) random_tokens(tok[i], prompt[i] + STEPS, 70 + (uint64_t)i);
+    LlamaDecoder alone[NS], together[NS];
+    LlamaDecoder *rows[NS];
+    Real row[V], got[NS * V];
+    for (int i = 0; i < NS; i++) {
+        assert_int_equal(llama_decoder_create(&alone[i], &s.m, 40), LSC_OK);
+        assert_int_equal(llama_decoder_create(&together[i], &s.m, 40), LSC_OK);
+        assert_int_equal(llama_decoder_feed(&alone[i], tok[i], prompt[i], row), LSC_OK);
+        assert_int_equal(llama_decoder_feed(&together[i], tok[i], prompt[i], row), LSC_OK);
+        rows[i] = &together[i];
+    }
+    LlamaDecodeBatch b;
+    assert_int_equal(llama_decode_batch_create(&b, &s.m, NS), LSC_OK);
+    for (int t = 0; t < STEPS; t++) {
+        int32_t step_tokens[NS];
+        for (int i = 0; i < NS; i++) step_tokens[i] = tok[i][prompt[i] + t];
+        assert_int_equal(llama_decode_batch_step(&b, rows, step_tokens, NS, got), LSC_OK);
+        for (int i = 0; i < NS; i++) {
+            assert_int_equal(llama_decoder_feed(&alone[i], &step_tokens[i], 1, row), LSC_OK);
+            expect_close(got + (size_t)i * V, row, V, prompt[i] + t, "batched step");
+            assert_int_equal(together[i].pos, alone[i].pos);
+        }
+    }
+    /* a batch of one after the same history: the lone decoder's bits (the same shapes) */
+    int32_t one = 5;
+    LlamaDecoder fresh_alone, fresh_batch, *fresh = &fresh_batch;
+    assert_int_equal(llama_decoder_create(&fresh_alone, &s.m, 40), LSC_OK);
+    assert_int_equal(llama_decoder_create(&fresh_batch, &s.m, 40), LSC_OK);
+    assert_int_equal(llama_decoder_feed(&fresh_alone, tok[2], prompt[2], row), LSC_OK);
+    assert_int_equal(llama_decoder_feed(&fresh_batch, tok[2], prompt[2], row), LSC_OK);
+    for (int t = 0; t < 3; t++) {
+        assert_int_equal(llama_decode_batch_step(&b, &fresh, &one, 1, got), LSC_OK);
+        assert_int_equal(llama_decoder_feed(&fresh_alone, &one, 1, row), LSC_OK);
+        assert_memory_equal(got, row, sizeof row);
+    }
+    llama_decoder_free(&fresh_alone), llama_decoder_free(&fresh_batch);
+    /* refused: no rows, more rows than the batch holds, a token outside the vocabulary */
+    assert_int_equal(llama_decode_batch_step(&b, rows, &one, 0, got), LSC_ERR);
+    int32_t four[4] = {1, 2, 3, 4};
+    LlamaDecoder *four_rows[4] = {rows[0], rows[1], rows[2], rows[0]};
+    assert_int_equal(llama_decode_batch_step(&b, four_rows, four, 4, got), LSC_ERR);
+    assert_non_null(strstr(error_last(), "takes 1 to 3 sequences"));
+    int32_t bad = V;
+    assert_int_equal(llama_decode_batch_step(&b, rows, &bad, 1, got), LSC_ERR);
+    assert_non_null(strstr(error_last(), "outside the vocabulary"));
+    llama_decode_batch_free(&b);
+    for (int i = 0; i < NS; i++) llama_decoder_free(&alone[i]), llama_decoder_free(&together[i]);
+    teardown(&s);
+}
+
 static void test_bad_input(void **state) {
     (void)state;
     Setup s;
@@ -172,6 +234,7 @@ int main(void) {
         cmocka_unit_test(test_cached_logits_equal_forward),
         cmocka_unit_test(test_long_prompt_in_chunks),
         cmocka_unit_test(test_greedy_equals_recompute),
+        cmocka_unit_test(test_batch_step),
         cmocka_unit_test(test_bad_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
