@@ -115,14 +115,19 @@ static int matmul_use_onednn(int M, int N, int K) {
 }
 #endif
 
+/* An empty inner product (K <= 0): c = beta * c, zeros when beta = 0 (as BLAS does); 1 when it
+ * applied, so the caller has nothing left to do. */
+static int matmul_empty_k(Real *c, int M, int N, int K, Real beta) {
+    if (K > 0) return 0;
+    for (size_t i = 0; i < (size_t)M * N; i++) c[i] = beta == 0 ? 0 : beta * c[i];
+    return 1;
+}
+
 void cpu_matmul(Backend *be, Real *c, const Real *a, const Real *b, int M, int N, int K,
                 int trans_a, int trans_b, Real alpha, Real beta) {
     CpuCtx *ctx = be->ctx;
     if (M <= 0 || N <= 0) return;
-    if (K <= 0) { /* empty inner product: c = beta * c (beta = 0 writes zeros, as BLAS does) */
-        for (size_t i = 0; i < (size_t)M * N; i++) c[i] = beta == 0 ? 0 : beta * c[i];
-        return;
-    }
+    if (matmul_empty_k(c, M, N, K, beta)) return;
 #if CPU_HAVE_DNNL
     if (ctx->dnnl && (ctx->gemm == CPU_GEMM_ONEDNN ||
                       (ctx->gemm == CPU_GEMM_AUTO && matmul_use_onednn(M, N, K)))) {
@@ -162,10 +167,7 @@ void cpu_matmul_bf16_rounded(Backend *be, Real *c, const uint16_t *a16, const ui
                              int N, int K, int trans_w, Real alpha, Real beta) {
     CpuCtx *ctx = be->ctx;
     if (M <= 0 || N <= 0) return;
-    if (K <= 0) {
-        for (size_t i = 0; i < (size_t)M * N; i++) c[i] = beta == 0 ? 0 : beta * c[i];
-        return;
-    }
+    if (matmul_empty_k(c, M, N, K, beta)) return;
     if (ctx->dnnl && cpu_dnnl_matmul_bf16(ctx->dnnl, &ctx->stats, c, a16, w, M, N, K, trans_w,
                                           alpha, beta) == 0) {
         ctx->stats.onednn_calls++;

@@ -110,6 +110,25 @@ static int cuda_gemm(CudaCtx *ctx, void *d, cudaDataType_t dtype, const void *A,
     return ok;
 }
 
+/* An empty inner product (K <= 0): c = beta * c; 1 when it applied (the caller is done). */
+static int matmul_empty_k(CudaCtx *ctx, Real *c, int M, int N, int K, Real beta) {
+    if (K > 0) return 0;
+    const size_t n = (size_t)M * N;
+    matmul_scale_kernel<<<cuda_grid_for(ctx, n, CUDA_BLOCK), CUDA_BLOCK, 0, ctx->stream>>>(c, n,
+                                                                                         beta);
+    CUDA_LAUNCHED(ctx);
+    return 1;
+}
+
+/* Row-major c[M,N] = alpha a16[M,K] op(w)[K,N] + beta c with bf16 operands and fp32 c: the
+ * column-major c^T = op(w)^T a16^T (as cuda_matmul). */
+static void gemm_bf16(CudaCtx *ctx, Real *c, const uint16_t *a16, const uint16_t *w, int M, int N,
+                      int K, int trans_w, Real alpha, Real beta) {
+    const int ldw = trans_w ? K : N;
+    cuda_gemm(ctx, c, CUDA_R_32F, w, CUDA_R_16BF, ldw, trans_w, a16, CUDA_R_16BF, K, 0, N, M, K,
+              alpha, beta);
+}
+
 /* Row-major c[M,N] = alpha op(a) op(b) + beta c is column-major c^T[N,M] = op(b)^T op(a)^T:
  * b's memory is the first operand and a's the second, with the same transposition flags
  * and leading dimensions as the CPU's row-major call (see kernels/cpu/matmul.c). */
@@ -117,13 +136,7 @@ void cuda_matmul(Backend *be, Real *c, const Real *a, const Real *b, int M, int 
                  int trans_a, int trans_b, Real alpha, Real beta) {
     CudaCtx *ctx = cuda_begin(be, __func__);
     if (!ctx || M <= 0 || N <= 0) return;
-    if (K <= 0) {
-        const size_t n = (size_t)M * N;
-        matmul_scale_kernel<<<cuda_grid_for(ctx, n, CUDA_BLOCK), CUDA_BLOCK, 0, ctx->stream>>>(
-            c, n, beta);
-        CUDA_LAUNCHED(ctx);
-        return;
-    }
+    if (matmul_empty_k(ctx, c, M, N, K, beta)) return;
     const int lda = trans_a ? M : K, ldb = trans_b ? K : N;
     cuda_gemm(ctx, c, CUDA_R_32F, b, CUDA_R_32F, ldb, trans_b, a, CUDA_R_32F, lda, trans_a, N, M,
               K, alpha, beta);
@@ -145,26 +158,18 @@ void cuda_from_bf16(Backend *be, Real *dst, const uint16_t *src, size_t n) {
 }
 
 /* Row-major c[M,N] = alpha bf16(a)[M,K] op(w)[K,N] + beta c: a rounded into the scratch, then
- * the column-major c^T = op(w)^T a16^T with bf16 operands and fp32 c (as cuda_matmul). */
+ * gemm_bf16. */
 void cuda_matmul_bf16(Backend *be, Real *c, const Real *a, const uint16_t *w, int M, int N, int K,
                       int trans_w, Real alpha, Real beta) {
     CudaCtx *ctx = cuda_begin(be, __func__);
     if (!ctx || M <= 0 || N <= 0) return;
-    if (K <= 0) {
-        const size_t n = (size_t)M * N;
-        matmul_scale_kernel<<<cuda_grid_for(ctx, n, CUDA_BLOCK), CUDA_BLOCK, 0, ctx->stream>>>(
-            c, n, beta);
-        CUDA_LAUNCHED(ctx);
-        return;
-    }
+    if (matmul_empty_k(ctx, c, M, N, K, beta)) return;
     const size_t na = (size_t)M * K;
     uint16_t *a16 = (uint16_t *)cuda_scratch(ctx, na * sizeof(uint16_t));
     if (!a16) return; /* the failure is recorded */
     to_bf16_kernel<<<cuda_grid_for(ctx, na, CUDA_BLOCK), CUDA_BLOCK, 0, ctx->stream>>>(a16, a, na);
     if (!CUDA_LAUNCHED(ctx)) return;
-    const int ldw = trans_w ? K : N;
-    cuda_gemm(ctx, c, CUDA_R_32F, w, CUDA_R_16BF, ldw, trans_w, a16, CUDA_R_16BF, K, 0, N, M, K,
-              alpha, beta);
+    gemm_bf16(ctx, c, a16, w, M, N, K, trans_w, alpha, beta);
 }
 
 /* The same with a already bf16 (backend.h, matmul_bf16_rounded): no conversion pass. */
@@ -172,14 +177,6 @@ void cuda_matmul_bf16_rounded(Backend *be, Real *c, const uint16_t *a16, const u
                               int N, int K, int trans_w, Real alpha, Real beta) {
     CudaCtx *ctx = cuda_begin(be, __func__);
     if (!ctx || M <= 0 || N <= 0) return;
-    if (K <= 0) {
-        const size_t n = (size_t)M * N;
-        matmul_scale_kernel<<<cuda_grid_for(ctx, n, CUDA_BLOCK), CUDA_BLOCK, 0, ctx->stream>>>(
-            c, n, beta);
-        CUDA_LAUNCHED(ctx);
-        return;
-    }
-    const int ldw = trans_w ? K : N;
-    cuda_gemm(ctx, c, CUDA_R_32F, w, CUDA_R_16BF, ldw, trans_w, a16, CUDA_R_16BF, K, 0, N, M, K,
-              alpha, beta);
+    if (matmul_empty_k(ctx, c, M, N, K, beta)) return;
+    gemm_bf16(ctx, c, a16, w, M, N, K, trans_w, alpha, beta);
 }
