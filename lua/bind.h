@@ -112,8 +112,9 @@ int bind_error(lua_State *L);
  * loss and grad_norm are nil, and f:results() reads them when the loop logs. */
 struct Finetune;
 int bind_finetune_step(lua_State *L, struct Finetune *ft, const void *batch);
-/* 1 when a step of ft leaves its results on the device (bind_finetune_step's nil loss). */
-int bind_finetune_defers(const struct Finetune *ft);
+/* 1 when a training step on be leaves its results on the device (a nil loss and grad_norm
+ * from f:step and t:step; f:results() / t:results() read them): memory not the host's. */
+int bind_step_defers(Backend *be);
 /* f:results() and t:results() -> { loss, grad_norm, loss, grad_norm, ... } of the steps whose
  * loss was nil, oldest first (one read back from the device); an empty table when none is
  * pending. */

@@ -35,7 +35,6 @@ typedef struct LTrainer {
     uint64_t data_seed;
     int32_t *tokens, *targets;
     StepLog log;    /* on a device: the steps' results, read when the loop reports */
-    int defer;      /* 1: t:step leaves loss and norm on the device (nil, nil) */
     int opt_live;
 } LTrainer;
 
@@ -281,7 +280,7 @@ int bind_push_step(lua_State *L, const StepResult *r, float lr, const CascadeEve
 int bind_finetune_step(lua_State *L, Finetune *ft, const void *batch) {
     StepResult r;
     float lr;
-    const int defer = bind_finetune_defers(ft);
+    const int defer = bind_step_defers(ft->opt.be);
     if (finetune_step(ft, batch, defer ? NULL : &r, &lr) != LSC_OK) return bind_error(L);
     CascadeEvent ev;
     const int boundary = finetune_after_step(ft, &ev);
@@ -289,7 +288,7 @@ int bind_finetune_step(lua_State *L, Finetune *ft, const void *batch) {
     return bind_push_step(L, defer ? NULL : &r, lr, boundary == 1 ? &ev : NULL);
 }
 
-int bind_finetune_defers(const Finetune *ft) { return !device_is_host(ft->opt.be); }
+int bind_step_defers(Backend *be) { return !device_is_host(be); }
 
 int bind_step_log_results(lua_State *L, StepLog *log) {
     const int n = step_log_pending(log);
@@ -443,7 +442,6 @@ static int l_trainer(lua_State *L) {
     if (adamw_create(&t->opt, m->m.be, &oc, &g, 1) != LSC_OK) return bind_error(L);
     t->opt_live = 1;
     if (step_log_init(&t->log, m->m.be) != LSC_OK) return bind_error(L);
-    t->defer = !device_is_host(m->m.be);
     return 1;
 }
 
@@ -460,7 +458,8 @@ static int t_step(lua_State *L) {
     fill_batch(L, d, t->data_seed, t->step, t->B, t->T, t->tokens, t->targets);
     const float lr = schedule_lr(&t->schedule, t->step, t->total_steps);
     StepResult r;
-    if (t->defer) {
+    const int defer = bind_step_defers(t->opt.be);
+    if (defer) {
         double *slot = step_log_slot(&t->log);
         if (!slot || train_step_dev(t->model, &t->opt, t->tokens, t->targets, t->B, t->T, lr,
                                     slot) != LSC_OK)
@@ -470,7 +469,7 @@ static int t_step(lua_State *L) {
         return bind_error(L);
     }
     t->step++;
-    if (t->defer) lua_pushnil(L), lua_pushnil(L);
+    if (defer) lua_pushnil(L), lua_pushnil(L);
     else lua_pushnumber(L, r.loss), lua_pushnumber(L, r.grad_norm);
     lua_pushnumber(L, lr);
     return 3;

@@ -298,7 +298,7 @@ static int t_step(lua_State *L) {
     check_run(L, t->opt_live, "trainer is closed");
     StepResult r;
     float lr;
-    const int defer = !device_is_host(t->opt.be);
+    const int defer = bind_step_defers(t->opt.be);
     if (image_trainer_step(t, defer ? NULL : &r, &lr) != LSC_OK) return bind_error(L);
     if (defer) lua_pushnil(L), lua_pushnil(L);
     else lua_pushnumber(L, r.loss), lua_pushnumber(L, r.grad_norm);
@@ -358,7 +358,7 @@ static int f_step(lua_State *L) {
     StepResult r;
     float lr;
     CascadeEvent ev;
-    const int defer = bind_finetune_defers(&f->ft);
+    const int defer = bind_step_defers(f->ft.opt.be);
     const int boundary = image_finetune_step(f, defer ? NULL : &r, &lr, &ev);
     if (boundary < 0) return bind_error(L);
     return bind_push_step(L, defer ? NULL : &r, lr, boundary == 1 ? &ev : NULL);

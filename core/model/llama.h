@@ -73,8 +73,8 @@ void llama_param_sizes(const LlamaConfig *c, size_t sizes[LLAMA_NUM_PARAM_TENSOR
 /* Where a forward with targets left the classifier's gradient (Llama.head_grad). */
 enum {
     HEAD_GRAD_NONE = 0, /* not computed: llama_backward runs the cross-entropy's backward */
-    HEAD_GRAD_FP32,     /* in acts.logits (in place) */
-    HEAD_GRAD_BF16,     /* in acts.dlogits16 */
+    HEAD_GRAD_LOGITS,   /* the logits' gradient is done: in acts.dlogits16 for a frozen bf16
+                         * classifier with the backend's bf16 head ops, else in acts.logits */
     HEAD_GRAD_DX,       /* the head's input gradient is done (a chunked head's forward) */
 };
 

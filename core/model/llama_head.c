@@ -84,7 +84,7 @@ static int rows_forward(Llama *m, int r0, int n, int chunked) {
     be->cross_entropy_forward_backward(be, a->losses + r0, a->lse + r0, a->logits,
                                        bf16 ? a->dlogits16 : NULL, a->logits, m->targets + r0,
                                        a->dloss + r0, n, V);
-    if (!chunked) return bf16 ? HEAD_GRAD_BF16 : HEAD_GRAD_FP32;
+    if (!chunked) return HEAD_GRAD_LOGITS;
     rows_backward(m, r0, n, 1);
     return HEAD_GRAD_DX;
 }
