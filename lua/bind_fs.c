@@ -69,12 +69,41 @@ static int l_sha256(lua_State *L) {
 }
 
 /* fs.create_excl(path, text) -> true if this call created path (with text in it), false if
- * it existed already; any other failure is an error. O_EXCL: atomic, also on NFS v3+. */
+ * it existed already; any other failure is an error. The text goes into a file of this
+ * process first, which link() then puts at path: atomic and exclusive (also on NFS), and
+ * nobody who finds path sees it empty (a process waiting on a lock reads who holds it). Where
+ * the file system has no hard links, O_EXCL and a write. */
 static int l_create_excl(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
     size_t n;
     const char *text = luaL_checklstring(L, 2, &n);
-    const int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.%ld.excl", path, (long)getpid()) >= (int)sizeof tmp)
+        return luaL_error(L, "cannot create %s: the path is too long", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) return luaL_error(L, "cannot create %s: %s", tmp, strerror(errno));
+    const ssize_t w = write(fd, text, n);
+    int err = errno;
+    close(fd);
+    if (w != (ssize_t)n) {
+        unlink(tmp);
+        return luaL_error(L, "cannot write %s: %s", tmp, strerror(err));
+    }
+    const int linked = link(tmp, path);
+    err = errno;
+    unlink(tmp);
+    if (linked == 0) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    if (err == EEXIST) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    if (err != EPERM && err != ENOTSUP && err != EOPNOTSUPP && err != EXDEV)
+        return luaL_error(L, "cannot create %s: %s", path, strerror(err));
+    /* no hard links here: O_EXCL (atomic too; the text follows the create) */
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
     if (fd < 0) {
         if (errno == EEXIST) {
             lua_pushboolean(L, 0);
@@ -82,10 +111,10 @@ static int l_create_excl(lua_State *L) {
         }
         return luaL_error(L, "cannot create %s: %s", path, strerror(errno));
     }
-    const ssize_t w = write(fd, text, n);
-    const int err = errno;
+    const ssize_t w2 = write(fd, text, n);
+    err = errno;
     close(fd);
-    if (w != (ssize_t)n) {
+    if (w2 != (ssize_t)n) {
         unlink(path);
         return luaL_error(L, "cannot write %s: %s", path, strerror(err));
     }
