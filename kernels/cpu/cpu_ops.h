@@ -42,6 +42,39 @@ static inline float cpu_expf(float x) {
     return x != x ? x : y;
 }
 
+/* cpu_expf on 16 floats at once, the same bits for every input (test_exp16_f32 checks it):
+ * the same operations in the same order (the build does not contract a*b+c into FMAs: c11 sets
+ * -ffp-contract=off), except that 2^k is applied by one vscalefps instead of two products by
+ * 2^(k/2) and 2^(k-k/2). Both round the exact p*2^k once (p*2^(k/2) is exact: p is within
+ * [0.7, 1.5] and k/2 >= -75), so they agree. GCC's vectorisation of the scalar form spends about
+ * twice the instructions on the clamps and that split, and exponentials bound the softmaxes. */
+#if defined(__AVX512F__) && !defined(LORASC_REAL_DOUBLE)
+#include <immintrin.h>
+#define CPU_HAVE_EXP16 1
+static inline __m512 cpu_expf16(__m512 x) {
+    const __m512 hi = _mm512_set1_ps(88.72283935546875f), lo = _mm512_set1_ps(-104.0f);
+    const __m512 round = _mm512_set1_ps(12582912.0f);
+    const __m512 xc = _mm512_max_ps(_mm512_min_ps(x, hi), lo); /* min: a NaN lands on hi */
+    const __m512 k = _mm512_sub_ps(
+        _mm512_add_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)), round), round);
+    __m512 r = _mm512_sub_ps(xc, _mm512_mul_ps(k, _mm512_set1_ps(0.693359375f)));
+    r = _mm512_sub_ps(r, _mm512_mul_ps(k, _mm512_set1_ps(-2.12194440e-4f)));
+    __m512 p = _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(1.9875691500e-4f), r),
+                             _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(p, _mm512_mul_ps(r, r)), r),
+                      _mm512_set1_ps(1.0f));
+    __m512 y = _mm512_scalef_ps(p, k);
+    y = _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(x, hi, _CMP_GT_OQ), _mm512_set1_ps(INFINITY));
+    return _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), x);
+}
+#else
+#define CPU_HAVE_EXP16 0
+#endif
+
 /* e^x in Real: the vectorisable cpu_expf in float builds, libm's exp in double builds (the
  * double build exists for finite-difference checks, where accuracy is all that matters). */
 static inline Real cpu_exp(Real x) {
@@ -49,6 +82,55 @@ static inline Real cpu_exp(Real x) {
     return exp(x);
 #else
     return cpu_expf(x);
+#endif
+}
+
+/* The sum over i < n of e^((x[i] - m) * scale), in double: a softmax's denominator (the
+ * attention rows', the cross-entropy's). Each term is also stored in e[i] unless e is NULL;
+ * e may be x. With AVX-512, two blocks of 16 per iteration (an exponential is one long
+ * dependency chain; two independent ones keep the vector units busy) and four double
+ * accumulators, whose conversions otherwise bound the loop. */
+static inline double cpu_exp_sum(Real *e, const Real *x, Real m, Real scale, int n) {
+#if CPU_HAVE_EXP16
+    const __m512 vm = _mm512_set1_ps(m), vs = _mm512_set1_ps(scale);
+    __m512d a0 = _mm512_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        const __m512 e0 = cpu_expf16(_mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(x + i), vm), vs));
+        const __m512 e1 =
+            cpu_expf16(_mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(x + i + 16), vm), vs));
+        if (e) {
+            _mm512_storeu_ps(e + i, e0);
+            _mm512_storeu_ps(e + i + 16, e1);
+        }
+        a0 = _mm512_add_pd(a0, _mm512_cvtps_pd(_mm512_castps512_ps256(e0)));
+        a1 = _mm512_add_pd(a1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(e0, 1)));
+        a2 = _mm512_add_pd(a2, _mm512_cvtps_pd(_mm512_castps512_ps256(e1)));
+        a3 = _mm512_add_pd(a3, _mm512_cvtps_pd(_mm512_extractf32x8_ps(e1, 1)));
+    }
+    for (; i < n; i += 16) { /* the last blocks: lanes past n are e^-inf = 0 */
+        const __mmask16 k = n - i >= 16 ? 0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        const __m512 xi = _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), k, x + i);
+        const __m512 ei = cpu_expf16(_mm512_mul_ps(_mm512_sub_ps(xi, vm), vs));
+        if (e) _mm512_mask_storeu_ps(e + i, k, ei);
+        a0 = _mm512_add_pd(a0, _mm512_cvtps_pd(_mm512_castps512_ps256(ei)));
+        a1 = _mm512_add_pd(a1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(ei, 1)));
+    }
+    return _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(a0, a1), _mm512_add_pd(a2, a3)));
+#else
+    double sum = 0.0;
+    if (!e) {
+#pragma omp simd reduction(+ : sum)
+        for (int i = 0; i < n; i++) sum += (double)cpu_exp((x[i] - m) * scale);
+        return sum;
+    }
+#pragma omp simd reduction(+ : sum)
+    for (int i = 0; i < n; i++) {
+        const Real ei = cpu_exp((x[i] - m) * scale);
+        e[i] = ei;
+        sum += (double)ei;
+    }
+    return sum;
 #endif
 }
 
