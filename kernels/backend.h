@@ -52,6 +52,7 @@ typedef enum GeluKind {
 } GeluKind;
 
 typedef struct Backend Backend;
+typedef struct BackendPacked BackendPacked; /* a frozen weight in a backend's own layout */
 
 struct Backend {
     const char *name; /* "cpu", "cuda" */
@@ -103,6 +104,22 @@ struct Backend {
      * without the rounding pass over a. NULL where matmul_bf16 is. */
     void (*matmul_bf16_rounded)(Backend *be, Real *c, const uint16_t *a16, const uint16_t *w,
                                 int M, int N, int K, int trans_w, Real alpha, Real beta);
+    /* matmul_bf16_frozen / matmul_bf16_rounded_frozen: the two above for a w that stays the
+     * same over many calls (a frozen base), *packed a slot the caller keeps for this (w, N, K,
+     * trans_w), NULL at first. A backend whose GEMM reads its own layout fastest copies w
+     * there on the first call and reads the copy afterwards (the CPU: oneDNN's blocked bf16
+     * layout, which it otherwise re-makes from w on every call; products 10-25% faster); a
+     * call whose M wants another layout reads w as stored. The result can differ from
+     * matmul_bf16's in the order of the fp32 sums, not otherwise. The caller frees the copy
+     * with packed_free (which sets *packed to NULL) after writing w and before freeing it.
+     * NULL where a backend reads w as stored (CUDA: cuBLASLt), and where matmul_bf16 is. */
+    void (*matmul_bf16_frozen)(Backend *be, Real *c, const Real *a, const uint16_t *w,
+                               BackendPacked **packed, int M, int N, int K, int trans_w,
+                               Real alpha, Real beta);
+    void (*matmul_bf16_rounded_frozen)(Backend *be, Real *c, const uint16_t *a16,
+                                       const uint16_t *w, BackendPacked **packed, int M, int N,
+                                       int K, int trans_w, Real alpha, Real beta);
+    void (*packed_free)(Backend *be, BackendPacked **packed);
 
     /* ---- embedding ----
      * out[N,C] = table[tokens[n], :]; backward accumulates dtable[V,C] += scatter(dout). */

@@ -338,8 +338,10 @@ void llama_weight_matmul(Llama *m, Real *y, const Real *x, int tensor, int l, in
     const Real beta = (Real)(accumulate ? 1 : 0);
     if (m->precision == PRECISION_BF16) {
         const uint16_t *w = m->w16[tensor] + (size_t)l * per_layer;
-        if (backward) be->matmul_bf16(be, y, x, w, rows, (int)in, (int)out, 0, 1, beta);
-        else be->matmul_bf16(be, y, x, w, rows, (int)out, (int)in, 1, 1, beta);
+        BackendPacked **packed = llama_packed_slot(m, tensor, l, backward);
+        const int N = backward ? (int)in : (int)out, K = backward ? (int)out : (int)in;
+        if (packed) be->matmul_bf16_frozen(be, y, x, w, packed, rows, N, K, !backward, 1, beta);
+        else be->matmul_bf16(be, y, x, w, rows, N, K, !backward, 1, beta);
         return;
     }
     const Real *w = m->w.tensors[tensor] + (size_t)l * per_layer;

@@ -160,6 +160,10 @@ typedef struct Llama {
     uint16_t *base16;             /* the block w16 points into */
     size_t params_len;            /* Reals in params (num_params in fp32) */
     unsigned stale;               /* LORA_BIT of targets whose bf16 copy lags its master */
+    /* bf16: the frozen matrices in the backend's own layout (matmul_bf16_frozen), one slot
+     * per (tensor, layer, direction), filled on first use, emptied when a master refreshes
+     * its bf16 copy (llama_packed_slot); NULL where the backend has no such layout */
+    BackendPacked **packed16;
 } Llama;
 
 /* Allocates parameters (zeroed) for c on be. */

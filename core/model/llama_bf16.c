@@ -2,6 +2,7 @@
  * and back, the fp32 masters of adapted targets and the refresh of their bf16 copies, and
  * fp32 views for the paths that read weights (checkpoints, exports, the finiteness check).
  * Not here: the matmuls themselves (llama_weight_matmul in llama.c picks the precision). */
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/base/error.h"
@@ -21,8 +22,34 @@ static size_t bf16_size(const Llama *m, int tensor) {
     return m->param_sizes[tensor];
 }
 
+/* Slots of packed copies (Llama.packed16): tensor-major, then layer, then direction. */
+static size_t packed_slots(const Llama *m) {
+    return (size_t)LLAMA_NUM_PARAM_TENSORS * (size_t)m->config.n_layers * 2;
+}
+
+BackendPacked **llama_packed_slot(Llama *m, int tensor, int l, int backward) {
+    if (!m->packed16) return NULL;
+    return m->packed16 + ((size_t)tensor * (size_t)m->config.n_layers + (size_t)l) * 2 +
+           (backward ? 1 : 0);
+}
+
+/* Drops the packed copies of one tensor (all layers, both directions): its bf16 copy changed. */
+static void packed_drop(Llama *m, int tensor) {
+    if (!m->packed16) return;
+    for (int l = 0; l < m->config.n_layers; l++)
+        for (int d = 0; d < 2; d++) {
+            BackendPacked **slot = llama_packed_slot(m, tensor, l, d);
+            if (*slot) m->be->packed_free(m->be, slot);
+        }
+}
+
 void llama_free_bf16(Llama *m) {
     if (m->precision != PRECISION_BF16) return;
+    if (m->packed16) {
+        for (int i = 0; i < LLAMA_NUM_PARAM_TENSORS; i++) packed_drop(m, i);
+        free(m->packed16);
+        m->packed16 = NULL;
+    }
     for (int i = 0; i < LLAMA_NUM_PARAM_TENSORS; i++) /* masters: their own blocks */
         if (is_matrix(i) && i != LLAMA_WCLS && m->w.tensors[i]) m->be->free(m->be, m->w.tensors[i]);
     if (m->base16) m->be->free(m->be, m->base16);
@@ -78,6 +105,8 @@ static int to_bf16(Llama *m) {
     m->precision = PRECISION_BF16;
     m->B = m->T = 0; /* the activations are re-carved: dlogits16 exists in bf16 only */
     m->stale = 0;
+    /* the slots of packed copies, where the backend makes them (host memory: pointers) */
+    m->packed16 = be->matmul_bf16_frozen ? calloc(packed_slots(m), sizeof *m->packed16) : NULL;
     return LSC_OK;
 }
 
@@ -174,6 +203,7 @@ void llama_refresh_bf16(Llama *m) {
         if (!(m->stale & LORA_BIT(t))) continue;
         const int tensor = llama_tensor_of_target(t);
         m->be->to_bf16(m->be, m->w16[tensor], m->w.tensors[tensor], m->param_sizes[tensor]);
+        packed_drop(m, tensor); /* re-packed from the new bf16 values on next use */
     }
     m->stale = 0;
 }

@@ -53,8 +53,13 @@ static void rows_backward(Llama *m, int r0, int n, int ready) {
         if (!ready)
             be->cross_entropy_backward_bf16(be, a->dlogits16, a->logits, a->lse + r0,
                                             m->targets + r0, a->dloss + r0, n, V);
-        be->matmul_bf16_rounded(be, head_dx(m, r0), a->dlogits16, m->w16[LLAMA_WCLS], n, C, V,
-                                0, 1, 0);
+        BackendPacked **packed = llama_packed_slot(m, LLAMA_WCLS, 0, 1);
+        if (packed)
+            be->matmul_bf16_rounded_frozen(be, head_dx(m, r0), a->dlogits16, m->w16[LLAMA_WCLS],
+                                           packed, n, C, V, 0, 1, 0);
+        else
+            be->matmul_bf16_rounded(be, head_dx(m, r0), a->dlogits16, m->w16[LLAMA_WCLS], n, C,
+                                    V, 0, 1, 0);
         return;
     }
     Real *dlogits = a->logits; /* in place */

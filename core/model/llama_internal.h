@@ -24,6 +24,9 @@ void llama_weight_matmul(Llama *m, Real *y, const Real *x, int tensor, int l, in
 int llama_clone_bf16(Llama *m, const Llama *src);
 /* Frees the bf16 block and the masters (llama_free). */
 void llama_free_bf16(Llama *m);
+/* bf16: the slot of the packed copy of (tensor, layer l, backward or forward) for
+ * matmul_bf16_frozen; NULL where the backend has none (then matmul_bf16). */
+BackendPacked **llama_packed_slot(Llama *m, int tensor, int l, int backward);
 /* The attached adapter of (layer, target) applied to the projection y = x W^T, if any. */
 void llama_adapter_forward(Llama *m, Real *y, const Real *x, int l, int target, int rows);
 /* out[rows,C] = resid + x W^T (+ adapter) for the o / down projections; proj [rows, C] is

@@ -116,6 +116,9 @@ Backend *backend_cpu_create(int threads) {
     if (ctx->dnnl) {
         be->matmul_bf16 = cpu_matmul_bf16;
         be->matmul_bf16_rounded = cpu_matmul_bf16_rounded;
+        be->matmul_bf16_frozen = cpu_matmul_bf16_frozen;
+        be->matmul_bf16_rounded_frozen = cpu_matmul_bf16_rounded_frozen;
+        be->packed_free = cpu_packed_free;
         be->cross_entropy_backward_bf16 = cpu_cross_entropy_backward_bf16;
     }
 #endif

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "kernels/backend.h"
+#include "kernels/bf16.h"
 
 /* ---- shared helpers ---- */
 
@@ -134,6 +135,32 @@ static inline double cpu_exp_sum(Real *e, const Real *x, Real m, Real scale, int
 #endif
 }
 
+/* dst[i] = bf16_from_float(src[i]) for i < n (kernels/bf16.h: to nearest even, NaN kept
+ * quiet). Where the CPU has AVX512_BF16, 32 at a time by vcvtne2ps2bf16, which rounds the same
+ * way except that it flushes subnormal inputs to zero: a block holding one is rounded by
+ * bf16_from_float instead, so the bits are the same for every input (checked over all 2^32 in
+ * test_cpu_exp16_f32). About 3x fewer instructions than the compiler's vectorised rounding. */
+static inline void cpu_bf16_round(uint16_t *dst, const Real *src, size_t n) {
+    size_t i = 0;
+#if defined(__AVX512BF16__) && !defined(LORASC_REAL_DOUBLE)
+    const __m512i magnitude = _mm512_set1_epi32(0x7FFFFFFF), one = _mm512_set1_epi32(1);
+    const __m512i subnormal_max = _mm512_set1_epi32(0x007FFFFE); /* |x| bits - 1 */
+    for (const size_t blocks_end = n / 32 * 32; i < blocks_end; i += 32) {
+        const __m512 a = _mm512_loadu_ps(src + i), b = _mm512_loadu_ps(src + i + 16);
+        const __mmask16 sa = _mm512_cmple_epu32_mask(
+            _mm512_sub_epi32(_mm512_and_si512(_mm512_castps_si512(a), magnitude), one), subnormal_max);
+        const __mmask16 sb = _mm512_cmple_epu32_mask(
+            _mm512_sub_epi32(_mm512_and_si512(_mm512_castps_si512(b), magnitude), one), subnormal_max);
+        if (sa | sb) { /* a subnormal input: this block the portable way */
+            for (int j = 0; j < 32; j++) dst[i + j] = bf16_from_float(src[i + j]);
+            continue;
+        }
+        _mm512_storeu_si512(dst + i, (__m512i)_mm512_cvtne2ps_pbh(b, a)); /* a in the low half */
+    }
+#endif
+    for (; i < n; i++) dst[i] = bf16_from_float(src[i]);
+}
+
 /* ---- the backend's context (be->ctx) ---- */
 
 /* oneDNN in this build: the float build linked with it (meson defines LORASC_HAVE_DNNL). */
@@ -144,6 +171,7 @@ static inline double cpu_exp_sum(Real *e, const Real *x, Real m, Real scale, int
 #endif
 
 typedef struct CpuDnnl CpuDnnl; /* matmul_dnnl.c: oneDNN engine, stream, primitive cache */
+typedef BackendPacked CpuPacked; /* matmul_dnnl.c: a frozen weight in oneDNN's layout */
 
 typedef struct CpuCtx {
     CpuGemm gemm;       /* the library choice (backend_cpu_set_gemm) */
@@ -169,6 +197,13 @@ int cpu_dnnl_matmul(CpuDnnl *d, CpuGemmStats *st, float *c, const float *a, cons
 int cpu_dnnl_matmul_bf16(CpuDnnl *d, CpuGemmStats *st, float *c, const uint16_t *a,
                          const uint16_t *b, int M, int N, int K, int trans_b, float alpha,
                          float beta);
+/* The same with b a frozen weight: *packed (NULL at first) receives b in the primitive's
+ * blocked layout and serves later calls; a call whose primitive wants another layout
+ * multiplies b as stored. 0, or -1 (c untouched) when oneDNN cannot. */
+int cpu_dnnl_matmul_bf16_packed(CpuDnnl *d, CpuGemmStats *st, float *c, const uint16_t *a,
+                                const uint16_t *b, CpuPacked **packed, int M, int N, int K,
+                                int trans_b, float alpha, float beta);
+void cpu_dnnl_packed_free(CpuPacked *p);
 #endif
 
 /* ---- memory and setup (backend_cpu.c) ---- */
@@ -191,6 +226,13 @@ void cpu_matmul_bf16(Backend *be, Real *c, const Real *a, const uint16_t *w, int
                      int trans_w, Real alpha, Real beta);
 void cpu_matmul_bf16_rounded(Backend *be, Real *c, const uint16_t *a16, const uint16_t *w, int M,
                              int N, int K, int trans_w, Real alpha, Real beta);
+void cpu_matmul_bf16_frozen(Backend *be, Real *c, const Real *a, const uint16_t *w,
+                            BackendPacked **packed, int M, int N, int K, int trans_w, Real alpha,
+                            Real beta);
+void cpu_matmul_bf16_rounded_frozen(Backend *be, Real *c, const uint16_t *a16, const uint16_t *w,
+                                    BackendPacked **packed, int M, int N, int K, int trans_w,
+                                    Real alpha, Real beta);
+void cpu_packed_free(Backend *be, BackendPacked **packed);
 #endif
 
 /* ---- bf16.c (float builds only) ---- */

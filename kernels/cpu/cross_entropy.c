@@ -82,7 +82,7 @@ static void ce_row_backward(Real *d, const Real *x, Real lse, int tgt, Real dl, 
  * computed into an fp32 buffer exactly as above (the product, then the target's subtraction as
  * a separate store), then rounded, so the bits are those of to_bf16(ce_row_backward) while the
  * row is written once at 2 bytes per logit. (Rounding in registers instead, without the
- * buffer, was slower here: 16-bit packing of 16 lanes at a time.) */
+ * buffer, was slower here: 16-bit packing of 16 lanes at a time; cpu_bf16_round packs 32.) */
 static void ce_row_backward_bf16(uint16_t *d, const Real *x, Real lse, int tgt, Real dl, int V) {
     if (tgt < 0 || dl == 0) {
         memset(d, 0, (size_t)V * sizeof *d);
@@ -94,8 +94,7 @@ static void ce_row_backward_bf16(uint16_t *d, const Real *x, Real lse, int tgt, 
         const int len = c0 + CE_CHUNK < V ? CE_CHUNK : V - c0;
         ce_softmax_scaled(g, x + c0, lse, dl, len);
         if (tgt >= c0 && tgt < c0 + len) g[tgt - c0] -= dl;
-#pragma omp simd
-        for (int i = 0; i < len; i++) d[c0 + i] = bf16_from_float(g[i]);
+        cpu_bf16_round(d + c0, g, (size_t)len);
     }
 }
 #endif

@@ -184,16 +184,50 @@ void cpu_matmul_bf16_rounded(Backend *be, Real *c, const uint16_t *a16, const ui
     matmul_blas(c, wide, wide + na, M, N, K, 0, trans_w, alpha, beta);
 }
 
-/* matmul_bf16 (kernels/backend.h): a rounded to bf16 into the context's scratch, then
- * matmul_bf16_rounded. */
-void cpu_matmul_bf16(Backend *be, Real *c, const Real *a, const uint16_t *w, int M, int N, int K,
-                     int trans_w, Real alpha, Real beta) {
+/* a rounded to bf16 into the context's scratch */
+static const uint16_t *bf16_round_a(Backend *be, const Real *a, int M, int K) {
     CpuCtx *ctx = be->ctx;
-    if (M <= 0 || N <= 0) return;
     const size_t na = K > 0 ? (size_t)M * K : 0;
     uint16_t *a16 = bf16_scratch((void **)&ctx->bf16_a, &ctx->bf16_a_cap, na, sizeof *a16);
     KERNEL_ASSERT(na == 0 || a16 != NULL); /* out of memory is fatal in the CPU's ops */
     cpu_to_bf16(be, a16, a, na);
+    return a16;
+}
+
+/* matmul_bf16 (kernels/backend.h): a rounded to bf16, then matmul_bf16_rounded. */
+void cpu_matmul_bf16(Backend *be, Real *c, const Real *a, const uint16_t *w, int M, int N, int K,
+                     int trans_w, Real alpha, Real beta) {
+    if (M <= 0 || N <= 0) return;
+    cpu_matmul_bf16_rounded(be, c, bf16_round_a(be, a, M, K), w, M, N, K, trans_w, alpha, beta);
+}
+
+/* matmul_bf16_rounded_frozen (kernels/backend.h): oneDNN with w in its blocked layout, packed
+ * into *packed on the first call (matmul_dnnl.c); where oneDNN cannot, as matmul_bf16_rounded. */
+void cpu_matmul_bf16_rounded_frozen(Backend *be, Real *c, const uint16_t *a16, const uint16_t *w,
+                                    BackendPacked **packed, int M, int N, int K, int trans_w,
+                                    Real alpha, Real beta) {
+    CpuCtx *ctx = be->ctx;
+    if (M <= 0 || N <= 0) return;
+    if (matmul_empty_k(c, M, N, K, beta)) return;
+    if (ctx->dnnl && cpu_dnnl_matmul_bf16_packed(ctx->dnnl, &ctx->stats, c, a16, w, packed, M, N,
+                                                 K, trans_w, alpha, beta) == 0) {
+        ctx->stats.onednn_calls++;
+        return;
+    }
     cpu_matmul_bf16_rounded(be, c, a16, w, M, N, K, trans_w, alpha, beta);
+}
+
+void cpu_matmul_bf16_frozen(Backend *be, Real *c, const Real *a, const uint16_t *w,
+                            BackendPacked **packed, int M, int N, int K, int trans_w, Real alpha,
+                            Real beta) {
+    if (M <= 0 || N <= 0) return;
+    cpu_matmul_bf16_rounded_frozen(be, c, bf16_round_a(be, a, M, K), w, packed, M, N, K, trans_w,
+                                   alpha, beta);
+}
+
+void cpu_packed_free(Backend *be, BackendPacked **packed) {
+    (void)be;
+    cpu_dnnl_packed_free(*packed);
+    *packed = NULL;
 }
 #endif

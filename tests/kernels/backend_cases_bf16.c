@@ -159,6 +159,90 @@ void test_bf16_matmul(void **state) {
     op_end();
 }
 
+/* c = a . op(w) through matmul_bf16_frozen with the slot *slot, on the host (fresh c) */
+static float *frozen_product(Backend *be, const float *a, const uint16_t *dw, BackendPacked **slot,
+                             int M, int N, int K, int tw) {
+    float *da = dputf(be, a, (size_t)M * K), *dc = dpoison(be, (size_t)M * N);
+    be->matmul_bf16_frozen(be, dc, da, dw, slot, M, N, K, tw, 1, 0);
+    float *got = dget(be, dc, (size_t)M * N);
+    be->free(be, da), be->free(be, dc);
+    return got;
+}
+
+/* matmul_bf16_frozen (a frozen weight in the backend's own layout): within matmul_bf16's
+ * tolerance of the rounded-input reference, on the first call (which packs), on later calls
+ * with other activations, at another M (which may read w as stored), in both uses; the copy
+ * is what later calls read: w rewritten without packed_free still gives the old product at
+ * the packed M, and after packed_free (which empties the slot) the new one. */
+void test_bf16_matmul_frozen(void **state) {
+    (void)state;
+    op_begin("matmul_bf16_frozen");
+    const struct {
+        int M, N, K, tw;
+    } cs[] = {{64, 96, 288, 1}, {64, 288, 96, 0}, {37, 29, 53, 1}};
+    for (size_t ci = 0; ci < sizeof cs / sizeof cs[0]; ci++) {
+        const int M = cs[ci].M, N = cs[ci].N, K = cs[ci].K, tw = cs[ci].tw, M2 = 3;
+        const size_t nw = (size_t)K * N, nc = (size_t)M * N;
+        uint16_t *w16[2];
+        float *wr[2], *a[2];
+        for (int v = 0; v < 2; v++) { /* two weights (the second: w rewritten), two inputs */
+            float *w = rnd(nw, 150 + (uint64_t)v, -1, 1);
+            a[v] = rnd((size_t)M * K, 152 + (uint64_t)v, -1, 1);
+            w16[v] = xmalloc(nw * sizeof(uint16_t));
+            wr[v] = xmalloc(nw * sizeof(float));
+            for (size_t i = 0; i < nw; i++) w16[v][i] = bf16_from_float(w[i]), wr[v][i] = bf16_to_float(w16[v][i]);
+            for (size_t i = 0; i < (size_t)M * K; i++) a[v][i] = bf16_to_float(bf16_from_float(a[v][i]));
+            free(w);
+        }
+        double *ref[2][2], *mag[2][2]; /* [weight][input] */
+        for (int v = 0; v < 2; v++)
+            for (int x = 0; x < 2; x++) {
+                ref[v][x] = dvec(nc), mag[v][x] = dvec(nc);
+                ref_matmul(ref[v][x], mag[v][x], a[x], wr[v], M, N, K, 0, tw, 1, 0);
+            }
+        double *ref_m2 = dvec((size_t)M2 * N), *mag_m2 = dvec((size_t)M2 * N);
+        ref_matmul(ref_m2, mag_m2, a[1], wr[0], M2, N, K, 0, tw, 1, 0);
+        for (int bi = 0; bi < g_nbe; bi++) {
+            backend_begin(bi);
+            Backend *be = g_be[bi];
+            if (!be->matmul_bf16_frozen) {
+                if (ci == 0) printf("  %s: no matmul_bf16_frozen (reads w as stored), skipped\n", be->name);
+                continue;
+            }
+            uint16_t *dw = dput(be, w16[0], nw * sizeof(uint16_t));
+            BackendPacked *slot = NULL;
+            float *got = frozen_product(be, a[0], dw, &slot, M, N, K, tw);
+            compare("expected", "first call", got, ref[0][0], mag[0][0], nc, 16, 1);
+            free(got);
+            got = frozen_product(be, a[1], dw, &slot, M, N, K, tw);
+            compare("expected", "a later call", got, ref[0][1], mag[0][1], nc, 16, 1);
+            free(got);
+            got = frozen_product(be, a[1], dw, &slot, M2, N, K, tw);
+            compare("expected", "another M", got, ref_m2, mag_m2, (size_t)M2 * N, 16, 1);
+            free(got);
+            be->to_device(be, dw, w16[1], nw * sizeof(uint16_t)); /* w rewritten ... */
+            if (slot) { /* ... the packed copy still serves the packed M */
+                got = frozen_product(be, a[0], dw, &slot, M, N, K, tw);
+                compare("expected", "the copy, w rewritten", got, ref[0][0], mag[0][0], nc, 16, 1);
+                free(got);
+                be->packed_free(be, &slot);
+                assert_null(slot);
+            }
+            got = frozen_product(be, a[0], dw, &slot, M, N, K, tw); /* ... re-packed: the new w */
+            compare("expected", "after packed_free", got, ref[1][0], mag[1][0], nc, 16, 1);
+            free(got);
+            if (slot) be->packed_free(be, &slot);
+            be->free(be, dw);
+        }
+        for (int v = 0; v < 2; v++) {
+            free(w16[v]), free(wr[v]), free(a[v]);
+            for (int x = 0; x < 2; x++) free(ref[v][x]), free(mag[v][x]);
+        }
+        free(ref_m2), free(mag_m2);
+    }
+    op_end();
+}
+
 /* n bf16 values of device array d, back on the host */
 static uint16_t *get16(Backend *be, const uint16_t *d, size_t n) {
     uint16_t *h = xmalloc(n * sizeof *h);

@@ -58,6 +58,7 @@ void test_vision(void **state);
 /* tests/kernels/backend_cases_bf16.c */
 void test_bf16_convert(void **state);
 void test_bf16_matmul(void **state);
+void test_bf16_matmul_frozen(void **state);
 void test_bf16_head(void **state);
 
 #endif

@@ -516,6 +516,7 @@ int main(void) {
         cmocka_unit_test(test_step_stats),
         cmocka_unit_test(test_noise),         cmocka_unit_test(test_vision),
         cmocka_unit_test(test_bf16_convert),  cmocka_unit_test(test_bf16_matmul),
+        cmocka_unit_test(test_bf16_matmul_frozen),
         cmocka_unit_test(test_bf16_head),
         cmocka_unit_test(test_determinism),   cmocka_unit_test(test_errors),
     };

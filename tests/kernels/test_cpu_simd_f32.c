@@ -1,8 +1,9 @@
-/* kernels/cpu/cpu_ops.h in the float build: cpu_expf16 (the AVX-512 exponential the softmaxes
- * use) gives cpu_expf's bits on every input class, and cpu_exp_sum (the softmax denominators
- * of the attention and the cross-entropy) stores cpu_expf's terms and sums them like a double
- * sum, at every length around its blocks of 16 and 32. The double-precision `ops` test checks
- * cpu_expf itself against exp(). */
+/* kernels/cpu/cpu_ops.h's vector helpers in the float build: cpu_expf16 (the AVX-512
+ * exponential the softmaxes use) gives cpu_expf's bits on every input class; cpu_exp_sum (the
+ * softmax denominators of the attention and the cross-entropy) stores cpu_expf's terms and sums
+ * them like a double sum, at every length around its blocks of 16 and 32; cpu_bf16_round
+ * (AVX512_BF16's conversion with subnormal blocks done apart) gives bf16_from_float's bits for
+ * all 2^32 inputs. The double-precision `ops` test checks cpu_expf itself against exp(). */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,10 +14,11 @@
 
 #include <cmocka.h>
 
+#include "kernels/bf16.h"
 #include "kernels/cpu/cpu_ops.h"
 
 #ifdef LORASC_REAL_DOUBLE
-#error "test_cpu_exp16_f32 checks the float build's exponentials: list it in tests_f32"
+#error "test_cpu_simd_f32 checks the float build's vector helpers: list it in tests_f32"
 #endif
 
 static float from_bits(uint32_t u) {
@@ -88,10 +90,42 @@ static void test_exp_sum(void **state) {
     }
 }
 
+/* Every float bit pattern, in blocks of 2^16 (so blocks of 32 mix subnormals, zeros, NaNs and
+ * normals at the boundaries), and lengths that end mid-block. */
+static void test_bf16_round_bits(void **state) {
+    (void)state;
+    enum { BLOCK = 1 << 16 };
+    static float in[BLOCK];
+    static uint16_t out[BLOCK];
+    size_t bad = 0;
+    for (uint64_t base = 0; base < (1ull << 32); base += BLOCK) {
+        for (uint32_t j = 0; j < BLOCK; j++) in[j] = from_bits((uint32_t)(base + j));
+        cpu_bf16_round(out, in, BLOCK);
+        for (uint32_t j = 0; j < BLOCK; j++)
+            if (out[j] != bf16_from_float(in[j]) && bad++ < 5)
+                print_error("cpu_bf16_round(%08x) = %04x, bf16_from_float %04x\n", (unsigned)(base + j),
+                            out[j], bf16_from_float(in[j]));
+    }
+    const int lengths[] = {0, 1, 31, 32, 33, 63, 100};
+    for (size_t li = 0; li < sizeof lengths / sizeof *lengths; li++) {
+        const int n = lengths[li];
+        for (int j = 0; j < 128; j++) in[j] = (float)j * 0.37f - 11.0f;
+        in[40] = from_bits(0x00000101u); /* a subnormal in the second block */
+        memset(out, 0xAB, 256);
+        cpu_bf16_round(out, in, (size_t)n);
+        for (int j = 0; j < 128; j++) {
+            const uint16_t want = j < n ? bf16_from_float(in[j]) : 0xABAB;
+            if (out[j] != want && bad++ < 5) print_error("n = %d: element %d is %04x, want %04x\n", n, j, out[j], want);
+        }
+    }
+    assert_int_equal(bad, 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_exp16_bits),
         cmocka_unit_test(test_exp_sum),
+        cmocka_unit_test(test_bf16_round_bits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
