@@ -162,8 +162,13 @@ typedef struct Llama {
     unsigned stale;               /* LORA_BIT of targets whose bf16 copy lags its master */
     /* bf16: the frozen matrices in the backend's own layout (matmul_bf16_frozen), one slot
      * per (tensor, layer, direction), filled on first use, emptied when a master refreshes
-     * its bf16 copy (llama_packed_slot); NULL where the backend has no such layout */
+     * its bf16 copy (llama_packed_slot); NULL where the backend has no such layout. Each
+     * direction's copies take as much memory as the bf16 matrices themselves, so they are a
+     * cache sized to the machine (llama_bf16.c, pack_directions): pack_dirs is 2 (forward
+     * and backward products), 1 (forward only) or 0 (none: the bf16 base at half the fp32
+     * base's memory). */
     BackendPacked **packed16;
+    int pack_dirs;
 } Llama;
 
 /* Allocates parameters (zeroed) for c on be. */

@@ -4,6 +4,7 @@
  * Not here: the matmuls themselves (llama_weight_matmul in llama.c picks the precision). */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/base/error.h"
 #include "core/model/device.h"
@@ -28,7 +29,7 @@ static size_t packed_slots(const Llama *m) {
 }
 
 BackendPacked **llama_packed_slot(Llama *m, int tensor, int l, int backward) {
-    if (!m->packed16) return NULL;
+    if (!m->packed16 || (backward ? 2 : 1) > m->pack_dirs) return NULL;
     return m->packed16 + ((size_t)tensor * (size_t)m->config.n_layers + (size_t)l) * 2 +
            (backward ? 1 : 0);
 }
@@ -39,8 +40,19 @@ static void packed_drop(Llama *m, int tensor) {
     for (int l = 0; l < m->config.n_layers; l++)
         for (int d = 0; d < 2; d++) {
             BackendPacked **slot = llama_packed_slot(m, tensor, l, d);
-            if (*slot) m->be->packed_free(m->be, slot);
+            if (slot && *slot) m->be->packed_free(m->be, slot);
         }
+}
+
+/* How many directions of packed copies to keep for `bytes` of bf16 matrices: both while
+ * their two copies fit in half the memory the machine has free now, one while one does, else
+ * none (a model that needs its bf16 base for the memory it saves keeps just that). The CPU
+ * backend, the one that packs, keeps them in host memory. */
+static int pack_directions(size_t bytes) {
+    const long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages <= 0 || page <= 0) return 0;
+    const double half_free = 0.5 * (double)pages * (double)page;
+    return 2.0 * (double)bytes <= half_free ? 2 : (double)bytes <= half_free ? 1 : 0;
 }
 
 void llama_free_bf16(Llama *m) {
@@ -50,6 +62,7 @@ void llama_free_bf16(Llama *m) {
         free(m->packed16);
         m->packed16 = NULL;
     }
+    m->pack_dirs = 0;
     for (int i = 0; i < LLAMA_NUM_PARAM_TENSORS; i++) /* masters: their own blocks */
         if (is_matrix(i) && i != LLAMA_WCLS && m->w.tensors[i]) m->be->free(m->be, m->w.tensors[i]);
     if (m->base16) m->be->free(m->be, m->base16);
@@ -106,7 +119,8 @@ static int to_bf16(Llama *m) {
     m->B = m->T = 0; /* the activations are re-carved: dlogits16 exists in bf16 only */
     m->stale = 0;
     /* the slots of packed copies, where the backend makes them (host memory: pointers) */
-    m->packed16 = be->matmul_bf16_frozen ? calloc(packed_slots(m), sizeof *m->packed16) : NULL;
+    m->pack_dirs = be->matmul_bf16_frozen ? pack_directions(total * sizeof(uint16_t)) : 0;
+    m->packed16 = m->pack_dirs ? calloc(packed_slots(m), sizeof *m->packed16) : NULL;
     return LSC_OK;
 }
 

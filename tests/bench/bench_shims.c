@@ -67,6 +67,21 @@ static void shim_matmul_bf16_rounded(Backend *be, Real *c, const uint16_t *a, co
     prof.orig.matmul_bf16_rounded(be, c, a, w, M, N, K, tw, alpha, beta);
     matmul_tally(M, N, K, 3, tw, bench_now_s() - t0);
 }
+/* the frozen-weight forms of the two, tallied alike */
+static void shim_matmul_bf16_frozen(Backend *be, Real *c, const Real *a, const uint16_t *w,
+                                    BackendPacked **packed, int M, int N, int K, int tw,
+                                    Real alpha, Real beta) {
+    const double t0 = bench_now_s();
+    prof.orig.matmul_bf16_frozen(be, c, a, w, packed, M, N, K, tw, alpha, beta);
+    matmul_tally(M, N, K, 2, tw, bench_now_s() - t0);
+}
+static void shim_matmul_bf16_rounded_frozen(Backend *be, Real *c, const uint16_t *a,
+                                            const uint16_t *w, BackendPacked **packed, int M,
+                                            int N, int K, int tw, Real alpha, Real beta) {
+    const double t0 = bench_now_s();
+    prof.orig.matmul_bf16_rounded_frozen(be, c, a, w, packed, M, N, K, tw, alpha, beta);
+    matmul_tally(M, N, K, 3, tw, bench_now_s() - t0);
+}
 static void shim_to_bf16(Backend *be, uint16_t *d, const Real *s, size_t n) {
     SHIM_TIME(CAT_MEMORY, prof.orig.to_bf16(be, d, s, n));
 }
@@ -177,6 +192,9 @@ void shims_install(Backend *be, int vocab, int lora_rank) {
     be->matmul = shim_matmul;
     if (be->matmul_bf16) be->matmul_bf16 = shim_matmul_bf16;
     if (be->matmul_bf16_rounded) be->matmul_bf16_rounded = shim_matmul_bf16_rounded;
+    if (be->matmul_bf16_frozen) be->matmul_bf16_frozen = shim_matmul_bf16_frozen;
+    if (be->matmul_bf16_rounded_frozen)
+        be->matmul_bf16_rounded_frozen = shim_matmul_bf16_rounded_frozen;
     if (be->to_bf16) be->to_bf16 = shim_to_bf16;
     be->embedding_forward = shim_embedding_forward;
     be->embedding_backward = shim_embedding_backward;
