@@ -244,7 +244,11 @@ static size_t att_entries(const Llama *m, int B, int T) {
  * them); else the head keeps llama_head_chunk's rows at a time (llama_head.c). */
 static void carve_acts(Llama *m, int B, int T, int full_logits, Arena *arena) {
     const LlamaConfig *c = &m->config;
-    const size_t L = (size_t)c->n_layers, C = (size_t)c->dim, H = (size_t)c->hidden_dim;
+    /* forward_only: one layer's activations, reused by every layer (the residual stream
+     * overwritten in place: a layer's input is dead once its attention block has added it) */
+    const size_t L = m->forward_only ? 1 : (size_t)c->n_layers;
+    const size_t resid_layers = m->forward_only ? 1 : L + 1;
+    const size_t C = (size_t)c->dim, H = (size_t)c->hidden_dim;
     const size_t BT = (size_t)B * (size_t)T, V = (size_t)c->vocab_size;
     const size_t HD = (size_t)llama_head_dim(c), qdim = (size_t)c->n_heads * HD;
     const size_t kvdim = (size_t)c->n_kv_heads * HD;
@@ -252,7 +256,7 @@ static void carve_acts(Llama *m, int B, int T, int full_logits, Arena *arena) {
     const size_t head_rows = full_logits ? BT : (size_t)llama_head_chunk(m, (int)BT);
     LlamaActs *a = &m->acts;
     const ActSlot slots[] = {
-        {&a->resid, (L + 1) * BT * C}, {&a->xn_att, L * BT * C},   {&a->rstd_att, L * BT},
+        {&a->resid, resid_layers * BT * C}, {&a->xn_att, L * BT * C}, {&a->rstd_att, L * BT},
         {&a->q, L * BT * qdim},        {&a->k, L * BT * kvdim},    {&a->v, L * BT * kvdim},
         {&a->att, L * attn},           {&a->atty, L * BT * qdim},  {&a->resid_mid, L * BT * C},
         {&a->xn_ffn, L * BT * C},      {&a->rstd_ffn, L * BT},     {&a->gate, L * BT * H},
@@ -274,7 +278,8 @@ static void carve_acts(Llama *m, int B, int T, int full_logits, Arena *arena) {
 }
 
 static int llama_reserve(Llama *m, int B, int T, int full_logits) {
-    if (m->B == B && m->T == T && m->acts_arena.base && m->logits_rows >= (full_logits ? B * T : 0))
+    if (m->B == B && m->T == T && m->acts_arena.base && m->logits_rows >= (full_logits ? B * T : 0) &&
+        m->acts_one_layer == (m->forward_only != 0))
         return LSC_OK;
     Backend *be = m->be;
     Arena measure = arena_measure();
@@ -295,6 +300,7 @@ static int llama_reserve(Llama *m, int B, int T, int full_logits) {
                                B, T);
     }
     carve_acts(m, B, T, full_logits, &m->acts_arena);
+    m->acts_one_layer = m->forward_only != 0;
     m->B = B;
     m->T = T;
     return LSC_OK;
@@ -478,14 +484,17 @@ static int forward(Llama *m, const int32_t *tokens, const int32_t *targets, int 
     be->to_device(be, m->tokens, tokens, (size_t)BT * sizeof(int32_t));
     be->embedding_forward(be, a->resid, m->tokens, w[LLAMA_TOKEN_EMBEDDING], BT, C);
 
+    /* layer l's activations at l * (a layer's size), or all at one place (forward_only) */
+    const size_t keep = m->acts_one_layer ? 0 : 1;
     for (int l = 0; l < L; l++) {
-        Real *x = a->resid + l * BTC, *xn = a->xn_att + l * BTC, *rstd = a->rstd_att + (size_t)l * BT;
-        Real *q = a->q + (size_t)l * BT * qdim, *k = a->k + (size_t)l * BT * kvdim;
-        Real *v = a->v + (size_t)l * BT * kvdim, *att = a->att + l * attn;
-        Real *atty = a->atty + (size_t)l * BT * qdim, *mid = a->resid_mid + l * BTC;
-        Real *xn2 = a->xn_ffn + l * BTC, *rstd2 = a->rstd_ffn + (size_t)l * BT;
-        Real *gate = a->gate + l * BTH, *up = a->up + l * BTH, *swi = a->swi + l * BTH;
-        Real *out = a->resid + (l + 1) * BTC;
+        const size_t i = keep * (size_t)l;
+        Real *x = a->resid + i * BTC, *xn = a->xn_att + i * BTC, *rstd = a->rstd_att + i * BT;
+        Real *q = a->q + i * BT * qdim, *k = a->k + i * BT * kvdim;
+        Real *v = a->v + i * BT * kvdim, *att = a->att + i * attn;
+        Real *atty = a->atty + i * BT * qdim, *mid = a->resid_mid + i * BTC;
+        Real *xn2 = a->xn_ffn + i * BTC, *rstd2 = a->rstd_ffn + i * BT;
+        Real *gate = a->gate + i * BTH, *up = a->up + i * BTH, *swi = a->swi + i * BTH;
+        Real *out = a->resid + keep * (size_t)(l + 1) * BTC; /* forward_only: in place of x */
 
         /* attention block: mid = x + attn(rope(xn Wq^T), rope(xn Wk^T), xn Wv^T) Wo^T */
         be->rmsnorm_forward(be, xn, rstd, x, llama_layer_slice(w[LLAMA_RMS_ATT], C, l), BT, C, c->norm_eps);
@@ -510,7 +519,7 @@ static int forward(Llama *m, const int32_t *tokens, const int32_t *targets, int 
         llama_residual_projection(m, out, mid, swi, l, LORA_DOWN, BT, H, a->proj);
     }
 
-    be->rmsnorm_forward(be, a->xn_final, a->rstd_final, a->resid + (size_t)L * BTC,
+    be->rmsnorm_forward(be, a->xn_final, a->rstd_final, a->resid + keep * (size_t)L * BTC,
                         w[LLAMA_RMS_FINAL], BT, C, c->norm_eps);
     m->mean_loss = 0.0;
     m->n_loss_tokens = 0;
@@ -561,6 +570,9 @@ int llama_backward(Llama *m) {
     Backend *be = m->be;
     if (!m->acts_arena.base || m->n_loss_tokens == 0)
         return error_set("llama_backward needs a forward with at least one unmasked target first.");
+    if (m->acts_one_layer)
+        return error_set("llama_backward after an evaluation forward (forward_only keeps one "
+                         "layer's activations): run the forward again without it.");
     if (!m->grads && (!m->lora || m->lora->merged))
         return error_set("Nothing to train: enable full gradients or attach an unmerged LoRA adapter.");
     const int B = m->B, T = m->T, BT = B * T;

@@ -138,6 +138,12 @@ typedef struct Llama {
     int backward_follows;         /* set by a trainer around a forward that llama_backward
                                    * follows: the forward then computes the classifier's
                                    * gradient with the loss (cross_entropy_forward_backward) */
+    int forward_only;             /* set by an evaluation around forwards that no backward
+                                   * follows: each layer's activations then overwrite the last
+                                   * layer's (one layer's worth of memory instead of n_layers';
+                                   * a 5-shot MMLU batch of SmolLM2 took 14 GB), and
+                                   * llama_backward refuses until a forward without it */
+    int acts_one_layer;           /* the arena is carved for one layer (forward_only) */
     int head_grad;                /* HEAD_GRAD_*: where the last forward left that gradient */
     int head_chunked;             /* rows per chunk of the last forward's head; 0: one pass */
     int head_chunk;               /* rows of logits the head keeps at once; 0 (default): all on

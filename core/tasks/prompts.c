@@ -252,7 +252,10 @@ int prompts_predict(Llama *m, const Tokenizer *tok, TaskId task, const Example *
         prompts_seq_free(&s);
         /* the candidate's log-likelihood is minus its tokens' cross-entropy: the loss forward
          * computes it with the classifier on the candidate's positions only */
-        if ((rc = llama_forward_loss(m, tokens, targets, 1, len)) != LSC_OK) break;
+        m->forward_only = 1; /* an evaluation: one layer's activations (llama.h) */
+        rc = llama_forward_loss(m, tokens, targets, 1, len);
+        m->forward_only = 0;
+        if (rc != LSC_OK) break;
         const double sc = -m->mean_loss * (mean ? 1 : m->n_loss_tokens);
         if (scores) scores[c] = sc;
         if (sc > best) best = sc, *pred = c;
@@ -360,7 +363,10 @@ int prompts_predict_many(Llama *m, const Tokenizer *tok, TaskId task, const Exam
             Tb = rows[first + B++].len;
         for (int b = 0; b < B; b++)
             prompts_row(&rows[first + b].seq, Tb, pad, tokens + (size_t)b * Tb, targets + (size_t)b * Tb);
-        if ((rc = llama_forward_row_losses(m, tokens, targets, B, Tb, row_loss + first)) != LSC_OK) break;
+        m->forward_only = 1; /* an evaluation: one layer's activations (llama.h) */
+        rc = llama_forward_row_losses(m, tokens, targets, B, Tb, row_loss + first);
+        m->forward_only = 0;
+        if (rc != LSC_OK) break;
         /* shared rows: every candidate's log-probability from the logits of their one target
          * (the classifier ran on the target positions only, in position order) */
         int head_row = 0;

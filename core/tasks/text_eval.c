@@ -47,7 +47,10 @@ int text_eval_run_windows(const TextData *d, TextSplit split, Llama *model, int 
                 targets[b * T + i] = base[pos + (size_t)i + 1];
             }
         }
-        if (llama_forward(model, tokens, targets, nb, T) != LSC_OK) {
+        model->forward_only = 1; /* an evaluation: one layer's activations (llama.h) */
+        const int frc = llama_forward(model, tokens, targets, nb, T);
+        model->forward_only = 0;
+        if (frc != LSC_OK) {
             rc = LSC_ERR;
             goto done;
         }

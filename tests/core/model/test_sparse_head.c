@@ -4,7 +4,9 @@
  * with none masked, and one with a single unmasked position. The same again with the head in
  * chunks of a few rows (as on a device, llama_head.c), its gradient taken in the forward of a
  * training step (backward_follows) or recomputed by the backward; and the logits buffer then
- * holds one chunk. */
+ * holds one chunk. An evaluation forward (forward_only: one layer's activations, reused by
+ * every layer) gives the same bits in a fraction of the memory, and a backward after it is
+ * refused. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -145,8 +147,65 @@ static void test_chunk_memory(void **state) {
     backend_cpu_destroy(be);
 }
 
+/* forward_only: the logits, the loss and the row losses of a LoRA model bit for bit those of
+ * the ordinary forward, with the activations of one layer instead of every layer's (the
+ * arena's carve measured), dense and sparse heads; llama_backward refuses after it, in one
+ * sentence, and works again after an ordinary forward. */
+static void test_forward_only(void **state) {
+    (void)state;
+    Backend *be = backend_cpu_create(0);
+    LlamaConfig c = fixture_tiny_config(ROPE_HALF, 0);
+    c.n_layers = 4;
+    Llama m;
+    assert_int_equal(llama_create(&m, be, &c), LSC_OK);
+    fixture_randomize(&m, 5, 0.5);
+    int in[LORA_NUM_TARGETS], out[LORA_NUM_TARGETS];
+    llama_lora_shapes(&c, in, out);
+    LoraConfig lc = {.rank = 2, .alpha = 4, .targets = (1u << LORA_NUM_TARGETS) - 1};
+    LoraAdapters lora;
+    assert_int_equal(lora_create(&lora, be, &lc, c.n_layers, in, out, 3), LSC_OK);
+    llama_attach_lora(&m, &lora);
+    fixture_randomize_lora(&lora, 4, 0.3);
+    int32_t tokens[B * T], targets[B * T];
+    make_batch(tokens, targets, c.vocab_size, FEW);
+    const size_t nl = (size_t)B * T * (size_t)c.vocab_size;
+    Real *logits[2];
+    double loss[2], sparse[2], rows[2][B];
+    size_t carved[2];
+    for (int only = 0; only <= 1; only++) {
+        m.forward_only = only;
+        assert_int_equal(llama_forward(&m, tokens, targets, B, T), LSC_OK);
+        loss[only] = m.mean_loss;
+        carved[only] = m.acts_arena.used;
+        logits[only] = malloc(nl * sizeof(Real));
+        be->to_host(be, logits[only], m.acts.logits, nl * sizeof(Real));
+        assert_int_equal(llama_forward_loss(&m, tokens, targets, B, T), LSC_OK);
+        sparse[only] = m.mean_loss;
+        assert_int_equal(llama_forward_row_losses(&m, tokens, targets, B, T, rows[only]), LSC_OK);
+    }
+    if (memcmp(logits[0], logits[1], nl * sizeof(Real)) != 0) fail_msg("forward_only: logits differ");
+    if (loss[0] != loss[1] || sparse[0] != sparse[1] || memcmp(rows[0], rows[1], sizeof rows[0]) != 0)
+        fail_msg("forward_only: losses %.9g / %.9g, sparse %.9g / %.9g", loss[0], loss[1],
+                 sparse[0], sparse[1]);
+    printf("forward_only: %zu bytes of activations against %zu, the same bits\n", carved[1],
+           carved[0]);
+    assert_true(carved[1] * 2 < carved[0]); /* 4 layers' activations against one */
+    assert_int_not_equal(llama_backward(&m), LSC_OK); /* m.forward_only is still 1 */
+    assert_non_null(strstr(error_last(), "forward_only"));
+    m.forward_only = 0;
+    assert_int_equal(llama_forward_loss(&m, tokens, targets, B, T), LSC_OK);
+    llama_zero_grad(&m);
+    if (llama_backward(&m) != LSC_OK) fail_msg("%s", error_last());
+    free(logits[0]), free(logits[1]);
+    llama_attach_lora(&m, NULL);
+    lora_free(&lora);
+    llama_free(&m);
+    backend_cpu_destroy(be);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_sparse_equals_dense),
-                                       cmocka_unit_test(test_chunk_memory)};
+                                       cmocka_unit_test(test_chunk_memory),
+                                       cmocka_unit_test(test_forward_only)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
