@@ -278,15 +278,30 @@ function M.paired(c, b, split, metric, env)
     if other then xs[#xs + 1], ys[#ys + 1], pairs_[#pairs_ + 1] = it.value, other.value, { it, other } end
   end
   if #xs == 0 then return nil end
-  if #xs >= 2 then return stats.paired_t(xs, ys) end
-  local it, other = pairs_[1][1], pairs_[1][2]
-  local ex_a = env.examples and it.db.id and env.examples(it.db.id, split, metric)
-  local ex_b = env.examples and other.db.id and env.examples(other.db.id, split, metric)
-  if ex_a and ex_b and #ex_a == #ex_b and #ex_a > 0 then
-    return stats.paired_bootstrap(ex_a, ex_b, M.BOOTSTRAP)
+  if #xs >= 2 then
+    local d = stats.paired_t(xs, ys)
+    -- every seed gave the same difference (scores counted on a few examples often do): t's
+    -- interval then has width 0 (up to the rounding of the scores' differences) and would
+    -- mark any difference; judge by the test examples' noise instead, as with one seed, over
+    -- the examples of all the shared seeds
+    if d.hi - d.lo > 1e-9 * (1 + math.abs(d.mean)) then return d end
   end
-  -- one seed and no per-example outcomes (runs made before they were stored): no interval
-  return { mean = xs[1] - ys[1], n = 1, method = "none" }
+  local ex_a, ex_b = {}, {}
+  for _, p in ipairs(pairs_) do
+    local a = env.examples and p[1].db.id and env.examples(p[1].db.id, split, metric)
+    local b = env.examples and p[2].db.id and env.examples(p[2].db.id, split, metric)
+    if not (a and b and #a == #b and #a > 0) then ex_a = nil break end
+    for i = 1, #a do ex_a[#ex_a + 1], ex_b[#ex_b + 1] = a[i], b[i] end
+  end
+  if ex_a then
+    local r = stats.paired_bootstrap(ex_a, ex_b, M.BOOTSTRAP)
+    r.seeds = #pairs_
+    return r
+  end
+  -- no per-example outcomes (runs made before they were stored): no interval
+  local sum = 0
+  for i = 1, #xs do sum = sum + xs[i] - ys[i] end
+  return { mean = sum / #xs, n = #xs, method = "none" }
 end
 
 -- Several metrics in one table (spec.metrics = { "test.score", "test.corrupt.mean" }): each
@@ -363,7 +378,7 @@ local MARK = { better = "▲", worse = "▼" }
 local function interval_caption(t, any_diff)
   local s = "95% intervals in brackets: Student t over seeds"
   if not any_diff then return s end
-  return s .. string.format("; ▲ / ▼: better / worse than the baseline row (%s) in the same column, marked only when the 95%% interval of the paired difference excludes 0 (paired t over the seeds both share; with one shared seed, a paired percentile bootstrap over the test examples, %d resamples, seed %d, which covers the test sample's noise but not the spread between training seeds)",
+  return s .. string.format("; ▲ / ▼: better / worse than the baseline row (%s) in the same column, marked only when the 95%% interval of the paired difference excludes 0 (paired t over the seeds both share; with one shared seed, or seeds whose differences are all equal (t then has no spread), a paired percentile bootstrap over the test examples, %d resamples, seed %d, which covers the test sample's noise but not the spread between training seeds)",
     t.baseline or "—", M.BOOTSTRAP.resamples, M.BOOTSTRAP.seed)
 end
 
@@ -391,8 +406,12 @@ function M.render(t, opts)
     local sc = scale_of(c)
     local s = string.format("%+." .. digits .. "f", d.mean * sc)
     if d.lo then s = s .. string.format(" [%+." .. digits .. "f, %+." .. digits .. "f]", d.lo * sc, d.hi * sc) end
-    local how = d.method == "t" and string.format("t, %d seeds", d.n) or d.method == "bootstrap"
-                and string.format("bootstrap, %d examples", d.n) or "1 seed, no examples stored"
+    local how = d.method == "t" and string.format("t, %d seeds", d.n)
+                or d.method == "bootstrap" and (d.seeds and d.seeds > 1
+                    and string.format("bootstrap, %d examples of %d seeds with equal differences", d.n, d.seeds)
+                    or string.format("bootstrap, %d examples", d.n))
+                or d.n > 1 and string.format("%d seeds with equal differences, no examples stored", d.n)
+                or "1 seed, no examples stored"
     return s .. (c.verdict and (" " .. (latex and (c.verdict == "better" and "$\\blacktriangle$" or "$\\blacktriangledown$") or MARK[c.verdict])) or "") .. " (" .. how .. ")"
   end
   local function cell_text(row, col, latex)

@@ -184,6 +184,42 @@ check(cn.diff and cn.diff.method == "none" and cn.diff.lo == nil and cn.verdict 
 local mdn = report.render(tn, { format = "markdown" })
 has(mdn, "1 seed, no examples stored", "markdown says why there is no interval")
 
+-- two seeds whose differences are equal (-0.02 on both, as BBH's scores out of 50 examples
+-- gave in Table 2): Student's t has no spread (its
+-- interval would have width 0 and mark the row), so the bootstrap over the examples of both
+-- seeds judges it; without stored examples, no interval and no mark
+local reg3 = load([[
+experiment "z" {
+  model = ]] .. MODEL .. [[,
+  tasks = { "text:apache" },
+  train = { steps = 4, batch = 2, seq = 32 },
+  method = { lora { rank = 2 }, lorasc { rank = 2, experts = 2 } },
+  seeds = { 1, 2 },
+}
+]])
+local runs3 = dsl.expand_experiment(reg3.experiments.z)
+local db3, ex3 = {}, {}
+for i, r in ipairs(runs3) do
+  -- lora 0.12 / 0.10, lorasc 0.10 / 0.08: differences equal up to the rounding of doubles
+  local s = ({ lora = { 0.12, 0.10 }, lorasc = { 0.10, 0.08 } })[r.label][r.seed]
+  db3[i] = { id = i, status = "done", config_hash = r.hash, evals = { val = { score = 0.5 }, test = { score = s } } }
+  ex3[i] = {}
+  for k = 1, 50 do ex3[i][k] = (k <= math.floor(50 * s + 0.5)) and 1 or 0 end
+end
+local envz = { examples = function(id) return ex3[id] end }
+local cz = report.compute(runs3, db3, { rows = "method" }, envz).cells["lorasc\0text:apache"]
+check(cz.diff and cz.diff.method == "bootstrap" and cz.diff.n == 100 and cz.diff.seeds == 2,
+      "equal differences over 2 seeds: a bootstrap over their 100 examples, got " ..
+      tostring(cz.diff and cz.diff.method) .. " " .. tostring(cz.diff and cz.diff.n))
+near(cz.diff.mean, -0.02, "equal differences: the point estimate")
+check(cz.verdict == nil, "one example in 50 on each seed: no mark")
+has(report.render(report.compute(runs3, db3, { rows = "method" }, envz), { format = "markdown" }),
+    "bootstrap, 100 examples of 2 seeds with equal differences", "markdown names the fallback")
+local cz0 = report.compute(runs3, db3, { rows = "method" }, {}).cells["lorasc\0text:apache"]
+check(cz0.diff and cz0.diff.method == "none" and cz0.diff.lo == nil and cz0.verdict == nil,
+      "equal differences, no examples: no interval, no mark")
+near(cz0.diff.mean, -0.02, "equal differences, no examples: the mean difference")
+
 -- (d) the spec's refusals, each at its own line of the file
 local function spec_err(spec_text, experiment)
   local ok, r = pcall(load, [[
