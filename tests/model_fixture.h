@@ -27,6 +27,7 @@ static inline void fixture_randomize(Llama *m, uint64_t seed, double scale) {
     }
     m->be->to_device(m->be, m->params, host, m->num_params * sizeof(Real));
     free(host);
+    llama_weights_changed(m);
 }
 
 /* Random tokens; targets are the next tokens (random too) with position 1 of each row masked. */

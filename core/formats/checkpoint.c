@@ -150,6 +150,7 @@ static int read_model_weights(ContainerReader *r, Llama *m) {
         if (container_read_reals(r, m->be, name, m->w.tensors[i], m->param_sizes[i]) != LSC_OK)
             return LSC_ERR;
     }
+    llama_weights_changed(m);
     return LSC_OK;
 }
 

@@ -237,6 +237,7 @@ int gguf_llama_load_gguf(const Gguf *g, Llama *model, Backend *be) {
             for (size_t i = 0; i < model->param_sizes[k]; i++) host[i] = (Real)f[i];
         be->to_device(be, model->w.tensors[k], host, model->param_sizes[k] * sizeof(Real));
     }
+    llama_weights_changed(model);
     if (rc == LSC_OK) rc = device_sync(be);
 done:
     if ((void *)host != (void *)f) free(host);

@@ -196,6 +196,7 @@ int hf_llama_load(const char *dir, Llama *model, Backend *be) {
             if (rc == LSC_OK && host) be->to_device(be, model->w.tensors[i], host, sizes[i] * sizeof(Real));
         }
     }
+    if (model->be) llama_weights_changed(model);
     if (rc == LSC_OK) rc = device_sync(be);
 done:
     if (rc != LSC_OK && model->be) llama_free(model);

@@ -77,6 +77,7 @@ int llama2c_load(const char *path, Llama *model, Backend *be) {
         free(host);
         src += sizes[i];
     }
+    llama_weights_changed(model);
     rc = device_sync(be);
 cleanup:
     if (rc != LSC_OK && model->be) llama_free(model);

@@ -170,6 +170,7 @@ void llama_free(Llama *m) {
     Backend *be = m->be;
     if (be) {
         llama_free_bf16(m);
+        llama_packed_free(m); /* an fp32 model's copies */
         void *blocks[] = {m->params, m->grads, m->rope_cos, m->rope_sin, m->tokens, m->targets,
                           m->head_idx};
         for (size_t i = 0; i < sizeof blocks / sizeof blocks[0]; i++)
@@ -207,6 +208,7 @@ void llama_init_random(Llama *m, uint64_t seed) {
     }
     m->be->to_device(m->be, m->params, host, n * sizeof(Real));
     free(host);
+    llama_packed_free(m); /* every matrix changed */
 }
 
 int llama_enable_full_grads(Llama *m) {
@@ -219,6 +221,7 @@ int llama_enable_full_grads(Llama *m) {
         return device_fail(m->be, "Out of memory allocating gradients for %zu parameters.",
                            m->num_params);
     carve_weights(&m->dw, m->grads, m->param_sizes);
+    llama_packed_free(m); /* the weights now change every step: packing is decided again (none) */
     return LSC_OK;
 }
 
@@ -351,7 +354,11 @@ void llama_weight_matmul(Llama *m, Real *y, const Real *x, int tensor, int l, in
         return;
     }
     const Real *w = m->w.tensors[tensor] + (size_t)l * per_layer;
-    if (backward) be->matmul(be, y, x, w, rows, (int)in, (int)out, 0, 0, 1, beta);
+    BackendPacked **packed = llama_packed_slot(m, tensor, l, backward);
+    if (packed) /* the same bits as the plain product */
+        be->matmul_frozen(be, y, x, w, packed, rows, backward ? (int)in : (int)out,
+                          backward ? (int)out : (int)in, !backward, 1, beta);
+    else if (backward) be->matmul(be, y, x, w, rows, (int)in, (int)out, 0, 0, 1, beta);
     else llama_linear(be, y, x, w, rows, (int)in, (int)out, accumulate);
 }
 
@@ -471,7 +478,7 @@ static int forward(Llama *m, const int32_t *tokens, const int32_t *targets, int 
     /* a caller of llama_forward reads every position's logits (acts.logits) */
     if (llama_reserve(m, B, T, !targets || !sparse_ok) != LSC_OK) return LSC_ERR;
     if (m->lora && !m->lora->merged && lora_reserve(m->lora, BT) != LSC_OK) return LSC_ERR;
-    llama_refresh_bf16(m);
+    llama_refresh_copies(m);
 
     const int C = c->dim, H = c->hidden_dim, L = c->n_layers;
     const int NH = c->n_heads, NKV = c->n_kv_heads, HD = llama_head_dim(c);

@@ -165,16 +165,17 @@ typedef struct Llama {
     uint16_t *w16[LLAMA_NUM_PARAM_TENSORS]; /* NULL for the vectors and in fp32 */
     uint16_t *base16;             /* the block w16 points into */
     size_t params_len;            /* Reals in params (num_params in fp32) */
-    unsigned stale;               /* LORA_BIT of targets whose bf16 copy lags its master */
-    /* bf16: the frozen matrices in the backend's own layout (matmul_bf16_frozen), one slot
-     * per (tensor, layer, direction), filled on first use, emptied when a master refreshes
-     * its bf16 copy (llama_packed_slot); NULL where the backend has no such layout. Each
-     * direction's copies take as much memory as the bf16 matrices themselves, so they are a
-     * cache sized to the machine (llama_bf16.c, pack_directions): pack_dirs is 2 (forward
-     * and backward products), 1 (forward only) or 0 (none: the bf16 base at half the fp32
-     * base's memory). */
-    BackendPacked **packed16;
-    int pack_dirs;
+    unsigned stale;               /* LORA_BIT of targets written since the last forward: their
+                                   * bf16 copies (bf16) and packed copies lag (llama_refresh_copies) */
+    /* The frozen matrices in the backend's own layout (matmul_frozen, matmul_bf16_frozen; the
+     * CPU's oneDNN layout, the same bits as plain products), one slot per (tensor, layer,
+     * direction), filled on first use, dropped when the matrix is written (llama_packed.c).
+     * Each direction's copies take as much memory as the matrices, so they are a cache sized
+     * to the machine: pack_dirs is 2 (forward and backward products: bf16), 1 (forward: fp32,
+     * or bf16 where two do not fit in half the free memory) or 0 (none; and with full
+     * gradients), decided at the first product (pack_decided). */
+    BackendPacked **packed;
+    int pack_dirs, pack_decided;
 } Llama;
 
 /* Allocates parameters (zeroed) for c on be. */
@@ -198,8 +199,12 @@ int llama_ensure_masters(Llama *m, unsigned targets);
 /* The writable master of a target (llama_target_weight) marked stale: its bf16 copy is
  * refreshed from it before the next forward. What the cascade writes through. */
 Real *llama_target_master(Llama *m, int target, int layer);
-/* bf16: rounds the stale masters into their bf16 copies (forwards call it); no-op in fp32. */
-void llama_refresh_bf16(Llama *m);
+/* Brings the copies of the targets written since the last forward up to date (forwards call
+ * it): bf16, their masters rounded into the bf16 copies; their packed copies dropped. */
+void llama_refresh_copies(Llama *m);
+/* After writing weights other than through llama_target_master or snapshot_restore (a loader,
+ * a test writing params): drops every packed copy of the old values (llama_packed.c). */
+void llama_weights_changed(Llama *m);
 /* Tensor `tensor` in fp32 on the device: *ptr = the model's own (owned = 0), or, for a
  * bf16-only matrix, a fresh widened copy the caller frees with be->free (owned = 1). */
 int llama_tensor_fp32(const Llama *m, int tensor, Real **ptr, int *owned);

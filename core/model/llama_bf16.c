@@ -4,7 +4,6 @@
  * Not here: the matmuls themselves (llama_weight_matmul in llama.c picks the precision). */
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "core/base/error.h"
 #include "core/model/device.h"
@@ -23,46 +22,9 @@ static size_t bf16_size(const Llama *m, int tensor) {
     return m->param_sizes[tensor];
 }
 
-/* Slots of packed copies (Llama.packed16): tensor-major, then layer, then direction. */
-static size_t packed_slots(const Llama *m) {
-    return (size_t)LLAMA_NUM_PARAM_TENSORS * (size_t)m->config.n_layers * 2;
-}
-
-BackendPacked **llama_packed_slot(Llama *m, int tensor, int l, int backward) {
-    if (!m->packed16 || (backward ? 2 : 1) > m->pack_dirs) return NULL;
-    return m->packed16 + ((size_t)tensor * (size_t)m->config.n_layers + (size_t)l) * 2 +
-           (backward ? 1 : 0);
-}
-
-/* Drops the packed copies of one tensor (all layers, both directions): its bf16 copy changed. */
-static void packed_drop(Llama *m, int tensor) {
-    if (!m->packed16) return;
-    for (int l = 0; l < m->config.n_layers; l++)
-        for (int d = 0; d < 2; d++) {
-            BackendPacked **slot = llama_packed_slot(m, tensor, l, d);
-            if (slot && *slot) m->be->packed_free(m->be, slot);
-        }
-}
-
-/* How many directions of packed copies to keep for `bytes` of bf16 matrices: both while
- * their two copies fit in half the memory the machine has free now, one while one does, else
- * none (a model that needs its bf16 base for the memory it saves keeps just that). The CPU
- * backend, the one that packs, keeps them in host memory. */
-static int pack_directions(size_t bytes) {
-    const long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-    if (pages <= 0 || page <= 0) return 0;
-    const double half_free = 0.5 * (double)pages * (double)page;
-    return 2.0 * (double)bytes <= half_free ? 2 : (double)bytes <= half_free ? 1 : 0;
-}
-
 void llama_free_bf16(Llama *m) {
     if (m->precision != PRECISION_BF16) return;
-    if (m->packed16) {
-        for (int i = 0; i < LLAMA_NUM_PARAM_TENSORS; i++) packed_drop(m, i);
-        free(m->packed16);
-        m->packed16 = NULL;
-    }
-    m->pack_dirs = 0;
+    llama_packed_free(m); /* copies of the bf16 matrices */
     for (int i = 0; i < LLAMA_NUM_PARAM_TENSORS; i++) /* masters: their own blocks */
         if (is_matrix(i) && i != LLAMA_WCLS && m->w.tensors[i]) m->be->free(m->be, m->w.tensors[i]);
     if (m->base16) m->be->free(m->be, m->base16);
@@ -118,16 +80,14 @@ static int to_bf16(Llama *m) {
     m->precision = PRECISION_BF16;
     m->B = m->T = 0; /* the activations are re-carved: dlogits16 exists in bf16 only */
     m->stale = 0;
-    /* the slots of packed copies, where the backend makes them (host memory: pointers) */
-    m->pack_dirs = be->matmul_bf16_frozen ? pack_directions(total * sizeof(uint16_t)) : 0;
-    m->packed16 = m->pack_dirs ? calloc(packed_slots(m), sizeof *m->packed16) : NULL;
+    llama_packed_free(m); /* the fp32 matrices' copies; the bf16 ones are made on first use */
     return LSC_OK;
 }
 
 /* bf16 -> fp32: one full fp32 block again, the matrices widened (masters copied). */
 static int to_fp32(Llama *m) {
     Backend *be = m->be;
-    llama_refresh_bf16(m); /* nothing: the masters are copied as they are */
+    llama_refresh_copies(m); /* the masters are copied as they are */
     Real *params = be->alloc(be, m->num_params * sizeof(Real));
     if (!params)
         return device_fail(be, "Out of memory converting a Llama model of %zu parameters to "
@@ -207,17 +167,18 @@ int llama_ensure_masters(Llama *m, unsigned targets) {
 }
 
 Real *llama_target_master(Llama *m, int target, int layer) {
-    if (m->precision == PRECISION_BF16) m->stale |= LORA_BIT(target);
+    m->stale |= LORA_BIT(target); /* its bf16 copy (bf16) and packed copies are refreshed */
     return llama_target_weight(m, target, layer);
 }
 
-void llama_refresh_bf16(Llama *m) {
-    if (m->precision != PRECISION_BF16 || !m->stale) return;
+void llama_refresh_copies(Llama *m) {
+    if (!m->stale) return;
     for (int t = 0; t < LORA_NUM_TARGETS; t++) {
         if (!(m->stale & LORA_BIT(t))) continue;
         const int tensor = llama_tensor_of_target(t);
-        m->be->to_bf16(m->be, m->w16[tensor], m->w.tensors[tensor], m->param_sizes[tensor]);
-        packed_drop(m, tensor); /* re-packed from the new bf16 values on next use */
+        if (m->precision == PRECISION_BF16)
+            m->be->to_bf16(m->be, m->w16[tensor], m->w.tensors[tensor], m->param_sizes[tensor]);
+        llama_packed_drop(m, tensor); /* re-packed from the new values on next use */
     }
     m->stale = 0;
 }

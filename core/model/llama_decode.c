@@ -97,7 +97,7 @@ static int decoder_chunk(LlamaDecoder *d, const int32_t *tokens, int n) {
     const int qdim = NH * HD, kvdim = NKV * HD;
     Real *const *w = m->w.tensors;
     if (m->lora && !m->lora->merged && lora_reserve(m->lora, n) != LSC_OK) return LSC_ERR;
-    llama_refresh_bf16(m);
+    llama_refresh_copies(m);
 
     be->to_device(be, d->tokens, tokens, (size_t)n * sizeof(int32_t));
     be->embedding_forward(be, d->x, d->tokens, w[LLAMA_TOKEN_EMBEDDING], n, C);
@@ -205,7 +205,7 @@ int llama_decode_batch_step(LlamaDecodeBatch *b, LlamaDecoder *const *ds, const 
                              tokens[i], i, V);
     }
     if (m->lora && !m->lora->merged && lora_reserve(m->lora, n) != LSC_OK) return LSC_ERR;
-    llama_refresh_bf16(m);
+    llama_refresh_copies(m);
 
     be->to_device(be, b->tokens, tokens, (size_t)n * sizeof(int32_t));
     be->embedding_forward(be, b->x, b->tokens, w[LLAMA_TOKEN_EMBEDDING], n, C);

@@ -24,9 +24,14 @@ void llama_weight_matmul(Llama *m, Real *y, const Real *x, int tensor, int l, in
 int llama_clone_bf16(Llama *m, const Llama *src);
 /* Frees the bf16 block and the masters (llama_free). */
 void llama_free_bf16(Llama *m);
-/* bf16: the slot of the packed copy of (tensor, layer l, backward or forward) for
- * matmul_bf16_frozen; NULL where the backend has none (then matmul_bf16). */
+/* ---- packed copies of the frozen matrices (llama_packed.c) ---- */
+/* The slot of the packed copy of (tensor, layer l, backward or forward) for matmul_frozen or
+ * matmul_bf16_frozen; NULL where nothing is packed (then matmul, matmul_bf16). */
 BackendPacked **llama_packed_slot(Llama *m, int tensor, int l, int backward);
+/* Drops one tensor's copies (all layers and directions): the tensor changed. */
+void llama_packed_drop(Llama *m, int tensor);
+/* Drops every copy and the slots; packing is decided again at the next product. */
+void llama_packed_free(Llama *m);
 /* The attached adapter of (layer, target) applied to the projection y = x W^T, if any. */
 void llama_adapter_forward(Llama *m, Real *y, const Real *x, int l, int target, int rows);
 /* out[rows,C] = resid + x W^T (+ adapter) for the o / down projections; proj [rows, C] is

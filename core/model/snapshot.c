@@ -91,7 +91,7 @@ int snapshot_restore(const Snapshot *s) {
         be->copy(be, s->ptr[i], s->block + at, s->len[i] * sizeof(Real));
         at += s->len[i];
     }
-    if (s->llama && s->llama->precision == PRECISION_BF16) s->llama->stale |= s->targets;
+    if (s->llama) s->llama->stale |= s->targets; /* bf16 and packed copies refreshed */
     if (s->vit && s->vit->precision == PRECISION_BF16) s->vit->stale |= s->targets;
     return device_sync(be);
 }

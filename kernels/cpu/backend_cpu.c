@@ -109,6 +109,9 @@ Backend *backend_cpu_create(int threads) {
     be->sync = cpu_sync;
 
     be->matmul = cpu_matmul;
+#if CPU_HAVE_DNNL
+    if (ctx->dnnl) be->matmul_frozen = cpu_matmul_frozen;
+#endif
 #ifndef LORASC_REAL_DOUBLE /* bf16 storage: float builds; its matmul needs oneDNN */
     be->to_bf16 = cpu_to_bf16;
     be->from_bf16 = cpu_from_bf16;

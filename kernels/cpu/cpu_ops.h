@@ -203,6 +203,10 @@ int cpu_dnnl_matmul_bf16(CpuDnnl *d, CpuGemmStats *st, float *c, const uint16_t 
 int cpu_dnnl_matmul_bf16_packed(CpuDnnl *d, CpuGemmStats *st, float *c, const uint16_t *a,
                                 const uint16_t *b, CpuPacked **packed, int M, int N, int K,
                                 int trans_b, float alpha, float beta);
+/* The same in f32. */
+int cpu_dnnl_matmul_packed(CpuDnnl *d, CpuGemmStats *st, float *c, const float *a,
+                           const float *b, CpuPacked **packed, int M, int N, int K, int trans_b,
+                           float alpha, float beta);
 void cpu_dnnl_packed_free(CpuPacked *p);
 #endif
 
@@ -226,6 +230,8 @@ void cpu_matmul_bf16(Backend *be, Real *c, const Real *a, const uint16_t *w, int
                      int trans_w, Real alpha, Real beta);
 void cpu_matmul_bf16_rounded(Backend *be, Real *c, const uint16_t *a16, const uint16_t *w, int M,
                              int N, int K, int trans_w, Real alpha, Real beta);
+void cpu_matmul_frozen(Backend *be, Real *c, const Real *a, const Real *w, BackendPacked **packed,
+                       int M, int N, int K, int trans_w, Real alpha, Real beta);
 void cpu_matmul_bf16_frozen(Backend *be, Real *c, const Real *a, const uint16_t *w,
                             BackendPacked **packed, int M, int N, int K, int trans_w, Real alpha,
                             Real beta);

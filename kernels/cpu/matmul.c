@@ -144,6 +144,25 @@ void cpu_matmul(Backend *be, Real *c, const Real *a, const Real *b, int M, int N
 }
 
 #if CPU_HAVE_DNNL
+/* matmul_frozen (kernels/backend.h): oneDNN with w in its blocked layout, packed into *packed
+ * on the first call (matmul_dnnl.c), where matmul would take oneDNN; else matmul. */
+void cpu_matmul_frozen(Backend *be, Real *c, const Real *a, const Real *w, BackendPacked **packed,
+                       int M, int N, int K, int trans_w, Real alpha, Real beta) {
+    CpuCtx *ctx = be->ctx;
+    if (M <= 0 || N <= 0) return;
+    if (matmul_empty_k(c, M, N, K, beta)) return;
+    if (ctx->dnnl && (ctx->gemm == CPU_GEMM_ONEDNN ||
+                      (ctx->gemm == CPU_GEMM_AUTO && matmul_use_onednn(M, N, K))) &&
+        cpu_dnnl_matmul_packed(ctx->dnnl, &ctx->stats, c, a, w, packed, M, N, K, trans_w, alpha,
+                               beta) == 0) {
+        ctx->stats.onednn_calls++;
+        return;
+    }
+    cpu_matmul(be, c, a, w, M, N, K, 0, trans_w, alpha, beta);
+}
+#endif
+
+#if CPU_HAVE_DNNL
 /* A scratch array of at least n elements of `size` bytes in *buf (capacity *cap), grown on
  * demand; NULL when out of memory. */
 static void *bf16_scratch(void **buf, size_t *cap, size_t n, size_t size) {

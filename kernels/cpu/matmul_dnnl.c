@@ -12,11 +12,13 @@
  * OpenMP thread count it was created under. Debian's oneDNN uses the OpenMP runtime, so it
  * runs on the same libgomp pool as lorasc's kernels (one pool; nothing spins against it).
  *
- * Frozen bf16 weights (cpu_dnnl_matmul_bf16_packed): a primitive built with the weights'
- * layout left to oneDNN (format "any") reads them in its blocked layout; given a plain weight
- * it would copy it into that layout on every call, 10-25% of a base-shaped product here
- * (1024 x 288 x 288 ... 768: 843-1011 -> 1074-1105 GFLOP/s; the classifier's dx 878 -> 985).
- * The copy is made once, into the caller's CpuPacked, and reused while the caller keeps it. */
+ * Frozen weights (cpu_dnnl_matmul_packed, cpu_dnnl_matmul_bf16_packed): a primitive built
+ * with the weights' layout left to oneDNN (format "any") reads them in its blocked layout;
+ * given a plain weight it copies it into that layout on every call: bf16 10-25% of a
+ * base-shaped product here (1024 x 288 x 288 ... 768: 843-1011 -> 1074-1105 GFLOP/s; the
+ * classifier's dx 878 -> 985), f32 forward products 10-18% (456-492 -> 538-555; the
+ * classifier's forward 475 -> 511), f32 backward ones 0-3%. The copy is made once, into the
+ * caller's CpuPacked, and reused while the caller keeps it. */
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -203,7 +205,7 @@ int cpu_dnnl_matmul_bf16(CpuDnnl *d, CpuGemmStats *st, float *c, const uint16_t 
 }
 
 /* *packed: b copied into the layout of k's primitive e (a reorder from b as stored). */
-static int dnnl_pack(CpuDnnl *d, const DnnlEntry *e, const DnnlKey *k, const uint16_t *b,
+static int dnnl_pack(CpuDnnl *d, const DnnlEntry *e, const DnnlKey *k, const void *b,
                      CpuPacked **packed) {
     dnnl_memory_desc_t md_plain;
     dnnl_primitive_desc_t rpd = NULL;
@@ -213,7 +215,8 @@ static int dnnl_pack(CpuDnnl *d, const DnnlEntry *e, const DnnlKey *k, const uin
     const size_t bytes = dnnl_memory_desc_get_size(&e->md_b);
     if (p) p->data = aligned_alloc(64, (bytes + 63) / 64 * 64);
     int ok = p && p->data &&
-             dnnl_md_init(&md_plain, k->K, k->N, k->trans_b, dnnl_bf16) == dnnl_success &&
+             dnnl_md_init(&md_plain, k->K, k->N, k->trans_b, k->bf16 ? dnnl_bf16 : dnnl_f32) ==
+                 dnnl_success &&
              dnnl_reorder_primitive_desc_create(&rpd, &md_plain, d->engine, &e->md_b, d->engine,
                                                 NULL) == dnnl_success &&
              dnnl_primitive_create(&reorder, rpd) == dnnl_success &&
@@ -237,19 +240,22 @@ static int dnnl_pack(CpuDnnl *d, const DnnlEntry *e, const DnnlKey *k, const uin
     return 0;
 }
 
-int cpu_dnnl_matmul_bf16_packed(CpuDnnl *d, CpuGemmStats *st, float *c, const uint16_t *a,
-                                const uint16_t *b, CpuPacked **packed, int M, int N, int K,
-                                int trans_b, float alpha, float beta) {
-    const DnnlKey k = {M, N, K, 0, trans_b ? 1 : 0, omp_get_max_threads(), float_bits(alpha),
-                       float_bits(beta), 1, 1};
-    DnnlEntry *e = dnnl_entry_get(d, st, &k, alpha, beta);
+/* The packed-weight matmul of key k (bf16 or f32 operands); b as stored where the primitive
+ * for this M wants another layout than *packed's. */
+static int dnnl_run_packed(CpuDnnl *d, CpuGemmStats *st, const DnnlKey *k, float *c,
+                           const void *a, const void *b, CpuPacked **packed, float alpha,
+                           float beta) {
+    DnnlEntry *e = dnnl_entry_get(d, st, k, alpha, beta);
     if (!e) return -1;
     e->last_use = ++d->clock;
     CpuPacked *p = *packed;
-    if (p && (p->N != N || p->K != K || p->trans_b != k.trans_b || !dnnl_memory_desc_equal(&p->md, &e->md_b)))
-        return cpu_dnnl_matmul_bf16(d, st, c, a, b, M, N, K, trans_b, alpha, beta); /* this M
-                                                            * wants another layout: w as stored */
-    if (!p && dnnl_pack(d, e, &k, b, packed) != 0) return -1;
+    if (p && (p->N != k->N || p->K != k->K || p->trans_b != k->trans_b ||
+              !dnnl_memory_desc_equal(&p->md, &e->md_b))) {
+        DnnlKey plain = *k;
+        plain.packed = 0;
+        return dnnl_run(d, st, &plain, c, a, b, alpha, beta);
+    }
+    if (!p && dnnl_pack(d, e, k, b, packed) != 0) return -1;
     if (dnnl_memory_set_data_handle(e->mem_a, (void *)a) != dnnl_success ||
         dnnl_memory_set_data_handle(e->mem_b, (*packed)->data) != dnnl_success ||
         dnnl_memory_set_data_handle(e->mem_c, c) != dnnl_success)
@@ -259,6 +265,22 @@ int cpu_dnnl_matmul_bf16_packed(CpuDnnl *d, CpuGemmStats *st, float *c, const ui
     KERNEL_ASSERT(dnnl_primitive_execute(e->prim, d->stream, 3, args) == dnnl_success);
     KERNEL_ASSERT(dnnl_stream_wait(d->stream) == dnnl_success);
     return 0;
+}
+
+int cpu_dnnl_matmul_bf16_packed(CpuDnnl *d, CpuGemmStats *st, float *c, const uint16_t *a,
+                                const uint16_t *b, CpuPacked **packed, int M, int N, int K,
+                                int trans_b, float alpha, float beta) {
+    const DnnlKey k = {M, N, K, 0, trans_b ? 1 : 0, omp_get_max_threads(), float_bits(alpha),
+                       float_bits(beta), 1, 1};
+    return dnnl_run_packed(d, st, &k, c, a, b, packed, alpha, beta);
+}
+
+int cpu_dnnl_matmul_packed(CpuDnnl *d, CpuGemmStats *st, float *c, const float *a,
+                           const float *b, CpuPacked **packed, int M, int N, int K, int trans_b,
+                           float alpha, float beta) {
+    const DnnlKey k = {M, N, K, 0, trans_b ? 1 : 0, omp_get_max_threads(), float_bits(alpha),
+                       float_bits(beta), 0, 1};
+    return dnnl_run_packed(d, st, &k, c, a, b, packed, alpha, beta);
 }
 
 void cpu_dnnl_packed_free(CpuPacked *p) {

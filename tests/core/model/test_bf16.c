@@ -285,7 +285,7 @@ static void test_masters_keep_the_merge_sum(void **state) {
     LoraAdapters kept;
     run(&m, &(RunSpec){.method = "cascade", .experts = EXPERTS, .keep = 1}, losses, &kept);
     assert_int_equal(kept.config.rank, 4 * EXPERTS);
-    llama_refresh_bf16(&m);
+    llama_refresh_copies(&m);
     double worst = 0, worst_naive = 0, moved = 0;
     for (int i = 0; i < 2; i++) {
         const int t = targets[i], I = in[t], O = out[t], r = 4;
