@@ -116,8 +116,9 @@ struct Backend {
      * trans_w), NULL at first. A backend whose GEMM reads its own layout fastest copies w
      * there on the first call and reads the copy afterwards (the CPU: oneDNN's blocked bf16
      * layout, which it otherwise re-makes from w on every call; products 10-25% faster); a
-     * call whose M wants another layout reads w as stored. The result can differ from
-     * matmul_bf16's in the order of the fp32 sums, not otherwise. The caller frees the copy
+     * call whose M wants another layout reads w as stored. The result may differ from
+     * matmul_bf16's in the order of the fp32 sums (the CPU's: the same bits, test packed).
+     * The caller frees the copy
      * with packed_free (which sets *packed to NULL) after writing w and before freeing it.
      * NULL where a backend reads w as stored (CUDA: cuBLASLt), and where matmul_bf16 is. */
     void (*matmul_bf16_frozen)(Backend *be, Real *c, const Real *a, const uint16_t *w,
