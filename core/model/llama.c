@@ -345,20 +345,18 @@ void llama_weight_matmul(Llama *m, Real *y, const Real *x, int tensor, int l, in
     llama_tensor_shape(&m->config, tensor, &out, &in);
     const size_t per_layer = (size_t)out * (size_t)in;
     const Real beta = (Real)(accumulate ? 1 : 0);
+    /* forward y = x W^T: N = out, K = in, W transposed; backward y = x W: N = in, K = out */
+    const int N = backward ? (int)in : (int)out, K = backward ? (int)out : (int)in;
+    BackendPacked **packed = llama_packed_slot(m, tensor, l, backward); /* NULL: not packed */
     if (m->precision == PRECISION_BF16) {
         const uint16_t *w = m->w16[tensor] + (size_t)l * per_layer;
-        BackendPacked **packed = llama_packed_slot(m, tensor, l, backward);
-        const int N = backward ? (int)in : (int)out, K = backward ? (int)out : (int)in;
         if (packed) be->matmul_bf16_frozen(be, y, x, w, packed, rows, N, K, !backward, 1, beta);
         else be->matmul_bf16(be, y, x, w, rows, N, K, !backward, 1, beta);
         return;
     }
     const Real *w = m->w.tensors[tensor] + (size_t)l * per_layer;
-    BackendPacked **packed = llama_packed_slot(m, tensor, l, backward);
-    if (packed) /* the same bits as the plain product */
-        be->matmul_frozen(be, y, x, w, packed, rows, backward ? (int)in : (int)out,
-                          backward ? (int)out : (int)in, !backward, 1, beta);
-    else if (backward) be->matmul(be, y, x, w, rows, (int)in, (int)out, 0, 0, 1, beta);
+    if (packed) be->matmul_frozen(be, y, x, w, packed, rows, N, K, !backward, 1, beta);
+    else if (backward) be->matmul(be, y, x, w, rows, N, K, 0, 0, 1, beta);
     else llama_linear(be, y, x, w, rows, (int)in, (int)out, accumulate);
 }
 
