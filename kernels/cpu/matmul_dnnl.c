@@ -169,12 +169,8 @@ static DnnlEntry *dnnl_entry_get(CpuDnnl *d, CpuGemmStats *st, const DnnlKey *k,
     return victim;
 }
 
-/* Runs the cached primitive of k on (a, b, c). */
-static int dnnl_run(CpuDnnl *d, CpuGemmStats *st, const DnnlKey *k, float *c, const void *a,
-                    const void *b, float alpha, float beta) {
-    DnnlEntry *e = dnnl_entry_get(d, st, k, alpha, beta);
-    if (!e) return -1;
-    e->last_use = ++d->clock;
+/* Runs entry e's primitive on (a, b, c), b in the layout e was built for. */
+static int dnnl_execute(CpuDnnl *d, DnnlEntry *e, float *c, const void *a, const void *b) {
     /* oneDNN only reads SRC and WEIGHTS: the casts drop const for its generic setter */
     if (dnnl_memory_set_data_handle(e->mem_a, (void *)a) != dnnl_success ||
         dnnl_memory_set_data_handle(e->mem_b, (void *)b) != dnnl_success ||
@@ -187,6 +183,15 @@ static int dnnl_run(CpuDnnl *d, CpuGemmStats *st, const DnnlKey *k, float *c, co
     KERNEL_ASSERT(dnnl_primitive_execute(e->prim, d->stream, 3, args) == dnnl_success);
     KERNEL_ASSERT(dnnl_stream_wait(d->stream) == dnnl_success);
     return 0;
+}
+
+/* Runs the cached primitive of k on (a, b, c). */
+static int dnnl_run(CpuDnnl *d, CpuGemmStats *st, const DnnlKey *k, float *c, const void *a,
+                    const void *b, float alpha, float beta) {
+    DnnlEntry *e = dnnl_entry_get(d, st, k, alpha, beta);
+    if (!e) return -1;
+    e->last_use = ++d->clock;
+    return dnnl_execute(d, e, c, a, b);
 }
 
 int cpu_dnnl_matmul(CpuDnnl *d, CpuGemmStats *st, float *c, const float *a, const float *b,
@@ -256,15 +261,7 @@ static int dnnl_run_packed(CpuDnnl *d, CpuGemmStats *st, const DnnlKey *k, float
         return dnnl_run(d, st, &plain, c, a, b, alpha, beta);
     }
     if (!p && dnnl_pack(d, e, k, b, packed) != 0) return -1;
-    if (dnnl_memory_set_data_handle(e->mem_a, (void *)a) != dnnl_success ||
-        dnnl_memory_set_data_handle(e->mem_b, (*packed)->data) != dnnl_success ||
-        dnnl_memory_set_data_handle(e->mem_c, c) != dnnl_success)
-        return -1;
-    const dnnl_exec_arg_t args[3] = {
-        {DNNL_ARG_SRC, e->mem_a}, {DNNL_ARG_WEIGHTS, e->mem_b}, {DNNL_ARG_DST, e->mem_c}};
-    KERNEL_ASSERT(dnnl_primitive_execute(e->prim, d->stream, 3, args) == dnnl_success);
-    KERNEL_ASSERT(dnnl_stream_wait(d->stream) == dnnl_success);
-    return 0;
+    return dnnl_execute(d, e, c, a, (*packed)->data);
 }
 
 int cpu_dnnl_matmul_bf16_packed(CpuDnnl *d, CpuGemmStats *st, float *c, const uint16_t *a,
