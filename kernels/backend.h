@@ -165,6 +165,20 @@ struct Backend {
     void (*attention_backward)(Backend *be, Real *dq, Real *dk, Real *dv, Real *datt,
                                const Real *dout, const Real *q, const Real *k, const Real *v,
                                const Real *att, int B, int T, int NH, int NKV, int HD);
+    /* The same two on the tensor cores, for mixed precision (CUDA; NULL on the CPU, whose
+     * models then use the fp32 pair): q, k, v and dout rounded to bf16 where they multiply,
+     * the probabilities and their gradients rounded to bf16 before they multiply, fp32
+     * accumulation and softmax statistics (within bf16 tolerance of the fp32 ops, not their
+     * bits). causal 1 is attention_forward/backward's mask, 0 the full attention's. att and
+     * datt as above (the log-sum-exp, scratch); backward also reads the forward's out (for
+     * rowsum(dO * O)). A forward and its backward must both be these or both the fp32 pair. */
+    void (*attention_forward_bf16)(Backend *be, Real *out, Real *att, const Real *q,
+                                   const Real *k, const Real *v, int B, int T, int NH, int NKV,
+                                   int HD, int causal);
+    void (*attention_backward_bf16)(Backend *be, Real *dq, Real *dk, Real *dv, Real *datt,
+                                    const Real *dout, const Real *out, const Real *q,
+                                    const Real *k, const Real *v, const Real *att, int B, int T,
+                                    int NH, int NKV, int HD, int causal);
     /* Inference with a key/value cache (one sequence): Tq new query rows q[Tq,NH,HD] at
      * positions pos0..pos0+Tq-1, each attending causally to rows 0..its position of
      * kcache, vcache [>= pos0+Tq, NKV, HD] (the new rows already written there). Writes

@@ -462,6 +462,13 @@ static int check_tokens(const Llama *m, const int32_t *tokens, const int32_t *ta
     return LSC_OK;
 }
 
+/* A bf16 run's attention runs on the tensor cores where the backend has them (CUDA: bf16
+ * operands, fp32 softmax and sums); elsewhere, and in fp32 runs, the fp32 kernels. */
+static int tensor_core_attention(const Llama *m) {
+    return m->precision == PRECISION_BF16 && m->be->attention_forward_bf16 &&
+           m->be->attention_backward_bf16;
+}
+
 /* sparse_ok: the caller needs the loss and gradients only, not the masked rows' logits */
 static int forward(Llama *m, const int32_t *tokens, const int32_t *targets, int B, int T,
                    int sparse_ok, double *row_loss) {
@@ -511,7 +518,10 @@ static int forward(Llama *m, const int32_t *tokens, const int32_t *targets, int 
         llama_adapter_forward(m, v, xn, l, LORA_V, BT);
         be->rope_forward(be, q, m->rope_cos, m->rope_sin, B, T, NH, HD, 0, c->rope_style);
         be->rope_forward(be, k, m->rope_cos, m->rope_sin, B, T, NKV, HD, 0, c->rope_style);
-        be->attention_forward(be, atty, att, q, k, v, B, T, NH, NKV, HD);
+        if (tensor_core_attention(m))
+            be->attention_forward_bf16(be, atty, att, q, k, v, B, T, NH, NKV, HD, 1);
+        else
+            be->attention_forward(be, atty, att, q, k, v, B, T, NH, NKV, HD);
         llama_residual_projection(m, mid, x, atty, l, LORA_O, BT, qdim, a->proj);
 
         /* feed-forward block: out = mid + (silu(xn2 W1^T) * (xn2 W3^T)) W2^T */
@@ -631,8 +641,12 @@ int llama_backward(Llama *m) {
         llama_weight_matmul(m, a->datty, dproj, LLAMA_WO, l, BT, 1, 0);
         weight_grad(m, grad_slice(m, LLAMA_WO, l), dproj, atty, BT, qdim, C);
         adapter_backward(m, a->datty, dproj, atty, l, LORA_O, BT);
-        be->attention_backward(be, a->dq, a->dk, a->dv, a->datt, a->datty, q, k, v, att, B, T, NH,
-                               NKV, HD);
+        if (tensor_core_attention(m))
+            be->attention_backward_bf16(be, a->dq, a->dk, a->dv, a->datt, a->datty, atty, q, k, v,
+                                        att, B, T, NH, NKV, HD, 1);
+        else
+            be->attention_backward(be, a->dq, a->dk, a->dv, a->datt, a->datty, q, k, v, att, B, T,
+                                   NH, NKV, HD);
         /* q, k were rotated in place: rotate their gradients back */
         be->rope_backward(be, a->dq, m->rope_cos, m->rope_sin, B, T, NH, HD, 0, c->rope_style);
         be->rope_backward(be, a->dk, m->rope_cos, m->rope_sin, B, T, NKV, HD, 0, c->rope_style);

@@ -372,6 +372,13 @@ static const uint16_t *vit_target_w16(const ViT *m, int target, int l) {
 
 /* y[rows,out] = x[rows,in] W^T (+ adapter, DoRA scaling) + bias: the per-slot sequence of
  * core/model/lora.h, the bias last (PEFT adds the base layer's bias outside DoRA's scaling). */
+/* A bf16 run's attention runs on the tensor cores where the backend has them (CUDA: bf16
+ * operands, fp32 softmax and sums); elsewhere, and in fp32 runs, the fp32 kernels. */
+static int tensor_core_attention(const ViT *m) {
+    return m->precision == PRECISION_BF16 && m->be->attention_forward_bf16 &&
+           m->be->attention_backward_bf16;
+}
+
 static void linear_forward(ViT *m, Real *y, const Real *x, int l, int target, const Real *bias,
                            int rows, int in, int out) {
     Backend *be = m->be;
@@ -463,7 +470,10 @@ int vit_forward(ViT *m, const Real *images, const int32_t *labels, int B) {
         linear_forward(m, q, xn, l, LORA_Q, layer_slice(w[VIT_BQ], D, l), BT, D, D);
         linear_forward(m, k, xn, l, LORA_K, layer_slice(w[VIT_BK], D, l), BT, D, D);
         linear_forward(m, v, xn, l, LORA_V, layer_slice(w[VIT_BV], D, l), BT, D, D);
-        be->attention_full_forward(be, atty, att, q, k, v, B, T, NH, NH, HD);
+        if (tensor_core_attention(m))
+            be->attention_forward_bf16(be, atty, att, q, k, v, B, T, NH, NH, HD, 0);
+        else
+            be->attention_full_forward(be, atty, att, q, k, v, B, T, NH, NH, HD);
         linear_forward(m, a->proj, atty, l, LORA_O, layer_slice(w[VIT_BO], D, l), BT, D, D);
         be->residual_forward(be, mid, x, a->proj, BTD);
 
@@ -616,8 +626,12 @@ int vit_backward(ViT *m) {
         be->copy(be, a->proj, dresid, BTD * sizeof(Real));
         linear_backward(m, a->datty, a->proj, atty, l, LORA_O, grad_slice(m, VIT_WO, l),
                         grad_slice(m, VIT_BO, l), BT, D, D, 0);
-        be->attention_full_backward(be, a->dq, a->dk, a->dv, a->datt, a->datty, q, k, v, att, B,
-                                    T, NH, NH, HD);
+        if (tensor_core_attention(m))
+            be->attention_backward_bf16(be, a->dq, a->dk, a->dv, a->datt, a->datty, atty, q, k, v,
+                                        att, B, T, NH, NH, HD, 0);
+        else
+            be->attention_full_backward(be, a->dq, a->dk, a->dv, a->datt, a->datty, q, k, v, att,
+                                        B, T, NH, NH, HD);
         /* q, k, v = xn W^T + b: dxn = dq Wq + dk Wk + dv Wv */
         linear_backward(m, a->dxn, a->dq, xn, l, LORA_Q, grad_slice(m, VIT_WQ, l),
                         grad_slice(m, VIT_BQ, l), BT, D, D, 0);

@@ -17,8 +17,8 @@
  * rows read as 16-byte broadcasts; the products with V, K, Q or dO then run with lanes over
  * head dimensions (DPL = dims per lane, 1/2/4/8: HD up to 256) and the 32 probabilities
  * broadcast from shared memory. fp32 throughout on the CUDA cores: this is the exact path
- * the parity tests hold to the CPU; the bf16 tensor-core (wgmma) kernels of the storage
- * step replace it for speed, keeping this interface. */
+ * the parity tests hold to the CPU, and an fp32 run's; a bf16 run's attention takes the
+ * tensor-core kernels of attention_tc.cu (the same algorithm with wmma products). */
 #include "kernels/cuda/cuda_common.cuh"
 
 enum {

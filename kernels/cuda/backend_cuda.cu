@@ -370,6 +370,8 @@ static void cuda_fill_ops(Backend *be) {
     be->rope_backward = cuda_rope_backward;
     be->attention_forward = cuda_attention_forward;
     be->attention_backward = cuda_attention_backward;
+    be->attention_forward_bf16 = cuda_attention_forward_bf16;
+    be->attention_backward_bf16 = cuda_attention_backward_bf16;
     be->attention_decode_forward = cuda_attention_decode_forward;
     be->swiglu_forward = cuda_swiglu_forward;
     be->swiglu_backward = cuda_swiglu_backward;

@@ -273,6 +273,14 @@ void cuda_attention_full_backward(Backend *be, Real *dq, Real *dk, Real *dv, Rea
                                   const Real *att, int B, int T, int NH, int NKV, int HD);
 void cuda_attention_decode_forward(Backend *be, Real *out, const Real *q, const Real *kcache,
                                    const Real *vcache, int Tq, int pos0, int NH, int NKV, int HD);
+/* attention_tc.cu */
+void cuda_attention_forward_bf16(Backend *be, Real *out, Real *att, const Real *q, const Real *k,
+                                 const Real *v, int B, int T, int NH, int NKV, int HD,
+                                 int causal);
+void cuda_attention_backward_bf16(Backend *be, Real *dq, Real *dk, Real *dv, Real *datt,
+                                  const Real *dout, const Real *out, const Real *q,
+                                  const Real *k, const Real *v, const Real *att, int B, int T,
+                                  int NH, int NKV, int HD, int causal);
 /* swiglu.cu */
 void cuda_swiglu_forward(Backend *be, Real *out, const Real *gate, const Real *up, size_t n);
 void cuda_swiglu_backward(Backend *be, Real *dgate, Real *dup, const Real *dout, const Real *gate,

@@ -218,11 +218,11 @@ PY
   if [ -n "$cs" ]; then
     LORASC_TEST_FILTER='test_*_runs' step "memcheck (training runs)" "$logs/memcheck_step.log" 150 1 \
       "$cs" --tool memcheck --leak-check full --error-exitcode 3 "$device_step"
-    LORASC_TEST_FILTER=test_attention step "racecheck (attention)" "$logs/racecheck.log" 150 1 \
+    LORASC_TEST_FILTER='test_*attention' step "racecheck (attention)" "$logs/racecheck.log" 150 1 \
       "$cs" --tool racecheck --racecheck-report all --error-exitcode 3 "$parity"
     step "memcheck (whole parity suite)" "$logs/memcheck.log" 180 1 \
       "$cs" --tool memcheck --leak-check full --error-exitcode 3 "$parity"
-    LORASC_TEST_FILTER=test_attention step "synccheck (attention)" "$logs/synccheck.log" 90 1 \
+    LORASC_TEST_FILTER='test_*attention' step "synccheck (attention)" "$logs/synccheck.log" 90 1 \
       "$cs" --tool synccheck --error-exitcode 3 "$parity"
     LORASC_TEST_FILTER='test_norms' step "initcheck (norms and their column sums)" \
       "$logs/initcheck.log" 60 0 "$cs" --tool initcheck --error-exitcode 3 "$parity"

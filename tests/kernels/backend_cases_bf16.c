@@ -355,3 +355,116 @@ void test_bf16_head(void **state) {
     }
     free(logits), free(dloss), free(tgt), free(rl), free(rlse), free(rd), free(lse);
 }
+
+/* ---- tensor-core attention (attention_forward_bf16 / attention_backward_bf16) ----
+ * Held to the double reference of the unrounded inputs within bf16's tolerance: 2^-6 of each
+ * element's first-order error measure, a sum of |terms| in which each probability P counts
+ * with the weight 1 + scale sum_d |q_d k_d| (rounding q and k moves a score by up to 2^-8 of
+ * that sum, and P relatively by as much) and dP with sum_d |dO_d v_d| in place of |dP|:
+ * out = sum_s P v -> sum_s P' |v|; dv -> sum_t P' |dO|; dq = scale sum_s P (dP - D) k ->
+ * scale sum_s P' (sum|dO v| + |D|) |k|, and dk with |q|. Attention outputs are averages that
+ * cancel, so a tolerance relative to the result itself would be meaningless. A wrong mask, a
+ * missed rescale or a tile read twice moves an element by its whole measure. The log-sum-exp is held the same way; a second forward must give the same bits
+ * (no atomics). A backend without the ops (the CPU) is skipped with that reason. */
+/* The sums of |terms| of the attention's outputs (see above), from the reference probabilities
+ * p[B,NH,T,T] and the inputs: mo[B,T,NH,HD], mq likewise, mk and mv [B,T,NKV,HD]. */
+static void attention_magnitudes(double *mo, double *mq, double *mk, double *mv, const double *p,
+                                 const float *q, const float *k, const float *v, const float *g,
+                                 int B, int T, int NH, int NKV, int HD) {
+    const double scale = 1.0 / sqrt((double)HD);
+    double *dP = dvec(2 * (size_t)T); /* per key: sum_d |dO_d v_d|, P' */
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) {
+            const int kh = h / (NH / NKV);
+            for (int t = 0; t < T; t++) {
+                const double *pr = p + (((size_t)b * NH + h) * T + t) * T;
+                const size_t qi = (((size_t)b * T + t) * NH + h) * HD;
+                double D = 0;
+                for (int s = 0; s < T; s++) {
+                    const size_t ki = (((size_t)b * T + s) * NKV + kh) * HD;
+                    double dp = 0, gv = 0, qk = 0;
+                    for (int d = 0; d < HD; d++) {
+                        dp += (double)g[qi + d] * v[ki + d];
+                        gv += fabs((double)g[qi + d] * v[ki + d]);
+                        qk += fabs((double)q[qi + d] * k[ki + d]);
+                    }
+                    D += pr[s] * dp;
+                    dP[2 * s] = gv, dP[2 * s + 1] = pr[s] * (1 + scale * qk); /* P' */
+                }
+                for (int s = 0; s < T; s++) {
+                    const size_t ki = (((size_t)b * T + s) * NKV + kh) * HD;
+                    const double pw = dP[2 * s + 1], w = pw * (dP[2 * s] + fabs(D)) * scale;
+                    for (int d = 0; d < HD; d++) {
+                        mo[qi + d] += pw * fabs(v[ki + d]);
+                        mq[qi + d] += w * fabs(k[ki + d]);
+                        mk[ki + d] += w * fabs(q[qi + d]);
+                        mv[ki + d] += pw * fabs(g[qi + d]);
+                    }
+                }
+            }
+        }
+    free(dP);
+}
+
+static void bf16_attention_case(int B, int T, int NH, int NKV, int HD, int causal) {
+    const size_t nq = (size_t)B * T * NH * HD, nkv = (size_t)B * T * NKV * HD;
+    const size_t natt = (size_t)B * NH * T * T, nlse = (size_t)B * NH * T;
+    const double tol = 0x1p-6 / F32_EPS;
+    float *q = rnd(nq, 70, -1.5, 1.5), *k = rnd(nkv, 71, -1.5, 1.5), *v = rnd(nkv, 72, -1, 1);
+    float *g = rnd(nq, 73, -1, 1);
+    double *ro = dvec(nq), *rp = dvec(natt), *rl = dvec(nlse), *rdq = dvec(nq), *rdk = dvec(nkv);
+    double *rdv = dvec(nkv);
+    ref_attention_forward(ro, rp, rl, q, k, v, B, T, NH, NKV, HD, causal);
+    ref_attention_backward(rdq, rdk, rdv, g, q, k, v, B, T, NH, NKV, HD, causal);
+    double *mo = dvec(nq), *mq = dvec(nq), *mk = dvec(nkv), *mv = dvec(nkv);
+    attention_magnitudes(mo, mq, mk, mv, rp, q, k, v, g, B, T, NH, NKV, HD);
+    for (int bi = 0; bi < g_nbe; bi++) {
+        backend_begin(bi);
+        Backend *be = g_be[bi];
+        if (!be->attention_forward_bf16 || !be->attention_backward_bf16) {
+            if (HD == 16) printf("  %s: no tensor-core attention (uses the fp32 pair), skipped\n",
+                                 be->name);
+            continue;
+        }
+        float *dq = dputf(be, q, nq), *dk = dputf(be, k, nkv), *dv = dputf(be, v, nkv);
+        float *dg = dputf(be, g, nq), *out = dpoison(be, nq), *out2 = dpoison(be, nq);
+        float *att = dpoison(be, natt);
+        op_begin("attention_forward_bf16");
+        be->attention_forward_bf16(be, out, att, dq, dk, dv, B, T, NH, NKV, HD, causal);
+        be->attention_forward_bf16(be, out2, att, dq, dk, dv, B, T, NH, NKV, HD, causal);
+        float *got = dget(be, out, nq), *got2 = dget(be, out2, nq), *lse = dget(be, att, nlse);
+        compare("expected", "out", got, ro, mo, nq, tol, 1);
+        compare("expected", "att (log-sum-exp)", lse, rl, NULL, nlse, tol, 1);
+        if (memcmp(got, got2, nq * sizeof(float)) != 0)
+            fail_msg("%s attention_forward_bf16: two runs on the same inputs differ", be->name);
+        op_end();
+        op_begin("attention_backward_bf16");
+        float *gq = dpoison(be, nq), *gk = dpoison(be, nkv), *gv = dpoison(be, nkv);
+        float *datt = dpoison(be, natt);
+        be->attention_backward_bf16(be, gq, gk, gv, datt, dg, out, dq, dk, dv, att, B, T, NH, NKV,
+                                    HD, causal);
+        float *hq = dget(be, gq, nq), *hk = dget(be, gk, nkv), *hv = dget(be, gv, nkv);
+        compare("expected", "dq", hq, rdq, mq, nq, tol, 1);
+        compare("expected", "dk", hk, rdk, mk, nkv, tol, 1);
+        compare("expected", "dv", hv, rdv, mv, nkv, tol, 1);
+        op_end();
+        free(got), free(got2), free(lse), free(hq), free(hk), free(hv);
+        be->free(be, dq), be->free(be, dk), be->free(be, dv), be->free(be, dg), be->free(be, out);
+        be->free(be, out2), be->free(be, att), be->free(be, gq), be->free(be, gk);
+        be->free(be, gv), be->free(be, datt);
+    }
+    free(q), free(k), free(v), free(g), free(ro), free(rp), free(rl), free(rdq), free(rdk),
+        free(rdv), free(mo), free(mq), free(mk), free(mv);
+}
+
+/* Shapes: T below, across and at tile edges (64), grouped-query heads, every padded head
+ * width (16 -> 32, 48 -> 64, 128), and a head above 128 (the fp32 kernels behind the op). */
+void test_bf16_attention(void **state) {
+    (void)state;
+    bf16_attention_case(2, 37, 4, 2, 16, 1);
+    bf16_attention_case(1, 130, 3, 1, 48, 1);
+    bf16_attention_case(1, 64, 2, 2, 128, 1);
+    bf16_attention_case(1, 20, 1, 1, 200, 1);
+    bf16_attention_case(2, 37, 4, 4, 16, 0);
+    bf16_attention_case(1, 100, 3, 1, 64, 0);
+}

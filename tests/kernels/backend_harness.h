@@ -60,5 +60,6 @@ void test_bf16_convert(void **state);
 void test_bf16_matmul(void **state);
 void test_bf16_matmul_frozen(void **state);
 void test_bf16_head(void **state);
+void test_bf16_attention(void **state);
 
 #endif

@@ -518,6 +518,7 @@ int main(void) {
         cmocka_unit_test(test_bf16_convert),  cmocka_unit_test(test_bf16_matmul),
         cmocka_unit_test(test_bf16_matmul_frozen),
         cmocka_unit_test(test_bf16_head),
+        cmocka_unit_test(test_bf16_attention),
         cmocka_unit_test(test_determinism),   cmocka_unit_test(test_errors),
     };
     const char *filter = getenv("LORASC_TEST_FILTER"); /* e.g. test_attention (tests/gpu) */

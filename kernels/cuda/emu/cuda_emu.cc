@@ -164,6 +164,42 @@ void emu_shfl_exchange(const void *mine, void *theirs, size_t bytes, int lane_ma
 
 void *emu_dynamic_shared(void) { return emu_smem; }
 
+/* ---- wmma ---- */
+
+void nvcuda::wmma::emu_wmma_check(const void *p, unsigned ldm, size_t elem_bytes, const char *what) {
+    if ((uintptr_t)p % 32 != 0 || (ldm * elem_bytes) % 16 != 0) {
+        fprintf(stderr,
+                "cuda_emu: wmma::%s with pointer %p and ldm %u (%zu-byte elements): the pointer "
+                "must be 256-bit aligned and ldm a multiple of 16 bytes\n",
+                what, p, ldm, elem_bytes);
+        abort();
+    }
+}
+
+/* one slot per warp for the three tiles; a warp's lanes meet before and after reading them */
+static float emu_wmma_tiles[EMU_MAX_THREADS / 32][3][256];
+
+void nvcuda::wmma::emu_wmma_mma(float out[8], const float a[8], const float b[8], const float c[8]) {
+    const unsigned t = emu_ids->tid.x;
+    const int lane = (int)(t & 31u);
+    float(*tile)[256] = emu_wmma_tiles[t / 32];
+    for (int i = 0; i < 8; i++) {
+        tile[0][emu_wmma_pos(0, lane, i)] = a[i];
+        tile[1][emu_wmma_pos(1, lane, i)] = b[i];
+        tile[2][emu_wmma_pos(2, lane, i)] = c[i];
+    }
+    emu_wait(EMU_WARP_WAIT);
+    float d[8];
+    for (int i = 0; i < 8; i++) {
+        const int pos = emu_wmma_pos(2, lane, i), r = pos / 16, col = pos % 16;
+        float acc = tile[2][pos];
+        for (int kk = 0; kk < 16; kk++) acc += tile[0][r * 16 + kk] * tile[1][kk * 16 + col];
+        d[i] = acc;
+    }
+    emu_wait(EMU_WARP_WAIT);
+    memcpy(out, d, sizeof d); /* out may be c: written only after every lane has read */
+}
+
 static void emu_entry(void) {
     emu_body(emu_arg);
     emu_cur->state = EMU_DONE;
@@ -253,7 +289,7 @@ static cudaError_t emu_run_grid_guarded(const void *kernel, dim3 grid, dim3 bloc
     }
     emu_body = body;
     emu_arg = arg;
-    emu_smem = smem ? aligned_alloc(16, (smem + 15) / 16 * 16) : NULL;
+    emu_smem = smem ? aligned_alloc(128, (smem + 127) / 128 * 128) : NULL;
     uint64_t rng = 0x9E3779B97F4A7C15ULL;
     for (unsigned bz = 0; bz < grid.z; bz++)
         for (unsigned by = 0; by < grid.y; by++)

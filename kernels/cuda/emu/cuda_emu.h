@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include <tuple>
+#include <type_traits>
 #include <utility>
 
 /* ---- language ---- */
@@ -34,6 +35,7 @@
 #define __forceinline__ inline
 #define __shared__ static
 #define __launch_bounds__(...)
+#define __align__(n) alignas(n)
 
 struct dim3 {
     unsigned x, y, z;
@@ -96,6 +98,91 @@ inline __nv_bfloat16 __float2bfloat16_rn(float f) {
 }
 inline int min(int a, int b) { return a < b ? a : b; }
 inline int max(int a, int b) { return a > b ? a : b; }
+
+/* ---- warp matrix multiply-accumulate (nvcuda::wmma of <mma.h>) ----
+ * The 16x16x16 shape with bf16 operands and float accumulators. The hardware's placement of a
+ * fragment's elements over the lanes is unspecified, so the emulation scrambles it (a different
+ * bijection per fragment kind): code that assumes a placement computes wrong results here.
+ * Loads and stores check what the hardware requires (a 256-bit aligned pointer, ldm a multiple
+ * of 16 bytes) and fail the process with a sentence otherwise; mma_sync is warp-collective (it
+ * meets the warp twice: a lane that skips it deadlocks the warp, reported as on the GPU).
+ * Products of bf16 values are exact in float and accumulate in float in k order; the tensor
+ * cores' own accumulation order and rounding are not modelled (tests hold the kernels to bf16
+ * tolerances, not bits). */
+namespace nvcuda {
+namespace wmma {
+struct matrix_a {};
+struct matrix_b {};
+struct accumulator {};
+struct row_major {};
+struct col_major {};
+enum layout_t { mem_row_major, mem_col_major };
+
+template <typename Use, int M, int N, int K, typename T, typename Layout = void> struct fragment {
+    static_assert(M == 16 && N == 16 && K == 16, "the emulation has the 16x16x16 shape only");
+    enum { num_elements = 8 };
+    T x[8];
+};
+
+template <typename Use> struct emu_kind;
+template <> struct emu_kind<matrix_a> { enum { id = 0 }; };
+template <> struct emu_kind<matrix_b> { enum { id = 1 }; };
+template <> struct emu_kind<accumulator> { enum { id = 2 }; };
+/* element i of `lane`'s fragment of kind `kind`: its position row * 16 + col in the tile */
+inline int emu_wmma_pos(int kind, int lane, int i) {
+    static const int mult[3] = {37, 101, 181}, add[3] = {11, 0, 77}; /* odd: bijections mod 256 */
+    return ((lane * 8 + i) * mult[kind] + add[kind]) & 255;
+}
+void emu_wmma_check(const void *p, unsigned ldm, size_t elem_bytes, const char *what);
+/* the warp's tiles meet: out = c + a b for the calling lane's 8 accumulator elements */
+void emu_wmma_mma(float out[8], const float a[8], const float b[8], const float c[8]);
+inline float emu_wmma_float(float x) { return x; }
+inline float emu_wmma_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+
+template <typename Use, typename T, typename L>
+void load_matrix_sync(fragment<Use, 16, 16, 16, T, L> &f, const T *p, unsigned ldm) {
+    emu_wmma_check(p, ldm, sizeof(T), "load_matrix_sync");
+    const int lane = (int)(emu_ids->tid.x & 31u);
+    for (int i = 0; i < 8; i++) {
+        const int pos = emu_wmma_pos(emu_kind<Use>::id, lane, i), r = pos / 16, c = pos % 16;
+        f.x[i] = std::is_same<L, row_major>::value ? p[r * ldm + c] : p[c * ldm + r];
+    }
+}
+template <typename T>
+void load_matrix_sync(fragment<accumulator, 16, 16, 16, T> &f, const T *p, unsigned ldm,
+                      layout_t layout) {
+    emu_wmma_check(p, ldm, sizeof(T), "load_matrix_sync");
+    const int lane = (int)(emu_ids->tid.x & 31u);
+    for (int i = 0; i < 8; i++) {
+        const int pos = emu_wmma_pos(2, lane, i), r = pos / 16, c = pos % 16;
+        f.x[i] = layout == mem_row_major ? p[r * ldm + c] : p[c * ldm + r];
+    }
+}
+template <typename T>
+void store_matrix_sync(T *p, const fragment<accumulator, 16, 16, 16, T> &f, unsigned ldm,
+                       layout_t layout) {
+    emu_wmma_check(p, ldm, sizeof(T), "store_matrix_sync");
+    const int lane = (int)(emu_ids->tid.x & 31u);
+    for (int i = 0; i < 8; i++) {
+        const int pos = emu_wmma_pos(2, lane, i), r = pos / 16, c = pos % 16;
+        (layout == mem_row_major ? p[r * ldm + c] : p[c * ldm + r]) = f.x[i];
+    }
+}
+template <typename Use, typename T, typename L>
+void fill_fragment(fragment<Use, 16, 16, 16, T, L> &f, const T &v) {
+    for (int i = 0; i < 8; i++) f.x[i] = v;
+}
+template <typename LA, typename LB>
+void mma_sync(fragment<accumulator, 16, 16, 16, float> &d,
+              const fragment<matrix_a, 16, 16, 16, __nv_bfloat16, LA> &a,
+              const fragment<matrix_b, 16, 16, 16, __nv_bfloat16, LB> &b,
+              const fragment<accumulator, 16, 16, 16, float> &c) {
+    float fa[8], fb[8];
+    for (int i = 0; i < 8; i++) fa[i] = emu_wmma_float(a.x[i]), fb[i] = emu_wmma_float(b.x[i]);
+    emu_wmma_mma(d.x, fa, fb, c.x);
+}
+} // namespace wmma
+} // namespace nvcuda
 
 /* ---- runtime ---- */
 

@@ -505,9 +505,13 @@ static void test_llama_runs(void **state) {
 /* A bf16 frozen base (LoRASC with noise over 2 experts, and DoRA): the same run on both
  * backends. Each backend rounds the activations it computed itself to bf16, so an element
  * whose fp32 values differ in the last bit may round to neighbouring bf16 values: the
- * tolerance is bf16's (RTOL_BF16), not fp32's. The fp32 masters after the run (the merged
- * and noised targets) and the logits, on the host through llama_tensor_fp32. */
+ * tolerance is bf16's (RTOL_BF16), not fp32's. CUDA also runs a bf16 run's attention on
+ * the tensor cores (bf16 q, k, v and probabilities; attention_tc.cu) where the CPU keeps
+ * fp32, which moves the logits most: they are held to 1e-2 (RTOL_BF16_LOGITS), the bf16
+ * parity bound of the design. The fp32 masters after the run (the merged and noised targets)
+ * and the logits, on the host through llama_tensor_fp32. */
 #define RTOL_BF16 2e-3
+#define RTOL_BF16_LOGITS 1e-2
 static void run_llama_bf16(Backend *be, const Method *meth, Outcome *o) {
     memset(o, 0, sizeof *o);
     const LlamaConfig c = fixture_tiny_config(ROPE_HALF, 0);
@@ -567,8 +571,8 @@ static void test_llama_bf16_runs(void **state) {
         }
         good &= compare("llama bf16 masters", cu.params, cpu.params, cu.n_params, RTOL_BF16,
                         &worst[1]);
-        good &= compare("llama bf16 logits", cu.logits, cpu.logits, cu.n_logits, RTOL_BF16,
-                        &worst[2]);
+        good &= compare("llama bf16 logits", cu.logits, cpu.logits, cu.n_logits,
+                        RTOL_BF16_LOGITS, &worst[2]);
         printf("  %s: worst relative gap cuda vs cpu: losses %.3g, masters %.3g, logits %.3g\n",
                cases[i].name, worst[0], worst[1], worst[2]);
         if (!good) fail_msg("%s: cuda differs from cpu beyond the bf16 tolerance", cases[i].name);
