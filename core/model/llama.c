@@ -243,14 +243,23 @@ static size_t att_entries(const Llama *m, int B, int T) {
     return device_is_host(m->be) ? rows * (size_t)T : rows;
 }
 
+/* The activations are kept in bf16 between forward and backward (Llama.acts_precision) */
+static int stores_bf16(const Llama *m) {
+    return !m->forward_only && m->acts_precision == PRECISION_BF16;
+}
+
 /* full_logits: every position's logits are kept (an inference forward, or a caller that reads
  * them); else the head keeps llama_head_chunk's rows at a time (llama_head.c). */
 static void carve_acts(Llama *m, int B, int T, int full_logits, Arena *arena) {
     const LlamaConfig *c = &m->config;
     /* forward_only: one layer's activations, reused by every layer (the residual stream
-     * overwritten in place: a layer's input is dead once its attention block has added it) */
+     * overwritten in place: a layer's input is dead once its attention block has added it);
+     * stored in bf16: one layer of those a backward reads (the working copy, store16 the
+     * layers'), every layer of att and the norms' rstd */
+    const int one = m->forward_only || stores_bf16(m);
     const size_t L = m->forward_only ? 1 : (size_t)c->n_layers;
-    const size_t resid_layers = m->forward_only ? 1 : L + 1;
+    const size_t LS = one ? 1 : (size_t)c->n_layers;
+    const size_t resid_layers = one ? 1 : L + 1;
     const size_t C = (size_t)c->dim, H = (size_t)c->hidden_dim;
     const size_t BT = (size_t)B * (size_t)T, V = (size_t)c->vocab_size;
     const size_t HD = (size_t)llama_head_dim(c), qdim = (size_t)c->n_heads * HD;
@@ -259,11 +268,11 @@ static void carve_acts(Llama *m, int B, int T, int full_logits, Arena *arena) {
     const size_t head_rows = full_logits ? BT : (size_t)llama_head_chunk(m, (int)BT);
     LlamaActs *a = &m->acts;
     const ActSlot slots[] = {
-        {&a->resid, resid_layers * BT * C}, {&a->xn_att, L * BT * C}, {&a->rstd_att, L * BT},
-        {&a->q, L * BT * qdim},        {&a->k, L * BT * kvdim},    {&a->v, L * BT * kvdim},
-        {&a->att, L * attn},           {&a->atty, L * BT * qdim},  {&a->resid_mid, L * BT * C},
-        {&a->xn_ffn, L * BT * C},      {&a->rstd_ffn, L * BT},     {&a->gate, L * BT * H},
-        {&a->up, L * BT * H},          {&a->swi, L * BT * H},      {&a->xn_final, BT * C},
+        {&a->resid, resid_layers * BT * C}, {&a->xn_att, LS * BT * C}, {&a->rstd_att, L * BT},
+        {&a->q, LS * BT * qdim},       {&a->k, LS * BT * kvdim},   {&a->v, LS * BT * kvdim},
+        {&a->att, L * attn},           {&a->atty, LS * BT * qdim}, {&a->resid_mid, LS * BT * C},
+        {&a->xn_ffn, LS * BT * C},     {&a->rstd_ffn, L * BT},     {&a->gate, LS * BT * H},
+        {&a->up, LS * BT * H},         {&a->swi, LS * BT * H},     {&a->xn_final, BT * C},
         {&a->rstd_final, BT},          {&a->logits, head_rows * V}, {&a->losses, BT},
         {&a->lse, BT},                 {&a->dloss, BT},            {&a->proj, BT * C},
         {&a->dresid, BT * C},          {&a->dxn, BT * C},          {&a->dq, BT * qdim},
@@ -277,12 +286,17 @@ static void carve_acts(Llama *m, int B, int T, int full_logits, Arena *arena) {
     a->dlogits16 = m->precision == PRECISION_BF16
                        ? (uint16_t *)arena_alloc(arena, (head_rows * V + 1) / 2)
                        : NULL;
+    /* bf16 store: 2 bytes per stored activation of every layer */
+    const size_t per_layer = BT * (4 * C + 2 * qdim + 2 * kvdim + 3 * H);
+    a->store16 = stores_bf16(m)
+                     ? (uint16_t *)arena_alloc(arena, ((size_t)c->n_layers * per_layer + 1) / 2)
+                     : NULL;
     m->logits_rows = (int)head_rows;
 }
 
 static int llama_reserve(Llama *m, int B, int T, int full_logits) {
     if (m->B == B && m->T == T && m->acts_arena.base && m->logits_rows >= (full_logits ? B * T : 0) &&
-        m->acts_one_layer == (m->forward_only != 0))
+        m->acts_one_layer == (m->forward_only != 0) && m->acts_carved16 == stores_bf16(m))
         return LSC_OK;
     Backend *be = m->be;
     Arena measure = arena_measure();
@@ -304,6 +318,7 @@ static int llama_reserve(Llama *m, int B, int T, int full_logits) {
     }
     carve_acts(m, B, T, full_logits, &m->acts_arena);
     m->acts_one_layer = m->forward_only != 0;
+    m->acts_carved16 = stores_bf16(m);
     m->B = B;
     m->T = T;
     return LSC_OK;
@@ -469,6 +484,47 @@ static int tensor_core_attention(const Llama *m) {
            m->be->attention_backward_bf16;
 }
 
+/* ---- stored activations (Llama.acts_precision bf16) ----
+ * A layer's stored activations in store16 follow one another in this order: its input x,
+ * xn, q, k, v, atty, mid, xn2, gate, up, swi (carve_acts sizes the layer: 4 C + 2 qdim +
+ * 2 kvdim + 3 H per row). list[j] is the fp32 working buffer of entry j (one layer's). */
+enum { STORED_ACTS = 11 };
+typedef struct StoredAct {
+    Real *f32;
+    size_t n;
+} StoredAct;
+
+static size_t stored_acts(Llama *m, StoredAct list[STORED_ACTS]) {
+    const LlamaConfig *c = &m->config;
+    const size_t BT = (size_t)m->B * (size_t)m->T, C = (size_t)c->dim, H = (size_t)c->hidden_dim;
+    const size_t HD = (size_t)llama_head_dim(c), qdim = (size_t)c->n_heads * HD;
+    const size_t kvdim = (size_t)c->n_kv_heads * HD;
+    LlamaActs *a = &m->acts;
+    const StoredAct all[STORED_ACTS] = {
+        {a->resid, BT * C}, {a->xn_att, BT * C},    {a->q, BT * qdim},      {a->k, BT * kvdim},
+        {a->v, BT * kvdim}, {a->atty, BT * qdim},   {a->resid_mid, BT * C}, {a->xn_ffn, BT * C},
+        {a->gate, BT * H},  {a->up, BT * H},        {a->swi, BT * H},
+    };
+    size_t per_layer = 0;
+    for (int j = 0; j < STORED_ACTS; j++) list[j] = all[j], per_layer += all[j].n;
+    return per_layer;
+}
+
+/* Layer l's entries [first, last) between the working buffers and store16: pack (to bf16)
+ * or unpack (back to fp32, exactly the rounded values). */
+static void move_stored(Llama *m, int l, int first, int last, int pack) {
+    StoredAct list[STORED_ACTS];
+    const size_t per_layer = stored_acts(m, list);
+    uint16_t *p = m->acts.store16 + (size_t)l * per_layer;
+    for (int j = 0; j < last; j++) {
+        if (j >= first) {
+            if (pack) m->be->to_bf16(m->be, p, list[j].f32, list[j].n);
+            else m->be->from_bf16(m->be, list[j].f32, p, list[j].n);
+        }
+        p += list[j].n;
+    }
+}
+
 /* sparse_ok: the caller needs the loss and gradients only, not the masked rows' logits */
 static int forward(Llama *m, const int32_t *tokens, const int32_t *targets, int B, int T,
                    int sparse_ok, double *row_loss) {
@@ -496,17 +552,20 @@ static int forward(Llama *m, const int32_t *tokens, const int32_t *targets, int 
     be->to_device(be, m->tokens, tokens, (size_t)BT * sizeof(int32_t));
     be->embedding_forward(be, a->resid, m->tokens, w[LLAMA_TOKEN_EMBEDDING], BT, C);
 
-    /* layer l's activations at l * (a layer's size), or all at one place (forward_only) */
-    const size_t keep = m->acts_one_layer ? 0 : 1;
+    /* layer l's activations at l * (a layer's size), or all at one place (forward_only; the
+     * working layer of a bf16 store, whose att and rstd are still per layer) */
+    const int store = m->acts_carved16;
+    const size_t keep = m->acts_one_layer || store ? 0 : 1, keep_att = m->acts_one_layer ? 0 : 1;
     for (int l = 0; l < L; l++) {
-        const size_t i = keep * (size_t)l;
-        Real *x = a->resid + i * BTC, *xn = a->xn_att + i * BTC, *rstd = a->rstd_att + i * BT;
+        const size_t i = keep * (size_t)l, ia = keep_att * (size_t)l;
+        Real *x = a->resid + i * BTC, *xn = a->xn_att + i * BTC, *rstd = a->rstd_att + ia * BT;
         Real *q = a->q + i * BT * qdim, *k = a->k + i * BT * kvdim;
-        Real *v = a->v + i * BT * kvdim, *att = a->att + i * attn;
+        Real *v = a->v + i * BT * kvdim, *att = a->att + ia * attn;
         Real *atty = a->atty + i * BT * qdim, *mid = a->resid_mid + i * BTC;
-        Real *xn2 = a->xn_ffn + i * BTC, *rstd2 = a->rstd_ffn + i * BT;
+        Real *xn2 = a->xn_ffn + i * BTC, *rstd2 = a->rstd_ffn + ia * BT;
         Real *gate = a->gate + i * BTH, *up = a->up + i * BTH, *swi = a->swi + i * BTH;
-        Real *out = a->resid + keep * (size_t)(l + 1) * BTC; /* forward_only: in place of x */
+        Real *out = a->resid + keep * (size_t)(l + 1) * BTC; /* one layer: in place of x */
+        if (store) move_stored(m, l, 0, 1, 1); /* x, before out overwrites it */
 
         /* attention block: mid = x + attn(rope(xn Wq^T), rope(xn Wk^T), xn Wv^T) Wo^T */
         be->rmsnorm_forward(be, xn, rstd, x, llama_layer_slice(w[LLAMA_RMS_ATT], C, l), BT, C, c->norm_eps);
@@ -532,6 +591,7 @@ static int forward(Llama *m, const int32_t *tokens, const int32_t *targets, int 
         llama_adapter_forward(m, up, xn2, l, LORA_UP, BT);
         be->swiglu_forward(be, swi, gate, up, BTH);
         llama_residual_projection(m, out, mid, swi, l, LORA_DOWN, BT, H, a->proj);
+        if (store) move_stored(m, l, 1, STORED_ACTS, 1);
     }
 
     be->rmsnorm_forward(be, a->xn_final, a->rstd_final, a->resid + keep * (size_t)L * BTC,
@@ -602,17 +662,23 @@ int llama_backward(Llama *m) {
 
     llama_head_backward(m); /* d(xn_final) into a->dxn (llama_head.c) */
     be->zero(be, a->dresid, BTC * sizeof(Real));
+    /* a bf16 store: the working layer (slot 0) holds each layer's activations in turn */
+    const int store = m->acts_carved16;
+    const size_t keep = store ? 0 : 1;
     be->rmsnorm_backward(be, a->dresid, full ? m->dw.tensors[LLAMA_RMS_FINAL] : NULL, a->dxn,
-                         a->resid + (size_t)L * BTC, w[LLAMA_RMS_FINAL], a->rstd_final, BT, C);
+                         a->resid + keep * (size_t)L * BTC, w[LLAMA_RMS_FINAL], a->rstd_final,
+                         BT, C);
 
     for (int l = L - 1; l >= 0; l--) {
-        const Real *x = a->resid + l * BTC, *xn = a->xn_att + l * BTC;
+        const size_t i = keep * (size_t)l;
+        if (store) move_stored(m, l, 0, STORED_ACTS, 0);
+        const Real *x = a->resid + i * BTC, *xn = a->xn_att + i * BTC;
         const Real *rstd = a->rstd_att + (size_t)l * BT;
-        const Real *q = a->q + (size_t)l * BT * qdim, *k = a->k + (size_t)l * BT * kvdim;
-        const Real *v = a->v + (size_t)l * BT * kvdim, *att = a->att + l * attn;
-        const Real *atty = a->atty + (size_t)l * BT * qdim, *mid = a->resid_mid + l * BTC;
-        const Real *xn2 = a->xn_ffn + l * BTC, *rstd2 = a->rstd_ffn + (size_t)l * BT;
-        const Real *gate = a->gate + l * BTH, *up = a->up + l * BTH, *swi = a->swi + l * BTH;
+        const Real *q = a->q + i * BT * qdim, *k = a->k + i * BT * kvdim;
+        const Real *v = a->v + i * BT * kvdim, *att = a->att + l * attn;
+        const Real *atty = a->atty + i * BT * qdim, *mid = a->resid_mid + i * BTC;
+        const Real *xn2 = a->xn_ffn + i * BTC, *rstd2 = a->rstd_ffn + (size_t)l * BT;
+        const Real *gate = a->gate + i * BTH, *up = a->up + i * BTH, *swi = a->swi + i * BTH;
         Real *dresid = a->dresid; /* d(out) on entry; d(mid), then d(x) as we go */
 
         /* out = mid + proj, proj = swi W2^T (DoRA-scaled): d(mid) += d(out) (kept in dresid),

@@ -116,6 +116,8 @@ typedef struct LlamaActs {
     Real *dgate, *dup, *dswi; /* [BT, H] */
     uint16_t *dlogits16; /* [BT, V] the classifier's gradient in bf16, for a frozen bf16
                           * classifier (NULL in fp32): cross_entropy_backward_bf16 writes it */
+    uint16_t *store16;   /* [L, a layer's stored activations] in bf16 (acts_precision bf16;
+                          * NULL otherwise): llama.c's stored_acts gives the layout */
 } LlamaActs;
 
 typedef struct Llama {
@@ -144,6 +146,15 @@ typedef struct Llama {
                                    * a 5-shot MMLU batch of SmolLM2 took 14 GB), and
                                    * llama_backward refuses until a forward without it */
     int acts_one_layer;           /* the arena is carved for one layer (forward_only) */
+    /* Stored activations (llama_set_activations): PRECISION_BF16 keeps the activations a
+     * backward reads (each layer's input, norms' outputs, q k v, attention output, mid,
+     * gate, up, swi) in bf16 between forward and backward, in acts.store16; the layers
+     * compute in fp32 through one layer of working buffers (the forward packs a layer as it
+     * ends, the backward unpacks it as it starts). The forward's values are those of fp32
+     * storage bit for bit; the gradients read bf16-rounded activations, as a bf16 model's
+     * would. The softmax statistics (att) and the norms' rstd stay fp32. Default fp32. */
+    ModelPrecision acts_precision;
+    int acts_carved16;            /* the arena is carved with the bf16 store */
     int head_grad;                /* HEAD_GRAD_*: where the last forward left that gradient */
     int head_chunked;             /* rows per chunk of the last forward's head; 0: one pass */
     int head_chunk;               /* rows of logits the head keeps at once; 0 (default): all on
@@ -192,6 +203,11 @@ int llama_clone(Llama *m, const Llama *src);
  * full gradients on, or with adapters attached. Back to PRECISION_FP32 widens every matrix
  * (exactly: the model stays the bf16-rounded one). */
 int llama_set_precision(Llama *m, ModelPrecision p);
+/* How the activations a backward reads are stored between forward and backward (see
+ * Llama.acts_precision): PRECISION_FP32 (default) or PRECISION_BF16, half the memory of
+ * those activations. Independent of the base's precision; takes effect at the next forward.
+ * Refused (one sentence) on a backend without the bf16 conversions. */
+int llama_set_activations(Llama *m, ModelPrecision p);
 /* bf16: gives each target of the LORA_BIT mask an fp32 master (the bf16 values widened,
  * exactly), which merges and noise write and llama_target_weight returns; a no-op in fp32
  * and for targets that have one. */

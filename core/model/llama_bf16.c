@@ -132,6 +132,16 @@ int llama_set_precision(Llama *m, ModelPrecision p) {
     return to_bf16(m);
 }
 
+int llama_set_activations(Llama *m, ModelPrecision p) {
+    if (p != PRECISION_FP32 && p != PRECISION_BF16)
+        return error_set("Unknown activation storage %d for a Llama model (fp32 or bf16).", (int)p);
+    if (p == PRECISION_BF16 && (!m->be->to_bf16 || !m->be->from_bf16))
+        return error_set("The %s backend of this build has no bf16 conversions: store the "
+                         "activations in fp32 (activations = \"fp32\").", m->be->name);
+    m->acts_precision = p; /* llama_reserve re-carves at the next forward */
+    return LSC_OK;
+}
+
 int llama_clone_bf16(Llama *m, const Llama *src) {
     if (llama_create(m, src->be, &src->config) != LSC_OK) return LSC_ERR;
     Backend *be = src->be;
