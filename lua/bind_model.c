@@ -167,6 +167,16 @@ static int m_set_precision(lua_State *L) {
     return 0;
 }
 
+/* m:set_activations("fp32"|"bf16"): how the activations a backward reads are stored
+ * between forward and backward (core/model/llama.h, llama_set_activations). */
+static int m_set_activations(lua_State *L) {
+    LModel *m = bind_check_model(L, 1);
+    static const char *const names[] = {"fp32", "bf16", NULL};
+    const int p = luaL_checkoption(L, 2, NULL, names);
+    if (llama_set_activations(&m->m, (ModelPrecision)p) != LSC_OK) return bind_error(L);
+    return 0;
+}
+
 static int m_config(lua_State *L) {
     const LlamaConfig *c = &bind_check_model(L, 1)->m.config;
     lua_createtable(L, 0, 10);
@@ -227,6 +237,7 @@ int luaopen_lorasc_core_model(lua_State *L) {
                                        {"save_hf", m_save_hf},
                                        {"merge_adapter", m_merge_adapter},
                                        {"set_precision", m_set_precision},
+                                       {"set_activations", m_set_activations},
                                        {"num_params", m_num_params},
                                        {"weights_finite", m_weights_finite},
                                        {"close", m_close},

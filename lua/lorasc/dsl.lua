@@ -82,7 +82,7 @@ for name in pairs(methods.METHODS) do M[name] = methods.constructor(name) end
 
 -- Experiments and reports -----------------------------------------------------------------
 local EXP_KEYS = { "model", "tasks", "task", "split", "train", "method", "seeds", "select",
-                   "eval", "log_every", "save", "device", "precision" }
+                   "eval", "log_every", "save", "device", "precision", "activations" }
 local SPLIT_KEYS = { "train", "val", "test", "max_train", "max_val", "max_test" }
 local EVAL_KEYS = { "batch", "max_windows", "corrupt", "corrupt_max", "shift", "max_examples", "max_new", "tasks", "every" }
 local REPORT_KEYS = { "rows", "cols", "metric", "metrics", "select", "scale", "digits", "title", "baseline" }
@@ -340,6 +340,19 @@ local function canon_precision(v, loc, fam)
   return v
 end
 
+-- activations = "fp32" | "bf16": how a Llama keeps the activations its backward reads
+-- (core/model/llama.h, llama_set_activations); nil (fp32, the default) or "bf16".
+local function canon_activations(v, loc, fam)
+  if v == nil or v == "fp32" then return nil end
+  if v ~= "bf16" then
+    fail(string.format("%s: activations must be \"fp32\" or \"bf16\", got %s", canon.key_loc(loc, "activations"), canon.show(v)))
+  end
+  if not fam.acts_bf16 then
+    fail(string.format("%s: activations = \"bf16\" is not available for %s experiments yet (their models store activations in fp32 only)", canon.key_loc(loc, "activations"), fam.name))
+  end
+  return v
+end
+
 function M.expand_experiment(e)
   local s, loc = e.spec, e.where
   local tasks = s.tasks or s.task
@@ -376,7 +389,7 @@ function M.expand_experiment(e)
   -- "fp32" is the default and is left out of the config, so the runs of files without the
   -- key, and with precision = "fp32", keep their hashes.
   local space = { model = s.model, train = s.train or {}, method = methods_of(s.method),
-                  precision = s.precision }
+                  precision = s.precision, activations = s.activations }
   local n_runs = count(space) * #tasks * #seeds
   if n_runs > canon.LIMITS.runs then
     fail(string.format("%s: experiment '%s' expands to %.0f runs (%.0f grid points x %d tasks x %d seeds), more than lorasc's limit of %d runs per experiment; split it into several experiments or files (each can be sharded with --shard)",
@@ -417,7 +430,8 @@ function M.expand_experiment(e)
       end
       for _, seed in ipairs(seeds) do
         local config = { task = task, seed = seed, model = model, train = train, method = method,
-                         split = split_c, eval = eval, precision = canon_precision(p.precision, loc, fam) }
+                         split = split_c, eval = eval, precision = canon_precision(p.precision, loc, fam),
+                         activations = canon_activations(p.activations, loc, fam) }
         export.check_save(save, config, loc)
         local bad, x = non_finite(config)
         if bad then fail(string.format("%s: %s = %s is not a finite number", canon.key_loc(loc, bad), bad, canon.show(x))) end

@@ -15,7 +15,7 @@ local provenance = require "lorasc.provenance"
 
 local fail, num, int, pos, nonneg = canon.fail, canon.num, canon.int, canon.pos, canon.nonneg
 
-local F = { name = "text", arch = "llama", save_ext = "lsc", cost_unit = "tokens" }
+local F = { name = "text", arch = "llama", save_ext = "lsc", cost_unit = "tokens", acts_bf16 = true }
 
 -- train = { ... }: its keys, and how canon_train (dsl.lua) treats this family.
 -- (sampling is the language family's, which shares these keys; canon_train refuses it here)
@@ -264,6 +264,7 @@ end
 -- that evaluates an imported PEFT adapter without training (train.steps = 0) gets it merged
 -- in (its targets are the method's: methods.canon takes the adapter's).
 function F.borrow(base, ctx, c)
+  base:set_activations(c.activations or "fp32") -- per run: the base is shared
   local snap = base:snapshot(c.method.targets)
   if c.model.adapter and c.train.steps == 0 then base:merge_adapter(F.adapter_dir(c.model)) end
   return base, snap

@@ -16,9 +16,11 @@
  * classifier; embedding lookups are not FLOPs); N_lora = L r (2 d + d + d_kv) per adapted
  * pair. MFU = tokens/s x FLOPs per token / the measured bf16 GEMM peak.
  *
- * Usage: bench_train_device [--device cuda|cpu] [--precision fp32|bf16] [--shape llama2-7b|tiny]
- *   [--batch B (0: as large as fits)] [--seq T] [--steps N] [--boundaries N] [--epoch-seqs N]
- *   [--json FILE]. --precision bf16 needs the model precision setting (core/model/precision.h,
+ * Usage: bench_train_device [--device cuda|cpu] [--precision fp32|bf16] [--activations fp32|bf16]
+ *   [--shape llama2-7b|tiny] [--batch B (0: as large as fits)] [--seq T] [--steps N]
+ *   [--boundaries N] [--epoch-seqs N] [--json FILE]. --activations bf16 keeps the activations
+ *   a backward reads in bf16 between forward and backward (llama_set_activations), as PEFT's
+ *   bf16 model does; default fp32. --precision bf16 needs the model precision setting (core/model/precision.h,
  * llama_set_precision) in this build; without it the bench says so and exits 2.
  * bench_train_device_cuda_emu is this program on the emulated device (kernels/cuda/emu): a dry
  * run of its device path on a CPU machine (no cuBLAS peak and no memory query there). */
@@ -48,7 +50,7 @@
 #endif
 
 typedef struct Options {
-    const char *device, *precision, *shape, *json;
+    const char *device, *precision, *activations, *shape, *json;
     int batch, seq, steps, boundaries, epoch_seqs;
 } Options;
 
@@ -317,12 +319,13 @@ static const char *arg_value(int argc, char **argv, int *i) {
 }
 
 int main(int argc, char **argv) {
-    Options o = {.device = "cuda", .precision = "fp32", .shape = "llama2-7b", .seq = 1024,
+    Options o = {.device = "cuda", .precision = "fp32", .activations = "fp32", .shape = "llama2-7b", .seq = 1024,
                  .steps = 4, .boundaries = 3, .epoch_seqs = 1000};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--device")) o.device = arg_value(argc, argv, &i);
         else if (!strcmp(a, "--precision")) o.precision = arg_value(argc, argv, &i);
+        else if (!strcmp(a, "--activations")) o.activations = arg_value(argc, argv, &i);
         else if (!strcmp(a, "--shape")) o.shape = arg_value(argc, argv, &i);
         else if (!strcmp(a, "--json")) o.json = arg_value(argc, argv, &i);
         else if (!strcmp(a, "--batch")) o.batch = atoi(arg_value(argc, argv, &i));
@@ -375,6 +378,14 @@ int main(int argc, char **argv) {
     randomize(&m);
     const unsigned targets = LORA_BIT(LORA_Q) | LORA_BIT(LORA_V);
     set_precision(&m, o.precision, targets);
+    if (strcmp(o.activations, "fp32") != 0) {
+        if (strcmp(o.activations, "bf16") != 0) {
+            fprintf(stderr, "bench_train_device: --activations must be fp32 or bf16, got %s\n",
+                    o.activations);
+            return 2;
+        }
+        ok(llama_set_activations(&m, PRECISION_BF16), "llama_set_activations");
+    }
     int in[LORA_NUM_TARGETS], out[LORA_NUM_TARGETS];
     llama_lora_shapes(&c, in, out);
     const LoraConfig lc = {.rank = 8, .alpha = 16.0f, .targets = targets};
@@ -443,9 +454,9 @@ int main(int argc, char **argv) {
     const double tokens_s = (double)B * T / step_s, achieved = tokens_s * flops / 1e12;
     const double mfu = peak_bf16 > 0 ? achieved / peak_bf16 : NAN;
     const double epoch_s = (double)o.epoch_seqs * T / tokens_s;
-    printf("%s %s, batch %d x %d, LoRA r 8 on q,v: %.4f s/step, %.0f tokens/s, %.1f TFLOP/s "
-           "(%.3g GFLOP/token)\n", o.shape, o.precision, B, T, step_s, tokens_s, achieved,
-           flops / 1e9);
+    printf("%s %s (activations %s), batch %d x %d, LoRA r 8 on q,v: %.4f s/step, %.0f tokens/s, "
+           "%.1f TFLOP/s (%.3g GFLOP/token)\n", o.shape, o.precision, o.activations, B, T, step_s,
+           tokens_s, achieved, flops / 1e9);
     if (peak_bf16 > 0) printf("  MFU %.1f%% of the bf16 GEMM peak\n", 100 * mfu);
     printf("  %.1f%% of the backend matmul's peak (%s)\n", 100 * achieved / peak_be, REAL_NAME);
     printf("  memory: peak of lorasc's allocations %.2f GiB", g_peak_bytes / 1073741824.0);
@@ -459,11 +470,12 @@ int main(int argc, char **argv) {
     char line[4096];
     size_t at = (size_t)snprintf(
         line, sizeof line,
-        "{\"bench\":\"lorasc_train_step\",\"device\":%s,\"precision\":\"%s\",\"shape\":\"%s\","
+        "{\"bench\":\"lorasc_train_step\",\"device\":%s,\"precision\":\"%s\","
+        "\"activations\":\"%s\",\"shape\":\"%s\","
         "\"dim\":%d,\"layers\":%d,\"heads\":%d,\"kv_heads\":%d,\"hidden\":%d,\"vocab\":%d,"
         "\"seq\":%d,\"batch\":%d,\"lora_rank\":8,\"lora_targets\":\"q,v\",\"steps\":%d,"
         "\"epoch_seqs\":%d,\"flops_formula\":\"4N + 6N_lora + 12 L T d\"",
-        desc, o.precision, o.shape, c.dim, c.n_layers, c.n_heads, c.n_kv_heads, c.hidden_dim,
+        desc, o.precision, o.activations, o.shape, c.dim, c.n_layers, c.n_heads, c.n_kv_heads, c.hidden_dim,
         c.vocab_size, T, B, o.steps, o.epoch_seqs);
     const struct {
         const char *key;

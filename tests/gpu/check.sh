@@ -169,11 +169,12 @@ if [ -n "$parity" ]; then
   grep -E '^worst|SKIP|FAILED|ERROR|a step that cannot run|reads and' "$logs/device_step.log" | head -16
 
   # ---- 4. the training-step benchmark, lorasc and PyTorch + PEFT ----
-  # the bf16 base by default: the precision PEFT's side runs in (LORASC_BENCH_PRECISION=fp32
-  # for the all-fp32 path)
+  # the bf16 base and bf16 stored activations by default: the precision PEFT's side runs in
+  # (LORASC_BENCH_PRECISION=fp32 LORASC_BENCH_ACTIVATIONS=fp32 for the all-fp32 path)
   prec=${LORASC_BENCH_PRECISION:-bf16}
-  step "lorasc training step (Llama-2-7B shape, $prec base)" "$logs/bench_train.log" 180 1 \
-    "$train_bench" --device cuda --precision "$prec" \
+  acts=${LORASC_BENCH_ACTIVATIONS:-bf16}
+  step "lorasc training step (Llama-2-7B shape, $prec base, $acts activations)" "$logs/bench_train.log" 180 1 \
+    "$train_bench" --device cuda --precision "$prec" --activations "$acts" \
     --shape llama2-7b --seq 1024 --steps 4 --boundaries 2 --json "$out/bench_train.json"
   grep -vE '^\{|^== ' "$logs/bench_train.log" | tail -12
   batch=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["batch"])' "$out/bench_train.json" 2>/dev/null || echo 8)
@@ -194,7 +195,7 @@ def fmt(x, f="%.4g"):
 if a:
     gib = 1 << 30
     print("lorasc %s: batch %d x %d, %s tokens/s, MFU %s of the bf16 peak (%s TFLOP/s), peak alloc %s GiB, boundary %s s = %s of an epoch"
-          % (a["precision"], a["batch"], a["seq"], fmt(a["tokens_per_s"], "%.0f"), fmt(a.get("mfu_bf16"), "%.3f"),
+          % (a["precision"] + " base, " + a.get("activations", "fp32") + " activations", a["batch"], a["seq"], fmt(a["tokens_per_s"], "%.0f"), fmt(a.get("mfu_bf16"), "%.3f"),
              fmt(a.get("gemm_bf16_tflops"), "%.0f"), fmt(a["peak_alloc_bytes"] / gib, "%.1f"),
              fmt(a.get("boundary_seconds")), fmt(a.get("boundary_frac_epoch"), "%.2e")))
 if b and "tokens_per_s" in b:

@@ -88,6 +88,16 @@ check(okf and fruns[1].hash == runs[1].hash and not fruns[1].json:find("precisio
       "precision = fp32 is the default run")
 local okg, gruns = expand_text((base:gsub("seeds = { 1, 2, 3 },", 'seeds = { 1, 2, 3 }, precision = grid { "fp32", "bf16" },')))
 check(okg and #gruns == 2 * #runs, "a grid over precision doubles the runs")
+-- activations: like precision, "bf16" in the config and the hash, "fp32" the default run
+local oka, aruns = expand_text((base:gsub("seeds = { 1, 2, 3 },", 'seeds = { 1, 2, 3 }, activations = "bf16",')))
+check(oka, "activations expansion: " .. tostring(aruns))
+if oka then
+  eq(aruns[1].config.activations, "bf16", "activations bf16 in the config")
+  check(aruns[1].hash ~= runs[1].hash, "activations bf16 changes the hash")
+end
+local oka32, a32 = expand_text((base:gsub("seeds = { 1, 2, 3 },", 'seeds = { 1, 2, 3 }, activations = "fp32",')))
+check(oka32 and a32[1].hash == runs[1].hash and not a32[1].json:find("activations", 1, true),
+      "activations = fp32 is the default run")
 -- a Hugging Face directory as a checkpoint: its format is detected from config.json
 local src = os.getenv("LORASC_SOURCE_ROOT")
 if src then
@@ -120,6 +130,7 @@ local bad = {
   { base:gsub("n_layers = 1", "n_layer = 1"), { "unknown key 'n_layer' in llama{}", ":2:" } },
   { base:gsub("seeds = { 1, 2, 3 },", 'seeds = { 1, 2, 3 }, precision = "fp16",'), { 'precision must be "fp32" or "bf16", got "fp16"', ":6:" } },
   { base:gsub("lorasc { rank = 4 }", 'lorasc { rank = 4, dora = "yes" }'), { "dora must be true or false", ":5:" } },
+  { base:gsub("seeds = { 1, 2, 3 },", 'seeds = { 1, 2, 3 }, activations = "bf61",'), { 'activations must be "fp32" or "bf16", got "bf61"', ":6:" } },
 }
 for i, case in ipairs(bad) do
   local okb, err = expand_text(case[1])

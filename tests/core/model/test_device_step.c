@@ -502,7 +502,8 @@ static void test_llama_runs(void **state) {
     run_both("llama", run_llama);
 }
 
-/* A bf16 frozen base (LoRASC with noise over 2 experts, and DoRA): the same run on both
+/* A bf16 frozen base (LoRASC with noise over 2 experts, DoRA, and LoRASC with its activations
+ * stored in bf16 between forward and backward): the same run on both
  * backends. Each backend rounds the activations it computed itself to bf16, so an element
  * whose fp32 values differ in the last bit may round to neighbouring bf16 values: the
  * tolerance is bf16's (RTOL_BF16), not fp32's. CUDA also runs a bf16 run's attention on
@@ -512,7 +513,7 @@ static void test_llama_runs(void **state) {
  * and the logits, on the host through llama_tensor_fp32. */
 #define RTOL_BF16 2e-3
 #define RTOL_BF16_LOGITS 1e-2
-static void run_llama_bf16(Backend *be, const Method *meth, Outcome *o) {
+static void run_llama_bf16(Backend *be, const Method *meth, ModelPrecision acts, Outcome *o) {
     memset(o, 0, sizeof *o);
     const LlamaConfig c = fixture_tiny_config(ROPE_HALF, 0);
     Llama m;
@@ -520,6 +521,7 @@ static void run_llama_bf16(Backend *be, const Method *meth, Outcome *o) {
     fixture_randomize(&m, 11, 0.5);
     if (be == g_cuda) m.head_chunk = 5; /* the device's head in chunks (llama_head.c), the CPU's whole */
     ok(llama_set_precision(&m, PRECISION_BF16));
+    ok(llama_set_activations(&m, acts));
     LlamaData data = {.V = c.vocab_size};
     LoraConfig lc;
     FinetuneConfig cfg = run_config(meth, &lc, LORA_DEFAULT_TARGETS);
@@ -555,11 +557,15 @@ static void test_llama_bf16_runs(void **state) {
         printf("  skipped: the CPU backend of this build has no matmul_bf16 (no oneDNN)\n");
         return;
     }
-    const Method cases[] = {{"lorasc bf16", "lorasc", 0, 2}, {"dora bf16", "lora", 1, 1}};
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    /* the last: activations stored in bf16 on both (llama_set_activations) */
+    const Method cases[] = {{"lorasc bf16", "lorasc", 0, 2}, {"dora bf16", "lora", 1, 1},
+                            {"lorasc bf16, bf16 activations", "lorasc", 0, 2}};
+    const size_t n_cases = sizeof cases / sizeof cases[0];
+    for (size_t i = 0; i < n_cases; i++) {
+        const ModelPrecision acts = i == n_cases - 1 ? PRECISION_BF16 : PRECISION_FP32;
         Outcome cpu, cu;
-        run_llama_bf16(g_cpu, &cases[i], &cpu);
-        run_llama_bf16(g_cuda, &cases[i], &cu);
+        run_llama_bf16(g_cpu, &cases[i], acts, &cpu);
+        run_llama_bf16(g_cuda, &cases[i], acts, &cu);
         double worst[3] = {0, 0, 0};
         int good = 1;
         for (int s = 0; s < STEPS; s++) {
