@@ -209,6 +209,16 @@ static int m_set_precision(lua_State *L) {
     return 0;
 }
 
+/* m:set_activations("fp32"|"bf16"): how the activations a backward reads are stored
+ * (core/model/vit.h, vit_set_activations). */
+static int m_set_activations(lua_State *L) {
+    LVit *m = bind_check_vit(L, 1);
+    static const char *const names[] = {"fp32", "bf16", NULL};
+    const int p = luaL_checkoption(L, 2, NULL, names);
+    if (vit_set_activations(&m->m, (ModelPrecision)p) != LSC_OK) return bind_error(L);
+    return 0;
+}
+
 /* m:weights_finite() -> true when every weight is finite (their sum of squares, in double,
  * is finite exactly then): a diverged run is failed, never scored. */
 static int m_weights_finite(lua_State *L) {
@@ -418,6 +428,7 @@ int luaopen_lorasc_core_vit(lua_State *L) {
                                        {"config", m_config},   {"num_params", m_num_params},
                                        {"weights_finite", m_weights_finite},
                                        {"set_precision", m_set_precision},
+                                       {"set_activations", m_set_activations},
                                        {"close", m_close},     {NULL, NULL}};
     static const luaL_Reg meta[] = {{"__gc", m_close}, {"__close", m_close},
                                     {"__tostring", m_tostring}, {NULL, NULL}};

@@ -241,6 +241,14 @@ typedef struct ActSlot {
     size_t n;
 } ActSlot;
 
+/* Entries of each layer's att (and datt): the B NH T T probabilities on the CPU; on a device
+ * the flash-style attention keeps only each row's log-sum-exp there (backend.h), B NH T. */
+static size_t att_entries(const ViT *m, int B) {
+    const size_t T = (size_t)vit_seq_len(&m->config);
+    const size_t rows = (size_t)B * (size_t)m->config.n_heads * T;
+    return device_is_host(m->be) ? rows * T : rows;
+}
+
 static void carve_acts(ViT *m, int B, Arena *arena) {
     const ViTConfig *c = &m->config;
     const size_t L = (size_t)c->n_layers, D = (size_t)c->dim, M = (size_t)c->mlp_dim;
@@ -248,18 +256,21 @@ static void carve_acts(ViT *m, int B, Arena *arena) {
     const size_t NP = (size_t)vit_num_patches(c);
     const size_t CPP = (size_t)c->channels * c->patch_size * c->patch_size;
     const size_t img = (size_t)B * c->channels * c->image_size * c->image_size;
-    const size_t attn = (size_t)B * c->n_heads * T * T, Bs = (size_t)B;
+    const size_t attn = att_entries(m, B), Bs = (size_t)B;
     const size_t pre = c->pre_norm ? 1 : 0;
+    /* a bf16 store: one working layer of what it keeps (the residual stream in place) */
+    const int store = m->acts_precision == PRECISION_BF16;
+    const size_t LS = store ? 1 : L, resid_layers = store ? 1 : L + 1;
     ViTActs *a = &m->acts;
     const ActSlot slots[] = {
         {&a->images, img},         {&a->patches, Bs * NP * CPP}, {&a->pemb, Bs * NP * D},
         {&a->x0, pre * BT * D},    {&a->mean0, pre * BT},        {&a->rstd0, pre * BT},
-        {&a->resid, (L + 1) * BT * D},
-        {&a->ln1, L * BT * D},     {&a->mean1, L * BT},          {&a->rstd1, L * BT},
-        {&a->q, L * BT * D},       {&a->k, L * BT * D},          {&a->v, L * BT * D},
-        {&a->att, L * attn},       {&a->atty, L * BT * D},       {&a->resid_mid, L * BT * D},
-        {&a->ln2, L * BT * D},     {&a->mean2, L * BT},          {&a->rstd2, L * BT},
-        {&a->fc1, L * BT * M},     {&a->act, L * BT * M},        {&a->cls, Bs * D},
+        {&a->resid, resid_layers * BT * D},
+        {&a->ln1, LS * BT * D},    {&a->mean1, L * BT},          {&a->rstd1, L * BT},
+        {&a->q, LS * BT * D},      {&a->k, LS * BT * D},         {&a->v, LS * BT * D},
+        {&a->att, L * attn},       {&a->atty, LS * BT * D},      {&a->resid_mid, LS * BT * D},
+        {&a->ln2, LS * BT * D},    {&a->mean2, L * BT},          {&a->rstd2, L * BT},
+        {&a->fc1, LS * BT * M},    {&a->act, LS * BT * M},       {&a->cls, Bs * D},
         {&a->lnf, Bs * D},         {&a->meanf, Bs},              {&a->rstdf, Bs},
         {&a->logits, Bs * K},      {&a->losses, Bs},             {&a->lse, Bs},
         {&a->dloss, Bs},           {&a->proj, BT * D},           {&a->dresid, BT * D},
@@ -270,10 +281,13 @@ static void carve_acts(ViT *m, int B, Arena *arena) {
     arena_reset(arena);
     for (size_t i = 0; i < sizeof slots / sizeof slots[0]; i++)
         *slots[i].ptr = slots[i].n ? arena_alloc(arena, slots[i].n) : NULL;
+    /* bf16 store: 2 bytes per stored activation of every layer (8 D + 2 M per row) */
+    a->store16 = store ? (uint16_t *)arena_alloc(arena, (L * BT * (8 * D + 2 * M) + 1) / 2) : NULL;
 }
 
 static int vit_reserve(ViT *m, int B) {
-    if (m->B == B && m->acts_arena.base) return LSC_OK;
+    const int store = m->acts_precision == PRECISION_BF16;
+    if (m->B == B && m->acts_arena.base && m->acts_carved16 == store) return LSC_OK;
     Backend *be = m->be;
     Arena measure = arena_measure();
     carve_acts(m, B, &measure);
@@ -288,7 +302,46 @@ static int vit_reserve(ViT *m, int B) {
     }
     carve_acts(m, B, &m->acts_arena);
     m->B = B;
+    m->acts_carved16 = store;
     return LSC_OK;
+}
+
+/* ---- stored activations (ViT.acts_precision bf16) ----
+ * A layer's entries in store16, in this order: its input x, ln1, q, k, v, atty, mid, ln2,
+ * fc1, act (8 D + 2 M per row). list[j] is entry j's fp32 working buffer (one layer's). */
+enum { STORED_ACTS = 10 };
+typedef struct StoredAct {
+    Real *f32;
+    size_t n;
+} StoredAct;
+
+static size_t stored_acts(ViT *m, StoredAct list[STORED_ACTS]) {
+    const ViTConfig *c = &m->config;
+    const size_t BT = (size_t)m->B * (size_t)vit_seq_len(c), D = (size_t)c->dim;
+    const size_t M = (size_t)c->mlp_dim;
+    ViTActs *a = &m->acts;
+    const StoredAct all[STORED_ACTS] = {
+        {a->resid, BT * D}, {a->ln1, BT * D},  {a->q, BT * D},   {a->k, BT * D},
+        {a->v, BT * D},     {a->atty, BT * D}, {a->resid_mid, BT * D}, {a->ln2, BT * D},
+        {a->fc1, BT * M},   {a->act, BT * M},
+    };
+    size_t per_layer = 0;
+    for (int j = 0; j < STORED_ACTS; j++) list[j] = all[j], per_layer += all[j].n;
+    return per_layer;
+}
+
+/* Layer l's entries [first, last) to store16 (pack) or back to the working buffers. */
+static void move_stored(ViT *m, int l, int first, int last, int pack) {
+    StoredAct list[STORED_ACTS];
+    const size_t per_layer = stored_acts(m, list);
+    uint16_t *p = m->acts.store16 + (size_t)l * per_layer;
+    for (int j = 0; j < last; j++) {
+        if (j >= first) {
+            if (pack) m->be->to_bf16(m->be, p, list[j].f32, list[j].n);
+            else m->be->from_bf16(m->be, list[j].f32, p, list[j].n);
+        }
+        p += list[j].n;
+    }
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -432,7 +485,7 @@ int vit_forward(ViT *m, const Real *images, const int32_t *labels, int B) {
     if (vit_reserve(m, B) != LSC_OK) return LSC_ERR;
     if (adapters_active(m) && lora_reserve(m->lora, BT) != LSC_OK) return LSC_ERR;
     vit_refresh_bf16(m);
-    const size_t BTD = (size_t)BT * D, BTM = (size_t)BT * M, attn = (size_t)B * NH * T * T;
+    const size_t BTD = (size_t)BT * D, BTM = (size_t)BT * M, attn = att_entries(m, B);
     ViTActs *a = &m->acts;
     Real *const *w = m->w.tensors;
     const size_t rowb = (size_t)D * sizeof(Real);
@@ -455,13 +508,20 @@ int vit_forward(ViT *m, const Real *images, const int32_t *labels, int B) {
         be->layernorm_forward(be, a->resid, a->mean0, a->rstd0, x0, w[VIT_LN_PRE_W],
                               w[VIT_LN_PRE_B], BT, D, c->norm_eps);
 
+    /* layer l's activations at l * (a layer's size), or, with a bf16 store, in one working
+     * layer (att and the norms' statistics still per layer; out in place of x, which is dead
+     * once mid is made) */
+    const int store = m->acts_carved16;
+    const size_t keep = store ? 0 : 1;
     for (int l = 0; l < L; l++) {
-        Real *x = a->resid + l * BTD, *xn = a->ln1 + l * BTD;
-        Real *q = a->q + l * BTD, *k = a->k + l * BTD, *v = a->v + l * BTD;
-        Real *att = a->att + l * attn, *atty = a->atty + l * BTD, *mid = a->resid_mid + l * BTD;
-        Real *xn2 = a->ln2 + l * BTD, *h = a->fc1 + l * BTM, *act = a->act + l * BTM;
-        Real *out = a->resid + (l + 1) * BTD;
+        const size_t i = keep * (size_t)l;
+        Real *x = a->resid + i * BTD, *xn = a->ln1 + i * BTD;
+        Real *q = a->q + i * BTD, *k = a->k + i * BTD, *v = a->v + i * BTD;
+        Real *att = a->att + l * attn, *atty = a->atty + i * BTD, *mid = a->resid_mid + i * BTD;
+        Real *xn2 = a->ln2 + i * BTD, *h = a->fc1 + i * BTM, *act = a->act + i * BTM;
+        Real *out = a->resid + keep * (size_t)(l + 1) * BTD;
         const size_t lo = (size_t)l * BT;
+        if (store) move_stored(m, l, 0, 1, 1); /* x, before out overwrites it */
 
         /* mid = x + (attn(LN1(x) Wq^T + bq, ... Wk, ... Wv) Wo^T + bo) */
         be->layernorm_forward(be, xn, a->mean1 + lo, a->rstd1 + lo, x,
@@ -485,11 +545,12 @@ int vit_forward(ViT *m, const Real *images, const int32_t *labels, int B) {
         be->gelu_forward(be, act, h, BTM, c->gelu);
         linear_forward(m, a->proj, act, l, LORA_DOWN, layer_slice(w[VIT_B2], D, l), BT, M, D);
         be->residual_forward(be, out, mid, a->proj, BTD);
+        if (store) move_stored(m, l, 1, STORED_ACTS, 1);
     }
 
     /* logits = LNf(resid_L[:, 0]) Wh^T + bh; the final norm only on the class-token rows
      * (the other rows never reach the loss) */
-    const Real *last = a->resid + (size_t)L * BTD;
+    const Real *last = a->resid + keep * (size_t)L * BTD;
     for (int b = 0; b < B; b++) be->copy(be, a->cls + (size_t)b * D, last + (size_t)b * T * D, rowb);
     be->layernorm_forward(be, a->lnf, a->meanf, a->rstdf, a->cls, w[VIT_LNF_W], w[VIT_LNF_B], B,
                           D, c->norm_eps);
@@ -577,10 +638,12 @@ int vit_backward(ViT *m) {
     const int B = m->B, T = vit_seq_len(c), NP = T - 1, BT = B * T, D = c->dim;
     const int M = c->mlp_dim, L = c->n_layers, NH = c->n_heads, HD = D / NH, K = c->n_classes;
     const int CPP = c->channels * c->patch_size * c->patch_size;
-    const size_t BTD = (size_t)BT * D, BTM = (size_t)BT * M, attn = (size_t)B * NH * T * T;
+    const size_t BTD = (size_t)BT * D, BTM = (size_t)BT * M, attn = att_entries(m, B);
     const size_t rowb = (size_t)D * sizeof(Real);
     ViTActs *a = &m->acts;
     Real *const *w = m->w.tensors;
+    const int store = m->acts_carved16; /* each layer unpacked into the working layer in turn */
+    const size_t keep = store ? 0 : 1;
 
     /* logits = lnf Wh^T + bh, loss = CE(logits): dlogits overwrite the logits in place */
     Real *dlogits = a->logits;
@@ -600,11 +663,13 @@ int vit_backward(ViT *m) {
     for (int b = 0; b < B; b++) be->copy(be, a->dresid + (size_t)b * T * D, a->dcls + (size_t)b * D, rowb);
 
     for (int l = L - 1; l >= 0; l--) {
-        const Real *x = a->resid + l * BTD, *xn = a->ln1 + l * BTD;
-        const Real *q = a->q + l * BTD, *k = a->k + l * BTD, *v = a->v + l * BTD;
-        const Real *att = a->att + l * attn, *atty = a->atty + l * BTD;
-        const Real *mid = a->resid_mid + l * BTD, *xn2 = a->ln2 + l * BTD;
-        const Real *h = a->fc1 + l * BTM, *act = a->act + l * BTM;
+        const size_t i = keep * (size_t)l;
+        if (store) move_stored(m, l, 0, STORED_ACTS, 0);
+        const Real *x = a->resid + i * BTD, *xn = a->ln1 + i * BTD;
+        const Real *q = a->q + i * BTD, *k = a->k + i * BTD, *v = a->v + i * BTD;
+        const Real *att = a->att + l * attn, *atty = a->atty + i * BTD;
+        const Real *mid = a->resid_mid + i * BTD, *xn2 = a->ln2 + i * BTD;
+        const Real *h = a->fc1 + i * BTM, *act = a->act + i * BTM;
         const size_t lo = (size_t)l * BT;
         Real *dresid = a->dresid; /* d(out) on entry; then d(mid), then d(x) */
 

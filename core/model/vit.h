@@ -125,6 +125,8 @@ typedef struct ViTActs {
     Real *dfc1;      /* [BT, M] */
     Real *dact;      /* [BT, M] */
     Real *dcls;      /* [B, D] */
+    uint16_t *store16; /* [L, a layer's stored activations] in bf16 (acts_precision bf16;
+                        * NULL otherwise): vit.c's stored_acts gives the layout */
 } ViTActs;
 
 typedef struct ViT {
@@ -148,6 +150,12 @@ typedef struct ViT {
     Arena acts_arena;
     int32_t *labels;              /* device copy [B] */
     int B;                        /* current activation capacity */
+    /* Stored activations (vit_set_activations), as a Llama's (core/model/llama.h): bf16 keeps
+     * each layer's input, ln1, q, k, v, atty, mid, ln2, fc1 and act in bf16 between forward
+     * and backward, the layers computing through one fp32 layer; att and the norms' mean and
+     * rstd stay fp32. Default fp32. */
+    ModelPrecision acts_precision;
+    int acts_carved16;            /* the arena is carved with the bf16 store */
     double mean_loss;             /* of the last forward with labels */
     int n_loss_rows;              /* labels >= 0 in the last forward */
     double *loss_out;             /* backend memory, or NULL (default): as Llama's loss_out (a
@@ -168,6 +176,9 @@ typedef struct ViT {
  * bf16: the encoder matrices rounded to bf16, used through matmul_bf16; refused with full
  * gradients, adapters attached, or a backend without matmul_bf16. fp32 widens back. */
 int vit_set_precision(ViT *m, ModelPrecision p);
+/* How the activations a backward reads are stored (ViT.acts_precision): fp32 (default) or
+ * bf16; takes effect at the next forward. Refused on a backend without bf16 conversions. */
+int vit_set_activations(ViT *m, ModelPrecision p);
 /* bf16: fp32 masters (the bf16 values widened) for the targets of the LORA_BIT mask. */
 int vit_ensure_masters(ViT *m, unsigned targets);
 /* The writable master of a target, its bf16 copy marked stale (refreshed before a forward). */

@@ -340,15 +340,12 @@ local function canon_precision(v, loc, fam)
   return v
 end
 
--- activations = "fp32" | "bf16": how a Llama keeps the activations its backward reads
--- (core/model/llama.h, llama_set_activations); nil (fp32, the default) or "bf16".
-local function canon_activations(v, loc, fam)
+-- activations = "fp32" | "bf16": how a model keeps the activations its backward reads
+-- (llama_set_activations, vit_set_activations); nil (fp32, the default) or "bf16".
+local function canon_activations(v, loc)
   if v == nil or v == "fp32" then return nil end
   if v ~= "bf16" then
     fail(string.format("%s: activations must be \"fp32\" or \"bf16\", got %s", canon.key_loc(loc, "activations"), canon.show(v)))
-  end
-  if not fam.acts_bf16 then
-    fail(string.format("%s: activations = \"bf16\" is not available for %s experiments yet (their models store activations in fp32 only)", canon.key_loc(loc, "activations"), fam.name))
   end
   return v
 end
@@ -431,7 +428,7 @@ function M.expand_experiment(e)
       for _, seed in ipairs(seeds) do
         local config = { task = task, seed = seed, model = model, train = train, method = method,
                          split = split_c, eval = eval, precision = canon_precision(p.precision, loc, fam),
-                         activations = canon_activations(p.activations, loc, fam) }
+                         activations = canon_activations(p.activations, loc) }
         export.check_save(save, config, loc)
         local bad, x = non_finite(config)
         if bad then fail(string.format("%s: %s = %s is not a finite number", canon.key_loc(loc, bad), bad, canon.show(x))) end

@@ -361,6 +361,7 @@ function F.borrow(base, ctx, c)
     base:close()
     base = resized
   end
+  base:set_activations(c.activations or "fp32") -- per run: the base is shared
   local snap = base:snapshot(c.method.targets)
   base:init_head(c.seed)
   return base, snap

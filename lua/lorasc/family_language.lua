@@ -12,7 +12,7 @@ local text = require "lorasc.family_text"
 
 local fail, int, pos, nonneg = canon.fail, canon.int, canon.pos, canon.nonneg
 
-local F = { name = "language", arch = "llama", save_ext = "lsc", cost_unit = "tokens", acts_bf16 = true }
+local F = { name = "language", arch = "llama", save_ext = "lsc", cost_unit = "tokens" }
 
 -- train = { ... } takes the text family's keys; seq defaults to 256 tokens, steps = 0
 -- evaluates the base model only, and sampling = "epoch" (default: every epoch visits each

@@ -15,7 +15,7 @@ local provenance = require "lorasc.provenance"
 
 local fail, num, int, pos, nonneg = canon.fail, canon.num, canon.int, canon.pos, canon.nonneg
 
-local F = { name = "text", arch = "llama", save_ext = "lsc", cost_unit = "tokens", acts_bf16 = true }
+local F = { name = "text", arch = "llama", save_ext = "lsc", cost_unit = "tokens" }
 
 -- train = { ... }: its keys, and how canon_train (dsl.lua) treats this family.
 -- (sampling is the language family's, which shares these keys; canon_train refuses it here)

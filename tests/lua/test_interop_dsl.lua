@@ -144,8 +144,8 @@ if fm then
   check(ok and runs[1].config.model.image_size == nil, "a 28x28 checkpoint: no image_size key (hashes as before)")
   fails_with(vit_exp(string.format('hf = "%s/vit", image_size = 30', gold)), { "not a multiple of the patch size 16", "e.g. 32" }, "size not a multiple of the patch")
   fails_with(vit_exp(string.format('hf = "%s/tests/golden/clip_vit_tiny", image_size = 12', src)), { "CLIP vision tower", "ViT checkpoints only" }, "CLIP interpolation")
-  fails_with((vit_exp(string.format('hf = "%s/vit"', gold)):gsub("method = ", 'activations = "bf16", method = ')),
-             { 'activations = "bf16" is not available for image experiments yet' }, "ViT activations in bf16")
+  ok, runs = expand((vit_exp(string.format('hf = "%s/vit"', gold)):gsub("method = ", 'activations = "bf16", method = ')))
+  check(ok and runs[1].config.activations == "bf16", "a ViT's activations in bf16: " .. tostring(runs))
 else
   print("Fashion-MNIST not installed: vit{} cases skipped")
 end

@@ -1,6 +1,7 @@
 /* Activations stored in bf16 between forward and backward (llama_set_activations; llama.c's
- * stored_acts): against the same LoRA model storing fp32, on every target (so every stored
- * entry feeds a gradient) and in both base precisions,
+ * stored_acts; vit_set_activations likewise): against the same LoRA model storing fp32, on
+ * every target (so every stored entry feeds a gradient), a Llama in both base precisions and
+ * a ViT (its head trained too),
  *  - the forward is unchanged: the loss and the logits are the same bits;
  *  - the store holds each layer's activations rounded to bf16, bit for bit the fp32 run's
  *    per-layer activations through bf16_from_float (every entry of every layer);
@@ -23,7 +24,9 @@
 #include <cmocka.h>
 
 #include "core/base/error.h"
+#include "core/base/philox.h"
 #include "core/model/llama_internal.h"
+#include "core/model/vit.h"
 #include "kernels/bf16.h"
 #include "model_fixture.h"
 
@@ -166,6 +169,92 @@ static void test_bf16_base(void **state) {
     check(PRECISION_BF16, "bf16 base");
 }
 
+/* ---- a ViT: the same checks on its stored entries (x, ln1, q, k, v, atty, mid, ln2, fc1,
+ * act), its logits and the adapter and head gradients ---- */
+
+static const ViTConfig k_vit = {.image_size = 8, .patch_size = 4, .channels = 2, .dim = 32,
+                                .n_layers = 2, .n_heads = 4, .mlp_dim = 64, .n_classes = 3,
+                                .norm_eps = 1e-5f, .gelu = GELU_ERF, .pre_norm = 1,
+                                .patch_bias = 0};
+enum { VB = 3 };
+
+static void vit_make(ViT *m, LoraAdapters *lora, ModelPrecision acts) {
+    assert_int_equal(vit_create(m, be, &k_vit), LSC_OK);
+    vit_init_random(m, 17);
+    if (vit_set_activations(m, acts) != LSC_OK) fail_msg("%s", error_last());
+    int in[LORA_NUM_TARGETS], out[LORA_NUM_TARGETS];
+    vit_lora_shapes(&k_vit, in, out);
+    const unsigned all = LORA_BIT(LORA_Q) | LORA_BIT(LORA_K) | LORA_BIT(LORA_V) |
+                         LORA_BIT(LORA_O) | LORA_BIT(LORA_UP) | LORA_BIT(LORA_DOWN);
+    const LoraConfig lc = {.rank = 2, .alpha = 4, .targets = all};
+    assert_int_equal(lora_create(lora, be, &lc, k_vit.n_layers, in, out, 3), LSC_OK);
+    fixture_randomize_lora(lora, 4, 0.3);
+    assert_int_equal(vit_attach_lora(m, lora), LSC_OK);
+}
+
+/* the loss; adapter gradients then head gradients into g */
+static double vit_step(ViT *m, LoraAdapters *lora, const Real *images, const int32_t *labels,
+                       Real *g) {
+    vit_zero_grad(m);
+    if (vit_forward(m, images, labels, VB) != LSC_OK || vit_backward(m) != LSC_OK)
+        fail_msg("%s", error_last());
+    const size_t nh = (size_t)k_vit.n_classes * (k_vit.dim + 1);
+    be->to_host(be, g, lora->grads, lora->num_params * sizeof(Real));
+    be->to_host(be, g + lora->num_params, m->head_grads, nh * sizeof(Real));
+    return m->mean_loss;
+}
+
+static void test_vit(void **state) {
+    (void)state;
+    ViT f, s;
+    LoraAdapters lf, ls;
+    vit_make(&f, &lf, PRECISION_FP32);
+    vit_make(&s, &ls, PRECISION_BF16);
+    Real images[VB * 2 * 8 * 8];
+    int32_t labels[VB] = {0, 2, 1};
+    philox_uniform(images, sizeof images / sizeof images[0], 31, 5, -1.0, 1.0);
+    const size_t ng = lf.num_params + (size_t)k_vit.n_classes * (k_vit.dim + 1);
+    Real *gf = malloc(ng * sizeof(Real)), *gs = malloc(ng * sizeof(Real));
+    const double loss_f = vit_step(&f, &lf, images, labels, gf);
+    const double loss_s = vit_step(&s, &ls, images, labels, gs);
+    if (memcmp(&loss_f, &loss_s, sizeof loss_f) != 0)
+        fail_msg("vit: loss %.17g with fp32 storage, %.17g with bf16", loss_f, loss_s);
+    /* the store against the fp32 model's per-layer activations, rounded */
+    const size_t BT = (size_t)VB * vit_seq_len(&k_vit), D = k_vit.dim, M = k_vit.mlp_dim;
+    const ViTActs *a = &f.acts;
+    const struct {
+        const char *name;
+        const Real *base;
+        size_t n;
+    } e[] = {{"x", a->resid, D}, {"ln1", a->ln1, D},  {"q", a->q, D},
+             {"k", a->k, D},     {"v", a->v, D},      {"atty", a->atty, D},
+             {"mid", a->resid_mid, D}, {"ln2", a->ln2, D}, {"fc1", a->fc1, M},
+             {"act", a->act, M}};
+    const uint16_t *p = s.acts.store16;
+    for (int l = 0; l < k_vit.n_layers; l++)
+        for (size_t j = 0; j < sizeof e / sizeof e[0]; j++) {
+            const Real *src = e[j].base + (size_t)l * BT * e[j].n;
+            for (size_t i = 0; i < BT * e[j].n; i++, p++)
+                if (*p != bf16_from_float(src[i]))
+                    fail_msg("vit layer %d %s[%zu]: stored 0x%04x, bf16 of %.9g is 0x%04x", l,
+                             e[j].name, i, *p, (double)src[i], bf16_from_float(src[i]));
+        }
+    double gmax = 0, worst = 0;
+    int differ = 0;
+    for (size_t i = 0; i < ng; i++) gmax = fmax(gmax, fabs(gf[i]));
+    for (size_t i = 0; i < ng; i++) worst = fmax(worst, fabs(gs[i] - gf[i])), differ |= gs[i] != gf[i];
+    printf("vit: %zu gradients, worst |bf16 store - fp32| %.3g of max |g| %.3g; arena %zu -> %zu "
+           "bytes\n", ng, worst, gmax, f.acts_arena.used, s.acts_arena.used);
+    if (!(worst <= 0x1p-6 * gmax)) fail_msg("vit: gradients moved by %.3g (max %.3g)", worst, gmax);
+    if (!differ) fail_msg("vit: the gradients are the fp32 store's bits: is the store read?");
+    if (!(s.acts_arena.used < f.acts_arena.used)) fail_msg("vit: the bf16 store saved nothing");
+    assert_int_equal(vit_set_activations(&s, (ModelPrecision)7), LSC_ERR);
+    free(gf), free(gs);
+    vit_attach_lora(&f, NULL), vit_attach_lora(&s, NULL);
+    lora_free(&lf), lora_free(&ls);
+    vit_free(&f), vit_free(&s);
+}
+
 static void test_refusal(void **state) {
     (void)state;
     Llama m;
@@ -181,6 +270,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fp32_base),
         cmocka_unit_test(test_bf16_base),
+        cmocka_unit_test(test_vit),
         cmocka_unit_test(test_refusal),
     };
     const int rc = cmocka_run_group_tests(tests, NULL, NULL);
