@@ -489,11 +489,6 @@ static int tensor_core_attention(const Llama *m) {
  * xn, q, k, v, atty, mid, xn2, gate, up, swi (carve_acts sizes the layer: 4 C + 2 qdim +
  * 2 kvdim + 3 H per row). list[j] is the fp32 working buffer of entry j (one layer's). */
 enum { STORED_ACTS = 11 };
-typedef struct StoredAct {
-    Real *f32;
-    size_t n;
-} StoredAct;
-
 static size_t stored_acts(Llama *m, StoredAct list[STORED_ACTS]) {
     const LlamaConfig *c = &m->config;
     const size_t BT = (size_t)m->B * (size_t)m->T, C = (size_t)c->dim, H = (size_t)c->hidden_dim;
@@ -515,14 +510,7 @@ static size_t stored_acts(Llama *m, StoredAct list[STORED_ACTS]) {
 static void move_stored(Llama *m, int l, int first, int last, int pack) {
     StoredAct list[STORED_ACTS];
     const size_t per_layer = stored_acts(m, list);
-    uint16_t *p = m->acts.store16 + (size_t)l * per_layer;
-    for (int j = 0; j < last; j++) {
-        if (j >= first) {
-            if (pack) m->be->to_bf16(m->be, p, list[j].f32, list[j].n);
-            else m->be->from_bf16(m->be, list[j].f32, p, list[j].n);
-        }
-        p += list[j].n;
-    }
+    stored_acts_move(m->be, m->acts.store16 + (size_t)l * per_layer, list, first, last, pack);
 }
 
 /* sparse_ok: the caller needs the loss and gradients only, not the masked rows' logits */

@@ -43,3 +43,15 @@ int precision_widen(Backend *be, Real *fp32, const uint16_t *w16, size_t n, cons
     *owned = 1;
     return LSC_OK;
 }
+
+void stored_acts_move(Backend *be, uint16_t *layer16, const StoredAct *list, int first,
+                      int last, int pack) {
+    uint16_t *p = layer16;
+    for (int j = 0; j < last; j++) {
+        if (j >= first) {
+            if (pack) be->to_bf16(be, p, list[j].f32, list[j].n);
+            else be->from_bf16(be, list[j].f32, p, list[j].n);
+        }
+        p += list[j].n;
+    }
+}

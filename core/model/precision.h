@@ -26,4 +26,15 @@ int precision_check_backend(const Backend *be, const char *what);
 int precision_widen(Backend *be, Real *fp32, const uint16_t *w16, size_t n, const char *name,
                     const char *what, Real **ptr, int *owned);
 
+/* Stored activations (llama_set_activations, vit_set_activations): a layer's entries follow
+ * one another in its bf16 store; entry j's fp32 working buffer is list[j].f32, n values. */
+typedef struct StoredAct {
+    Real *f32;
+    size_t n;
+} StoredAct;
+/* Entries [first, last) of a layer whose store starts at layer16: to bf16 (pack) or back to
+ * the working buffers (exactly the rounded values). */
+void stored_acts_move(Backend *be, uint16_t *layer16, const StoredAct *list, int first,
+                      int last, int pack);
+
 #endif

@@ -310,11 +310,6 @@ static int vit_reserve(ViT *m, int B) {
  * A layer's entries in store16, in this order: its input x, ln1, q, k, v, atty, mid, ln2,
  * fc1, act (8 D + 2 M per row). list[j] is entry j's fp32 working buffer (one layer's). */
 enum { STORED_ACTS = 10 };
-typedef struct StoredAct {
-    Real *f32;
-    size_t n;
-} StoredAct;
-
 static size_t stored_acts(ViT *m, StoredAct list[STORED_ACTS]) {
     const ViTConfig *c = &m->config;
     const size_t BT = (size_t)m->B * (size_t)vit_seq_len(c), D = (size_t)c->dim;
@@ -334,14 +329,7 @@ static size_t stored_acts(ViT *m, StoredAct list[STORED_ACTS]) {
 static void move_stored(ViT *m, int l, int first, int last, int pack) {
     StoredAct list[STORED_ACTS];
     const size_t per_layer = stored_acts(m, list);
-    uint16_t *p = m->acts.store16 + (size_t)l * per_layer;
-    for (int j = 0; j < last; j++) {
-        if (j >= first) {
-            if (pack) m->be->to_bf16(m->be, p, list[j].f32, list[j].n);
-            else m->be->from_bf16(m->be, list[j].f32, p, list[j].n);
-        }
-        p += list[j].n;
-    }
+    stored_acts_move(m->be, m->acts.store16 + (size_t)l * per_layer, list, first, last, pack);
 }
 
 /* ------------------------------------------------------------------------------------------
