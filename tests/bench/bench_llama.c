@@ -61,6 +61,7 @@ typedef struct Options {
     int profile_steps;
     CpuGemm gemm; /* --gemm: the backend's GEMM library */
     int precisions; /* --precision: bit 0 fp32, bit 1 bf16 (a bf16 frozen base) */
+    ModelPrecision activations; /* --activations: how the backward's activations are stored */
     const char *json;
 } Options;
 
@@ -164,6 +165,8 @@ typedef struct ShapeResult {
     MatmulShape mm[MAX_MM_SHAPES];
     int n_mm;
     double loss_first, loss_last;
+    ModelPrecision activations;
+    size_t acts_bytes; /* the activations arena after the steps */
 } ShapeResult;
 
 typedef struct Trainer {
@@ -174,11 +177,13 @@ typedef struct Trainer {
     int B, T;
 } Trainer;
 
-static int trainer_build(Trainer *tr, Backend *be, const BenchShape *s, ModelPrecision p) {
+static int trainer_build(Trainer *tr, Backend *be, const BenchShape *s, ModelPrecision p,
+                         ModelPrecision acts) {
     memset(tr, 0, sizeof *tr);
     if (llama_create(&tr->model, be, &s->config) != LSC_OK) return LSC_ERR;
     llama_init_random(&tr->model, 42);
     if (llama_set_precision(&tr->model, p) != LSC_OK ||
+        llama_set_activations(&tr->model, acts) != LSC_OK ||
         llama_ensure_masters(&tr->model, LORA_DEFAULT_TARGETS) != LSC_OK)
         return LSC_ERR;
     int in[LORA_NUM_TARGETS], out[LORA_NUM_TARGETS];
@@ -241,7 +246,8 @@ static int bench_shape(Backend *be, const BenchShape *s, ModelPrecision p, const
     memset(res, 0, sizeof *res);
     res->shape = s;
     res->precision = p;
-    if (trainer_build(&tr, be, s, p) != LSC_OK) {
+    res->activations = o->activations;
+    if (trainer_build(&tr, be, s, p, o->activations) != LSC_OK) {
         rc = LSC_ERR;
         goto done;
     }
@@ -268,6 +274,7 @@ static int bench_shape(Backend *be, const BenchShape *s, ModelPrecision p, const
     res->onednn_calls = (double)(st1.onednn_calls - st0.onednn_calls) / steps;
     res->openblas_calls = (double)(st1.openblas_calls - st0.openblas_calls) / steps;
     res->loss_last = tr.model.mean_loss;
+    res->acts_bytes = tr.model.acts_arena.capacity;
     res->steps = steps;
     res->step_median = median(times, steps); /* sorts times */
     res->step_min = times[0];
@@ -325,6 +332,7 @@ static void print_result(const ShapeResult *r, double peak, double peak_bf16) {
     printf("\n== %s, %s base: dim %d, layers %d, heads %d, hidden %d, vocab %d, B %d x T %d ==\n",
            s->name, precision_name(r->precision), c->dim, c->n_layers, c->n_heads, c->hidden_dim,
            c->vocab_size, s->B, s->T);
+    printf("activations arena %.1f MiB\n", (double)r->acts_bytes / (1 << 20));
     printf("params N = %zu (embedding counted once), LoRA params = %zu, 4N = %.1f MFLOP/token\n",
            r->n_params, r->n_lora, r->flops_per_token * 1e-6);
     printf("loss %.4f (first warm-up step) -> %.4f (last timed step)\n", r->loss_first, r->loss_last);
@@ -434,6 +442,8 @@ static int write_json(const char *path, const ShapeResult *res, int n, const Run
         fprintf(f, "     \"n_params\": %zu, \"n_lora_params\": %zu, \"flops_per_token\": %.0f, "
                    "\"steps\": %d, \"warmup\": %d,\n",
                 r->n_params, r->n_lora, r->flops_per_token, r->steps, s->warmup);
+        fprintf(f, "     \"activations\": \"%s\", \"acts_bytes\": %zu,\n",
+                precision_name(r->activations), r->acts_bytes);
         fprintf(f, "     \"step_ms_median\": %.3f, \"step_ms_min\": %.3f, \"step_ms_max\": %.3f, "
                    "\"tokens_per_s\": %.2f, \"gflops\": %.3f, \"pct_peak\": %.2f, "
                    "\"pct_bf16_peak\": %.2f,\n",
@@ -474,7 +484,7 @@ static int write_json(const char *path, const ShapeResult *res, int n, const Run
 static void usage(FILE *f) {
     fprintf(f, "usage: bench_llama [--shape small|large|smollm2|all] [--steps N] [--threads N] "
                "[--profile-steps N] [--gemm auto|openblas|onednn] [--precision fp32|bf16|both]\n"
-               "       [--json PATH]\n"
+               "       [--activations fp32|bf16] [--json PATH]\n"
                "  LoRA (q,v; r=8) fine-tuning tokens/s on the stories15M / stories110M / SmolLM2-135M\n"
                "  shapes (all: the three),\n"
                "  GFLOP/s at 4N FLOPs/token and %% of the f32 GEMM peak (the best of oneDNN and\n"
@@ -483,7 +493,9 @@ static void usage(FILE *f) {
                "  --gemm picks the backend's GEMM library (default auto: oneDNN, OpenBLAS where\n"
                "  it measured faster).\n"
                "  --precision: the frozen base in fp32 (default), bf16 (matmul_bf16), or both\n"
-               "  (each shape twice, and the bf16/fp32 tokens/s ratio).\n");
+               "  (each shape twice, and the bf16/fp32 tokens/s ratio).\n"
+               "  --activations: the activations the backward reads stored in fp32 (default) or\n"
+               "  bf16 between forward and backward (llama_set_activations).\n");
 }
 
 static int parse_options(int argc, char **argv, Options *o) {
@@ -523,6 +535,10 @@ static int parse_options(int argc, char **argv, Options *o) {
             else if (strcmp(v, "bf16") == 0) o->precisions = 2;
             else if (strcmp(v, "both") == 0) o->precisions = 3;
             else return error_set("--precision takes fp32, bf16 or both, got '%s'.", v);
+        } else if (strcmp(a, "--activations") == 0 && has_value) {
+            const int v = precision_parse(argv[++i]);
+            if (v < 0) return error_set("--activations takes fp32 or bf16, got '%s'.", argv[i]);
+            o->activations = (ModelPrecision)v;
         } else if (strcmp(a, "--json") == 0 && has_value) {
             o->json = argv[++i];
         } else {
