@@ -17,7 +17,7 @@
  * pair. MFU = tokens/s x FLOPs per token / the measured bf16 GEMM peak.
  *
  * Usage: bench_train_device [--device cuda|cpu] [--precision fp32|bf16] [--activations fp32|bf16]
- *   [--shape llama2-7b|tiny] [--batch B (0: as large as fits)] [--seq T] [--steps N]
+ *   [--shape llama2-7b|tiny|vit-b16|vit-tiny] [--batch B (0: as large as fits)] [--seq T] [--steps N]
  *   [--boundaries N] [--epoch-seqs N] [--json FILE]. --activations bf16 keeps the activations
  *   a backward reads in bf16 between forward and backward (llama_set_activations), as PEFT's
  *   bf16 model does; default fp32. --precision bf16 needs the model precision setting (core/model/precision.h,
@@ -232,7 +232,8 @@ static LlamaConfig shape_config(const char *shape, int seq) {
                              .n_kv_heads = 4, .vocab_size = 512, .seq_len = seq,
                              .rope_theta = 10000.0f, .norm_eps = 1e-5f, .tied_embeddings = 0,
                              .rope_style = ROPE_HALF};
-    fprintf(stderr, "bench_train_device: unknown --shape %s (llama2-7b or tiny)\n", shape);
+    fprintf(stderr, "bench_train_device: unknown --shape %s (llama2-7b, tiny, vit-b16 or "
+                    "vit-tiny)\n", shape);
     exit(2);
 }
 
@@ -287,27 +288,183 @@ static FinetuneConfig run_config(const char *method, long steps, int experts, in
     return cfg;
 }
 
-/* The largest batch that fits: one step at batch 1 measures the memory a sequence needs
- * (activations, logits, scratch: all linear in the batch), then the device's free memory,
- * less a margin, is divided by it. Without a way to ask the device: 2. */
-static int fit_batch(Llama *m, LoraAdapters *lora, const int32_t *tok, const int32_t *tgt, int T) {
+/* The largest batch that fits: one step at batch 1 (batch1: a LlamaBatch or VitBatch of one
+ * sequence or image) measures the memory an item needs (activations, logits, scratch: all
+ * linear in the batch), then the device's free memory, less a margin, is divided by it, up to
+ * max_b. Without a way to ask the device: 2. */
+static int fit_batch(const FinetuneModel *fm, LoraAdapters *lora, const void *batch1, int T,
+                     int max_b, const char *item) {
     const double free0 = device_free_bytes();
     if (free0 < 0) return 2;
     FinetuneConfig cfg = run_config("lora", 1, 0, 1, T);
-    const FinetuneModel fm = finetune_model_llama(m);
     Finetune ft;
-    ok(finetune_begin(&ft, &fm, lora, &cfg), "finetune_begin (batch probe)");
+    ok(finetune_begin(&ft, fm, lora, &cfg), "finetune_begin (batch probe)");
     const double free1 = device_free_bytes();
-    const LlamaBatch b = {.tokens = tok, .targets = tgt, .B = 1, .T = T};
-    ok(finetune_step(&ft, &b, NULL, NULL), "a step at batch 1");
+    ok(finetune_step(&ft, batch1, NULL, NULL), "a step at batch 1");
     ok(device_sync(be), "a step at batch 1");
-    const double free2 = device_free_bytes(), per_seq = free1 - free2;
+    const double free2 = device_free_bytes(), per_item = free1 - free2;
     finetune_end(&ft);
     const double margin = 0.05 * (free0 + device_used_bytes()) + 2.0 * (1 << 30);
-    const int B = per_seq > 0 ? (int)floor((free2 + per_seq - margin) / per_seq) : 1;
-    printf("batch probe: %.2f GiB per sequence of %d tokens, %.1f GiB free after batch 1: "
-           "batch %d\n", per_seq / (1 << 30), T, free2 / (1 << 30), B < 1 ? 1 : B > 64 ? 64 : B);
-    return B < 1 ? 1 : B > 64 ? 64 : B;
+    int B = per_item > 0 ? (int)floor((free2 + per_item - margin) / per_item) : 1;
+    B = B < 1 ? 1 : B > max_b ? max_b : B;
+    printf("batch probe: %.3f GiB per %s, %.1f GiB free after batch 1: batch %d\n",
+           per_item / (1 << 30), item, free2 / (1 << 30), B);
+    return B;
+}
+
+/* One warm-up step, then `steps` back to back (results left on the device), one wait: the
+ * seconds per step, the device's memory in use after them (-1 where unknown) and the first
+ * and last losses (every step's loss and norm checked finite). */
+typedef struct Timed {
+    double step_s, used, loss_first, loss_last;
+} Timed;
+
+static Timed time_steps(const FinetuneModel *fm, LoraAdapters *lora, const void *batch, int B,
+                        int T, int steps) {
+    Finetune ft;
+    FinetuneConfig cfg = run_config("lora", 1 + steps, 0, B, T);
+    ok(finetune_begin(&ft, fm, lora, &cfg), "finetune_begin");
+    ok(finetune_step(&ft, batch, NULL, NULL), "the warm-up step");
+    ok(device_sync(be), "the warm-up step");
+    const double t0 = now_s();
+    for (int s = 0; s < steps; s++) ok(finetune_step(&ft, batch, NULL, NULL), "a step");
+    ok(device_sync(be), "the timed steps");
+    Timed t = {.step_s = (now_s() - t0) / steps, .used = device_used_bytes()};
+    StepResult res[64];
+    const int n_res = finetune_pending(&ft);
+    ok(finetune_take_results(&ft, res), "reading the losses");
+    for (int i = 0; i < n_res; i++)
+        if (!isfinite(res[i].loss) || !isfinite(res[i].grad_norm)) {
+            fprintf(stderr, "bench_train_device: step %d: loss %g, norm %g\n", i, res[i].loss,
+                    res[i].grad_norm);
+            exit(1);
+        }
+    finetune_end(&ft);
+    t.loss_first = res[0].loss, t.loss_last = res[n_res - 1].loss;
+    return t;
+}
+
+/* line (at characters of it written, an opening JSON object) gets the numbers (null where
+ * not finite) and its closing brace, is printed, and written to path when there is one. */
+typedef struct Num {
+    const char *key;
+    double v;
+} Num;
+
+static int emit_json(char *line, size_t cap, size_t at, const Num *nums, size_t n,
+                     const char *path) {
+    for (size_t i = 0; i < n && at < cap; i++)
+        at += (size_t)(isfinite(nums[i].v)
+                           ? snprintf(line + at, cap - at, ",\"%s\":%.6g", nums[i].key, nums[i].v)
+                           : snprintf(line + at, cap - at, ",\"%s\":null", nums[i].key));
+    if (at < cap) snprintf(line + at, cap - at, "}");
+    printf("%s\n", line);
+    if (path) {
+        FILE *f = fopen(path, "w");
+        if (!f || fprintf(f, "%s\n", line) < 0 || fclose(f) != 0) {
+            fprintf(stderr, "bench_train_device: cannot write %s\n", path);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* ---- a ViT: CLIP ViT-B/16's vision tower (the paper's Table 3 family) at 224 x 224, RGB,
+ * 1,000 classes; LoRA r 8 on q and v, the head trained in full (PEFT's modules_to_save);
+ * random weights and images. FLOPs per token 4N + 6N_lora + 12 L T d as for the Llama, with
+ * N = L (4 d^2 + 2 d m) + C P^2 d + d K / T (the encoder, the patch embedding per token, the
+ * head per image spread over its T tokens) and N_lora = L r (2 d + 2 d). ---- */
+
+static int vit_shape(const char *shape, ViTConfig *c) {
+    if (!strcmp(shape, "vit-b16")) {
+        *c = (ViTConfig){.image_size = 224, .patch_size = 16, .channels = 3, .dim = 768,
+                         .n_layers = 12, .n_heads = 12, .mlp_dim = 3072, .n_classes = 1000,
+                         .norm_eps = 1e-5f, .gelu = GELU_QUICK, .pre_norm = 1, .patch_bias = 0};
+        return 1;
+    }
+    if (!strcmp(shape, "vit-tiny")) { /* a CPU dry run of the same code */
+        *c = (ViTConfig){.image_size = 32, .patch_size = 8, .channels = 3, .dim = 64,
+                         .n_layers = 2, .n_heads = 4, .mlp_dim = 128, .n_classes = 10,
+                         .norm_eps = 1e-5f, .gelu = GELU_QUICK, .pre_norm = 1, .patch_bias = 0};
+        return 1;
+    }
+    return 0;
+}
+
+static int run_vit(const Options *o, const ViTConfig *c, const char *desc, double peak_be,
+                   double peak_bf16, double bf16_err) {
+    ViT m;
+    ok(vit_create(&m, be, c), "vit_create");
+    vit_init_random(&m, 42);
+    const unsigned targets = LORA_BIT(LORA_Q) | LORA_BIT(LORA_V);
+    const int prec = precision_parse(o->precision), acts = precision_parse(o->activations);
+    if (prec < 0 || acts < 0) {
+        fprintf(stderr, "bench_train_device: --precision and --activations take fp32 or bf16\n");
+        return 2;
+    }
+    ok(vit_set_precision(&m, (ModelPrecision)prec), "vit_set_precision");
+    ok(vit_ensure_masters(&m, targets), "vit_ensure_masters");
+    ok(vit_set_activations(&m, (ModelPrecision)acts), "vit_set_activations");
+    int in[LORA_NUM_TARGETS], out[LORA_NUM_TARGETS];
+    vit_lora_shapes(c, in, out);
+    const LoraConfig lc = {.rank = 8, .alpha = 16.0f, .targets = targets};
+    LoraAdapters lora;
+    ok(lora_create(&lora, be, &lc, c->n_layers, in, out, 7), "lora_create");
+    ok(vit_attach_lora(&m, &lora), "vit_attach_lora");
+    enum { MAX_IMAGES = 256 };
+    const size_t pixels = (size_t)c->channels * c->image_size * c->image_size;
+    Real *images = malloc(MAX_IMAGES * pixels * sizeof *images);
+    int32_t labels[MAX_IMAGES];
+    if (!images) die("host memory for the images");
+    philox_uniform(images, MAX_IMAGES * pixels, 3, 1, -1.0, 1.0);
+    for (int i = 0; i < MAX_IMAGES; i++)
+        labels[i] = (int32_t)(philox_u32(3, 2, (uint64_t)i) % (uint32_t)c->n_classes);
+    const FinetuneModel fm = finetune_model_vit(&m);
+    const VitBatch one = {.images = images, .labels = labels, .B = 1};
+    const int B = o->batch > 0 ? (o->batch > MAX_IMAGES ? MAX_IMAGES : o->batch)
+                               : fit_batch(&fm, &lora, &one, 1, MAX_IMAGES, "image");
+    const VitBatch batch = {.images = images, .labels = labels, .B = B};
+    const Timed tm = time_steps(&fm, &lora, &batch, B, 1, o->steps);
+
+    const int T = vit_seq_len(c);
+    const double L = c->n_layers, d = c->dim, mlp = c->mlp_dim, K = c->n_classes, r = lc.rank;
+    const double N = L * (4 * d * d + 2 * d * mlp) +
+                     (double)c->channels * c->patch_size * c->patch_size * d + d * K / T;
+    const double N_lora = L * r * (2 * d + 2 * d);
+    const double flops = 4 * N + 6 * N_lora + 12 * L * T * d;
+    const double images_s = B / tm.step_s, tokens_s = images_s * T;
+    const double achieved = tokens_s * flops / 1e12, mfu = peak_bf16 > 0 ? achieved / peak_bf16 : NAN;
+    printf("%s %s (activations %s), batch %d images of %d tokens, LoRA r 8 on q,v + head: %.4f "
+           "s/step, %.0f images/s, %.0f tokens/s, %.1f TFLOP/s\n", o->shape, o->precision,
+           o->activations, B, T, tm.step_s, images_s, tokens_s, achieved);
+    if (peak_bf16 > 0) printf("  MFU %.1f%% of the bf16 GEMM peak\n", 100 * mfu);
+    printf("  memory: peak of lorasc's allocations %.2f GiB\n", g_peak_bytes / 1073741824.0);
+    printf("  losses: first %.4f last %.4f\n", tm.loss_first, tm.loss_last);
+    char line[4096];
+    const size_t at = (size_t)snprintf(
+        line, sizeof line,
+        "{\"bench\":\"lorasc_train_step\",\"model\":\"vit\",\"device\":%s,"
+        "\"precision\":\"%s\",\"activations\":\"%s\",\"shape\":\"%s\",\"image_size\":%d,"
+        "\"patch\":%d,\"dim\":%d,\"layers\":%d,\"heads\":%d,\"mlp\":%d,\"classes\":%d,"
+        "\"seq\":%d,\"batch\":%d,\"lora_rank\":8,\"lora_targets\":\"q,v\",\"steps\":%d,"
+        "\"flops_formula\":\"4N + 6N_lora + 12 L T d\"",
+        desc, o->precision, o->activations, o->shape, c->image_size, c->patch_size, c->dim,
+        c->n_layers, c->n_heads, c->mlp_dim, c->n_classes, T, B, o->steps);
+    const Num nums[] = {{"step_seconds", tm.step_s}, {"images_per_s", images_s},
+                        {"tokens_per_s", tokens_s}, {"flops_per_token", flops},
+                        {"n_frozen", N}, {"n_lora", N_lora}, {"achieved_tflops", achieved},
+                        {"gemm_bf16_tflops", peak_bf16 > 0 ? peak_bf16 : NAN},
+                        {"gemm_bf16_error", bf16_err}, {"gemm_backend_tflops", peak_be},
+                        {"mfu_bf16", mfu}, {"peak_alloc_bytes", (double)g_peak_bytes},
+                        {"device_used_bytes", tm.used >= 0 ? tm.used : NAN},
+                        {"loss_first", tm.loss_first}, {"loss_last", tm.loss_last}};
+    const int failed = emit_json(line, sizeof line, at, nums, sizeof nums / sizeof nums[0], o->json);
+    vit_attach_lora(&m, NULL);
+    lora_free(&lora);
+    vit_free(&m);
+    free(images);
+    backend_destroy(be);
+    return failed;
 }
 
 static const char *arg_value(int argc, char **argv, int *i) {
@@ -353,8 +510,10 @@ int main(int argc, char **argv) {
     char desc[1024];
     be->describe(be, desc, sizeof desc);
     printf("device: %s\n", desc);
-    const int small = strcmp(o.shape, "tiny") == 0;
-    const LlamaConfig c = shape_config(o.shape, o.seq);
+    ViTConfig vc;
+    const int vit = vit_shape(o.shape, &vc);
+    const int small = strcmp(o.shape, "tiny") == 0 || strcmp(o.shape, "vit-tiny") == 0;
+    const LlamaConfig c = vit ? (LlamaConfig){0} : shape_config(o.shape, o.seq);
 
     /* the ceilings, measured before the model takes the memory */
     const double peak_be = backend_gemm_tflops(small ? 256 : 8192, 5);
@@ -372,6 +531,8 @@ int main(int argc, char **argv) {
     printf("GEMM peaks: backend matmul (%s) %.1f TFLOP/s; cuBLAS bf16 %s\n", REAL_NAME, peak_be,
            peak_bf16 > 0 ? "measured" : bf16_why);
     if (peak_bf16 > 0) printf("  bf16 %.1f TFLOP/s (spot error %.2e)\n", peak_bf16, bf16_err);
+
+    if (vit) return run_vit(&o, &vc, desc, peak_be, peak_bf16, bf16_err);
 
     Llama m;
     ok(llama_create(&m, be, &c), "llama_create");
@@ -399,36 +560,20 @@ int main(int argc, char **argv) {
         tok[i] = (int32_t)(philox_u32(3, 1, i) % (uint32_t)c.vocab_size);
         tgt[i] = (int32_t)(philox_u32(3, 2, i) % (uint32_t)c.vocab_size);
     }
-    const int B = o.batch > 0 ? (o.batch > 64 ? 64 : o.batch) : fit_batch(&m, &lora, tok, tgt, T);
-    const LlamaBatch batch = {.tokens = tok, .targets = tgt, .B = B, .T = T};
     const FinetuneModel fm = finetune_model_llama(&m);
+    const LlamaBatch one = {.tokens = tok, .targets = tgt, .B = 1, .T = T};
+    const int B = o.batch > 0 ? (o.batch > 64 ? 64 : o.batch)
+                              : fit_batch(&fm, &lora, &one, T, 64, "sequence");
+    const LlamaBatch batch = {.tokens = tok, .targets = tgt, .B = B, .T = T};
 
-    /* the step: one warm-up, then o.steps back to back (results left on the device), one wait */
-    Finetune ft;
-    FinetuneConfig cfg = run_config("lora", 1 + o.steps, 0, B, T);
-    ok(finetune_begin(&ft, &fm, &lora, &cfg), "finetune_begin");
-    ok(finetune_step(&ft, &batch, NULL, NULL), "the warm-up step");
-    ok(device_sync(be), "the warm-up step");
-    const double t0 = now_s();
-    for (int s = 0; s < o.steps; s++) ok(finetune_step(&ft, &batch, NULL, NULL), "a step");
-    ok(device_sync(be), "the timed steps");
-    const double step_s = (now_s() - t0) / o.steps;
-    const double used = device_used_bytes();
-    StepResult res[64];
-    const int n_res = finetune_pending(&ft);
-    ok(finetune_take_results(&ft, res), "reading the losses");
-    for (int i = 0; i < n_res; i++)
-        if (!isfinite(res[i].loss) || !isfinite(res[i].grad_norm)) {
-            fprintf(stderr, "bench_train_device: step %d: loss %g, norm %g\n", i, res[i].loss,
-                    res[i].grad_norm);
-            return 1;
-        }
-    finetune_end(&ft);
+    const Timed tm = time_steps(&fm, &lora, &batch, B, T, o.steps);
+    const double step_s = tm.step_s, used = tm.used;
 
     /* LoRASC boundaries: an expert per step, each boundary timed alone */
     double bt[16], boundary_s = NAN, boundary_max = NAN;
     if (o.boundaries > 0) {
-        cfg = run_config("lorasc", o.boundaries, o.boundaries, B, T);
+        Finetune ft;
+        const FinetuneConfig cfg = run_config("lorasc", o.boundaries, o.boundaries, B, T);
         ok(finetune_begin(&ft, &fm, &lora, &cfg), "finetune_begin (lorasc)");
         boundary_max = 0;
         for (int r = 0; r < o.boundaries; r++) {
@@ -462,7 +607,7 @@ int main(int argc, char **argv) {
     printf("  memory: peak of lorasc's allocations %.2f GiB", g_peak_bytes / 1073741824.0);
     if (used >= 0) printf(", device in use %.2f GiB (CUDA context included)", used / 1073741824.0);
     printf("\n");
-    printf("  losses: first %.4f last %.4f\n", res[0].loss, res[n_res - 1].loss);
+    printf("  losses: first %.4f last %.4f\n", tm.loss_first, tm.loss_last);
     if (o.boundaries > 0)
         printf("  LoRASC boundary: median %.4f s (max %.4f) = %.3f steps = %.4f%% of an epoch of "
                "%d sequences (%.1f s)\n", boundary_s, boundary_max, boundary_s / step_s,
@@ -477,38 +622,22 @@ int main(int argc, char **argv) {
         "\"epoch_seqs\":%d,\"flops_formula\":\"4N + 6N_lora + 12 L T d\"",
         desc, o.precision, o.activations, o.shape, c.dim, c.n_layers, c.n_heads, c.n_kv_heads, c.hidden_dim,
         c.vocab_size, T, B, o.steps, o.epoch_seqs);
-    const struct {
-        const char *key;
-        double v;
-    } nums[] = {{"step_seconds", step_s}, {"tokens_per_s", tokens_s}, {"flops_per_token", flops},
+    const Num nums[] = {{"step_seconds", step_s}, {"tokens_per_s", tokens_s}, {"flops_per_token", flops},
                 {"n_frozen", N}, {"n_lora", N_lora}, {"achieved_tflops", achieved},
                 {"gemm_bf16_tflops", peak_bf16 > 0 ? peak_bf16 : NAN},
                 {"gemm_bf16_error", bf16_err}, {"gemm_backend_tflops", peak_be},
                 {"mfu_bf16", mfu}, {"frac_backend_peak", achieved / peak_be},
                 {"peak_alloc_bytes", (double)g_peak_bytes},
-                {"device_used_bytes", used >= 0 ? used : NAN}, {"loss_first", res[0].loss},
-                {"loss_last", res[n_res - 1].loss}, {"boundary_seconds", boundary_s},
+                {"device_used_bytes", used >= 0 ? used : NAN}, {"loss_first", tm.loss_first},
+                {"loss_last", tm.loss_last}, {"boundary_seconds", boundary_s},
                 {"boundary_seconds_max", boundary_max},
                 {"boundary_frac_epoch", boundary_s / epoch_s},
                 {"boundary_frac_step", boundary_s / step_s}};
-    for (size_t i = 0; i < sizeof nums / sizeof nums[0] && at < sizeof line; i++)
-        at += (size_t)(isfinite(nums[i].v) ? snprintf(line + at, sizeof line - at, ",\"%s\":%.6g",
-                                                       nums[i].key, nums[i].v)
-                                           : snprintf(line + at, sizeof line - at,
-                                                      ",\"%s\":null", nums[i].key));
-    if (at < sizeof line) snprintf(line + at, sizeof line - at, "}");
-    printf("%s\n", line);
-    if (o.json) {
-        FILE *f = fopen(o.json, "w");
-        if (!f || fprintf(f, "%s\n", line) < 0 || fclose(f) != 0) {
-            fprintf(stderr, "bench_train_device: cannot write %s\n", o.json);
-            return 1;
-        }
-    }
+    const int failed = emit_json(line, sizeof line, at, nums, sizeof nums / sizeof nums[0], o.json);
     llama_attach_lora(&m, NULL);
     lora_free(&lora);
     llama_free(&m);
     free(tok), free(tgt);
     backend_destroy(be);
-    return 0;
+    return failed;
 }

@@ -9,8 +9,13 @@ back, one synchronisation), torch.cuda.max_memory_allocated over the whole run (
 included), the bf16 matmul peak torch measures here (8192^3, random data, median of 10) and the
 MFU with bench_train_device.c's formula (4N + 6N_lora + 12 L T d FLOPs per token).
 --tiny: a 2-layer, dim-64 model, batch 2 x 64, for a dry run on a CPU (fp32 there).
-Usage: python3 tests/bench/peft_gpu.py [--batch B] [--seq T] [--steps N] [--warmup N]
-       [--tiny] [--json FILE]
+--model vit: bench_train_device.c's ViT instead, a ViTForImageClassification of CLIP ViT-B/16's
+vision shape (224 x 224 RGB, patch 16, dim 768, 12 layers, 12 heads, MLP 3072, quick GELU,
+1,000 classes; --tiny: 32 x 32, patch 8, dim 64, 2 layers, 10 classes), LoRA r = 8 on query
+and value with the classifier trained in full (modules_to_save), random images and labels;
+the batch counts images, tokens/s counts their 1 + (224/16)^2 tokens.
+Usage: python3 tests/bench/peft_gpu.py [--model llama|vit] [--batch B] [--seq T] [--steps N]
+       [--warmup N] [--tiny] [--json FILE]
 """
 import argparse
 import contextlib
@@ -40,6 +45,25 @@ def flops_per_token(s, T, r=8):
     n = L * (2 * d * d + 2 * d * dkv + 3 * d * h) + d * V
     n_lora = L * r * ((d + d) + (d + dkv))
     return 4 * n + 6 * n_lora + 12 * L * T * d
+
+
+def vit_shape(tiny):
+    if tiny:
+        return dict(image_size=32, patch_size=8, num_channels=3, hidden_size=64,
+                    num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+                    num_labels=10)
+    return dict(image_size=224, patch_size=16, num_channels=3, hidden_size=768,
+                num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+                num_labels=1000)
+
+
+def vit_flops_per_token(s, r=8):
+    """bench_train_device.c's ViT formula: 4N + 6N_lora + 12 L T d, N = L (4 d^2 + 2 d m) +
+    C P^2 d + d K / T, N_lora = L r (2 d + 2 d)."""
+    L, d, m, K = s["num_hidden_layers"], s["hidden_size"], s["intermediate_size"], s["num_labels"]
+    T = 1 + (s["image_size"] // s["patch_size"]) ** 2
+    n = L * (4 * d * d + 2 * d * m) + s["num_channels"] * s["patch_size"] ** 2 * d + d * K / T
+    return 4 * n + 6 * L * r * (2 * d + 2 * d) + 12 * L * T * d, T
 
 
 def bf16_matmul_tflops(device, n=8192, reps=10):
@@ -95,7 +119,59 @@ def build(shape, dtype, device, tiny):
     return model, attn
 
 
+def build_vit(shape, dtype, device):
+    import transformers
+    from peft import LoraConfig, get_peft_model
+    config = transformers.ViTConfig(hidden_act="quick_gelu", layer_norm_eps=1e-5,
+                                    qkv_bias=True, **shape)
+    try:  # SDPA where this transformers' ViT has it (4.41 on)
+        model = transformers.AutoModelForImageClassification.from_config(
+            config, attn_implementation="sdpa")
+    except (TypeError, ValueError, ImportError):
+        model = transformers.AutoModelForImageClassification.from_config(config)
+    model.to(device=device, dtype=dtype)
+    lora = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, bias="none",
+                      target_modules=["query", "value"], modules_to_save=["classifier"])
+    model = get_peft_model(model, lora)
+    model.train()
+    return model, getattr(model.config, "_attn_implementation", "?")
+
+
+def run_vit(args, device, dtype, B):
+    shape = vit_shape(args.tiny)
+    torch.manual_seed(0)
+    model, attn = build_vit(shape, dtype, device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-4)
+    g = torch.Generator(device="cpu").manual_seed(3)
+    side = shape["image_size"]
+    pixels = (torch.rand(B, 3, side, side, generator=g) * 2 - 1).to(device=device, dtype=dtype)
+    labels = torch.randint(0, shape["num_labels"], (B,), generator=g).to(device)
+
+    def step():
+        out = model(pixel_values=pixels, labels=labels)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return out.loss.detach()
+
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    losses = [step() for _ in range(args.warmup)]
+    sync()
+    t0 = time.perf_counter()
+    losses += [step() for _ in range(args.steps)]
+    sync()
+    elapsed = time.perf_counter() - t0
+    losses = [float(x) for x in losses]
+    n_train = sum(p.numel() for p in params)
+    del model, opt, params
+    return elapsed / args.steps, losses, attn, n_train, shape
+
+
 def run(args, device, dtype, B):
+    if args.model == "vit":
+        return run_vit(args, device, dtype, B)
     shape = model_shape(args.tiny, args.seq)
     torch.manual_seed(0)
     model, attn = build(shape, dtype, device, args.tiny)
@@ -128,6 +204,7 @@ def run(args, device, dtype, B):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", choices=["llama", "vit"], default="llama")
     ap.add_argument("--batch", type=int, default=0, help="0: 8 on a GPU, 2 with --tiny")
     ap.add_argument("--seq", type=int, default=0, help="0: 1024, 64 with --tiny")
     ap.add_argument("--steps", type=int, default=5)
@@ -147,7 +224,8 @@ def main():
            "transformers": transformers.__version__, "peft": peft.__version__,
            "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
            "dtype": str(dtype).replace("torch.", ""), "seq": args.seq, "batch_asked": B,
-           "oom_batches": [], "lora_rank": 8, "lora_targets": "q_proj,v_proj"}
+           "oom_batches": [], "lora_rank": 8, "model": args.model,
+           "lora_targets": "query,value" if args.model == "vit" else "q_proj,v_proj"}
     peak = bf16_matmul_tflops(device)
     oom = torch.cuda.OutOfMemoryError if device.type == "cuda" else MemoryError
     while True:
@@ -166,8 +244,12 @@ def main():
             print(json.dumps(res))
             sys.exit(1)
         B //= 2
-    tokens_s = B * args.seq / step_s
-    fpt = flops_per_token(shape, args.seq)
+    if args.model == "vit":
+        fpt, T = vit_flops_per_token(shape)
+        res.update({"seq": T, "images_per_s": B / step_s})
+    else:
+        fpt, T = flops_per_token(shape, args.seq), args.seq
+    tokens_s = B * T / step_s
     res.update({"batch": B, "attn_implementation": attn, "trainable_params": n_train,
                 "steps": args.steps, "warmup": args.warmup, "step_seconds": step_s,
                 "tokens_per_s": tokens_s, "flops_per_token": fpt,

@@ -19,6 +19,8 @@
 #    initcheck`, each tool's report into its step's log): memcheck on the training runs,
 #    racecheck and synccheck on the attention kernels, memcheck on the whole parity suite,
 #    initcheck on the norms (reported only);
+# 5b. the same pair for a ViT shape (CLIP ViT-B/16's vision tower at 224, LoRA r 8 on q, v
+#    and the head; images/s), reported only, after the required steps;
 # 6. the op benchmark (Llama-2-7B layer shapes against this GPU's copy and matmul ceilings).
 # Every step has a time limit and the whole a budget of LORASC_GPU_BUDGET seconds (default 450,
 # under 8 minutes): a step starts only with 20 s left and never runs past the budget; a
@@ -235,6 +237,45 @@ PY
     note "compute-sanitizer" "FAIL: not found on this machine"
     failed=1
   fi
+  # ---- 5b. the ViT shape (after the required steps: reported only) ----
+  # CLIP ViT-B/16's vision tower at 224 x 224, 1,000 classes, LoRA r 8 on q, v
+  # and the head: lorasc, then PEFT at its batch; their JSON lines go in the logs (the device
+  # tool brings back 8 files at most), the comparison into bench_summary.txt
+  step "lorasc training step (ViT-B/16 shape, $prec base, $acts activations)" "$logs/bench_vit.log" 90 0 \
+    "$train_bench" --device cuda --precision "$prec" --activations "$acts" \
+    --shape vit-b16 --steps 4 --json "$logs/bench_vit.json"
+  grep -vE '^\{|^== ' "$logs/bench_vit.log" | tail -6
+  vbatch=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["batch"])' "$logs/bench_vit.json" 2>/dev/null || echo 64)
+  step "PyTorch + PEFT, same ViT and step (batch $vbatch)" "$logs/peft_vit.log" 90 0 \
+    env LD_LIBRARY_PATH="$orig_ld" PYTHONUNBUFFERED=1 python3 tests/bench/peft_gpu.py \
+    --model vit --batch "$vbatch" --steps 4 --warmup 2 --json "$logs/peft_vit.json"
+  tail -2 "$logs/peft_vit.log" | cut -c1-400
+  python3 - "$logs/bench_vit.json" "$logs/peft_vit.json" >> "$out/bench_summary.txt" 2>&1 <<'PY'
+import json, sys
+def load(p):
+    try:
+        return json.load(open(p))
+    except Exception as e:
+        print("(%s: %s)" % (p, e)); return None
+a, b = load(sys.argv[1]), load(sys.argv[2])
+def fmt(x, f="%.4g"):
+    return "n/a" if x is None else f % x
+if a:
+    print("lorasc ViT-B/16 %s base, %s activations: batch %d images, %s images/s, MFU %s, peak alloc %s GiB"
+          % (a["precision"], a["activations"], a["batch"], fmt(a["images_per_s"], "%.0f"),
+             fmt(a.get("mfu_bf16"), "%.3f"), fmt(a["peak_alloc_bytes"] / (1 << 30), "%.1f")))
+if b and "images_per_s" in b:
+    print("PEFT ViT %s (%s attention): batch %d images, %s images/s, MFU %s, max_memory_allocated %s GiB, OOM at %s"
+          % (b["dtype"], b.get("attn_implementation"), b["batch"], fmt(b["images_per_s"], "%.0f"),
+             fmt(b.get("mfu_bf16"), "%.3f"),
+             fmt(b["max_memory_allocated"] / (1 << 30) if b.get("max_memory_allocated") else None, "%.1f"),
+             b.get("oom_batches") or "none"))
+if a and b and "images_per_s" in b:
+    mem = a["peak_alloc_bytes"] / b["max_memory_allocated"] if b.get("max_memory_allocated") else None
+    print("ViT: images/s %.2fx PEFT's; memory %s of PEFT's" % (a["images_per_s"] / b["images_per_s"], fmt(mem, "%.2f")))
+PY
+  tail -3 "$out/bench_summary.txt"
+
   # ---- 6. the op benchmark ----
   step "op benchmark (Llama-2-7B layer shapes)" "$logs/bench.log" 90 0 "$bench" cuda
   [ -f "$logs/bench.log" ] && sed -n '/^ceilings/,$p' "$logs/bench.log"
