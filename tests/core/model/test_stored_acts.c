@@ -11,6 +11,7 @@
  *  - the arena is smaller by the expected amount (half of every layer's stored entries,
  *    less one working layer in fp32);
  *  - an evaluation forward (forward_only) between steps changes nothing;
+ *  - DoRA (its magnitudes' gradients read the stored activations too) likewise;
  *  - an unknown storage is refused in one sentence. */
 #include <math.h>
 #include <setjmp.h>
@@ -34,7 +35,7 @@ enum { B = 2, T = 8 };
 
 static Backend *be;
 
-static void make(Llama *m, LoraAdapters *lora, ModelPrecision p, ModelPrecision acts) {
+static void make(Llama *m, LoraAdapters *lora, ModelPrecision p, ModelPrecision acts, int dora) {
     LlamaConfig c = fixture_tiny_config(ROPE_HALF, 0);
     c.dim = 32, c.hidden_dim = 48, c.vocab_size = 37;
     assert_int_equal(llama_create(m, be, &c), LSC_OK);
@@ -43,7 +44,7 @@ static void make(Llama *m, LoraAdapters *lora, ModelPrecision p, ModelPrecision 
         fail_msg("%s", error_last());
     int in[LORA_NUM_TARGETS], out[LORA_NUM_TARGETS];
     llama_lora_shapes(&c, in, out);
-    LoraConfig lc = {.rank = 2, .alpha = 4, .targets = (1u << LORA_NUM_TARGETS) - 1};
+    LoraConfig lc = {.rank = 2, .alpha = 4, .targets = (1u << LORA_NUM_TARGETS) - 1, .use_dora = dora};
     assert_int_equal(lora_create(lora, be, &lc, c.n_layers, in, out, 3), LSC_OK);
     fixture_randomize_lora(lora, 4, 0.3);
     llama_attach_lora(m, lora);
@@ -101,11 +102,11 @@ static void check_store(const Llama *f, const Llama *s) {
         }
 }
 
-static void check(ModelPrecision p, const char *name) {
+static void check(ModelPrecision p, int dora, const char *name) {
     Llama f, s;
     LoraAdapters lf, ls;
-    make(&f, &lf, p, PRECISION_FP32);
-    make(&s, &ls, p, PRECISION_BF16);
+    make(&f, &lf, p, PRECISION_FP32, dora);
+    make(&s, &ls, p, PRECISION_BF16, dora);
     int32_t tokens[B * T], targets[B * T];
     fixture_batch(tokens, targets, B, T, f.config.vocab_size, 21);
     const size_t ng = lf.num_params;
@@ -157,7 +158,8 @@ static void check(ModelPrecision p, const char *name) {
 
 static void test_fp32_base(void **state) {
     (void)state;
-    check(PRECISION_FP32, "fp32 base");
+    check(PRECISION_FP32, 0, "fp32 base");
+    check(PRECISION_FP32, 1, "fp32 base, DoRA"); /* its magnitudes' gradients too */
 }
 
 static void test_bf16_base(void **state) {
@@ -166,7 +168,7 @@ static void test_bf16_base(void **state) {
         printf("bf16 base: no matmul_bf16 in this build; skipped\n");
         skip();
     }
-    check(PRECISION_BF16, "bf16 base");
+    check(PRECISION_BF16, 0, "bf16 base");
 }
 
 /* ---- a ViT: the same checks on its stored entries (x, ln1, q, k, v, atty, mid, ln2, fc1,
