@@ -457,8 +457,9 @@ static void bf16_attention_case(int B, int T, int NH, int NKV, int HD, int causa
         free(rdv), free(mo), free(mq), free(mk), free(mv);
 }
 
-/* Shapes: T below, across and at tile edges (64), grouped-query heads, every padded head
- * width (16 -> 32, 48 -> 64, 128), and a head above 128 (the fp32 kernels behind the op). */
+/* Shapes: T of one token, below, across and at tile edges (64), grouped-query heads, every
+ * padded head width (16 -> 32, 48 -> 64, 80 -> 128, 128), and a head above 128 (the fp32
+ * kernels behind the op). */
 void test_bf16_attention(void **state) {
     (void)state;
     bf16_attention_case(2, 37, 4, 2, 16, 1);
@@ -467,4 +468,7 @@ void test_bf16_attention(void **state) {
     bf16_attention_case(1, 20, 1, 1, 200, 1);
     bf16_attention_case(2, 37, 4, 4, 16, 0);
     bf16_attention_case(1, 100, 3, 1, 64, 0);
+    bf16_attention_case(2, 1, 2, 1, 32, 1);   /* one token */
+    bf16_attention_case(1, 65, 4, 2, 80, 1);  /* a head padded to 128, one row past a tile */
+    bf16_attention_case(1, 129, 2, 2, 64, 0); /* ViT-like: 3 tiles, the last one row */
 }
