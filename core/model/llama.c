@@ -286,6 +286,10 @@ static void carve_acts(Llama *m, int B, int T, int full_logits, Arena *arena) {
     a->dlogits16 = m->precision == PRECISION_BF16
                        ? (uint16_t *)arena_alloc(arena, (head_rows * V + 1) / 2)
                        : NULL;
+    /* a bf16 base: a shared input of the frozen products rounded once (shared_input16) */
+    a->x16 = m->precision == PRECISION_BF16 && m->be->matmul_bf16_rounded && m->be->to_bf16
+                 ? (uint16_t *)arena_alloc(arena, (BT * C + 1) / 2)
+                 : NULL;
     /* bf16 store: 2 bytes per stored activation of every layer */
     const size_t per_layer = BT * (4 * C + 2 * qdim + 2 * kvdim + 3 * H);
     a->store16 = stores_bf16(m)
@@ -373,6 +377,33 @@ void llama_weight_matmul(Llama *m, Real *y, const Real *x, int tensor, int l, in
     if (packed) be->matmul_frozen(be, y, x, w, packed, rows, N, K, !backward, 1, beta);
     else if (backward) be->matmul(be, y, x, w, rows, N, K, 0, 0, 1, beta);
     else llama_linear(be, y, x, w, rows, (int)in, (int)out, accumulate);
+}
+
+/* The input several frozen products share (xn for q, k, v; xn2 for gate, up) rounded to bf16
+ * once, in acts.x16, for frozen_forward; NULL where each product rounds its own (fp32, or a
+ * backend without matmul_bf16_rounded). */
+static const uint16_t *shared_input16(Llama *m, const Real *x, size_t n) {
+    if (!m->acts.x16) return NULL;
+    m->be->to_bf16(m->be, m->acts.x16, x, n);
+    return m->acts.x16;
+}
+
+/* y = x W^T for a frozen matrix, as llama_weight_matmul's forward; x16 (shared_input16 of x,
+ * or NULL) spares the product its own rounding of x: the same bits (matmul_bf16_rounded on
+ * to_bf16(x) is matmul_bf16 on x, kernels/backend.h). */
+static void frozen_forward(Llama *m, Real *y, const Real *x, const uint16_t *x16, int tensor,
+                           int l, int rows) {
+    if (!x16) {
+        llama_weight_matmul(m, y, x, tensor, l, rows, 0, 0);
+        return;
+    }
+    Backend *be = m->be;
+    int64_t out, in;
+    llama_tensor_shape(&m->config, tensor, &out, &in);
+    const uint16_t *w = m->w16[tensor] + (size_t)l * (size_t)out * (size_t)in;
+    BackendPacked **packed = llama_packed_slot(m, tensor, l, 0);
+    if (packed) be->matmul_bf16_rounded_frozen(be, y, x16, w, packed, rows, (int)out, (int)in, 1, 1, 0);
+    else be->matmul_bf16_rounded(be, y, x16, w, rows, (int)out, (int)in, 1, 1, 0);
 }
 
 void llama_lora_shapes(const LlamaConfig *c, int in_dim[LORA_NUM_TARGETS],
@@ -557,11 +588,12 @@ static int forward(Llama *m, const int32_t *tokens, const int32_t *targets, int 
 
         /* attention block: mid = x + attn(rope(xn Wq^T), rope(xn Wk^T), xn Wv^T) Wo^T */
         be->rmsnorm_forward(be, xn, rstd, x, llama_layer_slice(w[LLAMA_RMS_ATT], C, l), BT, C, c->norm_eps);
-        llama_weight_matmul(m, q, xn, llama_tensor_of_target(LORA_Q), l, BT, 0, 0);
+        const uint16_t *xn16 = shared_input16(m, xn, BTC);
+        frozen_forward(m, q, xn, xn16, llama_tensor_of_target(LORA_Q), l, BT);
         llama_adapter_forward(m, q, xn, l, LORA_Q, BT);
-        llama_weight_matmul(m, k, xn, llama_tensor_of_target(LORA_K), l, BT, 0, 0);
+        frozen_forward(m, k, xn, xn16, llama_tensor_of_target(LORA_K), l, BT);
         llama_adapter_forward(m, k, xn, l, LORA_K, BT);
-        llama_weight_matmul(m, v, xn, llama_tensor_of_target(LORA_V), l, BT, 0, 0);
+        frozen_forward(m, v, xn, xn16, llama_tensor_of_target(LORA_V), l, BT);
         llama_adapter_forward(m, v, xn, l, LORA_V, BT);
         be->rope_forward(be, q, m->rope_cos, m->rope_sin, B, T, NH, HD, 0, c->rope_style);
         be->rope_forward(be, k, m->rope_cos, m->rope_sin, B, T, NKV, HD, 0, c->rope_style);
@@ -573,9 +605,10 @@ static int forward(Llama *m, const int32_t *tokens, const int32_t *targets, int 
 
         /* feed-forward block: out = mid + (silu(xn2 W1^T) * (xn2 W3^T)) W2^T */
         be->rmsnorm_forward(be, xn2, rstd2, mid, llama_layer_slice(w[LLAMA_RMS_FFN], C, l), BT, C, c->norm_eps);
-        llama_weight_matmul(m, gate, xn2, llama_tensor_of_target(LORA_GATE), l, BT, 0, 0);
+        const uint16_t *xn2_16 = shared_input16(m, xn2, BTC);
+        frozen_forward(m, gate, xn2, xn2_16, llama_tensor_of_target(LORA_GATE), l, BT);
         llama_adapter_forward(m, gate, xn2, l, LORA_GATE, BT);
-        llama_weight_matmul(m, up, xn2, llama_tensor_of_target(LORA_UP), l, BT, 0, 0);
+        frozen_forward(m, up, xn2, xn2_16, llama_tensor_of_target(LORA_UP), l, BT);
         llama_adapter_forward(m, up, xn2, l, LORA_UP, BT);
         be->swiglu_forward(be, swi, gate, up, BTH);
         llama_residual_projection(m, out, mid, swi, l, LORA_DOWN, BT, H, a->proj);

@@ -116,6 +116,8 @@ typedef struct LlamaActs {
     Real *dgate, *dup, *dswi; /* [BT, H] */
     uint16_t *dlogits16; /* [BT, V] the classifier's gradient in bf16, for a frozen bf16
                           * classifier (NULL in fp32): cross_entropy_backward_bf16 writes it */
+    uint16_t *x16;       /* [BT, C] a bf16 base's xn or xn2 rounded once for the products
+                          * that share it (NULL in fp32) */
     uint16_t *store16;   /* [L, a layer's stored activations] in bf16 (acts_precision bf16;
                           * NULL otherwise): llama.c's stored_acts gives the layout */
 } LlamaActs;
