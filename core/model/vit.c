@@ -281,6 +281,10 @@ static void carve_acts(ViT *m, int B, Arena *arena) {
     arena_reset(arena);
     for (size_t i = 0; i < sizeof slots / sizeof slots[0]; i++)
         *slots[i].ptr = slots[i].n ? arena_alloc(arena, slots[i].n) : NULL;
+    /* a bf16 base: ln1's output rounded once for q, k, v (shared_input16) */
+    a->x16 = m->precision == PRECISION_BF16 && m->be->matmul_bf16_rounded && m->be->to_bf16
+                 ? (uint16_t *)arena_alloc(arena, (BT * D + 1) / 2)
+                 : NULL;
     /* bf16 store: 2 bytes per stored activation of every layer (8 D + 2 M per row) */
     a->store16 = store ? (uint16_t *)arena_alloc(arena, (L * BT * (8 * D + 2 * M) + 1) / 2) : NULL;
 }
@@ -420,11 +424,23 @@ static int tensor_core_attention(const ViT *m) {
            m->be->attention_backward_bf16;
 }
 
-static void linear_forward(ViT *m, Real *y, const Real *x, int l, int target, const Real *bias,
-                           int rows, int in, int out) {
+/* ln1's output rounded to bf16 once, in acts.x16, for q, k and v; NULL where each product
+ * rounds its own (fp32, or a backend without matmul_bf16_rounded). */
+static const uint16_t *shared_input16(ViT *m, const Real *x, size_t n) {
+    if (!m->acts.x16) return NULL;
+    m->be->to_bf16(m->be, m->acts.x16, x, n);
+    return m->acts.x16;
+}
+
+/* x16: x already rounded to bf16 for the products that share it (shared_input16), or NULL;
+ * matmul_bf16_rounded on it gives matmul_bf16's bits (kernels/backend.h). */
+static void linear_forward(ViT *m, Real *y, const Real *x, const uint16_t *x16, int l,
+                           int target, const Real *bias, int rows, int in, int out) {
     Backend *be = m->be;
     const Real *w = vit_target_weight(m, target, l); /* bf16: a master, or NULL */
-    if (m->precision == PRECISION_BF16)
+    if (m->precision == PRECISION_BF16 && x16)
+        be->matmul_bf16_rounded(be, y, x16, vit_target_w16(m, target, l), rows, out, in, 1, 1, 0);
+    else if (m->precision == PRECISION_BF16)
         be->matmul_bf16(be, y, x, vit_target_w16(m, target, l), rows, out, in, 1, 1, 0);
     else
         be->matmul(be, y, x, w, rows, out, in, 0, 1, 1, 0);
@@ -515,23 +531,24 @@ int vit_forward(ViT *m, const Real *images, const int32_t *labels, int B) {
         be->layernorm_forward(be, xn, a->mean1 + lo, a->rstd1 + lo, x,
                               layer_slice(w[VIT_LN1_W], D, l), layer_slice(w[VIT_LN1_B], D, l),
                               BT, D, c->norm_eps);
-        linear_forward(m, q, xn, l, LORA_Q, layer_slice(w[VIT_BQ], D, l), BT, D, D);
-        linear_forward(m, k, xn, l, LORA_K, layer_slice(w[VIT_BK], D, l), BT, D, D);
-        linear_forward(m, v, xn, l, LORA_V, layer_slice(w[VIT_BV], D, l), BT, D, D);
+        const uint16_t *xn16 = shared_input16(m, xn, BTD);
+        linear_forward(m, q, xn, xn16, l, LORA_Q, layer_slice(w[VIT_BQ], D, l), BT, D, D);
+        linear_forward(m, k, xn, xn16, l, LORA_K, layer_slice(w[VIT_BK], D, l), BT, D, D);
+        linear_forward(m, v, xn, xn16, l, LORA_V, layer_slice(w[VIT_BV], D, l), BT, D, D);
         if (tensor_core_attention(m))
             be->attention_forward_bf16(be, atty, att, q, k, v, B, T, NH, NH, HD, 0);
         else
             be->attention_full_forward(be, atty, att, q, k, v, B, T, NH, NH, HD);
-        linear_forward(m, a->proj, atty, l, LORA_O, layer_slice(w[VIT_BO], D, l), BT, D, D);
+        linear_forward(m, a->proj, atty, NULL, l, LORA_O, layer_slice(w[VIT_BO], D, l), BT, D, D);
         be->residual_forward(be, mid, x, a->proj, BTD);
 
         /* out = mid + (gelu(LN2(mid) W1^T + b1) W2^T + b2) */
         be->layernorm_forward(be, xn2, a->mean2 + lo, a->rstd2 + lo, mid,
                               layer_slice(w[VIT_LN2_W], D, l), layer_slice(w[VIT_LN2_B], D, l),
                               BT, D, c->norm_eps);
-        linear_forward(m, h, xn2, l, LORA_UP, layer_slice(w[VIT_B1], M, l), BT, D, M);
+        linear_forward(m, h, xn2, NULL, l, LORA_UP, layer_slice(w[VIT_B1], M, l), BT, D, M);
         be->gelu_forward(be, act, h, BTM, c->gelu);
-        linear_forward(m, a->proj, act, l, LORA_DOWN, layer_slice(w[VIT_B2], D, l), BT, M, D);
+        linear_forward(m, a->proj, act, NULL, l, LORA_DOWN, layer_slice(w[VIT_B2], D, l), BT, M, D);
         be->residual_forward(be, out, mid, a->proj, BTD);
         if (store) move_stored(m, l, 1, STORED_ACTS, 1);
     }

@@ -125,6 +125,8 @@ typedef struct ViTActs {
     Real *dfc1;      /* [BT, M] */
     Real *dact;      /* [BT, M] */
     Real *dcls;      /* [B, D] */
+    uint16_t *x16;     /* [BT, D] a bf16 base's ln1 output rounded once for q, k, v (NULL in
+                        * fp32) */
     uint16_t *store16; /* [L, a layer's stored activations] in bf16 (acts_precision bf16;
                         * NULL otherwise): vit.c's stored_acts gives the layout */
 } ViTActs;

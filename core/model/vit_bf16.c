@@ -131,6 +131,7 @@ int vit_set_precision(ViT *m, ModelPrecision p) {
         return error_set("Full training needs every weight in fp32: a bf16 base is for LoRA, "
                          "DoRA and the cascade; use precision = \"fp32\".");
     if (precision_check_backend(m->be, "a ViT") != LSC_OK) return LSC_ERR;
+    m->B = 0; /* the activations are re-carved: x16 exists in bf16 only */
     return to_bf16(m);
 }
 
