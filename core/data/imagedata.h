@@ -2,7 +2,7 @@
  * Fashion-MNIST IDX files (gzip or plain), per-channel normalisation, and seeded
  * augmentation (random crop with zero padding, horizontal flip). Pixels stay uint8 in
  * memory; a batch is made on demand. Not here: the robustness corruptions (issue 6's suite),
- * the UCI digits' CSV and transform (digits.h), other image formats. */
+ * the UCI digits' CSV and transform (digits.h), PNG/JPEG class folders (imagefolder.h). */
 #ifndef LORASC_IMAGEDATA_H
 #define LORASC_IMAGEDATA_H
 

@@ -34,16 +34,19 @@
 -- The paper's own scale (a CLIP ViT-B/16 fine-tuned on ImageNet-1K, tested on ImageNet and
 -- ImageNet-V2 / -Sketch / -A / -R) cannot be written as a lorasc experiment yet; what the
 -- image family lacks for it:
---   1. an ImageNet reader: images are IDX files (MNIST, Fashion-MNIST) or the digits CSV;
---      no JPEG/PNG decoding, no class-folder (ImageFolder) or ILSVRC validation-label
---      layout, and every image set is held in memory as uint8 (ImageNet's train set at
---      224x224x3 is 193 GB): it needs a streaming loader;
+--   1. an ImageNet reader: core/data/imagefolder.h now decodes class folders
+--      (root/<class>/<image>, ImageFolder's layout: ImageNet's and its robustness sets')
+--      of PNG and JPEG files, RGB or grey, with CLIP's shorter-side resize and centre crop
+--      (bilinear, not bicubic) and any number of classes, into memory; still missing: an
+--      image task on such folders in the DSL, the ILSVRC validation-label layout, and a
+--      streaming loader (every image set is held in memory as uint8; ImageNet's train set
+--      at 224x224x3 is 193 GB);
 --   2. colour: vit{} and vit{ hf = } models see 1-channel images (a CLIP's RGB patch
 --      weights are folded to grey, family_image.lua), and normalisation is the dataset's
 --      own mean/std, not CLIP's preprocessing (resize of the short side, centre crop,
 --      CLIP's per-channel mean/std);
---   3. classes: an image task maps at most 256 original labels (ImageTask.relabel[256], IDX
---      labels are bytes): ImageNet has 1,000, and ImageNet-A / -R are 200-class subsets
+--   3. classes: an image task maps at most 256 original labels (ImageTask.relabel[256]; an
+--      image folder's labels go beyond, the task does not yet): ImageNet has 1,000, and ImageNet-A / -R are 200-class subsets
 --      that need a 1,000-way head evaluated on 200 logits;
 --   4. CLIP's zero-shot head (class-name text embeddings from the text tower) as the
 --      initial classifier: lorasc reads the vision tower only and starts a random head;

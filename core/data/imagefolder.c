@@ -1,0 +1,309 @@
+/* Image folders: PNG and JPEG decoding, grey conversion, shorter-side resize and centre crop.
+ * See imagefolder.h. */
+#include "core/data/imagefolder.h"
+
+#include <dirent.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include <jpeglib.h>
+#include <png.h>
+
+#include "core/base/error.h"
+#include "core/data/image_resize.h"
+
+enum { IMAGEFOLDER_MAX_SIDE = 1 << 15 }; /* decoded images larger than this are refused */
+
+/* ---- decoding to interleaved RGB [h, w, 3] ---- */
+
+static int decode_png(const char *path, uint8_t **rgb, int *h, int *w) {
+    png_image img;
+    memset(&img, 0, sizeof img);
+    img.version = PNG_IMAGE_VERSION;
+    if (!png_image_begin_read_from_file(&img, path))
+        return error_set("%s does not decode as PNG (%s).", path, img.message);
+    if (img.width == 0 || img.height == 0 || img.width > IMAGEFOLDER_MAX_SIDE ||
+        img.height > IMAGEFOLDER_MAX_SIDE) {
+        png_image_free(&img);
+        return error_set("%s is %ux%u pixels, outside 1..%d a side.", path, img.width,
+                         img.height, IMAGEFOLDER_MAX_SIDE);
+    }
+    img.format = PNG_FORMAT_RGB; /* grey expanded, palettes resolved, alpha composited on black */
+    *rgb = malloc(PNG_IMAGE_SIZE(img));
+    if (!*rgb) {
+        png_image_free(&img);
+        return error_set("Out of memory decoding %s.", path);
+    }
+    if (!png_image_finish_read(&img, NULL, *rgb, 0, NULL)) {
+        free(*rgb);
+        *rgb = NULL;
+        return error_set("%s does not decode as PNG (%s).", path, img.message);
+    }
+    *h = (int)img.height, *w = (int)img.width;
+    return LSC_OK;
+}
+
+typedef struct JpegError {
+    struct jpeg_error_mgr mgr;
+    jmp_buf jump;
+    char message[JMSG_LENGTH_MAX];
+} JpegError;
+
+static void jpeg_fail(j_common_ptr cinfo) {
+    JpegError *e = (JpegError *)cinfo->err;
+    cinfo->err->format_message(cinfo, e->message);
+    longjmp(e->jump, 1);
+}
+
+static int decode_jpeg(const char *path, uint8_t **rgb, int *h, int *w) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return error_set("Cannot open %s.", path);
+    struct jpeg_decompress_struct cinfo;
+    JpegError err;
+    uint8_t *volatile out = NULL;
+    cinfo.err = jpeg_std_error(&err.mgr);
+    err.mgr.error_exit = jpeg_fail;
+    if (setjmp(err.jump)) {
+        jpeg_destroy_decompress(&cinfo);
+        fclose(f);
+        free(out);
+        return error_set("%s does not decode as JPEG (%s).", path, err.message);
+    }
+    jpeg_create_decompress(&cinfo);
+    jpeg_stdio_src(&cinfo, f);
+    jpeg_read_header(&cinfo, TRUE);
+    cinfo.out_color_space = JCS_RGB; /* grey and YCbCr converted by libjpeg */
+    jpeg_start_decompress(&cinfo);
+    const int ow = (int)cinfo.output_width, oh = (int)cinfo.output_height;
+    if (ow <= 0 || oh <= 0 || ow > IMAGEFOLDER_MAX_SIDE || oh > IMAGEFOLDER_MAX_SIDE ||
+        cinfo.output_components != 3) {
+        jpeg_destroy_decompress(&cinfo);
+        fclose(f);
+        return error_set("%s is %dx%d pixels with %d components: not an RGB or grey image of "
+                         "1..%d a side.", path, ow, oh, cinfo.output_components,
+                         IMAGEFOLDER_MAX_SIDE);
+    }
+    out = malloc((size_t)ow * oh * 3);
+    if (!out) {
+        jpeg_destroy_decompress(&cinfo);
+        fclose(f);
+        return error_set("Out of memory decoding %s.", path);
+    }
+    while (cinfo.output_scanline < cinfo.output_height) {
+        JSAMPROW row = out + (size_t)cinfo.output_scanline * ow * 3;
+        jpeg_read_scanlines(&cinfo, &row, 1);
+    }
+    jpeg_finish_decompress(&cinfo);
+    jpeg_destroy_decompress(&cinfo);
+    fclose(f);
+    *rgb = out, *h = oh, *w = ow;
+    return LSC_OK;
+}
+
+int imagefolder_decode(const char *path, int channels, uint8_t **pixels, int *h, int *w) {
+    *pixels = NULL;
+    if (channels != 1 && channels != 3)
+        return error_set("Images are read with 1 or 3 channels, not %d.", channels);
+    unsigned char magic[8] = {0};
+    FILE *f = fopen(path, "rb");
+    if (!f) return error_set("Cannot open %s.", path);
+    const size_t got = fread(magic, 1, sizeof magic, f);
+    fclose(f);
+    uint8_t *rgb = NULL;
+    int rc;
+    if (got >= 8 && !png_sig_cmp(magic, 0, 8)) rc = decode_png(path, &rgb, h, w);
+    else if (got >= 3 && magic[0] == 0xFF && magic[1] == 0xD8 && magic[2] == 0xFF)
+        rc = decode_jpeg(path, &rgb, h, w);
+    else
+        return error_set("%s is neither PNG nor JPEG (by its first bytes); convert it or remove "
+                         "it from the folder.", path);
+    if (rc != LSC_OK) return LSC_ERR;
+    const size_t n = (size_t)*h * (size_t)*w;
+    uint8_t *out = malloc(n * (size_t)channels);
+    if (!out) {
+        free(rgb);
+        return error_set("Out of memory decoding %s.", path);
+    }
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *p = rgb + 3 * i;
+        if (channels == 1) /* PIL's convert("L"): ITU-R 601-2 luma, in 16-bit fixed point */
+            out[i] = (uint8_t)((p[0] * 19595u + p[1] * 38470u + p[2] * 7471u + 0x8000u) >> 16);
+        else
+            for (int c = 0; c < 3; c++) out[(size_t)c * n + i] = p[c];
+    }
+    free(rgb);
+    *pixels = out;
+    return LSC_OK;
+}
+
+/* ---- geometry: the shorter side to size, then the centre size x size ---- */
+
+/* Python's round(): to nearest, ties to even (torchvision's centre crop offsets use it) */
+static int round_half_even(double x) {
+    const double r = nearbyint(x); /* the default rounding mode is to nearest even */
+    return (int)r;
+}
+
+/* src [C, h, w] uint8 -> dst [C, size, size]: torchvision's Resize(size) (the shorter side to
+ * size, the longer to int(size * long / short)) then CenterCrop(size), bilinear as torch. */
+static int fit(uint8_t *dst, const uint8_t *src, int C, int h, int w, int size) {
+    int oh, ow;
+    if (h <= w) oh = size, ow = (int)((long long)size * w / h);
+    else ow = size, oh = (int)((long long)size * h / w);
+    const size_t n_in = (size_t)C * h * w, n_out = (size_t)C * oh * ow;
+    Real *a = malloc(n_in * sizeof *a), *b = malloc(n_out * sizeof *b);
+    if (!a || !b) {
+        free(a), free(b);
+        return error_set("Out of memory resizing a %dx%d image.", w, h);
+    }
+    for (size_t i = 0; i < n_in; i++) a[i] = (Real)src[i];
+    int rc = LSC_OK;
+    if (oh == h && ow == w) memcpy(b, a, n_in * sizeof *a);
+    else rc = image_resize_bilinear(b, oh, ow, a, C, h, w);
+    if (rc == LSC_OK) {
+        const int top = round_half_even((oh - size) / 2.0), left = round_half_even((ow - size) / 2.0);
+        for (int c = 0; c < C; c++)
+            for (int y = 0; y < size; y++)
+                for (int x = 0; x < size; x++) {
+                    const Real v = b[((size_t)c * oh + (size_t)(top + y)) * ow + (size_t)(left + x)];
+                    const Real r = floorf((float)v + 0.5f);
+                    dst[((size_t)c * size + y) * size + x] = (uint8_t)(r < 0 ? 0 : r > 255 ? 255 : r);
+                }
+    }
+    free(a), free(b);
+    return rc;
+}
+
+/* ---- the folder walk ---- */
+
+static int is_dir(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static int by_name(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The names in dir, sorted, of sub-folders (want_dirs) or of files with an image extension
+ * (.png, .jpg, .jpeg, any case); hidden entries skipped. *names malloc'd (free each). */
+static int list(const char *dir, int want_dirs, char ***names, int *n) {
+    *names = NULL, *n = 0;
+    DIR *d = opendir(dir);
+    if (!d) return error_set("Cannot open the folder %s (missing or unreadable).", dir);
+    int cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char path[4096];
+        if (snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= (int)sizeof path) continue;
+        if (want_dirs ? !is_dir(path) : is_dir(path)) continue;
+        if (!want_dirs) {
+            const char *dot = strrchr(e->d_name, '.');
+            if (!dot || (strcasecmp(dot, ".png") && strcasecmp(dot, ".jpg") && strcasecmp(dot, ".jpeg")))
+                continue;
+        }
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 64;
+            char **grown = realloc(*names, (size_t)cap * sizeof *grown);
+            if (!grown) break;
+            *names = grown;
+        }
+        if (!((*names)[*n] = strdup(e->d_name))) break;
+        (*n)++;
+    }
+    closedir(d);
+    if (e) { /* the loop ended early: out of memory */
+        for (int i = 0; i < *n; i++) free((*names)[i]);
+        free(*names);
+        *names = NULL, *n = 0;
+        return error_set("Out of memory listing %s.", dir);
+    }
+    qsort(*names, (size_t)*n, sizeof **names, by_name);
+    return LSC_OK;
+}
+
+static void free_names(char **names, int n) {
+    for (int i = 0; i < n; i++) free(names[i]);
+    free(names);
+}
+
+void imagefolder_classes_free(ImageFolderClasses *c) {
+    if (!c) return;
+    free_names(c->names, c->n);
+    c->names = NULL, c->n = 0;
+}
+
+int imagefolder_load(ImageSet *s, ImageFolderClasses *classes, const char *root, int channels,
+                     int size) {
+    memset(s, 0, sizeof *s);
+    if (classes) classes->n = 0, classes->names = NULL;
+    if (channels != 1 && channels != 3)
+        return error_set("Image folders are read with 1 or 3 channels, not %d.", channels);
+    if (size < 1 || size > 4096)
+        return error_set("Image size %d is outside 1..4096.", size);
+    char **cls = NULL;
+    int nc = 0;
+    if (list(root, 1, &cls, &nc) != LSC_OK) return LSC_ERR;
+    if (nc == 0) {
+        free(cls);
+        return error_set("%s has no class folders: an image folder holds one folder of images "
+                         "per class (root/<class>/<image>).", root);
+    }
+    const size_t per = (size_t)channels * size * size;
+    size_t cap = 0;
+    int rc = LSC_OK;
+    for (int c = 0; c < nc && rc == LSC_OK; c++) {
+        char dir[4096];
+        if (snprintf(dir, sizeof dir, "%s/%s", root, cls[c]) >= (int)sizeof dir) {
+            rc = error_set("The path of %s's class folder %s is too long.", root, cls[c]);
+            break;
+        }
+        char **files = NULL;
+        int nf = 0;
+        if ((rc = list(dir, 0, &files, &nf)) != LSC_OK) break;
+        if (nf == 0) rc = error_set("%s holds no PNG or JPEG images (.png, .jpg, .jpeg).", dir);
+        for (int i = 0; i < nf && rc == LSC_OK; i++) {
+            if ((size_t)s->n == cap) {
+                cap = cap ? 2 * cap : 256;
+                uint8_t *px = realloc(s->pixels, cap * per);
+                int32_t *lb = realloc(s->labels, cap * sizeof *lb);
+                if (px) s->pixels = px;
+                if (lb) s->labels = lb;
+                if (!px || !lb) {
+                    rc = error_set("Out of memory holding %zu images of %s.", cap, root);
+                    break;
+                }
+            }
+            char path[8192];
+            if (snprintf(path, sizeof path, "%s/%s", dir, files[i]) >= (int)sizeof path) {
+                rc = error_set("The path of %s in %s is too long.", files[i], dir);
+                break;
+            }
+            uint8_t *img;
+            int h, w;
+            if ((rc = imagefolder_decode(path, channels, &img, &h, &w)) != LSC_OK) break;
+            rc = fit(s->pixels + (size_t)s->n * per, img, channels, h, w, size);
+            free(img);
+            if (rc != LSC_OK) break;
+            s->labels[s->n++] = c;
+        }
+        free_names(files, nf);
+    }
+    if (rc != LSC_OK) {
+        free_names(cls, nc);
+        imagedata_free(s);
+        return LSC_ERR;
+    }
+    const char *base = strrchr(root, '/');
+    snprintf(s->name, sizeof s->name, "%s", base && base[1] ? base + 1 : root);
+    s->channels = channels, s->height = s->width = size, s->n_classes = nc;
+    if (classes) classes->names = cls, classes->n = nc;
+    else free_names(cls, nc);
+    return LSC_OK;
+}

@@ -1,0 +1,35 @@
+/* Image folders: the layout torchvision's ImageFolder reads and ImageNet, its robustness sets
+ * (ImageNet-V2 / -Sketch / -R / -A, ImageNet-C's corruption/severity folders) and most image
+ * datasets ship in: root/<class>/<image>, one folder per class. PNG (libpng) and JPEG
+ * (libjpeg) files are decoded, brought to `channels` (3: RGB; 1: grey, ITU-R 601 luma as
+ * PIL's convert("L")), resized so the shorter side is `size` (torch's bilinear,
+ * core/data/image_resize.h) and centre-cropped to size x size: CLIP's evaluation
+ * preprocessing, less its bicubic filter. Classes are the sub-folders in byte order of their
+ * names (ImageFolder's order, so label i is the i-th WordNet id for ImageNet), any number of
+ * them; images within a class in byte order of their file names; other files are skipped.
+ * Everything is held in memory as uint8 (an ImageSet), so this suits sets that fit: ImageNet's
+ * 50,000 validation images at 224 x 224 x 3 take 7.5 GB; its 1.28 M training images need a
+ * streaming loader, which is not here. Not here either: the tasks built on these sets. */
+#ifndef LORASC_IMAGEFOLDER_H
+#define LORASC_IMAGEFOLDER_H
+
+#include "core/data/imagedata.h"
+
+typedef struct ImageFolderClasses {
+    int n;          /* classes (the sub-folders) */
+    char **names;   /* [n] their names, in label order */
+} ImageFolderClasses;
+
+/* Loads every image under root/<class>/ into s (channels 1 or 3, size x size; name = root's
+ * last component) and the class names into classes (may be NULL). LSC_ERR with one sentence
+ * naming the folder or file and what is wrong: root missing or without class folders, a class
+ * folder without images, a file that does not decode, sizes out of range. */
+int imagefolder_load(ImageSet *s, ImageFolderClasses *classes, const char *root, int channels,
+                     int size);
+void imagefolder_classes_free(ImageFolderClasses *c);
+
+/* One image file decoded to channels (1 or 3) x h x w uint8 (malloc'd, *h, *w set): PNG or
+ * JPEG by content, not by name. LSC_ERR with a sentence naming the file otherwise. */
+int imagefolder_decode(const char *path, int channels, uint8_t **pixels, int *h, int *w);
+
+#endif
