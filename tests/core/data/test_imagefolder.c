@@ -274,6 +274,13 @@ static void test_errors(void **state) {
     assert_int_equal(ftruncate(fileno(f), 40), 0);
     fclose(f);
     expect_error(cut, 3, 8, "does not decode as PNG");
+    /* a JPEG whose marker is right and whose data is not (libjpeg's error, through longjmp) */
+    char junk[512];
+    snprintf(junk, sizeof junk, "%s", path_of("%s/junk", root));
+    mkdir_p(junk);
+    mkdir_p(path_of("%s/c", junk));
+    write_text(path_of("%s/c/a.jpg", junk), "\xff\xd8\xff\xe0 and then nothing a JPEG has");
+    expect_error(junk, 3, 8, "does not decode as JPEG");
     expect_error(bad, 2, 8, "1 or 3 channels");
     free(p);
 }
