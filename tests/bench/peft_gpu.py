@@ -137,19 +137,14 @@ def build_vit(shape, dtype, device):
     return model, getattr(model.config, "_attn_implementation", "?")
 
 
-def run_vit(args, device, dtype, B):
-    shape = vit_shape(args.tiny)
-    torch.manual_seed(0)
-    model, attn = build_vit(shape, dtype, device)
+def time_steps(model, inputs, args, device):
+    """Warm-up steps, then the timed steps back to back, one synchronisation: seconds per
+    step, every step's loss, the trainable parameter count. model(**inputs) gives the loss."""
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4)
-    g = torch.Generator(device="cpu").manual_seed(3)
-    side = shape["image_size"]
-    pixels = (torch.rand(B, 3, side, side, generator=g) * 2 - 1).to(device=device, dtype=dtype)
-    labels = torch.randint(0, shape["num_labels"], (B,), generator=g).to(device)
 
     def step():
-        out = model(pixel_values=pixels, labels=labels)
+        out = model(**inputs)
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
@@ -163,43 +158,32 @@ def run_vit(args, device, dtype, B):
     losses += [step() for _ in range(args.steps)]
     sync()
     elapsed = time.perf_counter() - t0
-    losses = [float(x) for x in losses]
     n_train = sum(p.numel() for p in params)
-    del model, opt, params
-    return elapsed / args.steps, losses, attn, n_train, shape
+    del opt, params
+    return elapsed / args.steps, [float(x) for x in losses], n_train
 
 
 def run(args, device, dtype, B):
-    if args.model == "vit":
-        return run_vit(args, device, dtype, B)
-    shape = model_shape(args.tiny, args.seq)
+    """The model of --model at batch B, random inputs: (seconds per step, losses, attention
+    implementation, trainable parameters, the model's shape)."""
     torch.manual_seed(0)
-    model, attn = build(shape, dtype, device, args.tiny)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-4)
     g = torch.Generator(device="cpu").manual_seed(3)
-    ids = torch.randint(0, shape["vocab_size"], (B, args.seq), generator=g).to(device)
-    labels = torch.randint(0, shape["vocab_size"], (B, args.seq), generator=g).to(device)
-
-    def step():
-        out = model(input_ids=ids, labels=labels)
-        out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        return out.loss.detach()
-
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    losses = [step() for _ in range(args.warmup)]
-    sync()
-    t0 = time.perf_counter()
-    losses += [step() for _ in range(args.steps)]
-    sync()
-    elapsed = time.perf_counter() - t0
-    losses = [float(x) for x in losses]
-    n_train = sum(p.numel() for p in params)
-    del model, opt, params
-    return elapsed / args.steps, losses, attn, n_train, shape
+    if args.model == "vit":
+        shape = vit_shape(args.tiny)
+        model, attn = build_vit(shape, dtype, device)
+        side = shape["image_size"]
+        pixels = (torch.rand(B, 3, side, side, generator=g) * 2 - 1).to(device=device, dtype=dtype)
+        labels = torch.randint(0, shape["num_labels"], (B,), generator=g).to(device)
+        inputs = dict(pixel_values=pixels, labels=labels)
+    else:
+        shape = model_shape(args.tiny, args.seq)
+        model, attn = build(shape, dtype, device, args.tiny)
+        ids = torch.randint(0, shape["vocab_size"], (B, args.seq), generator=g).to(device)
+        labels = torch.randint(0, shape["vocab_size"], (B, args.seq), generator=g).to(device)
+        inputs = dict(input_ids=ids, labels=labels)
+    step_s, losses, n_train = time_steps(model, inputs, args, device)
+    del model, inputs
+    return step_s, losses, attn, n_train, shape
 
 
 def main():
