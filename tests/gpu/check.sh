@@ -184,36 +184,7 @@ if [ -n "$parity" ]; then
     env LD_LIBRARY_PATH="$orig_ld" PYTHONUNBUFFERED=1 python3 tests/bench/peft_gpu.py \
     --batch "$batch" --seq 1024 --steps 4 --warmup 2 --json "$out/peft.json"
   tail -3 "$logs/peft.log" | cut -c1-400
-  python3 - "$out/bench_train.json" "$out/peft.json" > "$out/bench_summary.txt" 2>&1 <<'PY'
-import json, sys
-def load(p):
-    try:
-        return json.load(open(p))
-    except Exception as e:
-        print("(%s: %s)" % (p, e)); return None
-a, b = load(sys.argv[1]), load(sys.argv[2])
-def fmt(x, f="%.4g"):
-    return "n/a" if x is None else f % x
-if a:
-    gib = 1 << 30
-    print("lorasc %s: batch %d x %d, %s tokens/s, MFU %s of the bf16 peak (%s TFLOP/s), peak alloc %s GiB, boundary %s s = %s of an epoch"
-          % (a["precision"] + " base, " + a.get("activations", "fp32") + " activations", a["batch"], a["seq"], fmt(a["tokens_per_s"], "%.0f"), fmt(a.get("mfu_bf16"), "%.3f"),
-             fmt(a.get("gemm_bf16_tflops"), "%.0f"), fmt(a["peak_alloc_bytes"] / gib, "%.1f"),
-             fmt(a.get("boundary_seconds")), fmt(a.get("boundary_frac_epoch"), "%.2e")))
-if b and "tokens_per_s" in b:
-    print("PEFT %s: batch %d x %d, %s tokens/s, MFU %s, max_memory_allocated %s GiB, OOM at %s"
-          % (b["dtype"], b["batch"], b["seq"], fmt(b["tokens_per_s"], "%.0f"), fmt(b.get("mfu_bf16"), "%.3f"),
-             fmt(b["max_memory_allocated"] / (1 << 30) if b.get("max_memory_allocated") else None, "%.1f"),
-             b.get("oom_batches") or "none"))
-if a and b and "tokens_per_s" in b:
-    speed = a["tokens_per_s"] / b["tokens_per_s"]
-    mem = a["peak_alloc_bytes"] / b["max_memory_allocated"] if b.get("max_memory_allocated") else None
-    print("targets (issue 11): tokens/s %.2fx PEFT's (>= 2: %s); MFU %s (>= 0.5: %s); memory %s of PEFT's (<= 1: %s); boundary %s of an epoch (< 0.01: %s)"
-          % (speed, "met" if speed >= 2 else "missed", fmt(a.get("mfu_bf16"), "%.3f"),
-             "met" if (a.get("mfu_bf16") or 0) >= 0.5 else "missed", fmt(mem, "%.2f"),
-             "met" if mem is not None and mem <= 1 else "missed", fmt(a.get("boundary_frac_epoch"), "%.2e"),
-             "met" if (a.get("boundary_frac_epoch") or 1) < 0.01 else "missed"))
-PY
+  python3 tests/gpu/bench_summary.py llama "$out/bench_train.json" "$out/peft.json" > "$out/bench_summary.txt" 2>&1
   cat "$out/bench_summary.txt"
 
   # ---- 5. compute-sanitizer ----
@@ -250,30 +221,7 @@ PY
     env LD_LIBRARY_PATH="$orig_ld" PYTHONUNBUFFERED=1 python3 tests/bench/peft_gpu.py \
     --model vit --batch "$vbatch" --steps 4 --warmup 2 --json "$logs/peft_vit.json"
   tail -2 "$logs/peft_vit.log" | cut -c1-400
-  python3 - "$logs/bench_vit.json" "$logs/peft_vit.json" >> "$out/bench_summary.txt" 2>&1 <<'PY'
-import json, sys
-def load(p):
-    try:
-        return json.load(open(p))
-    except Exception as e:
-        print("(%s: %s)" % (p, e)); return None
-a, b = load(sys.argv[1]), load(sys.argv[2])
-def fmt(x, f="%.4g"):
-    return "n/a" if x is None else f % x
-if a:
-    print("lorasc ViT-B/16 %s base, %s activations: batch %d images, %s images/s, MFU %s, peak alloc %s GiB"
-          % (a["precision"], a["activations"], a["batch"], fmt(a["images_per_s"], "%.0f"),
-             fmt(a.get("mfu_bf16"), "%.3f"), fmt(a["peak_alloc_bytes"] / (1 << 30), "%.1f")))
-if b and "images_per_s" in b:
-    print("PEFT ViT %s (%s attention): batch %d images, %s images/s, MFU %s, max_memory_allocated %s GiB, OOM at %s"
-          % (b["dtype"], b.get("attn_implementation"), b["batch"], fmt(b["images_per_s"], "%.0f"),
-             fmt(b.get("mfu_bf16"), "%.3f"),
-             fmt(b["max_memory_allocated"] / (1 << 30) if b.get("max_memory_allocated") else None, "%.1f"),
-             b.get("oom_batches") or "none"))
-if a and b and "images_per_s" in b:
-    mem = a["peak_alloc_bytes"] / b["max_memory_allocated"] if b.get("max_memory_allocated") else None
-    print("ViT: images/s %.2fx PEFT's; memory %s of PEFT's" % (a["images_per_s"] / b["images_per_s"], fmt(mem, "%.2f")))
-PY
+  python3 tests/gpu/bench_summary.py vit "$logs/bench_vit.json" "$logs/peft_vit.json" >> "$out/bench_summary.txt" 2>&1
   tail -3 "$out/bench_summary.txt"
 
   # ---- 6. the op benchmark ----
