@@ -133,11 +133,7 @@ int llama_set_precision(Llama *m, ModelPrecision p) {
 }
 
 int llama_set_activations(Llama *m, ModelPrecision p) {
-    if (p != PRECISION_FP32 && p != PRECISION_BF16)
-        return error_set("Unknown activation storage %d for a Llama model (fp32 or bf16).", (int)p);
-    if (p == PRECISION_BF16 && (!m->be->to_bf16 || !m->be->from_bf16))
-        return error_set("The %s backend of this build has no bf16 conversions: store the "
-                         "activations in fp32 (activations = \"fp32\").", m->be->name);
+    if (stored_acts_check(m->be, p, "a Llama model") != LSC_OK) return LSC_ERR;
     m->acts_precision = p; /* llama_reserve re-carves at the next forward */
     return LSC_OK;
 }

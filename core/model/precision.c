@@ -44,6 +44,15 @@ int precision_widen(Backend *be, Real *fp32, const uint16_t *w16, size_t n, cons
     return LSC_OK;
 }
 
+int stored_acts_check(const Backend *be, ModelPrecision p, const char *what) {
+    if (p != PRECISION_FP32 && p != PRECISION_BF16)
+        return error_set("Unknown activation storage %d for %s (fp32 or bf16).", (int)p, what);
+    if (p == PRECISION_BF16 && (!be->to_bf16 || !be->from_bf16))
+        return error_set("The %s backend of this build has no bf16 conversions: store the "
+                         "activations in fp32 (activations = \"fp32\").", be->name);
+    return LSC_OK;
+}
+
 void stored_acts_move(Backend *be, uint16_t *layer16, const StoredAct *list, int first,
                       int last, int pack) {
     uint16_t *p = layer16;

@@ -26,6 +26,10 @@ int precision_check_backend(const Backend *be, const char *what);
 int precision_widen(Backend *be, Real *fp32, const uint16_t *w16, size_t n, const char *name,
                     const char *what, Real **ptr, int *owned);
 
+/* LSC_OK when be can store activations in precision p (fp32 always; bf16 with the backend's
+ * bf16 conversions), else LSC_ERR with a sentence; `what` names the model ("a ViT"). The check
+ * of llama_set_activations and vit_set_activations. */
+int stored_acts_check(const Backend *be, ModelPrecision p, const char *what);
 /* Stored activations (llama_set_activations, vit_set_activations): a layer's entries follow
  * one another in its bf16 store; entry j's fp32 working buffer is list[j].f32, n values. */
 typedef struct StoredAct {
