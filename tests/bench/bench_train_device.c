@@ -20,8 +20,8 @@
  *   [--shape llama2-7b|tiny|vit-b16|vit-tiny] [--batch B (0: as large as fits)] [--seq T] [--steps N]
  *   [--boundaries N] [--epoch-seqs N] [--json FILE]. --activations bf16 keeps the activations
  *   a backward reads in bf16 between forward and backward (llama_set_activations), as PEFT's
- *   bf16 model does; default fp32. --precision bf16 needs the model precision setting (core/model/precision.h,
- * llama_set_precision) in this build; without it the bench says so and exits 2.
+ *   bf16 model does; default fp32. --precision bf16: the frozen base in bf16 with fp32 masters
+ *   of the adapted targets (llama_set_precision, vit_set_precision).
  * bench_train_device_cuda_emu is this program on the emulated device (kernels/cuda/emu): a dry
  * run of its device path on a CPU machine (no cuBLAS peak and no memory query there). */
 #include <math.h>
@@ -37,12 +37,7 @@
 #include "lorasc_config.h"
 #include "tests/bench/bench_time.h"
 
-#if defined(__has_include)
-#if __has_include("core/model/precision.h")
 #include "core/model/precision.h"
-#define BENCH_HAVE_PRECISION 1
-#endif
-#endif
 
 #if LORASC_HAVE_CUDA && !defined(LORASC_CUDA_EMU)
 #include <cublas_v2.h>
@@ -52,6 +47,7 @@
 typedef struct Options {
     const char *device, *precision, *activations, *shape, *json;
     int batch, seq, steps, boundaries, epoch_seqs;
+    ModelPrecision prec, acts; /* --precision and --activations, parsed */
 } Options;
 
 static Backend *be;
@@ -259,26 +255,6 @@ static void randomize(Llama *m) {
     ok(device_sync(be), "random weights");
 }
 
-/* The model precision setting, where this build has it (the bf16 storage step of issue 11):
- * the frozen base in bf16, fp32 masters of the adapted targets. Else only fp32 runs. */
-static void set_precision(Llama *m, const char *precision, unsigned targets) {
-    if (strcmp(precision, "fp32") == 0) return;
-#ifdef BENCH_HAVE_PRECISION
-    const int p = precision_parse(precision);
-    if (p < 0) {
-        fprintf(stderr, "bench_train_device: unknown --precision %s\n", precision);
-        exit(2);
-    }
-    ok(llama_set_precision(m, (ModelPrecision)p), "llama_set_precision");
-    ok(llama_ensure_masters(m, targets), "llama_ensure_masters");
-#else
-    (void)m, (void)targets;
-    fprintf(stderr, "bench_train_device: --precision %s: this build has no model precision "
-                    "setting yet (core/model/precision.h); only fp32 runs\n", precision);
-    exit(2);
-#endif
-}
-
 static FinetuneConfig run_config(const char *method, long steps, int experts, int B, int T) {
     FinetuneConfig cfg = {.total_steps = steps, .batch = B, .seq = T,
                           .schedule = {.kind = SCHEDULE_CONSTANT, .peak_lr = 1e-4f},
@@ -397,14 +373,9 @@ static int run_vit(const Options *o, const ViTConfig *c, const char *desc, doubl
     ok(vit_create(&m, be, c), "vit_create");
     vit_init_random(&m, 42);
     const unsigned targets = LORA_BIT(LORA_Q) | LORA_BIT(LORA_V);
-    const int prec = precision_parse(o->precision), acts = precision_parse(o->activations);
-    if (prec < 0 || acts < 0) {
-        fprintf(stderr, "bench_train_device: --precision and --activations take fp32 or bf16\n");
-        return 2;
-    }
-    ok(vit_set_precision(&m, (ModelPrecision)prec), "vit_set_precision");
+    ok(vit_set_precision(&m, o->prec), "vit_set_precision");
     ok(vit_ensure_masters(&m, targets), "vit_ensure_masters");
-    ok(vit_set_activations(&m, (ModelPrecision)acts), "vit_set_activations");
+    ok(vit_set_activations(&m, o->acts), "vit_set_activations");
     int in[LORA_NUM_TARGETS], out[LORA_NUM_TARGETS];
     vit_lora_shapes(c, in, out);
     const LoraConfig lc = {.rank = 8, .alpha = 16.0f, .targets = targets};
@@ -495,6 +466,13 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
+    const int prec = precision_parse(o.precision), acts = precision_parse(o.activations);
+    if (prec < 0 || acts < 0) {
+        fprintf(stderr, "bench_train_device: --precision and --activations take fp32 or bf16, "
+                        "got %s and %s\n", o.precision, o.activations);
+        return 2;
+    }
+    o.prec = (ModelPrecision)prec, o.acts = (ModelPrecision)acts;
     if (o.steps < 1 || o.steps > 32 || o.seq < 2 || o.boundaries < 0 || o.boundaries > 16) {
         fprintf(stderr, "bench_train_device: --steps 1..32, --seq >= 2, --boundaries 0..16\n");
         return 2;
@@ -538,15 +516,9 @@ int main(int argc, char **argv) {
     ok(llama_create(&m, be, &c), "llama_create");
     randomize(&m);
     const unsigned targets = LORA_BIT(LORA_Q) | LORA_BIT(LORA_V);
-    set_precision(&m, o.precision, targets);
-    if (strcmp(o.activations, "fp32") != 0) {
-        if (strcmp(o.activations, "bf16") != 0) {
-            fprintf(stderr, "bench_train_device: --activations must be fp32 or bf16, got %s\n",
-                    o.activations);
-            return 2;
-        }
-        ok(llama_set_activations(&m, PRECISION_BF16), "llama_set_activations");
-    }
+    ok(llama_set_precision(&m, o.prec), "llama_set_precision");
+    ok(llama_ensure_masters(&m, targets), "llama_ensure_masters");
+    ok(llama_set_activations(&m, o.acts), "llama_set_activations");
     int in[LORA_NUM_TARGETS], out[LORA_NUM_TARGETS];
     llama_lora_shapes(&c, in, out);
     const LoraConfig lc = {.rank = 8, .alpha = 16.0f, .targets = targets};
