@@ -1,9 +1,10 @@
 /* lorasc.core.images: image classification tasks (core/tasks/image_task.h) as userdata: a
  * dataset's train file split into train/val, its t10k file as test, a class subset
- * relabelled 0..k-1, optionally capped in size; evaluation of a ViT on a split, clean or
- * under one corruption of core/data/corrupt.h at one severity, or on a shift set (an
- * ImageSet userdata, images.shift); `lorasc data fetch digits`. The userdata is the core
- * ImageTask (ImageSet) itself, created empty before the files are read. */
+ * relabelled 0..k-1, optionally capped in size; or an image folder's train/ and val/ (or
+ * ImageNet's layout); evaluation of a ViT on a split, clean or under one corruption of
+ * core/data/corrupt.h at one severity, or on a shift set (a ShiftSet userdata, images.shift
+ * or images.shift_folder); `lorasc data fetch digits`. The task userdata is the core
+ * ImageTask itself, created empty before the files are read. */
 #include <limits.h>
 #include <string.h>
 
@@ -12,21 +13,22 @@
 #include "core/data/digits.h"
 #include "lua/bind.h"
 
+/* A shift set: its images, and its class names when they come from class folders (labels
+ * matched to a folder task's by name), else none (labels in the task's file's numbering). */
+typedef struct ShiftSet {
+    ImageSet set;
+    ImageFolderClasses names;
+} ShiftSet;
+
 ImageTask *bind_check_images(lua_State *L, int idx) {
     ImageTask *d = luaL_checkudata(L, idx, BIND_IMAGES);
     if (d->n_classes == 0) luaL_argerror(L, idx, "image task is closed");
     return d;
 }
 
-/* images.load(dataset, classes, {val = 0.1, max_train = 0, max_val = 0, max_test = 0,
- * seed = 1}): classes is a list of original labels (nil = all). The val split is a seeded
- * random fraction of the train file's images of those classes; max_* cap each split (0 = no
- * cap) by taking the first images of a seeded shuffle (image_task_load). */
-static int l_load(lua_State *L) {
-    const char *name = luaL_checkstring(L, 1);
-    const int has_classes = !lua_isnoneornil(L, 2);
-    if (has_classes) luaL_checktype(L, 2, LUA_TTABLE);
-    const int opt = 3;
+/* The options table {val = 0.1, max_train = 0, max_val = 0, max_test = 0, seed = 1,
+ * mean = {..}, std = {..}} at index opt (may be nil). */
+static ImageTaskOptions task_options(lua_State *L, int opt) {
     if (!lua_isnoneornil(L, opt)) luaL_checktype(L, opt, LUA_TTABLE);
     ImageTaskOptions o = image_task_default_options();
     if (lua_istable(L, opt)) {
@@ -35,8 +37,37 @@ static int l_load(lua_State *L) {
         o.max[IMAGE_VAL] = (long)bind_opt_int(L, opt, "max_val", 0);
         o.max[IMAGE_TEST] = (long)bind_opt_int(L, opt, "max_test", 0);
         o.seed = (uint64_t)bind_opt_int(L, opt, "seed", 1);
+        lua_getfield(L, opt, "mean");
+        lua_getfield(L, opt, "std");
+        if (!lua_isnil(L, -2) || !lua_isnil(L, -1)) { /* a checkpoint's normalisation */
+            luaL_argcheck(L, lua_istable(L, -2) && lua_istable(L, -1), opt, "mean and std go together, as lists");
+            o.n_norm = (int)luaL_len(L, -2);
+            luaL_argcheck(L, o.n_norm >= 1 && o.n_norm <= 4 && luaL_len(L, -1) == o.n_norm, opt,
+                          "mean and std must list 1 to 4 channels each");
+            for (int c = 0; c < o.n_norm; c++) {
+                lua_geti(L, -2, c + 1);
+                lua_geti(L, -2, c + 1);
+                o.mean[c] = (float)luaL_checknumber(L, -2);
+                o.std[c] = (float)luaL_checknumber(L, -1);
+                luaL_argcheck(L, o.std[c] > 0, opt, "std must be > 0");
+                lua_pop(L, 2);
+            }
+        }
+        lua_pop(L, 2);
     }
     luaL_argcheck(L, o.val > 0 && o.val < 1, opt, "val must be in (0, 1)");
+    return o;
+}
+
+/* images.load(dataset, classes, options): classes is a list of original labels (nil = all).
+ * The val split is a seeded random fraction of the train file's images of those classes;
+ * max_* cap each split (0 = no cap) by taking the first images of a seeded shuffle
+ * (image_task_load); options as task_options'. */
+static int l_load(lua_State *L) {
+    const char *name = luaL_checkstring(L, 1);
+    const int has_classes = !lua_isnoneornil(L, 2);
+    if (has_classes) luaL_checktype(L, 2, LUA_TTABLE);
+    const ImageTaskOptions o = task_options(L, 3);
     int n_classes = 0, *classes = NULL;
     if (has_classes) { /* a scratch userdata below the result, collected with it */
         const lua_Integer n = luaL_len(L, 2);
@@ -53,6 +84,20 @@ static int l_load(lua_State *L) {
     memset(d, 0, sizeof *d);
     luaL_setmetatable(L, BIND_IMAGES);
     if (image_task_load(d, name, classes, n_classes, &o) != LSC_OK) return bind_error(L);
+    return 1;
+}
+
+/* images.load_folder(root, channels, size, options): an image folder task
+ * (image_task_load_folder: root/train/<class>/ and root/val/ or root/test/), decoded with
+ * channels (1 or 3) at size x size; options as task_options'. */
+static int l_load_folder(lua_State *L) {
+    const char *root = luaL_checkstring(L, 1);
+    const int channels = (int)luaL_checkinteger(L, 2), size = (int)luaL_checkinteger(L, 3);
+    const ImageTaskOptions o = task_options(L, 4);
+    ImageTask *d = lua_newuserdatauv(L, sizeof *d, 0);
+    memset(d, 0, sizeof *d);
+    luaL_setmetatable(L, BIND_IMAGES);
+    if (image_task_load_folder(d, root, channels, size, &o) != LSC_OK) return bind_error(L);
     return 1;
 }
 
@@ -116,17 +161,29 @@ static int d_evaluate(lua_State *L) {
  * e.g. "digits", the UCI digits in MNIST's geometry), to evaluate a task's model on. */
 static int l_shift(lua_State *L) {
     const char *name = luaL_checkstring(L, 1);
-    ImageSet *s = lua_newuserdatauv(L, sizeof *s, 0);
+    ShiftSet *s = lua_newuserdatauv(L, sizeof *s, 0);
     memset(s, 0, sizeof *s);
     luaL_setmetatable(L, BIND_IMAGESET);
-    if (imagedata_load(s, name, "test") != LSC_OK) return bind_error(L);
+    if (imagedata_load(&s->set, name, "test") != LSC_OK) return bind_error(L);
+    return 1;
+}
+
+/* images.shift_folder(root, channels, size) -> a shift set from class folders (ImageNet-V2,
+ * -Sketch, -R, -A as they ship), its classes matched to a folder task's by name. */
+static int l_shift_folder(lua_State *L) {
+    const char *root = luaL_checkstring(L, 1);
+    const int channels = (int)luaL_checkinteger(L, 2), size = (int)luaL_checkinteger(L, 3);
+    ShiftSet *s = lua_newuserdatauv(L, sizeof *s, 0);
+    memset(s, 0, sizeof *s);
+    luaL_setmetatable(L, BIND_IMAGESET);
+    if (imagefolder_load(&s->set, &s->names, root, channels, size) != LSC_OK) return bind_error(L);
     return 1;
 }
 
 static ImageSet *check_set(lua_State *L, int idx) {
-    ImageSet *s = luaL_checkudata(L, idx, BIND_IMAGESET);
-    if (!s->pixels) luaL_argerror(L, idx, "image set is closed");
-    return s;
+    ShiftSet *s = luaL_checkudata(L, idx, BIND_IMAGESET);
+    if (!s->set.pixels) luaL_argerror(L, idx, "image set is closed");
+    return &s->set;
 }
 
 /* set:info() -> { n =, n_classes =, height =, width =, channels = } */
@@ -144,7 +201,9 @@ static int s_info(lua_State *L) {
 }
 
 static int s_close(lua_State *L) {
-    imagedata_free(luaL_checkudata(L, 1, BIND_IMAGESET));
+    ShiftSet *s = luaL_checkudata(L, 1, BIND_IMAGESET);
+    imagedata_free(&s->set);
+    imagefolder_classes_free(&s->names);
     return 0;
 }
 
@@ -153,12 +212,15 @@ static int s_close(lua_State *L) {
 static int d_evaluate_shift(lua_State *L) {
     ImageTask *d = bind_check_images(L, 1);
     LVit *v = bind_check_vit(L, 2);
-    ImageSet *s = check_set(L, 3);
+    check_set(L, 3);
+    const ShiftSet *s = lua_touserdata(L, 3);
     const int B = (int)luaL_checkinteger(L, 4);
     luaL_argcheck(L, B > 0, 4, "batch must be > 0");
     double accuracy, loss;
     int n;
-    if (image_task_evaluate_shift(d, &v->m, s, B, &accuracy, &loss, &n) != LSC_OK) return bind_error(L);
+    if (image_task_evaluate_shift(d, &v->m, &s->set, s->names.n ? &s->names : NULL, B, &accuracy,
+                                  &loss, &n) != LSC_OK)
+        return bind_error(L);
     lua_pushnumber(L, accuracy);
     lua_pushnumber(L, loss);
     lua_pushinteger(L, n);
@@ -210,7 +272,8 @@ int luaopen_lorasc_core_images(lua_State *L) {
     static const luaL_Reg set_methods[] = {{"info", s_info}, {"close", s_close}, {NULL, NULL}};
     static const luaL_Reg set_meta[] = {{"__gc", s_close}, {"__close", s_close}, {NULL, NULL}};
     bind_new_class(L, BIND_IMAGESET, set_methods, set_meta);
-    static const luaL_Reg fns[] = {{"load", l_load}, {"shift", l_shift}, {"corruptions", l_corruptions},
+    static const luaL_Reg fns[] = {{"load", l_load}, {"load_folder", l_load_folder}, {"shift", l_shift},
+                                   {"shift_folder", l_shift_folder}, {"corruptions", l_corruptions},
                                    {"fetch_digits", l_fetch_digits}, {NULL, NULL}};
     luaL_newlib(L, fns);
     return 1;

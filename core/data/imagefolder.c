@@ -239,14 +239,50 @@ void imagefolder_classes_free(ImageFolderClasses *c) {
     c->names = NULL, c->n = 0;
 }
 
+/* Appends one decoded, fitted image with its label to s (grown by doubling *cap). */
+static int append_image(ImageSet *s, size_t *cap, const char *path, int32_t label, int channels,
+                        int size) {
+    const size_t per = (size_t)channels * size * size;
+    if ((size_t)s->n == *cap) {
+        const size_t grown_cap = *cap ? 2 * *cap : 256;
+        uint8_t *px = realloc(s->pixels, grown_cap * per);
+        if (px) s->pixels = px;
+        int32_t *lb = px ? realloc(s->labels, grown_cap * sizeof *lb) : NULL;
+        if (lb) s->labels = lb;
+        if (!px || !lb) return error_set("Out of memory holding %zu images (at %s).", grown_cap, path);
+        *cap = grown_cap;
+    }
+    uint8_t *img;
+    int h, w;
+    if (imagefolder_decode(path, channels, &img, &h, &w) != LSC_OK) return LSC_ERR;
+    const int rc = fit(s->pixels + (size_t)s->n * per, img, channels, h, w, size);
+    free(img);
+    if (rc == LSC_OK) s->labels[s->n++] = label;
+    return rc;
+}
+
+static int check_geometry(int channels, int size) {
+    if (channels != 1 && channels != 3)
+        return error_set("Image folders are read with 1 or 3 channels, not %d.", channels);
+    if (size < 1 || size > 4096) return error_set("Image size %d is outside 1..4096.", size);
+    return LSC_OK;
+}
+
+/* s's name (root's last component) and geometry once every image is in */
+static void finish_set(ImageSet *s, const char *root, int channels, int size, int n_classes) {
+    size_t len = strlen(root);
+    while (len > 1 && root[len - 1] == '/') len--;
+    const char *base = root + len;
+    while (base > root && base[-1] != '/') base--;
+    snprintf(s->name, sizeof s->name, "%.*s", (int)(root + len - base), base);
+    s->channels = channels, s->height = s->width = size, s->n_classes = n_classes;
+}
+
 int imagefolder_load(ImageSet *s, ImageFolderClasses *classes, const char *root, int channels,
                      int size) {
     memset(s, 0, sizeof *s);
     if (classes) classes->n = 0, classes->names = NULL;
-    if (channels != 1 && channels != 3)
-        return error_set("Image folders are read with 1 or 3 channels, not %d.", channels);
-    if (size < 1 || size > 4096)
-        return error_set("Image size %d is outside 1..4096.", size);
+    if (check_geometry(channels, size) != LSC_OK) return LSC_ERR;
     char **cls = NULL;
     int nc = 0;
     if (list(root, 1, &cls, &nc) != LSC_OK) return LSC_ERR;
@@ -255,7 +291,6 @@ int imagefolder_load(ImageSet *s, ImageFolderClasses *classes, const char *root,
         return error_set("%s has no class folders: an image folder holds one folder of images "
                          "per class (root/<class>/<image>).", root);
     }
-    const size_t per = (size_t)channels * size * size;
     size_t cap = 0;
     int rc = LSC_OK;
     for (int c = 0; c < nc && rc == LSC_OK; c++) {
@@ -269,29 +304,11 @@ int imagefolder_load(ImageSet *s, ImageFolderClasses *classes, const char *root,
         if ((rc = list(dir, 0, &files, &nf)) != LSC_OK) break;
         if (nf == 0) rc = error_set("%s holds no PNG or JPEG images (.png, .jpg, .jpeg).", dir);
         for (int i = 0; i < nf && rc == LSC_OK; i++) {
-            if ((size_t)s->n == cap) {
-                cap = cap ? 2 * cap : 256;
-                uint8_t *px = realloc(s->pixels, cap * per);
-                int32_t *lb = realloc(s->labels, cap * sizeof *lb);
-                if (px) s->pixels = px;
-                if (lb) s->labels = lb;
-                if (!px || !lb) {
-                    rc = error_set("Out of memory holding %zu images of %s.", cap, root);
-                    break;
-                }
-            }
             char path[8192];
-            if (snprintf(path, sizeof path, "%s/%s", dir, files[i]) >= (int)sizeof path) {
+            if (snprintf(path, sizeof path, "%s/%s", dir, files[i]) >= (int)sizeof path)
                 rc = error_set("The path of %s in %s is too long.", files[i], dir);
-                break;
-            }
-            uint8_t *img;
-            int h, w;
-            if ((rc = imagefolder_decode(path, channels, &img, &h, &w)) != LSC_OK) break;
-            rc = fit(s->pixels + (size_t)s->n * per, img, channels, h, w, size);
-            free(img);
-            if (rc != LSC_OK) break;
-            s->labels[s->n++] = c;
+            else
+                rc = append_image(s, &cap, path, c, channels, size);
         }
         free_names(files, nf);
     }
@@ -300,10 +317,97 @@ int imagefolder_load(ImageSet *s, ImageFolderClasses *classes, const char *root,
         imagedata_free(s);
         return LSC_ERR;
     }
-    const char *base = strrchr(root, '/');
-    snprintf(s->name, sizeof s->name, "%s", base && base[1] ? base + 1 : root);
-    s->channels = channels, s->height = s->width = size, s->n_classes = nc;
+    finish_set(s, root, channels, size, nc);
     if (classes) classes->names = cls, classes->n = nc;
     else free_names(cls, nc);
+    return LSC_OK;
+}
+
+int imagefolder_has_classes(const char *root) {
+    char **names = NULL;
+    int n = 0;
+    if (list(root, 1, &names, &n) != LSC_OK) return 0;
+    free_names(names, n);
+    return n > 0;
+}
+
+/* ---- ImageNet's validation layout: flat images and LOC_val_solution.csv ---- */
+
+/* The label of the first WordNet id of a solution row ("n01751748 x0 y0 x1 y1 n0..."), by
+ * binary search of the (sorted) class names; -1 when it is not one of them. */
+static int32_t wnid_label(const char *prediction, const ImageFolderClasses *classes) {
+    char wnid[64];
+    int len = 0;
+    while (prediction[len] && prediction[len] != ' ' && len < (int)sizeof wnid - 1) {
+        wnid[len] = prediction[len];
+        len++;
+    }
+    wnid[len] = 0;
+    int lo = 0, hi = classes->n - 1;
+    while (lo <= hi) {
+        const int mid = (lo + hi) / 2, cmp = strcmp(classes->names[mid], wnid);
+        if (cmp == 0) return mid;
+        if (cmp < 0) lo = mid + 1;
+        else hi = mid - 1;
+    }
+    return -1;
+}
+
+/* images/<ImageId>.JPEG (or .png, .jpg, .jpeg) for a solution row's ImageId */
+static int find_image(char *path, size_t cap, const char *dir, const char *id) {
+    static const char *const exts[] = {".JPEG", ".jpg", ".jpeg", ".png", ".PNG", ".JPG"};
+    for (size_t e = 0; e < sizeof exts / sizeof *exts; e++) {
+        if (snprintf(path, cap, "%s/%s%s", dir, id, exts[e]) >= (int)cap) return 0;
+        FILE *f = fopen(path, "rb");
+        if (f) {
+            fclose(f);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int imagefolder_load_solution(ImageSet *s, const char *dir, const char *csv,
+                              const ImageFolderClasses *classes, int channels, int size) {
+    memset(s, 0, sizeof *s);
+    if (check_geometry(channels, size) != LSC_OK) return LSC_ERR;
+    FILE *f = fopen(csv, "r");
+    if (!f) return error_set("Cannot open %s (ImageNet's validation labels).", csv);
+    char line[8192];
+    long row = 0;
+    size_t cap = 0;
+    int rc = LSC_OK;
+    while (rc == LSC_OK && fgets(line, sizeof line, f)) {
+        row++;
+        line[strcspn(line, "\r\n")] = 0;
+        if (row == 1 && strncmp(line, "ImageId,", 8) == 0) continue; /* the header */
+        if (!line[0]) continue;
+        char *comma = strchr(line, ',');
+        if (!comma) {
+            rc = error_set("%s:%ld: expected ImageId,PredictionString (ImageNet's "
+                           "LOC_val_solution.csv), got \"%.60s\".", csv, row, line);
+            break;
+        }
+        *comma = 0;
+        const int32_t label = wnid_label(comma + 1, classes);
+        if (label < 0) {
+            rc = error_set("%s:%ld: the class \"%.40s\" of %s is not a folder of the training "
+                           "images.", csv, row, comma + 1, line);
+            break;
+        }
+        char path[8192];
+        if (!find_image(path, sizeof path, dir, line)) {
+            rc = error_set("%s:%ld: no image %s.JPEG (or .jpg, .png) in %s.", csv, row, line, dir);
+            break;
+        }
+        rc = append_image(s, &cap, path, label, channels, size);
+    }
+    fclose(f);
+    if (rc == LSC_OK && s->n == 0) rc = error_set("%s lists no images.", csv);
+    if (rc != LSC_OK) {
+        imagedata_free(s);
+        return LSC_ERR;
+    }
+    finish_set(s, dir, channels, size, classes->n);
     return LSC_OK;
 }

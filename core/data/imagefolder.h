@@ -9,7 +9,8 @@
  * them; images within a class in byte order of their file names; other files are skipped.
  * Everything is held in memory as uint8 (an ImageSet), so this suits sets that fit: ImageNet's
  * 50,000 validation images at 224 x 224 x 3 take 7.5 GB; its 1.28 M training images need a
- * streaming loader, which is not here. Not here either: the tasks built on these sets. */
+ * streaming loader, which is not here. Also here: ImageNet's validation layout (flat images
+ * listed with their classes in LOC_val_solution.csv). Tasks on these sets: image_task.h. */
 #ifndef LORASC_IMAGEFOLDER_H
 #define LORASC_IMAGEFOLDER_H
 
@@ -27,6 +28,18 @@ typedef struct ImageFolderClasses {
 int imagefolder_load(ImageSet *s, ImageFolderClasses *classes, const char *root, int channels,
                      int size);
 void imagefolder_classes_free(ImageFolderClasses *c);
+
+/* 1 when root holds at least one sub-folder (the class-folder layout), else 0. */
+int imagefolder_has_classes(const char *root);
+
+/* ImageNet's validation layout, as the ILSVRC data ships on Kaggle: the images flat in dir
+ * (ILSVRC2012_val_00000001.JPEG, ...) and csv (LOC_val_solution.csv) listing each ImageId with
+ * its PredictionString, whose first token is the WordNet id of its class. Labels are the
+ * positions of those ids in classes (the training folder's, sorted: ImageFolder's labels), so
+ * the two sets share one label space; images in the CSV's row order. LSC_ERR with the file
+ * and line for a malformed row, a class not in classes, an image not found. */
+int imagefolder_load_solution(ImageSet *s, const char *dir, const char *csv,
+                              const ImageFolderClasses *classes, int channels, int size);
 
 /* One image file decoded to channels (1 or 3) x h x w uint8 (malloc'd, *h, *w set): PNG or
  * JPEG by content, not by name. LSC_ERR with a sentence naming the file otherwise. */

@@ -591,12 +591,16 @@ int vit_forward(ViT *m, const Real *images, const int32_t *labels, int B) {
     return m->loss_out ? device_check(be) : LSC_OK;
 }
 
+int vit_read_logits(ViT *m, Real *host) {
+    m->be->to_host(m->be, host, m->acts.logits, (size_t)m->B * m->config.n_classes * sizeof(Real));
+    return device_sync(m->be);
+}
+
 int vit_predict(ViT *m, int32_t *pred, const int32_t *labels) {
     const int B = m->B, K = m->config.n_classes;
     Real *host = malloc((size_t)B * K * sizeof(Real));
     LSC_ASSERT(host != NULL);
-    m->be->to_host(m->be, host, m->acts.logits, (size_t)B * K * sizeof(Real));
-    if (device_sync(m->be) != LSC_OK) {
+    if (vit_read_logits(m, host) != LSC_OK) {
         free(host);
         return LSC_ERR;
     }

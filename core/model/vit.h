@@ -239,5 +239,7 @@ void vit_zero_grad(ViT *m);
  * whose prediction equals labels[b] when labels is not NULL, else 0; LSC_ERR (< 0, the
  * device's sentence in error_last()) when the device failed. */
 int vit_predict(ViT *m, int32_t *pred, const int32_t *labels);
+/* The last forward's logits [B, K] into host; LSC_ERR when the device failed. */
+int vit_read_logits(ViT *m, Real *host);
 
 #endif

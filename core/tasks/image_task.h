@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "core/data/imagedata.h"
+#include "core/data/imagefolder.h"
 #include "core/model/vit.h"
 
 enum { IMAGE_TRAIN = 0, IMAGE_VAL = 1, IMAGE_TEST = 2, IMAGE_NUM_SPLITS = 3 };
@@ -19,18 +20,25 @@ typedef struct ImageTaskOptions {
                                         * held out as validation */
     long max[IMAGE_NUM_SPLITS];        /* cap per split, 0 = none */
     uint64_t seed;                     /* the train/val shuffle and the test file's order */
+    /* > 0: normalise by these per-channel statistics (a checkpoint's preprocessing, e.g.
+     * CLIP's) instead of the train file's own; n_norm must equal the images' channels */
+    int n_norm;
+    float mean[4], std[4];
 } ImageTaskOptions;
 
-/* val 0.1, no caps, seed 1. */
+/* val 0.1, no caps, seed 1, the train file's statistics. */
 ImageTaskOptions image_task_default_options(void);
 
 typedef struct ImageTask {
     ImageSet train, test;              /* the two files */
     int *idx[IMAGE_NUM_SPLITS];        /* indices into train (TRAIN, VAL) or test (TEST) */
     int n[IMAGE_NUM_SPLITS];           /* images per split */
-    int32_t relabel[256];              /* original label -> task label, -1 if not in the task */
+    int32_t *relabel;                  /* [train.n_classes]: original label -> task label, -1
+                                        * if not in the task (image_task_label) */
     int n_classes;                     /* k; 0 before load and after free */
-    float mean[4], std[4];             /* normalisation: the whole train file's statistics */
+    float mean[4], std[4];             /* normalisation: the whole train file's statistics, or
+                                        * the options' */
+    ImageFolderClasses class_names;    /* the train file's class names (a folder task), or none */
     char name[128];
 } ImageTask;
 
@@ -42,10 +50,21 @@ typedef struct ImageTask {
  * of the test file. On failure t is left empty (image_task_free is still safe). */
 int image_task_load(ImageTask *t, const char *name, const int *classes, int n_classes,
                     const ImageTaskOptions *opt);
+/* An image task on class folders (core/data/imagefolder.h) decoded with `channels` (1 or 3)
+ * at size x size: root/train/<class>/ is the train file; the test file is root/val/<class>/
+ * (else root/test/<class>/), its classes matched to the train file's by name, or ImageNet's
+ * validation layout: root/val/ holding the images flat, listed in root/LOC_val_solution.csv
+ * (imagefolder_load_solution). Every class of the train file, in name order. */
+int image_task_load_folder(ImageTask *t, const char *root, int channels, int size,
+                           const ImageTaskOptions *opt);
 /* The same from two sets already in memory; t takes them over (success or not). */
 int image_task_build(ImageTask *t, const char *name, ImageSet *train, ImageSet *test,
                      const int *classes, int n_classes, const ImageTaskOptions *opt);
 void image_task_free(ImageTask *t);
+
+/* The task label of an original label of the train file: 0..n_classes-1, or -1 when the
+ * label is not one of the task's (or out of range). */
+int image_task_label(const ImageTask *t, int32_t original);
 
 /* "train", "val", "test". */
 const char *image_task_split_name(int split);
@@ -87,12 +106,17 @@ int image_task_evaluate_images(const ImageTask *t, ViT *m, int split, int B,
                                double *per_image);
 
 /* Accuracy and mean loss of m on a distribution shift: every image of `shift` (e.g. the UCI
- * digits, core/data/digits.h, for an MNIST task) whose label is one of the task's classes,
- * relabelled as the task's and normalised by the task's train statistics (as its test
- * images are), in batches of B at m's image size; *n gets how many images that is. The
- * shift set must have the task's image geometry and hold at least one of its classes (else
- * one sentence naming both). */
-int image_task_evaluate_shift(const ImageTask *t, ViT *m, const ImageSet *shift, int B,
-                              double *accuracy, double *loss, int *n);
+ * digits, core/data/digits.h, for an MNIST task; ImageNet-V2 / -Sketch / -R / -A folders for
+ * an ImageNet task) whose class is one of the task's, relabelled as the task's and normalised
+ * as its test images are, in batches of B at m's image size; *n gets how many images that is.
+ * shift_names NULL: the shift set's labels are the train file's; else they are the positions
+ * in shift_names of its class names, matched to the task's (a folder task) by name. The
+ * prediction and the loss are over the logits of the task classes the shift set holds:
+ * ImageNet-R's and -A's protocol for their 200-class subsets of a 1,000-way model (nothing
+ * changes when it holds every task class). The shift set must have the task's image geometry
+ * and hold at least one of its classes (else one sentence naming both). */
+int image_task_evaluate_shift(const ImageTask *t, ViT *m, const ImageSet *shift,
+                              const ImageFolderClasses *shift_names, int B, double *accuracy,
+                              double *loss, int *n);
 
 #endif

@@ -290,7 +290,7 @@ static void test_shift(void **state) {
     }
     double acc, loss;
     int got_n;
-    if (image_task_evaluate_shift(&fx.t, &fx.m, &shift, 4, &acc, &loss, &got_n) != LSC_OK)
+    if (image_task_evaluate_shift(&fx.t, &fx.m, &shift, NULL, 4, &acc, &loss, &got_n) != LSC_OK)
         fail_msg("evaluate_shift: %s", error_last());
     if (got_n != n || acc != (double)correct / n || fabs(loss - sum / n) > 1e-5 + 1e-5 * fabs(sum / n))
         fail_msg("evaluate_shift gives %d images, accuracy %.9g, loss %.9g; the hand loop %ld, %.9g, %.9g",
@@ -298,13 +298,68 @@ static void test_shift(void **state) {
     assert_true(n > 0 && n < shift.n);
     /* no image of the task's classes: refused */
     for (int i = 0; i < shift.n; i++) shift.labels[i] = (int32_t)(i % 2 ? 0 : 5);
-    assert_int_equal(image_task_evaluate_shift(&fx.t, &fx.m, &shift, 4, &acc, &loss, &got_n), LSC_ERR);
+    assert_int_equal(image_task_evaluate_shift(&fx.t, &fx.m, &shift, NULL, 4, &acc, &loss, &got_n), LSC_ERR);
     assert_non_null(strstr(error_last(), "holds no image of task synthetic's classes"));
     /* another geometry: refused with both */
     shift.width = HW / 2, shift.height = 2 * HW;
-    assert_int_equal(image_task_evaluate_shift(&fx.t, &fx.m, &shift, 4, &acc, &loss, &got_n), LSC_ERR);
+    assert_int_equal(image_task_evaluate_shift(&fx.t, &fx.m, &shift, NULL, 4, &acc, &loss, &got_n), LSC_ERR);
     if (!strstr(error_last(), "(1 x 16 x 4 images) does not have the geometry of task synthetic (1 x 8 x 8)"))
         fail_msg("%s", error_last());
+    imagedata_free(&shift);
+    fixture_close(&fx);
+}
+
+/* A shift set naming its classes (a folder task's ImageNet-R / -A): labels matched by name,
+ * the prediction and loss over the logits of the task classes it holds, against a hand loop;
+ * a set holding every task class gives the unnamed evaluation's bits; names on a task without
+ * them are refused. */
+static void test_shift_named(void **state) {
+    (void)state;
+    Fixture fx;
+    fixture_open(&fx, 17);
+    ImageSet shift;
+    make_set(&shift, 25, 9);
+    double acc0, loss0, acc, loss;
+    int n0, n;
+    ImageFolderClasses all = {.n = NC, .names = malloc(sizeof(char *) * NC)};
+    for (int c = 0; c < NC; c++) all.names[c] = strdup((char[]){'c', (char)('0' + c), 0});
+    /* a task without class names: refused */
+    assert_int_equal(image_task_evaluate_shift(&fx.t, &fx.m, &shift, &all, 4, &acc, &loss, &n), LSC_ERR);
+    assert_non_null(strstr(error_last(), "only a folder task matches classes by name"));
+    /* the task's train file named c0..c5 */
+    fx.t.class_names.n = NC;
+    fx.t.class_names.names = malloc(sizeof(char *) * NC);
+    for (int c = 0; c < NC; c++) fx.t.class_names.names[c] = strdup(all.names[c]);
+    assert_int_equal(image_task_evaluate_shift(&fx.t, &fx.m, &shift, NULL, 4, &acc0, &loss0, &n0), LSC_OK);
+    assert_int_equal(image_task_evaluate_shift(&fx.t, &fx.m, &shift, &all, 4, &acc, &loss, &n), LSC_OK);
+    assert_true(acc == acc0 && loss == loss0 && n == n0); /* every class held: the same bits */
+    /* a subset: the set's classes "c3", "c4" and "zz" (not the task's) */
+    for (int i = 0; i < shift.n; i++)
+        shift.labels[i] = shift.labels[i] == 3 ? 0 : shift.labels[i] == 4 ? 1 : 2;
+    shift.n_classes = 3;
+    ImageFolderClasses sub = {.n = 3, .names = (char *[]){"c3", "c4", "zz"}};
+    const int32_t to_task[2] = {image_task_label(&fx.t, 3), image_task_label(&fx.t, 4)};
+    Real x[HW * HW];
+    long correct = 0, count = 0;
+    double sum = 0;
+    for (int i = 0; i < shift.n; i++) {
+        if (shift.labels[i] == 2) continue;
+        int32_t label;
+        imagedata_batch(&shift, x, &label, &i, 1, fx.t.mean, fx.t.std, NULL, 0, 0);
+        label = to_task[label];
+        assert_int_equal(vit_forward(&fx.m, x, &label, 1), LSC_OK);
+        const Real *lg = fx.m.acts.logits;
+        const int best = lg[to_task[0]] >= lg[to_task[1]] ? to_task[0] : to_task[1];
+        const double z = exp((double)lg[to_task[0]]) + exp((double)lg[to_task[1]]);
+        correct += best == label, sum += log(z) - lg[label], count++;
+    }
+    if (image_task_evaluate_shift(&fx.t, &fx.m, &shift, &sub, 4, &acc, &loss, &n) != LSC_OK)
+        fail_msg("evaluate_shift: %s", error_last());
+    if (n != count || acc != (double)correct / count || fabs(loss - sum / count) > 1e-5)
+        fail_msg("the named subset gives %d images, accuracy %.9g, loss %.9g; the hand loop %ld, "
+                 "%.9g, %.9g", n, acc, loss, count, (double)correct / count, sum / count);
+    assert_true(count > 0 && count < shift.n);
+    imagefolder_classes_free(&all);
     imagedata_free(&shift);
     fixture_close(&fx);
 }
@@ -603,7 +658,7 @@ int main(void) {
         cmocka_unit_test(test_evaluate),   cmocka_unit_test(test_sampler),
         cmocka_unit_test(test_trainer),    cmocka_unit_test(test_finetune),
         cmocka_unit_test(test_clone),      cmocka_unit_test(test_device),
-        cmocka_unit_test(test_other_size), cmocka_unit_test(test_shift),
+        cmocka_unit_test(test_other_size), cmocka_unit_test(test_shift), cmocka_unit_test(test_shift_named),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

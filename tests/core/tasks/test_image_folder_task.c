@@ -1,0 +1,277 @@
+/* Image tasks on image folders (image_task_load_folder) on folders this test writes: the
+ * train/ + val/ layout with a test subset of the classes matched by name, train/ + test/,
+ * ImageNet's flat val/ with LOC_val_solution.csv (header, CRLF, JPEG), a checkpoint's
+ * normalisation instead of the data's, tasks of more than 256 classes, and one sentence for
+ * each bad layout. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/base/error.h"
+#include "core/tasks/image_task.h"
+#include "tests/image_files.h"
+
+static char root[256];
+
+static int setup(void **state) {
+    (void)state;
+    return temp_root_make(root, sizeof root, "lorasc_folder_task");
+}
+
+static int teardown(void **state) {
+    (void)state;
+    return temp_root_remove(root);
+}
+
+/* The colour of class `name`'s images: its first letter, so a label can be read off a pixel. */
+static uint8_t shade(const char *name) { return (uint8_t)(name[0] * 2); }
+
+/* dir/<name>/ with n flat PNGs of the class's shade, w x h (not square: resized and cropped) */
+static void write_class(const char *dir_arg, const char *name, int n, int w, int h) {
+    char dir[512]; /* path_of's buffers rotate: keep our own copy */
+    snprintf(dir, sizeof dir, "%s", dir_arg);
+    mkdir_p(path_of("%s/%s", dir, name));
+    uint8_t *p = flat(w, h, shade(name), 10, 200);
+    for (int i = 0; i < n; i++) write_png(path_of("%s/%s/img%02d.png", dir, name, i), p, w, h);
+    free(p);
+}
+
+/* root/<dataset>/train with classes cat, dog, emu (10 images each) */
+static void write_train(const char *ds) {
+    mkdir_p(path_of("%s/%s", root, ds));
+    char train[512];
+    snprintf(train, sizeof train, "%s/%s/train", root, ds);
+    mkdir_p(train);
+    write_class(train, "cat", 10, 6, 5);
+    write_class(train, "dog", 10, 5, 7);
+    write_class(train, "emu", 10, 4, 4);
+}
+
+static const char *const TRAIN_CLASSES[3] = {"cat", "dog", "emu"};
+
+/* Every test image's label names the class whose shade it has (the red channel's pixel). */
+static void check_labels(const ImageTask *t, const ImageSet *set) {
+    const size_t per = (size_t)set->channels * set->height * set->width;
+    for (int i = 0; i < set->n; i++) {
+        const int32_t l = set->labels[i];
+        assert_true(l >= 0 && l < 3);
+        assert_int_equal(set->pixels[i * per], shade(TRAIN_CLASSES[l]));
+        assert_int_equal(image_task_label(t, l), l);
+    }
+}
+
+static ImageTask load_ok(const char *ds, int channels, int size, const ImageTaskOptions *o) {
+    ImageTask t;
+    if (image_task_load_folder(&t, path_of("%s/%s", root, ds), channels, size, o) != LSC_OK)
+        fail_msg("%s: %s", ds, error_last());
+    return t;
+}
+
+/* train/ + val/ whose classes are a subset (cat, emu): labels in the train file's numbering. */
+static void test_val_folders(void **state) {
+    (void)state;
+    write_train("pets");
+    char val[512];
+    snprintf(val, sizeof val, "%s/pets/val", root);
+    mkdir_p(val);
+    write_class(val, "cat", 3, 8, 8);
+    write_class(val, "emu", 4, 9, 3);
+    ImageTask t = load_ok("pets", 3, 4, NULL);
+    assert_string_equal(t.name, "pets");
+    assert_int_equal(t.n_classes, 3);
+    assert_int_equal(t.class_names.n, 3);
+    for (int c = 0; c < 3; c++) assert_string_equal(t.class_names.names[c], TRAIN_CLASSES[c]);
+    assert_int_equal(t.train.channels, 3);
+    assert_int_equal(t.train.height, 4);
+    assert_int_equal(t.test.n, 7);
+    assert_int_equal(t.n[IMAGE_TEST], 7);
+    assert_int_equal(t.n[IMAGE_TRAIN] + t.n[IMAGE_VAL], 30);
+    assert_int_equal(t.n[IMAGE_VAL], 3); /* round(0.1 * 30) */
+    check_labels(&t, &t.train);
+    check_labels(&t, &t.test);
+    int emu = 0;
+    for (int i = 0; i < t.test.n; i++) emu += t.test.labels[i] == 2;
+    assert_int_equal(emu, 4);
+    image_task_free(&t);
+    /* grey decoding of the same folders (a grey model's view) */
+    t = load_ok("pets", 1, 4, NULL);
+    assert_int_equal(t.train.channels, 1);
+    image_task_free(&t);
+}
+
+/* train/ + test/ (no val/) */
+static void test_test_folder(void **state) {
+    (void)state;
+    write_train("zoo");
+    char test[512];
+    snprintf(test, sizeof test, "%s/zoo/test", root);
+    mkdir_p(test);
+    write_class(test, "dog", 2, 4, 4);
+    ImageTask t = load_ok("zoo", 3, 2, NULL);
+    assert_int_equal(t.n[IMAGE_TEST], 2);
+    assert_int_equal(t.test.labels[0], 1);
+    check_labels(&t, &t.test);
+    image_task_free(&t);
+}
+
+/* ImageNet's validation layout: flat JPEGs named by ImageId and LOC_val_solution.csv, whose
+ * rows (out of order, CRLF, several boxes per row) give each image's WordNet id. */
+static void test_ilsvrc_layout(void **state) {
+    (void)state;
+    write_train("inet");
+    char val[512];
+    snprintf(val, sizeof val, "%s/inet/val", root);
+    mkdir_p(val);
+    const char *ids[4] = {"ILSVRC2012_val_00000003", "ILSVRC2012_val_00000001",
+                          "ILSVRC2012_val_00000002", "ILSVRC2012_val_00000004"};
+    const char *cls[4] = {"emu", "cat", "emu", "dog"};
+    for (int i = 0; i < 4; i++) {
+        uint8_t *p = flat(16, 12, shade(cls[i]), 10, 200);
+        write_jpeg(path_of("%s/%s.JPEG", val, ids[i]), p, 16, 12);
+        free(p);
+    }
+    write_text(path_of("%s/inet/LOC_val_solution.csv", root),
+               "ImageId,PredictionString\r\n"
+               "ILSVRC2012_val_00000003,emu 1 2 3 4 emu 5 6 7 8\r\n"
+               "ILSVRC2012_val_00000001,cat 0 0 9 9\r\n"
+               "ILSVRC2012_val_00000002,emu 0 0 9 9\r\n"
+               "ILSVRC2012_val_00000004,dog 0 0 9 9 \r\n");
+    ImageTask t = load_ok("inet", 3, 4, NULL);
+    assert_int_equal(t.test.n, 4);
+    const int want[4] = {2, 0, 2, 1}; /* the CSV's row order */
+    const size_t per = 3 * 4 * 4;
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(t.test.labels[i], want[i]);
+        /* JPEG: within its coding error of the shade */
+        assert_true(abs((int)t.test.pixels[i * per] - shade(cls[i])) <= 3);
+    }
+    image_task_free(&t);
+}
+
+static void expect_error(const char *ds, const char *needle) {
+    ImageTask t;
+    if (image_task_load_folder(&t, path_of("%s/%s", root, ds), 3, 4, NULL) == LSC_OK)
+        fail_msg("%s loaded; expected an error with '%s'", ds, needle);
+    if (!strstr(error_last(), needle)) fail_msg("%s: error '%s' lacks '%s'", ds, error_last(), needle);
+    assert_int_equal(t.n_classes, 0);
+    assert_null(t.relabel);
+}
+
+static void test_errors(void **state) {
+    (void)state;
+    expect_error("absent", "Cannot open the folder");
+    write_train("notest");
+    expect_error("notest", "has no test images: it needs val/<class>/ or test/<class>/");
+    write_train("stranger");
+    mkdir_p(path_of("%s/stranger/val", root));
+    write_class(path_of("%s/stranger/val", root), "yak", 1, 4, 4);
+    expect_error("stranger", "has a class folder yak that");
+    /* the ImageNet layout's errors: file and line */
+    const char *cases[3][2] = {
+        {"ImageId,PredictionString\nILSVRC2012_val_00000001,yak 1 2 3 4\n",
+         "LOC_val_solution.csv:2: the class \"yak 1 2 3 4\" of ILSVRC2012_val_00000001 is not a folder"},
+        {"ILSVRC2012_val_00000009,cat 1 2 3 4\n", "LOC_val_solution.csv:1: no image ILSVRC2012_val_00000009.JPEG"},
+        {"ImageId,PredictionString\njust one field\n", "LOC_val_solution.csv:2: expected ImageId,PredictionString"},
+    };
+    for (int k = 0; k < 3; k++) {
+        char ds[16];
+        snprintf(ds, sizeof ds, "csv%d", k);
+        write_train(ds);
+        mkdir_p(path_of("%s/%s/val", root, ds));
+        uint8_t *p = flat(4, 4, 1, 2, 3);
+        write_png(path_of("%s/%s/val/ILSVRC2012_val_00000001.png", root, ds), p, 4, 4);
+        free(p);
+        write_text(path_of("%s/%s/LOC_val_solution.csv", root, ds), cases[k][0]);
+        expect_error(ds, cases[k][1]);
+    }
+}
+
+/* A checkpoint's normalisation (CLIP's) replaces the data's statistics in every batch. */
+static void test_given_normalisation(void **state) {
+    (void)state;
+    write_train("norm");
+    mkdir_p(path_of("%s/norm/val", root));
+    write_class(path_of("%s/norm/val", root), "dog", 1, 4, 4);
+    ImageTaskOptions o = image_task_default_options();
+    const float clip_mean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
+    const float clip_std[3] = {0.26862954f, 0.26130258f, 0.27577711f};
+    o.n_norm = 3;
+    memcpy(o.mean, clip_mean, sizeof clip_mean);
+    memcpy(o.std, clip_std, sizeof clip_std);
+    ImageTask t = load_ok("norm", 3, 4, &o);
+    Real x[3 * 4 * 4];
+    int32_t label;
+    const int pos = 0;
+    assert_int_equal(image_task_batch(&t, IMAGE_TEST, &pos, 1, x, &label, NULL, 0, 0), LSC_OK);
+    const uint8_t rgb[3] = {shade("dog"), 10, 200};
+    for (int c = 0; c < 3; c++)
+        assert_float_equal(x[c * 16 + 5], (rgb[c] / 255.0 - clip_mean[c]) / clip_std[c], 1e-5);
+    image_task_free(&t);
+    o.n_norm = 1; /* statistics for one channel, images of three */
+    ImageTask bad;
+    assert_int_equal(image_task_load_folder(&bad, path_of("%s/norm", root), 3, 4, &o), LSC_ERR);
+    assert_non_null(strstr(error_last(), "1 normalisation statistics given for 3-channel images"));
+}
+
+/* 300 classes (beyond a byte of labels): every class its own label, a subset relabelled. */
+static void test_many_classes(void **state) {
+    (void)state;
+    enum { K = 300, N = 2 * K };
+    ImageSet sets[2];
+    for (int s = 0; s < 2; s++) {
+        ImageSet *p = &sets[s];
+        memset(p, 0, sizeof *p);
+        p->n = N, p->channels = 1, p->height = p->width = 2, p->n_classes = K;
+        p->pixels = calloc((size_t)N * 4, 1);
+        p->labels = malloc(sizeof(int32_t) * N);
+        for (int i = 0; i < N; i++) p->labels[i] = (int32_t)((i * 7 + s) % K), p->pixels[4 * i] = (uint8_t)i;
+    }
+    ImageSet train = sets[0], test = sets[1];
+    ImageTask t;
+    if (image_task_build(&t, "many", &train, &test, NULL, 0, NULL) != LSC_OK) fail_msg("%s", error_last());
+    assert_int_equal(t.n_classes, K);
+    for (int c = 0; c < K; c++) assert_int_equal(image_task_label(&t, c), c);
+    assert_int_equal(image_task_label(&t, K), -1);
+    assert_int_equal(t.n[IMAGE_TRAIN] + t.n[IMAGE_VAL], N);
+    assert_int_equal(t.n[IMAGE_TEST], N);
+    image_task_free(&t);
+    /* the subset {299, 256, 3}: task labels 0, 1, 2; every other class out */
+    for (int s = 0; s < 2; s++) {
+        ImageSet *p = &sets[s];
+        p->pixels = calloc((size_t)N * 4, 1);
+        p->labels = malloc(sizeof(int32_t) * N);
+        for (int i = 0; i < N; i++) p->labels[i] = (int32_t)((i * 7 + s) % K);
+    }
+    train = sets[0], test = sets[1];
+    const int classes[3] = {299, 256, 3};
+    if (image_task_build(&t, "many", &train, &test, classes, 3, NULL) != LSC_OK) fail_msg("%s", error_last());
+    assert_int_equal(t.n_classes, 3);
+    assert_int_equal(image_task_label(&t, 299), 0);
+    assert_int_equal(image_task_label(&t, 256), 1);
+    assert_int_equal(image_task_label(&t, 3), 2);
+    assert_int_equal(image_task_label(&t, 0), -1);
+    assert_int_equal(t.n[IMAGE_TRAIN] + t.n[IMAGE_VAL], 6); /* two images per class */
+    int32_t labels[6];
+    int pos[6] = {0, 1, 2, 3, 4, 5};
+    Real x[6 * 4];
+    const int n_train = t.n[IMAGE_TRAIN];
+    assert_int_equal(image_task_batch(&t, IMAGE_TRAIN, pos, n_train, x, labels, NULL, 0, 0), LSC_OK);
+    for (int i = 0; i < n_train; i++) assert_true(labels[i] >= 0 && labels[i] < 3);
+    image_task_free(&t);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_val_folders),   cmocka_unit_test(test_test_folder),
+        cmocka_unit_test(test_ilsvrc_layout), cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_given_normalisation), cmocka_unit_test(test_many_classes),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
