@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/base/error.h"
+#include "core/formats/hf_config.h"
 #include "core/formats/vit_checkpoint.h"
 #include "core/formats/peft.h"
 #include "core/formats/safetensors.h"
@@ -102,6 +103,28 @@ static int l_hf_config(lua_State *L) {
     SETI("mlp_dim", c.mlp_dim);
     SETI("n_classes", c.n_classes);
 #undef SETI
+    return 1;
+}
+
+/* vit.hf_preprocessing(dir) -> {mean = {..}, std = {..}, from_file = bool}: the
+ * normalisation dir's checkpoint was trained with (vit_hf_read_preprocessing). */
+static int l_hf_preprocessing(lua_State *L) {
+    float mean[4], std[4];
+    int from_file;
+    const char *dir = luaL_checkstring(L, 1);
+    if (vit_hf_read_preprocessing(dir, mean, std, &from_file) != LSC_OK) return bind_error(L);
+    ViTConfig c;
+    ViTHfLayout layout;
+    if (vit_hf_read_config(dir, &c, &layout) != LSC_OK) return bind_error(L);
+    lua_createtable(L, 0, 3);
+    for (int k = 0; k < 2; k++) {
+        lua_createtable(L, c.channels, 0);
+        for (int i = 0; i < c.channels; i++)
+            lua_pushnumber(L, hf_config_float_value(k ? std[i] : mean[i])), lua_rawseti(L, -2, i + 1);
+        lua_setfield(L, -2, k ? "std" : "mean");
+    }
+    lua_pushboolean(L, from_file);
+    lua_setfield(L, -2, "from_file");
     return 1;
 }
 
@@ -449,7 +472,8 @@ int luaopen_lorasc_core_vit(lua_State *L) {
     static const luaL_Reg fmeta[] = {{"__gc", f_close}, {"__close", f_close},
                                      {"__tostring", f_tostring}, {NULL, NULL}};
     bind_new_class(L, BIND_VIT_FINETUNE, fmethods, fmeta);
-    static const luaL_Reg fns[] = {{"new", l_new}, {"load", l_load}, {"load_hf", l_load_hf}, {"hf_config", l_hf_config}, {"trainer", l_trainer},
+    static const luaL_Reg fns[] = {{"new", l_new}, {"load", l_load}, {"load_hf", l_load_hf}, {"hf_config", l_hf_config},
+                                   {"hf_preprocessing", l_hf_preprocessing}, {"trainer", l_trainer},
                                    {"finetune", l_finetune}, {NULL, NULL}};
     luaL_newlib(L, fns);
     return 1;

@@ -114,6 +114,70 @@ int vit_hf_read_config(const char *dir, ViTConfig *c, ViTHfLayout *layout) {
     return rc;
 }
 
+/* OpenAI CLIP's normalisation (CLIPImageProcessor's defaults, transformers' OPENAI_CLIP_MEAN /
+ * OPENAI_CLIP_STD) and ViTImageProcessor's (IMAGENET_STANDARD_MEAN / _STD) */
+static const float CLIP_MEAN[3] = {0.48145466f, 0.4578275f, 0.40821073f};
+static const float CLIP_STD[3] = {0.26862954f, 0.26130258f, 0.27577711f};
+static const float STANDARD_MEAN_STD = 0.5f;
+
+/* A list of per-channel statistics, key of preprocessor_config.json: a number (every
+ * channel) or a list of `channels` numbers. */
+static int read_stats(const HfConfig *f, const char *key, int channels, const float *def, float *out) {
+    const json_t *v = hf_config_get(f, NULL, key);
+    if (!v) {
+        memcpy(out, def, sizeof(float) * (size_t)channels);
+        return LSC_OK;
+    }
+    if (json_is_number(v)) {
+        for (int c = 0; c < channels; c++) out[c] = (float)json_number_value(v);
+        return LSC_OK;
+    }
+    if (!json_is_array(v) || (int)json_array_size(v) != channels)
+        return error_set("%s: %s must be a number or a list of %d numbers (one per channel)",
+                         f->path, key, channels);
+    for (int c = 0; c < channels; c++) {
+        const json_t *x = json_array_get(v, (size_t)c);
+        if (!json_is_number(x)) return error_set("%s: %s[%d] is not a number", f->path, key, c);
+        out[c] = (float)json_number_value(x);
+    }
+    return LSC_OK;
+}
+
+int vit_hf_read_preprocessing(const char *dir, float *mean, float *std, int *from_file) {
+    ViTConfig c;
+    ViTHfLayout layout;
+    if (vit_hf_read_config(dir, &c, &layout) != LSC_OK) return LSC_ERR;
+    if (c.channels > 4) return error_set("%s has %d channels; at most 4 are supported", dir, c.channels);
+    float def_mean[4], def_std[4];
+    for (int k = 0; k < c.channels; k++) {
+        const int clip = layout == VIT_HF_CLIP && c.channels == 3;
+        def_mean[k] = clip ? CLIP_MEAN[k] : STANDARD_MEAN_STD;
+        def_std[k] = clip ? CLIP_STD[k] : STANDARD_MEAN_STD;
+    }
+    char path[4200];
+    snprintf(path, sizeof path, "%s/preprocessor_config.json", dir);
+    FILE *probe = fopen(path, "r");
+    *from_file = probe != NULL;
+    if (!probe) {
+        memcpy(mean, def_mean, sizeof(float) * (size_t)c.channels);
+        memcpy(std, def_std, sizeof(float) * (size_t)c.channels);
+        return LSC_OK;
+    }
+    fclose(probe);
+    HfConfig f;
+    if (hf_config_open(&f, dir, "preprocessor_config.json", "image processor config") != LSC_OK)
+        return LSC_ERR;
+    int rc = read_stats(&f, "image_mean", c.channels, def_mean, mean);
+    if (rc == LSC_OK) rc = read_stats(&f, "image_std", c.channels, def_std, std);
+    for (int k = 0; k < c.channels && rc == LSC_OK; k++)
+        if (!(std[k] > 0)) rc = error_set("%s: image_std[%d] must be > 0", f.path, k);
+    const json_t *normalize = hf_config_get(&f, NULL, "do_normalize");
+    if (rc == LSC_OK && normalize && json_is_false(normalize))
+        for (int k = 0; k < c.channels; k++) mean[k] = 0, std[k] = 1;
+    hf_config_close(&f);
+    return rc;
+}
+
 /* ------------------------------------------------------------------------------------------
  * name map */
 

@@ -16,8 +16,9 @@
  * (model.safetensors) or shards listed in model.safetensors.index.json; F32 / F16 / BF16.
  * Every error is one sentence naming the file.
  * Position embeddings are interpolated for other image sizes (ViTHfOptions.image_size), as
- * transformers does. Not here: reading image processors (preprocessor_config.json), CLIP's text
- * tower and projection, CLIP interpolation (transformers 4.44 has none). */
+ * transformers does. The image processor's normalisation (preprocessor_config.json) is read; its resize
+ * (CLIP's bicubic) is not. Not here: CLIP's text tower and projection, CLIP interpolation
+ * (transformers 4.44 has none). */
 #ifndef LORASC_VIT_HF_H
 #define LORASC_VIT_HF_H
 
@@ -50,6 +51,13 @@ typedef struct ViTHfOptions {
 /* Reads dir/config.json into *c (n_classes = the number of labels in id2label / num_labels,
  * 0 for CLIP) and *layout. */
 int vit_hf_read_config(const char *dir, ViTConfig *c, ViTHfLayout *layout);
+
+/* The per-channel normalisation a checkpoint's images get, (pixel / 255 - mean) / std for
+ * the checkpoint's channels: image_mean / image_std of dir/preprocessor_config.json (mean 0,
+ * std 1 when it says do_normalize false), else transformers' defaults for the layout
+ * (CLIPImageProcessor's OpenAI CLIP statistics, ViTImageProcessor's 0.5 / 0.5). *from_file:
+ * whether the file was there. */
+int vit_hf_read_preprocessing(const char *dir, float *mean, float *std, int *from_file);
 
 /* The HF ViT module of LoRA target t in a layer ("attention.attention.query", ...,
  * "output.dense" for LORA_DOWN = fc2), NULL for LORA_GATE. */

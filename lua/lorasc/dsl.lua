@@ -404,6 +404,7 @@ function M.expand_experiment(e)
         models[p.model] = mm
       end
       local model = mm.config
+      if fam.check_task_model then fam.check_task_model(task, model, tasks_loc) end
       local train = canon_train(p.train, loc, fam)
       -- a run that starts from a PEFT adapter trains that adapter: the method takes its shape
       local adapter

@@ -1,10 +1,13 @@
 -- The image family: classification of MNIST / Fashion-MNIST classes ("fashion-mnist",
--- "fashion-mnist:5-9", "mnist:0,2,4", "mnist-t10k"; core/data/imagedata.h) with a ViT. Its
--- canonicalisation (the vit{} model, pretrained here, a checkpoint or a Hugging Face
--- directory; the val fraction and caps; eval with corruptions and shift sets) and, for
--- `lorasc run`, the base ViT, the images, the engine and the evaluation (clean, then
--- ImageNet-C's protocol, then each distribution shift: the UCI digits for MNIST).
+-- "fashion-mnist:5-9", "mnist:0,2,4", "mnist-t10k"; core/data/imagedata.h), or of an image
+-- folder's classes ("folder:imagenet": train/ and val/ class folders under the data
+-- directory, core/tasks/image_task.h), with a ViT. Its canonicalisation (the vit{} model,
+-- pretrained here, a checkpoint or a Hugging Face directory; the val fraction and caps; eval
+-- with corruptions and shift sets) and, for `lorasc run`, the base ViT, the images, the
+-- engine and the evaluation (clean, then ImageNet-C's protocol, then each distribution
+-- shift: the UCI digits for MNIST, shift folders such as ImageNet-R for a folder task).
 local sys = require "lorasc.core.sys"
+local fs = require "lorasc.core.fs"
 local vit_mod = require "lorasc.core.vit"
 local images = require "lorasc.core.images"
 local canon = require "lorasc.canon"
@@ -32,8 +35,23 @@ local FOLDER = { mnist = "mnist", ["mnist-t10k"] = "mnist", ["fashion-mnist"] = 
 -- Distribution shifts (eval.shift): the real-data sets a task's model is also evaluated on,
 -- and the datasets whose classes they share (the UCI digits: the ten digits, as MNIST's).
 local SHIFTS = { digits = { mnist = true, ["mnist-t10k"] = true } }
+-- "folder:<path>": an image folder under the data directory (or an absolute path) holding
+-- train/<class>/ and val/<class>/ (or test/<class>/, or ImageNet's val/ + LOC_val_solution.csv);
+-- every class of train/, decoded at the model's image size and channels.
+local function folder_root(path)
+  return path:sub(1, 1) == "/" and path or sys.datadir_path(path)
+end
+local function parse_folder(task)
+  local path = task:match("^folder:(.+)$")
+  if not path then return nil end
+  return { dataset = "folder", path = path, root = folder_root(path) }
+end
+F.parse_folder = parse_folder
+
 function F.parse(task)
   if type(task) ~= "string" then return nil end
+  local folder = parse_folder(task)
+  if folder then return folder end
   local name, spec = task:match("^([%w%-]+):(.+)$")
   if not name then name = task end
   if not SETS[name] then return nil end
@@ -74,7 +92,12 @@ end
 -- The IDX files: the data directory, then (Fashion-MNIST) Debian's dataset-fashion-mnist;
 -- the error says how to get them.
 function F.check_task(task, loc)
-  local name = F.parse(task).dataset
+  local t = F.parse(task)
+  if t.dataset == "folder" then
+    if sys.exists(t.root .. "/train") then return task end
+    fail(string.format("%s: task '%s' needs an image folder at %s with train/<class>/ and val/<class>/ (or test/<class>/) folders of PNG or JPEG images; a relative path is under the data directory $LORASC_DATA (default data/)", loc, task, t.root))
+  end
+  local name = t.dataset
   if name == "mnist-t10k" then
     local tried = sys.datadir_path("mnist/t10k-images-idx3-ubyte.gz")
     if sys.exists(tried) then return task end
@@ -89,23 +112,54 @@ function F.check_task(task, loc)
   fail(string.format("%s: task '%s' needs the MNIST IDX files (train/t10k images and labels), not found at %s: get them with `lorasc data fetch mnist` or copy them into $LORASC_DATA/%s/ (LORASC_DATA is the data directory, default data/)", loc, task, tried, name))
 end
 
+-- The metric a shift set's accuracy is stored under: test.shift.<key>, the key a folder's last
+-- path component ("folder:imagenet-r" -> imagenet-r).
+function F.shift_key(name)
+  local f = parse_folder(name)
+  return f and (f.path:gsub("/+$", ""):match("([^/]+)$") or f.path) or name
+end
+
+-- eval.shift = { "folder:imagenet-r" } for folder tasks: class folders (ImageNet-V2 / -Sketch /
+-- -R / -A as they ship), their classes matched to the task's by name.
+local function canon_shift_folder(name, at, tasks)
+  local f = parse_folder(name)
+  for _, task in ipairs(tasks or {}) do
+    local t = F.parse(task)
+    if t and t.dataset ~= "folder" then
+      fail(string.format("%s: eval.shift '%s' is a folder of named classes, matched to a folder task's by name; task '%s' is not a folder task", at, name, task))
+    end
+  end
+  if not sys.exists(f.root) then
+    fail(string.format("%s: eval.shift '%s': no folder at %s (class folders of PNG or JPEG images; a relative path is under the data directory $LORASC_DATA)", at, name, f.root))
+  end
+end
+
 -- eval.shift = { "digits" }: each name a shift set of SHIFTS whose classes every task's
--- dataset shares; nil or {} for none (left out of the config, so older runs keep their hashes).
+-- dataset shares, or a folder (canon_shift_folder); nil or {} for none (left out of the
+-- config, so older runs keep their hashes).
 local function canon_shift(shift, loc, tasks)
   if shift == nil then return nil end
   local at = canon.key_loc(loc, "shift")
   if type(shift) == "string" then shift = { shift } end
   if type(shift) ~= "table" then fail(at .. ": eval.shift must be a list of shift sets such as { \"digits\" }") end
   local names = canon.sorted_keys(SHIFTS)
-  local out, seen = {}, {}
+  local out, seen, keys = {}, {}, {}
   for _, name in ipairs(shift) do
-    if not SHIFTS[name] then
-      fail(string.format("%s: unknown eval.shift '%s'; valid: %s", at, tostring(name), table.concat(names, ", ")))
-    end
-    for _, task in ipairs(tasks or {}) do
-      local t = F.parse(task)
-      if t and not SHIFTS[name][t.dataset] then
-        fail(string.format("%s: eval.shift '%s' holds handwritten digits 0-9, which task '%s' does not classify; it is a shift for mnist and mnist-t10k tasks", at, name, task))
+    if type(name) == "string" and parse_folder(name) then
+      canon_shift_folder(name, at, tasks)
+      local key = F.shift_key(name)
+      if keys[key] and keys[key] ~= name then
+        fail(string.format("%s: eval.shift '%s' and '%s' would both be stored as test.shift.%s; rename one folder", at, keys[key], name, key))
+      end
+      keys[key] = name
+    elseif not SHIFTS[name] then
+      fail(string.format("%s: unknown eval.shift '%s'; valid: %s, or \"folder:<path>\" for a folder task", at, tostring(name), table.concat(names, ", ")))
+    else
+      for _, task in ipairs(tasks or {}) do
+        local t = F.parse(task)
+        if t and not SHIFTS[name][t.dataset] then
+          fail(string.format("%s: eval.shift '%s' holds handwritten digits 0-9, which task '%s' does not classify; it is a shift for mnist and mnist-t10k tasks", at, name, task))
+        end
       end
     end
     if not seen[name] then seen[name] = true; out[#out + 1] = name end
@@ -132,13 +186,20 @@ function F.canon_split_eval(split, ev, loc, tasks)
            max_test = int(split.max_test or 0, "split.max_test", loc, nonneg, "must be >= 0") }, eval
 end
 
--- vit{ hf = "dir", image_size = N }: a Hugging Face ViT / CLIP-vision directory (config.json +
--- safetensors); a relative path is under the data directory. Its head is made for the task's
--- classes, a 3-channel model is folded to MNIST's grey images, and the images are resized to
--- N (core/formats/vit_hf.h, core/tasks/image_task.h).
+-- Configs of Hugging Face checkpoints in colour whose vit{} did not say channels (folded to
+-- grey by default): a folder task asks which was meant (F.check_task_model).
+local colour_unsaid = setmetatable({}, { __mode = "k" })
+
+-- vit{ hf = "dir", image_size = N, channels = 1 | 3 }: a Hugging Face ViT / CLIP-vision
+-- directory (config.json + safetensors); a relative path is under the data directory. Its
+-- head is made for the task's classes; channels = 1 (the default) folds a 3-channel model to
+-- grey images (MNIST's), channels = 3 keeps its colour weights and normalises the images as
+-- its image processor does (preprocessor_config.json; else transformers' defaults: CLIP's
+-- statistics for a CLIP tower); the images are resized to N (core/formats/vit_hf.h,
+-- core/tasks/image_task.h).
 local function canon_hf(s, mloc)
   if type(s.hf) ~= "string" or s.hf == "" then fail(mloc .. ": hf must be the path of a Hugging Face ViT or CLIP directory") end
-  for _, k in ipairs { "patch_size", "channels", "dim", "n_layers", "n_heads", "mlp_dim", "norm_eps", "seed" } do
+  for _, k in ipairs { "patch_size", "dim", "n_layers", "n_heads", "mlp_dim", "norm_eps", "seed" } do
     if s[k] ~= nil then fail(string.format("%s: vit{ hf = ... } takes its sizes from the checkpoint's config.json; drop %s", mloc, k)) end
   end
   local dir = s.hf:sub(1, 1) == "/" and s.hf or sys.datadir_path(s.hf)
@@ -148,7 +209,12 @@ local function canon_hf(s, mloc)
   local ok, c = pcall(vit_mod.hf_config, dir)
   if not ok then fail(mloc .. ": " .. canon.sentence(c)) end
   if c.channels ~= 1 and c.channels ~= 3 then
-    fail(string.format("%s: %s takes %d-channel images; MNIST and Fashion-MNIST are grey (1 channel; a 3-channel model is folded)", mloc, dir, c.channels))
+    fail(string.format("%s: %s takes %d-channel images; lorasc reads grey (1 channel; a 3-channel model is folded) and RGB (3) images", mloc, dir, c.channels))
+  end
+  local channels = 1
+  if s.channels ~= nil then
+    channels = int(s.channels, "channels", mloc, function(x) return x == 1 or x == c.channels end,
+                   string.format("must be 1 (grey images%s) or %d, the checkpoint's own", c.channels == 3 and ", the colour weights folded" or "", c.channels))
   end
   -- The images the model sees: the 28x28 task images resized (torch's bilinear) to image_size,
   -- by default the checkpoint's own; another multiple of its patch size interpolates its
@@ -161,7 +227,30 @@ local function canon_hf(s, mloc)
     fail(string.format("%s: %s is a CLIP vision tower for %dx%d images: lorasc (like transformers 4.44) interpolates the position embeddings of ViT checkpoints only; use image_size = %d", mloc, dir, c.image_size, c.image_size, c.image_size))
   end
   -- image_size enters the config only when it is not 28 (configs before resizing keep their hashes)
-  return { arch = "vit", hf = dir, channels = 1, image_size = size ~= 28 and size or nil }
+  local out = { arch = "vit", hf = dir, channels = channels, image_size = size ~= 28 and size or nil }
+  if channels == 3 then -- the checkpoint's normalisation, in the config: it decides the images
+    local ok, pre = pcall(vit_mod.hf_preprocessing, dir)
+    if not ok then fail(mloc .. ": " .. canon.sentence(pre)) end
+    out.normalize = { mean = pre.mean, std = pre.std }
+  end
+  if s.channels == nil and c.channels == 3 then colour_unsaid[out] = true end
+  return out
+end
+
+-- A (task, model) pair of an experiment: a folder task's images are decoded as its model
+-- takes them (channels, image size); MNIST's are grey.
+function F.check_task_model(task, mc, loc)
+  local t = F.parse(task)
+  if t.dataset == "folder" then
+    if mc.checkpoint then
+      fail(string.format("%s: task '%s' is decoded at the model's image size and channels, which a lorasc checkpoint does not say before it is loaded; use vit{ hf = ... } or vit{ pretrain = ... } for folder tasks", loc, task))
+    end
+    if colour_unsaid[mc] then
+      fail(string.format("%s: task '%s' holds colour images and %s is a colour (3-channel) checkpoint: write channels = 3 in vit{} to keep its colour weights and preprocessing, or channels = 1 to fold it to grey", loc, task, mc.hf))
+    end
+  elseif mc.channels == 3 then
+    fail(string.format("%s: task '%s' is grey (1 channel); the vit{} takes 3-channel images: use channels = 1", loc, task))
+  end
 end
 
 -- The canonical vit{} config (every field explicit); its hash keys the base-model cache.
@@ -173,16 +262,19 @@ function F.canon_model(m)
     return { arch = "vit", checkpoint = s.checkpoint }
   end
   if not s.pretrain then fail(mloc .. ": vit{} needs checkpoint = \"path\" or pretrain = { task = \"fashion-mnist:0-4\", steps = ... }") end
+  -- pretrained on a folder task: its images at any size, grey or RGB; MNIST's are 28x28 grey
+  local on_folder = type(s.pretrain.task) == "string" and parse_folder(s.pretrain.task) ~= nil
   local size = int(s.image_size or 28, "image_size", mloc, pos, "must be > 0")
   local patch = int(s.patch_size or 7, "patch_size", mloc, pos, "must be > 0")
   if size % patch ~= 0 then fail(string.format("%s: image_size %d is not a multiple of patch_size %d", mloc, size, patch)) end
-  if size ~= 28 then fail(mloc .. ": image_size must be 28 for MNIST and Fashion-MNIST (resizing is not implemented)") end
+  if size ~= 28 and not on_folder then fail(mloc .. ": image_size must be 28 for MNIST and Fashion-MNIST (resizing is not implemented)") end
   local dim = int(s.dim or 64, "dim", mloc, pos, "must be > 0")
   local heads = int(s.n_heads or 4, "n_heads", mloc, pos, "must be > 0")
   if dim % heads ~= 0 then fail(mloc .. ": dim must be a multiple of n_heads") end
   local c = {
     arch = "vit", image_size = size, patch_size = patch,
-    channels = int(s.channels or 1, "channels", mloc, function(x) return x == 1 end, "MNIST and Fashion-MNIST are grey (1 channel)"),
+    channels = on_folder and int(s.channels or 3, "channels", mloc, function(x) return x == 1 or x == 3 end, "must be 1 (grey) or 3 (RGB)")
+               or int(s.channels or 1, "channels", mloc, function(x) return x == 1 end, "MNIST and Fashion-MNIST are grey (1 channel)"),
     dim = dim, n_layers = int(s.n_layers or 2, "n_layers", mloc, pos, "must be > 0"), n_heads = heads,
     mlp_dim = int(s.mlp_dim or 4 * dim, "mlp_dim", mloc, pos, "must be > 0"),
     norm_eps = num(s.norm_eps or 1e-6, "norm_eps", mloc, pos, "must be > 0"),
@@ -218,25 +310,68 @@ end
 -- Running -----------------------------------------------------------------------------------
 -- Base models and image sets are cached in the process: loaded once per sweep.
 local bases, sets, shifts = {}, {}, {}
--- A shift set (core/data/digits.h for "digits"), loaded once per process.
-local function get_shift(name)
-  if not shifts[name] then shifts[name] = images.shift(name) end
-  return shifts[name]
+
+-- How a model takes a folder's images: { channels, size, mean, std } (mean/std nil: the
+-- data's own statistics). MNIST's images are what their files hold, whatever the model.
+local function geometry(mc)
+  local n = mc.normalize
+  return { channels = mc.channels or 1, size = mc.image_size or 28,
+           mean = n and n.mean, std = n and n.std }
 end
-local function get_images(task, split)
+local function geometry_key(g)
+  return table.concat({ g.channels, g.size, g.mean and table.concat(g.mean, ",") or "data",
+                        g.std and table.concat(g.std, ",") or "data" }, "|")
+end
+
+-- A shift set (core/data/digits.h for "digits"; a folder at the model's geometry), loaded
+-- once per process.
+local function get_shift(name, mc)
+  local f, key = parse_folder(name), name
+  if f then key = name .. "|" .. geometry_key(geometry(mc)) end
+  if not shifts[key] then
+    if f then
+      local g = geometry(mc)
+      shifts[key] = images.shift_folder(f.root, g.channels, g.size)
+    else
+      shifts[key] = images.shift(name)
+    end
+  end
+  return shifts[key]
+end
+
+local function get_images(task, split, mc)
   split = split or { val = 0.1 }
+  local t = assert(F.parse(task))
+  local opts = { val = split.val, max_train = split.max_train, max_val = split.max_val, max_test = split.max_test }
   local key = table.concat({ task, split.val, split.max_train or 0, split.max_val or 0, split.max_test or 0 }, "|")
+  if t.dataset == "folder" then key = key .. "|" .. geometry_key(geometry(mc)) end
   if not sets[key] then
-    local t = assert(F.parse(task))
-    sets[key] = images.load(t.dataset, t.classes, { val = split.val, max_train = split.max_train,
-                                                    max_val = split.max_val, max_test = split.max_test })
+    if t.dataset == "folder" then
+      local g = geometry(mc)
+      opts.mean, opts.std = g.mean, g.std
+      sets[key] = images.load_folder(t.root, g.channels, g.size, opts)
+    else
+      sets[key] = images.load(t.dataset, t.classes, opts)
+    end
   end
   return sets[key]
 end
 
+-- The number of classes of a task (a folder task's: its train/ sub-folders).
+local function class_count(task)
+  local t = assert(F.parse(task))
+  if t.dataset ~= "folder" then return #t.classes end
+  local n = 0
+  for _, name in ipairs(fs.list(t.root .. "/train") or {}) do
+    local st = name:sub(1, 1) ~= "." and fs.stat(t.root .. "/train/" .. name)
+    if st and st.dir then n = n + 1 end
+  end
+  return math.max(n, 2)
+end
+
 local function pretrain(mc, path, report, beat)
   local p = mc.pretrain
-  local d = get_images(p.task)
+  local d = get_images(p.task, nil, mc)
   local m <close> = vit_mod.new { image_size = mc.image_size, patch_size = mc.patch_size, channels = mc.channels,
                           dim = mc.dim, n_layers = mc.n_layers, n_heads = mc.n_heads, mlp_dim = mc.mlp_dim,
                           norm_eps = mc.norm_eps, n_classes = d:info().n_classes, seed = mc.seed }
@@ -258,7 +393,8 @@ end
 
 -- The IDX files of an image dataset, found as core/data/imagedata.c finds them: the data
 -- directory, then (Fashion-MNIST) Debian's dataset-fashion-mnist.
-local function idx_files(name)
+local function idx_files(name, root)
+  if name == "folder" then return { root } end -- a directory: every file under it
   local out = {}
   for _, prefix in ipairs(name == "mnist-t10k" and { "t10k" } or { "train", "t10k" }) do
     local img = sys.datadir_path(string.format("%s/%s-images-idx3-ubyte.gz", FOLDER[name], prefix))
@@ -278,16 +414,19 @@ local function model_inputs(mc, list)
   if mc.hf or mc.checkpoint then
     list[#list + 1] = { path = mc.hf or mc.checkpoint, kind = "checkpoint" }
   elseif mc.pretrain then
-    for _, f in ipairs(idx_files(F.parse(mc.pretrain.task).dataset)) do list[#list + 1] = { path = f, kind = "corpus" } end
+    local t = F.parse(mc.pretrain.task)
+    for _, f in ipairs(idx_files(t.dataset, t.root)) do list[#list + 1] = { path = f, kind = "corpus" } end
   end
   return list
 end
 
 function F.inputs(run)
   local list = {}
-  for _, f in ipairs(idx_files(F.parse(run.config.task).dataset)) do list[#list + 1] = { path = f, kind = "data" } end
+  local t = F.parse(run.config.task)
+  for _, f in ipairs(idx_files(t.dataset, t.root)) do list[#list + 1] = { path = f, kind = "data" } end
   for _, name in ipairs(run.config.eval.shift or {}) do
-    list[#list + 1] = { path = sys.datadir_path(name .. "/" .. name .. ".csv.gz"), kind = "data" }
+    local f = parse_folder(name)
+    list[#list + 1] = { path = f and f.root or sys.datadir_path(name .. "/" .. name .. ".csv.gz"), kind = "data" }
   end
   return model_inputs(run.config.model, list)
 end
@@ -300,7 +439,7 @@ function F.base(run, cache_dir, report)
   local key = run.model_hash
   if mc.pretrain and not mc.checkpoint and not mc.hf then
     local parts = { run.model_hash }
-    for _, i in ipairs(model_inputs(mc, {})) do parts[#parts + 1] = i.path .. " " .. (provenance.file_sha256(i.path) or "missing") end
+    for _, i in ipairs(model_inputs(mc, {})) do parts[#parts + 1] = i.path .. " " .. (provenance.path_sha256(i.path) or "missing") end
     key = sys.sha256(table.concat(parts, "\n"))
   end
   -- a bf16 run gets its own base, converted after loading (the pretraining cache is fp32)
@@ -309,9 +448,8 @@ function F.base(run, cache_dir, report)
   if bases[bkey] then return bases[bkey].m, bases[bkey].path end
   local m, path
   if mc.hf then -- a Hugging Face ViT / CLIP directory; the head is sized for this run's task
-    local t = assert(F.parse(run.config.task))
     report(string.format("loading the Hugging Face ViT in %s", mc.hf))
-    m = vit_mod.load_hf(mc.hf, { n_classes = #t.classes, channels = mc.channels, image_size = mc.image_size or 28 })
+    m = vit_mod.load_hf(mc.hf, { n_classes = class_count(run.config.task), channels = mc.channels, image_size = mc.image_size or 28 })
   elseif mc.checkpoint then
     if not sys.exists(mc.checkpoint) then error(string.format("ViT checkpoint '%s' not found", mc.checkpoint), 0) end
     m = vit_mod.load(mc.checkpoint)
@@ -331,21 +469,21 @@ end
 -- split without images is an error (an accuracy over no images would be nan).
 function F.plan(run)
   local c = run.config
-  local info = get_images(c.task, c.split):info()
+  local info = get_images(c.task, c.split, c.model):info()
   for _, k in ipairs { "train", "val", "test" } do
     if info[k] == 0 then
       error(string.format("lorasc: task '%s': the %s split holds no images (split.val = %s, max_%s = %d); raise them", c.task, k,
                           canon.show(c.split.val), k, c.split["max_" .. k] or 0), 0)
     end
   end
-  for _, name in ipairs(c.eval.shift or {}) do get_shift(name) end -- a missing or bad file: an error now
+  for _, name in ipairs(c.eval.shift or {}) do get_shift(name, c.model) end -- a missing or bad file: an error now
   return math.max(1, info.train // c.train.batch)
 end
 
 -- The run's images and steps per epoch: floor(train / batch), at least 1.
 function F.prepare(run)
   local c = run.config
-  local d = get_images(c.task, c.split)
+  local d = get_images(c.task, c.split, c.model)
   local info = d:info()
   return { data = d, info = info, spe = math.max(1, info.train // c.train.batch) }
 end
@@ -402,7 +540,7 @@ function F.evaluate(store, run, run_id, m, ctx)
     local total_acc, names = 0, images.corruptions()
     local cap = c.eval.corrupt_max > 0 and c.eval.corrupt_max or nil
     local dc = cap and get_images(c.task, { val = c.split.val, max_train = c.split.max_train,
-                                            max_val = c.split.max_val, max_test = math.min(cap, c.split.max_test > 0 and c.split.max_test or cap) }) or d
+                                            max_val = c.split.max_val, max_test = math.min(cap, c.split.max_test > 0 and c.split.max_test or cap) }, c.model) or d
     local per_image = {} -- each test image's accuracy over every corruption and severity
     for _, name in ipairs(names) do
       local sum = 0
@@ -419,14 +557,17 @@ function F.evaluate(store, run, run_id, m, ctx)
     store:eval_examples(run_id, "test", "corrupt.mean", per_image)
     scores.corrupt = total_acc / #names
   end
-  -- distribution shifts: every image of the set in the task's classes (test.shift.<name>)
+  -- distribution shifts: every image of the set in the task's classes (test.shift.<key>: the
+  -- name, or a folder's last path component); a folder holding a subset of the task's classes
+  -- is scored over their logits (ImageNet-R's and -A's protocol)
   for _, name in ipairs(c.eval.shift or {}) do
-    local acc, loss, n = d:evaluate_shift(m, get_shift(name), c.eval.batch)
-    store:eval(run_id, "test", "shift." .. name, acc)
-    store:eval(run_id, "test", "shift." .. name .. ".loss", loss)
-    store:eval(run_id, "test", "shift." .. name .. ".n", n)
+    local acc, loss, n = d:evaluate_shift(m, get_shift(name, c.model), c.eval.batch)
+    local key = "shift." .. F.shift_key(name)
+    store:eval(run_id, "test", key, acc)
+    store:eval(run_id, "test", key .. ".loss", loss)
+    store:eval(run_id, "test", key .. ".n", n)
     store:flush()
-    scores["shift." .. name] = acc
+    scores[key] = acc
   end
   return scores
 end

@@ -62,6 +62,18 @@ local function files_under(dir, out)
   return out
 end
 
+-- SHA-256 of a file's contents, or of a directory's files (their paths under it and their
+-- hashes, in order); nil if it does not exist.
+function M.path_sha256(path)
+  local st = fs.stat(path)
+  if not st or not st.dir then return M.file_sha256(path) end
+  local lines = {}
+  for _, p in ipairs(files_under(path, {})) do
+    lines[#lines + 1] = p:sub(#path + 2) .. " " .. (M.file_sha256(p) or "missing")
+  end
+  return sys.sha256(table.concat(lines, "\n"))
+end
+
 -- How a file is named in the fingerprint: relative to the data directory when under it,
 -- else its base name, so that the same files elsewhere (another node's mount, another
 -- LORASC_DATA) give the same fingerprint.

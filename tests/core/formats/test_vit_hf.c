@@ -304,6 +304,55 @@ static void test_malformed(void **state) {
     assert_non_null(strstr(error_last(), clip_dir));
 }
 
+/* preprocessor_config.json: dir's scratch config (a 3-channel ViT) with this processor file */
+static int preprocessing(const char *processor, float *mean, float *std, int *from_file) {
+    scratch(NULL, VIT_CFG_HEAD ", \"hidden_size\": 16, \"image_size\": 8, \"num_hidden_layers\": 2}");
+    char p[512];
+    snprintf(p, sizeof p, "%s/preprocessor_config.json", tmpdir);
+    if (processor) {
+        FILE *f = fopen(p, "w");
+        assert_non_null(f);
+        fputs(processor, f);
+        fclose(f);
+    }
+    const int rc = vit_hf_read_preprocessing(tmpdir, mean, std, from_file);
+    unlink(p);
+    scratch_rm();
+    return rc;
+}
+
+/* The normalisation a checkpoint's images get (vit_hf_read_preprocessing): the image
+ * processor's lists or numbers, do_normalize false, transformers' defaults without the file
+ * (CLIP's statistics for a CLIP tower, 0.5 / 0.5 for a ViT), and the malformed cases. */
+static void test_preprocessing(void **state) {
+    (void)state;
+    float mean[4], std[4];
+    int from_file;
+    assert_int_equal(vit_hf_read_preprocessing(LORASC_GOLDEN_DIR "/clip_vit_tiny", mean, std, &from_file), LSC_OK);
+    assert_int_equal(from_file, 0);
+    const float clip_mean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
+    const float clip_std[3] = {0.26862954f, 0.26130258f, 0.27577711f};
+    for (int c = 0; c < 3; c++) assert_true(mean[c] == clip_mean[c] && std[c] == clip_std[c]);
+    assert_int_equal(preprocessing(NULL, mean, std, &from_file), LSC_OK);
+    assert_int_equal(from_file, 0);
+    for (int c = 0; c < 3; c++) assert_true(mean[c] == 0.5f && std[c] == 0.5f);
+    assert_int_equal(preprocessing("{\"image_mean\": [0.485, 0.456, 0.406], \"image_std\": 0.25, "
+                                   "\"image_processor_type\": \"ViTImageProcessor\"}", mean, std, &from_file), LSC_OK);
+    assert_int_equal(from_file, 1);
+    assert_true(mean[0] == 0.485f && mean[1] == 0.456f && mean[2] == 0.406f);
+    for (int c = 0; c < 3; c++) assert_true(std[c] == 0.25f);
+    assert_int_equal(preprocessing("{\"image_mean\": [0.1, 0.2, 0.3], \"do_normalize\": false}", mean, std, &from_file), LSC_OK);
+    for (int c = 0; c < 3; c++) assert_true(mean[c] == 0 && std[c] == 1);
+    const char *bad[3][2] = {{"{\"image_mean\": [0.5, 0.5]}", "image_mean must be a number or a list of 3"},
+                             {"{\"image_std\": [0.5, \"x\", 0.5]}", "image_std[1] is not a number"},
+                             {"{\"image_std\": [0.5, 0, 0.5]}", "image_std[1] must be > 0"}};
+    for (int k = 0; k < 3; k++) {
+        assert_int_equal(preprocessing(bad[k][0], mean, std, &from_file), LSC_ERR);
+        if (!strstr(error_last(), bad[k][1]) || !strstr(error_last(), "preprocessor_config.json"))
+            fail_msg("%s: error '%s' lacks '%s'", bad[k][0], error_last(), bad[k][1]);
+    }
+}
+
 static int group_setup(void **state) {
     (void)state;
     be = backend_cpu_create(0);
@@ -321,6 +370,7 @@ int main(void) {
         cmocka_unit_test(test_hf_vit),
         cmocka_unit_test(test_clip),
         cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_preprocessing),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

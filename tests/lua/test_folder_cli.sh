@@ -1,0 +1,93 @@
+#!/bin/sh
+# Process-level test of image folder tasks (issue 14's paper-scale Table 3 pieces):
+# "folder:<path>" tasks (train/ and val/ class folders under the data directory, written by
+# make_image_folder.py), a Hugging Face CLIP vision tower in colour (channels = 3: its own
+# RGB weights, CLIP's normalisation in the config) with eval.shift on a folder holding 2 of
+# the 3 classes (test.shift.<folder>, scored over those 2 classes' logits) and the corruption
+# suite on RGB images; a ViT pretrained from scratch on a folder task; and the DSL's
+# sentences, each with file:line, for a colour checkpoint whose channels are unsaid, a missing
+# folder, a folder shift on an MNIST task, a colour model on a grey task, and a lorasc
+# checkpoint on a folder task.
+# usage: test_folder_cli.sh LORASC SOURCE_ROOT
+set -u
+LORASC=$(realpath "$1")
+SRC=$(realpath "$2")
+. "$(dirname "$0")/cli_lib.sh"
+command -v python3 >/dev/null || { echo "python3 not found: skipped"; exit 77; }
+python3 "$SRC/tests/lua/make_image_folder.py" data || { echo "FAIL: make_image_folder.py"; exit 1; }
+export LORASC_DATA=$W/data
+CLIP=$SRC/tests/golden/clip_vit_tiny
+
+# 1. a CLIP tower in colour on a folder task, a folder shift of 2 of its 3 classes
+cat > clip.lua <<LUA
+experiment "folder_clip" {
+  model = vit { hf = "$CLIP", channels = 3 },
+  tasks = { "folder:pets" },
+  split = { val = 0.15 },
+  train = { epochs = 2, batch = 8, lr = 1e-2 },
+  method = { lora { rank = 2 }, lorasc { rank = 2 } },
+  seeds = { 1 },
+  eval = { batch = 16, corrupt = true, corrupt_max = 8, shift = { "folder:pets-sketch" } },
+}
+LUA
+"$LORASC" run clip.lua --db r/clip.db > clip.log 2>&1 || fail "clip run: $(cat clip.log)"
+[ "$(q r/clip.db "SELECT count(*) FROM runs WHERE status='done'")" = 2 ] ||
+  fail "clip runs: $(q r/clip.db 'SELECT status, error FROM runs')"
+# 72 train-folder images: 11 val (round(0.15 * 72)), 61 train; 24 test images from val/
+[ "$(q r/clip.db "SELECT value FROM evals WHERE metric='shift.pets-sketch.n' LIMIT 1")" = 12.0 ] ||
+  fail "shift images: $(q r/clip.db "SELECT metric, value FROM evals WHERE metric LIKE 'shift%'")"
+for m in score shift.pets-sketch corrupt.mean; do
+  v=$(q r/clip.db "SELECT value FROM evals WHERE split='test' AND metric='$m' LIMIT 1")
+  awk -v v="$v" 'BEGIN { exit !(v != "" && v >= 0 && v <= 1) }' || fail "test.$m '$v' is not an accuracy"
+done
+# the checkpoint's normalisation (CLIP's, no preprocessor_config.json) is in the config
+q r/clip.db "SELECT config FROM runs LIMIT 1" | grep -qF '"normalize":{"mean":[0.48145467,0.4578275,0.40821072],"std":[0.26862955,0.2613026,0.2757771]}' ||
+  fail "no CLIP normalisation in the config: $(q r/clip.db 'SELECT config FROM runs LIMIT 1')"
+# the task's images are inputs of the run (the folder's files, by hash)
+[ "$(q r/clip.db "SELECT count(*) FROM run_inputs WHERE run_id = 1 AND path LIKE '%/pets/%'")" = 96 ] ||
+  fail "inputs: $(q r/clip.db "SELECT count(*), kind FROM run_inputs GROUP BY kind")"
+"$LORASC" report clip.lua --db r/clip.db > report.txt 2>&1 || fail "report: $(cat report.txt)"
+
+# 2. a ViT pretrained from scratch on a folder task (RGB by default), fine-tuned on it
+cat > scratch.lua <<LUA
+experiment "folder_scratch" {
+  model = vit { image_size = 8, patch_size = 4, dim = 16, n_layers = 1, n_heads = 2,
+                pretrain = { task = "folder:pets", steps = 20, batch = 8, lr = 3e-3 } },
+  tasks = { "folder:pets" },
+  split = { val = 0.15 },
+  train = { steps = 6, batch = 8, lr = 1e-2 },
+  method = lora { rank = 2 },
+  eval = { batch = 16, corrupt = false, shift = "folder:pets-sketch" },
+}
+LUA
+"$LORASC" run scratch.lua --db r/scratch.db > scratch.log 2>&1 || fail "scratch run: $(cat scratch.log)"
+[ "$(q r/scratch.db "SELECT count(*) FROM runs WHERE status='done'")" = 1 ] ||
+  fail "scratch runs: $(q r/scratch.db 'SELECT status, error FROM runs')"
+grep -q "pretraining the base ViT" scratch.log || fail "no pretraining: $(cat scratch.log)"
+
+# 3. the DSL's sentences: file:line, non-zero exit, nothing written
+bad() { # bad FILE LINE MESSAGE MODEL TASK [EVAL]
+  cat > "$1" <<LUA
+experiment "bad" {
+  model = vit { $4 },
+  tasks = { "$5" },
+  train = { steps = 2, batch = 8, lr = 1e-2 },
+  method = lora { rank = 2 },
+  eval = { ${6:-} },
+}
+LUA
+  if "$LORASC" run "$1" --db bad/x.db > out.txt 2>&1; then fail "$1: exit status 0"; fi
+  grep -qF "$3" out.txt || fail "$1: expected '$3', got: $(cat out.txt)"
+  grep -qF "$1:$2:" out.txt || fail "$1: expected the location $1:$2, got: $(cat out.txt)"
+  grep -q "traceback" out.txt && fail "$1: a user error printed a traceback"
+}
+bad b1.lua 3 "holds colour images and $CLIP is a colour (3-channel) checkpoint: write channels = 3" "hf = \"$CLIP\"" folder:pets
+bad b2.lua 3 "task 'folder:nowhere' needs an image folder at $W/data/nowhere" "hf = \"$CLIP\", channels = 3" folder:nowhere
+bad b3.lua 6 "eval.shift 'folder:pets-sketch' is a folder of named classes" "hf = \"$CLIP\"" fashion-mnist:0-2 'shift = { "folder:pets-sketch" }'
+bad b4.lua 3 "task 'fashion-mnist:0-2' is grey (1 channel); the vit{} takes 3-channel images" "hf = \"$CLIP\", channels = 3" fashion-mnist:0-2
+bad b5.lua 3 "a lorasc checkpoint does not say before it is loaded" 'checkpoint = "x.ckpt"' folder:pets
+bad b6.lua 2 "channels = 2 is invalid: must be 1" "hf = \"$CLIP\", channels = 2" folder:pets
+bad b7.lua 6 "no folder at $W/data/absent" "hf = \"$CLIP\", channels = 3" folder:pets 'shift = { "folder:absent" }'
+[ ! -e bad ] || fail "bad input wrote to the database directory"
+
+cli_done test_folder_cli
