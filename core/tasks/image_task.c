@@ -362,8 +362,22 @@ int image_task_evaluate_images(const ImageTask *t, ViT *m, int split, int B,
                            accuracy, loss, per_image);
 }
 
+/* 1 when every name is a decimal class number of the task's train file (0..n-1) and none is
+ * one of its class names: ImageNet-V2's layout (folders 0..999 for ImageNet's labels). */
+static int numbered_classes(const ImageTask *t, const ImageFolderClasses *names) {
+    for (int c = 0; c < names->n; c++) {
+        const char *s = names->names[c];
+        char *end;
+        const long v = strtol(s, &end, 10);
+        if (!*s || *end || s[0] == '-' || s[0] == '+' || v >= t->train.n_classes) return 0;
+        for (int j = 0; j < t->class_names.n; j++)
+            if (strcmp(s, t->class_names.names[j]) == 0) return 0;
+    }
+    return names->n > 0;
+}
+
 /* to_task[0..shift's classes): a shift label's task label (-1: not a task class), through the
- * train file's labels (names NULL) or the class names */
+ * train file's labels (names NULL), the class names, or class numbers (numbered_classes) */
 static int shift_labels(const ImageTask *t, const ImageSet *shift, const ImageFolderClasses *names,
                         int32_t *to_task) {
     if (!names) {
@@ -373,9 +387,11 @@ static int shift_labels(const ImageTask *t, const ImageSet *shift, const ImageFo
     if (t->class_names.n == 0)
         return error_set("the shift set %s names its classes, task %s does not (only a folder "
                          "task matches classes by name)", shift->name, t->name);
+    const int numbered = numbered_classes(t, names);
     for (int c = 0; c < shift->n_classes; c++) {
         to_task[c] = -1;
-        for (int j = 0; j < t->class_names.n; j++) /* once per class per evaluation: a scan will do */
+        if (numbered) to_task[c] = image_task_label(t, (int32_t)strtol(names->names[c], NULL, 10));
+        for (int j = 0; j < t->class_names.n && !numbered; j++) /* once per class per evaluation: a scan will do */
             if (strcmp(names->names[c], t->class_names.names[j]) == 0) to_task[c] = image_task_label(t, j);
     }
     return LSC_OK;

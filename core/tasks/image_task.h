@@ -110,7 +110,9 @@ int image_task_evaluate_images(const ImageTask *t, ViT *m, int split, int B,
  * an ImageNet task) whose class is one of the task's, relabelled as the task's and normalised
  * as its test images are, in batches of B at m's image size; *n gets how many images that is.
  * shift_names NULL: the shift set's labels are the train file's; else they are the positions
- * in shift_names of its class names, matched to the task's (a folder task) by name. The
+ * in shift_names of its class names, matched to the task's (a folder task) by name, or, when
+ * every name is a number 0..K-1 and none is a task class name, by number: the train file's
+ * label (ImageNet-V2 ships its classes as folders 0..999, ImageNet's label order). The
  * prediction and the loss are over the logits of the task classes the shift set holds:
  * ImageNet-R's and -A's protocol for their 200-class subsets of a 1,000-way model (nothing
  * changes when it holds every task class). The shift set must have the task's image geometry

@@ -32,27 +32,14 @@
 -- quiet cores (CPU time), about 45 minutes at that load.
 --
 -- The paper's own scale (a CLIP ViT-B/16 fine-tuned on ImageNet-1K, tested on ImageNet and
--- ImageNet-V2 / -Sketch / -A / -R) cannot be written as a lorasc experiment yet; what the
--- image family lacks for it:
---   1. an ImageNet reader: core/data/imagefolder.h now decodes class folders
---      (root/<class>/<image>, ImageFolder's layout: ImageNet's and its robustness sets')
---      of PNG and JPEG files, RGB or grey, with CLIP's shorter-side resize and centre crop
---      (bilinear, not bicubic) and any number of classes, into memory; still missing: an
---      image task on such folders in the DSL, the ILSVRC validation-label layout, and a
---      streaming loader (every image set is held in memory as uint8; ImageNet's train set
---      at 224x224x3 is 193 GB);
---   2. colour: vit{} and vit{ hf = } models see 1-channel images (a CLIP's RGB patch
---      weights are folded to grey, family_image.lua), and normalisation is the dataset's
---      own mean/std, not CLIP's preprocessing (resize of the short side, centre crop,
---      CLIP's per-channel mean/std);
---   3. classes: an image task maps at most 256 original labels (ImageTask.relabel[256]; an
---      image folder's labels go beyond, the task does not yet): ImageNet has 1,000, and ImageNet-A / -R are 200-class subsets
---      that need a 1,000-way head evaluated on 200 logits;
---   4. CLIP's zero-shot head (class-name text embeddings from the text tower) as the
---      initial classifier: lorasc reads the vision tower only and starts a random head;
---   5. compute: a ViT-B/16 epoch on ImageNet is out of reach of 2 CPU cores; the CUDA
---      backend exists but has not yet run on a GPU (README, issue 11).
--- So no table3_vision_paper_scale.lua is committed: it could not run or even expand.
+-- ImageNet-V2 / -Sketch / -A / -R) is experiments/paper/table3_clip_imagenet.lua: image folder
+-- tasks ("folder:imagenet", ImageNet's train/ and its validation layouts), CLIP's colour
+-- weights and normalisation (vit{ hf = ..., channels = 3 }), shift folders matched by class
+-- name or number, 200-class subsets scored over their logits (lua/DSL.md, "Image folders").
+-- What it still lacks: CLIP's zero-shot head (the class names through CLIP's text tower; the
+-- head starts random), CLIP's bicubic resize (bilinear here), a streaming loader (every set is
+-- held in memory: ImageNet's train set at 224x224x3 is 193 GB), and a GPU run (the CUDA
+-- backend has never met one).
 local base = vit { image_size = 28, patch_size = 7, dim = 64, n_layers = 4, n_heads = 4, mlp_dim = 128,
                    pretrain = { task = "mnist-t10k:0-4", steps = 4000, batch = 64, lr = 2e-3,
                                 warmup = 50, crop_pad = 2 } }

@@ -4,8 +4,16 @@ PNG is zlib-compressed scanlines in three chunks). Under OUT:
   pets/train/{cat,dog,emu}/  24 RGB images each, 9-14 pixels a side (not square)
   pets/val/{cat,dog,emu}/    8 each
   pets-sketch/{cat,emu}/     6 each, paler (a shift set holding 2 of the 3 classes)
+and with --imagenet a miniature of ImageNet's layouts (3 WordNet ids) for
+experiments/paper/table3_clip_imagenet.lua:
+  imagenet/train/<wnid>/     24 each
+  imagenet/val/ILSVRC2012_val_0000000N.png + imagenet/LOC_val_solution.csv   (12 images)
+  imagenet-v2/{0,1,2}/       4 each (folders are label numbers)
+  imagenet-sketch/<wnid>/    4 each, paler
+  imagenet-a/<wnid 1>/       5 (a 1-class subset)
+  imagenet-r/<wnids 0, 2>/   3 each (a 2-class subset)
 Class k's images are bright in channel k (cat red, dog green, emu blue) over noise, so a
-model can learn them; everything is seeded. usage: make_image_folder.py OUT"""
+model can learn them; everything is seeded. usage: make_image_folder.py OUT [--imagenet]"""
 import os
 import random
 import struct
@@ -49,8 +57,34 @@ def folder(out, classes, n, seed, pale=False):
             png(os.path.join(d, "%03d.png" % i), w, h, rows)
 
 
+WNIDS = ["n01440764", "n01443537", "n01484850"]
+
+
+def imagenet(out):
+    ids = list(enumerate(WNIDS))
+    folder(os.path.join(out, "imagenet", "train"), ids, 24, 11)
+    val = os.path.join(out, "imagenet", "val")
+    os.makedirs(val, exist_ok=True)
+    rng = random.Random(12)
+    rows = ["ImageId,PredictionString"]
+    for i in range(12):
+        k = (i * 7) % 3
+        w, h, pixels = image(rng, k, False)
+        name = "ILSVRC2012_val_%08d" % (i + 1)
+        png(os.path.join(val, name + ".png"), w, h, pixels)
+        rows.append("%s,%s 0 0 %d %d" % (name, WNIDS[k], w - 1, h - 1))
+    with open(os.path.join(out, "imagenet", "LOC_val_solution.csv"), "w") as f:
+        f.write("\n".join(rows) + "\n")
+    folder(os.path.join(out, "imagenet-v2"), [(k, str(k)) for k in range(3)], 4, 13)
+    folder(os.path.join(out, "imagenet-sketch"), ids, 4, 14, pale=True)
+    folder(os.path.join(out, "imagenet-a"), [ids[1]], 5, 15, pale=True)
+    folder(os.path.join(out, "imagenet-r"), [ids[0], ids[2]], 3, 16, pale=True)
+
+
 def main():
     out = sys.argv[1]
+    if "--imagenet" in sys.argv[2:]:
+        imagenet(out)
     pets = [(0, "cat"), (1, "dog"), (2, "emu")]
     folder(os.path.join(out, "pets", "train"), pets, 24, 1)
     folder(os.path.join(out, "pets", "val"), pets, 8, 2)

@@ -7,7 +7,9 @@
 # suite on RGB images; a ViT pretrained from scratch on a folder task; and the DSL's
 # sentences, each with file:line, for a colour checkpoint whose channels are unsaid, a missing
 # folder, a folder shift on an MNIST task, a colour model on a grey task, and a lorasc
-# checkpoint on a folder task.
+# checkpoint on a folder task; and experiments/paper/table3_clip_imagenet.lua on a miniature of
+# ImageNet's layouts (its 135 runs expanded; one run end to end with the four shift folders,
+# the file's warm-up and batch cut to the miniature's size).
 # usage: test_folder_cli.sh LORASC SOURCE_ROOT
 set -u
 LORASC=$(realpath "$1")
@@ -89,5 +91,25 @@ bad b5.lua 3 "a lorasc checkpoint does not say before it is loaded" 'checkpoint 
 bad b6.lua 2 "channels = 2 is invalid: must be 1" "hf = \"$CLIP\", channels = 2" folder:pets
 bad b7.lua 6 "no folder at $W/data/absent" "hf = \"$CLIP\", channels = 3" folder:pets 'shift = { "folder:absent" }'
 [ ! -e bad ] || fail "bad input wrote to the database directory"
+
+# 4. the paper-scale Table 3 file on a miniature of its data (make_image_folder.py --imagenet:
+# ImageNet's Kaggle validation layout, V2's numbered folders, A's and R's class subsets), the
+# tiny CLIP tower standing for ViT-B/16
+python3 "$SRC/tests/lua/make_image_folder.py" data --imagenet || fail "make_image_folder.py --imagenet"
+mkdir -p data/models && ln -s "$CLIP" data/models/clip-vit-base-patch16
+sed -e 's/warmup = 500/warmup = 0/' -e 's/batch = 128/batch = 8/' \
+  "$SRC/experiments/paper/table3_clip_imagenet.lua" > mini.lua
+"$LORASC" run mini.lua --dry-run > dry.txt 2>&1 || fail "dry run: $(cat dry.txt)"
+[ "$(grep -c ' folder:imagenet ' dry.txt)" = 135 ] || fail "expected 135 runs: $(tail -3 dry.txt)"
+"$LORASC" run mini.lua --shard 1/135 --device cpu --db r/mini.db > mini.log 2>&1 || fail "mini run: $(cat mini.log)"
+# images per shift: V2 3 x 4, Sketch 3 x 4, A 5 (1 class), R 2 x 3
+for m in imagenet-v2:12.0 imagenet-sketch:12.0 imagenet-a:5.0 imagenet-r:6.0; do
+  got=$(q r/mini.db "SELECT value FROM evals WHERE metric='shift.${m%%:*}.n'")
+  [ "$got" = "${m#*:}" ] || fail "shift.${m%%:*}.n = '$got', expected ${m#*:}"
+done
+[ "$(q r/mini.db "SELECT value FROM evals WHERE metric='shift.imagenet-a.loss'")" = 0.0 ] ||
+  fail "a 1-class shift set scored over its one logit must have loss 0"
+[ "$(q r/mini.db "SELECT count(*) FROM evals WHERE split='test' AND metric='score'")" = 1 ] ||
+  fail "mini: $(cat mini.log)"
 
 cli_done test_folder_cli

@@ -359,6 +359,22 @@ static void test_shift_named(void **state) {
         fail_msg("the named subset gives %d images, accuracy %.9g, loss %.9g; the hand loop %ld, "
                  "%.9g, %.9g", n, acc, loss, count, (double)correct / count, sum / count);
     assert_true(count > 0 && count < shift.n);
+    /* ImageNet-V2's layout: the classes named by number ("3", "4", "5": the train file's
+     * labels, 5 not the task's) give the same as the names c3, c4, zz */
+    double acc_n, loss_n;
+    int n_n;
+    ImageFolderClasses numbered = {.n = 3, .names = (char *[]){"3", "4", "5"}};
+    assert_int_equal(image_task_evaluate_shift(&fx.t, &fx.m, &shift, &numbered, 4, &acc_n, &loss_n, &n_n), LSC_OK);
+    assert_true(acc_n == acc && loss_n == loss && n_n == n);
+    /* a number among names that are not all numbers is a name: no class matches "4"; and a
+     * number beyond the train file's classes ("9") is no class number either */
+    ImageFolderClasses mixed = {.n = 3, .names = (char *[]){"c3", "4", "zz"}};
+    if (image_task_evaluate_shift(&fx.t, &fx.m, &shift, &mixed, 4, &acc_n, &loss_n, &n_n) != LSC_OK)
+        fail_msg("mixed names: %s", error_last());
+    assert_true(n_n < n);
+    ImageFolderClasses beyond = {.n = 3, .names = (char *[]){"3", "4", "9"}};
+    assert_int_equal(image_task_evaluate_shift(&fx.t, &fx.m, &shift, &beyond, 4, &acc_n, &loss_n, &n_n), LSC_ERR);
+    assert_non_null(strstr(error_last(), "holds no image of task synthetic's classes"));
     imagefolder_classes_free(&all);
     imagedata_free(&shift);
     fixture_close(&fx);
