@@ -182,7 +182,7 @@ static int l_shift_folder(lua_State *L) {
 
 static ImageSet *check_set(lua_State *L, int idx) {
     ShiftSet *s = luaL_checkudata(L, idx, BIND_IMAGESET);
-    if (!s->set.pixels) luaL_argerror(L, idx, "image set is closed");
+    if (!s->set.labels) luaL_argerror(L, idx, "image set is closed");
     return &s->set;
 }
 

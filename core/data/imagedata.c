@@ -11,6 +11,7 @@
 
 #include "core/data/datadir.h"
 #include "core/data/digits.h"
+#include "core/data/imagefolder.h"
 #include "core/base/error.h"
 #include "core/base/philox.h"
 
@@ -142,18 +143,22 @@ static int file_exists(const char *path) {
 int imagedata_subset(ImageSet *dst, const ImageSet *src, const int *idx, int n) {
     memset(dst, 0, sizeof *dst);
     const size_t img = (size_t)src->channels * src->height * src->width;
-    dst->pixels = malloc(img * (size_t)(n > 0 ? n : 1));
-    dst->labels = malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
-    if (!dst->pixels || !dst->labels) {
+    const size_t cap = (size_t)(n > 0 ? n : 1);
+    uint8_t *pixels = src->files ? NULL : malloc(img * cap);
+    char **files = src->files ? calloc(cap, sizeof *files) : NULL;
+    int32_t *labels = malloc(sizeof(int32_t) * cap);
+    *dst = (ImageSet){.n = n, .channels = src->channels, .height = src->height, .width = src->width,
+                      .n_classes = src->n_classes, .pixels = pixels, .labels = labels, .files = files};
+    int ok = labels && (src->files ? files != NULL : pixels != NULL);
+    for (int i = 0; i < n && ok; i++) {
+        LSC_ASSERT(idx[i] >= 0 && idx[i] < src->n);
+        if (files) ok = (files[i] = strdup(src->files[idx[i]])) != NULL;
+        else memcpy(pixels + (size_t)i * img, src->pixels + (size_t)idx[i] * img, img);
+        labels[i] = src->labels[idx[i]];
+    }
+    if (!ok) {
         imagedata_free(dst);
         return error_set("Out of memory for %d images of %s.", n, src->name);
-    }
-    *dst = (ImageSet){.n = n, .channels = src->channels, .height = src->height, .width = src->width,
-                      .n_classes = src->n_classes, .pixels = dst->pixels, .labels = dst->labels};
-    for (int i = 0; i < n; i++) {
-        LSC_ASSERT(idx[i] >= 0 && idx[i] < src->n);
-        memcpy(dst->pixels + (size_t)i * img, src->pixels + (size_t)idx[i] * img, img);
-        dst->labels[i] = src->labels[idx[i]];
     }
     snprintf(dst->name, sizeof dst->name, "%s", src->name);
     return LSC_OK;
@@ -233,32 +238,80 @@ int imagedata_load(ImageSet *s, const char *name, const char *split) {
 void imagedata_free(ImageSet *s) {
     free(s->pixels);
     free(s->labels);
+    for (int i = 0; s->files && i < s->n; i++) free(s->files[i]);
+    free(s->files);
     memset(s, 0, sizeof *s);
 }
 
-void imagedata_stats(const ImageSet *s, float *mean, float *std) {
-    const size_t hw = (size_t)s->height * s->width;
-    for (int c = 0; c < s->channels; c++) {
-        double sum = 0, sq = 0;
-        for (int i = 0; i < s->n; i++) {
-            const uint8_t *p = s->pixels + ((size_t)i * s->channels + c) * hw;
-            for (size_t j = 0; j < hw; j++) {
-                const double v = p[j] / 255.0;
-                sum += v;
-                sq += v * v;
-            }
-        }
-        const double cnt = (double)s->n * (double)hw, mu = sum / cnt;
-        mean[c] = (float)mu;
-        std[c] = (float)sqrt(sq / cnt - mu * mu > 0 ? sq / cnt - mu * mu : 0);
-    }
+/* Images idx[0..n) of a streamed set decoded into out[n, C, H, W], in parallel; on a failure
+ * the first failing image is decoded again on this thread, for its sentence. */
+static int decode_images(const ImageSet *s, const int *idx, int n, uint8_t *out) {
+    const size_t img = (size_t)s->channels * s->height * s->width;
+    int failed = n;
+#pragma omp parallel for schedule(dynamic) reduction(min : failed)
+    for (int i = 0; i < n; i++)
+        if (imagefolder_read(s->files[idx[i]], s->channels, s->height, out + (size_t)i * img) != LSC_OK &&
+            i < failed)
+            failed = i;
+    if (failed == n) return LSC_OK;
+    return imagefolder_read(s->files[idx[failed]], s->channels, s->height, out + (size_t)failed * img);
 }
 
-void imagedata_batch(const ImageSet *s, Real *out, int32_t *labels, const int *indices, int B,
-                     const float *mean, const float *std, const ImageAugment *aug, uint64_t seed,
-                     uint64_t step) {
+/* Streamed sets are decoded this many images at a time (for the statistics). */
+enum { STREAM_CHUNK = 256 };
+
+int imagedata_stats(const ImageSet *s, float *mean, float *std) {
+    const size_t hw = (size_t)s->height * s->width, img = hw * (size_t)s->channels;
+    double sum[4] = {0}, sq[4] = {0};
+    uint8_t *chunk = s->files ? malloc(img * STREAM_CHUNK) : NULL;
+    int idx[STREAM_CHUNK];
+    if (s->files && !chunk) return error_set("Out of memory decoding %s.", s->name);
+    /* image by image, channel by channel, pixel by pixel: the same order for both kinds */
+    for (int start = 0; start < s->n; start += STREAM_CHUNK) {
+        const int b = s->n - start < STREAM_CHUNK ? s->n - start : STREAM_CHUNK;
+        const uint8_t *base = s->pixels + (size_t)start * img;
+        if (s->files) {
+            for (int i = 0; i < b; i++) idx[i] = start + i;
+            if (decode_images(s, idx, b, chunk) != LSC_OK) {
+                free(chunk);
+                return LSC_ERR;
+            }
+            base = chunk;
+        }
+        for (int c = 0; c < s->channels && c < 4; c++)
+            for (int i = 0; i < b; i++) {
+                const uint8_t *p = base + (size_t)i * img + (size_t)c * hw;
+                for (size_t j = 0; j < hw; j++) {
+                    const double v = p[j] / 255.0;
+                    sum[c] += v;
+                    sq[c] += v * v;
+                }
+            }
+    }
+    free(chunk);
+    for (int c = 0; c < s->channels && c < 4; c++) {
+        const double cnt = (double)s->n * (double)hw, mu = sum[c] / cnt;
+        mean[c] = (float)mu;
+        std[c] = (float)sqrt(sq[c] / cnt - mu * mu > 0 ? sq[c] / cnt - mu * mu : 0);
+    }
+    return LSC_OK;
+}
+
+int imagedata_batch(const ImageSet *s, Real *out, int32_t *labels, const int *indices, int B,
+                    const float *mean, const float *std, const ImageAugment *aug, uint64_t seed,
+                    uint64_t step) {
     const int C = s->channels, H = s->height, W = s->width;
     const size_t hw = (size_t)H * W;
+    uint8_t *decoded = NULL; /* a streamed set's images of this batch */
+    if (s->files) {
+        for (int b = 0; b < B; b++) LSC_ASSERT(indices[b] >= 0 && indices[b] < s->n);
+        decoded = malloc((size_t)C * hw * (size_t)(B > 0 ? B : 1));
+        if (!decoded) return error_set("Out of memory decoding a batch of %d images of %s.", B, s->name);
+        if (decode_images(s, indices, B, decoded) != LSC_OK) {
+            free(decoded);
+            return LSC_ERR;
+        }
+    }
     const uint64_t stream = philox_stream(RNG_PURPOSE_DATA, 0xA06, (uint32_t)(step >> 32),
                                           (uint32_t)step);
     for (int b = 0; b < B; b++) {
@@ -272,7 +325,8 @@ void imagedata_batch(const ImageSet *s, Real *out, int32_t *labels, const int *i
         }
         if (aug && aug->flip) flip = philox_u32(seed, stream, 3 * (uint64_t)b + 2) & 1u;
         for (int c = 0; c < C; c++) {
-            const uint8_t *src = s->pixels + ((size_t)idx * C + c) * hw;
+            const uint8_t *src = decoded ? decoded + ((size_t)b * C + c) * hw
+                                         : s->pixels + ((size_t)idx * C + c) * hw;
             Real *dst = out + ((size_t)b * C + c) * hw;
             const float m = mean ? mean[c] : 0.0f, sd = std ? std[c] : 1.0f;
             /* out(y, x) = padded(y + dy, x + dx): a crop of the image padded with zeros,
@@ -287,6 +341,8 @@ void imagedata_batch(const ImageSet *s, Real *out, int32_t *labels, const int *i
         }
         if (labels) labels[b] = s->labels[idx];
     }
+    free(decoded);
+    return LSC_OK;
 }
 
 void imagedata_shuffle(int *perm, int n, uint64_t seed, uint64_t epoch) {

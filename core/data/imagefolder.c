@@ -239,26 +239,74 @@ void imagefolder_classes_free(ImageFolderClasses *c) {
     c->names = NULL, c->n = 0;
 }
 
-/* Appends one decoded, fitted image with its label to s (grown by doubling *cap). */
-static int append_image(ImageSet *s, size_t *cap, const char *path, int32_t label, int channels,
-                        int size) {
-    const size_t per = (size_t)channels * size * size;
-    if ((size_t)s->n == *cap) {
-        const size_t grown_cap = *cap ? 2 * *cap : 256;
-        uint8_t *px = realloc(s->pixels, grown_cap * per);
-        if (px) s->pixels = px;
-        int32_t *lb = px ? realloc(s->labels, grown_cap * sizeof *lb) : NULL;
-        if (lb) s->labels = lb;
-        if (!px || !lb) return error_set("Out of memory holding %zu images (at %s).", grown_cap, path);
-        *cap = grown_cap;
-    }
+int imagefolder_read(const char *path, int channels, int size, uint8_t *out) {
     uint8_t *img;
     int h, w;
     if (imagefolder_decode(path, channels, &img, &h, &w) != LSC_OK) return LSC_ERR;
-    const int rc = fit(s->pixels + (size_t)s->n * per, img, channels, h, w, size);
+    const int rc = fit(out, img, channels, h, w, size);
     free(img);
-    if (rc == LSC_OK) s->labels[s->n++] = label;
     return rc;
+}
+
+size_t imagefolder_memory_budget(void) {
+    const char *env = getenv("LORASC_IMAGE_MEMORY_MB");
+    char *end;
+    const double mb = env && *env ? strtod(env, &end) : 4096.0;
+    if (env && *env && (*end || !(mb >= 0))) return (size_t)4096 << 20; /* malformed: the default */
+    return (size_t)(mb * 1048576.0);
+}
+
+/* The files of a set as they are listed: paths and labels, grown by doubling. */
+typedef struct Listing {
+    char **paths;
+    int32_t *labels;
+    int n, cap;
+} Listing;
+
+static int listing_add(Listing *l, const char *path, int32_t label) {
+    if (l->n == l->cap) {
+        const int cap = l->cap ? 2 * l->cap : 256;
+        char **p = realloc(l->paths, sizeof *p * (size_t)cap);
+        if (p) l->paths = p;
+        int32_t *lb = p ? realloc(l->labels, sizeof *lb * (size_t)cap) : NULL;
+        if (lb) l->labels = lb;
+        if (!p || !lb) return error_set("Out of memory listing %d images (at %s).", cap, path);
+        l->cap = cap;
+    }
+    if (!(l->paths[l->n] = strdup(path))) return error_set("Out of memory listing %s.", path);
+    l->labels[l->n++] = label;
+    return LSC_OK;
+}
+
+static void listing_free(Listing *l) {
+    for (int i = 0; i < l->n; i++) free(l->paths[i]);
+    free(l->paths);
+    free(l->labels);
+    memset(l, 0, sizeof *l);
+}
+
+/* The listed images into s (which takes the listing over): decoded into memory, in parallel,
+ * when they fit the memory budget, else streamed (s->files; decoded at each use to the same
+ * bytes). A file that does not decode is an error now (in memory) or when it is used. */
+static int materialise(ImageSet *s, Listing *l, int channels, int size) {
+    const size_t per = (size_t)channels * size * size;
+    s->n = l->n;
+    s->labels = l->labels;
+    if ((size_t)l->n * per > imagefolder_memory_budget()) {
+        s->files = l->paths;
+        l->paths = NULL, l->labels = NULL, l->n = 0;
+        return LSC_OK;
+    }
+    s->pixels = malloc(per * (size_t)(l->n > 0 ? l->n : 1));
+    l->labels = NULL;
+    if (!s->pixels) return error_set("Out of memory holding %d images of %dx%d.", l->n, size, size);
+    int failed = l->n;
+#pragma omp parallel for schedule(dynamic) reduction(min : failed)
+    for (int i = 0; i < l->n; i++)
+        if (imagefolder_read(l->paths[i], channels, size, s->pixels + (size_t)i * per) != LSC_OK && i < failed)
+            failed = i;
+    /* the first failing image again, on this thread: its sentence */
+    return failed == l->n ? LSC_OK : imagefolder_read(l->paths[failed], channels, size, s->pixels);
 }
 
 static int check_geometry(int channels, int size) {
@@ -291,7 +339,7 @@ int imagefolder_load(ImageSet *s, ImageFolderClasses *classes, const char *root,
         return error_set("%s has no class folders: an image folder holds one folder of images "
                          "per class (root/<class>/<image>).", root);
     }
-    size_t cap = 0;
+    Listing listing = {0};
     int rc = LSC_OK;
     for (int c = 0; c < nc && rc == LSC_OK; c++) {
         char dir[4096];
@@ -308,10 +356,12 @@ int imagefolder_load(ImageSet *s, ImageFolderClasses *classes, const char *root,
             if (snprintf(path, sizeof path, "%s/%s", dir, files[i]) >= (int)sizeof path)
                 rc = error_set("The path of %s in %s is too long.", files[i], dir);
             else
-                rc = append_image(s, &cap, path, c, channels, size);
+                rc = listing_add(&listing, path, c);
         }
         free_names(files, nf);
     }
+    if (rc == LSC_OK) rc = materialise(s, &listing, channels, size);
+    listing_free(&listing);
     if (rc != LSC_OK) {
         free_names(cls, nc);
         imagedata_free(s);
@@ -375,7 +425,7 @@ int imagefolder_load_solution(ImageSet *s, const char *dir, const char *csv,
     if (!f) return error_set("Cannot open %s (ImageNet's validation labels).", csv);
     char line[8192];
     long row = 0;
-    size_t cap = 0;
+    Listing listing = {0};
     int rc = LSC_OK;
     while (rc == LSC_OK && fgets(line, sizeof line, f)) {
         row++;
@@ -400,10 +450,12 @@ int imagefolder_load_solution(ImageSet *s, const char *dir, const char *csv,
             rc = error_set("%s:%ld: no image %s.JPEG (or .jpg, .png) in %s.", csv, row, line, dir);
             break;
         }
-        rc = append_image(s, &cap, path, label, channels, size);
+        rc = listing_add(&listing, path, label);
     }
     fclose(f);
-    if (rc == LSC_OK && s->n == 0) rc = error_set("%s lists no images.", csv);
+    if (rc == LSC_OK && listing.n == 0) rc = error_set("%s lists no images.", csv);
+    if (rc == LSC_OK) rc = materialise(s, &listing, channels, size);
+    listing_free(&listing);
     if (rc != LSC_OK) {
         imagedata_free(s);
         return LSC_ERR;

@@ -7,10 +7,12 @@
  * preprocessing, less its bicubic filter. Classes are the sub-folders in byte order of their
  * names (ImageFolder's order, so label i is the i-th WordNet id for ImageNet), any number of
  * them; images within a class in byte order of their file names; other files are skipped.
- * Everything is held in memory as uint8 (an ImageSet), so this suits sets that fit: ImageNet's
- * 50,000 validation images at 224 x 224 x 3 take 7.5 GB; its 1.28 M training images need a
- * streaming loader, which is not here. Also here: ImageNet's validation layout (flat images
- * listed with their classes in LOC_val_solution.csv). Tasks on these sets: image_task.h. */
+ * A set whose decoded bytes fit the memory budget (imagefolder_memory_budget) is decoded into
+ * memory as uint8 (in parallel, OpenMP); a larger one is streamed: the ImageSet keeps its
+ * file names and every use decodes them again, to the same bytes (ImageNet's 1.28 M training
+ * images at 224 x 224 x 3 are 193 GB decoded). Also here: ImageNet's validation layout (flat
+ * images listed with their classes in LOC_val_solution.csv). Tasks on these sets:
+ * image_task.h. */
 #ifndef LORASC_IMAGEFOLDER_H
 #define LORASC_IMAGEFOLDER_H
 
@@ -22,9 +24,10 @@ typedef struct ImageFolderClasses {
 } ImageFolderClasses;
 
 /* Loads every image under root/<class>/ into s (channels 1 or 3, size x size; name = root's
- * last component) and the class names into classes (may be NULL). LSC_ERR with one sentence
- * naming the folder or file and what is wrong: root missing or without class folders, a class
- * folder without images, a file that does not decode, sizes out of range. */
+ * last component; in memory or streamed, above) and the class names into classes (may be
+ * NULL). LSC_ERR with one sentence naming the folder or file and what is wrong: root missing
+ * or without class folders, a class folder without images, a file that does not decode (for
+ * a streamed set: when it is first used), sizes out of range. */
 int imagefolder_load(ImageSet *s, ImageFolderClasses *classes, const char *root, int channels,
                      int size);
 void imagefolder_classes_free(ImageFolderClasses *c);
@@ -40,6 +43,14 @@ int imagefolder_has_classes(const char *root);
  * and line for a malformed row, a class not in classes, an image not found. */
 int imagefolder_load_solution(ImageSet *s, const char *dir, const char *csv,
                               const ImageFolderClasses *classes, int channels, int size);
+
+/* The bytes a set may take in memory before it is streamed: $LORASC_IMAGE_MEMORY_MB
+ * mebibytes (0: stream every set), default 4096. */
+size_t imagefolder_memory_budget(void);
+
+/* One image file as a set holds it: decoded, resized and centre-cropped into
+ * out[channels, size, size]. */
+int imagefolder_read(const char *path, int channels, int size, uint8_t *out);
 
 /* One image file decoded to channels (1 or 3) x h x w uint8 (malloc'd, *h, *w set): PNG or
  * JPEG by content, not by name. LSC_ERR with a sentence naming the file otherwise. */

@@ -123,9 +123,9 @@ int image_task_build(ImageTask *t, const char *name, ImageSet *train, ImageSet *
             memcpy(t->mean, o.mean, sizeof t->mean);
             memcpy(t->std, o.std, sizeof t->std);
         } else {
-            imagedata_stats(&t->train, t->mean, t->std);
+            rc = imagedata_stats(&t->train, t->mean, t->std);
         }
-        rc = split_sets(t, &o);
+        if (rc == LSC_OK) rc = split_sets(t, &o);
     }
     if (rc != LSC_OK) image_task_free(t);
     return rc;
@@ -229,11 +229,11 @@ int image_task_batch(const ImageTask *t, int split, const int *positions, int B,
     if (!ix) return error_set("out of memory drawing a batch of %d images from %s", B, t->name);
     for (int b = 0; b < B; b++) ix[b] = t->idx[split][positions[b]];
     const ImageSet *set = split == IMAGE_TEST ? &t->test : &t->train;
-    imagedata_batch(set, out, labels, ix, B, t->mean, t->std, aug, seed, step);
-    if (labels)
+    const int rc = imagedata_batch(set, out, labels, ix, B, t->mean, t->std, aug, seed, step);
+    if (labels && rc == LSC_OK)
         for (int b = 0; b < B; b++) labels[b] = image_task_label(t, labels[b]);
     free(ix);
-    return LSC_OK;
+    return rc;
 }
 
 /* native [B, C, H, W] -> out [B, C, size, size] */
@@ -322,7 +322,8 @@ static int evaluate_images(const ImageTask *t, ViT *m, const ImageSet *set, cons
             break;
         }
         const int b = n - start < B ? n - start : B;
-        imagedata_batch(set, x, labels, idx + start, b, t->mean, t->std, NULL, 0, 0);
+        if ((rc = imagedata_batch(set, x, labels, idx + start, b, t->mean, t->std, NULL, 0, 0)) != LSC_OK)
+            break;
         for (int i = 0; i < b; i++)
             labels[i] = labels[i] >= 0 && labels[i] < n_labels ? to_task[labels[i]] : -1;
         for (int i = 0; i < b && corruption && rc == LSC_OK; i++)

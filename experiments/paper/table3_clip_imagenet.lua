@@ -30,9 +30,8 @@
 --     CLIP's zero-shot head (the class names through CLIP's text tower) is not built by lorasc;
 --   * the images are resized bilinear as torch's F.interpolate; CLIP's processor resizes the
 --     shorter side bicubic through PIL (a difference of a few grey levels per pixel);
---   * every image set is decoded into memory as bytes: the training folder at 224x224 is
---     193 GB (imagefolder.h; a streaming loader is not written), so this runs on a machine
---     with that much memory, or on a subset of the classes' images;
+--   * the training folder (193 GB decoded at 224x224) is streamed from its files: every batch
+--     decodes its 128 JPEGs again on the CPU cores (OpenMP), which a GPU step may wait for;
 --   * nothing of it has run on a GPU (the CUDA backend has never met one: README).
 -- Its expansion (135 runs, the tasks and shift folders checked, the model's geometry read) and
 -- one run end to end are tested on a miniature of this layout (tests/lua/test_folder_cli.sh).

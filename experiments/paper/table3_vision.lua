@@ -37,9 +37,8 @@
 -- weights and normalisation (vit{ hf = ..., channels = 3 }), shift folders matched by class
 -- name or number, 200-class subsets scored over their logits (lua/DSL.md, "Image folders").
 -- What it still lacks: CLIP's zero-shot head (the class names through CLIP's text tower; the
--- head starts random), CLIP's bicubic resize (bilinear here), a streaming loader (every set is
--- held in memory: ImageNet's train set at 224x224x3 is 193 GB), and a GPU run (the CUDA
--- backend has never met one).
+-- head starts random), CLIP's bicubic resize (bilinear here), and a GPU run (the CUDA backend
+-- has never met one). Sets larger than the memory budget are streamed from their files.
 local base = vit { image_size = 28, patch_size = 7, dim = 64, n_layers = 4, n_heads = 4, mlp_dim = 128,
                    pretrain = { task = "mnist-t10k:0-4", steps = 4000, batch = 64, lr = 2e-3,
                                 warmup = 50, crop_pad = 2 } }

@@ -4,7 +4,7 @@
 # make_image_folder.py), a Hugging Face CLIP vision tower in colour (channels = 3: its own
 # RGB weights, CLIP's normalisation in the config) with eval.shift on a folder holding 2 of
 # the 3 classes (test.shift.<folder>, scored over those 2 classes' logits) and the corruption
-# suite on RGB images; a ViT pretrained from scratch on a folder task; and the DSL's
+# suite on RGB images, the same numbers with every set streamed from its files; a ViT pretrained from scratch on a folder task; and the DSL's
 # sentences, each with file:line, for a colour checkpoint whose channels are unsaid, a missing
 # folder, a folder shift on an MNIST task, a colour model on a grey task, and a lorasc
 # checkpoint on a folder task; and experiments/paper/table3_clip_imagenet.lua on a miniature of
@@ -49,6 +49,11 @@ q r/clip.db "SELECT config FROM runs LIMIT 1" | grep -qF '"normalize":{"mean":[0
 [ "$(q r/clip.db "SELECT count(*) FROM run_inputs WHERE run_id = 1 AND path LIKE '%/pets/%'")" = 96 ] ||
   fail "inputs: $(q r/clip.db "SELECT count(*), kind FROM run_inputs GROUP BY kind")"
 "$LORASC" report clip.lua --db r/clip.db > report.txt 2>&1 || fail "report: $(cat report.txt)"
+# the same runs with every set streamed from its files (a memory budget of 0): the same numbers
+LORASC_IMAGE_MEMORY_MB=0 "$LORASC" run clip.lua --db r/stream.db > stream.log 2>&1 || fail "streamed run: $(cat stream.log)"
+evals() { q "$1" "SELECT r.config_hash, e.split, e.metric, e.value FROM evals e JOIN runs r ON r.id = e.run_id ORDER BY 1, 2, 3"; }
+[ -n "$(evals r/clip.db)" ] && [ "$(evals r/clip.db)" = "$(evals r/stream.db)" ] ||
+  fail "streamed sets changed the evaluations: $(evals r/clip.db | head -3) vs $(evals r/stream.db | head -3)"
 
 # 2. a ViT pretrained from scratch on a folder task (RGB by default), fine-tuned on it
 cat > scratch.lua <<LUA

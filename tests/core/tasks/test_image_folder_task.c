@@ -1,8 +1,9 @@
 /* Image tasks on image folders (image_task_load_folder) on folders this test writes: the
  * train/ + val/ layout with a test subset of the classes matched by name, train/ + test/,
  * ImageNet's flat val/ with LOC_val_solution.csv (header, CRLF, JPEG), a checkpoint's
- * normalisation instead of the data's, tasks of more than 256 classes, and one sentence for
- * each bad layout. */
+ * normalisation instead of the data's, tasks of more than 256 classes, one sentence for
+ * each bad layout, and sets streamed from their files (beyond the memory budget) giving their
+ * in-memory twins' bits. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -267,11 +268,76 @@ static void test_many_classes(void **state) {
     image_task_free(&t);
 }
 
+/* Every image of every split of t, normalised, into out (the split's images in order). */
+static void all_batches(const ImageTask *t, int split, Real *out) {
+    const size_t img = (size_t)t->train.channels * t->train.height * t->train.width;
+    for (int i = 0; i < t->n[split]; i++) {
+        int32_t label;
+        if (image_task_batch(t, split, &i, 1, out + (size_t)i * img, &label, NULL, 0, 0) != LSC_OK)
+            fail_msg("batch: %s", error_last());
+    }
+}
+
+/* A set larger than the memory budget is streamed (its files decoded at each use): the same
+ * statistics, splits and batches, bit for bit, as in memory (folders and ImageNet's layout,
+ * augmented batches too); a file that stops decoding is an error when it is used. */
+static void test_streamed(void **state) {
+    (void)state;
+    write_train("stream");
+    mkdir_p(path_of("%s/stream/val", root));
+    write_class(path_of("%s/stream/val", root), "emu", 3, 7, 5);
+    for (int layout = 0; layout < 2; layout++) {
+        const char *ds = layout ? "inet" : "stream"; /* inet: test_ilsvrc_layout's folder */
+        unsetenv("LORASC_IMAGE_MEMORY_MB");
+        ImageTask mem = load_ok(ds, 3, 4, NULL);
+        setenv("LORASC_IMAGE_MEMORY_MB", "0", 1);
+        ImageTask str = load_ok(ds, 3, 4, NULL);
+        unsetenv("LORASC_IMAGE_MEMORY_MB");
+        assert_null(mem.train.files);
+        assert_non_null(str.train.files);
+        assert_null(str.train.pixels);
+        assert_null(str.test.pixels);
+        for (int c = 0; c < 3; c++) assert_true(str.mean[c] == mem.mean[c] && str.std[c] == mem.std[c]);
+        for (int split = 0; split < IMAGE_NUM_SPLITS; split++) {
+            assert_int_equal(str.n[split], mem.n[split]);
+            assert_memory_equal(str.idx[split], mem.idx[split], sizeof(int) * (size_t)mem.n[split]);
+            const size_t bytes = sizeof(Real) * 48 * (size_t)mem.n[split];
+            Real *a = malloc(bytes), *b = malloc(bytes);
+            all_batches(&mem, split, a);
+            all_batches(&str, split, b);
+            assert_memory_equal(a, b, bytes);
+            free(a), free(b);
+        }
+        const ImageAugment aug = {.crop_pad = 1, .flip = 1};
+        int pos[4] = {0, 3, 1, 2};
+        Real a[4 * 48], b[4 * 48];
+        int32_t la[4], lb[4];
+        assert_int_equal(image_task_batch(&mem, IMAGE_TRAIN, pos, 4, a, la, &aug, 5, 9), LSC_OK);
+        assert_int_equal(image_task_batch(&str, IMAGE_TRAIN, pos, 4, b, lb, &aug, 5, 9), LSC_OK);
+        assert_memory_equal(a, b, sizeof a);
+        assert_memory_equal(la, lb, sizeof la);
+        image_task_free(&mem);
+        image_task_free(&str);
+    }
+    /* a streamed image that no longer decodes: its sentence at the batch that uses it */
+    setenv("LORASC_IMAGE_MEMORY_MB", "0", 1);
+    ImageTask t = load_ok("stream", 3, 4, NULL);
+    unsetenv("LORASC_IMAGE_MEMORY_MB");
+    write_text(path_of("%s/stream/val/emu/img01.png", root), "not an image any more");
+    Real x[3 * 48];
+    int pos[3] = {0, 1, 2};
+    assert_int_equal(image_task_batch(&t, IMAGE_TEST, pos, 3, x, NULL, NULL, 0, 0), LSC_ERR);
+    if (!strstr(error_last(), "img01.png is neither PNG nor JPEG"))
+        fail_msg("error '%s' does not name the file", error_last());
+    image_task_free(&t);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_val_folders),   cmocka_unit_test(test_test_folder),
         cmocka_unit_test(test_ilsvrc_layout), cmocka_unit_test(test_errors),
         cmocka_unit_test(test_given_normalisation), cmocka_unit_test(test_many_classes),
+        cmocka_unit_test(test_streamed),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
