@@ -87,17 +87,38 @@ static int l_load(lua_State *L) {
     return 1;
 }
 
-/* images.load_folder(root, channels, size, options): an image folder task
+static const char *const RESAMPLE[] = {"torch-bilinear", "pil-bilinear", "pil-bicubic", NULL};
+
+/* The preprocessing at index idx (image_preprocess.h): size, or a table {size =, resample =
+ * "torch-bilinear" | "pil-bilinear" | "pil-bicubic", shortest_edge =, height =, width =,
+ * crop_floor = bool}: the crop is size; shortest_edge 0 with height/width an exact resize. */
+static ImagePreprocess preprocess_arg(lua_State *L, int idx) {
+    if (!lua_istable(L, idx)) return image_preprocess_default((int)luaL_checkinteger(L, idx));
+    ImagePreprocess p = image_preprocess_default((int)bind_opt_int(L, idx, "size", 0));
+    lua_getfield(L, idx, "resample");
+    p.resample = (ImageResample)luaL_checkoption(L, -1, "torch-bilinear", RESAMPLE);
+    lua_pop(L, 1);
+    p.shortest_edge = (int)bind_opt_int(L, idx, "shortest_edge", p.crop);
+    p.height = (int)bind_opt_int(L, idx, "height", 0);
+    p.width = (int)bind_opt_int(L, idx, "width", 0);
+    lua_getfield(L, idx, "crop_floor");
+    p.crop_floor = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return p;
+}
+
+/* images.load_folder(root, channels, preprocess, options): an image folder task
  * (image_task_load_folder: root/train/<class>/ and root/val/ or root/test/), decoded with
- * channels (1 or 3) at size x size; options as task_options'. */
+ * channels (1 or 3) as preprocess says (preprocess_arg); options as task_options'. */
 static int l_load_folder(lua_State *L) {
     const char *root = luaL_checkstring(L, 1);
-    const int channels = (int)luaL_checkinteger(L, 2), size = (int)luaL_checkinteger(L, 3);
+    const int channels = (int)luaL_checkinteger(L, 2);
+    const ImagePreprocess pp = preprocess_arg(L, 3);
     const ImageTaskOptions o = task_options(L, 4);
     ImageTask *d = lua_newuserdatauv(L, sizeof *d, 0);
     memset(d, 0, sizeof *d);
     luaL_setmetatable(L, BIND_IMAGES);
-    if (image_task_load_folder(d, root, channels, size, &o) != LSC_OK) return bind_error(L);
+    if (image_task_load_folder(d, root, channels, &pp, &o) != LSC_OK) return bind_error(L);
     return 1;
 }
 
@@ -168,15 +189,16 @@ static int l_shift(lua_State *L) {
     return 1;
 }
 
-/* images.shift_folder(root, channels, size) -> a shift set from class folders (ImageNet-V2,
- * -Sketch, -R, -A as they ship), its classes matched to a folder task's by name. */
+/* images.shift_folder(root, channels, preprocess) -> a shift set from class folders
+ * (ImageNet-V2, -Sketch, -R, -A as they ship), its classes matched to a folder task's by name. */
 static int l_shift_folder(lua_State *L) {
     const char *root = luaL_checkstring(L, 1);
-    const int channels = (int)luaL_checkinteger(L, 2), size = (int)luaL_checkinteger(L, 3);
+    const int channels = (int)luaL_checkinteger(L, 2);
+    const ImagePreprocess pp = preprocess_arg(L, 3);
     ShiftSet *s = lua_newuserdatauv(L, sizeof *s, 0);
     memset(s, 0, sizeof *s);
     luaL_setmetatable(L, BIND_IMAGESET);
-    if (imagefolder_load(&s->set, &s->names, root, channels, size) != LSC_OK) return bind_error(L);
+    if (imagefolder_load(&s->set, &s->names, root, channels, &pp) != LSC_OK) return bind_error(L);
     return 1;
 }
 

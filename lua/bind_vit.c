@@ -106,25 +106,29 @@ static int l_hf_config(lua_State *L) {
     return 1;
 }
 
-/* vit.hf_preprocessing(dir) -> {mean = {..}, std = {..}, from_file = bool}: the
- * normalisation dir's checkpoint was trained with (vit_hf_read_preprocessing). */
-static int l_hf_preprocessing(lua_State *L) {
-    float mean[4], std[4];
-    int from_file;
-    const char *dir = luaL_checkstring(L, 1);
-    if (vit_hf_read_preprocessing(dir, mean, std, &from_file) != LSC_OK) return bind_error(L);
-    ViTConfig c;
-    ViTHfLayout layout;
-    if (vit_hf_read_config(dir, &c, &layout) != LSC_OK) return bind_error(L);
-    lua_createtable(L, 0, 3);
+/* vit.hf_processor(dir) -> {mean = {..}, std = {..}, from_file = bool, resample =
+ * "pil-bilinear" | "pil-bicubic", shortest_edge =, height =, width =, crop =}: how dir's
+ * checkpoint prepares its images (vit_hf_read_processor; crop 0: none). */
+static int l_hf_processor(lua_State *L) {
+    ViTHfProcessor p;
+    if (vit_hf_read_processor(luaL_checkstring(L, 1), &p) != LSC_OK) return bind_error(L);
+    lua_createtable(L, 0, 8);
     for (int k = 0; k < 2; k++) {
-        lua_createtable(L, c.channels, 0);
-        for (int i = 0; i < c.channels; i++)
-            lua_pushnumber(L, hf_config_float_value(k ? std[i] : mean[i])), lua_rawseti(L, -2, i + 1);
+        lua_createtable(L, p.channels, 0);
+        for (int i = 0; i < p.channels; i++)
+            lua_pushnumber(L, hf_config_float_value(k ? p.std[i] : p.mean[i])), lua_rawseti(L, -2, i + 1);
         lua_setfield(L, -2, k ? "std" : "mean");
     }
-    lua_pushboolean(L, from_file);
+    lua_pushboolean(L, p.from_file);
     lua_setfield(L, -2, "from_file");
+    lua_pushstring(L, p.resample == 3 ? "pil-bicubic" : "pil-bilinear");
+    lua_setfield(L, -2, "resample");
+#define SETI(k, v) (lua_pushinteger(L, (v)), lua_setfield(L, -2, k))
+    SETI("shortest_edge", p.shortest_edge);
+    SETI("height", p.height);
+    SETI("width", p.width);
+    SETI("crop", p.crop);
+#undef SETI
     return 1;
 }
 
@@ -473,7 +477,7 @@ int luaopen_lorasc_core_vit(lua_State *L) {
                                      {"__tostring", f_tostring}, {NULL, NULL}};
     bind_new_class(L, BIND_VIT_FINETUNE, fmethods, fmeta);
     static const luaL_Reg fns[] = {{"new", l_new}, {"load", l_load}, {"load_hf", l_load_hf}, {"hf_config", l_hf_config},
-                                   {"hf_preprocessing", l_hf_preprocessing}, {"trainer", l_trainer},
+                                   {"hf_processor", l_hf_processor}, {"trainer", l_trainer},
                                    {"finetune", l_finetune}, {NULL, NULL}};
     luaL_newlib(L, fns);
     return 1;

@@ -148,7 +148,8 @@ int imagedata_subset(ImageSet *dst, const ImageSet *src, const int *idx, int n) 
     char **files = src->files ? calloc(cap, sizeof *files) : NULL;
     int32_t *labels = malloc(sizeof(int32_t) * cap);
     *dst = (ImageSet){.n = n, .channels = src->channels, .height = src->height, .width = src->width,
-                      .n_classes = src->n_classes, .pixels = pixels, .labels = labels, .files = files};
+                      .n_classes = src->n_classes, .pixels = pixels, .labels = labels, .files = files,
+                      .preprocess = src->preprocess};
     int ok = labels && (src->files ? files != NULL : pixels != NULL);
     for (int i = 0; i < n && ok; i++) {
         LSC_ASSERT(idx[i] >= 0 && idx[i] < src->n);
@@ -250,11 +251,11 @@ static int decode_images(const ImageSet *s, const int *idx, int n, uint8_t *out)
     int failed = n;
 #pragma omp parallel for schedule(dynamic) reduction(min : failed)
     for (int i = 0; i < n; i++)
-        if (imagefolder_read(s->files[idx[i]], s->channels, s->height, out + (size_t)i * img) != LSC_OK &&
+        if (imagefolder_read(s->files[idx[i]], s->channels, &s->preprocess, out + (size_t)i * img) != LSC_OK &&
             i < failed)
             failed = i;
     if (failed == n) return LSC_OK;
-    return imagefolder_read(s->files[idx[failed]], s->channels, s->height, out + (size_t)failed * img);
+    return imagefolder_read(s->files[idx[failed]], s->channels, &s->preprocess, out + (size_t)failed * img);
 }
 
 /* Streamed sets are decoded this many images at a time (for the statistics). */

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/data/image_preprocess.h"
 #include "kernels/real.h"
 
 typedef struct ImageSet {
@@ -22,6 +23,7 @@ typedef struct ImageSet {
     int32_t *labels;      /* [n] */
     char **files;         /* a streamed set: [n] image files, decoded (imagefolder_read) at
                            * each use; NULL for a set in memory */
+    ImagePreprocess preprocess; /* a folder set's: how its files become its images */
 } ImageSet;
 
 /* Reads an IDX image file (magic 0x00000803, [n, H, W] uint8) and its label file

@@ -15,7 +15,7 @@
 #include <png.h>
 
 #include "core/base/error.h"
-#include "core/data/image_resize.h"
+#include "core/data/image_preprocess.h"
 
 enum { IMAGEFOLDER_MAX_SIDE = 1 << 15 }; /* decoded images larger than this are refused */
 
@@ -141,44 +141,6 @@ int imagefolder_decode(const char *path, int channels, uint8_t **pixels, int *h,
     return LSC_OK;
 }
 
-/* ---- geometry: the shorter side to size, then the centre size x size ---- */
-
-/* Python's round(): to nearest, ties to even (torchvision's centre crop offsets use it) */
-static int round_half_even(double x) {
-    const double r = nearbyint(x); /* the default rounding mode is to nearest even */
-    return (int)r;
-}
-
-/* src [C, h, w] uint8 -> dst [C, size, size]: torchvision's Resize(size) (the shorter side to
- * size, the longer to int(size * long / short)) then CenterCrop(size), bilinear as torch. */
-static int fit(uint8_t *dst, const uint8_t *src, int C, int h, int w, int size) {
-    int oh, ow;
-    if (h <= w) oh = size, ow = (int)((long long)size * w / h);
-    else ow = size, oh = (int)((long long)size * h / w);
-    const size_t n_in = (size_t)C * h * w, n_out = (size_t)C * oh * ow;
-    Real *a = malloc(n_in * sizeof *a), *b = malloc(n_out * sizeof *b);
-    if (!a || !b) {
-        free(a), free(b);
-        return error_set("Out of memory resizing a %dx%d image.", w, h);
-    }
-    for (size_t i = 0; i < n_in; i++) a[i] = (Real)src[i];
-    int rc = LSC_OK;
-    if (oh == h && ow == w) memcpy(b, a, n_in * sizeof *a);
-    else rc = image_resize_bilinear(b, oh, ow, a, C, h, w);
-    if (rc == LSC_OK) {
-        const int top = round_half_even((oh - size) / 2.0), left = round_half_even((ow - size) / 2.0);
-        for (int c = 0; c < C; c++)
-            for (int y = 0; y < size; y++)
-                for (int x = 0; x < size; x++) {
-                    const Real v = b[((size_t)c * oh + (size_t)(top + y)) * ow + (size_t)(left + x)];
-                    const Real r = floorf((float)v + 0.5f);
-                    dst[((size_t)c * size + y) * size + x] = (uint8_t)(r < 0 ? 0 : r > 255 ? 255 : r);
-                }
-    }
-    free(a), free(b);
-    return rc;
-}
-
 /* ---- the folder walk ---- */
 
 static int is_dir(const char *path) {
@@ -239,11 +201,11 @@ void imagefolder_classes_free(ImageFolderClasses *c) {
     c->names = NULL, c->n = 0;
 }
 
-int imagefolder_read(const char *path, int channels, int size, uint8_t *out) {
+int imagefolder_read(const char *path, int channels, const ImagePreprocess *pp, uint8_t *out) {
     uint8_t *img;
     int h, w;
     if (imagefolder_decode(path, channels, &img, &h, &w) != LSC_OK) return LSC_ERR;
-    const int rc = fit(out, img, channels, h, w, size);
+    const int rc = image_preprocess_apply(pp, img, channels, h, w, out);
     free(img);
     return rc;
 }
@@ -288,10 +250,12 @@ static void listing_free(Listing *l) {
 /* The listed images into s (which takes the listing over): decoded into memory, in parallel,
  * when they fit the memory budget, else streamed (s->files; decoded at each use to the same
  * bytes). A file that does not decode is an error now (in memory) or when it is used. */
-static int materialise(ImageSet *s, Listing *l, int channels, int size) {
+static int materialise(ImageSet *s, Listing *l, int channels, const ImagePreprocess *pp) {
+    const int size = pp->crop;
     const size_t per = (size_t)channels * size * size;
     s->n = l->n;
     s->labels = l->labels;
+    s->preprocess = *pp;
     if ((size_t)l->n * per > imagefolder_memory_budget()) {
         s->files = l->paths;
         l->paths = NULL, l->labels = NULL, l->n = 0;
@@ -303,17 +267,16 @@ static int materialise(ImageSet *s, Listing *l, int channels, int size) {
     int failed = l->n;
 #pragma omp parallel for schedule(dynamic) reduction(min : failed)
     for (int i = 0; i < l->n; i++)
-        if (imagefolder_read(l->paths[i], channels, size, s->pixels + (size_t)i * per) != LSC_OK && i < failed)
+        if (imagefolder_read(l->paths[i], channels, pp, s->pixels + (size_t)i * per) != LSC_OK && i < failed)
             failed = i;
     /* the first failing image again, on this thread: its sentence */
-    return failed == l->n ? LSC_OK : imagefolder_read(l->paths[failed], channels, size, s->pixels);
+    return failed == l->n ? LSC_OK : imagefolder_read(l->paths[failed], channels, pp, s->pixels);
 }
 
-static int check_geometry(int channels, int size) {
+static int check_geometry(int channels, const ImagePreprocess *pp) {
     if (channels != 1 && channels != 3)
         return error_set("Image folders are read with 1 or 3 channels, not %d.", channels);
-    if (size < 1 || size > 4096) return error_set("Image size %d is outside 1..4096.", size);
-    return LSC_OK;
+    return image_preprocess_check(pp);
 }
 
 /* s's name (root's last component) and geometry once every image is in */
@@ -327,10 +290,10 @@ static void finish_set(ImageSet *s, const char *root, int channels, int size, in
 }
 
 int imagefolder_load(ImageSet *s, ImageFolderClasses *classes, const char *root, int channels,
-                     int size) {
+                     const ImagePreprocess *pp) {
     memset(s, 0, sizeof *s);
     if (classes) classes->n = 0, classes->names = NULL;
-    if (check_geometry(channels, size) != LSC_OK) return LSC_ERR;
+    if (check_geometry(channels, pp) != LSC_OK) return LSC_ERR;
     char **cls = NULL;
     int nc = 0;
     if (list(root, 1, &cls, &nc) != LSC_OK) return LSC_ERR;
@@ -360,14 +323,14 @@ int imagefolder_load(ImageSet *s, ImageFolderClasses *classes, const char *root,
         }
         free_names(files, nf);
     }
-    if (rc == LSC_OK) rc = materialise(s, &listing, channels, size);
+    if (rc == LSC_OK) rc = materialise(s, &listing, channels, pp);
     listing_free(&listing);
     if (rc != LSC_OK) {
         free_names(cls, nc);
         imagedata_free(s);
         return LSC_ERR;
     }
-    finish_set(s, root, channels, size, nc);
+    finish_set(s, root, channels, pp->crop, nc);
     if (classes) classes->names = cls, classes->n = nc;
     else free_names(cls, nc);
     return LSC_OK;
@@ -418,9 +381,10 @@ static int find_image(char *path, size_t cap, const char *dir, const char *id) {
 }
 
 int imagefolder_load_solution(ImageSet *s, const char *dir, const char *csv,
-                              const ImageFolderClasses *classes, int channels, int size) {
+                              const ImageFolderClasses *classes, int channels,
+                              const ImagePreprocess *pp) {
     memset(s, 0, sizeof *s);
-    if (check_geometry(channels, size) != LSC_OK) return LSC_ERR;
+    if (check_geometry(channels, pp) != LSC_OK) return LSC_ERR;
     FILE *f = fopen(csv, "r");
     if (!f) return error_set("Cannot open %s (ImageNet's validation labels).", csv);
     char line[8192];
@@ -454,12 +418,12 @@ int imagefolder_load_solution(ImageSet *s, const char *dir, const char *csv,
     }
     fclose(f);
     if (rc == LSC_OK && listing.n == 0) rc = error_set("%s lists no images.", csv);
-    if (rc == LSC_OK) rc = materialise(s, &listing, channels, size);
+    if (rc == LSC_OK) rc = materialise(s, &listing, channels, pp);
     listing_free(&listing);
     if (rc != LSC_OK) {
         imagedata_free(s);
         return LSC_ERR;
     }
-    finish_set(s, dir, channels, size, classes->n);
+    finish_set(s, dir, channels, pp->crop, classes->n);
     return LSC_OK;
 }

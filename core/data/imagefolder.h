@@ -2,9 +2,9 @@
  * (ImageNet-V2 / -Sketch / -R / -A, ImageNet-C's corruption/severity folders) and most image
  * datasets ship in: root/<class>/<image>, one folder per class. PNG (libpng) and JPEG
  * (libjpeg) files are decoded, brought to `channels` (3: RGB; 1: grey, ITU-R 601 luma as
- * PIL's convert("L")), resized so the shorter side is `size` (torch's bilinear,
- * core/data/image_resize.h) and centre-cropped to size x size: CLIP's evaluation
- * preprocessing, less its bicubic filter. Classes are the sub-folders in byte order of their
+ * PIL's convert("L")), resized and centre-cropped to a square as an ImagePreprocess says
+ * (image_preprocess.h: torchvision's rule with torch's bilinear by default, or a Hugging Face
+ * image processor's PIL resampling, e.g. CLIP's bicubic). Classes are the sub-folders in byte order of their
  * names (ImageFolder's order, so label i is the i-th WordNet id for ImageNet), any number of
  * them; images within a class in byte order of their file names; other files are skipped.
  * A set whose decoded bytes fit the memory budget (imagefolder_memory_budget) is decoded into
@@ -23,13 +23,13 @@ typedef struct ImageFolderClasses {
     char **names;   /* [n] their names, in label order */
 } ImageFolderClasses;
 
-/* Loads every image under root/<class>/ into s (channels 1 or 3, size x size; name = root's
+/* Loads every image under root/<class>/ into s (channels 1 or 3, pp->crop square; name = root's
  * last component; in memory or streamed, above) and the class names into classes (may be
  * NULL). LSC_ERR with one sentence naming the folder or file and what is wrong: root missing
  * or without class folders, a class folder without images, a file that does not decode (for
  * a streamed set: when it is first used), sizes out of range. */
 int imagefolder_load(ImageSet *s, ImageFolderClasses *classes, const char *root, int channels,
-                     int size);
+                     const ImagePreprocess *pp);
 void imagefolder_classes_free(ImageFolderClasses *c);
 
 /* 1 when root holds at least one sub-folder (the class-folder layout), else 0. */
@@ -42,15 +42,16 @@ int imagefolder_has_classes(const char *root);
  * the two sets share one label space; images in the CSV's row order. LSC_ERR with the file
  * and line for a malformed row, a class not in classes, an image not found. */
 int imagefolder_load_solution(ImageSet *s, const char *dir, const char *csv,
-                              const ImageFolderClasses *classes, int channels, int size);
+                              const ImageFolderClasses *classes, int channels,
+                              const ImagePreprocess *pp);
 
 /* The bytes a set may take in memory before it is streamed: $LORASC_IMAGE_MEMORY_MB
  * mebibytes (0: stream every set), default 4096. */
 size_t imagefolder_memory_budget(void);
 
 /* One image file as a set holds it: decoded, resized and centre-cropped into
- * out[channels, size, size]. */
-int imagefolder_read(const char *path, int channels, int size, uint8_t *out);
+ * out[channels, pp->crop, pp->crop]. */
+int imagefolder_read(const char *path, int channels, const ImagePreprocess *pp, uint8_t *out);
 
 /* One image file decoded to channels (1 or 3) x h x w uint8 (malloc'd, *h, *w set): PNG or
  * JPEG by content, not by name. LSC_ERR with a sentence naming the file otherwise. */

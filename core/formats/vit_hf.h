@@ -16,8 +16,8 @@
  * (model.safetensors) or shards listed in model.safetensors.index.json; F32 / F16 / BF16.
  * Every error is one sentence naming the file.
  * Position embeddings are interpolated for other image sizes (ViTHfOptions.image_size), as
- * transformers does. The image processor's normalisation (preprocessor_config.json) is read; its resize
- * (CLIP's bicubic) is not. Not here: CLIP's text tower and projection, CLIP interpolation
+ * transformers does. The image processor (preprocessor_config.json: normalisation, resize,
+ * crop) is read. Not here: CLIP's text tower and projection, CLIP interpolation
  * (transformers 4.44 has none). */
 #ifndef LORASC_VIT_HF_H
 #define LORASC_VIT_HF_H
@@ -52,12 +52,25 @@ typedef struct ViTHfOptions {
  * 0 for CLIP) and *layout. */
 int vit_hf_read_config(const char *dir, ViTConfig *c, ViTHfLayout *layout);
 
-/* The per-channel normalisation a checkpoint's images get, (pixel / 255 - mean) / std for
- * the checkpoint's channels: image_mean / image_std of dir/preprocessor_config.json (mean 0,
- * std 1 when it says do_normalize false), else transformers' defaults for the layout
- * (CLIPImageProcessor's OpenAI CLIP statistics, ViTImageProcessor's 0.5 / 0.5). *from_file:
- * whether the file was there. */
-int vit_hf_read_preprocessing(const char *dir, float *mean, float *std, int *from_file);
+/* How a checkpoint's images are prepared, as its Hugging Face image processor does it. */
+typedef struct ViTHfProcessor {
+    int channels;
+    float mean[4], std[4]; /* (pixel / 255 - mean) / std per channel */
+    int from_file;         /* whether preprocessor_config.json was there */
+    int resample;          /* PIL's filter number: 2 bilinear, 3 bicubic */
+    int shortest_edge;     /* > 0: the shorter side resized to this; 0: to height x width */
+    int height, width;
+    int crop;              /* > 0: then the centre crop x crop (offsets floored); 0: none */
+} ViTHfProcessor;
+
+/* dir/preprocessor_config.json's image_mean / image_std (mean 0, std 1 for do_normalize
+ * false), size, resample, do_center_crop and crop_size over its class's defaults (its
+ * image_processor_type: CLIPImageProcessor's, the shorter side bicubic to the image size and
+ * the centre crop, with OpenAI CLIP's statistics; else ViTImageProcessor's, bilinear to exactly
+ * the image size, 0.5 / 0.5); without the file, the layout's processor's defaults. LSC_ERR
+ * with a sentence naming the file for what lorasc cannot follow (other filters, no resize,
+ * images that are not square). */
+int vit_hf_read_processor(const char *dir, ViTHfProcessor *p);
 
 /* The HF ViT module of LoRA target t in a layer ("attention.attention.query", ...,
  * "output.dense" for LORA_DOWN = fc2), NULL for LORA_GATE. */

@@ -170,7 +170,8 @@ static int match_classes(ImageSet *test, const ImageFolderClasses *test_names,
 /* The test file of a folder task: root/val/<class>/, root/test/<class>/, or root/val/ flat
  * with root/LOC_val_solution.csv; labels in the train file's numbering. */
 static int load_folder_test(ImageSet *test, const char *root, const char *train_root,
-                            const ImageFolderClasses *train_names, int channels, int size) {
+                            const ImageFolderClasses *train_names, int channels,
+                            const ImagePreprocess *pp) {
     char dir[4096], csv[4200];
     snprintf(dir, sizeof dir, "%s/val", root);
     if (!imagefolder_has_classes(dir)) {
@@ -178,7 +179,7 @@ static int load_folder_test(ImageSet *test, const char *root, const char *train_
         FILE *f = fopen(csv, "r");
         if (f) {
             fclose(f);
-            return imagefolder_load_solution(test, dir, csv, train_names, channels, size);
+            return imagefolder_load_solution(test, dir, csv, train_names, channels, pp);
         }
         snprintf(dir, sizeof dir, "%s/test", root);
         if (!imagefolder_has_classes(dir))
@@ -187,22 +188,22 @@ static int load_folder_test(ImageSet *test, const char *root, const char *train_
                              "LOC_val_solution.csv", root);
     }
     ImageFolderClasses names = {0};
-    if (imagefolder_load(test, &names, dir, channels, size) != LSC_OK) return LSC_ERR;
+    if (imagefolder_load(test, &names, dir, channels, pp) != LSC_OK) return LSC_ERR;
     const int rc = match_classes(test, &names, train_names, dir, train_root);
     imagefolder_classes_free(&names);
     if (rc != LSC_OK) imagedata_free(test);
     return rc;
 }
 
-int image_task_load_folder(ImageTask *t, const char *root, int channels, int size,
-                           const ImageTaskOptions *opt) {
+int image_task_load_folder(ImageTask *t, const char *root, int channels,
+                           const ImagePreprocess *pp, const ImageTaskOptions *opt) {
     memset(t, 0, sizeof *t);
     ImageSet train = {0}, test = {0};
     ImageFolderClasses names = {0};
     char train_root[4096];
     snprintf(train_root, sizeof train_root, "%s/train", root);
-    if (imagefolder_load(&train, &names, train_root, channels, size) != LSC_OK) return LSC_ERR;
-    if (load_folder_test(&test, root, train_root, &names, channels, size) != LSC_OK) {
+    if (imagefolder_load(&train, &names, train_root, channels, pp) != LSC_OK) return LSC_ERR;
+    if (load_folder_test(&test, root, train_root, &names, channels, pp) != LSC_OK) {
         imagedata_free(&train);
         imagefolder_classes_free(&names);
         return LSC_ERR;

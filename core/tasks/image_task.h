@@ -51,12 +51,13 @@ typedef struct ImageTask {
 int image_task_load(ImageTask *t, const char *name, const int *classes, int n_classes,
                     const ImageTaskOptions *opt);
 /* An image task on class folders (core/data/imagefolder.h) decoded with `channels` (1 or 3)
- * at size x size: root/train/<class>/ is the train file; the test file is root/val/<class>/
+ * and brought to pp->crop x pp->crop as pp says (image_preprocess.h): root/train/<class>/ is
+ * the train file; the test file is root/val/<class>/
  * (else root/test/<class>/), its classes matched to the train file's by name, or ImageNet's
  * validation layout: root/val/ holding the images flat, listed in root/LOC_val_solution.csv
  * (imagefolder_load_solution). Every class of the train file, in name order. */
-int image_task_load_folder(ImageTask *t, const char *root, int channels, int size,
-                           const ImageTaskOptions *opt);
+int image_task_load_folder(ImageTask *t, const char *root, int channels,
+                           const ImagePreprocess *pp, const ImageTaskOptions *opt);
 /* The same from two sets already in memory; t takes them over (success or not). */
 int image_task_build(ImageTask *t, const char *name, ImageSet *train, ImageSet *test,
                      const int *classes, int n_classes, const ImageTaskOptions *opt);

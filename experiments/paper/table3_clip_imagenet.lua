@@ -28,8 +28,8 @@
 -- What this file cannot do yet, and what a run of it costs:
 --   * the head is new (normal(0, 0.02) from the run's seed) and trained with the adapters;
 --     CLIP's zero-shot head (the class names through CLIP's text tower) is not built by lorasc;
---   * the images are resized bilinear as torch's F.interpolate; CLIP's processor resizes the
---     shorter side bicubic through PIL (a difference of a few grey levels per pixel);
+--   * the images are prepared as the checkpoint's CLIPImageProcessor does (Pillow's bicubic
+--     shorter side, the centre crop, CLIP's statistics; byte for byte: test image_preprocess);
 --   * the training folder (193 GB decoded at 224x224) is streamed from its files: every batch
 --     decodes its 128 JPEGs again on the CPU cores (OpenMP), which a GPU step may wait for;
 --   * nothing of it has run on a GPU (the CUDA backend has never met one: README).

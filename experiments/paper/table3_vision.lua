@@ -34,11 +34,11 @@
 -- The paper's own scale (a CLIP ViT-B/16 fine-tuned on ImageNet-1K, tested on ImageNet and
 -- ImageNet-V2 / -Sketch / -A / -R) is experiments/paper/table3_clip_imagenet.lua: image folder
 -- tasks ("folder:imagenet", ImageNet's train/ and its validation layouts), CLIP's colour
--- weights and normalisation (vit{ hf = ..., channels = 3 }), shift folders matched by class
+-- weights and image processor (vit{ hf = ..., channels = 3 }: Pillow's bicubic resize and the
+-- centre crop byte for byte, CLIP's statistics), shift folders matched by class
 -- name or number, 200-class subsets scored over their logits (lua/DSL.md, "Image folders").
 -- What it still lacks: CLIP's zero-shot head (the class names through CLIP's text tower; the
--- head starts random), CLIP's bicubic resize (bilinear here), and a GPU run (the CUDA backend
--- has never met one). Sets larger than the memory budget are streamed from their files.
+-- head starts random) and a GPU run (the CUDA backend has never met one). Sets larger than the memory budget are streamed from their files.
 local base = vit { image_size = 28, patch_size = 7, dim = 64, n_layers = 4, n_heads = 4, mlp_dim = 128,
                    pretrain = { task = "mnist-t10k:0-4", steps = 4000, batch = 64, lr = 2e-3,
                                 warmup = 50, crop_pad = 2 } }

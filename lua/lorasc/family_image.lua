@@ -186,6 +186,21 @@ function F.canon_split_eval(split, ev, loc, tasks)
            max_test = int(split.max_test or 0, "split.max_test", loc, nonneg, "must be >= 0") }, eval
 end
 
+-- How a colour checkpoint's images are prepared (vit.hf_processor: its image processor) for a
+-- model of image size S: the processor's resize and centre crop, scaled by S / its output
+-- side when the model sees another size; crop offsets floored as transformers does.
+local function processor_at(pre, S)
+  local side = pre.crop > 0 and pre.crop or pre.height
+  local function scaled(n) return n > 0 and math.floor(n * S / side + 0.5) or nil end
+  local p = { mean = pre.mean, std = pre.std, resample = pre.resample, crop = S }
+  if pre.crop > 0 then
+    p.shortest_edge, p.height, p.width, p.crop_floor = scaled(pre.shortest_edge), scaled(pre.height), scaled(pre.width), true
+  else
+    p.height, p.width = S, S
+  end
+  return p
+end
+
 -- Configs of Hugging Face checkpoints in colour whose vit{} did not say channels (folded to
 -- grey by default): a folder task asks which was meant (F.check_task_model).
 local colour_unsaid = setmetatable({}, { __mode = "k" })
@@ -228,10 +243,10 @@ local function canon_hf(s, mloc)
   end
   -- image_size enters the config only when it is not 28 (configs before resizing keep their hashes)
   local out = { arch = "vit", hf = dir, channels = channels, image_size = size ~= 28 and size or nil }
-  if channels == 3 then -- the checkpoint's normalisation, in the config: it decides the images
-    local ok, pre = pcall(vit_mod.hf_preprocessing, dir)
+  if channels == 3 then -- the checkpoint's image processor, in the config: it decides the images
+    local ok, pre = pcall(vit_mod.hf_processor, dir)
     if not ok then fail(mloc .. ": " .. canon.sentence(pre)) end
-    out.normalize = { mean = pre.mean, std = pre.std }
+    out.processor = processor_at(pre, size)
   end
   if s.channels == nil and c.channels == 3 then colour_unsaid[out] = true end
   return out
@@ -311,16 +326,20 @@ end
 -- Base models and image sets are cached in the process: loaded once per sweep.
 local bases, sets, shifts = {}, {}, {}
 
--- How a model takes a folder's images: { channels, size, mean, std } (mean/std nil: the
--- data's own statistics). MNIST's images are what their files hold, whatever the model.
+-- How a model takes a folder's images: { channels, size, mean, std, preprocess } (mean/std
+-- nil: the data's own statistics; preprocess: images.load_folder's, the checkpoint's
+-- processor or lorasc's default at the size). MNIST's images are what their files hold.
 local function geometry(mc)
-  local n = mc.normalize
-  return { channels = mc.channels or 1, size = mc.image_size or 28,
-           mean = n and n.mean, std = n and n.std }
+  local p, size = mc.processor, mc.image_size or 28
+  local pre = size
+  if p then
+    pre = { size = size, resample = p.resample, shortest_edge = p.shortest_edge or 0,
+            height = p.height, width = p.width, crop_floor = p.crop_floor }
+  end
+  return { channels = mc.channels or 1, size = size, mean = p and p.mean, std = p and p.std, preprocess = pre }
 end
 local function geometry_key(g)
-  return table.concat({ g.channels, g.size, g.mean and table.concat(g.mean, ",") or "data",
-                        g.std and table.concat(g.std, ",") or "data" }, "|")
+  return require("lorasc.json").encode(g)
 end
 
 -- A shift set (core/data/digits.h for "digits"; a folder at the model's geometry), loaded
@@ -331,7 +350,7 @@ local function get_shift(name, mc)
   if not shifts[key] then
     if f then
       local g = geometry(mc)
-      shifts[key] = images.shift_folder(f.root, g.channels, g.size)
+      shifts[key] = images.shift_folder(f.root, g.channels, g.preprocess)
     else
       shifts[key] = images.shift(name)
     end
@@ -349,7 +368,7 @@ local function get_images(task, split, mc)
     if t.dataset == "folder" then
       local g = geometry(mc)
       opts.mean, opts.std = g.mean, g.std
-      sets[key] = images.load_folder(t.root, g.channels, g.size, opts)
+      sets[key] = images.load_folder(t.root, g.channels, g.preprocess, opts)
     else
       sets[key] = images.load(t.dataset, t.classes, opts)
     end

@@ -2,7 +2,7 @@
 # Process-level test of image folder tasks (issue 14's paper-scale Table 3 pieces):
 # "folder:<path>" tasks (train/ and val/ class folders under the data directory, written by
 # make_image_folder.py), a Hugging Face CLIP vision tower in colour (channels = 3: its own
-# RGB weights, CLIP's normalisation in the config) with eval.shift on a folder holding 2 of
+# RGB weights, CLIP's image processor in the config) with eval.shift on a folder holding 2 of
 # the 3 classes (test.shift.<folder>, scored over those 2 classes' logits) and the corruption
 # suite on RGB images, the same numbers with every set streamed from its files; a ViT pretrained from scratch on a folder task; and the DSL's
 # sentences, each with file:line, for a colour checkpoint whose channels are unsaid, a missing
@@ -42,9 +42,10 @@ for m in score shift.pets-sketch corrupt.mean; do
   v=$(q r/clip.db "SELECT value FROM evals WHERE split='test' AND metric='$m' LIMIT 1")
   awk -v v="$v" 'BEGIN { exit !(v != "" && v >= 0 && v <= 1) }' || fail "test.$m '$v' is not an accuracy"
 done
-# the checkpoint's normalisation (CLIP's, no preprocessor_config.json) is in the config
-q r/clip.db "SELECT config FROM runs LIMIT 1" | grep -qF '"normalize":{"mean":[0.48145467,0.4578275,0.40821072],"std":[0.26862955,0.2613026,0.2757771]}' ||
-  fail "no CLIP normalisation in the config: $(q r/clip.db 'SELECT config FROM runs LIMIT 1')"
+# the checkpoint's image processor (CLIPImageProcessor's defaults: no preprocessor_config.json)
+# is in the config: the shorter side bicubic, the centre crop floored, CLIP's statistics
+q r/clip.db "SELECT config FROM runs LIMIT 1" | grep -qF '"processor":{"crop":8,"crop_floor":true,"mean":[0.48145467,0.4578275,0.40821072],"resample":"pil-bicubic","shortest_edge":8,"std":[0.26862955,0.2613026,0.2757771]}' ||
+  fail "no CLIP processor in the config: $(q r/clip.db 'SELECT config FROM runs LIMIT 1')"
 # the task's images are inputs of the run (the folder's files, by hash)
 [ "$(q r/clip.db "SELECT count(*) FROM run_inputs WHERE run_id = 1 AND path LIKE '%/pets/%'")" = 96 ] ||
   fail "inputs: $(q r/clip.db "SELECT count(*), kind FROM run_inputs GROUP BY kind")"

@@ -21,6 +21,9 @@
 #include "core/data/imagefolder.h"
 #include "tests/image_files.h"
 
+/* lorasc's default preprocessing (torchvision's rule, torch's bilinear) at size x size */
+#define PP(size) ((const ImagePreprocess[]){image_preprocess_default(size)})
+
 static char root[256];
 
 static int setup(void **state) {
@@ -52,7 +55,7 @@ static void test_order_and_pixels(void **state) {
     write_text(path_of("%s/apple/README.txt", d), "not an image");
     ImageSet s;
     ImageFolderClasses cl;
-    if (imagefolder_load(&s, &cl, d, 3, 4) != LSC_OK) fail_msg("%s", error_last());
+    if (imagefolder_load(&s, &cl, d, 3, PP(4)) != LSC_OK) fail_msg("%s", error_last());
     assert_int_equal(cl.n, 2);
     assert_string_equal(cl.names[0], "Zebra");
     assert_string_equal(cl.names[1], "apple");
@@ -91,7 +94,7 @@ static void test_grey(void **state) {
     for (int i = 0; i < 27; i++) px[i] = (uint8_t)((i * 37 + 11) % 256);
     write_png(path_of("%s/c/a.png", d), px, 3, 3);
     ImageSet s;
-    if (imagefolder_load(&s, NULL, d, 1, 3) != LSC_OK) fail_msg("%s", error_last());
+    if (imagefolder_load(&s, NULL, d, 1, PP(3)) != LSC_OK) fail_msg("%s", error_last());
     assert_int_equal(s.channels, 1);
     for (int i = 0; i < 9; i++) {
         const double want = 0.299 * px[3 * i] + 0.587 * px[3 * i + 1] + 0.114 * px[3 * i + 2];
@@ -128,7 +131,7 @@ static void test_geometry(void **state) {
     for (int k = 0; k < 2; k++) {
         const int S = sizes[k];
         ImageSet s;
-        if (imagefolder_load(&s, NULL, d, 3, S) != LSC_OK) fail_msg("%s", error_last());
+        if (imagefolder_load(&s, NULL, d, 3, PP(S)) != LSC_OK) fail_msg("%s", error_last());
         assert_int_equal(s.n, 2);
         for (int img = 0; img < 2; img++)
             for (int i = 0; i < S * S; i++) {
@@ -155,7 +158,7 @@ static void test_many_classes(void **state) {
     }
     ImageSet s;
     ImageFolderClasses cl;
-    if (imagefolder_load(&s, &cl, d, 3, 2) != LSC_OK) fail_msg("%s", error_last());
+    if (imagefolder_load(&s, &cl, d, 3, PP(2)) != LSC_OK) fail_msg("%s", error_last());
     assert_int_equal(s.n, 300);
     assert_int_equal(s.n_classes, 300);
     for (int i = 0; i < 300; i++) {
@@ -170,7 +173,7 @@ static void test_many_classes(void **state) {
 
 static void expect_error(const char *dir, int channels, int size, const char *needle) {
     ImageSet s;
-    if (imagefolder_load(&s, NULL, dir, channels, size) == LSC_OK)
+    if (imagefolder_load(&s, NULL, dir, channels, PP(size)) == LSC_OK)
         fail_msg("%s loaded; expected an error with '%s'", dir, needle);
     if (!strstr(error_last(), needle)) fail_msg("error '%s' lacks '%s'", error_last(), needle);
     assert_null(s.pixels);

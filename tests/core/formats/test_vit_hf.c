@@ -304,50 +304,82 @@ static void test_malformed(void **state) {
     assert_non_null(strstr(error_last(), clip_dir));
 }
 
-/* preprocessor_config.json: dir's scratch config (a 3-channel ViT) with this processor file */
-static int preprocessing(const char *processor, float *mean, float *std, int *from_file) {
+/* vit_hf_read_processor on a scratch ViT directory (image size 8) with this processor file
+ * (NULL: none) */
+static int processor(const char *file, ViTHfProcessor *p) {
     scratch(NULL, VIT_CFG_HEAD ", \"hidden_size\": 16, \"image_size\": 8, \"num_hidden_layers\": 2}");
-    char p[512];
-    snprintf(p, sizeof p, "%s/preprocessor_config.json", tmpdir);
-    if (processor) {
-        FILE *f = fopen(p, "w");
+    char path[512];
+    snprintf(path, sizeof path, "%s/preprocessor_config.json", tmpdir);
+    if (file) {
+        FILE *f = fopen(path, "w");
         assert_non_null(f);
-        fputs(processor, f);
+        fputs(file, f);
         fclose(f);
     }
-    const int rc = vit_hf_read_preprocessing(tmpdir, mean, std, from_file);
-    unlink(p);
+    const int rc = vit_hf_read_processor(tmpdir, p);
+    unlink(path);
     scratch_rm();
     return rc;
 }
 
-/* The normalisation a checkpoint's images get (vit_hf_read_preprocessing): the image
- * processor's lists or numbers, do_normalize false, transformers' defaults without the file
- * (CLIP's statistics for a CLIP tower, 0.5 / 0.5 for a ViT), and the malformed cases. */
-static void test_preprocessing(void **state) {
+#define EXPECT_RESIZE(p, r, e, h, w, c)                                                         \
+    do {                                                                                        \
+        assert_int_equal((p).resample, r);                                                      \
+        assert_int_equal((p).shortest_edge, e);                                                 \
+        assert_int_equal((p).height, h);                                                        \
+        assert_int_equal((p).width, w);                                                         \
+        assert_int_equal((p).crop, c);                                                          \
+    } while (0)
+
+/* How a checkpoint's images are prepared (vit_hf_read_processor): the file's statistics as
+ * lists or numbers, do_normalize false, its size / resample / crop as CLIP's and ViT's
+ * processors read them (int or dict sizes), the class defaults without the file (a CLIP tower:
+ * OpenAI CLIP's statistics, bicubic shorter side and crop; a ViT: 0.5 / 0.5, bilinear to the
+ * image size), and one sentence for what lorasc cannot follow. */
+static void test_processor(void **state) {
     (void)state;
-    float mean[4], std[4];
-    int from_file;
-    assert_int_equal(vit_hf_read_preprocessing(LORASC_GOLDEN_DIR "/clip_vit_tiny", mean, std, &from_file), LSC_OK);
-    assert_int_equal(from_file, 0);
+    ViTHfProcessor p;
+    assert_int_equal(vit_hf_read_processor(LORASC_GOLDEN_DIR "/clip_vit_tiny", &p), LSC_OK);
+    assert_int_equal(p.from_file, 0);
     const float clip_mean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
     const float clip_std[3] = {0.26862954f, 0.26130258f, 0.27577711f};
-    for (int c = 0; c < 3; c++) assert_true(mean[c] == clip_mean[c] && std[c] == clip_std[c]);
-    assert_int_equal(preprocessing(NULL, mean, std, &from_file), LSC_OK);
-    assert_int_equal(from_file, 0);
-    for (int c = 0; c < 3; c++) assert_true(mean[c] == 0.5f && std[c] == 0.5f);
-    assert_int_equal(preprocessing("{\"image_mean\": [0.485, 0.456, 0.406], \"image_std\": 0.25, "
-                                   "\"image_processor_type\": \"ViTImageProcessor\"}", mean, std, &from_file), LSC_OK);
-    assert_int_equal(from_file, 1);
-    assert_true(mean[0] == 0.485f && mean[1] == 0.456f && mean[2] == 0.406f);
-    for (int c = 0; c < 3; c++) assert_true(std[c] == 0.25f);
-    assert_int_equal(preprocessing("{\"image_mean\": [0.1, 0.2, 0.3], \"do_normalize\": false}", mean, std, &from_file), LSC_OK);
-    for (int c = 0; c < 3; c++) assert_true(mean[c] == 0 && std[c] == 1);
-    const char *bad[3][2] = {{"{\"image_mean\": [0.5, 0.5]}", "image_mean must be a number or a list of 3"},
-                             {"{\"image_std\": [0.5, \"x\", 0.5]}", "image_std[1] is not a number"},
-                             {"{\"image_std\": [0.5, 0, 0.5]}", "image_std[1] must be > 0"}};
-    for (int k = 0; k < 3; k++) {
-        assert_int_equal(preprocessing(bad[k][0], mean, std, &from_file), LSC_ERR);
+    for (int c = 0; c < 3; c++) assert_true(p.mean[c] == clip_mean[c] && p.std[c] == clip_std[c]);
+    EXPECT_RESIZE(p, 3, 8, 0, 0, 8);
+    assert_int_equal(processor(NULL, &p), LSC_OK);
+    assert_int_equal(p.from_file, 0);
+    for (int c = 0; c < 3; c++) assert_true(p.mean[c] == 0.5f && p.std[c] == 0.5f);
+    EXPECT_RESIZE(p, 2, 0, 8, 8, 0);
+    assert_int_equal(processor("{\"image_mean\": [0.485, 0.456, 0.406], \"image_std\": 0.25, "
+                               "\"image_processor_type\": \"ViTImageProcessor\", \"size\": 10}", &p), LSC_OK);
+    assert_int_equal(p.from_file, 1);
+    assert_true(p.mean[0] == 0.485f && p.mean[1] == 0.456f && p.mean[2] == 0.406f);
+    for (int c = 0; c < 3; c++) assert_true(p.std[c] == 0.25f);
+    EXPECT_RESIZE(p, 2, 0, 10, 10, 0);
+    assert_int_equal(processor("{\"image_mean\": [0.1, 0.2, 0.3], \"do_normalize\": false}", &p), LSC_OK);
+    for (int c = 0; c < 3; c++) assert_true(p.mean[c] == 0 && p.std[c] == 1);
+    /* a CLIP processor file on this ViT: CLIP's class, its sizes (an old int size is the edge) */
+    assert_int_equal(processor("{\"feature_extractor_type\": \"CLIPFeatureExtractor\", \"size\": 12, "
+                               "\"crop_size\": 9, \"resample\": 3}", &p), LSC_OK);
+    for (int c = 0; c < 3; c++) assert_true(p.mean[c] == clip_mean[c]);
+    EXPECT_RESIZE(p, 3, 12, 0, 0, 9);
+    assert_int_equal(processor("{\"image_processor_type\": \"CLIPImageProcessor\", \"size\": {\"shortest_edge\": 11}, "
+                               "\"crop_size\": {\"height\": 10, \"width\": 10}, \"resample\": 2}", &p), LSC_OK);
+    EXPECT_RESIZE(p, 2, 11, 0, 0, 10);
+    assert_int_equal(processor("{\"image_processor_type\": \"ViTImageProcessor\", \"size\": {\"height\": 9, \"width\": 9}, "
+                               "\"do_center_crop\": true, \"crop_size\": 8}", &p), LSC_OK);
+    EXPECT_RESIZE(p, 2, 0, 9, 9, 8);
+    const char *bad[8][2] = {
+        {"{\"image_mean\": [0.5, 0.5]}", "image_mean must be a number or a list of 3"},
+        {"{\"image_std\": [0.5, \"x\", 0.5]}", "image_std[1] is not a number"},
+        {"{\"image_std\": [0.5, 0, 0.5]}", "image_std[1] must be > 0"},
+        {"{\"resample\": 1}", "resample must be 2 (bilinear) or 3 (bicubic)"},
+        {"{\"do_resize\": false}", "do_resize is false"},
+        {"{\"size\": {\"longest_edge\": 9}}", "size must be a positive integer"},
+        {"{\"size\": {\"height\": 9, \"width\": 7}}", "9 x 7 without a centre crop"},
+        {"{\"do_center_crop\": true, \"crop_size\": {\"height\": 4, \"width\": 5}}", "crop_size 4 x 5 is not square"},
+    };
+    for (int k = 0; k < 8; k++) {
+        assert_int_equal(processor(bad[k][0], &p), LSC_ERR);
         if (!strstr(error_last(), bad[k][1]) || !strstr(error_last(), "preprocessor_config.json"))
             fail_msg("%s: error '%s' lacks '%s'", bad[k][0], error_last(), bad[k][1]);
     }
@@ -370,7 +402,7 @@ int main(void) {
         cmocka_unit_test(test_hf_vit),
         cmocka_unit_test(test_clip),
         cmocka_unit_test(test_malformed),
-        cmocka_unit_test(test_preprocessing),
+        cmocka_unit_test(test_processor),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -19,6 +19,9 @@
 #include "core/tasks/image_task.h"
 #include "tests/image_files.h"
 
+/* lorasc's default preprocessing (torchvision's rule, torch's bilinear) at size x size */
+#define PP(size) ((const ImagePreprocess[]){image_preprocess_default(size)})
+
 static char root[256];
 
 static int setup(void **state) {
@@ -70,7 +73,7 @@ static void check_labels(const ImageTask *t, const ImageSet *set) {
 
 static ImageTask load_ok(const char *ds, int channels, int size, const ImageTaskOptions *o) {
     ImageTask t;
-    if (image_task_load_folder(&t, path_of("%s/%s", root, ds), channels, size, o) != LSC_OK)
+    if (image_task_load_folder(&t, path_of("%s/%s", root, ds), channels, PP(size), o) != LSC_OK)
         fail_msg("%s: %s", ds, error_last());
     return t;
 }
@@ -158,7 +161,7 @@ static void test_ilsvrc_layout(void **state) {
 
 static void expect_error(const char *ds, const char *needle) {
     ImageTask t;
-    if (image_task_load_folder(&t, path_of("%s/%s", root, ds), 3, 4, NULL) == LSC_OK)
+    if (image_task_load_folder(&t, path_of("%s/%s", root, ds), 3, PP(4), NULL) == LSC_OK)
         fail_msg("%s loaded; expected an error with '%s'", ds, needle);
     if (!strstr(error_last(), needle)) fail_msg("%s: error '%s' lacks '%s'", ds, error_last(), needle);
     assert_int_equal(t.n_classes, 0);
@@ -217,7 +220,7 @@ static void test_given_normalisation(void **state) {
     image_task_free(&t);
     o.n_norm = 1; /* statistics for one channel, images of three */
     ImageTask bad;
-    assert_int_equal(image_task_load_folder(&bad, path_of("%s/norm", root), 3, 4, &o), LSC_ERR);
+    assert_int_equal(image_task_load_folder(&bad, path_of("%s/norm", root), 3, PP(4), &o), LSC_ERR);
     assert_non_null(strstr(error_last(), "1 normalisation statistics given for 3-channel images"));
 }
 
