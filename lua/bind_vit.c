@@ -211,6 +211,29 @@ static int m_init_head(lua_State *L) {
     return 0;
 }
 
+/* vit.check_head(path, K, D): an error (vit_head_read's sentence) unless path holds a head of
+ * K classes for a model of width D. */
+static int l_check_head(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    const lua_Integer K = luaL_checkinteger(L, 2), D = luaL_checkinteger(L, 3);
+    luaL_argcheck(L, K > 0 && D > 0 && K * D < (1 << 30), 2, "head sizes out of range");
+    Real *head = lua_newuserdatauv(L, sizeof(Real) * (size_t)(K * D + K), 0); /* GC'd */
+    if (vit_head_read(path, (int)K, (int)D, head) != LSC_OK) return bind_error(L);
+    return 0;
+}
+
+/* m:load_head(path): the head from a safetensors file (vit_head_read: "weight" [K, D], optional
+ * "bias" [K]), e.g. a CLIP zero-shot head; K and D must be the model's. */
+static int m_load_head(lua_State *L) {
+    LVit *m = bind_check_vit(L, 1);
+    const char *path = luaL_checkstring(L, 2);
+    const int K = m->m.config.n_classes, D = m->m.config.dim;
+    Real *head = lua_newuserdatauv(L, sizeof(Real) * ((size_t)K * D + (size_t)K), 0); /* GC'd */
+    if (vit_head_read(path, K, D, head) != LSC_OK || vit_set_head(&m->m, head) != LSC_OK)
+        return bind_error(L);
+    return 0;
+}
+
 static int m_config(lua_State *L) {
     const ViTConfig *c = &bind_check_vit(L, 1)->m.config;
     lua_createtable(L, 0, 9);
@@ -450,7 +473,7 @@ static int f_tostring(lua_State *L) {
 
 int luaopen_lorasc_core_vit(lua_State *L) {
     static const luaL_Reg methods[] = {{"clone", m_clone},     {"snapshot", m_snapshot},
-                                       {"init_head", m_init_head}, {"save", m_save},
+                                       {"init_head", m_init_head}, {"load_head", m_load_head}, {"save", m_save},
                                        {"save_hf", m_save_hf}, {"merge_adapter", m_merge_adapter},
                                        {"config", m_config},   {"num_params", m_num_params},
                                        {"weights_finite", m_weights_finite},
@@ -477,7 +500,7 @@ int luaopen_lorasc_core_vit(lua_State *L) {
                                      {"__tostring", f_tostring}, {NULL, NULL}};
     bind_new_class(L, BIND_VIT_FINETUNE, fmethods, fmeta);
     static const luaL_Reg fns[] = {{"new", l_new}, {"load", l_load}, {"load_hf", l_load_hf}, {"hf_config", l_hf_config},
-                                   {"hf_processor", l_hf_processor}, {"trainer", l_trainer},
+                                   {"hf_processor", l_hf_processor}, {"check_head", l_check_head}, {"trainer", l_trainer},
                                    {"finetune", l_finetune}, {NULL, NULL}};
     luaL_newlib(L, fns);
     return 1;

@@ -596,6 +596,30 @@ static int write_vit_config(const char *dir, const ViTConfig *c, const ViTHfSave
     return hf_config_write(dir, "preprocessor_config.json", pre);
 }
 
+int vit_head_read(const char *path, int K, int D, Real *head) {
+    SafeTensors st;
+    if (safetensors_open(&st, path) != LSC_OK) return LSC_ERR;
+    const StTensor *w = safetensors_find(&st, "weight"), *b = safetensors_find(&st, "bias");
+    int rc = LSC_OK;
+    if (!w)
+        rc = error_set("%s holds no tensor \"weight\" (a head is weight [classes, width] and "
+                       "optionally bias [classes])", path);
+    else if (w->ndim != 2)
+        rc = error_set("%s: the head's weight has %d dimensions; it must be [classes, width]", path,
+                       w->ndim);
+    else if (w->shape[0] != K || w->shape[1] != D)
+        rc = error_set("%s: the head's weight is [%lld, %lld], the task needs [%d, %d] (%d classes, "
+                       "the model's width %d)", path, (long long)w->shape[0], (long long)w->shape[1],
+                       K, D, K, D);
+    else if (b && (b->ndim != 1 || b->shape[0] != K))
+        rc = error_set("%s: the head's bias must be [%d] (one per class)", path, K);
+    if (rc == LSC_OK) rc = safetensors_read(&st, w, head);
+    if (rc == LSC_OK && b) rc = safetensors_read(&st, b, head + (size_t)K * D);
+    else if (rc == LSC_OK) memset(head + (size_t)K * D, 0, sizeof(Real) * (size_t)K);
+    safetensors_close(&st);
+    return rc;
+}
+
 int vit_hf_save(const char *dir, const ViT *m, const ViTHfSaveOptions *opt) {
     static const ViTHfSaveOptions plain = {ST_F32, 0, {0}, {0}};
     const ViTHfSaveOptions *o = opt ? opt : &plain;

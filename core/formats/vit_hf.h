@@ -83,6 +83,12 @@ int vit_hf_load(const char *dir, ViT *m, Backend *be, const ViTHfOptions *opt);
  * of g x g patches, as transformers 4.44's ViT interpolate_pos_encoding (see image_size). */
 void vit_hf_interpolate_positions(Real *out, int g, const Real *pos, int G, int D);
 
+/* A classification head from a safetensors file (e.g. a CLIP zero-shot head made by
+ * tools/clip_zeroshot_head.py): "weight" [K, D] and optionally "bias" [K] (zero without it),
+ * F32 / F16 / BF16, into head[K*D + K]. LSC_ERR with a sentence naming the file when a tensor
+ * is missing or its shape is not the model's and task's (K classes, D = the model's width). */
+int vit_head_read(const char *path, int K, int D, Real *head);
+
 /* What an HF export writes beside the weights. */
 typedef struct ViTHfSaveOptions {
     int dtype; /* StDtype: ST_F32, ST_F16 or ST_BF16 */

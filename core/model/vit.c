@@ -185,6 +185,12 @@ int vit_init_head(ViT *m, uint64_t seed) {
     return device_sync(m->be);
 }
 
+int vit_set_head(ViT *m, const Real *head) {
+    const size_t n = m->param_sizes[VIT_HEAD_W] + m->param_sizes[VIT_HEAD_B];
+    m->be->to_device(m->be, m->w.tensors[VIT_HEAD_W], head, n * sizeof(Real));
+    return device_sync(m->be);
+}
+
 /* m = a model of config c on src's backend holding src's weights, the head too if copy_head.
  * A bf16 src gives a bf16 copy: its matrices widened and rounded again (the same bits), its
  * masters re-made from them by vit_ensure_masters when needed. */

@@ -204,6 +204,8 @@ void vit_init_random(ViT *m, uint64_t seed);
 
 /* A new classification head: weights normal(0, 0.02) drawn from seed, bias zero. */
 int vit_init_head(ViT *m, uint64_t seed);
+/* The head set to head[K*D + K] (host: the weight [K, D] row-major, then the bias). */
+int vit_set_head(ViT *m, const Real *head);
 /* m = a copy of src on src's backend (weights only: no gradients, adapters or optimiser). */
 int vit_clone(ViT *m, const ViT *src);
 /* m = src with a new head for n_classes classes (vit_init_head(head_seed)); every other weight

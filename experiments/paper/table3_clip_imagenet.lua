@@ -25,9 +25,14 @@
 -- Validation: 1% of the training images (12,812), held out by the run's seeded split; the
 -- ImageNet validation images are the test set, never used for selection.
 --
--- What this file cannot do yet, and what a run of it costs:
---   * the head is new (normal(0, 0.02) from the run's seed) and trained with the adapters;
---     CLIP's zero-shot head (the class names through CLIP's text tower) is not built by lorasc;
+-- Notes, and what is not done:
+--   * the head is new (normal(0, 0.02) from the run's seed) and trained with the adapters; to
+--     start from CLIP's zero-shot classifier instead, make it once with PyTorch and transformers
+--       python3 tools/clip_zeroshot_head.py $LORASC_DATA/models/clip-vit-base-patch16 \
+--         imagenet_classes.tsv $LORASC_DATA/imagenet/train $LORASC_DATA/models/clip_b16_imagenet_head.safetensors
+--     (imagenet_classes.tsv: "<wnid><TAB><class name>" per line, e.g. CLIP's ImageNet class
+--     names; --templates for OpenAI's 80 prompts) and add head = "models/clip_b16_imagenet_head.safetensors"
+--     to the vit{} line;
 --   * the images are prepared as the checkpoint's CLIPImageProcessor does (Pillow's bicubic
 --     shorter side, the centre crop, CLIP's statistics; byte for byte: test image_preprocess);
 --   * the training folder (193 GB decoded at 224x224) is streamed from its files: every batch

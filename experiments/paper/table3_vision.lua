@@ -36,9 +36,10 @@
 -- tasks ("folder:imagenet", ImageNet's train/ and its validation layouts), CLIP's colour
 -- weights and image processor (vit{ hf = ..., channels = 3 }: Pillow's bicubic resize and the
 -- centre crop byte for byte, CLIP's statistics), shift folders matched by class
--- name or number, 200-class subsets scored over their logits (lua/DSL.md, "Image folders").
--- What it still lacks: CLIP's zero-shot head (the class names through CLIP's text tower; the
--- head starts random) and a GPU run (the CUDA backend has never met one). Sets larger than the memory budget are streamed from their files.
+-- name or number, 200-class subsets scored over their logits (lua/DSL.md, "Image folders"),
+-- sets larger than memory streamed from their files, and CLIP's zero-shot classifier as the
+-- starting head (tools/clip_zeroshot_head.py, vit{ head = }). What it lacks: a GPU run (the
+-- CUDA backend has never met one) and the data (no ImageNet in this workplace).
 local base = vit { image_size = 28, patch_size = 7, dim = 64, n_layers = 4, n_heads = 4, mlp_dim = 128,
                    pretrain = { task = "mnist-t10k:0-4", steps = 4000, batch = 64, lr = 2e-3,
                                 warmup = 50, crop_pad = 2 } }

@@ -46,7 +46,7 @@ function M.llama(t)
 end
 
 local VIT_KEYS = { "image_size", "patch_size", "channels", "dim", "n_layers", "n_heads", "mlp_dim",
-                   "norm_eps", "seed", "pretrain", "checkpoint", "hf" }
+                   "norm_eps", "seed", "pretrain", "checkpoint", "hf", "head" }
 local VIT_PRETRAIN_KEYS = { "task", "steps", "batch", "lr", "warmup", "schedule", "weight_decay",
                             "crop_pad", "flip", "seed", "diverge" }
 

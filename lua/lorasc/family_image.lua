@@ -249,6 +249,14 @@ local function canon_hf(s, mloc)
     out.processor = processor_at(pre, size)
   end
   if s.channels == nil and c.channels == 3 then colour_unsaid[out] = true end
+  if s.head ~= nil then -- every run's head starts from this file instead of a random one
+    if type(s.head) ~= "string" or s.head == "" then fail(mloc .. ": head must be the path of a safetensors file (weight [classes, width], optional bias)") end
+    local path = s.head:sub(1, 1) == "/" and s.head or sys.datadir_path(s.head)
+    if not sys.exists(path) then
+      fail(string.format("%s: head = '%s': no file at %s (a safetensors head, e.g. from tools/clip_zeroshot_head.py; relative paths are under the data directory)", mloc, s.head, path))
+    end
+    out.head = path
+  end
   return out
 end
 
@@ -276,6 +284,7 @@ function F.canon_model(m)
     if type(s.checkpoint) ~= "string" then fail(mloc .. ": checkpoint must be a path") end
     return { arch = "vit", checkpoint = s.checkpoint }
   end
+  if s.head ~= nil then fail(mloc .. ": head = \"file\" starts a Hugging Face checkpoint's head (vit{ hf = ..., head = ... }); lorasc's own ViTs start theirs at random") end
   if not s.pretrain then fail(mloc .. ": vit{} needs checkpoint = \"path\" or pretrain = { task = \"fashion-mnist:0-4\", steps = ... }") end
   -- pretrained on a folder task: its images at any size, grey or RGB; MNIST's are 28x28 grey
   local on_folder = type(s.pretrain.task) == "string" and parse_folder(s.pretrain.task) ~= nil
@@ -432,6 +441,7 @@ end
 local function model_inputs(mc, list)
   if mc.hf or mc.checkpoint then
     list[#list + 1] = { path = mc.hf or mc.checkpoint, kind = "checkpoint" }
+    if mc.head then list[#list + 1] = { path = mc.head, kind = "checkpoint" } end
   elseif mc.pretrain then
     local t = F.parse(mc.pretrain.task)
     for _, f in ipairs(idx_files(t.dataset, t.root)) do list[#list + 1] = { path = f, kind = "corpus" } end
@@ -496,6 +506,10 @@ function F.plan(run)
     end
   end
   for _, name in ipairs(c.eval.shift or {}) do get_shift(name, c.model) end -- a missing or bad file: an error now
+  if c.model.head then -- the head file's shape against the task's classes and the model's width
+    local ok, err = pcall(vit_mod.check_head, c.model.head, info.n_classes, vit_mod.hf_config(c.model.hf).dim)
+    if not ok then error(string.format("lorasc: task '%s': %s", c.task, canon.sentence(err)), 0) end
+  end
   return math.max(1, info.train // c.train.batch)
 end
 
@@ -520,7 +534,7 @@ function F.borrow(base, ctx, c)
   end
   base:set_activations(c.activations or "fp32") -- per run: the base is shared
   local snap = base:snapshot(c.method.targets)
-  base:init_head(c.seed)
+  if c.model.head then base:load_head(c.model.head) else base:init_head(c.seed) end
   return base, snap
 end
 

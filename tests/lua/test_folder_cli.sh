@@ -9,7 +9,8 @@
 # folder, a folder shift on an MNIST task, a colour model on a grey task, and a lorasc
 # checkpoint on a folder task; and experiments/paper/table3_clip_imagenet.lua on a miniature of
 # ImageNet's layouts (its 135 runs expanded; one run end to end with the four shift folders,
-# the file's warm-up and batch cut to the miniature's size).
+# the file's warm-up and batch cut to the miniature's size); a CLIP zero-shot head
+# (head = file) scoring what transformers' CLIP predicts zero-shot.
 # usage: test_folder_cli.sh LORASC SOURCE_ROOT
 set -u
 LORASC=$(realpath "$1")
@@ -19,6 +20,20 @@ command -v python3 >/dev/null || { echo "python3 not found: skipped"; exit 77; }
 python3 "$SRC/tests/lua/make_image_folder.py" data || { echo "FAIL: make_image_folder.py"; exit 1; }
 export LORASC_DATA=$W/data
 CLIP=$SRC/tests/golden/clip_vit_tiny
+
+# one_run FILE MODEL-ARGS STEPS LR: one LoRA run on folder:pets with the pets-sketch shift
+one_run() {
+  cat > "$1" <<LUA
+experiment "one" {
+  model = vit { $2 },
+  tasks = { "folder:pets" },
+  split = { val = 0.15 },
+  train = { steps = $3, batch = 8, lr = $4 },
+  method = lora { rank = 2 },
+  eval = { batch = 16, corrupt = false, shift = "folder:pets-sketch" },
+}
+LUA
+}
 
 # 1. a CLIP tower in colour on a folder task, a folder shift of 2 of its 3 classes
 cat > clip.lua <<LUA
@@ -57,17 +72,8 @@ evals() { q "$1" "SELECT r.config_hash, e.split, e.metric, e.value FROM evals e 
   fail "streamed sets changed the evaluations: $(evals r/clip.db | head -3) vs $(evals r/stream.db | head -3)"
 
 # 2. a ViT pretrained from scratch on a folder task (RGB by default), fine-tuned on it
-cat > scratch.lua <<LUA
-experiment "folder_scratch" {
-  model = vit { image_size = 8, patch_size = 4, dim = 16, n_layers = 1, n_heads = 2,
-                pretrain = { task = "folder:pets", steps = 20, batch = 8, lr = 3e-3 } },
-  tasks = { "folder:pets" },
-  split = { val = 0.15 },
-  train = { steps = 6, batch = 8, lr = 1e-2 },
-  method = lora { rank = 2 },
-  eval = { batch = 16, corrupt = false, shift = "folder:pets-sketch" },
-}
-LUA
+one_run scratch.lua "image_size = 8, patch_size = 4, dim = 16, n_layers = 1, n_heads = 2,
+                pretrain = { task = \"folder:pets\", steps = 20, batch = 8, lr = 3e-3 }" 6 1e-2
 "$LORASC" run scratch.lua --db r/scratch.db > scratch.log 2>&1 || fail "scratch run: $(cat scratch.log)"
 [ "$(q r/scratch.db "SELECT count(*) FROM runs WHERE status='done'")" = 1 ] ||
   fail "scratch runs: $(q r/scratch.db 'SELECT status, error FROM runs')"
@@ -117,5 +123,25 @@ done
   fail "a 1-class shift set scored over its one logit must have loss 0"
 [ "$(q r/mini.db "SELECT count(*) FROM evals WHERE split='test' AND metric='score'")" = 1 ] ||
   fail "mini: $(cat mini.log)"
+
+# 5. CLIP's zero-shot head (tools/clip_zeroshot_head.py, tests/golden/clip_zeroshot from
+# tests/reference/make_zeroshot_golden.py): a run whose one step has lr 1e-12 (no prediction can
+# move) scores what transformers' CLIPModel predicts zero-shot, on the test folder and on the
+# shift folder over its two classes; a head of another class count is refused before any run
+ZS=$SRC/tests/golden/clip_zeroshot
+one_run zs.lua "hf = \"$ZS\", channels = 3, head = \"$ZS/head.safetensors\"" 1 1e-12
+"$LORASC" run zs.lua --db r/zs.db > zs.log 2>&1 || fail "zero-shot run: $(cat zs.log)"
+for m in test:score shift:shift.pets-sketch; do
+  want=$(awk -v k="${m%%:*}" '$1 == k { print $2 }' "$ZS/expected.txt")
+  got=$(q r/zs.db "SELECT value FROM evals WHERE split='test' AND metric='${m#*:}'")
+  awk -v a="$got" -v b="$want" 'BEGIN { exit !(a != "" && (a - b) ^ 2 < 1e-18) }' ||
+    fail "zero-shot ${m#*:}: lorasc $got, transformers' CLIP $want"
+done
+mkdir -p data/two/train data/two/val
+cp -r data/pets/train/cat data/pets/train/dog data/two/train/ && cp -r data/pets/val/cat data/two/val/
+sed 's/folder:pets"/folder:two"/; s/, shift = "folder:pets-sketch"//' zs.lua > zs2.lua
+if "$LORASC" run zs2.lua --db r/zs2.db > zs2.log 2>&1; then fail "a 3-class head on a 2-class task ran"; fi
+grep -qF "head.safetensors: the head's weight is [3, 16], the task needs [2, 16] (2 classes" zs2.log || fail "zs2: $(cat zs2.log)"
+[ "$(q r/zs2.db "SELECT count(*) FROM runs WHERE status='done'" 2>/dev/null || echo 0)" = 0 ] || fail "zs2 ran a run"
 
 cli_done test_folder_cli

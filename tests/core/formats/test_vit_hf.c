@@ -20,6 +20,7 @@
 
 #include "core/base/error.h"
 #include "core/model/vit.h"
+#include "core/formats/safetensors.h"
 #include "core/formats/vit_hf.h"
 #include "kernels/backend.h"
 #include "tests/golden_io.h"
@@ -385,6 +386,43 @@ static void test_processor(void **state) {
     }
 }
 
+/* A head file (vit_head_read): weight and bias read, no bias = zeros, bf16 stored; a missing
+ * weight, a 1-d weight, another class count and a bias of another length refused with the
+ * file's name. */
+static void test_head_file(void **state) {
+    (void)state;
+    char path[256];
+    snprintf(path, sizeof path, "/tmp/lorasc_head_%d.safetensors", (int)getpid());
+    const float w[6] = {1, -2, 3.5f, 0.25f, -0.125f, 8}, b[2] = {0.5f, -1};
+    Real head[8];
+    StWriteEntry e[2] = {{"weight", 2, {2, 3}, w}, {"bias", 1, {2}, b}};
+    assert_int_equal(safetensors_write(path, e, 2, ST_F32, NULL), LSC_OK);
+    assert_int_equal(vit_head_read(path, 2, 3, head), LSC_OK);
+    for (int i = 0; i < 6; i++) assert_true(head[i] == w[i]);
+    assert_true(head[6] == 0.5f && head[7] == -1);
+    assert_int_equal(safetensors_write(path, e, 1, ST_BF16, NULL), LSC_OK); /* no bias; bf16 */
+    assert_int_equal(vit_head_read(path, 2, 3, head), LSC_OK);
+    for (int i = 0; i < 6; i++) assert_true(head[i] == w[i]); /* exact in bf16 */
+    assert_true(head[6] == 0 && head[7] == 0);
+    const struct { StWriteEntry e; int K, D; const char *needle; } bad[4] = {
+        {{"classifier", 2, {2, 3}, w}, 2, 3, "holds no tensor \"weight\""},
+        {{"weight", 1, {6}, w}, 2, 3, "the head's weight has 1 dimensions"},
+        {{"weight", 2, {2, 3}, w}, 3, 2, "the head's weight is [2, 3], the task needs [3, 2]"},
+        {{"weight", 2, {3, 2}, w}, 2, 3, "the head's weight is [3, 2], the task needs [2, 3]"},
+    };
+    for (int k = 0; k < 4; k++) {
+        assert_int_equal(safetensors_write(path, &bad[k].e, 1, ST_F32, NULL), LSC_OK);
+        assert_int_equal(vit_head_read(path, bad[k].K, bad[k].D, head), LSC_ERR);
+        if (!strstr(error_last(), bad[k].needle) || !strstr(error_last(), path))
+            fail_msg("error '%s' lacks '%s'", error_last(), bad[k].needle);
+    }
+    StWriteEntry short_bias[2] = {{"weight", 2, {2, 3}, w}, {"bias", 1, {1}, b}};
+    assert_int_equal(safetensors_write(path, short_bias, 2, ST_F32, NULL), LSC_OK);
+    assert_int_equal(vit_head_read(path, 2, 3, head), LSC_ERR);
+    assert_non_null(strstr(error_last(), "the head's bias must be [2]"));
+    unlink(path);
+}
+
 static int group_setup(void **state) {
     (void)state;
     be = backend_cpu_create(0);
@@ -403,6 +441,7 @@ int main(void) {
         cmocka_unit_test(test_clip),
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_processor),
+        cmocka_unit_test(test_head_file),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
