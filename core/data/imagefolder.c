@@ -186,7 +186,7 @@ static int list(const char *dir, int want_dirs, char ***names, int *n) {
         *names = NULL, *n = 0;
         return error_set("Out of memory listing %s.", dir);
     }
-    qsort(*names, (size_t)*n, sizeof **names, by_name);
+    if (*n > 1) qsort(*names, (size_t)*n, sizeof **names, by_name); /* NULL when empty */
     return LSC_OK;
 }
 
@@ -270,7 +270,8 @@ static int materialise(ImageSet *s, Listing *l, int channels, const ImagePreproc
         if (imagefolder_read(l->paths[i], channels, pp, s->pixels + (size_t)i * per) != LSC_OK && i < failed)
             failed = i;
     /* the first failing image again, on this thread: its sentence */
-    return failed == l->n ? LSC_OK : imagefolder_read(l->paths[failed], channels, pp, s->pixels);
+    return failed == l->n ? LSC_OK
+                          : imagefolder_read(l->paths[failed], channels, pp, s->pixels + (size_t)failed * per);
 }
 
 static int check_geometry(int channels, const ImagePreprocess *pp) {
