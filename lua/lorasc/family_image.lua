@@ -46,7 +46,6 @@ local function parse_folder(task)
   if not path then return nil end
   return { dataset = "folder", path = path, root = folder_root(path) }
 end
-F.parse_folder = parse_folder
 
 function F.parse(task)
   if type(task) ~= "string" then return nil end
