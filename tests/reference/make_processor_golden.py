@@ -8,6 +8,10 @@ Writes tests/golden/image_processor.bin (tests/golden_io.h's format). Records, p
   case{k}.spec    i32 [6]        resample (1 PIL bilinear, 2 PIL bicubic), shortest_edge
                                  (0: exact), height, width, crop, crop_floor
   case{k}.output  i32 [3, crop, crop]  the processor's (or Image.resize's) bytes, channels first
+and two JPEG files Pillow writes (tests/golden/jpeg{0,1}.jpg: 4:2:0 at quality 90, and
+progressive 4:2:2 at quality 80) with
+  jpeg{k}.decoded i32 [h, w, 3]  Pillow's decoded RGB bytes
+  jpeg{k}.clip    i32 [3, 16, 16] CLIPImageProcessor's bytes from the file (as case 0's spec)
 Run: /work/venv/bin/python tests/reference/make_processor_golden.py (needs Pillow, numpy,
 transformers; not needed by the tests, which read the committed file)."""
 import os
@@ -60,12 +64,22 @@ for (h, w, oh, ow, r) in [(40, 30, 13, 13, 1), (40, 30, 13, 13, 2), (11, 17, 29,
     add(img, [r, 0, oh, ow, oh, 0], np.asarray(res).transpose(2, 0, 1))
 
 records = []
+golden_dir = os.path.join(os.path.dirname(__file__), "..", "golden")
+for k, opts in enumerate([dict(quality=90), dict(quality=80, subsampling=1, progressive=True)]):
+    img = picture(37, 53)
+    path = os.path.join(golden_dir, f"jpeg{k}.jpg")
+    Image.fromarray(img).save(path, **opts)
+    im = Image.open(path).convert("RGB")
+    p = CLIPImageProcessor(size={"shortest_edge": 16}, crop_size={"height": 16, "width": 16},
+                           do_rescale=False, do_normalize=False)
+    records.append((f"jpeg{k}.decoded", np.asarray(im).astype(np.int32)))
+    records.append((f"jpeg{k}.clip", p(images=im, return_tensors="np")["pixel_values"][0].astype(np.int32)))
 for k, (img, spec, out) in enumerate(cases):
     out = np.asarray(out)
     assert np.all(out == np.round(out)) and out.min() >= 0 and out.max() <= 255
     records.append((f"case{k}.input", img.astype(np.int32)))
     records.append((f"case{k}.spec", np.array(spec, dtype=np.int32)))
     records.append((f"case{k}.output", out.astype(np.int32)))
-path = os.path.join(os.path.dirname(__file__), "..", "golden", "image_processor.bin")
+path = os.path.join(golden_dir, "image_processor.bin")
 write_golden(path, records)
 print(f"wrote {len(cases)} cases to {os.path.normpath(path)}")

@@ -17,6 +17,7 @@
 
 #include "core/base/error.h"
 #include "core/data/image_preprocess.h"
+#include "core/data/imagefolder.h"
 #include "tests/golden_io.h"
 
 static void test_against_pillow_and_transformers(void **state) {
@@ -66,6 +67,49 @@ static void test_against_pillow_and_transformers(void **state) {
     assert_int_equal(worst, 0);
 }
 
+/* JPEG files Pillow wrote: libjpeg's decoding here equals Pillow's, byte for byte, and the
+ * file through CLIP's processor equals transformers' bytes. */
+static void test_jpeg_files(void **state) {
+    (void)state;
+    Golden g;
+    char path[600];
+    snprintf(path, sizeof path, "%s/image_processor.bin", LORASC_GOLDEN_DIR);
+    if (golden_load(&g, path) != 0) fail_msg("%s", g.error);
+    for (int k = 0; k < 2; k++) {
+        char name[64], file[600];
+        snprintf(file, sizeof file, "%s/jpeg%d.jpg", LORASC_GOLDEN_DIR, k);
+        uint8_t *px;
+        int h, w;
+        if (imagefolder_decode(file, 3, &px, &h, &w) != LSC_OK) fail_msg("%s", error_last());
+        snprintf(name, sizeof name, "jpeg%d.decoded", k);
+        const int32_t *want = golden_i32(&g, name, GOLDEN_SHAPE(h, w, 3));
+        if (!want) fail_msg("%s", g.error);
+        int diff = 0;
+        for (int c = 0; c < 3; c++)
+            for (int i = 0; i < h * w; i++) {
+                const int d = abs((int)px[(size_t)c * h * w + i] - want[(size_t)i * 3 + c]);
+                if (d > diff) diff = d;
+            }
+        uint8_t out[3 * 16 * 16];
+        const ImagePreprocess clip = {.resample = RESAMPLE_PIL_BICUBIC, .shortest_edge = 16, .crop = 16,
+                                      .crop_floor = 1};
+        assert_int_equal(imagefolder_read(file, 3, &clip, out), LSC_OK);
+        snprintf(name, sizeof name, "jpeg%d.clip", k);
+        const int32_t *want_clip = golden_i32(&g, name, GOLDEN_SHAPE(3, 16, 16));
+        if (!want_clip) fail_msg("%s", g.error);
+        int diff_clip = 0;
+        for (int i = 0; i < 3 * 16 * 16; i++) {
+            const int d = abs((int)out[i] - want_clip[i]);
+            if (d > diff_clip) diff_clip = d;
+        }
+        printf("  jpeg%d (%dx%d): decoded max |difference| %d, through CLIP's processor %d\n", k, w, h, diff, diff_clip);
+        assert_int_equal(diff, 0);
+        assert_int_equal(diff_clip, 0);
+        free(px);
+    }
+    golden_free(&g);
+}
+
 /* torchvision's CenterCrop rounds the offset (Python's round, half to even); transformers'
  * floors it: a 4-wide crop of a 7-wide row starts at 2 (round(1.5)) or 1. */
 static void test_crop_offsets(void **state) {
@@ -99,6 +143,7 @@ static void test_check(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_against_pillow_and_transformers),
+        cmocka_unit_test(test_jpeg_files),
         cmocka_unit_test(test_crop_offsets),
         cmocka_unit_test(test_check),
     };
