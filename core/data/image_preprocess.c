@@ -112,6 +112,7 @@ int image_resize_pil(uint8_t *dst, int oh, int ow, const uint8_t *src, int C, in
     int32_t *kx = NULL, *ky = NULL;
     int nx, ny;
     uint8_t *tmp = malloc((size_t)C * h * ow);
+    int32_t *acc = malloc(sizeof(int32_t) * (size_t)ow);
     int rc = tmp ? pil_coeffs(w, ow, resample, &bx, &kx, &nx)
                  : error_set("Out of memory resizing a %dx%d image.", w, h);
     if (rc == LSC_OK) rc = pil_coeffs(h, oh, resample, &by, &ky, &ny);
@@ -127,19 +128,20 @@ int image_resize_pil(uint8_t *dst, int oh, int ow, const uint8_t *src, int C, in
                     tmp[((size_t)c * h + y) * ow + x] = pil_clip8(ss);
                 }
             }
-        /* vertical pass */
-        for (int c = 0; c < C; c++)
+        /* vertical pass: whole rows at a time (integer sums: any order gives Pillow's) */
+        for (int c = 0; c < C && acc; c++)
             for (int y = 0; y < oh; y++) {
                 const int32_t *k = ky + (size_t)y * ny;
-                for (int x = 0; x < ow; x++) {
-                    int32_t ss = 1 << (PIL_PRECISION_BITS - 1);
-                    for (int i = 0; i < by[2 * y + 1]; i++)
-                        ss += tmp[((size_t)c * h + by[2 * y] + i) * ow + x] * k[i];
-                    dst[((size_t)c * oh + y) * ow + x] = pil_clip8(ss);
+                for (int x = 0; x < ow; x++) acc[x] = 1 << (PIL_PRECISION_BITS - 1);
+                for (int i = 0; i < by[2 * y + 1]; i++) {
+                    const uint8_t *row = tmp + ((size_t)c * h + by[2 * y] + i) * ow;
+                    for (int x = 0; x < ow; x++) acc[x] += row[x] * k[i];
                 }
+                for (int x = 0; x < ow; x++) dst[((size_t)c * oh + y) * ow + x] = pil_clip8(acc[x]);
             }
+        if (!acc) rc = error_set("Out of memory resizing a %dx%d image.", w, h);
     }
-    free(tmp), free(bx), free(by), free(kx), free(ky);
+    free(tmp), free(acc), free(bx), free(by), free(kx), free(ky);
     return rc;
 }
 
