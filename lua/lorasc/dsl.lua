@@ -139,7 +139,7 @@ function M.new_registry()
         if t[k] ~= nil and type(t[k]) ~= "string" then fail(string.format("%s: figure '%s': %s must be a string, got %s", canon.key_loc(loc, k), name, k, canon.show(t[k]))) end
       end
       for _, k in ipairs { "y", "select" } do
-        if t[k] ~= nil and (type(t[k]) ~= "string" or not t[k]:match("^%w+%.[%w_.]+$")) then
+        if t[k] ~= nil and (type(t[k]) ~= "string" or not t[k]:match("^%w+%.[%w_.%-]+$")) then
           fail(string.format("%s: figure '%s': %s must look like \"%s\", got %s", canon.key_loc(loc, k), name, k, k == "y" and "test.score" or "val.score", canon.show(t[k])))
         end
       end
@@ -372,7 +372,7 @@ function M.expand_experiment(e)
   if s.model == nil then fail(loc .. ": experiment '" .. e.name .. "' needs model = llama { ... } or vit { ... }") end
   if s.method == nil then fail(loc .. ": experiment '" .. e.name .. "' needs method = lora { ... } (or a list of methods)") end
   local select = s.select or "val.score"
-  if type(select) ~= "string" or not select:match("^%w+%.[%w_.]+$") then fail(loc .. ": select must look like \"val.score\"") end
+  if type(select) ~= "string" or not select:match("^%w+%.[%w_.%-]+$") then fail(loc .. ": select must look like \"val.score\"") end
   local split_c, eval = fam.canon_split_eval(s.split or {}, s.eval or {}, loc, tasks)
   -- validation curves (train.lua): in the config only when set, so runs without keep their hashes
   if s.eval and s.eval.every ~= nil then

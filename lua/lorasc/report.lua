@@ -20,12 +20,12 @@ local M = {}
 
 M.BOOTSTRAP = { resamples = 2000, seed = 1, level = 0.95 }
 
-local function split_metric(s) return s:match("^(%w+)%.([%w_.]+)$") end
+local function split_metric(s) return s:match("^(%w+)%.([%w_.%-]+)$") end -- names may hold "-" (test.shift.imagenet-r)
 
 -- Metrics that `scale` does not apply to: losses, counts, flags (a score is an accuracy, F1,
 -- EM, a majority baseline or a corruption accuracy).
 function M.is_score(metric)
-  local last = metric:match("([%w_]+)$") or metric
+  local last = metric:match("([^.]+)$") or metric
   return not (metric:find("loss", 1, true) or last == "n" or last == "subset")
 end
 local function lower_better(metric) return metric:find("loss", 1, true) ~= nil end

@@ -123,6 +123,9 @@ done
   fail "a 1-class shift set scored over its one logit must have loss 0"
 [ "$(q r/mini.db "SELECT count(*) FROM evals WHERE split='test' AND metric='score'")" = 1 ] ||
   fail "mini: $(cat mini.log)"
+# its report: metric names with "-" (test.shift.imagenet-r), scaled as scores
+"$LORASC" report mini.lua --db r/mini.db > mini_report.txt 2>&1 || fail "mini report: $(cat mini_report.txt)"
+grep -q "| lora | .* | 100.00 ± — (1) |" mini_report.txt || fail "mini report: $(cat mini_report.txt)"
 
 # 5. CLIP's zero-shot head (tools/clip_zeroshot_head.py, tests/golden/clip_zeroshot from
 # tests/reference/make_zeroshot_golden.py): a run whose one step has lr 1e-12 (no prediction can
