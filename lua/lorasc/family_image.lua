@@ -7,7 +7,6 @@
 -- engine and the evaluation (clean, then ImageNet-C's protocol, then each distribution
 -- shift: the UCI digits for MNIST, shift folders such as ImageNet-R for a folder task).
 local sys = require "lorasc.core.sys"
-local fs = require "lorasc.core.fs"
 local vit_mod = require "lorasc.core.vit"
 local images = require "lorasc.core.images"
 local canon = require "lorasc.canon"
@@ -15,6 +14,7 @@ local train = require "lorasc.train"
 local text = require "lorasc.family_text"
 local cache = require "lorasc.cache"
 local provenance = require "lorasc.provenance"
+local folders = require "lorasc.image_folders"
 
 local fail, num, int, pos, nonneg = canon.fail, canon.num, canon.int, canon.pos, canon.nonneg
 
@@ -35,21 +35,9 @@ local FOLDER = { mnist = "mnist", ["mnist-t10k"] = "mnist", ["fashion-mnist"] = 
 -- Distribution shifts (eval.shift): the real-data sets a task's model is also evaluated on,
 -- and the datasets whose classes they share (the UCI digits: the ten digits, as MNIST's).
 local SHIFTS = { digits = { mnist = true, ["mnist-t10k"] = true } }
--- "folder:<path>": an image folder under the data directory (or an absolute path) holding
--- train/<class>/ and val/<class>/ (or test/<class>/, or ImageNet's val/ + LOC_val_solution.csv);
--- every class of train/, decoded at the model's image size and channels.
-local function folder_root(path)
-  return path:sub(1, 1) == "/" and path or sys.datadir_path(path)
-end
-local function parse_folder(task)
-  local path = task:match("^folder:(.+)$")
-  if not path then return nil end
-  return { dataset = "folder", path = path, root = folder_root(path) }
-end
-
 function F.parse(task)
   if type(task) ~= "string" then return nil end
-  local folder = parse_folder(task)
+  local folder = folders.parse(task)
   if folder then return folder end
   local name, spec = task:match("^([%w%-]+):(.+)$")
   if not name then name = task end
@@ -111,30 +99,8 @@ function F.check_task(task, loc)
   fail(string.format("%s: task '%s' needs the MNIST IDX files (train/t10k images and labels), not found at %s: get them with `lorasc data fetch mnist` or copy them into $LORASC_DATA/%s/ (LORASC_DATA is the data directory, default data/)", loc, task, tried, name))
 end
 
--- The metric a shift set's accuracy is stored under: test.shift.<key>, the key a folder's last
--- path component ("folder:imagenet-r" -> imagenet-r).
-function F.shift_key(name)
-  local f = parse_folder(name)
-  return f and (f.path:gsub("/+$", ""):match("([^/]+)$") or f.path) or name
-end
-
--- eval.shift = { "folder:imagenet-r" } for folder tasks: class folders (ImageNet-V2 / -Sketch /
--- -R / -A as they ship), their classes matched to the task's by name.
-local function canon_shift_folder(name, at, tasks)
-  local f = parse_folder(name)
-  for _, task in ipairs(tasks or {}) do
-    local t = F.parse(task)
-    if t and t.dataset ~= "folder" then
-      fail(string.format("%s: eval.shift '%s' is a folder of named classes, matched to a folder task's by name; task '%s' is not a folder task", at, name, task))
-    end
-  end
-  if not sys.exists(f.root) then
-    fail(string.format("%s: eval.shift '%s': no folder at %s (class folders of PNG or JPEG images; a relative path is under the data directory $LORASC_DATA)", at, name, f.root))
-  end
-end
-
 -- eval.shift = { "digits" }: each name a shift set of SHIFTS whose classes every task's
--- dataset shares, or a folder (canon_shift_folder); nil or {} for none (left out of the
+-- dataset shares, or a folder (image_folders.check_shift); nil or {} for none (left out of the
 -- config, so older runs keep their hashes).
 local function canon_shift(shift, loc, tasks)
   if shift == nil then return nil end
@@ -144,9 +110,9 @@ local function canon_shift(shift, loc, tasks)
   local names = canon.sorted_keys(SHIFTS)
   local out, seen, keys = {}, {}, {}
   for _, name in ipairs(shift) do
-    if type(name) == "string" and parse_folder(name) then
-      canon_shift_folder(name, at, tasks)
-      local key = F.shift_key(name)
+    if folders.parse(name) then
+      folders.check_shift(name, at, tasks)
+      local key = folders.shift_key(name)
       if keys[key] and keys[key] ~= name then
         fail(string.format("%s: eval.shift '%s' and '%s' would both be stored as test.shift.%s; rename one folder", at, keys[key], name, key))
       end
@@ -183,21 +149,6 @@ function F.canon_split_eval(split, ev, loc, tasks)
            max_train = int(split.max_train or 0, "split.max_train", loc, nonneg, "must be >= 0"),
            max_val = int(split.max_val or 0, "split.max_val", loc, nonneg, "must be >= 0"),
            max_test = int(split.max_test or 0, "split.max_test", loc, nonneg, "must be >= 0") }, eval
-end
-
--- How a colour checkpoint's images are prepared (vit.hf_processor: its image processor) for a
--- model of image size S: the processor's resize and centre crop, scaled by S / its output
--- side when the model sees another size; crop offsets floored as transformers does.
-local function processor_at(pre, S)
-  local side = pre.crop > 0 and pre.crop or pre.height
-  local function scaled(n) return n > 0 and math.floor(n * S / side + 0.5) or nil end
-  local p = { mean = pre.mean, std = pre.std, resample = pre.resample, crop = S }
-  if pre.crop > 0 then
-    p.shortest_edge, p.height, p.width, p.crop_floor = scaled(pre.shortest_edge), scaled(pre.height), scaled(pre.width), true
-  else
-    p.height, p.width = S, S
-  end
-  return p
 end
 
 -- Configs of Hugging Face checkpoints in colour whose vit{} did not say channels (folded to
@@ -245,7 +196,7 @@ local function canon_hf(s, mloc)
   if channels == 3 then -- the checkpoint's image processor, in the config: it decides the images
     local ok, pre = pcall(vit_mod.hf_processor, dir)
     if not ok then fail(mloc .. ": " .. canon.sentence(pre)) end
-    out.processor = processor_at(pre, size)
+    out.processor = folders.processor_at(pre, size)
   end
   if s.channels == nil and c.channels == 3 then colour_unsaid[out] = true end
   if s.head ~= nil then -- every run's head starts from this file instead of a random one
@@ -286,7 +237,7 @@ function F.canon_model(m)
   if s.head ~= nil then fail(mloc .. ": head = \"file\" starts a Hugging Face checkpoint's head (vit{ hf = ..., head = ... }); lorasc's own ViTs start theirs at random") end
   if not s.pretrain then fail(mloc .. ": vit{} needs checkpoint = \"path\" or pretrain = { task = \"fashion-mnist:0-4\", steps = ... }") end
   -- pretrained on a folder task: its images at any size, grey or RGB; MNIST's are 28x28 grey
-  local on_folder = type(s.pretrain.task) == "string" and parse_folder(s.pretrain.task) ~= nil
+  local on_folder = folders.parse(s.pretrain.task) ~= nil
   local size = int(s.image_size or 28, "image_size", mloc, pos, "must be > 0")
   local patch = int(s.patch_size or 7, "patch_size", mloc, pos, "must be > 0")
   if size % patch ~= 0 then fail(string.format("%s: image_size %d is not a multiple of patch_size %d", mloc, size, patch)) end
@@ -334,30 +285,14 @@ end
 -- Base models and image sets are cached in the process: loaded once per sweep.
 local bases, sets, shifts = {}, {}, {}
 
--- How a model takes a folder's images: { channels, size, mean, std, preprocess } (mean/std
--- nil: the data's own statistics; preprocess: images.load_folder's, the checkpoint's
--- processor or lorasc's default at the size). MNIST's images are what their files hold.
-local function geometry(mc)
-  local p, size = mc.processor, mc.image_size or 28
-  local pre = size
-  if p then
-    pre = { size = size, resample = p.resample, shortest_edge = p.shortest_edge or 0,
-            height = p.height, width = p.width, crop_floor = p.crop_floor }
-  end
-  return { channels = mc.channels or 1, size = size, mean = p and p.mean, std = p and p.std, preprocess = pre }
-end
-local function geometry_key(g)
-  return require("lorasc.json").encode(g)
-end
-
 -- A shift set (core/data/digits.h for "digits"; a folder at the model's geometry), loaded
 -- once per process.
 local function get_shift(name, mc)
-  local f, key = parse_folder(name), name
-  if f then key = name .. "|" .. geometry_key(geometry(mc)) end
+  local f, key = folders.parse(name), name
+  if f then key = name .. "|" .. folders.geometry_key(folders.geometry(mc)) end
   if not shifts[key] then
     if f then
-      local g = geometry(mc)
+      local g = folders.geometry(mc)
       shifts[key] = images.shift_folder(f.root, g.channels, g.preprocess)
     else
       shifts[key] = images.shift(name)
@@ -371,10 +306,10 @@ local function get_images(task, split, mc)
   local t = assert(F.parse(task))
   local opts = { val = split.val, max_train = split.max_train, max_val = split.max_val, max_test = split.max_test }
   local key = table.concat({ task, split.val, split.max_train or 0, split.max_val or 0, split.max_test or 0 }, "|")
-  if t.dataset == "folder" then key = key .. "|" .. geometry_key(geometry(mc)) end
+  if t.dataset == "folder" then key = key .. "|" .. folders.geometry_key(folders.geometry(mc)) end
   if not sets[key] then
     if t.dataset == "folder" then
-      local g = geometry(mc)
+      local g = folders.geometry(mc)
       opts.mean, opts.std = g.mean, g.std
       sets[key] = images.load_folder(t.root, g.channels, g.preprocess, opts)
     else
@@ -382,18 +317,6 @@ local function get_images(task, split, mc)
     end
   end
   return sets[key]
-end
-
--- The number of classes of a task (a folder task's: its train/ sub-folders).
-local function class_count(task)
-  local t = assert(F.parse(task))
-  if t.dataset ~= "folder" then return #t.classes end
-  local n = 0
-  for _, name in ipairs(fs.list(t.root .. "/train") or {}) do
-    local st = name:sub(1, 1) ~= "." and fs.stat(t.root .. "/train/" .. name)
-    if st and st.dir then n = n + 1 end
-  end
-  return math.max(n, 2)
 end
 
 local function pretrain(mc, path, report, beat)
@@ -453,7 +376,7 @@ function F.inputs(run)
   local t = F.parse(run.config.task)
   for _, f in ipairs(idx_files(t.dataset, t.root)) do list[#list + 1] = { path = f, kind = "data" } end
   for _, name in ipairs(run.config.eval.shift or {}) do
-    local f = parse_folder(name)
+    local f = folders.parse(name)
     list[#list + 1] = { path = f and f.root or sys.datadir_path(name .. "/" .. name .. ".csv.gz"), kind = "data" }
   end
   return model_inputs(run.config.model, list)
@@ -477,7 +400,8 @@ function F.base(run, cache_dir, report)
   local m, path
   if mc.hf then -- a Hugging Face ViT / CLIP directory; the head is sized for this run's task
     report(string.format("loading the Hugging Face ViT in %s", mc.hf))
-    m = vit_mod.load_hf(mc.hf, { n_classes = class_count(run.config.task), channels = mc.channels, image_size = mc.image_size or 28 })
+    local t = assert(F.parse(run.config.task))
+    m = vit_mod.load_hf(mc.hf, { n_classes = t.dataset == "folder" and folders.class_count(t.root) or #t.classes, channels = mc.channels, image_size = mc.image_size or 28 })
   elseif mc.checkpoint then
     if not sys.exists(mc.checkpoint) then error(string.format("ViT checkpoint '%s' not found", mc.checkpoint), 0) end
     m = vit_mod.load(mc.checkpoint)
@@ -594,7 +518,7 @@ function F.evaluate(store, run, run_id, m, ctx)
   -- is scored over their logits (ImageNet-R's and -A's protocol)
   for _, name in ipairs(c.eval.shift or {}) do
     local acc, loss, n = d:evaluate_shift(m, get_shift(name, c.model), c.eval.batch)
-    local key = "shift." .. F.shift_key(name)
+    local key = "shift." .. folders.shift_key(name)
     store:eval(run_id, "test", key, acc)
     store:eval(run_id, "test", key .. ".loss", loss)
     store:eval(run_id, "test", key .. ".n", n)
