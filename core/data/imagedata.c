@@ -244,20 +244,6 @@ void imagedata_free(ImageSet *s) {
     memset(s, 0, sizeof *s);
 }
 
-/* Images idx[0..n) of a streamed set decoded into out[n, C, H, W], in parallel; on a failure
- * the first failing image is decoded again on this thread, for its sentence. */
-static int decode_images(const ImageSet *s, const int *idx, int n, uint8_t *out) {
-    const size_t img = (size_t)s->channels * s->height * s->width;
-    int failed = n;
-#pragma omp parallel for schedule(dynamic) reduction(min : failed)
-    for (int i = 0; i < n; i++)
-        if (imagefolder_read(s->files[idx[i]], s->channels, &s->preprocess, out + (size_t)i * img) != LSC_OK &&
-            i < failed)
-            failed = i;
-    if (failed == n) return LSC_OK;
-    return imagefolder_read(s->files[idx[failed]], s->channels, &s->preprocess, out + (size_t)failed * img);
-}
-
 /* Streamed sets are decoded this many images at a time (for the statistics). */
 enum { STREAM_CHUNK = 256 };
 
@@ -265,15 +251,13 @@ int imagedata_stats(const ImageSet *s, float *mean, float *std) {
     const size_t hw = (size_t)s->height * s->width, img = hw * (size_t)s->channels;
     double sum[4] = {0}, sq[4] = {0};
     uint8_t *chunk = s->files ? malloc(img * STREAM_CHUNK) : NULL;
-    int idx[STREAM_CHUNK];
     if (s->files && !chunk) return error_set("Out of memory decoding %s.", s->name);
     /* image by image, channel by channel, pixel by pixel: the same order for both kinds */
     for (int start = 0; start < s->n; start += STREAM_CHUNK) {
         const int b = s->n - start < STREAM_CHUNK ? s->n - start : STREAM_CHUNK;
         const uint8_t *base = s->pixels + (size_t)start * img;
         if (s->files) {
-            for (int i = 0; i < b; i++) idx[i] = start + i;
-            if (decode_images(s, idx, b, chunk) != LSC_OK) {
+            if (imagefolder_read_many(s->files + start, NULL, b, s->channels, &s->preprocess, chunk) != LSC_OK) {
                 free(chunk);
                 return LSC_ERR;
             }
@@ -308,7 +292,7 @@ int imagedata_batch(const ImageSet *s, Real *out, int32_t *labels, const int *in
         for (int b = 0; b < B; b++) LSC_ASSERT(indices[b] >= 0 && indices[b] < s->n);
         decoded = malloc((size_t)C * hw * (size_t)(B > 0 ? B : 1));
         if (!decoded) return error_set("Out of memory decoding a batch of %d images of %s.", B, s->name);
-        if (decode_images(s, indices, B, decoded) != LSC_OK) {
+        if (imagefolder_read_many(s->files, indices, B, s->channels, &s->preprocess, decoded) != LSC_OK) {
             free(decoded);
             return LSC_ERR;
         }

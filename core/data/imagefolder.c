@@ -210,6 +210,20 @@ int imagefolder_read(const char *path, int channels, const ImagePreprocess *pp, 
     return rc;
 }
 
+int imagefolder_read_many(char *const *paths, const int *idx, int n, int channels,
+                          const ImagePreprocess *pp, uint8_t *out) {
+    const size_t per = (size_t)channels * pp->crop * pp->crop;
+    int failed = n;
+#pragma omp parallel for schedule(dynamic) reduction(min : failed)
+    for (int i = 0; i < n; i++)
+        if (imagefolder_read(paths[idx ? idx[i] : i], channels, pp, out + (size_t)i * per) != LSC_OK &&
+            i < failed)
+            failed = i;
+    if (failed == n) return LSC_OK;
+    /* the first failing image again, on this thread: its sentence (the error is per thread) */
+    return imagefolder_read(paths[idx ? idx[failed] : failed], channels, pp, out + (size_t)failed * per);
+}
+
 size_t imagefolder_memory_budget(void) {
     const char *env = getenv("LORASC_IMAGE_MEMORY_MB");
     char *end;
@@ -264,14 +278,7 @@ static int materialise(ImageSet *s, Listing *l, int channels, const ImagePreproc
     s->pixels = malloc(per * (size_t)(l->n > 0 ? l->n : 1));
     l->labels = NULL;
     if (!s->pixels) return error_set("Out of memory holding %d images of %dx%d.", l->n, size, size);
-    int failed = l->n;
-#pragma omp parallel for schedule(dynamic) reduction(min : failed)
-    for (int i = 0; i < l->n; i++)
-        if (imagefolder_read(l->paths[i], channels, pp, s->pixels + (size_t)i * per) != LSC_OK && i < failed)
-            failed = i;
-    /* the first failing image again, on this thread: its sentence */
-    return failed == l->n ? LSC_OK
-                          : imagefolder_read(l->paths[failed], channels, pp, s->pixels + (size_t)failed * per);
+    return imagefolder_read_many(l->paths, NULL, l->n, channels, pp, s->pixels);
 }
 
 static int check_geometry(int channels, const ImagePreprocess *pp) {
@@ -280,13 +287,17 @@ static int check_geometry(int channels, const ImagePreprocess *pp) {
     return image_preprocess_check(pp);
 }
 
-/* s's name (root's last component) and geometry once every image is in */
-static void finish_set(ImageSet *s, const char *root, int channels, int size, int n_classes) {
+void imagefolder_name(char *out, size_t cap, const char *root) {
     size_t len = strlen(root);
     while (len > 1 && root[len - 1] == '/') len--;
     const char *base = root + len;
     while (base > root && base[-1] != '/') base--;
-    snprintf(s->name, sizeof s->name, "%.*s", (int)(root + len - base), base);
+    snprintf(out, cap, "%.*s", (int)(root + len - base), base);
+}
+
+/* s's name (root's last component) and geometry once every image is in */
+static void finish_set(ImageSet *s, const char *root, int channels, int size, int n_classes) {
+    imagefolder_name(s->name, sizeof s->name, root);
     s->channels = channels, s->height = s->width = size, s->n_classes = n_classes;
 }
 
@@ -337,6 +348,17 @@ int imagefolder_load(ImageSet *s, ImageFolderClasses *classes, const char *root,
     return LSC_OK;
 }
 
+int imagefolder_class_index(const ImageFolderClasses *classes, const char *name) {
+    int lo = 0, hi = classes->n - 1;
+    while (lo <= hi) { /* the names are in byte order (strcmp's): a binary search */
+        const int mid = (lo + hi) / 2, cmp = strcmp(classes->names[mid], name);
+        if (cmp == 0) return mid;
+        if (cmp < 0) lo = mid + 1;
+        else hi = mid - 1;
+    }
+    return -1;
+}
+
 int imagefolder_has_classes(const char *root) {
     char **names = NULL;
     int n = 0;
@@ -347,8 +369,8 @@ int imagefolder_has_classes(const char *root) {
 
 /* ---- ImageNet's validation layout: flat images and LOC_val_solution.csv ---- */
 
-/* The label of the first WordNet id of a solution row ("n01751748 x0 y0 x1 y1 n0..."), by
- * binary search of the (sorted) class names; -1 when it is not one of them. */
+/* The label of the first WordNet id of a solution row ("n01751748 x0 y0 x1 y1 n0..."); -1
+ * when it is not one of the classes. */
 static int32_t wnid_label(const char *prediction, const ImageFolderClasses *classes) {
     char wnid[64];
     int len = 0;
@@ -357,14 +379,7 @@ static int32_t wnid_label(const char *prediction, const ImageFolderClasses *clas
         len++;
     }
     wnid[len] = 0;
-    int lo = 0, hi = classes->n - 1;
-    while (lo <= hi) {
-        const int mid = (lo + hi) / 2, cmp = strcmp(classes->names[mid], wnid);
-        if (cmp == 0) return mid;
-        if (cmp < 0) lo = mid + 1;
-        else hi = mid - 1;
-    }
-    return -1;
+    return imagefolder_class_index(classes, wnid);
 }
 
 /* images/<ImageId>.JPEG (or .png, .jpg, .jpeg) for a solution row's ImageId */

@@ -20,7 +20,7 @@
 
 typedef struct ImageFolderClasses {
     int n;          /* classes (the sub-folders) */
-    char **names;   /* [n] their names, in label order */
+    char **names;   /* [n] their names, in label order: byte order (strcmp's) */
 } ImageFolderClasses;
 
 /* Loads every image under root/<class>/ into s (channels 1 or 3, pp->crop square; name = root's
@@ -31,6 +31,12 @@ typedef struct ImageFolderClasses {
 int imagefolder_load(ImageSet *s, ImageFolderClasses *classes, const char *root, int channels,
                      const ImagePreprocess *pp);
 void imagefolder_classes_free(ImageFolderClasses *c);
+
+/* A folder's name: root's last path component, trailing slashes ignored. */
+void imagefolder_name(char *out, size_t cap, const char *root);
+
+/* The label of class `name` (its position in classes, found by binary search), or -1. */
+int imagefolder_class_index(const ImageFolderClasses *classes, const char *name);
 
 /* 1 when root holds at least one sub-folder (the class-folder layout), else 0. */
 int imagefolder_has_classes(const char *root);
@@ -52,6 +58,10 @@ size_t imagefolder_memory_budget(void);
 /* One image file as a set holds it: decoded, resized and centre-cropped into
  * out[channels, pp->crop, pp->crop]. */
 int imagefolder_read(const char *path, int channels, const ImagePreprocess *pp, uint8_t *out);
+/* paths[idx[i]] (idx NULL: paths[i]) for i in 0..n into out[n, channels, pp->crop, pp->crop],
+ * in parallel (OpenMP); on a failure, the sentence of the first image that fails. */
+int imagefolder_read_many(char *const *paths, const int *idx, int n, int channels,
+                          const ImagePreprocess *pp, uint8_t *out);
 
 /* One image file decoded to channels (1 or 3) x h x w uint8 (malloc'd, *h, *w set): PNG or
  * JPEG by content, not by name. LSC_ERR with a sentence naming the file otherwise. */

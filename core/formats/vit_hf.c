@@ -475,9 +475,9 @@ int vit_head_read(const char *path, int K, int D, Real *head) {
                        K, D, K, D);
     else if (b && (b->ndim != 1 || b->shape[0] != K))
         rc = error_set("%s: the head's bias must be [%d] (one per class)", path, K);
-    if (rc == LSC_OK) rc = safetensors_read(&st, w, head);
-    if (rc == LSC_OK && b) rc = safetensors_read(&st, b, head + (size_t)K * D);
-    else if (rc == LSC_OK) memset(head + (size_t)K * D, 0, sizeof(Real) * (size_t)K);
+    if (rc == LSC_OK && head) rc = safetensors_read(&st, w, head);
+    if (rc == LSC_OK && head && b) rc = safetensors_read(&st, b, head + (size_t)K * D);
+    else if (rc == LSC_OK && head) memset(head + (size_t)K * D, 0, sizeof(Real) * (size_t)K);
     safetensors_close(&st);
     return rc;
 }

@@ -86,7 +86,8 @@ void vit_hf_interpolate_positions(Real *out, int g, const Real *pos, int G, int 
 /* A classification head from a safetensors file (e.g. a CLIP zero-shot head made by
  * tools/clip_zeroshot_head.py): "weight" [K, D] and optionally "bias" [K] (zero without it),
  * F32 / F16 / BF16, into head[K*D + K]. LSC_ERR with a sentence naming the file when a tensor
- * is missing or its shape is not the model's and task's (K classes, D = the model's width). */
+ * is missing or its shape is not the model's and task's (K classes, D = the model's width).
+ * head NULL: the checks only (nothing is read). */
 int vit_head_read(const char *path, int K, int D, Real *head);
 
 /* What an HF export writes beside the weights. */

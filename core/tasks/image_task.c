@@ -151,16 +151,11 @@ static int match_classes(ImageSet *test, const ImageFolderClasses *test_names,
     int32_t *to_train = malloc(sizeof(int32_t) * (size_t)test_names->n);
     if (!to_train) return error_set("out of memory matching the classes of %s", test_root);
     int rc = LSC_OK;
-    for (int c = 0, j = 0; c < test_names->n && rc == LSC_OK; c++) {
-        /* both lists are in byte order: one merge pass */
-        while (j < train_names->n && strcmp(train_names->names[j], test_names->names[c]) < 0) j++;
-        if (j < train_names->n && strcmp(train_names->names[j], test_names->names[c]) == 0)
-            to_train[c] = j;
-        else
+    for (int c = 0; c < test_names->n && rc == LSC_OK; c++)
+        if ((to_train[c] = imagefolder_class_index(train_names, test_names->names[c])) < 0)
             rc = error_set("%s has a class folder %s that %s does not have; the test images' "
                            "classes must be among the training images'", test_root,
                            test_names->names[c], train_root);
-    }
     for (int i = 0; i < test->n && rc == LSC_OK; i++) test->labels[i] = to_train[test->labels[i]];
     if (rc == LSC_OK) test->n_classes = train_names->n;
     free(to_train);
@@ -208,8 +203,9 @@ int image_task_load_folder(ImageTask *t, const char *root, int channels,
         imagefolder_classes_free(&names);
         return LSC_ERR;
     }
-    const char *base = strrchr(root, '/');
-    const int rc = image_task_build(t, base && base[1] ? base + 1 : root, &train, &test, NULL, 0, opt);
+    char name[128];
+    imagefolder_name(name, sizeof name, root);
+    const int rc = image_task_build(t, name, &train, &test, NULL, 0, opt);
     if (rc == LSC_OK) t->class_names = names;
     else imagefolder_classes_free(&names);
     return rc;
@@ -371,9 +367,9 @@ static int numbered_classes(const ImageTask *t, const ImageFolderClasses *names)
         const char *s = names->names[c];
         char *end;
         const long v = strtol(s, &end, 10);
-        if (!*s || *end || s[0] == '-' || s[0] == '+' || v >= t->train.n_classes) return 0;
-        for (int j = 0; j < t->class_names.n; j++)
-            if (strcmp(s, t->class_names.names[j]) == 0) return 0;
+        if (!*s || *end || s[0] == '-' || s[0] == '+' || v >= t->train.n_classes ||
+            imagefolder_class_index(&t->class_names, s) >= 0)
+            return 0;
     }
     return names->n > 0;
 }
@@ -390,12 +386,9 @@ static int shift_labels(const ImageTask *t, const ImageSet *shift, const ImageFo
         return error_set("the shift set %s names its classes, task %s does not (only a folder "
                          "task matches classes by name)", shift->name, t->name);
     const int numbered = numbered_classes(t, names);
-    for (int c = 0; c < shift->n_classes; c++) {
-        to_task[c] = -1;
-        if (numbered) to_task[c] = image_task_label(t, (int32_t)strtol(names->names[c], NULL, 10));
-        for (int j = 0; j < t->class_names.n && !numbered; j++) /* once per class per evaluation: a scan will do */
-            if (strcmp(names->names[c], t->class_names.names[j]) == 0) to_task[c] = image_task_label(t, j);
-    }
+    for (int c = 0; c < shift->n_classes; c++)
+        to_task[c] = image_task_label(t, numbered ? (int32_t)strtol(names->names[c], NULL, 10)
+                                                  : imagefolder_class_index(&t->class_names, names->names[c]));
     return LSC_OK;
 }
 

@@ -241,7 +241,7 @@ function F.canon_model(m)
   local size = int(s.image_size or 28, "image_size", mloc, pos, "must be > 0")
   local patch = int(s.patch_size or 7, "patch_size", mloc, pos, "must be > 0")
   if size % patch ~= 0 then fail(string.format("%s: image_size %d is not a multiple of patch_size %d", mloc, size, patch)) end
-  if size ~= 28 and not on_folder then fail(mloc .. ": image_size must be 28 for MNIST and Fashion-MNIST (resizing is not implemented)") end
+  if size ~= 28 and not on_folder then fail(mloc .. ": image_size must be 28 for a ViT pretrained here on MNIST or Fashion-MNIST (their images' size); other sizes are for Hugging Face checkpoints (vit{ hf = ..., image_size = N }, the images resized) and ViTs pretrained on an image folder") end
   local dim = int(s.dim or 64, "dim", mloc, pos, "must be > 0")
   local heads = int(s.n_heads or 4, "n_heads", mloc, pos, "must be > 0")
   if dim % heads ~= 0 then fail(mloc .. ": dim must be a multiple of n_heads") end
@@ -288,11 +288,11 @@ local bases, sets, shifts = {}, {}, {}
 -- A shift set (core/data/digits.h for "digits"; a folder at the model's geometry), loaded
 -- once per process.
 local function get_shift(name, mc)
-  local f, key = folders.parse(name), name
-  if f then key = name .. "|" .. folders.geometry_key(folders.geometry(mc)) end
+  local f = folders.parse(name)
+  local g = f and folders.geometry(mc)
+  local key = f and name .. "|" .. folders.geometry_key(g) or name
   if not shifts[key] then
     if f then
-      local g = folders.geometry(mc)
       shifts[key] = images.shift_folder(f.root, g.channels, g.preprocess)
     else
       shifts[key] = images.shift(name)
@@ -306,10 +306,10 @@ local function get_images(task, split, mc)
   local t = assert(F.parse(task))
   local opts = { val = split.val, max_train = split.max_train, max_val = split.max_val, max_test = split.max_test }
   local key = table.concat({ task, split.val, split.max_train or 0, split.max_val or 0, split.max_test or 0 }, "|")
-  if t.dataset == "folder" then key = key .. "|" .. folders.geometry_key(folders.geometry(mc)) end
+  local g = t.dataset == "folder" and folders.geometry(mc)
+  if g then key = key .. "|" .. folders.geometry_key(g) end
   if not sets[key] then
-    if t.dataset == "folder" then
-      local g = folders.geometry(mc)
+    if g then
       opts.mean, opts.std = g.mean, g.std
       sets[key] = images.load_folder(t.root, g.channels, g.preprocess, opts)
     else

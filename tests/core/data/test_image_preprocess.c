@@ -20,12 +20,17 @@
 #include "core/data/imagefolder.h"
 #include "tests/golden_io.h"
 
+/* tests/golden/image_processor.bin (make_processor_golden.py) */
+static void open_golden(Golden *g) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/image_processor.bin", LORASC_GOLDEN_DIR);
+    if (golden_load(g, path) != 0) fail_msg("%s", g->error);
+}
+
 static void test_against_pillow_and_transformers(void **state) {
     (void)state;
     Golden g;
-    char path[600];
-    snprintf(path, sizeof path, "%s/image_processor.bin", LORASC_GOLDEN_DIR);
-    if (golden_load(&g, path) != 0) fail_msg("%s", g.error);
+    open_golden(&g);
     int cases = 0, worst = 0;
     for (int k = 0;; k++) {
         char name[64];
@@ -72,9 +77,7 @@ static void test_against_pillow_and_transformers(void **state) {
 static void test_jpeg_files(void **state) {
     (void)state;
     Golden g;
-    char path[600];
-    snprintf(path, sizeof path, "%s/image_processor.bin", LORASC_GOLDEN_DIR);
-    if (golden_load(&g, path) != 0) fail_msg("%s", g.error);
+    open_golden(&g);
     for (int k = 0; k < 2; k++) {
         char name[64], file[600];
         snprintf(file, sizeof file, "%s/jpeg%d.jpg", LORASC_GOLDEN_DIR, k);

@@ -400,6 +400,8 @@ static void test_head_file(void **state) {
     assert_int_equal(vit_head_read(path, 2, 3, head), LSC_OK);
     for (int i = 0; i < 6; i++) assert_true(head[i] == w[i]);
     assert_true(head[6] == 0.5f && head[7] == -1);
+    assert_int_equal(vit_head_read(path, 2, 3, NULL), LSC_OK); /* the checks only */
+    assert_int_equal(vit_head_read(path, 3, 2, NULL), LSC_ERR);
     assert_int_equal(safetensors_write(path, e, 1, ST_BF16, NULL), LSC_OK); /* no bias; bf16 */
     assert_int_equal(vit_head_read(path, 2, 3, head), LSC_OK);
     for (int i = 0; i < 6; i++) assert_true(head[i] == w[i]); /* exact in bf16 */

@@ -118,7 +118,8 @@ static void test_test_folder(void **state) {
     snprintf(test, sizeof test, "%s/zoo/test", root);
     mkdir_p(test);
     write_class(test, "dog", 2, 4, 4);
-    ImageTask t = load_ok("zoo", 3, 2, NULL);
+    ImageTask t = load_ok("zoo/", 3, 2, NULL); /* a trailing slash: the name is still zoo */
+    assert_string_equal(t.name, "zoo");
     assert_int_equal(t.n[IMAGE_TEST], 2);
     assert_int_equal(t.test.labels[0], 1);
     check_labels(&t, &t.test);
