@@ -360,13 +360,16 @@ end
 
 -- The files a run reads, for its provenance (provenance.lua): the task's images, and the
 -- base's checkpoint (a file or a Hugging Face directory) or, pretrained here, its images.
+-- An image folder (a folder task's, a shift folder) is one input: its whole tree's hash.
 local function model_inputs(mc, list)
   if mc.hf or mc.checkpoint then
     list[#list + 1] = { path = mc.hf or mc.checkpoint, kind = "checkpoint" }
     if mc.head then list[#list + 1] = { path = mc.head, kind = "checkpoint" } end
   elseif mc.pretrain then
     local t = F.parse(mc.pretrain.task)
-    for _, f in ipairs(idx_files(t.dataset, t.root)) do list[#list + 1] = { path = f, kind = "corpus" } end
+    for _, f in ipairs(idx_files(t.dataset, t.root)) do
+      list[#list + 1] = { path = f, kind = "corpus", tree = t.dataset == "folder" }
+    end
   end
   return list
 end
@@ -374,10 +377,13 @@ end
 function F.inputs(run)
   local list = {}
   local t = F.parse(run.config.task)
-  for _, f in ipairs(idx_files(t.dataset, t.root)) do list[#list + 1] = { path = f, kind = "data" } end
+  for _, f in ipairs(idx_files(t.dataset, t.root)) do
+    list[#list + 1] = { path = f, kind = "data", tree = t.dataset == "folder" }
+  end
   for _, name in ipairs(run.config.eval.shift or {}) do
     local f = folders.parse(name)
-    list[#list + 1] = { path = f and f.root or sys.datadir_path(name .. "/" .. name .. ".csv.gz"), kind = "data" }
+    list[#list + 1] = { path = f and f.root or sys.datadir_path(name .. "/" .. name .. ".csv.gz"), kind = "data",
+                        tree = f ~= nil }
   end
   return model_inputs(run.config.model, list)
 end

@@ -62,16 +62,29 @@ local function files_under(dir, out)
   return out
 end
 
--- SHA-256 of a file's contents, or of a directory's files (their paths under it and their
--- hashes, in order); nil if it does not exist.
+-- A directory as one hash: its files' paths under it and their hashes, in order
+-- ({ sha256, bytes = their total }). Taken once per directory and process: every command
+-- takes the inputs of all its runs at one moment (a sweep before its first run), and an
+-- image folder's walk is a million stat calls.
+local trees = {}
+local function tree_hash(dir)
+  if trees[dir] then return trees[dir] end
+  local lines, bytes = {}, 0
+  for _, p in ipairs(files_under(dir, {})) do
+    local h = hash(p)
+    lines[#lines + 1] = p:sub(#dir + 2) .. " " .. (h and h.sha256 or "missing")
+    bytes = bytes + (h and h.bytes or 0)
+  end
+  trees[dir] = { sha256 = sys.sha256(table.concat(lines, "\n")), bytes = bytes }
+  return trees[dir]
+end
+
+-- SHA-256 of a file's contents, or of a directory's files (tree_hash); nil if it does not
+-- exist.
 function M.path_sha256(path)
   local st = fs.stat(path)
   if not st or not st.dir then return M.file_sha256(path) end
-  local lines = {}
-  for _, p in ipairs(files_under(path, {})) do
-    lines[#lines + 1] = p:sub(#path + 2) .. " " .. (M.file_sha256(p) or "missing")
-  end
-  return sys.sha256(table.concat(lines, "\n"))
+  return tree_hash(path).sha256
 end
 
 -- How a file is named in the fingerprint: relative to the data directory when under it,
@@ -87,20 +100,24 @@ end
 -- The run's inputs now: { list = { {path, kind, sha256, bytes}, ... } sorted by kind and path,
 -- fingerprint = hex } (files that do not exist are left out: the run itself says so when it
 -- loads them). Directories (Hugging Face checkpoints, a language task's folder) stand for
--- every file under them.
+-- every file under them, one entry each; a family's `tree = true` directory (an image folder:
+-- ImageNet's 1.4 million files would be as many store rows per run) is one entry, its
+-- tree_hash, so a change inside it is named by the folder.
 function M.inputs(run)
   local fam = require("lorasc.families")[run.family] -- lazily: the families use this module
   local wanted = fam.inputs and fam.inputs(run) or {}
   local list, seen = {}, {}
-  local function add(path, kind)
+  local function add(path, kind, h)
     if seen[path] then return end
     seen[path] = true
-    local h = hash(path)
+    h = h or hash(path)
     if h then list[#list + 1] = { path = path, kind = kind, sha256 = h.sha256, bytes = h.bytes } end
   end
   for _, w in ipairs(wanted) do
     local st = w.path and fs.stat(w.path)
-    if st and st.dir then
+    if st and st.dir and w.tree then
+      add(w.path, w.kind, tree_hash(w.path))
+    elseif st and st.dir then
       for _, p in ipairs(files_under(w.path, {})) do add(p, w.kind) end
     elseif st then
       add(w.path, w.kind)

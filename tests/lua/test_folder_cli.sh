@@ -61,9 +61,35 @@ done
 # is in the config: the shorter side bicubic, the centre crop floored, CLIP's statistics
 q r/clip.db "SELECT config FROM runs LIMIT 1" | grep -qF '"processor":{"crop":8,"crop_floor":true,"mean":[0.48145467,0.4578275,0.40821072],"resample":"pil-bicubic","shortest_edge":8,"std":[0.26862955,0.2613026,0.2757771]}' ||
   fail "no CLIP processor in the config: $(q r/clip.db 'SELECT config FROM runs LIMIT 1')"
-# the task's images are inputs of the run (the folder's files, by hash)
-[ "$(q r/clip.db "SELECT count(*) FROM run_inputs WHERE run_id = 1 AND path LIKE '%/pets/%'")" = 96 ] ||
-  fail "inputs: $(q r/clip.db "SELECT count(*), kind FROM run_inputs GROUP BY kind")"
+# the task's and the shift's images are inputs of the run, each folder one row (ImageNet would
+# be 1.4 million rows per run otherwise): the hash of its files' paths under it and their
+# hashes, in the order of a walk that sorts each directory's names (computed here by Python)
+tree() {
+  python3 - "$1" <<'PY'
+import hashlib, os, sys
+def walk(d, rel, out):
+    for n in sorted(os.listdir(d), key=os.fsencode):
+        p = os.path.join(d, n)
+        if os.path.isdir(p): walk(p, rel + n + "/", out)
+        elif n != "SOURCE.txt": out.append(rel + n + " " + hashlib.sha256(open(p, "rb").read()).hexdigest())
+    return out
+print(hashlib.sha256("\n".join(walk(sys.argv[1], "", [])).encode()).hexdigest())
+PY
+}
+[ "$(q r/clip.db "SELECT count(*) FROM run_inputs WHERE run_id = 1 AND kind = 'data'")" = 2 ] ||
+  fail "inputs: $(q r/clip.db "SELECT kind, path FROM run_inputs WHERE run_id = 1")"
+for f in pets pets-sketch; do
+  [ "$(q r/clip.db "SELECT sha256 FROM run_inputs WHERE run_id = 1 AND path = '$W/data/$f'")" = "$(tree data/$f)" ] ||
+    fail "input $f: $(q r/clip.db "SELECT path, sha256 FROM run_inputs WHERE run_id = 1") vs $(tree data/$f)"
+done
+# a changed image makes the runs stale, named by its folder
+img=$(find data/pets-sketch -type f | sort | head -1)
+cp "$img" saved.img && printf x >> "$img"
+"$LORASC" status clip.lua --db r/clip.db > st.txt 2>&1
+[ "$(grep -c "stale .*data: pets-sketch changed" st.txt)" = 2 ] || fail "a changed shift image: $(cat st.txt)"
+cp saved.img "$img"
+"$LORASC" status clip.lua --db r/clip.db > st.txt 2>&1
+! grep -q stale st.txt || fail "the image restored, still stale: $(cat st.txt)"
 "$LORASC" report clip.lua --db r/clip.db > report.txt 2>&1 || fail "report: $(cat report.txt)"
 # the same runs with every set streamed from its files (a memory budget of 0): the same numbers
 LORASC_IMAGE_MEMORY_MB=0 "$LORASC" run clip.lua --db r/stream.db > stream.log 2>&1 || fail "streamed run: $(cat stream.log)"
