@@ -304,13 +304,15 @@ static int m_tostring(lua_State *L) {
     return 1;
 }
 
-/* The sampler fields of a run's config table at t: batch, data_seed, crop_pad, flip. */
-static ImageSamplerConfig sampler_config(lua_State *L, int t) {
+/* The sampler fields of a run's config table at t: batch, data_seed, crop_pad, flip; batches
+ * prefetched as image_prefetch_wanted says for the model's backend. */
+static ImageSamplerConfig sampler_config(lua_State *L, int t, const ViT *m) {
     ImageSamplerConfig c; /* one field at a time: a bad field is reported in this order */
     c.batch = (int)bind_opt_int(L, t, "batch", 32);
     c.seed = (uint64_t)bind_opt_int(L, t, "data_seed", 1);
     c.aug.crop_pad = (int)bind_opt_int(L, t, "crop_pad", 0);
     c.aug.flip = (int)bind_opt_int(L, t, "flip", 0);
+    c.prefetch = image_prefetch_wanted(m->be);
     return c;
 }
 
@@ -336,7 +338,7 @@ static int l_trainer(lua_State *L) {
     ImageTrainConfig cfg = {.total_steps = (long)bind_opt_int(L, 3, "total_steps", 100)};
     if (cfg.total_steps <= 0) return luaL_error(L, "pretraining: steps must be > 0");
     cfg.schedule = bind_schedule(L, 3);
-    const ImageSamplerConfig scfg = sampler_config(L, 3);
+    const ImageSamplerConfig scfg = sampler_config(L, 3, &m->m);
     cfg.adamw = adamw_default_config();
     cfg.adamw.grad_clip = (float)bind_opt_num(L, 3, "grad_clip", cfg.adamw.grad_clip);
     cfg.weight_decay = (float)bind_opt_num(L, 3, "weight_decay", 0.0);
@@ -398,7 +400,7 @@ static int l_finetune(lua_State *L) {
     LoraConfig lc;
     bind_finetune_config(L, 3, &cfg, &lc, ((1u << LORA_NUM_TARGETS) - 1) & ~LORA_BIT(LORA_GATE),
                          "q, k, v, o, up (fc1), down (fc2)");
-    const ImageSamplerConfig scfg = sampler_config(L, 3);
+    const ImageSamplerConfig scfg = sampler_config(L, 3, &m->m);
     ImageFinetune *f = lua_newuserdatauv(L, sizeof *f, 2);
     memset(f, 0, sizeof *f);
     luaL_setmetatable(L, BIND_VIT_FINETUNE);

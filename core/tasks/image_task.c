@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/base/background.h"
 #include "core/base/error.h"
 #include "core/base/stop.h"
 #include "core/data/image_resize.h"
@@ -290,11 +291,34 @@ static int score_kept(ViT *m, const uint8_t *keep, const int32_t *labels, int b,
     return right;
 }
 
+int image_prefetch_wanted(const Backend *be) {
+    const char *env = getenv("LORASC_IMAGE_PREFETCH");
+    if (env && (!strcmp(env, "0") || !strcmp(env, "1"))) return env[0] == '1';
+    return strcmp(be->name, "cpu") != 0;
+}
+
+/* One evaluation batch to decode: images idx[0..b) of set into x and labels. */
+typedef struct EvalBatch {
+    const ImageTask *t;
+    const ImageSet *set;
+    const int *idx;
+    int b;
+    Real *x;
+    int32_t *labels;
+} EvalBatch;
+
+static int eval_batch_make(void *p) {
+    const EvalBatch *e = p;
+    return imagedata_batch(e->set, e->x, e->labels, e->idx, e->b, e->t->mean, e->t->std, NULL, 0, 0);
+}
+
 /* The evaluation loop: images idx[0..n) of set (the task's train or test file, or a shift
  * set of the same geometry) in batches of B, labels through to_task[0..n_labels) (every idx
  * is of a task class), optionally corrupted, resized to the model's size; keep NULL: the
  * prediction over every class, else over the classes j with keep[j]; whether each image was
- * classified right (1 or 0) into per_image[0..n) when it is not NULL. */
+ * classified right (1 or 0) into per_image[0..n) when it is not NULL. A streamed set's next
+ * batch is decoded in the background while the model runs on this one where
+ * image_prefetch_wanted says so (two sets of batch buffers, used in turn). */
 static int evaluate_images(const ImageTask *t, ViT *m, const ImageSet *set, const int32_t *to_task,
                            int n_labels, const uint8_t *keep, const int *idx, int n, int B,
                            const ImageCorruption *corruption, double *accuracy, double *loss,
@@ -304,23 +328,42 @@ static int evaluate_images(const ImageTask *t, ViT *m, const ImageSet *set, cons
     const int C = t->train.channels, H = t->train.height, W = t->train.width;
     const size_t img = (size_t)C * H * W;
     const int S = m->config.image_size, resize = !same_size(t, S);
-    Real *x = malloc(sizeof(Real) * img * (size_t)B);
-    Real *y = resize ? malloc(sizeof(Real) * (size_t)C * S * S * (size_t)B) : x;
-    int32_t *labels = malloc(sizeof(int32_t) * (size_t)B), *pred = malloc(sizeof(int32_t) * (size_t)B);
-    int rc = LSC_OK;
-    if (!x || !y || !labels || !pred)
-        rc = error_set("out of memory evaluating on %s", set->name);
+    const int ahead = set->files && n > B && image_prefetch_wanted(m->be);
+    EvalBatch batch[2] = {{.t = t, .set = set}, {.t = t, .set = set}};
+    Real *resized = resize ? malloc(sizeof(Real) * (size_t)C * S * S * (size_t)B) : NULL;
+    int32_t *pred = malloc(sizeof(int32_t) * (size_t)B);
+    int rc = (resize && !resized) || !pred ? LSC_ERR : LSC_OK;
+    for (int k = 0; k < 1 + ahead && rc == LSC_OK; k++) {
+        batch[k].x = malloc(sizeof(Real) * img * (size_t)B);
+        batch[k].labels = malloc(sizeof(int32_t) * (size_t)B);
+        if (!batch[k].x || !batch[k].labels) rc = LSC_ERR;
+    }
+    if (rc != LSC_OK) rc = error_set("out of memory evaluating on %s", set->name);
+    Background worker = {0};
     long correct = 0;
     double sum_loss = 0;
-    for (int start = 0; start < n && rc == LSC_OK; start += B) {
+    for (int start = 0, cur = 0; start < n && rc == LSC_OK; start += B, cur = ahead ? 1 - cur : 0) {
         if (stop_requested()) { /* Ctrl-C or a scheduler's signal: the run is to stop now */
             rc = error_set("Stopped by signal %d while evaluating on %s (image %d of %d).",
                            stop_requested(), set->name, start, n);
             break;
         }
         const int b = n - start < B ? n - start : B;
-        if ((rc = imagedata_batch(set, x, labels, idx + start, b, t->mean, t->std, NULL, 0, 0)) != LSC_OK)
-            break;
+        EvalBatch *e = &batch[cur];
+        if (worker.live) { /* this batch, made in the background since the last one */
+            if ((rc = background_wait(&worker)) != LSC_OK) break;
+        } else {
+            e->idx = idx + start, e->b = b;
+            if ((rc = eval_batch_make(e)) != LSC_OK) break;
+        }
+        if (ahead && start + B < n) {
+            EvalBatch *next = &batch[1 - cur];
+            next->idx = idx + start + B;
+            next->b = n - start - B < B ? n - start - B : B;
+            background_start(&worker, eval_batch_make, next);
+        }
+        Real *x = e->x, *y = resize ? resized : x;
+        int32_t *labels = e->labels;
         for (int i = 0; i < b; i++)
             labels[i] = labels[i] >= 0 && labels[i] < n_labels ? to_task[labels[i]] : -1;
         for (int i = 0; i < b && corruption && rc == LSC_OK; i++)
@@ -339,8 +382,9 @@ static int evaluate_images(const ImageTask *t, ViT *m, const ImageSet *set, cons
                 per_image[start + i] = pred[i] == labels[i] ? 1.0 : 0.0;
         }
     }
-    if (y != x) free(y);
-    free(x), free(labels), free(pred);
+    background_discard(&worker); /* a batch being made when the loop stopped on an error */
+    for (int k = 0; k < 2; k++) free(batch[k].x), free(batch[k].labels);
+    free(resized), free(pred);
     if (rc != LSC_OK) return LSC_ERR;
     *accuracy = (double)correct / n;
     *loss = sum_loss / n;

@@ -93,6 +93,12 @@ typedef struct ImageCorruption {
     uint64_t seed;
 } ImageCorruption;
 
+/* Whether a streamed set's next batch is decoded on a thread of its own while backend be
+ * computes on this one (the sampler's prefetch, the evaluation loop): on a GPU yes, the host's
+ * cores being idle meanwhile; on the CPU no, its cores being the computation's (two OpenMP
+ * teams would contend for them). LORASC_IMAGE_PREFETCH=1 or 0 decides instead. */
+int image_prefetch_wanted(const Backend *be);
+
 /* Accuracy and mean loss of m on every image of a split once, in batches of B, at m's image
  * size. corruption NULL: clean images; else image i of the split gets the noise of (seed, kind,
  * severity, i) at the data's own size (before any resize), so every model sees the same

@@ -10,6 +10,18 @@
 
 /* Sampler ---------------------------------------------------------------------------------- */
 
+static int buffers_alloc(ImageBatchBuffers *b, int B, const ViTConfig *c) {
+    b->pos = malloc(sizeof(int) * (size_t)B);
+    b->images = malloc(sizeof(Real) * (size_t)B * c->channels * c->image_size * c->image_size);
+    b->labels = malloc(sizeof(int32_t) * (size_t)B);
+    return b->pos && b->images && b->labels ? LSC_OK : LSC_ERR;
+}
+
+static void buffers_free(ImageBatchBuffers *b) {
+    free(b->pos), free(b->images), free(b->labels);
+    memset(b, 0, sizeof *b);
+}
+
 int image_sampler_init(ImageSampler *s, const ImageTask *task, const ViTConfig *c,
                        const ImageSamplerConfig *cfg) {
     memset(s, 0, sizeof *s);
@@ -19,12 +31,12 @@ int image_sampler_init(ImageSampler *s, const ImageTask *task, const ViTConfig *
     const int B = cfg->batch;
     if (B <= 0) return error_set("batch must be > 0, got %d", B);
     if (image_task_check_vit(task, c) != LSC_OK) return LSC_ERR;
+    /* only a streamed set has decoding worth hiding; one held in memory is a copy */
+    s->prefetching = cfg->prefetch && task->train.files;
     s->perm = malloc(sizeof(int) * (size_t)task->n[IMAGE_TRAIN]);
-    s->pos = malloc(sizeof(int) * (size_t)B);
     s->image_size = c->image_size;
-    s->images = malloc(sizeof(Real) * (size_t)B * c->channels * c->image_size * c->image_size);
-    s->labels = malloc(sizeof(int32_t) * (size_t)B);
-    if (!s->perm || !s->pos || !s->images || !s->labels) {
+    if (!s->perm || buffers_alloc(&s->now, B, c) != LSC_OK ||
+        (s->prefetching && buffers_alloc(&s->ahead, B, c) != LSC_OK)) {
         image_sampler_free(s);
         return error_set("out of memory for batches of %d images of %s", B, task->name);
     }
@@ -32,25 +44,63 @@ int image_sampler_init(ImageSampler *s, const ImageTask *task, const ViTConfig *
 }
 
 void image_sampler_free(ImageSampler *s) {
-    free(s->perm), free(s->pos), free(s->images), free(s->labels);
+    background_discard(&s->worker);
+    free(s->perm);
+    buffers_free(&s->now), buffers_free(&s->ahead);
     memset(s, 0, sizeof *s);
 }
 
-int image_sampler_batch(ImageSampler *s, long step, VitBatch *batch) {
-    const ImageTask *t = s->task;
-    const int n = t->n[IMAGE_TRAIN], B = s->config.batch;
+/* The train-split positions of step's batch into pos (reshuffling at an epoch's start). */
+static void sampler_positions(ImageSampler *s, long step, int *pos) {
+    const int n = s->task->n[IMAGE_TRAIN], B = s->config.batch;
     for (int b = 0; b < B; b++) {
         const long p = step * B + b, e = p / n;
         if (e != s->epoch) {
             imagedata_shuffle(s->perm, n, s->config.seed, (uint64_t)e);
             s->epoch = e;
         }
-        s->pos[b] = s->perm[p % n];
+        pos[b] = s->perm[p % n];
     }
-    if (image_task_batch_sized(t, IMAGE_TRAIN, s->pos, B, s->image_size, s->images, s->labels,
-                               &s->config.aug, s->config.seed, (uint64_t)step) != LSC_OK)
-        return LSC_ERR;
-    *batch = (VitBatch){.images = s->images, .labels = s->labels, .B = B};
+}
+
+/* Makes step's batch into buffers b (positions filled in). Reads only the task and the
+ * config, so that the worker can make one while the caller computes. */
+static int batch_make(const ImageSampler *s, long step, ImageBatchBuffers *b) {
+    return image_task_batch_sized(s->task, IMAGE_TRAIN, b->pos, s->config.batch, s->image_size,
+                                  b->images, b->labels, &s->config.aug, s->config.seed,
+                                  (uint64_t)step);
+}
+
+/* The worker's job: batch ahead_step into the ahead buffers, neither touched by the caller
+ * until it has waited. */
+static int batch_make_ahead(void *p) {
+    ImageSampler *s = p;
+    return batch_make(s, s->ahead_step, &s->ahead);
+}
+
+int image_sampler_batch(ImageSampler *s, long step, VitBatch *batch) {
+    int have = 0;
+    if (s->worker.live) {
+        if (s->ahead_step == step) {
+            /* its failure is this call's (e.g. an image that stopped decoding) */
+            if (background_wait(&s->worker) != LSC_OK) return LSC_ERR;
+            const ImageBatchBuffers t = s->now;
+            s->now = s->ahead, s->ahead = t;
+            have = 1;
+        } else {
+            background_discard(&s->worker); /* another step was asked for (a resumed run) */
+        }
+    }
+    if (!have) {
+        sampler_positions(s, step, s->now.pos);
+        if (batch_make(s, step, &s->now) != LSC_OK) return LSC_ERR;
+    }
+    *batch = (VitBatch){.images = s->now.images, .labels = s->now.labels, .B = s->config.batch};
+    if (s->prefetching) {
+        s->ahead_step = step + 1;
+        sampler_positions(s, step + 1, s->ahead.pos);
+        background_start(&s->worker, batch_make_ahead, s);
+    }
     return LSC_OK;
 }
 

@@ -6,6 +6,7 @@
 #ifndef LORASC_IMAGE_TRAIN_H
 #define LORASC_IMAGE_TRAIN_H
 
+#include "core/base/background.h"
 #include "core/model/finetune.h"
 #include "core/tasks/image_task.h"
 
@@ -13,17 +14,30 @@ typedef struct ImageSamplerConfig {
     int batch;           /* B > 0 */
     uint64_t seed;       /* the per-epoch shuffles and the augmentation draws */
     ImageAugment aug;
+    int prefetch;        /* 1: a streamed train set's next batch is decoded in the background
+                          * while the caller computes on this one (image_prefetch_wanted) */
 } ImageSamplerConfig;
+
+/* One batch's buffers. */
+typedef struct ImageBatchBuffers {
+    int *pos;                /* [B] train-split positions */
+    Real *images;            /* [B, C, image_size, image_size] */
+    int32_t *labels;         /* [B] */
+} ImageBatchBuffers;
 
 typedef struct ImageSampler {
     ImageSamplerConfig config;
     const ImageTask *task;   /* not owned; outlives the sampler */
     int *perm;               /* [n train] the shuffle of epoch `epoch` */
     long epoch;              /* -1 before the first batch */
-    int *pos;                /* [B] */
     int image_size;          /* the model's: batches are resized to it (image_task_batch_sized) */
-    Real *images;            /* [B, C, image_size, image_size] */
-    int32_t *labels;         /* [B] */
+    ImageBatchBuffers now;   /* the batch last returned */
+    /* prefetching (config.prefetch on a streamed set): batch `ahead_step`, being made in
+     * `ahead` by `worker` since the last call returned */
+    int prefetching;
+    ImageBatchBuffers ahead;
+    long ahead_step;
+    Background worker;
 } ImageSampler;
 
 /* A sampler of task's train split for a ViT of config c (image_task_check_vit). */
@@ -31,8 +45,11 @@ int image_sampler_init(ImageSampler *s, const ImageTask *task, const ViTConfig *
                        const ImageSamplerConfig *cfg);
 /* The batch of global step `step`: positions step*B .. step*B + B - 1 of the concatenation
  * of the per-epoch shuffles (imagedata_shuffle(seed, epoch)) of the train split, so every
- * image is seen once per epoch. The batch points into the sampler, valid until the next call. */
+ * image is seen once per epoch. The batch points into the sampler, valid until the next call.
+ * Prefetching, the call then starts making step + 1's batch on a thread of its own; the next
+ * call takes it if it asks for that step (the same bytes as made there), else discards it. */
 int image_sampler_batch(ImageSampler *s, long step, VitBatch *batch);
+/* Waits for a batch being prefetched, then frees everything. */
 void image_sampler_free(ImageSampler *s);
 
 /* Full training (pretraining) ------------------------------------------------------------- */

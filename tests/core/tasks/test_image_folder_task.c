@@ -3,7 +3,7 @@
  * ImageNet's flat val/ with LOC_val_solution.csv (header, CRLF, JPEG), a checkpoint's
  * normalisation instead of the data's, tasks of more than 256 classes, one sentence for
  * each bad layout, and sets streamed from their files (beyond the memory budget) giving their
- * in-memory twins' bits. */
+ * in-memory twins' bits, their next batches decoded in the background too. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,6 +17,9 @@
 
 #include "core/base/error.h"
 #include "core/tasks/image_task.h"
+#include "core/tasks/image_train.h"
+#include "core/model/device.h"
+#include "core/data/corrupt.h"
 #include "tests/image_files.h"
 
 /* lorasc's default preprocessing (torchvision's rule, torch's bilinear) at size x size */
@@ -336,12 +339,127 @@ static void test_streamed(void **state) {
     image_task_free(&t);
 }
 
+/* The sampler of a streamed set decoding each next batch on a thread of its own while the
+ * caller computes (prefetch) gives the in-memory sampler's batches bit for bit: augmented,
+ * across epochs (batches straddling them), after a jump to another step (the prefetched batch
+ * discarded) and back; so does the evaluation loop's. A file that stops decoding fails the
+ * call that needs its batch, with the file's sentence, also when that batch was being made in
+ * the background. */
+static void test_prefetched(void **state) {
+    (void)state;
+    write_train("ahead");
+    mkdir_p(path_of("%s/ahead/val", root));
+    write_class(path_of("%s/ahead/val", root), "emu", 3, 7, 5);
+    write_class(path_of("%s/ahead/val", root), "cat", 4, 5, 6);
+    /* CLIP's statistics: each class's images are flat, so a channel's own std can be 0 */
+    ImageTaskOptions o = image_task_default_options();
+    o.n_norm = 3;
+    for (int ch = 0; ch < 3; ch++) o.mean[ch] = 0.48f, o.std[ch] = 0.27f;
+    ImageTask mem = load_ok("ahead", 3, 4, &o);
+    setenv("LORASC_IMAGE_MEMORY_MB", "0", 1);
+    ImageTask str = load_ok("ahead", 3, 4, &o);
+    unsetenv("LORASC_IMAGE_MEMORY_MB");
+    const ViTConfig c = {.image_size = 4, .channels = 3, .n_classes = 3};
+    const ImageSamplerConfig plain = {.batch = 7, .seed = 4, .aug = {.crop_pad = 1, .flip = 1}};
+    ImageSamplerConfig ahead = plain;
+    ahead.prefetch = 1;
+    ImageSampler a, b, in_memory;
+    assert_int_equal(image_sampler_init(&a, &mem, &c, &plain), LSC_OK);
+    assert_int_equal(image_sampler_init(&b, &str, &c, &ahead), LSC_OK);
+    assert_int_equal(image_sampler_init(&in_memory, &mem, &c, &ahead), LSC_OK);
+    assert_false(a.prefetching);
+    assert_true(b.prefetching);
+    assert_false(in_memory.prefetching); /* nothing to decode */
+    const long steps[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 3, 4, 20, 21, 22, 0};
+    for (size_t k = 0; k < sizeof steps / sizeof *steps; k++) {
+        VitBatch x, y;
+        assert_int_equal(image_sampler_batch(&a, steps[k], &x), LSC_OK);
+        if (image_sampler_batch(&b, steps[k], &y) != LSC_OK) fail_msg("step %ld: %s", steps[k], error_last());
+        assert_true(b.worker.live && b.ahead_step == steps[k] + 1);
+        assert_memory_equal(x.images, y.images, sizeof(Real) * 7 * 48);
+        assert_memory_equal(x.labels, y.labels, sizeof(int32_t) * 7);
+    }
+    image_sampler_free(&b);
+    image_sampler_free(&in_memory);
+    /* cat/img09.png stops decoding: the first step whose batch holds it fails */
+    int file = -1, position = -1;
+    for (int i = 0; i < str.train.n; i++)
+        if (strstr(str.train.files[i], "/cat/img09.png")) file = i;
+    for (int p = 0; p < str.n[IMAGE_TRAIN]; p++)
+        if (str.idx[IMAGE_TRAIN][p] == file) position = p;
+    assert_true(file >= 0 && position >= 0); /* in the train split */
+    long first = -1;
+    for (long step = 0; first < 0; step++) {
+        VitBatch x;
+        assert_int_equal(image_sampler_batch(&a, step, &x), LSC_OK);
+        for (int i = 0; i < 7; i++)
+            if (a.now.pos[i] == position) first = step;
+    }
+    assert_true(first >= 1); /* so that its batch is one made in the background */
+    /* evaluation, each next batch decoded in the background (LORASC_IMAGE_PREFETCH=1 on the
+     * CPU; batch 2 leaves a short last one): the in-memory set's accuracy, loss and per-image
+     * outcomes, clean and corrupted */
+    Backend *be;
+    assert_int_equal(device_open(&be, "cpu", 1), LSC_OK);
+    const ViTConfig vc = {.image_size = 4, .patch_size = 2, .channels = 3, .dim = 8,
+                          .n_layers = 1, .n_heads = 2, .mlp_dim = 16, .n_classes = 3,
+                          .norm_eps = 1e-6f, .gelu = GELU_ERF, .patch_bias = 1};
+    ViT m;
+    assert_int_equal(vit_create(&m, be, &vc), LSC_OK);
+    vit_init_random(&m, 8);
+    assert_false(image_prefetch_wanted(be));
+    const ImageCorruption noise = {.kind = CORRUPT_GAUSSIAN_NOISE, .severity = 2, .seed = 3};
+    for (int split = 0; split < IMAGE_NUM_SPLITS; split++)
+        for (int k = 0; k < 2; k++) {
+            double acc[2], loss[2], per[2][32];
+            assert_true(str.n[split] <= 32 && str.n[split] > 2);
+            for (int streamed = 0; streamed < 2; streamed++) {
+                if (streamed) setenv("LORASC_IMAGE_PREFETCH", "1", 1);
+                const int rc = image_task_evaluate_images(streamed ? &str : &mem, &m, split, 2,
+                                                          k ? &noise : NULL, &acc[streamed],
+                                                          &loss[streamed], per[streamed]);
+                unsetenv("LORASC_IMAGE_PREFETCH");
+                if (rc != LSC_OK) fail_msg("evaluate: %s", error_last());
+            }
+            if (!(acc[0] == acc[1] && loss[0] == loss[1] && isfinite(loss[0])))
+                fail_msg("%s%s: in memory %.17g, %.17g; streamed %.17g, %.17g",
+                         image_task_split_name(split), k ? " (corrupted)" : "", acc[0], loss[0],
+                         acc[1], loss[1]);
+            assert_memory_equal(per[0], per[1], sizeof(double) * (size_t)str.n[split]);
+        }
+    /* a test image that stops decoding, in a batch made in the background */
+    setenv("LORASC_IMAGE_PREFETCH", "1", 1);
+    assert_true(image_prefetch_wanted(be));
+    write_text(path_of("%s/ahead/val/emu/img02.png", root), "not an image any more");
+    double acc, loss;
+    assert_int_equal(image_task_evaluate(&str, &m, IMAGE_TEST, 1, NULL, &acc, &loss), LSC_ERR);
+    unsetenv("LORASC_IMAGE_PREFETCH");
+    if (!strstr(error_last(), "img02.png is neither PNG nor JPEG"))
+        fail_msg("error '%s' does not name the file", error_last());
+    vit_free(&m);
+    device_close(be);
+
+    write_text(path_of("%s/ahead/train/cat/img09.png", root), "not an image any more");
+    assert_int_equal(image_sampler_init(&b, &str, &c, &ahead), LSC_OK);
+    for (long step = 0; step <= first; step++) {
+        VitBatch y;
+        const int rc = image_sampler_batch(&b, step, &y);
+        assert_int_equal(rc, step < first ? LSC_OK : LSC_ERR);
+    }
+    if (!strstr(error_last(), "img09.png is neither PNG nor JPEG"))
+        fail_msg("error '%s' does not name the file", error_last());
+    image_sampler_free(&b);
+    image_sampler_free(&a);
+    image_task_free(&mem);
+    image_task_free(&str);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_val_folders),   cmocka_unit_test(test_test_folder),
         cmocka_unit_test(test_ilsvrc_layout), cmocka_unit_test(test_errors),
         cmocka_unit_test(test_given_normalisation), cmocka_unit_test(test_many_classes),
-        cmocka_unit_test(test_streamed),
+        cmocka_unit_test(test_streamed),      cmocka_unit_test(test_prefetched),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -400,11 +400,11 @@ static void test_sampler(void **state) {
         assert_int_equal(b.B, B);
         Real want[5 * HW * HW];
         int32_t want_labels[5];
-        assert_int_equal(image_task_batch(&t, IMAGE_TRAIN, s.pos, B, want, want_labels, &sc.aug,
+        assert_int_equal(image_task_batch(&t, IMAGE_TRAIN, s.now.pos, B, want, want_labels, &sc.aug,
                                           sc.seed, (uint64_t)step), LSC_OK);
         assert_memory_equal(b.images, want, sizeof want);
         assert_memory_equal(b.labels, want_labels, sizeof want_labels);
-        memcpy(order + step * B, s.pos, sizeof(int) * B);
+        memcpy(order + step * B, s.now.pos, sizeof(int) * B);
         if (step == 7) { /* a new sampler asked for step 7 first draws the same batch */
             assert_int_equal(image_sampler_init(&fresh, &t, &c, &sc), LSC_OK);
             VitBatch f;
@@ -454,7 +454,7 @@ static void test_other_size(void **state) {
     assert_int_equal(image_sampler_batch(&s, 2, &b), LSC_OK);
     Real native[4 * HW * HW], want[4 * 12 * 12];
     assert_int_equal(
-        image_task_batch(&fx.t, IMAGE_TRAIN, s.pos, 4, native, NULL, &sc.aug, sc.seed, 2), LSC_OK);
+        image_task_batch(&fx.t, IMAGE_TRAIN, s.now.pos, 4, native, NULL, &sc.aug, sc.seed, 2), LSC_OK);
     for (int i = 0; i < 4; i++)
         assert_int_equal(
             image_resize_bilinear(want + i * 144, 12, 12, native + i * HW * HW, 1, HW, HW), LSC_OK);
