@@ -382,7 +382,7 @@ static int evaluate_images(const ImageTask *t, ViT *m, const ImageSet *set, cons
                 per_image[start + i] = pred[i] == labels[i] ? 1.0 : 0.0;
         }
     }
-    background_discard(&worker); /* a batch being made when the loop stopped on an error */
+    background_stop(&worker); /* and a batch being made when the loop stopped on an error */
     for (int k = 0; k < 2; k++) free(batch[k].x), free(batch[k].labels);
     free(resized), free(pred);
     if (rc != LSC_OK) return LSC_ERR;

@@ -44,7 +44,7 @@ int image_sampler_init(ImageSampler *s, const ImageTask *task, const ViTConfig *
 }
 
 void image_sampler_free(ImageSampler *s) {
-    background_discard(&s->worker);
+    background_stop(&s->worker);
     free(s->perm);
     buffers_free(&s->now), buffers_free(&s->ahead);
     memset(s, 0, sizeof *s);
