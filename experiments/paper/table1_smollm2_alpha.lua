@@ -9,7 +9,8 @@
 --   +++Noise Tuning  α ∈ {0.5, 0.6, 0.8}, λ = 10 (the paper's largest: at λ = 1 the noise
 --                    changed no prediction in table1_smollm2.lua)
 -- α is chosen by the best mean validation score over the seeds, as the report does for
--- every grid; each α's own scores: results/table1_smollm2_alpha.md.
+-- every grid (report table1_smollm2_alpha); each α's own scores: report
+-- table1_smollm2_alpha_each (its columns α x task; LoRA's "lora").
 --   lorasc data fetch smollm2-135m sst2 rte --from ../shared/data
 --   lorasc run experiments/paper/table1_smollm2_alpha.lua --db results/paper.db
 --   lorasc report experiments/paper/table1_smollm2_alpha.lua --db results/paper.db
@@ -31,3 +32,6 @@ experiment "table1_smollm2_alpha" {
 report "table1_smollm2_alpha" { rows = "method", cols = "task", digits = 1,
                                metrics = { "test.score", "val.score" } }
 
+report "table1_smollm2_alpha_each" { experiment = "table1_smollm2_alpha", rows = "method",
+                                    cols = "method.alpha", digits = 1,
+                                    metrics = { "test.score", "val.score" } }

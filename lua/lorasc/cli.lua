@@ -479,12 +479,12 @@ function COMMANDS.report(opts, pos)
   }
   if opts.out then sys.mkdir(opts.out) end
   local out = {}
-  for _, e in ipairs(list) do
+  -- report r (its name, spec, where) of experiment e: to its file under --out, else into out
+  local function one_report(e, r)
     -- done runs of any experiment (a result is found by its config hash), and this
     -- experiment's failed ones (counted per cell)
     local db_runs = report.db_runs(store, e.name)
-    local r = reg.reports[e.name]
-    local spec, where = r and r.spec or {}, r and r.where or reg.experiments[e.name].where
+    local spec, where = r.spec, r.where
     local any_done = report.check(spec, e.runs, db_runs, where, e.name)
     local any_failed = false -- the failed runs in db_runs are this experiment's
     for _, db in ipairs(db_runs) do any_failed = any_failed or db.status == "failed" end
@@ -495,20 +495,33 @@ function COMMANDS.report(opts, pos)
     env.where = where
     local t = report.compute_multi(e.runs, db_runs, spec, env)
     local text = report.render(t, { format = opts.format, paper = paper, paper_caption = paper_caption,
-                                    title = spec.title or e.name, report = e.name,
+                                    title = spec.title or r.name, report = r.name,
                                     csv_header = opts.out ~= nil or #out == 0,
                                     scale = spec.scale, digits = spec.digits,
                                     footer = provenance_footer(e, db_runs, store, opts, pos[1]) })
-    if opts.out then
-      local ext = opts.format == "csv" and "csv" or opts.format == "latex" and "tex" or "md"
-      local path = opts.out .. "/" .. e.name:gsub("[^%w_.-]", "_") .. "." .. ext
-      local f, err = io.open(path, "w")
-      if not f then fail("report: cannot write " .. path .. ": " .. tostring(err)) end
-      f:write(text, "\n")
-      f:close()
-      print(string.format("lorasc report: %s (%s)", path, e.name))
-    else
+    if not opts.out then
       out[#out + 1] = text
+      return
+    end
+    local ext = opts.format == "csv" and "csv" or opts.format == "latex" and "tex" or "md"
+    local path = opts.out .. "/" .. r.name:gsub("[^%w_.-]", "_") .. "." .. ext
+    local f, err = io.open(path, "w")
+    if not f then fail("report: cannot write " .. path .. ": " .. tostring(err)) end
+    f:write(text, "\n")
+    f:close()
+    print(string.format("lorasc report: %s (%s)", path, r.name))
+  end
+  -- each experiment's reports in the file's order (several views of one experiment: their
+  -- `experiment` key); an experiment without one gets the default report of its name
+  local views = {}
+  for _, name in ipairs(reg.report_order) do
+    local r = reg.reports[name]
+    views[r.experiment] = views[r.experiment] or {}
+    table.insert(views[r.experiment], r)
+  end
+  for _, e in ipairs(list) do
+    for _, r in ipairs(views[e.name] or { { name = e.name, spec = {}, where = reg.experiments[e.name].where } }) do
+      one_report(e, r)
     end
   end
   -- one long-format CSV (a report column) or one markdown / LaTeX block per report

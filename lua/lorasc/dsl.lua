@@ -85,11 +85,12 @@ local EXP_KEYS = { "model", "tasks", "task", "split", "train", "method", "seeds"
                    "eval", "log_every", "save", "device", "precision", "activations" }
 local SPLIT_KEYS = { "train", "val", "test", "max_train", "max_val", "max_test" }
 local EVAL_KEYS = { "batch", "max_windows", "corrupt", "corrupt_max", "shift", "max_examples", "max_new", "tasks", "every" }
-local REPORT_KEYS = { "rows", "cols", "metric", "metrics", "select", "scale", "digits", "title", "baseline" }
+local REPORT_KEYS = { "rows", "cols", "metric", "metrics", "select", "scale", "digits", "title", "baseline",
+                      "experiment" }
 local FIGURE_KEYS = { "experiment", "x", "y", "series", "select", "task", "scale", "logx", "title", "xlabel", "ylabel" }
 
 function M.new_registry()
-  local reg = { experiments = {}, reports = {}, figures = {}, figure_order = {}, order = {} }
+  local reg = { experiments = {}, reports = {}, report_order = {}, figures = {}, figure_order = {}, order = {} }
   function reg.experiment(name)
     local loc = where(2)
     if type(name) ~= "string" or name == "" then fail(loc .. ": experiment needs a name: experiment \"name\" { ... }") end
@@ -114,13 +115,14 @@ function M.new_registry()
       check_keys(t, REPORT_KEYS, "report \"" .. tostring(name) .. "\"", loc)
       if t.scale ~= nil then num(t.scale, "scale", loc, pos, "must be > 0 (100: percentages)") end
       if t.digits ~= nil then int(t.digits, "digits", loc, function(x) return x >= 0 and x <= 10 end, "must be in [0, 10]") end
-      for _, k in ipairs { "rows", "cols", "metric", "select", "baseline", "title" } do
+      for _, k in ipairs { "rows", "cols", "metric", "select", "baseline", "title", "experiment" } do
         if t[k] ~= nil and type(t[k]) ~= "string" then
           fail(string.format("%s: report \"%s\": %s must be a string, got %s", canon.key_loc(loc, k), tostring(name), k, canon.show(t[k])))
         end
       end
       if reg.reports[name] then fail(loc .. ": report '" .. tostring(name) .. "' is defined twice") end
-      reg.reports[name] = { name = name, spec = t, where = loc }
+      reg.reports[name] = { name = name, spec = t, where = loc, experiment = t.experiment or name }
+      reg.report_order[#reg.report_order + 1] = name
     end
   end
   -- figure "name" { x = "method.rank", y = "test.score", series = "method", ... }: drawn by
@@ -186,10 +188,17 @@ function M.load_file(path)
     error(rerr, 0)
   end
   if #reg.order == 0 then fail(path .. ": no experiment defined (experiment \"name\" { ... })") end
-  -- a report is the table of the experiment of its name
-  for name, r in pairs(reg.reports) do
-    if not reg.experiments[name] then
-      fail(string.format("%s: report '%s' names no experiment of this file%s; experiments: %s (a report is the table of the experiment of its name)",
+  -- a report is the table of the experiment of its name, or of the one its `experiment` names
+  -- (several views of one experiment)
+  for _, name in ipairs(reg.report_order) do
+    local r = reg.reports[name]
+    if not reg.experiments[r.experiment] then
+      if r.spec.experiment then
+        fail(string.format("%s: report '%s': experiment '%s' is not an experiment of this file%s; experiments: %s",
+          canon.key_loc(r.where, "experiment"), tostring(name), r.experiment, canon.did_you_mean(r.experiment, reg.order),
+          table.concat(reg.order, ", ")))
+      end
+      fail(string.format("%s: report '%s' names no experiment of this file%s; experiments: %s (a report is the table of the experiment of its name, or of the one its experiment = names)",
         r.where, tostring(name), canon.did_you_mean(name, reg.order), table.concat(reg.order, ", ")))
     end
   end

@@ -124,6 +124,13 @@ grep -q 'Paired difference to lora' rep.md || fail "report paired differences: $
 [ "$(grep -c '^report,row,col' two.csv)" = 1 ] && grep -q '^tiny,lorasc,' two.csv && grep -q '^tiny2,lora,' two.csv || fail "long CSV: $(cat two.csv)"
 "$LORASC" report two.lua --db m/out.db --format csv --out o > out.txt || fail "--out"
 for n in tiny tiny2; do head -1 "o/$n.csv" | grep -q '^report,row,col' && grep -q "^$n,lora," "o/$n.csv" || fail "o/$n.csv: $(cat o/$n.csv)"; done
+# a second view of one experiment (experiment = ...): its own table and file, the same runs
+{ cat two.lua; printf 'report "tiny_by_seed" { experiment = "tiny", rows = "method", cols = "seed" }\n'; } > views.lua
+"$LORASC" report views.lua --db m/out.db --format csv --out ov > out.txt || fail "views: $(cat out.txt)"
+[ "$(ls ov | tr '\n' ' ')" = "tiny.csv tiny2.csv tiny_by_seed.csv " ] || fail "views: files $(ls ov)"
+grep -q '^tiny_by_seed,lora,1,' ov/tiny_by_seed.csv && grep -q '^tiny_by_seed,lorasc,2,' ov/tiny_by_seed.csv ||
+  fail "view by seed: $(cat ov/tiny_by_seed.csv)"
+cmp -s o/tiny.csv ov/tiny.csv || fail "the first view changed: $(diff o/tiny.csv ov/tiny.csv)"
 # a refused spec, a missing database: one sentence, non-zero, no traceback
 sed 's/report "tiny2" { baseline = "lorasc" }/report "tiny2" { metric = "test.acuracy" }/' two.lua > badrep.lua
 for case in "badrep.lua:m/out.db:badrep.lua:24: report 'tiny2': metric = \"test.acuracy\" was logged by no done run" \

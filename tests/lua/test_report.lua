@@ -253,6 +253,8 @@ refused('report "e" {\n  select = "val.loss" }\n', 8, "select = \"val.loss\" was
 refused('report "e" {\n  baseline = "lora+",\n}\n', 8, "baseline = \"lora+\" is not a row of the table", "baseline that is no row")
 refused('report "e" { rows = 3 }\n', 7, "rows must be a string", "a path that is not a string")
 refused('report "ee" { rows = "method" }\n', 7, "report 'ee' names no experiment of this file (did you mean 'e'?)", "unknown report name")
+refused('report "by_rank" {\n  experiment = "ee", cols = "method.rank" }\n', 8, "report 'by_rank': experiment 'ee' is not an experiment of this file (did you mean 'e'?)", "a view of an unknown experiment")
+check(spec_err('report "by_rank" { experiment = "e", cols = "method.rank" }\n', "by_rank") == nil, "a second view of an experiment passes")
 refused('report "e" { metric = "score" }\n', 7, "must look like \"test.score\"", "a metric without its split")
 check(spec_err('report "e" { rows = "method", cols = "task", metric = "test.score" }\n') == nil, "a good spec passes")
 
