@@ -96,6 +96,11 @@ LORASC_IMAGE_MEMORY_MB=0 "$LORASC" run clip.lua --db r/stream.db > stream.log 2>
 evals() { q "$1" "SELECT r.config_hash, e.split, e.metric, e.value FROM evals e JOIN runs r ON r.id = e.run_id ORDER BY 1, 2, 3"; }
 [ -n "$(evals r/clip.db)" ] && [ "$(evals r/clip.db)" = "$(evals r/stream.db)" ] ||
   fail "streamed sets changed the evaluations: $(evals r/clip.db | head -3) vs $(evals r/stream.db | head -3)"
+# and with each next batch decoded in the background (the GPU's default; here forced)
+LORASC_IMAGE_MEMORY_MB=0 LORASC_IMAGE_PREFETCH=1 "$LORASC" run clip.lua --db r/ahead.db > ahead.log 2>&1 ||
+  fail "streamed run, prefetched: $(cat ahead.log)"
+[ "$(evals r/clip.db)" = "$(evals r/ahead.db)" ] ||
+  fail "prefetched batches changed the evaluations: $(evals r/clip.db | head -3) vs $(evals r/ahead.db | head -3)"
 
 # 2. a ViT pretrained from scratch on a folder task (RGB by default), fine-tuned on it
 one_run scratch.lua "image_size = 8, patch_size = 4, dim = 16, n_layers = 1, n_heads = 2,
