@@ -36,7 +36,11 @@
 --   * the images are prepared as the checkpoint's CLIPImageProcessor does (Pillow's bicubic
 --     shorter side, the centre crop, CLIP's statistics; byte for byte: test image_preprocess);
 --   * the training folder (193 GB decoded at 224x224) is streamed from its files: every batch
---     decodes its 128 JPEGs again on the CPU cores (OpenMP), which a GPU step may wait for;
+--     decodes its 128 JPEGs again on the CPU cores (OpenMP), the next batch while the GPU
+--     computes on this one (evaluation too), so a step waits only when decoding is the slower
+--     (~2.5 ms of one core per image here: ~20 ms a batch on 16 cores; tests/bench/RESULTS.md);
+--   * each folder is one input of a run's provenance (the hash of its tree, taken once per
+--     process: a first read of every file, ~150 GB for ImageNet's train/);
 --   * nothing of it has run on a GPU (the CUDA backend has never met one: README).
 -- Its expansion (135 runs, the tasks and shift folders checked, the model's geometry read) and
 -- one run end to end are tested on a miniature of this layout (tests/lua/test_folder_cli.sh).
