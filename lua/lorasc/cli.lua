@@ -485,7 +485,7 @@ function COMMANDS.report(opts, pos)
     -- experiment's failed ones (counted per cell)
     local db_runs = report.db_runs(store, e.name)
     local spec, where = r.spec, r.where
-    local any_done = report.check(spec, e.runs, db_runs, where, e.name)
+    local any_done = report.check(spec, e.runs, db_runs, where, r.name, e.name)
     local any_failed = false -- the failed runs in db_runs are this experiment's
     for _, db in ipairs(db_runs) do any_failed = any_failed or db.status == "failed" end
     if not any_done and not any_failed then

@@ -87,8 +87,10 @@ end
 
 -- Checks a report spec against the experiment's runs and the database's done runs, each
 -- problem one sentence at the spec's own line: a row/column path or a baseline that matches
--- nothing, a metric (or an explicit select) no run logged.
-function M.check(spec, runs, db_runs, loc, name)
+-- nothing, a metric (or an explicit select) no run logged. name: the report's; experiment:
+-- the experiment whose runs it shows (default: the report's name).
+function M.check(spec, runs, db_runs, loc, name, experiment)
+  experiment = experiment or name
   local paths = M.paths(runs)
   local valid = {}
   for _, p in ipairs(paths) do valid[p] = true end
@@ -112,7 +114,7 @@ function M.check(spec, runs, db_runs, loc, name)
     end
     if any_done and not logged[m] then
       canon.fail(string.format("%s: report '%s': %s = \"%s\" was logged by no done run of experiment '%s'%s; logged: %s",
-        canon.key_loc(loc, key), name, key, m, name, canon.did_you_mean(m, names), table.concat(names, ", ")))
+        canon.key_loc(loc, key), name, key, m, experiment, canon.did_you_mean(m, names), table.concat(names, ", ")))
     end
   end
   for _, m in ipairs(metrics) do check_metric(m, spec.metrics and "metrics" or "metric") end

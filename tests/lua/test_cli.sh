@@ -131,6 +131,10 @@ for n in tiny tiny2; do head -1 "o/$n.csv" | grep -q '^report,row,col' && grep -
 grep -q '^tiny_by_seed,lora,1,' ov/tiny_by_seed.csv && grep -q '^tiny_by_seed,lorasc,2,' ov/tiny_by_seed.csv ||
   fail "view by seed: $(cat ov/tiny_by_seed.csv)"
 cmp -s o/tiny.csv ov/tiny.csv || fail "the first view changed: $(diff o/tiny.csv ov/tiny.csv)"
+sed 's/cols = "seed" }/cols = "seed", metric = "test.scor" }/' views.lua > badview.lua
+"$LORASC" report badview.lua --db m/out.db > out.txt 2>&1 && fail "a view's bad metric: exit status 0"
+grep -qF "badview.lua:25: report 'tiny_by_seed': metric = \"test.scor\" was logged by no done run of experiment 'tiny'" out.txt ||
+  fail "a view's bad metric: $(cat out.txt)"
 # a refused spec, a missing database: one sentence, non-zero, no traceback
 sed 's/report "tiny2" { baseline = "lorasc" }/report "tiny2" { metric = "test.acuracy" }/' two.lua > badrep.lua
 for case in "badrep.lua:m/out.db:badrep.lua:24: report 'tiny2': metric = \"test.acuracy\" was logged by no done run" \
