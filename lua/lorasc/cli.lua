@@ -637,6 +637,19 @@ function COMMANDS.lua(_, pos, args)
   return chunk(table.unpack(script_args)) or 0
 end
 
+-- Settings read from the environment that a typo would otherwise leave at their defaults
+-- without a word (core reads them: core/data/imagefolder.c, core/tasks/image_task.c).
+local function check_environment()
+  local mb = os.getenv("LORASC_IMAGE_MEMORY_MB")
+  if mb and mb ~= "" and not ((tonumber(mb) or -1) >= 0) then
+    fail(string.format("LORASC_IMAGE_MEMORY_MB=%s is not a number of MiB >= 0 (the decoded images an image set may hold in memory before it is streamed from its files); unset it for the default, 4096", mb))
+  end
+  local ahead = os.getenv("LORASC_IMAGE_PREFETCH")
+  if ahead and ahead ~= "" and ahead ~= "0" and ahead ~= "1" then
+    fail(string.format("LORASC_IMAGE_PREFETCH=%s must be 1 (decode a streamed image set's next batch in the background) or 0 (in the step); unset it for the default: 1 on a GPU, 0 on the CPU", ahead))
+  end
+end
+
 function M.main(args)
   local cmd = args[1]
   if cmd == nil or cmd == "-h" or cmd == "--help" or cmd == "help" then
@@ -646,6 +659,7 @@ function M.main(args)
   if cmd == "--version" then print("lorasc " .. LORASC_VERSION); return 0 end
   if not COMMANDS[cmd] then fail("unknown command '" .. cmd .. "'; valid commands: run, status, report, table, show, merge, slurm, export, data, plot") end
   if cmd == "lua" then return COMMANDS.lua({}, { args[2] }, args) end
+  check_environment()
   local rest = {}
   for i = 2, #args do rest[#rest + 1] = args[i] end
   local opts, pos = parse(rest)

@@ -102,6 +102,13 @@ LORASC_IMAGE_MEMORY_MB=0 LORASC_IMAGE_PREFETCH=1 "$LORASC" run clip.lua --db r/a
 [ "$(evals r/clip.db)" = "$(evals r/ahead.db)" ] ||
   fail "prefetched batches changed the evaluations: $(evals r/clip.db | head -3) vs $(evals r/ahead.db | head -3)"
 
+# the two settings' typos are sentences, not their defaults in silence
+for env in LORASC_IMAGE_MEMORY_MB=lots LORASC_IMAGE_PREFETCH=yes; do
+  env "$env" "$LORASC" run clip.lua --db r/env.db > env.log 2>&1 && fail "$env: exit status 0"
+  grep -q "^lorasc: ${env%%=*}=${env#*=} " env.log && ! grep -q traceback env.log || fail "$env: $(cat env.log)"
+  [ ! -e r/env.db ] || fail "$env: a database was made"
+done
+
 # 2. a ViT pretrained from scratch on a folder task (RGB by default), fine-tuned on it
 one_run scratch.lua "image_size = 8, patch_size = 4, dim = 16, n_layers = 1, n_heads = 2,
                 pretrain = { task = \"folder:pets\", steps = 20, batch = 8, lr = 3e-3 }" 6 1e-2
