@@ -24,7 +24,7 @@ ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   cascade bpe bpe_smollm2 backend_ops_cuda_emu bf16_model sparse_head \
   interop metaspace merged_adapter hf \
   huge_sizes bad_data_files model_limits \
-  imagefolder image_folder_task image_preprocess vit_hf
+  imagefolder image_folder_task image_preprocess vit_hf background
 
 # CUDA (issue 11): where nvcc is installed (CI has it, without a GPU), build the CUDA backend
 # with -Dcuda=enabled: the kernels for sm_90, the parity test and the lorasc program linked
