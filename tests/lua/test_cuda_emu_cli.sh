@@ -3,7 +3,8 @@
 # (lorasc_cuda_emu: the lorasc program with kernels/cuda run by kernels/cuda/emu, whose guard
 # makes any host read of device memory fault): a small text experiment (a Llama pretrained,
 # then LoRA and LoRASC) and, with Fashion-MNIST, a small image one (LoRA and LoRASC with DoRA
-# on a ViT) and three language tasks (classification, generation through the key/value cache),
+# on a ViT), a streamed image folder (each next batch decoded in the background, the device's
+# default) and three language tasks (classification, generation through the key/value cache),
 # each against the same experiment on the CPU: the same runs (hashes), every
 # evaluation loss and logged training loss within 1e-5 relative, the same accuracies (a bf16
 # base with bf16 stored activations: losses within 1e-3), the
@@ -78,6 +79,33 @@ if [ -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] ||
   same_results img/cpu.db img/cuda.db
 else
   echo "Fashion-MNIST not installed: the image experiment is skipped"
+fi
+
+# 2b. A streamed image folder (every set decoded from its files at each batch) on a CLIP tower
+# in colour: on the device each next batch is decoded in the background while the device runs
+# on this one (the default there), in training and in evaluation (with a shift folder); the
+# CPU's results, and every batch read only after its decoding ended (the guard faults on
+# device memory the decoding thread might touch).
+if command -v python3 > /dev/null && python3 "$SRC/tests/lua/make_image_folder.py" data > /dev/null; then
+  cat > folder.lua <<LUA
+experiment "folder" {
+  model = vit { hf = "$SRC/tests/golden/clip_vit_tiny", channels = 3 },
+  tasks = { "folder:pets" },
+  split = { val = 0.15 },
+  train = { steps = 6, batch = 8, lr = 1e-2 },
+  method = { lora { rank = 2 }, lorasc { rank = 2, experts = 2 } },
+  seeds = { 1 },
+  log_every = 1,
+  eval = { batch = 16, corrupt = false, shift = { "folder:pets-sketch" } },
+}
+LUA
+  LORASC_DATA=$W/data LORASC_IMAGE_MEMORY_MB=0 "$LORASC" run folder.lua --db cpu/folder.db > cpu_folder.log 2>&1 ||
+    fail "a streamed folder on the CPU: $(tail -3 cpu_folder.log)"
+  LORASC_DATA=$W/data LORASC_IMAGE_MEMORY_MB=0 "$EMU" run folder.lua --device cuda --db cuda/folder.db > cuda_folder.log 2>&1 ||
+    fail "a streamed folder on cuda: $(tail -3 cuda_folder.log)"
+  same_results cpu/folder.db cuda/folder.db
+else
+  echo "python3 cannot write the image folders: the streamed folder experiment is skipped"
 fi
 
 # 3. Language tasks on test-written files (tests/task_fixture.h): a classification task scored
