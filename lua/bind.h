@@ -145,5 +145,7 @@ void bind_new_class(lua_State *L, const char *name, const luaL_Reg *methods,
 lua_Integer bind_opt_int(lua_State *L, int t, const char *key, lua_Integer def);
 lua_Number bind_opt_num(lua_State *L, int t, const char *key, lua_Number def);
 const char *bind_opt_str(lua_State *L, int t, const char *key, const char *def);
+/* t[key] = v for the table on the top of the stack (the fields of a table a binding returns). */
+void bind_set_int(lua_State *L, const char *key, lua_Integer v);
 
 #endif

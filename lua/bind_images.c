@@ -127,15 +127,13 @@ static int l_load_folder(lua_State *L) {
 static int d_info(lua_State *L) {
     ImageTask *d = bind_check_images(L, 1);
     lua_createtable(L, 0, 7);
-#define SETI(k, v) (lua_pushinteger(L, (v)), lua_setfield(L, -2, k))
-    SETI("n_classes", d->n_classes);
-    SETI("channels", d->train.channels);
-    SETI("height", d->train.height);
-    SETI("width", d->train.width);
-    SETI("train", d->n[IMAGE_TRAIN]);
-    SETI("val", d->n[IMAGE_VAL]);
-    SETI("test", d->n[IMAGE_TEST]);
-#undef SETI
+    bind_set_int(L, "n_classes", d->n_classes);
+    bind_set_int(L, "channels", d->train.channels);
+    bind_set_int(L, "height", d->train.height);
+    bind_set_int(L, "width", d->train.width);
+    bind_set_int(L, "train", d->n[IMAGE_TRAIN]);
+    bind_set_int(L, "val", d->n[IMAGE_VAL]);
+    bind_set_int(L, "test", d->n[IMAGE_TEST]);
     for (int k = 0; k < 2; k++) { /* the normalisation the batches get, per channel */
         lua_createtable(L, d->train.channels, 0);
         for (int c = 0; c < d->train.channels; c++)
@@ -212,13 +210,11 @@ static ImageSet *check_set(lua_State *L, int idx) {
 static int s_info(lua_State *L) {
     ImageSet *s = check_set(L, 1);
     lua_createtable(L, 0, 5);
-#define SETI(k, v) (lua_pushinteger(L, (v)), lua_setfield(L, -2, k))
-    SETI("n", s->n);
-    SETI("n_classes", s->n_classes);
-    SETI("channels", s->channels);
-    SETI("height", s->height);
-    SETI("width", s->width);
-#undef SETI
+    bind_set_int(L, "n", s->n);
+    bind_set_int(L, "n_classes", s->n_classes);
+    bind_set_int(L, "channels", s->channels);
+    bind_set_int(L, "height", s->height);
+    bind_set_int(L, "width", s->width);
     return 1;
 }
 

@@ -180,15 +180,13 @@ static int m_set_activations(lua_State *L) {
 static int m_config(lua_State *L) {
     const LlamaConfig *c = &bind_check_model(L, 1)->m.config;
     lua_createtable(L, 0, 10);
-#define SETI(k, v) (lua_pushinteger(L, (v)), lua_setfield(L, -2, k))
-    SETI("dim", c->dim);
-    SETI("hidden_dim", c->hidden_dim);
-    SETI("n_layers", c->n_layers);
-    SETI("n_heads", c->n_heads);
-    SETI("n_kv_heads", c->n_kv_heads);
-    SETI("vocab_size", c->vocab_size);
-    SETI("seq_len", c->seq_len);
-#undef SETI
+    bind_set_int(L, "dim", c->dim);
+    bind_set_int(L, "hidden_dim", c->hidden_dim);
+    bind_set_int(L, "n_layers", c->n_layers);
+    bind_set_int(L, "n_heads", c->n_heads);
+    bind_set_int(L, "n_kv_heads", c->n_kv_heads);
+    bind_set_int(L, "vocab_size", c->vocab_size);
+    bind_set_int(L, "seq_len", c->seq_len);
     lua_pushboolean(L, c->tied_embeddings);
     lua_setfield(L, -2, "tied");
     return 1;

@@ -63,6 +63,10 @@ lua_Integer bind_opt_int(lua_State *L, int t, const char *key, lua_Integer def) 
     lua_pop(L, 1);
     return v;
 }
+void bind_set_int(lua_State *L, const char *key, lua_Integer v) {
+    lua_pushinteger(L, v);
+    lua_setfield(L, -2, key);
+}
 lua_Number bind_opt_num(lua_State *L, int t, const char *key, lua_Number def) {
     lua_getfield(L, t, key);
     lua_Number v = def;

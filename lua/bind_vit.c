@@ -93,16 +93,14 @@ static int l_hf_config(lua_State *L) {
     lua_createtable(L, 0, 9);
     lua_pushstring(L, layout == VIT_HF_CLIP ? "clip" : "vit");
     lua_setfield(L, -2, "layout");
-#define SETI(k, v) (lua_pushinteger(L, (v)), lua_setfield(L, -2, k))
-    SETI("image_size", c.image_size);
-    SETI("patch_size", c.patch_size);
-    SETI("channels", c.channels);
-    SETI("dim", c.dim);
-    SETI("n_layers", c.n_layers);
-    SETI("n_heads", c.n_heads);
-    SETI("mlp_dim", c.mlp_dim);
-    SETI("n_classes", c.n_classes);
-#undef SETI
+    bind_set_int(L, "image_size", c.image_size);
+    bind_set_int(L, "patch_size", c.patch_size);
+    bind_set_int(L, "channels", c.channels);
+    bind_set_int(L, "dim", c.dim);
+    bind_set_int(L, "n_layers", c.n_layers);
+    bind_set_int(L, "n_heads", c.n_heads);
+    bind_set_int(L, "mlp_dim", c.mlp_dim);
+    bind_set_int(L, "n_classes", c.n_classes);
     return 1;
 }
 
@@ -123,12 +121,10 @@ static int l_hf_processor(lua_State *L) {
     lua_setfield(L, -2, "from_file");
     lua_pushstring(L, p.resample == 3 ? "pil-bicubic" : "pil-bilinear");
     lua_setfield(L, -2, "resample");
-#define SETI(k, v) (lua_pushinteger(L, (v)), lua_setfield(L, -2, k))
-    SETI("shortest_edge", p.shortest_edge);
-    SETI("height", p.height);
-    SETI("width", p.width);
-    SETI("crop", p.crop);
-#undef SETI
+    bind_set_int(L, "shortest_edge", p.shortest_edge);
+    bind_set_int(L, "height", p.height);
+    bind_set_int(L, "width", p.width);
+    bind_set_int(L, "crop", p.crop);
     return 1;
 }
 
@@ -236,16 +232,14 @@ static int m_load_head(lua_State *L) {
 static int m_config(lua_State *L) {
     const ViTConfig *c = &bind_check_vit(L, 1)->m.config;
     lua_createtable(L, 0, 9);
-#define SETI(k, v) (lua_pushinteger(L, (v)), lua_setfield(L, -2, k))
-    SETI("image_size", c->image_size);
-    SETI("patch_size", c->patch_size);
-    SETI("channels", c->channels);
-    SETI("dim", c->dim);
-    SETI("n_layers", c->n_layers);
-    SETI("n_heads", c->n_heads);
-    SETI("mlp_dim", c->mlp_dim);
-    SETI("n_classes", c->n_classes);
-#undef SETI
+    bind_set_int(L, "image_size", c->image_size);
+    bind_set_int(L, "patch_size", c->patch_size);
+    bind_set_int(L, "channels", c->channels);
+    bind_set_int(L, "dim", c->dim);
+    bind_set_int(L, "n_layers", c->n_layers);
+    bind_set_int(L, "n_heads", c->n_heads);
+    bind_set_int(L, "mlp_dim", c->mlp_dim);
+    bind_set_int(L, "n_classes", c->n_classes);
     return 1;
 }
 
