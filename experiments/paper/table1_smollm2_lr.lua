@@ -1,27 +1,30 @@
 -- Table 1's learning rate on SmolLM2: the paper chooses it per row on validation from
 -- {1e-5, 5e-5, 1e-4, 5e-4, 1e-3}; table1_smollm2.lua fixed it at 5e-4 for every row. Here
--- LoRA and ++Slow LoRA (α from the paper's grid {0.5, 0.6, 0.8}) each choose their learning
--- rate (and ++Slow its α) on validation, on SST-2, with the design of table1_smollm2.lua
--- otherwise (MeZO sampling 200 / 100 / 300, batch 4, rank 8 with lora_alpha 16 on q and v,
--- 5 epochs = 5 experts, linear schedule, 10 warm-up steps, 3 seeds). Does a slow row that
--- keeps only part of each fast expert want a larger rate than LoRA? (+++Noise is left out:
--- at this scale its noise changed no prediction at λ = 1 and little at λ = 10,
--- table1_smollm2_alpha.lua.) The runs at 5e-4 are table1_smollm2.lua's and
--- table1_smollm2_alpha.lua's (the same configs: found by their hashes in the same database).
---   lorasc data fetch smollm2-135m sst2 --from ../shared/data
+-- LoRA, COLA, +Cascade and ++Slow LoRA (α from the paper's grid {0.5, 0.6, 0.8}) each choose
+-- their learning rate (and ++Slow its α) on validation, on SST-2 and COPA, with the design of
+-- table1_smollm2.lua otherwise (MeZO sampling 200 / 100 / 300, batch 4, rank 8 with
+-- lora_alpha 16 on q and v, 5 epochs = 5 experts (COLA: 5), linear schedule, 10 warm-up
+-- steps, 3 seeds). Does a slow row that keeps only part of each fast expert want a larger rate
+-- than LoRA, and does a tuned cascade gain on LoRA? (+++Noise is left out: at this scale its
+-- noise changed no prediction at λ = 1 and little at λ = 10, table1_smollm2_alpha.lua.) The
+-- runs at 5e-4 are table1_smollm2.lua's and table1_smollm2_alpha.lua's (the same configs:
+-- found by their hashes in the same database).
+--   lorasc data fetch smollm2-135m sst2 copa --from ../shared/data
 --   lorasc run experiments/paper/table1_smollm2_lr.lua --db results/paper.db
 --   lorasc report experiments/paper/table1_smollm2_lr.lua --db results/paper.db
 local function r8(t) t.rank, t.lora_alpha, t.targets = 8, 16, { "q", "v" } return t end
 
 experiment "table1_smollm2_lr" {
   model = llama { checkpoint = "smollm2-135m" },
-  tasks = { "sst2" },
+  tasks = { "sst2", "copa" },
   split = { train = 200, val = 100, test = 300 },
   train = { epochs = 5, batch = 4, seq = 256, lr = grid { 1e-5, 5e-5, 1e-4, 5e-4, 1e-3 }, warmup = 10,
             schedule = "linear" },
   seeds = { 1, 2, 3 },
   method = {
     lora(r8 { label = "lora" }),
+    cola(r8 { label = "cola", experts = 5 }),
+    cascade(r8 { label = "lora +cascade" }),
     lorasc(r8 { label = "lora ++slow", alpha = grid { 0.5, 0.6, 0.8 }, noise = 0 }),
   },
 }
