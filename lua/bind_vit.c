@@ -307,6 +307,7 @@ static ImageSamplerConfig sampler_config(lua_State *L, int t, const ViT *m) {
     c.aug.crop_pad = (int)bind_opt_int(L, t, "crop_pad", 0);
     c.aug.flip = (int)bind_opt_int(L, t, "flip", 0);
     c.prefetch = image_prefetch_wanted(m->be);
+    c.steps = 0; /* the trainer and the fine-tuning run bound it by their total steps */
     return c;
 }
 

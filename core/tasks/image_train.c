@@ -96,7 +96,8 @@ int image_sampler_batch(ImageSampler *s, long step, VitBatch *batch) {
         if (batch_make(s, step, &s->now) != LSC_OK) return LSC_ERR;
     }
     *batch = (VitBatch){.images = s->now.images, .labels = s->now.labels, .B = s->config.batch};
-    if (s->prefetching) {
+    /* the run's last batch has no successor to make (it would be decoded and thrown away) */
+    if (s->prefetching && (s->config.steps <= 0 || step + 1 < s->config.steps)) {
         s->ahead_step = step + 1;
         sampler_positions(s, step + 1, s->ahead.pos);
         background_start(&s->worker, batch_make_ahead, s);
@@ -113,7 +114,9 @@ int image_trainer_begin(ImageTrainer *t, ViT *m, const ImageTask *task,
     t->model = m;
     t->total_steps = cfg->total_steps;
     t->schedule = cfg->schedule;
-    int rc = image_sampler_init(&t->sampler, task, &m->config, scfg);
+    ImageSamplerConfig sc = *scfg;
+    sc.steps = cfg->total_steps;
+    int rc = image_sampler_init(&t->sampler, task, &m->config, &sc);
     if (rc == LSC_OK) rc = step_log_init(&t->log, m->be);
     if (rc == LSC_OK) rc = vit_enable_full_grads(m);
     if (rc == LSC_OK) {
@@ -175,7 +178,9 @@ int image_finetune_begin(ImageFinetune *f, ViT *m, const ImageTask *task,
     c.seq = 1;
     int in[LORA_NUM_TARGETS], out[LORA_NUM_TARGETS];
     vit_lora_shapes(&m->config, in, out);
-    int rc = image_sampler_init(&f->sampler, task, &m->config, scfg);
+    ImageSamplerConfig sc = *scfg;
+    sc.steps = c.total_steps;
+    int rc = image_sampler_init(&f->sampler, task, &m->config, &sc);
     if (rc == LSC_OK) rc = lora_create(&f->lora, m->be, lc, m->config.n_layers, in, out, c.seed);
     if (rc == LSC_OK) {
         f->lora_live = 1;

@@ -16,6 +16,8 @@ typedef struct ImageSamplerConfig {
     ImageAugment aug;
     int prefetch;        /* 1: a streamed train set's next batch is decoded in the background
                           * while the caller computes on this one (image_prefetch_wanted) */
+    long steps;          /* the run's steps: no batch is prefetched for step `steps` or later
+                          * (0: no bound); the trainer and fine-tuning set it themselves */
 } ImageSamplerConfig;
 
 /* One batch's buffers. */
@@ -46,8 +48,9 @@ int image_sampler_init(ImageSampler *s, const ImageTask *task, const ViTConfig *
 /* The batch of global step `step`: positions step*B .. step*B + B - 1 of the concatenation
  * of the per-epoch shuffles (imagedata_shuffle(seed, epoch)) of the train split, so every
  * image is seen once per epoch. The batch points into the sampler, valid until the next call.
- * Prefetching, the call then starts making step + 1's batch on a thread of its own; the next
- * call takes it if it asks for that step (the same bytes as made there), else discards it. */
+ * Prefetching, the call then starts making step + 1's batch on a thread of its own (unless
+ * step + 1 is past the run's steps); the next call takes it if it asks for that step (the
+ * same bytes as made there), else discards it. */
 int image_sampler_batch(ImageSampler *s, long step, VitBatch *batch);
 /* Waits for a batch being prefetched, then frees everything. */
 void image_sampler_free(ImageSampler *s);
