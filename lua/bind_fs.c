@@ -40,19 +40,22 @@ static int l_exe(lua_State *L) {
     return 1;
 }
 
-/* fs.stat(path) -> {size=, mtime=(seconds, fractional), mtime_ns=, ino=, dir=} or nil */
+/* fs.stat(path) -> {size=, mtime=(seconds, fractional), mtime_ns=, ctime_ns=, ino=, dir=} or
+ * nil (ctime: the inode's last change, which no one can set back: provenance's hash cache) */
 static int l_stat(lua_State *L) {
     struct stat st;
     if (stat(luaL_checkstring(L, 1), &st) != 0) {
         lua_pushnil(L);
         return 1;
     }
-    lua_createtable(L, 0, 5);
+    lua_createtable(L, 0, 6);
     lua_pushinteger(L, (lua_Integer)st.st_size), lua_setfield(L, -2, "size");
     lua_pushnumber(L, (lua_Number)st.st_mtim.tv_sec + (lua_Number)st.st_mtim.tv_nsec * 1e-9);
     lua_setfield(L, -2, "mtime");
     lua_pushinteger(L, (lua_Integer)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec);
     lua_setfield(L, -2, "mtime_ns");
+    lua_pushinteger(L, (lua_Integer)st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec);
+    lua_setfield(L, -2, "ctime_ns");
     lua_pushinteger(L, (lua_Integer)st.st_ino), lua_setfield(L, -2, "ino");
     lua_pushboolean(L, S_ISDIR(st.st_mode)), lua_setfield(L, -2, "dir");
     return 1;

@@ -664,6 +664,8 @@ function M.main(args)
   for i = 2, #args do rest[#rest + 1] = args[i] end
   local opts, pos = parse(rest)
   if opts.help then print(HELP[cmd]); return 0 end
+  -- inputs hashed by one command are not hashed again by the next (provenance.lua)
+  provenance.use_hash_cache((opts.results or dirname(opts.db)) .. "/cache/file_hashes.tsv")
   return COMMANDS[cmd](opts, pos, args)
 end
 

@@ -29,15 +29,37 @@ function M.current_code()
   return M.code_name(M.build_commit())
 end
 
--- SHA-256 of a file, remembered per process by (path, size, modification time): a sweep
--- hashes each file once.
+-- The hash cache across processes (hash_cache.lua), when a command has named one
+-- (M.use_hash_cache); nil: every process hashes what it reads.
+local disk
+
+-- Keeps files' hashes in `file` (<results>/cache/file_hashes.tsv) from now on.
+function M.use_hash_cache(file)
+  disk = require("lorasc.hash_cache").new(file)
+end
+
+-- Writes the hashes this process made to the cache (M.use_hash_cache), if any.
+function M.save_hash_cache()
+  if disk then disk:save() end
+end
+
+-- SHA-256 of a file, remembered per process by (path, size, modification time), and across
+-- processes by the hash cache under the file's real path (`real`, or fs.realpath's: the same
+-- file reached through another LORASC_DATA, a symbolic link or a relative path is one entry):
+-- a sweep hashes each file once, and a large input is hashed once for every later command.
 local memo = {}
-local function hash(path)
+local function hash(path, real)
   local st = fs.stat(path)
   if not st then return nil end
   local key = string.format("%s|%d|%d|%d", path, st.size, st.mtime_ns, st.ino)
   if not memo[key] then
-    local hex, bytes = fs.sha256(path)
+    real = disk and (real or fs.realpath(path))
+    local hex = real and disk:lookup(real, st)
+    local bytes = st.size
+    if not hex then
+      hex, bytes = fs.sha256(path)
+      if real then disk:record(real, st, hex, bytes) end
+    end
     memo[key] = { sha256 = hex, bytes = bytes }
   end
   return memo[key]
@@ -70,8 +92,9 @@ local trees = {}
 local function tree_hash(dir)
   if trees[dir] then return trees[dir] end
   local lines, bytes = {}, 0
+  local real = disk and fs.realpath(dir) -- one realpath for the tree, not one per file
   for _, p in ipairs(files_under(dir, {})) do
-    local h = hash(p)
+    local h = hash(p, real and real .. p:sub(#dir + 1))
     lines[#lines + 1] = p:sub(#dir + 2) .. " " .. (h and h.sha256 or "missing")
     bytes = bytes + (h and h.bytes or 0)
   end
@@ -83,8 +106,10 @@ end
 -- exist.
 function M.path_sha256(path)
   local st = fs.stat(path)
-  if not st or not st.dir then return M.file_sha256(path) end
-  return tree_hash(path).sha256
+  local h
+  if st and st.dir then h = tree_hash(path).sha256 else h = M.file_sha256(path) end
+  M.save_hash_cache()
+  return h
 end
 
 -- How a file is named in the fingerprint: relative to the data directory when under it,
@@ -127,6 +152,7 @@ function M.inputs(run)
   local lines = {}
   for _, i in ipairs(list) do lines[#lines + 1] = string.format("%s %s %s", i.kind, portable_name(i.path), i.sha256) end
   table.sort(lines)
+  M.save_hash_cache()
   return { list = list, fingerprint = sys.sha256(table.concat(lines, "\n")) }
 end
 

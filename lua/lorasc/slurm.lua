@@ -134,8 +134,18 @@ function M.main(list, file, opts)
     fail(string.format("slurm: jobs of this sweep are still queued or running (%s); wait for them, or scancel them, before writing or submitting it again",
       queued:gsub("%s+", " "):match("^%s*(.-)%s*$")))
   end
+  provenance.use_hash_cache(results .. "/cache/file_hashes.tsv") -- the shards' (--results)
   local done = done_hashes(list, db, opts)
   local todo = total - #done
+  -- Every shard takes its runs' inputs before its first run: hashed here, once, the shards
+  -- find them in the cache instead of each reading them all (ImageNet: ~150 GB per shard).
+  local is_done = {}
+  for _, h in ipairs(done) do is_done[h] = true end
+  for _, e in ipairs(list) do
+    for _, r in ipairs(e.runs) do
+      if not is_done[r.hash] then provenance.inputs(r) end
+    end
+  end
   local n = math.min(n_want or 16, math.max(todo, 1))
   sys.mkdir(dir .. "/logs")
   write(dir .. "/done.txt", table.concat(done, "\n") .. (#done > 0 and "\n" or ""))

@@ -77,4 +77,36 @@ grep -q "^commit: $code (4 runs)$" rep4.md || fail "report footer after the reru
 "$LORASC" run exp.lua --db m/x.db > r7.log 2>&1 || fail "run on the merged database"
 grep -q "0 run(s) ran" r7.log && ! grep -q "stored run(s) were made" r7.log || fail "merged runs called stale: $(cat r7.log)"
 
+# 5. The hash cache (p/cache/file_hashes.tsv, lua/lorasc/hash_cache.lua): a command records
+#    the hashes it made (of files older than a few seconds), the next trusts an entry only
+#    while the file's size, mtime, ctime and inode are the recorded ones.
+H=p/cache/file_hashes.tsv
+real=$(realpath data.txt)
+sleep 3 # data.txt changed in part 2: a file changed in the last 2 s is hashed, not recorded
+"$LORASC" status exp.lua --db $DB > st3.txt || fail "status with the cache"
+grep -q "^$(sum data.txt) [0-9]* [0-9]* [0-9]* [0-9]* $real\$" $H || fail "data.txt is not in the cache: $(cat $H)"
+grep -q "^$(sum corpus.txt) .* $(realpath corpus.txt)\$" $H || fail "corpus.txt is not in the cache: $(cat $H)"
+# an entry is what the next command uses: a wrong hash recorded for data.txt's stat says it
+# changed (nothing else could)
+zeros=0000000000000000000000000000000000000000000000000000000000000000
+sed -i "s|^$(sum data.txt) \(.* $real\)\$|$zeros \1|" $H
+grep -q "^$zeros " $H || fail "tampering with the cache"
+"$LORASC" status exp.lua --db $DB > st4.txt || fail "status with a tampered cache"
+[ "$(grep -c "stale .*: data: data.txt changed" st4.txt)" = 4 ] || fail "the cache's entry was not used: $(cat st4.txt)"
+# rewritten with its size and mtime put back (cp -p, touch -r): the ctime differs, the entry
+# is not trusted, the file is hashed, and the runs are not stale
+cp -p data.txt ref.txt
+cat ref.txt > data.txt
+touch -r ref.txt data.txt
+"$LORASC" status exp.lua --db $DB > st5.txt || fail "status after a rewrite"
+! grep -q "stale" st5.txt || fail "an entry outlived a rewrite of its file: $(cat st5.txt)"
+# a cache cut short or edited is read for what parses, never an error, and written whole again
+sleep 3
+printf '# lorasc file hashes v1\nnot a line\n%s 12 1 2\n' "$zeros" > $H
+head -c 100 /dev/urandom >> $H
+"$LORASC" status exp.lua --db $DB > st6.txt 2>&1 || fail "status with a corrupt cache: $(cat st6.txt)"
+! grep -q "stale" st6.txt || fail "a corrupt cache changed the result: $(cat st6.txt)"
+grep -q "^$(sum data.txt) .* $real\$" $H && ! grep -q "not a line" $H || fail "the corrupt cache was not rewritten: $(cat $H)"
+ls p/cache | grep -q "\.part\$" && fail "a temporary cache file was left: $(ls p/cache)"
+
 cli_done test_provenance_cli

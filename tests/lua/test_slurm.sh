@@ -26,6 +26,9 @@ grep -q "^#SBATCH --partition=gpu$" "$D/array.sbatch" && grep -q "^#SBATCH --tim
 grep -q -- '--shard "${SLURM_ARRAY_TASK_ID}/2"' "$D/array.sbatch" || fail "shard option: $(cat "$D/array.sbatch")"
 grep -q -- "--dependency=afterany" "$D/submit.sh" || fail "merge dependency: $(cat "$D/submit.sh")"
 [ ! -e w/lorasc.db ] || fail "writing the scripts created the database"
+# the shards' inputs hashed once, here, for all of them (w/cache/file_hashes.tsv, --results)
+grep -q " $(realpath /usr/share/common-licenses/Apache-2.0)\$" w/cache/file_hashes.tsv ||
+  fail "slurm did not hash the shards' inputs into their cache: $(cat w/cache/file_hashes.tsv 2>&1)"
 
 # 2. The cluster.
 if [ "$(id -u)" != 0 ]; then echo "not root: cannot start slurmctld, slurmd and munged: skipped"; exit 77; fi
