@@ -665,7 +665,7 @@ function M.main(args)
   local opts, pos = parse(rest)
   if opts.help then print(HELP[cmd]); return 0 end
   -- inputs hashed by one command are not hashed again by the next (provenance.lua)
-  provenance.use_hash_cache((opts.results or dirname(opts.db)) .. "/cache/file_hashes.tsv")
+  provenance.use_hash_cache((opts.results or dirname(opts.db)) .. "/cache")
   return COMMANDS[cmd](opts, pos, args)
 end
 

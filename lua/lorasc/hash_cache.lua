@@ -1,4 +1,4 @@
--- Files' SHA-256 kept across processes (<results>/cache/file_hashes.tsv), so that a command
+-- Files' SHA-256 kept across processes (<results>/cache/file_hashes*.tsv), so that a command
 -- on a large input hashes it once, not every time: `lorasc status` on ImageNet's 1.4 million
 -- images (~150 GB) or on a 13 GB checkpoint, each Slurm shard of a sweep over them (the
 -- submitting command fills it: slurm.lua). What provenance.lua asks of it is only ever a

@@ -29,30 +29,46 @@ function M.current_code()
   return M.code_name(M.build_commit())
 end
 
--- The hash cache across processes (hash_cache.lua), when a command has named one
--- (M.use_hash_cache); nil: every process hashes what it reads.
-local disk
+-- The hash caches across processes (hash_cache.lua) in the directory a command named
+-- (M.use_hash_cache; nil: every process hashes what it reads): file_hashes.tsv for single
+-- files (checkpoints, text files), and one file per folder hashed as a tree (an image
+-- folder: file_hashes-<its real path's hash>.tsv), so that a command loads ImageNet's 1.4
+-- million entries only when it takes ImageNet's hash.
+local cache_dir, caches = nil, {}
 
--- Keeps files' hashes in `file` (<results>/cache/file_hashes.tsv) from now on.
-function M.use_hash_cache(file)
-  disk = require("lorasc.hash_cache").new(file)
+-- Keeps files' hashes in dir (<results>/cache) from now on.
+function M.use_hash_cache(dir)
+  cache_dir, caches = dir, {}
 end
 
--- Writes the hashes this process made to the cache (M.use_hash_cache), if any.
+-- The cache of the tree at real path `tree` (nil: of single files); nil without a cache dir.
+local function cache_for(tree)
+  if not cache_dir then return nil end
+  local key = tree or ""
+  if not caches[key] then
+    local name = tree and ("file_hashes-" .. sys.sha256(tree):sub(1, 16) .. ".tsv") or "file_hashes.tsv"
+    caches[key] = require("lorasc.hash_cache").new(cache_dir .. "/" .. name)
+  end
+  return caches[key]
+end
+
+-- Writes the hashes this process made to the caches (M.use_hash_cache), if any.
 function M.save_hash_cache()
-  if disk then disk:save() end
+  for _, c in pairs(caches) do c:save() end
 end
 
 -- SHA-256 of a file, remembered per process by (path, size, modification time), and across
--- processes by the hash cache under the file's real path (`real`, or fs.realpath's: the same
--- file reached through another LORASC_DATA, a symbolic link or a relative path is one entry):
--- a sweep hashes each file once, and a large input is hashed once for every later command.
+-- processes by a hash cache (`disk`, or the single files' one) under the file's real path
+-- (`real`, or fs.realpath's: the same file reached through another LORASC_DATA, a symbolic
+-- link or a relative path is one entry): a sweep hashes each file once, and a large input
+-- is hashed once for every later command.
 local memo = {}
-local function hash(path, real)
+local function hash(path, real, disk)
   local st = fs.stat(path)
   if not st then return nil end
   local key = string.format("%s|%d|%d|%d", path, st.size, st.mtime_ns, st.ino)
   if not memo[key] then
+    disk = disk or cache_for(nil)
     real = disk and (real or fs.realpath(path))
     local hex = real and disk:lookup(real, st)
     local bytes = st.size
@@ -92,9 +108,10 @@ local trees = {}
 local function tree_hash(dir)
   if trees[dir] then return trees[dir] end
   local lines, bytes = {}, 0
-  local real = disk and fs.realpath(dir) -- one realpath for the tree, not one per file
+  local real = cache_dir and fs.realpath(dir) -- one realpath for the tree, not one per file
+  local disk = real and cache_for(real)
   for _, p in ipairs(files_under(dir, {})) do
-    local h = hash(p, real and real .. p:sub(#dir + 1))
+    local h = hash(p, real and real .. p:sub(#dir + 1), disk)
     lines[#lines + 1] = p:sub(#dir + 2) .. " " .. (h and h.sha256 or "missing")
     bytes = bytes + (h and h.bytes or 0)
   end

@@ -134,7 +134,7 @@ function M.main(list, file, opts)
     fail(string.format("slurm: jobs of this sweep are still queued or running (%s); wait for them, or scancel them, before writing or submitting it again",
       queued:gsub("%s+", " "):match("^%s*(.-)%s*$")))
   end
-  provenance.use_hash_cache(results .. "/cache/file_hashes.tsv") -- the shards' (--results)
+  provenance.use_hash_cache(results .. "/cache") -- the shards' (--results)
   local done = done_hashes(list, db, opts)
   local todo = total - #done
   -- Every shard takes its runs' inputs before its first run: hashed here, once, the shards

@@ -46,11 +46,11 @@ io.write(string.format("%.3f %s\n", sys.now() - t0, h))
 EOF
 take() { "$LORASC" lua "$W/take.lua" "$W/tree" "$1"; }
 read -r none h0 <<< "$(take none)"
-read -r first h1 <<< "$(take "$W/cache/file_hashes.tsv")"
-read -r later h2 <<< "$(take "$W/cache/file_hashes.tsv")"
+read -r first h1 <<< "$(take "$W/cache")"
+read -r later h2 <<< "$(take "$W/cache")"
 [ "$h0" = "$h1" ] && [ "$h1" = "$h2" ] || { echo "the tree hashes differ: $h0 $h1 $h2" >&2; exit 1; }
 mb=$(( N * SIZE / 1000000 ))
-echo "tree: $N files of $SIZE bytes ($mb MB); cache file $(du -k "$W/cache/file_hashes.tsv" | cut -f1) KiB"
+echo "tree: $N files of $SIZE bytes ($mb MB); cache file $(du -ck "$W"/cache/file_hashes*.tsv | tail -1 | cut -f1) KiB"
 printf "no cache (every command):  %8.3f s\n" "$none"
 printf "first, recording:          %8.3f s (%.2fx no cache)\n" "$first" "$(echo "$first / $none" | bc -l)"
 printf "later, from the cache:     %8.3f s (%.1fx faster than no cache)\n" "$later" "$(echo "$none / $later" | bc -l)"

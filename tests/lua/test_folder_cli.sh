@@ -90,19 +90,21 @@ cp "$img" saved.img && printf x >> "$img"
 cp saved.img "$img"
 "$LORASC" status clip.lua --db r/clip.db > st.txt 2>&1
 ! grep -q stale st.txt || fail "the image restored, still stale: $(cat st.txt)"
-# a folder's files are in the hash cache by their real paths (files older than 2 s), and
-# what is there is what the next command uses: a wrong hash for one image says it changed
+# a folder's files are in its own hash cache file (named by the hash of its real path) by
+# their real paths (files older than 2 s), and what is there is what the next command uses:
+# a wrong hash for one image says it changed
 sleep 3
 "$LORASC" status clip.lua --db r/clip.db > st.txt 2>&1
+HC=r/cache/file_hashes-$(printf %s "$(realpath data/pets-sketch)" | sha256sum | cut -c1-16).tsv
 for f in $(find data/pets-sketch -type f ! -name SOURCE.txt); do
-  grep -q "^$(sha256sum "$f" | cut -d' ' -f1) .* $(realpath "$f")\$" r/cache/file_hashes.tsv ||
-    fail "$f is not in the hash cache: $(head -3 r/cache/file_hashes.tsv)"
+  grep -q "^$(sha256sum "$f" | cut -d' ' -f1) .* $(realpath "$f")\$" "$HC" ||
+    fail "$f is not in the folder's hash cache $HC: $(ls r/cache; head -3 "$HC")"
 done
 zeros=0000000000000000000000000000000000000000000000000000000000000000
-sed -i "s|^[0-9a-f]* \(.* $(realpath "$img")\)\$|$zeros \1|" r/cache/file_hashes.tsv
+sed -i "s|^[0-9a-f]* \(.* $(realpath "$img")\)\$|$zeros \1|" "$HC"
 "$LORASC" status clip.lua --db r/clip.db > st.txt 2>&1
 [ "$(grep -c "stale .*data: pets-sketch changed" st.txt)" = 2 ] || fail "the cached hash of an image was not used: $(cat st.txt)"
-rm r/cache/file_hashes.tsv
+rm r/cache/file_hashes*.tsv
 "$LORASC" report clip.lua --db r/clip.db > report.txt 2>&1 || fail "report: $(cat report.txt)"
 # the same runs with every set streamed from its files (a memory budget of 0): the same numbers
 LORASC_IMAGE_MEMORY_MB=0 "$LORASC" run clip.lua --db r/stream.db > stream.log 2>&1 || fail "streamed run: $(cat stream.log)"
