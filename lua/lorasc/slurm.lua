@@ -139,6 +139,9 @@ function M.main(list, file, opts)
   local todo = total - #done
   -- Every shard takes its runs' inputs before its first run: hashed here, once, the shards
   -- find them in the cache instead of each reading them all (ImageNet: ~150 GB per shard).
+  if todo > 0 then
+    io.stderr:write(string.format("lorasc slurm: taking the inputs' hashes of %d run(s) once for the shards (kept in %s/cache)\n", todo, results))
+  end
   local is_done = {}
   for _, h in ipairs(done) do is_done[h] = true end
   for _, e in ipairs(list) do
