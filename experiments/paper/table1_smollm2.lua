@@ -1,8 +1,8 @@
 -- Table 1 of the LoRASC paper (arXiv 2407.01491) at the scale 2 CPU cores finish: the same
 -- design as table1_llama2_7b.lua on SmolLM2-135M-Instruct, on the paper's tasks whose data
 -- the mirror holds and whose prompts are short enough to train on 2 cores (SST-2, RTE, CB,
--- COPA; BoolQ, MultiRC and ReCoRD have passages of hundreds of tokens; SQuAD and DROP are
--- not in the mirror). Rows: LoRA, COLA, and the three LoRASC ablation rows over each base
+-- WSC, WiC, COPA; BoolQ, MultiRC and ReCoRD have passages of hundreds of tokens; SQuAD and
+-- DROP are not in the mirror). Rows: LoRA, COLA, and the three LoRASC ablation rows over each base
 -- (LoRA, LoRA+ with ratio 16, DoRA):
 --   +Cascade        one expert per epoch merged into the backbone (α = λ = 0)
 --   ++Slow LoRA     + the slow expert, a moving average of the fast ones (α from the grid)
@@ -15,14 +15,14 @@
 -- and α = 0.5-0.6. Kept: 3 seeds, batch 4, rank 8 with
 -- lora_alpha 16 on q and v, 5 epochs (one expert each), linear schedule.
 -- One experiment per base, so each can be run alone (`--experiment NAME`):
---   lorasc data fetch smollm2-135m sst2 rte cb copa --from ../shared/data
+--   lorasc data fetch smollm2-135m sst2 rte cb wsc wic copa --from ../shared/data
 --   lorasc run experiments/paper/table1_smollm2.lua --db results/paper.db
 --   lorasc report experiments/paper/table1_smollm2.lua --db results/paper.db --paper results/paper/table1.csv
 local smollm2 = llama { checkpoint = "smollm2-135m" }
 
 local design = {
   model = smollm2,
-  tasks = { "sst2", "rte", "cb", "copa" },
+  tasks = { "sst2", "rte", "cb", "wsc", "wic", "copa" },
   split = { train = 200, val = 100, test = 300 },
   train = { epochs = 5, batch = 4, seq = 256, lr = 5e-4, warmup = 10, schedule = "linear" },
   seeds = { 1, 2, 3 },

@@ -59,7 +59,7 @@ local FILES = {
       return need_lang("sst2", "rte", "cb", "boolq", "wsc", "wic", "multirc", "copa", "record", "gsm8k", "mmlu", "bbh") end },
   { "experiments/table2_stories260k.lua", function() return need_lang("alpaca", "mmlu", "bbh") end },
   { "experiments/smollm2_sst2.lua", function() return need_smollm2("sst2", "copa") end },
-  { "experiments/paper/table1_smollm2.lua", function() return need_smollm2("sst2", "rte", "cb", "copa") end },
+  { "experiments/paper/table1_smollm2.lua", function() return need_smollm2("sst2", "rte", "cb", "wsc", "wic", "copa") end },
   { "experiments/paper/table1_smollm2_alpha.lua", function() return need_smollm2("sst2", "rte") end },
   { "experiments/paper/table1_smollm2_lr.lua", function() return need_smollm2("sst2", "copa") end },
   { "experiments/paper/table2_smollm2.lua", function() return need_smollm2("alpaca", "mmlu", "bbh", "gsm8k") end },
