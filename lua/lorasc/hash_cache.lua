@@ -16,6 +16,7 @@
 -- worst they do is drop each other's new entries, which are hashed again later. Lines that
 -- do not parse (a file cut short, edited) are ignored. Deleting the file is always safe.
 local sys = require "lorasc.core.sys"
+local cache = require "lorasc.cache"
 
 local M = {}
 
@@ -40,7 +41,7 @@ end
 
 -- A cache kept at `file` (read at the first lookup; nothing is written before save).
 function M.new(file)
-  return setmetatable({ file = file, entries = nil, added = {}, n_added = 0 }, { __index = M })
+  return setmetatable({ file = file, entries = nil, added = {} }, { __index = M })
 end
 
 function M:load()
@@ -66,7 +67,6 @@ function M:record(path, st, sha256, bytes)
   if newest >= os.time() - M.RECENT_S then return false end
   local e = stat_key(st) .. " " .. sha256
   self:load()[path] = e
-  if not self.added[path] then self.n_added = self.n_added + 1 end
   self.added[path] = e
   return true
 end
@@ -76,7 +76,7 @@ end
 -- cannot be written (a read-only results directory) is left as it is, in silence: the
 -- commands are right without it, only slower. Returns whether it was written.
 function M:save()
-  if self.n_added == 0 then return false end
+  if next(self.added) == nil then return false end
   local dir = self.file:match("^(.*)/[^/]*$")
   if dir and dir ~= "" then pcall(sys.mkdir, dir) end
   local all = read_entries(self.file, {})
@@ -84,7 +84,8 @@ function M:save()
   local paths = {}
   for path in pairs(all) do paths[#paths + 1] = path end
   table.sort(paths)
-  local tmp = string.format("%s.%d.%s.part", self.file, sys.getpid(), (sys.hostname():gsub("[^%w%-_]", "_")))
+  -- the cache directory's name for a file being written: cache.clean removes a killed writer's
+  local tmp = cache.part_name(self.file)
   local f = io.open(tmp, "w")
   if not f then return false end
   local ok = f:write(HEADER, "\n")
@@ -98,7 +99,7 @@ function M:save()
     os.remove(tmp)
     return false
   end
-  self.entries, self.added, self.n_added = all, {}, 0
+  self.entries, self.added = all, {}
   return true
 end
 
