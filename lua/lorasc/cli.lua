@@ -632,6 +632,8 @@ function COMMANDS.lua(_, pos, args)
   if not pos[1] then fail("lua needs a FILE") end
   local chunk, err = loadfile(pos[1])
   if not chunk then fail(err) end
+  -- the file's own folder first, so a test takes its folder's helpers (tests/lua/checks.lua)
+  package.path = (pos[1]:match("^(.*)/") or ".") .. "/?.lua;" .. package.path
   local script_args = {}
   for i = 3, #args do script_args[#script_args + 1] = args[i] end
   return chunk(table.unpack(script_args)) or 0

@@ -6,13 +6,8 @@ local runner = require "lorasc.runner"
 local canon = require "lorasc.canon"
 local sys = require "lorasc.core.sys"
 
-local failures = 0
-local function check(cond, what)
-  if not cond then
-    failures = failures + 1
-    io.stderr:write("FAIL: ", what, "\n")
-  end
-end
+local checks = require("checks").new("test_badinput")
+local check = checks.check
 
 local dir = os.tmpname()
 os.remove(dir)
@@ -135,8 +130,4 @@ check(canon.nearest("LORASC", { "lora", "lorasc" }) == "lorasc", "nearest ignore
 check(canon.nearest("xyz", { "lora", "lorasc" }) == nil, "nothing near")
 
 os.execute("rm -rf '" .. dir .. "'")
-if failures > 0 then
-  io.stderr:write(failures, " failure(s)\n")
-  os.exit(1)
-end
-print("test_badinput: all passed")
+return checks.finish()

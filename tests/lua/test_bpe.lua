@@ -13,10 +13,8 @@ if not f then
 end
 f:close()
 
-local failures = 0
-local function check(cond, what)
-  if not cond then failures = failures + 1; io.stderr:write("FAIL: " .. what .. "\n") end
-end
+local checks = require("checks").new("test_bpe")
+local check = checks.check
 local function same(a, b) return table.concat(a, " ") == table.concat(b, " ") end
 
 local tok = tasks.tokenizer(path)
@@ -35,5 +33,4 @@ check(text == "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, 
 local ok, err = pcall(tok.chat, tok, { { role = "user" } })
 check(not ok and tostring(err):find("has no content", 1, true), "chat without content: " .. tostring(err))
 tok:close()
-if failures > 0 then error(failures .. " failure(s)") end
-print("bpe binding: ok")
+return checks.finish()

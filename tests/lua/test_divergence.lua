@@ -6,13 +6,8 @@ local train = require "lorasc.train"
 local report = require "lorasc.report"
 local dsl = require "lorasc.dsl"
 
-local failures = 0
-local function check(cond, what)
-  if not cond then
-    failures = failures + 1
-    io.stderr:write("FAIL: ", what, "\n")
-  end
-end
+local checks = require("checks").new("test_divergence")
+local check = checks.check
 
 -- Feeds losses (and grad norms) to a fresh watcher; returns the step it fired at and why.
 local function first_divergence(factor, losses, gnorms)
@@ -209,8 +204,4 @@ local t2 = report.compute(runs, only_failed, {})
 local md2 = report.render(t2, { format = "markdown", title = "r" })
 check(md2:find("— (4 failed)", 1, true) ~= nil, "all failed: " .. md2)
 
-if failures > 0 then
-  io.stderr:write(failures, " failure(s)\n")
-  os.exit(1)
-end
-print("test_divergence: all passed")
+return checks.finish()

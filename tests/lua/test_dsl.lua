@@ -3,13 +3,8 @@ local dsl = require "lorasc.dsl"
 local json = require "lorasc.json"
 local report = require "lorasc.report"
 
-local failures = 0
-local function check(cond, what)
-  if not cond then
-    failures = failures + 1
-    io.stderr:write("FAIL: ", what, "\n")
-  end
-end
+local checks = require("checks").new("test_dsl")
+local check = checks.check
 local function eq(a, b, what) check(a == b, string.format("%s: got %s, expected %s", what, tostring(a), tostring(b))) end
 local function near(a, b, what) check(math.abs(a - b) <= 1e-12 + 1e-9 * math.abs(b), string.format("%s: got %.17g, expected %.17g", what, a, b)) end
 
@@ -189,9 +184,4 @@ if ok3 then
 end
 
 os.remove(tmp)
-if failures > 0 then
-  io.stderr:write(failures, " failure(s)\n")
-  return 1
-end
-print("test_dsl: all passed")
-return 0
+return checks.finish()

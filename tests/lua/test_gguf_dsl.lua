@@ -4,13 +4,8 @@
 local dsl = require "lorasc.dsl"
 local model = require "lorasc.core.model"
 
-local failures = 0
-local function check(cond, what)
-  if not cond then
-    failures = failures + 1
-    io.stderr:write("FAIL: ", what, "\n")
-  end
-end
+local checks = require("checks").new("test_gguf_dsl")
+local check = checks.check
 local function eq(a, b, what) check(a == b, string.format("%s: got %s, expected %s", what, tostring(a), tostring(b))) end
 
 local tmp = os.tmpname()
@@ -70,8 +65,4 @@ if root then
   check(not okb and tostring(err):find("holds a \"lorasc%-test\" model"), "non-llama GGUF refused: " .. tostring(err))
 end
 os.remove(tmp)
-if failures > 0 then
-  io.stderr:write(failures, " failure(s)\n")
-  os.exit(1)
-end
-print("gguf dsl: ok")
+return checks.finish()

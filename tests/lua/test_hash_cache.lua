@@ -8,13 +8,8 @@
 local hash_cache = require "lorasc.hash_cache"
 local sys = require "lorasc.core.sys"
 
-local failures = 0
-local function check(cond, what)
-  if not cond then
-    failures = failures + 1
-    io.stderr:write("FAIL: ", what, "\n")
-  end
-end
+local checks = require("checks").new("test_hash_cache")
+local check = checks.check
 
 local dir = os.tmpname()
 os.remove(dir)
@@ -77,8 +72,4 @@ check(ro:record("/data/x.jpg", st, A, 10), "record (in memory)")
 check(ro:save() == false, "an unwritable cache was saved")
 
 os.execute("rm -rf '" .. dir .. "'")
-if failures > 0 then
-  io.stderr:write(failures, " failure(s)\n")
-  os.exit(1)
-end
-print("hash cache: ok")
+return checks.finish()

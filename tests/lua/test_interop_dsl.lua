@@ -8,13 +8,8 @@ local interop = require "lorasc.core.interop"
 
 local src = assert(os.getenv("LORASC_SOURCE_ROOT"), "LORASC_SOURCE_ROOT must be set")
 local gold = src .. "/tests/golden/interop"
-local failures = 0
-local function check(cond, what)
-  if not cond then
-    failures = failures + 1
-    io.stderr:write("FAIL: ", what, "\n")
-  end
-end
+local checks = require("checks").new("test_interop_dsl")
+local check = checks.check
 local function eq(a, b, what) check(a == b, string.format("%s: got %s, expected %s", what, tostring(a), tostring(b))) end
 
 local tmp = os.tmpname()
@@ -157,8 +152,4 @@ check(j.b.c == true and j.b.d == nil and j.e == -3, "json objects, null left out
 check(not pcall(interop.json_decode, "{"), "invalid JSON is an error")
 
 os.remove(tmp)
-if failures > 0 then
-  io.stderr:write(failures, " failure(s)\n")
-  os.exit(1)
-end
-print("test_interop_dsl: all passed")
+return checks.finish()

@@ -9,13 +9,8 @@
 local dsl = require "lorasc.dsl"
 local report = require "lorasc.report"
 
-local failures = 0
-local function check(cond, what)
-  if not cond then
-    failures = failures + 1
-    io.stderr:write("FAIL: ", what, "\n")
-  end
-end
+local checks = require("checks").new("test_report")
+local check = checks.check
 local function near(a, b, what)
   check(a ~= nil and math.abs(a - b) <= 1e-9 * (1 + math.abs(b)), string.format("%s: got %s, expected %.17g", what, tostring(a), b))
 end
@@ -269,5 +264,4 @@ check(caption == "Table 9 of a test: made-up numbers for this test only", "capti
 check(paper["lora\0text:apache"] == 70.5, "paper value")
 
 os.remove(tmp)
-if failures > 0 then error(string.format("%d check(s) failed", failures)) end
-print("test_report: all passed")
+return checks.finish()

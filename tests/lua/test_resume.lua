@@ -5,13 +5,8 @@
 -- same reason as the uninterrupted watch, for every k. Run by `lorasc lua`.
 local train = require "lorasc.train"
 
-local failures = 0
-local function check(cond, what)
-  if not cond then
-    failures = failures + 1
-    io.stderr:write("FAIL: ", what, "\n")
-  end
-end
+local checks = require("checks").new("test_resume")
+local check = checks.check
 
 local function seq(n, f)
   local t = {}
@@ -56,9 +51,4 @@ end
 -- a fresh watch and one given nothing are the same
 check(select(1, run(nil, cases.climb, {})) == select(1, run(nil, cases.climb)), "an empty saved list is a fresh watch")
 
-if failures > 0 then
-  io.stderr:write(failures, " failure(s)\n")
-  return 1
-end
-print("resume: all passed")
-return 0
+return checks.finish()

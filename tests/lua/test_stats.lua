@@ -4,13 +4,8 @@
 -- a cell only when its interval excludes zero. Run by `lorasc lua`.
 local stats = require "lorasc.stats"
 
-local failures = 0
-local function check(cond, what)
-  if not cond then
-    failures = failures + 1
-    io.stderr:write("FAIL: ", what, "\n")
-  end
-end
+local checks = require("checks").new("test_stats")
+local check = checks.check
 local function close(got, want, tol, what)
   local ok = got ~= nil and math.abs(got - want) <= tol * (1 + math.abs(want))
   check(ok, string.format("%s: got %s, expected %.17g (tolerance %g)", what, tostring(got), want, tol))
@@ -94,5 +89,4 @@ check(h.lo == 0 and h.hi == 1, string.format("two examples: interval [0, 1], got
 check(stats.rng(0)() == math.tointeger(0xe220a8397b1dcdaf), "splitmix64's first output for seed 0")
 close(stats.quantile_sorted({ 1, 2, 3, 4 }, 0.5), 2.5, 0, "type-7 median")
 
-if failures > 0 then error(string.format("%d check(s) failed", failures)) end
-print("stats: all checks passed")
+return checks.finish()
