@@ -40,17 +40,10 @@ end
 experiment "table1_smollm2_lr"(design({ "sst2", "copa" }, { 1e-5, 5e-5, 1e-4, 5e-4, 1e-3 }))
 experiment "table1_smollm2_lr_rte"(design({ "rte" }, { 5e-4, 1e-3 }))
 
--- the rates and α chosen on validation, each row against LoRA
-report "table1_smollm2_lr" { rows = "method", cols = "task", digits = 1,
+-- per experiment: the rates and α chosen on validation, each row against LoRA; then every
+-- rate (α still chosen on validation for ++Slow)
+for _, name in ipairs { "table1_smollm2_lr", "table1_smollm2_lr_rte" } do
+  report(name) { rows = "method", cols = "task", digits = 1, metrics = { "test.score", "val.score" } }
+  report(name .. "_each") { experiment = name, rows = "method", cols = "train.lr", digits = 1,
                             metrics = { "test.score", "val.score" } }
-
--- every rate (α still chosen on validation for ++Slow)
-report "table1_smollm2_lr_each" { experiment = "table1_smollm2_lr", rows = "method",
-                                 cols = "train.lr", digits = 1,
-                                 metrics = { "test.score", "val.score" } }
-
-report "table1_smollm2_lr_rte" { rows = "method", cols = "task", digits = 1,
-                                metrics = { "test.score", "val.score" } }
-report "table1_smollm2_lr_rte_each" { experiment = "table1_smollm2_lr_rte", rows = "method",
-                                     cols = "train.lr", digits = 1,
-                                     metrics = { "test.score", "val.score" } }
+end
