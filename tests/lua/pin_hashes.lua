@@ -61,7 +61,7 @@ local FILES = {
   { "experiments/smollm2_sst2.lua", function() return need_smollm2("sst2", "copa") end },
   { "experiments/paper/table1_smollm2.lua", function() return need_smollm2("sst2", "rte", "cb", "wsc", "wic", "copa") end },
   { "experiments/paper/table1_smollm2_alpha.lua", function() return need_smollm2("sst2", "rte") end },
-  { "experiments/paper/table1_smollm2_lr.lua", function() return need_smollm2("sst2", "copa", "rte", "cb", "wic") end },
+  { "experiments/paper/table1_smollm2_lr.lua", function() return need_smollm2("sst2", "copa", "rte", "wic") end },
   { "experiments/paper/figure2_smollm2.lua", function() return need_smollm2("sst2") end },
   { "experiments/paper/table4_smollm2.lua", function() return need_smollm2("sst2", "copa") end },
   { "experiments/paper/table2_smollm2.lua", function() return need_smollm2("alpaca", "mmlu", "bbh", "gsm8k") end },
