@@ -162,25 +162,62 @@ static void cuda_copy_wait(Backend *be, const char *func, void *dst, const void 
         CUDA_OK(ctx, cudaStreamSynchronize(ctx->stream));
 }
 
-/* An upload that fits a staging slot does not wait for the device: the host's bytes are
- * copied into the pinned slot (the caller may reuse its buffer at once) and sent in stream
- * order; the slot is reused only once its last copy has run (its event), so the host runs at
- * most CUDA_STAGE_SLOTS uploads ahead. A training step's batch, targets and loss weights go
- * this way, so a step never waits for the one before it. Larger uploads wait. */
+/* The pinned buffer of a large upload: the next of the double buffer, once its previous copy
+ * has run, grown to `bytes` if it is smaller; NULL where pinning more memory fails (the
+ * upload then waits instead; the failure is not the run's). */
+static char *cuda_big_buffer(CudaCtx *ctx, size_t bytes, int *slot) {
+    *slot = ctx->big_next;
+    if (!CUDA_OK(ctx, cudaEventSynchronize(ctx->big_done[*slot]))) return NULL;
+    if (ctx->big_bytes[*slot] < bytes) {
+        if (ctx->big[*slot]) cudaFreeHost(ctx->big[*slot]);
+        ctx->big[*slot] = NULL;
+        ctx->big_bytes[*slot] = 0;
+        if (cudaMallocHost((void **)&ctx->big[*slot], bytes) != cudaSuccess) {
+            (void)cudaGetLastError();
+            ctx->big[*slot] = NULL;
+            return NULL;
+        }
+        ctx->big_bytes[*slot] = bytes;
+    }
+    return ctx->big[*slot];
+}
+
+/* An upload does not wait for the device: the host's bytes are copied into pinned memory (the
+ * caller may reuse its buffer at once) and sent in stream order. Up to CUDA_STAGE_BYTES they
+ * go through a ring of CUDA_STAGE_SLOTS slots (a training step's batch, targets and loss
+ * weights), larger ones (an image batch: 19 MB at 32 x 3 x 224 x 224) through a double buffer
+ * grown on demand; a slot or buffer is reused only once its last copy has run (its event), so
+ * the host runs a bounded number of uploads ahead and a step never waits for the one before
+ * it. Uploads above CUDA_BIG_MAX_BYTES (whole models, once) wait, pinning nothing more. */
 void cuda_to_device(Backend *be, void *dst, const void *src_host, size_t bytes) {
     CudaCtx *ctx = (CudaCtx *)be->ctx;
-    if (!ctx->stage || bytes > CUDA_STAGE_BYTES) {
+    if (!ctx->stage || bytes > CUDA_BIG_MAX_BYTES) {
         cuda_copy_wait(be, __func__, dst, src_host, bytes, cudaMemcpyHostToDevice);
         return;
     }
     if (!cuda_begin(be, __func__) || !bytes) return;
-    const int slot = ctx->stage_next;
-    char *buf = ctx->stage + (size_t)slot * CUDA_STAGE_BYTES;
-    if (!CUDA_OK(ctx, cudaEventSynchronize(ctx->stage_done[slot]))) return;
-    memcpy(buf, src_host, bytes);
-    if (CUDA_OK(ctx, cudaMemcpyAsync(dst, buf, bytes, cudaMemcpyHostToDevice, ctx->stream)) &&
-        CUDA_OK(ctx, cudaEventRecord(ctx->stage_done[slot], ctx->stream)))
+    cudaEvent_t done;
+    char *buf;
+    if (bytes <= CUDA_STAGE_BYTES) {
+        const int slot = ctx->stage_next;
+        if (!CUDA_OK(ctx, cudaEventSynchronize(ctx->stage_done[slot]))) return;
+        buf = ctx->stage + (size_t)slot * CUDA_STAGE_BYTES;
+        done = ctx->stage_done[slot];
         ctx->stage_next = (slot + 1) % CUDA_STAGE_SLOTS;
+    } else {
+        int slot;
+        buf = cuda_big_buffer(ctx, bytes, &slot);
+        if (!buf) {
+            if (!ctx->failed)
+                cuda_copy_wait(be, __func__, dst, src_host, bytes, cudaMemcpyHostToDevice);
+            return;
+        }
+        done = ctx->big_done[slot];
+        ctx->big_next = (slot + 1) % CUDA_BIG_SLOTS;
+    }
+    memcpy(buf, src_host, bytes);
+    if (CUDA_OK(ctx, cudaMemcpyAsync(dst, buf, bytes, cudaMemcpyHostToDevice, ctx->stream)))
+        CUDA_OK(ctx, cudaEventRecord(done, ctx->stream));
 }
 
 void cuda_to_host(Backend *be, void *dst_host, const void *src, size_t bytes) {
@@ -274,6 +311,10 @@ void backend_cuda_destroy(Backend *be) {
         if (ctx->stage) cudaFreeHost(ctx->stage);
         for (int i = 0; i < CUDA_STAGE_SLOTS; i++)
             if (ctx->stage_done[i]) cudaEventDestroy(ctx->stage_done[i]);
+        for (int i = 0; i < CUDA_BIG_SLOTS; i++) {
+            if (ctx->big[i]) cudaFreeHost(ctx->big[i]);
+            if (ctx->big_done[i]) cudaEventDestroy(ctx->big_done[i]);
+        }
         if (ctx->stream) cudaStreamDestroy(ctx->stream);
         free(ctx);
     }
@@ -335,6 +376,8 @@ extern "C" Backend *backend_cuda_create(char *err, size_t err_size) {
                                                                : CUBLAS_PEDANTIC_MATH));
     for (int i = 0; ok && i < CUDA_STAGE_SLOTS; i++)
         ok = CUDA_OK(ctx, cudaEventCreateWithFlags(&ctx->stage_done[i], cudaEventDisableTiming));
+    for (int i = 0; ok && i < CUDA_BIG_SLOTS; i++)
+        ok = CUDA_OK(ctx, cudaEventCreateWithFlags(&ctx->big_done[i], cudaEventDisableTiming));
     if (!ok) {
         if (err && err_size) snprintf(err, err_size, "%s", ctx->error);
         backend_cuda_destroy(be);

@@ -42,6 +42,8 @@ enum {
     CUDA_ERROR_CHARS = 512,
     CUDA_STAGE_SLOTS = 8,            /* pinned staging for small uploads (to_device) */
     CUDA_STAGE_BYTES = 1 << 20,      /* per slot: a batch's tokens, targets, loss weights */
+    CUDA_BIG_SLOTS = 2,              /* pinned staging for larger uploads: a double buffer, */
+    CUDA_BIG_MAX_BYTES = 64 << 20,   /* each grown to the largest upload seen, up to this */
 };
 
 typedef struct CudaCtx {
@@ -60,6 +62,11 @@ typedef struct CudaCtx {
                                  * a slot are copied here and sent without waiting */
     cudaEvent_t stage_done[CUDA_STAGE_SLOTS]; /* recorded after each slot's copy */
     int stage_next;
+    char *big[CUDA_BIG_SLOTS];  /* pinned, grown on demand: uploads above a slot (an image
+                                 * batch) alternate between them, again without waiting */
+    size_t big_bytes[CUDA_BIG_SLOTS];
+    cudaEvent_t big_done[CUDA_BIG_SLOTS];
+    int big_next;
     int tf32;                   /* LORASC_CUDA_TF32=1: matmul may round inputs to tf32 */
     int sync_each_op;           /* LORASC_CUDA_SYNC=1: synchronise after every launch */
     const char *op;             /* the op now running (for the error sentence) */

@@ -70,6 +70,56 @@ static void test_memory(void **state) {
     op_end();
 }
 
+#ifdef LORASC_CUDA_EMU
+long cuda_emu_waits(void); /* the emulation's count of stream waits (kernels/cuda/emu) */
+#endif
+
+/* to_device's contract: the host buffer may be rewritten as soon as the call returns, at every
+ * size (CUDA: a staging slot up to 1 MiB, the grown double buffer above it, a plain waited
+ * copy above 64 MiB). Each upload's source is overwritten at once, then all are read back.
+ * In the emulation the uploads up to 64 MiB must also leave the stream unwaited. */
+static void test_uploads(void **state) {
+    (void)state;
+    op_begin("uploads");
+    enum { N_UPLOADS = 6 };
+    const size_t sizes[N_UPLOADS] = {1000, 3 << 20, 5 << 20, 3 << 20, 2 << 20, (size_t)65 << 20};
+    for (int bi = 0; bi < g_nbe; bi++) {
+        backend_begin(bi);
+        Backend *be = g_be[bi];
+        unsigned char *dev[N_UPLOADS], *host = xmalloc(sizes[N_UPLOADS - 1]);
+        long waits = 0;
+        for (int u = 0; u < N_UPLOADS; u++) {
+            dev[u] = be->alloc(be, sizes[u]);
+            assert_non_null(dev[u]);
+            assert_int_equal(be->sync(be), 0);
+            for (size_t j = 0; j < sizes[u]; j++) host[j] = (unsigned char)(j * 131 + u * 7 + 1);
+#ifdef LORASC_CUDA_EMU
+            waits = cuda_emu_waits();
+#endif
+            be->to_device(be, dev[u], host, sizes[u]);
+#ifdef LORASC_CUDA_EMU
+            waits = cuda_emu_waits() - waits;
+            if (!is_cpu(be) && sizes[u] <= ((size_t)64 << 20) && waits != 0)
+                fail_msg("%s: an upload of %zu bytes waited for the stream %ld time(s)", be->name,
+                         sizes[u], waits);
+#endif
+            memset(host, 0xee, sizes[u]); /* the caller reuses its buffer at once */
+        }
+        (void)waits;
+        for (int u = 0; u < N_UPLOADS; u++) {
+            assert_int_equal(be->sync(be), 0);
+            be->to_host(be, host, dev[u], sizes[u]);
+            for (size_t j = 0; j < sizes[u]; j++)
+                if (host[j] != (unsigned char)(j * 131 + u * 7 + 1))
+                    fail_msg("%s: upload %d (%zu bytes) arrived changed at byte %zu", be->name, u,
+                             sizes[u], j);
+            be->free(be, dev[u]);
+        }
+        free(host);
+    }
+    op_end();
+}
+
 /* CUDA reports a failure as one sentence naming op, file and line, and stays failed; the
  * CPU's ops cannot fail. Each case takes a fresh backend: the error is sticky. */
 static void test_errors(void **state) {
@@ -508,7 +558,8 @@ int main(void) {
     printf("\n");
 
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_memory),        cmocka_unit_test(test_matmul),
+        cmocka_unit_test(test_memory),        cmocka_unit_test(test_uploads),
+        cmocka_unit_test(test_matmul),
         cmocka_unit_test(test_embedding),     cmocka_unit_test(test_norms),
         cmocka_unit_test(test_rope),          cmocka_unit_test(test_attention),
         cmocka_unit_test(test_elementwise),   cmocka_unit_test(test_rowcol),
