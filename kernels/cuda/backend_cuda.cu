@@ -185,10 +185,13 @@ static char *cuda_big_buffer(CudaCtx *ctx, size_t bytes, int *slot) {
 /* An upload does not wait for the device: the host's bytes are copied into pinned memory (the
  * caller may reuse its buffer at once) and sent in stream order. Up to CUDA_STAGE_BYTES they
  * go through a ring of CUDA_STAGE_SLOTS slots (a training step's batch, targets and loss
- * weights), larger ones (an image batch: 19 MB at 32 x 3 x 224 x 224) through a double buffer
+ * weights), larger ones (an image batch: 77 MB at 128 x 3 x 224 x 224) through a double buffer
  * grown on demand; a slot or buffer is reused only once its last copy has run (its event), so
  * the host runs a bounded number of uploads ahead and a step never waits for the one before
- * it. Uploads above CUDA_BIG_MAX_BYTES (whole models, once) wait, pinning nothing more. */
+ * it. The copy itself still runs in stream order, after the previous step's kernels (a copy
+ * stream would overlap it with them, but the model's one device batch buffer may still be
+ * read by them). Uploads above CUDA_BIG_MAX_BYTES (whole models, once) wait, pinning nothing
+ * more. */
 void cuda_to_device(Backend *be, void *dst, const void *src_host, size_t bytes) {
     CudaCtx *ctx = (CudaCtx *)be->ctx;
     if (!ctx->stage || bytes > CUDA_BIG_MAX_BYTES) {

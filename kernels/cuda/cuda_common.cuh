@@ -43,7 +43,7 @@ enum {
     CUDA_STAGE_SLOTS = 8,            /* pinned staging for small uploads (to_device) */
     CUDA_STAGE_BYTES = 1 << 20,      /* per slot: a batch's tokens, targets, loss weights */
     CUDA_BIG_SLOTS = 2,              /* pinned staging for larger uploads: a double buffer, */
-    CUDA_BIG_MAX_BYTES = 64 << 20,   /* each grown to the largest upload seen, up to this */
+    CUDA_BIG_MAX_BYTES = 256 << 20,  /* each grown to the largest upload seen, up to this */
 };
 
 typedef struct CudaCtx {

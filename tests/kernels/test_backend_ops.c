@@ -76,13 +76,13 @@ long cuda_emu_waits(void); /* the emulation's count of stream waits (kernels/cud
 
 /* to_device's contract: the host buffer may be rewritten as soon as the call returns, at every
  * size (CUDA: a staging slot up to 1 MiB, the grown double buffer above it, a plain waited
- * copy above 64 MiB). Each upload's source is overwritten at once, then all are read back.
- * In the emulation the uploads up to 64 MiB must also leave the stream unwaited. */
+ * copy above 256 MiB). Each upload's source is overwritten at once, then all are read back.
+ * In the emulation the uploads up to 256 MiB must also leave the stream unwaited. */
 static void test_uploads(void **state) {
     (void)state;
     op_begin("uploads");
     enum { N_UPLOADS = 6 };
-    const size_t sizes[N_UPLOADS] = {1000, 3 << 20, 5 << 20, 3 << 20, 2 << 20, (size_t)65 << 20};
+    const size_t sizes[N_UPLOADS] = {1000, 3 << 20, 5 << 20, 3 << 20, 2 << 20, (size_t)257 << 20};
     for (int bi = 0; bi < g_nbe; bi++) {
         backend_begin(bi);
         Backend *be = g_be[bi];
@@ -99,7 +99,7 @@ static void test_uploads(void **state) {
             be->to_device(be, dev[u], host, sizes[u]);
 #ifdef LORASC_CUDA_EMU
             waits = cuda_emu_waits() - waits;
-            if (!is_cpu(be) && sizes[u] <= ((size_t)64 << 20) && waits != 0)
+            if (!is_cpu(be) && sizes[u] <= ((size_t)256 << 20) && waits != 0)
                 fail_msg("%s: an upload of %zu bytes waited for the stream %ld time(s)", be->name,
                          sizes[u], waits);
 #endif
