@@ -11,10 +11,10 @@
 -- CB has 250 training and 56 validation examples, WSC 554 and 104: its test set is those
 -- 104), one learning rate (5e-4) instead of five, α and λ at lorasc's defaults (0.8, 1)
 -- instead of their grids. Those choices are examined on SST-2, COPA, RTE and WiC (the rate)
--- and SST-2 and RTE (α) by table1_smollm2_lr.lua and table1_smollm2_alpha.lua: from the paper's rate
--- grid on validation LoRA keeps 5e-4 on SST-2 (tied with 1e-3) and takes 1e-3 on COPA, COLA
--- and +Cascade stay at 5e-4 but for COLA on SST-2 (1e-3), the slow row takes 1e-3 on both
--- with α = 0.5-0.8. Kept: 3 seeds, batch 4, rank 8 with lora_alpha 16 on q and v, 5 epochs
+-- and SST-2 and RTE (α) by table1_smollm2_lr.lua and table1_smollm2_alpha.lua: from the
+-- paper's rate grid on validation LoRA keeps 5e-4 on SST-2 (tied with 1e-3) and takes 1e-3 on
+-- COPA, COLA and +Cascade stay at 5e-4 but for COLA on SST-2 (1e-3), the slow row takes 1e-3
+-- on both with α = 0.5-0.8. Kept: 3 seeds, batch 4, rank 8 with lora_alpha 16 on q and v, 5 epochs
 -- (one expert each), linear schedule.
 -- One experiment per base, so each can be run alone (`--experiment NAME`):
 --   lorasc data fetch smollm2-135m sst2 rte cb wsc wic copa --from ../shared/data

@@ -170,11 +170,10 @@ static char *cuda_big_buffer(CudaCtx *ctx, size_t bytes, int *slot) {
     if (!CUDA_OK(ctx, cudaEventSynchronize(ctx->big_done[*slot]))) return NULL;
     if (ctx->big_bytes[*slot] < bytes) {
         if (ctx->big[*slot]) cudaFreeHost(ctx->big[*slot]);
-        ctx->big[*slot] = NULL;
         ctx->big_bytes[*slot] = 0;
         if (cudaMallocHost((void **)&ctx->big[*slot], bytes) != cudaSuccess) {
             (void)cudaGetLastError();
-            ctx->big[*slot] = NULL;
+            ctx->big[*slot] = NULL; /* whatever the failed call left there */
             return NULL;
         }
         ctx->big_bytes[*slot] = bytes;

@@ -70,9 +70,16 @@ static void test_memory(void **state) {
     op_end();
 }
 
+/* The emulation's count of stream waits (kernels/cuda/emu); none outside it, as in
+ * tests/core/model/test_device_step.c. */
 #ifdef LORASC_CUDA_EMU
-long cuda_emu_waits(void); /* the emulation's count of stream waits (kernels/cuda/emu) */
+long cuda_emu_waits(void);
+#else
+static long cuda_emu_waits(void) { return 0; }
 #endif
+
+/* The byte at offset j of upload u: a pattern that differs between uploads. */
+static unsigned char upload_byte(size_t j, int u) { return (unsigned char)(j * 131 + u * 7 + 1); }
 
 /* to_device's contract: the host buffer may be rewritten as soon as the call returns, at every
  * size (CUDA: a staging slot up to 1 MiB, the grown double buffer above it, a plain waited
@@ -87,30 +94,24 @@ static void test_uploads(void **state) {
         backend_begin(bi);
         Backend *be = g_be[bi];
         unsigned char *dev[N_UPLOADS], *host = xmalloc(sizes[N_UPLOADS - 1]);
-        long waits = 0;
         for (int u = 0; u < N_UPLOADS; u++) {
             dev[u] = be->alloc(be, sizes[u]);
             assert_non_null(dev[u]);
             assert_int_equal(be->sync(be), 0);
-            for (size_t j = 0; j < sizes[u]; j++) host[j] = (unsigned char)(j * 131 + u * 7 + 1);
-#ifdef LORASC_CUDA_EMU
-            waits = cuda_emu_waits();
-#endif
+            for (size_t j = 0; j < sizes[u]; j++) host[j] = upload_byte(j, u);
+            const long waits_before = cuda_emu_waits();
             be->to_device(be, dev[u], host, sizes[u]);
-#ifdef LORASC_CUDA_EMU
-            waits = cuda_emu_waits() - waits;
+            const long waits = cuda_emu_waits() - waits_before;
             if (!is_cpu(be) && sizes[u] <= ((size_t)256 << 20) && waits != 0)
                 fail_msg("%s: an upload of %zu bytes waited for the stream %ld time(s)", be->name,
                          sizes[u], waits);
-#endif
             memset(host, 0xee, sizes[u]); /* the caller reuses its buffer at once */
         }
-        (void)waits;
         for (int u = 0; u < N_UPLOADS; u++) {
             assert_int_equal(be->sync(be), 0);
             be->to_host(be, host, dev[u], sizes[u]);
             for (size_t j = 0; j < sizes[u]; j++)
-                if (host[j] != (unsigned char)(j * 131 + u * 7 + 1))
+                if (host[j] != upload_byte(j, u))
                     fail_msg("%s: upload %d (%zu bytes) arrived changed at byte %zu", be->name, u,
                              sizes[u], j);
             be->free(be, dev[u]);
